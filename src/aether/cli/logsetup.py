@@ -1,0 +1,73 @@
+"""Logging on stderr: text on a terminal, one JSON object per line otherwise.
+
+Levels follow the CLI's names (trace < debug < info < warn < error). A redaction filter
+masks bearer tokens and anything that looks like ``token=...`` so secrets never reach logs,
+whichever module logged them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+TRACE = 5
+LEVELS = {
+    "trace": TRACE,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+_SECRET = re.compile(
+    r"(?i)(bearer\s+|token[\"']?\s*[=:]\s*[\"']?|X-Amz-Signature=|signature=)([A-Za-z0-9._~+/=-]{6,})"
+)
+
+
+def redact(text: str) -> str:
+    return _SECRET.sub(lambda m: m.group(1) + "***", text)
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": logging.getLevelName(record.levelno).lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in getattr(record, "fields", {}).items():
+            entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    logging.addLevelName(TRACE, "TRACE")
+    logging.addLevelName(logging.WARNING, "WARN")
+    handler = logging.StreamHandler(sys.stderr)
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    handler.setFormatter(
+        JsonFormatter() if use_json else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    )
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS[level])
+    # Third-party chatter stays at warning unless the user asked for debug or trace.
+    if LEVELS[level] > logging.DEBUG:
+        for noisy in ("botocore", "aiobotocore", "s3fs", "urllib3", "hypercorn.access", "asyncio"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)

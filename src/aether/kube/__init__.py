@@ -1,0 +1,1 @@
+"""(role described when this component is built)"""

@@ -1,0 +1,227 @@
+"""Typed settings per component, read from an injected environment mapping.
+
+Each component gets one frozen dataclass built by ``from_env(environ)``; nothing else in
+Aether reads ``os.environ`` for configuration. Booleans accept ``true|1|yes|on`` and
+``false|0|no|off`` (case-insensitive); a value that does not parse is a ConfigError naming
+the variable. Every variable here is listed in the README's configuration table (a test
+checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aether.errors import ConfigError
+from aether.userconfig import data_dir as default_data_dir
+from aether.userconfig import load_config, read_session
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false or 1/0)")
+
+
+def env_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def env_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number") from exc
+
+
+def env_choice(
+    environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]
+) -> str:
+    value = environ.get(name, default).strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of: {', '.join(choices)}")
+    return value
+
+
+def env_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in environ.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the CLI needs to talk to a control plane."""
+
+    api_base: str | None  # AETHER_API_BASE > session file > config.toml api_base
+    token: str | None  # AETHER_TOKEN > session file
+    default_namespace: str  # AETHER_DEFAULT_NAMESPACE > config.toml > "aether"
+    default_app: str | None  # config.toml default_app
+    signing_key: str | None  # AETHER_SIGNING_KEY: 64 hex chars (Ed25519 seed) or a PEM path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ClientSettings:
+        config = load_config(environ)
+        session = read_session(environ)
+        return cls(
+            api_base=(
+                environ.get("AETHER_API_BASE")
+                or (session.api_base if session else None)
+                or config.get("api_base")
+            ),
+            token=environ.get("AETHER_TOKEN") or (session.token if session else None),
+            default_namespace=(
+                environ.get("AETHER_DEFAULT_NAMESPACE")
+                or config.get("default_namespace")
+                or "aether"
+            ),
+            default_app=config.get("default_app"),
+            signing_key=environ.get("AETHER_SIGNING_KEY") or None,
+        )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The control plane's HTTP side."""
+
+    data_dir: Path  # AETHER_DATA_DIR, default ${XDG_DATA_HOME:-~/.local/share}/aether
+    database_url: str | None  # DATABASE_URL; None = SQLite in the data dir
+    api_tokens: tuple[str, ...]  # AETHER_API_TOKENS: token[:role[:name]],… (bootstrap)
+    api_token: str | None  # AETHER_API_TOKEN: one bootstrap admin token
+    public_url: str | None  # AETHER_PUBLIC_URL: how clients and pods reach the API
+    max_body_bytes: int  # AETHER_MAX_BODY_BYTES: JSON request body limit
+    shutdown_grace_secs: float  # AETHER_SHUTDOWN_GRACE_SECS: in-flight requests on stop
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
+        return cls(
+            data_dir=default_data_dir(environ),
+            database_url=environ.get("DATABASE_URL") or None,
+            api_tokens=env_list(environ, "AETHER_API_TOKENS"),
+            api_token=environ.get("AETHER_API_TOKEN") or None,
+            public_url=environ.get("AETHER_PUBLIC_URL") or None,
+            max_body_bytes=env_int(environ, "AETHER_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            shutdown_grace_secs=env_float(environ, "AETHER_SHUTDOWN_GRACE_SECS", 10.0),
+        )
+
+
+@dataclass(frozen=True)
+class BlobSettings:
+    """Where artifact bytes live and how presigned URLs are made."""
+
+    mode: str  # AETHER_STORAGE_MODE: local (alias mock) | s3
+    data_dir: Path  # local store root is <data_dir>/blobs
+    bucket: str  # AETHER_ARTIFACT_BUCKET
+    endpoint_url: str | None  # AETHER_S3_ENDPOINT_URL (MinIO, moto, …)
+    region: str  # AWS_REGION / AWS_DEFAULT_REGION
+    sse: str | None  # AETHER_S3_SSE: AES256 | aws:kms
+    sse_kms_key: str | None  # AETHER_S3_SSE_KMS_KEY
+    presign_expire_secs: int  # AETHER_PRESIGN_EXPIRE_SECS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> BlobSettings:
+        mode = env_choice(environ, "AETHER_STORAGE_MODE", "local", ("local", "mock", "s3"))
+        sse = environ.get("AETHER_S3_SSE") or None
+        if sse not in (None, "AES256", "aws:kms"):
+            raise ConfigError(f"AETHER_S3_SSE={sse!r} must be AES256 or aws:kms")
+        return cls(
+            mode="local" if mode == "mock" else mode,
+            data_dir=default_data_dir(environ),
+            bucket=environ.get("AETHER_ARTIFACT_BUCKET") or "artifacts",
+            endpoint_url=environ.get("AETHER_S3_ENDPOINT_URL") or None,
+            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            sse=sse,
+            sse_kms_key=environ.get("AETHER_S3_SSE_KMS_KEY") or None,
+            presign_expire_secs=env_int(environ, "AETHER_PRESIGN_EXPIRE_SECS", 900, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactPolicy:
+    """What the registry checks and keeps (0 disables a limit)."""
+
+    verify_remote_size: bool  # AETHER_VERIFY_REMOTE_SIZE
+    verify_remote_digest: bool  # AETHER_VERIFY_REMOTE_DIGEST
+    verify_remote_hash: bool | None  # AETHER_VERIFY_REMOTE_HASH; None = store's default
+    remote_hash_max_bytes: int  # AETHER_REMOTE_HASH_MAX_BYTES
+    require_presign: bool  # AETHER_REQUIRE_PRESIGN
+    require_signature: bool  # AETHER_REQUIRE_SIGNATURE
+    max_artifact_size_bytes: int  # AETHER_MAX_ARTIFACT_SIZE_BYTES
+    max_artifacts_per_app: int  # AETHER_MAX_ARTIFACTS_PER_APP
+    max_total_bytes_per_app: int  # AETHER_MAX_TOTAL_BYTES_PER_APP
+    retain_latest_per_app: int  # AETHER_RETAIN_LATEST_PER_APP
+    multipart_threshold_bytes: int  # AETHER_MULTIPART_THRESHOLD_BYTES
+    multipart_part_size_bytes: int  # AETHER_MULTIPART_PART_SIZE_BYTES
+    max_concurrent_uploads: int  # AETHER_MAX_CONCURRENT_UPLOADS (legacy POST /artifacts)
+    pending_ttl_secs: int  # AETHER_PENDING_TTL_SECS
+    pending_gc_interval_secs: int  # AETHER_PENDING_GC_INTERVAL_SECS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ArtifactPolicy:
+        hash_raw = environ.get("AETHER_VERIFY_REMOTE_HASH")
+        return cls(
+            verify_remote_size=env_bool(environ, "AETHER_VERIFY_REMOTE_SIZE", True),
+            verify_remote_digest=env_bool(environ, "AETHER_VERIFY_REMOTE_DIGEST", True),
+            verify_remote_hash=(
+                None if hash_raw is None else env_bool(environ, "AETHER_VERIFY_REMOTE_HASH", True)
+            ),
+            remote_hash_max_bytes=env_int(environ, "AETHER_REMOTE_HASH_MAX_BYTES", 8_000_000),
+            require_presign=env_bool(environ, "AETHER_REQUIRE_PRESIGN", False),
+            require_signature=env_bool(environ, "AETHER_REQUIRE_SIGNATURE", False),
+            max_artifact_size_bytes=env_int(environ, "AETHER_MAX_ARTIFACT_SIZE_BYTES", 0),
+            max_artifacts_per_app=env_int(environ, "AETHER_MAX_ARTIFACTS_PER_APP", 0),
+            max_total_bytes_per_app=env_int(environ, "AETHER_MAX_TOTAL_BYTES_PER_APP", 0),
+            retain_latest_per_app=env_int(environ, "AETHER_RETAIN_LATEST_PER_APP", 0),
+            multipart_threshold_bytes=env_int(
+                environ, "AETHER_MULTIPART_THRESHOLD_BYTES", 64 * 1024 * 1024, minimum=1
+            ),
+            multipart_part_size_bytes=env_int(
+                environ, "AETHER_MULTIPART_PART_SIZE_BYTES", 8 * 1024 * 1024, minimum=1
+            ),
+            max_concurrent_uploads=env_int(environ, "AETHER_MAX_CONCURRENT_UPLOADS", 32, minimum=1),
+            pending_ttl_secs=env_int(environ, "AETHER_PENDING_TTL_SECS", 86_400),
+            pending_gc_interval_secs=env_int(environ, "AETHER_PENDING_GC_INTERVAL_SECS", 600),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The reconciliation loop."""
+
+    runtime: str  # AETHER_RUNTIME: local | kubernetes
+    data_dir: Path  # local runtime: releases and logs under <data_dir>/apps
+    rollout_timeout_secs: float  # AETHER_ROLLOUT_TIMEOUT_SECS
+    poll_interval_secs: float  # AETHER_WORKER_POLL_SECS: SQLite poll / PostgreSQL safety net
+    lease_secs: float  # AETHER_WORKER_LEASE_SECS: how long a worker owns an app without renewing
+    require_signature: bool  # AETHER_REQUIRE_SIGNATURE
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
+        return cls(
+            runtime=env_choice(environ, "AETHER_RUNTIME", "local", ("local", "kubernetes")),
+            data_dir=default_data_dir(environ),
+            rollout_timeout_secs=env_float(environ, "AETHER_ROLLOUT_TIMEOUT_SECS", 120.0),
+            poll_interval_secs=env_float(environ, "AETHER_WORKER_POLL_SECS", 0.5),
+            lease_secs=env_float(environ, "AETHER_WORKER_LEASE_SECS", 30.0),
+            require_signature=env_bool(environ, "AETHER_REQUIRE_SIGNATURE", False),
+        )

@@ -1,0 +1,108 @@
+"""PostgreSQL through psycopg 3 and an async connection pool (the only psycopg import)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+
+from aether.errors import Conflict, InternalError, ServiceUnavailable
+from aether.store.database import Database, DuplicateKey, Executor, Params, Row, to_pyformat
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 5.0) -> None:
+        self.url = url
+        self.pool = psycopg_pool.AsyncConnectionPool(
+            url,
+            open=False,
+            min_size=1,
+            max_size=max_size,
+            timeout=timeout,
+            # A connection broken by a server restart is replaced instead of handed out.
+            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+        )
+
+    async def open(self) -> None:
+        try:
+            await self.pool.open(wait=False)
+        except psycopg.Error as exc:
+            raise ServiceUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except psycopg_pool.PoolTimeout as exc:
+            raise ServiceUnavailable("PostgreSQL is not reachable (pool timeout)") from exc
+
+    async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
+        async with self.connection() as conn:
+            return await _fetch_all(conn, sql, params)
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        async with self.connection() as conn:
+            return await _execute(conn, sql, params)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Executor]:
+        async with self.connection() as conn:
+            with _pg_errors():
+                async with conn.transaction():
+                    yield _PgTransaction(conn)
+
+
+class _PgTransaction(Executor):
+    dialect = "postgresql"
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
+        return await _fetch_all(self.conn, sql, params)
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        return await _execute(self.conn, sql, params)
+
+
+async def _fetch_all(conn: psycopg.AsyncConnection[Any], sql: str, params: Params) -> list[Row]:
+    with _pg_errors():
+        cursor = await conn.execute(to_pyformat(sql), dict(params or {}))
+        if cursor.description is None:
+            return []
+        return [_plain(row) for row in await cursor.fetchall()]
+
+
+async def _execute(conn: psycopg.AsyncConnection[Any], sql: str, params: Params) -> int:
+    with _pg_errors():
+        cursor = await conn.execute(to_pyformat(sql), dict(params or {}))
+        return cursor.rowcount
+
+
+def _plain(row: dict[str, Any]) -> Row:
+    return dict(row)
+
+
+@contextlib.contextmanager
+def _pg_errors() -> Any:
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        raise DuplicateKey(str(exc).splitlines()[0]) from exc
+    except psycopg.errors.IntegrityError as exc:
+        raise Conflict(f"constraint violated: {str(exc).splitlines()[0]}") from exc
+    except psycopg.OperationalError as exc:
+        raise ServiceUnavailable(f"PostgreSQL unavailable: {str(exc).splitlines()[0]}") from exc
+    except psycopg.Error as exc:
+        raise InternalError(f"database error: {str(exc).splitlines()[0]}") from exc
