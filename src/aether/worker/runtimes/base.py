@@ -1,0 +1,102 @@
+"""The runtime interface: what the reconcile loop asks of a data plane.
+
+A runtime makes one app run one release (``deploy``), says what it observes (``observe``),
+removes an app (``remove``) and serves its output (``logs``). Implementations:
+``runtimes/local.py`` (supervised Node.js processes) and ``runtimes/kubernetes.py``.
+Transient faults raise :class:`aether.worker.outcomes.Retry`, permanent ones
+:class:`aether.worker.outcomes.Fatal`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Release:
+    """One deployment as the runtime needs it."""
+
+    app_name: str
+    deployment_id: str
+    digest: str
+    storage_key: str
+    compression: str  # "zstd" | "gzip"
+    start_command: str | None  # None: `npm start` (or `node <main>` without a start script)
+    env: Mapping[str, str] = field(default_factory=dict)
+    replicas: int = 1
+    health_path: str | None = None
+    signature: str | None = None
+    public_keys: tuple[str, ...] = ()  # active keys to verify the signature against
+    api_url: str | None = None  # for runtimes whose pods fetch from the control plane
+    pull_token: str | None = None  # deployment-scoped, read-only token for that fetch
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the runtime reports for an app."""
+
+    deployment_id: str | None  # the release currently serving, if any
+    healthy: bool
+    endpoint: str | None = None  # e.g. http://127.0.0.1:PORT
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of an app's output; ``cursor`` resumes a stream right after this line."""
+
+    ts: str
+    deployment_id: str
+    stream: str  # "stdout" | "stderr"
+    line: str
+    cursor: str
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "ts": self.ts,
+            "deployment_id": self.deployment_id,
+            "stream": self.stream,
+            "line": self.line,
+            "cursor": self.cursor,
+        }
+
+
+# The loop passes this in; a runtime calls it for every phase: ("fetching", "…").
+EventSink = Callable[[str, str], Awaitable[None]]
+
+
+class Runtime(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    async def deploy(self, release: Release, record: EventSink) -> Observed:
+        """Make ``release`` the one serving its app, health-gated; the previous one keeps
+        serving until the new one is healthy, and keeps serving if it never is."""
+
+    @abc.abstractmethod
+    async def observe(self, app_name: str) -> Observed | None:
+        """What is running for the app now (None: nothing)."""
+
+    @abc.abstractmethod
+    async def remove(self, app_name: str) -> None:
+        """Stop the app and delete what the runtime created for it."""
+
+    @abc.abstractmethod
+    def logs(
+        self,
+        app_name: str,
+        *,
+        tail: int | None = None,
+        since: str | None = None,
+        follow: bool = False,
+        cursor: str | None = None,
+    ) -> AsyncIterator[LogLine]:
+        """The app's output, oldest first; with ``follow`` keeps yielding new lines."""
+
+    async def start(self) -> None:
+        """Bring up what the runtime needs (called once by the worker)."""
+
+    async def stop(self) -> None:
+        """Release resources on shutdown."""
