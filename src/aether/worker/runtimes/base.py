@@ -97,6 +97,8 @@ class Runtime(abc.ABC):
 
     async def start(self) -> None:
         """Bring up what the runtime needs (called once by the worker)."""
+        return None
 
     async def stop(self) -> None:
         """Release resources on shutdown."""
+        return None
