@@ -9,10 +9,13 @@ checks it).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from aether import __version__
 from aether.errors import ConfigError
 from aether.userconfig import data_dir as default_data_dir
 from aether.userconfig import load_config, read_session
@@ -224,4 +227,93 @@ class WorkerSettings:
             poll_interval_secs=env_float(environ, "AETHER_WORKER_POLL_SECS", 0.5),
             lease_secs=env_float(environ, "AETHER_WORKER_LEASE_SECS", 30.0),
             require_signature=env_bool(environ, "AETHER_REQUIRE_SIGNATURE", False),
+        )
+
+
+_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+def env_quantity(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A Kubernetes resource quantity (``250m``, ``512Mi``); empty means "not set"."""
+    value = environ.get(name, default).strip()
+    if value and not _QUANTITY_RE.match(value):
+        raise ConfigError(f"{name}={value!r} is not a Kubernetes quantity (e.g. 250m, 512Mi)")
+    return value
+
+
+def env_json(environ: Mapping[str, str], name: str, expected: type, default: object) -> object:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(value, expected):
+        raise ConfigError(f"{name} must be a JSON {expected.__name__}")
+    return value
+
+
+def _node_selector(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    selector = env_json(environ, "AETHER_KUBE_NODE_SELECTOR", dict, {})
+    assert isinstance(selector, dict)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in selector.items()):
+        raise ConfigError('AETHER_KUBE_NODE_SELECTOR must map strings to strings: {"disk": "ssd"}')
+    return tuple(sorted(selector.items()))
+
+
+def _tolerations(environ: Mapping[str, str]) -> tuple[Mapping[str, object], ...]:
+    tolerations = env_json(environ, "AETHER_KUBE_TOLERATIONS", list, [])
+    assert isinstance(tolerations, list)
+    if not all(isinstance(item, dict) for item in tolerations):
+        raise ConfigError('AETHER_KUBE_TOLERATIONS must be a JSON list of objects: [{"key": …}]')
+    return tuple(tolerations)
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """The Kubernetes runtime: where and how apps run on a cluster."""
+
+    namespace: str  # AETHER_DEFAULT_NAMESPACE: namespace of the apps (must exist)
+    kubeconfig: str | None  # KUBECONFIG; unset: in-cluster service account, else ~/.kube/config
+    init_image: str  # AETHER_INIT_IMAGE: the aether image running `aether fetch`
+    node_image: str  # AETHER_NODE_IMAGE: the Node.js image running the app
+    cpu_request: str  # AETHER_KUBE_CPU_REQUEST
+    memory_request: str  # AETHER_KUBE_MEMORY_REQUEST
+    cpu_limit: str  # AETHER_KUBE_CPU_LIMIT ("" = no limit)
+    memory_limit: str  # AETHER_KUBE_MEMORY_LIMIT ("" = no limit)
+    service_account: str | None  # AETHER_KUBE_SERVICE_ACCOUNT for app pods
+    image_pull_secrets: tuple[str, ...]  # AETHER_KUBE_IMAGE_PULL_SECRETS: names, comma-separated
+    node_selector: tuple[tuple[str, str], ...]  # AETHER_KUBE_NODE_SELECTOR: JSON object
+    tolerations: tuple[Mapping[str, object], ...]  # AETHER_KUBE_TOLERATIONS: JSON list
+    rollout_strategy: str  # AETHER_KUBE_ROLLOUT_STRATEGY: recreate | rolling
+    progress_deadline_secs: int  # AETHER_KUBE_PROGRESS_DEADLINE_SECS: Deployment's deadline
+    app_port: int  # AETHER_KUBE_APP_PORT: the PORT apps listen on in their pod
+    poll_interval_secs: float  # AETHER_KUBE_POLL_SECS: how often a rollout is checked
+    request_timeout_secs: float  # AETHER_KUBE_TIMEOUT_SECS: one API request
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> KubeSettings:
+        return cls(
+            namespace=environ.get("AETHER_DEFAULT_NAMESPACE") or "aether",
+            kubeconfig=environ.get("KUBECONFIG") or None,
+            init_image=environ.get("AETHER_INIT_IMAGE") or f"aether:{__version__}",
+            node_image=environ.get("AETHER_NODE_IMAGE") or "aether-nodejs:20-slim",
+            cpu_request=env_quantity(environ, "AETHER_KUBE_CPU_REQUEST", "100m"),
+            memory_request=env_quantity(environ, "AETHER_KUBE_MEMORY_REQUEST", "128Mi"),
+            cpu_limit=env_quantity(environ, "AETHER_KUBE_CPU_LIMIT", ""),
+            memory_limit=env_quantity(environ, "AETHER_KUBE_MEMORY_LIMIT", "512Mi"),
+            service_account=environ.get("AETHER_KUBE_SERVICE_ACCOUNT") or None,
+            image_pull_secrets=env_list(environ, "AETHER_KUBE_IMAGE_PULL_SECRETS"),
+            node_selector=_node_selector(environ),
+            tolerations=_tolerations(environ),
+            rollout_strategy=env_choice(
+                environ, "AETHER_KUBE_ROLLOUT_STRATEGY", "recreate", ("recreate", "rolling")
+            ),
+            progress_deadline_secs=env_int(
+                environ, "AETHER_KUBE_PROGRESS_DEADLINE_SECS", 120, minimum=10
+            ),
+            app_port=env_int(environ, "AETHER_KUBE_APP_PORT", 8080, minimum=1),
+            poll_interval_secs=env_float(environ, "AETHER_KUBE_POLL_SECS", 1.0),
+            request_timeout_secs=env_float(environ, "AETHER_KUBE_TIMEOUT_SECS", 10.0),
         )
