@@ -1,0 +1,27 @@
+"""Content-addressed object keys: where an artifact's bytes live in either blob store."""
+
+from __future__ import annotations
+
+from aether.errors import BadRequest
+
+_SUFFIXES = {"zstd": "app.tar.zst", "gzip": "app.tar.gz"}
+COMPRESSIONS = tuple(_SUFFIXES)
+
+
+def storage_key(app: str, digest: str, compression: str) -> str:
+    """``artifacts/<app>/<digest>/app.tar.zst`` (zstd) or ``…/app.tar.gz`` (gzip)."""
+    try:
+        suffix = _SUFFIXES[compression]
+    except KeyError:
+        raise BadRequest(
+            f"unknown compression {compression!r}; use one of: {', '.join(COMPRESSIONS)}"
+        ) from None
+    return f"artifacts/{app}/{digest}/{suffix}"
+
+
+def check_key(key: str) -> str:
+    """Reject keys that could escape a folder: absolute, empty segments, dots, backslashes."""
+    parts = key.split("/")
+    if not key or "\\" in key or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        raise BadRequest(f"invalid object key {key!r}")
+    return key
