@@ -1,13 +1,61 @@
-"""Placeholder until this command is built: --help works, running it exits 20."""
+"""``aether serve``: the control-plane API (starlette on hypercorn), optionally with a worker."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
 import click
 
-from aether.errors import NotImplementedYet
+
+def _background_tasks(
+    environ: Mapping[str, str], *, no_worker: bool
+) -> list[Callable[[Any], Awaitable[None]]]:
+    """Coroutines started inside the server's lifespan, each given the ServerState.
+
+    Integration point for the in-process worker (the worker component adds it here unless
+    ``no_worker``)."""
+    return []
 
 
 @click.command(name="serve")
-def serve() -> None:
-    """Run the control-plane API."""
-    raise NotImplementedYet("`aether serve` is not implemented yet")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="SQLite database and local artifacts [default: $AETHER_DATA_DIR or ${XDG_DATA_HOME:-~/.local/share}/aether].",
+)
+@click.option(
+    "--no-worker", is_flag=True, help="Do not run the reconciliation loop in this process."
+)
+@click.option("--no-migrate", is_flag=True, help="Do not apply schema migrations at start.")
+def serve(host: str, port: int, data_dir: Path | None, no_worker: bool, no_migrate: bool) -> None:
+    """Run the control-plane API.
+
+    With no configuration it uses SQLite in the data dir and local artifact storage, and on
+    first start prints an admin token and saves it to the session file. DATABASE_URL switches
+    to PostgreSQL. SIGTERM/SIGINT stop it gracefully.
+
+    \b
+    Examples:
+      aether serve
+      DATABASE_URL=postgresql://aether@db/aether aether serve --host 0.0.0.0 --port 8080
+    """
+    from aether.server.launch import LaunchOptions, run_server
+    from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
+
+    environ = dict(os.environ)
+    if data_dir is not None:
+        environ["AETHER_DATA_DIR"] = str(data_dir)
+    run_server(
+        ServerSettings.from_env(environ),
+        LaunchOptions(host=host, port=port, run_migrations=not no_migrate),
+        environ=environ,
+        blob_settings=BlobSettings.from_env(environ),
+        policy=ArtifactPolicy.from_env(environ),
+        background=_background_tasks(environ, no_worker=no_worker),
+    )

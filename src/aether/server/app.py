@@ -1,0 +1,168 @@
+"""The application factory: routes from every resource module, middleware, error mapping,
+and a lifespan that opens the database and blob store and exposes them as ServerState.
+
+No module-level app: ``create_app`` builds a fresh one (tests build many per process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from aether.errors import AetherError
+from aether.server.auth import AuthMiddleware, bootstrap_specs
+from aether.server.context import RequestContextMiddleware
+from aether.server.errors import handle_exception
+from aether.server.proxy import HostProxyMiddleware
+from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
+from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
+from aether.store import tokens as token_store
+from aether.store.database import Database, open_database
+from aether.store.migrate import migrate
+
+log = logging.getLogger("aether.server")
+
+# Each module under aether.server.routes exports ROUTES and OPENAPI.
+ROUTE_MODULES = (
+    "health",
+    "config",
+    "apps",
+    "deployments",
+    "tokens",
+    "keys",
+    "artifacts",
+    "blobs",
+    "logs",
+)
+Background = Callable[[ServerState], Awaitable[None]]
+
+
+def route_modules() -> list[Any]:
+    return [importlib.import_module(f"aether.server.routes.{name}") for name in ROUTE_MODULES]
+
+
+def collect_routes() -> list[BaseRoute]:
+    from aether.server import openapi
+
+    routes: list[BaseRoute] = []
+    for module in route_modules():
+        routes.extend(module.ROUTES)
+    return [*routes, *openapi.ROUTES]
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    database: Database | None = None,
+    blobs: Any = None,
+    blob_settings: BlobSettings | None = None,
+    policy: ArtifactPolicy | None = None,
+    log_source: Any = None,
+    background: Sequence[Background] = (),
+    run_migrations: bool = True,
+) -> Starlette:
+    """A fresh API application; pass ``database``/``blobs`` to share ones the caller owns
+    (they are then not closed on shutdown)."""
+    blob_settings = blob_settings or BlobSettings.from_env(
+        {"AETHER_DATA_DIR": str(settings.data_dir)}
+    )
+    parts = _Parts(
+        settings=replace(settings, public_url=settings.public_url or DEFAULT_PUBLIC_URL),
+        database=database,
+        blobs=blobs,
+        blob_settings=blob_settings,
+        policy=policy or ArtifactPolicy.from_env({}),
+        log_source=log_source,
+        background=tuple(background),
+        run_migrations=run_migrations,
+    )
+    return Starlette(
+        routes=collect_routes(),
+        middleware=[
+            Middleware(HostProxyMiddleware),
+            Middleware(RequestContextMiddleware),
+            Middleware(AuthMiddleware),
+        ],
+        exception_handlers={HTTPException: handle_exception, AetherError: handle_exception},
+        lifespan=parts.lifespan,
+    )
+
+
+class _Parts:
+    """What create_app was given, and the lifespan that turns it into a ServerState."""
+
+    def __init__(self, **given: Any) -> None:
+        self.__dict__.update(given)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            db = await self._open_database(stack)
+            blobs = await self._open_blobs(stack)
+            state = ServerState(
+                settings=self.settings,
+                db=db,
+                blobs=blobs,
+                blob_settings=self.blob_settings,
+                policy=self.policy,
+                log_source=self.log_source,
+                public_url=self.settings.public_url,
+            )
+            app.state.aether = state
+            tasks = [_start_background(job, state) for job in self.background]
+            try:
+                yield
+            finally:
+                state.stopping.set()
+                await _stop_background(tasks)
+
+    async def _open_database(self, stack: contextlib.AsyncExitStack) -> Database:
+        db = self.database
+        if db is None:
+            db = open_database(self.settings.database_url, self.settings.data_dir)
+            await db.open()
+            stack.push_async_callback(db.close)
+        if self.run_migrations:
+            await migrate(db)
+        await token_store.sync_bootstrap_tokens(db, bootstrap_specs(self.settings))
+        return db
+
+    async def _open_blobs(self, stack: contextlib.AsyncExitStack) -> Any:
+        if self.blobs is not None:
+            return self.blobs
+        from aether import blobs as blob_package
+
+        opener = getattr(blob_package, "open_blob_store", None)
+        if opener is None:  # the blob store package is not built yet
+            return None
+        store = opener(self.blob_settings, public_url=self.settings.public_url)
+        await store.open()
+        stack.push_async_callback(store.close)
+        return store
+
+
+def _start_background(job: Background, state: ServerState) -> asyncio.Task[None]:
+    task = asyncio.create_task(job(state), name=getattr(job, "__name__", "background"))
+    task.add_done_callback(_log_crash)
+    return task
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s stopped", task.get_name(), exc_info=task.exception())
+
+
+async def _stop_background(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,114 @@
+"""Bearer-token authentication and the role/ownership checks handlers call.
+
+:class:`AuthMiddleware` resolves ``Authorization: Bearer <token>`` into a :class:`Principal`
+on ``request.state.principal`` (or answers 401 with ``WWW-Authenticate: Bearer``). Open paths
+need no token. Roles: admin does everything; deployer creates apps (it becomes the owner) and
+writes only its own apps; reader reads; puller may only fetch one deployment's artifact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aether.errors import Forbidden, Unauthorized
+from aether.settings import ServerSettings
+from aether.store import tokens as token_store
+
+OPEN_PATHS = frozenset({"/healthz", "/health", "/readyz", "/metrics", "/openapi.json"})
+# Local presigned blob URLs carry their own HMAC signature instead of a bearer token.
+OPEN_PREFIXES = ("/blobs/",)
+ROLES_THAT_READ = ("admin", "deployer", "reader")
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    user_id: str
+    name: str
+    role: str  # admin | deployer | reader | puller
+    deployment_id: str | None = None  # set for puller (deployment-scoped pull) tokens
+
+
+def is_open_path(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def bootstrap_specs(settings: ServerSettings) -> list[tuple[str, str, str]]:
+    """(token, role, name) from AETHER_API_TOKENS, then AETHER_API_TOKEN as an admin."""
+    specs = [
+        token_store.parse_bootstrap_spec(entry, default_name=f"bootstrap-{index + 1}")
+        for index, entry in enumerate(settings.api_tokens)
+    ]
+    if settings.api_token:
+        specs.append((settings.api_token, "admin", "admin"))
+    return specs
+
+
+class AuthMiddleware:
+    """Pure ASGI middleware (no body buffering, so NDJSON streams pass through untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_open_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        token = bearer_token(connection.headers)
+        if token is None:
+            raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'")
+        db = scope["app"].state.aether.db
+        row = await token_store.authenticate(db, token)
+        if row is None:
+            raise Unauthorized("invalid, expired or revoked token; run `aether login` again")
+        scope.setdefault("state", {})["principal"] = Principal(
+            token_id=row["id"],
+            user_id=row["user_id"],
+            name=row["name"],
+            role=row["role"],
+            deployment_id=row["deployment_id"],
+        )
+        await self.app(scope, receive, send)
+
+
+def principal(request: HTTPConnection) -> Principal:
+    found = request.scope.get("state", {}).get("principal")
+    if found is None:
+        raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'")
+    return found
+
+
+def require_role(request: HTTPConnection, *roles: str) -> Principal:
+    """The caller, if its role is one of ``roles`` (admin always passes); else Forbidden."""
+    who = principal(request)
+    if who.role == "admin" or who.role in roles:
+        return who
+    raise Forbidden(f"role {who.role!r} may not do this (needs {_either(roles)})")
+
+
+def require_app_access(
+    request: HTTPConnection, app_row: Mapping[str, Any], *, write: bool
+) -> Principal:
+    """Admin: any app. Deployer: reads any app, writes only apps it owns. Reader: reads."""
+    who = require_role(request, *(("deployer",) if write else ROLES_THAT_READ))
+    if write and who.role != "admin" and app_row.get("owner") != who.user_id:
+        raise Forbidden(f"app {app_row.get('name')!r} belongs to another user")
+    return who
+
+
+def _either(roles: Iterable[str]) -> str:
+    return " or ".join(["admin", *[r for r in roles if r != "admin"]])

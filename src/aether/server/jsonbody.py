@@ -1,0 +1,98 @@
+"""Reading a JSON request body strictly: size-limited, an object, known fields, right types.
+
+Every problem is a :class:`BadRequest` (or :class:`PayloadTooLarge`) whose message names the
+field, so clients learn exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+
+from aether.errors import BadRequest, PayloadTooLarge
+
+TypeSpec = type | tuple[type, ...]
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    dict: "an object",
+    list: "an array",
+    type(None): "null",
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused early (Content-Length) or while streaming when above ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(
+    request: Request,
+    *,
+    required: Mapping[str, TypeSpec],
+    optional: Mapping[str, TypeSpec] | None = None,
+) -> dict[str, Any]:
+    """The body as a dict holding only known fields of the declared types.
+
+    ``bool`` never passes for ``int``; ``int`` passes for ``float``. An empty body counts as
+    ``{}`` so requests with only optional fields may omit it."""
+    optional = optional or {}
+    limit = request.app.state.aether.settings.max_body_bytes
+    raw = await read_body(request, limit)
+    data = _parse(raw)
+    unknown = sorted(set(data) - set(required) - set(optional))
+    if unknown:
+        known = ", ".join(sorted({*required, *optional})) or "none"
+        raise BadRequest(f"unknown field {unknown[0]!r} (known fields: {known})")
+    for name in required:
+        if name not in data:
+            raise BadRequest(f"missing required field {name!r}")
+    for name, value in data.items():
+        check_type(name, value, required.get(name) or optional[name])
+    return data
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    return data
+
+
+def check_type(name: str, value: Any, spec: TypeSpec) -> None:
+    allowed = spec if isinstance(spec, tuple) else (spec,)
+    if _matches(value, allowed):
+        return
+    wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in allowed)
+    raise BadRequest(f"field {name!r} must be {wanted}, not {_describe(value)}")
+
+
+def _matches(value: Any, allowed: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in allowed
+    if isinstance(value, int) and float in allowed:
+        return True
+    return isinstance(value, allowed)
+
+
+def _describe(value: Any) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the HTTP API, registered once per process at import.
+
+Labels use the route *template* (``/apps/{app}``), never the raw path, so cardinality stays
+bounded. Several apps in one process (tests) share these collectors without collisions.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from starlette.types import Scope
+
+UNMATCHED_ROUTE = "unmatched"
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered by the API, by method, route template and status",
+    ["method", "route", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from request start to the end of the response body, by method and route template",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DEPLOYMENTS_CREATED = Counter(
+    "deployments_created_total", "Deployments created (new rows, not idempotent repeats)"
+)
+AUTH_FAILURES = Counter("auth_failures_total", "Requests refused with 401 unauthorized")
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or UNMATCHED_ROUTE
+
+
+def observe_request(scope: Scope, status: int, seconds: float) -> str:
+    """Record one answered request; returns the route label used."""
+    method, route = scope.get("method", "GET"), route_template(scope)
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_REQUEST_DURATION.labels(method, route).observe(seconds)
+    if status == 401:
+        AUTH_FAILURES.inc()
+    return route
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,52 @@
+"""What the running API holds while it serves: settings, the database, the blob store.
+
+The lifespan in :mod:`aether.server.app` builds one :class:`ServerState` and hangs it on the
+application; route handlers reach it with :func:`get_state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection
+
+from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
+from aether.store.database import Database
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "[::1]")
+
+
+@dataclass
+class ServerState:
+    settings: ServerSettings
+    db: Database
+    blobs: Any  # aether.blobs.BlobStore (None only while the blob package is not built)
+    blob_settings: BlobSettings
+    policy: ArtifactPolicy
+    log_source: Any
+    public_url: str
+    # Set when shutdown begins, so long-lived streams (follow=true) end instead of holding
+    # the graceful-shutdown window open.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app_url(self, app_name: str) -> str:
+        return app_url(self.public_url, app_name)
+
+
+def app_url(public_url: str, app_name: str) -> str:
+    """Where an app answers: ``http://<app>.localhost:<port>/`` for a local control plane
+    (the Host-header proxy), ``<scheme>://<app>.<host>[:port]/`` otherwise."""
+    parts = urlsplit(public_url)
+    host = parts.hostname or "localhost"
+    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
+        host = "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme or 'http'}://{app_name}.{host}{port}/"
+
+
+def get_state(request: HTTPConnection) -> ServerState:
+    return request.app.state.aether
