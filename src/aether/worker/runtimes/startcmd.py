@@ -1,0 +1,77 @@
+"""What to run for a release, and with which environment.
+
+The default is the package's ``start`` script, run the way ``npm start`` runs it (``sh -c``
+in the release folder with ``node_modules/.bin`` on ``PATH``) but without npm's own start-up
+time; without a start script, ``node <main>`` (``server.js`` or ``index.js`` when ``main`` is
+unset). A deployment's start command replaces both. A simple command is ``exec``-ed so the
+supervised process *is* the app and receives its signals directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+from aether.worker.outcomes import Fatal
+
+_SHELL_SYNTAX = set(";&|<>()$`\\\n*?[]{}!#~")
+# Worker configuration that must never leak into an app's environment.
+_PRIVATE_PREFIXES = ("AETHER_", "DATABASE_URL", "AWS_", "PG")
+
+
+def start_script(release_dir: Path) -> str:
+    """The shell command that starts the release by default."""
+    package = _read_package_json(release_dir)
+    scripts = package.get("scripts") or {}
+    script = scripts.get("start") if isinstance(scripts, dict) else None
+    if isinstance(script, str) and script.strip():
+        return script.strip()
+    main = package.get("main")
+    if isinstance(main, str) and main.strip():
+        return f"node {shlex.quote(main.strip())}"
+    if (release_dir / "server.js").is_file():
+        return "node server.js"
+    return "node index.js"
+
+
+def _read_package_json(release_dir: Path) -> dict:
+    path = release_dir / "package.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise Fatal(f"cannot read package.json of the release: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def shell_argv(command: str) -> list[str]:
+    """``sh -c`` argv; plain ``prog args`` commands are exec-ed to drop the shell."""
+    if not any(ch in _SHELL_SYNTAX for ch in command) and command.split():
+        command = f"exec {command}"
+    return ["/bin/sh", "-c", command]
+
+
+def process_env(
+    base: Mapping[str, str],
+    release_dir: Path,
+    *,
+    port: int,
+    deployment_id: str,
+    digest: str,
+    app_env: Mapping[str, str],
+) -> dict[str, str]:
+    """The app's environment: the worker's (minus its private settings), then the deployment's
+    env, then what Aether sets itself."""
+    env = {k: v for k, v in base.items() if not k.startswith(_PRIVATE_PREFIXES)}
+    env.setdefault("NODE_ENV", "production")
+    env.update({str(k): str(v) for k, v in app_env.items()})
+    bin_dir = str(release_dir / "node_modules" / ".bin")
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
+    env["PORT"] = str(port)
+    env["AETHER_DEPLOYMENT_ID"] = deployment_id
+    env["AETHER_DIGEST"] = digest
+    return env

@@ -1,0 +1,20 @@
+"""Fixtures for the worker: a local runtime over a temporary data dir."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from worker_support import worker_settings
+
+from aether.worker.runtimes.local import LocalRuntime
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[LocalRuntime]:
+    rt = LocalRuntime(worker_settings(tmp_path / "data"), stop_grace_secs=3.0)
+    try:
+        yield rt
+    finally:
+        await rt.stop()

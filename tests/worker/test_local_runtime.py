@@ -1,0 +1,148 @@
+"""The local runtime against real node processes: health-gated start, cutover, failures,
+crash restarts and environment."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from worker_support import Recorder, eventually, extracted_release, get_json, worker_settings
+
+from aether.worker.outcomes import Fatal
+from aether.worker.runtimes.local import LocalRuntime
+
+
+async def test_deploy_starts_the_release_and_it_answers(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    release = extracted_release(runtime.settings.data_dir, "hello")
+    record = Recorder()
+    observed = await runtime.deploy(release, record)
+    assert observed.healthy and observed.deployment_id == release.deployment_id
+    status, body = await get_json(observed.endpoint + "/")
+    assert status == 200 and body["deployment_id"] == release.deployment_id
+    assert record.phases() == ["starting", "healthy"]
+    assert await runtime.observe("hello") == observed
+
+
+async def test_redeploy_serves_the_new_release_and_stops_the_old(runtime: LocalRuntime) -> None:
+    first = extracted_release(runtime.settings.data_dir, "hello")
+    await runtime.deploy(first, Recorder())
+    old_process = runtime.process_of("hello")
+    second = extracted_release(runtime.settings.data_dir, "hello", env={"APP_VERSION": "2.0.0"})
+    record = Recorder()
+    observed = await runtime.deploy(second, record)
+    status, body = await get_json(observed.endpoint)
+    assert body == {"deployment_id": second.deployment_id, "version": "2.0.0"}
+    assert old_process is not None and not old_process.alive
+    assert record.phases() == ["starting", "healthy", "cutover", "stopped"]
+    assert not (runtime.apps_dir / "hello" / first.deployment_id).exists()
+
+
+async def _assert_previous_keeps_serving(runtime: LocalRuntime, previous_id: str) -> None:
+    observed = await runtime.observe("hello")
+    assert observed is not None and observed.deployment_id == previous_id
+    status, body = await get_json(observed.endpoint)
+    assert status == 200 and body["deployment_id"] == previous_id
+
+
+async def test_crash_at_boot_fails_with_exit_code_and_output(runtime: LocalRuntime) -> None:
+    good = extracted_release(runtime.settings.data_dir, "hello")
+    await runtime.deploy(good, Recorder())
+    broken = extracted_release(runtime.settings.data_dir, "hello", env={"CRASH_AT_BOOT": "1"})
+    with pytest.raises(Fatal) as failure:
+        await runtime.deploy(broken, Recorder())
+    assert "exited with code 3" in failure.value.message
+    assert "configured to crash at boot" in failure.value.message
+    await _assert_previous_keeps_serving(runtime, good.deployment_id)
+
+
+async def test_bad_start_command_fails_and_previous_keeps_serving(runtime: LocalRuntime) -> None:
+    good = extracted_release(runtime.settings.data_dir, "hello")
+    await runtime.deploy(good, Recorder())
+    broken = extracted_release(
+        runtime.settings.data_dir, "hello", start_command="no-such-binary --serve"
+    )
+    with pytest.raises(Fatal) as failure:
+        await runtime.deploy(broken, Recorder())
+    assert "exited with code 127" in failure.value.message
+    assert "not found" in failure.value.message
+    await _assert_previous_keeps_serving(runtime, good.deployment_id)
+
+
+async def test_never_healthy_fails_at_the_rollout_timeout(tmp_path: Path) -> None:
+    settings = worker_settings(tmp_path, AETHER_ROLLOUT_TIMEOUT_SECS="1.5")
+    runtime = LocalRuntime(settings, stop_grace_secs=1.0)
+    try:
+        good = extracted_release(tmp_path, "hello")
+        await runtime.deploy(good, Recorder())
+        silent = extracted_release(tmp_path, "hello", env={"NEVER_LISTEN": "1"})
+        started = time.monotonic()
+        with pytest.raises(Fatal) as failure:
+            await runtime.deploy(silent, Recorder())
+        assert 1.0 < time.monotonic() - started < 8.0
+        assert "not healthy in time" in failure.value.message
+        assert "configured never to listen" in failure.value.message
+        await _assert_previous_keeps_serving(runtime, good.deployment_id)
+    finally:
+        await runtime.stop()
+
+
+async def test_health_path_must_answer_2xx(runtime: LocalRuntime) -> None:
+    release = extracted_release(runtime.settings.data_dir, "hello", health_path="/healthz")
+    observed = await runtime.deploy(release, Recorder())
+    assert observed.healthy
+
+
+async def test_crashed_process_is_restarted_and_the_restart_recorded(runtime: LocalRuntime) -> None:
+    release = extracted_release(runtime.settings.data_dir, "hello")
+    record = Recorder()
+    observed = await runtime.deploy(release, record)
+    await get_json(observed.endpoint + "/crash")
+
+    async def restarted_and_answering() -> bool:
+        if "restarted" not in record.phases():
+            return False
+        status, _ = await get_json(observed.endpoint)
+        return status == 200
+
+    await eventually(restarted_and_answering)
+    crash = dict(record.events)["crashed"]
+    assert "exit code 7" in crash
+
+
+async def test_process_environment(runtime: LocalRuntime, tmp_path: Path) -> None:
+    script = "node -e \"require('fs').writeFileSync('env.json', JSON.stringify(process.env)); require('./server.js')\""
+    rt = LocalRuntime(
+        runtime.settings,
+        base_env={**os.environ, "AETHER_API_TOKEN": "secret", "DATABASE_URL": "postgresql://x"},
+        stop_grace_secs=1.0,
+    )
+    try:
+        release = extracted_release(
+            runtime.settings.data_dir, "envapp", start_command=script, env={"GREETING": "hi"}
+        )
+        observed = await rt.deploy(release, Recorder())
+        import json
+
+        env = json.loads((rt.apps_dir / "envapp" / release.deployment_id / "env.json").read_text())
+        assert env["PORT"] == observed.endpoint.rsplit(":", 1)[1]
+        assert env["AETHER_DEPLOYMENT_ID"] == release.deployment_id
+        assert env["AETHER_DIGEST"] == release.digest
+        assert env["GREETING"] == "hi" and env["NODE_ENV"] == "production"
+        assert "AETHER_API_TOKEN" not in env and "DATABASE_URL" not in env
+    finally:
+        await rt.stop()
+
+
+async def test_stop_ends_every_process_and_remove_deletes_the_app(runtime: LocalRuntime) -> None:
+    await runtime.deploy(extracted_release(runtime.settings.data_dir, "one"), Recorder())
+    await runtime.deploy(extracted_release(runtime.settings.data_dir, "two"), Recorder())
+    processes = [runtime.process_of("one"), runtime.process_of("two")]
+    await runtime.remove("one")
+    assert await runtime.observe("one") is None
+    assert not (runtime.apps_dir / "one").exists()
+    await runtime.stop()
+    assert all(p is not None and not p.alive for p in processes)

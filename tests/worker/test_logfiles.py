@@ -1,0 +1,122 @@
+"""Per-deployment log files: tail, since, cursors that resume, follow across redeploys."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from worker_support import Recorder, eventually, extracted_release, get_json
+
+from aether.errors import BadRequest
+from aether.worker.runtimes.base import LogLine
+from aether.worker.runtimes.local import LocalRuntime
+from aether.worker.runtimes.logfiles import (
+    LogWriter,
+    log_path_for,
+    parse_since,
+    read_logs,
+)
+
+
+async def collect(logs_dir: Path, **options: object) -> list[LogLine]:
+    return [line async for line in read_logs(logs_dir, **options)]  # type: ignore[arg-type]
+
+
+def write_lines(logs_dir: Path, deployment_id: str, *lines: str) -> None:
+    writer = LogWriter(log_path_for(logs_dir, deployment_id))
+    for line in lines:
+        writer.write("stdout", line)
+    writer.close()
+
+
+def test_files_are_numbered_per_deployment_and_reused_on_restart(tmp_path: Path) -> None:
+    first = log_path_for(tmp_path, "dep-a")
+    LogWriter(first).close()
+    second = log_path_for(tmp_path, "dep-b")
+    assert (first.name, second.name) == ("000001-dep-a.ndjson", "000002-dep-b.ndjson")
+    assert log_path_for(tmp_path, "dep-a") == first
+
+
+async def test_reads_across_deployments_in_order_with_tail(tmp_path: Path) -> None:
+    write_lines(tmp_path, "dep-a", "a1", "a2")
+    write_lines(tmp_path, "dep-b", "b1", "b2", "b3")
+    everything = await collect(tmp_path)
+    assert [(x.deployment_id, x.line) for x in everything] == [
+        ("dep-a", "a1"),
+        ("dep-a", "a2"),
+        ("dep-b", "b1"),
+        ("dep-b", "b2"),
+        ("dep-b", "b3"),
+    ]
+    assert [x.line for x in await collect(tmp_path, tail=4)] == ["a2", "b1", "b2", "b3"]
+    assert await collect(tmp_path, tail=0) == []
+
+
+async def test_cursor_resumes_right_after_a_line(tmp_path: Path) -> None:
+    write_lines(tmp_path, "dep-a", "a1", "a2")
+    first = await collect(tmp_path)
+    write_lines(tmp_path, "dep-a", "a3")
+    write_lines(tmp_path, "dep-b", "b1")
+    resumed = await collect(tmp_path, cursor=first[0].cursor)
+    assert [x.line for x in resumed] == ["a2", "a3", "b1"]
+    assert await collect(tmp_path, cursor=resumed[-1].cursor) == []
+
+
+async def test_since_filters_by_timestamp(tmp_path: Path) -> None:
+    write_lines(tmp_path, "dep-a", "old")
+    lines = await collect(tmp_path)
+    assert await collect(tmp_path, since="2999-01-01T00:00:00Z") == []
+    assert [x.line for x in await collect(tmp_path, since=lines[0].ts)] == ["old"]
+    assert [x.line for x in await collect(tmp_path, since="1h")] == ["old"]
+
+
+def test_parse_since_accepts_durations_and_iso_times() -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert parse_since("90s", now=now) == "2026-01-02T03:02:35.000000Z"
+    assert parse_since("2026-01-02T03:04:05+01:00") == "2026-01-02T02:04:05.000000Z"
+    with pytest.raises(BadRequest):
+        parse_since("yesterday")
+
+
+async def test_bad_cursor_and_tail_are_bad_requests(tmp_path: Path) -> None:
+    with pytest.raises(BadRequest):
+        await collect(tmp_path, cursor="nope")
+    with pytest.raises(BadRequest):
+        await collect(tmp_path, tail=-1)
+
+
+async def test_torn_last_line_waits_until_complete(tmp_path: Path) -> None:
+    write_lines(tmp_path, "dep-a", "whole")
+    path = log_path_for(tmp_path, "dep-a")
+    with path.open("a") as handle:
+        handle.write('{"ts": "x", "stream": "stdout", "li')
+    assert [x.line for x in await collect(tmp_path)] == ["whole"]
+
+
+async def test_follow_streams_new_lines_of_a_real_process(runtime: LocalRuntime) -> None:
+    release = extracted_release(runtime.settings.data_dir, "talker")
+    observed = await runtime.deploy(release, Recorder())
+    seen: list[LogLine] = []
+
+    async def follow() -> None:
+        async for line in runtime.logs("talker", follow=True):
+            seen.append(line)
+
+    task = asyncio.create_task(follow())
+    try:
+        await get_json(observed.endpoint + "/first")
+        await eventually(lambda: _has(seen, "request GET /first"))
+        await get_json(observed.endpoint + "/second")
+        await eventually(lambda: _has(seen, "request GET /second"))
+    finally:
+        task.cancel()
+    assert seen[0].line.startswith("booting " + release.deployment_id)
+    assert all(x.deployment_id == release.deployment_id for x in seen)
+    resumed = [x async for x in runtime.logs("talker", cursor=seen[0].cursor)]
+    assert resumed[0].line == seen[1].line
+
+
+async def _has(lines: list[LogLine], text: str) -> bool:
+    return any(x.line == text for x in lines)

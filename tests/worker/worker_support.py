@@ -1,0 +1,92 @@
+"""Test support for the worker: release folders made from the dependency-free fixture app (no
+download needed: they carry their marker), an event recorder, HTTP and polling helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aether.settings import WorkerSettings
+from aether.worker.runtimes.base import Release
+from aether.worker.runtimes.releasedir import write_marker
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PLAIN_APP = FIXTURES / "plain-app"
+
+
+class Recorder:
+    """An EventSink that remembers (phase, message) pairs."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    async def __call__(self, phase: str, message: str) -> None:
+        self.events.append((phase, message))
+
+    def phases(self) -> list[str]:
+        return [phase for phase, _ in self.events]
+
+
+def worker_settings(data_dir: Path, **overrides: Any) -> WorkerSettings:
+    env = {"AETHER_DATA_DIR": str(data_dir), "AETHER_ROLLOUT_TIMEOUT_SECS": "15"}
+    env.update({k: str(v) for k, v in overrides.items()})
+    return WorkerSettings.from_env(env)
+
+
+def extracted_release(
+    data_dir: Path, app: str, *, env: dict[str, str] | None = None, **fields: Any
+) -> Release:
+    """A release whose folder is already in place, as after an earlier fetch."""
+    deployment_id = str(uuid.uuid4())
+    digest = uuid.uuid4().hex * 2
+    folder = data_dir / "apps" / app / deployment_id
+    shutil.copytree(PLAIN_APP, folder)
+    write_marker(folder, digest=digest, deployment_id=deployment_id, app_name=app)
+    return Release(
+        app_name=app,
+        deployment_id=deployment_id,
+        digest=digest,
+        storage_key=f"artifacts/{app}/{digest}/app.tar.zst",
+        compression="zstd",
+        start_command=fields.pop("start_command", None),
+        env=env or {},
+        **fields,
+    )
+
+
+def http_get(url: str, *, host: str | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""  # nothing answering (yet)
+
+
+async def get_json(url: str, *, host: str | None = None) -> tuple[int, Any]:
+    status, body = await asyncio.to_thread(http_get, url, host=host)
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, interval: float = 0.05
+) -> None:
+    """Poll ``check`` until it is true; fail at the deadline (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
