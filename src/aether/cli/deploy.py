@@ -1,13 +1,149 @@
-"""Placeholder until this command is built: --help works, running it exits 20."""
+"""``aether deploy``: parse, call :func:`aether.client.deploy.deploy`, render the result."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
 import click
 
-from aether.errors import NotImplementedYet
+from aether.cli.connection import token_option
+from aether.cli.output import emit, format_option
 
 
 @click.command(name="deploy")
-def deploy() -> None:
-    """Build, pack, upload and roll out the Node.js app at PATH."""
-    raise NotImplementedYet("`aether deploy` is not implemented yet")
+@click.argument(
+    "path", default=".", type=click.Path(file_okay=False, path_type=Path), required=False
+)
+@click.option(
+    "--app", metavar="NAME", help="App name (default: config default_app, then package.json name)."
+)
+@click.option("--no-wait", is_flag=True, help="Return once the deployment is registered.")
+@click.option(
+    "--dry-run", is_flag=True, help="Pack and check the server; upload and deploy nothing."
+)
+@click.option("--pack-only", is_flag=True, help="Only build the artifact (like `aether pack`).")
+@click.option(
+    "--compression", type=click.Choice(("zstd", "gzip")), default="zstd", show_default=True
+)
+@click.option("--no-sbom", is_flag=True, help="Skip the CycloneDX SBOM.")
+@click.option(
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Environment variable for the app (repeatable).",
+)
+@click.option(
+    "--start-command", metavar="CMD", help="Command that starts the app (default: npm start)."
+)
+@click.option(
+    "--timeout",
+    "timeout_secs",
+    type=click.FloatRange(min=1),
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for the rollout.",
+)
+@token_option
+@format_option
+def deploy(
+    path: Path,
+    app: str | None,
+    no_wait: bool,
+    dry_run: bool,
+    pack_only: bool,
+    compression: str,
+    no_sbom: bool,
+    env_pairs: tuple[str, ...],
+    start_command: str | None,
+    timeout_secs: float,
+    token: str | None,
+    output_format: str,
+) -> None:
+    """Build, pack, upload and roll out the Node.js app at PATH (default: .).
+
+    The upload is skipped when the server already holds an artifact with the same digest.
+    Prints the app's URL once the deployment is running; a failed rollout exits 20.
+    """
+    from aether.cli.progress import Progress
+    from aether.client.deploy import DeployOptions, parse_env_pairs
+    from aether.settings import ClientSettings
+
+    options = DeployOptions(
+        app=app,
+        wait=not no_wait,
+        dry_run=dry_run,
+        compression=compression,
+        sbom=not no_sbom,
+        env=parse_env_pairs(env_pairs),
+        start_command=start_command,
+        timeout_secs=timeout_secs,
+    )
+    settings = ClientSettings.from_env(os.environ)
+    progress = Progress()
+    try:
+        if pack_only:
+            result = _pack_only(path, options, settings, progress)
+        else:
+            result = _deploy(path, options, settings, token, progress)
+    finally:
+        progress.close()
+    emit(result, _render_pack if pack_only else _render_deploy)
+
+
+def _pack_only(path: Path, options: Any, settings: Any, progress: Any) -> dict[str, Any]:
+    from aether.client.deploy import pack_project
+
+    packed, _ = pack_project(path, options, settings, os.environ, progress)
+    return packed.as_json()
+
+
+def _deploy(
+    path: Path, options: Any, settings: Any, token: str | None, progress: Any
+) -> dict[str, Any]:
+    from aether.cli.connection import command_credentials
+    from aether.client.deploy import deploy as run_deploy
+
+    credentials = command_credentials(token)
+    settings = dataclasses.replace(settings, api_base=credentials.api_base, token=credentials.token)
+    return run_deploy(
+        settings, path, options, environ=os.environ, on_progress=progress, on_event=progress.event
+    )
+
+
+def _render_pack(result: dict[str, Any]) -> str:
+    try:
+        from aether.cli.pack import render_pack_result
+    except ImportError:  # the pack command renders its own way; fall back to the essentials
+        return f"{result['artifact']}\nsha256:{result['digest']} ({result['size_bytes']} bytes)"
+    return str(render_pack_result(result))
+
+
+def _render_deploy(result: dict[str, Any]) -> str:
+    size = f"{result['size_bytes']:,} bytes"
+    upload = (
+        "upload skipped: already stored"
+        if result["skipped_upload"]
+        else f"uploaded {result['uploaded_bytes']:,} bytes"
+    )
+    if result.get("dry_run"):
+        action = (
+            f"would upload {size}"
+            if result["would_upload"]
+            else "would skip the upload (already stored)"
+        )
+        return (
+            f"Dry run for app {result['app']}: sha256:{result['digest']} ({size}); {action} "
+            "and register a deployment."
+        )
+    lines = [
+        f"Deployed {result['app']} (deployment {result['deployment_id']}): {result['status']}",
+        f"  digest  sha256:{result['digest']} ({size}, {upload})",
+        f"  time    {result['timings_ms']['total'] / 1000:.1f}s",
+    ]
+    if result.get("url"):
+        lines.append(f"  url     {result['url']}")
+    return "\n".join(lines)

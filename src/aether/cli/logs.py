@@ -1,13 +1,89 @@
-"""Placeholder until this command is built: --help works, running it exits 20."""
+"""``aether logs``: an app's output, history first, then live with ``--follow``."""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import click
 
-from aether.errors import NotImplementedYet
+from aether.cli.connection import app_option, open_api, resolve_app, token_option
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 @click.command(name="logs")
-def logs() -> None:
-    """Show or stream an app's output."""
-    raise NotImplementedYet("`aether logs` is not implemented yet")
+@app_option()
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming new lines until Ctrl-C.")
+@click.option(
+    "--tail", type=click.IntRange(min=0), default=None, help="Start with the last N lines."
+)
+@click.option(
+    "--since", metavar="DURATION|RFC3339", help="Only lines newer than 10m, 2h, 1d or a timestamp."
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(("text", "json")),
+    default="text",
+    show_default=True,
+    help="text lines, or one JSON object per line.",
+)
+@token_option
+def logs(
+    app: str | None,
+    follow: bool,
+    tail: int | None,
+    since: str | None,
+    output_format: str,
+    token: str | None,
+) -> None:
+    """Show an app's recent output; with --follow, stream it live (reconnecting as needed)."""
+    from aether.client.logs import LogQuery, stream_logs
+
+    query = LogQuery(app=resolve_app(app), tail=tail, since=parse_since(since), follow=follow)
+    printer = print_json_line if output_format == "json" else print_text_line
+    with open_api(token) as api:
+        try:
+            stream_logs(api, query, printer)
+        except KeyboardInterrupt:
+            return  # Ctrl-C ends a follow; that is success
+
+
+def parse_since(value: str | None, *, now: datetime | None = None) -> str | None:
+    """``10m``/``2h``/``1d``/``30s`` → an RFC 3339 UTC timestamp; RFC 3339 passes through."""
+    if value is None:
+        return None
+    match = _DURATION.match(value.strip())
+    if match:
+        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        then = (now or datetime.now(UTC)) - delta
+        return then.strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (30s, 10m, 2h, 1d) nor an RFC 3339 time",
+            param_hint="--since",
+        ) from exc
+    return value
+
+
+def format_line(entry: dict[str, Any]) -> str:
+    stream = entry.get("stream", "stdout")
+    marker = " !" if stream == "stderr" else ""
+    return f"{entry.get('ts', '')}{marker} {entry.get('line', '')}"
+
+
+def print_text_line(entry: dict[str, Any]) -> None:
+    sys.stdout.write(format_line(entry) + "\n")
+    sys.stdout.flush()
+
+
+def print_json_line(entry: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(entry) + "\n")
+    sys.stdout.flush()

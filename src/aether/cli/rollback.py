@@ -1,13 +1,68 @@
-"""Placeholder until this command is built: --help works, running it exits 20."""
+"""``aether rollback``: redeploy the previous successful release (or a given deployment)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from aether.errors import NotImplementedYet
+from aether.cli.connection import app_option, open_api, resolve_app, token_option
+from aether.cli.output import emit, format_option
 
 
 @click.command(name="rollback")
-def rollback() -> None:
-    """Redeploy an earlier release of an app."""
-    raise NotImplementedYet("`aether rollback` is not implemented yet")
+@app_option()
+@click.option(
+    "--to",
+    "to",
+    metavar="DEPLOYMENT_ID",
+    help="Deployment whose artifact and settings to redeploy (default: the previous successful one).",
+)
+@click.option("--no-wait", is_flag=True, help="Return once the new deployment is registered.")
+@click.option(
+    "--timeout",
+    "timeout_secs",
+    type=click.FloatRange(min=1),
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for the rollout.",
+)
+@token_option
+@format_option
+def rollback(
+    app: str | None,
+    to: str | None,
+    no_wait: bool,
+    timeout_secs: float,
+    token: str | None,
+    output_format: str,
+) -> None:
+    """Redeploy an earlier release's artifact and settings as a new deployment."""
+    from aether.cli.progress import Progress
+    from aether.client.apps import rollback as request_rollback
+    from aether.client.follow import follow_deployment
+
+    name = resolve_app(app)
+    progress = Progress()
+    with open_api(token) as api:
+        deployment = request_rollback(api, name, to=to)
+        if not no_wait:
+            progress("rollout", 0, None)
+            try:
+                deployment = follow_deployment(
+                    api, deployment["id"], on_event=progress.event, timeout_secs=timeout_secs
+                )
+            finally:
+                progress.close()
+    emit(deployment, _render)
+
+
+def _render(deployment: dict[str, Any]) -> str:
+    digest = (deployment.get("artifact_digest") or "")[:12]
+    text = (
+        f"Rolled back {deployment.get('app_name')} to {digest} "
+        f"(deployment {deployment.get('id')}): {deployment.get('status')}"
+    )
+    if deployment.get("url"):
+        text += f"\n  url     {deployment['url']}"
+    return text

@@ -1,0 +1,68 @@
+"""What the client commands share: the ``--token`` option and opening an API client.
+
+The prompt for a token is offered only when stdin is a terminal; everything else about where
+credentials come from lives in :mod:`aether.client.credentials`. Heavy imports (requests)
+happen inside the functions, so ``--help`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from aether.client.api import ApiClient
+    from aether.client.credentials import Credentials
+
+
+def token_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--token``: wins over AETHER_TOKEN and the session file."""
+    return click.option(
+        "--token",
+        metavar="TOKEN",
+        default=None,
+        help="API token (default: AETHER_TOKEN, then the session file from `aether login`).",
+    )(command)
+
+
+def hidden_prompt(label: str) -> str:
+    return str(click.prompt(label, hide_input=True, err=True))
+
+
+def stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
+
+
+def command_credentials(token: str | None) -> Credentials:
+    from aether.client.credentials import for_command
+
+    return for_command(os.environ, token=token, interactive=stdin_is_tty(), prompt=hidden_prompt)
+
+
+def open_api(token: str | None) -> ApiClient:
+    """An API client for the logged-in control plane (``--token`` overrides the token)."""
+    from aether.client.api import ApiClient
+
+    credentials = command_credentials(token)
+    return ApiClient(credentials.api_base, credentials.token)
+
+
+def app_option(required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    help_text = "App name." if required else "App name (default: config default_app)."
+    return click.option("--app", "app", metavar="NAME", required=required, help=help_text)
+
+
+def resolve_app(app: str | None) -> str:
+    """``--app``, else config.toml's ``default_app``; a UsageError when neither is set."""
+    from aether.client.apps import check_app_name
+    from aether.errors import UsageError
+    from aether.settings import ClientSettings
+
+    name = app or ClientSettings.from_env(os.environ).default_app
+    if not name:
+        raise UsageError("which app? pass --app NAME (or set default_app in config.toml)")
+    return check_app_name(name)

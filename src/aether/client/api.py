@@ -1,0 +1,285 @@
+"""The HTTP client for the control plane: the only module that imports ``requests``.
+
+One :class:`ApiClient` per command: a ``requests.Session`` with connection retries, the bearer
+token on every request to the API, and the translation of everything that can go wrong into
+Aether errors where it enters: unreachable hosts become :class:`NetworkError` (exit 40) naming
+the URL, error envelopes become :class:`RemoteError` with the server's ``code`` and
+``message``, and a 401 says to run ``aether login``. Presigned uploads go through
+:func:`put_presigned`, which never sends the bearer token (object storage would reject it,
+and the token must not leave for another host).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from aether import __version__
+from aether.errors import NetworkError, RemoteError
+
+CONNECT_TIMEOUT_SECS = 5.0
+READ_TIMEOUT_SECS = 60.0
+USER_AGENT = f"aether-cli/{__version__}"
+
+# Connection failures happen before the server saw the request, so retrying is safe for any
+# method; 502/503/504 are retried only for idempotent methods (urllib3's default set).
+_RETRY = Retry(
+    total=None,
+    connect=2,
+    read=0,
+    status=2,
+    other=0,
+    backoff_factor=0.3,
+    status_forcelist=(502, 503, 504),
+    raise_on_status=False,
+    respect_retry_after_header=True,
+)
+
+
+def new_session() -> requests.Session:
+    """A session with the retry policy mounted for http and https."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=_RETRY, pool_maxsize=16)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+class ApiClient:
+    """Talks JSON to one control plane with one bearer token."""
+
+    def __init__(self, base_url: str, token: str | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = new_session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        expect: tuple[int, ...] = (),
+    ) -> requests.Response:
+        """Send one request; statuses in ``expect`` are returned instead of raised."""
+        url = self.url(path)
+        try:
+            response = self._session.request(
+                method,
+                url,
+                json=json_body,
+                params=_clean_params(params),
+                timeout=(CONNECT_TIMEOUT_SECS, READ_TIMEOUT_SECS),
+            )
+        except requests.RequestException as exc:
+            raise network_error(method, url, exc) from exc
+        if response.status_code >= 400 and response.status_code not in expect:
+            raise remote_error(method, url, response)
+        return response
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        return _json(self.request("GET", path, params=params))
+
+    def post(self, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return _json(self.request("POST", path, json_body=body or {}))
+
+    def delete(self, path: str, **params: Any) -> None:
+        self.request("DELETE", path, params=params)
+
+    def exists(self, path: str) -> bool:
+        """``HEAD path``: True on 2xx, False on 404, an error otherwise."""
+        return self.request("HEAD", path, expect=(404,)).status_code < 300
+
+    def stream_lines(
+        self, path: str, params: Mapping[str, Any], *, read_timeout: float | None
+    ) -> Iterator[dict[str, Any]]:
+        """GET an NDJSON stream and yield each object; a dropped stream raises NetworkError."""
+        url = self.url(path)
+        try:
+            response = self._session.get(
+                url,
+                params=_clean_params(params),
+                stream=True,
+                timeout=(CONNECT_TIMEOUT_SECS, read_timeout),
+            )
+        except requests.RequestException as exc:
+            raise network_error("GET", url, exc) from exc
+        with response:
+            if response.status_code >= 400:
+                raise remote_error("GET", url, response)
+            try:
+                for raw in response.iter_lines(chunk_size=None):
+                    if raw.strip():
+                        yield _ndjson_line(url, raw)
+            except requests.RequestException as exc:
+                raise network_error("GET", url, exc) from exc
+
+
+def put_presigned(
+    url: str,
+    body: IO[bytes],
+    headers: Mapping[str, str],
+    *,
+    session: requests.Session | None = None,
+) -> requests.Response:
+    """PUT bytes to a presigned URL (no bearer token); returns the 2xx response."""
+    own = session is None
+    session = session or new_session()
+    try:
+        response = session.put(
+            url, data=body, headers=dict(headers), timeout=(CONNECT_TIMEOUT_SECS, 300.0)
+        )
+    except requests.RequestException as exc:
+        raise network_error("PUT", _strip_query(url), exc) from exc
+    finally:
+        if own:
+            session.close()
+    if response.status_code >= 400:
+        raise remote_error("PUT", _strip_query(url), response)
+    return response
+
+
+class ThreadSessions:
+    """One session per thread for parallel part uploads (sessions are not thread-safe)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = new_session()
+            with self._lock:
+                self._all.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._all:
+                session.close()
+            self._all.clear()
+
+
+def network_error(method: str, url: str, exc: Exception) -> NetworkError:
+    """A transport failure as exit 40, naming the URL and the short reason."""
+    return NetworkError(f"{method} {url} failed: {_reason(exc)}; is the control plane running?")
+
+
+def remote_error(method: str, url: str, response: requests.Response) -> RemoteError:
+    """An HTTP error answer as RemoteError with the server's own code and message."""
+    code, message = _envelope(response)
+    status = response.status_code
+    if status == 401:
+        message = f"{message}: the token was rejected; run `aether login` (or set AETHER_TOKEN)"
+    return RemoteError(
+        f"{message} ({code}, HTTP {status} from {method} {url})", code=code, status=status
+    )
+
+
+def _envelope(response: requests.Response) -> tuple[str, str]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        data = data["error"]
+    if isinstance(data, dict) and isinstance(data.get("code"), str):
+        return data["code"], str(data.get("message") or data["code"])
+    text = (response.text or "").strip().splitlines()
+    fallback = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict"}
+    code = fallback.get(response.status_code, f"http_{response.status_code}")
+    return code, (text[0][:200] if text else response.reason or code)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    text = str(exc)
+    for marker, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "host not found"),
+        ("nodename nor servname", "host not found"),
+        ("Temporary failure in name resolution", "host not found"),
+        ("timed out", "timed out"),
+        ("RemoteDisconnected", "connection closed by the server"),
+        ("Connection aborted", "connection closed by the server"),
+        ("Connection broken", "connection closed by the server"),
+    ):
+        if marker in text:
+            return reason
+    return type(exc).__name__
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    if response.status_code == 204 or not response.content:
+        return {}
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise RemoteError(
+            f"{response.request.method} {response.url} answered with something that is not JSON",
+            code="bad_response",
+            status=response.status_code,
+        ) from exc
+    if not isinstance(data, dict):
+        raise RemoteError(
+            f"{response.request.method} {response.url} answered with JSON that is not an object",
+            code="bad_response",
+            status=response.status_code,
+        )
+    return data
+
+
+def _ndjson_line(url: str, raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise RemoteError(
+            f"GET {url} sent a line that is not JSON", code="bad_response", status=200
+        ) from exc
+    if not isinstance(data, dict):
+        raise RemoteError(
+            f"GET {url} sent a line that is not an object", code="bad_response", status=200
+        )
+    return data
+
+
+def _clean_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not params:
+        return None
+    cleaned = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        cleaned[key] = ("true" if value else "false") if isinstance(value, bool) else value
+    return cleaned
+
+
+def _strip_query(url: str) -> str:
+    # Presigned URLs carry signatures in the query string; error messages show only the path.
+    return url.split("?", 1)[0]

@@ -1,0 +1,230 @@
+"""``aether deploy`` as one plain function: pack → existence check → upload → register → follow.
+
+:func:`deploy` is what the CLI calls and what tests call without click. It returns one dict:
+the packer's fields plus ``app``, ``deployment_id``, ``status``, ``url``, ``uploaded_bytes``,
+``skipped_upload`` and ``timings_ms`` (install, pack, upload, register, rollout, total).
+Phases are reported through ``on_progress(phase, done, total)``; deployment events through
+``on_event(event)``. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aether.client.api import ApiClient
+from aether.client.apps import check_app_name, ensure_app
+from aether.client.follow import EventCallback, follow_deployment
+from aether.client.upload import ProgressCallback, UploadRequest, server_config, upload_artifact
+from aether.errors import ConfigError, UsageError
+from aether.models import sanitize_app_name
+from aether.settings import ClientSettings
+from aether.userconfig import cache_dir
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """Everything ``aether deploy`` takes besides the project folder."""
+
+    app: str | None = None
+    wait: bool = True
+    dry_run: bool = False
+    compression: str = "zstd"
+    sbom: bool = True
+    env: Mapping[str, str] = field(default_factory=dict)
+    start_command: str | None = None
+    timeout_secs: float = 180.0
+    concurrency: int = 4  # parallel multipart parts
+    resume_root: Path | None = None  # default: <cache dir>/uploads
+
+
+def resolve_app_name(project_dir: Path, explicit: str | None, settings: ClientSettings) -> str:
+    """``--app`` > config ``default_app`` > ``package.json`` name sanitised to a DNS label."""
+    if explicit:
+        return check_app_name(explicit)
+    if settings.default_app:
+        return check_app_name(settings.default_app)
+    from aether.pack import read_package_json
+
+    name = read_package_json(project_dir).get("name")
+    return sanitize_app_name(name if isinstance(name, str) else project_dir.resolve().name)
+
+
+def deploy(
+    settings: ClientSettings,
+    project_dir: Path,
+    options: DeployOptions,
+    *,
+    environ: Mapping[str, str] | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_event: EventCallback | None = None,
+) -> dict[str, Any]:
+    """Pack the project and roll it out (or, with ``dry_run``, say what would happen)."""
+    environ = os.environ if environ is None else environ
+    api_base, token = _require_credentials(settings)
+    app = resolve_app_name(project_dir, options.app, settings)
+    started = time.monotonic()
+    packed, timings = pack_project(project_dir, options, settings, environ, on_progress)
+    with ApiClient(api_base, token) as api:
+        stored = api.exists(f"/artifacts/{packed.digest}")
+        result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
+        if options.dry_run:
+            timings["total"] = _ms_since(started)
+            return {**result, **_dry_run_fields(options, stored), "timings_ms": timings}
+        _phase(on_progress, "register")
+        ensure_app(api, app)
+        clock = time.monotonic()
+        if not stored:
+            result.update(_upload(api, packed, app, options, environ, on_progress))
+        timings["upload"] = _ms_since(clock)
+        deployment, timings["register"] = _register(api, app, packed.digest, options, on_progress)
+        clock = time.monotonic()
+        if options.wait:
+            _phase(on_progress, "rollout")
+            deployment = follow_deployment(
+                api, deployment["id"], on_event=on_event, timeout_secs=options.timeout_secs
+            )
+        timings["rollout"] = _ms_since(clock)
+    timings["total"] = _ms_since(started)
+    return {**result, **_deployment_fields(deployment), "timings_ms": timings}
+
+
+def _require_credentials(settings: ClientSettings) -> tuple[str, str]:
+    if not settings.api_base:
+        raise ConfigError(
+            "no control plane configured: run `aether login --api URL` or set AETHER_API_BASE"
+        )
+    if not settings.token:
+        raise ConfigError("not logged in: run `aether login`, or set AETHER_TOKEN")
+    return settings.api_base, settings.token
+
+
+def pack_project(
+    project_dir: Path,
+    options: DeployOptions,
+    settings: ClientSettings,
+    environ: Mapping[str, str],
+    on_progress: ProgressCallback | None,
+) -> tuple[Any, dict[str, float]]:
+    """Build the artifact exactly as ``aether pack`` does; also used by ``--pack-only``."""
+    from aether.pack import PackOptions, build_artifact
+
+    clock = time.monotonic()
+    packed = build_artifact(
+        project_dir,
+        PackOptions(
+            compression=options.compression,
+            sbom=options.sbom,
+            signing_key=settings.signing_key,
+        ),
+        on_progress=on_progress,
+        environ=environ,
+    )
+    elapsed = _ms_since(clock)
+    install = float(packed.timings_ms.get("install", 0.0))
+    timings = {"install": install, "pack": round(max(elapsed - install, 0.0), 1)}
+    timings.update(upload=0.0, register=0.0, rollout=0.0)
+    return packed, timings
+
+
+def _upload(
+    api: ApiClient,
+    packed: Any,
+    app: str,
+    options: DeployOptions,
+    environ: Mapping[str, str],
+    on_progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    config = server_config(api)
+    if config.get("require_signature") and not packed.signature_hex:
+        raise ConfigError(
+            "this control plane deploys only signed artifacts: set AETHER_SIGNING_KEY "
+            "(create one with `aether keys generate`) and register its public key"
+        )
+    _phase(on_progress, "upload", packed.size_bytes)
+    uploaded = upload_artifact(
+        api,
+        UploadRequest(
+            artifact=Path(packed.artifact),
+            app_name=app,
+            digest=packed.digest,
+            size_bytes=packed.size_bytes,
+            compression=packed.compression,
+            signature_hex=packed.signature_hex,
+        ),
+        config=config,
+        resume_root=options.resume_root or cache_dir(environ) / "uploads",
+        on_progress=on_progress,
+        concurrency=options.concurrency,
+    )
+    return {
+        "uploaded_bytes": uploaded.uploaded_bytes,
+        "skipped_upload": uploaded.skipped,
+        "multipart": uploaded.multipart,
+        "parts_uploaded": uploaded.parts_uploaded,
+        "parts_total": uploaded.parts_total,
+    }
+
+
+def _register(
+    api: ApiClient,
+    app: str,
+    digest: str,
+    options: DeployOptions,
+    on_progress: ProgressCallback | None,
+) -> tuple[dict[str, Any], float]:
+    clock = time.monotonic()
+    body: dict[str, Any] = {"app_name": app, "artifact_digest": digest}
+    if options.env:
+        body["env"] = dict(options.env)
+    if options.start_command:
+        body["start_command"] = options.start_command
+    deployment = api.post("/deployments", body)
+    return deployment, _ms_since(clock)
+
+
+def _deployment_fields(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "deployment_id": deployment.get("id"),
+        "status": deployment.get("status"),
+        "url": deployment.get("url"),
+        "failure_reason": deployment.get("failure_reason"),
+    }
+
+
+def _dry_run_fields(options: DeployOptions, stored: bool) -> dict[str, Any]:
+    return {
+        "dry_run": True,
+        "would_upload": not stored,
+        "deployment_id": None,
+        "status": None,
+        "url": None,
+        "env": dict(options.env),
+        "start_command": options.start_command,
+    }
+
+
+def _phase(on_progress: ProgressCallback | None, phase: str, total: int | None = None) -> None:
+    if on_progress is not None:
+        on_progress(phase, 0, total)
+
+
+def _ms_since(clock: float) -> float:
+    return round((time.monotonic() - clock) * 1000, 1)
+
+
+def parse_env_pairs(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` strings → a dict; the value may contain ``=``, the key must be a name."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not (key[0].isalpha() or key[0] == "_"):
+            raise UsageError(f"--env {pair!r}: expected KEY=VALUE with KEY a variable name")
+        if not all(ch.isalnum() or ch == "_" for ch in key):
+            raise UsageError(f"--env {pair!r}: KEY may contain only letters, digits and _")
+        env[key] = value
+    return env
