@@ -1,0 +1,204 @@
+"""``build_artifact``: project folder → deterministic artifact, manifest, SBOM and signature.
+
+The phases (install, walk, pack, sbom, sign) report through ``on_progress(phase, done,
+total)`` and are timed for ``PackResult.timings_ms``. The artifact is written to a temporary
+file beside its final path and renamed into place, so a reader never sees half an artifact;
+stale SBOM or signature files from an earlier pack are removed when this pack writes none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+from aether.errors import ConfigError, IOFailure
+from aether.pack.compress import CompressedSink
+from aether.pack.ignore import IgnoreRules
+from aether.pack.install import install_dependencies
+from aether.pack.layout import Layout
+from aether.pack.manifest import build_manifest, write_json_atomic, write_text_atomic
+from aether.pack.options import PackOptions, PackResult
+from aether.pack.packer import TreeContents, write_tree
+from aether.pack.project import read_package_json
+from aether.pack.sbom import build_sbom
+from aether.pack.signing import load_private_key, sign_digest
+from aether.pack.walk import walk_tree
+
+Progress = Callable[[str, int, int | None], None]
+log = logging.getLogger("aether.pack")
+
+
+def build_artifact(
+    project_dir: Path,
+    options: PackOptions,
+    *,
+    on_progress: Progress | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PackResult:
+    """Build the artifact for the Node.js project at ``project_dir``."""
+    environ = os.environ if environ is None else environ
+    progress = on_progress or _quiet
+    root = project_dir.expanduser().resolve()
+    package = read_package_json(root)
+    layout = Layout.choose(root, options.out, options.compression)
+    epoch = _source_date_epoch(options, environ)
+    if options.signing_key:
+        load_private_key(options.signing_key)  # fail before the slow part
+    timings: dict[str, float] = {}
+    with _timed(timings, "install"):
+        if options.install:
+            progress("install", 0, None)
+            outcome = install_dependencies(root, package, environ)
+            log.info("install: %s", outcome.reason)
+    with _timed(timings, "walk"):
+        progress("walk", 0, None)
+        rules = IgnoreRules.for_project(root, layout.excluded_from(root))
+        entries = walk_tree(root, rules, skip_unsafe=options.skip_unsafe, on_skip=_warn_skip)
+    with _timed(timings, "pack"):
+        progress("pack", 0, len(entries))
+        contents, tar_sha256, digest, size = _write_archive(
+            root, entries, layout.artifact, options.compression, epoch, progress
+        )
+        manifest = build_manifest(
+            contents,
+            artifact_name=layout.artifact.name,
+            compression=options.compression,
+            digest=digest,
+            tar_sha256=tar_sha256,
+            size_bytes=size,
+            source_date_epoch=epoch,
+        )
+        write_json_atomic(layout.manifest, manifest)
+    with _timed(timings, "sbom"):
+        sbom = _write_sbom(root, package, layout, options, environ, progress)
+    with _timed(timings, "sign"):
+        signature_hex = _write_signature(layout, options.signing_key, digest, progress)
+    return PackResult(
+        artifact=layout.artifact,
+        digest=digest,
+        size_bytes=size,
+        manifest=layout.manifest,
+        sbom=sbom,
+        signature=layout.signature if signature_hex else None,
+        signature_hex=signature_hex,
+        compression=options.compression,
+        files=len(contents.files),
+        bytes_in=contents.bytes_in,
+        timings_ms=timings,
+    )
+
+
+def _quiet(phase: str, done: int, total: int | None) -> None:
+    return None
+
+
+def _warn_skip(path: str, reason: str) -> None:
+    log.warning("skipped %s: %s", path, reason)
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = round((time.perf_counter() - started) * 1000, 1)
+
+
+def _source_date_epoch(options: PackOptions, environ: Mapping[str, str]) -> int:
+    if options.source_date_epoch is not None:
+        value = options.source_date_epoch
+    else:
+        raw = environ.get("SOURCE_DATE_EPOCH", "").strip()
+        try:
+            value = int(raw) if raw else 0
+        except ValueError as exc:
+            raise ConfigError(
+                f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds"
+            ) from exc
+    if not 0 <= value < 8**11:
+        raise ConfigError(f"SOURCE_DATE_EPOCH={value} is outside what a tar header can hold")
+    return value
+
+
+def _write_archive(
+    root: Path,
+    entries: list,
+    artifact: Path,
+    compression: str,
+    epoch: int,
+    progress: Progress,
+) -> tuple[TreeContents, str, str, int]:
+    """Stream the tar through the compressor into a temporary file, then rename it."""
+    try:
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(
+            prefix=f".{artifact.name}.", suffix=".partial", dir=artifact.parent
+        )
+    except OSError as exc:
+        raise IOFailure(f"cannot write to {artifact.parent}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            sink = CompressedSink(handle, compression)
+            try:
+                contents = write_tree(
+                    os.fspath(root),
+                    entries,
+                    sink,
+                    epoch,
+                    on_progress=lambda done, total: progress("pack", done, total),
+                )
+                tar_sha256, digest, size = sink.close()
+            except BaseException:
+                sink.abort()
+                raise
+        os.chmod(temp, 0o644)
+        os.replace(temp, artifact)
+    except OSError as exc:
+        raise IOFailure(f"cannot write {artifact}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return contents, tar_sha256, digest, size
+
+
+def _write_sbom(
+    root: Path,
+    package: dict,
+    layout: Layout,
+    options: PackOptions,
+    environ: Mapping[str, str],
+    progress: Progress,
+) -> Path | None:
+    if not options.sbom:
+        _remove_stale(layout.sbom)
+        return None
+    progress("sbom", 0, None)
+    explicit = options.source_date_epoch is not None or "SOURCE_DATE_EPOCH" in environ
+    epoch = _source_date_epoch(options, environ) if explicit else None
+    write_text_atomic(layout.sbom, build_sbom(root, package, source_date_epoch=epoch))
+    return layout.sbom
+
+
+def _write_signature(
+    layout: Layout, key: str | None, digest: str, progress: Progress
+) -> str | None:
+    if not key:
+        _remove_stale(layout.signature)
+        return None
+    progress("sign", 0, None)
+    signature_hex = sign_digest(key, digest)
+    write_text_atomic(layout.signature, signature_hex)
+    return signature_hex
+
+
+def _remove_stale(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise IOFailure(f"cannot remove the stale {path}: {exc.strerror or exc}") from exc

@@ -1,0 +1,150 @@
+"""The compressed side of the artifact: fixed-parameter zstd or gzip, hashed as written.
+
+Determinism: the tar stream is cut into fixed 1 MiB chunks before it reaches the compressor,
+so the compressor sees the same calls for the same stream on any machine. zstd runs at level
+3 in single-threaded mode (multi-threaded zstd emits different bytes) without a content size
+in the frame header; gzip is raw deflate at level 6 behind a fixed 10-byte header (mtime 0, no
+file name, OS "unknown"). Compression runs on a background thread so reading and hashing files
+overlaps with it; the queue between them is bounded, so memory does not grow with the tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import struct
+import threading
+import zlib
+from typing import BinaryIO
+
+import zstandard
+
+from aether.pack.digest import HashingWriter
+
+COMPRESSIONS = ("zstd", "gzip")
+SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz"}
+ZSTD_LEVEL = 3
+GZIP_LEVEL = 6
+CHUNK = 1024 * 1024
+_QUEUE_DEPTH = 8
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_DONE = None
+
+
+class _Zstd:
+    def __init__(self) -> None:
+        compressor = zstandard.ZstdCompressor(
+            level=ZSTD_LEVEL, threads=0, write_checksum=True, write_content_size=False
+        )
+        self._stream = compressor.compressobj()
+
+    def header(self) -> bytes:
+        return b""
+
+    def compress(self, data: bytes) -> bytes:
+        return self._stream.compress(data)
+
+    def finish(self) -> bytes:
+        return self._stream.flush()
+
+
+class _Gzip:
+    def __init__(self) -> None:
+        self._stream = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, 8)
+        self._crc = 0
+        self._size = 0
+
+    def header(self) -> bytes:
+        return _GZIP_HEADER
+
+    def compress(self, data: bytes) -> bytes:
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        return self._stream.compress(data)
+
+    def finish(self) -> bytes:
+        trailer = struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+        return self._stream.flush() + trailer
+
+
+def _codec(compression: str) -> _Zstd | _Gzip:
+    if compression == "zstd":
+        return _Zstd()
+    if compression == "gzip":
+        return _Gzip()
+    raise ValueError(f"unknown compression {compression!r}; use zstd or gzip")
+
+
+class CompressedSink:
+    """Accepts the tar stream with ``write``; ``close`` returns the hashes and sizes.
+
+    ``tar_sha256`` hashes the uncompressed stream, ``digest`` the compressed bytes written to
+    ``handle`` (the artifact's identity).
+    """
+
+    def __init__(self, handle: BinaryIO, compression: str) -> None:
+        self._codec = _codec(compression)
+        self._out = HashingWriter(handle)
+        self._tar_hash = hashlib.sha256()
+        self.tar_size = 0
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="aether-compress", daemon=True)
+        self._out.write(self._codec.header())
+        self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        self.tar_size += len(data)
+        if self._pending_size >= CHUNK:
+            self._hand_over(final=False)
+
+    def _hand_over(self, *, final: bool) -> None:
+        joined = b"".join(self._pending)
+        whole = len(joined) if final else len(joined) - len(joined) % CHUNK
+        view = memoryview(joined)
+        for start in range(0, whole, CHUNK):
+            self._put(bytes(view[start : start + CHUNK]))
+        rest = joined[whole:]
+        self._pending = [rest] if rest else []
+        self._pending_size = len(rest)
+
+    def _put(self, chunk: bytes | None) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            while (chunk := self._queue.get()) is not _DONE:
+                self._tar_hash.update(chunk)
+                self._out.write(self._codec.compress(chunk))
+            self._out.write(self._codec.finish())
+        except BaseException as exc:  # handed to the writer thread, which re-raises it
+            self._error = exc
+
+    def close(self) -> tuple[str, str, int]:
+        """Flush everything; returns (tar_sha256, digest, compressed size)."""
+        self._hand_over(final=True)
+        self._put(_DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._tar_hash.hexdigest(), self._out.hexdigest(), self._out.size
+
+    def abort(self) -> None:
+        """Stop the background thread after a failure on the writing side."""
+        if self._thread.is_alive():
+            try:
+                self._put(_DONE)
+            except BaseException:  # the thread already failed; nothing left to stop
+                return
+            self._thread.join()

@@ -1,0 +1,48 @@
+"""Which paths stay out of an artifact: built-in exclusions plus ``.aetherignore``.
+
+``.aetherignore`` at the project root uses gitignore semantics through ``pathspec``: ``#``
+comments, ``!`` negation, ``dir/`` patterns that match only directories, ``**``. As in git, a
+file cannot be re-included once a parent directory is excluded (the walk never enters it).
+Always left out: ``.git`` folders, the ``.aether/`` output folder, and the files aether is
+writing for this very pack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pathspec
+
+from aether.errors import IOFailure
+
+IGNORE_FILE = ".aetherignore"
+OUTPUT_DIR = ".aether"
+ALWAYS_EXCLUDED_NAMES = frozenset({".git"})
+
+
+class IgnoreRules:
+    """Decides, for a relative POSIX path, whether the walk leaves it out."""
+
+    def __init__(self, lines: Iterable[str] = (), excluded: Iterable[str] = ()) -> None:
+        patterns = [line for line in lines if line.strip()]
+        self._spec = pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None
+        self._excluded = frozenset(excluded) | {OUTPUT_DIR}
+
+    @classmethod
+    def for_project(cls, root: Path, excluded: Iterable[str] = ()) -> IgnoreRules:
+        path = root / IGNORE_FILE
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            lines = []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IOFailure(f"cannot read {path}: {exc}") from exc
+        return cls(lines, excluded)
+
+    def ignored(self, rel: str, name: str, *, is_dir: bool) -> bool:
+        if rel in self._excluded or (is_dir and name in ALWAYS_EXCLUDED_NAMES):
+            return True
+        if self._spec is None:
+            return False
+        return self._spec.match_file(rel + "/" if is_dir else rel)

@@ -1,0 +1,73 @@
+"""Where a pack writes: the artifact path and the files beside it.
+
+``--out`` may name a folder (existing, or anything without an archive suffix) or the artifact
+file itself. Beside the artifact ``A``: ``A.manifest.json``, ``A.cdx.json`` (the SBOM) and
+``A.sig``; the same names are used by ``aether verify`` to find them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aether.errors import UsageError
+from aether.pack.compress import COMPRESSIONS, SUFFIXES
+from aether.pack.ignore import OUTPUT_DIR
+
+ARTIFACT_STEM = "app"
+_FILE_SUFFIXES = (".tar.zst", ".tar.gz", ".tgz", ".zst", ".gz", ".tar")
+
+
+def manifest_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".manifest.json")
+
+
+def sbom_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".cdx.json")
+
+
+def signature_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".sig")
+
+
+@dataclass(frozen=True)
+class Layout:
+    artifact: Path
+    folder: Path | None = None  # the output folder when one was named (left out of packs)
+
+    @property
+    def manifest(self) -> Path:
+        return manifest_path(self.artifact)
+
+    @property
+    def sbom(self) -> Path:
+        return sbom_path(self.artifact)
+
+    @property
+    def signature(self) -> Path:
+        return signature_path(self.artifact)
+
+    @classmethod
+    def choose(cls, project_dir: Path, out: Path | None, compression: str) -> Layout:
+        if compression not in COMPRESSIONS:
+            raise UsageError(f"unknown compression {compression!r}; use zstd or gzip")
+        default_name = ARTIFACT_STEM + SUFFIXES[compression]
+        if out is None:
+            return cls(project_dir / OUTPUT_DIR / default_name, project_dir / OUTPUT_DIR)
+        out = out.expanduser().resolve()
+        if out.is_dir() or not out.name.endswith(_FILE_SUFFIXES):
+            return cls(out / default_name, out)
+        return cls(out)
+
+    def excluded_from(self, project_dir: Path) -> list[str]:
+        """Relative paths of this pack's own outputs inside the project (never packed)."""
+        excluded = []
+        for path in (self.artifact, self.manifest, self.sbom, self.signature):
+            try:
+                excluded.append(path.relative_to(project_dir).as_posix())
+            except ValueError:
+                continue
+        folder = self.folder
+        if folder is not None and folder != project_dir and folder.is_relative_to(project_dir):
+            excluded.append(folder.relative_to(project_dir).as_posix())
+        return excluded

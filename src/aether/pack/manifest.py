@@ -1,0 +1,85 @@
+"""The manifest beside an artifact: every entry with its size, mode and blake3, plus totals.
+
+It records the artifact ``digest`` (sha256 of the compressed file) and ``tar_sha256`` (of the
+uncompressed tar), so an artifact's identity can be checked independently of its compressor.
+The JSON is written with sorted keys and no timestamps: the same tree gives the same manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from aether.errors import IntegrityError, IOFailure
+from aether.pack.packer import TreeContents
+
+FORMAT = "aether-manifest/1"
+
+
+def build_manifest(
+    contents: TreeContents,
+    *,
+    artifact_name: str,
+    compression: str,
+    digest: str,
+    tar_sha256: str,
+    size_bytes: int,
+    source_date_epoch: int,
+) -> dict:
+    return {
+        "format": FORMAT,
+        "artifact": artifact_name,
+        "compression": compression,
+        "digest": digest,
+        "size_bytes": size_bytes,
+        "tar_sha256": tar_sha256,
+        "source_date_epoch": source_date_epoch,
+        "totals": {
+            "files": len(contents.files),
+            "directories": len(contents.directories),
+            "symlinks": len(contents.symlinks),
+            "bytes": contents.bytes_in,
+        },
+        "files": [
+            {"path": r.path, "size": r.size, "mode": f"{r.mode:04o}", "blake3": r.blake3}
+            for r in contents.files
+        ],
+        "directories": list(contents.directories),
+        "symlinks": [{"path": path, "target": target} for path, target in contents.symlinks],
+    }
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` as sorted, indented JSON through a temporary file and a rename."""
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except OSError as exc:
+        raise IOFailure(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def read_manifest(path: Path) -> dict:
+    """A manifest from disk; IOFailure when unreadable, IntegrityError when malformed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IOFailure(
+            f"no manifest at {path}; pass --manifest with the manifest written by aether pack"
+        ) from exc
+    except OSError as exc:
+        raise IOFailure(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise IntegrityError(f"{path} is not an aether manifest (format {FORMAT})")
+    return data

@@ -1,0 +1,219 @@
+"""Write the sorted entries of a tree as a tar stream, reading and hashing files on threads.
+
+Files are read and hashed (blake3) by a small thread pool in batches of consecutive entries;
+the calling thread puts the finished batches into the sink strictly in order. Reading releases
+the GIL and the sink compresses on its own thread, so disk, hashing and compression overlap.
+Memory stays bounded: a batch holds at most ``BATCH_BYTES`` of file data (later files in it,
+and any file above ``INLINE_MAX``, are streamed by the calling thread in chunks), and only a
+few batches are in flight.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import blake3
+
+from aether.errors import IOFailure
+from aether.pack import tarwriter
+from aether.pack.walk import DIRECTORY, SYMLINK, Entry
+
+BATCH_ENTRIES = 128
+BATCH_BYTES = 4 * 1024 * 1024
+INLINE_MAX = 1024 * 1024
+STREAM_CHUNK = 1024 * 1024
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A regular file as the manifest lists it."""
+
+    path: str
+    size: int
+    mode: int
+    blake3: str
+
+
+@dataclass
+class TreeContents:
+    """What was written: the manifest's lists, in archive order."""
+
+    files: list[FileRecord] = field(default_factory=list)
+    directories: list[str] = field(default_factory=list)
+    symlinks: list[tuple[str, str]] = field(default_factory=list)
+    bytes_in: int = 0
+    tar_bytes: int = 0
+
+
+@dataclass(slots=True)
+class _Segment:
+    blob: bytes
+    records: list[FileRecord]
+
+
+class Sink(Protocol):
+    """What the packer writes to (``CompressedSink`` or anything with ``write``)."""
+
+    def write(self, data: bytes) -> None: ...
+
+
+def write_tree(
+    root: str,
+    entries: list[Entry],
+    sink: Sink,
+    mtime: int,
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> TreeContents:
+    """Write every entry and the end-of-archive marker to ``sink``."""
+    mtime_field = tarwriter.mtime_field(mtime)
+    contents = TreeContents()
+    done = 0
+    for batch, results in _batches(root, entries, mtime_field, workers):
+        for item in results:
+            if isinstance(item, _Segment):
+                sink.write(item.blob)
+                contents.tar_bytes += len(item.blob)
+                contents.files.extend(item.records)
+            else:
+                record = _stream_file(root, item, sink, mtime_field, contents)
+                contents.files.append(record)
+        _note_non_files(batch, contents)
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done, len(entries))
+    contents.bytes_in = sum(record.size for record in contents.files)
+    tail = tarwriter.end_of_archive(contents.tar_bytes)
+    sink.write(tail)
+    contents.tar_bytes += len(tail)
+    return contents
+
+
+def _note_non_files(batch: list[Entry], contents: TreeContents) -> None:
+    for entry in batch:
+        if entry.kind == DIRECTORY:
+            contents.directories.append(entry.path)
+        elif entry.kind == SYMLINK:
+            contents.symlinks.append((entry.path, entry.target or ""))
+
+
+def _batches(
+    root: str, entries: list[Entry], mtime: bytes, workers: int | None
+) -> Iterator[tuple[list[Entry], list[_Segment | Entry]]]:
+    """Batches in order with their results; a bounded number are read ahead."""
+    threads = workers or min(4, (os.cpu_count() or 1) + 1)
+    batches = [entries[i : i + BATCH_ENTRIES] for i in range(0, len(entries), BATCH_ENTRIES)]
+    window: deque[tuple[list[Entry], Future]] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="aether-read") as pool:
+        try:
+            for batch in batches:
+                window.append((batch, pool.submit(_read_batch, root, batch, mtime)))
+                if len(window) > threads * 2:
+                    first, future = window.popleft()
+                    yield first, future.result()
+            while window:
+                first, future = window.popleft()
+                yield first, future.result()
+        finally:
+            for _, future in window:
+                future.cancel()
+
+
+def _read_batch(root: str, batch: list[Entry], mtime: bytes) -> list[_Segment | Entry]:
+    results: list[_Segment | Entry] = []
+    parts: list[bytes] = []
+    records: list[FileRecord] = []
+    budget = BATCH_BYTES
+    for entry in batch:
+        if entry.kind == DIRECTORY:
+            parts.append(tarwriter.directory_header(entry.raw, mtime))
+            continue
+        if entry.kind == SYMLINK:
+            target = (entry.target or "").encode("utf-8", "surrogateescape")
+            parts.append(tarwriter.symlink_header(entry.raw, target, mtime))
+            continue
+        read = _read_small(root, entry, mtime) if budget > 0 else None
+        if read is None:
+            # Too big to hold, or the batch is full: the writing thread streams it.
+            if parts:
+                results.append(_Segment(b"".join(parts), records))
+                parts, records = [], []
+            results.append(entry)
+            continue
+        parts.append(read[0])
+        records.append(read[1])
+        budget -= read[1].size
+    if parts:
+        results.append(_Segment(b"".join(parts), records))
+    return results
+
+
+def _open(root: str, entry: Entry) -> tuple[int, os.stat_result]:
+    try:
+        fd = os.open(os.path.join(root, entry.path), _OPEN_FLAGS)
+    except OSError as exc:
+        raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    stat = os.fstat(fd)
+    if not (stat.st_mode & 0o170000 == 0o100000):
+        os.close(fd)
+        raise IOFailure(f"{entry.path} stopped being a regular file while packing; pack again")
+    return fd, stat
+
+
+def _read_small(root: str, entry: Entry, mtime: bytes) -> tuple[bytes, FileRecord] | None:
+    fd, stat = _open(root, entry)
+    try:
+        size = stat.st_size
+        if size > INLINE_MAX:
+            return None
+        data = _read_exact(fd, size, entry)
+    finally:
+        os.close(fd)
+    mode = tarwriter.normalised_mode(stat.st_mode)
+    header = tarwriter.file_header(entry.raw, mode, size, mtime)
+    record = FileRecord(entry.path, size, mode, blake3.blake3(data).hexdigest())
+    return header + data + tarwriter.padding(size), record
+
+
+def _read_exact(fd: int, size: int, entry: Entry) -> bytes:
+    try:
+        data = os.read(fd, size) if size else b""
+        while len(data) < size:
+            more = os.read(fd, size - len(data))
+            if not more:
+                raise IOFailure(f"{entry.path} shrank while packing; pack again")
+            data += more
+    except OSError as exc:
+        raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    return data
+
+
+def _stream_file(
+    root: str, entry: Entry, sink: Sink, mtime: bytes, contents: TreeContents
+) -> FileRecord:
+    fd, stat = _open(root, entry)
+    try:
+        size = stat.st_size
+        mode = tarwriter.normalised_mode(stat.st_mode)
+        header = tarwriter.file_header(entry.raw, mode, size, mtime)
+        sink.write(header)
+        hasher = blake3.blake3()
+        remaining = size
+        while remaining:
+            chunk = _read_exact(fd, min(STREAM_CHUNK, remaining), entry)
+            hasher.update(chunk)
+            sink.write(chunk)
+            remaining -= len(chunk)
+        pad = tarwriter.padding(size)
+        sink.write(pad)
+    finally:
+        os.close(fd)
+    contents.tar_bytes += len(header) + size + len(pad)
+    return FileRecord(entry.path, size, mode, hasher.hexdigest())

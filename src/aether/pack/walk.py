@@ -1,0 +1,121 @@
+"""The sorted walk of a project tree: what goes into the artifact, in which order.
+
+Entries are directories, regular files and symlinks whose target stays inside the tree; they
+come out sorted by the bytes of their relative POSIX path, so the order never depends on the
+file system. Anything else (sockets, FIFOs, devices, absolute or escaping symlinks) is an
+error naming the path, or, with ``skip_unsafe``, reported through ``on_skip`` and left out.
+Only directory entries are read here (no ``stat`` per file): readers stat what they open.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aether.errors import IOFailure, UsageError
+from aether.pack.ignore import IgnoreRules
+
+FILE = "file"
+DIRECTORY = "dir"
+SYMLINK = "symlink"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One archive member: its relative path (str and bytes), its kind, a symlink's target."""
+
+    path: str
+    raw: bytes
+    kind: str
+    target: str | None = None
+
+
+def walk_tree(
+    root: Path,
+    rules: IgnoreRules,
+    *,
+    skip_unsafe: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> list[Entry]:
+    """All entries under ``root`` (root itself excluded), sorted by path bytes."""
+    real_root = os.path.realpath(root)
+    entries: list[Entry] = []
+    pending = [(os.fspath(root), "")]
+    while pending:
+        folder, prefix = pending.pop()
+        for item in _scan(folder):
+            rel = prefix + item.name
+            entry = _classify(item, rel, real_root, rules)
+            if entry is None:
+                continue
+            if isinstance(entry, str):
+                if not skip_unsafe:
+                    raise UsageError(
+                        f"cannot pack {rel}: {entry}; remove it, list it in .aetherignore, "
+                        "or pass --skip-unsafe to leave it out"
+                    )
+                if on_skip is not None:
+                    on_skip(rel, entry)
+                continue
+            entries.append(entry)
+            if entry.kind == DIRECTORY:
+                pending.append((item.path, rel + "/"))
+    entries.sort(key=_sort_key)
+    return entries
+
+
+def _sort_key(entry: Entry) -> bytes:
+    return entry.raw
+
+
+def _scan(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as iterator:
+            return list(iterator)
+    except OSError as exc:
+        raise IOFailure(f"cannot read the folder {folder}: {exc.strerror or exc}") from exc
+
+
+def _encode(rel: str) -> bytes:
+    return rel.encode("utf-8", "surrogateescape")
+
+
+def _classify(
+    item: os.DirEntry, rel: str, real_root: str, rules: IgnoreRules
+) -> Entry | str | None:
+    """An Entry, None when ignored, or the reason the path cannot be packed."""
+    try:
+        if item.is_symlink():
+            if rules.ignored(rel, item.name, is_dir=False):
+                return None
+            return _symlink(item, rel, real_root)
+        if item.is_dir(follow_symlinks=False):
+            if rules.ignored(rel, item.name, is_dir=True):
+                return None
+            return Entry(rel, _encode(rel), DIRECTORY)
+        is_file = item.is_file(follow_symlinks=False)
+    except OSError as exc:
+        raise IOFailure(f"cannot inspect {rel}: {exc.strerror or exc}") from exc
+    if rules.ignored(rel, item.name, is_dir=False):
+        return None
+    if not is_file:
+        return "it is a socket, FIFO or device, which an artifact cannot hold"
+    return Entry(rel, _encode(rel), FILE)
+
+
+def _symlink(item: os.DirEntry, rel: str, real_root: str) -> Entry | str:
+    try:
+        target = os.readlink(item.path)
+    except OSError as exc:
+        raise IOFailure(f"cannot read the symlink {rel}: {exc.strerror or exc}") from exc
+    if posixpath.isabs(target):
+        return f"it is a symlink to the absolute path {target}"
+    lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    resolved = os.path.realpath(item.path)
+    inside = resolved == real_root or resolved.startswith(real_root + os.sep)
+    if lexical == ".." or lexical.startswith("../") or not inside:
+        return f"it is a symlink to {target}, outside the project"
+    return Entry(rel, _encode(rel), SYMLINK, target)
