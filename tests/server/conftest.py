@@ -14,13 +14,13 @@ Fixtures (all function-scoped, parametrised over sqlite + postgres through ``dat
                ``env`` is read by ServerSettings/BlobSettings/ArtifactPolicy.from_env, other
                keyword arguments go to ``create_app``.
 
-Rows that other components own (a stored artifact) are inserted by ``insert_artifact``.
+Rows that other components own (a stored artifact) are inserted with
+``seeding.insert_artifact`` (``from seeding import insert_artifact``).
 """
 
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,6 @@ from starlette.testclient import TestClient
 
 from aether.server.app import create_app
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
-from aether.store.clock import now_iso
-from aether.store.database import Executor
 
 ROLES = {"admin": "admin", "deployer": "deployer", "reader": "reader", "other": "deployer"}
 
@@ -112,35 +110,3 @@ def make_api(database_url: str, tmp_path: Path) -> Iterator[Callable[..., ApiHar
 @pytest.fixture
 def api(make_api: Callable[..., ApiHarness]) -> ApiHarness:
     return make_api()
-
-
-async def insert_artifact(
-    db: Executor,
-    app_id: str,
-    *,
-    digest: str | None = None,
-    status: str = "stored",
-    verified: bool = False,
-    size_bytes: int = 1234,
-    compression: str = "zstd",
-) -> dict[str, Any]:
-    """A row in ``artifacts`` as the upload flow leaves it (for tests of other resources)."""
-    digest = digest or secrets.token_hex(32)
-    row = {
-        "id": str(uuid.uuid4()),
-        "app_id": app_id,
-        "digest": digest,
-        "size_bytes": size_bytes,
-        "compression": compression,
-        "status": status,
-        "storage_key": f"artifacts/x/{digest}/app.tar.zst",
-        "verified": verified,
-        "now": now_iso(),
-    }
-    await db.execute(
-        "INSERT INTO artifacts (id, app_id, digest, size_bytes, compression, status,"
-        " storage_key, verified, created_at, completed_at) VALUES (:id, :app_id, :digest,"
-        " :size_bytes, :compression, :status, :storage_key, :verified, :now, :now)",
-        row,
-    )
-    return row

@@ -1,8 +1,124 @@
-"""(being built)"""
+"""``/apps``: create (the caller becomes the owner), list with current deployments, show,
+delete (admin or owner)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-ROUTES: list[Any] = []
-OPENAPI: dict[str, dict[str, Any]] = {}
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aether.errors import BadRequest
+from aether.models import is_app_name
+from aether.server.auth import require_app_access, require_role
+from aether.server.jsonbody import read_json
+from aether.server.openapi import NULLABLE_STR, STR, obj, operation, param
+from aether.server.routes.deployments import DEPLOYMENT_SCHEMA, deployment_json
+from aether.server.state import ServerState, get_state
+from aether.store import apps as app_store
+from aether.store.database import Row
+
+
+def app_json(row: Row, state: ServerState) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "owner": row["owner"],
+        "created_at": row["created_at"],
+        "url": state.app_url(row["name"]),
+    }
+
+
+def check_app_name(name: object) -> str:
+    if not is_app_name(name):
+        raise BadRequest(
+            f"invalid app name {name!r}: use 1-63 lowercase letters, digits and '-',"
+            " starting and ending with a letter or digit (a DNS-1123 label)"
+        )
+    assert isinstance(name, str)
+    return name
+
+
+async def create_app(request: Request) -> JSONResponse:
+    who = require_role(request, "deployer")
+    body = await read_json(request, required={"name": str})
+    name = check_app_name(body["name"])
+    state = get_state(request)
+    row = await app_store.create_app(state.db, name, owner=who.user_id)
+    return JSONResponse(app_json(row, state), status_code=201)
+
+
+async def list_apps(request: Request) -> JSONResponse:
+    require_role(request, "deployer", "reader")
+    state = get_state(request)
+    rows = await app_store.list_apps(state.db)
+    current = await app_store.current_deployments(state.db)
+    apps = []
+    for row in rows:
+        deployment = current.get(row["id"])
+        apps.append(
+            {**app_json(row, state), "current": deployment and deployment_json(deployment, state)}
+        )
+    return JSONResponse({"apps": apps})
+
+
+async def load_app(request: Request, *, write: bool) -> Row:
+    """The app named in the path, after the caller's access to it is checked."""
+    state = get_state(request)
+    row = await app_store.require_app(state.db, request.path_params["app"])
+    require_app_access(request, row, write=write)
+    return row
+
+
+async def get_app(request: Request) -> JSONResponse:
+    row = await load_app(request, write=False)
+    state = get_state(request)
+    current = (await app_store.current_deployments(state.db)).get(row["id"])
+    return JSONResponse(
+        {**app_json(row, state), "current": current and deployment_json(current, state)}
+    )
+
+
+async def delete_app(request: Request) -> Response:
+    row = await load_app(request, write=True)
+    await app_store.delete_app(get_state(request).db, row["id"])
+    return Response(status_code=204)
+
+
+ROUTES = [
+    Route("/apps", create_app, methods=["POST"]),
+    Route("/apps", list_apps, methods=["GET"]),
+    Route("/apps/{app}", get_app, methods=["GET"]),
+    Route("/apps/{app}", delete_app, methods=["DELETE"]),
+]
+
+APP_SCHEMA = obj({"id": STR, "name": STR, "owner": NULLABLE_STR, "created_at": STR, "url": STR})
+APP_WITH_CURRENT = {
+    **APP_SCHEMA,
+    "properties": {
+        **APP_SCHEMA["properties"],
+        "current": {"oneOf": [DEPLOYMENT_SCHEMA, {"type": "null"}]},
+    },
+}
+_APP = [param("app")]
+OPENAPI = {
+    "/apps": {
+        "post": operation(
+            "Create an app (the caller becomes its owner)",
+            status=201,
+            request=obj({"name": STR}, additionalProperties=False),
+            response=APP_SCHEMA,
+            errors=(400, 401, 403, 409),
+        ),
+        "get": operation(
+            "List apps with their current deployment",
+            response=obj({"apps": {"type": "array", "items": APP_WITH_CURRENT}}),
+            errors=(401, 403),
+        ),
+    },
+    "/apps/{app}": {
+        "get": operation("Show an app", params=_APP, response=APP_WITH_CURRENT),
+        "delete": operation("Delete an app (admin or owner)", status=204, params=_APP),
+    },
+}

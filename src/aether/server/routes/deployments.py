@@ -1,8 +1,307 @@
-"""(being built)"""
+"""Deployments: create (idempotent per app + artifact while active), show, events (optionally
+followed as NDJSON until a terminal status), list per app, rollback."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-ROUTES: list[Any] = []
-OPENAPI: dict[str, dict[str, Any]] = {}
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from aether.errors import BadRequest, NotFound
+from aether.models import TERMINAL_STATUSES, is_digest
+from aether.server.auth import principal, require_app_access
+from aether.server.jsonbody import read_json
+from aether.server.metrics import DEPLOYMENTS_CREATED
+from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.state import ServerState, get_state
+from aether.store import apps as app_store
+from aether.store import artifacts as artifact_store
+from aether.store import deployments as store
+from aether.store.database import Row
+
+FOLLOW_POLL_SECS = 0.2
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+MAX_REPLICAS = 100
+
+
+def deployment_json(row: Row, state: ServerState) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "app_name": row["app_name"],
+        "artifact_digest": row["artifact_digest"],
+        "status": row["status"],
+        "runtime": row["runtime"],
+        "start_command": row["start_command"],
+        "env": row["env"] if isinstance(row["env"], dict) else json.loads(row["env"] or "{}"),
+        "replicas": row["replicas"],
+        "health_path": row["health_path"],
+        "failure_reason": row["failure_reason"],
+        "endpoint": row["endpoint"],
+        "url": state.app_url(row["app_name"]),
+        "rolled_back_from": row["rolled_back_from"],
+        "created_at": row["created_at"],
+        "rollout_started_at": row["rollout_started_at"],
+        "rollout_completed_at": row["rollout_completed_at"],
+    }
+
+
+def _check_options(body: dict[str, Any]) -> None:
+    env = body.get("env") or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise BadRequest("field 'env' must map strings to strings")
+    replicas = body.get("replicas", 1)
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise BadRequest(f"field 'replicas' must be between 1 and {MAX_REPLICAS}")
+    health_path = body.get("health_path")
+    if health_path is not None and not health_path.startswith("/"):
+        raise BadRequest("field 'health_path' must start with '/'")
+
+
+async def _stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
+    artifact = await artifact_store.get_stored(state.db, digest)
+    if artifact is None or artifact["app_id"] != app["id"]:
+        raise BadRequest(
+            f"artifact {digest} is not stored for app {app['name']!r}; upload it first"
+        )
+    if state.policy.require_signature and not artifact["verified"]:
+        raise BadRequest(
+            f"artifact {digest} has no verified signature and AETHER_REQUIRE_SIGNATURE is on;"
+            " sign it with AETHER_SIGNING_KEY and register the public key"
+        )
+    return artifact
+
+
+async def create_deployment(request: Request) -> JSONResponse:
+    body = await read_json(
+        request,
+        required={"app_name": str, "artifact_digest": str},
+        optional={
+            "runtime": str,
+            "start_command": (str, type(None)),
+            "env": (dict, type(None)),
+            "replicas": int,
+            "health_path": (str, type(None)),
+        },
+    )
+    if not is_digest(body["artifact_digest"]):
+        raise BadRequest("field 'artifact_digest' must be 64 lowercase hex characters")
+    _check_options(body)
+    state = get_state(request)
+    app = await app_store.require_app(state.db, body["app_name"])
+    who = require_app_access(request, app, write=True)
+    artifact = await _stored_artifact(state, app, body["artifact_digest"])
+    spec = store.DeploymentSpec(
+        app_id=app["id"],
+        artifact_id=artifact["id"],
+        runtime=body.get("runtime") or "nodejs",
+        start_command=body.get("start_command"),
+        env=body.get("env") or {},
+        replicas=body.get("replicas", 1),
+        health_path=body.get("health_path"),
+        created_by=who.user_id,
+    )
+    return await _respond_created(state, spec)
+
+
+async def _respond_created(state: ServerState, spec: store.DeploymentSpec) -> JSONResponse:
+    row, created = await store.create_deployment(state.db, spec)
+    if created:
+        DEPLOYMENTS_CREATED.inc()
+    return JSONResponse(deployment_json(row, state), status_code=201 if created else 200)
+
+
+async def _load(request: Request) -> Row:
+    state = get_state(request)
+    row = await store.get_deployment(state.db, request.path_params["deployment_id"])
+    if row is None:
+        raise NotFound(f"deployment {request.path_params['deployment_id']} does not exist")
+    who = principal(request)
+    if who.role == "puller" and who.deployment_id == row["id"]:
+        return row  # an init container may read the deployment it pulls
+    require_app_access(request, {"name": row["app_name"], "owner": None}, write=False)
+    return row
+
+
+async def get_deployment(request: Request) -> JSONResponse:
+    return JSONResponse(deployment_json(await _load(request), get_state(request)))
+
+
+def _event_json(row: Row) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "phase", "message", "timestamp")}
+
+
+def _after(request: Request) -> int:
+    raw = request.query_params.get("after", "0")
+    if not raw.isdigit():
+        raise BadRequest("query parameter 'after' must be an event id (a non-negative integer)")
+    return int(raw)
+
+
+async def get_events(request: Request) -> JSONResponse | StreamingResponse:
+    deployment = await _load(request)
+    after, state = _after(request), get_state(request)
+    if request.query_params.get("follow", "").lower() not in ("1", "true", "yes"):
+        rows = await store.list_events(state.db, deployment["id"], after=after)
+        return JSONResponse({"events": [_event_json(r) for r in rows]})
+    stream = _follow(state, deployment["id"], after)
+    return StreamingResponse(stream, media_type="application/x-ndjson")
+
+
+async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIterator[bytes]:
+    """Events as NDJSON lines until the deployment is terminal and every event is sent."""
+    while True:
+        current = await store.get_deployment(state.db, deployment_id)
+        for row in await store.list_events(state.db, deployment_id, after=after):
+            after = row["id"]
+            yield (json.dumps(_event_json(row)) + "\n").encode()
+        if current is None or current["status"] in TERMINAL_STATUSES or state.stopping.is_set():
+            return
+        try:
+            await asyncio.wait_for(state.stopping.wait(), timeout=FOLLOW_POLL_SECS)
+        except TimeoutError:
+            pass
+
+
+def _page_params(request: Request) -> tuple[int, str | None]:
+    raw = request.query_params.get("limit", str(DEFAULT_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"query parameter 'limit' must be an integer from 1 to {MAX_PAGE}")
+    return int(raw), request.query_params.get("cursor") or None
+
+
+async def list_app_deployments(request: Request) -> JSONResponse:
+    state = get_state(request)
+    app = await app_store.require_app(state.db, request.path_params["app"])
+    require_app_access(request, app, write=False)
+    limit, cursor = _page_params(request)
+    page = await store.list_deployments(state.db, app["id"], limit=limit, cursor=cursor)
+    return JSONResponse(
+        {
+            "deployments": [deployment_json(row, state) for row in page.rows],
+            "next_cursor": page.next_cursor,
+        }
+    )
+
+
+async def rollback(request: Request) -> JSONResponse:
+    body = await read_json(request, required={}, optional={"to": (str, type(None))})
+    state = get_state(request)
+    app = await app_store.require_app(state.db, request.path_params["app"])
+    who = require_app_access(request, app, write=True)
+    target = await store.rollback_target(state.db, app["id"], to=body.get("to"))
+    await _stored_artifact(state, app, target["artifact_digest"])
+    spec = store.DeploymentSpec(
+        app_id=app["id"],
+        artifact_id=target["artifact_id"],
+        runtime=target["runtime"],
+        start_command=target["start_command"],
+        env=target["env"],
+        replicas=target["replicas"],
+        health_path=target["health_path"],
+        created_by=who.user_id,
+        rolled_back_from=target["id"],
+    )
+    return await _respond_created(state, spec)
+
+
+ROUTES = [
+    Route("/deployments", create_deployment, methods=["POST"]),
+    Route("/deployments/{deployment_id}", get_deployment, methods=["GET"]),
+    Route("/deployments/{deployment_id}/events", get_events, methods=["GET"]),
+    Route("/apps/{app}/deployments", list_app_deployments, methods=["GET"]),
+    Route("/apps/{app}/rollback", rollback, methods=["POST"]),
+]
+
+DEPLOYMENT_SCHEMA = obj(
+    {
+        "id": STR,
+        "app_name": STR,
+        "artifact_digest": STR,
+        "status": {
+            "type": "string",
+            "enum": ["pending", "deploying", "running", "failed", "superseded"],
+        },
+        "runtime": STR,
+        "start_command": NULLABLE_STR,
+        "env": {"type": "object", "additionalProperties": STR},
+        "replicas": INT,
+        "health_path": NULLABLE_STR,
+        "failure_reason": NULLABLE_STR,
+        "endpoint": NULLABLE_STR,
+        "url": STR,
+        "rolled_back_from": NULLABLE_STR,
+        "created_at": STR,
+        "rollout_started_at": NULLABLE_STR,
+        "rollout_completed_at": NULLABLE_STR,
+    }
+)
+EVENT_SCHEMA = obj({"id": INT, "phase": STR, "message": STR, "timestamp": STR})
+_CREATE_REQUEST = obj(
+    {"app_name": STR, "artifact_digest": STR},
+    {
+        "runtime": STR,
+        "start_command": NULLABLE_STR,
+        "env": {"type": ["object", "null"], "additionalProperties": STR},
+        "replicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},
+        "health_path": NULLABLE_STR,
+    },
+    additionalProperties=False,
+)
+_ID = [param("deployment_id")]
+_APP = [param("app")]
+OPENAPI = {
+    "/deployments": {
+        "post": operation(
+            "Roll out a stored artifact (201; 200 when the same artifact is already active)",
+            status=201,
+            request=_CREATE_REQUEST,
+            response=DEPLOYMENT_SCHEMA,
+        )
+    },
+    "/deployments/{deployment_id}": {
+        "get": operation("Show a deployment", params=_ID, response=DEPLOYMENT_SCHEMA)
+    },
+    "/deployments/{deployment_id}/events": {
+        "get": operation(
+            "A deployment's events; with follow=true an NDJSON stream of events until the"
+            " deployment is running, failed or superseded",
+            params=[
+                *_ID,
+                param("follow", "query", BOOL),
+                param("after", "query", {"type": "integer", "minimum": 0}),
+            ],
+            response=obj({"events": {"type": "array", "items": EVENT_SCHEMA}}),
+        )
+    },
+    "/apps/{app}/deployments": {
+        "get": operation(
+            "An app's deployments, newest first",
+            params=[
+                *_APP,
+                param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                param("cursor", "query"),
+            ],
+            response=obj(
+                {
+                    "deployments": {"type": "array", "items": DEPLOYMENT_SCHEMA},
+                    "next_cursor": NULLABLE_STR,
+                }
+            ),
+        )
+    },
+    "/apps/{app}/rollback": {
+        "post": operation(
+            "Redeploy the previous successful deployment, or 'to'",
+            status=201,
+            params=_APP,
+            request=obj(optional={"to": NULLABLE_STR}, additionalProperties=False),
+            response=DEPLOYMENT_SCHEMA,
+        )
+    },
+}

@@ -1,0 +1,313 @@
+"""The upload protocols' decisions, apart from HTTP: presign, multipart init, complete.
+
+Route handlers authenticate, parse and call these with the app row they resolved. A row goes
+``pending`` at presign/init and ``stored`` only after :func:`verify_object`; the flip is one
+``UPDATE … WHERE status = 'pending'``, so concurrent completes of one digest store one row and
+the others answer ``duplicate: true``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aether.blobs import storage_key
+from aether.errors import (
+    AetherError,
+    BadRequest,
+    Conflict,
+    IdempotencyConflict,
+    InvalidDigest,
+    QuotaExceeded,
+    SizeExceeded,
+)
+from aether.models import is_digest
+from aether.server import artifact_metrics as metrics
+from aether.server.artifact_retention import apply_retention, refresh_artifact_gauge
+from aether.server.artifact_verify import (
+    check_signature_format,
+    signature_matches,
+    verify_object,
+)
+from aether.server.state import ServerState
+from aether.settings import ArtifactPolicy
+from aether.store import artifacts as artifact_store
+from aether.store import keys as key_store
+from aether.store.clock import parse_iso
+from aether.store.database import DuplicateKey, Row
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What a client announces before sending bytes."""
+
+    digest: str
+    size_bytes: int
+    compression: str = "zstd"
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a client claims once its bytes are in the store."""
+
+    digest: str
+    size_bytes: int
+    signature: str | None = None
+    idempotency_key: str | None = None
+    upload_id: str | None = None
+    parts: tuple[tuple[int, str], ...] = ()
+
+
+def check_announcement(policy: ArtifactPolicy, digest: str, size_bytes: int) -> None:
+    if not is_digest(digest):
+        raise InvalidDigest("digest must be 64 lowercase hex characters (sha256 of the file)")
+    if size_bytes < 1:
+        raise BadRequest("size_bytes must be a positive integer")
+    limit = policy.max_artifact_size_bytes
+    if limit and size_bytes > limit:
+        metrics.SIZE_EXCEEDED.inc()
+        raise SizeExceeded(
+            f"artifact is {size_bytes} bytes; this server accepts at most {limit}"
+            " (AETHER_MAX_ARTIFACT_SIZE_BYTES)"
+        )
+
+
+async def check_quota(state: ServerState, app: Row, size_bytes: int) -> None:
+    policy = state.policy
+    count, total = await artifact_store.app_usage(state.db, app["id"])
+    if policy.max_artifacts_per_app and count >= policy.max_artifacts_per_app:
+        message = f"app {app['name']!r} already stores {count} artifacts (the quota)"
+    elif policy.max_total_bytes_per_app and total + size_bytes > policy.max_total_bytes_per_app:
+        message = (
+            f"app {app['name']!r} would store {total + size_bytes} bytes,"
+            f" above its quota of {policy.max_total_bytes_per_app}"
+        )
+    else:
+        return
+    metrics.QUOTA_EXCEEDED.inc()
+    raise QuotaExceeded(message + "; delete old artifacts or ask an operator to raise it")
+
+
+def answer(row: Row, *, duplicate: bool) -> dict[str, Any]:
+    return {
+        "artifact_id": row["id"],
+        "digest": row["digest"],
+        "duplicate": duplicate,
+        "verified": bool(row["verified"]),
+        "storage_key": row["storage_key"],
+        "status": "stored",
+    }
+
+
+# --- presign and multipart init ----------------------------------------------------------------
+
+
+async def presign(state: ServerState, app: Row, upload: Upload) -> dict[str, Any]:
+    metrics.PRESIGN_REQUESTS.inc()
+    check_announcement(state.policy, upload.digest, upload.size_bytes)
+    row = await _prepare(state, app, upload, upload_id=None)
+    if row["status"] == "stored":
+        return {
+            "method": "NONE",
+            "upload_url": None,
+            "storage_key": row["storage_key"],
+            "headers": {},
+            "expires_at": None,
+        }
+    expires = state.blob_settings.presign_expire_secs
+    try:
+        request = await state.blobs.presign_put(
+            row["storage_key"], size=upload.size_bytes, sha256=upload.digest, expires_secs=expires
+        )
+    except AetherError:
+        metrics.PRESIGN_FAILURES.inc()
+        raise
+    return {
+        "method": request.method,
+        "upload_url": request.url,
+        "storage_key": row["storage_key"],
+        "headers": request.headers,
+        "expires_at": request.expires_at,
+    }
+
+
+async def start_multipart(state: ServerState, app: Row, upload: Upload) -> dict[str, Any]:
+    metrics.MULTIPART_INITS.inc()
+    check_announcement(state.policy, upload.digest, upload.size_bytes)
+    part_size = state.policy.multipart_part_size_bytes
+    stored = await artifact_store.get_stored(state.db, upload.digest)
+    if stored is not None:
+        key = stored["storage_key"]
+        return {
+            "upload_id": None,
+            "storage_key": key,
+            "part_size_bytes": part_size,
+            "duplicate": True,
+        }
+    key = storage_key(app["name"], upload.digest, upload.compression)
+    upload_id = await state.blobs.create_multipart(key, sha256=upload.digest)
+    row = await _prepare(state, app, upload, upload_id=upload_id)
+    return {
+        "upload_id": upload_id,
+        "storage_key": row["storage_key"],
+        "part_size_bytes": part_size,
+        "duplicate": row["status"] == "stored",
+    }
+
+
+async def _prepare(state: ServerState, app: Row, upload: Upload, *, upload_id: str | None) -> Row:
+    """The stored row when the digest is known, else a (refreshed) pending row."""
+    stored = await artifact_store.get_stored(state.db, upload.digest)
+    if stored is not None:
+        return stored
+    await check_quota(state, app, upload.size_bytes)
+    return await artifact_store.upsert_pending(
+        state.db,
+        app_id=app["id"],
+        digest=upload.digest,
+        size_bytes=upload.size_bytes,
+        compression=upload.compression,
+        storage_key=storage_key(app["name"], upload.digest, upload.compression),
+        upload_id=upload_id,
+    )
+
+
+# --- complete ----------------------------------------------------------------------------------
+
+
+async def complete(state: ServerState, app: Row, completion: Completion) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        result = await _complete(state, app, completion)
+    except AetherError:
+        metrics.COMPLETE_FAILURES.inc()
+        if completion.upload_id:
+            metrics.MULTIPART_COMPLETE_FAILURES.inc()
+        raise
+    metrics.COMPLETE_DURATION.observe(time.monotonic() - started)
+    if completion.upload_id:
+        metrics.MULTIPART_COMPLETES.inc()
+    return result
+
+
+async def _complete(state: ServerState, app: Row, completion: Completion) -> dict[str, Any]:
+    check_announcement(state.policy, completion.digest, completion.size_bytes)
+    signature = check_signature_format(completion.signature)
+    replay = await _idempotent_replay(state, completion)
+    if replay is not None:
+        return replay
+    row = await artifact_store.get_by_digest(state.db, completion.digest)
+    if row is not None and row["status"] == "stored":
+        return await _duplicate(state, row, signature)
+    row = await _pending_row(state, app, completion, row)
+    await check_quota(state, app, completion.size_bytes)
+    if completion.upload_id:
+        await _assemble(state, row, completion)
+    await verify_object(
+        state.blobs, state.policy, row["storage_key"], completion.digest, completion.size_bytes
+    )
+    public_keys = await key_store.active_keys(state.db, app["id"])
+    verified = signature_matches(public_keys, completion.digest, signature)
+    return await _store(state, row, completion, signature, verified)
+
+
+async def _idempotent_replay(state: ServerState, completion: Completion) -> dict | None:
+    if not completion.idempotency_key:
+        return None
+    prior = await artifact_store.get_by_idempotency_key(state.db, completion.idempotency_key)
+    if prior is None:
+        return None
+    if prior["digest"] != completion.digest:
+        raise IdempotencyConflict(
+            f"idempotency_key was already used for digest {prior['digest']}; use a new key"
+        )
+    return answer(prior, duplicate=False)
+
+
+async def _duplicate(state: ServerState, row: Row, signature: str | None) -> dict[str, Any]:
+    """An already stored digest: nothing is rewritten; a newly valid signature is recorded."""
+    if signature and not row["verified"]:
+        public_keys = await key_store.active_keys(state.db, row["app_id"])
+        if signature_matches(public_keys, row["digest"], signature):
+            await artifact_store.record_signature(state.db, row["id"], signature)
+            row = {**row, "verified": True, "signature": signature}
+    return answer(row, duplicate=True)
+
+
+async def _pending_row(
+    state: ServerState, app: Row, completion: Completion, row: Row | None
+) -> Row:
+    if row is not None:
+        if row["app_id"] != app["id"]:
+            raise Conflict(f"this digest is being uploaded for app {row['app_name']!r}")
+        return row
+    if state.policy.require_presign:
+        raise BadRequest(
+            "no presigned upload for this digest; call POST /artifacts/presign first"
+            " (AETHER_REQUIRE_PRESIGN is on)"
+        )
+    for compression in ("zstd", "gzip"):
+        key = storage_key(app["name"], completion.digest, compression)
+        if await state.blobs.head(key) is not None:
+            return await artifact_store.upsert_pending(
+                state.db,
+                app_id=app["id"],
+                digest=completion.digest,
+                size_bytes=completion.size_bytes,
+                compression=compression,
+                storage_key=key,
+            )
+    raise BadRequest("nothing was uploaded for this digest; presign and PUT it first")
+
+
+async def _assemble(state: ServerState, row: Row, completion: Completion) -> None:
+    assert completion.upload_id is not None
+    if not completion.parts:
+        raise BadRequest("parts must list every uploaded part as {part_number, etag}")
+    parts = sorted(completion.parts)
+    await state.blobs.complete_multipart(row["storage_key"], completion.upload_id, parts)
+    metrics.MULTIPART_PARTS.observe(len(parts))
+    metrics.MULTIPART_PART_SIZE.observe(completion.size_bytes / len(parts))
+
+
+async def _store(
+    state: ServerState, row: Row, completion: Completion, signature: str | None, verified: bool
+) -> dict[str, Any]:
+    try:
+        won = await artifact_store.mark_stored(
+            state.db,
+            row["id"],
+            signature=signature,
+            verified=verified,
+            idempotency_key=completion.idempotency_key,
+        )
+    except DuplicateKey as exc:
+        raise IdempotencyConflict(
+            "idempotency_key is in use by another upload; use a new key"
+        ) from exc
+    stored = await artifact_store.get_by_id(state.db, row["id"])
+    assert stored is not None
+    if not won:
+        return answer(stored, duplicate=True)
+    await after_store(state, stored)
+    return answer(stored, duplicate=False)
+
+
+async def after_store(state: ServerState, row: Row) -> None:
+    """Audit event, gauges, then the app's retention policy."""
+    detail = f"{row['size_bytes']} bytes, verified={bool(row['verified'])}"
+    await artifact_store.add_event(
+        state.db,
+        artifact_id=row["id"],
+        digest=row["digest"],
+        app_name=row["app_name"],
+        event="stored",
+        detail=detail,
+    )
+    metrics.EVENTS.inc()
+    metrics.PUT_DURATION.observe(
+        max(0.0, (parse_iso(row["completed_at"]) - parse_iso(row["created_at"])).total_seconds())
+    )
+    await apply_retention(state, row["app_id"])
+    await refresh_artifact_gauge(state)

@@ -1,0 +1,58 @@
+"""``AETHER_RETAIN_LATEST_PER_APP``: keep the newest N stored artifacts of an app, delete the
+rest — rows and objects — except any used by a live deployment or by the previous successful
+one. Each deletion leaves a ``retention_delete`` row in ``artifact_events``, which has no
+foreign key and so outlives the artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aether.errors import AetherError, Conflict
+from aether.server import artifact_metrics as metrics
+from aether.server.state import ServerState
+from aether.store import artifacts as artifact_store
+from aether.store.database import Row
+
+log = logging.getLogger("aether.server.retention")
+
+
+async def refresh_artifact_gauge(state: ServerState) -> None:
+    metrics.ARTIFACTS_TOTAL.set(await artifact_store.count_stored(state.db))
+
+
+async def apply_retention(state: ServerState, app_id: str) -> int:
+    """Delete what the policy no longer keeps for one app; returns how many were deleted."""
+    keep = state.policy.retain_latest_per_app
+    if keep <= 0:
+        return 0
+    removed = 0
+    for row in await artifact_store.retention_candidates(state.db, app_id, keep=keep):
+        if await _delete_one(state, row, keep):
+            removed += 1
+    if removed:
+        await refresh_artifact_gauge(state)
+    return removed
+
+
+async def _delete_one(state: ServerState, row: Row, keep: int) -> bool:
+    try:
+        async with state.db.transaction() as tx:
+            dropped = await artifact_store.delete_stored(tx, row["id"])
+            await artifact_store.add_event(
+                tx,
+                artifact_id=row["id"],
+                digest=row["digest"],
+                app_name=row["app_name"],
+                event="retention_delete",
+                detail=f"kept the newest {keep}; removed {dropped} finished deployments using it",
+            )
+    except Conflict:
+        return False  # a deployment started using it meanwhile: keep it
+    metrics.EVENTS.inc()
+    metrics.RETENTION_DELETED.inc()
+    try:
+        await state.blobs.delete(row["storage_key"])
+    except AetherError as exc:  # the row is gone; an orphan object is only wasted space
+        log.warning("retention could not delete object %s: %s", row["storage_key"], exc)
+    return True

@@ -1,0 +1,227 @@
+"""Deployment rows and their events: what the API writes and the worker moves along.
+
+A new deployment is idempotent per app + artifact while one of that artifact is still
+pending, deploying or running. On PostgreSQL each new deployment is announced with
+``NOTIFY aether_deployments, '<id>'`` so workers can wake up without polling.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aether.errors import BadRequest
+from aether.store.clock import now_iso
+from aether.store.database import Database, Executor, Row
+
+NOTIFY_CHANNEL = "aether_deployments"
+ACTIVE_STATUSES = ("pending", "deploying", "running")
+# Statuses a deployment reaches only after a successful rollout (a rollback target).
+SUCCEEDED_STATUSES = ("running", "superseded")
+
+DEPLOYMENT_COLUMNS = (
+    "d.id, d.app_id, d.artifact_id, d.status, d.runtime, d.start_command, d.env, d.replicas,"
+    " d.health_path, d.failure_reason, d.endpoint, d.rolled_back_from, d.created_by,"
+    " d.created_at, d.rollout_started_at, d.rollout_completed_at, ap.name AS app_name,"
+    " a.digest AS artifact_digest, a.storage_key, a.compression, a.size_bytes, a.verified,"
+    " a.signature"
+)
+DEPLOYMENT_JOINS = (
+    "FROM deployments d JOIN applications ap ON ap.id = d.app_id"
+    " JOIN artifacts a ON a.id = d.artifact_id"
+)
+_SELECT = f"SELECT {DEPLOYMENT_COLUMNS} {DEPLOYMENT_JOINS}"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """What a new deployment runs: the artifact and how to start it."""
+
+    app_id: str
+    artifact_id: str
+    runtime: str = "nodejs"
+    start_command: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
+    health_path: str | None = None
+    created_by: str | None = None
+    rolled_back_from: str | None = None
+
+
+def decode_env(row: Row) -> Row:
+    """The row with ``env`` as a dict (it is stored as JSON text)."""
+    raw = row.get("env")
+    row["env"] = json.loads(raw) if isinstance(raw, str) and raw else (raw or {})
+    return row
+
+
+async def get_deployment(db: Executor, deployment_id: str) -> Row | None:
+    """The deployment joined with its app's name and its artifact's digest, key, compression."""
+    row = await db.fetch_one(f"{_SELECT} WHERE d.id = :id", {"id": deployment_id})
+    return decode_env(row) if row else None
+
+
+async def create_deployment(db: Database, spec: DeploymentSpec) -> tuple[Row, bool]:
+    """(deployment, created); an active deployment of the same artifact is returned as is."""
+    async with db.transaction() as tx:
+        await _lock_app(tx, spec.app_id)
+        existing = await tx.fetch_one(
+            "SELECT id FROM deployments WHERE app_id = :app AND artifact_id = :artifact"
+            " AND status IN ('pending', 'deploying', 'running')"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            {"app": spec.app_id, "artifact": spec.artifact_id},
+        )
+        if existing is not None:
+            found = await get_deployment(tx, existing["id"])
+            assert found is not None
+            return found, False
+        deployment_id = await _insert(tx, spec)
+        await add_event(tx, deployment_id, "pending", "deployment created")
+        if tx.dialect == "postgresql":
+            await tx.execute(
+                "SELECT pg_notify(:channel, :id)", {"channel": NOTIFY_CHANNEL, "id": deployment_id}
+            )
+        created = await get_deployment(tx, deployment_id)
+    assert created is not None
+    return created, True
+
+
+async def _lock_app(tx: Executor, app_id: str) -> None:
+    # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock so
+    # two concurrent identical requests cannot both insert.
+    if tx.dialect == "postgresql":
+        await tx.fetch_one("SELECT id FROM applications WHERE id = :id FOR UPDATE", {"id": app_id})
+
+
+async def _insert(tx: Executor, spec: DeploymentSpec) -> str:
+    deployment_id = str(uuid.uuid4())
+    await tx.execute(
+        "INSERT INTO deployments (id, app_id, artifact_id, status, runtime, start_command, env,"
+        " replicas, health_path, rolled_back_from, created_by, created_at) VALUES (:id, :app_id,"
+        " :artifact_id, 'pending', :runtime, :start_command, :env, :replicas, :health_path,"
+        " :rolled_back_from, :created_by, :created_at)",
+        {
+            "id": deployment_id,
+            "app_id": spec.app_id,
+            "artifact_id": spec.artifact_id,
+            "runtime": spec.runtime,
+            "start_command": spec.start_command,
+            "env": json.dumps(spec.env, sort_keys=True),
+            "replicas": spec.replicas,
+            "health_path": spec.health_path,
+            "rolled_back_from": spec.rolled_back_from,
+            "created_by": spec.created_by,
+            "created_at": now_iso(),
+        },
+    )
+    return deployment_id
+
+
+async def add_event(db: Executor, deployment_id: str, phase: str, message: str = "") -> None:
+    await db.execute(
+        "INSERT INTO deployment_events (deployment_id, phase, message, timestamp)"
+        " VALUES (:deployment_id, :phase, :message, :timestamp)",
+        {
+            "deployment_id": deployment_id,
+            "phase": phase,
+            "message": message,
+            "timestamp": now_iso(),
+        },
+    )
+
+
+async def list_events(db: Executor, deployment_id: str, *, after: int = 0) -> list[Row]:
+    return await db.fetch_all(
+        "SELECT id, phase, message, timestamp FROM deployment_events"
+        " WHERE deployment_id = :id AND id > :after ORDER BY id",
+        {"id": deployment_id, "after": after},
+    )
+
+
+async def set_status(
+    db: Executor,
+    deployment_id: str,
+    status: str,
+    *,
+    failure_reason: str | None = None,
+    endpoint: str | None = None,
+) -> None:
+    """Move a deployment; stamps rollout_started_at on deploying, rollout_completed_at on
+    running/failed (only the first time). ``endpoint`` is kept unless a new one is given."""
+    now = now_iso()
+    await db.execute(
+        "UPDATE deployments SET status = :status,"
+        " failure_reason = COALESCE(:failure_reason, failure_reason),"
+        " endpoint = COALESCE(:endpoint, endpoint),"
+        " rollout_started_at = CASE WHEN :status = 'deploying'"
+        "   THEN COALESCE(rollout_started_at, :now) ELSE rollout_started_at END,"
+        " rollout_completed_at = CASE WHEN :status IN ('running', 'failed')"
+        "   THEN COALESCE(rollout_completed_at, :now) ELSE rollout_completed_at END"
+        " WHERE id = :id",
+        {
+            "status": status,
+            "failure_reason": failure_reason,
+            "endpoint": endpoint,
+            "now": now,
+            "id": deployment_id,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    next_cursor: str | None
+
+
+def encode_cursor(row: Row) -> str:
+    raw = f"{row['created_at']}|{row['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, _, row_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("invalid cursor; pass the next_cursor of the previous page") from exc
+    if not created_at or not row_id:
+        raise BadRequest("invalid cursor; pass the next_cursor of the previous page")
+    return created_at, row_id
+
+
+async def list_deployments(db: Executor, app_id: str, *, limit: int, cursor: str | None) -> Page:
+    """Newest first; ``cursor`` continues after the last row of the previous page."""
+    params: dict[str, Any] = {"app": app_id, "limit": limit + 1}
+    where = "d.app_id = :app"
+    if cursor:
+        params["c_at"], params["c_id"] = decode_cursor(cursor)
+        where += " AND (d.created_at < :c_at OR (d.created_at = :c_at AND d.id < :c_id))"
+    rows = await db.fetch_all(
+        f"{_SELECT} WHERE {where} ORDER BY d.created_at DESC, d.id DESC LIMIT :limit", params
+    )
+    page = [decode_env(row) for row in rows[:limit]]
+    return Page(page, encode_cursor(page[-1]) if len(rows) > limit else None)
+
+
+async def rollback_target(db: Executor, app_id: str, *, to: str | None) -> Row:
+    """The deployment a rollback redeploys: ``to`` when given (of this app), else the newest
+    successful one before the current running one."""
+    if to is not None:
+        row = await get_deployment(db, to)
+        if row is None or row["app_id"] != app_id:
+            raise BadRequest(f"deployment {to} is not a deployment of this app")
+        return row
+    rows = await db.fetch_all(
+        f"{_SELECT} WHERE d.app_id = :app AND d.status IN ('running', 'superseded')"
+        " ORDER BY d.created_at DESC, d.id DESC LIMIT 2",
+        {"app": app_id},
+    )
+    if rows and rows[0]["status"] == "running":
+        rows = rows[1:]
+    if not rows:
+        raise BadRequest("no earlier successful deployment to roll back to; pass 'to'")
+    return decode_env(rows[0])

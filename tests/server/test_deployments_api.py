@@ -1,0 +1,152 @@
+"""Deployments: creation rules, idempotency, events, pagination, rollback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from seeding import insert_artifact
+
+from aether.store import deployments as store
+
+
+@pytest.fixture
+def shop(api):
+    """An app owned by the deployer, with one stored artifact; returns (app, artifact)."""
+    app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
+    artifact = api.run(insert_artifact, app["id"])
+    return app, artifact
+
+
+def deploy(api, digest, as_="deployer", **extra):
+    return api.post(
+        "/deployments", json={"app_name": "shop", "artifact_digest": digest, **extra}, as_=as_
+    )
+
+
+def test_create_deployment_is_pending_with_the_fields_clients_use(api, shop):
+    _, artifact = shop
+    response = deploy(api, artifact["digest"], env={"A": "1"}, replicas=2, start_command="node x")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["app_name"] == "shop" and body["artifact_digest"] == artifact["digest"]
+    assert body["env"] == {"A": "1"} and body["replicas"] == 2
+    assert body["start_command"] == "node x"
+    assert body["url"] == "http://shop.localhost:8080/"
+    assert body["rollout_started_at"] is None
+    events = api.get(f"/deployments/{body['id']}/events").json()["events"]
+    assert [e["phase"] for e in events] == ["pending"]
+
+
+def test_same_artifact_while_active_returns_the_same_deployment(api, shop):
+    _, artifact = shop
+    first = deploy(api, artifact["digest"])
+    second = deploy(api, artifact["digest"])
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json()["id"] == first.json()["id"]
+    api.run(store.set_status, first.json()["id"], "failed", failure_reason="boom")
+    third = deploy(api, artifact["digest"])
+    assert third.status_code == 201 and third.json()["id"] != first.json()["id"]
+
+
+def test_an_artifact_that_is_not_stored_is_a_bad_request(api, shop):
+    app, _ = shop
+    pending = api.run(insert_artifact, app["id"], status="pending")
+    missing = "0" * 64
+    for digest in (pending["digest"], missing):
+        response = deploy(api, digest)
+        assert response.status_code == 400
+        assert digest in response.json()["message"]
+    assert deploy(api, "not-a-digest").status_code == 400
+
+
+def test_require_signature_refuses_unverified_artifacts(make_api):
+    api = make_api(env={"AETHER_REQUIRE_SIGNATURE": "true"})
+    app = api.post("/apps", json={"name": "shop"}).json()
+    unsigned = api.run(insert_artifact, app["id"])
+    signed = api.run(insert_artifact, app["id"], verified=True)
+    refused = deploy(api, unsigned["digest"], as_="admin")
+    assert refused.status_code == 400
+    assert "signature" in refused.json()["message"]
+    assert deploy(api, signed["digest"], as_="admin").status_code == 201
+
+
+def test_set_status_stamps_rollout_times(api, shop):
+    _, artifact = shop
+    deployment_id = deploy(api, artifact["digest"]).json()["id"]
+    api.run(store.set_status, deployment_id, "deploying")
+    started = api.get(f"/deployments/{deployment_id}").json()
+    assert started["status"] == "deploying" and started["rollout_started_at"]
+    api.run(store.set_status, deployment_id, "running", endpoint="http://127.0.0.1:9999")
+    done = api.get(f"/deployments/{deployment_id}").json()
+    assert done["rollout_completed_at"] and done["endpoint"] == "http://127.0.0.1:9999"
+    assert done["rollout_started_at"] == started["rollout_started_at"]
+
+
+def test_app_deployments_are_paginated_newest_first(api, shop):
+    app, _ = shop
+    ids = []
+    for _ in range(5):
+        artifact = api.run(insert_artifact, app["id"])
+        ids.append(deploy(api, artifact["digest"]).json()["id"])
+    seen, cursor = [], None
+    while True:
+        query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = api.get(f"/apps/shop/deployments{query}", as_="reader").json()
+        seen += [d["id"] for d in page["deployments"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    assert api.get("/apps/shop/deployments?limit=0").status_code == 400
+    assert api.get("/apps/shop/deployments?cursor=%%%").status_code == 400
+
+
+def test_events_after_and_follow_of_a_finished_deployment(api, shop):
+    _, artifact = shop
+    deployment_id = deploy(api, artifact["digest"]).json()["id"]
+    api.run(store.add_event, deployment_id, "deploying", "starting")
+    api.run(store.add_event, deployment_id, "running", "healthy")
+    api.run(store.set_status, deployment_id, "running")
+    events = api.get(f"/deployments/{deployment_id}/events").json()["events"]
+    later = api.get(f"/deployments/{deployment_id}/events?after={events[0]['id']}").json()
+    assert [e["phase"] for e in later["events"]] == ["deploying", "running"]
+    streamed = api.get(f"/deployments/{deployment_id}/events?follow=true")
+    assert streamed.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert [e["phase"] for e in lines] == ["pending", "deploying", "running"]
+
+
+def test_rollback_redeploys_the_previous_successful_artifact(api, shop):
+    app, first_artifact = shop
+    first = deploy(api, first_artifact["digest"]).json()
+    api.run(store.set_status, first["id"], "running")
+    second_artifact = api.run(insert_artifact, app["id"])
+    second = deploy(api, second_artifact["digest"], env={"V": "2"}).json()
+    api.run(store.set_status, first["id"], "superseded")
+    api.run(store.set_status, second["id"], "running")
+    response = api.post("/apps/shop/rollback", json={}, as_="deployer")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["artifact_digest"] == first_artifact["digest"]
+    assert body["rolled_back_from"] == first["id"] and body["status"] == "pending"
+    explicit = api.post("/apps/shop/rollback", json={"to": second["id"]})
+    assert explicit.status_code == 200  # that artifact is already running: same deployment
+    assert explicit.json()["id"] == second["id"]
+
+
+def test_rollback_without_history_is_a_bad_request(api, shop):
+    response = api.post("/apps/shop/rollback", json={})
+    assert response.status_code == 400
+    assert "roll back" in response.json()["message"]
+    assert api.post("/apps/shop/rollback", json={"to": "nope"}).status_code == 400
+
+
+def test_deployments_of_another_users_app_are_forbidden(api, shop):
+    _, artifact = shop
+    assert deploy(api, artifact["digest"], as_="other").status_code == 403
+    assert deploy(api, artifact["digest"], as_="reader").status_code == 403
+    deployment_id = deploy(api, artifact["digest"]).json()["id"]
+    assert api.get(f"/deployments/{deployment_id}", as_="other").status_code == 200
+    assert api.post("/apps/shop/rollback", json={}, as_="other").status_code == 403
