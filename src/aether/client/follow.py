@@ -1,25 +1,27 @@
 """Following a deployment until it is ``running`` or ``failed``.
 
-The client asks for the deployment's new events (``GET /deployments/{id}/events?after=``) and
-its status (``GET /deployments/{id}``) in a loop whose interval grows from a quarter second to
-two seconds. Status first, then events: when the status is terminal, every event up to it has
-been printed. A ``failed`` (or ``superseded`` before running) rollout raises
-:class:`RolloutFailed` (exit 20) with the reason from the deployment or its last event.
+The client streams ``GET /deployments/{id}/events?follow=true&after=<last id>`` (NDJSON; the
+server ends the stream once the deployment is terminal and every event is sent), then reads
+``GET /deployments/{id}`` for the outcome. A stream that drops or stays silent past the read
+timeout is simply reopened after the last event seen, so no event is shown twice. A ``failed``
+(or ``superseded`` before running) rollout raises :class:`RolloutFailed` (exit 20) with the
+reason from the deployment or its last event.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aether.client.api import ApiClient
-from aether.errors import InternalError
+from aether.errors import InternalError, NetworkError
 from aether.models import TERMINAL_STATUSES
 
 EventCallback = Callable[[dict[str, Any]], None]
 FIRST_POLL_SECS = 0.25
 MAX_POLL_SECS = 2.0
+STREAM_READ_SECS = 30.0
 
 
 class RolloutFailed(InternalError):
@@ -44,31 +46,41 @@ def follow_deployment(
 ) -> dict[str, Any]:
     """Report events until the deployment is terminal; return it when it is ``running``."""
     deadline = time.monotonic() + timeout_secs
-    after: int | str | None = None
+    after: int | None = None
     last_event: dict[str, Any] | None = None
     delay = FIRST_POLL_SECS
     while True:
+        remaining = max(deadline - time.monotonic(), 1.0)
+        try:
+            for event in _event_stream(api, deployment_id, after, min(remaining, STREAM_READ_SECS)):
+                after, last_event = event.get("id", after), event
+                if on_event is not None:
+                    on_event(event)
+        except NetworkError:
+            pass  # dropped or silent stream: the status check below decides what next
         deployment = api.get(f"/deployments/{deployment_id}")
-        for event in new_events(api, deployment_id, after):
-            after, last_event = event.get("id", after), event
-            if on_event is not None:
-                on_event(event)
-        status = deployment.get("status")
-        if status in TERMINAL_STATUSES:
+        if deployment.get("status") in TERMINAL_STATUSES:
             return finished(deployment, last_event)
         if time.monotonic() >= deadline:
             raise RolloutTimeout(
-                f"deployment {deployment_id} is still {status} after {timeout_secs:.0f} s; "
-                f"check it later with `aether list --app {deployment.get('app_name', 'APP')}`"
+                f"deployment {deployment_id} is still {deployment.get('status')} after "
+                f"{timeout_secs:.0f} s; check it with "
+                f"`aether list --app {deployment.get('app_name', 'APP')}`"
             )
         sleep(delay)
         delay = min(delay * 1.5, MAX_POLL_SECS)
 
 
-def new_events(api: ApiClient, deployment_id: str, after: int | str | None) -> list[dict[str, Any]]:
-    listing = api.get(f"/deployments/{deployment_id}/events", after=after)
-    events = listing.get("events", [])
-    return [event for event in events if isinstance(event, dict)]
+def _event_stream(
+    api: ApiClient, deployment_id: str, after: int | None, read_timeout: float
+) -> Iterator[dict[str, Any]]:
+    params = {"follow": True, "after": after}
+    for item in api.stream_lines(
+        f"/deployments/{deployment_id}/events", params, read_timeout=read_timeout
+    ):
+        # A server without streaming answers one JSON object {"events": [...]}.
+        batch = item["events"] if isinstance(item.get("events"), list) else [item]
+        yield from (event for event in batch if isinstance(event, dict))
 
 
 def finished(deployment: dict[str, Any], last_event: dict[str, Any] | None) -> dict[str, Any]:
