@@ -54,13 +54,14 @@ def build_artifact(
         if options.install:
             progress("install", 0, None)
             outcome = install_dependencies(root, package, environ)
-            log.info("install: %s", outcome.reason)
+            log.debug("install: %s", outcome.reason)
     with _timed(timings, "walk"):
         progress("walk", 0, None)
         rules = IgnoreRules.for_project(root, layout.excluded_from(root))
         entries = walk_tree(root, rules, skip_unsafe=options.skip_unsafe, on_skip=_warn_skip)
+        progress("walk", len(entries), len(entries))
     with _timed(timings, "pack"):
-        progress("pack", 0, len(entries))
+        progress("pack", 0, None)
         contents, tar_sha256, digest, size = _write_archive(
             root, entries, layout.artifact, options.compression, epoch, progress
         )

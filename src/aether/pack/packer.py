@@ -70,12 +70,14 @@ def write_tree(
     mtime: int,
     *,
     workers: int | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> TreeContents:
-    """Write every entry and the end-of-archive marker to ``sink``."""
+    """Write every entry and the end-of-archive marker to ``sink``.
+
+    ``on_progress(tar_bytes_written, None)`` is called after each batch.
+    """
     mtime_field = tarwriter.mtime_field(mtime)
     contents = TreeContents()
-    done = 0
     for batch, results in _batches(root, entries, mtime_field, workers):
         for item in results:
             if isinstance(item, _Segment):
@@ -86,9 +88,8 @@ def write_tree(
                 record = _stream_file(root, item, sink, mtime_field, contents)
                 contents.files.append(record)
         _note_non_files(batch, contents)
-        done += len(batch)
         if on_progress is not None:
-            on_progress(done, len(entries))
+            on_progress(contents.tar_bytes, None)
     contents.bytes_in = sum(record.size for record in contents.files)
     tail = tarwriter.end_of_archive(contents.tar_bytes)
     sink.write(tail)
