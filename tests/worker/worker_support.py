@@ -90,3 +90,74 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+# --- rows, for loop tests (the upload flow is not needed: folders are staged) ----------------
+
+
+async def insert_app(db: Any, name: str) -> dict[str, Any]:
+    from aether.store.clock import now_iso
+
+    row = {"id": str(uuid.uuid4()), "name": name, "now": now_iso()}
+    await db.execute(
+        "INSERT INTO applications (id, name, created_at) VALUES (:id, :name, :now)", row
+    )
+    return row
+
+
+async def stage_deployment(
+    db: Any,
+    data_dir: Path,
+    app: dict[str, Any],
+    *,
+    env: dict[str, str] | None = None,
+    start_command: str | None = None,
+    staged: bool = True,
+) -> str:
+    """An artifact row and a pending deployment; with ``staged``, its release folder too."""
+    from aether.store.clock import now_iso
+
+    deployment_id, artifact_id, digest = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex * 2
+    now = now_iso()
+    await db.execute(
+        "INSERT INTO artifacts (id, app_id, digest, size_bytes, compression, status, storage_key,"
+        " created_at) VALUES (:id, :app_id, :digest, 1, 'zstd', 'stored', :key, :now)",
+        {
+            "id": artifact_id,
+            "app_id": app["id"],
+            "digest": digest,
+            "key": f"artifacts/{app['name']}/{digest}/app.tar.zst",
+            "now": now,
+        },
+    )
+    await db.execute(
+        "INSERT INTO deployments (id, app_id, artifact_id, status, start_command, env, created_at)"
+        " VALUES (:id, :app_id, :artifact_id, 'pending', :start_command, :env, :now)",
+        {
+            "id": deployment_id,
+            "app_id": app["id"],
+            "artifact_id": artifact_id,
+            "start_command": start_command,
+            "env": json.dumps(env or {}),
+            "now": now,
+        },
+    )
+    if staged:
+        folder = data_dir / "apps" / app["name"] / deployment_id
+        shutil.copytree(PLAIN_APP, folder)
+        write_marker(folder, digest=digest, deployment_id=deployment_id, app_name=app["name"])
+    return deployment_id
+
+
+async def deployment(db: Any, deployment_id: str) -> dict[str, Any]:
+    row = await db.fetch_one("SELECT * FROM deployments WHERE id = :id", {"id": deployment_id})
+    assert row is not None
+    return row
+
+
+async def phases(db: Any, deployment_id: str) -> list[str]:
+    rows = await db.fetch_all(
+        "SELECT phase FROM deployment_events WHERE deployment_id = :id ORDER BY id",
+        {"id": deployment_id},
+    )
+    return [r["phase"] for r in rows]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import psycopg_pool
 from psycopg.rows import dict_row
 
@@ -54,6 +55,23 @@ class PostgresDatabase(Database):
     async def execute(self, sql: str, params: Params = None) -> int:
         async with self.connection() as conn:
             return await _execute(conn, sql, params)
+
+    async def listen(self, channel: str) -> AsyncIterator[str]:
+        """Yield the payload of every NOTIFY on ``channel``, on a dedicated connection outside
+        the pool (LISTEN holds its connection); ServiceUnavailable when it drops."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except psycopg.Error as exc:
+            raise ServiceUnavailable(f"cannot connect to PostgreSQL to LISTEN: {exc}") from exc
+        try:
+            with _pg_errors():
+                await conn.execute(
+                    psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel))
+                )
+                async for notify in conn.notifies():
+                    yield notify.payload
+        finally:
+            await conn.close()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:

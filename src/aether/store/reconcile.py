@@ -1,0 +1,220 @@
+"""The worker's queries: apps and their deployments, status transitions, events and leases.
+
+Transitions are conditional updates so a late or duplicate worker can never move a deployment
+backwards: ``pending → deploying → running | failed``; when a deployment runs, the older ones
+of its app still marked active become ``superseded`` in the same transaction. A lease row in
+``app_leases`` (holder + expiry) gives one worker an app at a time; an expired lease is taken
+over. On PostgreSQL an insert trigger NOTIFYs ``aether_deployments`` with the app id so
+workers wake at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aether.store.clock import now_iso
+from aether.store.database import Database, Executor, Row
+
+NOTIFY_CHANNEL = "aether_deployments"
+_TRIGGER_LOCK_ID = 0x4145544853  # serialises concurrent workers creating the trigger
+_ACTIVE = "('pending', 'deploying', 'running')"
+
+
+async def ensure_notify_trigger(db: Database) -> None:
+    """PostgreSQL: NOTIFY on every new deployment (idempotent; a no-op on SQLite)."""
+    if db.dialect != "postgresql":
+        return
+    async with db.transaction() as tx:
+        await tx.execute("SELECT pg_advisory_xact_lock(:id)", {"id": _TRIGGER_LOCK_ID})
+        await tx.execute(
+            "CREATE OR REPLACE FUNCTION aether_notify_deployment() RETURNS trigger AS $body$"
+            f" BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', NEW.app_id); RETURN NEW; END"
+            " $body$ LANGUAGE plpgsql"
+        )
+        await tx.execute(
+            "CREATE OR REPLACE TRIGGER aether_deployment_inserted AFTER INSERT ON deployments"
+            " FOR EACH ROW EXECUTE FUNCTION aether_notify_deployment()"
+        )
+
+
+# --- what to reconcile -----------------------------------------------------------------------
+
+
+async def list_apps(db: Executor) -> list[Row]:
+    """Every app with its lease: ``id, name, holder, expires_at``."""
+    return await db.fetch_all(
+        "SELECT a.id, a.name, l.holder, l.expires_at FROM applications a"
+        " LEFT JOIN app_leases l ON l.app_id = a.id ORDER BY a.name"
+    )
+
+
+async def plan_rows(db: Executor, app_id: str) -> list[Row]:
+    """The deployments the plan needs, oldest first: every active one plus the newest
+    superseded one (the fallback when everything newer failed)."""
+    active = await db.fetch_all(
+        f"SELECT id, status, created_at FROM deployments WHERE app_id = :app_id"
+        f" AND status IN {_ACTIVE}",
+        {"app_id": app_id},
+    )
+    superseded = await db.fetch_all(
+        "SELECT id, status, created_at FROM deployments WHERE app_id = :app_id"
+        " AND status = 'superseded' ORDER BY created_at DESC, id DESC LIMIT 1",
+        {"app_id": app_id},
+    )
+    return sorted(active + superseded, key=lambda r: (r["created_at"], r["id"]))
+
+
+async def release_row(db: Executor, deployment_id: str) -> Row | None:
+    """A deployment with what the runtime needs: app name, artifact, env, active keys."""
+    row = await db.fetch_one(
+        "SELECT d.id, d.app_id, d.status, d.start_command, d.env, d.replicas, d.health_path,"
+        " ap.name AS app_name, ar.digest, ar.storage_key, ar.compression, ar.signature"
+        " FROM deployments d JOIN applications ap ON ap.id = d.app_id"
+        " JOIN artifacts ar ON ar.id = d.artifact_id WHERE d.id = :id",
+        {"id": deployment_id},
+    )
+    if row is None:
+        return None
+    keys = await db.fetch_all(
+        "SELECT public_key_hex FROM public_keys WHERE app_id = :app_id AND active = :yes"
+        " ORDER BY created_at",
+        {"app_id": row["app_id"], "yes": True},
+    )
+    row["public_keys"] = [k["public_key_hex"] for k in keys]
+    row["env"] = _env(row["env"])
+    return row
+
+
+def _env(raw: Any) -> dict[str, str]:
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+async def running_endpoint(db: Executor, app_name: str) -> Row | None:
+    """``{app_id, deployment_id, endpoint}`` of the app's newest running deployment (both
+    None when nothing runs); None when there is no such app. The Host-header proxy's lookup."""
+    app = await db.fetch_one("SELECT id FROM applications WHERE name = :name", {"name": app_name})
+    if app is None:
+        return None
+    running = await db.fetch_one(
+        "SELECT id, endpoint FROM deployments WHERE app_id = :app_id AND status = 'running'"
+        " ORDER BY created_at DESC, id DESC LIMIT 1",
+        {"app_id": app["id"]},
+    )
+    return {
+        "app_id": app["id"],
+        "deployment_id": running["id"] if running else None,
+        "endpoint": running["endpoint"] if running else None,
+    }
+
+
+# --- transitions -------------------------------------------------------------------------------
+
+
+async def record_event(db: Executor, deployment_id: str, phase: str, message: str = "") -> None:
+    await db.execute(
+        "INSERT INTO deployment_events (deployment_id, phase, message, timestamp)"
+        " VALUES (:id, :phase, :message, :now)",
+        {"id": deployment_id, "phase": phase, "message": message, "now": now_iso()},
+    )
+
+
+async def mark_deploying(db: Executor, deployment_id: str) -> bool:
+    """pending → deploying (a deployment already deploying keeps its start time)."""
+    touched = await db.execute(
+        "UPDATE deployments SET status = 'deploying', rollout_started_at = :now"
+        " WHERE id = :id AND status = 'pending'",
+        {"id": deployment_id, "now": now_iso()},
+    )
+    return touched > 0
+
+
+async def mark_running(db: Database, deployment_id: str, endpoint: str | None) -> list[str]:
+    """→ running with its endpoint; older active deployments of the app → superseded (one
+    transaction, so the proxy never sees zero or two running). The superseded ids."""
+    now = now_iso()
+    async with db.transaction() as tx:
+        row = await tx.fetch_one(
+            "SELECT app_id, created_at FROM deployments WHERE id = :id", {"id": deployment_id}
+        )
+        if row is None:
+            return []
+        await tx.execute(
+            "UPDATE deployments SET status = 'running', endpoint = :endpoint,"
+            " failure_reason = NULL, rollout_completed_at = COALESCE(rollout_completed_at, :now),"
+            " rollout_started_at = COALESCE(rollout_started_at, :now)"
+            " WHERE id = :id AND status <> 'failed'",
+            {"id": deployment_id, "endpoint": endpoint, "now": now},
+        )
+        return await _supersede_older(tx, row["app_id"], row["created_at"], deployment_id)
+
+
+async def _supersede_older(tx: Executor, app_id: str, created_at: str, keep: str) -> list[str]:
+    params = {"app_id": app_id, "created_at": created_at, "keep": keep}
+    where = (
+        f" WHERE app_id = :app_id AND id <> :keep AND status IN {_ACTIVE}"
+        " AND (created_at < :created_at OR (created_at = :created_at AND id < :keep))"
+    )
+    stale = await tx.fetch_all("SELECT id FROM deployments" + where, params)
+    if stale:
+        await tx.execute("UPDATE deployments SET status = 'superseded'" + where, params)
+    return [r["id"] for r in stale]
+
+
+async def supersede(db: Executor, deployment_ids: tuple[str, ...] | list[str]) -> None:
+    for deployment_id in deployment_ids:
+        await db.execute(
+            f"UPDATE deployments SET status = 'superseded' WHERE id = :id AND status IN {_ACTIVE}",
+            {"id": deployment_id},
+        )
+
+
+async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
+    touched = await db.execute(
+        "UPDATE deployments SET status = 'failed', failure_reason = :reason,"
+        " rollout_completed_at = :now WHERE id = :id AND status <> 'failed'",
+        {"id": deployment_id, "reason": reason[:4000], "now": now_iso()},
+    )
+    return touched > 0
+
+
+async def set_endpoint(db: Executor, deployment_id: str, endpoint: str | None) -> None:
+    await db.execute(
+        "UPDATE deployments SET endpoint = :endpoint WHERE id = :id",
+        {"id": deployment_id, "endpoint": endpoint},
+    )
+
+
+async def deployment_status(db: Executor, deployment_id: str) -> str | None:
+    return await db.fetch_value(
+        "SELECT status FROM deployments WHERE id = :id", {"id": deployment_id}
+    )
+
+
+# --- leases ------------------------------------------------------------------------------------
+
+
+async def acquire_lease(db: Executor, app_id: str, holder: str, ttl_secs: float) -> bool:
+    """Take or renew the app's lease; False while another worker holds an unexpired one."""
+    now = now_iso()
+    await db.execute(
+        "INSERT INTO app_leases (app_id, holder, expires_at) VALUES (:app_id, :holder, :expires)"
+        " ON CONFLICT (app_id) DO UPDATE SET holder = excluded.holder,"
+        " expires_at = excluded.expires_at"
+        " WHERE app_leases.holder = excluded.holder OR app_leases.expires_at < :now",
+        {"app_id": app_id, "holder": holder, "expires": now_iso(ttl_secs), "now": now},
+    )
+    owner = await db.fetch_value(
+        "SELECT holder FROM app_leases WHERE app_id = :app_id", {"app_id": app_id}
+    )
+    return owner == holder
+
+
+async def release_leases(db: Executor, holder: str) -> int:
+    return await db.execute("DELETE FROM app_leases WHERE holder = :holder", {"holder": holder})

@@ -1,0 +1,159 @@
+"""Applying plan actions: the store transitions, the events, and the runtime calls.
+
+The runtime's ``healthy`` event is the cutover point: the deployment is marked running with the
+endpoint the runtime now observes (older ones superseded in the same transaction) before the
+runtime stops the previous release, so the Host-header proxy switches without a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from aether.errors import AetherError, NetworkError, ServiceUnavailable
+from aether.settings import WorkerSettings
+from aether.store import reconcile as store
+from aether.store.database import Database, Row
+from aether.worker.outcomes import Retry
+from aether.worker.plan import Action, Deploy, MarkRunning, Remove, Supersede
+from aether.worker.runtimes.base import EventSink, Release, Runtime
+
+log = logging.getLogger("aether.worker")
+
+PULL_TOKEN_TTL_SECS = 30 * 86400  # a pod restarted weeks later can still fetch its artifact
+TRANSIENT = (Retry, NetworkError, ServiceUnavailable)
+
+
+class RetryLater(Exception):
+    """Try this app again after ``delay`` seconds (a transient fault within the timeout)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry in {delay:g}s")
+        self.delay = delay
+
+
+class RetryBook(Protocol):
+    first_retry: dict[str, float]
+
+
+class Applier:
+    def __init__(
+        self,
+        db: Database,
+        runtime: Runtime,
+        settings: WorkerSettings,
+        *,
+        public_url: str | None = None,
+    ) -> None:
+        self.db = db
+        self.runtime = runtime
+        self.settings = settings
+        self.public_url = public_url
+
+    async def apply(self, app_name: str, action: Action, *, slot: RetryBook) -> None:
+        if isinstance(action, Deploy):
+            await self._deploy(app_name, action, slot)
+        elif isinstance(action, MarkRunning):
+            await self.mark_running(action.deployment_id, app_name)
+        elif isinstance(action, Supersede):
+            await store.supersede(self.db, action.deployment_ids)
+            for old in action.deployment_ids:
+                await store.record_event(self.db, old, "superseded", "a newer deployment runs")
+        elif isinstance(action, Remove):
+            await self.runtime.remove(app_name)
+
+    async def _deploy(self, app_name: str, action: Deploy, slot: RetryBook) -> None:
+        row = await store.release_row(self.db, action.deployment_id)
+        if row is None:
+            return
+        deployment_id = action.deployment_id
+        if action.restart:
+            await store.record_event(self.db, deployment_id, "restarting", "not running here")
+        elif await store.mark_deploying(self.db, deployment_id):
+            await store.record_event(
+                self.db, deployment_id, "deploying", f"on the {self.runtime.name} runtime"
+            )
+        try:
+            release = await self.release(row)
+            observed = await self.runtime.deploy(release, self.sink(deployment_id, app_name))
+        except TRANSIENT as exc:
+            await self._retry_or_fail(deployment_id, exc, slot)
+            return
+        except AetherError as exc:
+            await self.fail(deployment_id, exc.message)
+            return
+        except Exception as exc:  # a bug must fail the rollout visibly, not loop forever
+            log.exception("rollout of %s crashed", deployment_id)
+            await self.fail(deployment_id, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        slot.first_retry.pop(deployment_id, None)
+        await self.mark_running(deployment_id, app_name, endpoint=observed.endpoint)
+
+    async def _retry_or_fail(self, deployment_id: str, exc: AetherError, slot: RetryBook) -> None:
+        first = slot.first_retry.setdefault(deployment_id, time.monotonic())
+        timeout = self.settings.rollout_timeout_secs
+        if time.monotonic() - first >= timeout:
+            slot.first_retry.pop(deployment_id, None)
+            await self.fail(deployment_id, f"not healthy within {timeout:g}s: {exc.message}")
+            return
+        delay = exc.delay if isinstance(exc, Retry) else 2.0
+        await store.record_event(
+            self.db, deployment_id, "retrying", f"{exc.message} (again in {delay:g}s)"
+        )
+        raise RetryLater(delay)
+
+    async def fail(self, deployment_id: str, reason: str) -> None:
+        log.warning("deployment %s failed: %s", deployment_id, reason)
+        await store.mark_failed(self.db, deployment_id, reason)
+        await store.record_event(self.db, deployment_id, "failed", reason)
+
+    async def mark_running(
+        self, deployment_id: str, app_name: str, *, endpoint: str | None = None
+    ) -> None:
+        if endpoint is None:
+            observed = await self.runtime.observe(app_name)
+            if observed is not None and observed.deployment_id == deployment_id:
+                endpoint = observed.endpoint
+        status = await store.deployment_status(self.db, deployment_id)
+        superseded = await store.mark_running(self.db, deployment_id, endpoint)
+        if status != "running":
+            await store.record_event(self.db, deployment_id, "running", endpoint or "")
+        for old in superseded:
+            await store.record_event(self.db, old, "superseded", f"replaced by {deployment_id}")
+
+    def sink(self, deployment_id: str, app_name: str) -> EventSink:
+        """The runtime's event callback; ``healthy`` also marks the deployment running."""
+
+        async def record(phase: str, message: str = "") -> None:
+            await store.record_event(self.db, deployment_id, phase, message)
+            if phase == "healthy":
+                await self.mark_running(deployment_id, app_name)
+
+        return record
+
+    async def release(self, row: Row) -> Release:
+        return Release(
+            app_name=row["app_name"],
+            deployment_id=row["id"],
+            digest=row["digest"],
+            storage_key=row["storage_key"],
+            compression=row["compression"] or "zstd",
+            start_command=row["start_command"] or None,
+            env=row["env"],
+            replicas=int(row["replicas"] or 1),
+            health_path=row["health_path"] or None,
+            signature=row["signature"] or None,
+            public_keys=tuple(row["public_keys"]),
+            api_url=self.public_url,
+            pull_token=await self._pull_token(row["id"]),
+        )
+
+    async def _pull_token(self, deployment_id: str) -> Any:
+        if self.runtime.name != "kubernetes":
+            return None
+        from aether.store.tokens import create_pull_token
+
+        return await create_pull_token(
+            self.db, deployment_id=deployment_id, ttl_secs=PULL_TOKEN_TTL_SECS
+        )

@@ -1,0 +1,204 @@
+"""The reconciliation loop: for every app, make the runtime match the desired deployment.
+
+Level-triggered: each pass reads the app's deployments and what the runtime observes, asks
+:func:`aether.worker.plan.plan` for actions and applies them. Work is serialised per app (one
+task per app at a time, under a lease in ``app_leases``), different apps run in parallel.
+Passes run on a short poll (SQLite) or when PostgreSQL NOTIFYs a new deployment (with a slow
+poll as a safety net). A step that raises :class:`Retry` is tried again after its delay until
+the rollout timeout; :class:`Fatal` fails the deployment with its message as the reason.
+``stop()`` (SIGTERM) ends the loop; the runtime's processes are stopped and leases released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aether.errors import AetherError, NetworkError, ServiceUnavailable
+from aether.settings import WorkerSettings
+from aether.store import reconcile as store
+from aether.store.clock import now_iso
+from aether.store.database import Database, Row
+from aether.worker.apply import Applier, RetryLater
+from aether.worker.plan import DeploymentState, plan
+from aether.worker.runtimes.base import Runtime
+
+log = logging.getLogger("aether.worker")
+
+# On PostgreSQL, NOTIFY wakes the loop; polling is only the safety net (lease takeovers).
+PG_SAFETY_POLL_SECS = 5.0
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class _AppSlot:
+    """What the worker remembers about one app between passes."""
+
+    name: str
+    task: asyncio.Task[bool] | None = None
+    not_before: float = 0.0
+    held: bool = False
+    first_retry: dict[str, float] = field(default_factory=dict)
+
+
+class Worker:
+    """One reconciliation loop over one database and one runtime."""
+
+    def __init__(
+        self,
+        db: Database,
+        runtime: Runtime,
+        settings: WorkerSettings,
+        *,
+        public_url: str | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.db = db
+        self.runtime = runtime
+        self.settings = settings
+        self.holder = holder or worker_identity()
+        self.applier = Applier(db, runtime, settings, public_url=public_url)
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slots: dict[str, _AppSlot] = {}
+
+    def stop(self) -> None:
+        """Ask the loop to end (safe from a signal handler)."""
+        self.stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Reconcile until ``stop()``; then stop the runtime and release the leases."""
+        await store.ensure_notify_trigger(self.db)
+        await self.runtime.start()
+        helpers = [asyncio.create_task(self._renew_leases())]
+        if self.db.dialect == "postgresql":
+            helpers.append(asyncio.create_task(self._listen()))
+        try:
+            while not self.stopping.is_set():
+                await self._guarded_pass()
+                await self._sleep(self._poll_secs())
+        finally:
+            await self._shutdown(helpers)
+
+    def _poll_secs(self) -> float:
+        if self.db.dialect == "postgresql":
+            return max(self.settings.poll_interval_secs, PG_SAFETY_POLL_SECS)
+        return self.settings.poll_interval_secs
+
+    async def _guarded_pass(self) -> None:
+        try:
+            await self.run_once()
+        except (ServiceUnavailable, NetworkError) as exc:
+            log.warning("reconcile pass skipped: %s", exc.message)
+
+    async def _sleep(self, secs: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), secs)
+        self._wake.clear()
+
+    async def run_once(self, *, wait: bool = False) -> None:
+        """One pass: start a reconcile task for every app that is due. With ``wait``, return
+        only when those tasks are done (tests drive the loop this way)."""
+        apps = await store.list_apps(self.db)
+        started = [task for app in apps if (task := self._maybe_start(app)) is not None]
+        await self._forget_deleted_apps({app["id"] for app in apps})
+        if wait and started:
+            await asyncio.gather(*started, return_exceptions=True)
+
+    def _maybe_start(self, app: Row) -> asyncio.Task[bool] | None:
+        slot = self._slots.setdefault(app["id"], _AppSlot(app["name"]))
+        if slot.task is not None and not slot.task.done():
+            return None
+        if time.monotonic() < slot.not_before or self._leased_elsewhere(app):
+            return None
+        slot.task = asyncio.create_task(self._reconcile(app["id"], slot), name=app["name"])
+        return slot.task
+
+    def _leased_elsewhere(self, app: Row) -> bool:
+        holder, expires_at = app.get("holder"), app.get("expires_at")
+        if holder is None or holder == self.holder:
+            return False
+        return expires_at is not None and expires_at > now_iso()
+
+    async def _reconcile(self, app_id: str, slot: _AppSlot) -> bool:
+        """One app, one pass; True when something was done (wake the loop again)."""
+        try:
+            if not await self._hold(app_id, slot):
+                return False
+            rows = await store.plan_rows(self.db, app_id)
+            states = [DeploymentState(r["id"], r["status"], i) for i, r in enumerate(rows)]
+            actions = plan(states, await self.runtime.observe(slot.name))
+            for action in actions:
+                await self.applier.apply(slot.name, action, slot=slot)
+        except RetryLater as later:
+            self._retry_after(slot, later.delay)
+            return False
+        except AetherError as exc:
+            log.warning("reconciling %s failed, will retry: %s", slot.name, exc.message)
+            self._retry_after(slot, 1.0)
+            return False
+        if actions:
+            self._wake.set()  # look again at once: the plan should now be empty
+        return bool(actions)
+
+    async def _hold(self, app_id: str, slot: _AppSlot) -> bool:
+        held = await store.acquire_lease(self.db, app_id, self.holder, self.settings.lease_secs)
+        if slot.held and not held:
+            log.warning("lost the lease on %s; stopping it here", slot.name)
+            await self.runtime.remove(slot.name)
+        slot.held = held
+        return held
+
+    def _retry_after(self, slot: _AppSlot, delay: float) -> None:
+        slot.not_before = time.monotonic() + delay
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
+
+    async def _forget_deleted_apps(self, existing: set[str]) -> None:
+        for app_id in [a for a in self._slots if a not in existing]:
+            slot = self._slots[app_id]
+            if slot.task is not None and not slot.task.done():
+                continue
+            del self._slots[app_id]
+            if slot.held:
+                await self.runtime.remove(slot.name)
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of held apps alive while long rollouts run."""
+        while not self.stopping.is_set():
+            await asyncio.sleep(self.settings.lease_secs / 3)
+            for app_id, slot in list(self._slots.items()):
+                if slot.held:
+                    with contextlib.suppress(AetherError):
+                        slot.held = await store.acquire_lease(
+                            self.db, app_id, self.holder, self.settings.lease_secs
+                        )
+
+    async def _listen(self) -> None:
+        listen: Any = getattr(self.db, "listen", None)
+        while listen is not None and not self.stopping.is_set():
+            try:
+                async for _payload in listen(store.NOTIFY_CHANNEL):
+                    self._wake.set()
+            except ServiceUnavailable as exc:
+                log.warning("LISTEN failed, polling until it reconnects: %s", exc.message)
+                await asyncio.sleep(1.0)
+
+    async def _shutdown(self, helpers: list[asyncio.Task[Any]]) -> None:
+        running = [s.task for s in self._slots.values() if s.task and not s.task.done()]
+        for task in [*helpers, *running]:
+            task.cancel()
+        await asyncio.gather(*helpers, *running, return_exceptions=True)
+        await self.runtime.stop()
+        with contextlib.suppress(AetherError):
+            await store.release_leases(self.db, self.holder)

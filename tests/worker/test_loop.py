@@ -1,0 +1,218 @@
+"""The reconcile loop over both metadata backends and real node processes."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from worker_support import (
+    deployment,
+    eventually,
+    get_json,
+    insert_app,
+    phases,
+    stage_deployment,
+    worker_settings,
+)
+
+from aether.store.database import Database
+from aether.worker.loop import Worker
+from aether.worker.runtimes.local import LocalRuntime
+
+
+def make_worker(db: Database, data_dir: Path, **settings: object) -> Worker:
+    ws = worker_settings(data_dir, **settings)
+    return Worker(db, LocalRuntime(ws, stop_grace_secs=2.0), ws)
+
+
+@pytest.fixture
+async def worker(database: Database, tmp_path: Path):
+    w = make_worker(database, tmp_path / "data")
+    yield w
+    await w.runtime.stop()
+
+
+async def test_pending_deployment_runs_and_answers(worker: Worker, database: Database) -> None:
+    app = await insert_app(database, "hello")
+    dep_id = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    row = await deployment(database, dep_id)
+    assert row["status"] == "running" and row["rollout_completed_at"]
+    status, body = await get_json(row["endpoint"])
+    assert status == 200 and body["deployment_id"] == dep_id
+    assert await phases(database, dep_id) == ["deploying", "starting", "healthy", "running"]
+    await worker.run_once(wait=True)
+    assert len(await phases(database, dep_id)) == 4  # converged: nothing more to do
+
+
+async def test_redeploy_supersedes_the_previous(worker: Worker, database: Database) -> None:
+    app = await insert_app(database, "hello")
+    first = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    old_process = worker.runtime.process_of("hello")  # type: ignore[attr-defined]
+    second = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    assert (await deployment(database, first))["status"] == "superseded"
+    new = await deployment(database, second)
+    assert new["status"] == "running"
+    assert (await get_json(new["endpoint"]))[1]["deployment_id"] == second
+    assert not old_process.alive
+    assert "superseded" in await phases(database, first)
+
+
+async def test_broken_release_fails_and_previous_keeps_serving(
+    worker: Worker, database: Database
+) -> None:
+    app = await insert_app(database, "hello")
+    good = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    bad = await stage_deployment(
+        database, worker.settings.data_dir, app, env={"CRASH_AT_BOOT": "1"}
+    )
+    await worker.run_once(wait=True)
+    failed = await deployment(database, bad)
+    assert failed["status"] == "failed"
+    assert "exited with code 3" in failed["failure_reason"]
+    assert (await phases(database, bad))[-1] == "failed"
+    running = await deployment(database, good)
+    assert running["status"] == "running"
+    assert (await get_json(running["endpoint"]))[1]["deployment_id"] == good
+    await worker.run_once(wait=True)
+    assert (await phases(database, good)).count("starting") == 1
+
+
+async def test_missing_artifact_fails_the_rollout(worker: Worker, database: Database) -> None:
+    from aether.blobs import open_blob_store
+    from aether.settings import BlobSettings
+
+    blobs = open_blob_store(
+        BlobSettings.from_env({"AETHER_DATA_DIR": str(worker.settings.data_dir)}),
+        public_url="http://127.0.0.1:1",
+    )
+    await blobs.open()
+    worker.runtime.use_blob_store(blobs)  # type: ignore[attr-defined]
+    try:
+        app = await insert_app(database, "ghost")
+        dep_id = await stage_deployment(database, worker.settings.data_dir, app, staged=False)
+        await worker.run_once(wait=True)
+        row = await deployment(database, dep_id)
+        assert row["status"] == "failed"
+        assert "cannot download the artifact" in row["failure_reason"]
+    finally:
+        await blobs.close()
+
+
+async def test_a_new_worker_starts_running_deployments_again(
+    database: Database, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    first = make_worker(database, data_dir)
+    app = await insert_app(database, "hello")
+    dep_id = await stage_deployment(database, data_dir, app)
+    await first.run_once(wait=True)
+    await first.runtime.stop()
+    from aether.store.reconcile import release_leases
+
+    await release_leases(database, first.holder)
+    second = make_worker(database, data_dir)
+    try:
+        await second.run_once(wait=True)
+        row = await deployment(database, dep_id)
+        assert row["status"] == "running"
+        assert (await get_json(row["endpoint"]))[1]["deployment_id"] == dep_id
+        assert (await phases(database, dep_id)).count("restarting") == 1
+    finally:
+        await second.runtime.stop()
+
+
+async def test_two_workers_handle_each_app_once(database: Database, tmp_path: Path) -> None:
+    a = make_worker(database, tmp_path / "a")
+    b = make_worker(database, tmp_path / "b")
+    try:
+        deployments = []
+        for name in ("one", "two", "three"):
+            app = await insert_app(database, name)
+            dep_id = await stage_deployment(database, tmp_path / "a", app)
+            shutil.copytree(tmp_path / "a/apps" / name, tmp_path / "b/apps" / name)
+            deployments.append(dep_id)
+        for _ in range(3):
+            await asyncio.gather(a.run_once(wait=True), b.run_once(wait=True))
+        for name in ("one", "two", "three"):
+            served = [w for w in (a, b) if await w.runtime.observe(name) is not None]
+            assert len(served) == 1, name
+        for dep_id in deployments:
+            assert (await deployment(database, dep_id))["status"] == "running"
+            assert (await phases(database, dep_id)).count("starting") == 1
+    finally:
+        await asyncio.gather(a.runtime.stop(), b.runtime.stop())
+
+
+async def test_expired_lease_of_a_dead_worker_is_taken_over(
+    database: Database, tmp_path: Path
+) -> None:
+    dead = make_worker(database, tmp_path / "data", AETHER_WORKER_LEASE_SECS=0.5)
+    app = await insert_app(database, "hello")
+    dep_id = await stage_deployment(database, tmp_path / "data", app)
+    await dead.run_once(wait=True)
+    await dead.runtime.stop()  # crashed: its lease stays in the table until it expires
+    heir = make_worker(database, tmp_path / "data", AETHER_WORKER_LEASE_SECS=0.5)
+    try:
+
+        async def taken_over() -> bool:
+            await heir.run_once(wait=True)
+            return await heir.runtime.observe("hello") is not None
+
+        await eventually(taken_over, timeout=10)
+        row = await deployment(database, dep_id)
+        assert (await get_json(row["endpoint"]))[1]["deployment_id"] == dep_id
+    finally:
+        await heir.runtime.stop()
+
+
+async def test_run_stops_on_the_stop_flag_and_releases_everything(
+    database: Database, tmp_path: Path
+) -> None:
+    worker = make_worker(database, tmp_path / "data", AETHER_WORKER_POLL_SECS=0.05)
+    task = asyncio.create_task(worker.run())
+    app = await insert_app(database, "hello")
+    dep_id = await stage_deployment(database, tmp_path / "data", app)
+
+    async def running() -> bool:
+        return (await deployment(database, dep_id))["status"] == "running"
+
+    await eventually(running)
+    process = worker.runtime.process_of("hello")  # type: ignore[attr-defined]
+    worker.stop()
+    await asyncio.wait_for(task, 20)
+    assert not process.alive
+    assert await database.fetch_all("SELECT * FROM app_leases") == []
+
+
+@pytest.mark.postgres
+async def test_notify_wakes_the_worker_before_the_safety_poll(
+    fresh_postgres_url: str, tmp_path: Path
+) -> None:
+    from aether.store.database import open_database
+    from aether.store.migrate import migrate
+
+    db = open_database(fresh_postgres_url, tmp_path)
+    await db.open()
+    await migrate(db)
+    worker = make_worker(db, tmp_path / "data")
+    task = asyncio.create_task(worker.run())
+    try:
+        app = await insert_app(db, "hello")
+        await worker.run_once(wait=True)  # trigger installed, listener connected
+        await asyncio.sleep(0)  # let the first pass settle into its (long) safety-poll wait
+        dep_id = await stage_deployment(db, tmp_path / "data", app)
+
+        async def running() -> bool:
+            return (await deployment(db, dep_id))["status"] == "running"
+
+        await eventually(running, timeout=4.0)  # the safety poll alone would take 5 s
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 20)
+        await db.close()
