@@ -211,3 +211,15 @@ async def test_local_interrupted_put_leaves_nothing(tmp_path: Path) -> None:
         await store.receive_put(key, query, dying_stream())
     assert await store.head(key) is None
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
+
+
+async def test_put_file_records_the_sha256(blob_store: BlobStore, tmp_path: Path) -> None:
+    body = os.urandom(70_000)
+    source = tmp_path / "artifact.bin"
+    source.write_bytes(body)
+    sha = hashlib.sha256(body).hexdigest()
+    with source.open("rb") as handle:
+        await blob_store.put_file(_key("direct"), handle, sha256=sha)
+    info = await blob_store.head(_key("direct"))
+    assert info is not None and (info.size, info.sha256) == (len(body), sha)
+    assert await blob_store.read_sha256(_key("direct")) == sha

@@ -11,6 +11,7 @@ import abc
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def delete(self, key: str) -> None:
         """Remove the object (and its recorded metadata); absent is not an error."""
+
+    @abc.abstractmethod
+    async def put_file(self, key: str, source: BinaryIO, *, sha256: str) -> None:
+        """Upload an open file the server already hashed (the legacy direct upload)."""
 
     @abc.abstractmethod
     async def presign_put(

@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from aether.blobs.base import BlobStore, ObjectInfo, PartInfo, PresignedRequest, expires_at
@@ -115,6 +115,14 @@ class LocalBlobStore(BlobStore):
     async def delete(self, key: str) -> None:
         for path in (self._object(key), self._meta(key)):
             path.unlink(missing_ok=True)
+
+    async def put_file(self, key: str, source: BinaryIO, *, sha256: str) -> None:
+        temp = self.root / "tmp" / secrets.token_hex(16)
+        try:
+            await asyncio.to_thread(_copy_to, source, temp)
+            self._commit(temp, key, sha256)
+        finally:
+            temp.unlink(missing_ok=True)
 
     # --- presigning ------------------------------------------------------------------------
 
@@ -294,6 +302,11 @@ def _concatenate(folder: Path, numbers: list[int], dest: Path) -> str:
                     digest.update(block)
                     out.write(block)
     return digest.hexdigest()
+
+
+def _copy_to(source: BinaryIO, dest: Path) -> None:
+    with dest.open("wb") as out:
+        shutil.copyfileobj(source, out, _CHUNK)
 
 
 def _copy_atomically(source: Path, dest: Path) -> None:

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import botocore.exceptions
 import s3fs
@@ -162,6 +162,21 @@ class S3BlobStore(BlobStore):
     async def delete(self, key: str) -> None:
         with _s3_errors(f"delete {key}"):
             await self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def put_file(self, key: str, source: BinaryIO, *, sha256: str) -> None:
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
+        size = source.seek(0, os.SEEK_END)
+        source.seek(0)
+        with _s3_errors(f"put {key}"):
+            await self._client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=source,
+                ContentLength=size,
+                Metadata={"sha256": sha256},
+                ChecksumSHA256=checksum,
+                **self._sse(),
+            )
 
     # --- presigning ------------------------------------------------------------------------
 

@@ -8,15 +8,18 @@ the others answer ``duplicate: true``.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from aether.blobs import storage_key
 from aether.errors import (
     AetherError,
     BadRequest,
     Conflict,
+    DigestMismatch,
     IdempotencyConflict,
     InvalidDigest,
     QuotaExceeded,
@@ -311,3 +314,50 @@ async def after_store(state: ServerState, row: Row) -> None:
     )
     await apply_retention(state, row["app_id"])
     await refresh_artifact_gauge(state)
+
+
+async def abort_multipart(state: ServerState, row: Row, upload_id: str) -> None:
+    """Drop the upload's parts and, when it is the row's upload, the pending row too."""
+    await state.blobs.abort_multipart(row["storage_key"], upload_id)
+    if row["upload_id"] == upload_id:
+        await artifact_store.delete_pending(state.db, row["id"])
+
+
+# --- the legacy direct upload ------------------------------------------------------------------
+
+_ZSTD_MAGIC, _GZIP_MAGIC = b"\x28\xb5\x2f\xfd", b"\x1f\x8b"
+
+
+def _hash_and_sniff(source: BinaryIO) -> tuple[str, int, str]:
+    """(sha256, size, compression) of an open file, read once from the start."""
+    source.seek(0)
+    head = source.read(4)
+    digest, size = hashlib.sha256(head), len(head)
+    while block := source.read(1024 * 1024):
+        digest.update(block)
+        size += len(block)
+    source.seek(0)
+    return digest.hexdigest(), size, "gzip" if head.startswith(_GZIP_MAGIC) else "zstd"
+
+
+async def store_direct(
+    state: ServerState, app: Row, digest: str, source: BinaryIO, signature: str | None
+) -> dict[str, Any]:
+    """Store a body the server received itself: hash, verify, upload, mark stored."""
+    signature = check_signature_format(signature)
+    actual, size, compression = await asyncio.to_thread(_hash_and_sniff, source)
+    check_announcement(state.policy, digest, size)
+    if actual != digest:
+        metrics.DIGEST_MISMATCHES.inc()
+        raise DigestMismatch(f"the uploaded bytes hash to {actual}, not the announced digest")
+    row = await _prepare(state, app, Upload(digest, size, compression), upload_id=None)
+    if row["status"] == "stored":
+        return await _duplicate(state, row, signature)
+    await state.blobs.put_file(row["storage_key"], source, sha256=digest)
+    await verify_object(state.blobs, state.policy, row["storage_key"], digest, size)
+    public_keys = await key_store.active_keys(state.db, app["id"])
+    verified = signature_matches(public_keys, digest, signature)
+    result = await _store(state, row, Completion(digest, size, signature), signature, verified)
+    if not result["duplicate"]:
+        metrics.UPLOAD_BYTES.inc(size)
+    return result

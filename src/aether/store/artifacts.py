@@ -1,19 +1,242 @@
-"""Artifact rows: lookups by digest and listings."""
+"""Artifact rows: pending uploads, stored artifacts, quotas, retention choices and audit events.
+
+A row is created ``pending`` when an upload is presigned (or first completed) and becomes
+``stored`` exactly once: the ``UPDATE … WHERE status = 'pending'`` that flips it is the point
+where concurrent completes of one digest are decided. ``artifact_events`` has no foreign key,
+so the audit trail of a deleted artifact survives it.
+"""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+from aether.store.clock import now_iso
 from aether.store.database import Executor, Row
+
+_SELECT = (
+    "SELECT a.*, ap.name AS app_name FROM artifacts a JOIN applications ap ON ap.id = a.app_id"
+)
 
 
 async def get_by_digest(db: Executor, digest: str) -> Row | None:
     """The artifact row (any status) with its app's name, or None."""
-    return await db.fetch_one(
-        "SELECT a.*, ap.name AS app_name FROM artifacts a"
-        " JOIN applications ap ON ap.id = a.app_id WHERE a.digest = :digest",
-        {"digest": digest},
-    )
+    return await db.fetch_one(f"{_SELECT} WHERE a.digest = :digest", {"digest": digest})
 
 
 async def get_stored(db: Executor, digest: str) -> Row | None:
     row = await get_by_digest(db, digest)
     return row if row is not None and row["status"] == "stored" else None
+
+
+async def get_by_id(db: Executor, artifact_id: str) -> Row | None:
+    return await db.fetch_one(f"{_SELECT} WHERE a.id = :id", {"id": artifact_id})
+
+
+async def get_by_idempotency_key(db: Executor, key: str) -> Row | None:
+    return await db.fetch_one(f"{_SELECT} WHERE a.idempotency_key = :key", {"key": key})
+
+
+async def upsert_pending(
+    db: Executor,
+    *,
+    app_id: str,
+    digest: str,
+    size_bytes: int,
+    compression: str,
+    storage_key: str,
+    upload_id: str | None = None,
+) -> Row:
+    """Create the pending row for an upload, or refresh a still-pending one; a stored row is
+    left untouched. Returns the row as it now is."""
+    await db.execute(
+        "INSERT INTO artifacts (id, app_id, digest, size_bytes, compression, status,"
+        " storage_key, upload_id, created_at) VALUES (:id, :app_id, :digest, :size_bytes,"
+        " :compression, 'pending', :storage_key, :upload_id, :now)"
+        " ON CONFLICT (digest) DO UPDATE SET app_id = excluded.app_id,"
+        " size_bytes = excluded.size_bytes, compression = excluded.compression,"
+        " storage_key = excluded.storage_key,"
+        " upload_id = COALESCE(excluded.upload_id, artifacts.upload_id),"
+        " created_at = excluded.created_at WHERE artifacts.status = 'pending'",
+        {
+            "id": str(uuid.uuid4()),
+            "app_id": app_id,
+            "digest": digest,
+            "size_bytes": size_bytes,
+            "compression": compression,
+            "storage_key": storage_key,
+            "upload_id": upload_id,
+            "now": now_iso(),
+        },
+    )
+    row = await get_by_digest(db, digest)
+    assert row is not None  # just written; digests are never deleted concurrently with this
+    return row
+
+
+async def mark_stored(
+    db: Executor,
+    artifact_id: str,
+    *,
+    signature: str | None,
+    verified: bool,
+    idempotency_key: str | None,
+) -> bool:
+    """Flip a pending row to stored; False when another complete already did (a duplicate).
+    A reused idempotency key raises DuplicateKey."""
+    touched = await db.execute(
+        "UPDATE artifacts SET status = 'stored', completed_at = :now, signature = :signature,"
+        " verified = :verified, idempotency_key = :key, upload_id = NULL"
+        " WHERE id = :id AND status = 'pending'",
+        {
+            "id": artifact_id,
+            "now": now_iso(),
+            "signature": signature,
+            "verified": verified,
+            "key": idempotency_key,
+        },
+    )
+    return touched == 1
+
+
+async def record_signature(db: Executor, artifact_id: str, signature: str) -> None:
+    """Attach a verified signature to an already stored artifact that had none verified."""
+    await db.execute(
+        "UPDATE artifacts SET signature = :signature, verified = TRUE WHERE id = :id",
+        {"id": artifact_id, "signature": signature},
+    )
+
+
+async def clear_upload(db: Executor, artifact_id: str) -> None:
+    await db.execute(
+        "UPDATE artifacts SET upload_id = NULL WHERE id = :id AND status = 'pending'",
+        {"id": artifact_id},
+    )
+
+
+async def delete_pending(db: Executor, artifact_id: str) -> bool:
+    touched = await db.execute(
+        "DELETE FROM artifacts WHERE id = :id AND status = 'pending'", {"id": artifact_id}
+    )
+    return touched == 1
+
+
+async def list_page(
+    db: Executor,
+    *,
+    limit: int,
+    after: tuple[str, str] | None = None,
+    status: str | None = "stored",
+    app_name: str | None = None,
+) -> list[Row]:
+    """Newest first (created_at, then id); ``after`` is the last row of the previous page."""
+    where, params = ["1 = 1"], {"limit": limit}
+    if status is not None:
+        where.append("a.status = :status")
+        params["status"] = status
+    if app_name is not None:
+        where.append("ap.name = :app_name")
+        params["app_name"] = app_name
+    if after is not None:
+        where.append("(a.created_at < :c OR (a.created_at = :c AND a.id < :i))")
+        params.update(c=after[0], i=after[1])
+    return await db.fetch_all(
+        f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY a.created_at DESC, a.id DESC LIMIT :limit",
+        params,
+    )
+
+
+async def app_usage(db: Executor, app_id: str) -> tuple[int, int]:
+    """(stored artifact count, their total bytes) for one app."""
+    row = await db.fetch_one(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(size_bytes), 0) AS total FROM artifacts"
+        " WHERE app_id = :app_id AND status = 'stored'",
+        {"app_id": app_id},
+    )
+    assert row is not None
+    return int(row["n"]), int(row["total"])
+
+
+async def count_stored(db: Executor) -> int:
+    return int(await db.fetch_value("SELECT COUNT(*) AS n FROM artifacts WHERE status = 'stored'"))
+
+
+async def stale_pending(db: Executor, *, created_before: str) -> list[Row]:
+    return await db.fetch_all(
+        f"{_SELECT} WHERE a.status = 'pending' AND a.created_at < :before ORDER BY a.created_at",
+        {"before": created_before},
+    )
+
+
+async def add_event(
+    db: Executor,
+    *,
+    artifact_id: str | None,
+    digest: str,
+    app_name: str | None,
+    event: str,
+    detail: str = "",
+) -> None:
+    await db.execute(
+        "INSERT INTO artifact_events (artifact_id, digest, app_name, event, detail, created_at)"
+        " VALUES (:artifact_id, :digest, :app_name, :event, :detail, :now)",
+        {
+            "artifact_id": artifact_id,
+            "digest": digest,
+            "app_name": app_name,
+            "event": event,
+            "detail": detail,
+            "now": now_iso(),
+        },
+    )
+
+
+async def list_events(db: Executor, *, digest: str | None = None) -> list[Row]:
+    if digest is None:
+        return await db.fetch_all("SELECT * FROM artifact_events ORDER BY id")
+    return await db.fetch_all(
+        "SELECT * FROM artifact_events WHERE digest = :digest ORDER BY id", {"digest": digest}
+    )
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+async def protected_ids(db: Executor, app_id: str) -> set[str]:
+    """Artifacts retention must keep: those of live deployments (pending, deploying, running)
+    and of the previous successful one (the newest superseded deployment that ran)."""
+    live = await db.fetch_all(
+        "SELECT artifact_id FROM deployments WHERE app_id = :app_id"
+        " AND status IN ('pending', 'deploying', 'running')",
+        {"app_id": app_id},
+    )
+    previous = await db.fetch_all(
+        "SELECT artifact_id FROM deployments WHERE app_id = :app_id AND status = 'superseded'"
+        " AND rollout_completed_at IS NOT NULL ORDER BY rollout_completed_at DESC LIMIT 1",
+        {"app_id": app_id},
+    )
+    return {row["artifact_id"] for row in [*live, *previous]}
+
+
+async def retention_candidates(db: Executor, app_id: str, *, keep: int) -> list[Row]:
+    """Stored artifacts beyond the newest ``keep`` of an app, oldest last, minus protected."""
+    rows = await db.fetch_all(
+        f"{_SELECT} WHERE a.app_id = :app_id AND a.status = 'stored'"
+        " ORDER BY a.completed_at DESC, a.id DESC",
+        {"app_id": app_id},
+    )
+    keep_ids = await protected_ids(db, app_id)
+    return [row for row in rows[keep:] if row["id"] not in keep_ids]
+
+
+async def delete_stored(db: Executor, artifact_id: str) -> int:
+    """Delete a stored artifact row and the finished (failed/superseded) deployments that
+    used it, which could never be rolled back to without it. Returns deployments removed.
+    Conflict when a live deployment still references it."""
+    params: dict[str, Any] = {"id": artifact_id}
+    removed = await db.execute(
+        "DELETE FROM deployments WHERE artifact_id = :id AND status IN ('failed', 'superseded')",
+        params,
+    )
+    await db.execute("DELETE FROM artifacts WHERE id = :id", params)
+    return removed

@@ -1,8 +1,152 @@
-"""Artifact routes (metadata, presign/complete, multipart, legacy upload, download)."""
+"""Artifact routes: ``HEAD``/``GET /artifacts/{digest}``, ``GET /artifacts`` (newest first,
+paginated) and ``GET /artifacts/{digest}/download`` (a short-lived presigned GET, also for
+deployment-scoped pull tokens), plus the upload routes of
+:mod:`~aether.server.routes.artifact_uploads` and :mod:`~aether.server.routes.artifact_legacy`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
 
-ROUTES: list[Any] = []
-OPENAPI: dict[str, dict[str, Any]] = {}
+from aether.blobs.base import expires_at
+from aether.errors import BadRequest, Forbidden, NotFound
+from aether.server.artifact_access import ARTIFACT_SCHEMA, artifact_json, check_digest
+from aether.server.auth import principal, require_role
+from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.routes import artifact_legacy, artifact_uploads
+from aether.server.state import get_state
+from aether.store import artifacts as artifact_store
+from aether.store.deployments import decode_cursor, encode_cursor, get_deployment
+
+READ_ROLES = ("deployer", "reader")
+MAX_PAGE = 100
+_STATUSES = {"stored": "stored", "pending": "pending", "all": None}
+
+
+async def artifact_detail(request: Request) -> Response:
+    """GET: the artifact's metadata (any status). HEAD: 200 when stored, else 404, no body."""
+    require_role(request, *READ_ROLES)
+    state = get_state(request)
+    digest = request.path_params["digest"]
+    if request.method == "HEAD":
+        found = check_digest_or_none(digest) and await artifact_store.get_stored(state.db, digest)
+        return Response(status_code=200 if found else 404)
+    row = await artifact_store.get_by_digest(state.db, check_digest(digest))
+    if row is None:
+        raise NotFound(f"no artifact with digest {digest}")
+    return JSONResponse(artifact_json(row))
+
+
+def check_digest_or_none(digest: str) -> str | None:
+    try:
+        return check_digest(digest)
+    except BadRequest:
+        return None
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+async def list_artifacts(request: Request) -> JSONResponse:
+    require_role(request, *READ_ROLES)
+    state, limit = get_state(request), _limit(request)
+    status = request.query_params.get("status", "stored")
+    if status not in _STATUSES:
+        raise BadRequest("status must be stored, pending or all")
+    cursor = request.query_params.get("cursor")
+    rows = await artifact_store.list_page(
+        state.db,
+        limit=limit + 1,
+        after=decode_cursor(cursor) if cursor else None,
+        status=_STATUSES[status],
+        app_name=request.query_params.get("app") or None,
+    )
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    return JSONResponse(
+        {"artifacts": [artifact_json(row) for row in page], "next_cursor": next_cursor}
+    )
+
+
+async def _check_pull_token(request: Request, digest: str) -> None:
+    """A puller may fetch only the artifact of the deployment its token was issued for."""
+    who = principal(request)
+    if who.role != "puller":
+        require_role(request, *READ_ROLES)
+        return
+    deployment = None
+    if who.deployment_id:
+        deployment = await get_deployment(get_state(request).db, who.deployment_id)
+    if deployment is None or deployment["artifact_digest"] != digest:
+        raise Forbidden("this pull token may only download its own deployment's artifact")
+
+
+async def download(request: Request) -> Response:
+    digest = check_digest(request.path_params["digest"])
+    await _check_pull_token(request, digest)
+    state = get_state(request)
+    row = await artifact_store.get_stored(state.db, digest)
+    if row is None:
+        raise NotFound(f"no stored artifact with digest {digest}")
+    expires = state.blob_settings.presign_expire_secs
+    url = await state.blobs.presign_get(row["storage_key"], expires_secs=expires)
+    if request.query_params.get("format") == "json":
+        return JSONResponse({"url": url, "expires_at": expires_at(expires)})
+    return RedirectResponse(url, status_code=302)
+
+
+ROUTES = [
+    *artifact_uploads.ROUTES,
+    *artifact_legacy.ROUTES,
+    Route("/artifacts", list_artifacts, methods=["GET"]),
+    Route("/artifacts/{digest}", artifact_detail, methods=["GET", "HEAD"]),
+    Route("/artifacts/{digest}/download", download, methods=["GET"]),
+]
+
+_DIGEST_PARAM = param("digest", schema={"type": "string", "pattern": "^[0-9a-f]{64}$"})
+OPENAPI = {
+    **artifact_uploads.OPENAPI,
+    "/artifacts": {
+        "get": operation(
+            "Artifacts, newest first",
+            params=[
+                param("limit", "query", {**INT, "minimum": 1, "maximum": MAX_PAGE}),
+                param("cursor", "query"),
+                param("status", "query", {"type": "string", "enum": list(_STATUSES)}),
+                param("app", "query"),
+            ],
+            response=obj(
+                {
+                    "artifacts": {"type": "array", "items": ARTIFACT_SCHEMA},
+                    "next_cursor": NULLABLE_STR,
+                }
+            ),
+            errors=(400, 401, 403),
+        ),
+        **artifact_legacy.OPENAPI["/artifacts"],
+    },
+    "/artifacts/{digest}": {
+        "get": operation(
+            "An artifact's metadata", params=[_DIGEST_PARAM], response=ARTIFACT_SCHEMA
+        ),
+        "head": operation(
+            "200 when the digest is stored, 404 otherwise (no body)",
+            params=[_DIGEST_PARAM],
+            errors=(401, 403),
+        ),
+    },
+    "/artifacts/{digest}/download": {
+        "get": operation(
+            "Redirect (302) to a short-lived download URL, or ?format=json for {url, expires_at}",
+            params=[_DIGEST_PARAM, param("format", "query", {"type": "string", "enum": ["json"]})],
+            response=obj({"url": STR, "expires_at": STR}),
+            errors=(400, 401, 403, 404),
+        )
+    },
+}

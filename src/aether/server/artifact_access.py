@@ -1,0 +1,90 @@
+"""Who may touch which artifact: the app an upload is for, and the artifact JSON shape.
+
+Uploads need write access to the app (admin, or the deployer that owns it). An upload for an
+app that does not exist yet creates it, owned by the calling deployer, so a first
+``aether deploy`` needs no separate ``POST /apps``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from aether.errors import Conflict, InvalidDigest, NotFound
+from aether.models import is_digest
+from aether.server.auth import require_app_access, require_role
+from aether.server.routes.apps import check_app_name
+from aether.server.state import ServerState
+from aether.store import apps as app_store
+from aether.store import artifacts as artifact_store
+from aether.store.database import Row
+
+
+def check_digest(value: str) -> str:
+    if not is_digest(value):
+        raise InvalidDigest("digest must be 64 lowercase hex characters (sha256 of the file)")
+    return value
+
+
+async def app_for_upload(request: Request, state: ServerState, name: object) -> tuple[Row, bool]:
+    """The app row the caller may upload to, and whether it existed before this call."""
+    name = check_app_name(name)
+    row = await app_store.get_app(state.db, name)
+    if row is not None:
+        require_app_access(request, row, write=True)
+        return row, True
+    who = require_role(request, "deployer")
+    try:
+        return await app_store.create_app(state.db, name, owner=who.user_id), False
+    except Conflict:  # created concurrently by another upload
+        row = await app_store.require_app(state.db, name)
+        require_app_access(request, row, write=True)
+        return row, True
+
+
+async def pending_for_write(request: Request, state: ServerState, digest: str) -> Row:
+    """The pending row of an upload in progress, if the caller may write to its app."""
+    row = await artifact_store.get_by_digest(state.db, check_digest(digest))
+    if row is None or row["status"] != "pending":
+        raise NotFound("no upload in progress for this digest; call POST /artifacts/multipart/init")
+    app = await app_store.require_app(state.db, row["app_name"])
+    require_app_access(request, app, write=True)
+    return row
+
+
+def artifact_json(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "app_name": row["app_name"],
+        "digest": row["digest"],
+        "size_bytes": int(row["size_bytes"]),
+        "compression": row["compression"],
+        "runtime": row["runtime"],
+        "status": row["status"],
+        "storage_key": row["storage_key"],
+        "verified": bool(row["verified"]),
+        "signature": row["signature"],
+        "created_at": row["created_at"],
+        "completed_at": row["completed_at"],
+    }
+
+
+ARTIFACT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "app_name", "digest", "size_bytes", "status", "storage_key", "verified"],
+    "properties": {
+        "id": {"type": "string"},
+        "app_name": {"type": "string"},
+        "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "size_bytes": {"type": "integer"},
+        "compression": {"type": "string", "enum": ["zstd", "gzip"]},
+        "runtime": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "stored"]},
+        "storage_key": {"type": "string"},
+        "verified": {"type": "boolean"},
+        "signature": {"type": ["string", "null"]},
+        "created_at": {"type": "string"},
+        "completed_at": {"type": ["string", "null"]},
+    },
+}
