@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 import tomllib
@@ -64,15 +65,24 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already names the line and column.
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown key {unknown[0]!r} (known keys: {', '.join(CONFIG_KEYS)})"
-        )
     for key, value in data.items():
+        where = f"{path}, line {_line_of(text, key)}"
+        if key not in CONFIG_KEYS:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} (known keys: {', '.join(CONFIG_KEYS)})"
+            )
         if not isinstance(value, str):
-            raise ConfigError(f"{path}: {key} must be a string, not {type(value).__name__}")
+            raise ConfigError(f"{where}: {key} must be a string, not {type(value).__name__}")
     return data
+
+
+def _line_of(text: str, key: str) -> int:
+    """The 1-based line where a top-level ``key`` (or ``[key]`` table) is defined."""
+    pattern = re.compile(rf"^\s*(\[\s*)?[\"']?{re.escape(key)}[\"']?\s*[=\]]")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return 1
 
 
 @dataclass(frozen=True)

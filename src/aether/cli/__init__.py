@@ -12,6 +12,7 @@ import importlib
 import click
 
 from aether import __version__
+from aether.cli import output
 from aether.cli.boundary import run
 
 # name -> (module:attribute, one-line help shown by `aether --help`, hidden)
@@ -110,7 +111,10 @@ def cli(log_level: str, log_format: str) -> None:
     """
     from aether.cli.logsetup import configure_logging
 
-    configure_logging(log_level.lower(), log_format.lower())
+    level = log_level.lower()
+    # Also covers AETHER_LOG_LEVEL and upper-case spellings, which the argv scan cannot see.
+    output.state.debug = level in ("debug", "trace")
+    output.state.json_logs = configure_logging(level, log_format.lower())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,8 +21,11 @@ LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
+# "Bearer <t>", "<anything>token=<t>" / "token": "<t>", password and secret keys, and the
+# signatures of presigned URLs (S3's X-Amz-Signature, the local store's signature=).
 _SECRET = re.compile(
-    r"(?i)(bearer\s+|token[\"']?\s*[=:]\s*[\"']?|X-Amz-Signature=|signature=)([A-Za-z0-9._~+/=-]{6,})"
+    r"(?i)(bearer\s+|\w*(?:token|password|secret|secret_access_key)[\"']?\s*[=:]\s*[\"']?"
+    r"|X-Amz-Signature=|signature=)([A-Za-z0-9._~+/=-]{6,})"
 )
 
 
@@ -37,6 +40,17 @@ class RedactingFilter(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """Masks secrets in the whole formatted entry: extra fields and tracebacks included."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,14 +69,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str, fmt: str) -> None:
+def configure_logging(level: str, fmt: str) -> bool:
+    """Send logs to stderr at ``level`` in ``fmt``; returns whether they are JSON lines."""
     logging.addLevelName(TRACE, "TRACE")
     logging.addLevelName(logging.WARNING, "WARN")
     handler = logging.StreamHandler(sys.stderr)
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    handler.setFormatter(
+    inner = (
         JsonFormatter() if use_json else logging.Formatter("%(levelname)s %(name)s: %(message)s")
     )
+    handler.setFormatter(RedactingFormatter(inner))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -71,3 +87,4 @@ def configure_logging(level: str, fmt: str) -> None:
     if LEVELS[level] > logging.DEBUG:
         for noisy in ("botocore", "aiobotocore", "s3fs", "urllib3", "hypercorn.access", "asyncio"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    return use_json

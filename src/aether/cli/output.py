@@ -18,13 +18,15 @@ class OutputState:
     """What the boundary must know about the running command's output mode."""
 
     def __init__(self) -> None:
-        self.json = False
-        self.debug = False
+        self.json = False  # --format json: the error envelope goes to stdout
+        self.debug = False  # --log-level debug|trace: tracebacks on stderr
+        self.json_logs = False  # stderr carries JSON lines, so the error line is one too
 
     def reset(self, args: list[str]) -> None:
         # Scanning argv covers failures that happen before click has parsed --format.
         self.json = _asked_for_json(args)
         self.debug = _asked_for_debug(args)
+        self.json_logs = False
 
 
 state = OutputState()
