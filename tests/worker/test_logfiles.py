@@ -80,11 +80,13 @@ def test_parse_since_accepts_durations_and_iso_times() -> None:
         parse_since("yesterday")
 
 
-async def test_bad_cursor_and_tail_are_bad_requests(tmp_path: Path) -> None:
+def test_bad_arguments_are_bad_requests_before_any_line(tmp_path: Path) -> None:
     with pytest.raises(BadRequest):
-        await collect(tmp_path, cursor="nope")
+        read_logs(tmp_path, cursor="nope")
     with pytest.raises(BadRequest):
-        await collect(tmp_path, tail=-1)
+        read_logs(tmp_path, tail=-1)
+    with pytest.raises(BadRequest):
+        read_logs(tmp_path, since="last week")
 
 
 async def test_torn_last_line_waits_until_complete(tmp_path: Path) -> None:

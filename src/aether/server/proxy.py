@@ -1,16 +1,210 @@
 """Host-header routing: ``http://<app>.localhost:<port>/`` is proxied to the app's current
-process, so an app's URL survives redeploys. Requests for other hosts pass through."""
+process, so an app's URL survives redeploys. Requests for other hosts pass through.
+
+The target is the endpoint of the app's newest ``running`` deployment, read from the store on
+every request: the worker flips it in one transaction at cutover, before the old process is
+stopped. Request and response bodies stream both ways (HTTP/1.1 framing by ``h11``; one
+upstream connection per request). When the upstream refuses the connection the endpoint is
+looked up once more and the request retried if it moved (a cutover in between). No app →
+404, nothing running → 503, upstream unreachable → 502, all as the JSON error envelope.
+WebSocket upgrades are not proxied.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aether.errors import AetherError
+from aether.server.errors import envelope_response
+from aether.store import reconcile as store
+
+log = logging.getLogger("aether.proxy")
+
+_APP_HOST = re.compile(r"^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)\.(.+?)(?::\d+)?$")
+_HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"host",
+}
+CONNECT_TIMEOUT_SECS = 5.0
+READ_CHUNK = 65536
+
+
+def app_from_host(host: str, public_url: str | None) -> str | None:
+    """``hello.localhost:8080`` → ``hello``; also ``hello.<public host>``; else None."""
+    match = _APP_HOST.match(host.strip().lower())
+    if not match:
+        return None
+    app, parent = match[1], match[2]
+    public_host = (urlsplit(public_url).hostname or "").lower() if public_url else ""
+    if parent == "localhost" or (public_host and parent == public_host):
+        return app
+    return None
+
+
+def _host_header(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return value.decode("latin-1")
+    return ""
 
 
 class HostProxyMiddleware:
-    """ASGI middleware; pass-through until the local runtime publishes endpoints."""
+    """Outermost ASGI middleware: app hosts go to the app, the rest to the API."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = _server_state(scope)
+        app_name = None
+        if scope["type"] == "http" and state is not None:
+            app_name = app_from_host(_host_header(scope), state.public_url)
+        if app_name is None:
+            await self.app(scope, receive, send)
+            return
+        await _proxy(state.db, app_name, scope, receive, send)
+
+
+def _server_state(scope: Scope) -> Any:
+    app = scope.get("app")
+    return getattr(getattr(app, "state", None), "aether", None)
+
+
+async def _proxy(db: Any, app_name: str, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        target = await store.running_endpoint(db, app_name)
+    except AetherError:
+        await _error(
+            scope, send, 503, "service_unavailable", "the control plane's database is down"
+        )
+        return
+    if target is None:
+        await _error(scope, send, 404, "not_found", f"no app named {app_name!r}")
+        return
+    if not target["endpoint"]:
+        await _error(
+            scope, send, 503, "service_unavailable", f"app {app_name!r} has nothing running"
+        )
+        return
+    upstream = await _connect(target["endpoint"])
+    if upstream is None:  # the endpoint may have moved by a cutover: look once more
+        again = await store.running_endpoint(db, app_name)
+        if again and again["endpoint"] and again["endpoint"] != target["endpoint"]:
+            upstream = await _connect(again["endpoint"])
+    if upstream is None:
+        await _error(scope, send, 502, "bad_gateway", f"app {app_name!r} is not answering")
+        return
+    reader, writer = upstream
+    try:
+        await _exchange(scope, receive, send, reader, writer)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _connect(endpoint: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    parts = urlsplit(endpoint)
+    try:
+        return await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port or 80), CONNECT_TIMEOUT_SECS
+        )
+    except (OSError, TimeoutError):
+        return None
+
+
+async def _exchange(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
+    conn = h11.Connection(h11.CLIENT)
+    writer.write(conn.send(_request(scope)))
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body = message.get("body", b"")
+        if body:
+            writer.write(conn.send(h11.Data(data=body)))
+            await writer.drain()
+        more = message.get("more_body", False)
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()
+    await _relay_response(scope, conn, reader, send)
+
+
+def _request(scope: Scope) -> h11.Request:
+    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _HOP_BY_HOP]
+    names = {k.lower() for k, _ in headers}
+    chunked = any(k == b"transfer-encoding" for k, _ in scope.get("headers", ()))
+    if b"content-length" not in names and (chunked or scope["method"] not in ("GET", "HEAD")):
+        headers.append((b"transfer-encoding", b"chunked"))
+    client = scope.get("client") or ("", 0)
+    headers += [
+        (b"host", _host_header(scope).encode("latin-1") or b"localhost"),
+        (b"x-forwarded-for", str(client[0]).encode("latin-1")),
+        (b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")),
+        (b"connection", b"close"),
+    ]
+    target = scope.get("raw_path") or scope["path"].encode("utf-8")
+    if scope.get("query_string"):
+        target += b"?" + scope["query_string"]
+    return h11.Request(method=scope["method"], target=target, headers=headers)
+
+
+async def _relay_response(
+    scope: Scope, conn: h11.Connection, reader: asyncio.StreamReader, send: Send
+) -> None:
+    started = False
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(READ_CHUNK))
+            elif isinstance(event, h11.Response):
+                headers = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
+                await send(
+                    {"type": "http.response.start", "status": event.status_code, "headers": headers}
+                )
+                started = True
+            elif isinstance(event, h11.Data):
+                await send(
+                    {"type": "http.response.body", "body": bytes(event.data), "more_body": True}
+                )
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+    except (h11.RemoteProtocolError, OSError) as exc:
+        log.warning("upstream broke off: %s", exc)
+        if not started:
+            await _error(scope, send, 502, "bad_gateway", "the app closed the connection early")
+            return
+    if started:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    response = envelope_response(status, code, message, request_id=None)
+
+    async def no_body() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    await response(scope, no_body, send)

@@ -165,7 +165,7 @@ def _backlog(
     return list(kept), ends
 
 
-async def read_logs(
+def read_logs(
     logs_dir: Path,
     *,
     tail: int | None = None,
@@ -175,11 +175,22 @@ async def read_logs(
     poll_secs: float = FOLLOW_POLL_SECS,
 ) -> AsyncIterator[LogLine]:
     """An app's output, oldest first; with ``follow``, keeps yielding lines as they are
-    written (new deployments' files included) until the consumer stops."""
+    written (new deployments' files included) until the consumer stops. Bad arguments raise
+    BadRequest here, before any line is produced."""
     if tail is not None and tail < 0:
         raise BadRequest("tail must be zero or more")
     position = parse_cursor(cursor)
-    since_stamp = parse_since(since)
+    return _iterate(logs_dir, tail, parse_since(since), follow, position, poll_secs)
+
+
+async def _iterate(
+    logs_dir: Path,
+    tail: int | None,
+    since_stamp: str | None,
+    follow: bool,
+    position: tuple[int, int] | None,
+    poll_secs: float,
+) -> AsyncIterator[LogLine]:
     files = list_log_files(logs_dir)
     backlog, ends = _backlog(files, _start_positions(files, position), tail, since_stamp)
     for line in backlog:

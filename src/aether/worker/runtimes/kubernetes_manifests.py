@@ -1,0 +1,302 @@
+"""Kubernetes workload synthesis: one release + the cluster settings → the manifests to apply.
+
+Pure functions, no I/O: the same inputs always give the same dicts (the golden tests rely on
+it). Per app the runtime applies, in order:
+
+- a ``v1 Secret`` ``<app>-pull-<deployment id>`` holding the deployment-scoped pull token the
+  init container uses (one per release, so a pod of the previous release that restarts while a
+  rollout is in progress still has its own token);
+- an ``apps/v1 Deployment`` ``<app>``: init container ``fetch`` (``aether fetch`` into an
+  ``emptyDir`` at ``/app``, digest verified before anything runs) and the hardened ``app``
+  container running ``npm start`` (or the deployment's start command);
+- a ``v1 Service`` ``<app>`` (ClusterIP, port 80 → the app's ``PORT``).
+
+The namespace (``AETHER_DEFAULT_NAMESPACE``) is not synthesized: it must exist, and the worker's
+Role is scoped to it (see ``packaging/kubernetes/``).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from aether import __version__
+from aether.errors import ConfigError
+from aether.settings import KubeSettings
+from aether.worker.runtimes.base import Release
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "aether"
+DIGEST_ANNOTATION = "aether.dev/digest"
+VERSION_ANNOTATION = "aether.dev/version"
+TOKEN_DIR = "/var/run/aether"
+TOKEN_FILE = f"{TOKEN_DIR}/token"
+APP_DIR = "/app"
+APP_UID = 1000
+FETCH_CONTAINER = "fetch"
+APP_CONTAINER = "app"
+REVISION_HISTORY_LIMIT = 3
+
+Manifest = dict[str, Any]
+
+
+def selector_labels(app_name: str) -> dict[str, str]:
+    """What selects an app's pods; stable across releases (a Deployment selector is immutable)."""
+    return {"app": "aether", "app_name": app_name}
+
+
+def app_labels(app_name: str) -> dict[str, str]:
+    """Labels of every object aether owns for an app; the marker keeps foreign objects safe."""
+    return {**selector_labels(app_name), MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def release_labels(release: Release) -> dict[str, str]:
+    return {**app_labels(release.app_name), "deployment_id": release.deployment_id}
+
+
+def pull_secret_name(app_name: str, deployment_id: str) -> str:
+    return f"{app_name}-pull-{deployment_id}"
+
+
+def service_endpoint(app_name: str, namespace: str) -> str:
+    """The in-cluster URL of an app's Service."""
+    return f"http://{app_name}.{namespace}.svc.cluster.local"
+
+
+def synthesize(
+    release: Release, settings: KubeSettings, *, version: str = __version__
+) -> list[Manifest]:
+    """The Secret, Deployment and Service for ``release``, in the order they are applied."""
+    return [
+        pull_secret(release, settings),
+        deployment(release, settings, version=version),
+        service(release.app_name, settings),
+    ]
+
+
+def pull_secret(release: Release, settings: KubeSettings) -> Manifest:
+    if not release.pull_token:
+        raise ConfigError(
+            f"deployment {release.deployment_id} has no pull token: the worker must create one "
+            "for the Kubernetes runtime"
+        )
+    token = base64.b64encode(release.pull_token.encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(
+            pull_secret_name(release.app_name, release.deployment_id),
+            settings.namespace,
+            release_labels(release),
+        ),
+        "type": "Opaque",
+        "data": {"token": token},
+    }
+
+
+def deployment(release: Release, settings: KubeSettings, *, version: str = __version__) -> Manifest:
+    labels = release_labels(release)
+    annotations = {DIGEST_ANNOTATION: release.digest, VERSION_ANNOTATION: version}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            **_metadata(release.app_name, settings.namespace, labels),
+            "annotations": annotations,
+        },
+        "spec": {
+            "replicas": release.replicas,
+            "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+            "progressDeadlineSeconds": settings.progress_deadline_secs,
+            "selector": {"matchLabels": selector_labels(release.app_name)},
+            "strategy": _strategy(settings.rollout_strategy),
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": _pod_spec(release, settings),
+            },
+        },
+    }
+
+
+def service(app_name: str, settings: KubeSettings) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(app_name, settings.namespace, app_labels(app_name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(app_name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def _metadata(name: str, namespace: str, labels: Mapping[str, str]) -> Manifest:
+    return {"name": name, "namespace": namespace, "labels": dict(labels)}
+
+
+def _strategy(name: str) -> Manifest:
+    if name == "rolling":
+        # Zero downtime: a new pod must be available before an old one goes.
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    return {"type": "Recreate"}
+
+
+def _pod_spec(release: Release, settings: KubeSettings) -> Manifest:
+    spec: Manifest = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": APP_UID,
+            "runAsGroup": APP_UID,
+            "fsGroup": APP_UID,  # lets the non-root init container read the token file
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "initContainers": [_fetch_container(release, settings)],
+        "containers": [_app_container(release, settings)],
+        "volumes": [
+            {"name": "app", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            {
+                "name": "pull-token",
+                "secret": {
+                    "secretName": pull_secret_name(release.app_name, release.deployment_id),
+                    "defaultMode": 0o440,
+                },
+            },
+        ],
+    }
+    if settings.service_account:
+        spec["serviceAccountName"] = settings.service_account
+    else:
+        spec["automountServiceAccountToken"] = False  # apps get no API credentials
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    if settings.node_selector:
+        spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        spec["tolerations"] = [dict(toleration) for toleration in settings.tolerations]
+    return spec
+
+
+def _fetch_container(release: Release, settings: KubeSettings) -> Manifest:
+    if not release.api_url:
+        raise ConfigError(
+            "the Kubernetes runtime needs the control plane's URL for pods: set AETHER_PUBLIC_URL"
+        )
+    return {
+        "name": FETCH_CONTAINER,
+        "image": settings.init_image,
+        "command": [
+            "aether",
+            "fetch",
+            "--api",
+            release.api_url,
+            "--deployment",
+            release.deployment_id,
+            "--digest",
+            release.digest,
+            "--token-file",
+            TOKEN_FILE,
+            "--dest",
+            APP_DIR,
+        ],  # fmt: skip
+        # The zipapp unpacks itself under SHIV_ROOT; the root filesystem is read-only.
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "SHIV_ROOT", "value": "/tmp/shiv"}],
+        "resources": _resources(settings),
+        "securityContext": _container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "app", "mountPath": APP_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "pull-token", "mountPath": TOKEN_DIR, "readOnly": True},
+        ],
+    }
+
+
+def _app_container(release: Release, settings: KubeSettings) -> Manifest:
+    return {
+        "name": APP_CONTAINER,
+        "image": settings.node_image,
+        "workingDir": APP_DIR,
+        # args, not command: the image's entrypoint (tini) stays PID 1 and reaps children.
+        "args": _start_args(release.start_command),
+        "env": _app_env(release, settings),
+        "ports": [{"name": "http", "containerPort": settings.app_port, "protocol": "TCP"}],
+        "readinessProbe": {
+            **_probe_target(release.health_path),
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 6,
+        },
+        "resources": _resources(settings),
+        "securityContext": _container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "app", "mountPath": APP_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def _start_args(start_command: str | None) -> list[str]:
+    if start_command:
+        return ["/bin/sh", "-c", start_command]
+    return ["npm", "start"]
+
+
+def _app_env(release: Release, settings: KubeSettings) -> list[Manifest]:
+    # Defaults the deployment may override, then what aether guarantees (not overridable).
+    env = {
+        "NODE_ENV": "production",
+        "HOME": "/tmp",
+        "NPM_CONFIG_CACHE": "/tmp/.npm",
+        "NPM_CONFIG_UPDATE_NOTIFIER": "false",
+    }
+    env.update(release.env)
+    env.update(
+        {
+            "PORT": str(settings.app_port),
+            "AETHER_DEPLOYMENT_ID": release.deployment_id,
+            "AETHER_DIGEST": release.digest,
+        }
+    )
+    return [{"name": name, "value": value} for name, value in sorted(env.items())]
+
+
+def _probe_target(health_path: str | None) -> Manifest:
+    if health_path:
+        return {"httpGet": {"path": health_path, "port": "http"}}
+    return {"tcpSocket": {"port": "http"}}
+
+
+def _resources(settings: KubeSettings) -> Manifest:
+    requests = {"cpu": settings.cpu_request, "memory": settings.memory_request}
+    limits = {"cpu": settings.cpu_limit, "memory": settings.memory_limit}
+    resources: Manifest = {}
+    if any(requests.values()):
+        resources["requests"] = {key: value for key, value in requests.items() if value}
+    if any(limits.values()):
+        resources["limits"] = {key: value for key, value in limits.items() if value}
+    return resources
+
+
+def _container_security() -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": APP_UID,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

@@ -1,0 +1,172 @@
+"""The Host-header proxy: ``<app>.localhost`` goes to the app's running endpoint, streaming;
+errors come back as the JSON envelope. The upstream is a stub HTTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from seeding import insert_artifact
+
+from aether.server.proxy import app_from_host
+from aether.store import apps as app_store
+from aether.store.clock import now_iso
+from conftest import ApiHarness
+
+
+class EchoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # keep the test output clean
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/stream":
+            self._stream()
+            return
+        self._echo(b"")
+
+    def do_POST(self) -> None:
+        self._echo(self._body())
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            data = b""
+            while size := int(self.rfile.readline().strip(), 16):
+                data += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+            return data
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def _echo(self, body: bytes) -> None:
+        payload = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                "host": self.headers.get("Host"),
+                "forwarded_proto": self.headers.get("X-Forwarded-Proto"),
+                "body": body.decode(),
+            }
+        ).encode()
+        self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Upstream", "yes")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for part in (b"one\n", b"two\n", b"three\n"):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def _app_with(db: Any, name: str, endpoint: str | None, status: str = "running") -> None:
+    app = await app_store.create_app(db, name, owner=None)
+    artifact = await insert_artifact(db, app["id"])
+    await db.execute(
+        "INSERT INTO deployments (id, app_id, artifact_id, status, endpoint, created_at)"
+        " VALUES (:id, :app_id, :artifact_id, :status, :endpoint, :now)",
+        {
+            "id": str(uuid.uuid4()),
+            "app_id": app["id"],
+            "artifact_id": artifact["id"],
+            "status": status,
+            "endpoint": endpoint,
+            "now": now_iso(),
+        },
+    )
+
+
+def proxied(api: ApiHarness, method: str, path: str, app: str, **kwargs: Any) -> Any:
+    headers = {"Host": f"{app}.localhost:8080", **kwargs.pop("headers", {})}
+    return api.client.request(method, path, headers=headers, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("hello.localhost", "hello"),
+        ("hello.localhost:8080", "hello"),
+        ("Hello.LocalHost:1", "hello"),
+        ("hello.aether.example.com", "hello"),
+        ("localhost:8080", None),
+        ("127.0.0.1:8080", None),
+        ("a.b.localhost", None),
+        ("-bad.localhost", None),
+        ("hello.example.org", None),
+    ],
+)
+def test_app_from_host(host: str, expected: str | None) -> None:
+    assert app_from_host(host, "https://aether.example.com") == expected
+
+
+def test_app_host_is_proxied_without_a_token(api: ApiHarness, upstream: str) -> None:
+    api.run(_app_with, "hello", upstream)
+    response = proxied(api, "GET", "/some/path?x=1", "hello")
+    assert response.status_code == 200
+    assert response.headers["x-upstream"] == "yes"
+    body = response.json()
+    assert body["path"] == "/some/path?x=1"
+    assert body["host"] == "hello.localhost:8080"
+    assert body["forwarded_proto"] == "http"
+
+
+def test_request_body_is_forwarded(api: ApiHarness, upstream: str) -> None:
+    api.run(_app_with, "hello", upstream)
+    response = proxied(api, "POST", "/items", "hello", content=b'{"a": 1}')
+    assert response.status_code == 201
+    assert response.json()["body"] == '{"a": 1}'
+
+
+def test_chunked_response_streams_through(api: ApiHarness, upstream: str) -> None:
+    api.run(_app_with, "hello", upstream)
+    response = proxied(api, "GET", "/stream", "hello")
+    assert response.status_code == 200
+    assert response.text == "one\ntwo\nthree\n"
+
+
+def test_other_hosts_reach_the_api(api: ApiHarness) -> None:
+    response = api.client.get("/healthz", headers={"Host": "127.0.0.1:8080"})
+    assert response.status_code == 200
+
+
+def test_unknown_app_is_404(api: ApiHarness) -> None:
+    response = proxied(api, "GET", "/", "nope")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_app_with_nothing_running_is_503(api: ApiHarness) -> None:
+    api.run(_app_with, "idle", None, status="pending")
+    response = proxied(api, "GET", "/", "idle")
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+
+
+def test_unreachable_upstream_is_502(api: ApiHarness) -> None:
+    from aether.worker.runtimes.health import free_port
+
+    api.run(_app_with, "dead", f"http://127.0.0.1:{free_port()}")
+    response = proxied(api, "GET", "/", "dead")
+    assert response.status_code == 502
+    assert set(response.json()) == {"code", "message"}
