@@ -107,7 +107,10 @@ def read_session(environ: Mapping[str, str]) -> Session | None:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Session(api_base=data["api_base"], token=data["token"], user=data.get("user"))
+        session = Session(api_base=data["api_base"], token=data["token"], user=data.get("user"))
+        if not (isinstance(session.api_base, str) and isinstance(session.token, str)):
+            raise TypeError("api_base and token must be strings")
+        return session
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a valid session file; run `aether login` again") from exc
     except OSError as exc:
