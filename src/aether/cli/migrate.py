@@ -1,13 +1,47 @@
-"""Placeholder until this command is built: --help works, running it exits 20."""
+"""``aether migrate``: apply (or list) database schema migrations."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 import click
 
-from aether.errors import NotImplementedYet
+from aether.cli.output import emit, format_option
+
+
+def _render(result: dict[str, Any]) -> str:
+    if "pending" in result:
+        lines = [f"database: {result['database']}"]
+        lines += [f"applied  {name}" for name in result["applied"]]
+        lines += [f"pending  {name}" for name in result["pending"]]
+        return "\n".join(lines)
+    if not result["applied"]:
+        return f"schema is up to date (version {result['version']}, {result['database']})"
+    return "\n".join(f"applied {name}" for name in result["applied"])
 
 
 @click.command(name="migrate")
-def migrate() -> None:
-    """Apply database schema migrations."""
-    raise NotImplementedYet("`aether migrate` is not implemented yet")
+@click.option("--status", is_flag=True, help="Only list applied and pending migrations.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the SQLite database lives (ignored with DATABASE_URL).",
+)
+@format_option
+def migrate(status: bool, data_dir: Path | None, output_format: str) -> None:
+    """Apply database schema migrations (SQLite in the data dir, or DATABASE_URL).
+
+    `aether serve` applies them at start too, unless run with --no-migrate.
+    """
+    from aether.server import admin
+    from aether.settings import ServerSettings
+
+    environ = dict(os.environ)
+    if data_dir is not None:
+        environ["AETHER_DATA_DIR"] = str(data_dir)
+    settings = ServerSettings.from_env(environ)
+    result = admin.migration_status(settings) if status else admin.apply_migrations(settings)
+    emit(result, _render)

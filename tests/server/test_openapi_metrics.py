@@ -1,0 +1,63 @@
+"""The OpenAPI document (valid 3.1, covers every route) and the Prometheus metrics."""
+
+from __future__ import annotations
+
+from openapi_spec_validator import validate
+from starlette.routing import Route
+
+from aether.server.app import collect_routes
+
+
+def test_openapi_document_is_valid_3_1_with_global_bearer_auth(api):
+    response = api.get("/openapi.json", as_=None)
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+    assert document["security"] == [{"bearer_auth": []}]
+    assert document["components"]["securitySchemes"]["bearer_auth"]["scheme"] == "bearer"
+
+
+def test_every_registered_route_is_documented(api):
+    paths = api.get("/openapi.json", as_=None).json()["paths"]
+    missing = []
+    for route in collect_routes():
+        if not isinstance(route, Route):
+            continue
+        for method in (route.methods or set()) - {"HEAD"}:
+            if method.lower() not in paths.get(route.path, {}):
+                missing.append(f"{method} {route.path}")
+    assert missing == []
+
+
+def test_open_routes_are_marked_without_security(api):
+    paths = api.get("/openapi.json", as_=None).json()["paths"]
+    assert paths["/readyz"]["get"]["security"] == []
+    assert "security" not in paths["/apps"]["post"]
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and _labels(line) == wanted:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _labels(line: str) -> str:
+    inside = line[line.index("{") + 1 : line.rindex("}")]
+    return ",".join(sorted(inside.split(",")))
+
+
+def test_metrics_count_requests_by_route_template(api):
+    api.post("/apps", json={"name": "shop"})
+    labels = {"method": "GET", "route": "/apps/{app}", "status": "200"}
+    before = _sample(api.get("/metrics", as_=None).text, "http_requests_total", **labels)
+    api.get("/apps/shop")
+    api.get("/apps/shop")
+    text = api.get("/metrics", as_=None).text
+    assert _sample(text, "http_requests_total", **labels) == before + 2
+    assert 'route="/apps/shop"' not in text
+    assert "http_request_duration_seconds_bucket" in text
+    assert api.get("/no/such/route").status_code == 404
+    assert 'route="unmatched"' in api.get("/metrics", as_=None).text

@@ -1,0 +1,103 @@
+"""Bad input, database failures and logging: always the envelope, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+import pytest
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"name": 5}', "must be a string"),
+        (b'{"name": "ok", "extra": 1}', "unknown field 'extra'"),
+        (b"{}", "missing required field 'name'"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_bad_bodies_are_bad_requests(api, body, fragment):
+    response = api.post("/apps", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+    assert fragment in response.json()["message"]
+
+
+def test_booleans_are_not_integers(api):
+    response = api.post("/tokens", json={"name": "x", "role": "reader", "expires_in_secs": True})
+    assert response.status_code == 400
+    assert "must be an integer or null, not a boolean" in response.json()["message"]
+
+
+def test_oversized_bodies_are_refused_with_and_without_content_length(make_api):
+    api = make_api(env={"AETHER_MAX_BODY_BYTES": "1024"})
+    big = b'{"name": "' + b"a" * 2000 + b'"}'
+    declared = api.post("/apps", content=big)
+    assert declared.status_code == 413
+    assert declared.json()["code"] == "payload_too_large"
+    streamed = api.post("/apps", content=iter([big[:600], big[600:]]))
+    assert streamed.status_code == 413
+
+
+def test_database_errors_are_internal_with_a_request_id(api, caplog):
+    api.post("/apps", json={"name": "shop"})
+    api.run(lambda db: db.execute("DROP TABLE public_keys"))
+    with caplog.at_level(logging.ERROR, logger="aether.server"):
+        response = api.get("/apps/shop/public-keys", headers={"X-Request-Id": "req-500"})
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal"
+    assert "req-500" in response.json()["message"]
+    assert "public_keys" not in response.json()["message"]  # details stay in the log
+    assert "req-500" in caplog.text and "public_keys" in caplog.text
+
+
+def test_access_log_has_the_request_id_and_never_the_token(api, caplog):
+    with caplog.at_level(logging.INFO, logger="aether.access"):
+        api.get("/whoami", headers={"X-Request-Id": "req-log-1"})
+        api.get("/whoami", as_=None, headers={"Authorization": "Bearer ae_wrong_secret_value"})
+    records = [r for r in caplog.records if r.name == "aether.access"]
+    assert any(r.fields["request_id"] == "req-log-1" for r in records)
+    assert any(r.fields["status"] == 401 for r in records)
+    assert api.tokens["admin"] not in caplog.text
+    assert "ae_wrong_secret_value" not in caplog.text
+
+
+def test_a_broken_request_id_is_replaced(api):
+    response = api.get("/healthz", headers={"X-Request-Id": "bad id with spaces"})
+    assert response.headers["x-request-id"] != "bad id with spaces"
+
+
+def _set_connections(admin_url: str, dbname: str, allowed: bool) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+        if not allowed:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (dbname,),
+            )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_readyz_is_503_while_postgres_refuses_and_recovers_without_restart(make_api, database_url):
+    api = make_api()
+    admin_url, dbname = database_url.rsplit("/", 1)[0] + "/postgres", database_url.rsplit("/", 1)[1]
+    assert api.get("/readyz", as_=None).status_code == 200
+    _set_connections(admin_url, dbname, allowed=False)
+    try:
+        down = api.get("/readyz", as_=None)
+        assert down.status_code == 503
+        assert down.json()["code"] == "service_unavailable"
+        during = api.get("/apps")
+        assert during.status_code == 503
+    finally:
+        _set_connections(admin_url, dbname, allowed=True)
+    deadline = time.monotonic() + 60
+    while api.get("/readyz", as_=None).status_code != 200:
+        assert time.monotonic() < deadline, "readyz did not recover"
+        time.sleep(0.2)
+    assert api.get("/apps").status_code == 200

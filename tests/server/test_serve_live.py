@@ -1,0 +1,146 @@
+"""A real ``aether serve`` process: first start, bootstrap tokens, PostgreSQL, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+
+def _api(server, method, path, token=None, **kwargs):
+    headers = {"Authorization": f"Bearer {token or server.admin_token}"}
+    return requests.request(method, server.url + path, headers=headers, timeout=10, **kwargs)
+
+
+def test_first_start_prints_an_admin_token_once_and_writes_the_session(live_server):
+    server = live_server(bootstrap_token=False, args=["--no-worker"])
+    session_file = Path(server.env["XDG_CACHE_HOME"]) / "aether" / "session.json"
+    assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
+    session = json.loads(session_file.read_text())
+    assert session["api_base"] == server.url
+    assert _api(server, "GET", "/whoami").json()["role"] == "admin"
+    assert server.stop() == 0
+    log = server.log_text()
+    assert f"Aether API listening on {server.url}" in log
+    assert log.count(server.admin_token) == 1  # printed once, never logged
+    assert all(server.admin_token not in line for line in log.splitlines() if line.startswith("{"))
+
+
+def test_restart_keeps_tokens_and_prints_no_new_one(live_server, tmp_path):
+    first = live_server(bootstrap_token=False)
+    first.stop()
+    command = [
+        sys.executable,
+        "-m",
+        "aether",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(first.data_dir),
+    ]
+    again = subprocess.Popen(
+        command, env=first.server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        line = again.stdout.readline().decode()
+        while "listening on" not in line:
+            assert line, "server exited before listening"
+            line = again.stdout.readline().decode()
+    finally:
+        again.terminate()
+        rest = again.communicate(timeout=20)[0].decode()
+    assert "admin token" not in line + rest
+    assert again.returncode == 0
+
+
+def test_bootstrap_tokens_with_roles(live_server):
+    server = live_server(
+        env={"AETHER_API_TOKENS": "reader-secret-1:reader:ops,deploy-secret-2:deployer"}
+    )
+    assert _api(server, "GET", "/whoami", token="reader-secret-1").json()["name"] == "ops"
+    assert _api(server, "GET", "/whoami", token="deploy-secret-2").json()["role"] == "deployer"
+    assert (
+        _api(server, "POST", "/apps", token="reader-secret-1", json={"name": "x"}).status_code
+        == 403
+    )
+
+
+@pytest.mark.postgres
+def test_serve_on_postgres(live_server, fresh_postgres_url):
+    server = live_server(database_url=fresh_postgres_url)
+    ready = requests.get(server.url + "/readyz", timeout=5).json()
+    assert ready["database"] == "postgresql"
+    assert _api(server, "POST", "/apps", json={"name": "pg-app"}).status_code == 201
+    assert server.stop() == 0
+
+
+def test_sigterm_ends_follow_streams_and_exits_cleanly(live_server):
+    server = live_server(args=["--no-worker"], env={"AETHER_SHUTDOWN_GRACE_SECS": "5"})
+    app = _api(server, "POST", "/apps", json={"name": "shop"}).json()
+    deployment_id = _seed_pending_deployment(server, app["id"])
+    lines: list[bytes] = []
+    response = _api(server, "GET", f"/deployments/{deployment_id}/events?follow=true", stream=True)
+    first = next(response.iter_lines())
+    reader = threading.Thread(target=lambda: lines.extend(response.iter_lines()), daemon=True)
+    reader.start()
+    assert json.loads(first)["phase"] == "pending"
+    assert server.stop() == 0
+    reader.join(timeout=10)
+    assert not reader.is_alive()
+
+
+def _seed_pending_deployment(server, app_id: str) -> str:
+    """Insert a stored artifact and create a deployment through the API."""
+    import sqlite3
+
+    digest = "ab" * 32
+    with sqlite3.connect(server.data_dir / "aether.db") as conn:
+        conn.execute(
+            "INSERT INTO artifacts (id, app_id, digest, size_bytes, status, storage_key,"
+            " created_at) VALUES ('art-1', ?, ?, 10, 'stored', 'k', '2026-01-01T00:00:00Z')",
+            (app_id, digest),
+        )
+    response = _api(
+        server, "POST", "/deployments", json={"app_name": "shop", "artifact_digest": digest}
+    )
+    assert response.status_code == 201
+    return response.json()["id"]
+
+
+def test_cli_migrate_and_token_commands(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHER_", "DATABASE_URL"))}
+    base = [sys.executable, "-m", "aether"]
+    data = ["--data-dir", str(tmp_path / "data")]
+    early = subprocess.run([*base, "token", "list", *data], env=env, capture_output=True, text=True)
+    assert early.returncode == 10 and "aether migrate" in early.stderr
+    applied = subprocess.run(
+        [*base, "migrate", *data, "--format", "json"], env=env, capture_output=True, text=True
+    )
+    assert json.loads(applied.stdout)["applied"] == ["0001_initial"]
+    created = subprocess.run(
+        [*base, "token", "create", "--name", "ci", "--role", "reader", *data, "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    token_id = json.loads(created.stdout)["token_id"]
+    listed = subprocess.run(
+        [*base, "token", "list", *data, "--format", "json"], env=env, capture_output=True, text=True
+    )
+    assert [t["id"] for t in json.loads(listed.stdout)["tokens"]] == [token_id]
+    revoked = subprocess.run(
+        [*base, "token", "revoke", token_id, *data], env=env, capture_output=True, text=True
+    )
+    assert revoked.returncode == 0
+    listed = subprocess.run(
+        [*base, "token", "list", *data, "--format", "json"], env=env, capture_output=True, text=True
+    )
+    assert json.loads(listed.stdout)["tokens"] == []
