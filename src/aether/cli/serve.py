@@ -15,9 +15,11 @@ def _background_tasks(
 ) -> list[Callable[[Any], Awaitable[None]]]:
     """Coroutines started inside the server's lifespan, each given the ServerState.
 
-    Integration point for the in-process worker (the worker component adds it here unless
-    ``no_worker``)."""
-    return []
+    The in-process worker (unless ``no_worker``); in both cases the runtime becomes the
+    server's log source."""
+    from aether.worker.service import serve_jobs
+
+    return serve_jobs(environ, run_loop=not no_worker)
 
 
 @click.command(name="serve")

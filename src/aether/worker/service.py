@@ -1,0 +1,107 @@
+"""Running the loop for real: on its own (``aether worker``) or inside ``aether serve``.
+
+``run_worker`` opens the database and blob store from the environment, builds the configured
+runtime and reconciles until SIGTERM/SIGINT. ``serve_jobs`` gives ``aether serve`` its
+background coroutines: the loop over the server's own database and blob store (unless
+``--no-worker``), and in any case the runtime as the server's log source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aether.errors import ConfigError
+from aether.settings import BlobSettings, ServerSettings, WorkerSettings
+from aether.worker.loop import Worker
+from aether.worker.runtimes.base import Runtime
+
+log = logging.getLogger("aether.worker")
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+ServeJob = Callable[[Any], Awaitable[None]]
+
+
+def create_runtime(settings: WorkerSettings, environ: Mapping[str, str]) -> Runtime:
+    """The runtime ``AETHER_RUNTIME`` names (``local`` by default)."""
+    if settings.runtime == "kubernetes":
+        from aether.worker.runtimes.kubernetes import KubernetesRuntime
+
+        return KubernetesRuntime.from_env(settings, environ)
+    from aether.worker.runtimes.local import LocalRuntime
+
+    return LocalRuntime(settings)
+
+
+def _attach_blobs(runtime: Runtime, blobs: Any) -> None:
+    attach = getattr(runtime, "use_blob_store", None)
+    if attach is not None:
+        attach(blobs)
+
+
+def serve_jobs(environ: Mapping[str, str], *, run_loop: bool) -> list[ServeJob]:
+    """Background coroutines for ``aether serve`` (each receives the ServerState)."""
+    settings = WorkerSettings.from_env(environ)
+    runtime = create_runtime(settings, environ)
+
+    async def worker_in_server(state: Any) -> None:
+        state.log_source = runtime
+        _attach_blobs(runtime, state.blobs)
+        worker = Worker(state.db, runtime, settings, public_url=state.public_url)
+        log.info("worker started in-process (%s runtime)", runtime.name)
+        await worker.run()
+
+    async def log_source_only(state: Any) -> None:
+        state.log_source = runtime
+
+    return [worker_in_server if run_loop else log_source_only]
+
+
+async def run_worker(environ: Mapping[str, str], *, once: bool = False) -> None:
+    """``aether worker``: reconcile against the configured database until signalled."""
+    from aether.blobs import open_blob_store
+    from aether.store.database import open_database
+    from aether.store.migrate import pending
+
+    settings = WorkerSettings.from_env(environ)
+    server = ServerSettings.from_env(environ)
+    public_url = (server.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+    db = open_database(server.database_url, server.data_dir)
+    await db.open()
+    try:
+        if await pending(db):
+            raise ConfigError("the database schema is not migrated; run `aether migrate` first")
+        blobs = open_blob_store(BlobSettings.from_env(environ), public_url=public_url)
+        await blobs.open()
+        try:
+            runtime = create_runtime(settings, environ)
+            _attach_blobs(runtime, blobs)
+            worker = Worker(db, runtime, settings, public_url=public_url)
+            await (_one_pass(worker) if once else _until_signalled(worker))
+        finally:
+            await blobs.close()
+    finally:
+        await db.close()
+
+
+async def _one_pass(worker: Worker) -> None:
+    try:
+        await worker.runtime.start()
+        await worker.run_once(wait=True)
+    finally:
+        await worker.runtime.stop()
+
+
+async def _until_signalled(worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    log.info("worker %s started (%s runtime)", worker.holder, worker.runtime.name)
+    try:
+        await worker.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("worker stopped")
