@@ -10,8 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from aether.blobs.base import expires_at
 from aether.blobs.keys import COMPRESSIONS
 from aether.errors import BadRequest
+from aether.server import artifact_metrics as metrics
 from aether.server import artifact_registry as registry
 from aether.server.artifact_access import app_for_upload, check_digest, pending_for_write
 from aether.server.jsonbody import read_json
@@ -75,7 +77,7 @@ async def multipart_presign_part(request: Request) -> JSONResponse:
     body = await read_json(request, required={"digest": str, "upload_id": str, "part_number": int})
     state = get_state(request)
     row = await pending_for_write(request, state, body["digest"])
-    registry.metrics.MULTIPART_PART_PRESIGNS.inc()
+    metrics.MULTIPART_PART_PRESIGNS.inc()
     expires = state.blob_settings.presign_expire_secs
     url = await state.blobs.presign_part(
         row["storage_key"],
@@ -83,7 +85,7 @@ async def multipart_presign_part(request: Request) -> JSONResponse:
         _part_number(body["part_number"]),
         expires_secs=expires,
     )
-    return JSONResponse({"url": url, "headers": {}, "expires_at": registry.expires_at(expires)})
+    return JSONResponse({"url": url, "headers": {}, "expires_at": expires_at(expires)})
 
 
 def _parts(value: list[Any]) -> tuple[tuple[int, str], ...]:
