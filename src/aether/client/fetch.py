@@ -1,0 +1,253 @@
+"""``aether fetch``: download a deployment's artifact, verify it, then extract it.
+
+The init container's entry point. With ``--api``/``--deployment`` it asks the control plane for
+a fresh presigned URL (``GET /artifacts/{digest}/download?format=json``) on every attempt, so an
+expired URL or a dropped connection just means another try; with ``--url`` it downloads that
+URL. The bytes are hashed while they stream to a temporary file beside the destination; only
+when the sha256 matches (and, with a public key, the Ed25519 signature verifies) is the archive
+extracted, safely and atomically, and ``DEST/.aether/deployment.json`` written. On any
+mismatch nothing is extracted and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from aether.client.api import CONNECT_TIMEOUT_SECS, ApiClient, new_session
+from aether.errors import IntegrityError, NetworkError, RemoteError, UsageError
+from aether.models import is_digest
+
+CHUNK = 1024 * 1024
+READ_TIMEOUT_SECS = 60.0
+DEFAULT_ATTEMPTS = 5
+_TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    dest: Path
+    digest: str | None = None  # required with ``url``; read from the deployment otherwise
+    api_url: str | None = None
+    deployment_id: str | None = None
+    token: str | None = None
+    url: str | None = None
+    public_key: str | None = None
+    signature: str | None = None  # read from the deployment/artifact when not given
+    attempts: int = DEFAULT_ATTEMPTS
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    dest: Path
+    digest: str
+    deployment_id: str | None
+    size_bytes: int
+    entries: int
+    signature_verified: bool
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dest": str(self.dest),
+            "digest": self.digest,
+            "deployment_id": self.deployment_id,
+            "size_bytes": self.size_bytes,
+            "entries": self.entries,
+            "signature_verified": self.signature_verified,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _Transient(Exception):
+    """A failed attempt worth repeating (network, 5xx, an expired URL)."""
+
+
+def fetch(request: FetchRequest, *, sleep: Callable[[float], None] = time.sleep) -> FetchResult:
+    """Download, verify, extract; raises before extracting anything when bytes do not match."""
+    started = time.monotonic()
+    _check(request)
+    api = ApiClient(request.api_url, request.token) if request.api_url else None
+    try:
+        digest, signature = _expected(request, api)
+        with _temp_file(request.dest) as part:
+            size, actual = _download_with_retries(request, api, digest, part, sleep)
+            if actual != digest:
+                raise IntegrityError(
+                    f"digest mismatch: downloaded bytes hash to {actual}, expected {digest}; "
+                    "nothing was extracted"
+                )
+            verified = _check_signature(request.public_key, digest, signature)
+            entries = _extract(part, request.dest)
+    finally:
+        if api is not None:
+            api.close()
+    write_deployment_json(request.dest, digest=digest, deployment_id=request.deployment_id)
+    return FetchResult(
+        request.dest, digest, request.deployment_id, size, entries, verified,
+        time.monotonic() - started,
+    )  # fmt: skip
+
+
+def _check(request: FetchRequest) -> None:
+    if request.url is None and not (request.api_url and request.deployment_id):
+        raise UsageError("give --api URL with --deployment ID, or --url URL with --digest HEX")
+    if request.url is not None and not request.digest:
+        raise UsageError("--url needs --digest: the bytes are checked before extraction")
+    if request.digest is not None and not is_digest(request.digest):
+        raise UsageError(f"--digest {request.digest!r} is not 64 lowercase hex characters")
+    if request.dest.exists() and (not request.dest.is_dir() or any(request.dest.iterdir())):
+        raise UsageError(f"{request.dest} already exists and is not empty; choose a new folder")
+
+
+def _expected(request: FetchRequest, api: ApiClient | None) -> tuple[str, str | None]:
+    """The digest to check (given, or the deployment's) and the signature, if any."""
+    digest, signature = request.digest, request.signature
+    if api is not None and request.deployment_id:
+        deployment = api.get(f"/deployments/{request.deployment_id}")
+        recorded = deployment.get("artifact_digest")
+        if digest and recorded and digest != recorded:
+            raise IntegrityError(
+                f"--digest {digest} is not the digest of deployment {request.deployment_id} "
+                f"({recorded}); nothing was downloaded"
+            )
+        digest = digest or recorded
+        signature = signature or deployment.get("signature")
+        if request.public_key and not signature:
+            signature = _artifact_signature(api, str(digest))
+    if not digest or not is_digest(digest):
+        raise IntegrityError("the control plane did not name a valid artifact digest")
+    return digest, signature
+
+
+def _artifact_signature(api: ApiClient, digest: str) -> str | None:
+    try:
+        return api.get(f"/artifacts/{digest}").get("signature")
+    except RemoteError:
+        return None  # a pull token may not read artifact metadata; then pass --signature
+
+
+@contextlib.contextmanager
+def _temp_file(dest: Path) -> Any:
+    """The download's temporary file: inside DEST when it exists (an init container's volume
+    mount, where the parent may be read-only), else beside it."""
+    folder = dest if dest.is_dir() else dest.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".aether-", suffix=".download", dir=folder)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def _download_with_retries(
+    request: FetchRequest,
+    api: ApiClient | None,
+    digest: str,
+    part: Path,
+    sleep: Callable[[float], None],
+) -> tuple[int, str]:
+    delay = 0.5
+    for attempt in range(1, max(request.attempts, 1) + 1):
+        try:
+            url = request.url or _fresh_url(api, digest)
+            return _download(url, part)
+        except _Transient as exc:
+            if attempt >= request.attempts:
+                raise NetworkError(f"download failed after {attempt} attempts: {exc}") from exc
+            sleep(delay)
+            delay = min(delay * 2, 8.0)
+    raise AssertionError("unreachable")
+
+
+def _fresh_url(api: ApiClient | None, digest: str) -> str:
+    assert api is not None
+    try:
+        answer = api.get(f"/artifacts/{digest}/download", format="json")
+    except NetworkError as exc:
+        raise _Transient(exc.message) from exc
+    except RemoteError as exc:
+        if exc.http_status in _TRANSIENT_STATUS:
+            raise _Transient(exc.message) from exc
+        raise
+    url = answer.get("url")
+    if not isinstance(url, str) or not url:
+        raise IntegrityError("the control plane answered without a download URL")
+    return url
+
+
+def _download(url: str, part: Path) -> tuple[int, str]:
+    """Stream ``url`` into ``part`` while hashing; (size, sha256 hex)."""
+    hasher, size = hashlib.sha256(), 0
+    session = new_session()
+    try:
+        with session.get(
+            url, stream=True, timeout=(CONNECT_TIMEOUT_SECS, READ_TIMEOUT_SECS)
+        ) as response:
+            if response.status_code >= 400:
+                message = f"GET {url.split('?', 1)[0]} answered {response.status_code}"
+                if response.status_code in _TRANSIENT_STATUS or response.status_code == 403:
+                    raise _Transient(message)  # 403: the presigned URL expired on the way
+                raise NetworkError(message)
+            with part.open("wb") as out:
+                for chunk in response.iter_content(CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+    except requests.RequestException as exc:
+        raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        session.close()
+    return size, hasher.hexdigest()
+
+
+def _check_signature(public_key: str | None, digest: str, signature: str | None) -> bool:
+    if not public_key:
+        return False
+    from aether.pack.signing import verify_signature
+
+    if not signature:
+        raise IntegrityError(
+            "--public-key was given but there is no signature to check; pass --signature"
+        )
+    if not verify_signature(public_key, digest, signature):
+        raise IntegrityError("the artifact signature does not verify; nothing was extracted")
+    return True
+
+
+def _extract(part: Path, dest: Path) -> int:
+    """A new DEST is renamed into place whole; an existing empty DEST (a volume mount that
+    cannot be replaced) gets the verified tree extracted beside the download, then moved in."""
+    from aether.pack.extract import safe_extract
+
+    if not dest.is_dir():
+        return safe_extract(part, dest)
+    staging = dest / ".aether-staging"
+    entries = safe_extract(part, staging)
+    for child in staging.iterdir():
+        os.rename(child, dest / child.name)
+    staging.rmdir()
+    return entries
+
+
+def write_deployment_json(dest: Path, *, digest: str, deployment_id: str | None) -> Path:
+    """``DEST/.aether/deployment.json`` with the digest and deployment id (atomic write)."""
+    marker = dest / ".aether" / "deployment.json"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(".tmp")
+    body = {"digest": digest, "deployment_id": deployment_id}
+    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, marker)
+    return marker
