@@ -1,0 +1,146 @@
+"""Kubernetes workload synthesis: golden manifests and strict schema validation (pure)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from aether.errors import ConfigError
+from aether.settings import KubeSettings
+from aether.worker.runtimes.base import Release
+from aether.worker.runtimes.kubernetes_manifests import synthesize
+from plugins.kube_api import assert_valid_manifests
+
+GOLDEN = Path(__file__).parent.parent / "kube" / "golden"
+DIGEST = "9f" * 32
+
+RELEASE = Release(
+    app_name="hello",
+    deployment_id="0b7e6f0e-3d5c-4c4e-9a51-2f1f6b0c9d11",
+    digest=DIGEST,
+    storage_key=f"artifacts/hello/{DIGEST}/app.tar.zst",
+    compression="zstd",
+    start_command=None,
+    env={"GREETING": "hi", "PORT": "1"},
+    replicas=2,
+    health_path="/healthz",
+    api_url="http://aether.aether-system.svc:8080",
+    pull_token="pull-token-value",
+)
+
+FULL_ENV = {
+    "AETHER_DEFAULT_NAMESPACE": "apps",
+    "AETHER_INIT_IMAGE": "registry.example/aether:1.2.3",
+    "AETHER_NODE_IMAGE": "registry.example/aether-nodejs:20-slim",
+    "AETHER_KUBE_CPU_LIMIT": "1",
+    "AETHER_KUBE_SERVICE_ACCOUNT": "apps-runner",
+    "AETHER_KUBE_IMAGE_PULL_SECRETS": "regcred, other",
+    "AETHER_KUBE_NODE_SELECTOR": '{"pool": "apps"}',
+    "AETHER_KUBE_TOLERATIONS": '[{"key": "dedicated", "operator": "Equal", "value": "apps", "effect": "NoSchedule"}]',
+    "AETHER_KUBE_ROLLOUT_STRATEGY": "rolling",
+}
+
+CASES = {
+    "default": (RELEASE, {"AETHER_INIT_IMAGE": "aether:test"}),  # the default follows the version
+    "full-settings": (
+        replace(RELEASE, start_command="node server.js --port $PORT", health_path=None, replicas=1),
+        FULL_ENV,
+    ),
+}
+
+
+def rendered(case: str) -> list[dict]:
+    release, environ = CASES[case]
+    return synthesize(release, KubeSettings.from_env(environ), version="0.0.0-test")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_synthesis_matches_the_golden_manifests(case: str) -> None:
+    golden = GOLDEN / f"{case}.json"
+    manifests = rendered(case)
+    if os.environ.get("AETHER_UPDATE_GOLDEN") == "1":
+        golden.write_text(json.dumps(manifests, indent=2, sort_keys=True) + "\n")
+    assert manifests == json.loads(golden.read_text())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_manifests_validate_strictly_for_oldest_and_newest_kubernetes(case: str) -> None:
+    assert assert_valid_manifests(rendered(case)) == 3
+
+
+def test_labels_on_deployment_and_pod_template() -> None:
+    _, deployment, service = rendered("default")
+    expected = {
+        "app": "aether",
+        "app_name": "hello",
+        "deployment_id": RELEASE.deployment_id,
+        "app.kubernetes.io/managed-by": "aether",
+    }
+    assert deployment["metadata"]["labels"] == expected
+    assert deployment["spec"]["template"]["metadata"]["labels"] == expected
+    assert deployment["spec"]["selector"]["matchLabels"] == {"app": "aether", "app_name": "hello"}
+    assert service["spec"]["selector"] == {"app": "aether", "app_name": "hello"}
+    assert deployment["metadata"]["annotations"]["aether.dev/digest"] == DIGEST
+
+
+def test_fetch_init_container_and_hardened_app_container() -> None:
+    secret, deployment, _ = rendered("default")
+    pod = deployment["spec"]["template"]["spec"]
+    fetch, app = pod["initContainers"][0], pod["containers"][0]
+    assert fetch["command"] == [
+        "aether", "fetch", "--api", RELEASE.api_url, "--deployment", RELEASE.deployment_id,
+        "--digest", DIGEST, "--token-file", "/var/run/aether/token", "--dest", "/app",
+    ]  # fmt: skip
+    assert {"name": "app", "emptyDir": {}} in pod["volumes"]
+    token_volume = next(v for v in pod["volumes"] if v["name"] == "pull-token")
+    assert token_volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert "pull-token" not in {mount["name"] for mount in app["volumeMounts"]}
+    security = app["securityContext"]
+    assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"]
+    assert security["runAsUser"] == 1000 and security["capabilities"] == {"drop": ["ALL"]}
+    assert security["allowPrivilegeEscalation"] is False
+    assert app["args"] == ["npm", "start"]
+    env = {item["name"]: item["value"] for item in app["env"]}
+    assert env["PORT"] == "8080"  # aether's PORT wins over the deployment's
+    assert env["GREETING"] == "hi" and env["AETHER_DIGEST"] == DIGEST
+    assert app["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_settings_reach_the_pod() -> None:
+    _, deployment, _ = rendered("full-settings")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "apps-runner"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other"}]
+    assert pod["nodeSelector"] == {"pool": "apps"}
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    assert deployment["metadata"]["namespace"] == "apps"
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert pod["containers"][0]["readinessProbe"]["tcpSocket"] == {"port": "http"}
+    assert pod["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+
+
+def test_missing_pull_token_or_api_url_is_a_config_error() -> None:
+    settings = KubeSettings.from_env({})
+    with pytest.raises(ConfigError, match="pull token"):
+        synthesize(replace(RELEASE, pull_token=None), settings)
+    with pytest.raises(ConfigError, match="AETHER_PUBLIC_URL"):
+        synthesize(replace(RELEASE, api_url=None), settings)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"AETHER_KUBE_MEMORY_LIMIT": "lots"}, "not a Kubernetes quantity"),
+        ({"AETHER_KUBE_NODE_SELECTOR": "[1]"}, "must be a JSON dict"),
+        ({"AETHER_KUBE_TOLERATIONS": "{"}, "not valid JSON"),
+        ({"AETHER_KUBE_ROLLOUT_STRATEGY": "canary"}, "must be one of"),
+    ],
+)
+def test_bad_kube_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        KubeSettings.from_env(environ)
