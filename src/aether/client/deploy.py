@@ -167,6 +167,7 @@ def _upload(
         "multipart": uploaded.multipart,
         "parts_uploaded": uploaded.parts_uploaded,
         "parts_total": uploaded.parts_total,
+        "resumed_upload": uploaded.resumed,
     }
 
 
