@@ -1,0 +1,88 @@
+"""Helpers for end-to-end tests: copies of the dependency-free fixture app, the real CLI
+against a live ``aether serve``, and HTTP through the Host-header proxy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+FIXTURE_APP = Path(__file__).parents[1] / "worker" / "fixtures" / "plain-app"
+
+
+def app_copy(root: Path, name: str, version: str, *, boot_js: str = "") -> Path:
+    """The fixture app as package ``name`` at ``version``; ``boot_js`` runs first."""
+    folder = root / f"{name}-{version}"
+    shutil.copytree(FIXTURE_APP, folder)
+    for file_name in ("package.json", "package-lock.json"):
+        path = folder / file_name
+        data = json.loads(path.read_text())
+        data["name"], data["version"] = name, version
+        if "packages" in data:
+            data["packages"][""].update(name=name, version=version)
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    if boot_js:
+        server = folder / "server.js"
+        server.write_text(boot_js + "\n" + server.read_text())
+    return folder
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aether", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def deploy(env: dict[str, str], folder: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    done = cli(env, "deploy", str(folder), "--format", "json", *args)
+    try:
+        return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise AssertionError(f"deploy printed no JSON: {done.stdout}\n{done.stderr}") from None
+
+
+def via_proxy(port: int, app: str, path: str = "/", timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET through ``aether serve``'s Host-header proxy."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Host": f"{app}.localhost:{port}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(exc).encode()
+
+
+def _api_body(server: Any, path: str) -> bytes:
+    request = urllib.request.Request(
+        server.url + path, headers={"Authorization": f"Bearer {server.admin_token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
+
+
+def api_get(server: Any, path: str) -> Any:
+    return json.loads(_api_body(server, path))
+
+
+def api_lines(server: Any, path: str) -> list[dict[str, Any]]:
+    """An NDJSON answer (the logs route) as a list of objects."""
+    return [json.loads(line) for line in _api_body(server, path).splitlines() if line.strip()]
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.05)  # polling interval, bounded by the deadline
