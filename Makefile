@@ -3,12 +3,15 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Python scripts without a .py suffix, which ruff would not discover on its own.
+SCRIPTS := $(shell grep -l '^\#!.*python' scripts/* scripts/bench/* 2>/dev/null)
+# `make bench BENCH=scripts/bench/coldstart` runs one benchmark.
+BENCH ?= $(wildcard scripts/bench/*)
 
 .PHONY: venv test lint format zipapp bench demo clean lock
 
 $(STAMP): requirements/runtime.lock requirements/dev.lock setup.cfg
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/runtime.lock -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check
@@ -17,13 +20,13 @@ $(STAMP): requirements/runtime.lock requirements/dev.lock setup.cfg
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check . $(SCRIPTS)
+	$(BIN)/ruff format --check . $(SCRIPTS)
 	$(BIN)/lint-imports
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix . $(SCRIPTS)
+	$(BIN)/ruff format . $(SCRIPTS)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -32,7 +35,7 @@ zipapp: $(STAMP)
 	$(BIN)/python scripts/build-zipapp
 
 bench: zipapp
-	scripts/bench/coldstart
+	set -e; for bench in $(BENCH); do echo "== $$bench"; $(BIN)/python $$bench; done
 
 demo:
 	scripts/quickstart
