@@ -25,8 +25,6 @@ from aether.pack.manifest import build_manifest, write_json_atomic, write_text_a
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents, write_tree
 from aether.pack.project import read_package_json
-from aether.pack.sbom import build_sbom
-from aether.pack.signing import load_private_key, sign_digest
 from aether.pack.walk import walk_tree
 
 Progress = Callable[[str, int, int | None], None]
@@ -48,6 +46,8 @@ def build_artifact(
     layout = Layout.choose(root, options.out, options.compression)
     epoch = _source_date_epoch(options, environ)
     if options.signing_key:
+        from aether.pack.signing import load_private_key
+
         load_private_key(options.signing_key)  # fail before the slow part
     timings: dict[str, float] = {}
     with _timed(timings, "install"):
@@ -180,6 +180,8 @@ def _write_sbom(
         _remove_stale(layout.sbom)
         return None
     progress("sbom", 0, None)
+    from aether.pack.sbom import build_sbom  # cyclonedx is slow to import; only when needed
+
     explicit = options.source_date_epoch is not None or "SOURCE_DATE_EPOCH" in environ
     epoch = _source_date_epoch(options, environ) if explicit else None
     write_text_atomic(layout.sbom, build_sbom(root, package, source_date_epoch=epoch))
@@ -193,6 +195,8 @@ def _write_signature(
         _remove_stale(layout.signature)
         return None
     progress("sign", 0, None)
+    from aether.pack.signing import sign_digest
+
     signature_hex = sign_digest(key, digest)
     write_text_atomic(layout.signature, signature_hex)
     return signature_hex

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import pathspec
-
 from aether.errors import IOFailure
 
 IGNORE_FILE = ".aetherignore"
@@ -26,7 +24,11 @@ class IgnoreRules:
 
     def __init__(self, lines: Iterable[str] = (), excluded: Iterable[str] = ()) -> None:
         patterns = [line for line in lines if line.strip()]
-        self._spec = pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None
+        self._spec = None
+        if patterns:
+            import pathspec  # ~50 ms to import: only for projects that have patterns
+
+            self._spec = pathspec.GitIgnoreSpec.from_lines(patterns)
         self._excluded = frozenset(excluded) | {OUTPUT_DIR}
 
     @classmethod

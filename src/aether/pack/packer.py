@@ -15,7 +15,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from stat import S_ISREG
+from typing import NamedTuple, Protocol
 
 import blake3
 
@@ -27,11 +28,14 @@ BATCH_ENTRIES = 128
 BATCH_BYTES = 4 * 1024 * 1024
 INLINE_MAX = 1024 * 1024
 STREAM_CHUNK = 1024 * 1024
+BLOCK = tarwriter.BLOCK
+ZEROS = bytes(BLOCK)
+EXEC_MODE = tarwriter.EXEC_MODE
+FILE_MODE = tarwriter.FILE_MODE
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
-@dataclass(frozen=True, slots=True)
-class FileRecord:
+class FileRecord(NamedTuple):
     """A regular file as the manifest lists it."""
 
     path: str
@@ -109,8 +113,12 @@ def _batches(
     root: str, entries: list[Entry], mtime: bytes, workers: int | None
 ) -> Iterator[tuple[list[Entry], list[_Segment | Entry]]]:
     """Batches in order with their results; a bounded number are read ahead."""
-    threads = workers or min(4, (os.cpu_count() or 1) + 1)
     batches = [entries[i : i + BATCH_ENTRIES] for i in range(0, len(entries), BATCH_ENTRIES)]
+    if not workers:
+        for batch in batches:
+            yield batch, _read_batch(root, batch, mtime)
+        return
+    threads = workers
     window: deque[tuple[list[Entry], Future]] = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="aether-read") as pool:
         try:
@@ -128,59 +136,60 @@ def _batches(
 
 
 def _read_batch(root: str, batch: list[Entry], mtime: bytes) -> list[_Segment | Entry]:
+    """Headers and data of a run of entries; files left for the writer appear as Entries."""
     results: list[_Segment | Entry] = []
     parts: list[bytes] = []
     records: list[FileRecord] = []
     budget = BATCH_BYTES
     for entry in batch:
-        if entry.kind == DIRECTORY:
+        kind = entry.kind
+        if kind == DIRECTORY:
             parts.append(tarwriter.directory_header(entry.raw, mtime))
-            continue
-        if entry.kind == SYMLINK:
+        elif kind == SYMLINK:
             target = (entry.target or "").encode("utf-8", "surrogateescape")
             parts.append(tarwriter.symlink_header(entry.raw, target, mtime))
-            continue
-        read = _read_small(root, entry, mtime) if budget > 0 else None
-        if read is None:
+        elif budget > 0 and (size := _read_small(entry, mtime, parts, records)) >= 0:
+            budget -= size
+        else:
             # Too big to hold, or the batch is full: the writing thread streams it.
             if parts:
                 results.append(_Segment(b"".join(parts), records))
                 parts, records = [], []
             results.append(entry)
-            continue
-        parts.append(read[0])
-        records.append(read[1])
-        budget -= read[1].size
     if parts:
         results.append(_Segment(b"".join(parts), records))
     return results
 
 
-def _open(root: str, entry: Entry) -> tuple[int, os.stat_result]:
+def _open(entry: Entry) -> tuple[int, os.stat_result]:
     try:
-        fd = os.open(os.path.join(root, entry.path), _OPEN_FLAGS)
+        fd = os.open(entry.source, _OPEN_FLAGS)
     except OSError as exc:
         raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
     stat = os.fstat(fd)
-    if not (stat.st_mode & 0o170000 == 0o100000):
+    if not S_ISREG(stat.st_mode):
         os.close(fd)
         raise IOFailure(f"{entry.path} stopped being a regular file while packing; pack again")
     return fd, stat
 
 
-def _read_small(root: str, entry: Entry, mtime: bytes) -> tuple[bytes, FileRecord] | None:
-    fd, stat = _open(root, entry)
+def _read_small(entry: Entry, mtime: bytes, parts: list[bytes], records: list[FileRecord]) -> int:
+    """Append a small file's header, data and padding; -1 (and nothing) when it is large."""
+    fd, stat = _open(entry)
     try:
         size = stat.st_size
         if size > INLINE_MAX:
-            return None
+            return -1
         data = _read_exact(fd, size, entry)
     finally:
         os.close(fd)
-    mode = tarwriter.normalised_mode(stat.st_mode)
-    header = tarwriter.file_header(entry.raw, mode, size, mtime)
-    record = FileRecord(entry.path, size, mode, blake3.blake3(data).hexdigest())
-    return header + data + tarwriter.padding(size), record
+    mode = EXEC_MODE if stat.st_mode & 0o111 else FILE_MODE
+    parts.append(tarwriter.file_header(entry.raw, mode, size, mtime))
+    parts.append(data)
+    if size % BLOCK:
+        parts.append(ZEROS[: BLOCK - size % BLOCK])
+    records.append(FileRecord(entry.path, size, mode, blake3.blake3(data).hexdigest()))
+    return size
 
 
 def _read_exact(fd: int, size: int, entry: Entry) -> bytes:
@@ -199,7 +208,7 @@ def _read_exact(fd: int, size: int, entry: Entry) -> bytes:
 def _stream_file(
     root: str, entry: Entry, sink: Sink, mtime: bytes, contents: TreeContents
 ) -> FileRecord:
-    fd, stat = _open(root, entry)
+    fd, stat = _open(entry)
     try:
         size = stat.st_size
         mode = tarwriter.normalised_mode(stat.st_mode)

@@ -125,12 +125,36 @@ def entry_header(
     return header
 
 
+# The fast path for the common case (a regular file whose fields all fit): everything but the
+# name, size and checksum is a pre-built constant, and so is its share of the checksum.
+_FILE_MIDDLE = {mode: b"%07o\0" % mode + _OWNER for mode in (FILE_MODE, EXEC_MODE)}
+_FILE_TAIL = REGTYPE + _NUL * 100 + _MAGIC + _TAIL
+_FILE_SUMS = {
+    mode: sum(middle) + sum(_CHKSUM_BLANK) + sum(_FILE_TAIL)
+    for mode, middle in _FILE_MIDDLE.items()
+}
+
+
 def file_header(path: bytes, mode: int, size: int, mtime: bytes) -> bytes:
-    return entry_header(path, REGTYPE, mode, size, mtime)
+    if len(path) > 100 or size > MAX_OCTAL_SIZE or mode not in _FILE_MIDDLE:
+        return entry_header(path, REGTYPE, mode, size, mtime)
+    size_field = b"%011o\0" % size
+    chksum = _FILE_SUMS[mode] + sum(path) + sum(size_field) + sum(mtime)
+    return b"".join(
+        (
+            path.ljust(100, _NUL),
+            _FILE_MIDDLE[mode],
+            size_field,
+            mtime,
+            b"%06o\0 " % chksum,
+            _FILE_TAIL,
+        )
+    )
 
 
 def directory_header(path: bytes, mtime: bytes) -> bytes:
-    return entry_header(path + b"/", DIRTYPE, DIR_MODE, 0, mtime)
+    """``path`` already ends with ``/``."""
+    return entry_header(path, DIRTYPE, DIR_MODE, 0, mtime)
 
 
 def symlink_header(path: bytes, target: bytes, mtime: bytes) -> bytes:

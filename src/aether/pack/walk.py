@@ -1,8 +1,9 @@
 """The sorted walk of a project tree: what goes into the artifact, in which order.
 
 Entries are directories, regular files and symlinks whose target stays inside the tree; they
-come out sorted by the bytes of their relative POSIX path, so the order never depends on the
-file system. Anything else (sockets, FIFOs, devices, absolute or escaping symlinks) is an
+come out sorted by the bytes of their member name (the relative POSIX path, with a trailing
+``/`` for directories, so every directory's subtree is contiguous), so the order never depends
+on the file system. Anything else (sockets, FIFOs, devices, absolute or escaping symlinks) is an
 error naming the path, or, with ``skip_unsafe``, reported through ``on_skip`` and left out.
 Only directory entries are read here (no ``stat`` per file): readers stat what they open.
 """
@@ -12,8 +13,9 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Callable
-from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
 
 from aether.errors import IOFailure, UsageError
 from aether.pack.ignore import IgnoreRules
@@ -23,13 +25,13 @@ DIRECTORY = "dir"
 SYMLINK = "symlink"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One archive member: its relative path (str and bytes), its kind, a symlink's target."""
+class Entry(NamedTuple):
+    """One archive member: relative path (str and bytes), kind, location, symlink target."""
 
     path: str
-    raw: bytes
+    raw: bytes  # what orders the archive: UTF-8 path bytes, with "/" after directories
     kind: str
+    source: str  # the path to open
     target: str | None = None
 
 
@@ -63,12 +65,8 @@ def walk_tree(
             entries.append(entry)
             if entry.kind == DIRECTORY:
                 pending.append((item.path, rel + "/"))
-    entries.sort(key=_sort_key)
+    entries.sort(key=itemgetter(1))
     return entries
-
-
-def _sort_key(entry: Entry) -> bytes:
-    return entry.raw
 
 
 def _scan(folder: str) -> list[os.DirEntry]:
@@ -95,7 +93,7 @@ def _classify(
         if item.is_dir(follow_symlinks=False):
             if rules.ignored(rel, item.name, is_dir=True):
                 return None
-            return Entry(rel, _encode(rel), DIRECTORY)
+            return Entry(rel, _encode(rel + "/"), DIRECTORY, item.path)
         is_file = item.is_file(follow_symlinks=False)
     except OSError as exc:
         raise IOFailure(f"cannot inspect {rel}: {exc.strerror or exc}") from exc
@@ -103,7 +101,7 @@ def _classify(
         return None
     if not is_file:
         return "it is a socket, FIFO or device, which an artifact cannot hold"
-    return Entry(rel, _encode(rel), FILE)
+    return Entry(rel, _encode(rel), FILE, item.path)
 
 
 def _symlink(item: os.DirEntry, rel: str, real_root: str) -> Entry | str:
@@ -118,4 +116,4 @@ def _symlink(item: os.DirEntry, rel: str, real_root: str) -> Entry | str:
     inside = resolved == real_root or resolved.startswith(real_root + os.sep)
     if lexical == ".." or lexical.startswith("../") or not inside:
         return f"it is a symlink to {target}, outside the project"
-    return Entry(rel, _encode(rel), SYMLINK, target)
+    return Entry(rel, _encode(rel), SYMLINK, item.path, target)
