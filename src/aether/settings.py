@@ -114,6 +114,7 @@ class ServerSettings:
     public_url: str | None  # AETHER_PUBLIC_URL: how clients and pods reach the API
     max_body_bytes: int  # AETHER_MAX_BODY_BYTES: JSON request body limit
     shutdown_grace_secs: float  # AETHER_SHUTDOWN_GRACE_SECS: in-flight requests on stop
+    auth_cache_secs: float  # AETHER_AUTH_CACHE_SECS: how long a checked token is trusted
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -125,6 +126,7 @@ class ServerSettings:
             public_url=environ.get("AETHER_PUBLIC_URL") or None,
             max_body_bytes=env_int(environ, "AETHER_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             shutdown_grace_secs=env_float(environ, "AETHER_SHUTDOWN_GRACE_SECS", 10.0),
+            auth_cache_secs=env_float(environ, "AETHER_AUTH_CACHE_SECS", 2.0),
         )
 
 
@@ -291,6 +293,8 @@ class KubeSettings:
     app_port: int  # AETHER_KUBE_APP_PORT: the PORT apps listen on in their pod
     poll_interval_secs: float  # AETHER_KUBE_POLL_SECS: how often a rollout is checked
     request_timeout_secs: float  # AETHER_KUBE_TIMEOUT_SECS: one API request
+    service_host: str | None  # KUBERNETES_SERVICE_HOST: set by Kubernetes inside pods
+    service_port: str  # KUBERNETES_SERVICE_PORT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> KubeSettings:
@@ -316,4 +320,6 @@ class KubeSettings:
             app_port=env_int(environ, "AETHER_KUBE_APP_PORT", 8080, minimum=1),
             poll_interval_secs=env_float(environ, "AETHER_KUBE_POLL_SECS", 1.0),
             request_timeout_secs=env_float(environ, "AETHER_KUBE_TIMEOUT_SECS", 10.0),
+            service_host=environ.get("KUBERNETES_SERVICE_HOST") or None,
+            service_port=environ.get("KUBERNETES_SERVICE_PORT") or "443",
         )

@@ -23,6 +23,7 @@ from aether.kube import (
     log_params,
     read_log,
 )
+from aether.settings import KubeSettings
 from plugins.kube_api import NAMESPACE, KubeAPI, write_kubeconfig
 
 OWNER = {"app.kubernetes.io/managed-by": "aether"}
@@ -40,7 +41,9 @@ def secret(name: str, value: str, *, labels: dict[str, str] | None = None) -> di
 
 @pytest.fixture
 async def client(kube_api: KubeAPI) -> KubeClient:
-    client = KubeClient.connect(str(kube_api.kubeconfig), {}, timeout=5)
+    client = KubeClient.from_settings(
+        KubeSettings.from_env({"KUBECONFIG": str(kube_api.kubeconfig)})
+    )
     yield client
     await client.close()
 
@@ -134,7 +137,7 @@ async def test_unreachable_api_is_transient(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
-    client = KubeClient.connect(str(config), {}, timeout=2)
+    client = KubeClient.from_settings(KubeSettings.from_env({"KUBECONFIG": str(config)}))
 
     with pytest.raises(KubeUnavailable) as caught:
         await client.get(PODS, NAMESPACE, "p")
@@ -143,4 +146,4 @@ async def test_unreachable_api_is_transient(tmp_path: Path) -> None:
 
 def test_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="set KUBECONFIG"):
-        load_config(str(tmp_path / "absent"), {})
+        load_config(KubeSettings.from_env({"KUBECONFIG": str(tmp_path / "absent")}))

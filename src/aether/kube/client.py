@@ -19,6 +19,7 @@ import requests
 
 from aether.errors import ConfigError
 from aether.kube.errors import KubeError, KubeNotFound, KubeUnavailable, error_for_status
+from aether.settings import KubeSettings
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _TOKEN_FILE = SERVICE_ACCOUNT_DIR / "token"
@@ -52,10 +53,11 @@ def label_selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
-def load_config(kubeconfig: str | None, environ: Mapping[str, str]) -> pykube.KubeConfig:
+def load_config(settings: KubeSettings) -> pykube.KubeConfig:
     """Credentials: ``KUBECONFIG``, else the pod's service account, else ``~/.kube/config``."""
-    if not kubeconfig and environ.get("KUBERNETES_SERVICE_HOST") and _TOKEN_FILE.is_file():
-        return _in_cluster_config(environ)
+    kubeconfig = settings.kubeconfig
+    if not kubeconfig and settings.service_host and _TOKEN_FILE.is_file():
+        return _in_cluster_config(settings.service_host, settings.service_port)
     path = Path(kubeconfig or "~/.kube/config").expanduser()
     if not path.is_file():
         raise ConfigError(
@@ -68,9 +70,7 @@ def load_config(kubeconfig: str | None, environ: Mapping[str, str]) -> pykube.Ku
         raise ConfigError(f"cannot read the kubeconfig {path}: {exc}") from exc
 
 
-def _in_cluster_config(environ: Mapping[str, str]) -> pykube.KubeConfig:
-    host = environ["KUBERNETES_SERVICE_HOST"]
-    port = environ.get("KUBERNETES_SERVICE_PORT", "443")
+def _in_cluster_config(host: str, port: str) -> pykube.KubeConfig:
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
     # The token is read per request (KubeClient.token_file): projected tokens rotate hourly.
     user: dict[str, str] = {}
@@ -98,12 +98,14 @@ class KubeClient:
         self.token_file = token_file
 
     @classmethod
-    def connect(
-        cls, kubeconfig: str | None, environ: Mapping[str, str], *, timeout: float = 10.0
-    ) -> KubeClient:
-        config = load_config(kubeconfig, environ)
+    def from_settings(cls, settings: KubeSettings) -> KubeClient:
+        config = load_config(settings)
         in_cluster = config.current_context == "in-cluster"
-        return cls(config, timeout=timeout, token_file=_TOKEN_FILE if in_cluster else None)
+        return cls(
+            config,
+            timeout=settings.request_timeout_secs,
+            token_file=_TOKEN_FILE if in_cluster else None,
+        )
 
     @property
     def server(self) -> str:

@@ -1,0 +1,190 @@
+"""An app's pod logs as :class:`LogLine` s: every pod of the app, all containers or one.
+
+The kubelet prefixes each line with its RFC 3339 timestamp (``timestamps=true``). Timestamps
+are normalised to nine fraction digits so that they sort as strings; a line's ``cursor`` is
+its timestamp, and resuming from a cursor asks for the lines since that second and drops the
+ones at or before it. Kubernetes does not keep stdout and stderr apart: ``stream`` is
+``stdout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aether.errors import BadRequest
+from aether.kube import PODS, KubeClient, KubeError, follow_log, log_params, read_log
+from aether.worker.runtimes.base import LogLine
+from aether.worker.runtimes.kubernetes_manifests import (
+    APP_CONTAINER,
+    FETCH_CONTAINER,
+    selector_labels,
+)
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+Pod = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    namespace: str
+    app_name: str
+    containers: tuple[str, ...]
+    tail: int | None
+    since_time: str | None  # RFC 3339, seconds
+    since_seconds: int | None
+    after: str | None  # a cursor: only lines strictly after it
+
+
+def build_query(
+    namespace: str,
+    app_name: str,
+    *,
+    container: str | None,
+    tail: int | None,
+    since: str | None,
+    cursor: str | None,
+) -> LogQuery:
+    containers = (container,) if container else (FETCH_CONTAINER, APP_CONTAINER)
+    since_time, since_seconds = parse_since(since)
+    if cursor:
+        after = normalise_stamp(cursor)
+        if after is None:
+            raise BadRequest(f"cursor {cursor!r} is not a log cursor")
+        since_time, since_seconds = after[:19] + "Z", None
+    else:
+        after = None
+    return LogQuery(namespace, app_name, containers, tail, since_time, since_seconds, after)
+
+
+def parse_since(since: str | None) -> tuple[str | None, int | None]:
+    """``30s``/``5m``/``2h``/``1d`` → seconds; an RFC 3339 time → that time."""
+    if not since:
+        return None, None
+    if match := _DURATION.match(since.strip()):
+        return None, int(match[1]) * _UNIT_SECS[match[2]]
+    try:
+        moment = datetime.datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"since={since!r}: use a duration (30s, 5m, 2h) or a time") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), None
+
+
+def normalise_stamp(stamp: str) -> str | None:
+    match = _STAMP.match(stamp)
+    if not match:
+        return None
+    return f"{match[1]}.{(match[2] or '')[:9].ljust(9, '0')}Z"
+
+
+def to_line(raw: str, pod: Pod) -> LogLine | None:
+    stamp, _, text = raw.partition(" ")
+    ts = normalise_stamp(stamp)
+    if ts is None:
+        return None
+    deployment_id = ((pod.get("metadata") or {}).get("labels") or {}).get("deployment_id", "")
+    return LogLine(ts=ts, deployment_id=deployment_id, stream="stdout", line=text, cursor=ts)
+
+
+class PodLogs:
+    """Reads (and follows) the logs of an app's pods through a :class:`KubeClient`."""
+
+    def __init__(self, client: KubeClient, *, poll_interval_secs: float) -> None:
+        self.client = client
+        self.poll_interval_secs = poll_interval_secs
+
+    async def pods(self, query: LogQuery) -> list[Pod]:
+        pods = await self.client.list(PODS, query.namespace, selector_labels(query.app_name))
+        return sorted(pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
+
+    async def snapshot(self, query: LogQuery) -> tuple[list[LogLine], dict[tuple[str, str], str]]:
+        """The lines so far (the last ``tail``), and the newest timestamp per pod+container."""
+        lines: list[LogLine] = []
+        newest: dict[tuple[str, str], str] = {}
+        for pod in await self.pods(query):
+            for container in query.containers:
+                for line in await self._read(query, pod, container):
+                    lines.append(line)
+                    newest[(pod["metadata"]["name"], container)] = line.ts
+        lines.sort(key=lambda line: line.ts)
+        if query.tail is not None:
+            lines = lines[-query.tail :] if query.tail else []
+        return lines, newest
+
+    async def _read(self, query: LogQuery, pod: Pod, container: str) -> list[LogLine]:
+        params = log_params(
+            container=container,
+            tail_lines=query.tail,
+            since_time=query.since_time,
+            since_seconds=query.since_seconds,
+        )
+        raw = await read_log(self.client, query.namespace, pod["metadata"]["name"], params)
+        return [line for text in raw if (line := _after(to_line(text, pod), query.after))]
+
+    async def follow(
+        self, query: LogQuery, newest: dict[tuple[str, str], str]
+    ) -> AsyncIterator[LogLine]:
+        """New lines from every pod+container (pods that appear later included), unending."""
+        queue: asyncio.Queue[LogLine] = asyncio.Queue()
+        pumps: dict[tuple[str, str], asyncio.Task[None]] = {}
+        try:
+            while True:
+                with contextlib.suppress(KubeError):  # the API blinked: keep the streams we have
+                    for pod in await self.pods(query):
+                        self._start_pumps(query, pod, pumps, newest, queue.put_nowait)
+                with contextlib.suppress(TimeoutError):
+                    yield await asyncio.wait_for(queue.get(), self.poll_interval_secs)
+                    while not queue.empty():
+                        yield queue.get_nowait()
+        finally:
+            for task in pumps.values():
+                task.cancel()
+            await asyncio.gather(*pumps.values(), return_exceptions=True)
+
+    def _start_pumps(
+        self,
+        query: LogQuery,
+        pod: Pod,
+        pumps: dict[tuple[str, str], asyncio.Task[None]],
+        newest: dict[tuple[str, str], str],
+        put: Callable[[LogLine], None],
+    ) -> None:
+        for container in query.containers:
+            key = (pod["metadata"]["name"], container)
+            if key in pumps and not pumps[key].done():
+                continue
+            pumps[key] = asyncio.create_task(self._pump(query, pod, container, newest, put))
+
+    async def _pump(
+        self,
+        query: LogQuery,
+        pod: Pod,
+        container: str,
+        newest: dict[tuple[str, str], str],
+        put: Callable[[LogLine], None],
+    ) -> None:
+        key = (pod["metadata"]["name"], container)
+        after = newest.get(key) or query.after
+        since_time = after[:19] + "Z" if after else query.since_time
+        params = log_params(container=container, since_time=since_time)
+        with contextlib.suppress(KubeError):
+            async for text in follow_log(self.client, query.namespace, key[0], params):
+                if line := _after(to_line(text, pod), after):
+                    newest[key] = line.ts
+                    put(line)
+
+
+def _after(line: LogLine | None, after: str | None) -> LogLine | None:
+    if line is None or (after is not None and line.ts <= after):
+        return None
+    return line

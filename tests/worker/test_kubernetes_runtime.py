@@ -1,0 +1,312 @@
+"""The Kubernetes runtime against a Kubernetes API on loopback (kmock), rollouts driven by
+patching Deployment and Pod status as the controller and the kubelet would."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from aether.settings import KubeSettings, WorkerSettings
+from aether.worker.outcomes import Fatal, Retry
+from aether.worker.runtimes.base import Release
+from aether.worker.runtimes.kubernetes import KubernetesRuntime
+from plugins.kube_api import (
+    DEPLOYMENTS,
+    PODS,
+    Cluster,
+    KubeAPI,
+    assert_valid_manifests,
+    running_pod_status,
+    wait_until,
+    write_kubeconfig,
+)
+
+FIRST = Release(
+    app_name="hello",
+    deployment_id="11111111-1111-4111-8111-111111111111",
+    digest="a1" * 32,
+    storage_key="artifacts/hello/a1/app.tar.zst",
+    compression="zstd",
+    start_command=None,
+    replicas=2,
+    api_url="http://aether.aether-system.svc:8080",
+    pull_token="token-one",
+)
+SECOND = replace(
+    FIRST,
+    deployment_id="22222222-2222-4222-8222-222222222222",
+    digest="b2" * 32,
+    pull_token="token-two",
+)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    async def __call__(self, phase: str, message: str) -> None:
+        self.events.append((phase, message))
+
+    def messages(self, phase: str) -> list[str]:
+        return [message for p, message in self.events if p == phase]
+
+
+def settings_for(kubeconfig: Path, **extra: str) -> KubeSettings:
+    return KubeSettings.from_env(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "AETHER_KUBE_POLL_SECS": "0.02",
+            "AETHER_INIT_IMAGE": "aether:test",
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+async def runtime(kube_api: KubeAPI) -> AsyncIterator[KubernetesRuntime]:
+    assert kube_api.kubeconfig is not None
+    runtime = KubernetesRuntime.from_settings(
+        settings_for(kube_api.kubeconfig),
+        WorkerSettings.from_env({"AETHER_ROLLOUT_TIMEOUT_SECS": "20"}),
+    )
+    yield runtime
+    await runtime.stop()
+
+
+def serving(api: KubeAPI, release: Release) -> dict | None:
+    """The Deployment once it carries ``release`` and the API has bumped its generation."""
+    live = api.live(DEPLOYMENTS, release.app_name)
+    if live and live["metadata"]["labels"]["deployment_id"] == release.deployment_id:
+        return live
+    return None
+
+
+async def roll_out(
+    runtime: KubernetesRuntime, api: KubeAPI, cluster: Cluster, release: Release, record: Recorder
+):
+    task = asyncio.create_task(runtime.deploy(release, record))
+    await wait_until(lambda: serving(api, release), what="the Deployment of the release")
+    await cluster.finish_rollout(release.app_name)
+    return await asyncio.wait_for(task, 20)
+
+
+async def test_first_deploy_applies_valid_objects_and_waits_for_availability(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    record = Recorder()
+    task = asyncio.create_task(runtime.deploy(FIRST, record))
+    await wait_until(lambda: serving(kube_api, FIRST), what="the Deployment")
+    await wait_until(lambda: record.messages("rollout"), what="a rollout event")
+    assert not task.done()  # nothing is available yet
+
+    await cluster.finish_rollout("hello")
+    observed = await asyncio.wait_for(task, 20)
+
+    assert observed.healthy and observed.deployment_id == FIRST.deployment_id
+    assert observed.endpoint == "http://hello.aether.svc.cluster.local"
+    assert record.messages("applying") == [
+        f"Secret hello-pull-{FIRST.deployment_id} created; Deployment hello created; Service hello created"
+    ]
+    assert record.messages("rollout")[-1] == "2/2 replicas available"
+    for kind, name in (
+        ("v1/secrets", f"hello-pull-{FIRST.deployment_id}"),
+        (DEPLOYMENTS, "hello"),
+        ("v1/services", "hello"),
+    ):
+        live = kube_api.live(kind, name)
+        assert (
+            live is not None
+            and live["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "aether"
+        )
+    deployment = kube_api.live(DEPLOYMENTS, "hello")
+    deployment.pop("status")
+    for field in ("uid", "resourceVersion", "generation", "creationTimestamp"):
+        deployment["metadata"].pop(field)
+    assert assert_valid_manifests([deployment]) == 1
+    assert (await runtime.observe("hello")).healthy
+
+
+async def test_redeploy_updates_in_place_and_prunes_the_old_pull_token(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    record = Recorder()
+
+    observed = await roll_out(runtime, kube_api, cluster, SECOND, record)
+
+    assert observed.deployment_id == SECOND.deployment_id and observed.healthy
+    assert record.messages("applying") == [
+        f"Secret hello-pull-{SECOND.deployment_id} created; Deployment hello updated; Service hello unchanged"
+    ]
+    live = kube_api.live(DEPLOYMENTS, "hello")
+    assert live["metadata"]["generation"] == 2
+    assert live["metadata"]["annotations"]["aether.dev/digest"] == SECOND.digest
+    secrets = [s["metadata"]["name"] for s in kube_api.all_live("v1/secrets")]
+    assert secrets == [f"hello-pull-{SECOND.deployment_id}"]
+
+
+async def test_redeploy_of_the_same_release_changes_nothing(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    record = Recorder()
+
+    observed = await asyncio.wait_for(runtime.deploy(FIRST, record), 20)
+
+    assert observed.healthy
+    assert record.messages("applying") == [
+        f"Secret hello-pull-{FIRST.deployment_id} unchanged; Deployment hello unchanged; Service hello unchanged"
+    ]
+    assert kube_api.live(DEPLOYMENTS, "hello")["metadata"]["generation"] == 1
+
+
+async def test_failed_fetch_init_container_fails_with_its_reason(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    record = Recorder()
+    task = asyncio.create_task(runtime.deploy(FIRST, record))
+    await wait_until(lambda: serving(kube_api, FIRST), what="the Deployment")
+    status = running_pod_status()
+    status["phase"] = "Pending"
+    status["initContainerStatuses"][0]["state"] = {
+        "terminated": {
+            "exitCode": 20,
+            "reason": "Error",
+            "message": "downloading…\naether: error: digest mismatch: expected a1a1…, got 0f0f…",
+        }
+    }
+    status["containerStatuses"][0]["state"] = {"waiting": {"reason": "PodInitializing"}}
+    await cluster.create_pod("hello", "x1", status)
+
+    with pytest.raises(Fatal) as failed:
+        await asyncio.wait_for(task, 20)
+
+    assert (
+        "fetching the artifact failed (exit 20): aether: error: digest mismatch"
+        in failed.value.message
+    )
+    assert record.messages("rollback") == [
+        "no previous release to restore; the pods stay for `aether logs`"
+    ]
+
+
+async def test_progress_deadline_exceeded_fails_and_restores_the_previous_release(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    record = Recorder()
+    task = asyncio.create_task(runtime.deploy(SECOND, record))
+    await wait_until(lambda: serving(kube_api, SECOND), what="the new template")
+
+    await cluster.deadline_exceeded("hello")
+
+    with pytest.raises(Fatal, match="no progress before its deadline"):
+        await asyncio.wait_for(task, 20)
+    live = kube_api.live(DEPLOYMENTS, "hello")
+    assert live["metadata"]["labels"]["deployment_id"] == FIRST.deployment_id
+    assert live["spec"]["template"]["metadata"]["annotations"]["aether.dev/digest"] == FIRST.digest
+    assert record.messages("rollback") == [f"restored deployment {FIRST.deployment_id}"]
+    # The restored pods still have their own pull token.
+    assert kube_api.live("v1/secrets", f"hello-pull-{FIRST.deployment_id}") is not None
+
+
+async def test_crash_loop_fails_with_the_app_output(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    task = asyncio.create_task(runtime.deploy(FIRST, Recorder()))
+    await wait_until(lambda: serving(kube_api, FIRST), what="the Deployment")
+    status = running_pod_status()
+    status["containerStatuses"][0].update(
+        ready=False,
+        restartCount=3,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        lastState={"terminated": {"exitCode": 1, "message": "Error: Cannot find module 'express'"}},
+    )
+    await cluster.create_pod("hello", "x1", status)
+
+    with pytest.raises(
+        Fatal, match=r"app keeps crashing \(exit 1, 3 restarts\): Error: Cannot find module"
+    ):
+        await asyncio.wait_for(task, 20)
+
+
+async def test_conflicting_writes_are_reread_and_retried(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    kube_api.race_next_write("deployments", "hello")
+
+    observed = await roll_out(runtime, kube_api, cluster, SECOND, Recorder())
+
+    assert observed.deployment_id == SECOND.deployment_id
+    puts = [
+        r
+        for r in kube_api
+        if r.method == "PUT" and r.name == "hello" and r.resource.plural == "deployments"
+    ]
+    assert len(puts) == 2  # the first carried a stale resourceVersion and got 409
+    # The retry was based on the other writer's version, and aether's declared state won.
+    assert "other" not in kube_api.live(DEPLOYMENTS, "hello")["metadata"]["annotations"]
+
+
+async def test_remove_deletes_only_the_apps_objects(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    await roll_out(runtime, kube_api, cluster, replace(FIRST, app_name="other"), Recorder())
+
+    await runtime.remove("hello")
+
+    assert (
+        kube_api.live(DEPLOYMENTS, "hello") is None
+        and kube_api.live("v1/services", "hello") is None
+    )
+    assert not [
+        s for s in kube_api.all_live("v1/secrets") if s["metadata"]["labels"]["app_name"] == "hello"
+    ]
+    assert not [
+        p for p in kube_api.all_live(PODS) if p["metadata"]["labels"]["app_name"] == "hello"
+    ]
+    assert await runtime.observe("hello") is None
+    assert (await runtime.observe("other")).deployment_id == FIRST.deployment_id
+    await runtime.remove("hello")  # idempotent
+
+
+async def test_an_object_aether_does_not_own_is_left_alone(
+    runtime: KubernetesRuntime, kube_api: KubeAPI
+) -> None:
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "hello", "labels": {"team": "x"}},
+        "spec": {},
+    }
+    async with kube_api.post("/apis/apps/v1/namespaces/aether/deployments", json=body) as response:
+        assert response.status < 400
+
+    with pytest.raises(Fatal, match="not managed by aether"):
+        await runtime.deploy(FIRST, Recorder())
+    assert kube_api.live(DEPLOYMENTS, "hello")["metadata"]["labels"] == {"team": "x"}
+    assert await runtime.observe("hello") is None
+
+
+async def test_unreachable_api_server_is_a_retry(tmp_path: Path) -> None:
+    from plugins.kube_api import free_port
+
+    config = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{free_port()}")
+    runtime = KubernetesRuntime.from_settings(settings_for(config), WorkerSettings.from_env({}))
+
+    with pytest.raises(Retry, match="cannot reach the Kubernetes API"):
+        await runtime.deploy(FIRST, Recorder())
+    with pytest.raises(Retry):
+        await runtime.observe("hello")
+    await runtime.stop()
+
+
+async def test_missing_api_url_is_fatal(runtime: KubernetesRuntime) -> None:
+    with pytest.raises(Fatal, match="AETHER_PUBLIC_URL"):
+        await runtime.deploy(replace(FIRST, api_url=None), Recorder())
