@@ -70,25 +70,31 @@ def deploy(
     started = time.monotonic()
     packed, timings = pack_project(project_dir, options, settings, environ, on_progress)
     with ApiClient(api_base, token) as api:
+        clock = time.monotonic()
         stored = api.exists(f"/artifacts/{packed.digest}")
+        timings["upload"] = _ms_since(clock)
         result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
         if options.dry_run:
             timings["total"] = _ms_since(started)
             return {**result, **_dry_run_fields(options, stored), "timings_ms": timings}
-        _phase(on_progress, "register")
-        ensure_app(api, app)
         clock = time.monotonic()
+        ensure_app(api, app)  # the artifact belongs to the app, so it must exist first
+        timings["register"] = _ms_since(clock)
         if not stored:
+            clock = time.monotonic()
             result.update(_upload(api, packed, app, options, environ, on_progress))
-        timings["upload"] = _ms_since(clock)
-        deployment, timings["register"] = _register(api, app, packed.digest, options, on_progress)
+            timings["upload"] += _ms_since(clock)
+        _phase(on_progress, "register")
         clock = time.monotonic()
+        deployment = _register(api, app, packed.digest, options)
+        timings["register"] += _ms_since(clock)
         if options.wait:
+            clock = time.monotonic()
             _phase(on_progress, "rollout")
             deployment = follow_deployment(
                 api, deployment["id"], on_event=on_event, timeout_secs=options.timeout_secs
             )
-        timings["rollout"] = _ms_since(clock)
+            timings["rollout"] = _ms_since(clock)
     timings["total"] = _ms_since(started)
     return {**result, **_deployment_fields(deployment), "timings_ms": timings}
 
@@ -171,21 +177,14 @@ def _upload(
     }
 
 
-def _register(
-    api: ApiClient,
-    app: str,
-    digest: str,
-    options: DeployOptions,
-    on_progress: ProgressCallback | None,
-) -> tuple[dict[str, Any], float]:
-    clock = time.monotonic()
+def _register(api: ApiClient, app: str, digest: str, options: DeployOptions) -> dict[str, Any]:
+    """``POST /deployments``: idempotent per app and digest on the server."""
     body: dict[str, Any] = {"app_name": app, "artifact_digest": digest}
     if options.env:
         body["env"] = dict(options.env)
     if options.start_command:
         body["start_command"] = options.start_command
-    deployment = api.post("/deployments", body)
-    return deployment, _ms_since(clock)
+    return api.post("/deployments", body)
 
 
 def _deployment_fields(deployment: Mapping[str, Any]) -> dict[str, Any]:
