@@ -1,0 +1,103 @@
+"""App logs from pod logs through the Kubernetes runtime (kmock on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from test_kubernetes_runtime import FIRST, Recorder, roll_out, settings_for
+
+from aether.errors import BadRequest
+from aether.settings import WorkerSettings
+from aether.worker.runtimes.base import LogLine
+from aether.worker.runtimes.kubernetes import KubernetesRuntime
+from aether.worker.runtimes.kubernetes_logs import normalise_stamp, parse_since
+from plugins.kube_api import Cluster, KubeAPI, running_pod_status, wait_until
+
+POD_A = f"hello-{FIRST.deployment_id[:8]}-0"
+POD_B = f"hello-{FIRST.deployment_id[:8]}-1"
+
+
+@pytest.fixture
+async def runtime(kube_api: KubeAPI, cluster: Cluster) -> AsyncIterator[KubernetesRuntime]:
+    assert kube_api.kubeconfig is not None
+    runtime = KubernetesRuntime.from_settings(
+        settings_for(kube_api.kubeconfig), WorkerSettings.from_env({})
+    )
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    await kube_api.write_log(POD_A, "fetch", "fetched 12 files")
+    await kube_api.write_log(POD_A, "app", "listening on 8080")
+    await kube_api.write_log(POD_B, "app", "listening on 8080 too")
+    await kube_api.write_log(POD_A, "app", "GET / 200")
+    yield runtime
+    await runtime.stop()
+
+
+async def collect(lines: AsyncIterator[LogLine]) -> list[LogLine]:
+    return [line async for line in lines]
+
+
+async def test_logs_merge_every_pod_and_container_in_time_order(runtime: KubernetesRuntime) -> None:
+    lines = await collect(runtime.logs("hello"))
+
+    assert [line.line for line in lines] == [
+        "fetched 12 files",
+        "listening on 8080",
+        "listening on 8080 too",
+        "GET / 200",
+    ]
+    assert {line.deployment_id for line in lines} == {FIRST.deployment_id}
+    assert all(line.stream == "stdout" and line.cursor == line.ts for line in lines)
+    assert [line.ts for line in lines] == sorted(line.ts for line in lines)
+
+
+async def test_tail_container_and_cursor(runtime: KubernetesRuntime) -> None:
+    tail = await collect(runtime.logs("hello", tail=2))
+    only_app = await collect(runtime.logs("hello", container="app"))
+    everything = await collect(runtime.logs("hello"))
+    resumed = await collect(runtime.logs("hello", cursor=everything[1].cursor))
+
+    assert [line.line for line in tail] == ["listening on 8080 too", "GET / 200"]
+    assert "fetched 12 files" not in [line.line for line in only_app] and len(only_app) == 3
+    assert [line.line for line in resumed] == ["listening on 8080 too", "GET / 200"]
+    assert len(await collect(runtime.logs("hello", since="5m"))) == 4
+
+
+async def test_follow_streams_new_lines_and_new_pods(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    stream = runtime.logs("hello", tail=1, follow=True, container="app")
+    seen: list[str] = []
+
+    async def reader() -> None:
+        async for line in stream:
+            seen.append(line.line)
+
+    task = asyncio.create_task(reader())
+    try:
+        await wait_until(lambda: seen == ["GET / 200"], what="the tail")
+        await kube_api.write_log(POD_B, "app", "GET /b 200")
+        await wait_until(lambda: "GET /b 200" in seen, what="a followed line")
+        await cluster.create_pod("hello", "late", running_pod_status())
+        await kube_api.write_log("hello-late", "app", "a new pod speaks")
+        await wait_until(lambda: "a new pod speaks" in seen, what="a line of a pod that came later")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert seen.count("GET / 200") == 1  # no line twice
+
+
+def test_since_and_stamp_parsing() -> None:
+    assert parse_since("90s") == (None, 90)
+    assert parse_since("2h") == (None, 7200)
+    assert parse_since("2024-05-01T10:00:00+02:00") == ("2024-05-01T08:00:00Z", None)
+    assert normalise_stamp("2024-05-01T10:00:00.5Z") == "2024-05-01T10:00:00.500000000Z"
+    assert normalise_stamp("2024-05-01T10:00:00Z") == "2024-05-01T10:00:00.000000000Z"
+    with pytest.raises(BadRequest, match="duration"):
+        parse_since("yesterday")
+
+
+async def test_a_bad_cursor_is_a_bad_request(runtime: KubernetesRuntime) -> None:
+    with pytest.raises(BadRequest, match="not a log cursor"):
+        await collect(runtime.logs("hello", cursor="nope"))
