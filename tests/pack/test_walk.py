@@ -1,0 +1,106 @@
+"""The walk's rules for symlinks and special files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from aether.errors import UsageError
+from aether.pack import PackOptions, build_artifact
+
+
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "app"
+    (root / "lib").mkdir(parents=True)
+    (root / "package.json").write_text("{}")
+    (root / "lib" / "real.js").write_text("1")
+    return root
+
+
+def pack(root: Path, **options: object):
+    return build_artifact(
+        root,
+        PackOptions(install=False, sbom=False, **options),
+        environ={},  # type: ignore[arg-type]
+    )
+
+
+def symlinks_in(result) -> dict[str, str]:
+    manifest = json.loads(result.manifest.read_text())
+    return {item["path"]: item["target"] for item in manifest["symlinks"]}
+
+
+def test_relative_symlinks_inside_the_tree_are_kept(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    os.symlink("lib/real.js", root / "top.js")
+    os.symlink("../lib", root / "lib" / "self")  # a directory link is not followed
+    os.symlink("missing.js", root / "lib" / "dangling.js")  # dangling but inside
+    assert symlinks_in(pack(root)) == {
+        "top.js": "lib/real.js",
+        "lib/self": "../lib",
+        "lib/dangling.js": "missing.js",
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [("/etc/passwd", "absolute"), ("../../outside", "outside"), ("lib/../../x", "outside")],
+)
+def test_absolute_and_escaping_symlinks_are_refused(
+    tmp_path: Path, target: str, reason: str
+) -> None:
+    root = project(tmp_path)
+    os.symlink(target, root / "evil")
+    with pytest.raises(UsageError, match=f"evil.*{reason}") as caught:
+        pack(root)
+    assert caught.value.exit_code == 2
+    assert "--skip-unsafe" in caught.value.message
+
+
+def test_a_symlink_escaping_through_another_symlink_is_refused(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    os.symlink(".", root / "here")
+    os.symlink("here/..", root / "up")  # lexically "." but really the parent folder
+    with pytest.raises(UsageError, match="up"):
+        pack(root)
+
+
+def test_skip_unsafe_warns_and_leaves_them_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = project(tmp_path)
+    os.symlink("/etc/passwd", root / "evil")
+    os.mkfifo(root / "pipe")
+    with caplog.at_level(logging.WARNING, logger="aether.pack"):
+        result = pack(root, skip_unsafe=True)
+    assert symlinks_in(result) == {}
+    assert result.files == 2
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "evil" in warned and "pipe" in warned
+
+
+def test_fifos_and_sockets_are_refused(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    os.mkfifo(root / "lib" / "pipe")
+    with pytest.raises(UsageError, match="lib/pipe.*FIFO"):
+        pack(root)
+    os.unlink(root / "lib" / "pipe")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(os.fspath(root / "sock"))
+        with pytest.raises(UsageError, match="sock"):
+            pack(root)
+    finally:
+        server.close()
+
+
+def test_ignored_special_files_do_not_matter(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    os.mkfifo(root / "pipe")
+    (root / ".aetherignore").write_text("pipe\n")
+    assert pack(root).files == 3
