@@ -144,3 +144,17 @@ def test_missing_pull_token_or_api_url_is_a_config_error() -> None:
 def test_bad_kube_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         KubeSettings.from_env(environ)
+
+
+def test_signed_release_makes_fetch_check_the_signature_with_the_key_that_made_it() -> None:
+    from aether.pack.signing import generate_keypair, sign_digest
+
+    private, public = generate_keypair()
+    _, other = generate_keypair()
+    signature = sign_digest(private, DIGEST)
+    signed = replace(RELEASE, signature=signature, public_keys=(other, public))
+
+    _, deployment, _ = synthesize(signed, KubeSettings.from_env({}))
+
+    command = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"]
+    assert command[-4:] == ["--public-key", public, "--signature", signature]

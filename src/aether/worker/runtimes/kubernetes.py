@@ -68,6 +68,12 @@ class KubernetesRuntime(Runtime):
             rollout_timeout_secs=worker_settings.rollout_timeout_secs,
         )
 
+    @classmethod
+    def from_env(
+        cls, worker_settings: WorkerSettings, environ: Mapping[str, str]
+    ) -> KubernetesRuntime:
+        return cls.from_settings(KubeSettings.from_env(environ), worker_settings)
+
     @property
     def namespace(self) -> str:
         return self.settings.namespace

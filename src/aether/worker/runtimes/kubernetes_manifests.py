@@ -23,6 +23,7 @@ from typing import Any
 
 from aether import __version__
 from aether.errors import ConfigError
+from aether.pack.signing import verify_signature
 from aether.settings import KubeSettings
 from aether.worker.runtimes.base import Release
 
@@ -203,8 +204,8 @@ def _fetch_container(release: Release, settings: KubeSettings) -> Manifest:
             "--dest",
             APP_DIR,
         ],  # fmt: skip
-        # The zipapp unpacks itself under SHIV_ROOT; the root filesystem is read-only.
-        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "SHIV_ROOT", "value": "/tmp/shiv"}],
+        # The image's zipapp is unpacked at build time; HOME only has to be writable.
+        "env": [{"name": "HOME", "value": "/tmp"}],
         "resources": _resources(settings),
         "securityContext": _container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -214,6 +215,16 @@ def _fetch_container(release: Release, settings: KubeSettings) -> Manifest:
             {"name": "pull-token", "mountPath": TOKEN_DIR, "readOnly": True},
         ],
     }
+
+
+def _signature_args(release: Release) -> list[str]:
+    """Make ``fetch`` check the signature too, against the app's key that made it."""
+    if not release.signature:
+        return []
+    for key in release.public_keys:
+        if verify_signature(key, release.digest, release.signature):
+            return ["--public-key", key, "--signature", release.signature]
+    return []
 
 
 def _app_container(release: Release, settings: KubeSettings) -> Manifest:
