@@ -1,0 +1,93 @@
+"""The CycloneDX 1.5 SBOM: valid, reproducible, with correct purls and the dependency graph."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+from pack_support import integrity, package_lock
+
+from aether.pack import PackOptions, build_artifact
+from aether.pack.sbom import build_sbom
+
+
+def sbom_of(project: Path, environ: dict[str, str] | None = None) -> str:
+    result = build_artifact(project, PackOptions(install=False), environ=environ or {})
+    assert result.sbom is not None
+    return result.sbom.read_text()
+
+
+def test_validates_against_the_1_5_schema(sample: Path) -> None:
+    text = sbom_of(sample)
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
+    assert json.loads(text)["specVersion"] == "1.5"
+
+
+def test_components_have_purls_hashes_and_licences(sample: Path) -> None:
+    document = json.loads(sbom_of(sample))
+    components = {c["purl"]: c for c in document["components"]}
+    assert set(components) == {
+        "pkg:npm/%40types/node@20.1.0",
+        "pkg:npm/left-pad@1.3.0",
+        "pkg:npm/repeat-string@1.6.1",
+    }  # jest is dev-only: left out
+    scoped = components["pkg:npm/%40types/node@20.1.0"]
+    assert (scoped["group"], scoped["name"], scoped["version"]) == ("@types", "node", "20.1.0")
+    assert scoped["licenses"] == [{"license": {"id": "MIT"}}]
+    expected = base64.b64decode(integrity("@types/node")[7:]).hex()
+    assert scoped["hashes"] == [{"alg": "SHA-512", "content": expected}]
+    assert document["metadata"]["component"]["purl"] == "pkg:npm/%40acme/web@1.2.3"
+
+
+def test_dependency_graph_follows_node_resolution(sample: Path) -> None:
+    document = json.loads(sbom_of(sample))
+    graph = {d["ref"]: set(d.get("dependsOn", [])) for d in document["dependencies"]}
+    assert graph["pkg:npm/%40acme/web@1.2.3"] == {
+        "pkg:npm/%40types/node@20.1.0",
+        "pkg:npm/left-pad@1.3.0",
+    }
+    assert graph["pkg:npm/left-pad@1.3.0"] == {"pkg:npm/repeat-string@1.6.1"}
+
+
+def test_reproducible_without_serial_or_timestamp(sample: Path, tmp_path: Path) -> None:
+    first = sbom_of(sample)
+    copy = tmp_path / "copy"
+    shutil.copytree(sample, copy, symlinks=True)
+    assert sbom_of(copy) == first
+    document = json.loads(first)
+    assert "serialNumber" not in document
+    assert "timestamp" not in document["metadata"]
+
+
+def test_source_date_epoch_gives_a_fixed_timestamp(sample: Path) -> None:
+    document = json.loads(sbom_of(sample, {"SOURCE_DATE_EPOCH": "1700000000"}))
+    assert document["metadata"]["timestamp"].startswith("2023-11-14T22:13:20")
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_lockfile_versions_2_and_3(sample: Path, version: int) -> None:
+    (sample / "package-lock.json").write_text(json.dumps(package_lock(version)))
+    package = json.loads((sample / "package.json").read_text())
+    text = build_sbom(sample, package, source_date_epoch=None)
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(text) is None
+    assert len(json.loads(text)["components"]) == 3
+
+
+def test_hidden_lockfile_is_the_fallback(sample: Path) -> None:
+    (sample / "package-lock.json").unlink()
+    document = json.loads(sbom_of(sample))
+    assert len(document["components"]) == 3
+
+
+def test_no_sbom_removes_a_stale_one(sample: Path) -> None:
+    first = build_artifact(sample, PackOptions(install=False), environ={})
+    assert first.sbom is not None and first.sbom.exists()
+    second = build_artifact(sample, PackOptions(install=False, sbom=False), environ={})
+    assert second.sbom is None
+    assert not first.sbom.exists()
+    assert second.as_json()["sbom"] is None
