@@ -190,20 +190,7 @@ def _fetch_container(release: Release, settings: KubeSettings) -> Manifest:
     return {
         "name": FETCH_CONTAINER,
         "image": settings.init_image,
-        "command": [
-            "aether",
-            "fetch",
-            "--api",
-            release.api_url,
-            "--deployment",
-            release.deployment_id,
-            "--digest",
-            release.digest,
-            "--token-file",
-            TOKEN_FILE,
-            "--dest",
-            APP_DIR,
-        ],  # fmt: skip
+        "command": _fetch_command(release, release.api_url),
         # The image's zipapp is unpacked at build time; HOME only has to be writable.
         "env": [{"name": "HOME", "value": "/tmp"}],
         "resources": _resources(settings),
@@ -215,6 +202,18 @@ def _fetch_container(release: Release, settings: KubeSettings) -> Manifest:
             {"name": "pull-token", "mountPath": TOKEN_DIR, "readOnly": True},
         ],
     }
+
+
+def _fetch_command(release: Release, api_url: str) -> list[str]:
+    options = {
+        "--api": api_url,
+        "--deployment": release.deployment_id,
+        "--digest": release.digest,
+        "--token-file": TOKEN_FILE,
+        "--dest": APP_DIR,
+    }
+    flags = [part for option in options.items() for part in option]
+    return ["aether", "fetch", *flags, *_signature_args(release)]
 
 
 def _signature_args(release: Release) -> list[str]:
