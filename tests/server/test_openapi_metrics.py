@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
@@ -25,7 +27,9 @@ def test_every_registered_route_is_documented(api):
         if not isinstance(route, Route):
             continue
         for method in (route.methods or set()) - {"HEAD"}:
-            if method.lower() not in paths.get(route.path, {}):
+            # OpenAPI templates have no converters: /blobs/{key:path} is /blobs/{key}
+            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+            if method.lower() not in paths.get(path, {}):
                 missing.append(f"{method} {route.path}")
     assert missing == []
 
