@@ -303,13 +303,21 @@ class Cluster:
             assert resp.status < 400, answer
             return answer
 
+    async def patch(
+        self, resource: str, name: str, changes: dict[str, Any], subresource: str = ""
+    ) -> dict[str, Any]:
+        """A merge patch, like ``kubectl patch --type merge`` (or a controller's status write)."""
+        group_version, plural = resource.rsplit("/", 1)
+        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        path = f"{prefix}/namespaces/{NAMESPACE}/{plural}/{name}"
+        if subresource:
+            path += f"/{subresource}"
+        return await self._send("PATCH", path, changes, "application/merge-patch+json")
+
     async def patch_status(
         self, resource: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
-        group_version, plural = resource.rsplit("/", 1)
-        prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-        path = f"{prefix}/namespaces/{NAMESPACE}/{plural}/{name}/status"
-        return await self._send("PATCH", path, {"status": status}, "application/merge-patch+json")
+        return await self.patch(resource, name, {"status": status}, "status")
 
     async def create_pod(
         self, deployment: str, suffix: str, status: dict[str, Any]
