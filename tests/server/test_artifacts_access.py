@@ -235,3 +235,22 @@ def test_metrics_carry_the_seed_names_without_app_labels(api):
         assert name in text
     artifact_lines = [line for line in text.splitlines() if line.startswith("artifact")]
     assert not any("app" in line.split("{", 1)[-1] for line in artifact_lines if "{" in line)
+
+
+def test_pending_gc_loop_runs_as_a_background_task(make_api):
+    import time
+
+    from aether.server.gc import pending_gc_loop
+
+    api = make_api(
+        env={"AETHER_PENDING_TTL_SECS": "0", "AETHER_PENDING_GC_INTERVAL_SECS": "1"},
+        background=[pending_gc_loop],
+    )
+    _, digest = blob(100)
+    assert Uploader(api).presign(digest, 100).status_code == 200
+    deadline = time.monotonic() + 15
+    while api.get(f"/artifacts/{digest}").status_code != 404:
+        assert time.monotonic() < deadline, "the background GC did not remove the pending row"
+        time.sleep(0.05)  # polling with a deadline, not synchronising on a sleep
+    events = api.run(artifact_store.list_events, digest=digest)
+    assert [e["event"] for e in events] == ["pending_gc"]

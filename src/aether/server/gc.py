@@ -71,9 +71,11 @@ async def _drop(db: Database, blobs: BlobStore, row: Row, ttl_secs: int) -> bool
 async def pending_gc_loop(state: ServerState) -> None:
     """``serve``'s background task: a GC pass every AETHER_PENDING_GC_INTERVAL_SECS (0 = off)."""
     interval = state.policy.pending_gc_interval_secs
-    await refresh_artifact_gauge(state)
-    while interval > 0:
+    while True:
         try:
+            await refresh_artifact_gauge(state)
+            if interval <= 0:
+                return
             report = await collect_pending(
                 state.db, state.blobs, ttl_secs=state.policy.pending_ttl_secs
             )
@@ -81,7 +83,7 @@ async def pending_gc_loop(state: ServerState) -> None:
                 log.info("pending GC: %s", report.as_json())
         except AetherError as exc:  # storage or database down: try again next interval
             log.warning("pending GC failed: %s", exc.message)
-        await asyncio.sleep(interval)
+        await asyncio.sleep(max(interval, 1))
 
 
 async def run_once(environ: dict[str, str], *, ttl_secs: int | None = None) -> GcReport:
