@@ -111,7 +111,8 @@ async def test_first_deploy_applies_valid_objects_and_waits_for_availability(
     assert record.messages("applying") == [
         f"Secret hello-pull-{FIRST.deployment_id} created; Deployment hello created; Service hello created"
     ]
-    assert record.messages("rollout")[-1] == "2/2 replicas available"
+    assert record.messages("rollout") == ["waiting for the Deployment controller to see the change"]
+    assert record.messages("healthy") == ["2/2 replicas available"]
     for kind, name in (
         ("v1/secrets", f"hello-pull-{FIRST.deployment_id}"),
         (DEPLOYMENTS, "hello"),

@@ -108,13 +108,17 @@ class KubernetesRuntime(Runtime):
         said = ""
         while True:
             progress = await self._progress(release, loop.time() > deadline)
+            if progress is not None and progress.state == COMPLETE:
+                # "healthy" is the phase on which the worker marks the deployment running.
+                await record("healthy", progress.message)
+                return self._observed(
+                    release.app_name, release.deployment_id, True, progress.message
+                )
+            if progress is not None and progress.state == FAILED:
+                raise RolloutFailed(progress.message)
             if progress is not None and progress.message != said:
                 said = progress.message
                 await record("rollout", said)
-            if progress is not None and progress.state == COMPLETE:
-                return self._observed(release.app_name, release.deployment_id, True, said)
-            if progress is not None and progress.state == FAILED:
-                raise RolloutFailed(progress.message)
             if loop.time() > deadline:
                 raise RolloutFailed(
                     f"not available after {self.rollout_timeout_secs:g}s: {said or 'no status'}"
