@@ -147,3 +147,36 @@ async def test_unreachable_api_is_transient(tmp_path: Path) -> None:
 def test_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="set KUBECONFIG"):
         load_config(KubeSettings.from_env({"KUBECONFIG": str(tmp_path / "absent")}))
+
+
+def test_in_cluster_credentials_come_from_the_service_account(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("sa-token\n")
+    (tmp_path / "ca.crt").write_text("not a real certificate")
+    settings = KubeSettings.from_env(
+        {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    )
+
+    client = KubeClient.from_settings(settings, service_account=tmp_path)
+
+    assert client.server == "https://10.0.0.1:6443"
+    assert client.token_file == tmp_path / "token"
+    assert client.api.config.cluster["certificate-authority"].filename().endswith("ca.crt")
+
+
+async def test_the_service_account_token_is_read_for_every_request(
+    kube_api: KubeAPI, tmp_path: Path
+) -> None:
+    assert kube_api.kubeconfig is not None
+    token = tmp_path / "token"
+    client = KubeClient.from_settings(
+        KubeSettings.from_env({"KUBECONFIG": str(kube_api.kubeconfig)})
+    )
+    client.token_file = token  # as in a pod, where the kubelet rotates the projected token
+    token.write_text("first\n")
+    await client.get(PODS, NAMESPACE, "p")
+    token.write_text("rotated\n")
+    await client.get(PODS, NAMESPACE, "p")
+
+    sent = [request.headers.get("Authorization") for request in kube_api]
+    assert sent[-2:] == ["Bearer first", "Bearer rotated"]
+    await client.close()

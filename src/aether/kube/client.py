@@ -22,7 +22,6 @@ from aether.kube.errors import KubeError, KubeNotFound, KubeUnavailable, error_f
 from aether.settings import KubeSettings
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-_TOKEN_FILE = SERVICE_ACCOUNT_DIR / "token"
 T = TypeVar("T")
 
 
@@ -53,11 +52,13 @@ def label_selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
-def load_config(settings: KubeSettings) -> pykube.KubeConfig:
+def load_config(
+    settings: KubeSettings, *, service_account: Path = SERVICE_ACCOUNT_DIR
+) -> pykube.KubeConfig:
     """Credentials: ``KUBECONFIG``, else the pod's service account, else ``~/.kube/config``."""
     kubeconfig = settings.kubeconfig
-    if not kubeconfig and settings.service_host and _TOKEN_FILE.is_file():
-        return _in_cluster_config(settings.service_host, settings.service_port)
+    if not kubeconfig and settings.service_host and (service_account / "token").is_file():
+        return _in_cluster_config(settings.service_host, settings.service_port, service_account)
     path = Path(kubeconfig or "~/.kube/config").expanduser()
     if not path.is_file():
         raise ConfigError(
@@ -70,11 +71,11 @@ def load_config(settings: KubeSettings) -> pykube.KubeConfig:
         raise ConfigError(f"cannot read the kubeconfig {path}: {exc}") from exc
 
 
-def _in_cluster_config(host: str, port: str) -> pykube.KubeConfig:
+def _in_cluster_config(host: str, port: str, service_account: Path) -> pykube.KubeConfig:
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
     # The token is read per request (KubeClient.token_file): projected tokens rotate hourly.
     user: dict[str, str] = {}
-    cluster = {"server": server, "certificate-authority": str(SERVICE_ACCOUNT_DIR / "ca.crt")}
+    cluster = {"server": server, "certificate-authority": str(service_account / "ca.crt")}
     return pykube.KubeConfig(
         {
             "clusters": [{"name": "in-cluster", "cluster": cluster}],
@@ -98,13 +99,15 @@ class KubeClient:
         self.token_file = token_file
 
     @classmethod
-    def from_settings(cls, settings: KubeSettings) -> KubeClient:
-        config = load_config(settings)
+    def from_settings(
+        cls, settings: KubeSettings, *, service_account: Path = SERVICE_ACCOUNT_DIR
+    ) -> KubeClient:
+        config = load_config(settings, service_account=service_account)
         in_cluster = config.current_context == "in-cluster"
         return cls(
             config,
             timeout=settings.request_timeout_secs,
-            token_file=_TOKEN_FILE if in_cluster else None,
+            token_file=service_account / "token" if in_cluster else None,
         )
 
     @property
