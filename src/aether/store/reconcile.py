@@ -65,6 +65,12 @@ async def plan_rows(db: Executor, app_id: str) -> list[Row]:
     return sorted(active + superseded, key=lambda r: (r["created_at"], r["id"]))
 
 
+async def pending_ids(db: Executor) -> set[str]:
+    """Ids of deployments no worker has started yet (the SQLite loop's cheap wake-up check)."""
+    rows = await db.fetch_all("SELECT id FROM deployments WHERE status = 'pending'")
+    return {row["id"] for row in rows}
+
+
 async def release_row(db: Executor, deployment_id: str) -> Row | None:
     """A deployment with what the runtime needs: app name, artifact, env, active keys."""
     row = await db.fetch_one(

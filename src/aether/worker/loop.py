@@ -34,6 +34,8 @@ log = logging.getLogger("aether.worker")
 
 # On PostgreSQL, NOTIFY wakes the loop; polling is only the safety net (lease takeovers).
 PG_SAFETY_POLL_SECS = 5.0
+# On SQLite, how often the loop looks for new pending deployments between full passes.
+PENDING_CHECK_SECS = 0.05
 
 
 def worker_identity() -> str:
@@ -71,6 +73,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._slots: dict[str, _AppSlot] = {}
+        self._seen_pending: set[str] = set()
 
     def stop(self) -> None:
         """Ask the loop to end (safe from a signal handler)."""
@@ -103,9 +106,26 @@ class Worker:
             log.warning("reconcile pass skipped: %s", exc.message)
 
     async def _sleep(self, secs: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), secs)
+        """Until the next pass is due, a wake-up, or (SQLite) a new pending deployment."""
+        deadline = time.monotonic() + secs
+        step = secs if self.db.dialect == "postgresql" else PENDING_CHECK_SECS
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(step, left))
+                break
+            if await self._new_pending():
+                break
         self._wake.clear()
+
+    async def _new_pending(self) -> bool:
+        """A cheap check between passes: has a deployment been created since the last one?"""
+        try:
+            pending = await store.pending_ids(self.db)
+        except AetherError:
+            return False
+        fresh = bool(pending - self._seen_pending)
+        self._seen_pending = pending
+        return fresh
 
     async def run_once(self, *, wait: bool = False) -> None:
         """One pass: start a reconcile task for every app that is due. With ``wait``, return
