@@ -42,30 +42,39 @@ def walk_tree(
     skip_unsafe: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
 ) -> list[Entry]:
-    """All entries under ``root`` (root itself excluded), sorted by path bytes."""
-    real_root = os.path.realpath(root)
+    """All entries under ``root`` (root itself excluded), sorted by member-name bytes.
+
+    A depth-first walk that visits each folder's children sorted by their member name gives
+    exactly that order (a directory's name ends with ``/``, so its subtree is contiguous), and
+    only siblings ever need sorting.
+    """
     entries: list[Entry] = []
-    pending = [(os.fspath(root), "")]
-    while pending:
-        folder, prefix = pending.pop()
+    real_root = os.path.realpath(root)
+
+    def refuse(rel: str, reason: str) -> None:
+        if not skip_unsafe:
+            raise UsageError(
+                f"cannot pack {rel}: {reason}; remove it, list it in .aetherignore, "
+                "or pass --skip-unsafe to leave it out"
+            )
+        if on_skip is not None:
+            on_skip(rel, reason)
+
+    def visit(folder: str, prefix: str) -> None:
+        children = []
         for item in _scan(folder):
-            rel = prefix + item.name
-            entry = _classify(item, rel, real_root, rules)
-            if entry is None:
-                continue
+            entry = _classify(item, prefix + item.name, real_root, rules)
             if isinstance(entry, str):
-                if not skip_unsafe:
-                    raise UsageError(
-                        f"cannot pack {rel}: {entry}; remove it, list it in .aetherignore, "
-                        "or pass --skip-unsafe to leave it out"
-                    )
-                if on_skip is not None:
-                    on_skip(rel, entry)
-                continue
+                refuse(prefix + item.name, entry)
+            elif entry is not None:
+                children.append(entry)
+        children.sort(key=itemgetter(1))
+        for entry in children:
             entries.append(entry)
             if entry.kind == DIRECTORY:
-                pending.append((item.path, rel + "/"))
-    entries.sort(key=itemgetter(1))
+                visit(entry.source, entry.path + "/")
+
+    visit(os.fspath(root), "")
     return entries
 
 
