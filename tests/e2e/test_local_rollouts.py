@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def server(live_server: Callable[..., Any]) -> Any:
-    return live_server(env={"AETHER_ROLLOUT_TIMEOUT_SECS": "4"})
+    return live_server(env={"AETHER_ROLLOUT_TIMEOUT_SECS": "8"})
 
 
 def answers(server: Any, app: str) -> dict[str, Any]:

@@ -1,0 +1,47 @@
+"""The worker's loop driving the Kubernetes runtime: database rows in, cluster objects out
+(both metadata backends; a Kubernetes API on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+from worker_support import deployment, insert_app, phases, stage_deployment, worker_settings
+
+from aether.store.database import Database
+from aether.store.tokens import authenticate
+from aether.worker.loop import Worker
+from aether.worker.runtimes.kubernetes import KubernetesRuntime
+from plugins.kube_api import DEPLOYMENTS, Cluster, KubeAPI, wait_until
+
+
+async def test_a_pending_deployment_becomes_a_running_kubernetes_deployment(
+    database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
+) -> None:
+    settings = worker_settings(tmp_path / "data")
+    environ = {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
+    runtime = KubernetesRuntime.from_env(settings, environ)
+    worker = Worker(database, runtime, settings, public_url="http://aether.aether-system.svc")
+    app = await insert_app(database, "hello")
+    deployment_id = await stage_deployment(database, tmp_path / "data", app, staged=False)
+
+    passing = asyncio.create_task(worker.run_once(wait=True))
+    await wait_until(lambda: kube_api.live(DEPLOYMENTS, "hello"), what="the Deployment")
+    await cluster.finish_rollout("hello")
+    await asyncio.wait_for(passing, 20)
+
+    row = await deployment(database, deployment_id)
+    assert row["status"] == "running"
+    assert row["endpoint"] == "http://hello.aether.svc.cluster.local"
+    assert {"applying", "healthy", "running"} <= set(await phases(database, deployment_id))
+    live = kube_api.live(DEPLOYMENTS, "hello")
+    assert live["metadata"]["labels"]["deployment_id"] == deployment_id
+    fetch = live["spec"]["template"]["spec"]["initContainers"][0]["command"]
+    assert fetch[fetch.index("--api") + 1] == "http://aether.aether-system.svc"
+    # The Secret holds a working pull token scoped to this deployment.
+    secret = kube_api.live("v1/secrets", f"hello-pull-{deployment_id}")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    principal = await authenticate(database, token)
+    assert principal is not None and principal["deployment_id"] == deployment_id
+    await runtime.stop()
