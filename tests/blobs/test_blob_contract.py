@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from blob_transport import get_url, put_url
 
 from aether.blobs import BlobStore, storage_key
 from aether.blobs.local import LocalBlobStore
 from aether.errors import AetherError, BadRequest, NotFound
-from conftest import get_url, put_url
 
 MIB = 1024 * 1024
 
