@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from aether.errors import AetherError
-from aether.server.auth import AuthMiddleware, bootstrap_specs
+from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
 from aether.server.proxy import HostProxyMiddleware
@@ -117,6 +117,7 @@ class _Parts:
                 policy=self.policy,
                 log_source=self.log_source,
                 public_url=self.settings.public_url,
+                auth_cache=TokenCache(self.settings.auth_cache_secs),
             )
             app.state.aether = state
             tasks = [_start_background(job, state) for job in self.background]

@@ -8,6 +8,7 @@ writes only its own apps; reader reads; puller may only fetch one deployment's a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,66 @@ def bootstrap_specs(settings: ServerSettings) -> list[tuple[str, str, str]]:
     return specs
 
 
+class TokenCache:
+    """Recently checked tokens (keyed by their sha256, never the plaintext) for a short TTL,
+    so a burst of requests costs one database lookup. Revoking or rotating through this
+    process clears it; other processes see a revocation within ``ttl_secs``."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl_secs: float) -> None:
+        self.ttl_secs = ttl_secs
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token_hash: str) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            self._entries.pop(token_hash, None)
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, who: Principal, expires_at: str | None) -> None:
+        if self.ttl_secs <= 0 or expires_at is not None and _secs_until(expires_at) < self.ttl_secs:
+            return  # about to expire: always ask the database
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[token_hash] = (time.monotonic() + self.ttl_secs, who)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _secs_until(iso: str) -> float:
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (moment - datetime.now(UTC)).total_seconds()
+
+
+async def resolve_token(state: Any, token: str) -> Principal | None:
+    """The principal for a bearer token: from the cache, else from the database."""
+    digest = token_store.hash_token(token)
+    cache: TokenCache | None = getattr(state, "auth_cache", None)
+    cached = cache.get(digest) if cache else None
+    if cached is not None:
+        return cached
+    row = await token_store.authenticate(state.db, token)
+    if row is None:
+        return None
+    who = Principal(
+        token_id=row["id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        role=row["role"],
+        deployment_id=row["deployment_id"],
+    )
+    if cache is not None:
+        cache.put(digest, who, row["expires_at"])
+    return who
+
+
 class AuthMiddleware:
     """Pure ASGI middleware (no body buffering, so NDJSON streams pass through untouched)."""
 
@@ -71,17 +132,10 @@ class AuthMiddleware:
         token = bearer_token(connection.headers)
         if token is None:
             raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'")
-        db = scope["app"].state.aether.db
-        row = await token_store.authenticate(db, token)
-        if row is None:
+        who = await resolve_token(scope["app"].state.aether, token)
+        if who is None:
             raise Unauthorized("invalid, expired or revoked token; run `aether login` again")
-        scope.setdefault("state", {})["principal"] = Principal(
-            token_id=row["id"],
-            user_id=row["user_id"],
-            name=row["name"],
-            role=row["role"],
-            deployment_id=row["deployment_id"],
-        )
+        scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
 
 

@@ -32,6 +32,8 @@ class ServerState:
     # Set when shutdown begins, so long-lived streams (follow=true) end instead of holding
     # the graceful-shutdown window open.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # aether.server.auth.TokenCache; cleared whenever a token is revoked or rotated here.
+    auth_cache: Any = None
 
     def app_url(self, app_name: str) -> str:
         return app_url(self.public_url, app_name)

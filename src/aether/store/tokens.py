@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aether.errors import ConfigError, NotFound
 from aether.models import ROLES
 from aether.store.clock import now_iso, parse_iso
-from aether.store.database import Database, Executor, Row
+from aether.store.database import Database, DuplicateKey, Executor, Row
 from aether.store.users import ensure_user
 
 TOKEN_PREFIX = "ae_"
@@ -219,15 +219,18 @@ async def sync_bootstrap_tokens(db: Executor, specs: list[tuple[str, str, str]])
         if await db.fetch_one("SELECT id FROM api_tokens WHERE token_hash = :h", {"h": digest}):
             continue
         user = await ensure_user(db, name, auth_provider="bootstrap")
-        await _insert_token(
-            db,
-            token=token,
-            user_id=user["id"],
-            name=name,
-            role=role,
-            expires_at=None,
-            token_id=f"bootstrap-{digest[:16]}",
-        )
+        try:
+            await _insert_token(
+                db,
+                token=token,
+                user_id=user["id"],
+                name=name,
+                role=role,
+                expires_at=None,
+                token_id=f"bootstrap-{digest[:16]}",
+            )
+        except DuplicateKey:
+            continue  # another process (a second replica) inserted it first
         added += 1
     return added
 

@@ -77,7 +77,9 @@ async def list_tokens(request: Request) -> JSONResponse:
 async def rotate_token(request: Request) -> JSONResponse:
     who = require_role(request, "deployer", "reader")
     await read_json(request, required={})
-    issued = await token_store.rotate_token(get_state(request).db, who.token_id)
+    state = get_state(request)
+    issued = await token_store.rotate_token(state.db, who.token_id)
+    state.auth_cache.clear()
     return JSONResponse(issued_json(issued))
 
 
@@ -91,6 +93,7 @@ async def delete_token(request: Request) -> Response:
     if who.role != "admin" and row["user_id"] != who.user_id:
         raise Forbidden("only an admin may revoke another user's token")
     await token_store.revoke_token(db, token_id)
+    get_state(request).auth_cache.clear()
     return Response(status_code=204)
 
 
