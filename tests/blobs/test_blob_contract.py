@@ -223,3 +223,16 @@ async def test_put_file_records_the_sha256(blob_store: BlobStore, tmp_path: Path
     info = await blob_store.head(_key("direct"))
     assert info is not None and (info.size, info.sha256) == (len(body), sha)
     assert await blob_store.read_sha256(_key("direct")) == sha
+
+
+async def test_local_purge_keeps_young_temporary_files(tmp_path: Path) -> None:
+    """A temp file may be an upload still streaming in: only old ones are orphans."""
+    store = LocalBlobStore(tmp_path, public_url="http://api")
+    await store.open()
+    young = tmp_path / "blobs" / "tmp" / "young"
+    old = tmp_path / "blobs" / "tmp" / "old"
+    young.write_bytes(b"x")
+    old.write_bytes(b"x")
+    os.utime(old, (1_000_000, 1_000_000))
+    assert await store.purge_stale(0) == 1
+    assert young.exists() and not old.exists()

@@ -30,6 +30,7 @@ from aether.errors import BadRequest, DigestMismatch, IOFailure, NotFound
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1024 * 1024
+TMP_MIN_AGE_SECS = 3600
 
 
 def _strip_etag(etag: str) -> str:
@@ -181,6 +182,8 @@ class LocalBlobStore(BlobStore):
             etag = md5.hexdigest()
             (folder / f"{number:05d}.etag").write_text(etag, encoding="ascii")
             os.replace(temp, folder / f"{number:05d}.part")
+        except FileNotFoundError:  # aborted (or collected) while this part streamed in
+            raise NotFound("the multipart upload was aborted; start a new one") from None
         finally:
             temp.unlink(missing_ok=True)
         return f'"{etag}"'
@@ -277,20 +280,31 @@ class LocalBlobStore(BlobStore):
         shutil.rmtree(folder, ignore_errors=True)
 
     async def purge_stale(self, older_than_secs: float) -> int:
-        cutoff = time.time() - older_than_secs
+        now = time.time()
+        # A temporary file is orphaned only by a crash mid-upload; one younger than an hour
+        # may still be streaming in, whatever the pending TTL says.
+        cutoffs = {"tmp": now - max(older_than_secs, TMP_MIN_AGE_SECS)}
+        cutoffs["multipart"] = now - older_than_secs
         removed = 0
-        for entry in [*(self.root / "tmp").iterdir(), *(self.root / "multipart").iterdir()]:
-            try:
-                if entry.stat().st_mtime >= cutoff:
-                    continue
-            except FileNotFoundError:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-            removed += 1
+        for folder, cutoff in cutoffs.items():
+            removed += _remove_older(self.root / folder, cutoff)
         return removed
+
+
+def _remove_older(folder: Path, cutoff: float) -> int:
+    removed = 0
+    for entry in folder.iterdir():
+        try:
+            if entry.stat().st_mtime >= cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _concatenate(folder: Path, numbers: list[int], dest: Path) -> str:
