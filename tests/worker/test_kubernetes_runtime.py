@@ -190,9 +190,9 @@ async def test_failed_fetch_init_container_fails_with_its_reason(
         "fetching the artifact failed (exit 20): aether: error: digest mismatch"
         in failed.value.message
     )
-    assert record.messages("rollback") == [
-        "no previous release to restore; the pods stay for `aether logs`"
-    ]
+    assert record.messages("rollback") == ["no previous release: the app's objects were removed"]
+    assert kube_api.live(DEPLOYMENTS, "hello") is None and kube_api.all_live("v1/secrets") == []
+    assert await runtime.observe("hello") is None
 
 
 async def test_progress_deadline_exceeded_fails_and_restores_the_previous_release(
@@ -311,3 +311,25 @@ async def test_unreachable_api_server_is_a_retry(tmp_path: Path) -> None:
 async def test_missing_api_url_is_fatal(runtime: KubernetesRuntime) -> None:
     with pytest.raises(Fatal, match="AETHER_PUBLIC_URL"):
         await runtime.deploy(replace(FIRST, api_url=None), Recorder())
+
+
+async def test_a_release_still_rolling_out_is_not_reported_as_serving(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    task = asyncio.create_task(runtime.deploy(SECOND, Recorder()))
+    await wait_until(lambda: serving(kube_api, SECOND), what="the new template")
+
+    during = await runtime.observe("hello")
+    await cluster.finish_rollout("hello")
+    await asyncio.wait_for(task, 20)
+    after = await runtime.observe("hello")
+    # A pod of a completed rollout going down keeps the release serving, only unhealthy.
+    live = kube_api.live(DEPLOYMENTS, "hello")
+    await cluster.patch_status(DEPLOYMENTS, "hello", {**live["status"], "availableReplicas": 1})
+    degraded = await runtime.observe("hello")
+
+    assert during is not None and during.deployment_id is None and not during.healthy
+    assert after is not None and after.deployment_id == SECOND.deployment_id and after.healthy
+    assert degraded is not None and degraded.deployment_id == SECOND.deployment_id
+    assert not degraded.healthy

@@ -153,11 +153,14 @@ class KubernetesRuntime(Runtime):
     async def _restore(
         self, previous: dict[str, Any] | None, release: Release, record: EventSink
     ) -> None:
-        """Put the previous release's Deployment back (Kubernetes then rolls it out again)."""
-        if previous is None or _labels(previous).get("deployment_id") == release.deployment_id:
-            await record(
-                "rollback", "no previous release to restore; the pods stay for `aether logs`"
-            )
+        """Put the previous release's Deployment back (Kubernetes then rolls it out again);
+        a first release that fails leaves nothing behind."""
+        if previous is None:
+            await self.remove(release.app_name)
+            await record("rollback", "no previous release: the app's objects were removed")
+            return
+        if _labels(previous).get("deployment_id") == release.deployment_id:
+            await record("rollback", "this release was already applied: nothing to restore")
             return
         current = await self.client.get(DEPLOYMENTS, self.namespace, release.app_name)
         if current is None:
@@ -194,8 +197,11 @@ class KubernetesRuntime(Runtime):
         if deployment is None or _labels(deployment).get(MANAGED_BY_LABEL) != MANAGED_BY:
             return None
         progress = assess(deployment, [])
-        deployment_id = _labels(deployment).get("deployment_id")
         healthy = progress.state == COMPLETE
+        # A release counts as serving once its rollout completed; one still rolling out (or
+        # stuck) is not, so the worker deploys (and follows) it again instead of trusting it.
+        rolled_out = healthy or _rolled_out(deployment)
+        deployment_id = _labels(deployment).get("deployment_id") if rolled_out else None
         return self._observed(app_name, deployment_id, healthy, progress.message)
 
     async def remove(self, app_name: str) -> None:
@@ -244,6 +250,19 @@ class KubernetesRuntime(Runtime):
         if follow:
             async for line in self.pod_logs.follow(query, newest):
                 yield line
+
+
+def _rolled_out(deployment: Mapping[str, Any]) -> bool:
+    """The controller finished rolling out the current template (pods may be down since)."""
+    status = deployment.get("status") or {}
+    generation = (deployment.get("metadata") or {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return False
+    return any(
+        condition.get("type") == "Progressing"
+        and condition.get("reason") == "NewReplicaSetAvailable"
+        for condition in status.get("conditions") or []
+    )
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
