@@ -333,3 +333,13 @@ async def test_a_release_still_rolling_out_is_not_reported_as_serving(
     assert after is not None and after.deployment_id == SECOND.deployment_id and after.healthy
     assert degraded is not None and degraded.deployment_id == SECOND.deployment_id
     assert not degraded.healthy
+
+
+async def test_a_missing_namespace_is_fatal_with_the_remedy(
+    runtime: KubernetesRuntime, kube_api: KubeAPI
+) -> None:
+    status = {"kind": "Status", "code": 404, "message": 'namespaces "aether" not found'}
+    kube_api["post /api/v1/namespaces/aether/secrets"] << 404 << status
+
+    with pytest.raises(Fatal, match="does the namespace 'aether' exist"):
+        await runtime.deploy(FIRST, Recorder())

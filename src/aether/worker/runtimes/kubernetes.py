@@ -22,6 +22,7 @@ from aether.kube import (
     SERVICES,
     KubeClient,
     KubeError,
+    KubeNotFound,
     KubeNotOwned,
     apply,
 )
@@ -98,6 +99,11 @@ class KubernetesRuntime(Runtime):
                 await self._restore_or_say_why_not(previous, release, record)
                 raise Fatal(exc.message) from exc
             await self._prune_pull_secrets(release)
+        except KubeNotFound as exc:  # on a create: the namespace is missing
+            raise Fatal(
+                f"{exc.message}; does the namespace {self.namespace!r} exist? "
+                "(AETHER_DEFAULT_NAMESPACE; see packaging/kubernetes/namespaces.yaml)"
+            ) from exc
         except KubeError as exc:
             raise _outcome(exc) from exc
         return observed
