@@ -71,7 +71,7 @@ def test_worker_killed_mid_rollout_then_restarted_converges(
     old_port = int(old_endpoint.rsplit(":", 1)[1])
     wait_for(lambda: via_proxy(old_port, "hello")[0] == 0, what="the dead worker's app stopping")
 
-    workers(server)
+    second_worker = workers(server)
     wait_for(
         lambda: api_get(server, f"/deployments/{second_id}")["status"] == "running",
         timeout=40,
@@ -81,3 +81,35 @@ def test_worker_killed_mid_rollout_then_restarted_converges(
     assert status == 200 and json.loads(body)["version"] == "2.0.0"
     assert api_get(server, f"/deployments/{first['deployment_id']}")["status"] == "superseded"
     assert phases(server, second_id).count("deploying") == 1
+
+    new_port = int(api_get(server, f"/deployments/{second_id}")["endpoint"].rsplit(":", 1)[1])
+    second_worker.send_signal(signal.SIGTERM)  # a clean stop: its app stops with it
+    assert second_worker.wait(timeout=20) == 0
+    assert via_proxy(new_port, "hello")[0] == 0
+
+
+def test_serve_restart_starts_running_apps_again(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from plugins.live_server import start_live_server
+
+    root = tmp_path_factory.mktemp("restarted-server")
+    server = start_live_server(root)
+    try:
+        code, result = deploy(server.env, app_copy(tmp_path, "hello", "1.0.0"))
+        assert code == 0, result
+        before = api_get(server, f"/deployments/{result['deployment_id']}")["endpoint"]
+        assert server.stop() == 0
+        assert via_proxy(int(before.rsplit(":", 1)[1]), "hello")[0] == 0  # stopped with it
+        token = server.admin_token
+        server = start_live_server(root, env={"AETHER_API_TOKEN": token})
+        server.admin_token = token
+        wait_for(lambda: via_proxy(server.port, "hello")[0] == 200, what="the app back up")
+        status, body = via_proxy(server.port, "hello")
+        assert json.loads(body)["deployment_id"] == result["deployment_id"]
+        events = phases(server, result["deployment_id"])
+        assert events[-3:] == ["restarting", "starting", "healthy"]
+        after = api_get(server, f"/deployments/{result['deployment_id']}")
+        assert after["status"] == "running" and after["endpoint"] != before
+    finally:
+        server.stop()
