@@ -64,6 +64,9 @@ class LogLine:
 
 
 # The loop passes this in; a runtime calls it for every phase: ("fetching", "…").
+# ``healthy`` is the cutover point: record it once the new release answers and before the
+# previous one is stopped, with ``observe`` already reporting the new release; the loop then
+# marks the deployment running with the observed endpoint (the Host-header proxy switches).
 EventSink = Callable[[str, str], Awaitable[None]]
 
 
