@@ -119,9 +119,9 @@ def test_exit_10_only_for_commands_that_read_the_config(env: dict[str, str]) -> 
     assert aether(env, "completions", "--shell", "bash").returncode == 0
 
 
-def test_exit_20_artifact_that_does_not_match_its_manifest(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+@pytest.fixture
+def tampered_artifact(env: dict[str, str], tmp_path: Path) -> Path:
+    """An artifact packed by `aether pack`, then changed after its manifest was written."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "package.json").write_text('{"name": "demo", "version": "1.0.0"}\n')
@@ -131,9 +131,25 @@ def test_exit_20_artifact_that_does_not_match_its_manifest(
     artifact = Path(json.loads(packed.stdout)["artifact"])
     with artifact.open("ab") as handle:
         handle.write(b"tampered")
-    result = aether(env, "--log-format", "text", "verify", str(artifact))
+    return artifact
+
+
+def test_exit_20_artifact_that_does_not_match_its_manifest(
+    env: dict[str, str], tampered_artifact: Path
+) -> None:
+    result = aether(env, "--log-format", "text", "verify", str(tampered_artifact))
     assert result.returncode == 20
     assert "digest mismatch" in result.stderr
+
+
+def test_exit_20_in_json_is_one_error_object(env: dict[str, str], tampered_artifact: Path) -> None:
+    result = aether(env, "verify", str(tampered_artifact), "--format", "json")
+    assert result.returncode == 20
+    assert result.stdout.count("\n") == 1
+    body = json.loads(result.stdout)
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == "integrity"
+    assert "digest mismatch" in body["error"]["message"]
 
 
 def test_exit_30_config_path_that_cannot_be_read(env: dict[str, str]) -> None:
