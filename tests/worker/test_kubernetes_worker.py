@@ -45,3 +45,30 @@ async def test_a_pending_deployment_becomes_a_running_kubernetes_deployment(
     principal = await authenticate(database, token)
     assert principal is not None and principal["deployment_id"] == deployment_id
     await runtime.stop()
+
+
+async def test_a_worker_losing_the_lease_leaves_the_cluster_objects_to_the_new_holder(
+    database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
+) -> None:
+    settings = worker_settings(tmp_path / "data")
+    environ = {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
+    runtime = KubernetesRuntime.from_env(settings, environ)
+    worker = Worker(database, runtime, settings, public_url="http://aether", holder="worker-a")
+    app = await insert_app(database, "hello")
+    await stage_deployment(database, tmp_path / "data", app, staged=False)
+    passing = asyncio.create_task(worker.run_once(wait=True))
+    await wait_until(lambda: kube_api.live(DEPLOYMENTS, "hello"), what="the Deployment")
+    await cluster.finish_rollout("hello")
+    await asyncio.wait_for(passing, 20)
+    # Worker A's renewals stalled; worker B took the app over.
+    await database.execute(
+        "UPDATE app_leases SET holder = 'worker-b', expires_at = '9999-01-01T00:00:00Z'"
+        " WHERE app_id = :id",
+        {"id": app["id"]},
+    )
+
+    held = await worker._hold(app["id"], worker._slots[app["id"]])
+
+    assert held is False
+    assert kube_api.live(DEPLOYMENTS, "hello") is not None
+    await runtime.stop()

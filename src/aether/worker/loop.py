@@ -174,7 +174,9 @@ class Worker:
 
     async def _hold(self, app_id: str, slot: _AppSlot) -> bool:
         held = await store.acquire_lease(self.db, app_id, self.holder, self.settings.lease_secs)
-        if slot.held and not held:
+        # A cluster's objects are shared by all workers (runtime.per_worker False): the new
+        # holder keeps them, so only a per-process runtime stops the app here.
+        if slot.held and not held and getattr(self.runtime, "per_worker", True):
             log.warning("lost the lease on %s; stopping it here", slot.name)
             await self.runtime.remove(slot.name)
         slot.held = held

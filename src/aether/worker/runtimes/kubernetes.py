@@ -49,6 +49,9 @@ class RolloutFailed(AetherError):
 
 class KubernetesRuntime(Runtime):
     name = "kubernetes"
+    # Apps live in the cluster, not in this process: a worker that loses an app's lease must
+    # leave its objects to the new holder (the loop checks this).
+    per_worker = False
 
     def __init__(
         self, client: KubeClient, settings: KubeSettings, *, rollout_timeout_secs: float
