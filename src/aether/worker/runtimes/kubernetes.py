@@ -165,7 +165,7 @@ class KubernetesRuntime(Runtime):
         """Put the previous release's Deployment back (Kubernetes then rolls it out again);
         a first release that fails leaves nothing behind."""
         if previous is None:
-            await self.remove(release.app_name)
+            await self._delete_objects(release.app_name)
             await record("rollback", "no previous release: the app's objects were removed")
             return
         if _labels(previous).get("deployment_id") == release.deployment_id:
@@ -215,14 +215,17 @@ class KubernetesRuntime(Runtime):
 
     async def remove(self, app_name: str) -> None:
         try:
-            for kind in (DEPLOYMENTS, SERVICES):
-                live = await self.client.get(kind, self.namespace, app_name)
-                if live is not None and _labels(live).get(MANAGED_BY_LABEL) == MANAGED_BY:
-                    await self.client.delete(kind, self.namespace, app_name)
-            for secret in await self.client.list(SECRETS, self.namespace, app_labels(app_name)):
-                await self.client.delete(SECRETS, self.namespace, secret["metadata"]["name"])
+            await self._delete_objects(app_name)
         except KubeError as exc:
             raise _outcome(exc) from exc
+
+    async def _delete_objects(self, app_name: str) -> None:
+        for kind in (DEPLOYMENTS, SERVICES):
+            live = await self.client.get(kind, self.namespace, app_name)
+            if live is not None and _labels(live).get(MANAGED_BY_LABEL) == MANAGED_BY:
+                await self.client.delete(kind, self.namespace, app_name)
+        for secret in await self.client.list(SECRETS, self.namespace, app_labels(app_name)):
+            await self.client.delete(SECRETS, self.namespace, secret["metadata"]["name"])
 
     def _observed(
         self, app_name: str, deployment_id: str | None, healthy: bool, detail: str
