@@ -14,7 +14,8 @@ from aether.settings import KubeSettings, WorkerSettings
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.kubernetes import KubernetesRuntime
-from plugins.kube_api import Cluster, KubeAPI, assert_valid_manifests, wait_until
+from plugins.kube_api import KubeAPI, wait_until
+from plugins.kube_cluster import Cluster, assert_valid_manifests
 
 PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 MANIFESTS = sorted((PACKAGING / "kubernetes").rglob("*.yaml"))

@@ -13,7 +13,8 @@ from aether.settings import WorkerSettings
 from aether.worker.runtimes.base import LogLine
 from aether.worker.runtimes.kubernetes import KubernetesRuntime
 from aether.worker.runtimes.kubernetes_logs import normalise_stamp, parse_since
-from plugins.kube_api import Cluster, KubeAPI, running_pod_status, wait_until
+from plugins.kube_api import KubeAPI, wait_until
+from plugins.kube_cluster import Cluster, running_pod_status
 
 POD_A = f"hello-{FIRST.deployment_id[:8]}-0"
 POD_B = f"hello-{FIRST.deployment_id[:8]}-1"

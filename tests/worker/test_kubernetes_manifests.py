@@ -13,7 +13,7 @@ from aether.errors import ConfigError
 from aether.settings import KubeSettings
 from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.kubernetes_manifests import synthesize
-from plugins.kube_api import assert_valid_manifests
+from plugins.kube_cluster import assert_valid_manifests
 
 GOLDEN = Path(__file__).parent.parent / "kube" / "golden"
 DIGEST = "9f" * 32
@@ -158,3 +158,19 @@ def test_signed_release_makes_fetch_check_the_signature_with_the_key_that_made_i
 
     command = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"]
     assert command[-4:] == ["--public-key", public, "--signature", signature]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pods_meet_the_restricted_pod_security_standard(case: str) -> None:
+    pod = rendered(case)[1]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
+    assert all(set(volume) - {"name"} <= {"emptyDir", "secret"} for volume in pod["volumes"])
+    for container in pod["initContainers"] + pod["containers"]:
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False and security["privileged"] is False
+        assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert "hostPort" not in str(container.get("ports", []))

@@ -14,16 +14,8 @@ from aether.settings import KubeSettings, WorkerSettings
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.kubernetes import KubernetesRuntime
-from plugins.kube_api import (
-    DEPLOYMENTS,
-    PODS,
-    Cluster,
-    KubeAPI,
-    assert_valid_manifests,
-    running_pod_status,
-    wait_until,
-    write_kubeconfig,
-)
+from plugins.kube_api import DEPLOYMENTS, PODS, KubeAPI, wait_until, write_kubeconfig
+from plugins.kube_cluster import Cluster, assert_valid_manifests, running_pod_status
 
 FIRST = Release(
     app_name="hello",

@@ -13,7 +13,8 @@ from aether.store.database import Database
 from aether.store.tokens import authenticate
 from aether.worker.loop import Worker
 from aether.worker.runtimes.kubernetes import KubernetesRuntime
-from plugins.kube_api import DEPLOYMENTS, Cluster, KubeAPI, wait_until
+from plugins.kube_api import DEPLOYMENTS, KubeAPI, wait_until
+from plugins.kube_cluster import Cluster
 
 
 async def test_a_pending_deployment_becomes_a_running_kubernetes_deployment(
