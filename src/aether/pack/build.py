@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aether.errors import ConfigError, IOFailure
@@ -25,7 +26,7 @@ from aether.pack.manifest import build_manifest, write_json_atomic, write_text_a
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents, write_tree
 from aether.pack.project import read_package_json
-from aether.pack.walk import walk_tree
+from aether.pack.walk import Entry, walk_tree
 
 Progress = Callable[[str, int, int | None], None]
 log = logging.getLogger("aether.pack")
@@ -40,58 +41,97 @@ def build_artifact(
 ) -> PackResult:
     """Build the artifact for the Node.js project at ``project_dir``."""
     environ = os.environ if environ is None else environ
-    progress = on_progress or _quiet
     root = project_dir.expanduser().resolve()
-    package = read_package_json(root)
-    layout = Layout.choose(root, options.out, options.compression)
-    epoch = _source_date_epoch(options, environ)
+    job = _Job(
+        root=root,
+        package=read_package_json(root),
+        layout=Layout.choose(root, options.out, options.compression),
+        options=options,
+        environ=environ,
+        epoch=_source_date_epoch(options, environ),
+        progress=on_progress or _quiet,
+    )
     if options.signing_key:
         from aether.pack.signing import load_private_key
 
         load_private_key(options.signing_key)  # fail before the slow part
-    timings: dict[str, float] = {}
-    with _timed(timings, "install"):
-        if options.install:
-            progress("install", 0, None)
-            outcome = install_dependencies(root, package, environ)
+    return job.run()
+
+
+@dataclass
+class _Job:
+    """One pack: its inputs, and the phases that turn them into files."""
+
+    root: Path
+    package: dict
+    layout: Layout
+    options: PackOptions
+    environ: Mapping[str, str]
+    epoch: int
+    progress: Progress
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self) -> PackResult:
+        with _timed(self.timings, "install"):
+            self.install()
+        with _timed(self.timings, "walk"):
+            entries = self.walk()
+        with _timed(self.timings, "pack"):
+            contents, digest, size = self.pack(entries)
+        with _timed(self.timings, "sbom"):
+            sbom = _write_sbom(
+                self.root, self.package, self.layout, self.options, self.environ, self.progress
+            )
+        with _timed(self.timings, "sign"):
+            signature_hex = _write_signature(
+                self.layout, self.options.signing_key, digest, self.progress
+            )
+        return PackResult(
+            artifact=self.layout.artifact,
+            digest=digest,
+            size_bytes=size,
+            manifest=self.layout.manifest,
+            sbom=sbom,
+            signature=self.layout.signature if signature_hex else None,
+            signature_hex=signature_hex,
+            compression=self.options.compression,
+            files=len(contents.files),
+            bytes_in=contents.bytes_in,
+            timings_ms=self.timings,
+        )
+
+    def install(self) -> None:
+        if self.options.install:
+            self.progress("install", 0, None)
+            outcome = install_dependencies(self.root, self.package, self.environ)
             log.debug("install: %s", outcome.reason)
-    with _timed(timings, "walk"):
-        progress("walk", 0, None)
-        rules = IgnoreRules.for_project(root, layout.excluded_from(root))
-        entries = walk_tree(root, rules, skip_unsafe=options.skip_unsafe, on_skip=_warn_skip)
-        progress("walk", len(entries), len(entries))
-    with _timed(timings, "pack"):
-        progress("pack", 0, None)
+
+    def walk(self) -> list[Entry]:
+        self.progress("walk", 0, None)
+        rules = IgnoreRules.for_project(self.root, self.layout.excluded_from(self.root))
+        entries = walk_tree(
+            self.root, rules, skip_unsafe=self.options.skip_unsafe, on_skip=_warn_skip
+        )
+        self.progress("walk", len(entries), len(entries))
+        return entries
+
+    def pack(self, entries: list[Entry]) -> tuple[TreeContents, str, int]:
+        self.progress("pack", 0, None)
+        compression = self.options.compression
         contents, tar_sha256, digest, size = _write_archive(
-            root, entries, layout.artifact, options.compression, epoch, progress
+            self.root, entries, self.layout.artifact, compression, self.epoch, self.progress
         )
         manifest = build_manifest(
             contents,
-            artifact_name=layout.artifact.name,
-            compression=options.compression,
+            artifact_name=self.layout.artifact.name,
+            compression=compression,
             digest=digest,
             tar_sha256=tar_sha256,
             size_bytes=size,
-            source_date_epoch=epoch,
+            source_date_epoch=self.epoch,
         )
-        write_json_atomic(layout.manifest, manifest)
-    with _timed(timings, "sbom"):
-        sbom = _write_sbom(root, package, layout, options, environ, progress)
-    with _timed(timings, "sign"):
-        signature_hex = _write_signature(layout, options.signing_key, digest, progress)
-    return PackResult(
-        artifact=layout.artifact,
-        digest=digest,
-        size_bytes=size,
-        manifest=layout.manifest,
-        sbom=sbom,
-        signature=layout.signature if signature_hex else None,
-        signature_hex=signature_hex,
-        compression=options.compression,
-        files=len(contents.files),
-        bytes_in=contents.bytes_in,
-        timings_ms=timings,
-    )
+        write_json_atomic(self.layout.manifest, manifest)
+        return contents, digest, size
 
 
 def _quiet(phase: str, done: int, total: int | None) -> None:
@@ -129,7 +169,7 @@ def _source_date_epoch(options: PackOptions, environ: Mapping[str, str]) -> int:
 
 def _write_archive(
     root: Path,
-    entries: list,
+    entries: list[Entry],
     artifact: Path,
     compression: str,
     epoch: int,

@@ -7,10 +7,13 @@ The JSON is written with sorted keys and no timestamps: the same tree gives the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from aether.errors import IntegrityError, IOFailure
 from aether.pack.packer import TreeContents
@@ -52,18 +55,33 @@ def build_manifest(
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as sorted, indented JSON through a temporary file and a rename."""
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    write_text_atomic(path, text)
+    """Write ``data`` as sorted, indented JSON through a temporary file and a rename.
+
+    ``json.dump`` streams to the file, so a large manifest is never one big string in memory.
+    """
+
+    def dump(handle: TextIO) -> None:
+        json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
+        handle.write("\n")
+
+    _write_atomic(path, dump)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    _write_atomic(path, lambda handle: handle.write(text))
+
+
+def _write_atomic(path: Path, write: Callable[[TextIO], object]) -> None:
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                write(handle)
+            os.chmod(temp, 0o644)
+            os.replace(temp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
     except OSError as exc:
         raise IOFailure(f"cannot write {path}: {exc.strerror or exc}") from exc
 

@@ -44,9 +44,8 @@ def walk_tree(
 ) -> list[Entry]:
     """All entries under ``root`` (root itself excluded), sorted by member-name bytes.
 
-    A depth-first walk that visits each folder's children sorted by their member name gives
-    exactly that order (a directory's name ends with ``/``, so its subtree is contiguous), and
-    only siblings ever need sorting.
+    Depth-first, each folder's children sorted by member name: that is exactly the global
+    order (a directory's name ends with ``/``, so its subtree is contiguous).
     """
     entries: list[Entry] = []
     real_root = os.path.realpath(root)
