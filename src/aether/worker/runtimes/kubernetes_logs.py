@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import datetime
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from aether.worker.runtimes.kubernetes_manifests import (
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+RESTART_SECS = 2.0  # a finished log stream (container stopped or not started) is retried after
 
 Pod = Mapping[str, Any]
 
@@ -135,53 +136,61 @@ class PodLogs:
         self, query: LogQuery, newest: dict[tuple[str, str], str]
     ) -> AsyncIterator[LogLine]:
         """New lines from every pod+container (pods that appear later included), unending."""
-        queue: asyncio.Queue[LogLine] = asyncio.Queue()
-        pumps: dict[tuple[str, str], asyncio.Task[None]] = {}
+        streams = _Streams(self.client, query, newest)
         try:
             while True:
                 with contextlib.suppress(KubeError):  # the API blinked: keep the streams we have
                     for pod in await self.pods(query):
-                        self._start_pumps(query, pod, pumps, newest, queue.put_nowait)
+                        streams.ensure(pod)
                 with contextlib.suppress(TimeoutError):
-                    yield await asyncio.wait_for(queue.get(), self.poll_interval_secs)
-                    while not queue.empty():
-                        yield queue.get_nowait()
+                    yield await asyncio.wait_for(streams.lines.get(), self.poll_interval_secs)
+                    while not streams.lines.empty():
+                        yield streams.lines.get_nowait()
         finally:
-            for task in pumps.values():
-                task.cancel()
-            await asyncio.gather(*pumps.values(), return_exceptions=True)
+            await streams.close()
 
-    def _start_pumps(
-        self,
-        query: LogQuery,
-        pod: Pod,
-        pumps: dict[tuple[str, str], asyncio.Task[None]],
-        newest: dict[tuple[str, str], str],
-        put: Callable[[LogLine], None],
+
+class _Streams:
+    """One follow stream per pod+container, feeding one queue of lines."""
+
+    def __init__(
+        self, client: KubeClient, query: LogQuery, newest: dict[tuple[str, str], str]
     ) -> None:
-        for container in query.containers:
+        self.client = client
+        self.query = query
+        self.newest = newest  # the last timestamp seen per pod+container: no line twice
+        self.lines: asyncio.Queue[LogLine] = asyncio.Queue()
+        self.pumps: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.ended: dict[tuple[str, str], float] = {}
+
+    def ensure(self, pod: Pod) -> None:
+        """Stream every container of ``pod`` unless it is streaming or ended a moment ago."""
+        now = asyncio.get_running_loop().time()
+        for container in self.query.containers:
             key = (pod["metadata"]["name"], container)
-            if key in pumps and not pumps[key].done():
+            pump = self.pumps.get(key)
+            if pump is not None and (not pump.done() or now - self.ended[key] < RESTART_SECS):
                 continue
-            pumps[key] = asyncio.create_task(self._pump(query, pod, container, newest, put))
+            self.pumps[key] = asyncio.create_task(self._pump(pod, key))
 
-    async def _pump(
-        self,
-        query: LogQuery,
-        pod: Pod,
-        container: str,
-        newest: dict[tuple[str, str], str],
-        put: Callable[[LogLine], None],
-    ) -> None:
-        key = (pod["metadata"]["name"], container)
-        after = newest.get(key) or query.after
-        since_time = after[:19] + "Z" if after else query.since_time
-        params = log_params(container=container, since_time=since_time)
-        with contextlib.suppress(KubeError):
-            async for text in follow_log(self.client, query.namespace, key[0], params):
-                if line := _after(to_line(text, pod), after):
-                    newest[key] = line.ts
-                    put(line)
+    async def _pump(self, pod: Pod, key: tuple[str, str]) -> None:
+        after = self.newest.get(key) or self.query.after
+        since_time = after[:19] + "Z" if after else self.query.since_time
+        params = log_params(container=key[1], since_time=since_time)
+        try:
+            with contextlib.suppress(KubeError):
+                async for text in follow_log(self.client, self.query.namespace, key[0], params):
+                    if line := _after(to_line(text, pod), after):
+                        self.newest[key] = line.ts
+                        self.lines.put_nowait(line)
+        finally:
+            # The stream ends when its container stops or has not started yet.
+            self.ended[key] = asyncio.get_running_loop().time()
+
+    async def close(self) -> None:
+        for task in self.pumps.values():
+            task.cancel()
+        await asyncio.gather(*self.pumps.values(), return_exceptions=True)
 
 
 def _after(line: LogLine | None, after: str | None) -> LogLine | None:
