@@ -23,8 +23,10 @@ LEVELS = {
 }
 # "Bearer <t>", "<anything>token=<t>" / "token": "<t>", password and secret keys, and the
 # signatures of presigned URLs (S3's X-Amz-Signature, the local store's signature=).
+# The \b keeps \w* from being retried at every position of long words (hex digests, ids):
+# same matches, ~10x faster on a typical access-log line.
 _SECRET = re.compile(
-    r"(?i)(bearer\s+|\w*(?:token|password|secret|secret_access_key)[\"']?\s*[=:]\s*[\"']?"
+    r"(?i)(bearer\s+|\b\w*(?:token|password|secret|secret_access_key)[\"']?\s*[=:]\s*[\"']?"
     r"|X-Amz-Signature=|signature=)([A-Za-z0-9._~+/=-]{6,})"
 )
 
