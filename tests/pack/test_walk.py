@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from aether.errors import UsageError
+from aether.errors import IOFailure, UsageError
 from aether.pack import PackOptions, build_artifact
+from aether.pack.ignore import IgnoreRules
+from aether.pack.packer import write_tree
+from aether.pack.walk import walk_tree
 
 
 def project(tmp_path: Path) -> Path:
@@ -104,3 +107,18 @@ def test_ignored_special_files_do_not_matter(tmp_path: Path) -> None:
     os.mkfifo(root / "pipe")
     (root / ".aetherignore").write_text("pipe\n")
     assert pack(root).files == 3
+
+
+def test_a_file_that_vanishes_before_it_is_read_is_an_io_failure(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    entries = walk_tree(root, IgnoreRules())
+    (root / "lib" / "real.js").unlink()
+    written: list[bytes] = []
+
+    class Collect:
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    with pytest.raises(IOFailure, match="lib/real.js") as caught:
+        write_tree(str(root), entries, Collect(), 0)
+    assert caught.value.exit_code == 30
