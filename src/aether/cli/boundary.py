@@ -9,7 +9,6 @@ JSON logs, one JSON error line on stderr) and exit with the error's code. Anythi
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 
@@ -83,6 +82,8 @@ def _fail(code: str, message: str, exit_code: int, *, hint: str | None = None) -
         sys.stdout.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
         sys.stdout.flush()
     elif output.state.json_logs:
+        import logging  # only here: `aether --help` should not pay for it
+
         fields = {"code": code, "exit_code": exit_code}
         logging.getLogger("aether").error(message, extra={"fields": fields})
     else:
