@@ -7,6 +7,7 @@ application; route handlers reach it with :func:`get_state`.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ class ServerState:
         return app_url(self.public_url, app_name)
 
 
+@functools.lru_cache(maxsize=4096)
 def app_url(public_url: str, app_name: str) -> str:
     """Where an app answers: ``http://<app>.localhost:<port>/`` for a local control plane
     (the Host-header proxy), ``<scheme>://<app>.<host>[:port]/`` otherwise."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +15,16 @@ from psycopg.rows import dict_row
 
 from aether.errors import Conflict, InternalError, ServiceUnavailable
 from aether.store.database import Database, DuplicateKey, Executor, Params, Row, to_pyformat
+
+# A connection used less than this long ago is handed out again without a liveness check.
+RECENTLY_USED_SECS = 1.0
+_last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+async def _check_unless_recent(conn: psycopg.AsyncConnection[Any]) -> None:
+    if time.monotonic() - _last_used.get(conn, float("-inf")) < RECENTLY_USED_SECS:
+        return
+    await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
 
 class PostgresDatabase(Database):
@@ -26,8 +38,9 @@ class PostgresDatabase(Database):
             min_size=1,
             max_size=max_size,
             timeout=timeout,
-            # A connection broken by a server restart is replaced instead of handed out.
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            # A connection broken by a server restart is replaced instead of handed out; the
+            # check costs a round trip, so it is skipped for one that was in use moments ago.
+            check=_check_unless_recent,
             kwargs={"autocommit": True, "row_factory": dict_row},
         )
 
@@ -44,7 +57,10 @@ class PostgresDatabase(Database):
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         try:
             async with self.pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    _last_used[conn] = time.monotonic()
         except psycopg_pool.PoolTimeout as exc:
             raise ServiceUnavailable("PostgreSQL is not reachable (pool timeout)") from exc
 
