@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-START_DEADLINE_SECS = 30.0
+START_DEADLINE_SECS = 60.0
 STOP_DEADLINE_SECS = 20.0
 # Variables of the outer environment that would change what the server or client does.
 _SCRUBBED_PREFIXES = ("AETHER_", "DATABASE_URL", "XDG_", "AWS_")
@@ -99,6 +99,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> No
             pass
         time.sleep(0.05)  # polling interval, bounded by the deadline above
     process.kill()
+    process.wait()
     raise RuntimeError(
         f"aether serve not ready after {START_DEADLINE_SECS}s:\n{log_path.read_text()}"
     )
