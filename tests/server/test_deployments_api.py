@@ -150,3 +150,10 @@ def test_deployments_of_another_users_app_are_forbidden(api, shop):
     deployment_id = deploy(api, artifact["digest"]).json()["id"]
     assert api.get(f"/deployments/{deployment_id}", as_="other").status_code == 200
     assert api.post("/apps/shop/rollback", json={}, as_="other").status_code == 403
+
+
+def test_listing_an_app_without_deployments_and_an_unknown_app(api, shop):
+    empty = api.get("/apps/shop/deployments", as_="reader")
+    assert empty.status_code == 200
+    assert empty.json() == {"deployments": [], "next_cursor": None}
+    assert api.get("/apps/ghost/deployments").status_code == 404

@@ -177,10 +177,12 @@ def _page_params(request: Request) -> tuple[int, str | None]:
 
 async def list_app_deployments(request: Request) -> JSONResponse:
     state = get_state(request)
-    app = await app_store.require_app(state.db, request.path_params["app"])
-    require_app_access(request, app, write=False)
     limit, cursor = _page_params(request)
-    page = await store.list_deployments(state.db, app["id"], limit=limit, cursor=cursor)
+    name = request.path_params["app"]
+    app, page = await store.list_for_app_name(state.db, name, limit=limit, cursor=cursor)
+    if app is None:
+        raise NotFound(f"application {name!r} does not exist; create it with POST /apps")
+    require_app_access(request, app, write=False)
     return JSONResponse(
         {
             "deployments": [deployment_json(row, state) for row in page.rows],
