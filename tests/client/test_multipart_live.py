@@ -7,31 +7,18 @@ at an exact byte, the way Ctrl-C or a dropped laptop lid would.
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
 import pytest
+from client_live_support import PART, make_big_project, settings_for
 
 from aether.client.deploy import DeployOptions, deploy
 from aether.client.resume import ResumeStore
 from aether.settings import ClientSettings
 
-PART = 16 * 1024
-
 
 class Interrupted(Exception):
     """Stands in for Ctrl-C in the middle of an upload."""
-
-
-def _project(root: Path) -> Path:
-    root.mkdir()
-    package = {"name": "big-app", "version": "1.0.0", "scripts": {"start": "node index.js"}}
-    (root / "package.json").write_text(json.dumps(package))
-    (root / "index.js").write_text("console.log('hi')\n")
-    # incompressible bytes, so the artifact spans several parts
-    (root / "blob.bin").write_bytes(random.Random(7).randbytes(5 * PART + 1234))
-    return root
 
 
 @pytest.fixture
@@ -46,20 +33,14 @@ def server(live_server):  # type: ignore[no-untyped-def]
 
 
 def _settings(server) -> ClientSettings:  # type: ignore[no-untyped-def]
-    return ClientSettings(
-        api_base=server.url,
-        token=server.admin_token,
-        default_namespace="aether",
-        default_app=None,
-        signing_key=None,
-    )
+    return settings_for(server.url, server.admin_token)
 
 
 def test_interrupted_multipart_upload_resumes_with_only_the_missing_parts(
     server,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    project = _project(tmp_path / "app")
+    project = make_big_project(tmp_path / "app")
     resume_root = tmp_path / "uploads"
     options = DeployOptions(wait=False, concurrency=1, resume_root=resume_root)
 
@@ -89,7 +70,7 @@ def test_interrupted_multipart_upload_resumes_with_only_the_missing_parts(
 
 
 def test_parallel_parts_upload_everything_once(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    project = _project(tmp_path / "app")
+    project = make_big_project(tmp_path / "app")
     seen: list[int] = []
     options = DeployOptions(wait=False, concurrency=4, resume_root=tmp_path / "uploads")
     result = deploy(

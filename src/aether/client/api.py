@@ -40,12 +40,16 @@ _RETRY = Retry(
     raise_on_status=False,
     respect_retry_after_header=True,
 )
+# Upload bodies are file slices that cannot be rewound, so a status retry inside urllib3 would
+# resend an empty body; uploads retry whole requests themselves (see multipart.py).
+_UPLOAD_RETRY = Retry(total=None, connect=2, read=0, status=0, other=0, backoff_factor=0.3)
 
 
-def new_session() -> requests.Session:
+def new_session(*, for_uploads: bool = False) -> requests.Session:
     """A session with the retry policy mounted for http and https."""
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=_RETRY, pool_maxsize=16)
+    retry = _UPLOAD_RETRY if for_uploads else _RETRY
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -145,7 +149,7 @@ def put_presigned(
 ) -> requests.Response:
     """PUT bytes to a presigned URL (no bearer token); returns the 2xx response."""
     own = session is None
-    session = session or new_session()
+    session = session or new_session(for_uploads=True)
     try:
         response = session.put(
             url, data=body, headers=dict(headers), timeout=(CONNECT_TIMEOUT_SECS, 300.0)
@@ -171,7 +175,7 @@ class ThreadSessions:
     def get(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = new_session()
+            session = self._local.session = new_session(for_uploads=True)
             with self._lock:
                 self._all.append(session)
         return session
