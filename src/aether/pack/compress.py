@@ -2,8 +2,10 @@
 
 Determinism: the tar stream is cut into fixed 1 MiB chunks before it reaches the compressor,
 so the compressor sees the same calls for the same stream on any machine. zstd runs at level
-3 in single-threaded mode (multi-threaded zstd emits different bytes) without a content size
-in the frame header; gzip is raw deflate at level 6 behind a fixed 10-byte header (mtime 0, no
+3 in its multi-threaded mode, without a content size in the frame header. Single-threaded
+zstd (``threads=0``) emits other bytes than the multi-threaded mode, but the multi-threaded
+mode's output depends only on the level and its fixed job size, not on how many workers run
+it (a test packs with 1 and with 4 workers and compares): the worker count follows the CPUs; gzip is raw deflate at level 6 behind a fixed 10-byte header (mtime 0, no
 file name, OS "unknown"). Compression runs on a background thread so reading and hashing files
 overlaps with it; the queue between them is bounded, so memory does not grow with the tree.
 """
@@ -11,6 +13,7 @@ overlaps with it; the queue between them is bounded, so memory does not grow wit
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import struct
 import threading
@@ -24,6 +27,7 @@ from aether.pack.digest import HashingWriter
 COMPRESSIONS = ("zstd", "gzip")
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz"}
 ZSTD_LEVEL = 3
+MAX_ZSTD_WORKERS = 4
 GZIP_LEVEL = 6
 CHUNK = 1024 * 1024
 _QUEUE_DEPTH = 8
@@ -31,10 +35,15 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _DONE = None
 
 
+def zstd_workers() -> int:
+    """Worker threads for zstd: never 0 (that is the single-threaded mode, other bytes)."""
+    return max(1, min(os.cpu_count() or 1, MAX_ZSTD_WORKERS))
+
+
 class _Zstd:
-    def __init__(self) -> None:
+    def __init__(self, workers: int) -> None:
         compressor = zstandard.ZstdCompressor(
-            level=ZSTD_LEVEL, threads=0, write_checksum=True, write_content_size=False
+            level=ZSTD_LEVEL, threads=workers, write_checksum=True, write_content_size=False
         )
         self._stream = compressor.compressobj()
 
@@ -67,9 +76,9 @@ class _Gzip:
         return self._stream.flush() + trailer
 
 
-def _codec(compression: str) -> _Zstd | _Gzip:
+def _codec(compression: str, workers: int | None) -> _Zstd | _Gzip:
     if compression == "zstd":
-        return _Zstd()
+        return _Zstd(workers or zstd_workers())
     if compression == "gzip":
         return _Gzip()
     raise ValueError(f"unknown compression {compression!r}; use zstd or gzip")
@@ -82,8 +91,8 @@ class CompressedSink:
     ``handle`` (the artifact's identity).
     """
 
-    def __init__(self, handle: BinaryIO, compression: str) -> None:
-        self._codec = _codec(compression)
+    def __init__(self, handle: BinaryIO, compression: str, *, workers: int | None = None) -> None:
+        self._codec = _codec(compression, workers)
         self._out = HashingWriter(handle)
         self._tar_hash = hashlib.sha256()
         self.tar_size = 0
