@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING
 from aether.settings import WorkerSettings
 from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
 from aether.worker.runtimes.health import free_port
+from aether.worker.runtimes.layers import release_layer, unused_layers
 from aether.worker.runtimes.logfiles import LogWriter, log_path_for, read_logs
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
 from aether.worker.runtimes.startcmd import process_env, shell_argv, start_script
+from aether.worker.runtimes.trash import discard, release_folders
 
 if TYPE_CHECKING:
     from aether.blobs import BlobStore
@@ -129,7 +131,10 @@ class LocalRuntime(Runtime):
         previous.process.log_writer.close()
         await record("stopped", f"previous release {previous.deployment_id} exited ({code})")
         if previous.folder != keep:
-            await asyncio.to_thread(shutil.rmtree, previous.folder, True)
+            discard(keep.parent, [previous.folder])
+        app_dir = keep.parent
+        in_use = {release_layer(folder) for folder in release_folders(app_dir)}
+        discard(app_dir, unused_layers(app_dir / "layers", {x for x in in_use if x}))
 
     async def observe(self, app_name: str) -> Observed | None:
         serving = self._serving.get(app_name)

@@ -3,7 +3,9 @@
 Nothing is extracted before the sha256 of the downloaded bytes matches the deployment's digest
 (and, when signatures are required, an active public key of the app verifies the signature).
 The folder ``<data_dir>/apps/<app>/<deployment_id>/`` gets ``.aether/deployment.json`` once
-complete, so a restarted worker reuses it instead of fetching again.
+complete, so a restarted worker reuses it instead of fetching again. An unchanged
+``node_modules`` is shared with the previous release through the app's dependency layer
+(:mod:`aether.worker.runtimes.layers`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import EventSink, Release
+from aether.worker.runtimes.layers import (
+    LAYER_ROOT,
+    adopt_layer,
+    has_layer,
+    link_layer,
+    split_archive,
+)
 
 if TYPE_CHECKING:
     from aether.blobs import BlobStore
@@ -85,7 +94,8 @@ async def prepare(
         await _download(blobs, release.storage_key, download)
         await record("verifying", await _verify(download, release, require_signature))
         await record("extracting", f"into {folder}")
-        entries = await asyncio.to_thread(_extract, download, folder)
+        layers_dir = apps_dir / release.app_name / "layers"
+        done = await asyncio.to_thread(_extract, download, folder, layers_dir)
     finally:
         with contextlib.suppress(FileNotFoundError):
             download.unlink()
@@ -95,7 +105,7 @@ async def prepare(
         deployment_id=release.deployment_id,
         app_name=release.app_name,
     )
-    await record("extracted", f"{entries} entries")
+    await record("extracted", done)
     return folder
 
 
@@ -122,12 +132,25 @@ async def _verify(download: Path, release: Release, require_signature: bool) -> 
     return f"sha256 ok; {check_signature(release, required=require_signature)}"
 
 
-def _extract(archive: Path, folder: Path) -> Any:
+def _extract(archive: Path, folder: Path, layers_dir: Path) -> str:
+    """Extract the verified archive, reusing the app's dependency layer when it matches."""
     from aether.pack.extract import safe_extract
 
     if folder.exists():  # a half-finished earlier attempt (no marker): start clean
         shutil.rmtree(folder)
+    rest = archive.with_name(archive.name + ".rest.tar")
     try:
-        return safe_extract(archive, folder)
+        split = split_archive(archive, rest)
+        if split.layer and has_layer(layers_dir, split.layer):
+            safe_extract(rest, folder)
+            link_layer(folder, layers_dir, split.layer)
+            return f"{split.entries} entries; node_modules reused (layer {split.layer[:12]})"
+        safe_extract(archive, folder)
+        if split.layer and (folder / LAYER_ROOT).is_dir():
+            adopt_layer(folder, layers_dir, split.layer)
+        return f"{split.entries} entries"
     except AetherError as exc:
         raise Fatal(f"the artifact cannot be extracted safely: {exc.message}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            rest.unlink()

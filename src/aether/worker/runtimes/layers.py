@@ -1,0 +1,119 @@
+"""The dependency layer: reuse an app's extracted ``node_modules`` across code-only redeploys.
+
+A code-only redeploy ships the same ``node_modules`` again, and extracting tens of thousands
+of files dominates a rollout. So one streaming pass over the (already verified) archive hashes
+everything under ``node_modules/`` — names, types, modes, link targets and contents — and
+copies every other entry into a small tar. When ``<app>/layers/<hash>/node_modules`` exists,
+only that small tar is extracted (with the same safe extractor) and the release's
+``node_modules`` becomes a symlink to the layer; otherwise the full archive is extracted and its
+``node_modules`` moved into a new layer. Node resolves packages through the symlink's real path,
+which is itself a ``node_modules`` folder, so nested requires behave as before.
+
+A layer is used only when every link under ``node_modules`` stays inside it, so moving it out of
+the release cannot change what a link points to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+LAYER_ROOT = "node_modules"
+MAX_EXPANDED_BYTES = 8 * 2**30  # the safe extractor's limit: a bomb is refused here too
+_COMPLETE = ".complete"
+
+
+@dataclass(frozen=True)
+class Split:
+    layer: str | None  # hash of the node_modules entries; None: no layer to share
+    rest: Path  # a tar holding every entry outside node_modules
+    entries: int
+
+
+def _normal(name: str) -> str:
+    return posixpath.normpath(name.lstrip("/")).removeprefix("./")
+
+
+def _in_layer(name: str) -> bool:
+    return name == LAYER_ROOT or name.startswith(LAYER_ROOT + "/")
+
+
+def split_archive(archive: Path, rest: Path) -> Split:
+    """Hash the archive's node_modules entries and write the other entries to ``rest``."""
+    from aether.pack.reader import open_tar, open_tar_stream
+
+    hasher, shareable, seen, entries = hashlib.sha256(), True, False, 0
+    with (
+        open_tar_stream(archive, limit=MAX_EXPANDED_BYTES) as stream,
+        tarfile.open(rest, "w", format=tarfile.PAX_FORMAT) as out,
+    ):
+        tar = open_tar(stream)
+        for member in tar:
+            entries += 1
+            name = _normal(member.name)
+            content = tar.extractfile(member) if member.isfile() else None
+            if not _in_layer(name):
+                out.addfile(member, content)
+                continue
+            seen = True
+            shareable = shareable and _link_stays_inside(member, name)
+            header = f"{name}\0{member.type!r}\0{member.mode:o}\0{member.size}\0{member.linkname}\0"
+            hasher.update(header.encode("utf-8", "surrogateescape"))
+            while content is not None and (chunk := content.read(1024 * 1024)):
+                hasher.update(chunk)
+    layer = hasher.hexdigest() if seen and shareable else None
+    return Split(layer, rest, entries)
+
+
+def _link_stays_inside(member: tarfile.TarInfo, name: str) -> bool:
+    if member.islnk():
+        return False  # hard links are not produced by `aether pack`; do not share them
+    if not member.issym():
+        return True
+    if member.linkname.startswith("/"):
+        return False
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+    return _in_layer(target) and target != LAYER_ROOT
+
+
+def layer_path(layers_dir: Path, layer: str) -> Path:
+    return layers_dir / layer / LAYER_ROOT
+
+
+def has_layer(layers_dir: Path, layer: str) -> bool:
+    return (layers_dir / layer / _COMPLETE).is_file() and layer_path(layers_dir, layer).is_dir()
+
+
+def adopt_layer(release: Path, layers_dir: Path, layer: str) -> None:
+    """Move the freshly extracted ``release/node_modules`` into the layer, link it back."""
+    target = layer_path(layers_dir, layer)
+    if target.parent.exists():  # an unfinished earlier attempt
+        shutil.rmtree(target.parent)
+    target.parent.mkdir(parents=True)
+    os.rename(release / LAYER_ROOT, target)
+    (target.parent / _COMPLETE).touch()
+    link_layer(release, layers_dir, layer)
+
+
+def link_layer(release: Path, layers_dir: Path, layer: str) -> None:
+    os.symlink(layer_path(layers_dir, layer), release / LAYER_ROOT, target_is_directory=True)
+
+
+def release_layer(release: Path) -> str | None:
+    """The layer a release folder uses (None: its node_modules is its own, or absent)."""
+    link = release / LAYER_ROOT
+    if not link.is_symlink():
+        return None
+    return Path(os.readlink(link)).parent.name
+
+
+def unused_layers(layers_dir: Path, keep: set[str]) -> list[Path]:
+    """Layer folders no kept release uses (deleted by the caller, off the rollout path)."""
+    if not layers_dir.is_dir():
+        return []
+    return [entry for entry in layers_dir.iterdir() if entry.name not in keep]
