@@ -254,3 +254,31 @@ def test_pending_gc_loop_runs_as_a_background_task(make_api):
         time.sleep(0.05)  # polling with a deadline, not synchronising on a sleep
     events = api.run(artifact_store.list_events, digest=digest)
     assert [e["event"] for e in events] == ["pending_gc"]
+
+
+def test_legacy_uploads_beyond_the_limit_wait_for_a_slot(make_api):
+    import threading
+    import time
+
+    from aether.server import artifact_metrics
+
+    api = make_api(env={"AETHER_MAX_CONCURRENT_UPLOADS": "1"})
+    first, first_digest = blob(1000)
+    assert _legacy(api, first, {"X-Aether-Artifact-Digest": first_digest}).status_code == 200
+    slots = api.client.app.state.artifact_upload_slots
+    api.client.portal.call(slots.acquire)  # the only slot is now taken
+    body, digest = blob(1000)
+    answers = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(_legacy(api, body, {"X-Aether-Artifact-Digest": digest}))
+    )
+    baseline = artifact_metrics.UPLOADS_IN_PROGRESS._value.get()
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while artifact_metrics.UPLOADS_IN_PROGRESS._value.get() < baseline + 1:
+        assert time.monotonic() < deadline, "the second upload never started waiting"
+        time.sleep(0.01)
+    assert answers == [] and api.head(f"/artifacts/{digest}").status_code == 404
+    api.client.portal.call(slots.release)
+    waiting.join(timeout=30)
+    assert answers[0].status_code == 200 and answers[0].json()["duplicate"] is False
