@@ -174,13 +174,20 @@ def _open(entry: Entry) -> tuple[int, os.stat_result]:
 
 
 def _read_small(entry: Entry, mtime: bytes, parts: list[bytes], records: list[FileRecord]) -> int:
-    """Append a small file's header, data and padding; -1 (and nothing) when it is large."""
+    """Append a small file's header, data and padding; -1 (and nothing) when it is large.
+
+    The hot loop of a pack (once per file): kept flat on purpose.
+    """
     fd, stat = _open(entry)
     try:
         size = stat.st_size
         if size > INLINE_MAX:
             return -1
-        data = _read_exact(fd, size, entry)
+        data = os.read(fd, size) if size else b""
+        if len(data) != size:
+            data += _read_exact(fd, size - len(data), entry)
+    except OSError as exc:
+        raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
     mode = EXEC_MODE if stat.st_mode & 0o111 else FILE_MODE

@@ -129,6 +129,7 @@ def entry_header(
 # name, size and checksum is a pre-built constant, and so is its share of the checksum.
 _FILE_MIDDLE = {mode: b"%07o\0" % mode + _OWNER for mode in (FILE_MODE, EXEC_MODE)}
 _FILE_TAIL = REGTYPE + _NUL * 100 + _MAGIC + _TAIL
+_MTIME_SUMS: dict[bytes, int] = {}
 _FILE_SUMS = {
     mode: sum(middle) + sum(_CHKSUM_BLANK) + sum(_FILE_TAIL)
     for mode, middle in _FILE_MIDDLE.items()
@@ -139,7 +140,10 @@ def file_header(path: bytes, mode: int, size: int, mtime: bytes) -> bytes:
     if len(path) > 100 or size > MAX_OCTAL_SIZE or mode not in _FILE_MIDDLE:
         return entry_header(path, REGTYPE, mode, size, mtime)
     size_field = b"%011o\0" % size
-    chksum = _FILE_SUMS[mode] + sum(path) + sum(size_field) + sum(mtime)
+    mtime_sum = _MTIME_SUMS.get(mtime)
+    if mtime_sum is None:
+        mtime_sum = _MTIME_SUMS[mtime] = sum(mtime)
+    chksum = _FILE_SUMS[mode] + sum(path) + sum(size_field) + mtime_sum
     return b"".join(
         (
             path.ljust(100, _NUL),
