@@ -70,33 +70,47 @@ def deploy(
     started = time.monotonic()
     packed, timings = pack_project(project_dir, options, settings, environ, on_progress)
     with ApiClient(api_base, token) as api:
-        clock = time.monotonic()
-        stored = api.exists(f"/artifacts/{packed.digest}")
-        timings["upload"] = _ms_since(clock)
-        result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
-        if options.dry_run:
-            timings["total"] = _ms_since(started)
-            return {**result, **_dry_run_fields(options, stored), "timings_ms": timings}
-        clock = time.monotonic()
-        ensure_app(api, app)  # the artifact belongs to the app, so it must exist first
-        timings["register"] = _ms_since(clock)
-        if not stored:
-            clock = time.monotonic()
-            result.update(_upload(api, packed, app, options, environ, on_progress))
-            timings["upload"] += _ms_since(clock)
-        _phase(on_progress, "register")
-        clock = time.monotonic()
-        deployment = _register(api, app, packed.digest, options)
-        timings["register"] += _ms_since(clock)
-        if options.wait:
-            clock = time.monotonic()
-            _phase(on_progress, "rollout")
-            deployment = follow_deployment(
-                api, deployment["id"], on_event=on_event, timeout_secs=options.timeout_secs
-            )
-            timings["rollout"] = _ms_since(clock)
+        result = _ship(api, packed, app, options, timings, environ, on_progress, on_event)
     timings["total"] = _ms_since(started)
-    return {**result, **_deployment_fields(deployment), "timings_ms": timings}
+    return {**result, "timings_ms": timings}
+
+
+def _ship(
+    api: ApiClient,
+    packed: Any,
+    app: str,
+    options: DeployOptions,
+    timings: dict[str, float],
+    environ: Mapping[str, str],
+    on_progress: ProgressCallback | None,
+    on_event: EventCallback | None,
+) -> dict[str, Any]:
+    """Existence check → (dry run stops here) → app → upload → register → follow."""
+    clock = time.monotonic()
+    stored = api.exists(f"/artifacts/{packed.digest}")
+    timings["upload"] = _ms_since(clock)
+    result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
+    if options.dry_run:
+        return {**result, **_dry_run_fields(options, stored)}
+    clock = time.monotonic()
+    ensure_app(api, app)  # the artifact belongs to the app, so it must exist first
+    timings["register"] = _ms_since(clock)
+    if not stored:
+        clock = time.monotonic()
+        result.update(_upload(api, packed, app, options, environ, on_progress))
+        timings["upload"] += _ms_since(clock)
+    _phase(on_progress, "register")
+    clock = time.monotonic()
+    deployment = _register(api, app, packed.digest, options)
+    timings["register"] += _ms_since(clock)
+    if options.wait:
+        clock = time.monotonic()
+        _phase(on_progress, "rollout")
+        deployment = follow_deployment(
+            api, deployment["id"], on_event=on_event, timeout_secs=options.timeout_secs
+        )
+        timings["rollout"] = _ms_since(clock)
+    return {**result, **_deployment_fields(deployment)}
 
 
 def _require_credentials(settings: ClientSettings) -> tuple[str, str]:
