@@ -83,5 +83,9 @@ def test_parallel_parts_upload_everything_once(server, tmp_path: Path) -> None: 
     assert result["multipart"] is True and result["resumed_upload"] is False
     assert result["uploaded_bytes"] == result["size_bytes"]
     assert max(seen) == result["size_bytes"]
+    # a record left by a run that died right after completing is cleaned up, not resumed
+    stale = tmp_path / "uploads" / f"{result['digest']}.json"
+    stale.write_text("{}")
     again = deploy(_settings(server), project, options, environ=server.env)
     assert again["skipped_upload"] is True and again["uploaded_bytes"] == 0
+    assert not stale.exists()

@@ -19,6 +19,7 @@ from typing import Any
 from aether.client.api import ApiClient
 from aether.client.apps import check_app_name, ensure_app
 from aether.client.follow import EventCallback, follow_deployment
+from aether.client.resume import ResumeStore
 from aether.client.upload import ProgressCallback, UploadRequest, server_config, upload_artifact
 from aether.errors import ConfigError, UsageError
 from aether.models import sanitize_app_name
@@ -95,10 +96,13 @@ def _ship(
     clock = time.monotonic()
     ensure_app(api, app)  # the artifact belongs to the app, so it must exist first
     timings["register"] = _ms_since(clock)
-    if not stored:
-        clock = time.monotonic()
+    clock = time.monotonic()
+    if stored:
+        # a run that died between complete and cleanup may have left its resume record
+        ResumeStore(_resume_root(options, environ)).forget(packed.digest)
+    else:
         result.update(_upload(api, packed, app, options, environ, on_progress))
-        timings["upload"] += _ms_since(clock)
+    timings["upload"] += _ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
     deployment = _register(api, app, packed.digest, options)
@@ -177,7 +181,7 @@ def _upload(
             signature_hex=packed.signature_hex,
         ),
         config=config,
-        resume_root=options.resume_root or cache_dir(environ) / "uploads",
+        resume_root=_resume_root(options, environ),
         on_progress=on_progress,
         concurrency=options.concurrency,
     )
@@ -199,6 +203,10 @@ def _register(api: ApiClient, app: str, digest: str, options: DeployOptions) -> 
     if options.start_command:
         body["start_command"] = options.start_command
     return api.post("/deployments", body)
+
+
+def _resume_root(options: DeployOptions, environ: Mapping[str, str]) -> Path:
+    return options.resume_root or cache_dir(environ) / "uploads"
 
 
 def _deployment_fields(deployment: Mapping[str, Any]) -> dict[str, Any]:
