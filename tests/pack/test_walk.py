@@ -122,3 +122,13 @@ def test_a_file_that_vanishes_before_it_is_read_is_an_io_failure(tmp_path: Path)
     with pytest.raises(IOFailure, match="lib/real.js") as caught:
         write_tree(str(root), entries, Collect(), 0)
     assert caught.value.exit_code == 30
+
+
+def test_deep_nesting_has_no_recursion_limit(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    deep = root
+    for _ in range(1100):  # beyond Python's default recursion limit
+        deep = deep / "d"
+        deep.mkdir()
+    entries = walk_tree(root, IgnoreRules())
+    assert len([e for e in entries if e.kind == "dir"]) == 1101  # lib + 1100 levels

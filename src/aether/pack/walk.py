@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -59,21 +59,27 @@ def walk_tree(
         if on_skip is not None:
             on_skip(rel, reason)
 
-    def visit(folder: str, prefix: str) -> None:
-        children = []
+    def children(folder: str, prefix: str) -> Iterator[Entry]:
+        found = []
         for item in _scan(folder):
             entry = _classify(item, prefix + item.name, real_root, rules)
             if isinstance(entry, str):
                 refuse(prefix + item.name, entry)
             elif entry is not None:
-                children.append(entry)
-        children.sort(key=itemgetter(1))
-        for entry in children:
-            entries.append(entry)
-            if entry.kind == DIRECTORY:
-                visit(entry.source, entry.path + "/")
+                found.append(entry)
+        found.sort(key=itemgetter(1))
+        return iter(found)
 
-    visit(os.fspath(root), "")
+    # An explicit stack instead of recursion: no depth limit on deeply nested trees.
+    stack = [children(os.fspath(root), "")]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        entries.append(entry)
+        if entry.kind == DIRECTORY:
+            stack.append(children(entry.source, entry.path + "/"))
     return entries
 
 
