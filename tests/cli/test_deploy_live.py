@@ -130,3 +130,12 @@ def test_deploy_with_a_bad_token_says_to_log_in(server, tmp_path: Path) -> None:
     assert result.returncode == 10
     assert json.loads(result.stdout)["error"]["code"] == "unauthorized"
     assert "aether login" in json.loads(result.stdout)["error"]["message"]
+
+
+def test_deploy_to_a_server_that_is_down_fails_before_packing(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app_dir = copy_app(tmp_path / "app")
+    server.stop()
+    result = aether(server.env, "deploy", str(app_dir))
+    assert result.returncode == 40
+    assert f"{server.url}/config" in result.stderr
+    assert not (app_dir / ".aether").exists(), "nothing was packed"

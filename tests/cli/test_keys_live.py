@@ -20,6 +20,7 @@ def test_signed_deploy_to_a_server_that_requires_signatures(server, tmp_path: Pa
     unsigned = aether(server.env, "deploy", str(app_dir), "--no-wait", "--format", "json")
     assert unsigned.returncode == 10
     assert "AETHER_SIGNING_KEY" in json.loads(unsigned.stdout)["error"]["message"]
+    assert aether_json(server.env, "list")["apps"] == [], "refused before anything happened"
 
     key_file = tmp_path / "signing.key"
     public = aether_json(server.env, "keys", "generate", "--out", str(key_file))["public_key_hex"]
@@ -32,7 +33,8 @@ def test_signed_deploy_to_a_server_that_requires_signatures(server, tmp_path: Pa
     assert signed["signature"] and signed["deployment_id"] and signed["status"] == "pending"
 
 
-def test_adding_a_key_to_an_unknown_app_fails_with_the_server_code(server) -> None:  # type: ignore[no-untyped-def]
+def test_adding_a_key_creates_the_app_so_the_first_deploy_can_be_signed(server) -> None:  # type: ignore[no-untyped-def]
     public = aether_json(server.env, "keys", "generate")["public_key_hex"]
-    result = aether(server.env, "keys", "add", "--app", "ghost", "--public-key", public)
-    assert result.returncode == 20 and "not_found" in result.stderr
+    added = aether_json(server.env, "keys", "add", "--app", "fresh", "--public-key", public)
+    assert added["app_created"] is True and added["public_key_hex"] == public
+    assert [app["name"] for app in aether_json(server.env, "list")["apps"]] == ["fresh"]

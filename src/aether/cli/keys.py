@@ -63,8 +63,12 @@ def generate(out: Path | None, output_format: str) -> None:
 @token_option
 @format_option
 def add(app: str, public_key: str, token: str | None, output_format: str) -> None:
-    """Register a public key: the server then verifies signed artifacts of APP with it."""
-    from aether.client.apps import add_public_key, check_app_name
+    """Register a public key: the server then verifies signed artifacts of APP with it.
+
+    The app is created when it does not exist yet, so a key can be registered before the
+    first (signed) deploy.
+    """
+    from aether.client.apps import add_public_key, check_app_name, ensure_app
     from aether.errors import UsageError
     from aether.pack.signing import is_valid_public_key
 
@@ -72,7 +76,8 @@ def add(app: str, public_key: str, token: str | None, output_format: str) -> Non
     if not is_valid_public_key(key):
         raise UsageError("--public-key must be a 64-hex-char Ed25519 public key")
     with open_api(token) as api:
-        result = add_public_key(api, check_app_name(app), key)
+        _, created = ensure_app(api, check_app_name(app))
+        result = {**add_public_key(api, app, key), "app_created": created}
     emit(result, lambda r: f"Registered key {key[:16]}… for {app}.")
 
 

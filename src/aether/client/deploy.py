@@ -69,11 +69,27 @@ def deploy(
     api_base, token = _require_credentials(settings)
     app = resolve_app_name(project_dir, options.app, settings)
     started = time.monotonic()
-    packed, timings = pack_project(project_dir, options, settings, environ, on_progress)
     with ApiClient(api_base, token) as api:
-        result = _ship(api, packed, app, options, timings, environ, on_progress, on_event)
+        config = _preflight(api, settings, options)
+        preflight_ms = _ms_since(started)
+        packed, timings = pack_project(project_dir, options, settings, environ, on_progress)
+        timings["upload"] += preflight_ms
+        result = _ship(api, packed, app, options, config, timings, environ, on_progress, on_event)
     timings["total"] = _ms_since(started)
     return {**result, "timings_ms": timings}
+
+
+def _preflight(api: ApiClient, settings: ClientSettings, options: DeployOptions) -> dict[str, Any]:
+    """``GET /config`` before packing: a wrong URL, a bad token or a missing signing key
+    fails in milliseconds instead of after the install and pack."""
+    config = server_config(api)
+    if config.get("require_signature") and not settings.signing_key and not options.dry_run:
+        raise ConfigError(
+            "this control plane deploys only signed artifacts: set AETHER_SIGNING_KEY "
+            "(create one with `aether keys generate`) and register its public key with "
+            "`aether keys add`"
+        )
+    return config
 
 
 def _ship(
@@ -81,6 +97,7 @@ def _ship(
     packed: Any,
     app: str,
     options: DeployOptions,
+    config: dict[str, Any],
     timings: dict[str, float],
     environ: Mapping[str, str],
     on_progress: ProgressCallback | None,
@@ -89,7 +106,7 @@ def _ship(
     """Existence check → (dry run stops here) → app → upload → register → follow."""
     clock = time.monotonic()
     stored = api.exists(f"/artifacts/{packed.digest}")
-    timings["upload"] = _ms_since(clock)
+    timings["upload"] += _ms_since(clock)
     result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
     if options.dry_run:
         return {**result, **_dry_run_fields(options, stored)}
@@ -101,7 +118,7 @@ def _ship(
         # a run that died between complete and cleanup may have left its resume record
         ResumeStore(_resume_root(options, environ)).forget(packed.digest)
     else:
-        result.update(_upload(api, packed, app, options, environ, on_progress))
+        result.update(_upload(api, packed, app, options, config, environ, on_progress))
     timings["upload"] += _ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
@@ -160,15 +177,10 @@ def _upload(
     packed: Any,
     app: str,
     options: DeployOptions,
+    config: dict[str, Any],
     environ: Mapping[str, str],
     on_progress: ProgressCallback | None,
 ) -> dict[str, Any]:
-    config = server_config(api)
-    if config.get("require_signature") and not packed.signature_hex:
-        raise ConfigError(
-            "this control plane deploys only signed artifacts: set AETHER_SIGNING_KEY "
-            "(create one with `aether keys generate`) and register its public key"
-        )
     _phase(on_progress, "upload", packed.size_bytes)
     uploaded = upload_artifact(
         api,
