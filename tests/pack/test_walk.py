@@ -120,7 +120,7 @@ def test_a_file_that_vanishes_before_it_is_read_is_an_io_failure(tmp_path: Path)
             written.append(data)
 
     with pytest.raises(IOFailure, match="lib/real.js") as caught:
-        write_tree(str(root), entries, Collect(), 0)
+        write_tree(entries, Collect(), 0)
     assert caught.value.exit_code == 30
 
 

@@ -119,7 +119,7 @@ class _Job:
         self.progress("pack", 0, None)
         compression = self.options.compression
         contents, tar_sha256, digest, size = _write_archive(
-            self.root, entries, self.layout.artifact, compression, self.epoch, self.progress
+            entries, self.layout.artifact, compression, self.epoch, self.progress
         )
         manifest = build_manifest(
             contents,
@@ -168,7 +168,6 @@ def _source_date_epoch(options: PackOptions, environ: Mapping[str, str]) -> int:
 
 
 def _write_archive(
-    root: Path,
     entries: list[Entry],
     artifact: Path,
     compression: str,
@@ -188,7 +187,6 @@ def _write_archive(
             sink = CompressedSink(handle, compression)
             try:
                 contents = write_tree(
-                    os.fspath(root),
                     entries,
                     sink,
                     epoch,
