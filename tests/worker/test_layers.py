@@ -142,3 +142,32 @@ async def test_code_only_redeploy_reuses_the_layer(tmp_path: Path, blobs: LocalB
         assert not (runtime.apps_dir / "layered" / first.deployment_id).exists()
     finally:
         await runtime.stop()
+
+
+def _long_name_tar(tmp_path: Path, fmt: int, link_target: str = "index.js") -> Path:
+    path = tmp_path / f"long-{fmt}-{abs(hash(link_target))}.tar"
+    deep = "node_modules/" + "/".join(["a" * 60] * 3)
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name, data in (("server.js", b"x"), (f"{deep}/index.js", b"y" * 700)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo(f"{deep}/link")
+        link.type, link.linkname = tarfile.SYMTYPE, link_target
+        tar.addfile(link)
+    return path
+
+
+def test_pax_long_names_are_scanned_and_the_rest_tar_is_valid(tmp_path: Path) -> None:
+    split = split_archive(_long_name_tar(tmp_path, tarfile.PAX_FORMAT), tmp_path / "r.tar")
+    assert split.layer is not None and split.entries == 3
+    with tarfile.open(split.rest) as rest:
+        assert rest.getnames() == ["server.js"]
+        assert rest.extractfile("server.js").read() == b"x"  # type: ignore[union-attr]
+    escaping = _long_name_tar(tmp_path, tarfile.PAX_FORMAT, "../" * 5 + "server.js")
+    assert split_archive(escaping, tmp_path / "r2.tar").layer is None
+
+
+def test_gnu_long_names_fall_back_to_a_full_extract(tmp_path: Path) -> None:
+    split = split_archive(_long_name_tar(tmp_path, tarfile.GNU_FORMAT), tmp_path / "r.tar")
+    assert split.layer is None

@@ -19,7 +19,6 @@ import hashlib
 import os
 import posixpath
 import shutil
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,40 +43,124 @@ def _in_layer(name: str) -> bool:
 
 
 def split_archive(archive: Path, rest: Path) -> Split:
-    """Hash the archive's node_modules entries and write the other entries to ``rest``."""
-    from aether.pack.reader import open_tar, open_tar_stream
+    """Hash the archive's node_modules entries and copy the other entries' raw tar records to
+    ``rest`` (a valid tar). Anything this scanner does not handle (GNU long names, global pax
+    headers, base-256 sizes) gives no layer, and the caller extracts the whole archive."""
+    from aether.pack.reader import open_tar_stream
 
-    hasher, shareable, seen, entries = hashlib.sha256(), True, False, 0
+    scan = _Scan()
     with (
         open_tar_stream(archive, limit=MAX_EXPANDED_BYTES) as stream,
-        tarfile.open(rest, "w", format=tarfile.PAX_FORMAT) as out,
+        rest.open("wb") as out,
     ):
-        tar = open_tar(stream)
-        for member in tar:
-            entries += 1
-            name = _normal(member.name)
-            content = tar.extractfile(member) if member.isfile() else None
-            if not _in_layer(name):
-                out.addfile(member, content)
+        try:
+            scan.run(_Reader(stream), out)
+        except _Unsupported:
+            scan.shareable = False
+        out.write(b"\0" * 1024)
+    layer = scan.hasher.hexdigest() if scan.seen and scan.shareable else None
+    return Split(layer, rest, scan.entries)
+
+
+class _Unsupported(Exception):
+    """A tar construct the fast scanner does not interpret; no layer is used."""
+
+
+class _Reader:
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+
+    def exactly(self, size: int) -> bytes:
+        chunks, left = [], size
+        while left > 0:
+            chunk = self._stream.read(min(left, 4 * 1024 * 1024))  # type: ignore[attr-defined]
+            if not chunk:
+                raise _Unsupported("truncated archive")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:
+        raise _Unsupported("base-256 number")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    records, position = {}, 0
+    while position < len(data) and data[position : position + 1] != b"\0":
+        length_text, _, _ = data[position : position + 20].partition(b" ")
+        length = int(length_text)
+        record = data[position : position + length]
+        key, _, value = record[len(length_text) + 1 : -1].partition(b"=")
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        position += length
+    return records
+
+
+class _Scan:
+    """One pass over the tar records: hash node_modules records, copy the others."""
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.shareable = True
+        self.seen = False
+        self.entries = 0
+
+    def run(self, reader: _Reader, out: object) -> None:
+        pending = b""  # a pax header record that belongs to the next entry
+        overrides: dict[str, str] = {}
+        while True:
+            header = reader.exactly(512)
+            if header == b"\0" * 512:
+                return
+            kind, size = header[156:157], overrides.get("size")
+            size = int(size) if size is not None else _octal(header[124:136])
+            data = reader.exactly(-(-size // 512) * 512)
+            if kind in (b"x", b"X"):
+                pending, overrides = header + data, _pax_records(data[:size])
                 continue
-            seen = True
-            shareable = shareable and _link_stays_inside(member, name)
-            header = f"{name}\0{member.type!r}\0{member.mode:o}\0{member.size}\0{member.linkname}\0"
-            hasher.update(header.encode("utf-8", "surrogateescape"))
-            while content is not None and (chunk := content.read(1024 * 1024)):
-                hasher.update(chunk)
-    layer = hasher.hexdigest() if seen and shareable else None
-    return Split(layer, rest, entries)
+            if kind in (b"g", b"L", b"K"):
+                raise _Unsupported(f"tar record type {kind!r}")
+            self._entry(header, kind, pending + header + data, overrides, out)
+            pending, overrides = b"", {}
+
+    def _entry(
+        self, header: bytes, kind: bytes, record: bytes, overrides: dict[str, str], out: object
+    ) -> None:
+        self.entries += 1
+        name = overrides.get("path") or _ustar_name(header)
+        name = _normal(name)
+        if not _in_layer(name):
+            out.write(record)  # type: ignore[attr-defined]
+            return
+        self.seen = True
+        link = overrides.get("linkpath") or header[157:257].split(b"\0", 1)[0].decode(
+            "utf-8", "surrogateescape"
+        )
+        self.shareable = self.shareable and _kind_stays_inside(kind, name, link)
+        self.hasher.update(record)
 
 
-def _link_stays_inside(member: tarfile.TarInfo, name: str) -> bool:
-    if member.islnk():
-        return False  # hard links are not produced by `aether pack`; do not share them
-    if not member.issym():
+def _ustar_name(header: bytes) -> str:
+    name = header[0:100].split(b"\0", 1)[0]
+    if header[257:262] == b"ustar":
+        prefix = header[345:500].split(b"\0", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+    return name.decode("utf-8", "surrogateescape")
+
+
+def _kind_stays_inside(kind: bytes, name: str, link: str) -> bool:
+    if kind in (b"0", b"\0", b"5", b"7"):
         return True
-    if member.linkname.startswith("/"):
+    if kind != b"2":
+        return False  # hard links, devices, FIFOs: never shared (the extractor refuses most)
+    if link.startswith("/"):
         return False
-    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
     return _in_layer(target) and target != LAYER_ROOT
 
 
