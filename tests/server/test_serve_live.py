@@ -59,6 +59,8 @@ def test_restart_keeps_tokens_and_prints_no_new_one(live_server, tmp_path):
         rest = again.communicate(timeout=20)[0].decode()
     assert "admin token" not in line + rest
     assert again.returncode == 0
+    port = int(line.rsplit(":", 1)[1])
+    assert port > 0  # --port 0: the banner names the port actually bound
 
 
 def test_bootstrap_tokens_with_roles(live_server):
@@ -144,3 +146,18 @@ def test_cli_migrate_and_token_commands(tmp_path):
         [*base, "token", "list", *data, "--format", "json"], env=env, capture_output=True, text=True
     )
     assert json.loads(listed.stdout)["tokens"] == []
+
+
+def test_port_zero_prints_the_real_port_and_a_busy_port_is_a_clear_error(live_server):
+    server = live_server(args=["--no-worker"])
+    command = [sys.executable, "-m", "aether", "serve", "--no-worker", "--data-dir"]
+    busy = subprocess.run(
+        [*command, str(server.data_dir), "--port", str(server.port)],
+        env=server.server_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert busy.returncode == 10
+    assert f"cannot listen on 127.0.0.1:{server.port}" in busy.stderr
+    assert "Traceback" not in busy.stderr

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from aether.errors import ConfigError
 from aether.server.auth import bootstrap_specs
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
@@ -76,8 +79,26 @@ def run_server(
     policy: ArtifactPolicy,
     background: Sequence[Callable[[ServerState], Awaitable[None]]] = (),
 ) -> None:
-    settings = replace(settings, public_url=public_url_for(settings, options.host, options.port))
-    asyncio.run(_serve(settings, options, environ, blob_settings, policy, background))
+    listener = bind_listener(options.host, options.port)
+    with listener:
+        port = listener.getsockname()[1]  # the real one when --port 0 asked for any free port
+        options = replace(options, port=port)
+        settings = replace(settings, public_url=public_url_for(settings, options.host, port))
+        asyncio.run(_serve(settings, options, environ, blob_settings, policy, background, listener))
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else so the printed URL is already live
+    and a busy port fails at once with a clear message."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listener = socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port or --host"
+        ) from exc
+    listener.set_inheritable(True)
+    return listener
 
 
 async def _serve(
@@ -87,6 +108,7 @@ async def _serve(
     blob_settings: BlobSettings,
     policy: ArtifactPolicy,
     background: Sequence[Callable[[ServerState], Awaitable[None]]],
+    listener: socket.socket,
 ) -> None:
     from aether.server.app import create_app
 
@@ -103,7 +125,10 @@ async def _serve(
             run_migrations=False,
         )
         await _serve_until_signalled(
-            app, settings, options, lambda: announce(settings.public_url or "", issued, environ)
+            app,
+            settings,
+            listener,
+            lambda: announce(settings.public_url or "", issued, environ),
         )
     finally:
         await db.close()
@@ -111,17 +136,14 @@ async def _serve(
 
 
 async def _serve_until_signalled(
-    app: object, settings: ServerSettings, options: LaunchOptions, on_bound: Callable[[], None]
+    app: object, settings: ServerSettings, listener: socket.socket, on_bound: Callable[[], None]
 ) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
     config = Config()
-    config.bind = [
-        f"[{options.host}]:{options.port}"
-        if ":" in options.host
-        else f"{options.host}:{options.port}"
-    ]
+    # hypercorn wraps and later closes the descriptor it is given: hand it a duplicate.
+    config.bind = [f"fd://{os.dup(listener.fileno())}"]
     config.graceful_timeout = settings.shutdown_grace_secs
     config.accesslog = None  # the app writes its own access line (with the request id)
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -140,20 +162,10 @@ async def _serve_until_signalled(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    await _announce_when_bound(app, server, on_bound)
-    await server
+    # The socket is already listening: connections made from now on wait in its backlog
+    # until hypercorn accepts them, so the URL and session can be announced before serving.
+    on_bound()
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     sys.stdout.flush()
-
-
-async def _announce_when_bound(
-    app: object, server: asyncio.Task[None], on_bound: Callable[[], None]
-) -> None:
-    """Print the banner once the lifespan has started (the socket is bound by then)."""
-    while not server.done():
-        if getattr(getattr(app, "state", None), "aether", None) is not None:
-            on_bound()
-            return
-        await asyncio.sleep(0.01)
