@@ -161,3 +161,17 @@ def test_port_zero_prints_the_real_port_and_a_busy_port_is_a_clear_error(live_se
     assert busy.returncode == 10
     assert f"cannot listen on 127.0.0.1:{server.port}" in busy.stderr
     assert "Traceback" not in busy.stderr
+
+
+def test_no_migrate_on_an_empty_database_names_the_remedy(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHER_", "DATABASE_URL"))}
+    command = [sys.executable, "-m", "aether", "serve", "--no-migrate", "--port", "0"]
+    result = subprocess.run(
+        [*command, "--data-dir", str(tmp_path / "data")],
+        env={**env, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 10
+    assert "aether migrate" in result.stderr

@@ -22,7 +22,7 @@ from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store import tokens as token_store
 from aether.store.database import Database, open_database
-from aether.store.migrate import migrate
+from aether.store.migrate import migrate, pending
 from aether.userconfig import Session, write_session
 
 log = logging.getLogger("aether.server")
@@ -48,6 +48,10 @@ async def prepare_database(
     db: Database, settings: ServerSettings, *, run_migrations: bool
 ) -> token_store.IssuedToken | None:
     """Migrate, load bootstrap tokens, and create the first admin token when none exists."""
+    if not run_migrations and await pending(db):
+        raise ConfigError(
+            "the database schema is behind and --no-migrate was given; run `aether migrate`"
+        )
     if run_migrations:
         applied = await migrate(db)
         if applied:
