@@ -33,14 +33,16 @@ from aether.store.migrate import migrate
 log = logging.getLogger("aether.server")
 
 # Each module under aether.server.routes exports ROUTES and OPENAPI.
+# Starlette matches routes in order and no two modules' paths overlap, so the hottest
+# (artifact checks, deployment polling) come first.
 ROUTE_MODULES = (
     "health",
-    "config",
-    "apps",
+    "artifacts",
     "deployments",
+    "apps",
+    "config",
     "tokens",
     "keys",
-    "artifacts",
     "blobs",
     "logs",
 )

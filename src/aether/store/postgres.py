@@ -113,7 +113,10 @@ class _PgTransaction(Executor):
 async def _fetch_all(conn: psycopg.AsyncConnection[Any], sql: str, params: Params) -> list[Row]:
     with _pg_errors():
         cursor = await conn.execute(to_pyformat(sql), dict(params or {}))
-        if cursor.description is None:
+        # pgresult.nfields answers "did it return rows?" without building the description's
+        # column objects (the row factory builds them once anyway).
+        result = cursor.pgresult
+        if result is None or result.nfields == 0:
             return []
         return [_plain(row) for row in await cursor.fetchall()]
 
