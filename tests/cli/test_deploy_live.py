@@ -42,7 +42,16 @@ def test_dry_run_reports_the_real_digest_and_changes_nothing(server, tmp_path: P
 def test_deploy_skip_and_list(any_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server = any_server
     app_dir = copy_app(tmp_path / "app", name="@acme/Tiny_App")
-    first = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--env", "GREETING=hi")
+    first = aether_json(
+        server.env,
+        "deploy",
+        str(app_dir),
+        "--no-wait",
+        "--env",
+        "GREETING=a=b",
+        "--start-command",
+        "node server.js",
+    )
     assert first["app"] == "acme-tiny-app" and first["status"] == "pending"
     assert first["skipped_upload"] is False and first["uploaded_bytes"] == first["size_bytes"]
     assert set(first["timings_ms"]) >= {"install", "pack", "upload", "register", "rollout", "total"}
@@ -50,6 +59,10 @@ def test_deploy_skip_and_list(any_server, tmp_path: Path) -> None:  # type: igno
     second = aether_json(server.env, "deploy", str(app_dir), "--no-wait")
     assert second["digest"] == first["digest"]
     assert second["skipped_upload"] is True and second["uploaded_bytes"] == 0
+
+    (registered,) = aether_json(server.env, "list", "--app", "acme-tiny-app")["deployments"]
+    assert registered["env"] == {"GREETING": "a=b"}
+    assert registered["start_command"] == "node server.js"
 
     listing = aether_json(server.env, "list")
     (app,) = listing["apps"]
