@@ -152,3 +152,11 @@ def test_deploy_to_a_server_that_is_down_fails_before_packing(server, tmp_path: 
     assert result.returncode == 40
     assert f"{server.url}/config" in result.stderr
     assert not (app_dir / ".aether").exists(), "nothing was packed"
+
+
+def test_same_bytes_under_another_app_name_explain_the_conflict(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app_dir = copy_app(tmp_path / "app")
+    aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--app", "one")
+    result = aether(server.env, "deploy", str(app_dir), "--no-wait", "--app", "two")
+    assert result.returncode == 2
+    assert "already stored for app 'one'" in result.stderr and "--app one" in result.stderr
