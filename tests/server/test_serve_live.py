@@ -175,3 +175,23 @@ def test_no_migrate_on_an_empty_database_names_the_remedy(tmp_path):
     )
     assert result.returncode == 10
     assert "aether migrate" in result.stderr
+
+
+def test_follow_streams_new_events_and_ends_at_a_terminal_status(live_server):
+    import sqlite3
+
+    server = live_server(args=["--no-worker"])
+    app = _api(server, "POST", "/apps", json={"name": "shop"}).json()
+    deployment_id = _seed_pending_deployment(server, app["id"])
+    response = _api(server, "GET", f"/deployments/{deployment_id}/events?follow=true", stream=True)
+    lines = response.iter_lines()
+    assert json.loads(next(lines))["phase"] == "pending"
+    with sqlite3.connect(server.data_dir / "aether.db") as conn:
+        conn.execute(
+            "INSERT INTO deployment_events (deployment_id, phase, message, timestamp)"
+            " VALUES (?, 'running', 'healthy', '2026-01-01T00:00:01Z')",
+            (deployment_id,),
+        )
+        conn.execute("UPDATE deployments SET status = 'running' WHERE id = ?", (deployment_id,))
+    rest = [json.loads(line) for line in lines]  # ends by itself once the status is terminal
+    assert [event["phase"] for event in rest] == ["running"]
