@@ -160,3 +160,9 @@ def test_same_bytes_under_another_app_name_explain_the_conflict(server, tmp_path
     result = aether(server.env, "deploy", str(app_dir), "--no-wait", "--app", "two")
     assert result.returncode == 2
     assert "already stored for app 'one'" in result.stderr and "--app one" in result.stderr
+
+
+def test_a_rollout_that_never_finishes_times_out_with_exit_20(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = aether(server.env, "deploy", str(copy_app(tmp_path / "app")), "--timeout", "1")
+    assert result.returncode == 20
+    assert "still pending after 1 s" in result.stderr and "aether list --app" in result.stderr
