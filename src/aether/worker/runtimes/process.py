@@ -28,7 +28,7 @@ from aether.worker.runtimes.logfiles import LogWriter
 log = logging.getLogger(__name__)
 
 RECENT_LINES = 20
-HEALTH_POLL_SECS = 0.05
+HEALTH_POLL_SECS = 0.02
 BACKOFF_START_SECS = 1.0
 BACKOFF_MAX_SECS = 30.0
 # A process that ran this long before crashing restarts with the initial backoff again.
