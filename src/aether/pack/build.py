@@ -22,7 +22,7 @@ from aether.pack.compress import CompressedSink
 from aether.pack.ignore import IgnoreRules
 from aether.pack.install import install_dependencies
 from aether.pack.layout import Layout
-from aether.pack.manifest import build_manifest, write_json_atomic, write_text_atomic
+from aether.pack.manifest import build_manifest, write_manifest, write_text_atomic
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents, write_tree
 from aether.pack.project import read_package_json
@@ -130,7 +130,7 @@ class _Job:
             size_bytes=size,
             source_date_epoch=self.epoch,
         )
-        write_json_atomic(self.layout.manifest, manifest)
+        write_manifest(self.layout.manifest, manifest)
         return contents, digest, size
 
 

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -54,17 +54,38 @@ def build_manifest(
     }
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as sorted, indented JSON through a temporary file and a rename.
+def write_manifest(path: Path, data: dict) -> None:
+    """Sorted JSON with one list item per line.
 
-    ``json.dump`` streams to the file, so a large manifest is never one big string in memory.
+    ``json`` falls back to its pure-Python encoder whenever ``indent`` is set, which costs
+    seconds on 50,000 files; encoding each item compactly keeps the C encoder and the file
+    still reads (and diffs) one entry per line.
     """
 
     def dump(handle: TextIO) -> None:
-        json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
-        handle.write("\n")
+        handle.writelines(_manifest_lines(data))
 
     _write_atomic(path, dump)
+
+
+def _manifest_lines(data: dict) -> Iterator[str]:
+    def encode(value: object) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    keys = sorted(data)
+    yield "{\n"
+    for index, key in enumerate(keys):
+        comma = "," if index < len(keys) - 1 else ""
+        value = data[key]
+        if isinstance(value, list) and value:
+            yield f"  {encode(key)}: [\n"
+            last = len(value) - 1
+            for position, item in enumerate(value):
+                yield f"    {encode(item)}{',' if position < last else ''}\n"
+            yield f"  ]{comma}\n"
+        else:
+            yield f"  {encode(key)}: {encode(value)}{comma}\n"
+    yield "}\n"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
