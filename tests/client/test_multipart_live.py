@@ -22,9 +22,12 @@ class Interrupted(Exception):
 
 
 @pytest.fixture
-def server(live_server):  # type: ignore[no-untyped-def]
+def server(live_server, backend: str, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """A server with a tiny multipart threshold, on SQLite and on PostgreSQL."""
+    url = request.getfixturevalue("fresh_postgres_url") if backend == "postgres" else None
     return live_server(
         args=["--no-worker"],
+        database_url=url,
         env={
             "AETHER_MULTIPART_THRESHOLD_BYTES": str(PART),
             "AETHER_MULTIPART_PART_SIZE_BYTES": str(PART),
