@@ -67,3 +67,22 @@ def test_nested_error_envelope_and_plain_text_bodies() -> None:
     assert (nested.code, "taken" in nested.message) == ("conflict", True)
     text = remote_error("GET", "u", _response(502, "Bad gateway\nmore", "text/plain"))
     assert text.code == "http_502" and "Bad gateway" in text.message
+
+
+def test_tls_failure_is_a_network_error() -> None:
+    # An https:// URL pointed at a plain-HTTP listener fails the TLS handshake.
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    try:
+        with ApiClient(url, "t") as api, pytest.raises(NetworkError) as caught:
+            api.get("/whoami")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert "TLS error" in caught.value.message and url in caught.value.message
