@@ -157,3 +157,13 @@ def test_listing_an_app_without_deployments_and_an_unknown_app(api, shop):
     assert empty.status_code == 200
     assert empty.json() == {"deployments": [], "next_cursor": None}
     assert api.get("/apps/ghost/deployments").status_code == 404
+
+
+def test_deleting_an_app_removes_its_deployments_and_events(api, shop):
+    _, artifact = shop
+    deployment_id = deploy(api, artifact["digest"]).json()["id"]
+    api.run(store.add_event, deployment_id, "deploying", "starting")
+    assert api.delete("/apps/shop", as_="deployer").status_code == 204
+    assert api.get(f"/deployments/{deployment_id}").status_code == 404
+    left = api.run(lambda db: db.fetch_value("SELECT COUNT(*) AS n FROM deployment_events"))
+    assert int(left) == 0
