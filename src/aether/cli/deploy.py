@@ -115,10 +115,8 @@ def _deploy(
 
 
 def _render_pack(result: dict[str, Any]) -> str:
-    try:
-        from aether.cli.pack import render_pack_result
-    except ImportError:  # the pack command renders its own way; fall back to the essentials
-        return f"{result['artifact']}\nsha256:{result['digest']} ({result['size_bytes']} bytes)"
+    from aether.cli.pack import render_pack_result
+
     return str(render_pack_result(result))
 
 
@@ -139,8 +137,14 @@ def _render_deploy(result: dict[str, Any]) -> str:
             f"Dry run for app {result['app']}: sha256:{result['digest']} ({size}); {action} "
             "and register a deployment."
         )
+    headline = (
+        f"Deployed {result['app']} (deployment {result['deployment_id']}): running"
+        if result["status"] == "running"
+        else f"Registered deployment {result['deployment_id']} of {result['app']}: "
+        f"{result['status']}; watch it with `aether list --app {result['app']}`"
+    )
     lines = [
-        f"Deployed {result['app']} (deployment {result['deployment_id']}): {result['status']}",
+        headline,
         f"  digest  sha256:{result['digest']} ({size}, {upload})",
         f"  time    {result['timings_ms']['total'] / 1000:.1f}s",
     ]

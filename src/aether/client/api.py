@@ -12,7 +12,9 @@ and the token must not leave for another host).
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -26,6 +28,7 @@ from aether.errors import NetworkError, RemoteError
 CONNECT_TIMEOUT_SECS = 5.0
 READ_TIMEOUT_SECS = 60.0
 USER_AGENT = f"aether-cli/{__version__}"
+log = logging.getLogger(__name__)  # request lines only: never headers, bodies or query secrets
 
 # Connection failures happen before the server saw the request, so retrying is safe for any
 # method; 502/503/504 are retried only for idempotent methods (urllib3's default set).
@@ -88,6 +91,7 @@ class ApiClient:
     ) -> requests.Response:
         """Send one request; statuses in ``expect`` are returned instead of raised."""
         url = self.url(path)
+        started = time.monotonic()
         try:
             response = self._session.request(
                 method,
@@ -98,6 +102,8 @@ class ApiClient:
             )
         except requests.RequestException as exc:
             raise network_error(method, url, exc) from exc
+        elapsed_ms = (time.monotonic() - started) * 1000
+        log.debug("%s %s -> %d in %.0f ms", method, url, response.status_code, elapsed_ms)
         if response.status_code >= 400 and response.status_code not in expect:
             raise remote_error(method, url, response)
         return response
