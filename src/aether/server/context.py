@@ -8,10 +8,11 @@ tokens) are never logged; only method, path, route template, status and duration
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +22,14 @@ from aether.server.metrics import observe_request
 
 access_log = logging.getLogger("aether.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A random per-process prefix and a counter: unique across replicas and restarts, without a
+# call into the OS random source for every request.
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def incoming_request_id(scope: Scope) -> str | None:
@@ -39,7 +48,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = incoming_request_id(scope) or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
