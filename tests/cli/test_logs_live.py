@@ -42,6 +42,8 @@ def test_deploy_runs_logs_show_output_and_rollback_serves_the_old_version(
 
     history = aether(server.env, "logs", "--app", "tiny-node-app", "--tail", "20")
     assert history.returncode == 0 and "GET /first" in history.stdout
+    last = aether(server.env, "logs", "--app", "tiny-node-app", "--tail", "1", "--since", "1h")
+    assert last.stdout.splitlines() == [line for line in history.stdout.splitlines()][-1:]
 
     v2 = aether_json(server.env, "deploy", str(copy_app(tmp_path / "v2", version="2.0.0")))
     assert v2["status"] == "running"
