@@ -126,6 +126,10 @@ def test_rollback_redeploys_the_previous_release(any_server, tmp_path: Path) -> 
     )
     history = aether_json(server.env, "list", "--app", "tiny-node-app", "--limit", "5")
     assert [d["id"] for d in history["deployments"]][0] == rolled["id"]
+    forward = aether_json(
+        server.env, "rollback", "--app", "tiny-node-app", "--to", v2["deployment_id"], "--no-wait"
+    )
+    assert forward["artifact_digest"] == v2["digest"]
 
 
 def test_unknown_app_and_json_failures(server) -> None:  # type: ignore[no-untyped-def]
