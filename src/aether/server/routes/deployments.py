@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
 from aether.models import TERMINAL_STATUSES, is_digest
-from aether.server.auth import principal, require_app_access
+from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
@@ -78,6 +78,7 @@ async def _stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
 
 
 async def create_deployment(request: Request) -> JSONResponse:
+    require_role(request, "deployer")  # before reading the body: readers learn nothing more
     body = await read_json(
         request,
         required={"app_name": str, "artifact_digest": str},
@@ -192,6 +193,7 @@ async def list_app_deployments(request: Request) -> JSONResponse:
 
 
 async def rollback(request: Request) -> JSONResponse:
+    require_role(request, "deployer")
     body = await read_json(request, required={}, optional={"to": (str, type(None))})
     state = get_state(request)
     app = await app_store.require_app(state.db, request.path_params["app"])

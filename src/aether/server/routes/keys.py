@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
-from aether.server.auth import require_app_access
+from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.keycheck import is_hex_key, is_valid_public_key
 from aether.server.openapi import BOOL, STR, obj, operation, param
@@ -38,6 +38,7 @@ def check_public_key(value: str) -> str:
 
 
 async def add_key(request: Request) -> JSONResponse:
+    require_role(request, "deployer")
     body = await read_json(request, required={"public_key_hex": str})
     state = get_state(request)
     app = await app_store.require_app(state.db, request.path_params["app"])
