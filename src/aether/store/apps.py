@@ -7,7 +7,7 @@ import uuid
 from aether.errors import Conflict, NotFound
 from aether.store.clock import now_iso
 from aether.store.database import DuplicateKey, Executor, Row
-from aether.store.deployments import DEPLOYMENT_COLUMNS, DEPLOYMENT_JOINS
+from aether.store.deployments import DEPLOYMENT_JOINS, LISTING_COLUMNS
 
 
 async def create_app(db: Executor, name: str, *, owner: str | None) -> Row:
@@ -43,7 +43,7 @@ async def list_apps(db: Executor) -> list[Row]:
 async def current_deployments(db: Executor) -> dict[str, Row]:
     """Per app id: its newest running deployment, else its newest deployment of any status."""
     rows = await db.fetch_all(
-        f"SELECT * FROM (SELECT {DEPLOYMENT_COLUMNS}, ROW_NUMBER() OVER ("
+        f"SELECT * FROM (SELECT d.app_id, {LISTING_COLUMNS}, ROW_NUMBER() OVER ("
         " PARTITION BY d.app_id ORDER BY CASE WHEN d.status = 'running' THEN 0 ELSE 1 END,"
         f" d.created_at DESC, d.id DESC) AS rank_in_app {DEPLOYMENT_JOINS}) ranked"
         " WHERE rank_in_app = 1"

@@ -29,6 +29,12 @@ DEPLOYMENT_COLUMNS = (
     " a.digest AS artifact_digest, a.storage_key, a.compression, a.size_bytes, a.verified,"
     " a.signature"
 )
+# What a listing shows (the API's deployment JSON), without the worker's artifact details.
+LISTING_COLUMNS = (
+    "d.id, d.status, d.runtime, d.start_command, d.env, d.replicas, d.health_path,"
+    " d.failure_reason, d.endpoint, d.rolled_back_from, d.created_at, d.rollout_started_at,"
+    " d.rollout_completed_at, ap.name AS app_name, a.digest AS artifact_digest"
+)
 DEPLOYMENT_JOINS = (
     "FROM deployments d JOIN applications ap ON ap.id = d.app_id"
     " JOIN artifacts a ON a.id = d.artifact_id"
@@ -219,7 +225,7 @@ async def list_for_app_name(
         on += " AND (d.created_at < :c_at OR (d.created_at = :c_at AND d.id < :c_id))"
     rows = await db.fetch_all(
         "SELECT ap.id AS owning_app_id, ap.owner AS owning_app_owner,"
-        f" ap.created_at AS owning_app_created_at, {DEPLOYMENT_COLUMNS}"
+        f" ap.created_at AS owning_app_created_at, {LISTING_COLUMNS}"
         " FROM applications ap LEFT JOIN (deployments d JOIN artifacts a"
         f" ON a.id = d.artifact_id) ON {on} WHERE ap.name = :name"
         " ORDER BY d.created_at DESC, d.id DESC LIMIT :limit",
