@@ -167,3 +167,15 @@ def test_deleting_an_app_removes_its_deployments_and_events(api, shop):
     assert api.get(f"/deployments/{deployment_id}").status_code == 404
     left = api.run(lambda db: db.fetch_value("SELECT COUNT(*) AS n FROM deployment_events"))
     assert int(left) == 0
+
+
+def test_apps_show_the_running_deployment_as_current(api, shop):
+    app, first_artifact = shop
+    running = deploy(api, first_artifact["digest"]).json()
+    api.run(store.set_status, running["id"], "running")
+    newer = deploy(api, api.run(insert_artifact, app["id"])["digest"]).json()
+    listed = api.get("/apps", as_="reader").json()["apps"][0]
+    assert listed["current"]["id"] == running["id"] and listed["current"]["status"] == "running"
+    assert api.get("/apps/shop").json()["current"]["id"] == running["id"]
+    api.run(store.set_status, running["id"], "superseded")
+    assert api.get("/apps/shop").json()["current"]["id"] == newer["id"]
