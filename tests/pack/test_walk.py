@@ -140,3 +140,18 @@ def test_deep_nesting_does_not_recurse(tmp_path: Path) -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert len([e for e in entries if e.kind == "dir"]) == 201  # lib + 200 levels
+
+
+def test_names_that_are_not_utf8_are_refused(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root.joinpath("lib") / os.fsdecode(b"caf\xe9.js")).write_text("latin-1 name")
+    with pytest.raises(UsageError, match="not valid UTF-8"):
+        pack(root)
+    assert pack(root, skip_unsafe=True).files == 2
+
+
+def test_out_file_suffix_must_fit_the_compression(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    with pytest.raises(UsageError, match="does not fit --compression zstd"):
+        pack(root, out=tmp_path / "app.tar.gz")
+    assert pack(root, out=tmp_path / "app.tgz", compression="gzip").artifact.name == "app.tgz"

@@ -15,7 +15,8 @@ from aether.pack.compress import COMPRESSIONS, SUFFIXES
 from aether.pack.ignore import OUTPUT_DIR
 
 ARTIFACT_STEM = "app"
-_FILE_SUFFIXES = (".tar.zst", ".tar.gz", ".tgz", ".zst", ".gz", ".tar")
+_MATCHING_SUFFIXES = {"zstd": (".tar.zst", ".zst"), "gzip": (".tar.gz", ".tgz", ".gz")}
+_FILE_SUFFIXES = (*_MATCHING_SUFFIXES["zstd"], *_MATCHING_SUFFIXES["gzip"], ".tar")
 
 
 def manifest_path(artifact: Path) -> Path:
@@ -57,6 +58,11 @@ class Layout:
         out = out.expanduser().resolve()
         if out.is_dir() or not out.name.endswith(_FILE_SUFFIXES):
             return cls(out / default_name, out)
+        if not out.name.endswith(_MATCHING_SUFFIXES[compression]):
+            raise UsageError(
+                f"--out {out.name} does not fit --compression {compression}; name the file "
+                f"*{SUFFIXES[compression]} or pick the other compression"
+            )
         return cls(out)
 
     def excluded_from(self, project_dir: Path) -> list[str]:

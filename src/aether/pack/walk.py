@@ -92,13 +92,23 @@ def _scan(folder: str) -> list[os.DirEntry]:
 
 
 def _encode(rel: str) -> bytes:
-    return rel.encode("utf-8", "surrogateescape")
+    return rel.encode("utf-8")  # strict: a name that is not UTF-8 is refused by _classify
 
 
 def _classify(
     item: os.DirEntry, rel: str, real_root: str, rules: IgnoreRules
 ) -> Entry | str | None:
     """An Entry, None when ignored, or the reason the path cannot be packed."""
+    try:
+        return _classify_entry(item, rel, real_root, rules)
+    except UnicodeEncodeError:
+        # Manifests and pax records are UTF-8; such a name could not be listed faithfully.
+        return "its name or link target is not valid UTF-8"
+
+
+def _classify_entry(
+    item: os.DirEntry, rel: str, real_root: str, rules: IgnoreRules
+) -> Entry | str | None:
     try:
         if item.is_symlink():
             if rules.ignored(rel, item.name, is_dir=False):
@@ -130,4 +140,5 @@ def _symlink(item: os.DirEntry, rel: str, real_root: str) -> Entry | str:
     inside = resolved == real_root or resolved.startswith(real_root + os.sep)
     if lexical == ".." or lexical.startswith("../") or not inside:
         return f"it is a symlink to {target}, outside the project"
+    target.encode("utf-8")
     return Entry(rel, _encode(rel), SYMLINK, item.path, target)
