@@ -121,6 +121,7 @@ class _Job:
         contents, tar_sha256, digest, size = _write_archive(
             entries, self.layout.artifact, compression, self.epoch, self.progress
         )
+        entries.clear()  # written: free them before the manifest is encoded
         manifest = build_manifest(
             contents,
             artifact_name=self.layout.artifact.name,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from aether.errors import IntegrityError, IOFailure
-from aether.pack.packer import TreeContents
+from aether.pack.packer import FileRecord, TreeContents
 
 FORMAT = "aether-manifest/1"
 
@@ -45,13 +45,27 @@ def build_manifest(
             "symlinks": len(contents.symlinks),
             "bytes": contents.bytes_in,
         },
-        "files": [
-            {"path": r.path, "size": r.size, "mode": f"{r.mode:04o}", "blake3": r.blake3}
-            for r in contents.files
-        ],
-        "directories": list(contents.directories),
-        "symlinks": [{"path": path, "target": target} for path, target in contents.symlinks],
+        # Items become JSON objects one at a time while the file is written (see _item):
+        # 50,000 dicts held at once would cost tens of MB for nothing.
+        "files": contents.files,
+        "directories": contents.directories,
+        "symlinks": contents.symlinks,
     }
+
+
+def _item(value: object) -> object:
+    """A manifest list item as JSON data: file records and symlink pairs become objects."""
+    if isinstance(value, FileRecord):
+        return {
+            "blake3": value.blake3,
+            "mode": f"{value.mode:04o}",
+            "path": value.path,
+            "size": value.size,
+        }
+    if isinstance(value, tuple):
+        path, target = value
+        return {"path": path, "target": target}
+    return value
 
 
 def write_manifest(path: Path, data: dict) -> None:
@@ -81,7 +95,7 @@ def _manifest_lines(data: dict) -> Iterator[str]:
             yield f"  {encode(key)}: [\n"
             last = len(value) - 1
             for position, item in enumerate(value):
-                yield f"    {encode(item)}{',' if position < last else ''}\n"
+                yield f"    {encode(_item(item))}{',' if position < last else ''}\n"
             yield f"  ]{comma}\n"
         else:
             yield f"  {encode(key)}: {encode(value)}{comma}\n"
