@@ -1,0 +1,65 @@
+"""`build_artifact` as the CLI and the deploy client call it: progress, layout, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aether.errors import ConfigError, UsageError
+from aether.pack import PackOptions, build_artifact, generate_keypair
+
+
+def test_progress_reports_every_phase_in_order(sample: Path) -> None:
+    calls: list[tuple[str, int, int | None]] = []
+    seed, _ = generate_keypair()
+    result = build_artifact(
+        sample,
+        PackOptions(signing_key=seed),
+        on_progress=lambda phase, done, total: calls.append((phase, done, total)),
+        environ={"PATH": ""},  # the install step must find node_modules in sync
+    )
+    phases = list(dict.fromkeys(phase for phase, _, _ in calls))
+    assert phases == ["install", "walk", "pack", "sbom", "sign"]
+    packed = [done for phase, done, _ in calls if phase == "pack"]
+    assert packed == sorted(packed) and packed[-1] > 0
+    assert set(result.timings_ms) == {"install", "walk", "pack", "sbom", "sign"}
+
+
+def test_default_layout_and_sidecar_names(sample: Path) -> None:
+    result = build_artifact(sample, PackOptions(install=False), environ={})
+    folder = sample / ".aether"
+    assert result.artifact == folder / "app.tar.zst"
+    assert result.manifest == folder / "app.tar.zst.manifest.json"
+    assert result.sbom == folder / "app.tar.zst.cdx.json"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "app.tar.zst",
+        "app.tar.zst.cdx.json",
+        "app.tar.zst.manifest.json",
+    ]  # no temporary files left behind
+
+
+def test_an_existing_folder_as_out(sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "release.tar.zst"  # a folder, despite the name
+    out.mkdir()
+    result = build_artifact(sample, PackOptions(out=out, install=False), environ={})
+    assert result.artifact == out / "app.tar.zst"
+
+
+@pytest.mark.parametrize("value", ["yesterday", "-5"])
+def test_a_bad_source_date_epoch_is_a_config_error(sample: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH"):
+        build_artifact(sample, PackOptions(install=False), environ={"SOURCE_DATE_EPOCH": value})
+
+
+def test_an_unknown_compression_is_a_usage_error(sample: Path) -> None:
+    with pytest.raises(UsageError, match="zstd or gzip"):
+        build_artifact(sample, PackOptions(install=False, compression="xz"), environ={})
+
+
+def test_result_json_uses_strings_for_paths(sample: Path) -> None:
+    result = build_artifact(sample, PackOptions(install=False, sbom=False), environ={})
+    data = result.as_json()
+    assert data["artifact"] == str(result.artifact)
+    assert data["sbom"] is None and data["signature"] is None
+    assert data["size_bytes"] == result.artifact.stat().st_size
