@@ -1,0 +1,59 @@
+"""``aether fetch --api`` against a live control plane with a deployment-scoped pull token, as
+the Kubernetes init container runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import app_copy, deploy
+
+from aether.store.database import open_database
+from aether.store.tokens import create_pull_token
+
+pytestmark = pytest.mark.slow
+
+
+async def _pull_token(data_dir: Path, deployment_id: str) -> str:
+    db = open_database(None, data_dir)
+    await db.open()
+    try:
+        return await create_pull_token(db, deployment_id=deployment_id, ttl_secs=600)
+    finally:
+        await db.close()
+
+
+def test_fetch_with_a_pull_token_verifies_and_extracts(
+    live_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    server = live_server()
+    code, result = deploy(server.env, app_copy(tmp_path, "hello", "1.0.0"), "--no-wait")
+    assert code == 0, result
+    token_file = tmp_path / "token"
+    token_file.write_text(asyncio.run(_pull_token(server.data_dir, result["deployment_id"])))
+    dest = tmp_path / "app"
+    base = [sys.executable, "-m", "aether", "fetch", "--api", server.url, "--format", "json"]
+    done = subprocess.run(
+        [*base, "--deployment", result["deployment_id"], "--token-file", str(token_file),
+         "--dest", str(dest)],
+        capture_output=True, text=True, timeout=60, check=False, env=server.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert json.loads(done.stdout)["digest"] == result["digest"]
+    assert (dest / "server.js").is_file()
+    marker = json.loads((dest / ".aether" / "deployment.json").read_text())
+    assert marker == {"digest": result["digest"], "deployment_id": result["deployment_id"]}
+
+    wrong = subprocess.run(
+        [*base, "--deployment", result["deployment_id"], "--token-file", str(token_file),
+         "--digest", "0" * 64, "--dest", str(tmp_path / "wrong")],
+        capture_output=True, text=True, timeout=60, check=False, env=server.env,
+    )  # fmt: skip
+    assert wrong.returncode == 20
+    assert not (tmp_path / "wrong").exists()
