@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -139,3 +141,18 @@ def test_large_files_are_streamed_and_hashed(sample: Path, tmp_path: Path) -> No
     assert listed["big.bin"]["size"] == len(big)
     assert listed["big.bin"]["blake3"] == blake3.blake3(big).hexdigest()
     assert result.bytes_in == sum(f["size"] for f in listed.values())
+
+
+def test_gnu_tar_extracts_the_gzip_artifact(sample: Path, tmp_path: Path) -> None:
+    tar = shutil.which("tar")
+    if tar is None:
+        pytest.skip("no tar on PATH")
+    artifact = pack(sample, tmp_path / "out", "gzip").artifact
+    target = tmp_path / "unpacked"
+    target.mkdir()
+    subprocess.run([tar, "-xzf", str(artifact), "-C", str(target)], check=True)
+    for rel, text in FILES.items():
+        assert (target / rel).read_text(encoding="utf-8") == text
+    assert (
+        os.readlink(target / "node_modules/.bin/left-pad") == SYMLINKS["node_modules/.bin/left-pad"]
+    )
