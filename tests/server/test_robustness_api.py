@@ -18,6 +18,8 @@ import pytest
         (b'{"name": "ok", "extra": 1}', "unknown field 'extra'"),
         (b"{}", "missing required field 'name'"),
         (b"\xff\xfe", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"name": NaN}', "must be a string"),
     ],
 )
 def test_bad_bodies_are_bad_requests(api, body, fragment):
