@@ -138,7 +138,12 @@ def test_empty_existing_dest_like_a_volume_mount_is_filled(
     mount = tmp_path / "app"
     mount.mkdir()
     fetch(FetchRequest(dest=mount, url=url, digest=artifact[0].digest))
-    assert sorted(p.name for p in mount.iterdir()) == [".aether", "package-lock.json", "package.json", "server.js"]
+    assert sorted(p.name for p in mount.iterdir()) == [
+        ".aether",
+        "package-lock.json",
+        "package.json",
+        "server.js",
+    ]
 
 
 def test_non_empty_dest_and_missing_digest_are_usage_errors(
