@@ -216,3 +216,20 @@ async def test_notify_wakes_the_worker_before_the_safety_poll(
         worker.stop()
         await asyncio.wait_for(task, 20)
         await db.close()
+
+
+async def test_a_worker_that_lost_its_lease_stops_the_app(
+    worker: Worker, database: Database
+) -> None:
+    from aether.store.clock import now_iso
+
+    app = await insert_app(database, "hello")
+    await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    assert await worker.runtime.observe("hello") is not None
+    await database.execute(  # another worker took the app over while this one stalled
+        "UPDATE app_leases SET holder = 'someone-else', expires_at = :later",
+        {"later": now_iso(600)},
+    )
+    await worker.run_once(wait=True)
+    assert await worker.runtime.observe("hello") is None

@@ -140,8 +140,10 @@ class Worker:
         slot = self._slots.setdefault(app["id"], _AppSlot(app["name"]))
         if slot.task is not None and not slot.task.done():
             return None
-        if time.monotonic() < slot.not_before or self._leased_elsewhere(app):
+        if time.monotonic() < slot.not_before:
             return None
+        if self._leased_elsewhere(app) and not slot.held:
+            return None  # (a lease lost while held is noticed by _hold, which stops the app)
         slot.task = asyncio.create_task(self._reconcile(app["id"], slot), name=app["name"])
         return slot.task
 
@@ -200,9 +202,9 @@ class Worker:
         while not self.stopping.is_set():
             await asyncio.sleep(self.settings.lease_secs / 3)
             for app_id, slot in list(self._slots.items()):
-                if slot.held:
+                if slot.held:  # a lost lease is noticed (and acted on) by the next pass
                     with contextlib.suppress(AetherError):
-                        slot.held = await store.acquire_lease(
+                        await store.acquire_lease(
                             self.db, app_id, self.holder, self.settings.lease_secs
                         )
 
