@@ -47,6 +47,13 @@ ROUTE_MODULES = (
     "logs",
 )
 Background = Callable[[ServerState], Awaitable[None]]
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPException: handle_exception,
+    AetherError: handle_exception,
+    # Only reached by a failure outside RequestContextMiddleware (the host proxy): still the
+    # envelope, never starlette's plain-text 500.
+    Exception: handle_exception,
+}
 
 
 def route_modules() -> list[Any]:
@@ -95,7 +102,7 @@ def create_app(
             Middleware(RequestContextMiddleware),
             Middleware(AuthMiddleware),
         ],
-        exception_handlers={HTTPException: handle_exception, AetherError: handle_exception},
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=parts.lifespan,
     )
 
