@@ -30,7 +30,10 @@ def test_first_start_prints_an_admin_token_once_and_writes_the_session(live_serv
     log = server.log_text()
     assert f"Aether API listening on {server.url}" in log
     assert log.count(server.admin_token) == 1  # printed once, never logged
-    assert all(server.admin_token not in line for line in log.splitlines() if line.startswith("{"))
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert all(server.admin_token not in json.dumps(entry) for entry in entries)
+    access = [e for e in entries if e["logger"] == "aether.access" and e["path"] == "/whoami"]
+    assert access and len(access[0]["request_id"]) >= 16 and access[0]["status"] == 200
 
 
 def test_restart_keeps_tokens_and_prints_no_new_one(live_server, tmp_path):
