@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from aether.pack.signing import generate_keypair
-from aether.server.auth import Principal, TokenCache, bearer_token, is_open_path
+from aether.server.auth import Principal, TokenCache, bearer_token, is_open_path, resolve_token
 from aether.server.keycheck import decodes_to_curve_point, is_valid_public_key
 from aether.server.state import app_url
+from aether.store import tokens
 
 WHO = Principal(token_id="t", user_id="u", name="n", role="reader")
 
@@ -69,3 +72,13 @@ def test_curve_check_accepts_real_keys_and_refuses_off_curve_points():
     assert not decodes_to_curve_point((2).to_bytes(32, "little"))
     assert not decodes_to_curve_point(((1 << 255) - 1).to_bytes(32, "little"))  # y >= p
     assert not is_valid_public_key(123)
+
+
+async def test_concurrent_resolutions_share_one_lookup(database):
+    issued = await tokens.create_token(database, name="burst", role="reader")
+    state = SimpleNamespace(db=database, auth_cache=TokenCache(5.0))
+    found = await asyncio.gather(*[resolve_token(state, issued.token) for _ in range(20)])
+    assert {who.token_id for who in found} == {issued.row["id"]}
+    assert state.auth_cache.inflight == {}
+    assert state.auth_cache.get(tokens.hash_token(issued.token)) is not None
+    assert await resolve_token(state, "ae_unknown_token") is None

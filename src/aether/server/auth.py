@@ -8,6 +8,7 @@ writes only its own apps; reader reads; puller may only fetch one deployment's a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ class TokenCache:
     def __init__(self, ttl_secs: float) -> None:
         self.ttl_secs = ttl_secs
         self._entries: dict[str, tuple[float, Principal]] = {}
+        # token hash -> the lookup in progress that concurrent requests wait for
+        self.inflight: dict[str, asyncio.Future[Any]] = {}
 
     def get(self, token_hash: str) -> Principal | None:
         entry = self._entries.get(token_hash)
@@ -97,13 +100,38 @@ def _secs_until(iso: str) -> float:
 
 
 async def resolve_token(state: Any, token: str) -> Principal | None:
-    """The principal for a bearer token: from the cache, else from the database."""
+    """The principal for a bearer token: from the cache, else from the database. Concurrent
+    misses for one token share a single lookup (a burst after expiry costs one query)."""
     digest = token_store.hash_token(token)
     cache: TokenCache | None = getattr(state, "auth_cache", None)
-    cached = cache.get(digest) if cache else None
+    if cache is None:
+        return await _lookup(state.db, token, None, digest)
+    cached = cache.get(digest)
     if cached is not None:
         return cached
-    row = await token_store.authenticate(state.db, token)
+    pending = cache.inflight.get(digest)
+    if pending is not None:
+        shared = await asyncio.shield(pending)
+        return await _lookup(state.db, token, cache, digest) if shared is _RETRY else shared
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    cache.inflight[digest] = future
+    try:
+        who = await _lookup(state.db, token, cache, digest)
+    except BaseException:
+        future.set_result(_RETRY)  # waiters try for themselves (and see the error themselves)
+        raise
+    finally:
+        cache.inflight.pop(digest, None)
+    if not future.done():
+        future.set_result(who)
+    return who
+
+
+_RETRY = object()
+
+
+async def _lookup(db: Any, token: str, cache: TokenCache | None, digest: str) -> Principal | None:
+    row = await token_store.authenticate(db, token)
     if row is None:
         return None
     who = Principal(
