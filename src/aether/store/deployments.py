@@ -1,8 +1,8 @@
 """Deployment rows and their events: what the API writes and the worker moves along.
 
 A new deployment is idempotent per app + artifact while one of that artifact is still
-pending, deploying or running. On PostgreSQL each new deployment is announced with
-``NOTIFY aether_deployments, '<id>'`` so workers can wake up without polling.
+pending, deploying or running. (Workers are woken by the insert trigger of
+:mod:`aether.store.reconcile` on PostgreSQL, by polling on SQLite.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from aether.errors import BadRequest
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 
-NOTIFY_CHANNEL = "aether_deployments"
 ACTIVE_STATUSES = ("pending", "deploying", "running")
 # Statuses a deployment reaches only after a successful rollout (a rollback target).
 SUCCEEDED_STATUSES = ("running", "superseded")
@@ -86,10 +85,6 @@ async def create_deployment(db: Database, spec: DeploymentSpec) -> tuple[Row, bo
             return found, False
         deployment_id = await _insert(tx, spec)
         await add_event(tx, deployment_id, "pending", "deployment created")
-        if tx.dialect == "postgresql":
-            await tx.execute(
-                "SELECT pg_notify(:channel, :id)", {"channel": NOTIFY_CHANNEL, "id": deployment_id}
-            )
         created = await get_deployment(tx, deployment_id)
     assert created is not None
     return created, True
