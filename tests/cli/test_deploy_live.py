@@ -158,12 +158,13 @@ def test_deploy_to_a_server_that_is_down_fails_before_packing(server, tmp_path: 
     assert not (app_dir / ".aether").exists(), "nothing was packed"
 
 
-def test_same_bytes_under_another_app_name_explain_the_conflict(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_bytes_promote_to_another_app_without_a_new_upload(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     app_dir = copy_app(tmp_path / "app")
-    aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--app", "one")
-    result = aether(server.env, "deploy", str(app_dir), "--no-wait", "--app", "two")
-    assert result.returncode == 2
-    assert "already stored for app 'one'" in result.stderr and "--app one" in result.stderr
+    staging = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--app", "staging")
+    production = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--app", "prod")
+    assert production["digest"] == staging["digest"]
+    assert production["skipped_upload"] is True and production["uploaded_bytes"] == 0
+    assert production["app"] == "prod" and production["deployment_id"] != staging["deployment_id"]
 
 
 def test_a_rollout_that_never_finishes_times_out_with_exit_20(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -179,3 +179,38 @@ def test_apps_show_the_running_deployment_as_current(api, shop):
     assert api.get("/apps/shop").json()["current"]["id"] == running["id"]
     api.run(store.set_status, running["id"], "superseded")
     assert api.get("/apps/shop").json()["current"]["id"] == newer["id"]
+
+
+def test_an_artifact_stored_for_one_app_deploys_to_another(api, shop):
+    _, artifact = shop
+    api.post("/apps", json={"name": "shop-prod"}, as_="deployer")
+    response = api.post(
+        "/deployments",
+        json={"app_name": "shop-prod", "artifact_digest": artifact["digest"]},
+        as_="deployer",
+    )
+    assert response.status_code == 201
+    assert response.json()["app_name"] == "shop-prod"
+
+
+def test_require_signature_checks_a_promoted_artifact_against_the_target_apps_keys(make_api):
+    from aether.pack.signing import generate_keypair, sign_digest
+
+    api = make_api(env={"AETHER_REQUIRE_SIGNATURE": "1"})
+    seed, public = generate_keypair()
+    staging = api.post("/apps", json={"name": "staging"}, as_="deployer").json()
+    api.post("/apps", json={"name": "prod"}, as_="deployer")
+    artifact = api.run(insert_artifact, staging["id"], verified=True)
+    signature = sign_digest(seed, artifact["digest"])
+    api.run(
+        lambda db: db.execute(
+            "UPDATE artifacts SET signature = :sig WHERE id = :id",
+            {"sig": signature, "id": artifact["id"]},
+        )
+    )
+    body = {"app_name": "prod", "artifact_digest": artifact["digest"]}
+    refused = api.post("/deployments", json=body, as_="deployer")
+    assert refused.status_code == 400 and "signature" in refused.json()["message"]
+    added = api.post("/apps/prod/public-keys", json={"public_key_hex": public}, as_="deployer")
+    assert added.status_code == 201
+    assert api.post("/deployments", json=body, as_="deployer").status_code == 201

@@ -21,7 +21,7 @@ from aether.client.apps import check_app_name, ensure_app
 from aether.client.follow import EventCallback, follow_deployment
 from aether.client.resume import ResumeStore
 from aether.client.upload import ProgressCallback, UploadRequest, server_config, upload_artifact
-from aether.errors import ConfigError, RemoteError, UsageError
+from aether.errors import ConfigError, UsageError
 from aether.models import sanitize_app_name
 from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
@@ -122,7 +122,7 @@ def _ship(
     timings["upload"] += _ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
-    deployment = _register(api, app, packed.digest, options, skipped_upload=stored)
+    deployment = _register(api, app, packed.digest, options)
     timings["register"] += _ms_since(clock)
     if options.wait:
         clock = time.monotonic()
@@ -207,32 +207,14 @@ def _upload(
     }
 
 
-def _register(
-    api: ApiClient, app: str, digest: str, options: DeployOptions, *, skipped_upload: bool
-) -> dict[str, Any]:
+def _register(api: ApiClient, app: str, digest: str, options: DeployOptions) -> dict[str, Any]:
     """``POST /deployments``: idempotent per app and digest on the server."""
     body: dict[str, Any] = {"app_name": app, "artifact_digest": digest}
     if options.env:
         body["env"] = dict(options.env)
     if options.start_command:
         body["start_command"] = options.start_command
-    try:
-        return api.post("/deployments", body)
-    except RemoteError as exc:
-        if skipped_upload and exc.code == "bad_request":
-            _explain_foreign_artifact(api, app, digest)
-        raise
-
-
-def _explain_foreign_artifact(api: ApiClient, app: str, digest: str) -> None:
-    """The server keeps one artifact per digest, owned by one app: say so plainly."""
-    owner = api.get(f"/artifacts/{digest}").get("app_name")
-    if owner and owner != app:
-        raise UsageError(
-            f"these exact bytes (sha256:{digest[:12]}…) are already stored for app {owner!r}, "
-            f"and an artifact belongs to one app; deploy them as --app {owner}, or change the "
-            f"tree (e.g. the version in package.json) to deploy it as {app!r}"
-        )
+    return api.post("/deployments", body)
 
 
 def _resume_root(options: DeployOptions, environ: Mapping[str, str]) -> Path:

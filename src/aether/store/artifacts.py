@@ -203,16 +203,20 @@ async def list_events(db: Executor, *, digest: str | None = None) -> list[Row]:
 
 
 async def protected_ids(db: Executor, app_id: str) -> set[str]:
-    """Artifacts retention must keep: those of live deployments (pending, deploying, running)
-    and of the previous successful one (the newest superseded deployment that ran)."""
+    """Artifacts of this app that retention must keep: those of live deployments (pending,
+    deploying, running) and of each app's previous successful one (its newest superseded
+    deployment that ran) — in any app, since one app's artifact may be promoted to another."""
     live = await db.fetch_all(
-        "SELECT artifact_id FROM deployments WHERE app_id = :app_id"
-        " AND status IN ('pending', 'deploying', 'running')",
+        "SELECT d.artifact_id FROM deployments d JOIN artifacts a ON a.id = d.artifact_id"
+        " WHERE a.app_id = :app_id AND d.status IN ('pending', 'deploying', 'running')",
         {"app_id": app_id},
     )
     previous = await db.fetch_all(
-        "SELECT artifact_id FROM deployments WHERE app_id = :app_id AND status = 'superseded'"
-        " AND rollout_completed_at IS NOT NULL ORDER BY rollout_completed_at DESC LIMIT 1",
+        "SELECT d.artifact_id FROM deployments d JOIN artifacts a ON a.id = d.artifact_id"
+        " WHERE a.app_id = :app_id AND d.status = 'superseded'"
+        " AND d.rollout_completed_at = ("
+        "   SELECT MAX(p.rollout_completed_at) FROM deployments p"
+        "   WHERE p.app_id = d.app_id AND p.status = 'superseded')",
         {"app_id": app_id},
     )
     return {row["artifact_id"] for row in [*live, *previous]}

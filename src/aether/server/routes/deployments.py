@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
 from aether.models import TERMINAL_STATUSES, is_digest
+from aether.server.artifact_verify import signature_matches
 from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
@@ -22,6 +23,7 @@ from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
 from aether.store import deployments as store
+from aether.store import keys as key_store
 from aether.store.database import Row
 
 FOLLOW_POLL_SECS = 0.2
@@ -64,17 +66,26 @@ def _check_options(body: dict[str, Any]) -> None:
 
 
 async def _stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
+    """The stored artifact to deploy. It may have been uploaded for another app: promoting
+    the exact bytes that ran in staging to production is the point of content addressing."""
     artifact = await artifact_store.get_stored(state.db, digest)
-    if artifact is None or artifact["app_id"] != app["id"]:
-        raise BadRequest(
-            f"artifact {digest} is not stored for app {app['name']!r}; upload it first"
-        )
-    if state.policy.require_signature and not artifact["verified"]:
+    if artifact is None:
+        raise BadRequest(f"artifact {digest} is not stored; upload it first")
+    if state.policy.require_signature and not await _verified_for(state, app, artifact):
         raise BadRequest(
             f"artifact {digest} has no verified signature and AETHER_REQUIRE_SIGNATURE is on;"
             " sign it with AETHER_SIGNING_KEY and register the public key"
         )
     return artifact
+
+
+async def _verified_for(state: ServerState, app: Row, artifact: Row) -> bool:
+    """Signed by one of the deploying app's keys (an upload for another app was checked
+    against that app's keys, which prove nothing here)."""
+    if artifact["app_id"] == app["id"]:
+        return bool(artifact["verified"])
+    keys = await key_store.active_keys(state.db, app["id"])
+    return signature_matches(keys, artifact["digest"], artifact["signature"])
 
 
 async def create_deployment(request: Request) -> JSONResponse:
