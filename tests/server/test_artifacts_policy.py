@@ -187,3 +187,15 @@ def test_listing_is_newest_first_with_cursor(api):
     up.presign(blob(10)[1], 10)
     pending = api.get("/artifacts?status=pending").json()["artifacts"]
     assert len(pending) == 1 and pending[0]["status"] == "pending"
+
+
+def test_retention_keeps_an_artifact_another_app_is_running(make_api):
+    api = make_api(env={"AETHER_RETAIN_LATEST_PER_APP": "1"})
+    up = Uploader(api)
+    first_body, first_digest = blob(200)
+    first_id = up.upload(first_body).json()["artifact_id"]
+    prod = api.post("/apps", json={"name": "shop-prod"}, as_="deployer").json()
+    api.run(_deploy, prod["id"], first_id, "deploying", "running")
+    up.upload(blob(201)[0])  # shop keeps only its newest, but prod still runs the first
+    kept = {a["digest"] for a in api.get("/artifacts?limit=10").json()["artifacts"]}
+    assert first_digest in kept
