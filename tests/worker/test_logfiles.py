@@ -16,6 +16,7 @@ from aether.worker.runtimes.logfiles import (
     LogWriter,
     log_path_for,
     parse_since,
+    prune_logs,
     read_logs,
 )
 
@@ -122,3 +123,16 @@ async def test_follow_streams_new_lines_of_a_real_process(runtime: LocalRuntime)
 
 async def _has(lines: list[LogLine], text: str) -> bool:
     return any(x.line == text for x in lines)
+
+
+async def test_pruning_keeps_the_newest_deployments_and_cursors_still_resume(
+    tmp_path: Path,
+) -> None:
+    for index in range(1, 5):
+        write_lines(tmp_path, f"dep-{index}", f"line {index}")
+    old_cursor = (await collect(tmp_path))[0].cursor  # points into dep-1's file
+    deleted = prune_logs(tmp_path, keep=2)
+    assert [p.name for p in deleted] == ["000001-dep-1.ndjson", "000002-dep-2.ndjson"]
+    assert [x.line for x in await collect(tmp_path, cursor=old_cursor)] == ["line 3", "line 4"]
+    write_lines(tmp_path, "dep-5", "line 5")
+    assert log_path_for(tmp_path, "dep-5").name == "000005-dep-5.ndjson"

@@ -24,7 +24,7 @@ from aether.settings import WorkerSettings
 from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
 from aether.worker.runtimes.health import free_port
 from aether.worker.runtimes.layers import release_layer, unused_layers
-from aether.worker.runtimes.logfiles import LogWriter, log_path_for, read_logs
+from aether.worker.runtimes.logfiles import LogWriter, log_path_for, prune_logs, read_logs
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
 from aether.worker.runtimes.startcmd import process_env, shell_argv, start_script
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
+# Log files of this many of an app's most recent deployments are kept.
+KEEP_LOGS = 10
 
 
 @dataclass
@@ -105,12 +107,15 @@ class LocalRuntime(Runtime):
             app_env=release.env,
         )
         logs_dir = self.apps_dir / release.app_name / "logs"
+        log_path = log_path_for(logs_dir, release.deployment_id)
+        if not log_path.exists():
+            prune_logs(logs_dir, keep=KEEP_LOGS - 1)
         return AppProcess(
             argv=shell_argv(command),
             cwd=folder,
             env=env,
             port=port,
-            log_writer=LogWriter(log_path_for(logs_dir, release.deployment_id)),
+            log_writer=LogWriter(log_path),
             health_path=release.health_path,
         )
 

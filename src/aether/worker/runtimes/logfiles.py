@@ -62,6 +62,15 @@ def log_path_for(logs_dir: Path, deployment_id: str) -> Path:
     return logs_dir / f"{seq:06d}-{deployment_id}.ndjson"
 
 
+def prune_logs(logs_dir: Path, *, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` deployments' log files; the deleted paths."""
+    files = list_log_files(logs_dir)
+    doomed = [f.path for f in files[: max(len(files) - keep, 0)]]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
+
+
 class LogWriter:
     """Appends timestamped lines of one deployment's processes to its file."""
 
