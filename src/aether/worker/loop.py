@@ -35,7 +35,7 @@ log = logging.getLogger("aether.worker")
 # On PostgreSQL, NOTIFY wakes the loop; polling is only the safety net (lease takeovers).
 PG_SAFETY_POLL_SECS = 5.0
 # On SQLite, how often the loop looks for new pending deployments between full passes.
-PENDING_CHECK_SECS = 0.05
+PENDING_CHECK_SECS = 0.02
 
 
 def worker_identity() -> str:
