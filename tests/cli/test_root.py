@@ -311,6 +311,17 @@ def test_json_logs_are_json_lines_on_stderr(env: dict[str, str]) -> None:
     assert entries[-1]["exit_code"] == 40
 
 
+def test_auto_log_format_keeps_the_readable_error_line(env: dict[str, str]) -> None:
+    # stderr is a pipe here, so `auto` logs JSON lines, yet the final error stays readable
+    # (a pod's termination message, a CI log).
+    env = {**env, "AETHER_API_BASE": f"http://127.0.0.1:{closed_port()}", "AETHER_TOKEN": "x" * 12}
+    result = aether(env, "whoami")
+    assert result.returncode == 40
+    *logs, last = result.stderr.splitlines()
+    assert last.startswith("aether: error: ")
+    assert all(json.loads(line)["level"] for line in logs)
+
+
 def test_log_level_debug_shows_debug_lines_and_info_hides_them(env: dict[str, str]) -> None:
     env = {**env, "AETHER_API_BASE": f"http://127.0.0.1:{closed_port()}", "AETHER_TOKEN": "x" * 12}
     debug = aether(env, "--log-level", "debug", "--log-format", "json", "whoami")

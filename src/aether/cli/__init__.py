@@ -114,7 +114,10 @@ def cli(log_level: str, log_format: str) -> None:
     level = log_level.lower()
     # Also covers AETHER_LOG_LEVEL and upper-case spellings, which the argv scan cannot see.
     output.state.debug = level in ("debug", "trace")
-    output.state.json_logs = configure_logging(level, log_format.lower())
+    json_logs = configure_logging(level, log_format.lower())
+    # The final error becomes a JSON line only when asked for by name: with `auto`, a pod's
+    # termination message or a CI log keeps the readable `aether: error: …` line.
+    output.state.json_logs = json_logs and log_format.lower() == "json"
 
 
 def main(argv: list[str] | None = None) -> None:

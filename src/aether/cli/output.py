@@ -20,7 +20,7 @@ class OutputState:
     def __init__(self) -> None:
         self.json = False  # --format json: the error envelope goes to stdout
         self.debug = False  # --log-level debug|trace: tracebacks on stderr
-        self.json_logs = False  # stderr carries JSON lines, so the error line is one too
+        self.json_logs = False  # --log-format json: the error line is a JSON log line too
 
     def reset(self, args: list[str]) -> None:
         # Scanning argv covers failures that happen before click has parsed --format.
