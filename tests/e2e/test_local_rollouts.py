@@ -64,7 +64,8 @@ def test_redeploy_cuts_over_without_a_failed_request(server: Any, tmp_path: Path
     assert answers(server, "hello")["version"] == "2.0.0"
     assert api_get(server, f"/deployments/{_id(first)}")["status"] == "superseded"
     port = int(first_endpoint.rsplit(":", 1)[1])
-    assert via_proxy(port, "hello")[0] == 0  # the old process is gone
+    # The old process gets a short drain after the cutover, then it is stopped.
+    wait_for(lambda: via_proxy(port, "hello")[0] == 0, timeout=15, what="the old process gone")
 
 
 def test_broken_releases_fail_and_the_previous_keeps_serving(server: Any, tmp_path: Path) -> None:
