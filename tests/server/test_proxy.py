@@ -170,3 +170,34 @@ def test_unreachable_upstream_is_502(api: ApiHarness) -> None:
     response = proxied(api, "GET", "/", "dead")
     assert response.status_code == 502
     assert set(response.json()) == {"code", "message"}
+
+
+def test_silent_upstream_is_504(api: ApiHarness) -> None:
+    import socket
+
+    from aether.server.proxy import HostProxyMiddleware
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # connections complete in the backlog; nothing ever answers
+    try:
+        api.run(_app_with, "slow", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        proxy = HostProxyMiddleware(api.client.app, idle_secs=0.3)
+        scope = {
+            "type": "http", "method": "GET", "path": "/", "raw_path": b"/",
+            "query_string": b"", "scheme": "http", "client": ("127.0.0.1", 1),
+            "headers": [(b"host", b"slow.localhost:8080")], "app": api.client.app,
+        }  # fmt: skip
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        api.client.portal.call(proxy, scope, receive, send)  # type: ignore[union-attr]
+    finally:
+        listener.close()
+    assert sent[0]["status"] == 504
+    assert json.loads(sent[1]["body"])["code"] == "gateway_timeout"

@@ -6,7 +6,8 @@ every request: the worker flips it in one transaction at cutover, before the old
 stopped. Request and response bodies stream both ways (HTTP/1.1 framing by ``h11``; one
 upstream connection per request). When the upstream refuses the connection the endpoint is
 looked up once more and the request retried if it moved (a cutover in between). No app →
-404, nothing running → 503, upstream unreachable → 502, all as the JSON error envelope.
+404, nothing running → 503, upstream unreachable → 502, silent for 5 minutes → 504, all as
+the JSON error envelope.
 WebSocket upgrades are not proxied.
 """
 
@@ -42,6 +43,9 @@ _HOP_BY_HOP = {
 }
 CONNECT_TIMEOUT_SECS = 5.0
 READ_CHUNK = 65536
+# An app silent this long (no header, no body bytes) gets its request ended: 504 before the
+# response started, a cut-off body after.
+UPSTREAM_IDLE_SECS = 300.0
 
 
 def app_from_host(host: str, public_url: str | None) -> str | None:
@@ -66,8 +70,9 @@ def _host_header(scope: Scope) -> str:
 class HostProxyMiddleware:
     """Outermost ASGI middleware: app hosts go to the app, the rest to the API."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, idle_secs: float = UPSTREAM_IDLE_SECS) -> None:
         self.app = app
+        self.idle_secs = idle_secs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = _server_state(scope)
@@ -77,7 +82,7 @@ class HostProxyMiddleware:
         if app_name is None:
             await self.app(scope, receive, send)
             return
-        await _proxy(state.db, app_name, scope, receive, send)
+        await _proxy(state.db, app_name, scope, receive, send, self.idle_secs)
 
 
 def _server_state(scope: Scope) -> Any:
@@ -85,7 +90,9 @@ def _server_state(scope: Scope) -> Any:
     return getattr(getattr(app, "state", None), "aether", None)
 
 
-async def _proxy(db: Any, app_name: str, scope: Scope, receive: Receive, send: Send) -> None:
+async def _proxy(
+    db: Any, app_name: str, scope: Scope, receive: Receive, send: Send, idle_secs: float
+) -> None:
     try:
         target = await store.running_endpoint(db, app_name)
     except AetherError:
@@ -111,7 +118,7 @@ async def _proxy(db: Any, app_name: str, scope: Scope, receive: Receive, send: S
         return
     reader, writer = upstream
     try:
-        await _exchange(scope, receive, send, reader, writer)
+        await _exchange(scope, receive, send, reader, writer, idle_secs)
     finally:
         writer.close()
         with contextlib.suppress(OSError):
@@ -134,6 +141,7 @@ async def _exchange(
     send: Send,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
+    idle_secs: float,
 ) -> None:
     conn = h11.Connection(h11.CLIENT)
     writer.write(conn.send(_request(scope)))
@@ -149,7 +157,7 @@ async def _exchange(
         more = message.get("more_body", False)
     writer.write(conn.send(h11.EndOfMessage()))
     await writer.drain()
-    await _relay_response(scope, conn, reader, send)
+    await _relay_response(scope, conn, reader, send, idle_secs)
 
 
 def _request(scope: Scope) -> h11.Request:
@@ -172,14 +180,15 @@ def _request(scope: Scope) -> h11.Request:
 
 
 async def _relay_response(
-    scope: Scope, conn: h11.Connection, reader: asyncio.StreamReader, send: Send
+    scope: Scope, conn: h11.Connection, reader: asyncio.StreamReader, send: Send, idle: float
 ) -> None:
     started = False
     try:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                conn.receive_data(await reader.read(READ_CHUNK))
+                read = reader.read(READ_CHUNK)
+                conn.receive_data(await asyncio.wait_for(read, idle))
             elif isinstance(event, h11.Response):
                 headers = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
                 await send(
@@ -192,6 +201,11 @@ async def _relay_response(
                 )
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 break
+    except TimeoutError:
+        log.warning("upstream silent for %ss", idle)
+        if not started:
+            await _error(scope, send, 504, "gateway_timeout", "the app did not answer in time")
+            return
     except (h11.RemoteProtocolError, OSError) as exc:
         log.warning("upstream broke off: %s", exc)
         if not started:
