@@ -32,7 +32,7 @@ def arguments(keyword: str) -> list[str]:
 def test_base_is_python_3_11_slim_matching_the_zipapp_shebang() -> None:
     assert arguments("FROM") == ["python:3.11-slim"]
     shebang = (ROOT / "scripts" / "build-zipapp").read_text()
-    assert 'SHEBANG = "/usr/bin/env python3.11"' in shebang
+    assert 'SHEBANG = "/usr/bin/env -S python3.11 -S"' in shebang
 
 
 def test_copies_the_file_that_make_zipapp_builds() -> None:

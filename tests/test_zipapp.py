@@ -84,7 +84,7 @@ def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Zipapp:
 
 def test_shebang_names_python_3_11(zipapp: Zipapp) -> None:
     with zipapp.path.open("rb") as handle:
-        assert handle.readline() == b"#!/usr/bin/env python3.11\n"
+        assert handle.readline() == b"#!/usr/bin/env -S python3.11 -S\n"
     assert os.access(zipapp.path, os.X_OK)
 
 
