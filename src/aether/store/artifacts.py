@@ -202,6 +202,23 @@ async def list_events(db: Executor, *, digest: str | None = None) -> list[Row]:
 # --- retention -------------------------------------------------------------------------------
 
 
+async def of_app(db: Executor, app_id: str) -> list[Row]:
+    """Every artifact row of an app (pending and stored), for deleting its objects."""
+    return await db.fetch_all(f"{_SELECT} WHERE a.app_id = :app_id", {"app_id": app_id})
+
+
+async def apps_deploying_artifacts_of(db: Executor, app_id: str) -> list[str]:
+    """Names of other apps whose deployments use an artifact uploaded for this app."""
+    rows = await db.fetch_all(
+        "SELECT DISTINCT ap.name FROM deployments d"
+        " JOIN artifacts a ON a.id = d.artifact_id"
+        " JOIN applications ap ON ap.id = d.app_id"
+        " WHERE a.app_id = :app_id AND d.app_id <> :app_id ORDER BY ap.name",
+        {"app_id": app_id},
+    )
+    return [row["name"] for row in rows]
+
+
 async def protected_ids(db: Executor, app_id: str) -> set[str]:
     """Artifacts of this app that retention must keep: those of live deployments (pending,
     deploying, running) and of each app's previous successful one (its newest superseded

@@ -3,13 +3,14 @@ delete (admin or owner)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aether.errors import BadRequest
+from aether.errors import AetherError, BadRequest, Conflict
 from aether.models import is_app_name
 from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
@@ -17,7 +18,10 @@ from aether.server.openapi import NULLABLE_STR, STR, obj, operation, param
 from aether.server.routes.deployments import DEPLOYMENT_SCHEMA, deployment_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
+from aether.store import artifacts as artifact_store
 from aether.store.database import Row
+
+log = logging.getLogger(__name__)
 
 
 def app_json(row: Row, state: ServerState) -> dict[str, Any]:
@@ -81,9 +85,29 @@ async def get_app(request: Request) -> JSONResponse:
 
 
 async def delete_app(request: Request) -> Response:
+    """Delete the app's rows and then its artifacts' objects; the worker stops what runs.
+    Refused while another app deploys one of its artifacts (promoted bytes stay alive)."""
     row = await load_app(request, write=True)
-    await app_store.delete_app(get_state(request).db, row["id"])
+    state = get_state(request)
+    users = await artifact_store.apps_deploying_artifacts_of(state.db, row["id"])
+    if users:
+        raise Conflict(
+            f"app {row['name']!r} uploaded artifacts that app(s) {', '.join(users)} deploy;"
+            " delete those apps first"
+        )
+    artifacts = await artifact_store.of_app(state.db, row["id"])
+    await app_store.delete_app(state.db, row["id"])
+    for artifact in artifacts:
+        await _delete_object(state, artifact["storage_key"])
     return Response(status_code=204)
+
+
+async def _delete_object(state: ServerState, key: str) -> None:
+    # The rows are gone already: a leftover object is only wasted space, so log and go on.
+    try:
+        await state.blobs.delete(key)
+    except AetherError as exc:
+        log.warning("could not delete %s after deleting its app: %s", key, exc.message)
 
 
 ROUTES = [
@@ -119,6 +143,11 @@ OPENAPI = {
     },
     "/apps/{app}": {
         "get": operation("Show an app", params=_APP, response=APP_WITH_CURRENT),
-        "delete": operation("Delete an app (admin or owner)", status=204, params=_APP),
+        "delete": operation(
+            "Delete an app (admin or owner), its deployments and its artifacts' objects",
+            status=204,
+            params=_APP,
+            errors=(401, 403, 404, 409),
+        ),
     },
 }
