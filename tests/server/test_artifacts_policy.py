@@ -65,6 +65,19 @@ def test_idempotency_key_replays_and_conflicts(api):
     assert up.upload(second_body, idempotency_key="deploy-43").status_code == 200
 
 
+def test_an_idempotency_key_first_used_on_a_duplicate_still_conflicts(api):
+    up = Uploader(api)
+    body, digest = blob(210)
+    assert up.upload(body).status_code == 200
+    duplicate = up.complete(digest, len(body), idempotency_key="retry-7")
+    assert duplicate.status_code == 200 and duplicate.json()["duplicate"] is True
+    replay = up.complete(digest, len(body), idempotency_key="retry-7")
+    assert replay.json() == duplicate.json()
+    other_body, _ = blob(211)
+    conflict = up.upload(other_body, idempotency_key="retry-7")
+    assert conflict.status_code == 409 and conflict.json()["code"] == "idempotency_conflict"
+
+
 def test_signature_verified_unverified_and_malformed(api):
     up = Uploader(api)
     api.post("/apps", json={"name": "shop"}, as_="deployer")

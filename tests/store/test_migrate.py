@@ -15,6 +15,7 @@ EXPECTED_TABLES = {
     "deployment_events",
     "public_keys",
     "app_leases",
+    "idempotency_keys",
     "schema_migrations",
 }
 

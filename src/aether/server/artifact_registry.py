@@ -202,7 +202,7 @@ async def _complete(state: ServerState, app: Row, completion: Completion) -> dic
         return replay
     row = await artifact_store.get_by_digest(state.db, completion.digest)
     if row is not None and row["status"] == "stored":
-        return await _duplicate(state, row, signature)
+        return await _remember_key(state, completion, await _duplicate(state, row, signature))
     row = await _pending_row(state, app, completion, row)
     await check_quota(state, app, completion.size_bytes)
     if completion.upload_id:
@@ -212,7 +212,8 @@ async def _complete(state: ServerState, app: Row, completion: Completion) -> dic
     )
     public_keys = await key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, completion.digest, signature)
-    return await _store(state, row, completion, signature, verified)
+    result = await _store(state, row, completion, signature, verified)
+    return await _remember_key(state, completion, result)
 
 
 async def _idempotent_replay(state: ServerState, completion: Completion) -> dict | None:
@@ -221,11 +222,29 @@ async def _idempotent_replay(state: ServerState, completion: Completion) -> dict
     prior = await artifact_store.get_by_idempotency_key(state.db, completion.idempotency_key)
     if prior is None:
         return None
+    _check_same_digest(prior, completion)
+    row = await artifact_store.get_stored(state.db, completion.digest)
+    # Retention may have deleted the artifact since: then this is a new complete after all.
+    return None if row is None else answer(row, duplicate=prior["duplicate"])
+
+
+async def _remember_key(state: ServerState, completion: Completion, result: dict) -> dict:
+    if completion.idempotency_key:
+        first = await artifact_store.remember_idempotency_key(
+            state.db,
+            completion.idempotency_key,
+            digest=completion.digest,
+            duplicate=result["duplicate"],
+        )
+        _check_same_digest(first, completion)
+    return result
+
+
+def _check_same_digest(prior: Row, completion: Completion) -> None:
     if prior["digest"] != completion.digest:
         raise IdempotencyConflict(
             f"idempotency_key was already used for digest {prior['digest']}; use a new key"
         )
-    return answer(prior, duplicate=False)
 
 
 async def _duplicate(state: ServerState, row: Row, signature: str | None) -> dict[str, Any]:

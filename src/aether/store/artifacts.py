@@ -34,7 +34,29 @@ async def get_by_id(db: Executor, artifact_id: str) -> Row | None:
 
 
 async def get_by_idempotency_key(db: Executor, key: str) -> Row | None:
-    return await db.fetch_one(f"{_SELECT} WHERE a.idempotency_key = :key", {"key": key})
+    """The first use of an idempotency key: ``{digest, duplicate}`` (what that complete
+    answered), or None when the key is new."""
+    row = await db.fetch_one(
+        "SELECT digest, duplicate FROM idempotency_keys WHERE key = :key", {"key": key}
+    )
+    if row is not None:
+        return {"digest": row["digest"], "duplicate": bool(row["duplicate"])}
+    stored = await db.fetch_one(
+        "SELECT digest FROM artifacts WHERE idempotency_key = :key", {"key": key}
+    )
+    return None if stored is None else {"digest": stored["digest"], "duplicate": False}
+
+
+async def remember_idempotency_key(db: Executor, key: str, *, digest: str, duplicate: bool) -> Row:
+    """Record a key's first use; returns the first use (another digest means a conflict)."""
+    await db.execute(
+        "INSERT INTO idempotency_keys (key, digest, duplicate, created_at)"
+        " VALUES (:key, :digest, :duplicate, :now) ON CONFLICT (key) DO NOTHING",
+        {"key": key, "digest": digest, "duplicate": duplicate, "now": now_iso()},
+    )
+    first = await get_by_idempotency_key(db, key)
+    assert first is not None
+    return first
 
 
 async def upsert_pending(
