@@ -35,6 +35,7 @@ def test_default_layout_and_sidecar_names(sample: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == [
         "app.tar.zst",
         "app.tar.zst.cdx.json",
+        "app.tar.zst.cdx.key",
         "app.tar.zst.manifest.json",
     ]  # no temporary files left behind
 

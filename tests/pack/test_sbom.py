@@ -91,3 +91,38 @@ def test_no_sbom_removes_a_stale_one(sample: Path) -> None:
     assert second.sbom is None
     assert not first.sbom.exists()
     assert second.as_json()["sbom"] is None
+
+
+def _pack_in_a_fresh_process(project: Path) -> bool:
+    """Pack in a new interpreter; True when it had to import cyclonedx (build the SBOM)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from aether.pack import PackOptions, build_artifact;"
+        f"build_artifact(Path({str(project)!r}), PackOptions(install=False), environ={{}});"
+        "print('cyclonedx' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip() == "True"
+
+
+def test_unchanged_inputs_reuse_the_sbom_and_changed_ones_rebuild_it(sample: Path) -> None:
+    assert _pack_in_a_fresh_process(sample) is True
+    first = (sample / ".aether" / "app.tar.zst.cdx.json").read_text()
+    (sample / "server.js").write_text("// a code-only change\n")
+    assert _pack_in_a_fresh_process(sample) is False, "same lockfile: the SBOM is reused"
+    assert (sample / ".aether" / "app.tar.zst.cdx.json").read_text() == first
+
+    lock = json.loads((sample / "package-lock.json").read_text())
+    lock["packages"]["node_modules/left-pad"]["version"] = "9.9.9"
+    (sample / "package-lock.json").write_text(json.dumps(lock))
+    assert _pack_in_a_fresh_process(sample) is True
+    assert "9.9.9" in (sample / ".aether" / "app.tar.zst.cdx.json").read_text()
+
+
+def test_an_edited_sbom_is_rebuilt_not_reused(sample: Path) -> None:
+    pristine = sbom_of(sample)
+    sbom = sample / ".aether" / "app.tar.zst.cdx.json"
+    sbom.write_text(pristine.replace("left-pad", "right-pad"))
+    assert sbom_of(sample) == pristine

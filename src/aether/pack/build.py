@@ -9,6 +9,7 @@ stale SBOM or signature files from an earlier pack are removed when this pack wr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
@@ -22,6 +23,7 @@ from aether.pack.compress import CompressedSink
 from aether.pack.ignore import IgnoreRules
 from aether.pack.install import install_dependencies
 from aether.pack.layout import Layout
+from aether.pack.lockfile import sbom_inputs_key
 from aether.pack.manifest import build_manifest, write_manifest, write_text_atomic
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents, write_tree
@@ -217,14 +219,35 @@ def _write_sbom(
 ) -> Path | None:
     if not options.sbom:
         _remove_stale(layout.sbom)
+        _remove_stale(layout.sbom_key)
         return None
     progress("sbom", 0, None)
-    from aether.pack.sbom import build_sbom  # cyclonedx is slow to import; only when needed
-
     explicit = options.source_date_epoch is not None or "SOURCE_DATE_EPOCH" in environ
     epoch = _source_date_epoch(options, environ) if explicit else None
-    write_text_atomic(layout.sbom, build_sbom(root, package, source_date_epoch=epoch))
+    key = sbom_inputs_key(root, package, epoch)
+    if _reusable_sbom(layout, key):
+        return layout.sbom
+    from aether.pack.sbom import build_sbom  # cyclonedx is slow to import; only when needed
+
+    _remove_stale(layout.sbom_key)  # never a key beside an SBOM it does not describe
+    text = build_sbom(root, package, source_date_epoch=epoch)
+    write_text_atomic(layout.sbom, text)
+    write_text_atomic(layout.sbom_key, f"{key} {_sha256_text(text)}\n")
     return layout.sbom
+
+
+def _reusable_sbom(layout: Layout, key: str) -> bool:
+    """The SBOM beside the artifact was made from these inputs and is unchanged since."""
+    try:
+        recorded = layout.sbom_key.read_text(encoding="ascii").split()
+        text = layout.sbom.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return recorded == [key, _sha256_text(text)]
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _write_signature(

@@ -2,7 +2,7 @@
 
 ``--out`` may name a folder (existing, or anything without an archive suffix) or the artifact
 file itself. Beside the artifact ``A``: ``A.manifest.json``, ``A.cdx.json`` (the SBOM) and
-``A.sig``; the same names are used by ``aether verify`` to find them.
+``A.sig``, and ``A.cdx.key`` (what the SBOM was made from, to reuse it); the same names are used by ``aether verify`` to find them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ def sbom_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".cdx.json")
 
 
+def sbom_key_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".cdx.key")
+
+
 def signature_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".sig")
 
@@ -43,6 +47,10 @@ class Layout:
     @property
     def sbom(self) -> Path:
         return sbom_path(self.artifact)
+
+    @property
+    def sbom_key(self) -> Path:
+        return sbom_key_path(self.artifact)
 
     @property
     def signature(self) -> Path:
@@ -68,7 +76,7 @@ class Layout:
     def excluded_from(self, project_dir: Path) -> list[str]:
         """Relative paths of this pack's own outputs inside the project (never packed)."""
         excluded = []
-        for path in (self.artifact, self.manifest, self.sbom, self.signature):
+        for path in (self.artifact, self.manifest, self.sbom, self.sbom_key, self.signature):
             try:
                 excluded.append(path.relative_to(project_dir).as_posix())
             except ValueError:

@@ -22,7 +22,7 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot5
 from packageurl import PackageURL
 
-from aether.pack.project import read_json_file
+from aether.pack.lockfile import installed_packages, lock_packages
 
 _HASHES = {
     "sha1": HashAlgorithm.SHA_1,
@@ -44,8 +44,8 @@ def build_sbom(project_dir: Path, package: dict, *, source_date_epoch: int | Non
     )
     root = _root_component(package)
     bom.metadata.component = root
-    packages = _lock_packages(project_dir)
-    installed = _installed(project_dir, packages)
+    packages = lock_packages(project_dir)
+    installed = installed_packages(project_dir, packages)
     by_path = _components(installed)
     for component in by_path.values():
         bom.components.add(component)
@@ -104,31 +104,6 @@ def _split(name: str) -> tuple[str | None, str]:
 def _purl(name: str, version: str | None) -> PackageURL:
     scope, bare = _split(name)
     return PackageURL(type="npm", namespace=scope, name=bare, version=version)
-
-
-def _lock_packages(project_dir: Path) -> dict[str, dict]:
-    for candidate in (
-        "package-lock.json",
-        "npm-shrinkwrap.json",
-        "node_modules/.package-lock.json",
-    ):
-        lock = read_json_file(project_dir / candidate)
-        if lock is not None and isinstance(lock.get("packages"), dict):
-            return {k: v for k, v in lock["packages"].items() if isinstance(v, dict)}
-    return {}
-
-
-def _installed(project_dir: Path, packages: dict[str, dict]) -> dict[str, dict]:
-    """Non-dev lockfile entries; optional ones only when they are on disk."""
-    keep = {}
-    for path, entry in sorted(packages.items()):
-        if path == "" or entry.get("dev") or entry.get("link"):
-            continue
-        if entry.get("optional") or entry.get("devOptional"):
-            if not (project_dir / path).is_dir():
-                continue
-        keep[path] = entry
-    return keep
 
 
 def _package_name(path: str, entry: dict) -> str:
