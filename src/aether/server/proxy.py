@@ -7,8 +7,8 @@ stopped. Request and response bodies stream both ways (HTTP/1.1 framing by ``h11
 upstream connection per request). When the upstream refuses the connection the endpoint is
 looked up once more and the request retried if it moved (a cutover in between). No app →
 404, nothing running → 503, upstream unreachable → 502, silent for 5 minutes → 504, all as
-the JSON error envelope.
-WebSocket upgrades are not proxied.
+the JSON error envelope. WebSocket upgrades are relayed too (:mod:`aether.server.ws_proxy`);
+when a WebSocket's app cannot be reached the upgrade is refused (403).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aether.errors import AetherError
 from aether.server.errors import envelope_response
+from aether.server.ws_proxy import relay_websocket
 from aether.store import reconcile as store
 
 log = logging.getLogger("aether.proxy")
@@ -77,7 +78,7 @@ class HostProxyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = _server_state(scope)
         app_name = None
-        if scope["type"] == "http" and state is not None:
+        if scope["type"] in ("http", "websocket") and state is not None:
             app_name = app_from_host(_host_header(scope), state.public_url)
         if app_name is None:
             await self.app(scope, receive, send)
@@ -118,7 +119,10 @@ async def _proxy(
         return
     reader, writer = upstream
     try:
-        await _exchange(scope, receive, send, reader, writer, idle_secs)
+        if scope["type"] == "websocket":
+            await relay_websocket(scope, receive, send, reader, writer, _host_header(scope))
+        else:
+            await _exchange(scope, receive, send, reader, writer, idle_secs)
     finally:
         writer.close()
         with contextlib.suppress(OSError):
@@ -216,6 +220,10 @@ async def _relay_response(
 
 
 async def _error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    if scope["type"] == "websocket":
+        log.warning("refusing a WebSocket for %s: %s", _host_header(scope), message)
+        await send({"type": "websocket.close", "code": 1011})
+        return
     response = envelope_response(status, code, message, request_id=None)
 
     async def no_body() -> dict[str, Any]:
