@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from aether.store.migrate import available
+
 
 def _api(server, method, path, token=None, **kwargs):
     headers = {"Authorization": f"Bearer {token or server.admin_token}"}
@@ -129,7 +131,8 @@ def test_cli_migrate_and_token_commands(tmp_path):
     applied = subprocess.run(
         [*base, "migrate", *data, "--format", "json"], env=env, capture_output=True, text=True
     )
-    assert json.loads(applied.stdout)["applied"] == ["0001_initial"]
+    every = [f"{m.version:04d}_{m.name}" for m in available()]
+    assert json.loads(applied.stdout)["applied"] == every
     created = subprocess.run(
         [*base, "token", "create", "--name", "ci", "--role", "reader", *data, "--format", "json"],
         env=env,
