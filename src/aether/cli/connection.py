@@ -1,4 +1,4 @@
-"""What the client commands share: the ``--token`` option and opening an API client.
+"""What the client commands share: ``--token``, ``--timeout`` and opening an API client.
 
 The prompt for a token is offered only when stdin is a terminal; everything else about where
 credentials come from lives in :mod:`aether.client.credentials`. Heavy imports (requests)
@@ -26,6 +26,18 @@ def token_option(command: Callable[..., Any]) -> Callable[..., Any]:
         metavar="TOKEN",
         default=None,
         help="API token (default: AETHER_TOKEN, then the session file from `aether login`).",
+    )(command)
+
+
+def rollout_timeout_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--timeout``: how long ``deploy`` and ``rollback`` follow a rollout."""
+    return click.option(
+        "--timeout",
+        "timeout_secs",
+        type=click.FloatRange(min=1),
+        default=180.0,
+        show_default=True,
+        help="Seconds to wait for the rollout.",
     )(command)
 
 

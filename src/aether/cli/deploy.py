@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from aether.cli.connection import token_option
+from aether.cli.connection import rollout_timeout_option, token_option
 from aether.cli.output import emit, format_option
 
 
@@ -39,14 +39,7 @@ from aether.cli.output import emit, format_option
 @click.option(
     "--start-command", metavar="CMD", help="Command that starts the app (default: npm start)."
 )
-@click.option(
-    "--timeout",
-    "timeout_secs",
-    type=click.FloatRange(min=1),
-    default=180.0,
-    show_default=True,
-    help="Seconds to wait for the rollout.",
-)
+@rollout_timeout_option
 @token_option
 @format_option
 def deploy(

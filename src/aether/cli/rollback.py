@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from aether.cli.connection import app_option, open_api, resolve_app, token_option
+from aether.cli.connection import (
+    app_option,
+    open_api,
+    resolve_app,
+    rollout_timeout_option,
+    token_option,
+)
 from aether.cli.output import emit, format_option
 
 
@@ -19,14 +25,7 @@ from aether.cli.output import emit, format_option
     help="Deployment whose artifact and settings to redeploy (default: the previous successful one).",
 )
 @click.option("--no-wait", is_flag=True, help="Return once the new deployment is registered.")
-@click.option(
-    "--timeout",
-    "timeout_secs",
-    type=click.FloatRange(min=1),
-    default=180.0,
-    show_default=True,
-    help="Seconds to wait for the rollout.",
-)
+@rollout_timeout_option
 @token_option
 @format_option
 def rollback(

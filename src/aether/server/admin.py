@@ -73,15 +73,7 @@ def create_token(
         issued = await token_store.create_token(
             db, name=name, role=role, email=email, ttl_secs=ttl_secs
         )
-        row = issued.row
-        return {
-            "token": issued.token,
-            "token_id": row["id"],
-            "user_id": row["user_id"],
-            "name": row["name"],
-            "role": row["role"],
-            "expires_at": row["expires_at"],
-        }
+        return issued.as_json()
 
     return with_database(settings, action)
 

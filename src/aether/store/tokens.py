@@ -11,6 +11,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from aether.errors import ConfigError, NotFound
 from aether.models import ROLES
@@ -39,6 +40,17 @@ class IssuedToken:
 
     token: str
     row: Row
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``POST /tokens``, ``POST /tokens/rotate`` and ``aether token create`` show."""
+        return {
+            "token": self.token,
+            "token_id": self.row["id"],
+            "user_id": self.row["user_id"],
+            "name": self.row["name"],
+            "role": self.row["role"],
+            "expires_at": self.row["expires_at"],
+        }
 
 
 async def _insert_token(

@@ -27,18 +27,6 @@ async def whoami(request: Request) -> JSONResponse:
     )
 
 
-def issued_json(issued: token_store.IssuedToken) -> dict[str, Any]:
-    row = issued.row
-    return {
-        "token": issued.token,
-        "token_id": row["id"],
-        "user_id": row["user_id"],
-        "name": row["name"],
-        "role": row["role"],
-        "expires_at": row["expires_at"],
-    }
-
-
 def token_json(row: Row) -> dict[str, Any]:
     keys = ("id", "user_id", "email", "name", "role", "created_at", "expires_at", "last_used_at")
     return {key: row.get(key) for key in keys}
@@ -65,7 +53,7 @@ async def create_token(request: Request) -> JSONResponse:
         email=body.get("email"),
         ttl_secs=ttl,
     )
-    return JSONResponse(issued_json(issued), status_code=201)
+    return JSONResponse(issued.as_json(), status_code=201)
 
 
 async def list_tokens(request: Request) -> JSONResponse:
@@ -80,7 +68,7 @@ async def rotate_token(request: Request) -> JSONResponse:
     state = get_state(request)
     issued = await token_store.rotate_token(state.db, who.token_id)
     state.auth_cache.clear()
-    return JSONResponse(issued_json(issued))
+    return JSONResponse(issued.as_json())
 
 
 async def delete_token(request: Request) -> Response:
