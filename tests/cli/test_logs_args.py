@@ -42,6 +42,12 @@ def test_first_request_asks_for_tail_and_reconnects_only_for_the_cursor() -> Non
     assert request_params(query, "c-41") == {"follow": True, "cursor": "c-41"}
 
 
+def test_a_container_is_asked_for_on_every_request() -> None:
+    query = LogQuery(app="web", follow=True, container="fetch")
+    assert request_params(query, None)["container"] == "fetch"
+    assert request_params(query, "c-7") == {"follow": True, "container": "fetch", "cursor": "c-7"}
+
+
 def test_stderr_lines_are_marked() -> None:
     assert format_line({"ts": "T", "stream": "stdout", "line": "hi"}) == "T hi"
     assert format_line({"ts": "T", "stream": "stderr", "line": "boom"}) == "T ! boom"

@@ -54,6 +54,7 @@ def test_history_with_tail_and_cursor(logs_api: ApiHarness, runtime: LocalRuntim
     assert [x["line"] for x in ndjson(logs_api.get("/apps/hello/logs?tail=1"))] == ["c"]
     resumed = logs_api.get("/apps/hello/logs", params={"cursor": everything[0]["cursor"]})
     assert [x["line"] for x in ndjson(resumed)] == ["b", "c"]
+    assert len(ndjson(logs_api.get("/apps/hello/logs?container=app"))) == 3
 
 
 def test_follow_streams_lines_written_later(logs_api: ApiHarness, runtime: LocalRuntime) -> None:
@@ -70,7 +71,8 @@ def test_follow_streams_lines_written_later(logs_api: ApiHarness, runtime: Local
 
 
 @pytest.mark.parametrize(
-    "query", ["tail=-1", "tail=x", "cursor=garbage", "since=yesterday", "follow=maybe"]
+    "query",
+    ["tail=-1", "tail=x", "cursor=garbage", "since=yesterday", "follow=maybe", "container=fetch"],
 )
 def test_bad_parameters_are_400(logs_api: ApiHarness, query: str) -> None:
     response = logs_api.get(f"/apps/hello/logs?{query}")

@@ -26,6 +26,11 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
     "--since", metavar="DURATION|RFC3339", help="Only lines newer than 10m, 2h, 1d or a timestamp."
 )
 @click.option(
+    "--container",
+    metavar="NAME",
+    help="Kubernetes: only this container's lines (fetch or app); default both.",
+)
+@click.option(
     "--format",
     "output_format",
     type=click.Choice(("text", "json")),
@@ -39,13 +44,20 @@ def logs(
     follow: bool,
     tail: int | None,
     since: str | None,
+    container: str | None,
     output_format: str,
     token: str | None,
 ) -> None:
     """Show an app's recent output; with --follow, stream it live (reconnecting as needed)."""
     from aether.client.logs import LogQuery, stream_logs
 
-    query = LogQuery(app=resolve_app(app), tail=tail, since=parse_since(since), follow=follow)
+    query = LogQuery(
+        app=resolve_app(app),
+        tail=tail,
+        since=parse_since(since),
+        follow=follow,
+        container=container,
+    )
     printer = print_json_line if output_format == "json" else print_text_line
     with open_api(token) as api:
         try:

@@ -29,6 +29,7 @@ class LogQuery:
     tail: int | None = None
     since: str | None = None
     follow: bool = False
+    container: str | None = None  # Kubernetes: "fetch" or "app"; default both
 
 
 def stream_logs(
@@ -69,6 +70,8 @@ def stream_logs(
 def request_params(query: LogQuery, cursor: str | None) -> dict[str, Any]:
     """First request: tail/since; every reconnect: only the cursor of the last line seen."""
     params: dict[str, Any] = {"follow": query.follow}
+    if query.container:
+        params["container"] = query.container
     if cursor is None:
         params["tail"] = query.tail
         params["since"] = query.since

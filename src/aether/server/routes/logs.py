@@ -65,6 +65,7 @@ async def app_logs(request: Request) -> StreamingResponse:
         since=query.get("since") or None,
         follow=_flag(query.get("follow"), "follow"),
         cursor=query.get("cursor") or None,
+        container=query.get("container") or None,
     )
     return StreamingResponse(
         _ndjson(lines, state.stopping),
@@ -109,6 +110,7 @@ OPENAPI = {
                 param("since", where="query"),
                 param("follow", where="query", schema={"type": "boolean"}),
                 param("cursor", where="query"),
+                param("container", where="query"),
             ],
             response=LOG_LINE,
             media_type="application/x-ndjson",

@@ -95,8 +95,10 @@ class Runtime(abc.ABC):
         since: str | None = None,
         follow: bool = False,
         cursor: str | None = None,
+        container: str | None = None,
     ) -> AsyncIterator[LogLine]:
-        """The app's output, oldest first; with ``follow`` keeps yielding new lines."""
+        """The app's output, oldest first; with ``follow`` keeps yielding new lines.
+        ``container`` narrows it where an app has several (Kubernetes: ``fetch``, ``app``)."""
 
     async def start(self) -> None:
         """Bring up what the runtime needs (called once by the worker)."""

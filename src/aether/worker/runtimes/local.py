@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aether.errors import BadRequest
 from aether.settings import WorkerSettings
 from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
 from aether.worker.runtimes.health import free_port
@@ -164,7 +165,12 @@ class LocalRuntime(Runtime):
         since: str | None = None,
         follow: bool = False,
         cursor: str | None = None,
+        container: str | None = None,
     ) -> AsyncIterator[LogLine]:
+        if container not in (None, "app"):
+            raise BadRequest(
+                f"container={container!r}: the local runtime runs one process per app ('app')"
+            )
         logs_dir = self.apps_dir / app_name / "logs"
         return read_logs(logs_dir, tail=tail, since=since, follow=follow, cursor=cursor)
 
