@@ -28,6 +28,8 @@ def test_presign_put_complete_then_head_detail_and_duplicates(registry_api):
 
     head = api.head(f"/artifacts/{digest}", as_="reader")
     assert head.status_code == 200 and head.content == b""
+    invalid = api.head("/artifacts/not-a-digest", as_="reader")
+    assert invalid.status_code == 400 and invalid.content == b""
     detail = api.get(f"/artifacts/{digest}", as_="reader").json()
     assert detail["status"] == "stored" and detail["size_bytes"] == len(body)
     assert detail["app_name"] == "shop" and detail["id"] == answer["artifact_id"]

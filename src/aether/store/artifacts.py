@@ -24,6 +24,15 @@ async def get_by_digest(db: Executor, digest: str) -> Row | None:
     return await db.fetch_one(f"{_SELECT} WHERE a.digest = :digest", {"digest": digest})
 
 
+async def is_stored(db: Executor, digest: str) -> bool:
+    """One indexed lookup, no join: what ``HEAD /artifacts/{digest}`` asks on every deploy."""
+    row = await db.fetch_one(
+        "SELECT 1 AS stored FROM artifacts WHERE digest = :digest AND status = 'stored'",
+        {"digest": digest},
+    )
+    return row is not None
+
+
 async def get_stored(db: Executor, digest: str) -> Row | None:
     row = await get_by_digest(db, digest)
     return row if row is not None and row["status"] == "stored" else None

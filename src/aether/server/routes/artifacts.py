@@ -30,8 +30,10 @@ async def artifact_detail(request: Request) -> Response:
     require_role(request, *READ_ROLES)
     state = get_state(request)
     digest = request.path_params["digest"]
-    if request.method == "HEAD":
-        found = check_digest_or_none(digest) and await artifact_store.get_stored(state.db, digest)
+    if request.method == "HEAD":  # the client's "skip the upload?" question: kept lean
+        if check_digest_or_none(digest) is None:
+            return Response(status_code=400)  # a HEAD answer carries no body, not even an error
+        found = await artifact_store.is_stored(state.db, digest)
         return Response(status_code=200 if found else 404)
     row = await artifact_store.get_by_digest(state.db, check_digest(digest))
     if row is None:
@@ -138,7 +140,7 @@ OPENAPI = {
         "head": operation(
             "200 when the digest is stored, 404 otherwise (no body)",
             params=[_DIGEST_PARAM],
-            errors=(401, 403),
+            errors=(400, 401, 403),
         ),
     },
     "/artifacts/{digest}/download": {
