@@ -59,7 +59,10 @@ class DeploymentSpec:
 def decode_env(row: Row) -> Row:
     """The row with ``env`` as a dict (it is stored as JSON text)."""
     raw = row.get("env")
-    row["env"] = json.loads(raw) if isinstance(raw, str) and raw else (raw or {})
+    if raw == "{}" or not raw:  # most deployments set no env: skip the parser (listings)
+        row["env"] = {}
+    else:
+        row["env"] = json.loads(raw) if isinstance(raw, str) else raw
     return row
 
 

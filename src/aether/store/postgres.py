@@ -118,17 +118,13 @@ async def _fetch_all(conn: psycopg.AsyncConnection[Any], sql: str, params: Param
         result = cursor.pgresult
         if result is None or result.nfields == 0:
             return []
-        return [_plain(row) for row in await cursor.fetchall()]
+        return await cursor.fetchall()  # dict_row: plain dicts already
 
 
 async def _execute(conn: psycopg.AsyncConnection[Any], sql: str, params: Params) -> int:
     with _pg_errors():
         cursor = await conn.execute(to_pyformat(sql), dict(params or {}))
         return cursor.rowcount
-
-
-def _plain(row: dict[str, Any]) -> Row:
-    return dict(row)
 
 
 @contextlib.contextmanager
