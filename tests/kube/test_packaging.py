@@ -138,6 +138,7 @@ async def _scenario(
             await cluster.patch("v1/services", "hello", drift)
             await runtime.deploy(replace(release, pull_token="renewed"), ignore)
     await runtime.observe("hello")
+    assert await runtime.managed_apps() == {"hello"}
     await api.write_log("hello-11111111-0", "app", "hi")
     assert [line.line async for line in runtime.logs("hello", container="app")] == ["hi"]
     await runtime.remove("hello")

@@ -73,3 +73,31 @@ async def test_a_worker_losing_the_lease_leaves_the_cluster_objects_to_the_new_h
     assert held is False
     assert kube_api.live(DEPLOYMENTS, "hello") is not None
     await runtime.stop()
+
+
+async def test_objects_of_an_app_deleted_while_no_worker_ran_are_removed(
+    database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
+) -> None:
+    settings = worker_settings(tmp_path / "data")
+    environ = {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
+    first = KubernetesRuntime.from_env(settings, environ)
+    worker = Worker(database, first, settings, public_url="http://aether", holder="worker-a")
+    gone = await insert_app(database, "gone")
+    kept = await insert_app(database, "kept")
+    for app in (gone, kept):
+        await stage_deployment(database, tmp_path / "data", app, staged=False)
+    passing = asyncio.create_task(worker.run_once(wait=True))
+    for name in ("gone", "kept"):
+        await wait_until(lambda n=name: kube_api.live(DEPLOYMENTS, n), what=f"{name}'s Deployment")
+        await cluster.finish_rollout(name)
+    await asyncio.wait_for(passing, 20)
+    await first.stop()
+    # The app is deleted while no worker runs: nobody holds it to stop it.
+    await database.execute("DELETE FROM applications WHERE id = :id", {"id": gone["id"]})
+
+    second = KubernetesRuntime.from_env(settings, environ)
+    await Worker(database, second, settings, public_url="http://aether").run_once(wait=True)
+
+    assert kube_api.live(DEPLOYMENTS, "gone") is None
+    assert kube_api.live(DEPLOYMENTS, "kept") is not None
+    await second.stop()

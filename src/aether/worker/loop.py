@@ -36,6 +36,8 @@ log = logging.getLogger("aether.worker")
 PG_SAFETY_POLL_SECS = 5.0
 # On SQLite, how often the loop looks for new pending deployments between full passes.
 PENDING_CHECK_SECS = 0.02
+# How often the runtime is asked for apps whose rows are gone (their objects outlive workers).
+ORPHAN_SWEEP_SECS = 60.0
 
 
 def worker_identity() -> str:
@@ -74,6 +76,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._slots: dict[str, _AppSlot] = {}
         self._seen_pending: set[str] = set()
+        self._next_sweep = 0.0  # the first pass sweeps
 
     def stop(self) -> None:
         """Ask the loop to end (safe from a signal handler)."""
@@ -133,6 +136,7 @@ class Worker:
         apps = await store.list_apps(self.db)
         started = [task for app in apps if (task := self._maybe_start(app)) is not None]
         await self._forget_deleted_apps({app["id"] for app in apps})
+        await self._sweep_orphans()
         if wait and started:
             await asyncio.gather(*started, return_exceptions=True)
 
@@ -196,6 +200,22 @@ class Worker:
             del self._slots[app_id]
             if slot.held:
                 await self.runtime.remove(slot.name)
+
+    async def _sweep_orphans(self) -> None:
+        """Remove what the runtime still runs for apps deleted while no worker held them (a
+        worker that was down, or crashed holding the app). Cheap, but not every pass."""
+        if time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + ORPHAN_SWEEP_SECS
+        managed = await self.runtime.managed_apps()
+        if not managed:
+            return
+        # Listed after the runtime answered: an app whose objects exist was created before
+        # them, so it shows up here; nothing a live app owns is taken for an orphan.
+        existing = {app["name"] for app in await store.list_apps(self.db)}
+        for name in sorted(managed - existing):
+            log.info("removing %s from the runtime: its app was deleted", name)
+            await self.runtime.remove(name)
 
     async def _renew_leases(self) -> None:
         """Keep the leases of held apps alive while long rollouts run."""

@@ -100,6 +100,11 @@ class Runtime(abc.ABC):
         """The app's output, oldest first; with ``follow`` keeps yielding new lines.
         ``container`` narrows it where an app has several (Kubernetes: ``fetch``, ``app``)."""
 
+    async def managed_apps(self) -> set[str]:
+        """Names of the apps this runtime holds objects for, when they outlive the worker
+        (a cluster's); the worker removes those whose app was deleted meanwhile."""
+        return set()
+
     async def start(self) -> None:
         """Bring up what the runtime needs (called once by the worker)."""
         return None

@@ -213,6 +213,13 @@ class KubernetesRuntime(Runtime):
         deployment_id = _labels(deployment).get("deployment_id") if rolled_out else None
         return self._observed(app_name, deployment_id, healthy, progress.message)
 
+    async def managed_apps(self) -> set[str]:
+        try:
+            deployments = await self.client.list(DEPLOYMENTS, self.namespace, OWNER)
+        except KubeError as exc:
+            raise _outcome(exc) from exc
+        return {name for item in deployments if (name := _labels(item).get("app_name"))}
+
     async def remove(self, app_name: str) -> None:
         try:
             await self._delete_objects(app_name)
