@@ -87,14 +87,18 @@ class Uploader:
             assert put.status_code == 200, put.text
         return self.complete(digest, len(body), **extra)
 
+    def init_multipart(self, digest: str, size: int) -> dict:
+        """``POST /artifacts/multipart/init``; the answer (upload_id, storage_key, …)."""
+        return self.api.post(
+            "/artifacts/multipart/init",
+            json={"app_name": self.app, "digest": digest, "size_bytes": size},
+            as_=self.as_,
+        ).json()
+
     def multipart(self, parts: list[bytes], **extra: Any) -> Any:
         whole = b"".join(parts)
         digest = hashlib.sha256(whole).hexdigest()
-        init = self.api.post(
-            "/artifacts/multipart/init",
-            json={"app_name": self.app, "digest": digest, "size_bytes": len(whole)},
-            as_=self.as_,
-        ).json()
+        init = self.init_multipart(digest, len(whole))
         done = [self.put_part(digest, init["upload_id"], n, p) for n, p in enumerate(parts, 1)]
         return self.api.post(
             "/artifacts/multipart/complete",

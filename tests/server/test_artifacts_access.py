@@ -151,11 +151,7 @@ def test_gc_aborts_stale_multipart_uploads_and_keeps_fresh_ones(registry_api):
     api = registry_api()
     up = Uploader(api)
     body, digest = blob(1000)
-    init = api.post(
-        "/artifacts/multipart/init",
-        json={"app_name": "shop", "digest": digest, "size_bytes": len(body)},
-        as_="deployer",
-    ).json()
+    init = up.init_multipart(digest, len(body))
     up.put_part(digest, init["upload_id"], 1, body)
 
     async def gc(db, ttl):

@@ -103,11 +103,7 @@ def test_multipart_abort_drops_the_pending_row(registry_api):
     api = registry_api()
     up = Uploader(api)
     body, digest = blob(1000)
-    init = api.post(
-        "/artifacts/multipart/init",
-        json={"app_name": "shop", "digest": digest, "size_bytes": len(body)},
-        as_="deployer",
-    ).json()
+    init = up.init_multipart(digest, len(body))
     up.put_part(digest, init["upload_id"], 1, body)
     gone = api.delete(f"/artifacts/multipart/{init['upload_id']}?digest={digest}", as_="deployer")
     assert gone.status_code == 204
@@ -120,11 +116,7 @@ def test_multipart_complete_with_a_wrong_etag_fails(registry_api):
     api = registry_api()
     up = Uploader(api)
     body, digest = blob(1000)
-    init = api.post(
-        "/artifacts/multipart/init",
-        json={"app_name": "shop", "digest": digest, "size_bytes": len(body)},
-        as_="deployer",
-    ).json()
+    init = up.init_multipart(digest, len(body))
     up.put_part(digest, init["upload_id"], 1, body)
     done = api.post(
         "/artifacts/multipart/complete",

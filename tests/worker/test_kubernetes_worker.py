@@ -17,11 +17,16 @@ from plugins.kube_api import DEPLOYMENTS, KubeAPI, wait_until
 from plugins.kube_cluster import Cluster
 
 
+def kube_environ(kube_api: KubeAPI) -> dict[str, str]:
+    """The runtime's environment: the loopback API's kubeconfig and a fast status poll."""
+    return {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
+
+
 async def test_a_pending_deployment_becomes_a_running_kubernetes_deployment(
     database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
 ) -> None:
     settings = worker_settings(tmp_path / "data")
-    environ = {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
+    environ = kube_environ(kube_api)
     runtime = KubernetesRuntime.from_env(settings, environ)
     worker = Worker(database, runtime, settings, public_url="http://aether.aether-system.svc")
     app = await insert_app(database, "hello")
@@ -52,7 +57,7 @@ async def test_a_worker_losing_the_lease_leaves_the_cluster_objects_to_the_new_h
     database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
 ) -> None:
     settings = worker_settings(tmp_path / "data")
-    environ = {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
+    environ = kube_environ(kube_api)
     runtime = KubernetesRuntime.from_env(settings, environ)
     worker = Worker(database, runtime, settings, public_url="http://aether", holder="worker-a")
     app = await insert_app(database, "hello")
@@ -79,7 +84,7 @@ async def test_objects_of_an_app_deleted_while_no_worker_ran_are_removed(
     database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
 ) -> None:
     settings = worker_settings(tmp_path / "data")
-    environ = {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
+    environ = kube_environ(kube_api)
     first = KubernetesRuntime.from_env(settings, environ)
     worker = Worker(database, first, settings, public_url="http://aether", holder="worker-a")
     gone = await insert_app(database, "gone")
