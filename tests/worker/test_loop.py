@@ -200,18 +200,57 @@ async def test_notify_wakes_the_worker_before_the_safety_poll(
     db = open_database(fresh_postgres_url, tmp_path)
     await db.open()
     await migrate(db)
-    worker = make_worker(db, tmp_path / "data")
+    # A safety poll far beyond the deadline below: only the NOTIFY can make it in time.
+    worker = make_worker(db, tmp_path / "data", AETHER_WORKER_POLL_SECS=120)
     task = asyncio.create_task(worker.run())
     try:
         app = await insert_app(db, "hello")
-        await worker.run_once(wait=True)  # trigger installed, listener connected
-        await asyncio.sleep(0)  # let the first pass settle into its (long) safety-poll wait
+        await asyncio.wait_for(worker.listening.wait(), 10)
+        await worker.run_once(wait=True)  # the app settled: only a NOTIFY can wake the loop now
         dep_id = await stage_deployment(db, tmp_path / "data", app)
 
         async def running() -> bool:
             return (await deployment(db, dep_id))["status"] == "running"
 
-        await eventually(running, timeout=4.0)  # the safety poll alone would take 5 s
+        await eventually(running, timeout=30.0)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 20)
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_a_dropped_listen_reconnects_and_catches_up_on_what_it_missed(
+    fresh_postgres_url: str, tmp_path: Path
+) -> None:
+    from aether.store.database import open_database
+    from aether.store.migrate import migrate
+
+    db = open_database(fresh_postgres_url, tmp_path)
+    await db.open()
+    await migrate(db)
+    worker = make_worker(db, tmp_path / "data", AETHER_WORKER_POLL_SECS=120)
+    task = asyncio.create_task(worker.run())
+    try:
+        app = await insert_app(db, "hello")
+        await asyncio.wait_for(worker.listening.wait(), 10)
+        await worker.run_once(wait=True)
+        await db.execute(  # what a database restart or a network cut does to the listener
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+
+        async def deaf() -> bool:
+            return not worker.listening.is_set()
+
+        await eventually(deaf, timeout=10.0)
+        dep_id = await stage_deployment(db, tmp_path / "data", app)  # its NOTIFY is lost
+
+        async def running() -> bool:
+            return (await deployment(db, dep_id))["status"] == "running"
+
+        await eventually(running, timeout=30.0)
+        assert worker.listening.is_set()
     finally:
         worker.stop()
         await asyncio.wait_for(task, 20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
@@ -72,9 +72,13 @@ class PostgresDatabase(Database):
         async with self.connection() as conn:
             return await _execute(conn, sql, params)
 
-    async def listen(self, channel: str) -> AsyncIterator[str]:
+    async def listen(
+        self, channel: str, on_listening: Callable[[], None] | None = None
+    ) -> AsyncIterator[str]:
         """Yield the payload of every NOTIFY on ``channel``, on a dedicated connection outside
-        the pool (LISTEN holds its connection); ServiceUnavailable when it drops."""
+        the pool (LISTEN holds its connection); ServiceUnavailable when it drops.
+        ``on_listening`` runs once LISTEN is in effect: notifications sent before it are lost,
+        so a caller catches up on what it may have missed from there."""
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         except psycopg.Error as exc:
@@ -84,6 +88,8 @@ class PostgresDatabase(Database):
                 await conn.execute(
                     psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel))
                 )
+                if on_listening is not None:
+                    on_listening()
                 async for notify in conn.notifies():
                     yield notify.payload
         finally:

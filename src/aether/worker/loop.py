@@ -74,6 +74,7 @@ class Worker:
         self.applier = Applier(db, runtime, settings, public_url=public_url)
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self.listening = asyncio.Event()  # PostgreSQL: NOTIFYs reach the loop from now on
         self._slots: dict[str, _AppSlot] = {}
         self._seen_pending: set[str] = set()
         self._next_sweep = 0.0  # the first pass sweeps
@@ -232,11 +233,18 @@ class Worker:
         listen: Any = getattr(self.db, "listen", None)
         while listen is not None and not self.stopping.is_set():
             try:
-                async for _payload in listen(store.NOTIFY_CHANNEL):
+                async for _payload in listen(store.NOTIFY_CHANNEL, self._now_listening):
                     self._wake.set()
             except ServiceUnavailable as exc:
+                self.listening.clear()
                 log.warning("LISTEN failed, polling until it reconnects: %s", exc.message)
                 await asyncio.sleep(1.0)
+
+    def _now_listening(self) -> None:
+        # A deployment created while no LISTEN was in effect sent its NOTIFY to nobody:
+        # one pass now catches up on it instead of waiting for the safety poll.
+        self.listening.set()
+        self._wake.set()
 
     async def _shutdown(self, helpers: list[asyncio.Task[Any]]) -> None:
         running = [s.task for s in self._slots.values() if s.task and not s.task.done()]
