@@ -118,6 +118,24 @@ def test_events_after_and_follow_of_a_finished_deployment(api, shop):
     assert [e["phase"] for e in lines] == ["pending", "deploying", "running"]
 
 
+def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aether.server.routes import deployments as routes
+
+    # Far beyond the wait below: only the in-process wake-up can end the stream in time.
+    monkeypatch.setattr(routes, "FOLLOW_POLL_SECS", 120.0)
+    _, artifact = shop
+    deployment_id = deploy(api, artifact["digest"]).json()["id"]
+    with ThreadPoolExecutor(1) as pool:
+        follow = pool.submit(api.get, f"/deployments/{deployment_id}/events?follow=true")
+        api.run(store.add_event, deployment_id, "running", "healthy")
+        api.run(store.set_status, deployment_id, "running")
+        streamed = follow.result(timeout=30)
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert [e["phase"] for e in lines] == ["pending", "running"]
+
+
 def test_rollback_redeploys_the_previous_successful_artifact(api, shop):
     app, first_artifact = shop
     first = deploy(api, first_artifact["digest"]).json()

@@ -190,6 +190,32 @@ async def test_run_stops_on_the_stop_flag_and_releases_everything(
     assert await database.fetch_all("SELECT * FROM app_leases") == []
 
 
+async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aether.store import pulse
+    from aether.worker import loop
+
+    # Neither the poll nor the pending check can come in time: only the wake-up can.
+    monkeypatch.setattr(loop, "PENDING_CHECK_SECS", 120.0)
+    monkeypatch.setattr(loop, "PG_SAFETY_POLL_SECS", 120.0)
+    worker = make_worker(database, tmp_path / "data", AETHER_WORKER_POLL_SECS=120)
+    task = asyncio.create_task(worker.run())
+    try:
+        app = await insert_app(database, "hello")
+        await worker.run_once(wait=True)
+        dep_id = await stage_deployment(database, tmp_path / "data", app)
+        pulse.poke(pulse.NEW_DEPLOYMENT)  # what store.create_deployment does after its insert
+
+        async def running() -> bool:
+            return (await deployment(database, dep_id))["status"] == "running"
+
+        await eventually(running, timeout=30.0)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 20)
+
+
 @pytest.mark.postgres
 async def test_notify_wakes_the_worker_before_the_safety_poll(
     fresh_postgres_url: str, tmp_path: Path

@@ -23,6 +23,7 @@ from typing import Any
 
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.settings import WorkerSettings
+from aether.store import pulse
 from aether.store import reconcile as store
 from aether.store.clock import now_iso
 from aether.store.database import Database, Row
@@ -92,9 +93,11 @@ class Worker:
         if self.db.dialect == "postgresql":
             helpers.append(asyncio.create_task(self._listen()))
         try:
-            while not self.stopping.is_set():
-                await self._guarded_pass()
-                await self._sleep(self._poll_secs())
+            # Deployments created in this process (`aether serve`) wake the loop at once.
+            with pulse.subscribe(pulse.NEW_DEPLOYMENT, self._wake):
+                while not self.stopping.is_set():
+                    await self._guarded_pass()
+                    await self._sleep(self._poll_secs())
         finally:
             await self._shutdown(helpers)
 

@@ -3,7 +3,6 @@ followed as NDJSON until a terminal status), list per app, rollback."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,10 +23,12 @@ from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
 from aether.store import deployments as store
 from aether.store import keys as key_store
+from aether.store import pulse
 from aether.store.database import Row
 
-# A follower polls its deployment's events; a cheap indexed query, and 50 ms keeps the CLI
-# from waiting noticeably after a rollout finishes.
+# A follower wakes at once for events written in this process (the embedded worker) and
+# otherwise polls: a cheap indexed query, and 50 ms keeps the CLI from waiting noticeably on
+# a worker in another process.
 FOLLOW_POLL_SECS = 0.05
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
@@ -169,17 +170,18 @@ async def get_events(request: Request) -> JSONResponse | StreamingResponse:
 
 async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIterator[bytes]:
     """Events as NDJSON lines until the deployment is terminal and every event is sent."""
+    topic = pulse.deployment_topic(deployment_id)
     while True:
-        current = await store.get_deployment(state.db, deployment_id)
-        for row in await store.list_events(state.db, deployment_id, after=after):
-            after = row["id"]
-            yield (json.dumps(_event_json(row)) + "\n").encode()
-        if current is None or current["status"] in TERMINAL_STATUSES or state.stopping.is_set():
-            return
-        try:
-            await asyncio.wait_for(state.stopping.wait(), timeout=FOLLOW_POLL_SECS)
-        except TimeoutError:
-            pass
+        with pulse.subscribe(topic) as changed:  # before reading: no write slips between
+            current = await store.get_deployment(state.db, deployment_id)
+            for row in await store.list_events(state.db, deployment_id, after=after):
+                after = row["id"]
+                yield (json.dumps(_event_json(row)) + "\n").encode()
+            if current is None or current["status"] in TERMINAL_STATUSES:
+                return
+            if state.stopping.is_set():
+                return
+            await changed.wait(FOLLOW_POLL_SECS)
 
 
 def _page_params(request: Request) -> tuple[int, str | None]:
