@@ -304,7 +304,7 @@ def test_json_logs_are_json_lines_on_stderr(env: dict[str, str]) -> None:
     assert result.returncode == 40
     assert result.stdout == ""
     entries = [json.loads(line) for line in result.stderr.splitlines()]
-    assert len(entries) >= 2  # urllib3's debug lines and the error itself
+    assert len(entries) >= 2  # the connection retries' debug lines and the error itself
     for entry in entries:
         assert {"ts", "level", "logger", "message"} <= set(entry)
     assert entries[-1]["level"] == "error" and entries[-1]["code"] == "network"

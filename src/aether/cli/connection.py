@@ -1,7 +1,7 @@
 """What the client commands share: ``--token``, ``--timeout`` and opening an API client.
 
 The prompt for a token is offered only when stdin is a terminal; everything else about where
-credentials come from lives in :mod:`aether.client.credentials`. Heavy imports (requests)
+credentials come from lives in :mod:`aether.client.credentials`. Client imports
 happen inside the functions, so ``--help`` stays cheap.
 """
 

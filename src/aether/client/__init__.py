@@ -1,6 +1,7 @@
 """The client side of the control plane's HTTP API, called by the ``aether`` CLI commands.
 
-``api`` (the only module importing requests: retries, bearer auth, error mapping),
+``http`` (a lean HTTP/1.1 transport on the standard library: fast to import), ``api``
+(retries, bearer auth, error mapping),
 ``credentials`` (where the URL and token come from), ``account`` (login, rotate, logout),
 ``upload``/``multipart``/``resume`` (presigned and resumable multipart uploads), ``deploy``
 (the whole deploy as one function), ``follow`` (a rollout until running/failed), ``logs``

@@ -1,6 +1,6 @@
-"""The HTTP client for the control plane: the only module that imports ``requests``.
+"""The client for the control plane's API, on the lean transport in :mod:`aether.client.http`.
 
-One :class:`ApiClient` per command: a ``requests.Session`` with connection retries, the bearer
+One :class:`ApiClient` per command: a session with connection retries, the bearer
 token on every request to the API, and the translation of everything that can go wrong into
 Aether errors where it enters: unreachable hosts become :class:`NetworkError` (exit 40) naming
 the URL, error envelopes become :class:`RemoteError` with the server's ``code`` and
@@ -18,11 +18,8 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
-
 from aether import __version__
+from aether.client.http import UPLOAD_RETRY, HttpSession, Response, TransportError
 from aether.errors import NetworkError, RemoteError
 
 CONNECT_TIMEOUT_SECS = 5.0
@@ -30,33 +27,11 @@ READ_TIMEOUT_SECS = 60.0
 USER_AGENT = f"aether-cli/{__version__}"
 log = logging.getLogger(__name__)  # request lines only: never headers, bodies or query secrets
 
-# Connection failures happen before the server saw the request, so retrying is safe for any
-# method; 502/503/504 are retried only for idempotent methods (urllib3's default set).
-_RETRY = Retry(
-    total=None,
-    connect=2,
-    read=0,
-    status=2,
-    other=0,
-    backoff_factor=0.3,
-    status_forcelist=(502, 503, 504),
-    raise_on_status=False,
-    respect_retry_after_header=True,
-)
-# Upload bodies are file slices that cannot be rewound, so a status retry inside urllib3 would
-# resend an empty body; uploads retry whole requests themselves (see multipart.py).
-_UPLOAD_RETRY = Retry(total=None, connect=2, read=0, status=0, other=0, backoff_factor=0.3)
 
-
-def new_session(*, for_uploads: bool = False) -> requests.Session:
-    """A session with the retry policy mounted for http and https."""
-    session = requests.Session()
-    retry = _UPLOAD_RETRY if for_uploads else _RETRY
-    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    return session
+def new_session(*, for_uploads: bool = False) -> HttpSession:
+    """A session with the CLI's user agent and the retry policy for API calls or uploads."""
+    headers = {"User-Agent": USER_AGENT}
+    return HttpSession(headers, UPLOAD_RETRY) if for_uploads else HttpSession(headers)
 
 
 class ApiClient:
@@ -88,7 +63,7 @@ class ApiClient:
         json_body: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         expect: tuple[int, ...] = (),
-    ) -> requests.Response:
+    ) -> Response:
         """Send one request; statuses in ``expect`` are returned instead of raised."""
         url = self.url(path)
         started = time.monotonic()
@@ -100,7 +75,7 @@ class ApiClient:
                 params=_clean_params(params),
                 timeout=(CONNECT_TIMEOUT_SECS, READ_TIMEOUT_SECS),
             )
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise network_error(method, url, exc) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
         log.debug("%s %s -> %d in %.0f ms", method, url, response.status_code, elapsed_ms)
@@ -133,16 +108,16 @@ class ApiClient:
                 stream=True,
                 timeout=(CONNECT_TIMEOUT_SECS, read_timeout),
             )
-        except requests.RequestException as exc:
+        except TransportError as exc:
             raise network_error("GET", url, exc) from exc
         with response:
             if response.status_code >= 400:
                 raise remote_error("GET", url, response)
             try:
-                for raw in response.iter_lines(chunk_size=None):
+                for raw in response.iter_lines():
                     if raw.strip():
                         yield _ndjson_line(url, raw)
-            except requests.RequestException as exc:
+            except TransportError as exc:
                 raise network_error("GET", url, exc) from exc
 
 
@@ -151,8 +126,8 @@ def put_presigned(
     body: IO[bytes],
     headers: Mapping[str, str],
     *,
-    session: requests.Session | None = None,
-) -> requests.Response:
+    session: HttpSession | None = None,
+) -> Response:
     """PUT bytes to a presigned URL (no bearer token); returns the 2xx response."""
     own = session is None
     session = session or new_session(for_uploads=True)
@@ -160,7 +135,7 @@ def put_presigned(
         response = session.put(
             url, data=body, headers=dict(headers), timeout=(CONNECT_TIMEOUT_SECS, 300.0)
         )
-    except requests.RequestException as exc:
+    except TransportError as exc:
         raise network_error("PUT", _strip_query(url), exc) from exc
     finally:
         if own:
@@ -175,10 +150,10 @@ class ThreadSessions:
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._all: list[requests.Session] = []
+        self._all: list[HttpSession] = []
         self._lock = threading.Lock()
 
-    def get(self) -> requests.Session:
+    def get(self) -> HttpSession:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = new_session(for_uploads=True)
@@ -198,7 +173,7 @@ def network_error(method: str, url: str, exc: Exception) -> NetworkError:
     return NetworkError(f"{method} {url} failed: {_reason(exc)}; is the control plane running?")
 
 
-def remote_error(method: str, url: str, response: requests.Response) -> RemoteError:
+def remote_error(method: str, url: str, response: Response) -> RemoteError:
     """An HTTP error answer as RemoteError with the server's own code and message."""
     code, message = _envelope(response)
     status = response.status_code
@@ -209,7 +184,7 @@ def remote_error(method: str, url: str, response: requests.Response) -> RemoteEr
     )
 
 
-def _envelope(response: requests.Response) -> tuple[str, str]:
+def _envelope(response: Response) -> tuple[str, str]:
     try:
         data = response.json()
     except ValueError:
@@ -225,40 +200,23 @@ def _envelope(response: requests.Response) -> tuple[str, str]:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error"
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    text = str(exc)
-    for marker, reason in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "host not found"),
-        ("nodename nor servname", "host not found"),
-        ("Temporary failure in name resolution", "host not found"),
-        ("timed out", "timed out"),
-        ("RemoteDisconnected", "connection closed by the server"),
-        ("Connection aborted", "connection closed by the server"),
-        ("Connection broken", "connection closed by the server"),
-    ):
-        if marker in text:
-            return reason
-    return type(exc).__name__
+    return exc.reason if isinstance(exc, TransportError) else type(exc).__name__
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
+def _json(response: Response) -> dict[str, Any]:
     if response.status_code == 204 or not response.content:
         return {}
     try:
         data = response.json()
     except ValueError as exc:
         raise RemoteError(
-            f"{response.request.method} {response.url} answered with something that is not JSON",
+            f"{response.method} {response.url} answered with something that is not JSON",
             code="bad_response",
             status=response.status_code,
         ) from exc
     if not isinstance(data, dict):
         raise RemoteError(
-            f"{response.request.method} {response.url} answered with JSON that is not an object",
+            f"{response.method} {response.url} answered with JSON that is not an object",
             code="bad_response",
             status=response.status_code,
         )

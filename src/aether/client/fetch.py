@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from aether.client.api import CONNECT_TIMEOUT_SECS, ApiClient, new_session
+from aether.client.http import TransportError
 from aether.errors import IntegrityError, NetworkError, RemoteError, UsageError
 from aether.models import is_digest
 
@@ -206,8 +205,8 @@ def _download(url: str, part: Path) -> tuple[int, str]:
                     hasher.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-    except requests.RequestException as exc:
-        raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+    except TransportError as exc:
+        raise _Transient(str(exc)) from exc
     finally:
         session.close()
     return size, hasher.hexdigest()

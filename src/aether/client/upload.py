@@ -62,7 +62,7 @@ class ByteCounter:
 
 
 class SliceReader:
-    """A file range as a sized, readable body, so requests sends a Content-Length (no chunking)."""
+    """A file range as a sized, readable body, sent with a Content-Length (no chunking)."""
 
     def __init__(self, path: Path, offset: int, length: int, counter: ByteCounter) -> None:
         try:

@@ -1,0 +1,221 @@
+"""The CLI's HTTP transport against real sockets: a stdlib HTTP server on loopback that
+records what it was sent and answers as each test scripts it."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from aether.client.http import HttpSession, RetryPolicy, TransportError
+
+FAST = RetryPolicy(backoff_secs=0.0)
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Answers from ``server.script`` (a list of (status, headers, body)), then 200s."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.seen.append(  # type: ignore[attr-defined]
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body,
+                "headers": dict(self.headers),
+                "peer": self.client_address,
+            }
+        )
+        script = self.server.script  # type: ignore[attr-defined]
+        status, headers, payload = script.pop(0) if script else (200, {}, b'{"ok": true}')
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_HEAD = _answer  # noqa: N815 - http.server's naming
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadingHTTPServer]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    httpd.seen, httpd.script = [], []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def url_of(httpd: ThreadingHTTPServer, path: str = "/") -> str:
+    return f"http://127.0.0.1:{httpd.server_address[1]}{path}"
+
+
+def test_json_params_and_headers_reach_the_server_on_one_kept_alive_connection(server) -> None:
+    with HttpSession({"User-Agent": "aether-test"}) as session:
+        first = session.request(
+            "POST", url_of(server, "/apps"), json={"name": "shop"}, params={"dry": "true"}
+        )
+        second = session.get(url_of(server, "/apps"))
+    assert first.status_code == second.status_code == 200 and first.json() == {"ok": True}
+    sent, again = server.seen
+    assert sent["path"] == "/apps?dry=true" and json.loads(sent["body"]) == {"name": "shop"}
+    assert sent["headers"]["Content-Type"] == "application/json"
+    assert sent["headers"]["User-Agent"] == "aether-test"
+    assert sent["peer"] == again["peer"]  # the same client port: the connection was reused
+
+
+def test_a_503_is_retried_for_get_honouring_retry_after_but_not_for_post(server) -> None:
+    server.script += [(503, {"Retry-After": "0"}, b"busy"), (503, {}, b"busy")]
+    with HttpSession(retry=FAST) as session:
+        assert session.get(url_of(server)).status_code == 200
+        assert len(server.seen) == 3
+        server.script.append((503, {}, b"busy"))
+        assert session.request("POST", url_of(server), json={}).status_code == 503
+    assert len(server.seen) == 4  # a POST may have had effects: never replayed
+
+
+def test_retries_stop_after_the_policy_and_return_the_last_answer(server) -> None:
+    server.script += [(502, {}, b"bad gateway")] * 3
+    with HttpSession(retry=FAST) as session:
+        response = session.get(url_of(server))
+    assert response.status_code == 502 and response.text == "bad gateway"
+    assert len(server.seen) == 3  # the first try and two retries
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(server) -> None:
+    with HttpSession() as session:
+        session.get(url_of(server))
+        server.script.append((200, {"Connection": "close"}, b"{}"))
+        session.get(url_of(server))  # the server closes after answering this one
+        assert session.get(url_of(server)).status_code == 200
+    assert len(server.seen) == 3
+    assert server.seen[1]["peer"] != server.seen[2]["peer"]
+
+
+def test_a_refused_connection_is_retried_then_reported() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        with HttpSession(retry=FAST) as session, pytest.raises(TransportError) as caught:
+            session.get(f"http://127.0.0.1:{port}/")
+    assert caught.value.reason == "connection refused"
+
+
+def test_a_read_timeout_is_reported_as_timed_out() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts into the backlog; nothing ever answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        with HttpSession() as session, pytest.raises(TransportError) as caught:
+            session.get(url, timeout=(5.0, 0.2))
+    assert caught.value.reason == "timed out"
+
+
+def test_a_sized_file_body_is_streamed_with_its_content_length(server, tmp_path: Path) -> None:
+    payload = tmp_path / "blob"
+    payload.write_bytes(b"x" * 3_000_000)
+    with HttpSession() as session, payload.open("rb") as body:
+        assert session.put(url_of(server, "/blob"), data=body).status_code == 200
+    (sent,) = server.seen
+    assert sent["headers"]["Content-Length"] == "3000000" and sent["body"] == b"x" * 3_000_000
+
+
+def test_an_http_proxy_from_the_environment_gets_absolute_urls(server, monkeypatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", url_of(server).rstrip("/"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with HttpSession() as session:
+        session.get("http://control-plane.example:8080/whoami")
+    (sent,) = server.seen
+    assert sent["path"] == "http://control-plane.example:8080/whoami"
+    assert sent["headers"]["Host"] == "control-plane.example:8080"
+
+
+def test_no_proxy_sends_straight_to_the_host(server, monkeypatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # would refuse: never used
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with HttpSession() as session:
+        assert session.get(url_of(server, "/direct")).status_code == 200
+    assert server.seen[0]["path"] == "/direct"
+
+
+def test_tls_trusts_the_bundle_named_by_the_environment(tmp_path: Path, monkeypatch) -> None:
+    from aether.client import http
+
+    cert, key = _self_signed(tmp_path)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    httpd.seen, httpd.script = [], []  # type: ignore[attr-defined]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}/secure"
+    try:
+        monkeypatch.setattr(http, "_TLS", None)  # the trust store is built once per process
+        with HttpSession() as session, pytest.raises(TransportError) as caught:
+            session.get(url)
+        assert caught.value.reason == "TLS error"  # not in the system's store
+        monkeypatch.setattr(http, "_TLS", None)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        with HttpSession() as session:
+            assert session.get(url).status_code == 200
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
