@@ -37,9 +37,28 @@ async def test_redeploy_serves_the_new_release_and_stops_the_old(runtime: LocalR
     observed = await runtime.deploy(second, record)
     status, body = await get_json(observed.endpoint)
     assert body == {"deployment_id": second.deployment_id, "version": "2.0.0"}
-    assert old_process is not None and not old_process.alive
+    assert old_process is not None
+    # The old release drains and stops in the background, off the app's deploy path.
+    old_folder = runtime.apps_dir / "hello" / first.deployment_id
+
+    async def retired() -> bool:
+        return not old_process.alive and not old_folder.exists()
+
+    await eventually(retired)
     assert record.phases() == ["starting", "healthy", "cutover", "stopped"]
-    assert not (runtime.apps_dir / "hello" / first.deployment_id).exists()
+
+
+async def test_the_next_deploy_does_not_wait_for_the_previous_release_to_stop(
+    runtime: LocalRuntime,
+) -> None:
+    releases = [extracted_release(runtime.settings.data_dir, "hello") for _ in range(3)]
+    await runtime.deploy(releases[0], Recorder())
+    first_process = runtime.process_of("hello")
+    await runtime.deploy(releases[1], Recorder())
+    observed = await runtime.deploy(releases[2], Recorder())  # while the first may still drain
+    assert observed.deployment_id == releases[2].deployment_id
+    await runtime.stop()  # waits for every retiring release: nothing outlives the runtime
+    assert first_process is not None and not first_process.alive
 
 
 async def _assert_previous_keeps_serving(runtime: LocalRuntime, previous_id: str) -> None:

@@ -58,8 +58,12 @@ async def test_redeploy_supersedes_the_previous(worker: Worker, database: Databa
     new = await deployment(database, second)
     assert new["status"] == "running"
     assert (await get_json(new["endpoint"]))[1]["deployment_id"] == second
-    assert not old_process.alive
     assert "superseded" in await phases(database, first)
+
+    async def old_stopped() -> bool:  # it drains and stops in the background
+        return not old_process.alive
+
+    await eventually(old_stopped)
 
 
 async def test_broken_release_fails_and_previous_keeps_serving(

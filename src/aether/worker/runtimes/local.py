@@ -3,7 +3,8 @@
 A deploy prepares the release folder (download, verify, extract), starts the start command with
 ``PORT`` set to a free port, waits until it answers HTTP, records ``healthy`` (the cutover point:
 ``observe`` already reports the new release, so the loop marks it running and the Host-header
-proxy switches), then stops the previous process. A release that exits or never answers is
+proxy switches), then stops the previous process in the background (after a short drain), so
+the app's next deployment never waits for it. A release that exits or never answers is
 stopped and the previous one keeps serving. Processes never outlive the runtime: on a server
 restart the loop starts running deployments again from their extracted folders.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aether.errors import BadRequest
+from aether.errors import AetherError, BadRequest
 from aether.settings import WorkerSettings
 from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
 from aether.worker.runtimes.health import free_port
@@ -34,6 +36,7 @@ from aether.worker.runtimes.trash import discard, release_folders
 if TYPE_CHECKING:
     from aether.blobs import BlobStore
 
+log = logging.getLogger(__name__)
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
@@ -66,6 +69,7 @@ class LocalRuntime(Runtime):
         self.stop_grace_secs = stop_grace_secs
         self._serving: dict[str, _Serving] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._retiring: dict[str, set[asyncio.Task[None]]] = {}
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -93,7 +97,7 @@ class LocalRuntime(Runtime):
             process.supervise(record)
             await record("healthy", f"answering on {process.endpoint}")
             if previous is not None and previous.process is not process:
-                await self._retire(previous, record, keep=folder)
+                self._retire_later(release.app_name, previous, record)
             return Observed(release.deployment_id, True, process.endpoint)
 
     def _new_process(self, release: Release, folder: Path) -> AppProcess:
@@ -130,17 +134,35 @@ class LocalRuntime(Runtime):
             process.log_writer.close()
             raise
 
-    async def _retire(self, previous: _Serving, record: EventSink, *, keep: Path) -> None:
-        await record("cutover", f"stopping the previous release {previous.deployment_id}")
-        await asyncio.sleep(DRAIN_SECS)
-        code = await previous.process.stop(self.stop_grace_secs)
-        previous.process.log_writer.close()
-        await record("stopped", f"previous release {previous.deployment_id} exited ({code})")
-        if previous.folder != keep:
-            discard(keep.parent, [previous.folder])
-        app_dir = keep.parent
-        in_use = {release_layer(folder) for folder in release_folders(app_dir)}
-        discard(app_dir, unused_layers(app_dir / "layers", {x for x in in_use if x}))
+    def _retire_later(self, app_name: str, previous: _Serving, record: EventSink) -> None:
+        task = asyncio.create_task(self._retire(app_name, previous, record))
+        tasks = self._retiring.setdefault(app_name, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _retire(self, app_name: str, previous: _Serving, record: EventSink) -> None:
+        with contextlib.suppress(AetherError):  # events are best effort once the app moved on
+            await record("cutover", f"stopping the previous release {previous.deployment_id}")
+        try:
+            await asyncio.sleep(DRAIN_SECS)
+        finally:  # even when cancelled: a process never outlives its runtime
+            code = await previous.process.stop(self.stop_grace_secs)
+            previous.process.log_writer.close()
+        with contextlib.suppress(AetherError):
+            await record("stopped", f"previous release {previous.deployment_id} exited ({code})")
+        async with self._lock(app_name):  # not while a deploy prepares its folder
+            app_dir = self.apps_dir / app_name
+            serving = self._serving.get(app_name)
+            if serving is None or serving.folder != previous.folder:
+                discard(app_dir, [previous.folder])
+            in_use = {release_layer(folder) for folder in release_folders(app_dir)}
+            discard(app_dir, unused_layers(app_dir / "layers", {x for x in in_use if x}))
+
+    async def _wait_retired(self, app_name: str | None = None) -> None:
+        names = [app_name] if app_name is not None else list(self._retiring)
+        tasks = [task for name in names for task in self._retiring.get(name, ())]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def observe(self, app_name: str) -> Observed | None:
         serving = self._serving.get(app_name)
@@ -150,6 +172,7 @@ class LocalRuntime(Runtime):
         return Observed(serving.deployment_id, process.alive, process.endpoint)
 
     async def remove(self, app_name: str) -> None:
+        await self._wait_retired(app_name)  # before the lock: retiring takes it to clean up
         async with self._lock(app_name):
             serving = self._serving.pop(app_name, None)
             if serving is not None:
@@ -183,8 +206,15 @@ class LocalRuntime(Runtime):
         """Stop every process (they do not outlive the worker)."""
         serving, self._serving = list(self._serving.values()), {}
         await asyncio.gather(
-            *(s.process.stop(self.stop_grace_secs) for s in serving), return_exceptions=True
+            *(s.process.stop(self.stop_grace_secs) for s in serving),
+            self._wait_retired(),
+            return_exceptions=True,
         )
         for s in serving:
             with contextlib.suppress(OSError, ValueError):
                 s.process.log_writer.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("stopping a previous release failed: %s", task.exception())
