@@ -121,5 +121,27 @@ def cli(log_level: str, log_format: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI inside the one error boundary."""
-    raise SystemExit(run(cli, argv))
+    """Console-script entry point: run the CLI inside the one error boundary, then leave."""
+    exit_now(run(cli, argv))
+
+
+def exit_now(code: int) -> None:
+    """End the process once the command is done, without the interpreter's teardown.
+
+    Freeing every module and object at exit took tens of milliseconds after a deploy
+    (measured), on a command whose wall time is the product. Nothing is lost: the exit
+    handlers still run (temporary files, finalizers), logs and both streams are flushed.
+    """
+    import atexit
+    import logging
+    import os
+    import sys
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: the reader has gone, nothing to keep
+            pass
+    os._exit(code)
