@@ -122,6 +122,7 @@ def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, 
     from concurrent.futures import ThreadPoolExecutor
 
     from aether.server.routes import deployments as routes
+    from aether.store import reconcile
 
     # Far beyond the wait below: only the in-process wake-up can end the stream in time.
     monkeypatch.setattr(routes, "FOLLOW_POLL_SECS", 120.0)
@@ -129,8 +130,9 @@ def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, 
     deployment_id = deploy(api, artifact["digest"]).json()["id"]
     with ThreadPoolExecutor(1) as pool:
         follow = pool.submit(api.get, f"/deployments/{deployment_id}/events?follow=true")
-        api.run(store.add_event, deployment_id, "running", "healthy")
-        api.run(store.set_status, deployment_id, "running")
+        # What the embedded worker writes (its own store functions).
+        api.run(reconcile.record_event, deployment_id, "running", "healthy")
+        api.run(reconcile.mark_running, deployment_id, "http://127.0.0.1:1")
         streamed = follow.result(timeout=30)
     lines = [json.loads(line) for line in streamed.text.splitlines()]
     assert [e["phase"] for e in lines] == ["pending", "running"]

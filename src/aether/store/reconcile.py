@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aether.store import pulse
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
+from aether.store.deployments import add_event
 
 NOTIFY_CHANNEL = "aether_deployments"
 _TRIGGER_LOCK_ID = 0x4145544853  # serialises concurrent workers creating the trigger
@@ -123,12 +125,7 @@ async def running_endpoint(db: Executor, app_name: str) -> Row | None:
 # --- transitions -------------------------------------------------------------------------------
 
 
-async def record_event(db: Executor, deployment_id: str, phase: str, message: str = "") -> None:
-    await db.execute(
-        "INSERT INTO deployment_events (deployment_id, phase, message, timestamp)"
-        " VALUES (:id, :phase, :message, :now)",
-        {"id": deployment_id, "phase": phase, "message": message, "now": now_iso()},
-    )
+record_event = add_event  # the same write (and wake-up) as the API's own events
 
 
 async def mark_deploying(db: Executor, deployment_id: str) -> bool:
@@ -138,6 +135,7 @@ async def mark_deploying(db: Executor, deployment_id: str) -> bool:
         " WHERE id = :id AND status = 'pending'",
         {"id": deployment_id, "now": now_iso()},
     )
+    pulse.poke(pulse.deployment_topic(deployment_id))
     return touched > 0
 
 
@@ -158,7 +156,10 @@ async def mark_running(db: Database, deployment_id: str, endpoint: str | None) -
             " WHERE id = :id AND status <> 'failed'",
             {"id": deployment_id, "endpoint": endpoint, "now": now},
         )
-        return await _supersede_older(tx, row["app_id"], row["created_at"], deployment_id)
+        superseded = await _supersede_older(tx, row["app_id"], row["created_at"], deployment_id)
+    for changed in (deployment_id, *superseded):
+        pulse.poke(pulse.deployment_topic(changed))
+    return superseded
 
 
 async def _supersede_older(tx: Executor, app_id: str, created_at: str, keep: str) -> list[str]:
@@ -179,6 +180,7 @@ async def supersede(db: Executor, deployment_ids: tuple[str, ...] | list[str]) -
             f"UPDATE deployments SET status = 'superseded' WHERE id = :id AND status IN {_ACTIVE}",
             {"id": deployment_id},
         )
+        pulse.poke(pulse.deployment_topic(deployment_id))
 
 
 async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
@@ -187,6 +189,7 @@ async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
         " rollout_completed_at = :now WHERE id = :id AND status <> 'failed'",
         {"id": deployment_id, "reason": reason[:4000], "now": now_iso()},
     )
+    pulse.poke(pulse.deployment_topic(deployment_id))
     return touched > 0
 
 
