@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aether.errors import ConfigError, IOFailure
-from aether.pack.compress import CompressedSink
+from aether.pack.archive import write_archive
 from aether.pack.ignore import IgnoreRules
 from aether.pack.install import install_dependencies
 from aether.pack.layout import Layout
 from aether.pack.lockfile import sbom_inputs_key
 from aether.pack.manifest import build_manifest, write_manifest, write_text_atomic
 from aether.pack.options import PackOptions, PackResult
-from aether.pack.packer import TreeContents, write_tree
+from aether.pack.packer import TreeContents
+from aether.pack.plan import Plan, plan_tree
 from aether.pack.project import read_package_json
-from aether.pack.walk import Entry, walk_tree
+from aether.pack.walk import Walker
 
 Progress = Callable[[str, int, int | None], None]
 log = logging.getLogger("aether.pack")
@@ -77,9 +78,9 @@ class _Job:
         with _timed(self.timings, "install"):
             self.install()
         with _timed(self.timings, "walk"):
-            entries = self.walk()
+            walker, plan = self.walk()
         with _timed(self.timings, "pack"):
-            contents, digest, size = self.pack(entries)
+            contents, digest, size = self.pack(walker, plan)
         with _timed(self.timings, "sbom"):
             sbom = _write_sbom(
                 self.root, self.package, self.layout, self.options, self.environ, self.progress
@@ -108,22 +109,23 @@ class _Job:
             outcome = install_dependencies(self.root, self.package, self.environ)
             log.debug("install: %s", outcome.reason)
 
-    def walk(self) -> list[Entry]:
+    def walk(self) -> tuple[Walker, Plan]:
+        """List the top of the tree; the pack walks the rest as it writes."""
         self.progress("walk", 0, None)
         rules = IgnoreRules.for_project(self.root, self.layout.excluded_from(self.root))
-        entries = walk_tree(
-            self.root, rules, skip_unsafe=self.options.skip_unsafe, on_skip=_warn_skip
+        walker = Walker(
+            os.fspath(self.root), rules, skip_unsafe=self.options.skip_unsafe, on_skip=_warn_skip
         )
-        self.progress("walk", len(entries), len(entries))
-        return entries
+        plan = plan_tree(walker)
+        self.progress("walk", len(plan.pieces), len(plan.pieces))
+        return walker, plan
 
-    def pack(self, entries: list[Entry]) -> tuple[TreeContents, str, int]:
+    def pack(self, walker: Walker, plan: Plan) -> tuple[TreeContents, str, int]:
         self.progress("pack", 0, None)
         compression = self.options.compression
         contents, tar_sha256, digest, size = _write_archive(
-            entries, self.layout.artifact, compression, self.epoch, self.progress
+            walker, plan, self.layout.artifact, compression, self.epoch, self.progress
         )
-        entries.clear()  # written: free them before the manifest is encoded
         manifest = build_manifest(
             contents,
             artifact_name=self.layout.artifact.name,
@@ -171,7 +173,8 @@ def _source_date_epoch(options: PackOptions, environ: Mapping[str, str]) -> int:
 
 
 def _write_archive(
-    entries: list[Entry],
+    walker: Walker,
+    plan: Plan,
     artifact: Path,
     compression: str,
     epoch: int,
@@ -187,18 +190,14 @@ def _write_archive(
         raise IOFailure(f"cannot write to {artifact.parent}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
-            sink = CompressedSink(handle, compression)
-            try:
-                contents = write_tree(
-                    entries,
-                    sink,
-                    epoch,
-                    on_progress=lambda done, total: progress("pack", done, total),
-                )
-                tar_sha256, digest, size = sink.close()
-            except BaseException:
-                sink.abort()
-                raise
+            written = write_archive(
+                plan,
+                walker,
+                handle,
+                compression,
+                epoch,
+                on_progress=lambda done, total: progress("pack", done, total),
+            )
         os.chmod(temp, 0o644)
         os.replace(temp, artifact)
     except OSError as exc:
@@ -206,7 +205,7 @@ def _write_archive(
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-    return contents, tar_sha256, digest, size
+    return written
 
 
 def _write_sbom(

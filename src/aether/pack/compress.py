@@ -50,7 +50,7 @@ class _Zstd:
     def header(self) -> bytes:
         return b""
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | bytearray) -> bytes:
         return self._stream.compress(data)
 
     def finish(self) -> bytes:
@@ -66,7 +66,7 @@ class _Gzip:
     def header(self) -> bytes:
         return _GZIP_HEADER
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | bytearray) -> bytes:
         self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
         return self._stream.compress(data)
@@ -96,32 +96,44 @@ class CompressedSink:
         self._out = HashingWriter(handle)
         self._tar_hash = hashlib.sha256()
         self.tar_size = 0
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_DEPTH)
+        # Writes are copied once, into CHUNK-sized buffers that the compressing thread hands
+        # back when it is done with them (both codecs copy what they are given).
+        self._chunk = bytearray(CHUNK)
+        self._filled = 0
+        self._spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(_QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="aether-compress", daemon=True)
         self._out.write(self._codec.header())
         self._thread.start()
 
-    def write(self, data: bytes) -> None:
-        self._pending.append(data)
-        self._pending_size += len(data)
-        self.tar_size += len(data)
-        if self._pending_size >= CHUNK:
-            self._hand_over(final=False)
+    def write(self, data: bytes | bytearray) -> None:
+        size = len(data)
+        self.tar_size += size
+        filled = self._filled
+        if filled + size < CHUNK:
+            self._chunk[filled : filled + size] = data
+            self._filled = filled + size
+            return
+        view = memoryview(data)
+        start = 0
+        while start < size:
+            take = min(CHUNK - self._filled, size - start)
+            self._chunk[self._filled : self._filled + take] = view[start : start + take]
+            self._filled += take
+            start += take
+            if self._filled == CHUNK:
+                self._put(self._chunk)
+                self._chunk = self._fresh_chunk()
+                self._filled = 0
 
-    def _hand_over(self, *, final: bool) -> None:
-        joined = b"".join(self._pending)
-        whole = len(joined) if final else len(joined) - len(joined) % CHUNK
-        view = memoryview(joined)
-        for start in range(0, whole, CHUNK):
-            self._put(bytes(view[start : start + CHUNK]))
-        rest = joined[whole:]
-        self._pending = [rest] if rest else []
-        self._pending_size = len(rest)
+    def _fresh_chunk(self) -> bytearray:
+        try:
+            return self._spare.get_nowait()
+        except queue.Empty:
+            return bytearray(CHUNK)
 
-    def _put(self, chunk: bytes | None) -> None:
+    def _put(self, chunk: bytes | bytearray | None) -> None:
         while True:
             if self._error is not None:
                 raise self._error
@@ -136,13 +148,17 @@ class CompressedSink:
             while (chunk := self._queue.get()) is not _DONE:
                 self._tar_hash.update(chunk)
                 self._out.write(self._codec.compress(chunk))
+                if isinstance(chunk, bytearray):
+                    self._spare.put(chunk)
             self._out.write(self._codec.finish())
         except BaseException as exc:  # handed to the writer thread, which re-raises it
             self._error = exc
 
     def close(self) -> tuple[str, str, int]:
         """Flush everything; returns (tar_sha256, digest, compressed size)."""
-        self._hand_over(final=True)
+        if self._filled:
+            self._put(bytes(self._chunk[: self._filled]))
+            self._filled = 0
         self._put(_DONE)
         self._thread.join()
         if self._error is not None:

@@ -11,7 +11,7 @@ full batch) are streamed in chunks.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from stat import S_ISREG
 from typing import NamedTuple, Protocol
@@ -20,14 +20,13 @@ import blake3
 
 from aether.errors import IOFailure
 from aether.pack import tarwriter
-from aether.pack.walk import DIRECTORY, SYMLINK, Entry
+from aether.pack.walk import DIRECTORY, FILE, Entry
 
 BATCH_ENTRIES = 128
 BATCH_BYTES = 4 * 1024 * 1024
 INLINE_MAX = 1024 * 1024
 STREAM_CHUNK = 1024 * 1024
 BLOCK = tarwriter.BLOCK
-ZEROS = bytes(BLOCK)
 EXEC_MODE = tarwriter.EXEC_MODE
 FILE_MODE = tarwriter.FILE_MODE
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -53,12 +52,6 @@ class TreeContents:
     tar_bytes: int = 0
 
 
-@dataclass(slots=True)
-class _Segment:
-    blob: bytes
-    records: list[FileRecord]
-
-
 class Sink(Protocol):
     """What the packer writes to (``CompressedSink`` or anything with ``write``)."""
 
@@ -66,7 +59,7 @@ class Sink(Protocol):
 
 
 def write_tree(
-    entries: list[Entry],
+    entries: Iterable[Entry],
     sink: Sink,
     mtime: int,
     *,
@@ -76,105 +69,103 @@ def write_tree(
 
     ``on_progress(tar_bytes_written, None)`` is called after each batch.
     """
-    mtime_field = tarwriter.mtime_field(mtime)
     contents = TreeContents()
-    for batch, results in _batches(entries, mtime_field):
-        for item in results:
-            if isinstance(item, _Segment):
-                sink.write(item.blob)
-                contents.tar_bytes += len(item.blob)
-                contents.files.extend(item.records)
-            else:
-                record = _stream_file(item, sink, mtime_field, contents)
-                contents.files.append(record)
-        _note_non_files(batch, contents)
+    write_members(entries, sink, tarwriter.mtime_field(mtime), contents, on_progress=on_progress)
+    finish_tree(sink, contents)
+    return contents
+
+
+def write_members(
+    entries: Iterable[Entry],
+    sink: Sink,
+    mtime_field: bytes,
+    contents: TreeContents,
+    *,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> None:
+    """Write the members for ``entries`` (no end marker), adding them to ``contents``.
+
+    The members of consecutive runs of entries concatenate to the members of the whole run,
+    so parts of a tree can be written separately and joined in order.
+    """
+    iterator = iter(entries)
+    more = True
+    while more:
+        parts, large, more = _read_run(iterator, mtime_field, contents)
+        if parts:
+            blob = b"".join(parts)
+            sink.write(blob)
+            contents.tar_bytes += len(blob)
+        if large is not None:
+            contents.files.append(_stream_file(large, sink, mtime_field, contents))
         if on_progress is not None:
             on_progress(contents.tar_bytes, None)
+
+
+def finish_tree(sink: Sink, contents: TreeContents) -> None:
+    """Write the end-of-archive marker and total the file sizes."""
     contents.bytes_in = sum(record.size for record in contents.files)
     tail = tarwriter.end_of_archive(contents.tar_bytes)
     sink.write(tail)
     contents.tar_bytes += len(tail)
-    return contents
 
 
-def _note_non_files(batch: list[Entry], contents: TreeContents) -> None:
-    for entry in batch:
-        if entry.kind == DIRECTORY:
-            contents.directories.append(entry.path)
-        elif entry.kind == SYMLINK:
-            contents.symlinks.append((entry.path, entry.target or ""))
+def _read_run(
+    entries: Iterator[Entry], mtime: bytes, contents: TreeContents
+) -> tuple[list[bytes], Entry | None, bool]:
+    """Headers and data of the next run of entries, listed in ``contents`` as it goes.
 
-
-def _batches(
-    entries: list[Entry], mtime: bytes
-) -> Iterator[tuple[list[Entry], list[_Segment | Entry]]]:
-    for start in range(0, len(entries), BATCH_ENTRIES):
-        batch = entries[start : start + BATCH_ENTRIES]
-        yield batch, _read_batch(batch, mtime)
-
-
-def _read_batch(batch: list[Entry], mtime: bytes) -> list[_Segment | Entry]:
-    """Headers and data of a run of entries; files left for the writer appear as Entries."""
-    results: list[_Segment | Entry] = []
-    parts: list[bytes] = []
-    records: list[FileRecord] = []
-    budget = BATCH_BYTES
-    for entry in batch:
-        kind = entry.kind
-        if kind == DIRECTORY:
-            parts.append(tarwriter.directory_header(entry.raw, mtime))
-        elif kind == SYMLINK:
-            target = (entry.target or "").encode("utf-8", "surrogateescape")
-            parts.append(tarwriter.symlink_header(entry.raw, target, mtime))
-        elif budget > 0 and (size := _read_small(entry, mtime, parts, records)) >= 0:
-            budget -= size
-        else:
-            # Too big to hold, or the batch is full: the writing thread streams it.
-            if parts:
-                results.append(_Segment(b"".join(parts), records))
-                parts, records = [], []
-            results.append(entry)
-    if parts:
-        results.append(_Segment(b"".join(parts), records))
-    return results
-
-
-def _open(entry: Entry) -> tuple[int, os.stat_result]:
-    try:
-        fd = os.open(entry.source, _OPEN_FLAGS)
-    except OSError as exc:
-        raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
-    stat = os.fstat(fd)
-    if not S_ISREG(stat.st_mode):
-        os.close(fd)
-        raise IOFailure(f"{entry.path} stopped being a regular file while packing; pack again")
-    return fd, stat
-
-
-def _read_small(entry: Entry, mtime: bytes, parts: list[bytes], records: list[FileRecord]) -> int:
-    """Append a small file's header, data and padding; -1 (and nothing) when it is large.
-
-    The hot loop of a pack (once per file): kept flat on purpose.
+    Returns the parts, a file too large to hold (the caller streams it next) and whether
+    entries may be left. A run ends after ``BATCH_ENTRIES`` entries or ``BATCH_BYTES`` of
+    data. The hot loop of a pack (once per member): kept flat on purpose.
     """
-    fd, stat = _open(entry)
+    parts: list[bytes] = []
+    files = contents.files
+    file_header = tarwriter.file_header
+    paddings = tarwriter.PADDINGS
+    budget = BATCH_BYTES
+    count = 0
+    for entry in entries:
+        count += 1
+        kind = entry.kind
+        if kind == FILE:
+            fd = _open(entry)
+            try:
+                stat = os.fstat(fd)
+                size = stat.st_size
+                if not S_ISREG(stat.st_mode):
+                    raise IOFailure(f"{entry.path} stopped being a regular file while packing")
+                if size > INLINE_MAX:
+                    return parts, entry, True
+                data = os.read(fd, size)
+                if len(data) != size:
+                    data += _read_exact(fd, size - len(data), entry)
+            except OSError as exc:
+                raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+            finally:
+                os.close(fd)
+            mode = EXEC_MODE if stat.st_mode & 0o111 else FILE_MODE
+            parts += (file_header(entry.raw, mode, size, mtime), data, paddings[size % BLOCK])
+            files.append(FileRecord(entry.path, size, mode, blake3.blake3(data).hexdigest()))
+            budget -= size
+        elif kind == DIRECTORY:
+            parts.append(tarwriter.directory_header(entry.raw, mtime))
+            contents.directories.append(entry.path)
+        else:
+            target = entry.target or ""
+            link = target.encode("utf-8", "surrogateescape")
+            parts.append(tarwriter.symlink_header(entry.raw, link, mtime))
+            contents.symlinks.append((entry.path, target))
+        if count == BATCH_ENTRIES or budget <= 0:
+            return parts, None, True
+    return parts, None, False
+
+
+def _open(entry: Entry) -> int:
     try:
-        size = stat.st_size
-        if size > INLINE_MAX:
-            return -1
-        data = os.read(fd, size) if size else b""
-        if len(data) != size:
-            data += _read_exact(fd, size - len(data), entry)
+        return os.open(entry.source, _OPEN_FLAGS)
     except OSError as exc:
         raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
-    mode = EXEC_MODE if stat.st_mode & 0o111 else FILE_MODE
-    parts.append(tarwriter.file_header(entry.raw, mode, size, mtime))
-    parts.append(data)
-    if size % BLOCK:
-        parts.append(ZEROS[: BLOCK - size % BLOCK])
-    records.append(FileRecord(entry.path, size, mode, blake3.blake3(data).hexdigest()))
-    return size
 
 
 def _read_exact(fd: int, size: int, entry: Entry) -> bytes:
@@ -191,8 +182,12 @@ def _read_exact(fd: int, size: int, entry: Entry) -> bytes:
 
 
 def _stream_file(entry: Entry, sink: Sink, mtime: bytes, contents: TreeContents) -> FileRecord:
-    fd, stat = _open(entry)
+    """Write a large file's member in chunks, straight to the sink."""
+    fd = _open(entry)
     try:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            raise IOFailure(f"{entry.path} stopped being a regular file while packing")
         size = stat.st_size
         mode = tarwriter.normalised_mode(stat.st_mode)
         header = tarwriter.file_header(entry.raw, mode, size, mtime)

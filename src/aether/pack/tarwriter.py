@@ -41,9 +41,13 @@ def normalised_mode(st_mode: int, *, is_dir: bool = False) -> int:
     return FILE_MODE
 
 
+# PADDINGS[size % BLOCK]: the zero bytes that round ``size`` bytes up to a whole block.
+PADDINGS = tuple(bytes(-remainder % BLOCK) for remainder in range(BLOCK))
+
+
 def padding(size: int) -> bytes:
     """Zero bytes that round a member's data up to a whole block."""
-    return _NUL * (-size % BLOCK)
+    return PADDINGS[size % BLOCK]
 
 
 def end_of_archive(offset: int) -> bytes:

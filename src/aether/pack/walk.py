@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -42,45 +43,67 @@ def walk_tree(
     skip_unsafe: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
 ) -> list[Entry]:
-    """All entries under ``root`` (root itself excluded), sorted by member-name bytes.
+    """All entries under ``root`` (root itself excluded), sorted by member-name bytes."""
+    walker = Walker(os.fspath(root), rules, skip_unsafe=skip_unsafe, on_skip=on_skip)
+    return list(walker.below(None))
+
+
+@dataclass(frozen=True)
+class Walker:
+    """Lists a tree's folders in archive order; ``below`` walks one subtree lazily.
 
     Depth-first, each folder's children sorted by member name: that is exactly the global
-    order (a directory's name ends with ``/``, so its subtree is contiguous).
+    order (a directory's name ends with ``/``, so its subtree is contiguous). Subtrees are
+    independent of each other, which lets the packer walk them in separate processes.
     """
-    entries: list[Entry] = []
-    real_root = os.path.realpath(root)
 
-    def refuse(rel: str, reason: str) -> None:
-        if not skip_unsafe:
+    root: str
+    rules: IgnoreRules
+    skip_unsafe: bool = False
+    on_skip: Callable[[str, str], None] | None = None
+    real_root: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.real_root:
+            object.__setattr__(self, "real_root", os.path.realpath(self.root))
+
+    def children(self, folder: Entry | None) -> list[Entry]:
+        """The sorted entries directly inside ``folder`` (``None``: the root)."""
+        if folder is None:
+            path, prefix = self.root, ""
+        else:
+            path, prefix = folder.source, folder.path + "/"
+        found = []
+        for item in _scan(path):
+            entry = _classify(item, prefix + item.name, self.real_root, self.rules)
+            if isinstance(entry, str):
+                self._refuse(prefix + item.name, entry)
+            elif entry is not None:
+                found.append(entry)
+        found.sort(key=itemgetter(1))
+        return found
+
+    def below(self, folder: Entry | None) -> Iterator[Entry]:
+        """Every entry under ``folder`` (``None``: the root), itself excluded, in order."""
+        # An explicit stack instead of recursion: no depth limit on deeply nested trees.
+        stack = [iter(self.children(folder))]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                continue
+            yield entry
+            if entry.kind == DIRECTORY:
+                stack.append(iter(self.children(entry)))
+
+    def _refuse(self, rel: str, reason: str) -> None:
+        if not self.skip_unsafe:
             raise UsageError(
                 f"cannot pack {rel}: {reason}; remove it, list it in .aetherignore, "
                 "or pass --skip-unsafe to leave it out"
             )
-        if on_skip is not None:
-            on_skip(rel, reason)
-
-    def children(folder: str, prefix: str) -> Iterator[Entry]:
-        found = []
-        for item in _scan(folder):
-            entry = _classify(item, prefix + item.name, real_root, rules)
-            if isinstance(entry, str):
-                refuse(prefix + item.name, entry)
-            elif entry is not None:
-                found.append(entry)
-        found.sort(key=itemgetter(1))
-        return iter(found)
-
-    # An explicit stack instead of recursion: no depth limit on deeply nested trees.
-    stack = [children(os.fspath(root), "")]
-    while stack:
-        entry = next(stack[-1], None)
-        if entry is None:
-            stack.pop()
-            continue
-        entries.append(entry)
-        if entry.kind == DIRECTORY:
-            stack.append(children(entry.source, entry.path + "/"))
-    return entries
+        if self.on_skip is not None:
+            self.on_skip(rel, reason)
 
 
 def _scan(folder: str) -> list[os.DirEntry]:

@@ -1,0 +1,81 @@
+"""A planned tree as a compressed tar stream into an open file, written here or in workers.
+
+Small trees are written on the calling thread: starting processes would cost more than it
+saves. Big ones are written by forked workers (``parallel``) when there is more than one CPU.
+Both give the same bytes: the workers write the same members, merged back in order, and the
+compressor is fed the same fixed-size chunks either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO
+
+from aether.pack import tarwriter
+from aether.pack.compress import CompressedSink
+from aether.pack.packer import TreeContents, finish_tree, write_members
+from aether.pack.plan import PLAN_PIECES, Plan, entries_of
+from aether.pack.walk import Walker
+
+if TYPE_CHECKING:
+    from aether.pack.parallel import Workers
+
+MAX_WORKERS = 4
+
+
+def default_workers(plan: Plan) -> int:
+    """Worker processes for ``plan``: 0 (write here) for small trees or a single CPU."""
+    if not hasattr(os, "fork") or (plan.complete and len(plan.pieces) < PLAN_PIECES):
+        return 0
+    if hasattr(os, "sched_getaffinity"):
+        cpus = len(os.sched_getaffinity(0))
+    else:  # pragma: no cover - macOS
+        cpus = os.cpu_count() or 1
+    return min(cpus, MAX_WORKERS) if cpus > 1 else 0
+
+
+def write_archive(
+    plan: Plan,
+    walker: Walker,
+    handle: BinaryIO,
+    compression: str,
+    mtime: int,
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[TreeContents, str, str, int]:
+    """Write the archive; returns (contents, tar_sha256, digest, compressed size).
+
+    ``workers``: worker processes, 0 to write on this thread, None to choose by tree and CPUs.
+    """
+    mtime_field = tarwriter.mtime_field(mtime)
+    count = default_workers(plan) if workers is None else workers
+    contents = TreeContents()
+    # Workers are forked before the compressor starts its threads.
+    with _forked(plan, walker, mtime_field, count) as forked:
+        sink = CompressedSink(handle, compression)
+        try:
+            if forked is None:
+                members = entries_of(plan.pieces, walker)
+                write_members(members, sink, mtime_field, contents, on_progress=on_progress)
+            else:
+                forked.write_to(sink, contents, on_skip=walker.on_skip, on_progress=on_progress)
+            finish_tree(sink, contents)
+            tar_sha256, digest, size = sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+    return contents, tar_sha256, digest, size
+
+
+@contextlib.contextmanager
+def _forked(plan: Plan, walker: Walker, mtime: bytes, count: int) -> Iterator[Workers | None]:
+    if count < 1:
+        yield None
+        return
+    from aether.pack.parallel import forked_workers  # only where fork exists
+
+    with forked_workers(plan.tasks(), walker, mtime, count) as workers:
+        yield workers

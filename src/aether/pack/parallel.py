@@ -1,0 +1,176 @@
+"""Write a big tree's members in worker processes, merged back in archive order.
+
+The tar stream is a concatenation of members, so the plan's tasks can become tar bytes
+independently: task ``i`` goes to worker ``i % n``, which walks and reads it and streams the
+bytes through its own pipe, followed by the task's manifest records; this process reads the
+pipes in task order and feeds the one compressor, so the archive is the serial one, byte for
+byte. Per file the work is a few system calls between bits of Python, so the GIL, not the
+disk, is the limit: hence processes, not threads. They are forked (cheap, and nothing is
+imported again, also inside the zipapp) before the compressor starts its threads. Plain
+pipes rather than ``multiprocessing`` queues: those would pickle every segment, two more
+copies of the whole tree. Memory stays bounded: a pipe holds ``PIPE_BYTES``, a worker one
+batch, and a worker waits while its pipe is full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import gc
+import os
+import pickle
+import signal
+import traceback
+from collections.abc import Callable, Iterator
+
+from aether.errors import AetherError, InternalError
+from aether.pack.frames import DATA, DONE, ERROR, FrameReader, FrameWriter
+from aether.pack.packer import FileRecord, Sink, TreeContents, write_members
+from aether.pack.plan import Piece, entries_of
+from aether.pack.walk import Walker
+
+PIPE_BYTES = 1024 * 1024
+# A FileRecord from a tuple, without the Python-level __new__ of a named tuple (50,000 calls).
+_FILE_RECORD = functools.partial(tuple.__new__, FileRecord)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+
+
+class Workers:
+    """Forked workers, one pipe each; ``write_to`` merges their output in task order."""
+
+    def __init__(self, tasks: list[list[Piece]], walker: Walker, mtime: bytes, count: int):
+        self._tasks = len(tasks)
+        self._pids: list[int] = []
+        self._readers: list[int] = []
+        count = min(count, len(tasks))
+        try:
+            for index in range(count):
+                self._fork(tasks[index::count], walker, mtime)
+        except BaseException:
+            self.close(failed=True)
+            raise
+
+    def write_to(
+        self,
+        sink: Sink,
+        contents: TreeContents,
+        *,
+        on_skip: Callable[[str, str], None] | None = None,
+        on_progress: Callable[[int, int | None], None] | None = None,
+    ) -> None:
+        """Copy every task's bytes to ``sink`` in order, and its records into ``contents``."""
+        readers = [FrameReader(fd) for fd in self._readers]
+        for index in range(self._tasks):
+            reader = readers[index % len(readers)]
+            while True:
+                kind, payload = _next_frame(reader)
+                if kind == DATA:
+                    sink.write(payload)
+                    contents.tar_bytes += len(payload)
+                    if on_progress is not None:
+                        on_progress(contents.tar_bytes, None)
+                    continue
+                if kind == ERROR:
+                    raise pickle.loads(payload)
+                columns, directories, symlinks, skipped = pickle.loads(payload)
+                contents.files.extend(map(_FILE_RECORD, zip(*columns, strict=True)))
+                contents.directories.extend(directories)
+                contents.symlinks.extend(symlinks)
+                for path, reason in skipped:
+                    if on_skip is not None:
+                        on_skip(path, reason)
+                break
+
+    def close(self, *, failed: bool) -> None:
+        """Reap every worker; after a failure, stop them first."""
+        for fd in self._readers:
+            os.close(fd)
+        self._readers = []
+        statuses = []
+        for pid in self._pids:
+            if failed:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            statuses.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        self._pids = []
+        if not failed and any(statuses):
+            raise InternalError(f"a packing worker exited with status {max(statuses)}")
+
+    def _fork(self, tasks: list[list[Piece]], walker: Walker, mtime: bytes) -> None:
+        read_fd, write_fd = os.pipe()
+        if _F_SETPIPE_SZ is not None:
+            with contextlib.suppress(OSError):  # a smaller pipe only means more switches
+                fcntl.fcntl(write_fd, _F_SETPIPE_SZ, PIPE_BYTES)
+        pid = os.fork()
+        if pid == 0:
+            _worker(tasks, walker, mtime, write_fd, [read_fd, *self._readers])
+        os.close(write_fd)
+        self._pids.append(pid)
+        self._readers.append(read_fd)
+
+
+@contextlib.contextmanager
+def forked_workers(
+    tasks: list[list[Piece]], walker: Walker, mtime: bytes, count: int
+) -> Iterator[Workers]:
+    """Workers for ``tasks``; reaped on the way out (and stopped first after an error)."""
+    workers = Workers(tasks, walker, mtime, count)
+    try:
+        yield workers
+    except BaseException:
+        workers.close(failed=True)
+        raise
+    workers.close(failed=False)
+
+
+def _next_frame(reader: FrameReader) -> tuple[int, bytearray]:
+    try:
+        return reader.read()
+    except EOFError as exc:
+        raise InternalError("a packing worker stopped unexpectedly; pack again") from exc
+
+
+def _worker(
+    tasks: list[list[Piece]], walker: Walker, mtime: bytes, fd: int, inherited: list[int]
+) -> None:
+    """The forked side: write the tasks, report, and leave without unwinding the caller."""
+    # No garbage collection here: a finalizer of an object inherited from the parent (a
+    # compressor's thread pool, say) could wait forever on a lock that a parent thread held.
+    gc.disable()
+    status = 1
+    try:
+        for other in inherited:
+            os.close(other)
+        out = FrameWriter(fd)
+        try:
+            _serve(tasks, walker, mtime, out)
+            status = 0
+        except BaseException as exc:
+            out.send(ERROR, _portable(exc))
+    finally:
+        os._exit(status)
+
+
+def _serve(tasks: list[list[Piece]], walker: Walker, mtime: bytes, out: FrameWriter) -> None:
+    skipped: list[tuple[str, str]] = []
+    walker = dataclasses.replace(
+        walker, on_skip=lambda path, reason: skipped.append((path, reason))
+    )
+    for task in tasks:
+        contents = TreeContents()
+        write_members(entries_of(task, walker), out, mtime, contents)
+        # Columns of plain values pickle several times faster than a list of named tuples.
+        columns = tuple(zip(*contents.files, strict=True)) or ((), (), (), ())
+        out.send(DONE, (columns, contents.directories, contents.symlinks, skipped))
+        skipped.clear()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception to hand over: ours as they are, anything else as an InternalError."""
+    if isinstance(exc, AetherError):
+        return exc
+    error = InternalError(f"packing failed: {type(exc).__name__}: {exc}")
+    error.add_note("".join(traceback.format_exception(exc)))
+    return error

@@ -1,0 +1,84 @@
+"""Cut a tree into pieces that can be packed independently, and group them into tasks.
+
+The archive order is a depth-first walk with each folder's children sorted, so a folder and
+everything under it is one contiguous run of members. A plan lists the top of the tree in
+archive order, opening folders breadth-first until it holds enough pieces; each piece is one
+member, or one folder with its whole subtree (walked later, by whoever packs the piece).
+Writing the pieces one after another gives exactly the archive of the serial walk, whoever
+writes each of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from aether.pack.walk import DIRECTORY, Entry, Walker
+
+PLAN_PIECES = 512  # open folders until the plan holds this many pieces
+SUBTREE_WEIGHT = 32  # a guess at a subtree's size in members, to size tasks
+TASK_WEIGHT = 128
+
+
+class Piece(NamedTuple):
+    """One member, or (``subtree``) a folder's member followed by everything under it."""
+
+    entry: Entry
+    subtree: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    pieces: list[Piece]
+
+    @property
+    def complete(self) -> bool:
+        """True when every member is listed (no subtree is left to walk)."""
+        return not any(piece.subtree for piece in self.pieces)
+
+    def tasks(self) -> list[list[Piece]]:
+        """Consecutive runs of pieces of about ``TASK_WEIGHT`` members each."""
+        tasks: list[list[Piece]] = []
+        current: list[Piece] = []
+        weight = 0
+        for piece in self.pieces:
+            current.append(piece)
+            weight += SUBTREE_WEIGHT if piece.subtree else 1
+            if weight >= TASK_WEIGHT:
+                tasks.append(current)
+                current, weight = [], 0
+        if current:
+            tasks.append(current)
+        return tasks
+
+
+def plan_tree(walker: Walker, pieces: int = PLAN_PIECES) -> Plan:
+    """The tree's top levels as pieces, folders opened breadth-first until ``pieces``."""
+    plan = [_piece(entry) for entry in walker.children(None)]
+    while len(plan) < pieces:
+        opened: list[Piece] = []
+        grew = False
+        for index, piece in enumerate(plan):
+            if piece.subtree and len(opened) + len(plan) - index < pieces:
+                opened.append(Piece(piece.entry, False))
+                opened.extend(_piece(entry) for entry in walker.children(piece.entry))
+                grew = True
+            else:
+                opened.append(piece)
+        plan = opened
+        if not grew:
+            break
+    return Plan(plan)
+
+
+def entries_of(pieces: Iterable[Piece], walker: Walker) -> Iterator[Entry]:
+    """The members of ``pieces`` in archive order, walking their subtrees as it goes."""
+    for entry, subtree in pieces:
+        yield entry
+        if subtree:
+            yield from walker.below(entry)
+
+
+def _piece(entry: Entry) -> Piece:
+    return Piece(entry, entry.kind == DIRECTORY)

@@ -1,0 +1,186 @@
+"""The parallel packer: worker processes give the serial archive and manifest, byte for byte."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from pack_support import FILES, build_sample
+
+from aether.errors import IOFailure, UsageError
+from aether.pack import PackOptions, build_artifact
+from aether.pack.archive import default_workers, write_archive
+from aether.pack.ignore import IgnoreRules
+from aether.pack.manifest import build_manifest, write_manifest
+from aether.pack.packer import INLINE_MAX, TreeContents, write_tree
+from aether.pack.plan import PLAN_PIECES, Piece, Plan, entries_of, plan_tree
+from aether.pack.walk import FILE, Entry, Walker, walk_tree
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the parallel path forks")
+
+
+def awkward_tree(root: Path) -> Path:
+    """The sample project plus what stresses the packer: many, empty, large and odd files."""
+    build_sample(root)
+    many = root / "node_modules" / "many"
+    many.mkdir(parents=True)
+    for index in range(300):  # more than one batch of entries in one folder
+        (many / f"f{index:03d}.js").write_bytes(b"x" * (index * 37 % 1500))
+    (root / "empty.txt").write_bytes(b"")
+    (root / "block.bin").write_bytes(b"b" * 1024)  # a whole number of blocks: no padding
+    (root / "inline-max.bin").write_bytes(os.urandom(INLINE_MAX))
+    (root / "large.bin").write_bytes(os.urandom(3 * INLINE_MAX + 17))  # streamed in chunks
+    (root / "node_modules" / "many" / "large-too.bin").write_bytes(os.urandom(INLINE_MAX + 1))
+    tool = root / "node_modules" / "many" / "tool.sh"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    os.symlink("tool.sh", root / "node_modules" / "many" / "tool-link")
+    os.symlink("../node_modules/many", root / "lib" / "many-dir-link")
+    os.symlink("gone.js", root / "lib" / "dangling.js")
+    (root / "deep" / "a" / "b" / "c" / "d").mkdir(parents=True)  # empty nested folders
+    return root
+
+
+def write(
+    root: Path, workers: int, pieces: int = PLAN_PIECES, compression: str = "zstd"
+) -> tuple[bytes, TreeContents, str, str]:
+    walker = Walker(os.fspath(root), IgnoreRules())
+    out = io.BytesIO()
+    contents, tar_sha256, digest, _ = write_archive(
+        plan_tree(walker, pieces), walker, out, compression, 0, workers=workers
+    )
+    return out.getvalue(), contents, tar_sha256, digest
+
+
+def manifest_bytes(written: tuple[bytes, TreeContents, str, str], path: Path) -> bytes:
+    archive, contents, tar_sha256, digest = written
+    manifest = build_manifest(
+        contents,
+        artifact_name="app.tar.zst",
+        compression="zstd",
+        digest=digest,
+        tar_sha256=tar_sha256,
+        size_bytes=len(archive),
+        source_date_epoch=0,
+    )
+    write_manifest(path, manifest)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return awkward_tree(tmp_path_factory.mktemp("parallel") / "app")
+
+
+@pytest.fixture(scope="module")
+def serial(tree: Path) -> tuple[bytes, TreeContents, str, str]:
+    return write(tree, workers=0)
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 40, PLAN_PIECES])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_workers_write_the_serial_archive_and_manifest(
+    tree: Path, serial: tuple, pieces: int, workers: int, tmp_path: Path
+) -> None:
+    written = write(tree, workers, pieces)
+    assert written[0] == serial[0]
+    assert written[1:] == serial[1:]
+    manifest = manifest_bytes(written, tmp_path / "parallel.json")
+    assert manifest == manifest_bytes(serial, tmp_path / "serial.json")
+
+
+def test_the_serial_archive_is_the_one_of_the_plain_walk(tree: Path, serial: tuple) -> None:
+    """Planning does not change the order: the plan's members are the walk's entries."""
+
+    class Collect:
+        def __init__(self) -> None:
+            self.parts: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.parts.append(bytes(data))
+
+    sink = Collect()
+    contents = write_tree(walk_tree(tree, IgnoreRules()), sink, 0)
+    assert contents == serial[1]
+    _, gzip_contents, tar_sha256, _ = write(tree, workers=2, pieces=5, compression="gzip")
+    assert tar_sha256 == serial[2] and gzip_contents == contents
+    assert len(b"".join(sink.parts)) == contents.tar_bytes
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 7, 50, 10_000])
+def test_a_plan_lists_the_walk_in_order(tree: Path, pieces: int) -> None:
+    walker = Walker(os.fspath(tree), IgnoreRules())
+    plan = plan_tree(walker, pieces)
+    assert list(entries_of(plan.pieces, walker)) == walk_tree(tree, IgnoreRules())
+    assert [piece for task in plan.tasks() for piece in task] == plan.pieces
+    assert plan.complete == (pieces == 10_000)
+
+
+def test_small_trees_are_written_here_and_big_ones_in_workers(tree: Path, tmp_path: Path) -> None:
+    small = build_sample(tmp_path / "small")
+    assert default_workers(plan_tree(Walker(os.fspath(small), IgnoreRules()))) == 0
+    big_plan = plan_tree(Walker(os.fspath(tree), IgnoreRules()), pieces=8)
+    assert not big_plan.complete
+    expected = 0 if len(os.sched_getaffinity(0)) < 2 else 2
+    assert min(default_workers(big_plan), 2) == expected
+
+
+def test_build_artifact_on_a_big_tree_gives_the_serial_digest(tmp_path: Path) -> None:
+    root = build_sample(tmp_path / "big")
+    for package in range(40):
+        folder = root / "node_modules" / f"pkg-{package:02d}" / "lib"
+        folder.mkdir(parents=True)
+        for index in range(20):
+            (folder / f"m{index}.js").write_text(f"module.exports = {package * index};\n")
+    plan = plan_tree(Walker(os.fspath(root), IgnoreRules()))
+    assert not plan.complete  # big enough for workers wherever there are two CPUs
+    _, contents, _, digest = write(root, workers=0)
+    result = build_artifact(root, PackOptions(install=False, sbom=False), environ={})
+    assert result.digest == digest
+    assert result.files == len(contents.files) == 800 + len(FILES)
+    assert result.bytes_in == sum(record.size for record in contents.files)
+
+
+def test_an_unsafe_entry_deep_in_a_subtree_stops_the_pack(tree: Path, tmp_path: Path) -> None:
+    root = awkward_tree(tmp_path / "app")
+    os.symlink("/etc/passwd", root / "node_modules" / "many" / "evil")
+    with pytest.raises(UsageError, match="node_modules/many/evil.*absolute") as caught:
+        write(root, workers=2, pieces=3)
+    assert caught.value.exit_code == 2
+    assert_no_children_left()
+
+
+def test_skipped_entries_are_reported_by_the_writing_process(tmp_path: Path) -> None:
+    root = awkward_tree(tmp_path / "app")
+    os.symlink("/etc/passwd", root / "node_modules" / "many" / "evil")
+    os.mkfifo(root / "deep" / "a" / "pipe")
+    skipped: list[tuple[str, str]] = []
+    walker = Walker(
+        os.fspath(root),
+        IgnoreRules(),
+        skip_unsafe=True,
+        on_skip=lambda path, reason: skipped.append((path, reason)),
+    )
+    contents, *_ = write_archive(plan_tree(walker, 2), walker, io.BytesIO(), "zstd", 0, workers=2)
+    assert sorted(path for path, _ in skipped) == ["deep/a/pipe", "node_modules/many/evil"]
+    assert "node_modules/many/evil" not in {path for path, _ in contents.symlinks}
+
+
+def test_a_file_gone_before_its_worker_reads_it_is_an_io_failure(tmp_path: Path) -> None:
+    root = build_sample(tmp_path / "app")
+    walker = Walker(os.fspath(root), IgnoreRules())
+    pieces = plan_tree(walker).pieces
+    gone = Entry("gone.js", b"gone.js", FILE, os.fspath(root / "gone.js"))
+    plan = Plan([*pieces[:2], Piece(gone, False), *pieces[2:]])
+    with pytest.raises(IOFailure, match="cannot read gone.js") as caught:
+        write_archive(plan, walker, io.BytesIO(), "zstd", 0, workers=2)
+    assert caught.value.exit_code == 30
+    assert_no_children_left()
+
+
+def assert_no_children_left() -> None:
+    """Every worker was reaped: this process has no child processes at all."""
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
