@@ -6,9 +6,9 @@ import json
 import socket
 
 import pytest
-import requests
+from http_support import scripted_server, url_of
 
-from aether.client.api import ApiClient, remote_error
+from aether.client.api import ApiClient
 from aether.errors import EXIT_CONFIG, EXIT_INTERNAL, EXIT_NETWORK, NetworkError, RemoteError
 
 
@@ -33,40 +33,41 @@ def test_unknown_host_is_a_network_error() -> None:
             api.get("/healthz")
 
 
-def _response(
-    status: int, body: object, content_type: str = "application/json"
-) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = (json.dumps(body) if not isinstance(body, str) else body).encode()
-    response.headers["Content-Type"] = content_type
-    response.reason = "Reason"
-    return response
+def _error(
+    status: int, body: object, content_type: str = "application/json", **headers: str
+) -> RemoteError:
+    """What ApiClient raises when a real server answers ``status`` with ``body``."""
+    payload = (json.dumps(body) if not isinstance(body, str) else body).encode()
+    with scripted_server() as httpd, ApiClient(url_of(httpd), "t") as api:
+        httpd.script.append((status, {"Content-Type": content_type, **headers}, payload))
+        with pytest.raises(RemoteError) as caught:
+            api.post("/apps/x", {})
+    return caught.value
 
 
 def test_envelope_code_and_message_are_kept() -> None:
-    error = remote_error(
-        "GET", "http://h/apps/x", _response(404, {"code": "not_found", "message": "no app x"})
-    )
-    assert isinstance(error, RemoteError)
+    error = _error(404, {"code": "not_found", "message": "no app x"})
     assert error.code == "not_found" and "no app x" in error.message
-    assert "HTTP 404" in error.message and error.exit_code == EXIT_INTERNAL
+    assert "HTTP 404" in error.message and "/apps/x" in error.message
+    assert error.exit_code == EXIT_INTERNAL
 
 
 def test_401_tells_to_log_in_and_exits_10() -> None:
-    error = remote_error(
-        "GET", "http://h/whoami", _response(401, {"code": "unauthorized", "message": "bad token"})
-    )
+    error = _error(401, {"code": "unauthorized", "message": "bad token"})
     assert "aether login" in error.message and error.exit_code == EXIT_CONFIG
 
 
 def test_nested_error_envelope_and_plain_text_bodies() -> None:
-    nested = remote_error(
-        "POST", "u", _response(409, {"error": {"code": "conflict", "message": "taken"}})
-    )
+    nested = _error(409, {"error": {"code": "conflict", "message": "taken"}})
     assert (nested.code, "taken" in nested.message) == ("conflict", True)
-    text = remote_error("GET", "u", _response(502, "Bad gateway\nmore", "text/plain"))
-    assert text.code == "http_502" and "Bad gateway" in text.message
+    text = _error(500, "Bad gateway\nmore", "text/plain")
+    assert text.code == "http_500" and "Bad gateway" in text.message
+
+
+def test_a_redirected_api_call_says_which_url_to_use() -> None:
+    error = _error(308, "", "text/plain", Location="https://aether.example/apps/x")
+    assert error.code == "redirected" and "AETHER_API_BASE" in error.message
+    assert "https://aether.example/apps/x" in error.message
 
 
 def test_tls_failure_is_a_network_error() -> None:

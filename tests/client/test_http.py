@@ -8,65 +8,22 @@ import ipaddress
 import json
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from http_support import scripted_server, url_of
 
 from aether.client.http import HttpSession, RetryPolicy, TransportError
 
 FAST = RetryPolicy(backoff_secs=0.0)
 
 
-class Scripted(BaseHTTPRequestHandler):
-    """Answers from ``server.script`` (a list of (status, headers, body)), then 200s."""
-
-    protocol_version = "HTTP/1.1"
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self.server.seen.append(  # type: ignore[attr-defined]
-            {
-                "method": self.command,
-                "path": self.path,
-                "body": body,
-                "headers": dict(self.headers),
-                "peer": self.client_address,
-            }
-        )
-        script = self.server.script  # type: ignore[attr-defined]
-        status, headers, payload = script.pop(0) if script else (200, {}, b'{"ok": true}')
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_HEAD = _answer  # noqa: N815 - http.server's naming
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    httpd.seen, httpd.script = [], []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
-
-
-def url_of(httpd: ThreadingHTTPServer, path: str = "/") -> str:
-    return f"http://127.0.0.1:{httpd.server_address[1]}{path}"
+    with scripted_server() as httpd:
+        yield httpd
 
 
 def test_json_params_and_headers_reach_the_server_on_one_kept_alive_connection(server) -> None:
@@ -162,15 +119,10 @@ def test_tls_trusts_the_bundle_named_by_the_environment(tmp_path: Path, monkeypa
     from aether.client import http
 
     cert, key = _self_signed(tmp_path)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    httpd.seen, httpd.script = [], []  # type: ignore[attr-defined]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    url = f"https://127.0.0.1:{httpd.server_address[1]}/secure"
-    try:
+    with scripted_server(context.wrap_socket) as httpd:
+        url = f"https://127.0.0.1:{httpd.server_address[1]}/secure"
         monkeypatch.setattr(http, "_TLS", None)  # the trust store is built once per process
         with HttpSession() as session, pytest.raises(TransportError) as caught:
             session.get(url)
@@ -179,10 +131,6 @@ def test_tls_trusts_the_bundle_named_by_the_environment(tmp_path: Path, monkeypa
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
         with HttpSession() as session:
             assert session.get(url).status_code == 200
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
@@ -219,3 +167,25 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+def test_get_follows_redirects_and_the_token_stays_with_its_origin(server) -> None:
+    with scripted_server() as other:
+        server.script += [
+            (302, {"Location": "/moved"}, b""),
+            (307, {"Location": url_of(other, "/elsewhere")}, b""),
+        ]
+        with HttpSession({"Authorization": "Bearer secret"}) as session:
+            response = session.get(url_of(server, "/start"))
+        assert response.status_code == 200
+        assert [r["path"] for r in server.seen] == ["/start", "/moved"]
+        assert all(r["headers"]["Authorization"] == "Bearer secret" for r in server.seen)
+        (elsewhere,) = other.seen
+        assert elsewhere["path"] == "/elsewhere" and "Authorization" not in elsewhere["headers"]
+
+
+def test_a_post_gets_the_redirect_back_instead_of_following_it(server) -> None:
+    server.script.append((308, {"Location": "https://elsewhere.example/"}, b""))
+    with HttpSession() as session:
+        response = session.request("POST", url_of(server, "/deployments"), json={})
+    assert response.status_code == 308 and len(server.seen) == 1

@@ -79,6 +79,13 @@ class ApiClient:
             raise network_error(method, url, exc) from exc
         elapsed_ms = (time.monotonic() - started) * 1000
         log.debug("%s %s -> %d in %.0f ms", method, url, response.status_code, elapsed_ms)
+        if 300 <= response.status_code < 400:
+            raise RemoteError(
+                f"{method} {url} was redirected to {response.headers.get('Location')}: point"
+                " AETHER_API_BASE (or `aether login --api`) at the final URL",
+                code="redirected",
+                status=response.status_code,
+            )
         if response.status_code >= 400 and response.status_code not in expect:
             raise remote_error(method, url, response)
         return response

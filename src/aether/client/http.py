@@ -32,6 +32,9 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 SEND_BLOCK = 1024 * 1024
 STREAM_READ = 64 * 1024
 MAX_RETRY_AFTER_SECS = 30.0
+# GET and HEAD follow redirects (like curl -L); other methods get the 3xx back.
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 log = logging.getLogger(__name__)  # origins and paths only: never headers, bodies or queries
 
 
@@ -177,9 +180,19 @@ class HttpSession:
             data = jsonlib.dumps(json).encode()
             all_headers["Content-Type"] = "application/json"
         replayable = data is None or isinstance(data, bytes)
-        attempt = 0
+        attempt = redirects = 0
         while True:
             response = self._send(method, url, data, all_headers, timeout)
+            location = response.headers.get("Location")
+            if (
+                response.status_code in REDIRECTS
+                and method in ("GET", "HEAD")
+                and location
+                and redirects < MAX_REDIRECTS
+            ):
+                response.close()
+                url, redirects = _follow(url, location, all_headers), redirects + 1
+                continue
             retry_status = (
                 response.status_code in self.retry.statuses
                 and method in IDEMPOTENT
@@ -370,6 +383,18 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 
 def _path(parts: Any) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _follow(url: str, location: str, headers: dict[str, str]) -> str:
+    """The redirect's target; the bearer token never follows to another origin."""
+    from urllib.parse import urljoin
+
+    target = urljoin(url, location)
+    before, after = urlsplit(url), urlsplit(target)
+    if (before.scheme, before.netloc) != (after.scheme, after.netloc):
+        for name in [k for k in headers if k.lower() == "authorization"]:
+            del headers[name]
+    return target
 
 
 def _strip_query(url: str) -> str:
