@@ -34,11 +34,11 @@ log = logging.getLogger("aether.server")
 
 # Each module under aether.server.routes exports ROUTES and OPENAPI.
 # Starlette matches routes in order and no two modules' paths overlap, so the hottest
-# (artifact checks, deployment polling) come first.
+# (deployment listing and polling, artifact checks) come first; probes can afford a longer walk.
 ROUTE_MODULES = (
-    "health",
-    "artifacts",
     "deployments",
+    "artifacts",
+    "health",
     "apps",
     "config",
     "tokens",

@@ -103,11 +103,13 @@ async def download(request: Request) -> Response:
     return RedirectResponse(url, status_code=302)
 
 
+# The upload routes stay ahead of /artifacts/{digest}, which also matches their paths (a wrong
+# method on /artifacts/presign is still answered by the presign route's 405).
 ROUTES = [
     *artifact_uploads.ROUTES,
+    Route("/artifacts/{digest}", artifact_detail, methods=["GET", "HEAD"]),
     *artifact_legacy.ROUTES,
     Route("/artifacts", list_artifacts, methods=["GET"]),
-    Route("/artifacts/{digest}", artifact_detail, methods=["GET", "HEAD"]),
     Route("/artifacts/{digest}/download", download, methods=["GET"]),
 ]
 

@@ -230,10 +230,10 @@ async def rollback(request: Request) -> JSONResponse:
 
 
 ROUTES = [
+    Route("/apps/{app}/deployments", list_app_deployments, methods=["GET"]),  # the hottest
     Route("/deployments", create_deployment, methods=["POST"]),
     Route("/deployments/{deployment_id}", get_deployment, methods=["GET"]),
     Route("/deployments/{deployment_id}/events", get_events, methods=["GET"]),
-    Route("/apps/{app}/deployments", list_app_deployments, methods=["GET"]),
     Route("/apps/{app}/rollback", rollback, methods=["POST"]),
 ]
 
