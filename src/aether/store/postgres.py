@@ -1,28 +1,47 @@
-"""PostgreSQL through psycopg 3 and an async connection pool (the only psycopg import)."""
+"""PostgreSQL through psycopg 3 and an async connection pool (the only psycopg import).
+
+Plain statements (``fetch_all``/``execute`` outside a transaction) take a connection straight
+from the pool and run on a cursor the connection keeps: the API runs one such statement per
+request, and a pool context manager, a fresh cursor and a dict per row through psycopg's row
+factory cost more Python time than the statement itself.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
 import psycopg.sql
 import psycopg_pool
-from psycopg.rows import dict_row
+from psycopg.rows import tuple_row
 
-from aether.errors import Conflict, InternalError, ServiceUnavailable
+from aether.errors import AetherError, Conflict, InternalError, ServiceUnavailable
 from aether.store.database import Database, DuplicateKey, Executor, Params, Row, to_pyformat
 
 # A connection used less than this long ago is handed out again without a liveness check.
 RECENTLY_USED_SECS = 1.0
-_last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_NO_PARAMS: dict[str, Any] = {}
 
 
-async def _check_unless_recent(conn: psycopg.AsyncConnection[Any]) -> None:
-    if time.monotonic() - _last_used.get(conn, float("-inf")) < RECENTLY_USED_SECS:
+class PooledConnection(psycopg.AsyncConnection[Any]):
+    """A pool connection that remembers when it was last given back and keeps one cursor
+    (rows as tuples) for plain statements."""
+
+    last_used = float("-inf")
+    _statements: psycopg.AsyncCursor[Any] | None = None
+
+    def statements(self) -> psycopg.AsyncCursor[Any]:
+        cursor = self._statements
+        if cursor is None or cursor.closed:
+            cursor = self._statements = self.cursor(row_factory=tuple_row)
+        return cursor
+
+
+async def _check_unless_recent(conn: PooledConnection) -> None:
+    if time.monotonic() - conn.last_used < RECENTLY_USED_SECS:
         return
     await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
@@ -41,7 +60,8 @@ class PostgresDatabase(Database):
             # A connection broken by a server restart is replaced instead of handed out; the
             # check costs a round trip, so it is skipped for one that was in use moments ago.
             check=_check_unless_recent,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            connection_class=PooledConnection,
+            kwargs={"autocommit": True, "row_factory": tuple_row},
         )
 
     async def open(self) -> None:
@@ -54,23 +74,39 @@ class PostgresDatabase(Database):
         await self.pool.close()
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def connection(self) -> AsyncIterator[PooledConnection]:
+        conn = await self._getconn()
         try:
-            async with self.pool.connection() as conn:
-                try:
-                    yield conn
-                finally:
-                    _last_used[conn] = time.monotonic()
+            async with conn:  # commit, or roll back on an error, as the pool's own would
+                yield conn
+        finally:
+            await self._putconn(conn)
+
+    async def _getconn(self) -> PooledConnection:
+        try:
+            return await self.pool.getconn()
         except psycopg_pool.PoolTimeout as exc:
             raise ServiceUnavailable("PostgreSQL is not reachable (pool timeout)") from exc
 
+    async def _putconn(self, conn: PooledConnection) -> None:
+        conn.last_used = time.monotonic()
+        await self.pool.putconn(conn)
+
+    # Autocommit statements need no transaction handling on the way back: the pool itself
+    # rolls back and discards a connection left in a transaction or broken.
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
-        async with self.connection() as conn:
-            return await _fetch_all(conn, sql, params)
+        conn = await self._getconn()
+        try:
+            return await _fetch_all(conn.statements(), sql, params)
+        finally:
+            await self._putconn(conn)
 
     async def execute(self, sql: str, params: Params = None) -> int:
-        async with self.connection() as conn:
-            return await _execute(conn, sql, params)
+        conn = await self._getconn()
+        try:
+            return await _execute(conn.statements(), sql, params)
+        finally:
+            await self._putconn(conn)
 
     async def listen(
         self, channel: str, on_listening: Callable[[], None] | None = None
@@ -106,42 +142,52 @@ class PostgresDatabase(Database):
 class _PgTransaction(Executor):
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, conn: PooledConnection) -> None:
         self.conn = conn
 
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
-        return await _fetch_all(self.conn, sql, params)
+        return await _fetch_all(self.conn.statements(), sql, params)
 
     async def execute(self, sql: str, params: Params = None) -> int:
-        return await _execute(self.conn, sql, params)
+        return await _execute(self.conn.statements(), sql, params)
 
 
-async def _fetch_all(conn: psycopg.AsyncConnection[Any], sql: str, params: Params) -> list[Row]:
-    with _pg_errors():
-        cursor = await conn.execute(to_pyformat(sql), dict(params or {}))
-        # pgresult.nfields answers "did it return rows?" without building the description's
-        # column objects (the row factory builds them once anyway).
+async def _fetch_all(cursor: psycopg.AsyncCursor[Any], sql: str, params: Params) -> list[Row]:
+    try:
+        await cursor.execute(to_pyformat(sql), _NO_PARAMS if params is None else params)
+        # pgresult answers "did it return rows?" and names the columns without building the
+        # description's column objects.
         result = cursor.pgresult
         if result is None or result.nfields == 0:
             return []
-        return await cursor.fetchall()  # dict_row: plain dicts already
+        names = [result.fname(index).decode() for index in range(result.nfields)]
+        return [dict(zip(names, values, strict=True)) for values in await cursor.fetchall()]
+    except psycopg.Error as exc:
+        raise _aether_error(exc) from exc
 
 
-async def _execute(conn: psycopg.AsyncConnection[Any], sql: str, params: Params) -> int:
-    with _pg_errors():
-        cursor = await conn.execute(to_pyformat(sql), dict(params or {}))
-        return cursor.rowcount
+async def _execute(cursor: psycopg.AsyncCursor[Any], sql: str, params: Params) -> int:
+    try:
+        await cursor.execute(to_pyformat(sql), _NO_PARAMS if params is None else params)
+    except psycopg.Error as exc:
+        raise _aether_error(exc) from exc
+    return cursor.rowcount
 
 
 @contextlib.contextmanager
 def _pg_errors() -> Any:
     try:
         yield
-    except psycopg.errors.UniqueViolation as exc:
-        raise DuplicateKey(str(exc).splitlines()[0]) from exc
-    except psycopg.errors.IntegrityError as exc:
-        raise Conflict(f"constraint violated: {str(exc).splitlines()[0]}") from exc
-    except psycopg.OperationalError as exc:
-        raise ServiceUnavailable(f"PostgreSQL unavailable: {str(exc).splitlines()[0]}") from exc
     except psycopg.Error as exc:
-        raise InternalError(f"database error: {str(exc).splitlines()[0]}") from exc
+        raise _aether_error(exc) from exc
+
+
+def _aether_error(exc: psycopg.Error) -> AetherError:
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return DuplicateKey(first_line)
+    if isinstance(exc, psycopg.errors.IntegrityError):
+        return Conflict(f"constraint violated: {first_line}")
+    if isinstance(exc, psycopg.OperationalError):
+        return ServiceUnavailable(f"PostgreSQL unavailable: {first_line}")
+    return InternalError(f"database error: {first_line}")
