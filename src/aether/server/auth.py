@@ -41,7 +41,11 @@ def is_open_path(path: str) -> bool:
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    value = headers.get("authorization", "")
+    return parse_bearer(headers.get("authorization", ""))
+
+
+def parse_bearer(value: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value, else None."""
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -156,8 +160,7 @@ class AuthMiddleware:
         if scope["type"] != "http" or is_open_path(scope["path"]):
             await self.app(scope, receive, send)
             return
-        connection = HTTPConnection(scope)
-        token = bearer_token(connection.headers)
+        token = parse_bearer(_authorization(scope))
         if token is None:
             raise Unauthorized("missing bearer token; send 'Authorization: Bearer <token>'")
         who = await resolve_token(scope["app"].state.aether, token)
@@ -165,6 +168,14 @@ class AuthMiddleware:
             raise Unauthorized("invalid, expired or revoked token; run `aether login` again")
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, receive, send)
+
+
+def _authorization(scope: Scope) -> str:
+    # ASGI header names arrive lowercased; a scan is cheaper than building a Headers object.
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return ""
 
 
 def principal(request: HTTPConnection) -> Principal:

@@ -13,8 +13,8 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterable
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aether.server.errors import error_response
@@ -52,11 +52,12 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
+        id_header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"], status["sent"] = message["status"], True
-                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+                message["headers"] = _with_header(message.get("headers", ()), id_header)
             await send(message)
 
         try:
@@ -69,6 +70,13 @@ class RequestContextMiddleware:
                 await error_response(exc, request_id)(scope, receive, send_with_id)
         finally:
             _log_access(scope, request_id, status["code"], time.perf_counter() - started)
+
+
+def _with_header(headers: Iterable[tuple[bytes, bytes]], header: tuple[bytes, bytes]) -> list:
+    """The response headers with ``header`` set once (an error envelope may carry it already)."""
+    kept = [item for item in headers if item[0].lower() != header[0]]
+    kept.append(header)
+    return kept
 
 
 def _log_access(scope: Scope, request_id: str, status: int, seconds: float) -> None:

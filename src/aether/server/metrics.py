@@ -6,6 +6,8 @@ bounded. Several apps in one process (tests) share these collectors without coll
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from starlette.types import Scope
 
@@ -33,11 +35,29 @@ def route_template(scope: Scope) -> str:
     return getattr(route, "path", None) or UNMATCHED_ROUTE
 
 
+# (method, route, status) -> the counter and histogram children of that label set. Looking a
+# child up through ``labels()`` validates and locks on every call; the label sets are bounded
+# (route templates, not paths), so the children are kept once found.
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _children_for(method: str, route: str, status: int) -> tuple[Any, Any]:
+    found = _children.get((method, route, status))
+    if found is None:
+        found = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_REQUEST_DURATION.labels(method, route),
+        )
+        _children[(method, route, status)] = found
+    return found
+
+
 def observe_request(scope: Scope, status: int, seconds: float) -> str:
     """Record one answered request; returns the route label used."""
     method, route = scope.get("method", "GET"), route_template(scope)
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_REQUEST_DURATION.labels(method, route).observe(seconds)
+    requests, duration = _children_for(method, route, status)
+    requests.inc()
+    duration.observe(seconds)
     if status == 401:
         AUTH_FAILURES.inc()
     return route
