@@ -107,7 +107,7 @@ class CompressedSink:
         self._out.write(self._codec.header())
         self._thread.start()
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         size = len(data)
         self.tar_size += size
         filled = self._filled

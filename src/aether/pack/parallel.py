@@ -32,6 +32,9 @@ from aether.pack.plan import Piece, entries_of
 from aether.pack.walk import Walker
 
 PIPE_BYTES = 1024 * 1024
+# What a worker may hold, written but not yet read, before it waits: its lead over the
+# worker whose task is being merged.
+BACKLOG_BYTES = 16 * 1024 * 1024
 # A FileRecord from a tuple, without the Python-level __new__ of a named tuple (50,000 calls).
 _FILE_RECORD = functools.partial(tuple.__new__, FileRecord)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
@@ -125,7 +128,7 @@ def forked_workers(
     workers.close(failed=False)
 
 
-def _next_frame(reader: FrameReader) -> tuple[int, bytearray]:
+def _next_frame(reader: FrameReader) -> tuple[int, memoryview]:
     try:
         return reader.read()
     except EOFError as exc:
@@ -143,12 +146,13 @@ def _worker(
     try:
         for other in inherited:
             os.close(other)
-        out = FrameWriter(fd)
+        out = FrameWriter(fd, BACKLOG_BYTES)
         try:
             _serve(tasks, walker, mtime, out)
             status = 0
         except BaseException as exc:
             out.send(ERROR, _portable(exc))
+        out.flush()
     finally:
         os._exit(status)
 

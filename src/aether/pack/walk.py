@@ -24,6 +24,8 @@ from aether.pack.ignore import IgnoreRules
 FILE = "file"
 DIRECTORY = "dir"
 SYMLINK = "symlink"
+# Manifests and pax records are UTF-8; such a name could not be listed faithfully.
+NOT_UTF8 = "its name or link target is not valid UTF-8"
 
 
 class Entry(NamedTuple):
@@ -74,10 +76,25 @@ class Walker:
         else:
             path, prefix = folder.source, folder.path + "/"
         found = []
+        rules = self.rules
         for item in _scan(path):
-            entry = _classify(item, prefix + item.name, self.real_root, self.rules)
+            name = item.name
+            rel = prefix + name
+            try:
+                regular = item.is_file(follow_symlinks=False)
+            except OSError as exc:
+                raise IOFailure(f"cannot inspect {rel}: {exc.strerror or exc}") from exc
+            if regular:  # most entries: kept short
+                if rules.ignored(rel, name, is_dir=False):
+                    continue
+                try:
+                    found.append(Entry(rel, rel.encode("utf-8"), FILE, item.path))
+                except UnicodeEncodeError:
+                    self._refuse(rel, NOT_UTF8)
+                continue
+            entry = _classify(item, rel, self.real_root, rules)
             if isinstance(entry, str):
-                self._refuse(prefix + item.name, entry)
+                self._refuse(rel, entry)
             elif entry is not None:
                 found.append(entry)
         found.sort(key=itemgetter(1))
@@ -125,8 +142,7 @@ def _classify(
     try:
         return _classify_entry(item, rel, real_root, rules)
     except UnicodeEncodeError:
-        # Manifests and pax records are UTF-8; such a name could not be listed faithfully.
-        return "its name or link target is not valid UTF-8"
+        return NOT_UTF8
 
 
 def _classify_entry(
