@@ -12,9 +12,9 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
-from starlette.responses import JSONResponse
 
 from aether.errors import AetherError
+from aether.server.responses import JSONResponse
 
 log = logging.getLogger("aether.server")
 

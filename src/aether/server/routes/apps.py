@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aether.errors import AetherError, BadRequest, Conflict
@@ -15,6 +15,7 @@ from aether.models import is_app_name
 from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.openapi import NULLABLE_STR, STR, obj, operation, param
+from aether.server.responses import JSONResponse
 from aether.server.routes.deployments import DEPLOYMENT_SCHEMA, deployment_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store

@@ -7,7 +7,7 @@ deployment-scoped pull tokens), plus the upload routes of
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from aether.blobs.base import expires_at
@@ -15,6 +15,7 @@ from aether.errors import BadRequest, Forbidden, NotFound
 from aether.server.artifact_access import ARTIFACT_SCHEMA, artifact_json, check_digest
 from aether.server.auth import principal, require_role
 from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.responses import JSONResponse
 from aether.server.routes import artifact_legacy, artifact_uploads
 from aether.server.state import get_state
 from aether.store import artifacts as artifact_store

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
@@ -18,6 +18,7 @@ from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.responses import JSONResponse
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
