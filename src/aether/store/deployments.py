@@ -8,6 +8,7 @@ pending, deploying or running. (Workers are woken by the insert trigger of
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -62,9 +63,15 @@ def decode_env(row: Row) -> Row:
     raw = row.get("env")
     if raw == "{}" or not raw:  # most deployments set no env: skip the parser (listings)
         row["env"] = {}
-    else:
-        row["env"] = json.loads(raw) if isinstance(raw, str) else raw
+    elif isinstance(raw, str):
+        row["env"] = dict(_parsed_env(raw))  # a copy: the cached dict is shared
     return row
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_env(raw: str) -> dict[str, str]:
+    # An app's deployments mostly repeat one env, and a page of them would parse it per row.
+    return json.loads(raw)
 
 
 async def get_deployment(db: Executor, deployment_id: str) -> Row | None:
