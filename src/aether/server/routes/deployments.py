@@ -36,7 +36,9 @@ DEFAULT_PAGE = 20
 MAX_REPLICAS = 100
 
 
-def deployment_json(row: Row, state: ServerState) -> dict[str, Any]:
+def deployment_json(row: Row, state: ServerState, *, url: str | None = None) -> dict[str, Any]:
+    """The API shape of a deployment row; ``url`` is the app's, when the caller knows it."""
+    env = row["env"]
     return {
         "id": row["id"],
         "app_name": row["app_name"],
@@ -44,12 +46,12 @@ def deployment_json(row: Row, state: ServerState) -> dict[str, Any]:
         "status": row["status"],
         "runtime": row["runtime"],
         "start_command": row["start_command"],
-        "env": row["env"] if isinstance(row["env"], dict) else json.loads(row["env"] or "{}"),
+        "env": env if isinstance(env, dict) else json.loads(env or "{}"),
         "replicas": row["replicas"],
         "health_path": row["health_path"],
         "failure_reason": row["failure_reason"],
         "endpoint": row["endpoint"],
-        "url": state.app_url(row["app_name"]),
+        "url": url or state.app_url(row["app_name"]),
         "rolled_back_from": row["rolled_back_from"],
         "created_at": row["created_at"],
         "rollout_started_at": row["rollout_started_at"],
@@ -186,6 +188,8 @@ async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIt
 
 
 def _page_params(request: Request) -> tuple[int, str | None]:
+    if not request.scope["query_string"]:  # the first page, as most callers ask for it
+        return DEFAULT_PAGE, None
     raw = request.query_params.get("limit", str(DEFAULT_PAGE))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest(f"query parameter 'limit' must be an integer from 1 to {MAX_PAGE}")
@@ -200,9 +204,10 @@ async def list_app_deployments(request: Request) -> JSONResponse:
     if app is None:
         raise NotFound(f"application {name!r} does not exist; create it with POST /apps")
     require_app_access(request, app, write=False)
+    url = state.app_url(name)
     return JSONResponse(
         {
-            "deployments": [deployment_json(row, state) for row in page.rows],
+            "deployments": [deployment_json(row, state, url=url) for row in page.rows],
             "next_cursor": page.next_cursor,
         }
     )
