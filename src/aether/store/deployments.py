@@ -249,15 +249,15 @@ async def list_for_app_name(
         "owner": first["owning_app_owner"],
         "created_at": first["owning_app_created_at"],
     }
-    found = [decode_env(_strip_app(row)) for row in rows if row["id"] is not None]
+    found = [_page_row(row) for row in rows if row["id"] is not None]
     page = found[:limit]
     return app, Page(page, encode_cursor(page[-1]) if len(found) > limit else None)
 
 
-def _strip_app(row: Row) -> Row:
-    for key in ("owning_app_id", "owning_app_owner", "owning_app_created_at"):
-        row.pop(key, None)
-    return row
+def _page_row(row: Row) -> Row:
+    """A deployment row of the listing, without the app columns every row carries."""
+    del row["owning_app_id"], row["owning_app_owner"], row["owning_app_created_at"]
+    return decode_env(row)
 
 
 async def rollback_target(db: Executor, app_id: str, *, to: str | None) -> Row:
