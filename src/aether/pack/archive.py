@@ -26,11 +26,14 @@ MAX_WORKERS = 4
 
 
 def default_workers(plan: Plan) -> int:
-    """Worker processes for ``plan``: 0 (write here) for small trees or a single CPU."""
+    """Worker processes for ``plan``: 0 (write here) for small trees or a single CPU.
+
+    Reading a tree and compressing it cost about the same CPU time, so the workers get half
+    the CPUs and the compressor the other half.
+    """
     if not hasattr(os, "fork") or (plan.complete and len(plan.pieces) < PLAN_PIECES):
         return 0
-    cpus = usable_cpus()
-    return min(cpus, MAX_WORKERS) if cpus > 1 else 0
+    return min(usable_cpus() // 2, MAX_WORKERS)
 
 
 def usable_cpus() -> int:
@@ -42,10 +45,9 @@ def usable_cpus() -> int:
 def compressor_threads(workers: int) -> int | None:
     """zstd's threads beside ``workers`` processes (None: its default, all CPUs).
 
-    The bytes do not depend on it; the workers need half the CPUs, and zstd spends less
-    CPU time per byte on fewer threads.
+    The bytes do not depend on it; zstd spends less CPU time per byte on fewer threads.
     """
-    return max(1, usable_cpus() // 2) if workers else None
+    return max(1, usable_cpus() - workers) if workers else None
 
 
 def write_archive(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from stat import S_ISREG
 from typing import NamedTuple, Protocol
 
@@ -39,6 +40,10 @@ class FileRecord(NamedTuple):
     size: int
     mode: int
     blake3: str
+
+
+# A FileRecord from a tuple, without the Python-level __new__ of a named tuple: once per file.
+new_file_record = partial(tuple.__new__, FileRecord)
 
 
 @dataclass
@@ -129,7 +134,10 @@ def _read_run(
         count += 1
         kind = entry.kind
         if kind == FILE:
-            fd = _open(entry)
+            try:
+                fd = os.open(entry.source, _OPEN_FLAGS)
+            except OSError as exc:
+                raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
             try:
                 stat = os.fstat(fd)
                 size = stat.st_size
@@ -146,7 +154,7 @@ def _read_run(
                 os.close(fd)
             mode = EXEC_MODE if stat.st_mode & 0o111 else FILE_MODE
             parts += (file_header(entry.raw, mode, size, mtime), data, paddings[size % BLOCK])
-            files.append(FileRecord(entry.path, size, mode, blake3.blake3(data).hexdigest()))
+            files.append(new_file_record((entry.path, size, mode, blake3.blake3(data).hexdigest())))
             budget -= size
         elif kind == DIRECTORY:
             parts.append(tarwriter.directory_header(entry.raw, mtime))

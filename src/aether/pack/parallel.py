@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import functools
 import gc
 import os
 import pickle
@@ -27,7 +26,7 @@ from collections.abc import Callable, Iterator
 
 from aether.errors import AetherError, InternalError
 from aether.pack.frames import DATA, DONE, ERROR, FrameReader, FrameWriter
-from aether.pack.packer import FileRecord, Sink, TreeContents, write_members
+from aether.pack.packer import Sink, TreeContents, new_file_record, write_members
 from aether.pack.plan import Piece, entries_of
 from aether.pack.walk import Walker
 
@@ -35,8 +34,6 @@ PIPE_BYTES = 1024 * 1024
 # What a worker may hold, written but not yet read, before it waits: its lead over the
 # worker whose task is being merged.
 BACKLOG_BYTES = 16 * 1024 * 1024
-# A FileRecord from a tuple, without the Python-level __new__ of a named tuple (50,000 calls).
-_FILE_RECORD = functools.partial(tuple.__new__, FileRecord)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
 
 
@@ -78,7 +75,7 @@ class Workers:
                 if kind == ERROR:
                     raise pickle.loads(payload)
                 columns, directories, symlinks, skipped = pickle.loads(payload)
-                contents.files.extend(map(_FILE_RECORD, zip(*columns, strict=True)))
+                contents.files.extend(map(new_file_record, zip(*columns, strict=True)))
                 contents.directories.extend(directories)
                 contents.symlinks.extend(symlinks)
                 for path, reason in skipped:

@@ -14,6 +14,7 @@ import os
 import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -36,6 +37,10 @@ class Entry(NamedTuple):
     kind: str
     source: str  # the path to open
     target: str | None = None
+
+
+# An Entry from a tuple, without the Python-level __new__ of a named tuple: once per file.
+_new_entry = partial(tuple.__new__, Entry)
 
 
 def walk_tree(
@@ -88,7 +93,7 @@ class Walker:
                 if rules.ignored(rel, name, is_dir=False):
                     continue
                 try:
-                    found.append(Entry(rel, rel.encode("utf-8"), FILE, item.path))
+                    found.append(_new_entry((rel, rel.encode("utf-8"), FILE, item.path, None)))
                 except UnicodeEncodeError:
                     self._refuse(rel, NOT_UTF8)
                 continue
