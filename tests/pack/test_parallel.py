@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import resource
 from pathlib import Path
 
 import pytest
@@ -184,3 +186,21 @@ def assert_no_children_left() -> None:
     """Every worker was reaped: this process has no child processes at all."""
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+def test_without_a_spare_pipe_the_pack_is_written_on_one_thread(
+    tree: Path, serial: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    if in_use is None:
+        pytest.skip("needs /proc to count open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use, hard))  # os.pipe() fails: EMFILE
+    try:
+        with caplog.at_level(logging.DEBUG, logger="aether.pack"):
+            written = write(tree, workers=2, pieces=3)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert "cannot start packing workers" in caplog.text
+    assert written == serial
+    assert_no_children_left()

@@ -9,6 +9,7 @@ compressor is fed the same fixed-size chunks either way.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from aether.pack.parallel import Workers
 
 MAX_WORKERS = 4
+log = logging.getLogger("aether.pack")
 
 
 def default_workers(plan: Plan) -> int:
@@ -86,10 +88,21 @@ def write_archive(
 
 @contextlib.contextmanager
 def _forked(plan: Plan, walker: Walker, mtime: bytes, count: int) -> Iterator[Workers | None]:
+    """Started workers, or None to write on this thread (also when none can be started)."""
     if count < 1:
         yield None
         return
-    from aether.pack.parallel import forked_workers  # only where fork exists
+    from aether.pack.parallel import Workers  # only where fork exists
 
-    with forked_workers(plan.tasks(), walker, mtime, count) as workers:
+    try:
+        workers = Workers(plan.tasks(), walker, mtime, count)
+    except OSError as exc:
+        log.debug("cannot start packing workers (%s); packing on one thread", exc)
+        yield None
+        return
+    try:
         yield workers
+    except BaseException:
+        workers.close(failed=True)
+        raise
+    workers.close(failed=False)

@@ -22,7 +22,7 @@ import os
 import pickle
 import signal
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from aether.errors import AetherError, InternalError
 from aether.pack.frames import DATA, DONE, ERROR, FrameReader, FrameWriter
@@ -38,7 +38,11 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
 
 
 class Workers:
-    """Forked workers, one pipe each; ``write_to`` merges their output in task order."""
+    """Forked workers, one pipe each; ``write_to`` merges their output in task order.
+
+    Starting them raises OSError when the system has no process or pipe to spare. The owner
+    calls ``close`` once: it reaps the workers (and stops them first after a failure).
+    """
 
     def __init__(self, tasks: list[list[Piece]], walker: Walker, mtime: bytes, count: int):
         self._tasks = len(tasks)
@@ -103,26 +107,17 @@ class Workers:
         if _F_SETPIPE_SZ is not None:
             with contextlib.suppress(OSError):  # a smaller pipe only means more switches
                 fcntl.fcntl(write_fd, _F_SETPIPE_SZ, PIPE_BYTES)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if pid == 0:
             _worker(tasks, walker, mtime, write_fd, [read_fd, *self._readers])
         os.close(write_fd)
         self._pids.append(pid)
         self._readers.append(read_fd)
-
-
-@contextlib.contextmanager
-def forked_workers(
-    tasks: list[list[Piece]], walker: Walker, mtime: bytes, count: int
-) -> Iterator[Workers]:
-    """Workers for ``tasks``; reaped on the way out (and stopped first after an error)."""
-    workers = Workers(tasks, walker, mtime, count)
-    try:
-        yield workers
-    except BaseException:
-        workers.close(failed=True)
-        raise
-    workers.close(failed=False)
 
 
 def _next_frame(reader: FrameReader) -> tuple[int, memoryview]:
