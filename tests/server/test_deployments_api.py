@@ -103,6 +103,34 @@ def test_app_deployments_are_paginated_newest_first(api, shop):
     assert api.get("/apps/shop/deployments?cursor=%%%").status_code == 400
 
 
+def test_listed_deployments_are_the_objects_the_api_shows_one_by_one(api, shop):
+    # The database writes the listing's objects; they must match deployment_json exactly,
+    # keys and their order included, whatever the fields hold.
+    app, first = shop
+    plain = deploy(api, first["digest"]).json()["id"]
+    api.run(store.set_status, plain, "deploying")
+    api.run(store.set_status, plain, "running", endpoint="http://127.0.0.1:9999")
+    second = api.run(insert_artifact, app["id"])
+    env = {"GREETING": 'héllo "wörld"\n\t✓', "EMPTY": "", "PATH": "/a\\b"}
+    rich = deploy(
+        api,
+        second["digest"],
+        env=env,
+        replicas=3,
+        start_command="node server.js --port=$PORT",
+        health_path="/healthz?deep=1",
+    ).json()["id"]
+    api.run(store.set_status, rich, "failed", failure_reason="exit code 1: «boom»")
+    rolled = api.post("/apps/shop/rollback", json={"to": rich}, as_="deployer").json()["id"]
+    listed = api.get("/apps/shop/deployments", as_="reader").json()["deployments"]
+    assert [item["id"] for item in listed] == [rolled, rich, plain]
+    for item in listed:
+        single = api.get(f"/deployments/{item['id']}").json()
+        assert json.dumps(item) == json.dumps(single)  # types and key order too
+    assert listed[1]["env"] == env and listed[1]["replicas"] == 3
+    assert listed[0]["rolled_back_from"] == rich and listed[0]["env"] == env
+
+
 def test_events_after_and_follow_of_a_finished_deployment(api, shop):
     _, artifact = shop
     deployment_id = deploy(api, artifact["digest"]).json()["id"]

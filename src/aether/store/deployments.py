@@ -222,44 +222,6 @@ async def list_deployments(db: Executor, app_id: str, *, limit: int, cursor: str
     return Page(page, encode_cursor(page[-1]) if len(rows) > limit else None)
 
 
-async def list_for_app_name(
-    db: Executor, app_name: str, *, limit: int, cursor: str | None
-) -> tuple[Row | None, Page]:
-    """(app, page) in one round trip: the app row (None when there is no such app) and its
-    deployments newest first, as :func:`list_deployments` pages them."""
-    params: dict[str, Any] = {"name": app_name, "limit": limit + 1}
-    on = "d.app_id = ap.id"
-    if cursor:
-        params["c_at"], params["c_id"] = decode_cursor(cursor)
-        on += " AND (d.created_at < :c_at OR (d.created_at = :c_at AND d.id < :c_id))"
-    rows = await db.fetch_all(
-        "SELECT ap.id AS owning_app_id, ap.owner AS owning_app_owner,"
-        f" ap.created_at AS owning_app_created_at, {LISTING_COLUMNS}"
-        " FROM applications ap LEFT JOIN (deployments d JOIN artifacts a"
-        f" ON a.id = d.artifact_id) ON {on} WHERE ap.name = :name"
-        " ORDER BY d.created_at DESC, d.id DESC LIMIT :limit",
-        params,
-    )
-    if not rows:
-        return None, Page([], None)
-    first = rows[0]
-    app = {
-        "id": first["owning_app_id"],
-        "name": app_name,
-        "owner": first["owning_app_owner"],
-        "created_at": first["owning_app_created_at"],
-    }
-    found = [_page_row(row) for row in rows if row["id"] is not None]
-    page = found[:limit]
-    return app, Page(page, encode_cursor(page[-1]) if len(found) > limit else None)
-
-
-def _page_row(row: Row) -> Row:
-    """A deployment row of the listing, without the app columns every row carries."""
-    del row["owning_app_id"], row["owning_app_owner"], row["owning_app_created_at"]
-    return decode_env(row)
-
-
 async def rollback_target(db: Executor, app_id: str, *, to: str | None) -> Row:
     """The deployment a rollback redeploys: ``to`` when given (of this app), else the newest
     successful one before the current running one."""

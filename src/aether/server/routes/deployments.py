@@ -18,13 +18,13 @@ from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
-from aether.server.responses import JSONResponse
+from aether.server.responses import JSONResponse, embedded
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
+from aether.store import deployment_pages, pulse
 from aether.store import deployments as store
 from aether.store import keys as key_store
-from aether.store import pulse
 from aether.store.database import Row
 
 # A follower wakes at once for events written in this process (the embedded worker) and
@@ -36,8 +36,9 @@ DEFAULT_PAGE = 20
 MAX_REPLICAS = 100
 
 
-def deployment_json(row: Row, state: ServerState, *, url: str | None = None) -> dict[str, Any]:
-    """The API shape of a deployment row; ``url`` is the app's, when the caller knows it."""
+def deployment_json(row: Row, state: ServerState) -> dict[str, Any]:
+    """The API shape of a deployment row. Listings get the same objects from the database
+    (aether.store.deployment_pages), which keeps to these keys in this order."""
     env = row["env"]
     return {
         "id": row["id"],
@@ -51,7 +52,7 @@ def deployment_json(row: Row, state: ServerState, *, url: str | None = None) -> 
         "health_path": row["health_path"],
         "failure_reason": row["failure_reason"],
         "endpoint": row["endpoint"],
-        "url": url or state.app_url(row["app_name"]),
+        "url": state.app_url(row["app_name"]),
         "rolled_back_from": row["rolled_back_from"],
         "created_at": row["created_at"],
         "rollout_started_at": row["rollout_started_at"],
@@ -200,16 +201,14 @@ async def list_app_deployments(request: Request) -> JSONResponse:
     state = get_state(request)
     limit, cursor = _page_params(request)
     name = request.path_params["app"]
-    app, page = await store.list_for_app_name(state.db, name, limit=limit, cursor=cursor)
+    app, page = await deployment_pages.app_deployments_json(
+        state.db, name, limit=limit, cursor=cursor, url=state.app_url(name)
+    )
     if app is None:
         raise NotFound(f"application {name!r} does not exist; create it with POST /apps")
     require_app_access(request, app, write=False)
-    url = state.app_url(name)
     return JSONResponse(
-        {
-            "deployments": [deployment_json(row, state, url=url) for row in page.rows],
-            "next_cursor": page.next_cursor,
-        }
+        {"deployments": [embedded(item) for item in page.items], "next_cursor": page.next_cursor}
     )
 
 
