@@ -71,7 +71,8 @@ def write_archive(
     contents = TreeContents()
     # Workers are forked before the compressor starts its threads.
     with _forked(plan, walker, mtime_field, count) as forked:
-        sink = CompressedSink(handle, compression, workers=compressor_threads(count))
+        threads = compressor_threads(0 if forked is None else count)
+        sink = CompressedSink(handle, compression, workers=threads)
         try:
             if forked is None:
                 members = entries_of(plan.pieces, walker)

@@ -5,9 +5,11 @@ so the compressor sees the same calls for the same stream on any machine. zstd r
 3 in its multi-threaded mode, without a content size in the frame header. Single-threaded
 zstd (``threads=0``) emits other bytes than the multi-threaded mode, but the multi-threaded
 mode's output depends only on the level and its fixed job size, not on how many workers run
-it (a test packs with 1 and with 4 workers and compares): the worker count follows the CPUs; gzip is raw deflate at level 6 behind a fixed 10-byte header (mtime 0, no
-file name, OS "unknown"). Compression runs on a background thread so reading and hashing files
-overlaps with it; the queue between them is bounded, so memory does not grow with the tree.
+it (a test packs with 1 and with 4 workers and compares): the worker count follows the CPUs
+unless the caller chooses it. gzip is raw deflate at level 6 behind a fixed 10-byte header
+(mtime 0, no file name, OS "unknown"). Compression runs on a background thread so reading and
+hashing files overlaps with it; the queue between them is bounded, and writes are copied once
+into recycled chunks, so memory does not grow with the tree.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Write the sorted entries of a tree as a tar stream: read, hash, add headers, hand on.
 
-This runs on the calling thread; the sink compresses and hashes on its own threads (zstd's
-workers, sha256), so reading and hashing files overlaps with compression. Reading itself stays
-on one thread: per file it is four short system calls between bits of Python, and a pool of
-reader threads measured slower (each call hands the GIL over twice). Memory stays bounded: a
-batch holds at most ``BATCH_BYTES`` of file data, and files above ``INLINE_MAX`` (or beyond a
-full batch) are streamed in chunks.
+This runs on the calling thread, or, for big trees, in worker processes that each write a
+share of the members (``parallel``); the sink compresses and hashes on its own threads. Per
+file the work is four short system calls between bits of Python, so threads would not help (a
+pool of reader threads measured slower: each call hands the GIL over twice). Memory stays
+bounded: a run of entries holds at most ``BATCH_BYTES`` of file data, and files above
+``INLINE_MAX`` are streamed in chunks.
 """
 
 from __future__ import annotations
@@ -142,7 +142,9 @@ def _read_run(
                 stat = os.fstat(fd)
                 size = stat.st_size
                 if not S_ISREG(stat.st_mode):
-                    raise IOFailure(f"{entry.path} stopped being a regular file while packing")
+                    raise IOFailure(
+                        f"{entry.path} stopped being a regular file while packing; pack again"
+                    )
                 if size > INLINE_MAX:
                     return parts, entry, True
                 data = os.read(fd, size)
@@ -195,7 +197,7 @@ def _stream_file(entry: Entry, sink: Sink, mtime: bytes, contents: TreeContents)
     try:
         stat = os.fstat(fd)
         if not S_ISREG(stat.st_mode):
-            raise IOFailure(f"{entry.path} stopped being a regular file while packing")
+            raise IOFailure(f"{entry.path} stopped being a regular file while packing; pack again")
         size = stat.st_size
         mode = tarwriter.normalised_mode(stat.st_mode)
         header = tarwriter.file_header(entry.raw, mode, size, mtime)

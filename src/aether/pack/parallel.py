@@ -9,7 +9,7 @@ disk, is the limit: hence processes, not threads. They are forked (cheap, and no
 imported again, also inside the zipapp) before the compressor starts its threads. Plain
 pipes rather than ``multiprocessing`` queues: those would pickle every segment, two more
 copies of the whole tree. Memory stays bounded: a pipe holds ``PIPE_BYTES``, a worker one
-batch, and a worker waits while its pipe is full.
+batch, and a worker that is ``BACKLOG_BYTES`` ahead of the merge waits for it.
 """
 
 from __future__ import annotations
