@@ -4,7 +4,8 @@ Listing an app's deployments is the API's busiest read, and turning twenty rows 
 the dicts into JSON cost the server more CPU than the query itself. Here the database writes
 each deployment's JSON object, in the shape of the API's deployment object
 (:func:`aether.server.routes.deployments.deployment_json`: the same keys in the same order;
-a test holds the two equal), and the server embeds the objects as they come.
+a test holds the two equal), joins a page of them into one array, and returns it in one row
+with what the next cursor needs; the server embeds the array as it comes.
 """
 
 from __future__ import annotations
@@ -42,56 +43,71 @@ _STORED_ENV = "COALESCE(NULLIF(d.env, ''), '{}')"  # an empty env is stored as '
 
 @dataclass(frozen=True)
 class JsonPage:
-    items: list[str]  # one deployment object (JSON text) per deployment, newest first
+    deployments: str  # a JSON array of deployment objects, newest first
     next_cursor: str | None
 
 
 async def app_deployments_json(
     db: Executor, app_name: str, *, limit: int, cursor: str | None, url: str
 ) -> tuple[Row | None, JsonPage]:
-    """(app, page) in one round trip: the app row (None when there is no such app) and its
-    deployments newest first; ``cursor`` continues after the last one of the previous page,
-    and ``url`` is the app's URL that every object carries."""
-    params: dict[str, Any] = {"name": app_name, "limit": limit + 1, "url": url}
+    """(app, page) in one round trip and one row: the app row (None when there is no such
+    app) and its deployments newest first; ``cursor`` continues after the last one of the
+    previous page, and ``url`` is the app's URL that every object carries."""
+    params: dict[str, Any] = {"name": app_name, "size": limit, "limit": limit + 1, "url": url}
     if cursor:
         params["c_at"], params["c_id"] = decode_cursor(cursor)
-    rows = await db.fetch_all(_page_sql(db.dialect, after_cursor=bool(cursor)), params)
-    if not rows:
-        return None, JsonPage([], None)
-    first = rows[0]
+    row = await db.fetch_one(_page_sql(db.dialect, after_cursor=bool(cursor)), params)
+    if row is None:
+        return None, JsonPage("[]", None)
     app = {
-        "id": first["app_id"],
+        "id": row["app_id"],
         "name": app_name,
-        "owner": first["app_owner"],
-        "created_at": first["app_created_at"],
+        "owner": row["app_owner"],
+        "created_at": row["app_created_at"],
     }
-    found = [row for row in rows if row["id"] is not None]  # an app without any has one row
-    page = found[:limit]
-    next_cursor = encode_cursor(page[-1]) if len(found) > limit else None
-    return app, JsonPage([row["item"] for row in page], next_cursor)
+    last = {"created_at": row["last_created_at"], "id": row["last_id"]}
+    next_cursor = encode_cursor(last) if row["found"] > limit else None
+    return app, JsonPage(f"[{row['items'] or ''}]", next_cursor)
 
 
 @functools.cache
 def _page_sql(dialect: str, *, after_cursor: bool) -> str:
-    on = "d.app_id = ap.id"
+    # One more row than a page is read, to learn whether another page follows; the page's
+    # last row gives the next cursor.
+    where = "ap.name = :name"
     if after_cursor:
-        on += " AND (d.created_at < :c_at OR (d.created_at = :c_at AND d.id < :c_id))"
-    return (
-        "SELECT ap.id AS app_id, ap.owner AS app_owner, ap.created_at AS app_created_at,"
-        f" d.id, d.created_at, {json_object_sql(dialect)} AS item"
-        " FROM applications ap LEFT JOIN (deployments d JOIN artifacts a"
-        f" ON a.id = d.artifact_id) ON {on} WHERE ap.name = :name"
+        where += " AND (d.created_at < :c_at OR (d.created_at = :c_at AND d.id < :c_id))"
+    page = (
+        f"SELECT {json_object_sql(dialect)} AS item, d.created_at, d.id,"
+        " ROW_NUMBER() OVER (ORDER BY d.created_at DESC, d.id DESC) AS n"
+        " FROM deployments d JOIN artifacts a ON a.id = d.artifact_id"
+        f" JOIN applications ap ON ap.id = d.app_id WHERE {where}"
         " ORDER BY d.created_at DESC, d.id DESC LIMIT :limit"
+    )
+    if dialect == "postgresql":
+        items = "string_agg(p.item, ',' ORDER BY p.n)"
+    else:
+        # No ORDER BY inside an aggregate before SQLite 3.44; it feeds the aggregate in the
+        # order of the page subquery, which a LIMIT keeps from being flattened into it.
+        items = "group_concat(p.item, ',')"
+    return (
+        "SELECT owner_app.id AS app_id, owner_app.owner AS app_owner,"
+        f" owner_app.created_at AS app_created_at, {items} FILTER (WHERE p.n <= :size) AS items,"
+        " COUNT(p.n) AS found, MAX(CASE WHEN p.n = :size THEN p.created_at END) AS last_created_at,"
+        " MAX(CASE WHEN p.n = :size THEN p.id END) AS last_id"
+        f" FROM applications owner_app LEFT JOIN ({page}) p ON 1 = 1"
+        " WHERE owner_app.name = :name"
+        " GROUP BY owner_app.id, owner_app.owner, owner_app.created_at"
     )
 
 
 def json_object_sql(dialect: str) -> str:
-    """The SQL expression of one deployment's JSON object (as text) over the listing's join."""
+    """The SQL expression of one deployment's JSON object (as text) over the page's join."""
     if dialect == "postgresql":
         # row_to_json writes compact JSON in the subquery's column order.
         env = f"CAST({_STORED_ENV} AS json)"
         columns = ", ".join(f"{env if expr == ENV else expr} AS {key}" for key, expr in FIELDS)
-        return f"CAST((SELECT row_to_json(o) FROM (SELECT {columns}) o) AS TEXT)"
+        return f"CAST((SELECT row_to_json(obj) FROM (SELECT {columns}) obj) AS TEXT)"
     env = f"json({_STORED_ENV})"
     pairs = ", ".join(f"'{key}', {env if expr == ENV else expr}" for key, expr in FIELDS)
     return f"json_object({pairs})"

@@ -208,7 +208,7 @@ async def list_app_deployments(request: Request) -> JSONResponse:
         raise NotFound(f"application {name!r} does not exist; create it with POST /apps")
     require_app_access(request, app, write=False)
     return JSONResponse(
-        {"deployments": [embedded(item) for item in page.items], "next_cursor": page.next_cursor}
+        {"deployments": embedded(page.deployments), "next_cursor": page.next_cursor}
     )
 
 
