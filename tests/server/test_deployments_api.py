@@ -99,6 +99,9 @@ def test_app_deployments_are_paginated_newest_first(api, shop):
         if cursor is None:
             break
     assert seen == list(reversed(ids))
+    exact = api.get("/apps/shop/deployments?limit=5").json()
+    assert len(exact["deployments"]) == 5 and exact["next_cursor"] is None
+    assert api.get("/apps/shop/deployments?limit=4").json()["next_cursor"] is not None
     assert api.get("/apps/shop/deployments?limit=0").status_code == 400
     assert api.get("/apps/shop/deployments?cursor=%%%").status_code == 400
 
