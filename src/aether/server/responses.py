@@ -13,11 +13,6 @@ import orjson
 from starlette.responses import JSONResponse as StarletteJSONResponse
 
 
-def embedded(json_text: str) -> Any:
-    """JSON text (from the database) that a JSONResponse writes into its body as it is."""
-    return orjson.Fragment(json_text)
-
-
 class JSONResponse(StarletteJSONResponse):
     def render(self, content: Any) -> bytes:
         # Non-string keys become strings, as the standard library's encoder makes them.

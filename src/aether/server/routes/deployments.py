@@ -18,7 +18,7 @@ from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
-from aether.server.responses import JSONResponse, embedded
+from aether.server.responses import JSONResponse
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
@@ -37,8 +37,8 @@ MAX_REPLICAS = 100
 
 
 def deployment_json(row: Row, state: ServerState) -> dict[str, Any]:
-    """The API shape of a deployment row. Listings get the same objects from the database
-    (aether.store.deployment_pages), which keeps to these keys in this order."""
+    """The API shape of a deployment row. Listings read rows in this shape straight from the
+    database (aether.store.deployment_pages), which keeps to these keys in this order."""
     env = row["env"]
     return {
         "id": row["id"],
@@ -201,15 +201,13 @@ async def list_app_deployments(request: Request) -> JSONResponse:
     state = get_state(request)
     limit, cursor = _page_params(request)
     name = request.path_params["app"]
-    app, page = await deployment_pages.app_deployments_json(
+    page = await deployment_pages.app_deployments(
         state.db, name, limit=limit, cursor=cursor, url=state.app_url(name)
     )
-    if app is None:
+    if page is None:
         raise NotFound(f"application {name!r} does not exist; create it with POST /apps")
-    require_app_access(request, app, write=False)
-    return JSONResponse(
-        {"deployments": embedded(page.deployments), "next_cursor": page.next_cursor}
-    )
+    require_app_access(request, {"name": name, "owner": None}, write=False)
+    return JSONResponse({"deployments": page.deployments, "next_cursor": page.next_cursor})
 
 
 async def rollback(request: Request) -> JSONResponse:
