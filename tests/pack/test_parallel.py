@@ -17,6 +17,7 @@ from aether.pack.archive import default_workers, write_archive
 from aether.pack.ignore import IgnoreRules
 from aether.pack.manifest import build_manifest, write_manifest
 from aether.pack.packer import INLINE_MAX, TreeContents, write_tree
+from aether.pack.parallel import HOME, HOME_EVERY, _owners
 from aether.pack.plan import PLAN_PIECES, Piece, Plan, entries_of, plan_tree
 from aether.pack.walk import FILE, Entry, Walker, walk_tree
 
@@ -42,6 +43,11 @@ def awkward_tree(root: Path) -> Path:
     os.symlink("../node_modules/many", root / "lib" / "many-dir-link")
     os.symlink("gone.js", root / "lib" / "dangling.js")
     (root / "deep" / "a" / "b" / "c" / "d").mkdir(parents=True)  # empty nested folders
+    for index in range(40):  # enough subtrees for tasks of every owner
+        package = root / "node_modules" / f"pkg-{index:02d}"
+        (package / "lib").mkdir(parents=True)
+        (package / "package.json").write_text(f'{{"name": "pkg-{index:02d}"}}\n')
+        (package / "lib" / "index.js").write_text(f"module.exports = {index};\n")
     return root
 
 
@@ -204,3 +210,10 @@ def test_without_a_spare_pipe_the_pack_is_written_on_one_thread(
     assert "cannot start packing workers" in caplog.text
     assert written == serial
     assert_no_children_left()
+
+
+def test_this_process_writes_a_share_of_the_tasks_itself() -> None:
+    owners = _owners(12, 2)
+    home = [index for index, owner in enumerate(owners) if owner == HOME]
+    assert home == [HOME_EVERY * n - 1 for n in range(1, 12 // HOME_EVERY + 1)]
+    assert [owner for owner in owners if owner != HOME] == [0, 1] * 5

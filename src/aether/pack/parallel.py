@@ -1,15 +1,17 @@
 """Write a big tree's members in worker processes, merged back in archive order.
 
 The tar stream is a concatenation of members, so the plan's tasks can become tar bytes
-independently: task ``i`` goes to worker ``i % n``, which walks and reads it and streams the
-bytes through its own pipe, followed by the task's manifest records; this process reads the
+independently: the workers take turns at the tasks, walk and read them, and stream the bytes
+through their own pipe, each task followed by its manifest records; this process reads the
 pipes in task order and feeds the one compressor, so the archive is the serial one, byte for
-byte. Per file the work is a few system calls between bits of Python, so the GIL, not the
-disk, is the limit: hence processes, not threads. They are forked (cheap, and nothing is
-imported again, also inside the zipapp) before the compressor starts its threads. Plain
-pipes rather than ``multiprocessing`` queues: those would pickle every segment, two more
-copies of the whole tree. Memory stays bounded: a pipe holds ``PIPE_BYTES``, a worker one
-batch, and a worker that is ``BACKLOG_BYTES`` ahead of the merge waits for it.
+byte. It also writes every ``HOME_EVERY``-th task itself, in its turn: compressing leaves it
+some CPU time to spare, and the workers' lead covers the wait. Per file the work is a few
+system calls between bits of Python, so the GIL, not the disk, is the limit: hence processes,
+not threads. They are forked (cheap, and nothing is imported again, also inside the zipapp)
+before the compressor starts its threads. Plain pipes rather than ``multiprocessing`` queues:
+those would pickle every segment, two more copies of the whole tree. Memory stays bounded: a
+pipe holds ``PIPE_BYTES``, a worker one batch, and a worker that is ``BACKLOG_BYTES`` ahead
+of the merge waits for it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ PIPE_BYTES = 1024 * 1024
 # worker whose task is being merged.
 BACKLOG_BYTES = 16 * 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+HOME = -1  # the owner of the tasks this process writes itself
+HOME_EVERY = 5
 
 
 class Workers:
@@ -45,13 +49,19 @@ class Workers:
     """
 
     def __init__(self, tasks: list[list[Piece]], walker: Walker, mtime: bytes, count: int):
-        self._tasks = len(tasks)
+        self._tasks = tasks
+        self._walker = walker
+        self._mtime = mtime
+        count = min(count, len(tasks))
+        self._owners = _owners(len(tasks), count)
         self._pids: list[int] = []
         self._readers: list[int] = []
-        count = min(count, len(tasks))
         try:
-            for index in range(count):
-                self._fork(tasks[index::count], walker, mtime)
+            for worker in range(count):
+                mine = [
+                    task for task, owner in zip(tasks, self._owners, strict=True) if owner == worker
+                ]
+                self._fork(mine, walker, mtime)
         except BaseException:
             self.close(failed=True)
             raise
@@ -64,10 +74,17 @@ class Workers:
         on_skip: Callable[[str, str], None] | None = None,
         on_progress: Callable[[int, int | None], None] | None = None,
     ) -> None:
-        """Copy every task's bytes to ``sink`` in order, and its records into ``contents``."""
+        """Copy every task's bytes to ``sink`` in order, and its records into ``contents``.
+
+        The tasks this process owns are written here, in their turn.
+        """
         readers = [FrameReader(fd) for fd in self._readers]
-        for index in range(self._tasks):
-            reader = readers[index % len(readers)]
+        for task, owner in zip(self._tasks, self._owners, strict=True):
+            if owner == HOME:
+                members = entries_of(task, self._walker)
+                write_members(members, sink, self._mtime, contents, on_progress=on_progress)
+                continue
+            reader = readers[owner]
             while True:
                 kind, payload = _next_frame(reader)
                 if kind == DATA:
@@ -118,6 +135,19 @@ class Workers:
         os.close(write_fd)
         self._pids.append(pid)
         self._readers.append(read_fd)
+
+
+def _owners(tasks: int, workers: int) -> list[int]:
+    """Who writes each task: every ``HOME_EVERY``-th is written here, the rest in turn."""
+    owners = []
+    turn = 0
+    for index in range(tasks):
+        if HOME_EVERY and index % HOME_EVERY == HOME_EVERY - 1:
+            owners.append(HOME)
+        else:
+            owners.append(turn)
+            turn = (turn + 1) % workers
+    return owners
 
 
 def _next_frame(reader: FrameReader) -> tuple[int, memoryview]:
