@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -220,51 +222,53 @@ async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
         await asyncio.wait_for(task, 20)
 
 
-@pytest.mark.postgres
-async def test_notify_wakes_the_worker_before_the_safety_poll(
-    fresh_postgres_url: str, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def listening_worker(url: str, tmp_path: Path) -> AsyncIterator[tuple[Database, Worker]]:
+    """A running worker on a fresh PostgreSQL database with one settled app ("hello"), its
+    LISTEN in effect and a safety poll (120 s) far beyond any deadline of the tests."""
     from aether.store.database import open_database
     from aether.store.migrate import migrate
 
-    db = open_database(fresh_postgres_url, tmp_path)
+    db = open_database(url, tmp_path)
     await db.open()
     await migrate(db)
-    # A safety poll far beyond the deadline below: only the NOTIFY can make it in time.
     worker = make_worker(db, tmp_path / "data", AETHER_WORKER_POLL_SECS=120)
     task = asyncio.create_task(worker.run())
     try:
-        app = await insert_app(db, "hello")
+        await insert_app(db, "hello")
         await asyncio.wait_for(worker.listening.wait(), 10)
         await worker.run_once(wait=True)  # the app settled: only a NOTIFY can wake the loop now
-        dep_id = await stage_deployment(db, tmp_path / "data", app)
-
-        async def running() -> bool:
-            return (await deployment(db, dep_id))["status"] == "running"
-
-        await eventually(running, timeout=30.0)
+        yield db, worker
     finally:
         worker.stop()
         await asyncio.wait_for(task, 20)
         await db.close()
 
 
+async def becomes_running(db: Database, tmp_path: Path) -> None:
+    """Stage a deployment of "hello" and wait (well within the safety poll) until it runs."""
+    (app,) = await db.fetch_all("SELECT * FROM applications WHERE name = 'hello'")
+    dep_id = await stage_deployment(db, tmp_path / "data", app)
+
+    async def running() -> bool:
+        return (await deployment(db, dep_id))["status"] == "running"
+
+    await eventually(running, timeout=30.0)
+
+
+@pytest.mark.postgres
+async def test_notify_wakes_the_worker_before_the_safety_poll(
+    fresh_postgres_url: str, tmp_path: Path
+) -> None:
+    async with listening_worker(fresh_postgres_url, tmp_path) as (db, _worker):
+        await becomes_running(db, tmp_path)
+
+
 @pytest.mark.postgres
 async def test_a_dropped_listen_reconnects_and_catches_up_on_what_it_missed(
     fresh_postgres_url: str, tmp_path: Path
 ) -> None:
-    from aether.store.database import open_database
-    from aether.store.migrate import migrate
-
-    db = open_database(fresh_postgres_url, tmp_path)
-    await db.open()
-    await migrate(db)
-    worker = make_worker(db, tmp_path / "data", AETHER_WORKER_POLL_SECS=120)
-    task = asyncio.create_task(worker.run())
-    try:
-        app = await insert_app(db, "hello")
-        await asyncio.wait_for(worker.listening.wait(), 10)
-        await worker.run_once(wait=True)
+    async with listening_worker(fresh_postgres_url, tmp_path) as (db, worker):
         await db.execute(  # what a database restart or a network cut does to the listener
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
@@ -274,17 +278,8 @@ async def test_a_dropped_listen_reconnects_and_catches_up_on_what_it_missed(
             return not worker.listening.is_set()
 
         await eventually(deaf, timeout=10.0)
-        dep_id = await stage_deployment(db, tmp_path / "data", app)  # its NOTIFY is lost
-
-        async def running() -> bool:
-            return (await deployment(db, dep_id))["status"] == "running"
-
-        await eventually(running, timeout=30.0)
+        await becomes_running(db, tmp_path)  # its NOTIFY is lost: the reconnect catches up
         assert worker.listening.is_set()
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 20)
-        await db.close()
 
 
 async def test_a_worker_that_lost_its_lease_stops_the_app(
