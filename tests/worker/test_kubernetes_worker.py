@@ -22,13 +22,25 @@ def kube_environ(kube_api: KubeAPI) -> dict[str, str]:
     return {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
 
 
+def kube_worker(
+    database: Database,
+    kube_api: KubeAPI,
+    tmp_path: Path,
+    *,
+    public_url: str = "http://aether",
+    holder: str | None = None,
+) -> Worker:
+    """A worker with its own Kubernetes runtime, against the loopback API server."""
+    settings = worker_settings(tmp_path / "data")
+    runtime = KubernetesRuntime.from_env(settings, kube_environ(kube_api))
+    return Worker(database, runtime, settings, public_url=public_url, holder=holder)
+
+
 async def test_a_pending_deployment_becomes_a_running_kubernetes_deployment(
     database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
 ) -> None:
-    settings = worker_settings(tmp_path / "data")
-    environ = kube_environ(kube_api)
-    runtime = KubernetesRuntime.from_env(settings, environ)
-    worker = Worker(database, runtime, settings, public_url="http://aether.aether-system.svc")
+    worker = kube_worker(database, kube_api, tmp_path, public_url="http://aether.aether-system.svc")
+    runtime = worker.runtime
     app = await insert_app(database, "hello")
     deployment_id = await stage_deployment(database, tmp_path / "data", app, staged=False)
 
@@ -56,10 +68,8 @@ async def test_a_pending_deployment_becomes_a_running_kubernetes_deployment(
 async def test_a_worker_losing_the_lease_leaves_the_cluster_objects_to_the_new_holder(
     database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
 ) -> None:
-    settings = worker_settings(tmp_path / "data")
-    environ = kube_environ(kube_api)
-    runtime = KubernetesRuntime.from_env(settings, environ)
-    worker = Worker(database, runtime, settings, public_url="http://aether", holder="worker-a")
+    worker = kube_worker(database, kube_api, tmp_path, holder="worker-a")
+    runtime = worker.runtime
     app = await insert_app(database, "hello")
     await stage_deployment(database, tmp_path / "data", app, staged=False)
     passing = asyncio.create_task(worker.run_once(wait=True))
@@ -83,10 +93,7 @@ async def test_a_worker_losing_the_lease_leaves_the_cluster_objects_to_the_new_h
 async def test_objects_of_an_app_deleted_while_no_worker_ran_are_removed(
     database: Database, kube_api: KubeAPI, cluster: Cluster, tmp_path: Path
 ) -> None:
-    settings = worker_settings(tmp_path / "data")
-    environ = kube_environ(kube_api)
-    first = KubernetesRuntime.from_env(settings, environ)
-    worker = Worker(database, first, settings, public_url="http://aether", holder="worker-a")
+    worker = kube_worker(database, kube_api, tmp_path, holder="worker-a")
     gone = await insert_app(database, "gone")
     kept = await insert_app(database, "kept")
     for app in (gone, kept):
@@ -96,13 +103,13 @@ async def test_objects_of_an_app_deleted_while_no_worker_ran_are_removed(
         await wait_until(lambda n=name: kube_api.live(DEPLOYMENTS, n), what=f"{name}'s Deployment")
         await cluster.finish_rollout(name)
     await asyncio.wait_for(passing, 20)
-    await first.stop()
+    await worker.runtime.stop()
     # The app is deleted while no worker runs: nobody holds it to stop it.
     await database.execute("DELETE FROM applications WHERE id = :id", {"id": gone["id"]})
 
-    second = KubernetesRuntime.from_env(settings, environ)
-    await Worker(database, second, settings, public_url="http://aether").run_once(wait=True)
+    second = kube_worker(database, kube_api, tmp_path)
+    await second.run_once(wait=True)
 
     assert kube_api.live(DEPLOYMENTS, "gone") is None
     assert kube_api.live(DEPLOYMENTS, "kept") is not None
-    await second.stop()
+    await second.runtime.stop()

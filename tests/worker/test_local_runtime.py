@@ -100,7 +100,8 @@ async def test_never_healthy_fails_at_the_rollout_timeout(runtime: LocalRuntime)
     started = time.monotonic()
     with pytest.raises(Fatal) as failure:
         await runtime.deploy(silent, Recorder())
-    assert 1.0 < time.monotonic() - started < 10.0
+    waited = time.monotonic() - started
+    assert waited > 1.0 and waited < 10.0  # it gave the release its 1.5 s, then gave up
     assert "not healthy in time" in failure.value.message
     assert "configured never to listen" in failure.value.message
     await _assert_previous_keeps_serving(runtime, good.deployment_id)
