@@ -23,6 +23,7 @@ from aether.errors import AetherError
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
+from aether.server.listing_cache import ListingCache, follow_changes
 from aether.server.proxy import HostProxyMiddleware
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
@@ -127,14 +128,21 @@ class _Parts:
                 log_source=self.log_source,
                 public_url=self.settings.public_url,
                 auth_cache=TokenCache(self.settings.auth_cache_secs),
+                listing_cache=ListingCache(self.settings.list_cache_secs),
             )
             app.state.aether = state
-            tasks = [_start_background(job, state) for job in self.background]
+            tasks = [_start_background(job, state) for job in self._jobs()]
             try:
                 yield
             finally:
                 state.stopping.set()
                 await _stop_background(tasks)
+
+    def _jobs(self) -> list[Background]:
+        jobs = list(self.background)
+        if self.settings.list_cache_secs > 0:
+            jobs.append(_follow_changes)
+        return jobs
 
     async def _open_database(self, stack: contextlib.AsyncExitStack) -> Database:
         db = self.database
@@ -159,6 +167,10 @@ class _Parts:
         await store.open()
         stack.push_async_callback(store.close)
         return store
+
+
+async def _follow_changes(state: ServerState) -> None:
+    await follow_changes(state.listing_cache, state.db, state.stopping)
 
 
 def _start_background(job: Background, state: ServerState) -> asyncio.Task[None]:

@@ -11,9 +11,19 @@ from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
+
+
+def render_json(content: Any) -> bytes:
+    # Non-string keys become strings, as the standard library's encoder makes them.
+    return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 class JSONResponse(StarletteJSONResponse):
     def render(self, content: Any) -> bytes:
-        # Non-string keys become strings, as the standard library's encoder makes them.
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        return render_json(content)
+
+
+def rendered_json(body: bytes) -> Response:
+    """A JSON response whose body was rendered by :func:`render_json` earlier (a cache)."""
+    return Response(body, media_type=JSONResponse.media_type)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from aether.store import pulse
 from aether.store.clock import now_iso
 from aether.store.database import Executor, Row
 
@@ -291,4 +292,6 @@ async def delete_stored(db: Executor, artifact_id: str) -> int:
         params,
     )
     await db.execute("DELETE FROM artifacts WHERE id = :id", params)
+    if removed:
+        pulse.poke(pulse.APPS)
     return removed

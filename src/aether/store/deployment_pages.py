@@ -40,6 +40,7 @@ FIELDS = (
 
 @dataclass(frozen=True)
 class ObjectPage:
+    app_id: str
     deployments: list[Row]  # API deployment objects, newest first
     next_cursor: str | None
 
@@ -56,9 +57,12 @@ async def app_deployments(
     rows = await db.fetch_all(_page_sql(after_cursor=bool(cursor)), params)
     if not rows:
         return None
+    app_id = rows[0]["app_key"]
     found = [row for row in rows if row["id"] is not None]  # an app without any has one row
     page = [decode_env(row) for row in found[:limit]]
-    return ObjectPage(page, encode_cursor(page[-1]) if len(found) > limit else None)
+    for row in page:
+        del row["app_key"]
+    return ObjectPage(app_id, page, encode_cursor(page[-1]) if len(found) > limit else None)
 
 
 @functools.cache
@@ -67,7 +71,7 @@ def _page_sql(*, after_cursor: bool) -> str:
     on = "d.app_id = ap.id"
     if after_cursor:
         on += " AND (d.created_at < :c_at OR (d.created_at = :c_at AND d.id < :c_id))"
-    columns = ", ".join(f"{expr} AS {key}" for key, expr in FIELDS)
+    columns = ", ".join(f"{expr} AS {key}" for key, expr in (*FIELDS, ("app_key", "ap.id")))
     return (
         f"SELECT {columns} FROM applications ap LEFT JOIN (deployments d JOIN artifacts a"
         f" ON a.id = d.artifact_id) ON {on} WHERE ap.name = :name"

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 NEW_DEPLOYMENT = "deployments"
+APPS = "apps"  # an app, or deployments of it, removed
 
 
 def deployment_topic(deployment_id: str) -> str:
@@ -71,7 +72,23 @@ def subscribe(topic: str, event: asyncio.Event | None = None) -> Iterator[Subscr
                 del _subscribers[topic]
 
 
+_watchers: set[Callable[[str], None]] = set()
+
+
+@contextlib.contextmanager
+def watch(callback: Callable[[str], None]) -> Iterator[None]:
+    """Call ``callback(topic)`` on every poke of any topic while the block runs, in the poking
+    thread (a cache that drops what a write may have changed)."""
+    _watchers.add(callback)
+    try:
+        yield
+    finally:
+        _watchers.discard(callback)
+
+
 def poke(topic: str) -> None:
     """Wake everyone subscribed to ``topic`` (after the write they wait for is committed)."""
+    for watcher in list(_watchers):
+        watcher(topic)
     for subscription in list(_subscribers.get(topic, ())):
         subscription._fire()

@@ -198,6 +198,7 @@ async def set_endpoint(db: Executor, deployment_id: str, endpoint: str | None) -
         "UPDATE deployments SET endpoint = :endpoint WHERE id = :id",
         {"id": deployment_id, "endpoint": endpoint},
     )
+    pulse.poke(pulse.deployment_topic(deployment_id))
 
 
 async def deployment_status(db: Executor, deployment_id: str) -> str | None:

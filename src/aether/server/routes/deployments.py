@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
@@ -18,7 +18,7 @@ from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
-from aether.server.responses import JSONResponse
+from aether.server.responses import JSONResponse, render_json, rendered_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
@@ -197,17 +197,23 @@ def _page_params(request: Request) -> tuple[int, str | None]:
     return int(raw), request.query_params.get("cursor") or None
 
 
-async def list_app_deployments(request: Request) -> JSONResponse:
+async def list_app_deployments(request: Request) -> Response:
     state = get_state(request)
     limit, cursor = _page_params(request)
     name = request.path_params["app"]
-    page = await deployment_pages.app_deployments(
-        state.db, name, limit=limit, cursor=cursor, url=state.app_url(name)
-    )
-    if page is None:
-        raise NotFound(f"application {name!r} does not exist; create it with POST /apps")
+    cache, key = state.listing_cache, (name, limit, cursor)
+    body = cache.get(key)
+    if body is None:
+        generation = cache.generation
+        page = await deployment_pages.app_deployments(
+            state.db, name, limit=limit, cursor=cursor, url=state.app_url(name)
+        )
+        if page is None:
+            raise NotFound(f"application {name!r} does not exist; create it with POST /apps")
+        body = render_json({"deployments": page.deployments, "next_cursor": page.next_cursor})
+        cache.put(key, page.app_id, body, generation)
     require_app_access(request, {"name": name, "owner": None}, write=False)
-    return JSONResponse({"deployments": page.deployments, "next_cursor": page.next_cursor})
+    return rendered_json(body)
 
 
 async def rollback(request: Request) -> JSONResponse:

@@ -1,0 +1,139 @@
+"""Pages of ``GET /apps/{app}/deployments`` kept in memory, as rendered bytes, until a write
+changes them.
+
+The listing is the API's busiest read (dashboards and ``aether list`` poll it) and it changes
+only when a deployment of the app does. A page is served from memory only while this process
+hears PostgreSQL's change feed (:mod:`aether.store.changes`): every write, from any process,
+drops the app's pages once it commits. Writes made through this process also drop them
+through :mod:`aether.store.pulse` before their response is sent, so a client always reads
+its own writes; another process's write shows once its notification arrives (normally within
+a millisecond). While the feed is down (and always on SQLite, which has none) nothing is
+cached. ``AETHER_LIST_CACHE_SECS`` bounds an entry's age regardless, and 0 turns caching off.
+
+A page read from the database is kept only if no change at all was heard while it was read:
+the read may have seen the database before a write whose notification was already handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aether.errors import AetherError
+from aether.store import changes, pulse
+from aether.store.database import Database
+
+log = logging.getLogger("aether.server")
+
+Key = tuple[str, int, str | None]  # app name, page size, cursor
+RECONNECT_SECS = (0.5, 1.0, 2.0, 5.0)  # waits between attempts to hear the feed again
+
+
+@dataclass(frozen=True)
+class _Entry:
+    app_id: str
+    body: bytes
+    stored_at: float
+
+
+class ListingCache:
+    """Rendered listing pages by (app, limit, cursor); thread-safe, as pokes may come from
+    another thread."""
+
+    def __init__(
+        self,
+        max_age: float,
+        *,
+        max_entries: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[Key, _Entry] = {}
+        self._generation = 0
+        self._active = False
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        """True while the change feed is heard, so entries can be trusted."""
+        return self._active
+
+    @property
+    def generation(self) -> int:
+        """Take this before reading the database; hand it to :meth:`put`."""
+        return self._generation
+
+    def get(self, key: Key) -> bytes | None:
+        entry = self._entries.get(key) if self._active else None
+        if entry is None:
+            return None
+        if self._clock() - entry.stored_at > self.max_age:
+            with self._lock:
+                if self._entries.get(key) is entry:
+                    del self._entries[key]
+            return None
+        return entry.body
+
+    def put(self, key: Key, app_id: str, body: bytes, generation: int) -> None:
+        """Keep ``body`` unless a change was heard since ``generation`` was taken."""
+        with self._lock:
+            if not self._active or generation != self._generation:
+                return
+            if key not in self._entries and len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]  # the oldest
+            self._entries[key] = _Entry(app_id, body, self._clock())
+
+    def changed(self, app_id: str | None = None) -> None:
+        """Drop the pages of ``app_id`` (every page when None)."""
+        with self._lock:
+            self._generation += 1
+            if app_id is None:
+                self._entries.clear()
+            else:
+                stale = [key for key, entry in self._entries.items() if entry.app_id == app_id]
+                for key in stale:
+                    del self._entries[key]
+
+    def activate(self) -> None:
+        """The feed is heard from now on: changes before this moment were not."""
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+            self._active = True
+
+    def deactivate(self) -> None:
+        with self._lock:
+            self._active = False
+            self._generation += 1
+            self._entries.clear()
+
+
+async def follow_changes(cache: ListingCache, db: Database, stopping: asyncio.Event) -> None:
+    """Keep ``cache`` active exactly while PostgreSQL's change feed is heard; reconnect with
+    backoff when it drops. Local writes reach it through :func:`aether.store.pulse.watch`."""
+    attempt = 0
+    with pulse.watch(lambda _topic: cache.changed()):
+        while not stopping.is_set():
+            try:
+                if not await changes.ensure_change_trigger(db):
+                    return  # SQLite: no feed, so no caching
+                listen: Any = db.listen  # type: ignore[attr-defined]  # PostgreSQL's
+                async for app_id in listen(changes.CHANNEL, cache.activate):
+                    attempt = 0
+                    cache.changed(app_id)
+            except AetherError as exc:
+                log.warning("deployment listings uncached until the change feed is back: %s", exc)
+            finally:
+                cache.deactivate()
+            delay = RECONNECT_SECS[min(attempt, len(RECONNECT_SECS) - 1)]
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)

@@ -1,0 +1,52 @@
+"""Which apps' deployments changed, for caches of what the API reads most.
+
+On PostgreSQL a row trigger NOTIFYs ``aether_app_changes`` with the app id whenever one of
+its deployments is inserted, updated or deleted, and whenever the app itself is deleted, so
+every process serving the API hears about writes made anywhere (a separate ``aether
+worker``, another replica, a person at ``psql``). PostgreSQL sends a notification only once
+the writing transaction commits, and folds repeats of one payload within a transaction into
+one. SQLite has no such feed; callers there do not cache.
+"""
+
+from __future__ import annotations
+
+from aether.store.database import Database
+
+CHANNEL = "aether_app_changes"
+_TRIGGER_LOCK_ID = 0x4145544843  # serialises processes creating the triggers at once
+
+# IF branches, not one CASE: PL/pgSQL plans each statement when it first runs, and a CASE
+# naming OLD.app_id would fail to plan for an applications row.
+_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION aether_notify_app_change() RETURNS trigger AS $body$"
+    " BEGIN"
+    " IF TG_TABLE_NAME = 'applications' THEN"
+    f" PERFORM pg_notify('{CHANNEL}', OLD.id);"
+    " ELSIF TG_OP = 'DELETE' THEN"
+    f" PERFORM pg_notify('{CHANNEL}', OLD.app_id);"
+    " ELSE"
+    f" PERFORM pg_notify('{CHANNEL}', NEW.app_id);"
+    " END IF;"
+    " RETURN NULL;"
+    " END $body$ LANGUAGE plpgsql"
+)
+_TRIGGERS = (
+    "CREATE OR REPLACE TRIGGER aether_deployment_changed"
+    " AFTER INSERT OR UPDATE OR DELETE ON deployments"
+    " FOR EACH ROW EXECUTE FUNCTION aether_notify_app_change()",
+    "CREATE OR REPLACE TRIGGER aether_application_changed"
+    " AFTER UPDATE OR DELETE ON applications"
+    " FOR EACH ROW EXECUTE FUNCTION aether_notify_app_change()",
+)
+
+
+async def ensure_change_trigger(db: Database) -> bool:
+    """Install the triggers (idempotent); False on SQLite, which has no NOTIFY."""
+    if db.dialect != "postgresql":
+        return False
+    async with db.transaction() as tx:
+        await tx.execute("SELECT pg_advisory_xact_lock(:id)", {"id": _TRIGGER_LOCK_ID})
+        await tx.execute(_FUNCTION)
+        for statement in _TRIGGERS:
+            await tx.execute(statement)
+    return True
