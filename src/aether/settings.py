@@ -115,8 +115,8 @@ class ServerSettings:
     max_body_bytes: int  # AETHER_MAX_BODY_BYTES: JSON request body limit
     shutdown_grace_secs: float  # AETHER_SHUTDOWN_GRACE_SECS: in-flight requests on stop
     auth_cache_secs: float  # AETHER_AUTH_CACHE_SECS: how long a checked token is trusted
-    # AETHER_LIST_CACHE_SECS: the longest a deployments page is served from memory (0 = off)
-    list_cache_secs: float = 60.0
+    # AETHER_READ_CACHE_SECS: the longest a cached read is served from memory (0 = off)
+    read_cache_secs: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -129,7 +129,7 @@ class ServerSettings:
             max_body_bytes=env_int(environ, "AETHER_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             shutdown_grace_secs=env_float(environ, "AETHER_SHUTDOWN_GRACE_SECS", 10.0),
             auth_cache_secs=env_float(environ, "AETHER_AUTH_CACHE_SECS", 2.0),
-            list_cache_secs=env_float(environ, "AETHER_LIST_CACHE_SECS", 60.0),
+            read_cache_secs=env_float(environ, "AETHER_READ_CACHE_SECS", 60.0),
         )
 
 

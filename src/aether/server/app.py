@@ -23,8 +23,8 @@ from aether.errors import AetherError
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
-from aether.server.listing_cache import ListingCache, follow_changes
 from aether.server.proxy import HostProxyMiddleware
+from aether.server.read_cache import ReadCache, follow_changes
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store import tokens as token_store
@@ -128,7 +128,7 @@ class _Parts:
                 log_source=self.log_source,
                 public_url=self.settings.public_url,
                 auth_cache=TokenCache(self.settings.auth_cache_secs),
-                listing_cache=ListingCache(self.settings.list_cache_secs),
+                read_cache=ReadCache(self.settings.read_cache_secs),
             )
             app.state.aether = state
             tasks = [_start_background(job, state) for job in self._jobs()]
@@ -140,7 +140,7 @@ class _Parts:
 
     def _jobs(self) -> list[Background]:
         jobs = list(self.background)
-        if self.settings.list_cache_secs > 0:
+        if self.settings.read_cache_secs > 0:
             jobs.append(_follow_changes)
         return jobs
 
@@ -170,7 +170,7 @@ class _Parts:
 
 
 async def _follow_changes(state: ServerState) -> None:
-    await follow_changes(state.listing_cache, state.db, state.stopping)
+    await follow_changes(state.read_cache, state.db, state.stopping)
 
 
 def _start_background(job: Background, state: ServerState) -> asyncio.Task[None]:

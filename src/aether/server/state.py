@@ -35,8 +35,8 @@ class ServerState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # aether.server.auth.TokenCache; cleared whenever a token is revoked or rotated here.
     auth_cache: Any = None
-    # aether.server.listing_cache.ListingCache: rendered deployment pages (PostgreSQL only).
-    listing_cache: Any = None
+    # aether.server.read_cache.ReadCache: answers to the busiest reads (PostgreSQL only).
+    read_cache: Any = None
 
     def app_url(self, app_name: str) -> str:
         return app_url(self.public_url, app_name)

@@ -292,6 +292,5 @@ async def delete_stored(db: Executor, artifact_id: str) -> int:
         params,
     )
     await db.execute("DELETE FROM artifacts WHERE id = :id", params)
-    if removed:
-        pulse.poke(pulse.APPS)
+    pulse.poke(pulse.APPS)
     return removed

@@ -1,11 +1,12 @@
-"""Which apps' deployments changed, for caches of what the API reads most.
+"""What changed, for caches of what the API reads most.
 
-On PostgreSQL a row trigger NOTIFYs ``aether_app_changes`` with the app id whenever one of
-its deployments is inserted, updated or deleted, and whenever the app itself is deleted, so
-every process serving the API hears about writes made anywhere (a separate ``aether
-worker``, another replica, a person at ``psql``). PostgreSQL sends a notification only once
-the writing transaction commits, and folds repeats of one payload within a transaction into
-one. SQLite has no such feed; callers there do not cache.
+On PostgreSQL row triggers NOTIFY ``aether_app_changes`` with a topic: the app id whenever one
+of its deployments is inserted, updated or deleted, or the app itself is deleted; and
+``artifact:<digest>`` whenever a stored artifact is updated or deleted. So every process
+serving the API hears about writes made anywhere (a separate ``aether worker``, another
+replica, a person at ``psql``). PostgreSQL sends a notification only once the writing
+transaction commits, and folds repeats of one payload within a transaction into one. SQLite
+has no such feed; callers there do not cache.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from aether.store.database import Database
 CHANNEL = "aether_app_changes"
 _TRIGGER_LOCK_ID = 0x4145544843  # serialises processes creating the triggers at once
 
+
+def artifact_topic(digest: str) -> str:
+    return f"artifact:{digest}"
+
+
 # IF branches, not one CASE: PL/pgSQL plans each statement when it first runs, and a CASE
 # naming OLD.app_id would fail to plan for an applications row.
 _FUNCTION = (
-    "CREATE OR REPLACE FUNCTION aether_notify_app_change() RETURNS trigger AS $body$"
+    "CREATE OR REPLACE FUNCTION aether_notify_change() RETURNS trigger AS $body$"
     " BEGIN"
     " IF TG_TABLE_NAME = 'applications' THEN"
     f" PERFORM pg_notify('{CHANNEL}', OLD.id);"
+    " ELSIF TG_TABLE_NAME = 'artifacts' THEN"
+    f" IF OLD.status = 'stored' THEN PERFORM pg_notify('{CHANNEL}', 'artifact:' || OLD.digest);"
+    " END IF;"
     " ELSIF TG_OP = 'DELETE' THEN"
     f" PERFORM pg_notify('{CHANNEL}', OLD.app_id);"
     " ELSE"
@@ -33,10 +42,13 @@ _FUNCTION = (
 _TRIGGERS = (
     "CREATE OR REPLACE TRIGGER aether_deployment_changed"
     " AFTER INSERT OR UPDATE OR DELETE ON deployments"
-    " FOR EACH ROW EXECUTE FUNCTION aether_notify_app_change()",
+    " FOR EACH ROW EXECUTE FUNCTION aether_notify_change()",
     "CREATE OR REPLACE TRIGGER aether_application_changed"
     " AFTER UPDATE OR DELETE ON applications"
-    " FOR EACH ROW EXECUTE FUNCTION aether_notify_app_change()",
+    " FOR EACH ROW EXECUTE FUNCTION aether_notify_change()",
+    "CREATE OR REPLACE TRIGGER aether_artifact_changed"
+    " AFTER UPDATE OR DELETE ON artifacts"
+    " FOR EACH ROW EXECUTE FUNCTION aether_notify_change()",
 )
 
 

@@ -15,10 +15,12 @@ from aether.errors import BadRequest, Forbidden, NotFound
 from aether.server.artifact_access import ARTIFACT_SCHEMA, artifact_json, check_digest
 from aether.server.auth import principal, require_role
 from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.read_cache import stored_key
 from aether.server.responses import JSONResponse
 from aether.server.routes import artifact_legacy, artifact_uploads
-from aether.server.state import get_state
+from aether.server.state import ServerState, get_state
 from aether.store import artifacts as artifact_store
+from aether.store.changes import artifact_topic
 from aether.store.deployments import decode_cursor, encode_cursor, get_deployment
 
 READ_ROLES = ("deployer", "reader")
@@ -34,12 +36,22 @@ async def artifact_detail(request: Request) -> Response:
     if request.method == "HEAD":  # the client's "skip the upload?" question: kept lean
         if check_digest_or_none(digest) is None:
             return Response(status_code=400)  # a HEAD answer carries no body, not even an error
-        found = await artifact_store.is_stored(state.db, digest)
-        return Response(status_code=200 if found else 404)
+        return await _head(state, digest)
     row = await artifact_store.get_by_digest(state.db, check_digest(digest))
     if row is None:
         raise NotFound(f"no artifact with digest {digest}")
     return JSONResponse(artifact_json(row))
+
+
+async def _head(state: ServerState, digest: str) -> Response:
+    cache, key = state.read_cache, stored_key(digest)
+    if cache.get(key) is not None:
+        return Response(status_code=200)
+    generation = cache.generation
+    if not await artifact_store.is_stored(state.db, digest):
+        return Response(status_code=404)  # not kept: an upload may complete at any moment
+    cache.put(key, artifact_topic(digest), b"", generation)
+    return Response(status_code=200)
 
 
 def check_digest_or_none(digest: str) -> str | None:

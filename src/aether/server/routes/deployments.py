@@ -18,6 +18,7 @@ from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.read_cache import page_key
 from aether.server.responses import JSONResponse, render_json, rendered_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
@@ -201,7 +202,7 @@ async def list_app_deployments(request: Request) -> Response:
     state = get_state(request)
     limit, cursor = _page_params(request)
     name = request.path_params["app"]
-    cache, key = state.listing_cache, (name, limit, cursor)
+    cache, key = state.read_cache, page_key(name, limit, cursor)
     body = cache.get(key)
     if body is None:
         generation = cache.generation

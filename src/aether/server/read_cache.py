@@ -1,17 +1,18 @@
-"""Pages of ``GET /apps/{app}/deployments`` kept in memory, as rendered bytes, until a write
-changes them.
+"""Answers to the API's two busiest reads kept in memory until a write changes them.
 
-The listing is the API's busiest read (dashboards and ``aether list`` poll it) and it changes
-only when a deployment of the app does. A page is served from memory only while this process
-hears PostgreSQL's change feed (:mod:`aether.store.changes`): every write, from any process,
-drops the app's pages once it commits. Writes made through this process also drop them
-through :mod:`aether.store.pulse` before their response is sent, so a client always reads
-its own writes; another process's write shows once its notification arrives (normally within
-a millisecond). While the feed is down (and always on SQLite, which has none) nothing is
-cached. ``AETHER_LIST_CACHE_SECS`` bounds an entry's age regardless, and 0 turns caching off.
+``GET /apps/{app}/deployments`` (dashboards and ``aether list`` poll it) changes only when a
+deployment of the app does; ``HEAD /artifacts/{digest}`` (every deploy asks it) stays 200 once
+an artifact is stored, until the artifact is deleted. Answers are served from memory only
+while this process hears PostgreSQL's change feed (:mod:`aether.store.changes`): every write,
+from any process, drops what it touched once it commits. Writes made through this process
+also drop everything through :mod:`aether.store.pulse` before their response is sent, so a
+client always reads its own writes; another process's write shows once its notification
+arrives (normally within a millisecond). While the feed is down (and always on SQLite, which
+has none) nothing is cached. ``AETHER_READ_CACHE_SECS`` bounds an entry's age regardless, and
+0 turns caching off.
 
-A page read from the database is kept only if no change at all was heard while it was read:
-the read may have seen the database before a write whose notification was already handled.
+An answer read from the database is kept only if no change at all was heard while it was
+read: the read may have seen the database before a write whose notification was handled.
 """
 
 from __future__ import annotations
@@ -31,20 +32,27 @@ from aether.store.database import Database
 
 log = logging.getLogger("aether.server")
 
-Key = tuple[str, int, str | None]  # app name, page size, cursor
+Key = tuple[str | int | None, ...]  # ("page", app, limit, cursor) or ("stored", digest)
 RECONNECT_SECS = (0.5, 1.0, 2.0, 5.0)  # waits between attempts to hear the feed again
+
+
+def page_key(app_name: str, limit: int, cursor: str | None) -> Key:
+    return ("page", app_name, limit, cursor)
+
+
+def stored_key(digest: str) -> Key:
+    return ("stored", digest)
 
 
 @dataclass(frozen=True)
 class _Entry:
-    app_id: str
+    topic: str  # what the change feed names when it changes: an app id, artifact:<digest>
     body: bytes
     stored_at: float
 
 
-class ListingCache:
-    """Rendered listing pages by (app, limit, cursor); thread-safe, as pokes may come from
-    another thread."""
+class ReadCache:
+    """Rendered answers by key; thread-safe, as pokes may come from another thread."""
 
     def __init__(
         self,
@@ -82,23 +90,23 @@ class ListingCache:
             return None
         return entry.body
 
-    def put(self, key: Key, app_id: str, body: bytes, generation: int) -> None:
+    def put(self, key: Key, topic: str, body: bytes, generation: int) -> None:
         """Keep ``body`` unless a change was heard since ``generation`` was taken."""
         with self._lock:
             if not self._active or generation != self._generation:
                 return
             if key not in self._entries and len(self._entries) >= self.max_entries:
                 del self._entries[next(iter(self._entries))]  # the oldest
-            self._entries[key] = _Entry(app_id, body, self._clock())
+            self._entries[key] = _Entry(topic, body, self._clock())
 
-    def changed(self, app_id: str | None = None) -> None:
-        """Drop the pages of ``app_id`` (every page when None)."""
+    def changed(self, topic: str | None = None) -> None:
+        """Drop the entries of ``topic`` (everything when None)."""
         with self._lock:
             self._generation += 1
-            if app_id is None:
+            if topic is None:
                 self._entries.clear()
             else:
-                stale = [key for key, entry in self._entries.items() if entry.app_id == app_id]
+                stale = [key for key, entry in self._entries.items() if entry.topic == topic]
                 for key in stale:
                     del self._entries[key]
 
@@ -116,7 +124,7 @@ class ListingCache:
             self._entries.clear()
 
 
-async def follow_changes(cache: ListingCache, db: Database, stopping: asyncio.Event) -> None:
+async def follow_changes(cache: ReadCache, db: Database, stopping: asyncio.Event) -> None:
     """Keep ``cache`` active exactly while PostgreSQL's change feed is heard; reconnect with
     backoff when it drops. Local writes reach it through :func:`aether.store.pulse.watch`."""
     attempt = 0
@@ -126,11 +134,11 @@ async def follow_changes(cache: ListingCache, db: Database, stopping: asyncio.Ev
                 if not await changes.ensure_change_trigger(db):
                     return  # SQLite: no feed, so no caching
                 listen: Any = db.listen  # type: ignore[attr-defined]  # PostgreSQL's
-                async for app_id in listen(changes.CHANNEL, cache.activate):
+                async for topic in listen(changes.CHANNEL, cache.activate):
                     attempt = 0
-                    cache.changed(app_id)
+                    cache.changed(topic)
             except AetherError as exc:
-                log.warning("deployment listings uncached until the change feed is back: %s", exc)
+                log.warning("reads uncached until the change feed is back: %s", exc)
             finally:
                 cache.deactivate()
             delay = RECONNECT_SECS[min(attempt, len(RECONNECT_SECS) - 1)]

@@ -1,4 +1,5 @@
-"""Deployment pages served from memory: fresh after every write, from this process or another.
+"""Deployment pages and stored-artifact answers served from memory: fresh after every write,
+from this process or another.
 
 The cache's bookkeeping is tested on its own; the API tests run on PostgreSQL, the only
 backend with a change feed (SQLite never caches, checked last).
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 from seeding import insert_artifact
 
-from aether.server.listing_cache import ListingCache
+from aether.server.read_cache import ReadCache
 
 LISTING = "/apps/shop/deployments"
 LISTENER = "query LIKE 'LISTEN \"aether_app_changes\"%'"
@@ -39,14 +40,14 @@ class FakeClock:
         return self.now
 
 
-def active_cache(**kwargs) -> ListingCache:
-    cache = ListingCache(60.0, **kwargs)
+def active_cache(**kwargs) -> ReadCache:
+    cache = ReadCache(60.0, **kwargs)
     cache.activate()
     return cache
 
 
 def test_nothing_is_kept_or_served_until_the_feed_is_heard() -> None:
-    cache = ListingCache(60.0)
+    cache = ReadCache(60.0)
     cache.put(("shop", 20, None), "app-1", b"[]", cache.generation)
     assert cache.get(("shop", 20, None)) is None
     cache.activate()
@@ -100,7 +101,7 @@ def test_the_oldest_entry_makes_room() -> None:
 @pytest.fixture
 def shop(api):
     """The deployer's app with one deployment, once the server hears the change feed."""
-    until(lambda: api.state.listing_cache.active, what="the change feed")
+    until(lambda: api.state.read_cache.active, what="the change feed")
     app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
     artifact = api.run(insert_artifact, app["id"])
     deployment = deploy(api, artifact["digest"])
@@ -115,13 +116,17 @@ def deploy(api, digest: str) -> dict:
     return response.json()
 
 
+def head(api, digest: str) -> int:
+    return api.head(f"/artifacts/{digest}", as_="reader").status_code
+
+
 def statuses(api) -> list[str]:
     response = api.get(LISTING, as_="reader")
     assert response.status_code == 200, response.text
     return [item["status"] for item in response.json()["deployments"]]
 
 
-def outside_write(api, sql: str, params: dict | None = None, *, quietly: bool = False) -> None:
+def outside_write(api, sql: str, params: tuple | None = None, *, quietly: bool = False) -> None:
     """A write by another process, on its own connection (``quietly``: firing no trigger)."""
     with psycopg.connect(api.state.db.url, autocommit=True) as conn:
         if quietly:
@@ -160,6 +165,7 @@ def test_own_writes_are_listed_at_once(api, shop) -> None:
     created = deploy(api, second["digest"])
     listed = api.get(LISTING, as_="reader").json()["deployments"]
     assert [item["id"] for item in listed] == [created["id"], first["id"]]
+    assert head(api, second["digest"]) == 200
 
 
 @pytest.mark.postgres
@@ -168,6 +174,43 @@ def test_a_deleted_app_is_gone_at_once(api, shop) -> None:
     assert statuses(api) == ["pending"]
     assert api.delete("/apps/shop", as_="deployer").status_code == 204
     assert api.get(LISTING, as_="reader").status_code == 404
+
+
+@pytest.mark.postgres
+@postgres_only
+def test_a_stored_artifact_is_answered_from_memory_until_deleted(api, shop) -> None:
+    digest = shop[1]["artifact_digest"]
+    assert head(api, digest) == 200
+    outside_write(api, "DELETE FROM deployments", quietly=True)
+    outside_write(api, "DELETE FROM artifacts", quietly=True)
+    assert head(api, digest) == 200  # the row went without a notification: still cached
+    app = api.get("/apps/shop").json()
+    again = api.run(insert_artifact, app["id"], digest=digest)["digest"]
+    assert head(api, again) == 200
+    outside_write(api, "DELETE FROM deployments")
+    outside_write(api, "DELETE FROM artifacts")  # another process, say retention elsewhere
+    until(lambda: head(api, digest) == 404, what="the notified deletion")
+
+
+@pytest.mark.postgres
+@postgres_only
+def test_a_missing_artifact_is_asked_again_every_time(api, shop) -> None:
+    app, _ = shop
+    pending = api.run(insert_artifact, app["id"], status="pending")["digest"]
+    assert head(api, pending) == 404
+    outside_write(  # an upload completing elsewhere, quietly so only a fresh read sees it
+        api, "UPDATE artifacts SET status = 'stored' WHERE digest = %s", (pending,), quietly=True
+    )
+    assert head(api, pending) == 200
+
+
+@pytest.mark.postgres
+@postgres_only
+def test_an_artifact_of_a_deleted_app_is_gone_at_once(api, shop) -> None:
+    digest = shop[1]["artifact_digest"]
+    assert head(api, digest) == 200
+    assert api.delete("/apps/shop", as_="deployer").status_code == 204
+    assert head(api, digest) == 404
 
 
 @pytest.mark.postgres
@@ -190,7 +233,7 @@ def test_a_dropped_feed_reconnects_and_stays_fresh(api, shop) -> None:
         f" WHERE datname = current_database() AND {LISTENER}",
     )
     until(
-        lambda: listener_pids() - before and api.state.listing_cache.active,
+        lambda: listener_pids() - before and api.state.read_cache.active,
         what="the listener to reconnect",
     )
     assert statuses(api) == ["pending"]
@@ -201,13 +244,13 @@ def test_a_dropped_feed_reconnects_and_stays_fresh(api, shop) -> None:
 @pytest.mark.postgres
 @postgres_only
 def test_caching_can_be_turned_off(make_api) -> None:
-    api = make_api(env={"AETHER_LIST_CACHE_SECS": "0"})
+    api = make_api(env={"AETHER_READ_CACHE_SECS": "0"})
     app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
     deploy(api, api.run(insert_artifact, app["id"])["digest"])
     assert statuses(api) == ["pending"]
     outside_write(api, "UPDATE deployments SET status = 'failed'", quietly=True)
     assert statuses(api) == ["failed"]
-    assert not api.state.listing_cache.active
+    assert not api.state.read_cache.active
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -217,4 +260,4 @@ def test_sqlite_lists_from_the_database_every_time(api) -> None:
     assert statuses(api) == ["pending"]
     api.run(lambda db: db.execute("UPDATE deployments SET status = 'failed'"))
     assert statuses(api) == ["failed"]
-    assert not api.state.listing_cache.active
+    assert not api.state.read_cache.active
