@@ -20,6 +20,8 @@ from aether.pack.packer import FileRecord, TreeContents
 
 FORMAT = "aether-manifest/1"
 _json_string = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
+_MODE_TEXT = {mode: f"{mode:04o}" for mode in (0o644, 0o755)}
+_SLICE_ITEMS = 4096
 
 
 def build_manifest(
@@ -71,9 +73,21 @@ def _item(value: object) -> object:
 
 def _file_json(record: FileRecord) -> str:
     """``json.dumps(_item(record), sort_keys=True, ensure_ascii=False)``, five times faster."""
-    blake3, path = _json_string(record.blake3), _json_string(record.path)
-    mode, size = f"{record.mode:04o}", f"{record.size:d}"
-    return f'{{"blake3": {blake3}, "mode": "{mode}", "path": {path}, "size": {size}}}'
+    path, size, mode, blake3 = record
+    mode_text = _MODE_TEXT.get(mode) or f"{mode:04o}"
+    # A hex digest needs no escaping.
+    return (
+        f'{{"blake3": "{blake3}", "mode": "{mode_text}", "path": {_json_string(path)}, '
+        f'"size": {size:d}}}'
+    )
+
+
+def _item_json(item: object) -> str:
+    if isinstance(item, FileRecord):
+        return _file_json(item)
+    if isinstance(item, str):
+        return _json_string(item)
+    return json.dumps(_item(item), sort_keys=True, ensure_ascii=False)
 
 
 def write_manifest(path: Path, data: dict) -> None:
@@ -101,14 +115,19 @@ def _manifest_lines(data: dict) -> Iterator[str]:
         value = data[key]
         if isinstance(value, list) and value:
             yield f"  {encode(key)}: [\n"
-            last = len(value) - 1
-            for position, item in enumerate(value):
-                text = _file_json(item) if isinstance(item, FileRecord) else encode(_item(item))
-                yield f"    {text}{',' if position < last else ''}\n"
+            yield from _list_lines(value)
             yield f"  ]{comma}\n"
         else:
             yield f"  {encode(key)}: {encode(value)}{comma}\n"
     yield "}\n"
+
+
+def _list_lines(items: list) -> Iterator[str]:
+    """One line per item, handed out a slice at a time: one string per slice, not per line."""
+    for start in range(0, len(items), _SLICE_ITEMS):
+        texts = map(_item_json, items[start : start + _SLICE_ITEMS])
+        end = "\n" if start + _SLICE_ITEMS >= len(items) else ",\n"
+        yield "    " + ",\n    ".join(texts) + end
 
 
 def write_text_atomic(path: Path, text: str) -> None:
