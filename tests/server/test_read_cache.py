@@ -87,12 +87,17 @@ def test_entries_expire_after_the_max_age() -> None:
     assert cache.get(("shop", 20, None)) is None
 
 
-def test_the_oldest_entry_makes_room() -> None:
-    cache = active_cache(max_entries=2)
+def test_the_oldest_entries_make_room_and_nothing_bigger_than_the_budget_is_kept() -> None:
+    cache = active_cache(max_bytes=2 * (ReadCache.ENTRY_OVERHEAD + 100))
     for name in ("a", "b", "c"):
-        cache.put((name, 20, None), name, name.encode(), cache.generation)
+        cache.put((name, 20, None), name, name.encode() * 100, cache.generation)
     assert cache.get(("a", 20, None)) is None
-    assert cache.get(("b", 20, None)) == b"b" and cache.get(("c", 20, None)) == b"c"
+    assert cache.get(("b", 20, None)) == b"b" * 100 and cache.get(("c", 20, None)) == b"c" * 100
+    cache.put(("b", 20, None), "b", b"B" * 100, cache.generation)  # replaced, not added
+    assert cache.get(("c", 20, None)) == b"c" * 100
+    cache.put(("huge", 20, None), "h", b"h" * 1000, cache.generation)
+    assert cache.get(("huge", 20, None)) is None
+    assert cache.get(("b", 20, None)) == b"B" * 100
 
 
 # --- through the API, on PostgreSQL ----------------------------------------------------------
@@ -259,5 +264,22 @@ def test_sqlite_lists_from_the_database_every_time(api) -> None:
     deploy(api, api.run(insert_artifact, app["id"])["digest"])
     assert statuses(api) == ["pending"]
     api.run(lambda db: db.execute("UPDATE deployments SET status = 'failed'"))
+    assert statuses(api) == ["failed"]
+    assert api.state.read_cache.off_because == "SQLite has no change feed"
+
+
+@pytest.mark.postgres
+@postgres_only
+def test_without_the_triggers_nothing_is_cached(make_api) -> None:
+    migrated = make_api()
+    until(lambda: migrated.state.read_cache.active, what="the change feed")
+    outside_write(migrated, "DROP TRIGGER aether_artifact_changed ON artifacts")
+    api = make_api(run_migrations=False)  # a server started on a schema not yet migrated
+    until(lambda: api.state.read_cache.off_because, what="the server to check the triggers")
+    assert api.state.read_cache.off_because == "the change triggers are missing"
+    app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
+    deploy(api, api.run(insert_artifact, app["id"])["digest"])
+    assert statuses(api) == ["pending"]
+    outside_write(api, "UPDATE deployments SET status = 'failed'", quietly=True)
     assert statuses(api) == ["failed"]
     assert not api.state.read_cache.active

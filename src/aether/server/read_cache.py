@@ -52,22 +52,27 @@ class _Entry:
 
 
 class ReadCache:
-    """Rendered answers by key; thread-safe, as pokes may come from another thread."""
+    """Rendered answers by key, oldest dropped first beyond ``max_bytes``; thread-safe, as
+    pokes may come from another thread."""
+
+    ENTRY_OVERHEAD = 256  # bytes an entry costs beside its body (key, record, dict slot)
 
     def __init__(
         self,
         max_age: float,
         *,
-        max_entries: int = 1024,
+        max_bytes: int = 32 << 20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_age = max_age
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._clock = clock
         self._entries: dict[Key, _Entry] = {}
+        self._bytes = 0
         self._generation = 0
         self._active = False
         self._lock = threading.Lock()
+        self.off_because: str | None = None  # why it will never be active in this process
 
     @property
     def active(self) -> bool:
@@ -86,53 +91,70 @@ class ReadCache:
         if self._clock() - entry.stored_at > self.max_age:
             with self._lock:
                 if self._entries.get(key) is entry:
-                    del self._entries[key]
+                    self._drop(key)
             return None
         return entry.body
 
     def put(self, key: Key, topic: str, body: bytes, generation: int) -> None:
         """Keep ``body`` unless a change was heard since ``generation`` was taken."""
+        size = len(body) + self.ENTRY_OVERHEAD
         with self._lock:
-            if not self._active or generation != self._generation:
+            if not self._active or generation != self._generation or size > self.max_bytes:
                 return
-            if key not in self._entries and len(self._entries) >= self.max_entries:
-                del self._entries[next(iter(self._entries))]  # the oldest
+            if key in self._entries:
+                self._drop(key)
+            while self._bytes + size > self.max_bytes:
+                self._drop(next(iter(self._entries)))  # the oldest
             self._entries[key] = _Entry(topic, body, self._clock())
+            self._bytes += size
 
     def changed(self, topic: str | None = None) -> None:
         """Drop the entries of ``topic`` (everything when None)."""
         with self._lock:
             self._generation += 1
             if topic is None:
-                self._entries.clear()
-            else:
-                stale = [key for key, entry in self._entries.items() if entry.topic == topic]
-                for key in stale:
-                    del self._entries[key]
+                self._clear()
+                return
+            for key in [key for key, entry in self._entries.items() if entry.topic == topic]:
+                self._drop(key)
 
     def activate(self) -> None:
         """The feed is heard from now on: changes before this moment were not."""
         with self._lock:
             self._generation += 1
-            self._entries.clear()
+            self._clear()
             self._active = True
 
     def deactivate(self) -> None:
         with self._lock:
             self._active = False
             self._generation += 1
-            self._entries.clear()
+            self._clear()
+
+    # Callers hold the lock.
+    def _drop(self, key: Key) -> None:
+        entry = self._entries.pop(key)
+        self._bytes -= len(entry.body) + self.ENTRY_OVERHEAD
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
 
 
 async def follow_changes(cache: ReadCache, db: Database, stopping: asyncio.Event) -> None:
     """Keep ``cache`` active exactly while PostgreSQL's change feed is heard; reconnect with
     backoff when it drops. Local writes reach it through :func:`aether.store.pulse.watch`."""
+    if db.dialect != "postgresql":
+        cache.off_because = "SQLite has no change feed"
+        return
     attempt = 0
     with pulse.watch(lambda _topic: cache.changed()):
         while not stopping.is_set():
             try:
-                if not await changes.ensure_change_trigger(db):
-                    return  # SQLite: no feed, so no caching
+                if not await changes.feed_available(db):
+                    cache.off_because = "the change triggers are missing"
+                    log.warning("reads are not cached: run `aether migrate` to add the triggers")
+                    return
                 listen: Any = db.listen  # type: ignore[attr-defined]  # PostgreSQL's
                 async for topic in listen(changes.CHANNEL, cache.activate):
                     attempt = 0

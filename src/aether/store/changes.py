@@ -52,13 +52,29 @@ _TRIGGERS = (
 )
 
 
-async def ensure_change_trigger(db: Database) -> bool:
-    """Install the triggers (idempotent); False on SQLite, which has no NOTIFY."""
+_TRIGGER_NAMES = tuple(statement.split()[4] for statement in _TRIGGERS)
+
+
+async def install_triggers(db: Database) -> None:
+    """PostgreSQL: create or update the triggers (``aether migrate`` runs this after the
+    numbered migrations, whose one-statement-per-';' files cannot hold a function body)."""
     if db.dialect != "postgresql":
-        return False
+        return
     async with db.transaction() as tx:
         await tx.execute("SELECT pg_advisory_xact_lock(:id)", {"id": _TRIGGER_LOCK_ID})
         await tx.execute(_FUNCTION)
         for statement in _TRIGGERS:
             await tx.execute(statement)
-    return True
+
+
+async def feed_available(db: Database) -> bool:
+    """True when every trigger is in place (PostgreSQL, migrated); a cache must not trust
+    the feed otherwise, as some writes would change nothing it hears."""
+    if db.dialect != "postgresql":
+        return False
+    found = await db.fetch_value(
+        "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE c.relnamespace = to_regnamespace(current_schema())"
+        " AND t.tgname IN (" + ", ".join(f"'{name}'" for name in _TRIGGER_NAMES) + ")"
+    )
+    return found == len(_TRIGGER_NAMES)
