@@ -10,7 +10,7 @@ BENCH ?= $(wildcard scripts/bench/*)
 
 .PHONY: venv test lint format zipapp bench demo clean lock
 
-$(STAMP): requirements/runtime.lock requirements/dev.lock setup.cfg
+$(STAMP): requirements/runtime.lock requirements/dev.lock setup.cfg setup.py src/aether/pack/_batchread.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements/runtime.lock -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .

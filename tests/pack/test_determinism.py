@@ -44,7 +44,7 @@ def scramble(root: Path, *, owner: int) -> None:
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip"])
-def test_golden_digest(sample: Path, tmp_path: Path, compression: str) -> None:
+def test_golden_digest(sample: Path, tmp_path: Path, compression: str, reader: str) -> None:
     result = pack(sample, tmp_path / "out", compression)
     assert result.digest == GOLDEN[compression]
 

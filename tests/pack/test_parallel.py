@@ -90,7 +90,7 @@ def serial(tree: Path) -> tuple[bytes, TreeContents, str, str]:
 @pytest.mark.parametrize("pieces", [1, 3, 40, PLAN_PIECES])
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_workers_write_the_serial_archive_and_manifest(
-    tree: Path, serial: tuple, pieces: int, workers: int, tmp_path: Path
+    tree: Path, serial: tuple, pieces: int, workers: int, tmp_path: Path, reader: str
 ) -> None:
     written = write(tree, workers, pieces)
     assert written[0] == serial[0]
@@ -176,7 +176,9 @@ def test_skipped_entries_are_reported_by_the_writing_process(tmp_path: Path) -> 
     assert "node_modules/many/evil" not in {path for path, _ in contents.symlinks}
 
 
-def test_a_file_gone_before_its_worker_reads_it_is_an_io_failure(tmp_path: Path) -> None:
+def test_a_file_gone_before_its_worker_reads_it_is_an_io_failure(
+    tmp_path: Path, reader: str
+) -> None:
     root = build_sample(tmp_path / "app")
     walker = Walker(os.fspath(root), IgnoreRules())
     pieces = plan_tree(walker).pieces

@@ -1,0 +1,490 @@
+/* The native twin of aether/pack/batchread.py: a batch of walk entries -> tar members.
+ *
+ * Per member a pack does a few system calls (open, fstat, read, close) between bits of
+ * Python; here the whole batch runs in one call, the file data is read straight into the
+ * output buffer behind its header, and each file is hashed (with the blake3 package, handed
+ * in) while its bytes are still in cache. It must write exactly what read_batch_python writes:
+ * anything out of the ordinary (a file that cannot be read, changed type or shrank, a name
+ * that is not valid UTF-8) stops the batch there, and the Python reader takes over from that
+ * entry, so errors are named in one place only.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+
+#define BLOCK 512
+#define NAME_FIELD 100
+#define FILE_MODE 0644
+#define EXEC_MODE 0755
+#define DIR_MODE 0755
+#define MTIME_FIELD 12
+/* The blob starts at this size and doubles as needed; a batch is usually a few hundred KB. */
+#define FIRST_CAPACITY (512 * 1024)
+
+/* What a call ends with; batchread.py holds the same numbers. */
+enum { DONE = 0, LARGE = 1, CAREFUL = 2 };
+
+/* Entry fields, in walk.Entry's order. */
+enum { ENTRY_PATH = 0, ENTRY_RAW = 1, ENTRY_KIND = 2, ENTRY_SOURCE = 3, ENTRY_TARGET = 4 };
+
+static const char ZERO8[8] = {'0', '0', '0', '0', '0', '0', '0', '\0'};
+static const char MAGIC[8] = {'u', 's', 't', 'a', 'r', '\0', '0', '0'};
+static const char PAX_NAME[] = "././@PaxHeader";
+
+typedef struct {
+    PyObject *bytes; /* the blob being built; resized as it grows, trimmed at the end */
+    Py_ssize_t size;
+    Py_ssize_t capacity;
+} Blob;
+
+static PyObject *str_hexdigest;
+
+static int
+blob_reserve(Blob *blob, Py_ssize_t more)
+{
+    Py_ssize_t need = blob->size + more;
+    if (need <= blob->capacity) {
+        return 0;
+    }
+    Py_ssize_t capacity = blob->capacity * 2;
+    if (capacity < need) {
+        capacity = need;
+    }
+    if (_PyBytes_Resize(&blob->bytes, capacity) < 0) {
+        return -1;
+    }
+    blob->capacity = capacity;
+    return 0;
+}
+
+static inline char *
+blob_end(Blob *blob)
+{
+    return PyBytes_AS_STRING(blob->bytes) + blob->size;
+}
+
+/* "%0*o\0" into a field of `width` bytes (width - 1 octal digits, then NUL). */
+static void
+put_octal(char *field, int width, unsigned long long value)
+{
+    field[width - 1] = '\0';
+    for (int index = width - 2; index >= 0; index--) {
+        field[index] = (char)('0' + (value & 7));
+        value >>= 3;
+    }
+}
+
+/* One ustar header block; name and link are at most NAME_FIELD bytes here. */
+static void
+ustar_header(char *block, const char *name, Py_ssize_t name_size, int mode,
+             unsigned long long size, char typeflag, const char *link, Py_ssize_t link_size,
+             const char *mtime)
+{
+    memset(block, 0, BLOCK);
+    memcpy(block, name, (size_t)name_size);
+    put_octal(block + 100, 8, (unsigned long long)mode);
+    memcpy(block + 108, ZERO8, 8);
+    memcpy(block + 116, ZERO8, 8);
+    put_octal(block + 124, 12, size);
+    memcpy(block + 136, mtime, MTIME_FIELD);
+    memset(block + 148, ' ', 8);
+    block[156] = typeflag;
+    memcpy(block + 157, link, (size_t)link_size);
+    memcpy(block + 257, MAGIC, 8);
+    memcpy(block + 329, ZERO8, 8);
+    memcpy(block + 337, ZERO8, 8);
+    unsigned long checksum = 0;
+    for (int index = 0; index < BLOCK; index++) {
+        checksum += (unsigned char)block[index];
+    }
+    put_octal(block + 148, 7, checksum);
+    block[155] = ' ';
+}
+
+static Py_ssize_t
+decimal_digits(Py_ssize_t value)
+{
+    Py_ssize_t digits = 1;
+    while (value >= 10) {
+        value /= 10;
+        digits++;
+    }
+    return digits;
+}
+
+/* A pax record "<length> <key>=<value>\n"; the length counts itself. */
+static Py_ssize_t
+pax_record_size(Py_ssize_t key_size, Py_ssize_t value_size)
+{
+    Py_ssize_t body = key_size + value_size + 3;
+    Py_ssize_t length = body + 1;
+    while (decimal_digits(length) + body != length) {
+        length = decimal_digits(length) + body;
+    }
+    return length;
+}
+
+static char *
+put_pax_record(char *out, const char *key, const char *value, Py_ssize_t value_size)
+{
+    Py_ssize_t key_size = (Py_ssize_t)strlen(key);
+    Py_ssize_t length = pax_record_size(key_size, value_size);
+    out += sprintf(out, "%zd %s=", length, key);
+    memcpy(out, value, (size_t)value_size);
+    out += value_size;
+    *out++ = '\n';
+    return out;
+}
+
+static Py_ssize_t
+padding(Py_ssize_t size)
+{
+    return (BLOCK - size % BLOCK) % BLOCK;
+}
+
+/* The header block(s) of one member, as tarwriter.entry_header writes them: a pax block first
+ * when the name or the link target is longer than its field. */
+static int
+put_header(Blob *blob, const char *name, Py_ssize_t name_size, int mode,
+           unsigned long long size, char typeflag, const char *link, Py_ssize_t link_size,
+           const char *mtime)
+{
+    Py_ssize_t records = 0;
+    if (name_size > NAME_FIELD) {
+        records += pax_record_size(4, name_size);
+    }
+    if (link_size > NAME_FIELD) {
+        records += pax_record_size(8, link_size);
+    }
+    if (records) {
+        if (blob_reserve(blob, 3 * BLOCK + records) < 0) {
+            return -1;
+        }
+        char *out = blob_end(blob);
+        ustar_header(out, PAX_NAME, (Py_ssize_t)strlen(PAX_NAME), FILE_MODE,
+                     (unsigned long long)records, 'x', "", 0, mtime);
+        char *data = out + BLOCK;
+        if (name_size > NAME_FIELD) {
+            data = put_pax_record(data, "path", name, name_size);
+            name_size = NAME_FIELD;
+        }
+        if (link_size > NAME_FIELD) {
+            data = put_pax_record(data, "linkpath", link, link_size);
+            link_size = NAME_FIELD;
+        }
+        Py_ssize_t pad = padding(records);
+        memset(data, 0, (size_t)pad);
+        blob->size += BLOCK + records + pad;
+    }
+    else if (blob_reserve(blob, BLOCK) < 0) {
+        return -1;
+    }
+    ustar_header(blob_end(blob), name, name_size, mode, size, typeflag, link, link_size, mtime);
+    blob->size += BLOCK;
+    return 0;
+}
+
+/* Outcome of reading one file into the blob. */
+enum { READ_OK = 0, READ_LARGE = 1, READ_ODD = 2, READ_FAILED = -1 };
+
+/* Reads `count` bytes from `fd` into `out`; 0 when they all came, -1 otherwise (the
+ * Python reader will tell the user why). */
+static int
+read_exactly(int fd, char *out, Py_ssize_t count)
+{
+    while (count > 0) {
+        ssize_t got = read(fd, out, (size_t)count);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return -1;
+        }
+        out += got;
+        count -= got;
+    }
+    return 0;
+}
+
+/* Header, data and padding of one regular file, appended to the blob; the blake3 hex of its
+ * data in *hex. The GIL is released around the system calls. */
+static int
+put_file(Blob *blob, PyObject *entry, const char *mtime, Py_ssize_t inline_max,
+         PyObject *hasher, Py_ssize_t *size_out, int *mode_out, PyObject **hex)
+{
+    PyObject *raw = PyTuple_GET_ITEM(entry, ENTRY_RAW);
+    PyObject *source = PyTuple_GET_ITEM(entry, ENTRY_SOURCE);
+    if (!PyBytes_Check(raw) || !PyUnicode_Check(source)) {
+        return READ_ODD;
+    }
+    PyObject *path = PyUnicode_EncodeFSDefault(source);
+    if (path == NULL) {
+        PyErr_Clear();
+        return READ_ODD;
+    }
+    int fd;
+    struct stat st;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* O_NONBLOCK: a FIFO swapped in for the file must not hang the open. */
+    fd = open(PyBytes_AS_STRING(path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        failed = 1;
+    }
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path);
+    if (failed || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return READ_ODD;
+    }
+    Py_ssize_t size = (Py_ssize_t)st.st_size;
+    if (size > inline_max) {
+        close(fd);
+        return READ_LARGE;
+    }
+    int mode = (st.st_mode & 0111) ? EXEC_MODE : FILE_MODE;
+    Py_ssize_t name_size = PyBytes_GET_SIZE(raw);
+    Py_ssize_t pad = padding(size);
+    /* Reserve the data's room first: put_header may not move the blob after it. */
+    if (blob_reserve(blob, size + pad + 3 * BLOCK + 2 * name_size + 64) < 0
+        || put_header(blob, PyBytes_AS_STRING(raw), name_size, mode,
+                      (unsigned long long)size, '0', "", 0, mtime) < 0) {
+        close(fd);
+        return READ_FAILED;
+    }
+    char *data = blob_end(blob);
+    Py_BEGIN_ALLOW_THREADS
+    failed = read_exactly(fd, data, size);
+    close(fd);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        return READ_ODD;
+    }
+    PyObject *view = PyMemoryView_FromMemory(data, size, PyBUF_READ);
+    if (view == NULL) {
+        return READ_FAILED;
+    }
+    PyObject *hash = PyObject_CallOneArg(hasher, view);
+    if (Py_REFCNT(view) > 1) {
+        /* Someone kept the view: make it unusable before the blob can move. */
+        PyObject *released = PyObject_CallMethod(view, "release", NULL);
+        Py_XDECREF(released);
+    }
+    Py_DECREF(view);
+    if (hash == NULL) {
+        return READ_FAILED;
+    }
+    *hex = PyObject_CallMethodNoArgs(hash, str_hexdigest);
+    Py_DECREF(hash);
+    if (*hex == NULL) {
+        return READ_FAILED;
+    }
+    memset(data + size, 0, (size_t)pad);
+    blob->size += size + pad;
+    *size_out = size;
+    *mode_out = mode;
+    return READ_OK;
+}
+
+static int
+add_file_record(PyObject *files, PyObject *new_record, PyObject *entry, Py_ssize_t size,
+                int mode, PyObject *hex)
+{
+    PyObject *values = Py_BuildValue("(OniN)", PyTuple_GET_ITEM(entry, ENTRY_PATH), size,
+                                     mode, hex);
+    if (values == NULL) {
+        return -1;
+    }
+    PyObject *record = PyObject_CallOneArg(new_record, values);
+    Py_DECREF(values);
+    if (record == NULL) {
+        return -1;
+    }
+    int result = PyList_Append(files, record);
+    Py_DECREF(record);
+    return result;
+}
+
+static int
+put_directory(Blob *blob, PyObject *entry, const char *mtime, PyObject *directories)
+{
+    PyObject *raw = PyTuple_GET_ITEM(entry, ENTRY_RAW);
+    if (!PyBytes_Check(raw)) {
+        return READ_ODD;
+    }
+    if (put_header(blob, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), DIR_MODE, 0, '5', "", 0,
+                   mtime) < 0
+        || PyList_Append(directories, PyTuple_GET_ITEM(entry, ENTRY_PATH)) < 0) {
+        return READ_FAILED;
+    }
+    return READ_OK;
+}
+
+static int
+put_symlink(Blob *blob, PyObject *entry, const char *mtime, PyObject *symlinks)
+{
+    PyObject *raw = PyTuple_GET_ITEM(entry, ENTRY_RAW);
+    PyObject *target = PyTuple_GET_ITEM(entry, ENTRY_TARGET);
+    if (!PyBytes_Check(raw) || !(target == Py_None || PyUnicode_Check(target))) {
+        return READ_ODD;
+    }
+    PyObject *text = target == Py_None ? PyUnicode_FromStringAndSize("", 0) : Py_NewRef(target);
+    if (text == NULL) {
+        return READ_FAILED;
+    }
+    PyObject *link = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
+    if (link == NULL) {
+        Py_DECREF(text);
+        PyErr_Clear();
+        return READ_ODD;
+    }
+    int failed = put_header(blob, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), FILE_MODE, 0,
+                            '2', PyBytes_AS_STRING(link), PyBytes_GET_SIZE(link), mtime);
+    Py_DECREF(link);
+    PyObject *pair = failed ? NULL : PyTuple_Pack(2, PyTuple_GET_ITEM(entry, ENTRY_PATH), text);
+    Py_DECREF(text);
+    if (pair == NULL) {
+        return READ_FAILED;
+    }
+    failed = PyList_Append(symlinks, pair);
+    Py_DECREF(pair);
+    return failed ? READ_FAILED : READ_OK;
+}
+
+PyDoc_STRVAR(read_batch_doc,
+"read_batch(entries, start, mtime, budget, inline_max, files, directories, symlinks,\n"
+"           hasher, new_record) -> (blob, next, status)\n\n"
+"The members of entries[start:] as tar bytes, as batchread.read_batch_python writes them.");
+
+static PyObject *
+read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "read_batch takes 10 arguments");
+        return NULL;
+    }
+    PyObject *entries = args[0];
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]);
+    PyObject *mtime_field = args[2];
+    Py_ssize_t budget = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t inline_max = PyLong_AsSsize_t(args[4]);
+    PyObject *files = args[5], *directories = args[6], *symlinks = args[7];
+    PyObject *hasher = args[8], *new_record = args[9];
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyList_Check(entries) || !PyList_Check(files) || !PyList_Check(directories)
+        || !PyList_Check(symlinks)) {
+        PyErr_SetString(PyExc_TypeError, "read_batch needs lists");
+        return NULL;
+    }
+    if (!PyBytes_Check(mtime_field) || PyBytes_GET_SIZE(mtime_field) != MTIME_FIELD) {
+        PyErr_SetString(PyExc_ValueError, "mtime must be a 12-byte tar field");
+        return NULL;
+    }
+    const char *mtime = PyBytes_AS_STRING(mtime_field);
+    Blob blob = {PyBytes_FromStringAndSize(NULL, FIRST_CAPACITY), 0, FIRST_CAPACITY};
+    if (blob.bytes == NULL) {
+        return NULL;
+    }
+    int status = DONE;
+    Py_ssize_t end = PyList_GET_SIZE(entries);
+    while (index < end) {
+        PyObject *entry = PyList_GET_ITEM(entries, index);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 5) {
+            status = CAREFUL;
+            break;
+        }
+        PyObject *kind = PyTuple_GET_ITEM(entry, ENTRY_KIND);
+        int outcome;
+        Py_ssize_t size = 0;
+        if (PyUnicode_Check(kind) && PyUnicode_CompareWithASCIIString(kind, "file") == 0) {
+            int mode = 0;
+            PyObject *hex = NULL;
+            outcome = put_file(&blob, entry, mtime, inline_max, hasher, &size, &mode, &hex);
+            if (outcome == READ_OK
+                && add_file_record(files, new_record, entry, size, mode, hex) < 0) {
+                outcome = READ_FAILED;
+            }
+        }
+        else if (PyUnicode_Check(kind) && PyUnicode_CompareWithASCIIString(kind, "dir") == 0) {
+            outcome = put_directory(&blob, entry, mtime, directories);
+        }
+        else {
+            outcome = put_symlink(&blob, entry, mtime, symlinks);
+        }
+        if (outcome == READ_FAILED) {
+            Py_DECREF(blob.bytes);
+            return NULL;
+        }
+        if (outcome == READ_LARGE) {
+            status = LARGE;
+            break;
+        }
+        if (outcome == READ_ODD) {
+            status = CAREFUL;
+            break;
+        }
+        index++;
+        budget -= size;
+        if (budget <= 0) {
+            break;
+        }
+    }
+    if (_PyBytes_Resize(&blob.bytes, blob.size) < 0) {
+        return NULL;
+    }
+    return Py_BuildValue("(Nni)", blob.bytes, index, status);
+}
+
+static PyMethodDef methods[] = {
+    {"read_batch", (PyCFunction)(void (*)(void))read_batch, METH_FASTCALL, read_batch_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+exec_module(PyObject *module)
+{
+    str_hexdigest = PyUnicode_InternFromString("hexdigest");
+    if (str_hexdigest == NULL) {
+        return -1;
+    }
+    if (PyModule_AddIntConstant(module, "DONE", DONE) < 0
+        || PyModule_AddIntConstant(module, "LARGE", LARGE) < 0
+        || PyModule_AddIntConstant(module, "CAREFUL", CAREFUL) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "aether.pack._batchread",
+    .m_doc = "Batches of walk entries as tar members: the native twin of batchread.py.",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
+};
+
+PyMODINIT_FUNC
+PyInit__batchread(void)
+{
+    return PyModuleDef_Init(&module_def);
+}

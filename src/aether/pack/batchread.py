@@ -1,0 +1,129 @@
+"""A batch of walk entries → tar members, their file records and the manifest's lists.
+
+``read_batch`` is the native reader (``_batchread``, a C extension built with the package)
+when it is there, else ``read_batch_python``; both write the same bytes and records (tests
+run both). Per member a pack makes a few system calls between bits of Python; the native
+reader makes them for a whole batch in one call, reads each file straight behind its header
+and hashes it there. Nothing on PyPI does this: tar writers (``tarfile``, libarchive's
+bindings) write their own header variants and know nothing of per-file hashes, so they would
+change the artifact's bytes and read every file twice.
+
+A call takes ``entries[start:]`` in order until it has read ``budget`` bytes of file data and
+returns ``(blob, next, status)``: the members' bytes, the index of the first entry not in them,
+and why it stopped there: ``DONE`` (all read, or the budget is spent), ``LARGE`` (a file above
+``inline_max``, for the caller to stream) or, from the native reader only, ``CAREFUL`` (the
+entry is out of the ordinary, say unreadable, and the Python reader takes over from it and
+names the problem). File records go to ``files`` in order, directory paths to
+``directories``, (path, target) pairs to ``symlinks``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from stat import S_ISREG
+
+import blake3
+
+from aether.errors import IOFailure
+from aether.pack import tarwriter
+from aether.pack.walk import DIRECTORY, FILE, Entry
+
+DONE = 0
+LARGE = 1
+CAREFUL = 2
+# O_NONBLOCK: a FIFO put where a file was walked must not hang the open (it changes nothing
+# for regular files).
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+Reader = Callable[..., tuple[bytes, int, int]]
+
+
+def read_batch_python(
+    entries: list[Entry],
+    start: int,
+    mtime: bytes,
+    budget: int,
+    inline_max: int,
+    files: list,
+    directories: list[str],
+    symlinks: list[tuple[str, str]],
+    hasher: Callable = blake3.blake3,
+    new_record: Callable = tuple,
+) -> tuple[bytes, int, int]:
+    """The reference reader: the same contract as the native one, but never ``CAREFUL``.
+
+    It raises IOFailure for what cannot be read. The hot loop of a pack without the
+    extension (once per member): kept flat on purpose.
+    """
+    parts: list[bytes] = []
+    file_header = tarwriter.file_header
+    paddings = tarwriter.PADDINGS
+    block = tarwriter.BLOCK
+    index = start
+    end = len(entries)
+    while index < end:
+        entry = entries[index]
+        kind = entry.kind
+        size = 0
+        if kind == FILE:
+            try:
+                fd = os.open(entry.source, OPEN_FLAGS)
+            except OSError as exc:
+                raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+            try:
+                stat = os.fstat(fd)
+                size = stat.st_size
+                if not S_ISREG(stat.st_mode):
+                    raise IOFailure(
+                        f"{entry.path} stopped being a regular file while packing; pack again"
+                    )
+                if size > inline_max:
+                    return b"".join(parts), index, LARGE
+                data = read_exact(fd, size, entry)
+            except OSError as exc:
+                raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+            finally:
+                os.close(fd)
+            mode = tarwriter.EXEC_MODE if stat.st_mode & 0o111 else tarwriter.FILE_MODE
+            parts += (file_header(entry.raw, mode, size, mtime), data, paddings[size % block])
+            files.append(new_record((entry.path, size, mode, hasher(data).hexdigest())))
+        elif kind == DIRECTORY:
+            parts.append(tarwriter.directory_header(entry.raw, mtime))
+            directories.append(entry.path)
+        else:
+            target = entry.target or ""
+            link = target.encode("utf-8", "surrogateescape")
+            parts.append(tarwriter.symlink_header(entry.raw, link, mtime))
+            symlinks.append((entry.path, target))
+        index += 1
+        budget -= size
+        if budget <= 0:
+            break
+    return b"".join(parts), index, DONE
+
+
+def read_exact(fd: int, size: int, entry: Entry) -> bytes:
+    """``size`` bytes from ``fd``; IOFailure when the file ends sooner."""
+    try:
+        data = os.read(fd, size) if size else b""
+        while len(data) < size:
+            more = os.read(fd, size - len(data))
+            if not more:
+                raise IOFailure(f"{entry.path} shrank while packing; pack again")
+            data += more
+    except OSError as exc:
+        raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    return data
+
+
+def _native() -> Reader | None:
+    try:
+        from aether.pack import _batchread
+    except ImportError:  # not built (no compiler at install time): the Python reader does
+        return None
+    return _batchread.read_batch
+
+
+native_read_batch = _native()
+read_batch: Reader = native_read_batch or read_batch_python

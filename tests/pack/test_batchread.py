@@ -1,0 +1,126 @@
+"""The native batch reader writes what the Python one writes, byte for byte, whatever comes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import blake3
+import pytest
+from pack_support import build_sample
+
+from aether.errors import IOFailure
+from aether.pack import batchread, tarwriter
+from aether.pack.ignore import IgnoreRules
+from aether.pack.packer import INLINE_MAX, TreeContents, new_file_record, write_tree
+from aether.pack.walk import FILE, SYMLINK, Entry, walk_tree
+
+MTIME = tarwriter.mtime_field(1_700_000_000)
+native = batchread.native_read_batch
+pytestmark = pytest.mark.skipif(native is None, reason="the _batchread extension is not built")
+
+
+def odd_tree(root: Path) -> Path:
+    """The sample project plus every kind of member the header writer has a branch for."""
+    build_sample(root)
+    deep = root / ("d" * 60) / ("e" * 60)  # a directory name beyond the ustar field
+    deep.mkdir(parents=True)
+    (deep / ("f" * 90 + ".js")).write_text("long\n")
+    os.symlink("../" + "t" * 120, root / "lib" / "long-target")  # a pax linkpath
+    os.symlink(("../" * 2) + ("d" * 60), deep / ("l" * 150))  # pax path and a short link
+    (root / "élan-ünïcode.js").write_text("ü\n")
+    for size in (0, 1, 511, 512, 513, 10_000, INLINE_MAX, INLINE_MAX + 1):
+        (root / f"size-{size}.bin").write_bytes(os.urandom(size))
+    tool = root / "tool"
+    tool.write_bytes(b"#!/bin/sh\n")
+    tool.chmod(0o711)
+    return root
+
+
+def packed(root: Path, reader: batchread.Reader, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(batchread, "read_batch", reader)
+    parts: list[bytes] = []
+
+    class Sink:
+        def write(self, data: bytes) -> None:
+            parts.append(bytes(data))
+
+    contents = write_tree(walk_tree(root, IgnoreRules()), Sink(), 1_700_000_000)
+    return b"".join(parts), contents
+
+
+def test_whole_trees_come_out_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = odd_tree(tmp_path / "app")
+    expected = packed(root, batchread.read_batch_python, monkeypatch)
+    assert packed(root, native, monkeypatch) == expected
+    assert len(expected[0]) == expected[1].tar_bytes
+
+
+@pytest.mark.parametrize("budget", [1, 700, 5000, 1 << 30])
+def test_every_stop_is_the_same(tmp_path: Path, budget: int) -> None:
+    """Same blobs, same next index, same status, call after call, for any budget."""
+    entries = walk_tree(odd_tree(tmp_path / "app"), IgnoreRules())
+    calls = {}
+    for name, reader in (("python", batchread.read_batch_python), ("native", native)):
+        contents, index, steps = TreeContents(), 0, []
+        while index < len(entries):
+            blob, index, status = reader(
+                entries,
+                index,
+                MTIME,
+                budget,
+                INLINE_MAX,
+                contents.files,
+                contents.directories,
+                contents.symlinks,
+                blake3.blake3,
+                new_file_record,
+            )
+            steps.append((blob, index, status))
+            index += status == batchread.LARGE  # as the packer does after streaming it
+        calls[name] = (steps, contents)
+    assert calls["native"] == calls["python"]
+    assert any(status == batchread.LARGE for _, _, status in calls["native"][0])
+
+
+@pytest.mark.parametrize("problem", ["missing", "fifo", "unreadable", "not-utf8-source"])
+def test_what_the_native_reader_cannot_read_is_named_by_the_python_one(
+    tmp_path: Path, problem: str, reader: str
+) -> None:
+    root = build_sample(tmp_path / "app")
+    entries = walk_tree(root, IgnoreRules())
+    odd = root / "odd.js"
+    source = os.fspath(odd)
+    if problem == "fifo":
+        os.mkfifo(odd)
+    elif problem == "unreadable":
+        odd.write_text("secret\n")
+        odd.chmod(0)
+    elif problem == "not-utf8-source":
+        source = os.fsdecode(os.fsencode(root) + b"/\xff.js")
+    entries.insert(1, Entry("odd.js", b"odd.js", FILE, source))
+    if problem == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    with pytest.raises(IOFailure, match="odd.js"):
+        write_tree(entries, tarwriter_sink(), 0)
+
+
+def tarwriter_sink():
+    class Sink:
+        def write(self, data: bytes) -> None:
+            pass
+
+    return Sink()
+
+
+def test_a_symlink_without_a_target_is_an_empty_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = [Entry("link", b"link", SYMLINK, "/nowhere", None)]
+    results = []
+    for reader in (batchread.read_batch_python, native):
+        symlinks: list = []
+        blob, index, status = reader(
+            entries, 0, MTIME, 1, INLINE_MAX, [], [], symlinks, blake3.blake3, tuple
+        )
+        results.append((blob, index, status, symlinks))
+    assert results[0] == results[1]
+    assert results[0][3] == [("link", "")]
