@@ -46,6 +46,35 @@ def test_zstd_bytes_do_not_depend_on_the_worker_count() -> None:
     assert digests == {GOLDEN_20MB_ZSTD}
 
 
+def test_bytes_filled_in_place_compress_like_written_ones() -> None:
+    """``write_from`` (a pipe's bytes read into the chunks) and big writes: the same stream."""
+    data = b"".join(stream())
+    out = io.BytesIO()
+    sink = CompressedSink(out, "zstd", workers=2)
+    position = 0
+    for index, size in enumerate([5, 3 * 2**20 + 7, 1, 2**20, 2**20 - 1, 4 * 2**20 + 3]):
+        piece = data[position : position + size]
+        if index % 2:
+            sink.write_from(_feeder(piece), size)
+        else:
+            sink.write(piece)
+        position += size
+    sink.write(data[position:])
+    assert sink.close()[1] == GOLDEN_20MB_ZSTD
+
+
+def _feeder(data: bytes):
+    """A ``read_into`` that hands out ``data`` in order, as a pipe would."""
+    remaining = memoryview(data)
+
+    def read_into(view: memoryview) -> None:
+        nonlocal remaining
+        view[:] = remaining[: len(view)]
+        remaining = remaining[len(view) :]
+
+    return read_into
+
+
 @pytest.mark.parametrize("compression", ["zstd", "gzip"])
 def test_hashes_and_round_trip(compression: str) -> None:
     chunks = stream(3 * 2**20)

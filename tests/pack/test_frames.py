@@ -63,3 +63,19 @@ def test_a_writer_with_a_backlog_goes_on_while_nobody_reads() -> None:
     os.close(write_fd)
     os.close(read_fd)
     assert received == payloads
+
+
+def test_a_payload_can_be_read_into_the_callers_buffer() -> None:
+    read_fd, write_fd = os.pipe()
+    writer = FrameWriter(write_fd)
+    writer.write(b"0123456789")
+    writer.send(DONE, "after")
+    reader = FrameReader(read_fd)
+    assert reader.read_header() == (DATA, 10)
+    buffer = bytearray(10)
+    reader.read_into(memoryview(buffer)[:4])
+    reader.read_into(memoryview(buffer)[4:])
+    assert buffer == b"0123456789"
+    assert reader.read()[0] == DONE
+    os.close(write_fd)
+    os.close(read_fd)

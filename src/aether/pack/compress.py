@@ -20,6 +20,7 @@ import queue
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 import zstandard
@@ -111,19 +112,33 @@ class CompressedSink:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         size = len(data)
-        self.tar_size += size
         filled = self._filled
         if filled + size < CHUNK:
+            self.tar_size += size
             self._chunk[filled : filled + size] = data
             self._filled = filled + size
             return
         view = memoryview(data)
         start = 0
-        while start < size:
-            take = min(CHUNK - self._filled, size - start)
-            self._chunk[self._filled : self._filled + take] = view[start : start + take]
+
+        def copy(room: memoryview) -> None:
+            nonlocal start
+            room[:] = view[start : start + len(room)]
+            start += len(room)
+
+        self.write_from(copy, size)
+
+    def write_from(self, read_into: Callable[[memoryview], None], size: int) -> None:
+        """Take ``size`` bytes that ``read_into(view)`` puts straight into the chunks.
+
+        A pipe's bytes land where the compressor reads them, without a copy in between.
+        """
+        self.tar_size += size
+        while size:
+            take = min(CHUNK - self._filled, size)
+            read_into(memoryview(self._chunk)[self._filled : self._filled + take])
             self._filled += take
-            start += take
+            size -= take
             if self._filled == CHUNK:
                 self._put(self._chunk)
                 self._chunk = self._fresh_chunk()

@@ -85,17 +85,25 @@ class FrameReader:
         self._buffer = bytearray(_HEADER.size)
 
     def read(self) -> tuple[int, memoryview]:
-        kind, size = _HEADER.unpack(self._exactly(_HEADER.size))
+        kind, size = self.read_header()
         return kind, self._exactly(size)
 
-    def _exactly(self, size: int) -> memoryview:
-        if len(self._buffer) < size:
-            self._buffer = bytearray(size)
-        view = memoryview(self._buffer)[:size]
-        filled = 0
+    def read_header(self) -> tuple[int, int]:
+        """The next frame's kind and payload size; the payload is read next (or ``read_into``)."""
+        return _HEADER.unpack(self._exactly(_HEADER.size))
+
+    def read_into(self, view: memoryview) -> None:
+        """Fill ``view`` with the next bytes of the payload whose header was just read."""
+        filled, size = 0, len(view)
         while filled < size:
             count = os.readv(self._fd, [view[filled:]])
             if not count:
                 raise EOFError("the pipe closed before the frame was complete")
             filled += count
+
+    def _exactly(self, size: int) -> memoryview:
+        if len(self._buffer) < size:
+            self._buffer = bytearray(size)
+        view = memoryview(self._buffer)[:size]
+        self.read_into(view)
         return view

@@ -24,11 +24,12 @@ import os
 import pickle
 import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aether.errors import AetherError, InternalError
+from aether.pack.compress import CompressedSink
 from aether.pack.frames import DATA, DONE, ERROR, FrameReader, FrameWriter
-from aether.pack.packer import Sink, TreeContents, new_file_record, write_members
+from aether.pack.packer import TreeContents, new_file_record, write_members
 from aether.pack.plan import Piece, entries_of
 from aether.pack.walk import Walker
 
@@ -68,7 +69,7 @@ class Workers:
 
     def write_to(
         self,
-        sink: Sink,
+        sink: CompressedSink,
         contents: TreeContents,
         *,
         on_skip: Callable[[str, str], None] | None = None,
@@ -86,13 +87,14 @@ class Workers:
                 continue
             reader = readers[owner]
             while True:
-                kind, payload = _next_frame(reader)
+                kind, size = _next_header(reader)
                 if kind == DATA:
-                    sink.write(payload)
-                    contents.tar_bytes += len(payload)
+                    _copy_payload(reader, size, sink)
+                    contents.tar_bytes += size
                     if on_progress is not None:
                         on_progress(contents.tar_bytes, None)
                     continue
+                payload = _next_payload(reader, size)
                 if kind == ERROR:
                     raise pickle.loads(payload)
                 columns, directories, symlinks, skipped = pickle.loads(payload)
@@ -150,9 +152,27 @@ def _owners(tasks: int, workers: int) -> list[int]:
     return owners
 
 
-def _next_frame(reader: FrameReader) -> tuple[int, memoryview]:
+def _next_header(reader: FrameReader) -> tuple[int, int]:
+    with _worker_alive():
+        return reader.read_header()
+
+
+def _next_payload(reader: FrameReader, size: int) -> memoryview:
+    view = memoryview(bytearray(size))
+    with _worker_alive():
+        reader.read_into(view)
+    return view
+
+
+def _copy_payload(reader: FrameReader, size: int, sink: CompressedSink) -> None:
+    with _worker_alive():
+        sink.write_from(reader.read_into, size)
+
+
+@contextlib.contextmanager
+def _worker_alive() -> Iterator[None]:
     try:
-        return reader.read()
+        yield
     except EOFError as exc:
         raise InternalError("a packing worker stopped unexpectedly; pack again") from exc
 
