@@ -82,20 +82,28 @@ class Walker:
             path, prefix = folder.source, folder.path + "/"
         found = []
         rules = self.rules
+        file_ignored = rules.file_filter()
+        # Files and folders, nearly every entry, take the short branches; symlinks and
+        # anything odd go through _classify.
         for item in _scan(path):
             name = item.name
             rel = prefix + name
             try:
-                regular = item.is_file(follow_symlinks=False)
+                if item.is_file(follow_symlinks=False):
+                    if file_ignored(rel):
+                        continue
+                    found.append(_new_entry((rel, rel.encode("utf-8"), FILE, item.path, None)))
+                    continue
+                if item.is_dir(follow_symlinks=False):
+                    if rules.ignored(rel, name, is_dir=True):
+                        continue
+                    raw = (rel + "/").encode("utf-8")
+                    found.append(_new_entry((rel, raw, DIRECTORY, item.path, None)))
+                    continue
             except OSError as exc:
                 raise IOFailure(f"cannot inspect {rel}: {exc.strerror or exc}") from exc
-            if regular:  # most entries: kept short
-                if rules.ignored(rel, name, is_dir=False):
-                    continue
-                try:
-                    found.append(_new_entry((rel, rel.encode("utf-8"), FILE, item.path, None)))
-                except UnicodeEncodeError:
-                    self._refuse(rel, NOT_UTF8)
+            except UnicodeEncodeError:
+                self._refuse(rel, NOT_UTF8)
                 continue
             entry = _classify(item, rel, self.real_root, rules)
             if isinstance(entry, str):
@@ -136,15 +144,11 @@ def _scan(folder: str) -> list[os.DirEntry]:
         raise IOFailure(f"cannot read the folder {folder}: {exc.strerror or exc}") from exc
 
 
-def _encode(rel: str) -> bytes:
-    return rel.encode("utf-8")  # strict: a name that is not UTF-8 is refused by _classify
-
-
 def _classify(
     item: os.DirEntry, rel: str, real_root: str, rules: IgnoreRules
 ) -> Entry | str | None:
     """An Entry, None when ignored, or the reason the path cannot be packed."""
-    try:
+    try:  # strict UTF-8: a name that is not is refused
         return _classify_entry(item, rel, real_root, rules)
     except UnicodeEncodeError:
         return NOT_UTF8
@@ -153,23 +157,16 @@ def _classify(
 def _classify_entry(
     item: os.DirEntry, rel: str, real_root: str, rules: IgnoreRules
 ) -> Entry | str | None:
+    """Anything but a regular file or a folder: a symlink, or what cannot be packed."""
     try:
-        if item.is_symlink():
-            if rules.ignored(rel, item.name, is_dir=False):
-                return None
-            return _symlink(item, rel, real_root)
-        if item.is_dir(follow_symlinks=False):
-            if rules.ignored(rel, item.name, is_dir=True):
-                return None
-            return Entry(rel, _encode(rel + "/"), DIRECTORY, item.path)
-        is_file = item.is_file(follow_symlinks=False)
+        is_symlink = item.is_symlink()
     except OSError as exc:
         raise IOFailure(f"cannot inspect {rel}: {exc.strerror or exc}") from exc
     if rules.ignored(rel, item.name, is_dir=False):
         return None
-    if not is_file:
-        return "it is a socket, FIFO or device, which an artifact cannot hold"
-    return Entry(rel, _encode(rel), FILE, item.path)
+    if is_symlink:
+        return _symlink(item, rel, real_root)
+    return "it is a socket, FIFO or device, which an artifact cannot hold"
 
 
 def _symlink(item: os.DirEntry, rel: str, real_root: str) -> Entry | str:
@@ -185,4 +182,4 @@ def _symlink(item: os.DirEntry, rel: str, real_root: str) -> Entry | str:
     if lexical == ".." or lexical.startswith("../") or not inside:
         return f"it is a symlink to {target}, outside the project"
     target.encode("utf-8")
-    return Entry(rel, _encode(rel), SYMLINK, item.path, target)
+    return Entry(rel, rel.encode("utf-8"), SYMLINK, item.path, target)
