@@ -10,10 +10,10 @@ BENCH ?= $(wildcard scripts/bench/*)
 
 .PHONY: venv test lint format zipapp bench demo clean lock
 
-# The editable install builds the C extension in place (src/aether/pack/_batchread*.so) and
+# The editable install builds the C extensions in place (src/aether/pack/_*.so) and
 # leaves src/ without bytecode; where PYTHONDONTWRITEBYTECODE is set nothing would ever write
 # it, and every start would compile each module again (~60 ms for `aether pack`).
-$(STAMP): requirements/runtime.lock requirements/dev.lock setup.cfg setup.py src/aether/pack/_batchread.c
+$(STAMP): requirements/runtime.lock requirements/dev.lock setup.cfg setup.py $(wildcard src/aether/pack/*.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements/runtime.lock -r requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .

@@ -1,7 +1,7 @@
-"""The one C extension; everything else about the package is in setup.cfg.
+"""The C extensions (fast paths of the packer); everything else is in setup.cfg.
 
 ``optional``: where it cannot be compiled (no compiler, no Python headers) the package still
-installs, and ``aether.pack.batchread`` uses its pure-Python reader, which writes the same bytes.
+installs, and ``aether.pack`` uses its pure-Python code, which writes the same bytes.
 """
 
 from setuptools import Extension, setup
@@ -9,10 +9,11 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "aether.pack._batchread",
-            ["src/aether/pack/_batchread.c"],
+            f"aether.pack.{name}",
+            [f"src/aether/pack/{name}.c"],
             extra_compile_args=["-O2"],
             optional=True,
         )
+        for name in ("_batchread", "_scanfolder")
     ]
 )

@@ -42,6 +42,12 @@ class IgnoreRules:
             raise IOFailure(f"cannot read {path}: {exc}") from exc
         return cls(lines, excluded)
 
+    def plain_exclusions(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        """(excluded relative paths, excluded folder names) when no pattern is set, else None."""
+        if self._spec is not None:
+            return None
+        return self._excluded, ALWAYS_EXCLUDED_NAMES
+
     def file_filter(self) -> Callable[[str], bool]:
         """``ignored(rel, name, is_dir=False)`` as a one-argument test, cheaper per call."""
         excluded, spec = self._excluded, self._spec

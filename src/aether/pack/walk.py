@@ -6,6 +6,8 @@ come out sorted by the bytes of their member name (the relative POSIX path, with
 on the file system. Anything else (sockets, FIFOs, devices, absolute or escaping symlinks) is an
 error naming the path, or, with ``skip_unsafe``, reported through ``on_skip`` and left out.
 Only directory entries are read here (no ``stat`` per file): readers stat what they open.
+Folders of nothing but plainly named files and folders are listed by a C extension
+(``_scanfolder``) when it is built and no ignore pattern is set; the same entries either way.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class Entry(NamedTuple):
 
 # An Entry from a tuple, without the Python-level __new__ of a named tuple: once per file.
 _new_entry = partial(tuple.__new__, Entry)
+
+try:  # lists folders of plain files and folders natively; the code below does the rest
+    from aether.pack._scanfolder import scan as scan_folder_native
+except ImportError:  # not built: the Python listing does it all
+    scan_folder_native = None
 
 
 def walk_tree(
@@ -80,6 +87,12 @@ class Walker:
             path, prefix = self.root, ""
         else:
             path, prefix = folder.source, folder.path + "/"
+        plain = self.rules.plain_exclusions()
+        if scan_folder_native is not None and plain is not None:
+            found = scan_folder_native(path, prefix, *plain, _new_entry)
+            if found is not None:
+                found.sort(key=itemgetter(1))
+                return found
         found = []
         rules = self.rules
         file_ignored = rules.file_filter()

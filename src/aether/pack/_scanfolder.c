@@ -1,0 +1,262 @@
+/* The native fast path of walk.Walker.children: one folder's files and subfolders as entries.
+ *
+ * A node_modules tree is tens of thousands of plain files and folders; listing them costs a
+ * few system calls per folder, but building each entry in Python costs more than that. This
+ * lists a folder with readdir and builds the same entries walk.py builds. It only answers
+ * when every name in the folder is ordinary: anything else (a symlink, a socket, a file
+ * system that does not report entry types, a name that is not UTF-8, a folder that cannot be
+ * read) returns None, and the Python walk lists that folder, so its rules and its messages
+ * live in one place.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+
+PyDoc_STRVAR(scan_doc,
+"scan(path, prefix, excluded, excluded_dir_names, new_entry) -> list | None\n\n"
+"The entries of the folder at path (unsorted) as walk.Entry tuples made by new_entry from\n"
+"(prefix + name, member name bytes, 'file' or 'dir', path/name, None); names in\n"
+"excluded (relative paths) or, for folders, in excluded_dir_names are left out. None when\n"
+"the folder holds anything but plainly named files and folders, or cannot be read.");
+
+static PyObject *str_file;
+static PyObject *str_dir;
+static PyObject *str_slash;
+
+/* One entry from a name; 1 when made, 0 when left out, -1 on an error. */
+static int
+add_entry(PyObject *found, const char *name, size_t name_size, int is_dir, PyObject *path,
+          PyObject *prefix, PyObject *excluded, PyObject *excluded_dir_names,
+          PyObject *new_entry)
+{
+    PyObject *text = PyUnicode_DecodeUTF8(name, (Py_ssize_t)name_size, "strict");
+    if (text == NULL) {
+        return -1;
+    }
+    PyObject *rel = PyUnicode_Concat(prefix, text);
+    int result = -1;
+    PyObject *raw = NULL, *source = NULL, *values = NULL, *entry = NULL;
+    if (rel == NULL) {
+        goto done;
+    }
+    int skip = PySet_Contains(excluded, rel);
+    if (skip == 0 && is_dir) {
+        skip = PySet_Contains(excluded_dir_names, text);
+    }
+    if (skip != 0) {
+        result = skip < 0 ? -1 : 0;
+        goto done;
+    }
+    /* rel is prefix (UTF-8 already) + a name that decoded strictly: it encodes as is. */
+    Py_ssize_t rel_size;
+    const char *rel_utf8 = PyUnicode_AsUTF8AndSize(rel, &rel_size);
+    if (rel_utf8 == NULL) {
+        goto done;
+    }
+    raw = PyBytes_FromStringAndSize(NULL, rel_size + is_dir);
+    if (raw == NULL) {
+        goto done;
+    }
+    memcpy(PyBytes_AS_STRING(raw), rel_utf8, (size_t)rel_size);
+    if (is_dir) {
+        PyBytes_AS_STRING(raw)[rel_size] = '/';
+    }
+    /* What os.DirEntry.path gives: the folder, a slash unless it ends with one, the name. */
+    Py_ssize_t path_size = PyUnicode_GET_LENGTH(path);
+    if (path_size > 0 && PyUnicode_READ_CHAR(path, path_size - 1) != '/') {
+        PyObject *with_slash = PyUnicode_Concat(path, str_slash);
+        if (with_slash == NULL) {
+            goto done;
+        }
+        source = PyUnicode_Concat(with_slash, text);
+        Py_DECREF(with_slash);
+    }
+    else {
+        source = PyUnicode_Concat(path, text);
+    }
+    if (source == NULL) {
+        goto done;
+    }
+    values = PyTuple_Pack(5, rel, raw, is_dir ? str_dir : str_file, source, Py_None);
+    if (values == NULL) {
+        goto done;
+    }
+    entry = PyObject_CallOneArg(new_entry, values);
+    if (entry == NULL || PyList_Append(found, entry) < 0) {
+        goto done;
+    }
+    result = 1;
+done:
+    Py_DECREF(text);
+    Py_XDECREF(rel);
+    Py_XDECREF(raw);
+    Py_XDECREF(source);
+    Py_XDECREF(values);
+    Py_XDECREF(entry);
+    return result;
+}
+
+/* The folder's names and types, read without the GIL: "name\0" records, types apart. */
+typedef struct {
+    char *names;
+    size_t names_size, names_capacity;
+    unsigned char *types;
+    size_t count, types_capacity;
+} Listing;
+
+static int
+listing_add(Listing *listing, const char *name, unsigned char type)
+{
+    size_t size = strlen(name) + 1;
+    if (listing->names_size + size > listing->names_capacity) {
+        size_t capacity = (listing->names_capacity + size) * 2;
+        char *names = PyMem_RawRealloc(listing->names, capacity);
+        if (names == NULL) {
+            return -1;
+        }
+        listing->names = names;
+        listing->names_capacity = capacity;
+    }
+    if (listing->count == listing->types_capacity) {
+        size_t capacity = listing->types_capacity * 2 + 64;
+        unsigned char *types = PyMem_RawRealloc(listing->types, capacity);
+        if (types == NULL) {
+            return -1;
+        }
+        listing->types = types;
+        listing->types_capacity = capacity;
+    }
+    memcpy(listing->names + listing->names_size, name, size);
+    listing->names_size += size;
+    listing->types[listing->count++] = type;
+    return 0;
+}
+
+/* 1 when every entry is a regular file or a folder, 0 when something else is there or the
+ * folder cannot be read, -1 when memory ran out. */
+static int
+read_folder(const char *folder, Listing *listing)
+{
+    DIR *dir = opendir(folder);
+    if (dir == NULL) {
+        return 0;
+    }
+    int result = 1;
+    struct dirent *item;
+    errno = 0;
+    while ((item = readdir(dir)) != NULL) {
+        const char *name = item->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) {
+            continue;
+        }
+        if (item->d_type != DT_REG && item->d_type != DT_DIR) {
+            result = 0;
+            break;
+        }
+        if (listing_add(listing, name, item->d_type) < 0) {
+            result = -1;
+            break;
+        }
+    }
+    if (result == 1 && errno != 0) {
+        result = 0;
+    }
+    closedir(dir);
+    return result;
+}
+
+static PyObject *
+scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "scan takes 5 arguments");
+        return NULL;
+    }
+    PyObject *path = args[0], *prefix = args[1], *excluded = args[2];
+    PyObject *excluded_dir_names = args[3], *new_entry = args[4];
+    if (!PyUnicode_Check(path) || !PyUnicode_Check(prefix) || !PyAnySet_Check(excluded)
+        || !PyAnySet_Check(excluded_dir_names)) {
+        PyErr_SetString(PyExc_TypeError, "scan needs str paths and sets of names");
+        return NULL;
+    }
+    PyObject *folder = PyUnicode_EncodeFSDefault(path);
+    if (folder == NULL) {
+        return NULL;
+    }
+    Listing listing = {NULL, 0, 0, NULL, 0, 0};
+    int complete;
+    Py_BEGIN_ALLOW_THREADS
+    complete = read_folder(PyBytes_AS_STRING(folder), &listing);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(folder);
+    PyObject *found = NULL;
+    if (complete < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (complete == 0) {
+        found = Py_NewRef(Py_None);
+        goto done;
+    }
+    found = PyList_New(0);
+    if (found == NULL) {
+        goto done;
+    }
+    const char *name = listing.names;
+    for (size_t index = 0; index < listing.count; index++) {
+        size_t size = strlen(name);
+        int made = add_entry(found, name, size, listing.types[index] == DT_DIR, path, prefix,
+                             excluded, excluded_dir_names, new_entry);
+        if (made < 0) {
+            Py_CLEAR(found);
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear(); /* not UTF-8: the Python walk refuses it by name */
+                found = Py_NewRef(Py_None);
+            }
+            goto done;
+        }
+        name += size + 1;
+    }
+done:
+    PyMem_RawFree(listing.names);
+    PyMem_RawFree(listing.types);
+    return found;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+exec_module(PyObject *Py_UNUSED(module))
+{
+    str_file = PyUnicode_InternFromString("file");
+    str_dir = PyUnicode_InternFromString("dir");
+    str_slash = PyUnicode_InternFromString("/");
+    return (str_file && str_dir && str_slash) ? 0 : -1;
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
+    {0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "aether.pack._scanfolder",
+    .m_doc = "One folder's files and subfolders as walk entries: the fast path of walk.py.",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
+};
+
+PyMODINIT_FUNC
+PyInit__scanfolder(void)
+{
+    return PyModuleDef_Init(&module_def);
+}

@@ -1,0 +1,101 @@
+"""The native folder listing gives the walk's entries, and leaves anything odd to the walk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pack_support import build_sample
+
+from aether.errors import UsageError
+from aether.pack import walk
+from aether.pack.ignore import IGNORE_FILE, IgnoreRules
+from aether.pack.walk import walk_tree
+
+native = walk.scan_folder_native
+pytestmark = pytest.mark.skipif(native is None, reason="the _scanfolder extension is not built")
+
+
+def mixed_tree(root: Path) -> Path:
+    """Plain folders (the native path) next to folders only the Python listing takes."""
+    build_sample(root)
+    (root / ".git" / "objects").mkdir(parents=True)  # never packed, at any depth
+    (root / "lib" / ".git").mkdir()
+    (root / ".aether").mkdir()  # the output folder
+    (root / "plain" / "deeper").mkdir(parents=True)
+    for index in range(50):
+        (root / "plain" / f"f{index}.js").write_text(str(index))
+    (root / "plain" / "deeper" / "élan.js").write_text("ü")
+    (root / "plain" / "Zebra.js").write_text("upper case sorts first")
+    (root / "odd").mkdir()
+    (root / "odd" / "a.js").write_text("a")
+    os.symlink("a.js", root / "odd" / "link.js")
+    os.mkfifo(root / "odd" / "pipe")
+    (root / "bytes").mkdir()
+    (root / "bytes" / "ok.js").write_text("ok")
+    (Path(os.fsdecode(os.fsencode(root / "bytes") + b"/\xff.js"))).write_text("not UTF-8")
+    return root
+
+
+def walked(root: Path, lister, monkeypatch: pytest.MonkeyPatch, **options):
+    monkeypatch.setattr(walk, "scan_folder_native", lister)
+    skipped: list[tuple[str, str]] = []
+    excluded = options.pop("excluded", ())
+    entries = walk_tree(
+        root,
+        IgnoreRules.for_project(root, excluded),
+        skip_unsafe=True,
+        on_skip=lambda path, reason: skipped.append((path, reason)),
+    )
+    return entries, skipped
+
+
+@pytest.mark.parametrize("excluded", [(), ("plain/f7.js", "plain/deeper")])
+def test_the_walk_is_the_same_with_and_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, excluded: tuple[str, ...]
+) -> None:
+    root = mixed_tree(tmp_path / "app")
+    expected = walked(root, None, monkeypatch, excluded=excluded)
+    assert walked(root, native, monkeypatch, excluded=excluded) == expected
+    paths = [entry.path for entry in expected[0]]
+    assert ".git" not in paths and "lib/.git" not in paths and ".aether" not in paths
+    assert ("plain/f7.js" in paths) == ("plain/deeper/élan.js" in paths) == (not excluded)
+    assert sorted(path for path, _ in expected[1]) == ["bytes/\udcff.js", "odd/pipe"]
+
+
+def test_it_answers_for_plain_folders_only(tmp_path: Path) -> None:
+    root = mixed_tree(tmp_path / "app")
+    rules = IgnoreRules()
+    plain = rules.plain_exclusions()
+    assert plain is not None
+    listed = native(os.fspath(root / "plain"), "plain/", *plain, walk._new_entry)
+    assert sorted(listed, key=lambda entry: entry.raw) == [
+        entry
+        for entry in walk_tree(root, rules, skip_unsafe=True)
+        if entry.path.startswith("plain/") and entry.path.count("/") == 1
+    ]
+    assert native(os.fspath(root / "odd"), "odd/", *plain, walk._new_entry) is None
+    assert native(os.fspath(root / "bytes"), "bytes/", *plain, walk._new_entry) is None
+    assert native(os.fspath(root / "missing"), "missing/", *plain, walk._new_entry) is None
+
+
+def test_ignore_patterns_leave_it_unused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = build_sample(tmp_path / "app")
+    (root / IGNORE_FILE).write_text("*.md\n")
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("patterns are the Python listing's job")
+
+    monkeypatch.setattr(walk, "scan_folder_native", refuse)
+    entries = walk_tree(root, IgnoreRules.for_project(root))
+    assert not any(entry.path.endswith(".md") for entry in entries)
+
+
+def test_an_unsafe_entry_is_still_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = mixed_tree(tmp_path / "app")
+    monkeypatch.setattr(walk, "scan_folder_native", native)
+    with pytest.raises(UsageError, match="bytes/.*not valid UTF-8"):
+        walk_tree(root, IgnoreRules())
