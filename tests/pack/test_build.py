@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from aether.errors import ConfigError, UsageError
-from aether.pack import PackOptions, build_artifact, generate_keypair
+from aether.errors import ConfigError, IOFailure, UsageError
+from aether.pack import PackOptions, build_artifact, generate_keypair, sha256_file
 
 
 def test_progress_reports_every_phase_in_order(sample: Path) -> None:
@@ -64,3 +65,32 @@ def test_result_json_uses_strings_for_paths(sample: Path) -> None:
     assert data["artifact"] == str(result.artifact)
     assert data["sbom"] is None and data["signature"] is None
     assert data["size_bytes"] == result.artifact.stat().st_size
+
+
+def test_a_repack_replaces_the_artifact_then_the_manifest(sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    options = PackOptions(out=out, install=False, sbom=False)
+    first = build_artifact(sample, options, environ={})
+    (sample / "index.js").write_text("// changed\n")
+    second = build_artifact(sample, options, environ={})
+    assert second.digest != first.digest
+    assert sha256_file(second.artifact) == second.digest
+    assert json.loads(second.manifest.read_text())["digest"] == second.digest
+    assert sorted(path.name for path in out.iterdir()) == [
+        "app.tar.zst",
+        "app.tar.zst.manifest.json",
+    ]  # no temporary files left behind
+
+
+def test_an_artifact_that_cannot_take_its_place_keeps_the_old_manifest(
+    sample: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    (out / "app.tar.zst" / "in-the-way").mkdir(parents=True)  # the rename onto it fails
+    manifest = out / "app.tar.zst.manifest.json"
+    manifest.write_text("the old manifest")
+    with pytest.raises(IOFailure, match="cannot write .*app.tar.zst"):
+        build_artifact(sample, PackOptions(out=out, install=False, sbom=False), environ={})
+    assert manifest.read_text() == "the old manifest"
+    assert sorted(path.name for path in out.iterdir()) == ["app.tar.zst", manifest.name]

@@ -71,7 +71,7 @@ def write_archive(
     count = default_workers(plan) if workers is None else workers
     contents = TreeContents()
     # Workers are forked before the compressor starts its threads.
-    with _gc_paused(), _forked(plan, walker, mtime_field, count) as forked:
+    with gc_paused(), _forked(plan, walker, mtime_field, count) as forked:
         threads = compressor_threads(0 if forked is None else count)
         sink = CompressedSink(handle, compression, workers=threads)
         try:
@@ -89,7 +89,7 @@ def write_archive(
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while writing.
 
     A pack makes no reference cycles, but it keeps a record per file, and every full

@@ -13,13 +13,14 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aether.errors import ConfigError, IOFailure
-from aether.pack.archive import write_archive
+from aether.pack.archive import gc_paused, write_archive
 from aether.pack.ignore import IgnoreRules
 from aether.pack.install import install_dependencies
 from aether.pack.layout import Layout
@@ -58,7 +59,10 @@ def build_artifact(
         from aether.pack.signing import load_private_key
 
         load_private_key(options.signing_key)  # fail before the slow part
-    return job.run()
+    # No cyclic collection before the pack's records are freed again (when ``run`` returns):
+    # one would walk all of them, tens of thousands of objects with no cycles.
+    with gc_paused():
+        return job.run()
 
 
 @dataclass
@@ -123,19 +127,28 @@ class _Job:
     def pack(self, walker: Walker, plan: Plan) -> tuple[TreeContents, str, int]:
         self.progress("pack", 0, None)
         compression = self.options.compression
-        contents, tar_sha256, digest, size = _write_archive(
-            walker, plan, self.layout.artifact, compression, self.epoch, self.progress
-        )
-        manifest = build_manifest(
-            contents,
-            artifact_name=self.layout.artifact.name,
-            compression=compression,
-            digest=digest,
-            tar_sha256=tar_sha256,
-            size_bytes=size,
-            source_date_epoch=self.epoch,
-        )
-        write_manifest(self.layout.manifest, manifest)
+        artifact = self.layout.artifact
+        with _partial_file(artifact) as (temp, fd):
+            contents, tar_sha256, digest, size = _write_archive(
+                walker, plan, fd, temp, artifact, compression, self.epoch, self.progress
+            )
+            # Replacing an older artifact frees its blocks, which can take tens of ms (more
+            # on file systems mounted with online discard): the manifest is written meanwhile,
+            # and takes the old one's place only once the artifact has.
+            replaced = _BackgroundReplace(temp, artifact)
+            try:
+                manifest = build_manifest(
+                    contents,
+                    artifact_name=artifact.name,
+                    compression=compression,
+                    digest=digest,
+                    tar_sha256=tar_sha256,
+                    size_bytes=size,
+                    source_date_epoch=self.epoch,
+                )
+                write_manifest(self.layout.manifest, manifest, before_replace=replaced.wait)
+            finally:
+                replaced.wait()
         return contents, digest, size
 
 
@@ -172,15 +185,14 @@ def _source_date_epoch(options: PackOptions, environ: Mapping[str, str]) -> int:
     return value
 
 
-def _write_archive(
-    walker: Walker,
-    plan: Plan,
-    artifact: Path,
-    compression: str,
-    epoch: int,
-    progress: Progress,
-) -> tuple[TreeContents, str, str, int]:
-    """Stream the tar through the compressor into a temporary file, then rename it."""
+@contextlib.contextmanager
+def _partial_file(artifact: Path) -> Iterator[tuple[Path, int]]:
+    """A new temporary file beside ``artifact`` and its open descriptor, for the caller to
+    write and close; the file is removed on the way out unless renamed.
+
+    Written through the descriptor ``mkstemp`` opened: opening it again with ``O_TRUNC``
+    would make ext4 flush the whole file to disk when it is closed.
+    """
     try:
         artifact.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(
@@ -188,6 +200,25 @@ def _write_archive(
         )
     except OSError as exc:
         raise IOFailure(f"cannot write to {artifact.parent}: {exc.strerror or exc}") from exc
+    try:
+        yield Path(temp), fd
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def _write_archive(
+    walker: Walker,
+    plan: Plan,
+    fd: int,
+    temp: Path,
+    artifact: Path,
+    compression: str,
+    epoch: int,
+    progress: Progress,
+) -> tuple[TreeContents, str, str, int]:
+    """Stream the tar through the compressor into ``fd`` (closed here), the open ``temp``
+    that becomes ``artifact``."""
     try:
         with os.fdopen(fd, "wb") as handle:
             written = write_archive(
@@ -199,13 +230,33 @@ def _write_archive(
                 on_progress=lambda done, total: progress("pack", done, total),
             )
         os.chmod(temp, 0o644)
-        os.replace(temp, artifact)
     except OSError as exc:
         raise IOFailure(f"cannot write {artifact}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
     return written
+
+
+class _BackgroundReplace:
+    """``os.replace(source, target)`` on its own thread; ``wait`` joins it, raising IOFailure."""
+
+    def __init__(self, source: Path, target: Path) -> None:
+        self._target = target
+        self._error: OSError | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(source, target), name="aether-replace", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, source: Path, target: Path) -> None:
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise IOFailure(f"cannot write {self._target}: {error.strerror or error}") from error
 
 
 def _write_sbom(

@@ -90,18 +90,21 @@ def _item_json(item: object) -> str:
     return json.dumps(_item(item), sort_keys=True, ensure_ascii=False)
 
 
-def write_manifest(path: Path, data: dict) -> None:
+def write_manifest(
+    path: Path, data: dict, *, before_replace: Callable[[], None] | None = None
+) -> None:
     """Sorted JSON with one list item per line.
 
     ``json`` falls back to its pure-Python encoder whenever ``indent`` is set, which costs
     seconds on 50,000 files; encoding each item compactly keeps the C encoder and the file
-    still reads (and diffs) one entry per line.
+    still reads (and diffs) one entry per line. ``before_replace`` runs once the file is
+    written, before it takes the place of an older one.
     """
 
     def dump(handle: TextIO) -> None:
         handle.writelines(_manifest_lines(data))
 
-    _write_atomic(path, dump)
+    _write_atomic(path, dump, before_replace)
 
 
 def _manifest_lines(data: dict) -> Iterator[str]:
@@ -134,13 +137,19 @@ def write_text_atomic(path: Path, text: str) -> None:
     _write_atomic(path, lambda handle: handle.write(text))
 
 
-def _write_atomic(path: Path, write: Callable[[TextIO], object]) -> None:
+def _write_atomic(
+    path: Path,
+    write: Callable[[TextIO], object],
+    before_replace: Callable[[], None] | None = None,
+) -> None:
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 write(handle)
             os.chmod(temp, 0o644)
+            if before_replace is not None:
+                before_replace()
             os.replace(temp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
