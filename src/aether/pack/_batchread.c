@@ -47,7 +47,7 @@ typedef struct {
     Py_ssize_t capacity;
 } Blob;
 
-static PyObject *str_hexdigest;
+static PyObject *str_digest;
 
 static int
 blob_reserve(Blob *blob, Py_ssize_t more)
@@ -194,6 +194,34 @@ put_header(Blob *blob, const char *name, Py_ssize_t name_size, int mode,
     return 0;
 }
 
+/* hasher.digest() as lowercase hex: what hexdigest() gives, without its slower formatting. */
+static PyObject *
+hex_digest(PyObject *hash)
+{
+    static const char DIGITS[] = "0123456789abcdef";
+    PyObject *digest = PyObject_CallMethodNoArgs(hash, str_digest);
+    if (digest == NULL) {
+        return NULL;
+    }
+    if (!PyBytes_Check(digest)) {
+        Py_DECREF(digest);
+        PyErr_SetString(PyExc_TypeError, "digest() did not return bytes");
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(digest);
+    const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(digest);
+    PyObject *hex = PyUnicode_New(2 * size, 127);
+    if (hex != NULL) {
+        Py_UCS1 *out = PyUnicode_1BYTE_DATA(hex);
+        for (Py_ssize_t index = 0; index < size; index++) {
+            out[2 * index] = (Py_UCS1)DIGITS[bytes[index] >> 4];
+            out[2 * index + 1] = (Py_UCS1)DIGITS[bytes[index] & 15];
+        }
+    }
+    Py_DECREF(digest);
+    return hex;
+}
+
 /* Outcome of reading one file into the blob. */
 enum { READ_OK = 0, READ_LARGE = 1, READ_ODD = 2, READ_FAILED = -1 };
 
@@ -286,7 +314,7 @@ put_file(Blob *blob, PyObject *entry, const char *mtime, Py_ssize_t inline_max,
     if (hash == NULL) {
         return READ_FAILED;
     }
-    *hex = PyObject_CallMethodNoArgs(hash, str_hexdigest);
+    *hex = hex_digest(hash);
     Py_DECREF(hash);
     if (*hex == NULL) {
         return READ_FAILED;
@@ -457,8 +485,8 @@ static PyMethodDef methods[] = {
 static int
 exec_module(PyObject *module)
 {
-    str_hexdigest = PyUnicode_InternFromString("hexdigest");
-    if (str_hexdigest == NULL) {
+    str_digest = PyUnicode_InternFromString("digest");
+    if (str_digest == NULL) {
         return -1;
     }
     if (PyModule_AddIntConstant(module, "DONE", DONE) < 0
