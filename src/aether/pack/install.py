@@ -10,7 +10,6 @@ matches the lockfile, so a warm redeploy does not pay for npm.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +67,8 @@ def _tool(name: str, environ: Mapping[str, str]) -> str:
 
 
 def _yarn_is_classic(yarn: str, environ: Mapping[str, str]) -> bool:
+    import subprocess  # ~5 ms to import: only for packs that run an installer
+
     result = subprocess.run(
         [yarn, "--version"], capture_output=True, text=True, env=dict(environ), check=False
     )
@@ -75,6 +76,8 @@ def _yarn_is_classic(yarn: str, environ: Mapping[str, str]) -> bool:
 
 
 def _run(command: tuple[str, ...], cwd: Path, environ: Mapping[str, str]) -> None:
+    import subprocess  # ~5 ms to import: only for packs that run an installer
+
     shown = " ".join((Path(command[0]).name, *command[1:]))
     try:
         result = subprocess.run(
