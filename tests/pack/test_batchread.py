@@ -124,3 +124,24 @@ def test_a_symlink_without_a_target_is_an_empty_link(monkeypatch: pytest.MonkeyP
         results.append((blob, index, status, symlinks))
     assert results[0] == results[1]
     assert results[0][3] == [("link", "")]
+
+
+def test_a_file_shorter_than_its_size_leaves_no_header_behind(tmp_path: Path) -> None:
+    """The native reader stops before a file that ends early, its header taken back."""
+    short = Path("/sys/kernel/mm/transparent_hugepage/enabled")  # says 4096 bytes, has fewer
+    if not short.is_file() or os.stat(short).st_size <= len(short.read_bytes()):
+        pytest.skip("no file here that is shorter than its size")
+    (tmp_path / "before.js").write_text("before\n")
+    entries = [
+        Entry("before.js", b"before.js", FILE, os.fspath(tmp_path / "before.js")),
+        Entry("short", b"short", FILE, os.fspath(short)),
+    ]
+    expected = batchread.read_batch_python(
+        entries[:1], 0, MTIME, 1 << 30, INLINE_MAX, [], [], [], blake3.blake3, new_file_record
+    )[0]
+    blob, index, status = native(
+        entries, 0, MTIME, 1 << 30, INLINE_MAX, [], [], [], blake3.blake3, new_file_record
+    )
+    assert (blob, index, status) == (expected, 1, batchread.CAREFUL)
+    with pytest.raises(IOFailure, match="short shrank"):
+        write_tree(entries, tarwriter_sink(), 0)

@@ -286,6 +286,7 @@ put_file(Blob *blob, PyObject *entry, const char *mtime, Py_ssize_t inline_max,
     Py_ssize_t name_size = PyBytes_GET_SIZE(raw);
     Py_ssize_t pad = padding(size);
     /* Reserve the data's room first: put_header may not move the blob after it. */
+    Py_ssize_t member_start = blob->size;
     if (blob_reserve(blob, size + pad + 3 * BLOCK + 2 * name_size + 64) < 0
         || put_header(blob, PyBytes_AS_STRING(raw), name_size, mode,
                       (unsigned long long)size, '0', "", 0, mtime) < 0) {
@@ -298,6 +299,8 @@ put_file(Blob *blob, PyObject *entry, const char *mtime, Py_ssize_t inline_max,
     close(fd);
     Py_END_ALLOW_THREADS
     if (failed) {
+        /* Take the header back: the Python reader writes this member again from scratch. */
+        blob->size = member_start;
         return READ_ODD;
     }
     PyObject *view = PyMemoryView_FromMemory(data, size, PyBUF_READ);
