@@ -146,9 +146,15 @@ read_folder(const char *folder, Listing *listing)
         return 0;
     }
     int result = 1;
-    struct dirent *item;
-    errno = 0;
-    while ((item = readdir(dir)) != NULL) {
+    for (;;) {
+        errno = 0; /* readdir tells the end from an error only through errno */
+        struct dirent *item = readdir(dir);
+        if (item == NULL) {
+            if (errno != 0) {
+                result = 0;
+            }
+            break;
+        }
         const char *name = item->d_name;
         if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) {
             continue;
@@ -161,9 +167,6 @@ read_folder(const char *folder, Listing *listing)
             result = -1;
             break;
         }
-    }
-    if (result == 1 && errno != 0) {
-        result = 0;
     }
     closedir(dir);
     return result;
