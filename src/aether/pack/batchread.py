@@ -4,9 +4,10 @@
 when it is there, else ``read_batch_python``; both write the same bytes and records (tests
 run both). Per member a pack makes a few system calls between bits of Python; the native
 reader makes them for a whole batch in one call, reads each file straight behind its header
-and hashes it there. Nothing on PyPI does this: tar writers (``tarfile``, libarchive's
-bindings) write their own header variants and know nothing of per-file hashes, so they would
-change the artifact's bytes and read every file twice.
+and hashes it there. Nothing on PyPI does this: the tar writers (``tarfile``, libarchive-c,
+fastar over Rust's tar crate) take each file's owner, times and modes into headers of their
+own making and hand no file data back, so they would change the artifact's bytes and every
+file would be read twice to hash it.
 
 A call takes ``entries[start:]`` in order until it has read ``budget`` bytes of file data and
 returns ``(blob, next, status)``: the members' bytes, the index of the first entry not in them,
