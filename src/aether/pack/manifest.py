@@ -71,23 +71,27 @@ def _item(value: object) -> object:
     return value
 
 
-def _file_json(record: FileRecord) -> str:
-    """``json.dumps(_item(record), sort_keys=True, ensure_ascii=False)``, five times faster."""
-    path, size, mode, blake3 = record
-    mode_text = _MODE_TEXT.get(mode) or f"{mode:04o}"
+def _files_json(records: list[FileRecord]) -> list[str]:
+    """``json.dumps(_item(record), sort_keys=True, ensure_ascii=False)`` for each record, in
+    one comprehension: several times faster, on the manifest's longest list."""
+    modes = _MODE_TEXT
     # A hex digest needs no escaping.
-    return (
-        f'{{"blake3": "{blake3}", "mode": "{mode_text}", "path": {_json_string(path)}, '
-        f'"size": {size:d}}}'
-    )
+    return [
+        f'{{"blake3": "{blake3}", "mode": "{modes.get(mode) or f"{mode:04o}"}", '
+        f'"path": {_json_string(path)}, "size": {size:d}}}'
+        for path, size, mode, blake3 in records
+    ]
 
 
-def _item_json(item: object) -> str:
-    if isinstance(item, FileRecord):
-        return _file_json(item)
-    if isinstance(item, str):
-        return _json_string(item)
-    return json.dumps(_item(item), sort_keys=True, ensure_ascii=False)
+def _items_json(items: list) -> list[str]:
+    if isinstance(items[0], FileRecord):
+        return _files_json(items)
+    return [
+        _json_string(item)
+        if isinstance(item, str)
+        else json.dumps(_item(item), sort_keys=True, ensure_ascii=False)
+        for item in items
+    ]
 
 
 def write_manifest(
@@ -128,7 +132,7 @@ def _manifest_lines(data: dict) -> Iterator[str]:
 def _list_lines(items: list) -> Iterator[str]:
     """One line per item, handed out a slice at a time: one string per slice, not per line."""
     for start in range(0, len(items), _SLICE_ITEMS):
-        texts = map(_item_json, items[start : start + _SLICE_ITEMS])
+        texts = _items_json(items[start : start + _SLICE_ITEMS])
         end = "\n" if start + _SLICE_ITEMS >= len(items) else ",\n"
         yield "    " + ",\n    ".join(texts) + end
 
