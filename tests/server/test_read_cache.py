@@ -121,6 +121,13 @@ def deploy(api, digest: str) -> dict:
     return response.json()
 
 
+def listed_shop(api) -> None:
+    """The deployer's app with one deployment, listed once (so a cache would hold it)."""
+    app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
+    deploy(api, api.run(insert_artifact, app["id"])["digest"])
+    assert statuses(api) == ["pending"]
+
+
 def head(api, digest: str) -> int:
     return api.head(f"/artifacts/{digest}", as_="reader").status_code
 
@@ -250,9 +257,7 @@ def test_a_dropped_feed_reconnects_and_stays_fresh(api, shop) -> None:
 @postgres_only
 def test_caching_can_be_turned_off(make_api) -> None:
     api = make_api(env={"AETHER_READ_CACHE_SECS": "0"})
-    app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
-    deploy(api, api.run(insert_artifact, app["id"])["digest"])
-    assert statuses(api) == ["pending"]
+    listed_shop(api)
     outside_write(api, "UPDATE deployments SET status = 'failed'", quietly=True)
     assert statuses(api) == ["failed"]
     assert not api.state.read_cache.active
@@ -260,9 +265,7 @@ def test_caching_can_be_turned_off(make_api) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_sqlite_lists_from_the_database_every_time(api) -> None:
-    app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
-    deploy(api, api.run(insert_artifact, app["id"])["digest"])
-    assert statuses(api) == ["pending"]
+    listed_shop(api)
     api.run(lambda db: db.execute("UPDATE deployments SET status = 'failed'"))
     assert statuses(api) == ["failed"]
     assert api.state.read_cache.off_because == "SQLite has no change feed"
@@ -277,9 +280,7 @@ def test_without_the_triggers_nothing_is_cached(make_api) -> None:
     api = make_api(run_migrations=False)  # a server started on a schema not yet migrated
     until(lambda: api.state.read_cache.off_because, what="the server to check the triggers")
     assert api.state.read_cache.off_because == "the change triggers are missing"
-    app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
-    deploy(api, api.run(insert_artifact, app["id"])["digest"])
-    assert statuses(api) == ["pending"]
+    listed_shop(api)
     outside_write(api, "UPDATE deployments SET status = 'failed'", quietly=True)
     assert statuses(api) == ["failed"]
     assert not api.state.read_cache.active
