@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from aether.store import deployments as deployment_store
-from aether.store.database import open_database
+from aether.store import open_database
 
 DEADLINE_SECS = 30.0
 

@@ -226,7 +226,7 @@ async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
 async def listening_worker(url: str, tmp_path: Path) -> AsyncIterator[tuple[Database, Worker]]:
     """A running worker on a fresh PostgreSQL database with one settled app ("hello"), its
     LISTEN in effect and a safety poll (120 s) far beyond any deadline of the tests."""
-    from aether.store.database import open_database
+    from aether.store import open_database
     from aether.store.migrate import migrate
 
     db = open_database(url, tmp_path)

@@ -27,8 +27,9 @@ from aether.server.proxy import HostProxyMiddleware
 from aether.server.read_cache import ReadCache, follow_changes
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
+from aether.store import open_database
 from aether.store import tokens as token_store
-from aether.store.database import Database, open_database
+from aether.store.database import Database
 from aether.store.migrate import migrate
 
 log = logging.getLogger("aether.server")

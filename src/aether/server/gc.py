@@ -20,8 +20,9 @@ from aether.server.artifact_retention import refresh_artifact_gauge
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store import artifacts as artifact_store
+from aether.store import open_database
 from aether.store.clock import now_iso
-from aether.store.database import Database, Row, open_database
+from aether.store.database import Database, Row
 from aether.store.migrate import migrate
 
 log = logging.getLogger("aether.server.gc")
