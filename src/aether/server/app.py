@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -17,9 +16,9 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
 
 from aether.errors import AetherError
+from aether.server import routes
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
@@ -34,20 +33,6 @@ from aether.store.migrate import migrate
 
 log = logging.getLogger("aether.server")
 
-# Each module under aether.server.routes exports ROUTES and OPENAPI.
-# Starlette matches routes in order and no two modules' paths overlap, so the hottest
-# (deployment listing and polling, artifact checks) come first; probes can afford a longer walk.
-ROUTE_MODULES = (
-    "deployments",
-    "artifacts",
-    "health",
-    "apps",
-    "config",
-    "tokens",
-    "keys",
-    "blobs",
-    "logs",
-)
 Background = Callable[[ServerState], Awaitable[None]]
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_exception,
@@ -56,19 +41,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     # envelope, never starlette's plain-text 500.
     Exception: handle_exception,
 }
-
-
-def route_modules() -> list[Any]:
-    return [importlib.import_module(f"aether.server.routes.{name}") for name in ROUTE_MODULES]
-
-
-def collect_routes() -> list[BaseRoute]:
-    from aether.server import openapi
-
-    routes: list[BaseRoute] = []
-    for module in route_modules():
-        routes.extend(module.ROUTES)
-    return [*routes, *openapi.ROUTES]
 
 
 def create_app(
@@ -98,7 +70,7 @@ def create_app(
         run_migrations=run_migrations,
     )
     return Starlette(
-        routes=collect_routes(),
+        routes=routes.ROUTES,
         middleware=[
             Middleware(HostProxyMiddleware),
             Middleware(RequestContextMiddleware),

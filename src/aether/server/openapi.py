@@ -2,10 +2,13 @@
 
 Route modules describe their operations in ``OPENAPI`` (path → method → operation); the
 helpers here keep those descriptions short and consistent (the error envelope, bearer auth).
+:mod:`aether.server.routes` hands its modules to :func:`document_route`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 from starlette.requests import Request
@@ -100,7 +103,7 @@ def operation(
     return op
 
 
-def build_document(modules: list[Any]) -> dict[str, Any]:
+def build_document(modules: Sequence[ModuleType]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for module in modules:
         for path, methods in module.OPENAPI.items():
@@ -118,16 +121,18 @@ def build_document(modules: list[Any]) -> dict[str, Any]:
     }
 
 
-async def openapi_json(request: Request) -> JSONResponse:
-    cached = getattr(request.app.state, "openapi", None)
-    if cached is None:
-        from aether.server.app import route_modules
+def document_route(modules: Sequence[ModuleType]) -> Route:
+    """``GET /openapi.json`` describing ``modules`` (built on first request, then kept)."""
+    built: list[dict[str, Any]] = []
 
-        cached = request.app.state.openapi = build_document(route_modules())
-    return JSONResponse(cached)
+    async def openapi_json(request: Request) -> JSONResponse:
+        if not built:
+            built.append(build_document(modules))
+        return JSONResponse(built[0])
+
+    return Route("/openapi.json", openapi_json, methods=["GET"])
 
 
-ROUTES = [Route("/openapi.json", openapi_json, methods=["GET"])]
 OPENAPI = {
     "/openapi.json": {
         "get": operation(
