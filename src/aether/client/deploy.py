@@ -20,7 +20,8 @@ from aether.client.api import ApiClient
 from aether.client.apps import check_app_name, ensure_app
 from aether.client.follow import EventCallback, follow_deployment
 from aether.client.resume import ResumeStore
-from aether.client.upload import ProgressCallback, UploadRequest, server_config, upload_artifact
+from aether.client.transfer import ProgressCallback, UploadRequest
+from aether.client.upload import server_config, upload_artifact
 from aether.errors import ConfigError, UsageError
 from aether.models import sanitize_app_name
 from aether.settings import ClientSettings
