@@ -120,10 +120,10 @@ def read_exact(fd: int, size: int, entry: Entry) -> bytes:
 
 def _native() -> Reader | None:
     try:
-        from aether.pack import _batchread
+        from aether.pack._batchread import read_batch as native
     except ImportError:  # not built (no compiler at install time): the Python reader does
         return None
-    return _batchread.read_batch
+    return native
 
 
 native_read_batch = _native()
