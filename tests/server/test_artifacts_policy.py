@@ -119,7 +119,7 @@ def test_concurrent_completes_store_one_row(registry_api):
 
 def test_concurrent_completes_in_one_event_loop(api):
     """asyncio.gather on the registry itself: one winner, however the coroutines interleave."""
-    from aether.server import artifact_registry as registry
+    from aether.server.artifacts import registry
     from aether.store import apps as app_store
 
     up = Uploader(api)

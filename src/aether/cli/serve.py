@@ -17,7 +17,7 @@ def _background_tasks(
 
     The in-process worker (unless ``no_worker``); in both cases the runtime becomes the
     server's log source. Always the pending-upload GC."""
-    from aether.server.gc import pending_gc_loop
+    from aether.server.artifacts.gc import pending_gc_loop
     from aether.worker.service import serve_jobs
 
     return [*serve_jobs(environ, run_loop=not no_worker), pending_gc_loop]

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from aether.blobs.base import expires_at
 from aether.errors import BadRequest, Forbidden, NotFound
-from aether.server.artifact_access import ARTIFACT_SCHEMA, artifact_json, check_digest
+from aether.server.artifacts.access import ARTIFACT_SCHEMA, artifact_json, check_digest
 from aether.server.auth import principal, require_role
 from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param
 from aether.server.read_cache import stored_key

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
 from aether.models import TERMINAL_STATUSES, is_digest
-from aether.server.artifact_verify import signature_matches
+from aether.server.artifacts.verification import signature_matches
 from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED

@@ -26,9 +26,9 @@ from aether.errors import (
     SizeExceeded,
 )
 from aether.models import is_digest
-from aether.server import artifact_metrics as metrics
-from aether.server.artifact_retention import apply_retention, refresh_artifact_gauge
-from aether.server.artifact_verify import (
+from aether.server.artifacts import metrics
+from aether.server.artifacts.retention import apply_retention, refresh_artifact_gauge
+from aether.server.artifacts.verification import (
     check_signature_format,
     signature_matches,
     verify_object,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from aether.errors import AetherError, Conflict
-from aether.server import artifact_metrics as metrics
+from aether.server.artifacts import metrics
 from aether.server.state import ServerState
 from aether.store import artifacts as artifact_store
 from aether.store.database import Row

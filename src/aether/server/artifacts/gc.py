@@ -15,8 +15,8 @@ from typing import Any
 
 from aether.blobs import BlobStore, open_blob_store
 from aether.errors import AetherError
-from aether.server import artifact_metrics as metrics
-from aether.server.artifact_retention import refresh_artifact_gauge
+from aether.server.artifacts import metrics
+from aether.server.artifacts.retention import refresh_artifact_gauge
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store import artifacts as artifact_store
