@@ -233,14 +233,14 @@ def test_metrics_carry_the_seed_names_without_app_labels(api):
     assert not any("app" in line.split("{", 1)[-1] for line in artifact_lines if "{" in line)
 
 
-def test_pending_gc_loop_runs_as_a_background_task(make_api):
+def test_gc_loop_runs_as_a_background_task(make_api):
     import time
 
-    from aether.server.artifacts.gc import pending_gc_loop
+    from aether.server.artifacts.gc import gc_loop
 
     api = make_api(
         env={"AETHER_PENDING_TTL_SECS": "0", "AETHER_PENDING_GC_INTERVAL_SECS": "1"},
-        background=[pending_gc_loop],
+        background=[gc_loop],
     )
     _, digest = blob(100)
     assert Uploader(api).presign(digest, 100).status_code == 200
