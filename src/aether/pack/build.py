@@ -28,7 +28,7 @@ from aether.pack.lockfile import sbom_inputs_key
 from aether.pack.manifest import build_manifest, write_manifest, write_text_atomic
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents
-from aether.pack.plan import Plan, plan_tree
+from aether.pack.partition import Plan, plan_tree
 from aether.pack.project import read_package_json
 from aether.pack.walk import Walker
 
