@@ -199,7 +199,7 @@ async def test_run_stops_on_the_stop_flag_and_releases_everything(
 async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aether.store import pulse
+    from aether.store import wakeups as wakeups
     from aether.worker import loop
 
     # Neither the poll nor the pending check can come in time: only the wake-up can.
@@ -211,7 +211,7 @@ async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
         app = await insert_app(database, "hello")
         await worker.run_once(wait=True)
         dep_id = await stage_deployment(database, tmp_path / "data", app)
-        pulse.poke(pulse.NEW_DEPLOYMENT)  # what store.create_deployment does after its insert
+        wakeups.poke(wakeups.NEW_DEPLOYMENT)  # what store.create_deployment does after its insert
 
         async def running() -> bool:
             return (await deployment(database, dep_id))["status"] == "running"

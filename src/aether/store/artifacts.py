@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aether.store import pulse
+from aether.store import wakeups as wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 
@@ -351,5 +351,5 @@ async def delete_stored(db: Executor, artifact_id: str) -> int:
         params,
     )
     await db.execute("DELETE FROM artifacts WHERE id = :id", params)
-    pulse.poke(pulse.APPS)
+    wakeups.poke(wakeups.APPS)
     return removed

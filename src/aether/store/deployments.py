@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aether.errors import BadRequest
-from aether.store import pulse
+from aether.store import wakeups as wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 
@@ -98,7 +98,7 @@ async def create_deployment(db: Database, spec: DeploymentSpec) -> tuple[Row, bo
         await add_event(tx, deployment_id, "pending", "deployment created")
         created = await get_deployment(tx, deployment_id)
     assert created is not None
-    pulse.poke(pulse.NEW_DEPLOYMENT)
+    wakeups.poke(wakeups.NEW_DEPLOYMENT)
     return created, True
 
 
@@ -144,7 +144,7 @@ async def add_event(db: Executor, deployment_id: str, phase: str, message: str =
             "timestamp": now_iso(),
         },
     )
-    pulse.poke(pulse.deployment_topic(deployment_id))
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
 
 
 async def list_events(db: Executor, deployment_id: str, *, after: int = 0) -> list[Row]:
@@ -183,7 +183,7 @@ async def set_status(
             "id": deployment_id,
         },
     )
-    pulse.poke(pulse.deployment_topic(deployment_id))
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aether.store import pulse
+from aether.store import wakeups as wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 from aether.store.deployments import add_event
@@ -135,7 +135,7 @@ async def mark_deploying(db: Executor, deployment_id: str) -> bool:
         " WHERE id = :id AND status = 'pending'",
         {"id": deployment_id, "now": now_iso()},
     )
-    pulse.poke(pulse.deployment_topic(deployment_id))
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
     return touched > 0
 
 
@@ -158,7 +158,7 @@ async def mark_running(db: Database, deployment_id: str, endpoint: str | None) -
         )
         superseded = await _supersede_older(tx, row["app_id"], row["created_at"], deployment_id)
     for changed in (deployment_id, *superseded):
-        pulse.poke(pulse.deployment_topic(changed))
+        wakeups.poke(wakeups.deployment_topic(changed))
     return superseded
 
 
@@ -180,7 +180,7 @@ async def supersede(db: Executor, deployment_ids: tuple[str, ...] | list[str]) -
             f"UPDATE deployments SET status = 'superseded' WHERE id = :id AND status IN {_ACTIVE}",
             {"id": deployment_id},
         )
-        pulse.poke(pulse.deployment_topic(deployment_id))
+        wakeups.poke(wakeups.deployment_topic(deployment_id))
 
 
 async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
@@ -189,7 +189,7 @@ async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
         " rollout_completed_at = :now WHERE id = :id AND status <> 'failed'",
         {"id": deployment_id, "reason": reason[:4000], "now": now_iso()},
     )
-    pulse.poke(pulse.deployment_topic(deployment_id))
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
     return touched > 0
 
 
@@ -198,7 +198,7 @@ async def set_endpoint(db: Executor, deployment_id: str, endpoint: str | None) -
         "UPDATE deployments SET endpoint = :endpoint WHERE id = :id",
         {"id": deployment_id, "endpoint": endpoint},
     )
-    pulse.poke(pulse.deployment_topic(deployment_id))
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
 
 
 async def deployment_status(db: Executor, deployment_id: str) -> str | None:

@@ -23,8 +23,8 @@ from typing import Any
 
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.settings import WorkerSettings
-from aether.store import pulse
 from aether.store import reconcile as store
+from aether.store import wakeups as wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Row
 from aether.worker.apply import Applier, RetryLater
@@ -94,7 +94,7 @@ class Worker:
             helpers.append(asyncio.create_task(self._listen()))
         try:
             # Deployments created in this process (`aether serve`) wake the loop at once.
-            with pulse.subscribe(pulse.NEW_DEPLOYMENT, self._wake):
+            with wakeups.subscribe(wakeups.NEW_DEPLOYMENT, self._wake):
                 while not self.stopping.is_set():
                     await self._guarded_pass()
                     await self._sleep(self._poll_secs())

@@ -20,7 +20,7 @@ from aether.server.responses import JSONResponse
 from aether.server.routes import artifact_legacy, artifact_uploads
 from aether.server.state import ServerState, get_state
 from aether.store import artifacts as artifact_store
-from aether.store.changes import artifact_topic
+from aether.store.change_feed import artifact_topic
 from aether.store.deployments import decode_cursor, encode_cursor, get_deployment
 
 READ_ROLES = ("deployer", "reader")

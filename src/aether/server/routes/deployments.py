@@ -23,9 +23,10 @@ from aether.server.responses import JSONResponse, render_json, rendered_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
-from aether.store import deployment_pages, pulse
+from aether.store import deployment_pages
 from aether.store import deployments as store
 from aether.store import keys as key_store
+from aether.store import wakeups as wakeups
 from aether.store.database import Row
 
 # A follower wakes at once for events written in this process (the embedded worker) and
@@ -175,9 +176,9 @@ async def get_events(request: Request) -> JSONResponse | StreamingResponse:
 
 async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIterator[bytes]:
     """Events as NDJSON lines until the deployment is terminal and every event is sent."""
-    topic = pulse.deployment_topic(deployment_id)
+    topic = wakeups.deployment_topic(deployment_id)
     while True:
-        with pulse.subscribe(topic) as changed:  # before reading: no write slips between
+        with wakeups.subscribe(topic) as changed:  # before reading: no write slips between
             current = await store.get_deployment(state.db, deployment_id)
             for row in await store.list_events(state.db, deployment_id, after=after):
                 after = row["id"]
