@@ -153,7 +153,7 @@ def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, 
     from concurrent.futures import ThreadPoolExecutor
 
     from aether.server.routes import deployments as routes
-    from aether.store import reconcile
+    from aether.store import rollouts as reconcile
 
     # Far beyond the wait below: only the in-process wake-up can end the stream in time.
     monkeypatch.setattr(routes, "FOLLOW_POLL_SECS", 120.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from aether.store import wakeups as wakeups
+from aether.store import wakeups
 
 
 async def test_a_poke_wakes_the_subscribers_of_its_topic_only() -> None:

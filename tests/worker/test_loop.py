@@ -119,7 +119,7 @@ async def test_a_new_worker_starts_running_deployments_again(
     dep_id = await stage_deployment(database, data_dir, app)
     await first.run_once(wait=True)
     await first.runtime.stop()
-    from aether.store.reconcile import release_leases
+    from aether.store.leases import release_leases
 
     await release_leases(database, first.holder)
     second = make_worker(database, data_dir)
@@ -199,7 +199,7 @@ async def test_run_stops_on_the_stop_flag_and_releases_everything(
 async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aether.store import wakeups as wakeups
+    from aether.store import wakeups
     from aether.worker import loop
 
     # Neither the poll nor the pending check can come in time: only the wake-up can.

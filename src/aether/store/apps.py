@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from aether.errors import Conflict, NotFound
-from aether.store import wakeups as wakeups
+from aether.store import wakeups
 from aether.store.clock import now_iso
 from aether.store.database import DuplicateKey, Executor, Row
 from aether.store.deployments import DEPLOYMENT_JOINS, LISTING_COLUMNS

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aether.store import wakeups as wakeups
+from aether.store import wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 

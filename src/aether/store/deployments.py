@@ -2,7 +2,7 @@
 
 A new deployment is idempotent per app + artifact while one of that artifact is still
 pending, deploying or running. (Workers are woken by the insert trigger of
-:mod:`aether.store.reconcile` on PostgreSQL, by polling on SQLite.)
+:mod:`aether.store.rollouts` on PostgreSQL, by polling on SQLite.)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aether.errors import BadRequest
-from aether.store import wakeups as wakeups
+from aether.store import wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 

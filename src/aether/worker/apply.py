@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.settings import WorkerSettings
-from aether.store import reconcile as store
+from aether.store import rollouts
 from aether.store.database import Database, Row
 from aether.worker.outcomes import Retry
 from aether.worker.plan import Action, Deploy, MarkRunning, Remove, Supersede
@@ -57,21 +57,21 @@ class Applier:
         elif isinstance(action, MarkRunning):
             await self.mark_running(action.deployment_id, app_name)
         elif isinstance(action, Supersede):
-            await store.supersede(self.db, action.deployment_ids)
+            await rollouts.supersede(self.db, action.deployment_ids)
             for old in action.deployment_ids:
-                await store.record_event(self.db, old, "superseded", "a newer deployment runs")
+                await rollouts.record_event(self.db, old, "superseded", "a newer deployment runs")
         elif isinstance(action, Remove):
             await self.runtime.remove(app_name)
 
     async def _deploy(self, app_name: str, action: Deploy, slot: RetryBook) -> None:
-        row = await store.release_row(self.db, action.deployment_id)
+        row = await rollouts.release_row(self.db, action.deployment_id)
         if row is None:
             return
         deployment_id = action.deployment_id
         if action.restart:
-            await store.record_event(self.db, deployment_id, "restarting", "not running here")
-        elif await store.mark_deploying(self.db, deployment_id):
-            await store.record_event(
+            await rollouts.record_event(self.db, deployment_id, "restarting", "not running here")
+        elif await rollouts.mark_deploying(self.db, deployment_id):
+            await rollouts.record_event(
                 self.db, deployment_id, "deploying", f"on the {self.runtime.name} runtime"
             )
         try:
@@ -98,15 +98,15 @@ class Applier:
             await self.fail(deployment_id, f"not healthy within {timeout:g}s: {exc.message}")
             return
         delay = exc.delay if isinstance(exc, Retry) else 2.0
-        await store.record_event(
+        await rollouts.record_event(
             self.db, deployment_id, "retrying", f"{exc.message} (again in {delay:g}s)"
         )
         raise RetryLater(delay)
 
     async def fail(self, deployment_id: str, reason: str) -> None:
         log.warning("deployment %s failed: %s", deployment_id, reason)
-        await store.mark_failed(self.db, deployment_id, reason)
-        await store.record_event(self.db, deployment_id, "failed", reason)
+        await rollouts.mark_failed(self.db, deployment_id, reason)
+        await rollouts.record_event(self.db, deployment_id, "failed", reason)
 
     async def mark_running(
         self, deployment_id: str, app_name: str, *, endpoint: str | None = None
@@ -115,18 +115,18 @@ class Applier:
             observed = await self.runtime.observe(app_name)
             if observed is not None and observed.deployment_id == deployment_id:
                 endpoint = observed.endpoint
-        status = await store.deployment_status(self.db, deployment_id)
-        superseded = await store.mark_running(self.db, deployment_id, endpoint)
+        status = await rollouts.deployment_status(self.db, deployment_id)
+        superseded = await rollouts.mark_running(self.db, deployment_id, endpoint)
         if status != "running":
-            await store.record_event(self.db, deployment_id, "running", endpoint or "")
+            await rollouts.record_event(self.db, deployment_id, "running", endpoint or "")
         for old in superseded:
-            await store.record_event(self.db, old, "superseded", f"replaced by {deployment_id}")
+            await rollouts.record_event(self.db, old, "superseded", f"replaced by {deployment_id}")
 
     def sink(self, deployment_id: str, app_name: str) -> EventSink:
         """The runtime's event callback; ``healthy`` also marks the deployment running."""
 
         async def record(phase: str, message: str = "") -> None:
-            await store.record_event(self.db, deployment_id, phase, message)
+            await rollouts.record_event(self.db, deployment_id, phase, message)
             if phase == "healthy":
                 await self.mark_running(deployment_id, app_name)
 

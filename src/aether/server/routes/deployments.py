@@ -23,10 +23,9 @@ from aether.server.responses import JSONResponse, render_json, rendered_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
-from aether.store import deployment_pages
+from aether.store import deployment_pages, wakeups
 from aether.store import deployments as store
 from aether.store import keys as key_store
-from aether.store import wakeups as wakeups
 from aether.store.database import Row
 
 # A follower wakes at once for events written in this process (the embedded worker) and

@@ -1,11 +1,11 @@
-"""The worker's queries: apps and their deployments, status transitions, events and leases.
+"""Rollouts as the worker sees them: apps and their deployments, the release a deployment
+runs, status transitions and events (and the Host-header proxy's running endpoint).
 
 Transitions are conditional updates so a late or duplicate worker can never move a deployment
 backwards: ``pending → deploying → running | failed``; when a deployment runs, the older ones
-of its app still marked active become ``superseded`` in the same transaction. A lease row in
-``app_leases`` (holder + expiry) gives one worker an app at a time; an expired lease is taken
-over. On PostgreSQL an insert trigger NOTIFYs ``aether_deployments`` with the app id so
-workers wake at once.
+of its app still marked active become ``superseded`` in the same transaction. Which worker
+handles an app is :mod:`aether.store.leases`. On PostgreSQL an insert trigger NOTIFYs
+``aether_deployments`` with the app id so workers wake at once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aether.store import wakeups as wakeups
+from aether.store import wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 from aether.store.deployments import add_event
@@ -205,26 +205,3 @@ async def deployment_status(db: Executor, deployment_id: str) -> str | None:
     return await db.fetch_value(
         "SELECT status FROM deployments WHERE id = :id", {"id": deployment_id}
     )
-
-
-# --- leases ------------------------------------------------------------------------------------
-
-
-async def acquire_lease(db: Executor, app_id: str, holder: str, ttl_secs: float) -> bool:
-    """Take or renew the app's lease; False while another worker holds an unexpired one."""
-    now = now_iso()
-    await db.execute(
-        "INSERT INTO app_leases (app_id, holder, expires_at) VALUES (:app_id, :holder, :expires)"
-        " ON CONFLICT (app_id) DO UPDATE SET holder = excluded.holder,"
-        " expires_at = excluded.expires_at"
-        " WHERE app_leases.holder = excluded.holder OR app_leases.expires_at < :now",
-        {"app_id": app_id, "holder": holder, "expires": now_iso(ttl_secs), "now": now},
-    )
-    owner = await db.fetch_value(
-        "SELECT holder FROM app_leases WHERE app_id = :app_id", {"app_id": app_id}
-    )
-    return owner == holder
-
-
-async def release_leases(db: Executor, holder: str) -> int:
-    return await db.execute("DELETE FROM app_leases WHERE holder = :holder", {"holder": holder})
