@@ -37,7 +37,7 @@ from aether.server.artifacts.verification import (
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy
 from aether.store import artifacts as artifact_store
-from aether.store import keys as key_store
+from aether.store import public_keys as public_key_store
 from aether.store.clock import parse_iso
 from aether.store.database import DuplicateKey, Row
 
@@ -216,7 +216,7 @@ async def _complete(state: ServerState, app: Row, completion: Completion) -> dic
     await verify_object(
         state.blobs, state.policy, row["storage_key"], completion.digest, completion.size_bytes
     )
-    public_keys = await key_store.active_keys(state.db, app["id"])
+    public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, completion.digest, signature)
     return await _store(state, row, completion, signature, verified)
 
@@ -234,7 +234,7 @@ async def _duplicate(
     """An already stored digest: nothing is rewritten; a newly valid signature is recorded."""
     newly_signed = None
     if signature and not row["verified"]:
-        public_keys = await key_store.active_keys(state.db, row["app_id"])
+        public_keys = await public_key_store.active_keys(state.db, row["app_id"])
         if signature_matches(public_keys, row["digest"], signature):
             newly_signed = signature
     if newly_signed is None and idempotency_key is None:
@@ -351,7 +351,7 @@ async def store_direct(
         return await _duplicate(state, row, signature)
     await state.blobs.put_file(row["storage_key"], source, sha256=digest)
     await verify_object(state.blobs, state.policy, row["storage_key"], digest, size)
-    public_keys = await key_store.active_keys(state.db, app["id"])
+    public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, digest, signature)
     result = await _store(state, row, Completion(digest, size, signature), signature, verified)
     if not result["duplicate"]:

@@ -17,12 +17,12 @@ from aether.server.routes import (
     config,
     deployments,
     health,
-    keys,
     logs,
+    public_keys,
     tokens,
 )
 
-MODULES = (deployments, artifacts, health, apps, config, tokens, keys, blobs, logs)
+MODULES = (deployments, artifacts, health, apps, config, tokens, public_keys, blobs, logs)
 ROUTES: list[BaseRoute] = [
     *(route for module in MODULES for route in module.ROUTES),
     document_route(MODULES),

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aether.blobs.base import expires_at
-from aether.blobs.keys import COMPRESSIONS
+from aether.blobs.storage_keys import COMPRESSIONS
 from aether.errors import BadRequest
 from aether.server.artifacts import metrics, registry
 from aether.server.artifacts.access import app_for_upload, check_digest, pending_for_write

@@ -25,7 +25,7 @@ from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
 from aether.store import deployment_pages, wakeups
 from aether.store import deployments as store
-from aether.store import keys as key_store
+from aether.store import public_keys as public_key_store
 from aether.store.database import Row
 
 # A follower wakes at once for events written in this process (the embedded worker) and
@@ -92,7 +92,7 @@ async def _verified_for(state: ServerState, app: Row, artifact: Row) -> bool:
     against that app's keys, which prove nothing here)."""
     if artifact["app_id"] == app["id"]:
         return bool(artifact["verified"])
-    keys = await key_store.active_keys(state.db, app["id"])
+    keys = await public_key_store.active_keys(state.db, app["id"])
     return signature_matches(keys, artifact["digest"], artifact["signature"])
 
 
