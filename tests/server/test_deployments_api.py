@@ -107,7 +107,7 @@ def test_app_deployments_are_paginated_newest_first(api, shop):
 
 
 def test_listed_deployments_are_the_objects_the_api_shows_one_by_one(api, shop):
-    # The database writes the listing's objects; they must match deployment_json exactly,
+    # The database writes the listing's objects; they must match models.deployment_from exactly,
     # keys and their order included, whatever the fields hold.
     app, first = shop
     plain = deploy(api, first["digest"]).json()["id"]
