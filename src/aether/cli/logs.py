@@ -67,12 +67,13 @@ def logs(
 def parse_since(value: str | None, *, now: datetime | None = None) -> str | None:
     """A duration (``10m``, ``1.5h``) → an RFC 3339 UTC timestamp; an RFC 3339 time passes
     through (the server reads it the same way)."""
-    from aether.since import parse_duration, parse_since
+    from aether.since import parse_duration
+    from aether.since import parse_since as since_moment
 
     if value is None:
         return None
     try:
-        moment = parse_since(value, now=now)
+        moment = since_moment(value, now=now)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
     if parse_duration(value) is None:
