@@ -153,7 +153,7 @@ def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, 
     from concurrent.futures import ThreadPoolExecutor
 
     from aether.server.routes import deployments as routes
-    from aether.store import rollouts as reconcile
+    from aether.store import rollouts
 
     # Far beyond the wait below: only the in-process wake-up can end the stream in time.
     monkeypatch.setattr(routes, "FOLLOW_POLL_SECS", 120.0)
@@ -162,8 +162,8 @@ def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, 
     with ThreadPoolExecutor(1) as pool:
         follow = pool.submit(api.get, f"/deployments/{deployment_id}/events?follow=true")
         # What the embedded worker writes (its own store functions).
-        api.run(reconcile.record_event, deployment_id, "running", "healthy")
-        api.run(reconcile.mark_running, deployment_id, "http://127.0.0.1:1")
+        api.run(rollouts.record_event, deployment_id, "running", "healthy")
+        api.run(rollouts.mark_running, deployment_id, "http://127.0.0.1:1")
         streamed = follow.result(timeout=30)
     lines = [json.loads(line) for line in streamed.text.splitlines()]
     assert [e["phase"] for e in lines] == ["pending", "running"]

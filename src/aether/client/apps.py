@@ -5,17 +5,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 from aether.client.api import ApiClient
-from aether.errors import RemoteError, UsageError
-from aether.models import App, AppWithCurrent, Deployment, DeploymentPage, is_app_name
-
-
-def check_app_name(name: str) -> str:
-    if not is_app_name(name):
-        raise UsageError(
-            f"app name {name!r} is not a DNS label (lowercase letters, digits and '-', "
-            "at most 63, starting and ending with a letter or digit)"
-        )
-    return name
+from aether.errors import RemoteError
+from aether.models import App, AppWithCurrent, Deployment, DeploymentPage
 
 
 def ensure_app(api: ApiClient, name: str) -> tuple[App, bool]:

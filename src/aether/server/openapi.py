@@ -14,10 +14,10 @@ from types import ModuleType
 from typing import Any, Literal, get_args, get_origin, is_typeddict
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aether import __version__
+from aether.server.responses import JSONResponse
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR_SCHEMA = {

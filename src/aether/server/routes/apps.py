@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aether.errors import AetherError, BadRequest, Conflict
-from aether.models import App, AppWithCurrent, app_from, deployment_from, is_app_name
+from aether.errors import AetherError, Conflict
+from aether.models import App, AppWithCurrent, app_from, check_app_name, deployment_from
 from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.openapi import STR, obj, operation, param, schema
@@ -32,16 +32,6 @@ def _with_current(row: Row, current: Row | None, state: ServerState) -> AppWithC
         return {**app_json(row, state), "current": None}
     deployment = deployment_from(current, state.app_url(current["app_name"]))
     return {**app_json(row, state), "current": deployment}
-
-
-def check_app_name(name: object) -> str:
-    if not is_app_name(name):
-        raise BadRequest(
-            f"invalid app name {name!r}: use 1-63 lowercase letters, digits and '-',"
-            " starting and ending with a letter or digit (a DNS-1123 label)"
-        )
-    assert isinstance(name, str)
-    return name
 
 
 async def create_app(request: Request) -> JSONResponse:
