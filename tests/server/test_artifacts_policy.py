@@ -14,6 +14,7 @@ from aether.pack.signing import generate_keypair, sign_digest
 from aether.server.artifacts.gc import gc_loop
 from aether.store import artifacts as artifact_store
 from aether.store import deployments as deployment_store
+from aether.store import rollouts
 
 store_kind = artifacts_support.store_kind
 registry_api = artifacts_support.registry_api
@@ -140,12 +141,14 @@ def test_concurrent_completes_in_one_event_loop(api):
     assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 4
 
 
-async def _deploy(db, app_id: str, artifact_id: str, *statuses: str) -> str:
+async def _deploy(db, app_id: str, artifact_id: str) -> str:
+    """A deployment of the artifact, rolled out as the worker does (→ running; the app's
+    older running deployment becomes superseded)."""
     row, _ = await deployment_store.create_deployment(
         db, deployment_store.DeploymentSpec(app_id=app_id, artifact_id=artifact_id)
     )
-    for status in statuses:
-        await deployment_store.set_status(db, row["id"], status)
+    await rollouts.mark_deploying(db, row["id"])
+    await rollouts.mark_running(db, row["id"], None)
     return row["id"]
 
 
@@ -175,14 +178,12 @@ def test_retention_keeps_newest_and_deployed_and_deletes_objects(make_api):
 
     a1, a2 = store(0), store(1)
     app_id = api.get("/apps/shop").json()["id"]
-    d1 = api.run(_deploy, app_id, a1[0], "deploying", "running")
-    d2 = api.run(_deploy, app_id, a2[0], "deploying", "running")
-    api.run(deployment_store.set_status, d1, "superseded")
+    d1 = api.run(_deploy, app_id, a1[0])
+    d2 = api.run(_deploy, app_id, a2[0])  # d1 superseded
     store(2)
     a4 = store(3)  # a1 (previous successful) and a2 (running) are protected
     assert len(api.get("/artifacts?limit=10").json()["artifacts"]) == 4
-    api.run(_deploy, app_id, a4[0], "deploying", "running")
-    api.run(deployment_store.set_status, d2, "superseded")
+    api.run(_deploy, app_id, a4[0])  # d2 superseded
     store(4)  # now a2 is the previous successful one; a3 and a1 go
 
     kept = {a["digest"] for a in api.get("/artifacts?limit=10").json()["artifacts"]}
@@ -225,7 +226,7 @@ def test_retention_keeps_an_artifact_another_app_is_running(make_api):
     first_body, first_digest = blob(200)
     first_id = _upload_and_settle(up, first_body)["artifact_id"]
     prod = api.post("/apps", json={"name": "shop-prod"}, as_="deployer").json()
-    api.run(_deploy, prod["id"], first_id, "deploying", "running")
+    api.run(_deploy, prod["id"], first_id)
     second = _upload_and_settle(
         up, blob(201)[0]
     )  # shop keeps only its newest, but prod runs the first

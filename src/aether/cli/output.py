@@ -80,7 +80,3 @@ def emit(data: dict[str, Any], render_text: Callable[[dict[str, Any]], str] | No
         if text:
             sys.stdout.write(text.rstrip("\n") + "\n")
     sys.stdout.flush()
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

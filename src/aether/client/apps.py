@@ -42,7 +42,3 @@ def add_public_key(api: ApiClient, app: str, public_key_hex: str) -> dict[str, A
 
 def list_public_keys(api: ApiClient, app: str) -> list[dict[str, Any]]:
     return list(api.get(f"/apps/{app}/public-keys").get("public_keys", []))
-
-
-def remove_public_key(api: ApiClient, app: str, public_key_hex: str) -> None:
-    api.delete(f"/apps/{app}/public-keys/{public_key_hex}")

@@ -198,13 +198,6 @@ async def _remember_key(
     return await get_by_idempotency_key(tx, key)
 
 
-async def clear_upload(db: Executor, artifact_id: str) -> None:
-    await db.execute(
-        "UPDATE artifacts SET upload_id = NULL WHERE id = :id AND status = 'pending'",
-        {"id": artifact_id},
-    )
-
-
 async def delete_pending(db: Executor, artifact_id: str) -> bool:
     touched = await db.execute(
         "DELETE FROM artifacts WHERE id = :id AND status = 'pending'", {"id": artifact_id}

@@ -12,7 +12,6 @@ import functools
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from aether.errors import BadRequest
 from aether.store import wakeups
@@ -155,43 +154,6 @@ async def list_events(db: Executor, deployment_id: str, *, after: int = 0) -> li
     )
 
 
-async def set_status(
-    db: Executor,
-    deployment_id: str,
-    status: str,
-    *,
-    failure_reason: str | None = None,
-    endpoint: str | None = None,
-) -> None:
-    """Move a deployment; stamps rollout_started_at on deploying, rollout_completed_at on
-    running/failed (only the first time). ``endpoint`` is kept unless a new one is given."""
-    now = now_iso()
-    await db.execute(
-        "UPDATE deployments SET status = :status,"
-        " failure_reason = COALESCE(:failure_reason, failure_reason),"
-        " endpoint = COALESCE(:endpoint, endpoint),"
-        " rollout_started_at = CASE WHEN :status = 'deploying'"
-        "   THEN COALESCE(rollout_started_at, :now) ELSE rollout_started_at END,"
-        " rollout_completed_at = CASE WHEN :status IN ('running', 'failed')"
-        "   THEN COALESCE(rollout_completed_at, :now) ELSE rollout_completed_at END"
-        " WHERE id = :id",
-        {
-            "status": status,
-            "failure_reason": failure_reason,
-            "endpoint": endpoint,
-            "now": now,
-            "id": deployment_id,
-        },
-    )
-    wakeups.poke(wakeups.deployment_topic(deployment_id))
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[Row]
-    next_cursor: str | None
-
-
 def encode_cursor(row: Row) -> str:
     raw = f"{row['created_at']}|{row['id']}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -206,20 +168,6 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     if not created_at or not row_id:
         raise BadRequest("invalid cursor; pass the next_cursor of the previous page")
     return created_at, row_id
-
-
-async def list_deployments(db: Executor, app_id: str, *, limit: int, cursor: str | None) -> Page:
-    """Newest first; ``cursor`` continues after the last row of the previous page."""
-    params: dict[str, Any] = {"app": app_id, "limit": limit + 1}
-    where = "d.app_id = :app"
-    if cursor:
-        params["c_at"], params["c_id"] = decode_cursor(cursor)
-        where += " AND (d.created_at < :c_at OR (d.created_at = :c_at AND d.id < :c_id))"
-    rows = await db.fetch_all(
-        f"{_SELECT} WHERE {where} ORDER BY d.created_at DESC, d.id DESC LIMIT :limit", params
-    )
-    page = [decode_env(row) for row in rows[:limit]]
-    return Page(page, encode_cursor(page[-1]) if len(rows) > limit else None)
 
 
 async def rollback_target(db: Executor, app_id: str, *, to: str | None) -> Row:

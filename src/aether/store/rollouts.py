@@ -193,14 +193,6 @@ async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
     return touched > 0
 
 
-async def set_endpoint(db: Executor, deployment_id: str, endpoint: str | None) -> None:
-    await db.execute(
-        "UPDATE deployments SET endpoint = :endpoint WHERE id = :id",
-        {"id": deployment_id, "endpoint": endpoint},
-    )
-    wakeups.poke(wakeups.deployment_topic(deployment_id))
-
-
 async def deployment_status(db: Executor, deployment_id: str) -> str | None:
     return await db.fetch_value(
         "SELECT status FROM deployments WHERE id = :id", {"id": deployment_id}
