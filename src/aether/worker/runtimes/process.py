@@ -37,6 +37,7 @@ _PR_SET_PDEATHSIG = 1
 
 EventCallback = Callable[[str, str], Awaitable[None]]
 
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 except OSError:  # not glibc/Linux: processes then rely on the worker's orderly shutdown
