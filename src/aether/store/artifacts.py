@@ -214,7 +214,8 @@ async def list_page(
     app_name: str | None = None,
 ) -> list[Row]:
     """Newest first (created_at, then id); ``after`` is the last row of the previous page."""
-    where, params = ["1 = 1"], {"limit": limit}
+    where: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {"limit": limit}
     if status is not None:
         where.append("a.status = :status")
         params["status"] = status

@@ -70,7 +70,8 @@ def decode_env(row: Row) -> Row:
 @functools.lru_cache(maxsize=256)
 def _parsed_env(raw: str) -> dict[str, str]:
     # An app's deployments mostly repeat one env, and a page of them would parse it per row.
-    return json.loads(raw)
+    env: dict[str, str] = json.loads(raw)
+    return env
 
 
 async def get_deployment(db: Executor, deployment_id: str) -> Row | None:

@@ -23,7 +23,7 @@ async def acquire_lease(db: Executor, app_id: str, holder: str, ttl_secs: float)
     owner = await db.fetch_value(
         "SELECT holder FROM app_leases WHERE app_id = :app_id", {"app_id": app_id}
     )
-    return owner == holder
+    return bool(owner == holder)
 
 
 async def release_leases(db: Executor, holder: str) -> int:

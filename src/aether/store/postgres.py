@@ -194,7 +194,7 @@ async def _fetch_all(cursor: psycopg.AsyncCursor[Any], sql: str, params: Params)
         result = cursor.pgresult
         if result is None or result.nfields == 0:
             return []
-        names = [result.fname(index).decode() for index in range(result.nfields)]
+        names = [(result.fname(index) or b"").decode() for index in range(result.nfields)]
         return [dict(zip(names, values, strict=True)) for values in await cursor.fetchall()]
     except psycopg.Error as exc:
         raise _aether_error(exc) from exc

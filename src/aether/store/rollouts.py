@@ -194,6 +194,7 @@ async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
 
 
 async def deployment_status(db: Executor, deployment_id: str) -> str | None:
-    return await db.fetch_value(
+    status: str | None = await db.fetch_value(
         "SELECT status FROM deployments WHERE id = :id", {"id": deployment_id}
     )
+    return status

@@ -8,10 +8,12 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aether.errors import Conflict, InternalError, ServiceUnavailable
 from aether.store.database import Database, DuplicateKey, Executor, Params, Row
+
+T = TypeVar("T")
 
 
 class SqliteDatabase(Database):
@@ -52,7 +54,7 @@ class SqliteDatabase(Database):
             self._conn = None
         self._thread.shutdown(wait=True)
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, functools.partial(fn, *args))
 
@@ -63,7 +65,8 @@ class SqliteDatabase(Database):
 
     def _execute(self, sql: str, params: Params) -> int:
         with _sqlite_errors():
-            return self._conn.execute(sql, dict(params or {})).rowcount
+            rowcount: int = self._conn.execute(sql, dict(params or {})).rowcount
+            return rowcount
 
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
         async with self._lock:
