@@ -134,14 +134,8 @@ async def complete(
         row = await get_by_id(tx, artifact_id)
         assert row is not None  # a stored row is deleted only by retention, which needs it
         if won:
-            await add_event(
-                tx,
-                artifact_id=row["id"],
-                digest=row["digest"],
-                app_name=row["app_name"],
-                event="stored",
-                detail=f"{row['size_bytes']} bytes, verified={bool(row['verified'])}",
-            )
+            detail = f"{row['size_bytes']} bytes, verified={bool(row['verified'])}"
+            await add_event(tx, row, "stored", detail)
         first_use = await _remember_key(tx, idempotency_key, row["digest"], duplicate=not won)
     return Completed(row, won, first_use)
 
@@ -253,22 +247,15 @@ async def stale_pending(db: Executor, *, created_before: str) -> list[Row]:
     )
 
 
-async def add_event(
-    db: Executor,
-    *,
-    artifact_id: str | None,
-    digest: str,
-    app_name: str | None,
-    event: str,
-    detail: str = "",
-) -> None:
+async def add_event(db: Executor, row: Row, event: str, detail: str = "") -> None:
+    """Record ``event`` about an artifact ``row`` (its id, digest and app name are kept)."""
     await db.execute(
         "INSERT INTO artifact_events (artifact_id, digest, app_name, event, detail, created_at)"
         " VALUES (:artifact_id, :digest, :app_name, :event, :detail, :now)",
         {
-            "artifact_id": artifact_id,
-            "digest": digest,
-            "app_name": app_name,
+            "artifact_id": row["id"],
+            "digest": row["digest"],
+            "app_name": row["app_name"],
             "event": event,
             "detail": detail,
             "now": now_iso(),

@@ -63,14 +63,7 @@ async def _drop(db: Database, blobs: BlobStore, row: Row, ttl_secs: int) -> bool
     if not await artifact_store.delete_pending(db, row["id"]):
         return False  # completed meanwhile: its object is now the stored artifact
     await blobs.delete(row["storage_key"])
-    await artifact_store.add_event(
-        db,
-        artifact_id=row["id"],
-        digest=row["digest"],
-        app_name=row["app_name"],
-        event="pending_gc",
-        detail=f"pending for more than {ttl_secs}s",
-    )
+    await artifact_store.add_event(db, row, "pending_gc", f"pending for more than {ttl_secs}s")
     metrics.EVENTS.inc()
     return True
 
