@@ -30,7 +30,7 @@ def logs_api(make_api: Callable[..., ApiHarness], runtime: LocalRuntime) -> ApiH
 
 
 def write(runtime: LocalRuntime, deployment_id: str, *lines: str) -> None:
-    writer = LogWriter(log_path_for(runtime.apps_dir / "hello" / "logs", deployment_id))
+    writer = LogWriter(runtime.apps_dir / "hello" / "logs", deployment_id)
     for line in lines:
         writer.write("stdout", line)
     writer.close()

@@ -116,7 +116,12 @@ class LogWriter:
     number, so cursors stay valid) and the app's oldest files go."""
 
     def __init__(
-        self, logs_dir: Path, deployment_id: str, *, max_bytes: int, keep_deployments: int
+        self,
+        logs_dir: Path,
+        deployment_id: str,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        keep_deployments: int = 10,
     ) -> None:
         self.logs_dir = logs_dir
         self.deployment_id = deployment_id

@@ -123,7 +123,7 @@ class AppProcess:
         while True:
             launched = launcher.poll()
             record = read_record(self.record_path)
-            if record is not None and record.launch_id == self.spec.launch_id:
+            if record is not None and record.launch_id == self.spec.launch_id and launched == 0:
                 self.record = record
                 return
             if launched not in (None, 0) or time.monotonic() > deadline:
