@@ -13,7 +13,7 @@ import pytest
 from aether.settings import WorkerSettings
 from aether.store import apps as app_store
 from aether.worker.runtimes.local import LocalRuntime
-from aether.worker.runtimes.logfiles import LogWriter, log_path_for
+from aether.worker.runtimes.logfiles import LogWriter
 from conftest import ApiHarness
 
 
