@@ -344,3 +344,52 @@ async def test_a_transient_fault_is_recorded_and_the_rollout_stays_open(
     row = await deployment(database, dep_id)
     assert row["status"] == "deploying"
     assert (await phases(database, dep_id)).count("retrying") == 1
+
+
+async def test_a_killed_supervisor_is_started_again(worker: Worker, database: Database) -> None:
+    import os
+    import signal
+
+    app = await insert_app(database, "hello")
+    dep_id = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    record = worker.runtime.process_of("hello").record  # type: ignore[attr-defined]
+    os.kill(record.shim_pid, signal.SIGKILL)  # the supervisor, and with it the sandbox, die
+
+    async def running_again() -> bool:
+        await worker.run_once(wait=True)
+        row = await deployment(database, dep_id)
+        return (await get_json(row["endpoint"]))[0] == 200
+
+    await eventually(running_again, timeout=30)
+    assert (await phases(database, dep_id)).count("restarting") == 1
+
+
+async def test_an_adopted_app_another_worker_took_over_stops_here(
+    database: Database, tmp_path: Path
+) -> None:
+    from aether.store.clock import now_iso
+
+    data_dir = tmp_path / "data"
+    first = make_worker(database, data_dir)
+    app = await insert_app(database, "hello")
+    await stage_deployment(database, data_dir, app)
+    await first.run_once(wait=True)
+    process = first.runtime.process_of("hello")  # type: ignore[attr-defined]
+    await first.runtime.stop()
+    await database.execute(  # while this worker was down, another one took the app over
+        "UPDATE app_leases SET holder = 'someone-else', expires_at = :later",
+        {"later": now_iso(600)},
+    )
+    second = make_worker(database, data_dir)
+    try:
+        await second.runtime.start()
+        assert "hello" in second.runtime.adopted  # type: ignore[attr-defined]
+        await second.run_once(wait=True)
+
+        async def stopped() -> bool:
+            return not process.supervisor_alive
+
+        await eventually(stopped, timeout=30)
+    finally:
+        await finish(second)

@@ -142,6 +142,7 @@ class LocalRuntime(Runtime):
             record = item.record
             if item.serving and record.app_name not in self._serving:
                 process = AppProcess.adopt(item.path, record)
+                process.arm()  # in case the last worker died before it could
                 folder = self.apps_dir / record.app_name / record.deployment_id
                 self._serving[record.app_name] = _Serving(
                     record.deployment_id, process, folder, record.owner
@@ -250,6 +251,10 @@ class LocalRuntime(Runtime):
         if serving is None:
             return None
         process = serving.process
+        if not process.supervisor_alive:  # killed: nothing runs it now, the loop starts it again
+            self._serving.pop(app_name, None)
+            await process.detach()
+            return None
         return Observed(serving.deployment_id, process.alive, process.endpoint)
 
     async def remove(self, app_name: str) -> None:

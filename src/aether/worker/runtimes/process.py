@@ -163,9 +163,13 @@ class AppProcess:
                 )
             await asyncio.sleep(HEALTH_POLL_SECS)
 
+    def arm(self) -> None:
+        """From now on the supervisor restarts the app after a crash (past its health gate)."""
+        self._signal(signal.SIGUSR1)
+
     def supervise(self, on_event: EventCallback) -> None:
         """Arm crash restarts in the supervisor and report its exits and restarts."""
-        self._signal(signal.SIGUSR1)
+        self.arm()
         self._watch = asyncio.create_task(self._watch_loop(on_event))
 
     async def _watch_loop(self, on_event: EventCallback) -> None:
@@ -213,9 +217,11 @@ class AppProcess:
 
     def _kill_everything(self) -> None:
         assert self.record is not None
-        for pid in (self.record.app_pid, self.record.shim_pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
-                os.killpg(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        if self.record.app_pid is not None:  # the app leads its own process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.record.app_pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.record.shim_pid, signal.SIGKILL)
 
     async def detach(self) -> None:
         """Stop watching; the app goes on under its supervisor."""
