@@ -358,6 +358,8 @@ async def test_a_killed_supervisor_is_started_again(worker: Worker, database: Da
 
     async def running_again() -> bool:
         await worker.run_once(wait=True)
+        if "restarting" not in await phases(database, dep_id):
+            return False
         row = await deployment(database, dep_id)
         return (await get_json(row["endpoint"]))[0] == 200
 
