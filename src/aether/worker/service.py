@@ -49,7 +49,9 @@ def serve_jobs(environ: Mapping[str, str], *, run_loop: bool) -> list[ServeJob]:
     async def worker_in_server(state: Any) -> None:
         state.log_source = runtime
         _attach_blobs(runtime, state.blobs)
-        worker = Worker(state.db, runtime, settings, public_url=state.public_url)
+        worker = Worker(
+            state.db, runtime, settings, public_url=state.public_url, keyring=state.keyring
+        )
         log.info("worker started in-process (%s runtime)", runtime.name)
         await worker.run()
 

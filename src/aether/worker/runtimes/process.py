@@ -120,6 +120,7 @@ class AppProcess:
     async def _await_record(self, launcher: subprocess.Popen[bytes], shim_log: Path) -> None:
         """Reap the launcher (it forks the supervisor and exits) and wait for the record."""
         deadline = time.monotonic() + SUPERVISOR_START_SECS
+        assert self.spec is not None
         while True:
             launched = launcher.poll()
             record = read_record(self.record_path)
