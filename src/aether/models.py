@@ -162,6 +162,15 @@ class ReleasePage(TypedDict):
     next_cursor: str | None
 
 
+class AppInfo(AppWithCurrent):
+    """``GET /apps/{app}``: the app, its newest running deployment, the release it runs (or
+    rolls out) and its config: version and var names (values: ``GET /apps/{app}/config``)."""
+
+    release: NotRequired[Release | None]
+    config_version: NotRequired[int]
+    config_vars: NotRequired[list[str]]
+
+
 class ConfigVar(TypedDict):
     """A config var: its name and fingerprint; the value only with ``reveal``."""
 

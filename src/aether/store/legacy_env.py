@@ -6,7 +6,10 @@ them at its next start (and ``aether migrate`` does) with :func:`seal_legacy_env
 becomes the release's one-off overrides, sealed, and the deployment's ``env`` its names and
 fingerprints. The app's current release's values also become the app's config (version 1),
 so the first deploy after the upgrade keeps the environment the app runs with.
-One transaction per release: an interrupted run goes on where it stopped.
+One transaction per release: an interrupted run goes on where it stopped. On SQLite the file
+is then vacuumed so that no freed page keeps the old text; on PostgreSQL, old row versions
+stay in the table files until their space is reused (docs/architecture.md says how to
+rewrite them).
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ async def seal_legacy_env(db: Database, ring: KeyRing) -> int:
     for app_id in sorted({row["app_id"] for row in rows}):
         async with db.transaction() as tx:
             await _adopt_as_config(tx, app_id)
+    if rows and db.dialect == "sqlite":
+        # Freed pages and the write-ahead log would still hold the old text: rewrite the file.
+        await db.execute("VACUUM")
+        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return len(rows)
 
 
