@@ -4,7 +4,7 @@ the API (``await deploy_release(db, app_id, digest)``)."""
 from __future__ import annotations
 
 from aether.sealing import KeyRing, new_key
-from aether.store import releases, wakeups
+from aether.store import config_vars, releases, wakeups
 from aether.store.database import Database, Executor, Row
 from aether.store.deployments import lock_app
 from aether.store.releases import Outcome, Proposal, ReleaseSpec
@@ -29,6 +29,7 @@ async def deploy_release(
         await ensure_primary(db, ring)
 
     async def make(tx: Executor, base: Row | None) -> Proposal:
+        config = await config_vars.current(tx, app_id)
         overrides = {}
         if env:
             kid = await sealing_key_id(tx, ring)
@@ -38,11 +39,12 @@ async def deploy_release(
             }
         spec = ReleaseSpec(
             artifact_digest=digest,
+            config_version=config.version,
             overrides=overrides,
             start_command=start_command,
             replicas=replicas,
         )
-        fingerprints = {name: box["fp"] for name, box in overrides.items()}
+        fingerprints = {name: box["fp"] for name, box in {**config.vars, **overrides}.items()}
         return Proposal(spec, "deploy", f"Deploy {digest[:12]}", fingerprints, None)
 
     async with db.transaction() as tx:
@@ -50,3 +52,19 @@ async def deploy_release(
         outcome = await releases.propose(tx, app_id, make)
     wakeups.poke(wakeups.NEW_DEPLOYMENT)
     return outcome
+
+
+async def set_config(
+    db: Database, app_id: str, values: dict[str, str], *, ring: KeyRing = TEST_RING
+) -> int:
+    """A new config version holding ``values`` (what ``aether config set`` stores)."""
+    await ensure_primary(db, ring)
+    async with db.transaction() as tx:
+        kid = await sealing_key_id(tx, ring)
+        sealed = {
+            name: ring.seal(value, kid=kid, app_id=app_id, name=name)
+            for name, value in sorted(values.items())
+        }
+        return await config_vars.add_version(
+            tx, app_id, sealed, description="test", created_by=None
+        )
