@@ -103,6 +103,10 @@ class KeySource:
     def can_write(self) -> bool:
         return False
 
+    def changed(self) -> bool:
+        """Whether the keys may differ from the last ``read`` (cheap to ask)."""
+        return False
+
     def read(self) -> list[bytes]:
         raise NotImplementedError
 
@@ -133,6 +137,17 @@ class KeyFile(KeySource):
         self.path = path
         self.create = create
         self.description = f"the key file {path}"
+        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime) at the last read
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def changed(self) -> bool:
+        return self._stamp() != self._seen
 
     def can_write(self) -> bool:
         return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
@@ -140,6 +155,7 @@ class KeyFile(KeySource):
     def read(self) -> list[bytes]:
         if not self.path.exists() and self.create:
             self._write([new_key()], exclusive=True)
+        self._seen = self._stamp()
         try:
             text = self.path.read_text(encoding="ascii")
         except FileNotFoundError as exc:
@@ -239,10 +255,11 @@ class KeyRing:
         return self._first
 
     def has(self, kid: str) -> bool:
-        """Whether the ring holds ``kid``, reading the source again (rate-limited) if not."""
+        """Whether the ring holds ``kid``, reading the source again if not — at once when it
+        changed (a rotation added the key), else at most every RELOAD_MIN_SECS."""
         if kid in self._keys:
             return True
-        if time.monotonic() - self._loaded_at >= RELOAD_MIN_SECS:
+        if self.source.changed() or time.monotonic() - self._loaded_at >= RELOAD_MIN_SECS:
             self.reload()
         return kid in self._keys
 
