@@ -55,9 +55,15 @@ async def test_pending_deployment_runs_and_answers(worker: Worker, database: Dat
     assert row["status"] == "running" and row["rollout_completed_at"]
     status, body = await get_json(row["endpoint"])
     assert status == 200 and body["deployment_id"] == dep_id
-    assert await phases(database, dep_id) == ["deploying", "starting", "healthy", "running"]
+    assert await phases(database, dep_id) == [
+        "pending",
+        "deploying",
+        "starting",
+        "healthy",
+        "running",
+    ]
     await worker.run_once(wait=True)
-    assert len(await phases(database, dep_id)) == 4  # converged: nothing more to do
+    assert len(await phases(database, dep_id)) == 5  # converged: nothing more to do
 
 
 async def test_redeploy_supersedes_the_previous(worker: Worker, database: Database) -> None:
