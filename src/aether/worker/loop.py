@@ -28,7 +28,7 @@ from aether.store import reconcile as store
 from aether.store.clock import now_iso
 from aether.store.database import Database, Row
 from aether.worker.apply import Applier, RetryLater
-from aether.worker.plan import DeploymentState, plan
+from aether.worker.plan import DeploymentState, changes_anything, plan
 from aether.worker.runtimes.base import Runtime
 
 log = logging.getLogger("aether.worker")
@@ -54,6 +54,7 @@ class _AppSlot:
     not_before: float = 0.0
     held: bool = False
     first_retry: dict[str, float] = field(default_factory=dict)
+    noted: set[str] = field(default_factory=set)
 
 
 class Worker:
@@ -178,9 +179,10 @@ class Worker:
             log.warning("reconciling %s failed, will retry: %s", slot.name, exc.message)
             self._retry_after(slot, 1.0)
             return False
-        if actions:
-            self._wake.set()  # look again at once: the plan should now be empty
-        return bool(actions)
+        if changes_anything(actions):
+            self._wake.set()  # look again at once: the plan should now be settled
+            return True
+        return False
 
     async def _hold(self, app_id: str, slot: _AppSlot) -> bool:
         held = await store.acquire_lease(self.db, app_id, self.holder, self.settings.lease_secs)
