@@ -8,7 +8,9 @@ idempotently, read objects and pod logs. Every failure is a :class:`KubeError`.
 from aether.kube.apply import Applied, KubeNotOwned, apply, ensure_owned, holds
 from aether.kube.client import (
     DEPLOYMENTS,
+    KINDS,
     PODS,
+    REPLICASETS,
     SECRETS,
     SERVICES,
     Kind,
@@ -28,7 +30,9 @@ from aether.kube.logs import follow_log, log_params, read_log
 
 __all__ = [
     "DEPLOYMENTS",
+    "KINDS",
     "PODS",
+    "REPLICASETS",
     "SECRETS",
     "SERVICES",
     "Applied",
