@@ -27,6 +27,7 @@ from aether.kube import (
     SECRETS,
     SERVICES,
     KubeClient,
+    KubeConflict,
     KubeError,
     KubeNotFound,
     KubeNotOwned,
@@ -57,6 +58,7 @@ from aether.worker.runtimes.kubernetes_rollout import (
 
 OWNER = {MANAGED_BY_LABEL: MANAGED_BY}
 RETRY_DELAY_SECS = 5.0
+CONFLICT_RETRY_DELAY_SECS = 1.0  # another writer kept winning: it is usually over at once
 
 
 class RolloutFailed(AetherError):
@@ -302,4 +304,5 @@ def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
 def _outcome(exc: KubeError) -> Retry | Fatal:
     if isinstance(exc, KubeNotOwned) or not exc.transient:
         return Fatal(exc.message)
-    return Retry(exc.message, delay=RETRY_DELAY_SECS)
+    delay = CONFLICT_RETRY_DELAY_SECS if isinstance(exc, KubeConflict) else RETRY_DELAY_SECS
+    return Retry(exc.message, delay=delay)
