@@ -252,9 +252,16 @@ class KubeAPI(kmock.KubernetesEmulator):
 
     async def _serve_log(self, request: Any) -> aiohttp.web.StreamResponse:
         params = request.params or {}
-        if self.live(PODS, request.name, request.namespace) is None:
+        pod = self.live(PODS, request.name, request.namespace)
+        if pod is None:
             return await self._render_error(kmock.KubernetesObjectNotFoundError())
-        key = (request.namespace, request.name, params.get("container", "app"))
+        container = params.get("container", "app")
+        waiting = _waiting_reason(pod, container)
+        if waiting is not None:  # what the kubelet answers for a container not started yet
+            said = f'container "{container}" in pod "{request.name}" is waiting to start: {waiting}'
+            error = kmock.KubernetesError(status=400, reason="BadRequest", message=said, details={})
+            return await self._render_error(error)
+        key = (request.namespace, request.name, container)
         entries = self._select_log(self.logs.get(key, []), params)
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request._raw_request)
@@ -293,6 +300,15 @@ class KubeAPI(kmock.KubernetesEmulator):
             for ts, line in entries[sent:]:
                 await response.write(_log_line(ts, line, stamps))
             sent = len(entries)
+
+
+def _waiting_reason(pod: dict[str, Any], container: str) -> str | None:
+    status = pod.get("status") or {}
+    for item in [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]:
+        if item.get("name") == container:
+            waiting = (item.get("state") or {}).get("waiting")
+            return None if waiting is None else waiting.get("reason", "ContainerCreating")
+    return None
 
 
 def _log_line(ts: str, line: str, stamps: bool) -> bytes:

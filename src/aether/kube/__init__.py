@@ -26,7 +26,7 @@ from aether.kube.errors import (
     KubeNotFound,
     KubeUnavailable,
 )
-from aether.kube.logs import follow_log, log_params, read_log
+from aether.kube.logs import LogUnavailable, follow_log, log_params, read_log
 
 __all__ = [
     "DEPLOYMENTS",
@@ -45,6 +45,7 @@ __all__ = [
     "KubeNotFound",
     "KubeNotOwned",
     "KubeUnavailable",
+    "LogUnavailable",
     "apply",
     "ensure_owned",
     "follow_log",

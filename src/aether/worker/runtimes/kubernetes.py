@@ -283,13 +283,13 @@ class KubernetesRuntime(Runtime):
             self.namespace, app_name, container=container, tail=tail, since=since, cursor=cursor
         )
         try:
-            lines, newest = await self.pod_logs.snapshot(query)
+            snapshot = await self.pod_logs.snapshot(query)
         except KubeError as exc:
             raise _outcome(exc) from exc
-        for line in lines:
+        for line in snapshot.lines:
             yield line
         if follow:
-            async for line in self.pod_logs.follow(query, newest):
+            async for line in self.pod_logs.follow(query, snapshot):
                 yield line
 
 
