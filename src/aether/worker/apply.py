@@ -33,14 +33,6 @@ TRANSIENT = (Retry, NetworkError, ServiceUnavailable)
 RESTART_RETRY_MAX_SECS = 30.0
 
 
-class RetryLater(Exception):
-    """Try this app again after ``delay`` seconds (a transient fault within the timeout)."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(f"retry in {delay:g}s")
-        self.delay = delay
-
-
 class RetryBook(Protocol):
     first_retry: dict[str, float]
     noted: set[str]  # deployments whose kept workload was reported by this worker
@@ -115,10 +107,9 @@ class Applier:
         delay = exc.delay if isinstance(exc, Retry) else 2.0
         if action.restart:
             delay = min(RESTART_RETRY_MAX_SECS, max(delay, waited / 4))
-        await store.record_event(
-            self.db, deployment_id, "retrying", f"{exc.message} (again in {delay:g}s)"
-        )
-        raise RetryLater(delay)
+        message = f"{exc.message} (again in {delay:g}s)"
+        await store.record_event(self.db, deployment_id, "retrying", message)
+        raise Retry(message, delay=delay)  # the loop tries the app again after the delay
 
     async def _note_kept(self, app_name: str, action: KeepWorkload, slot: RetryBook) -> None:
         """Say once (per deployment, across workers) that a workload is kept, and why."""

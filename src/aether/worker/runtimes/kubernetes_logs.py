@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
+import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +33,9 @@ from aether.kube import (
     log_params,
     read_log,
 )
+from aether.since import parse_duration
+from aether.since import parse_since as parse_moment
+from aether.store.clock import now_iso
 from aether.worker.runtimes.base import LogLine
 from aether.worker.runtimes.kubernetes_manifests import (
     APP_CONTAINER,
@@ -42,8 +45,6 @@ from aether.worker.runtimes.kubernetes_manifests import (
 from aether.worker.runtimes.kubernetes_rollout import unscheduled
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_SECS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 RESTART_SECS = 2.0  # a finished log stream (container stopped or not started) is retried after
 
 Pod = Mapping[str, Any]
@@ -84,18 +85,18 @@ def build_query(
 
 
 def parse_since(since: str | None) -> tuple[str | None, int | None]:
-    """``30s``/``5m``/``2h``/``1d`` → seconds; an RFC 3339 time → that time."""
+    """A duration (see :mod:`aether.since`) → whole seconds, rounded up so no line the local
+    runtime would show is left out; a time → that time (the API takes whole seconds)."""
     if not since:
         return None, None
-    if match := _DURATION.match(since.strip()):
-        return None, int(match[1]) * _UNIT_SECS[match[2]]
     try:
-        moment = datetime.datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+        delta = parse_duration(since)
+        if delta is not None:
+            return None, math.ceil(delta.total_seconds())
+        moment = parse_moment(since)
     except ValueError as exc:
-        raise BadRequest(f"since={since!r}: use a duration (30s, 5m, 2h) or a time") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), None
+        raise BadRequest(str(exc)) from exc
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ"), None
 
 
 def normalise_stamp(stamp: str) -> str | None:
@@ -143,7 +144,7 @@ def _container_state(status: Mapping[str, Any], container: str) -> Mapping[str, 
 
 def notice(text: str, *, pod: Pod | None, cursor: str | None) -> LogLine:
     """A line that says what the stream sees instead of the app's output."""
-    now = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+    now = normalise_stamp(now_iso()) or now_iso()
     labels = ((pod or {}).get("metadata") or {}).get("labels") or {}
     return LogLine(
         ts=now,
