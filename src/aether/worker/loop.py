@@ -7,6 +7,8 @@ Passes run on a short poll (SQLite) or when PostgreSQL NOTIFYs a new deployment 
 poll as a safety net). A step that raises :class:`Retry` is tried again after its delay until
 the rollout timeout; :class:`Fatal` fails the deployment with its message as the reason.
 ``stop()`` (SIGTERM) ends the loop; the runtime's processes are stopped and leases released.
+Only a deleted app has its workload removed (``_forget_deleted_apps``, ``_sweep_orphans``);
+the plan itself never removes one.
 """
 
 from __future__ import annotations
