@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from plugins.kube_api import DEPLOYMENTS, KubeAPI, wait_until
-from plugins.kube_cluster import HELD, NEVER_READY, Controller
+from plugins.kube_controller import HELD, NEVER_READY, Controller
 
 TEMPLATE = {
     "metadata": {"labels": {"app": "aether", "app_name": "hello", "deployment_id": "v1"}},

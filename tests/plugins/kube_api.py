@@ -18,7 +18,8 @@ depends on real API-server behaviour:
   ``resourceVersion`` is stale and it gets 409.
 
 ``cluster`` (:class:`plugins.kube_cluster.Cluster`) plays the controller and the kubelet one
-step at a time; ``controller`` (:class:`plugins.kube_cluster.Controller`) plays them on its own.
+step at a time; ``controller`` (:class:`plugins.kube_controller.Controller`) plays them on its
+own.
 """
 
 from __future__ import annotations
@@ -372,7 +373,7 @@ def cluster(kube_api: KubeAPI) -> Any:
 @pytest_asyncio.fixture
 async def controller(kube_api: KubeAPI) -> AsyncIterator[Any]:
     """The Deployment controller and kubelet, running on their own against ``kube_api``."""
-    from plugins.kube_cluster import Controller
+    from plugins.kube_controller import Controller
 
     async with Controller(kube_api) as running:
         yield running

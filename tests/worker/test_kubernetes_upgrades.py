@@ -27,7 +27,7 @@ from aether.store.database import Database
 from aether.worker.loop import Worker
 from aether.worker.runtimes.kubernetes import KubernetesRuntime
 from plugins.kube_api import DEPLOYMENTS, KubeAPI
-from plugins.kube_cluster import CRASHING, HELD, NEVER_READY, READY, Controller
+from plugins.kube_controller import CRASHING, HELD, NEVER_READY, READY, Controller
 
 
 def make_worker(database: Database, kube_api: KubeAPI, tmp_path: Path, **settings: Any) -> Worker:

@@ -26,6 +26,7 @@ from aether.kube import (
     REPLICASETS,
     SECRETS,
     SERVICES,
+    Applied,
     KubeClient,
     KubeConflict,
     KubeError,
@@ -33,7 +34,6 @@ from aether.kube import (
     KubeNotOwned,
     apply,
 )
-from aether.kube.apply import Applied
 from aether.settings import KubeSettings, WorkerSettings
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
