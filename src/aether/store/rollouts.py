@@ -49,19 +49,33 @@ async def list_apps(db: Executor) -> list[Row]:
 
 
 async def plan_rows(db: Executor, app_id: str) -> list[Row]:
-    """The deployments the plan needs, oldest first: every active one plus the newest
-    superseded one (the fallback when everything newer failed)."""
+    """The deployments the plan needs, oldest first: every active one, the newest superseded
+    one (the fallback when everything newer failed) and the newest failed one (what a restore
+    undoes; where the worker says it keeps a workload when every release failed)."""
     active = await db.fetch_all(
         f"SELECT id, status, created_at FROM deployments WHERE app_id = :app_id"
         f" AND status IN {_ACTIVE}",
         {"app_id": app_id},
     )
-    superseded = await db.fetch_all(
-        "SELECT id, status, created_at FROM deployments WHERE app_id = :app_id"
-        " AND status = 'superseded' ORDER BY created_at DESC, id DESC LIMIT 1",
-        {"app_id": app_id},
+    newest = [
+        row
+        for status in ("superseded", "failed")
+        for row in await db.fetch_all(
+            "SELECT id, status, created_at FROM deployments WHERE app_id = :app_id"
+            " AND status = :status ORDER BY created_at DESC, id DESC LIMIT 1",
+            {"app_id": app_id, "status": status},
+        )
+    ]
+    return sorted(active + newest, key=lambda r: (r["created_at"], r["id"]))
+
+
+async def has_event(db: Executor, deployment_id: str, phase: str) -> bool:
+    """Whether the deployment already has an event of ``phase`` (notes said once)."""
+    found = await db.fetch_value(
+        "SELECT 1 FROM deployment_events WHERE deployment_id = :id AND phase = :phase LIMIT 1",
+        {"id": deployment_id, "phase": phase},
     )
-    return sorted(active + superseded, key=lambda r: (r["created_at"], r["id"]))
+    return found is not None
 
 
 async def pending_ids(db: Executor) -> set[str]:

@@ -4,6 +4,12 @@ The runtime's ``healthy`` event is the cutover point: the deployment is marked r
 endpoint the runtime now observes (older ones superseded in the same transaction) before the
 runtime stops the previous release, so the Host-header proxy switches without a gap.
 
+A restart (a release that served before: a restarted worker, a restore after a newer release
+failed) is never given up on for a transient fault — failing it would leave the app with no
+release to run — so it is retried with a growing delay until the fault clears. A workload kept
+because every release failed is reported once per deployment, as a ``kept`` event and a log
+line; nothing here ever removes a workload (deleting the app does, in the loop).
+
 The release's environment (its config version's vars and one-off overrides) is opened here,
 with the worker's key ring, and handed to the runtime in memory only. Events and failure
 reasons quote the app's output; any of its values found there is masked before it is
@@ -24,17 +30,20 @@ from aether.settings import WorkerSettings
 from aether.store import rollouts
 from aether.store.database import Database, Row
 from aether.worker.outcomes import Retry
-from aether.worker.plan import Action, Deploy, MarkRunning, Remove, Supersede
+from aether.worker.plan import Action, Deploy, KeepWorkload, MarkRunning, Supersede
 from aether.worker.runtimes.base import EventSink, Release, Runtime
 
 log = logging.getLogger("aether.worker")
 
 PULL_TOKEN_TTL_SECS = 30 * 86400  # a pod restarted weeks later can still fetch its artifact
 TRANSIENT = (Retry, NetworkError, ServiceUnavailable)
+# A restart retries transient faults for good, at a delay that grows up to this.
+RESTART_RETRY_MAX_SECS = 30.0
 
 
 class RetryBook(Protocol):
     first_retry: dict[str, float]
+    noted: set[str]  # deployments whose kept workload was reported by this worker
 
 
 MASK = "[config value]"
@@ -87,15 +96,19 @@ class Applier:
             await rollouts.supersede(self.db, action.deployment_ids)
             for old in action.deployment_ids:
                 await rollouts.record_event(self.db, old, "superseded", "a newer deployment runs")
-        elif isinstance(action, Remove):
-            await self.runtime.remove(app_name)
+        elif isinstance(action, KeepWorkload):
+            await self._note_kept(app_name, action, slot)
 
     async def _deploy(self, app_name: str, action: Deploy, slot: RetryBook) -> None:
         row = await rollouts.release_row(self.db, action.deployment_id)
         if row is None:
             return
         deployment_id = action.deployment_id
-        if action.restart:
+        if action.restores:
+            await rollouts.record_event(
+                self.db, deployment_id, "restoring", f"deployment {action.restores} failed"
+            )
+        elif action.restart:
             await rollouts.record_event(self.db, deployment_id, "restarting", "not running here")
         elif await rollouts.mark_deploying(self.db, deployment_id):
             await rollouts.record_event(
@@ -106,7 +119,7 @@ class Applier:
             self._remember_mask(deployment_id, Masker(release.env.values()))
             observed = await self.runtime.deploy(release, self.sink(deployment_id, app_name))
         except TRANSIENT as exc:
-            await self._retry_or_fail(deployment_id, exc, slot)
+            await self._retry_or_fail(action, exc, slot)
             return
         except AetherError as exc:
             await self.fail(deployment_id, exc.message)
@@ -118,17 +131,37 @@ class Applier:
         slot.first_retry.pop(deployment_id, None)
         await self.mark_running(deployment_id, app_name, endpoint=observed.endpoint)
 
-    async def _retry_or_fail(self, deployment_id: str, exc: AetherError, slot: RetryBook) -> None:
+    async def _retry_or_fail(self, action: Deploy, exc: AetherError, slot: RetryBook) -> None:
+        deployment_id = action.deployment_id
         first = slot.first_retry.setdefault(deployment_id, time.monotonic())
+        waited = time.monotonic() - first
         timeout = self.settings.rollout_timeout_secs
-        if time.monotonic() - first >= timeout:
+        if waited >= timeout and not action.restart:
             slot.first_retry.pop(deployment_id, None)
             await self.fail(deployment_id, f"not healthy within {timeout:g}s: {exc.message}")
             return
         delay = exc.delay if isinstance(exc, Retry) else 2.0
+        if action.restart:
+            delay = min(RESTART_RETRY_MAX_SECS, max(delay, waited / 4))
         message = f"{exc.message} (again in {delay:g}s)"
         await rollouts.record_event(self.db, deployment_id, "retrying", message)
         raise Retry(message, delay=delay)  # the loop tries the app again after the delay
+
+    async def _note_kept(self, app_name: str, action: KeepWorkload, slot: RetryBook) -> None:
+        """Say once (per deployment, across workers) that a workload is kept, and why."""
+        key = action.deployment_id or ""
+        if key in slot.noted:
+            return
+        slot.noted.add(key)
+        what = f"release {action.serving}" if action.serving else "its last workload"
+        message = (
+            f"every release of {app_name} failed; the {self.runtime.name} runtime still runs "
+            f"{what} and it is left as it is (deploy a release that works, or delete the app)"
+        )
+        log.warning("%s", message)
+        deployment_id = action.deployment_id
+        if deployment_id and not await rollouts.has_event(self.db, deployment_id, "kept"):
+            await rollouts.record_event(self.db, deployment_id, "kept", message)
 
     async def fail(self, deployment_id: str, reason: str) -> None:
         reason = self._mask(deployment_id, reason)

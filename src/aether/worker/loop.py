@@ -8,6 +8,8 @@ poll as a safety net). A step that raises :class:`Retry` is tried again after it
 the rollout timeout; :class:`Fatal` fails the deployment with its message as the reason.
 ``stop()`` (SIGTERM) ends the loop. Local apps go on running and this worker keeps their leases
 (a restarted worker has the same identity and adopts them); other runtimes release theirs.
+Only a deleted app has its workload removed (``_forget_deleted_apps``, ``_sweep_orphans``);
+the plan itself never removes one.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from aether.store.clock import now_iso
 from aether.store.database import Database, Row
 from aether.worker.apply import Applier
 from aether.worker.outcomes import Retry
-from aether.worker.plan import DeploymentState, plan
+from aether.worker.plan import DeploymentState, changes_anything, plan
 from aether.worker.runtimes.base import Runtime
 
 log = logging.getLogger("aether.worker")
@@ -56,6 +58,7 @@ class _AppSlot:
     not_before: float = 0.0
     held: bool = False
     first_retry: dict[str, float] = field(default_factory=dict)
+    noted: set[str] = field(default_factory=set)
 
 
 class Worker:
@@ -194,9 +197,10 @@ class Worker:
             log.warning("reconciling %s failed, will retry: %s", slot.name, exc.message)
             self._retry_after(slot, 1.0)
             return False
-        if actions:
-            self._wake.set()  # look again at once: the plan should now be empty
-        return bool(actions)
+        if changes_anything(actions):
+            self._wake.set()  # look again at once: the plan should now be settled
+            return True
+        return False
 
     async def _hold(self, app_id: str, slot: _AppSlot) -> bool:
         held = await leases.acquire_lease(self.db, app_id, self.holder, self.settings.lease_secs)
