@@ -26,16 +26,24 @@ from aether.cli.output import emit, format_option
 from aether.models import ConfigChange
 
 
-def _change_options(command: Any) -> Any:
-    command = click.option(
-        "--no-restart",
-        is_flag=True,
-        help="Stage the change: the next deploy (or config change) rolls it out.",
-    )(command)
-    command = click.option(
-        "--no-wait", is_flag=True, help="Return once the new release is registered."
-    )(command)
-    return rollout_timeout_option(command)
+def _change_command(command: Any) -> Any:
+    """The options every change takes: ``--app``, ``--no-restart``, ``--no-wait``,
+    ``--timeout``, ``--token``, ``--format``; the command passes ``app`` and ``no_restart``
+    on and the rest to :func:`_apply` as ``**rollout``."""
+    for option in (
+        format_option,
+        token_option,
+        rollout_timeout_option,
+        click.option("--no-wait", is_flag=True, help="Return once the new release is registered."),
+        click.option(
+            "--no-restart",
+            is_flag=True,
+            help="Stage the change: the next deploy (or config change) rolls it out.",
+        ),
+        app_option(),
+    ):
+        command = option(command)
+    return command
 
 
 @click.group(name="config", invoke_without_command=True)
@@ -94,27 +102,15 @@ def render_config(data: Any) -> str:
 
 @config.command(name="set")
 @click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
-@app_option()
-@_change_options
-@token_option
-@format_option
-def set_config(
-    pairs: tuple[str, ...],
-    app: str | None,
-    no_restart: bool,
-    no_wait: bool,
-    timeout_secs: float,
-    token: str | None,
-    output_format: str,
-) -> None:
+@_change_command
+def set_config(pairs: tuple[str, ...], app: str | None, no_restart: bool, **rollout: Any) -> None:
     """Set config vars (one new config version) and roll out a release with them.
 
     A single KEY without '=' takes its value from stdin (a hidden prompt on a terminal),
     which keeps it out of the shell history and the process list.
     """
     name = resolve_app(app)
-    change: ConfigChange = {"set": _pairs(pairs), "restart": not no_restart}
-    _apply(name, change, no_wait=no_wait, timeout_secs=timeout_secs, token=token)
+    _apply(name, {"set": _pairs(pairs), "restart": not no_restart}, **rollout)
 
 
 def _pairs(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -140,44 +136,21 @@ def _value_from_stdin(key: str) -> str:
 
 @config.command(name="unset")
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
-@app_option()
-@_change_options
-@token_option
-@format_option
-def unset_config(
-    keys: tuple[str, ...],
-    app: str | None,
-    no_restart: bool,
-    no_wait: bool,
-    timeout_secs: float,
-    token: str | None,
-    output_format: str,
-) -> None:
+@_change_command
+def unset_config(keys: tuple[str, ...], app: str | None, no_restart: bool, **rollout: Any) -> None:
     """Remove config vars (one new config version) and roll out a release without them."""
     from aether.errors import UsageError
     from aether.models import check_config_name
 
     name = resolve_app(app)
     names = [check_config_name(key, error=UsageError) for key in keys]
-    change: ConfigChange = {"unset": names, "restart": not no_restart}
-    _apply(name, change, no_wait=no_wait, timeout_secs=timeout_secs, token=token)
+    _apply(name, {"unset": names, "restart": not no_restart}, **rollout)
 
 
 @config.command(name="import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@app_option()
-@_change_options
-@token_option
-@format_option
-def import_config(
-    file: Path,
-    app: str | None,
-    no_restart: bool,
-    no_wait: bool,
-    timeout_secs: float,
-    token: str | None,
-    output_format: str,
-) -> None:
+@_change_command
+def import_config(file: Path, app: str | None, no_restart: bool, **rollout: Any) -> None:
     """Set every variable of a dotenv FILE (KEY=value lines, `export`, quotes, # comments)
     in one config version; variables not in the file stay as they are. Values are taken
     as written (no ${VAR} expansion)."""
@@ -188,12 +161,17 @@ def import_config(
     found = read_env_file(file)
     if not found:
         raise UsageError(f"{file} holds no variables")
-    change: ConfigChange = {"set": found, "restart": not no_restart}
-    _apply(name, change, no_wait=no_wait, timeout_secs=timeout_secs, token=token)
+    _apply(name, {"set": found, "restart": not no_restart}, **rollout)
 
 
 def _apply(
-    app: str, change: ConfigChange, *, no_wait: bool, timeout_secs: float, token: str | None
+    app: str,
+    change: ConfigChange,
+    *,
+    no_wait: bool,
+    timeout_secs: float,
+    token: str | None,
+    output_format: str,
 ) -> None:
     from aether.cli.progress import Progress
     from aether.client import apps as client_apps

@@ -96,20 +96,19 @@ def deploy(
 def _notices(result: dict[str, Any]) -> None:
     """What a user should know about --env (stderr: stdout carries the result)."""
     release = f"release v{result['release']}" if result.get("release") else "this release"
-    if result.get("one_off_env"):
-        names = ", ".join(result["one_off_env"])
-        click.echo(
-            f"note: --env {names} applies to {release} only (one-off); "
-            "`aether config set` keeps a variable for every release",
-            err=True,
-        )
-    if result.get("dropped_overrides"):
-        names = ", ".join(result["dropped_overrides"])
-        click.echo(
-            f"note: the previous release's one-off --env {names} is not in {release}; "
-            "`aether config set` keeps a variable for every release",
-            err=True,
-        )
+    said = {
+        "one_off_env": "--env {names} applies to {release} only (one-off)",
+        "dropped_overrides": "the previous release's one-off --env {names} is not in {release}",
+    }
+    for field, text in said.items():
+        if result.get(field):
+            names = ", ".join(result[field])
+            click.echo(
+                "note: "
+                + text.format(names=names, release=release)
+                + "; `aether config set` keeps a variable for every release",
+                err=True,
+            )
 
 
 def _pack_only(path: Path, options: Any, settings: Any, progress: Any) -> dict[str, Any]:

@@ -93,34 +93,26 @@ def pull_secret(release: Release, settings: KubeSettings) -> Manifest:
             f"deployment {release.deployment_id} has no pull token: the worker must create one "
             "for the Kubernetes runtime"
         )
-    token = base64.b64encode(release.pull_token.encode()).decode()
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _metadata(
-            pull_secret_name(release.app_name, release.deployment_id),
-            settings.namespace,
-            release_labels(release),
-        ),
-        "type": "Opaque",
-        "data": {"token": token},
-    }
+    name = pull_secret_name(release.app_name, release.deployment_id)
+    return _secret(name, release, settings, {"token": release.pull_token})
 
 
 def env_secret(release: Release, settings: KubeSettings) -> Manifest:
     """The release's config vars; immutable (a release's environment never changes, and the
     kubelet need not watch it)."""
-    data = {name: base64.b64encode(value.encode()).decode() for name, value in release.env.items()}
+    name = env_secret_name(release.app_name, release.deployment_id)
+    return {**_secret(name, release, settings, release.env), "immutable": True}
+
+
+def _secret(
+    name: str, release: Release, settings: KubeSettings, values: Mapping[str, str]
+) -> Manifest:
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(
-            env_secret_name(release.app_name, release.deployment_id),
-            settings.namespace,
-            release_labels(release),
-        ),
+        "metadata": _metadata(name, settings.namespace, release_labels(release)),
         "type": "Opaque",
-        "immutable": True,
         "data": dict(sorted(data.items())),
     }
 
