@@ -279,6 +279,15 @@ def test_the_embedded_key_file_is_generated_private(api):
     assert path.exists() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
+def test_a_server_without_the_key_the_database_seals_with_refuses_to_start(api, make_api):
+    from aether.errors import ConfigError
+    from aether.sealing import new_key
+
+    assert api.get("/healthz").status_code == 200  # the first server registered its key
+    with pytest.raises(ConfigError, match="sealed with secrets key"):
+        make_api(env={"AETHER_SECRETS_KEY": new_key()})
+
+
 def test_destroy_removes_releases_config_and_pull_tokens(api, shop):
     from aether.store import tokens as token_store
 
