@@ -15,6 +15,7 @@ target's code, config and settings but keeps the current scale.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -208,8 +209,6 @@ def _describe_change(set_vars: Mapping[str, str], unset: Sequence[str], changed:
 
 
 def _json_env(raw: Any) -> dict[str, str]:
-    import json
-
     value = raw if isinstance(raw, dict) else json.loads(raw or "{}")
     return {str(k): str(v) for k, v in value.items()}
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aether.sealing import KeyRing, SealedEnv
 from aether.store.clock import now_iso
-from aether.store.database import Executor, Row
+from aether.store.database import Executor
 
 
 @dataclass(frozen=True)
@@ -114,15 +114,3 @@ async def point_to(tx: Executor, app_id: str, version: int) -> None:
         "UPDATE applications SET config_version = :version WHERE id = :id",
         {"id": app_id, "version": version},
     )
-
-
-async def history(db: Executor, app_id: str) -> list[Row]:
-    """The app's config versions, newest first (vars as names only)."""
-    rows = await db.fetch_all(
-        "SELECT version, vars, description, created_by, created_at FROM config_versions"
-        " WHERE app_id = :app ORDER BY version DESC",
-        {"app": app_id},
-    )
-    for row in rows:
-        row["names"] = sorted(decode(row.pop("vars")))
-    return rows
