@@ -164,7 +164,8 @@ class ReleasePage(TypedDict):
 
 class AppInfo(AppWithCurrent):
     """``GET /apps/{app}``: the app, its newest running deployment, the release it runs (or
-    rolls out) and its config: version and var names (values: ``GET /apps/{app}/config``)."""
+    rolls out; else its newest, failed one) and its config: version and var names (values:
+    ``GET /apps/{app}/config``)."""
 
     release: NotRequired[Release | None]
     config_version: NotRequired[int]

@@ -74,7 +74,7 @@ async def get_app(request: Request) -> JSONResponse:
     row = await load_app(request, write=False)
     state = get_state(request)
     current = (await app_store.current_deployments(state.db)).get(row["id"])
-    release = await release_store.desired(state.db, row["id"])
+    release = await release_store.base_release(state.db, row["id"])
     config = await config_vars.current(state.db, row["id"])
     info: AppInfo = {
         **_with_current(row, current, state),
