@@ -11,6 +11,7 @@ Phases are reported through ``on_progress(phase, done, total)``; deployment even
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -24,11 +25,12 @@ from aether.client.follow import EventCallback, follow_deployment
 from aether.client.resume import ResumeStore
 from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import server_config, upload_artifact
-from aether.errors import ConfigError, UsageError
+from aether.errors import AetherError, ConfigError, UsageError
 from aether.models import (
     Deployment,
     DeploymentCreated,
     DeploymentRequest,
+    DeployReport,
     check_app_name,
     check_config_name,
     check_config_value,
@@ -37,6 +39,8 @@ from aether.models import (
 )
 from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,33 @@ def deploy(
         packed, timings = pack_project(project_dir, options, settings, environ, on_progress)
         timings["upload"] += preflight_ms
         result = _ship(api, packed, app, options, config, timings, environ, on_progress, on_event)
-    timings["total"] = _ms_since(started)
+        timings["total"] = _ms_since(started)
+        if config.get("deploy_reports") and result.get("deployment_id"):
+            _final_report(api, result, timings)
     return {**result, "timings_ms": timings}
+
+
+def _report(result: Mapping[str, Any], timings: Mapping[str, float]) -> DeployReport:
+    """What this run measured, for the dashboard (``models.DeployReport``)."""
+    uploaded = int(result.get("uploaded_bytes") or 0)
+    size = int(result.get("size_bytes") or 0)
+    return {
+        "timings_ms": {phase: value for phase, value in timings.items() if value >= 0},
+        "uploaded_bytes": uploaded,
+        "skipped_bytes": max(size - uploaded, 0),
+    }
+
+
+def _final_report(api: ApiClient, result: Mapping[str, Any], timings: Mapping[str, float]) -> None:
+    """``PUT /deployments/{id}/report`` after the rollout was followed. A deploy that
+    happened is never failed by its report: a refusal is only logged."""
+    if result.get("unchanged"):
+        return  # the answer was an older deployment, not this run's
+    try:
+        path = f"/deployments/{result['deployment_id']}/report"
+        api.put(path, dict(_report(result, timings)))
+    except AetherError as exc:
+        log.debug("the deployment's timings were not recorded: %s", exc)
 
 
 def _preflight(api: ApiClient, settings: ClientSettings, options: DeployOptions) -> dict[str, Any]:
@@ -134,7 +163,8 @@ def _ship(
     timings["upload"] += _ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
-    registered = _register(api, app, packed.digest, options)
+    report = _report(result, timings) if config.get("deploy_reports") else None
+    registered = _register(api, app, packed.digest, options, report)
     timings["register"] += _ms_since(clock)
     deployment: Deployment = registered
     # An unchanged release that already runs has nothing to follow (its events are old).
@@ -221,10 +251,19 @@ def _upload(
     }
 
 
-def _register(api: ApiClient, app: str, digest: str, options: DeployOptions) -> DeploymentCreated:
+def _register(
+    api: ApiClient,
+    app: str,
+    digest: str,
+    options: DeployOptions,
+    report: DeployReport | None = None,
+) -> DeploymentCreated:
     """``POST /deployments``: a release of the artifact with the app's config, idempotent on
-    the release's whole tuple on the server."""
+    the release's whole tuple on the server; with what was measured so far when the server
+    takes reports."""
     body: DeploymentRequest = {"app_name": app, "artifact_digest": digest}
+    if report is not None:
+        body["report"] = dict(report)
     if options.env:
         body["env"] = dict(options.env)
     if options.start_command:

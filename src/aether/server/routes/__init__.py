@@ -16,6 +16,7 @@ from aether.server.routes import (
     artifacts,
     blobs,
     config,
+    deployment_reports,
     deployments,
     health,
     logs,
@@ -36,6 +37,7 @@ MODULES = (
     public_keys,
     blobs,
     logs,
+    deployment_reports,
 )
 ROUTES: list[BaseRoute] = [
     *(route for module in MODULES for route in module.ROUTES),

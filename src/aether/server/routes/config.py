@@ -24,6 +24,8 @@ async def get_config(request: Request) -> JSONResponse:
             "max_artifact_size_bytes": policy.max_artifact_size_bytes,
             "require_signature": policy.require_signature,
             "version": __version__,
+            # the client may send DeployReports (POST /deployments, PUT …/report)
+            "deploy_reports": True,
         }
     )
 
@@ -41,6 +43,7 @@ OPENAPI = {
                     "max_artifact_size_bytes": INT,
                     "require_signature": BOOL,
                     "version": STR,
+                    "deploy_reports": BOOL,
                 }
             ),
             errors=(401,),

@@ -22,6 +22,7 @@ from aether.models import (
     Event,
     check_config_vars,
     check_replicas,
+    check_report,
     deployment_from,
     event_from,
     is_digest,
@@ -37,7 +38,7 @@ from aether.server.responses import JSONResponse, render_json, rendered_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
-from aether.store import deployment_pages, wakeups
+from aether.store import deployment_pages, deployment_reports, wakeups
 from aether.store import deployments as store
 from aether.store import public_keys as public_key_store
 from aether.store import releases as release_store
@@ -93,6 +94,7 @@ async def create_deployment(request: Request) -> JSONResponse:
     if not is_digest(body["artifact_digest"]):
         raise BadRequest("field 'artifact_digest' must be 64 lowercase hex characters")
     _check_options(body)
+    report = check_report(body["report"]) if "report" in body else None
     state = get_state(request)
     app = await app_store.require_app(state.db, body["app_name"])
     who = require_app_access(request, app, write=True)
@@ -108,6 +110,8 @@ async def create_deployment(request: Request) -> JSONResponse:
         keep_health_path="health_path" not in body,
     )
     outcome = await releasing.deploy(state, app, who.user_id, wanted)
+    if report and outcome.created:  # an unchanged answer is an older deployment: not this run's
+        await deployment_reports.save(state.db, outcome.deployment["id"], report, final=False)
     return _created(state, outcome, set(wanted.overrides))
 
 
