@@ -10,7 +10,7 @@ from typing import Any
 
 from aether.models import DeployReport
 from aether.store.clock import now_iso
-from aether.store.database import Executor, Row
+from aether.store.database import Executor, Row, in_list
 
 # The latency page reads at most this many deployments (a month of a busy platform).
 MAX_LATENCY_ROWS = 20_000
@@ -47,14 +47,13 @@ async def get(db: Executor, deployment_id: str) -> dict[str, Any] | None:
 async def for_deployments(db: Executor, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """deployment id → its report (``timings_ms``, ``uploaded_bytes``, ``skipped_bytes``,
     ``final``), for those that have one."""
-    wanted = list(dict.fromkeys(ids))
-    if not wanted:
+    placeholders, params = in_list("id", ids)
+    if not params:
         return {}
-    names = {f"id{index}": value for index, value in enumerate(wanted)}
     rows = await db.fetch_all(
         "SELECT deployment_id, timings, uploaded_bytes, skipped_bytes, final"
-        f" FROM deployment_reports WHERE deployment_id IN ({', '.join(':' + k for k in names)})",
-        names,
+        f" FROM deployment_reports WHERE deployment_id IN ({placeholders})",
+        params,
     )
     return {row["deployment_id"]: _report(row) for row in rows}
 

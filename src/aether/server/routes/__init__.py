@@ -22,6 +22,7 @@ from aether.server.routes import (
     logs,
     public_keys,
     releases,
+    signin_links,
     tokens,
 )
 
@@ -38,6 +39,7 @@ MODULES = (
     blobs,
     logs,
     deployment_reports,
+    signin_links,
 )
 ROUTES: list[BaseRoute] = [
     *(route for module in MODULES for route in module.ROUTES),

@@ -65,7 +65,7 @@ def _check_options(body: dict[str, Any]) -> None:
         raise BadRequest("field 'node_version' must be a Node.js major such as \"20\"")
 
 
-async def _stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
+async def stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
     """The stored artifact to deploy. It may have been uploaded for another app: promoting
     the exact bytes that ran in staging to production is the point of content addressing."""
     artifact = await artifact_store.get_stored(state.db, digest)
@@ -98,7 +98,7 @@ async def create_deployment(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, body["app_name"])
     who = require_app_access(request, app, write=True)
-    await _stored_artifact(state, app, body["artifact_digest"])
+    await stored_artifact(state, app, body["artifact_digest"])
     wanted = releasing.DeployRequest(
         artifact_digest=body["artifact_digest"],
         overrides=body.get("env") or {},
@@ -214,12 +214,12 @@ async def rollback(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, request.path_params["app"])
     who = require_app_access(request, app, write=True)
-    target = await _rollback_target(state, app, body.get("to"))
-    await _stored_artifact(state, app, target["artifact_digest"])
+    target = await rollback_target(state, app, body.get("to"))
+    await stored_artifact(state, app, target["artifact_digest"])
     return _created(state, await releasing.rollback(state, app, who.user_id, target))
 
 
-async def _rollback_target(state: ServerState, app: Row, to: str | None) -> Row:
+async def rollback_target(state: ServerState, app: Row, to: str | None) -> Row:
     """``to``: a release (``v3``, ``3``) or a deployment id; default: the release before the
     one running now (the newest earlier release whose rollout succeeded)."""
     version = release_number(to) if to is not None else None
