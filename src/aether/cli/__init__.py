@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "token": ("aether.cli.token:token", "Administer API tokens on the server side.", False),
     "gc": ("aether.cli.gc:gc", "Delete stale pending uploads.", False),
     "admin": ("aether.cli.admin:admin", "Rotate the secrets key that seals config values.", False),
+    "dashboard": (
+        "aether.cli.dashboard:dashboard",
+        "Open the web dashboard in a browser, signed in.",
+        False,
+    ),
     "completions": ("aether.cli.completions:completions", "Print a shell completion script.", True),
 }
 
