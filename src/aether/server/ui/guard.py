@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from aether.errors import AetherError
+from aether.errors import AetherError, Unauthorized
 from aether.server.ui.session import SignedIn, check_csrf, signed_in
 from aether.server.ui.templating import render
 
@@ -39,6 +39,20 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return await handler(request, signed)
         except AetherError as exc:
             return error_page(request, signed, exc)
+
+    return endpoint
+
+
+def data(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A stream or document a page's script reads: the session or 401, and the API's JSON
+    error envelope (never an HTML page) for anything refused."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        signed = await signed_in(request)
+        if signed is None:
+            raise Unauthorized("not signed in to the dashboard (or the session ended)")
+        return await handler(request, signed)
 
     return endpoint
 

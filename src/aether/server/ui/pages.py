@@ -15,7 +15,7 @@ from aether.server.routes import logs as logs_route
 from aether.server.routes.app_config import config_listing
 from aether.server.state import get_state
 from aether.server.ui import latency, views
-from aether.server.ui.guard import page
+from aether.server.ui.guard import data, page
 from aether.server.ui.session import SignedIn
 from aether.server.ui.templating import render
 from aether.store import apps as app_store
@@ -102,7 +102,7 @@ async def logs_page(request: Request, signed: SignedIn) -> Response:
     return render(request, "logs.html", {"signed": signed, "app": app})
 
 
-@page
+@data
 async def logs_stream(request: Request, signed: SignedIn) -> Response:
     """The API's own log stream (``GET /apps/{app}/logs``: cursors, follow) for the page's
     script, authenticated by the session."""

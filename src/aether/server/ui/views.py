@@ -20,6 +20,7 @@ from aether.store.clock import parse_iso
 from aether.store.database import Row
 
 RELEASES_SHOWN = 30
+NO_REPORT: dict[str, Any] = {"timings_ms": {}, "uploaded_bytes": None, "skipped_bytes": None}
 
 
 def duration_ms(row: Row | None) -> float | None:
@@ -89,7 +90,7 @@ async def releases(state: ServerState, app: Row) -> list[dict[str, Any]]:
     found = []
     for row in rows:
         artifact = artifacts.get(row["artifact_digest"])
-        report = reports.get(row["deployment_id"] or "", {})
+        report = reports.get(row["deployment_id"] or "", NO_REPORT)
         timings = report.get("timings_ms", {})
         found.append(
             {
