@@ -8,7 +8,7 @@ SCRIPTS := $(shell grep -l '^\#!.*python' scripts/* scripts/bench/* 2>/dev/null)
 # `make bench BENCH=scripts/bench/coldstart` runs one benchmark.
 BENCH ?= $(wildcard scripts/bench/*)
 
-.PHONY: venv test lint format zipapp bench demo clean lock
+.PHONY: venv test lint format zipapp bench demo clean lock browser
 
 # The editable install builds the C extensions in place (src/aether/pack/_*.so) and
 # leaves src/ without bytecode; where PYTHONDONTWRITEBYTECODE is set nothing would ever write
@@ -44,6 +44,11 @@ bench: zipapp
 
 demo:
 	scripts/quickstart
+
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; never a download
+# of Playwright's own browsers). .ci/run does the same.
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # Re-resolve the locked dependency set (needs network access to PyPI).
 lock:

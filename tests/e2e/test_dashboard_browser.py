@@ -27,7 +27,7 @@ from browser_support import (
 )
 from e2e_support import api_get, app_copy, deploy, via_proxy, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 LONG = 60_000  # ms: a rollout on a loaded machine
 
 
