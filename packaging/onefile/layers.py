@@ -159,7 +159,7 @@ def build_tools(cache: Path, setuptools_pin: str) -> Path:
     return tools
 
 
-def glibc_needed(extension: Path) -> tuple[int, int] | None:
+def glibc_needed(elf: bytes) -> tuple[int, int] | None:
     """The newest ``GLIBC_x.y`` symbol version an ELF file asks for."""
-    versions = re.findall(rb"GLIBC_(\d+)\.(\d+)", extension.read_bytes())
+    versions = re.findall(rb"GLIBC_(\d+)\.(\d+)", elf)
     return max((int(a), int(b)) for a, b in versions) if versions else None

@@ -4,6 +4,11 @@
 are kept in ``build/wheels/files/`` (one copy of each, shared by every platform and version)
 with a list per platform and version, keyed by the requirements and the accepted tags. While
 that key is unchanged a rebuild reads the list and never asks the index: offline and quick.
+
+Each pip run spends most of its time asking the index about every package, so the first
+platform's versions are resolved in full, and the others only for the packages that got a
+compiled wheel there: a package that is pure Python on Linux x86-64 for every version is
+taken as the same pure wheel everywhere.
 """
 
 from __future__ import annotations
@@ -44,28 +49,68 @@ def requirements(lock: Path, platform: Platform) -> list[str]:
     return pins
 
 
-def resolve_all(
-    store: Path, lock: Path, platform: Platform, versions: tuple[tuple[int, int], ...]
-) -> dict[tuple[int, int], list[Path]]:
-    """The wheels for each version, downloading (three at a time) what is not yet stored."""
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {v: pool.submit(resolve, store, lock, platform, v) for v in versions}
-        return {version: future.result() for version, future in futures.items()}
+Job = tuple[Platform, tuple[int, int]]
 
 
-def resolve(store: Path, lock: Path, platform: Platform, version: tuple[int, int]) -> list[Path]:
-    pins = requirements(lock, platform)
-    key = hashlib.sha256("\n".join([*pins, *platform.wheel_tags, repr(version)]).encode())
+def resolve_all(store: Path, lock: Path, jobs: list[Job]) -> dict[Job, list[Path]]:
+    """The wheels for each (platform, version), four pip runs at a time where not stored."""
+    first = [job for job in jobs if job[0] == jobs[0][0]]
+    done = _in_parallel(store, lock, first, {})
+    pure = {
+        canonicalize_name(parse_wheel_filename(path.name)[0]): path
+        for paths in done.values()
+        for path in paths
+        if path.name.endswith("-none-any.whl")
+    }
+    compiled = {
+        canonicalize_name(parse_wheel_filename(path.name)[0])
+        for paths in done.values()
+        for path in paths
+        if not path.name.endswith("-none-any.whl")
+    }
+    shared = {name: path for name, path in pure.items() if name not in compiled}
+    rest = [job for job in jobs if job not in done]
+    return done | _in_parallel(store, lock, rest, shared)
+
+
+def _in_parallel(
+    store: Path, lock: Path, jobs: list[Job], shared: dict[str, Path]
+) -> dict[Job, list[Path]]:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {job: pool.submit(resolve, store, lock, *job, shared) for job in jobs}
+        return {job: future.result() for job, future in futures.items()}
+
+
+def resolve(
+    store: Path,
+    lock: Path,
+    platform: Platform,
+    version: tuple[int, int],
+    shared: dict[str, Path] | None = None,
+) -> list[Path]:
+    """The wheels of one platform and version: ``shared`` pure wheels plus pip's choice."""
+    shared = {n: p for n, p in (shared or {}).items() if n not in _overridden(platform)}
+    pins = [pin for pin in requirements(lock, platform) if _pin_name(pin) not in shared]
+    given = sorted(path.name for path in shared.values())
+    key = hashlib.sha256("\n".join([*pins, *given, *platform.wheel_tags, repr(version)]).encode())
     record = store / "resolved" / f"{platform.name}-cp{version[0]}{version[1]}.txt"
     files = store / "files"
     if record.is_file():
         head, *names = record.read_text().splitlines()
         if head == key.hexdigest() and all((files / name).is_file() for name in names):
             return [files / name for name in names]
-    names = _download(files, pins, platform, version)
+    names = sorted([*_download(files, pins, platform, version), *given])
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text("\n".join([key.hexdigest(), *names]) + "\n")
     return [files / name for name in names]
+
+
+def _pin_name(pin: str) -> str:
+    return canonicalize_name(pin.partition("==")[0])
+
+
+def _overridden(platform: Platform) -> set[str]:
+    return {canonicalize_name(o.name) for o in platform.overrides}
 
 
 def _download(
