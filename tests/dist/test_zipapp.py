@@ -150,7 +150,7 @@ print(json.dumps({{
 
 
 def test_bytecode_ships_for_every_version(host_file: Path) -> None:
-    names = {member.name for member, _ in payload(host_file)}
+    names = {member.name for member in payload(host_file)}
     for module in ("aether/cli/__init__", "click/core", "botocore/session"):
         directory, _, stem = module.rpartition("/")
         for a, b in PYTHONS:
@@ -158,7 +158,7 @@ def test_bytecode_ships_for_every_version(host_file: Path) -> None:
 
 
 def test_contents_are_the_runtime_set_only(host_file: Path) -> None:
-    names = [member.name for member, _ in payload(host_file)]
+    names = [member.name for member in payload(host_file)]
     tops = {name.split("/")[0].split("-")[0].lower() for name in names}
     assert not [top for top in tops if top in TEST_ONLY]
     services = {
