@@ -41,6 +41,19 @@ def compile_all(
     return compiled, {version: failed for version, (_, failed) in results.items()}
 
 
+def compile_entry(
+    cache: Path, source: Path, interpreters: dict[tuple[int, int], Path]
+) -> dict[tuple[int, int], Path]:
+    """The file's entry module compiled by each interpreter: {version: .pyc file}."""
+    compiled, failed = compile_all(cache, {source.name: source}, interpreters)
+    if any(failed.values()):
+        raise CompileFailed(f"the entry does not compile: {failed}")
+    by_tag = {
+        path.name.split(".")[-2]: pyc for path, pyc in ((Path(a), p) for a, p in compiled.items())
+    }
+    return {v: by_tag[f"cpython-{v[0]}{v[1]}"] for v in interpreters}
+
+
 def _compile_version(
     cache: Path, sources: dict[str, Path], version: tuple[int, int], python: Path
 ) -> tuple[dict[str, Path], list[list[str]]]:

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,6 +151,9 @@ print(json.dumps({{
 
 
 def test_bytecode_ships_for_every_version(host_file: Path) -> None:
+    with zipfile.ZipFile(host_file) as archive:
+        entries = set(archive.namelist())
+    assert {f"_aether_main_{a}{b}.pyc" for a, b in PYTHONS} < entries  # the entry, precompiled
     names = {member.name for member in payload(host_file)}
     for module in ("aether/cli/__init__", "click/core", "botocore/session"):
         directory, _, stem = module.rpartition("/")
