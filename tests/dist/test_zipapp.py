@@ -222,6 +222,9 @@ def served(aether: Installed, tmp_path: Path) -> Iterator[tuple[Installed, str, 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # Apps outlive the server by design; the file's own command stops them.
+        stopped = aether.run("worker", "--stop-apps", "--data-dir", str(tmp_path / "data"))
+        assert stopped.returncode == 0, stopped.stderr
 
 
 def test_serve_then_deploy_the_example(served: tuple[Installed, str, int], tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from aether.settings import WorkerSettings
 from aether.store import apps as app_store
 from aether.worker.runtimes.local import LocalRuntime
-from aether.worker.runtimes.logfiles import LogWriter, log_path_for
+from aether.worker.runtimes.logfiles import LogWriter
 from conftest import ApiHarness
 
 
@@ -30,7 +30,7 @@ def logs_api(make_api: Callable[..., ApiHarness], runtime: LocalRuntime) -> ApiH
 
 
 def write(runtime: LocalRuntime, deployment_id: str, *lines: str) -> None:
-    writer = LogWriter(log_path_for(runtime.apps_dir / "hello" / "logs", deployment_id))
+    writer = LogWriter(runtime.apps_dir / "hello" / "logs", deployment_id)
     for line in lines:
         writer.write("stdout", line)
     writer.close()
@@ -72,7 +72,15 @@ def test_follow_streams_lines_written_later(logs_api: ApiHarness, runtime: Local
 
 @pytest.mark.parametrize(
     "query",
-    ["tail=-1", "tail=x", "cursor=garbage", "since=yesterday", "follow=maybe", "container=fetch"],
+    [
+        "tail=-1",
+        "tail=x",
+        "cursor=garbage",
+        "since=yesterday",
+        "since=99999999999999h",
+        "follow=maybe",
+        "container=fetch",
+    ],
 )
 def test_bad_parameters_are_400(logs_api: ApiHarness, query: str) -> None:
     response = logs_api.get(f"/apps/hello/logs?{query}")
