@@ -1,7 +1,7 @@
 """The click-free answers of ``aether.entry`` say exactly what click would.
 
 The pre-rendered help itself exists only in the single-file build; its texts are compared
-with click's output at several widths in tests/dist/test_zipapp.py.
+with click's output at several widths in tests/onefile/test_zipapp.py.
 """
 
 from __future__ import annotations

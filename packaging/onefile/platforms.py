@@ -1,9 +1,10 @@
 """The platforms a single file is built for, and the wheel tags each one accepts.
 
 A file runs where every compiled part in it loads: the oldest glibc (or macOS) its wheels
-allow. Each platform lists the tags pip may pick, newest floor last, so the floor is the
-oldest wheel's and never this build machine's (``pip download`` without ``--platform`` would
-pick the host's newest wheels). The floor actually reached is computed from the chosen
+allow. Each platform lists the tags pip may pick up to a ceiling; for Linux the oldest come
+first, which pip prefers, so where a package has wheels for several glibc versions the oldest
+is taken: the floor is the oldest the wheels allow and never this build machine's (``pip
+download`` without ``--platform`` would pick the host's newest wheels). The floor actually reached is computed from the chosen
 wheels (``wheels.floor``) and written into the file, whose entry refuses older systems.
 """
 
@@ -38,7 +39,7 @@ class Platform:
     elf_machine: int | None  # ELF e_machine of its .so files (Linux)
     macho_cpu: int | None  # Mach-O cputype of its .so files (macOS)
     wheel_tags: tuple[str, ...]  # pip --platform values
-    glibc_max: tuple[int, int] | None = None  # the newest glibc floor accepted
+    glibc_max: tuple[int, int] | None = None  # the ceiling: no wheel needs a newer glibc
     macos_max: tuple[int, int] | None = None
     overrides: tuple[Override, ...] = ()
 
@@ -53,10 +54,14 @@ class Platform:
 
 
 def manylinux_tags(arch: str, oldest: int, newest: int) -> tuple[str, ...]:
-    """``manylinux_2_<minor>_<arch>`` from newest to oldest minor, plus the legacy aliases."""
-    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(newest, oldest - 1, -1)]
+    """``manylinux_2_<minor>_<arch>`` from the oldest minor to the newest, each with its
+    legacy alias (``manylinux2014`` is 2.17, ``manylinux2010`` 2.12, ``manylinux1`` 2.5)."""
     aliases = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-    tags += [f"{alias}_{arch}" for minor, alias in aliases.items() if oldest <= minor <= newest]
+    tags = []
+    for minor in range(oldest, newest + 1):
+        tags.append(f"manylinux_2_{minor}_{arch}")
+        if minor in aliases:
+            tags.append(f"{aliases[minor]}_{arch}")
     return tuple(tags)
 
 
