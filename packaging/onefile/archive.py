@@ -136,10 +136,3 @@ def build_info(path: Path) -> dict:
     """The ``BUILD.json`` of a built file."""
     with zipfile.ZipFile(path) as archive:
         return json.loads(archive.read("BUILD.json"))
-
-
-def payload_members(path: Path) -> list[tarfile.TarInfo]:
-    """The entries of a built file's payload (read as a stream, as the launcher does)."""
-    with zipfile.ZipFile(path) as archive, archive.open(PAYLOAD) as stream:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            return list(tar)

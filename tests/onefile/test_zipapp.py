@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from dist_support import ROOT, Installed, Release, payload, user_env
 from aether import __version__
 from onefile import interpreters
 from onefile.platforms import PYTHONS
-from plugins.live_server import free_port, wait_ready
+from plugins.live_server import free_port, stop_process, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 VERSIONS = [f"{a}.{b}" for a, b in PYTHONS]
@@ -213,15 +212,10 @@ def served(aether: Installed, tmp_path: Path) -> Iterator[tuple[Installed, str, 
     process = aether.popen(*args, env=env, log=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process, log)  # type: ignore[arg-type]
+        wait_ready(url, process, log)
         yield aether, url, port
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         # Apps outlive the server by design; the file's own command stops them.
         stopped = aether.run("worker", "--stop-apps", "--data-dir", str(tmp_path / "data"))
         assert stopped.returncode == 0, stopped.stderr
@@ -341,10 +335,9 @@ def test_serve_with_s3_storage_comes_up(
     args = ("serve", "--port", str(port), "--no-worker", "--data-dir", str(tmp_path / "data"))
     process = app.popen(*args, env=env, log=log)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log)  # type: ignore[arg-type]
+        wait_ready(f"http://127.0.0.1:{port}", process, log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_process(process)
     # The store created its bucket at start: botocore's (trimmed) S3 data works in the file.
     import boto3
 
