@@ -24,6 +24,7 @@ from dist_support import ROOT, Installed, Release, payload, user_env
 
 from aether import __version__
 from onefile import interpreters
+from onefile.archive import build_info as archive_info
 from onefile.platforms import PYTHONS
 from plugins.live_server import free_port, stop_process, wait_ready
 
@@ -150,14 +151,29 @@ print(json.dumps({{
 
 
 def test_bytecode_ships_for_every_version(host_file: Path) -> None:
+    """Every module has a .pyc for each version: no start compiles, even where nothing can be
+    written (a read-only image, PYTHONDONTWRITEBYTECODE)."""
     with zipfile.ZipFile(host_file) as archive:
         entries = set(archive.namelist())
     assert {f"_aether_main_{a}{b}.pyc" for a, b in PYTHONS} < entries  # the entry, precompiled
     names = {member.name for member in payload(host_file)}
-    for module in ("aether/cli/__init__", "click/core", "botocore/session"):
-        directory, _, stem = module.rpartition("/")
-        for a, b in PYTHONS:
-            assert f"{directory}/__pycache__/{stem}.cpython-{a}{b}.pyc" in names
+    skipped = archive_info(host_file)["not_compiled"]
+    sources = [name for name in names if name.endswith(".py")]
+    assert len(sources) > 1000
+    for a, b in PYTHONS:
+        missing = [
+            source
+            for source in sources
+            if source not in skipped[f"{a}.{b}"] and pyc_name(source, f"{a}{b}") not in names
+        ]
+        assert not missing, f"no .pyc for {a}.{b}: {missing[:5]}"
+        assert len(skipped[f"{a}.{b}"]) < 5  # sources written for another Python version
+
+
+def pyc_name(source: str, version: str) -> str:
+    """``a/b.py`` -> ``a/__pycache__/b.cpython-312.pyc``."""
+    folder, _, name = source.rpartition("/")
+    return f"{folder}/__pycache__/{name.removesuffix('.py')}.cpython-{version}.pyc".lstrip("/")
 
 
 def test_contents_are_the_runtime_set_only(host_file: Path) -> None:
