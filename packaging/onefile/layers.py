@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -28,7 +29,8 @@ from onefile import trim
 # Bump when what goes into a dependency tree changes, so cached trees are rebuilt.
 LAYER_RULES_VERSION = "3"
 # What the package tree and the C extensions are made from (their cache keys).
-PROJECT_INPUTS = ("src/aether/**/*", "setup.cfg", "setup.py", "pyproject.toml")
+PROJECT_METADATA = ("setup.cfg", "setup.py", "pyproject.toml", "README.md")
+PROJECT_INPUTS = ("src/aether/**/*", *PROJECT_METADATA)
 NATIVE_INPUTS = ("src/aether/**/*.c", "setup.py")
 # The dist-info of compiled wheels differs between versions in bookkeeping only.
 _DIST_INFO = re.compile(r"^[^/]+\.dist-info/")
@@ -89,6 +91,8 @@ def _install_path(name: str) -> str | None:
 def project_tree(cache: Path, root: Path) -> Path:
     """Aether's package files (no extension modules), as ``pip install`` lays them out.
 
+    Installed from a clean copy of the sources: setuptools builds in the source tree and never
+    prunes its ``build/lib*`` folders or ``*.egg-info``, so modules deleted since would ship.
     Reused while no file of the package or its metadata changed.
     """
     tree, stamp = cache / "app", cache / "app.key"
@@ -96,11 +100,15 @@ def project_tree(cache: Path, root: Path) -> Path:
     if tree.is_dir() and stamp.is_file() and stamp.read_text() == key:
         return tree
     shutil.rmtree(tree, ignore_errors=True)
-    # setuptools builds in-tree and never prunes build/lib: stale modules would ship.
-    shutil.rmtree(root / "build" / "lib", ignore_errors=True)
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    command += ["--no-deps", "--no-compile", "--no-build-isolation", "--target", str(tree)]
-    subprocess.run([*command, str(root)], check=True, cwd=root)
+    with tempfile.TemporaryDirectory(dir=cache, prefix="source-") as scratch:
+        source = Path(scratch)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "*.egg-info")
+        shutil.copytree(root / "src", source / "src", ignore=ignore)
+        for name in PROJECT_METADATA:
+            shutil.copy2(root / name, source / name)
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile"]
+        command += ["--disable-pip-version-check", "--no-build-isolation", "--target", str(tree)]
+        subprocess.run([*command, str(source)], check=True, cwd=source)
     shutil.rmtree(tree / "bin", ignore_errors=True)
     for extension in tree.rglob("*.so"):
         extension.unlink()  # built for this interpreter only; native_extensions() adds them
