@@ -1,13 +1,13 @@
 """The rest of the single file's entry: unpack the payload once, then start Aether.
 
-``scripts/build-zipapp`` writes the file's ``__main__.py`` as ``aether/guard.py``, then this
-source, then the two calls ``refuse_unsupported(TARGET)`` and ``launch(BUILD_ID, PAYLOAD)``:
-by the time this code runs, the interpreter is known to be one the file has compiled parts
-for. Until then it must still parse on any Python, like the guard (no annotations, no
-f-strings).
+``scripts/build-zipapp`` writes the file's entry (``_aether_main.py``, see
+``onefile.archive``) as ``aether/guard.py``, then this source, then the two calls
+``refuse_unsupported(TARGET)`` and ``launch(FOLDER, PAYLOAD)``: by the time this code runs,
+the interpreter is known to be one the file has compiled parts for. Until then it must still
+parse on any Python, like the guard (no annotations, no f-strings).
 
 The payload is one tar (a deflated member of the zip), so a start reads a zip directory of
-three entries instead of thousands (each entry costs every start ~4 µs). It is unpacked once per build
+eight entries instead of thousands (each entry costs every start ~4 µs). It is unpacked once per build
 into ``$AETHER_UNPACK_DIR`` (default ``${XDG_CACHE_HOME:-~/.cache}/aether/unpacked``) under
 a name carrying the build's digest; later starts only check that folder exists.
 """
