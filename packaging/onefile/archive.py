@@ -126,7 +126,8 @@ def write_file(
 def _entry(name: str, *, stored: bool = False) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
     info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-    info._compresslevel = LEVEL  # ZipFile.open(…, "w") takes the level from here only
+    # ZipFile.open(…, "w") takes the level from here only.
+    info._compresslevel = LEVEL  # type: ignore[attr-defined]
     info.create_system = 3  # Unix, whatever system builds it
     info.external_attr = 0o644 << 16
     return info

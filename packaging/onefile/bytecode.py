@@ -68,10 +68,10 @@ def _compile_version(
             jobs.append([str(source), name, str(output)])
     failed = dict(_run_worker(python, jobs)) if jobs else {}
     # A source that failed once fails again: an empty file remembers it.
-    for _, name, output in jobs:
+    for _, name, target in jobs:
         if name in failed:
-            Path(output).parent.mkdir(parents=True, exist_ok=True)
-            Path(output).write_bytes(b"")
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            Path(target).write_bytes(b"")
     compiled = {arcname: path for arcname, path in pycs.items() if path.stat().st_size}
     skipped = sorted(set(sources) - {n for n in sources if _pyc_name(n, tag) in compiled})
     return compiled, [[name, failed.get(name, "failed before")] for name in skipped]

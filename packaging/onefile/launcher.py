@@ -46,13 +46,15 @@ def unpack(archive_path, payload, folder):
     if sys.stderr.isatty():
         sys.stderr.write("aether: first start of this build: unpacking into " + folder + "\n")
     partial = folder + ".partial-" + str(os.getpid())
-    # The "data" filter (Python 3.11.4+) refuses anything but plain files and folders inside.
-    options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     try:
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         with zipfile.ZipFile(archive_path) as archive, archive.open(payload) as stream:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
-                tar.extractall(partial, **options)
+                # The "data" filter (3.11.4+) refuses anything but plain files and folders.
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(partial, filter="data")
+                else:
+                    tar.extractall(partial)
         os.rename(partial, folder)
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)

@@ -68,7 +68,7 @@ def resolve_all(store: Path, lock: Path, jobs: list[Job]) -> dict[Job, list[Path
         for path in paths
         if not path.name.endswith("-none-any.whl")
     }
-    shared = {name: path for name, path in pure.items() if name not in compiled}
+    shared = {str(name): path for name, path in pure.items() if name not in compiled}
     rest = [job for job in jobs if job not in done]
     return done | _in_parallel(store, lock, rest, shared)
 
