@@ -284,7 +284,7 @@ def check_report(report: object, *, error: type[AetherError] = BadRequest) -> De
             value = report[name]
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53:
                 raise error(f"report: {name} must be an integer from 0 to 2**53")
-            checked[name] = value  # type: ignore[literal-required]
+            checked[name] = value
     return checked
 
 

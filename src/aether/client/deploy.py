@@ -263,7 +263,7 @@ def _register(
     takes reports."""
     body: DeploymentRequest = {"app_name": app, "artifact_digest": digest}
     if report is not None:
-        body["report"] = dict(report)
+        body["report"] = report
     if options.env:
         body["env"] = dict(options.env)
     if options.start_command:
