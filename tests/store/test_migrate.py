@@ -20,6 +20,9 @@ EXPECTED_TABLES = {
     "releases",
     "config_versions",
     "secrets_keys",
+    "deployment_reports",
+    "dashboard_sessions",
+    "dashboard_links",
     "schema_migrations",
 }
 
