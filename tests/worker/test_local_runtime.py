@@ -13,6 +13,7 @@ from worker_support import Recorder, eventually, extracted_release, get_json
 
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.local import LocalRuntime
+from aether.worker.runtimes.supervision import supervisor_alive
 
 
 async def test_deploy_starts_the_release_and_it_answers(
@@ -175,3 +176,32 @@ async def test_apps_outlive_a_stopped_runtime_until_removed_or_stopped(
     assert status == 200
     await runtime.stop_apps()
     assert not processes[1].alive
+
+
+async def test_a_supervisor_another_one_took_over_from_stops_by_itself(
+    runtime: LocalRuntime,
+) -> None:
+    """A worker that did not adopt a running release starts it again (same deployment, same
+    run record): the first supervisor must not run on where no worker can find it."""
+    release = extracted_release(runtime.settings.data_dir, "hello")
+    await runtime.deploy(release, Recorder())
+    first = runtime.process_of("hello")
+    assert first is not None and first.record is not None
+    first_record = first.record
+    stranger = LocalRuntime(runtime.settings, stop_grace_secs=1.0)  # never adopted it
+    try:
+        await stranger.deploy(release, Recorder())
+
+        async def first_gone() -> bool:
+            return not supervisor_alive(first_record)
+
+        await eventually(first_gone)
+        second = stranger.process_of("hello")
+        assert second is not None and second.alive
+        status, _ = await get_json(second.endpoint)
+        assert status == 200
+        scratch = runtime.apps_dir / "hello" / "scratch" / release.deployment_id
+        assert scratch.is_dir()  # the stopped supervisor left the new one's scratch alone
+    finally:
+        await stranger.stop_apps()
+        await stranger.stop()
