@@ -4,6 +4,9 @@ for each metadata backend.
 PostgreSQL comes from ``AETHER_TEST_DATABASE_URL`` (default: the local server as user
 postgres). When it is unreachable its tests are skipped with the reason, unless
 ``AETHER_TEST_REQUIRE_POSTGRES=1`` (set by ``.ci/run``), where they fail.
+
+Apps outlive their worker by design: ``plugins.app_leaks`` kills whatever a test left running
+under this session's temporary folders and fails that test, naming the processes.
 """
 
 from __future__ import annotations
@@ -19,27 +22,17 @@ from aether.store import open_database
 from aether.store.database import Database
 from aether.store.migrate import migrate
 
-# Shared fixtures that need their own module: a live `aether serve`, moto S3, a Kubernetes API.
-pytest_plugins = ["plugins.live_server", "plugins.s3_server", "plugins.kube_api"]
+# Shared fixtures that need their own module: a live `aether serve`, moto S3, a Kubernetes API;
+# and the guard that fails a test leaving apps (or servers) running in its temporary folders.
+pytest_plugins = [
+    "plugins.live_server",
+    "plugins.s3_server",
+    "plugins.kube_api",
+    "plugins.app_leaks",
+    "pytester",  # runs the leak guard on a test session of its own
+]
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_app_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Apps outlive their worker by design; whatever a test left running under this
-    session's temporary folders is stopped at the end (tests stop their own apps first)."""
-    yield
-    import signal
-
-    from aether.worker.runtimes.adoption import running_supervisors
-
-    for apps_dir in tmp_path_factory.getbasetemp().glob("**/apps"):
-        for found in running_supervisors(apps_dir):
-            try:
-                os.kill(found.record.shim_pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
 
 def _admin_url() -> str:

@@ -20,6 +20,8 @@ from aether.errors import ConfigError
 from aether.userconfig import data_dir as default_data_dir
 from aether.userconfig import load_config, read_session
 
+# One per host, shared by every worker whatever its data dir (docs/security.md).
+DEFAULT_UID_REGISTRY = "/var/lib/aether-sandbox/app-uids.json"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -258,6 +260,7 @@ class SandboxSettings:
     mode: str  # AETHER_SANDBOX: auto | bubblewrap | none
     allow_shared: bool  # AETHER_SANDBOX_ALLOW_SHARED: apps of several owners without isolation
     uid_base: int  # AETHER_SANDBOX_UID_BASE: first uid given to an app (worker runs as root)
+    uid_registry: Path  # AETHER_SANDBOX_UID_REGISTRY: the host-wide record of app uids
     memory_mb: int  # AETHER_APP_MEMORY_MB: data memory of each app process (0 = no limit)
     max_processes: int  # AETHER_APP_MAX_PROCESSES: processes (threads) of the app's user
     max_open_files: int  # AETHER_APP_MAX_OPEN_FILES: open files of each app process
@@ -273,6 +276,7 @@ class SandboxSettings:
             mode=env_choice(environ, "AETHER_SANDBOX", "auto", ("auto", "bubblewrap", "none")),
             allow_shared=env_bool(environ, "AETHER_SANDBOX_ALLOW_SHARED", False),
             uid_base=env_int(environ, "AETHER_SANDBOX_UID_BASE", 300_000, minimum=1000),
+            uid_registry=_uid_registry(environ),
             memory_mb=env_int(environ, "AETHER_APP_MEMORY_MB", 1024),
             max_processes=env_int(environ, "AETHER_APP_MAX_PROCESSES", 512),
             max_open_files=env_int(environ, "AETHER_APP_MAX_OPEN_FILES", 4096, minimum=64),
@@ -281,6 +285,13 @@ class SandboxSettings:
                 environ, "AETHER_APP_LOG_MAX_BYTES", 64 * 1024 * 1024, minimum=64 * 1024
             ),
         )
+
+
+def _uid_registry(environ: Mapping[str, str]) -> Path:
+    raw = environ.get("AETHER_SANDBOX_UID_REGISTRY", "").strip() or DEFAULT_UID_REGISTRY
+    if not raw.startswith("/"):
+        raise ConfigError(f"AETHER_SANDBOX_UID_REGISTRY={raw!r} must be an absolute path")
+    return Path(raw)
 
 
 @dataclass(frozen=True)

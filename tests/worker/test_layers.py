@@ -141,6 +141,7 @@ async def test_code_only_redeploy_reuses_the_layer(tmp_path: Path, blobs: LocalB
         await eventually(old_layer_deleted)
         assert not (runtime.apps_dir / "layered" / first.deployment_id).exists()
     finally:
+        await runtime.stop_apps()  # apps outlive a stopped runtime: end them explicitly
         await runtime.stop()
 
 

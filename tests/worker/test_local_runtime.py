@@ -13,6 +13,7 @@ from worker_support import Recorder, eventually, extracted_release, get_json
 
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.local import LocalRuntime
+from aether.worker.runtimes.supervision import read_record, supervisor_alive
 
 
 async def test_deploy_starts_the_release_and_it_answers(
@@ -175,3 +176,47 @@ async def test_apps_outlive_a_stopped_runtime_until_removed_or_stopped(
     assert status == 200
     await runtime.stop_apps()
     assert not processes[1].alive
+
+
+async def test_starting_a_release_again_stops_the_supervisor_no_worker_adopted(
+    runtime: LocalRuntime,
+) -> None:
+    """A worker that did not adopt a running release starts it again (same deployment, same
+    run record): the first supervisor is stopped, not left running where nobody finds it."""
+    release = extracted_release(runtime.settings.data_dir, "hello")
+    await runtime.deploy(release, Recorder())
+    first = runtime.process_of("hello")
+    assert first is not None and first.record is not None
+    first_record = first.record
+    stranger = LocalRuntime(runtime.settings, stop_grace_secs=1.0)  # never adopted it
+    try:
+        await stranger.deploy(release, Recorder())
+        assert not supervisor_alive(first_record)
+        second = stranger.process_of("hello")
+        assert second is not None and second.alive
+        status, _ = await get_json(second.endpoint)
+        assert status == 200
+    finally:
+        await stranger.stop_apps()
+        await stranger.stop()
+
+
+async def test_a_supervisor_whose_record_another_took_over_stops_by_itself(
+    runtime: LocalRuntime,
+) -> None:
+    """Should two supervisors of one deployment still race for the run record, the one that
+    lost it stops, without touching the record or the scratch folder it no longer owns."""
+    release = extracted_release(runtime.settings.data_dir, "hello")
+    await runtime.deploy(release, Recorder())
+    process = runtime.process_of("hello")
+    assert process is not None and process.record is not None
+    mine = process.record
+    theirs = dataclasses.replace(mine, shim_pid=mine.shim_pid + 1, launch_id="theirs")
+    theirs.write(process.record_path)
+
+    async def stopped() -> bool:
+        return not supervisor_alive(mine)
+
+    await eventually(stopped)
+    assert read_record(process.record_path) == theirs
+    assert (runtime.apps_dir / "hello" / "scratch" / release.deployment_id).is_dir()

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from test_loop import make_worker
+from test_loop import finish, make_worker
 from worker_support import deployment, get_json, insert_app, phases, stage_deployment
 
 from aether.store.database import Database
@@ -19,7 +19,7 @@ from aether.worker.loop import Worker
 async def worker(database: Database, tmp_path: Path):
     w = make_worker(database, tmp_path / "data")
     yield w
-    await w.runtime.stop()
+    await finish(w)
 
 
 async def serves(worker: Worker, deployment_id: str) -> bool:
@@ -90,7 +90,7 @@ async def test_a_worker_restarted_after_a_failed_upgrade_restores_the_previous_r
     await first_worker.run_once(wait=True)
     bad = await stage_deployment(database, data_dir, app, env={"CRASH_AT_BOOT": "1"})
     await first_worker.run_once(wait=True)
-    await first_worker.runtime.stop()  # its processes end with it
+    await first_worker.runtime.stop()  # the worker goes; its apps stay for the next one
     await release_leases(database, first_worker.holder)
 
     second = make_worker(database, data_dir)
@@ -98,7 +98,7 @@ async def test_a_worker_restarted_after_a_failed_upgrade_restores_the_previous_r
         await second.run_once(wait=True)
         assert await serves(second, good)
     finally:
-        await second.runtime.stop()
+        await finish(second)  # every app of the data dir, also those the first one started
     assert (await deployment(database, good))["status"] == "running"
     assert (await deployment(database, bad))["status"] == "failed"
     restoring = await database.fetch_value(

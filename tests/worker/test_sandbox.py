@@ -260,3 +260,55 @@ async def test_a_required_sandbox_that_cannot_work_stops_the_worker(
     with pytest.raises(ConfigError) as refused:
         await runtime.start()
     assert "bubblewrap" in refused.value.message
+
+
+async def test_apps_of_two_data_dirs_get_different_uids_and_cannot_signal_each_other(
+    tmp_path: Path,
+) -> None:
+    """Two workers on one host with different data dirs, each running an app of the same
+    name: they once got the same uid (a registry per data dir) and could signal each other."""
+    if os.geteuid() != 0:
+        pytest.skip("apps get uids of their own only when the worker runs as root")
+    hosts = [Host(tmp_path / "one"), Host(tmp_path / "two")]
+    runtimes = [host.runtime() for host in hosts]
+    try:
+        seen = [
+            await runtime.deploy(
+                extracted_release(host.data_dir, "hello", source=ATTACKER_APP), Recorder()
+            )
+            for host, runtime in zip(hosts, runtimes, strict=True)
+        ]
+        uids = [(await attack(observed.endpoint, "/whoami"))["uid"] for observed in seen]
+        assert uids[0] != uids[1]
+        assert os.geteuid() not in uids
+        # Outside any PID namespace, so only the uids stand between them.
+        second_app = _app_pid(runtimes[1], uids[1])
+        assert not _can_signal(uids[0], second_app)
+        assert _can_signal(uids[1], second_app)  # its own uid could: the check can fail
+    finally:
+        for runtime in runtimes:
+            await runtime.stop_apps()
+            await runtime.stop()
+
+
+def _app_pid(runtime: LocalRuntime, uid: int) -> int:
+    """The host pid of the app's own process (below the sandbox's init)."""
+    process = runtime.process_of("hello")
+    assert process is not None and process.record is not None and process.record.app_pid
+    for pid in _tree(process.record.app_pid):
+        if Path(f"/proc/{pid}").stat().st_uid == uid:
+            return pid
+    raise AssertionError(f"no process of uid {uid} under the app's sandbox")
+
+
+def _can_signal(uid: int, pid: int) -> bool:
+    """Whether a process of ``uid`` (and gid) may send ``pid`` a signal (``kill -0``)."""
+    done = subprocess.run(
+        ["/bin/sh", "-c", f"kill -0 {pid}"],
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0

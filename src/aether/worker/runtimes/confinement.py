@@ -85,7 +85,12 @@ class Confinement:
         uid = None
         argv = shell_argv(command)
         if isolation.uid_per_app and isolation.setpriv:
-            uid = app_uid(self.apps_dir, release.app_name, base=self.settings.uid_base)
+            uid = app_uid(
+                self.settings.uid_registry,
+                self.apps_dir,
+                release.app_name,
+                base=self.settings.uid_base,
+            )
             argv = [*drop_to(isolation.setpriv, uid), *argv]
         return Spec(
             app_name=release.app_name,

@@ -97,6 +97,11 @@ class AppProcess:
         """Start the supervisor and wait until it has written its run record."""
         assert self.spec is not None
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        stray = read_record(self.record_path)
+        if stray is not None and supervisor_alive(stray):
+            # This release runs already under a supervisor this worker did not adopt: one
+            # record names one supervisor, so stop it rather than lose track of it.
+            await AppProcess.adopt(self.record_path, stray).stop(self.spec.grace_secs)
         self.record_path.unlink(missing_ok=True)
         shim_log = self.record_path.with_suffix(".supervisor.log")
         self.spec = dataclasses.replace(self.spec, launch_id=uuid.uuid4().hex)

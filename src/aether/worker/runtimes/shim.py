@@ -10,7 +10,9 @@ supervisor then
 - after the worker armed it (SIGUSR1, sent once the release passed its health gate) restarts
   the app with backoff when it exits, and before that just records the exit and ends,
 - on SIGTERM stops the app: SIGTERM to the app's process group, SIGKILL after the grace,
-- stops the app and ends when its run record is deleted (the app was removed),
+- stops the app and ends when its run record is deleted (the app was removed) or taken over
+  by another supervisor of the same deployment (a worker that did not adopt this one started
+  the release again): no supervisor runs on that no worker can find,
 
 keeping its state in the run record, which the worker reads. Only the standard library and
 the modules next to it are imported: it starts in a few tens of milliseconds.
@@ -31,7 +33,13 @@ from pathlib import Path
 
 from aether.worker.runtimes.logfiles import LogWriter
 from aether.worker.runtimes.sandbox import Bind, bwrap_argv, close_binds, open_binds
-from aether.worker.runtimes.supervision import RunRecord, Spec, boot_id, start_ticks
+from aether.worker.runtimes.supervision import (
+    RunRecord,
+    Spec,
+    boot_id,
+    read_record,
+    start_ticks,
+)
 
 MAX_LINE_BYTES = 64 * 1024  # a longer line is cut into pieces: memory stays bounded
 BACKOFF_START_SECS = 1.0
@@ -65,6 +73,7 @@ class Supervisor:
         )
         self.armed = False
         self.stopping = False
+        self.replaced = False  # another supervisor owns the record (and scratch) now
         self._next_orphan_check = 0.0
 
     # --- signals ------------------------------------------------------------------------
@@ -104,7 +113,8 @@ class Supervisor:
             return 0
         finally:
             self.log.close()
-            shutil.rmtree(self.spec.scratch, ignore_errors=True)
+            if not self.replaced:
+                shutil.rmtree(self.spec.scratch, ignore_errors=True)
 
     def _run_once(self) -> int | None:
         """Start the app and pump its output until it exits; its exit code (None: stopped
@@ -264,20 +274,23 @@ class Supervisor:
         return int(children[0]) if children else None
 
     def _orphaned(self) -> bool:
-        """The run record was deleted (the app was removed, or its data dir): stop."""
+        """The run record was deleted (the app was removed, or its data dir) or another
+        supervisor of this deployment wrote it: stop, as no worker can find this one now."""
         now = time.monotonic()
         if now < self._next_orphan_check:
             return False
         self._next_orphan_check = now + ORPHAN_CHECK_SECS
         if not self.record_path.exists():
             self.stopping = True
+        elif (record := read_record(self.record_path)) and record.shim_pid != self.record.shim_pid:
+            self.stopping = self.replaced = True
         return self.stopping
 
     def _save(self, state: str, detail: str = "") -> None:
         self.record.state = state
         self.record.detail = detail
-        if state != "starting" and not self.record_path.parent.is_dir():
-            return  # removed: nothing to report to
+        if self.replaced or (state != "starting" and not self.record_path.parent.is_dir()):
+            return  # removed, or the record is another supervisor's: nothing to report to
         with contextlib.suppress(OSError):
             self.record.write(self.record_path)
 
