@@ -41,7 +41,31 @@ def public_url_for(settings: ServerSettings, host: str, port: int) -> str:
         return settings.public_url.rstrip("/")
     shown = "127.0.0.1" if host in _WILDCARD_HOSTS else host
     shown = f"[{shown}]" if ":" in shown else shown
-    return f"http://{shown}:{port}"
+    return f"{settings.scheme}://{shown}:{port}"
+
+
+def check_tls(settings: ServerSettings) -> None:
+    """Both of --tls-cert/--tls-key or neither, and a pair that loads: a bad certificate
+    stops the start with the reason instead of failing every handshake later."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError(
+            "HTTPS needs both --tls-cert and --tls-key (AETHER_TLS_CERT, AETHER_TLS_KEY)"
+        )
+    if settings.tls_cert is None or settings.tls_key is None:
+        return
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.tls_cert, settings.tls_key
+        )
+    except ssl.SSLError as exc:  # before OSError, of which it is a kind
+        raise ConfigError(
+            f"the TLS certificate {settings.tls_cert} and key {settings.tls_key} do not load"
+            f" as a PEM pair: {exc.reason or exc}"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the TLS certificate or key: {exc.strerror or exc}") from exc
 
 
 async def prepare_database(
@@ -83,6 +107,7 @@ def run_server(
     policy: ArtifactPolicy,
     background: Sequence[Callable[[ServerState], Awaitable[None]]] = (),
 ) -> None:
+    check_tls(settings)
     listener = bind_listener(options.host, options.port)
     with listener:
         port = listener.getsockname()[1]  # the real one when --port 0 asked for any free port
@@ -152,6 +177,8 @@ async def _serve_until_signalled(
     config.accesslog = None  # the app writes its own access line (with the request id)
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75.0
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        config.certfile, config.keyfile = str(settings.tls_cert), str(settings.tls_key)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -10,7 +10,9 @@ only that small tar is extracted (with the same safe extractor) and the release'
 which is itself a ``node_modules`` folder, so nested requires behave as before.
 
 A layer is used only when every link under ``node_modules`` stays inside it, so moving it out of
-the release cannot change what a link points to.
+the release cannot change what a link points to. The scan streams each entry's data (memory
+stays flat whatever the archive holds) under the same expansion limits as the extractor, and
+anything it does not understand means "no layer": the extractor then judges the archive.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import hashlib
 import os
 import posixpath
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from aether.settings import ExpansionLimits
 
 LAYER_ROOT = "node_modules"
-MAX_EXPANDED_BYTES = 8 * 2**30  # the safe extractor's limit: a bomb is refused here too
 _COMPLETE = ".complete"
+_COPY_CHUNK = 4 * 1024 * 1024
+_MAX_PAX_BYTES = 1 << 20  # the extractor's bound on metadata records (reader.MAX_METADATA_BYTES)
 
 
 @dataclass(frozen=True)
@@ -42,20 +49,21 @@ def _in_layer(name: str) -> bool:
     return name == LAYER_ROOT or name.startswith(LAYER_ROOT + "/")
 
 
-def split_archive(archive: Path, rest: Path) -> Split:
+def split_archive(archive: Path, rest: Path, limits: ExpansionLimits | None = None) -> Split:
     """Hash the archive's node_modules entries and copy the other entries' raw tar records to
     ``rest`` (a valid tar). Anything this scanner does not handle (GNU long names, global pax
-    headers, base-256 sizes) gives no layer, and the caller extracts the whole archive."""
-    from aether.pack.reader import open_tar_stream
+    headers, base-256 sizes, a damaged stream) gives no layer, and the caller extracts the whole
+    archive; a bomb is refused here already (ArchiveBomb)."""
+    from aether.pack.reader import STREAM_ERRORS, open_tar_stream
 
     scan = _Scan()
     with (
-        open_tar_stream(archive, limit=MAX_EXPANDED_BYTES) as stream,
+        open_tar_stream(archive, limits=limits or ExpansionLimits()) as stream,
         rest.open("wb") as out,
     ):
         try:
             scan.run(_Reader(stream), out)
-        except _Unsupported:
+        except (_Unsupported, *STREAM_ERRORS):
             scan.shareable = False
         out.write(b"\0" * 1024)
     layer = scan.hasher.hexdigest() if scan.seen and scan.shareable else None
@@ -71,28 +79,41 @@ class _Reader:
         self._stream = stream
 
     def exactly(self, size: int) -> bytes:
-        chunks, left = [], size
+        """``size`` bytes (small: headers and pax records) in memory."""
+        return b"".join(self.chunks(size))
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """``size`` bytes, a bounded chunk at a time."""
+        left = size
         while left > 0:
-            chunk = self._stream.read(min(left, 4 * 1024 * 1024))  # type: ignore[attr-defined]
+            chunk = self._stream.read(min(left, _COPY_CHUNK))  # type: ignore[attr-defined]
             if not chunk:
                 raise _Unsupported("truncated archive")
-            chunks.append(chunk)
             left -= len(chunk)
-        return b"".join(chunks)
+            yield chunk
 
 
 def _octal(field: bytes) -> int:
     if field[:1] and field[0] & 0x80:
         raise _Unsupported("base-256 number")
     text = field.split(b"\0", 1)[0].strip()
-    return int(text, 8) if text else 0
+    if not text.isdigit() or b"8" in text or b"9" in text:
+        if not text:
+            return 0
+        raise _Unsupported("a number field is not octal")
+    return int(text, 8)
 
 
 def _pax_records(data: bytes) -> dict[str, str]:
     records, position = {}, 0
     while position < len(data) and data[position : position + 1] != b"\0":
         length_text, _, _ = data[position : position + 20].partition(b" ")
-        length = int(length_text)
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise _Unsupported("a damaged pax record") from None
+        if length <= len(length_text):
+            raise _Unsupported("a damaged pax record")
         record = data[position : position + length]
         key, _, value = record[len(length_text) + 1 : -1].partition(b"=")
         records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
@@ -109,39 +130,57 @@ class _Scan:
         self.seen = False
         self.entries = 0
 
-    def run(self, reader: _Reader, out: object) -> None:
+    def run(self, reader: _Reader, out: BinaryIO) -> None:
         pending = b""  # a pax header record that belongs to the next entry
         overrides: dict[str, str] = {}
         while True:
             header = reader.exactly(512)
             if header == b"\0" * 512:
                 return
-            kind, size = header[156:157], overrides.get("size")
-            size = int(size) if size is not None else _octal(header[124:136])
-            data = reader.exactly(-(-size // 512) * 512)
+            kind = header[156:157]
+            size = _size(overrides.get("size"), header)
+            padded = -(-size // 512) * 512
             if kind in (b"x", b"X"):
+                if size > _MAX_PAX_BYTES:
+                    raise _Unsupported("an oversized pax record")
+                data = reader.exactly(padded)
                 pending, overrides = header + data, _pax_records(data[:size])
                 continue
             if kind in (b"g", b"L", b"K"):
                 raise _Unsupported(f"tar record type {kind!r}")
-            self._entry(header, kind, pending + header + data, overrides, out)
+            sink = self._entry(header, kind, overrides, out)
+            sink(pending + header)
+            for chunk in reader.chunks(padded):
+                sink(chunk)
             pending, overrides = b"", {}
 
     def _entry(
-        self, header: bytes, kind: bytes, record: bytes, overrides: dict[str, str], out: object
-    ) -> None:
+        self, header: bytes, kind: bytes, overrides: dict[str, str], out: BinaryIO
+    ) -> Callable[[bytes], object]:
+        """Where this entry's raw record goes: the rest tar, or the layer's hash."""
         self.entries += 1
         name = overrides.get("path") or _ustar_name(header)
         name = _normal(name)
         if not _in_layer(name):
-            out.write(record)  # type: ignore[attr-defined]
-            return
+            return out.write
         self.seen = True
         link = overrides.get("linkpath") or header[157:257].split(b"\0", 1)[0].decode(
             "utf-8", "surrogateescape"
         )
         self.shareable = self.shareable and _kind_stays_inside(kind, name, link)
-        self.hasher.update(record)
+        return self.hasher.update
+
+
+def _size(pax_size: str | None, header: bytes) -> int:
+    if pax_size is None:
+        return _octal(header[124:136])
+    try:
+        size = int(pax_size)
+    except ValueError:
+        raise _Unsupported("a damaged pax size") from None
+    if size < 0:
+        raise _Unsupported("a negative size")
+    return size
 
 
 def _ustar_name(header: bytes) -> str:
