@@ -37,6 +37,10 @@ def _strip_etag(etag: str) -> str:
     return etag.strip().strip('"')
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _hash_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -64,6 +68,20 @@ class LocalBlobStore(BlobStore):
 
     async def close(self) -> None:
         """Nothing to release: every operation opens and closes its own files."""
+
+    async def verifies_checksums(self) -> bool:
+        key = f"aether-probe/{secrets.token_hex(8)}"
+        query = self.signer.sign("PUT", key, expires_secs=60, size=5, sha256=_sha256(b"other"))
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"probe"
+
+        try:
+            await self.receive_put(key, query, body())
+        except DigestMismatch:
+            return True
+        await self.delete(key)
+        return False
 
     @property
     def signer(self) -> UrlSigner:

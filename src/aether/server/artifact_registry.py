@@ -208,7 +208,12 @@ async def _complete(state: ServerState, app: Row, completion: Completion) -> dic
     if completion.upload_id:
         await _assemble(state, row, completion)
     await verify_object(
-        state.blobs, state.policy, row["storage_key"], completion.digest, completion.size_bytes
+        state.blobs,
+        state.policy,
+        row["storage_key"],
+        completion.digest,
+        completion.size_bytes,
+        store_verifies=state.store_verifies_checksums,
     )
     public_keys = await key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, completion.digest, signature)
@@ -373,7 +378,14 @@ async def store_direct(
     if row["status"] == "stored":
         return await _duplicate(state, row, signature)
     await state.blobs.put_file(row["storage_key"], source, sha256=digest)
-    await verify_object(state.blobs, state.policy, row["storage_key"], digest, size)
+    await verify_object(
+        state.blobs,
+        state.policy,
+        row["storage_key"],
+        digest,
+        size,
+        store_verifies=state.store_verifies_checksums,
+    )
     public_keys = await key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, digest, signature)
     result = await _store(state, row, Completion(digest, size, signature), signature, verified)

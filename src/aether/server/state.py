@@ -37,6 +37,9 @@ class ServerState:
     auth_cache: Any = None
     # aether.server.read_cache.ReadCache: answers to the busiest reads (PostgreSQL only).
     read_cache: Any = None
+    # Whether the blob store refuses bytes that miss their checksum (probed at start-up):
+    # then its checksum proves an upload; otherwise complete re-hashes the object.
+    store_verifies_checksums: bool = False
 
     def app_url(self, app_name: str) -> str:
         return app_url(self.public_url, app_name)
