@@ -35,6 +35,8 @@ from aether.settings import ExpansionLimits
 
 _CHUNK = 1024 * 1024
 _MAX_LINK_HOPS = 40
+_MAX_NAME_BYTES = 255  # NAME_MAX on Linux
+_MAX_PATH_BYTES = 3072  # below PATH_MAX (4096) with room for the folder extracted into
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -149,7 +151,18 @@ def _normalise(name: str) -> str:
         raise _refuse(name, "it has a '..' component")
     if "\0" in name:
         raise _refuse(name, "it contains a NUL byte")
+    _check_length(name, parts)
     return "/".join(parts)
+
+
+def _check_length(name: str, parts: list[str]) -> None:
+    """Refused up front with its reason, rather than as ENAMETOOLONG halfway through."""
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in parts), default=0)
+    if longest > _MAX_NAME_BYTES:
+        raise _refuse(name[:80] + "…", f"a name in its path is too long ({longest} bytes)")
+    total = len("/".join(parts).encode("utf-8", "surrogateescape"))
+    if total > _MAX_PATH_BYTES:
+        raise _refuse(name[:80] + "…", f"its path is too long ({total} bytes)")
 
 
 def _extract_one(tar: tarfile.TarFile, member: tarfile.TarInfo, state: _State) -> None:
