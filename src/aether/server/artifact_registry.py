@@ -41,6 +41,9 @@ from aether.store.clock import parse_iso
 from aether.store.database import DuplicateKey, Row
 
 
+MAX_OBJECT_BYTES = 5 * 2**40  # S3's largest object
+
+
 @dataclass(frozen=True)
 class Upload:
     """What a client announces before sending bytes."""
@@ -67,6 +70,11 @@ def check_announcement(policy: ArtifactPolicy, digest: str, size_bytes: int) -> 
         raise InvalidDigest("digest must be 64 lowercase hex characters (sha256 of the file)")
     if size_bytes < 1:
         raise BadRequest("size_bytes must be a positive integer")
+    if size_bytes > MAX_OBJECT_BYTES:
+        raise SizeExceeded(
+            f"artifact is {size_bytes} bytes; no object store holds more than"
+            f" {MAX_OBJECT_BYTES} (5 TiB) in one object"
+        )
     limit = policy.max_artifact_size_bytes
     if limit and size_bytes > limit:
         metrics.SIZE_EXCEEDED.inc()

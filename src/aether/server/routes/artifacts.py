@@ -14,6 +14,7 @@ from aether.blobs.base import expires_at
 from aether.errors import BadRequest, Forbidden, NotFound
 from aether.server.artifact_access import ARTIFACT_SCHEMA, artifact_json, check_digest
 from aether.server.auth import principal, require_role
+from aether.server.jsonbody import int_param
 from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param
 from aether.server.read_cache import stored_key
 from aether.server.responses import JSONResponse
@@ -62,10 +63,8 @@ def check_digest_or_none(digest: str) -> str | None:
 
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
-    return int(raw)
+    raw = request.query_params.get("limit")
+    return int_param(raw, "limit", default=20, minimum=1, maximum=MAX_PAGE)
 
 
 async def list_artifacts(request: Request) -> JSONResponse:

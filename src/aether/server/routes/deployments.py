@@ -15,7 +15,7 @@ from aether.errors import BadRequest, NotFound
 from aether.models import TERMINAL_STATUSES, is_digest
 from aether.server.artifact_verify import signature_matches
 from aether.server.auth import principal, require_app_access, require_role
-from aether.server.jsonbody import read_json
+from aether.server.jsonbody import int_param, read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
 from aether.server.read_cache import page_key
@@ -157,10 +157,7 @@ def _event_json(row: Row) -> dict[str, Any]:
 
 
 def _after(request: Request) -> int:
-    raw = request.query_params.get("after", "0")
-    if not raw.isdigit():
-        raise BadRequest("query parameter 'after' must be an event id (a non-negative integer)")
-    return int(raw)
+    return int_param(request.query_params.get("after"), "after", default=0)
 
 
 async def get_events(request: Request) -> JSONResponse | StreamingResponse:
@@ -192,10 +189,9 @@ async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIt
 def _page_params(request: Request) -> tuple[int, str | None]:
     if not request.scope["query_string"]:  # the first page, as most callers ask for it
         return DEFAULT_PAGE, None
-    raw = request.query_params.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise BadRequest(f"query parameter 'limit' must be an integer from 1 to {MAX_PAGE}")
-    return int(raw), request.query_params.get("cursor") or None
+    raw = request.query_params.get("limit")
+    limit = int_param(raw, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+    return limit, request.query_params.get("cursor") or None
 
 
 async def list_app_deployments(request: Request) -> Response:
