@@ -40,7 +40,6 @@ from aether.store import keys as key_store
 from aether.store.clock import parse_iso
 from aether.store.database import DuplicateKey, Row
 
-
 MAX_OBJECT_BYTES = 5 * 2**40  # S3's largest object
 
 
