@@ -21,16 +21,19 @@ def stack_kind(request: pytest.FixtureRequest) -> str:
 def make_stack(
     stack_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Stack]]:
-    """``make_stack(env=…, args=…)``: a started stack of the parametrised kind."""
+    """``make_stack(env=…, args=…, root=…)``: a started stack of the parametrised kind (its
+    data dir is ``root/data``)."""
     stacks: list[Stack] = []
     with contextlib.ExitStack() as cleanup:
 
-        def make(env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Stack:
+        def make(
+            env: dict[str, str] | None = None, args: tuple[str, ...] = (), root: Path | None = None
+        ) -> Stack:
             endpoint = request.getfixturevalue("s3_endpoint") if stack_kind != "sqlite" else None
             url = cleanup.enter_context(scratch_database()) if stack_kind != "sqlite" else None
             stack = Stack(
                 kind=stack_kind,
-                root=tmp_path_factory.mktemp(f"stack-{stack_kind}"),
+                root=root or tmp_path_factory.mktemp(f"stack-{stack_kind}"),
                 env={**stack_env(stack_kind, endpoint), **(env or {})},
                 database_url=url,
                 args=args,

@@ -11,6 +11,8 @@ The API's ``/blobs/…`` routes call :meth:`LocalBlobStore.receive_put` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -18,7 +20,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
@@ -26,11 +28,25 @@ from urllib.parse import quote, urlencode
 from aether.blobs.base import BlobStore, ObjectInfo, PartInfo, PresignedRequest, expires_at
 from aether.blobs.keys import check_key
 from aether.blobs.presign import UrlSigner, load_or_create_secret
-from aether.errors import BadRequest, DigestMismatch, IOFailure, NotFound
+from aether.errors import BadRequest, DigestMismatch, IOFailure, NotFound, ServiceUnavailable
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1024 * 1024
 TMP_MIN_AGE_SECS = 3600
+
+
+@contextlib.contextmanager
+def _disk_errors(action: str) -> Iterator[None]:
+    """A full disk is the server's trouble and passes (503, try later); other OS errors are
+    I/O failures. Either way the caller has removed what it wrote."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ServiceUnavailable(
+                f"{action}: the server's disk is full; nothing was kept, try again later"
+            ) from exc
+        raise IOFailure(f"{action}: {exc.strerror or exc}") from exc
 
 
 def _strip_etag(etag: str) -> str:
@@ -138,8 +154,9 @@ class LocalBlobStore(BlobStore):
     async def put_file(self, key: str, source: BinaryIO, *, sha256: str) -> None:
         temp = self.root / "tmp" / secrets.token_hex(16)
         try:
-            await asyncio.to_thread(_copy_to, source, temp)
-            self._commit(temp, key, sha256)
+            with _disk_errors(f"storing {key}"):
+                await asyncio.to_thread(_copy_to, source, temp)
+                self._commit(temp, key, sha256)
         finally:
             temp.unlink(missing_ok=True)
 
@@ -167,9 +184,10 @@ class LocalBlobStore(BlobStore):
     ) -> str:
         """Store a signed PUT's body (object or part); returns its ETag."""
         fields = self.signer.verify("PUT", key, query)
-        if "upload_id" in fields:
-            return await self._receive_part(key, fields, chunks)
-        return await self._receive_object(key, fields, chunks)
+        with _disk_errors(f"storing the upload to {key}"):
+            if "upload_id" in fields:
+                return await self._receive_part(key, fields, chunks)
+            return await self._receive_object(key, fields, chunks)
 
     async def _receive_object(
         self, key: str, fields: Mapping[str, str], chunks: AsyncIterator[bytes]
@@ -229,7 +247,11 @@ class LocalBlobStore(BlobStore):
         target, meta = self._object(key), self._meta(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(sha256, encoding="ascii")
+        try:
+            meta.write_text(sha256, encoding="ascii")
+        except OSError:
+            meta.unlink(missing_ok=True)  # no record without its object
+            raise
         os.replace(temp, target)
 
     # --- multipart -------------------------------------------------------------------------
@@ -284,8 +306,9 @@ class LocalBlobStore(BlobStore):
                 raise BadRequest(f"part {number} was not uploaded or its etag does not match")
         temp = self.root / "tmp" / secrets.token_hex(16)
         try:
-            sha256 = await asyncio.to_thread(_concatenate, folder, numbers, temp)
-            self._commit(temp, key, sha256)
+            with _disk_errors(f"assembling {key}"):
+                sha256 = await asyncio.to_thread(_concatenate, folder, numbers, temp)
+                self._commit(temp, key, sha256)
         finally:
             temp.unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
