@@ -117,5 +117,7 @@ class BlobStore(abc.ABC):
         """Drop an upload and its parts; unknown uploads are not an error."""
 
     @abc.abstractmethod
-    async def purge_stale(self, older_than_secs: float) -> int:
-        """Abort multipart uploads (and drop temporary files) older than the age; count."""
+    async def purge_stale(self, older_than_secs: float, keep: frozenset[str] = frozenset()) -> int:
+        """Abort multipart uploads (and drop temporary files) older than the age, except the
+        uploads named in ``keep`` (still pending: an upload's start date from an
+        S3-compatible store may be wrong); count."""

@@ -37,8 +37,8 @@ TMP_MIN_AGE_SECS = 3600
 
 @contextlib.contextmanager
 def _disk_errors(action: str) -> Iterator[None]:
-    """A full disk is the server's trouble and passes (503, try later); other OS errors are
-    I/O failures. Either way the caller has removed what it wrote."""
+    """A full disk is the server's trouble and passes (503, try later); the caller has
+    removed what it wrote. Other errors (a client that went away) go on as they are."""
     try:
         yield
     except OSError as exc:
@@ -46,7 +46,7 @@ def _disk_errors(action: str) -> Iterator[None]:
             raise ServiceUnavailable(
                 f"{action}: the server's disk is full; nothing was kept, try again later"
             ) from exc
-        raise IOFailure(f"{action}: {exc.strerror or exc}") from exc
+        raise
 
 
 def _strip_etag(etag: str) -> str:
@@ -320,21 +320,19 @@ class LocalBlobStore(BlobStore):
             return
         shutil.rmtree(folder, ignore_errors=True)
 
-    async def purge_stale(self, older_than_secs: float) -> int:
+    async def purge_stale(self, older_than_secs: float, keep: frozenset[str] = frozenset()) -> int:
         now = time.time()
         # A temporary file is orphaned only by a crash mid-upload; one younger than an hour
         # may still be streaming in, whatever the pending TTL says.
-        cutoffs = {"tmp": now - max(older_than_secs, TMP_MIN_AGE_SECS)}
-        cutoffs["multipart"] = now - older_than_secs
-        removed = 0
-        for folder, cutoff in cutoffs.items():
-            removed += _remove_older(self.root / folder, cutoff)
-        return removed
+        removed = _remove_older(self.root / "tmp", now - max(older_than_secs, TMP_MIN_AGE_SECS))
+        return removed + _remove_older(self.root / "multipart", now - older_than_secs, keep)
 
 
-def _remove_older(folder: Path, cutoff: float) -> int:
+def _remove_older(folder: Path, cutoff: float, keep: frozenset[str] = frozenset()) -> int:
     removed = 0
     for entry in folder.iterdir():
+        if entry.name in keep:
+            continue
         try:
             if entry.stat().st_mtime >= cutoff:
                 continue

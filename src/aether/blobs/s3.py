@@ -276,13 +276,17 @@ class S3BlobStore(BlobStore):
         except NotFound:
             pass
 
-    async def purge_stale(self, older_than_secs: float) -> int:
+    async def purge_stale(self, older_than_secs: float, keep: frozenset[str] = frozenset()) -> int:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_secs)
         stale = []
         with _s3_errors("list multipart uploads"):
             paginator = self._client.get_paginator("list_multipart_uploads")
             async for page in paginator.paginate(Bucket=self.bucket):
-                stale += [u for u in page.get("Uploads", []) if u["Initiated"] < cutoff]
+                stale += [
+                    upload
+                    for upload in page.get("Uploads", [])
+                    if upload["Initiated"] < cutoff and upload["UploadId"] not in keep
+                ]
         for upload in stale:
             await self.abort_multipart(upload["Key"], upload["UploadId"])
         return len(stale)
