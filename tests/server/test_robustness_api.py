@@ -136,3 +136,24 @@ def test_integer_query_parameters_are_checked(api, value):
         response = api.get(path)
         assert response.status_code in (400, 404), (path, response.text)
         assert response.json()["code"] in ("bad_request", "not_found")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        rb'{"name": "a\u0000b", "role": "reader"}',
+        rb'{"name": "\ud830", "role": "reader"}',
+        rb'{"app_name": "x", "artifact_digest": "' + b"ab" * 32 + rb'", "env": {"K": "\u0000"}}',
+    ],
+)
+def test_text_no_database_can_store_is_a_bad_request(api, body):
+    path = "/deployments" if b"env" in body else "/tokens"
+    response = api.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", ["/artifacts?app=a%00b", "/apps/a%00b", "/apps?x=%00"])
+def test_a_nul_in_the_url_is_a_bad_request(api, path):
+    response = api.get(path)
+    assert response.status_code == 400 and response.json()["code"] == "bad_request"

@@ -66,7 +66,27 @@ async def read_json(
             raise BadRequest(f"missing required field {name!r}")
     for name, value in data.items():
         check_type(name, value, required.get(name) or optional[name])
+        check_text(name, value)
     return data
+
+
+def check_text(name: str, value: Any) -> None:
+    """Strings (also inside objects and arrays) must be storable text: no NUL character and
+    no lone surrogate (a JSON ``\\ud800`` escape), which no database column takes."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest(f"field {name!r} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"field {name!r} is not valid Unicode text") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(name, key)
+            check_text(name, item)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(name, item)
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
