@@ -28,11 +28,13 @@ from urllib.parse import quote, urlencode
 from aether.blobs.base import BlobStore, ObjectInfo, PartInfo, PresignedRequest, expires_at
 from aether.blobs.keys import check_key
 from aether.blobs.presign import UrlSigner, load_or_create_secret
+from aether.digests import sha256_file
 from aether.errors import BadRequest, DigestMismatch, IOFailure, NotFound, ServiceUnavailable
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1024 * 1024
 TMP_MIN_AGE_SECS = 3600
+_WRONG_SHA256 = hashlib.sha256(b"not the probe's bytes").hexdigest()  # the checksum probe
 
 
 @contextlib.contextmanager
@@ -51,18 +53,6 @@ def _disk_errors(action: str) -> Iterator[None]:
 
 def _strip_etag(etag: str) -> str:
     return etag.strip().strip('"')
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class LocalBlobStore(BlobStore):
@@ -87,7 +77,7 @@ class LocalBlobStore(BlobStore):
 
     async def verifies_checksums(self) -> bool:
         key = f"aether-probe/{secrets.token_hex(8)}"
-        query = self.signer.sign("PUT", key, expires_secs=60, size=5, sha256=_sha256(b"other"))
+        query = self.signer.sign("PUT", key, expires_secs=60, size=5, sha256=_WRONG_SHA256)
 
         async def body() -> AsyncIterator[bytes]:
             yield b"probe"
@@ -139,7 +129,7 @@ class LocalBlobStore(BlobStore):
         await asyncio.to_thread(_copy_atomically, source, dest)
 
     async def read_sha256(self, key: str) -> str:
-        return await asyncio.to_thread(_hash_file, self._existing(key))
+        return await asyncio.to_thread(sha256_file, self._existing(key))
 
     def _existing(self, key: str) -> Path:
         path = self._object(key)

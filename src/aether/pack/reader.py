@@ -21,6 +21,7 @@ from typing import BinaryIO
 import zstandard
 
 from aether.errors import IntegrityError, IOFailure
+from aether.pack import tarcodec
 from aether.settings import ExpansionLimits
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -122,9 +123,9 @@ def open_tar_stream(archive: Path, *, limits: ExpansionLimits | None = None) -> 
         yield TarStream(source, limits and expansion_cap(limits, compressed_size))
 
 
-# GNU long names and pax records are read whole into memory by tarfile: their size is
-# bounded here, far above any real path or attribute set.
-MAX_METADATA_BYTES = 1 << 20
+# GNU long names and pax records are read whole into memory by tarfile: bounded like the
+# codec's own reader, far above any real path or attribute set.
+MAX_METADATA_BYTES = tarcodec.MAX_METADATA_BYTES
 _METADATA_TYPES = (
     tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
     tarfile.SOLARIS_XHDTYPE,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aether import __version__
 from aether.server.auth import principal
 from aether.server.openapi import BOOL, INT, STR, obj, operation
+from aether.server.responses import JSONResponse
 from aether.server.state import get_state
 
 

@@ -1,13 +1,17 @@
-"""Is a process answering HTTP on its port? A minimal HTTP/1.0 GET over asyncio streams.
+"""Is a process answering HTTP on its port? One GET through :mod:`aether.upstream`.
 
 Without a health path, any HTTP answer counts (an app may 404 on ``/``); with one, the answer
-must be 2xx or 3xx. Kept dependency-free: the worker layer must not import an HTTP client.
+must be 2xx or 3xx. The request is the proxy's kind of HTTP/1.1 (h11), so an app the health
+check passes is one the proxy can talk to.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
+
+from aether import upstream
+
+_HEADERS = (("user-agent", "aether-health"),)
 
 
 def free_port() -> int:
@@ -19,31 +23,7 @@ def free_port() -> int:
 
 async def http_status(port: int, path: str = "/", *, timeout: float = 2.0) -> int | None:
     """The status code of ``GET path`` on 127.0.0.1:port, or None when nothing answers."""
-    try:
-        return await asyncio.wait_for(_get_status(port, path), timeout)
-    except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
-        return None
-
-
-async def _get_status(port: int, path: str) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        request = (
-            f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: aether-health\r\n\r\n"
-        )
-        writer.write(request.encode("latin-1"))
-        await writer.drain()
-        status_line = await reader.readline()
-        parts = status_line.decode("latin-1").split()
-        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-            raise ValueError(f"not an HTTP answer: {status_line!r}")
-        return int(parts[1])
-    finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
+    return await upstream.get_status("127.0.0.1", port, path, timeout=timeout, headers=_HEADERS)
 
 
 def is_healthy(status: int | None, health_path: str | None) -> bool:
