@@ -68,8 +68,17 @@ def _explore(
     def run(case) -> None:
         if isinstance(case.query, dict) and "follow" in case.query:
             case.query["follow"] = "false"  # a followed stream ends only with its deployment
-        response = case.call(session=session, headers=headers, timeout=30)
+        try:
+            response = case.call(session=session, headers=headers, timeout=30)
+        except requests.RequestException as exc:
+            raise AssertionError(f"{label}: no answer ({type(exc).__name__}: {exc})") from None
         calls[label] = calls.get(label, 0) + 1
+        # Said here, with the body: schemathesis's own check hides it behind hypothesis's
+        # report when a failure does not repeat.
+        assert response.status_code < 500, (
+            f"{label} answered {response.status_code}: {response.text[:300]}"
+            f" (request {case.method} {case.formatted_path} {case.query} {case.body!r:.200})"
+        )
         case.validate_response(response, checks=[not_a_server_error])
         assert "Traceback" not in response.text
 
@@ -77,10 +86,11 @@ def _explore(
 
 
 def _details(exc: BaseException) -> str:
-    inner = getattr(exc, "exceptions", None)
+    inner = list(getattr(exc, "exceptions", None) or [])
+    inner += [e for e in (exc.__cause__, exc.__context__) if e is not None and e not in inner]
     if not inner:
         return f"{type(exc).__name__}: {exc}"
-    return f"{exc} [" + "; ".join(_details(e) for e in inner) + "]"
+    return f"{type(exc).__name__}: {exc} [" + "; ".join(_details(e) for e in inner) + "]"
 
 
 def test_no_operation_answers_a_server_error(schema_server: LiveServer) -> None:
