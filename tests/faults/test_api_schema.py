@@ -93,6 +93,7 @@ def _details(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc} [" + "; ".join(_details(e) for e in inner) + "]"
 
 
+@pytest.mark.timeout(max(120, EXAMPLES * 5))  # every operation, EXAMPLES requests each
 def test_no_operation_answers_a_server_error(schema_server: LiveServer) -> None:
     # schemathesis's own pytest loader does not run on pytest 9 yet: the operations are
     # walked here instead, each with hypothesis and the operation's strategy.
