@@ -15,13 +15,31 @@ from pathlib import Path
 
 import pytest
 
-from aether.store.database import Database, open_database
+from aether.store import open_database
+from aether.store.database import Database
 from aether.store.migrate import migrate
 
 # Shared fixtures that need their own module: a live `aether serve`, moto S3, a Kubernetes API.
 pytest_plugins = ["plugins.live_server", "plugins.s3_server", "plugins.kube_api"]
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_app_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps outlive their worker by design; whatever a test left running under this
+    session's temporary folders is stopped at the end (tests stop their own apps first)."""
+    yield
+    import signal
+
+    from aether.worker.runtimes.adoption import running_supervisors
+
+    for apps_dir in tmp_path_factory.getbasetemp().glob("**/apps"):
+        for found in running_supervisors(apps_dir):
+            try:
+                os.kill(found.record.shim_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
 
 def _admin_url() -> str:

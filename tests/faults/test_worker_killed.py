@@ -1,10 +1,10 @@
 """``aether worker`` killed (-9) in the middle of a rollout, on both stacks.
 
-After a new worker starts, the deployment converges (running, or failed with a reason), and no
-app process is left that no deployment accounts for. The old release must keep serving
-throughout: that needs apps to outlive their worker, which the local runtime does not do yet
-(its processes die with the worker, PR_SET_PDEATHSIG); until it does, the probes' failures make
-the test an expected failure (``APPS_OUTLIVE_WORKER``), after all the other checks passed.
+The old release keeps serving throughout (apps outlive their worker: every probe through the
+control plane's proxy must succeed, from before the kill until the rollout settled). After a
+new worker starts, the deployment converges (running, or failed with a reason), and only the
+current release runs, under one supervisor: no process of the old release or of the killed
+attempt is left.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ from faults_support import LEDGER, Api, app_members, wait_for, write_artifact
 
 pytestmark = pytest.mark.slow
 
-# The local runtime's apps die with their worker today; once they outlive it, set this True:
-# the old release must then answer every probe while no worker runs.
-APPS_OUTLIVE_WORKER = False
-
 
 def via_proxy(port: int, app: str) -> int:
     request = urllib.request.Request(
@@ -42,21 +38,33 @@ def via_proxy(port: int, app: str) -> int:
         return 0
 
 
-def app_processes(data_dir: Path) -> set[int]:
-    """Live processes whose working folder is a release under ``data_dir``."""
-    apps = str(data_dir / "apps")
-    found = set()
+def app_processes(data_dir: Path) -> dict[int, str]:
+    """Live processes working in a release folder under ``data_dir`` (the app and its sandbox
+    wrappers) → that release folder, ``apps/<app>/<deployment id>``."""
+    apps = data_dir / "apps"
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if os.readlink(entry / "cwd").startswith(apps):
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.add(int(entry.name))
+            cwd = Path(os.readlink(entry / "cwd"))
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
+        if state != "Z" and cwd.is_relative_to(apps) and len(cwd.relative_to(apps).parts) >= 2:
+            found[int(entry.name)] = str(apps.joinpath(*cwd.relative_to(apps).parts[:2]))
     return found
+
+
+def supervisors(pids: set[int]) -> set[int]:
+    """The parents of ``pids`` that are not among them (a supervisor each, or the worker)."""
+    parents = set()
+    for pid in pids:
+        try:
+            parents.add(int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]))
+        except OSError:
+            continue
+    return parents - pids
 
 
 class Workers:
@@ -114,14 +122,15 @@ def test_a_worker_killed_mid_rollout(make_stack, tmp_path: Path, stack_kind: str
             converge_secs = time.monotonic() - killed_at
         assert v2["status"] == "running" or (v2["status"] == "failed" and v2["failure_reason"])
         assert api.deployment(v1["id"])["status"] == "superseded"
-        # exactly the current release's process: nothing of v1, nothing of the killed attempt
+        # only the current release runs, under one supervisor: nothing of v1, nothing of the
+        # killed attempt
         release = str(server.data_dir / "apps" / "steady" / v2["id"])
         processes = wait_for(
-            lambda: (found := app_processes(server.data_dir)) and len(found) == 1 and found,
+            lambda: set((found := app_processes(server.data_dir)).values()) == {release} and found,
             timeout=20,
-            what="one app process left",
+            what="only the current release running",
         )
-        assert all(os.readlink(f"/proc/{pid}/cwd").startswith(release) for pid in processes)
+        assert len(supervisors(set(processes))) == 1, processes
     finally:
         workers.stop_all()
     LEDGER.record(
@@ -134,8 +143,6 @@ def test_a_worker_killed_mid_rollout(make_stack, tmp_path: Path, stack_kind: str
         old_release_probes_ok=served["ok"],
         old_release_probes_failed=served["failed"],
     )
-    if not APPS_OUTLIVE_WORKER and served["failed"]:
-        pytest.xfail("local apps die with their worker (PR_SET_PDEATHSIG) until they outlive it")
     assert served["ok"] > 0 and served["failed"] == 0, served
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aether.errors import ConfigError, IOFailure
 from aether.pack.archive import gc_paused, write_archive
@@ -28,7 +29,7 @@ from aether.pack.lockfile import sbom_inputs_key
 from aether.pack.manifest import build_manifest, write_manifest, write_text_atomic
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents
-from aether.pack.plan import Plan, plan_tree
+from aether.pack.partition import Plan, plan_tree
 from aether.pack.project import read_package_json
 from aether.pack.walk import Walker
 
@@ -70,7 +71,7 @@ class _Job:
     """One pack: its inputs, and the phases that turn them into files."""
 
     root: Path
-    package: dict
+    package: dict[str, Any]
     layout: Layout
     options: PackOptions
     environ: Mapping[str, str]
@@ -261,7 +262,7 @@ class _BackgroundReplace:
 
 def _write_sbom(
     root: Path,
-    package: dict,
+    package: dict[str, Any],
     layout: Layout,
     options: PackOptions,
     environ: Mapping[str, str],

@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aether.errors import ConfigError, InternalError
 from aether.pack.project import Lockfile, find_lockfile, has_dependencies, read_json_file
@@ -27,7 +28,7 @@ class InstallOutcome:
 
 
 def install_dependencies(
-    project_dir: Path, package: dict, environ: Mapping[str, str]
+    project_dir: Path, package: dict[str, Any], environ: Mapping[str, str]
 ) -> InstallOutcome:
     lockfile = find_lockfile(project_dir)
     if lockfile is None and not has_dependencies(package):
@@ -115,7 +116,7 @@ def node_modules_in_sync(project_dir: Path, lockfile: Lockfile) -> bool:
     return all(path in wanted for path in installed)
 
 
-def _same_package(wanted: dict, present: object) -> bool:
+def _same_package(wanted: dict[str, Any], present: object) -> bool:
     if not isinstance(present, dict):
         return False
     return all(wanted.get(key) == present.get(key) for key in ("version", "resolved", "integrity"))

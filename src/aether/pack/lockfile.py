@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from aether import __version__
 from aether.pack.project import read_json_file
 
 
-def lock_packages(project_dir: Path) -> dict[str, dict]:
+def lock_packages(project_dir: Path) -> dict[str, dict[str, Any]]:
     for candidate in (
         "package-lock.json",
         "npm-shrinkwrap.json",
@@ -22,7 +23,9 @@ def lock_packages(project_dir: Path) -> dict[str, dict]:
     return {}
 
 
-def installed_packages(project_dir: Path, packages: dict[str, dict]) -> dict[str, dict]:
+def installed_packages(
+    project_dir: Path, packages: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """Non-dev lockfile entries; optional ones only when they are on disk."""
     keep = {}
     for path, entry in sorted(packages.items()):
@@ -35,7 +38,9 @@ def installed_packages(project_dir: Path, packages: dict[str, dict]) -> dict[str
     return keep
 
 
-def sbom_inputs_key(project_dir: Path, package: dict, source_date_epoch: int | None) -> str:
+def sbom_inputs_key(
+    project_dir: Path, package: dict[str, Any], source_date_epoch: int | None
+) -> str:
     """A digest of everything the SBOM is made from; equal keys give identical SBOMs, so a
     code-only redeploy reuses the last one instead of paying for cyclonedx again."""
     installed = installed_packages(project_dir, lock_packages(project_dir))

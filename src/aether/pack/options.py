@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class PackResult:
     bytes_in: int  # their total size, uncompressed
     timings_ms: dict[str, float]  # install, walk, pack, sbom, sign
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """The seed's stable fields, paths as strings."""
         return {
             "artifact": str(self.artifact),

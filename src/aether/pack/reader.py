@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import zstandard
 
@@ -29,6 +29,12 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _DRAIN = 1024 * 1024
 # What a broken or hostile stream raises while being decompressed or parsed.
 STREAM_ERRORS = (tarfile.TarError, zstandard.ZstdError, zlib.error, EOFError, gzip.BadGzipFile)
+
+
+class Readable(Protocol):
+    """A file, or a decompressor reading one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class ArchiveBomb(IntegrityError):
@@ -65,7 +71,7 @@ def expansion_cap(limits: ExpansionLimits, compressed_size: int) -> Cap:
 class TarStream:
     """A read-only view of the uncompressed tar: hashes and counts bytes, enforces a cap."""
 
-    def __init__(self, source: BinaryIO, cap: Cap | None) -> None:
+    def __init__(self, source: Readable, cap: Cap | None) -> None:
         self._source = source
         self.cap = cap
         self._sha256 = hashlib.sha256()
@@ -112,7 +118,7 @@ def open_tar_stream(archive: Path, *, limits: ExpansionLimits | None = None) -> 
         kind = detect_compression(raw.read(4))
         compressed_size = raw.seek(0, 2)
         raw.seek(0)
-        source: BinaryIO
+        source: Readable
         if kind == "zstd":
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
             source = stack.enter_context(reader)
@@ -120,7 +126,8 @@ def open_tar_stream(archive: Path, *, limits: ExpansionLimits | None = None) -> 
             source = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         else:
             source = raw
-        yield TarStream(source, limits and expansion_cap(limits, compressed_size))
+        cap = expansion_cap(limits, compressed_size) if limits is not None else None
+        yield TarStream(source, cap)
 
 
 # GNU long names and pax records are read whole into memory by tarfile: bounded like the
@@ -135,21 +142,24 @@ _METADATA_TYPES = (
 class BoundedTarInfo(tarfile.TarInfo):
     """A TarInfo that refuses a metadata record too large to hold in memory."""
 
-    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _METADATA_TYPES and self.size > MAX_METADATA_BYTES:
             # Not a HeaderError: tarfile would take that for the end of the archive.
             raise ArchiveBomb(
                 f"refusing the archive: a metadata record of {self.size:,} bytes"
                 f" (more than {MAX_METADATA_BYTES:,}); nothing was kept"
             )
-        return super()._proc_member(tarfile)  # type: ignore[misc]
+        member = super()._proc_member(archive)  # type: ignore[misc]
+        assert isinstance(member, tarfile.TarInfo)
+        return member
 
 
 def open_tar(stream: TarStream) -> tarfile.TarFile:
     """tarfile in streaming mode over ``stream`` (members are read once, in order)."""
     try:
-        return tarfile.open(  # type: ignore[call-overload]
+        opened: tarfile.TarFile = tarfile.open(  # type: ignore[call-overload]
             fileobj=stream, mode="r|", tarinfo=BoundedTarInfo
         )
+        return opened
     except STREAM_ERRORS as exc:
         raise IntegrityError(f"not a readable tar archive: {exc}") from exc

@@ -31,6 +31,7 @@ class Release:
     public_keys: tuple[str, ...] = ()  # active keys to verify the signature against
     api_url: str | None = None  # for runtimes whose pods fetch from the control plane
     pull_token: str | None = None  # deployment-scoped, read-only token for that fetch
+    owner: str | None = None  # the app's owner (a user id): who may share an unisolated host
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,9 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def deploy(self, release: Release, record: EventSink) -> Observed:
         """Make ``release`` the one serving its app, health-gated; the previous one keeps
-        serving until the new one is healthy, and keeps serving if it never is."""
+        serving until the new one is healthy, and keeps serving if it never is — or, where the
+        runtime had to replace it first (Kubernetes, ``recreate``), is left for the loop to
+        deploy again. A failed deploy never deletes what served before it."""
 
     @abc.abstractmethod
     async def observe(self, app_name: str) -> Observed | None:
@@ -84,7 +87,8 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     async def remove(self, app_name: str) -> None:
-        """Stop the app and delete what the runtime created for it."""
+        """Stop the app and delete what the runtime created for it. Called only when the app
+        is deleted (or, for a per-process runtime, when another worker took it over)."""
 
     @abc.abstractmethod
     def logs(
