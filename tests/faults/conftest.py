@@ -50,8 +50,3 @@ def make_stack(
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     LEDGER.write(os.environ)
-
-
-def data_usage(folder: Path) -> int:
-    """Bytes of regular files under ``folder`` (what an extraction left behind)."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())

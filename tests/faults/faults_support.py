@@ -206,6 +206,11 @@ def zeros_bomb(path: Path, size: int, prefix: tuple[Member, ...] = ()) -> Path:
     return path
 
 
+def data_usage(folder: Path) -> int:
+    """Bytes of regular files under ``folder`` (what an extraction left behind)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 # --- figures -----------------------------------------------------------------------------------
 
 

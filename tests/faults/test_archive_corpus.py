@@ -21,9 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from faults_support import LEDGER, Api, app_members, member, wait_for, write_artifact, zeros_bomb
-
-from conftest import data_usage
+from faults_support import (
+    LEDGER,
+    Api,
+    app_members,
+    data_usage,
+    member,
+    wait_for,
+    write_artifact,
+    zeros_bomb,
+)
 
 pytestmark = pytest.mark.slow
 
