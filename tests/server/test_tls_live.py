@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +90,16 @@ def test_cli_refuses_an_untrusted_certificate(https_server) -> None:
     done = _cli(_untrusting(https_server.env), "whoami")
     assert done.returncode == 40, done.stderr
     assert "TLS" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_idle_tls_client_does_not_hold_the_shutdown(https_server, tls_files) -> None:
+    """A connection that finished its handshake and then says nothing (a browser's spare
+    connection) once held SIGTERM for asyncio's 30 s TLS shutdown: past the fixture's 20 s
+    stop deadline, so the server was killed."""
+    context = ssl.create_default_context(cafile=str(tls_files.ca))
+    raw = socket.create_connection(("127.0.0.1", https_server.port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1"):
+        assert https_server.stop() == 0
 
 
 def test_a_certificate_without_its_key_stops_the_start(tls_files, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ in-flight requests finish within ``shutdown_grace_secs``, then closes the pool.
 from __future__ import annotations
 
 import asyncio
+import asyncio.constants
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from aether.userconfig import Session, write_session
 
 log = logging.getLogger("aether.server")
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+SSL_SHUTDOWN_SECS = 2.0  # how long a closing TLS connection waits for the client's close_notify
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ async def _serve_until_signalled(
     config.keep_alive_timeout = 75.0
     if settings.tls_cert is not None and settings.tls_key is not None:
         config.certfile, config.keyfile = str(settings.tls_cert), str(settings.tls_key)
+        config.ssl_handshake_timeout = min(settings.shutdown_grace_secs, 10.0)
+        _bound_ssl_shutdown()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -201,3 +205,11 @@ async def _serve_until_signalled(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     sys.stdout.flush()
+
+
+def _bound_ssl_shutdown() -> None:
+    """Stopping waits for every TLS connection's close_notify exchange, and an idle client
+    that never answers held it for asyncio's default of 30 s, beyond the grace period (a
+    browser's spare connection is enough). hypercorn passes no timeout of its own, so asyncio
+    reads this constant for each connection it accepts."""
+    asyncio.constants.SSL_SHUTDOWN_TIMEOUT = SSL_SHUTDOWN_SECS
