@@ -263,3 +263,15 @@ def test_the_ratio_spares_small_archives_and_can_be_switched_off(tmp_path: Path)
     big = zeros_bomb(tmp_path / "big.tar.zst", 40 * 2**20)
     assert safe_extract(big, tmp_path / "big", limits=ExpansionLimits(max_ratio=0)) == 1
     assert (tmp_path / "big" / "zeros.bin").stat().st_size == 40 * 2**20
+
+
+@pytest.mark.parametrize("target", ["a\x00b", ""])
+def test_a_symlink_target_with_a_nul_byte_or_nothing_is_refused(
+    tmp_path: Path, target: str
+) -> None:
+    link = info("link", tarfile.SYMTYPE)
+    link.pax_headers = {"linkpath": target}  # a pax record carries what a ustar field cannot
+    archive = write_archive(tmp_path / "nul.tar", [(link, None)], "zstd")
+    with pytest.raises(UnsafeArchive, match="empty target or one holding a NUL byte"):
+        safe_extract(archive, tmp_path / "app")
+    assert snapshot(tmp_path) == {"nul.tar"}

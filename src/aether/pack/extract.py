@@ -225,6 +225,8 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, state:
 
 
 def _make_symlink(name: str, target: str, state: _State) -> None:
+    if "\0" in target or not target:
+        raise _refuse(name, "it is a symlink with an empty target or one holding a NUL byte")
     if target.startswith("/"):
         raise _refuse(name, f"it is a symlink to the absolute path {target}")
     if _resolve(name, target, {}) is None:
