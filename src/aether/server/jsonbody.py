@@ -98,17 +98,19 @@ def _as_tuple(spec: TypeSpec) -> tuple[type, ...]:
 
 def check_text(name: str, value: Any) -> None:
     """Strings (also inside objects and arrays) must be storable text: no NUL character and
-    no lone surrogate (a JSON ``\\ud800`` escape), which no database column takes."""
+    no lone surrogate (a JSON ``\\ud800`` escape), which no database column takes. Object
+    keys are checked for NUL only: a route that takes names checks them itself."""
     if isinstance(value, str):
         if "\x00" in value:
             raise BadRequest(f"field {name!r} contains a NUL character")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise BadRequest(f"field {name!r} is not valid Unicode text") from None
+            raise BadRequest(f"field {name!r} holds a lone surrogate (not Unicode text)") from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            check_text(name, key)
+            if "\x00" in key:
+                raise BadRequest(f"field {name!r} has a key with a NUL character")
             check_text(name, item)
     elif isinstance(value, list):
         for item in value:
