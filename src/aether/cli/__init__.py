@@ -83,7 +83,7 @@ class LazyGroup(click.Group):
         "\b\n"
         "  aether serve                      # embedded control plane on 127.0.0.1:8080\n"
         "  aether deploy examples/hello-node # pack, upload, roll out, print the URL\n"
-        "  aether logs --app hello-node -f   # stream the app's output\n"
+        "  aether logs hello-node -f         # stream the app's output\n"
         "  aether list                       # apps and their current deployments\n"
         "\n"
         "Config: ${XDG_CONFIG_HOME:-~/.config}/aether/config.toml; "
