@@ -70,6 +70,11 @@ def env_choice(
     return value
 
 
+def _path_or_none(environ: Mapping[str, str], name: str) -> Path | None:
+    value = environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
 def env_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in environ.get(name, "").split(",") if item.strip())
 
@@ -83,6 +88,9 @@ class ClientSettings:
     default_namespace: str  # AETHER_DEFAULT_NAMESPACE > config.toml > "aether"
     default_app: str | None  # config.toml default_app
     signing_key: str | None  # AETHER_SIGNING_KEY: 64 hex chars (Ed25519 seed) or a PEM path
+    # AETHER_ALLOW_INSECURE_HTTP (or --allow-insecure-http): send tokens over plain http://
+    # to hosts other than this one
+    allow_insecure_http: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ClientSettings:
@@ -102,6 +110,7 @@ class ClientSettings:
             ),
             default_app=config.get("default_app"),
             signing_key=environ.get("AETHER_SIGNING_KEY") or None,
+            allow_insecure_http=env_bool(environ, "AETHER_ALLOW_INSECURE_HTTP", False),
         )
 
 
@@ -144,6 +153,8 @@ class ServerSettings:
     # AETHER_DEPLOY_BASELINE_SECS: the deploy time of a server-side build pipeline, drawn
     # as the baseline on the dashboard's latency chart (None: not recorded)
     deploy_baseline_secs: float | None = None
+    tls_cert: Path | None = None  # AETHER_TLS_CERT: PEM certificate (chain); HTTPS with tls_key
+    tls_key: Path | None = None  # AETHER_TLS_KEY: PEM private key of tls_cert
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -162,7 +173,14 @@ class ServerSettings:
                 environ, "AETHER_DASHBOARD_SESSION_SECS", 43_200, minimum=60
             ),
             deploy_baseline_secs=_baseline(environ),
+            tls_cert=_path_or_none(environ, "AETHER_TLS_CERT"),
+            tls_key=_path_or_none(environ, "AETHER_TLS_KEY"),
         )
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when a certificate is configured, else ``http``."""
+        return "https" if self.tls_cert else "http"
 
 
 def _baseline(environ: Mapping[str, str]) -> float | None:
@@ -254,6 +272,34 @@ class ArtifactPolicy:
 
 
 @dataclass(frozen=True)
+class ExpansionLimits:
+    """How far an artifact may expand when extracted (the worker and ``aether fetch``).
+
+    An archive is refused, before its expansion reaches the disk, when its uncompressed tar
+    would exceed ``max_bytes`` or ``max_ratio`` times its compressed size; the ratio applies
+    only past ``RATIO_FLOOR_BYTES``, so small archives of empty files are never refused."""
+
+    RATIO_FLOOR_BYTES = 32 * 2**20
+
+    max_bytes: int = 4 * 2**30  # AETHER_MAX_EXPANDED_BYTES
+    max_ratio: int = 200  # AETHER_MAX_EXPANSION_RATIO (0 = no ratio limit)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> ExpansionLimits:
+        return cls(
+            max_bytes=env_int(environ, "AETHER_MAX_EXPANDED_BYTES", cls.max_bytes, minimum=1),
+            max_ratio=env_int(environ, "AETHER_MAX_EXPANSION_RATIO", cls.max_ratio),
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """The variables that give another process (an init container) these limits."""
+        return {
+            "AETHER_MAX_EXPANDED_BYTES": str(self.max_bytes),
+            "AETHER_MAX_EXPANSION_RATIO": str(self.max_ratio),
+        }
+
+
+@dataclass(frozen=True)
 class SandboxSettings:
     """How the local runtime confines and limits each app's processes (docs/security.md)."""
 
@@ -306,6 +352,7 @@ class WorkerSettings:
     require_signature: bool  # AETHER_REQUIRE_SIGNATURE
     sandbox: SandboxSettings  # the local runtime's isolation and per-app limits
     secrets: SecretsSettings  # the key ring that opens apps' config values
+    expansion: ExpansionLimits = ExpansionLimits()  # extraction limits (decompression bombs)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -318,6 +365,7 @@ class WorkerSettings:
             require_signature=env_bool(environ, "AETHER_REQUIRE_SIGNATURE", False),
             sandbox=SandboxSettings.from_env(environ),
             secrets=SecretsSettings.from_env(environ),
+            expansion=ExpansionLimits.from_env(environ),
         )
 
 
@@ -384,6 +432,7 @@ class KubeSettings:
     request_timeout_secs: float  # AETHER_KUBE_TIMEOUT_SECS: one API request
     service_host: str | None  # KUBERNETES_SERVICE_HOST: set by Kubernetes inside pods
     service_port: str  # KUBERNETES_SERVICE_PORT
+    expansion: ExpansionLimits = ExpansionLimits()  # handed to the fetch init container
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> KubeSettings:
@@ -411,4 +460,5 @@ class KubeSettings:
             request_timeout_secs=env_float(environ, "AETHER_KUBE_TIMEOUT_SECS", 10.0),
             service_host=environ.get("KUBERNETES_SERVICE_HOST") or None,
             service_port=environ.get("KUBERNETES_SERVICE_PORT") or "443",
+            expansion=ExpansionLimits.from_env(environ),
         )

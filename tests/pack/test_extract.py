@@ -21,6 +21,8 @@ from pack_support import FILES, SYMLINKS
 
 from aether.errors import IntegrityError, IOFailure
 from aether.pack import PackOptions, UnsafeArchive, build_artifact, safe_extract
+from aether.pack.reader import ArchiveBomb
+from aether.settings import ExpansionLimits
 
 Member = tuple[tarfile.TarInfo, bytes | None]
 
@@ -141,8 +143,8 @@ def test_too_many_entries(tmp_path: Path, compression: str) -> None:
 def test_too_many_bytes(tmp_path: Path, compression: str) -> None:
     members = [file("a.bin", b"\0" * 6000), file("b.bin", b"\0" * 6000)]
     archive = write_archive(tmp_path / "bomb.tar", members, compression)
-    with pytest.raises(UnsafeArchive, match="more than 10000 bytes"):
-        safe_extract(archive, tmp_path / "app", max_bytes=10_000)
+    with pytest.raises(ArchiveBomb, match="decompression bomb.*AETHER_MAX_EXPANDED_BYTES"):
+        safe_extract(archive, tmp_path / "app", limits=ExpansionLimits(10_000, max_ratio=0))
     assert snapshot(tmp_path) == {"bomb.tar"}
 
 
@@ -154,8 +156,8 @@ def test_a_huge_stream_stops_at_the_cap(tmp_path: Path) -> None:
     raw = member.tobuf(format=tarfile.PAX_FORMAT) + b"\0" * 1024
     archive = tmp_path / "bomb.tar.zst"
     archive.write_bytes(zstandard.ZstdCompressor().compress(raw))
-    with pytest.raises(IntegrityError, match="decompression bomb"):
-        safe_extract(archive, tmp_path / "app", max_bytes=2**20, max_entries=10)
+    with pytest.raises(ArchiveBomb, match="a metadata record of 52,428,8.. bytes"):
+        safe_extract(archive, tmp_path / "app", limits=ExpansionLimits(2**30), max_entries=10)
     assert snapshot(tmp_path) == {"bomb.tar.zst"}
 
 
@@ -232,3 +234,44 @@ def test_the_target_appears_whole_or_not_at_all(tmp_path: Path) -> None:
     empty.mkdir()
     safe_extract(archive, empty)
     assert (empty / "one.txt").read_bytes() == b"1"
+
+
+def zeros_bomb(path: Path, size: int) -> Path:
+    """One file of ``size`` zero bytes, zstd-compressed (a few KB per GB), written in a stream."""
+    member = info("zeros.bin", size=size)
+    with path.open("wb") as out, zstandard.ZstdCompressor().stream_writer(out) as sink:
+        sink.write(member.tobuf(format=tarfile.PAX_FORMAT))
+        block = bytes(2**20)
+        for _ in range(size // len(block)):
+            sink.write(block)
+        sink.write(b"\0" * 1024)
+    return path
+
+
+def test_a_bomb_is_refused_by_its_ratio_before_expanding(tmp_path: Path) -> None:
+    archive = zeros_bomb(tmp_path / "bomb.tar.zst", 256 * 2**20)
+    assert archive.stat().st_size < 64 * 1024
+    with pytest.raises(ArchiveBomb, match="more than 200 times its compressed size") as caught:
+        safe_extract(archive, tmp_path / "app")
+    assert "AETHER_MAX_EXPANSION_RATIO" in caught.value.message
+    assert snapshot(tmp_path) == {"bomb.tar.zst"}  # nothing half-written is left
+
+
+def test_the_ratio_spares_small_archives_and_can_be_switched_off(tmp_path: Path) -> None:
+    archive = zeros_bomb(tmp_path / "zeros.tar.zst", 8 * 2**20)  # under the 32 MiB floor
+    assert safe_extract(archive, tmp_path / "small") == 1
+    big = zeros_bomb(tmp_path / "big.tar.zst", 40 * 2**20)
+    assert safe_extract(big, tmp_path / "big", limits=ExpansionLimits(max_ratio=0)) == 1
+    assert (tmp_path / "big" / "zeros.bin").stat().st_size == 40 * 2**20
+
+
+@pytest.mark.parametrize("target", ["a\x00b", ""])
+def test_a_symlink_target_with_a_nul_byte_or_nothing_is_refused(
+    tmp_path: Path, target: str
+) -> None:
+    link = info("link", tarfile.SYMTYPE)
+    link.pax_headers = {"linkpath": target}  # a pax record carries what a ustar field cannot
+    archive = write_archive(tmp_path / "nul.tar", [(link, None)], "zstd")
+    with pytest.raises(UnsafeArchive, match="empty target or one holding a NUL byte"):
+        safe_extract(archive, tmp_path / "app")
+    assert snapshot(tmp_path) == {"nul.tar"}

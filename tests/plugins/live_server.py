@@ -9,8 +9,10 @@
 The process gets its own HOME and XDG dirs under tmp, listens on a free loopback port, and
 is ready once ``/readyz`` answers 200. With ``bootstrap_token=True`` (default) the admin
 token is passed as ``AETHER_API_TOKEN``; with False the server creates the first admin
-token itself and the fixture reads it from the session file it wrote. Every server started
-through the factory is stopped with SIGTERM at the end of the test (killed if it hangs).
+token itself and the fixture reads it from the session file it wrote. With ``tls=TlsFiles``
+(see ``plugins.certs``) it serves HTTPS and the client environment trusts the test CA through
+``REQUESTS_CA_BUNDLE``. Every server started through the factory is stopped with SIGTERM at
+the end of the test (killed if it hangs).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from plugins.certs import TlsFiles
 
 START_DEADLINE_SECS = 60.0
 STOP_DEADLINE_SECS = 20.0
@@ -89,7 +94,13 @@ def _home_env(root: Path) -> dict[str, str]:
     return {key: str(path) for key, path in dirs.items()}
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    *,
+    context: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + START_DEADLINE_SECS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -97,7 +108,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> No
                 f"aether serve exited with {process.returncode}:\n{log_path.read_text()}"
             )
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2, context=context) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -124,9 +135,12 @@ def start_live_server(
     database_url: str | None = None,
     bootstrap_token: bool = True,
     args: Sequence[str] = (),
+    tls: TlsFiles | None = None,
+    port: int | None = None,
 ) -> LiveServer:
     root.mkdir(parents=True, exist_ok=True)
-    port, data_dir, log_path = free_port(), root / "data", root / "serve.log"
+    port = port or free_port()
+    data_dir, log_path = root / "data", root / "serve.log"
     home = _home_env(root)
     server_env = {**clean_environ(), **home, "AETHER_LOG_FORMAT": "json"}
     admin_token = f"ae_test_{secrets.token_hex(16)}" if bootstrap_token else ""
@@ -137,12 +151,24 @@ def start_live_server(
     server_env.update(env or {})
     command = [sys.executable, "-m", "aether", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--data-dir", str(data_dir), *args]
-    with log_path.open("wb") as log_file:
+    trust: dict[str, str] = {}
+    context = None
+    if tls is not None:
+        command += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+        trust = {"REQUESTS_CA_BUNDLE": str(tls.ca)}
+        context = ssl.create_default_context(cafile=str(tls.ca))
+    with log_path.open("ab") as log_file:
         process = subprocess.Popen(command, env=server_env, stdout=log_file, stderr=log_file)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, process, log_path)
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    wait_ready(url, process, log_path, context=context)
     admin_token = admin_token or _session_token(home)
-    client_env = {**clean_environ(), **home, "AETHER_API_BASE": url, "AETHER_TOKEN": admin_token}
+    client_env = {
+        **clean_environ(),
+        **home,
+        **trust,
+        "AETHER_API_BASE": url,
+        "AETHER_TOKEN": admin_token,
+    }
     return LiveServer(url, port, admin_token, data_dir, client_env, process, log_path, server_env)
 
 

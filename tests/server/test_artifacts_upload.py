@@ -135,8 +135,8 @@ def test_multipart_complete_with_a_wrong_etag_fails(registry_api):
 
 def test_tampered_object_is_a_digest_mismatch_and_is_deleted(registry_api):
     """Bytes that carry the right sha256 label but other content: the re-hash sees through
-    them (the local store re-hashes by default; S3 when AETHER_VERIFY_REMOTE_HASH is on)."""
-    api = registry_api(env={"AETHER_VERIFY_REMOTE_HASH": "1"})
+    them (the local store re-hashes by default; moto verifies no checksum, so S3 here always)."""
+    api = registry_api()
     up = Uploader(api)
     good, digest = blob(5000)
     bad = bytes(len(good))
@@ -151,6 +151,54 @@ def test_tampered_object_is_a_digest_mismatch_and_is_deleted(registry_api):
     assert "deleted" in done.json()["message"]
     assert api.client.portal.call(api.state.blobs.head, key) is None
     assert api.get(f"/artifacts/{digest}").json()["status"] == "pending"
+
+
+def test_a_lying_client_cannot_store_bytes_under_another_digest(registry_api, store_kind):
+    """Presign a digest, PUT other bytes (with every header the presign asked for), complete:
+    the local store refuses the PUT itself; S3 (moto, which verifies no checksum) takes the
+    bytes, and the complete re-hashes them, deletes the object and answers digest_mismatch."""
+    api = registry_api()
+    up = Uploader(api)
+    good, digest = blob(20_000)
+    other = bytes(len(good))
+    presigned = up.presign(digest, len(good)).json()
+    put = up.put(presigned["upload_url"], other, presigned["headers"])
+    if store_kind == "local":
+        assert put.status_code == 400 and put.json()["code"] == "digest_mismatch"
+    else:
+        assert put.status_code == 200 and api.state.store_verifies_checksums is False
+    done = up.complete(digest, len(good))
+    assert done.status_code == 400
+    assert done.json()["code"] == ("digest_mismatch" if store_kind == "s3" else "bad_request")
+    assert api.client.portal.call(api.state.blobs.head, presigned["storage_key"]) is None
+    assert api.head(f"/artifacts/{digest}").status_code == 404
+    # the honest upload of the same digest then goes through
+    assert up.upload(good).json()["status"] == "stored"
+
+
+def test_a_lying_multipart_upload_is_deleted_at_complete(registry_api):
+    api = registry_api()
+    up = Uploader(api)
+    good, digest = blob(6 * MIB)
+    init = up.init_multipart(digest, len(good))
+    parts = [
+        up.put_part(digest, init["upload_id"], 1, bytes(5 * MIB)),
+        up.put_part(digest, init["upload_id"], 2, bytes(len(good) - 5 * MIB)),
+    ]
+    done = api.post(
+        "/artifacts/multipart/complete",
+        json={
+            "app_name": "shop",
+            "digest": digest,
+            "size_bytes": len(good),
+            "upload_id": init["upload_id"],
+            "parts": parts,
+        },
+        as_="deployer",
+    )
+    assert done.status_code == 400 and done.json()["code"] == "digest_mismatch"
+    assert api.client.portal.call(api.state.blobs.head, init["storage_key"]) is None
+    assert api.head(f"/artifacts/{digest}").status_code == 404
 
 
 def test_size_mismatch_at_complete(registry_api):

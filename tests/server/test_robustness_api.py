@@ -103,3 +103,57 @@ def test_readyz_is_503_while_postgres_refuses_and_recovers_without_restart(make_
         assert time.monotonic() < deadline, "readyz did not recover"
         time.sleep(0.2)
     assert api.get("/apps").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/blobs/artifacts/x/app.tar.zst?expires=1&sig=%C3%A9%F0%9F%92%A5"),
+        ("PUT", "/blobs/artifacts/x/app.tar.zst?expires=%F4%85%8E%84&sig=%F1%84%8A%81"),
+    ],
+)
+def test_a_non_ascii_signature_is_forbidden_not_a_crash(api, method, path):
+    response = api.request(method, path, as_=None, content=b"x")
+    assert response.status_code == 403 and response.json()["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("size", [2**64, 2**63 - 1, 6 * 2**40])
+def test_absurd_sizes_are_bad_requests(api, size):
+    body = {"app_name": "shop", "digest": "ab" * 32, "size_bytes": size}
+    for path in ("/artifacts/multipart/init", "/artifacts/presign", "/artifacts/complete"):
+        response = api.post(path, json=body)
+        assert response.status_code == 400, (path, response.text)
+
+
+@pytest.mark.parametrize("value", ["²", "99999999999999999999999", "-1", "1e3"])
+def test_integer_query_parameters_are_checked(api, value):
+    api.post("/apps", json={"name": "shop"})
+    for path in (
+        f"/apps/shop/deployments?limit={value}",
+        f"/artifacts?limit={value}",
+        f"/deployments/00000000-0000-0000-0000-000000000000/events?after={value}",
+    ):
+        response = api.get(path)
+        assert response.status_code in (400, 404), (path, response.text)
+        assert response.json()["code"] in ("bad_request", "not_found")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        rb'{"name": "a\u0000b", "role": "reader"}',
+        rb'{"name": "\ud830", "role": "reader"}',
+        rb'{"app_name": "x", "artifact_digest": "' + b"ab" * 32 + rb'", "env": {"K": "\u0000"}}',
+    ],
+)
+def test_text_no_database_can_store_is_a_bad_request(api, body):
+    path = "/deployments" if b"env" in body else "/tokens"
+    response = api.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", ["/artifacts?app=a%00b", "/apps/a%00b", "/apps?x=%00"])
+def test_a_nul_in_the_url_is_a_bad_request(api, path):
+    response = api.get(path)
+    assert response.status_code == 400 and response.json()["code"] == "bad_request"

@@ -3,6 +3,8 @@
 Keys are content-addressed (see :mod:`aether.blobs.storage_keys`). Uploads never pass through this
 interface as bytes: the store hands out presigned requests that clients execute directly,
 and the control plane verifies the result (``head``/``read_sha256``) before trusting it.
+:meth:`BlobStore.verifies_checksums` says, by trying, whether the store's own checksum of an
+object can be trusted as proof of its bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import BinaryIO
 @dataclass(frozen=True)
 class ObjectInfo:
     size: int
-    sha256: str | None  # from metadata/checksum when recorded at upload time
+    # The store's own sha256 checksum of the object (S3's ChecksumSHA256, the local store's
+    # hash measured as the bytes arrived). Proof of the bytes only where the store refuses
+    # uploads whose checksum does not match (see BlobStore.verifies_checksums).
+    sha256: str | None
+    claimed_sha256: str | None = None  # what the uploader said (x-amz-meta-sha256): no proof
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,12 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections."""
+
+    @abc.abstractmethod
+    async def verifies_checksums(self) -> bool:
+        """Whether the store refuses an upload whose bytes do not match the sha256 checksum
+        it was sent with: tried once at start-up on a scratch key, with a wrong checksum.
+        ServiceUnavailable when the store cannot be asked."""
 
     @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo | None: ...
@@ -105,5 +117,7 @@ class BlobStore(abc.ABC):
         """Drop an upload and its parts; unknown uploads are not an error."""
 
     @abc.abstractmethod
-    async def purge_stale(self, older_than_secs: float) -> int:
-        """Abort multipart uploads (and drop temporary files) older than the age; count."""
+    async def purge_stale(self, older_than_secs: float, keep: frozenset[str] = frozenset()) -> int:
+        """Abort multipart uploads (and drop temporary files) older than the age, except the
+        uploads named in ``keep`` (still pending: an upload's start date from an
+        S3-compatible store may be wrong); count."""

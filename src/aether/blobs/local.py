@@ -11,6 +11,8 @@ The API's ``/blobs/…`` routes call :meth:`LocalBlobStore.receive_put` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -18,7 +20,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
@@ -27,11 +29,26 @@ from aether.blobs.base import BlobStore, ObjectInfo, PartInfo, PresignedRequest,
 from aether.blobs.storage_keys import check_key
 from aether.blobs.url_signer import UrlSigner, load_or_create_secret
 from aether.digests import sha256_file
-from aether.errors import BadRequest, DigestMismatch, IOFailure, NotFound
+from aether.errors import BadRequest, DigestMismatch, IOFailure, NotFound, ServiceUnavailable
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1024 * 1024
 TMP_MIN_AGE_SECS = 3600
+_WRONG_SHA256 = hashlib.sha256(b"not the probe's bytes").hexdigest()  # the checksum probe
+
+
+@contextlib.contextmanager
+def _disk_errors(action: str) -> Iterator[None]:
+    """A full disk is the server's trouble and passes (503, try later); the caller has
+    removed what it wrote. Other errors (a client that went away) go on as they are."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ServiceUnavailable(
+                f"{action}: the server's disk is full; nothing was kept, try again later"
+            ) from exc
+        raise
 
 
 def _strip_etag(etag: str) -> str:
@@ -59,6 +76,20 @@ class LocalBlobStore(BlobStore):
 
     async def close(self) -> None:
         """Nothing to release: every operation opens and closes its own files."""
+
+    async def verifies_checksums(self) -> bool:
+        key = f"aether-probe/{secrets.token_hex(8)}"
+        query = self.signer.sign("PUT", key, expires_secs=60, size=5, sha256=_WRONG_SHA256)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"probe"
+
+        try:
+            await self.receive_put(key, query, body())
+        except DigestMismatch:
+            return True
+        await self.delete(key)
+        return False
 
     @property
     def signer(self) -> UrlSigner:
@@ -115,8 +146,9 @@ class LocalBlobStore(BlobStore):
     async def put_file(self, key: str, source: BinaryIO, *, sha256: str) -> None:
         temp = self.root / "tmp" / secrets.token_hex(16)
         try:
-            await asyncio.to_thread(_copy_to, source, temp)
-            self._commit(temp, key, sha256)
+            with _disk_errors(f"storing {key}"):
+                await asyncio.to_thread(_copy_to, source, temp)
+                self._commit(temp, key, sha256)
         finally:
             temp.unlink(missing_ok=True)
 
@@ -144,9 +176,10 @@ class LocalBlobStore(BlobStore):
     ) -> str:
         """Store a signed PUT's body (object or part); returns its ETag."""
         fields = self.signer.verify("PUT", key, query)
-        if "upload_id" in fields:
-            return await self._receive_part(key, fields, chunks)
-        return await self._receive_object(key, fields, chunks)
+        with _disk_errors(f"storing the upload to {key}"):
+            if "upload_id" in fields:
+                return await self._receive_part(key, fields, chunks)
+            return await self._receive_object(key, fields, chunks)
 
     async def _receive_object(
         self, key: str, fields: Mapping[str, str], chunks: AsyncIterator[bytes]
@@ -206,7 +239,11 @@ class LocalBlobStore(BlobStore):
         target, meta = self._object(key), self._meta(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(sha256, encoding="ascii")
+        try:
+            meta.write_text(sha256, encoding="ascii")
+        except OSError:
+            meta.unlink(missing_ok=True)  # no record without its object
+            raise
         os.replace(temp, target)
 
     # --- multipart -------------------------------------------------------------------------
@@ -261,8 +298,9 @@ class LocalBlobStore(BlobStore):
                 raise BadRequest(f"part {number} was not uploaded or its etag does not match")
         temp = self.root / "tmp" / secrets.token_hex(16)
         try:
-            sha256 = await asyncio.to_thread(_concatenate, folder, numbers, temp)
-            self._commit(temp, key, sha256)
+            with _disk_errors(f"assembling {key}"):
+                sha256 = await asyncio.to_thread(_concatenate, folder, numbers, temp)
+                self._commit(temp, key, sha256)
         finally:
             temp.unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
@@ -274,21 +312,19 @@ class LocalBlobStore(BlobStore):
             return
         shutil.rmtree(folder, ignore_errors=True)
 
-    async def purge_stale(self, older_than_secs: float) -> int:
+    async def purge_stale(self, older_than_secs: float, keep: frozenset[str] = frozenset()) -> int:
         now = time.time()
         # A temporary file is orphaned only by a crash mid-upload; one younger than an hour
         # may still be streaming in, whatever the pending TTL says.
-        cutoffs = {"tmp": now - max(older_than_secs, TMP_MIN_AGE_SECS)}
-        cutoffs["multipart"] = now - older_than_secs
-        removed = 0
-        for folder, cutoff in cutoffs.items():
-            removed += _remove_older(self.root / folder, cutoff)
-        return removed
+        removed = _remove_older(self.root / "tmp", now - max(older_than_secs, TMP_MIN_AGE_SECS))
+        return removed + _remove_older(self.root / "multipart", now - older_than_secs, keep)
 
 
-def _remove_older(folder: Path, cutoff: float) -> int:
+def _remove_older(folder: Path, cutoff: float, keep: frozenset[str] = frozenset()) -> int:
     removed = 0
     for entry in folder.iterdir():
+        if entry.name in keep:
+            continue
         try:
             if entry.stat().st_mtime >= cutoff:
                 continue

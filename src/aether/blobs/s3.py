@@ -122,6 +122,25 @@ class S3BlobStore(BlobStore):
         }
         return {names[k]: v for k, v in self._sse().items()}
 
+    async def verifies_checksums(self) -> bool:
+        """S3 answers BadDigest (or similar) to a wrong x-amz-checksum-sha256; some
+        S3-compatible stores (and moto) store the bytes and the claimed checksum as given."""
+        key = f"aether-probe/{secrets.token_hex(8)}"
+        wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode("ascii")
+        try:
+            await self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=b"probe", ChecksumSHA256=wrong, **self._sse()
+            )
+        except botocore.exceptions.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if 400 <= int(status) < 500 and status not in (401, 403):
+                return True  # refused for its checksum
+            raise ServiceUnavailable(f"probing object storage failed: {exc}") from exc
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise ServiceUnavailable(f"object storage is not reachable: {exc}") from exc
+        await self.delete(key)
+        return False
+
     # --- reads -----------------------------------------------------------------------------
 
     async def head(self, key: str) -> ObjectInfo | None:
@@ -132,10 +151,11 @@ class S3BlobStore(BlobStore):
                 )
         except NotFound:
             return None
-        recorded = _b64_to_hex(answer.get("ChecksumSHA256")) or answer.get("Metadata", {}).get(
-            "sha256"
+        return ObjectInfo(
+            size=int(answer["ContentLength"]),
+            sha256=_b64_to_hex(answer.get("ChecksumSHA256")),
+            claimed_sha256=answer.get("Metadata", {}).get("sha256"),
         )
-        return ObjectInfo(size=int(answer["ContentLength"]), sha256=recorded)
 
     async def _stream(self, key: str, sink: Any) -> None:
         with _s3_errors(f"get {key}"):
@@ -256,13 +276,17 @@ class S3BlobStore(BlobStore):
         except NotFound:
             pass
 
-    async def purge_stale(self, older_than_secs: float) -> int:
+    async def purge_stale(self, older_than_secs: float, keep: frozenset[str] = frozenset()) -> int:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_secs)
         stale = []
         with _s3_errors("list multipart uploads"):
             paginator = self._client.get_paginator("list_multipart_uploads")
             async for page in paginator.paginate(Bucket=self.bucket):
-                stale += [u for u in page.get("Uploads", []) if u["Initiated"] < cutoff]
+                stale += [
+                    upload
+                    for upload in page.get("Uploads", [])
+                    if upload["Initiated"] < cutoff and upload["UploadId"] not in keep
+                ]
         for upload in stale:
             await self.abort_multipart(upload["Key"], upload["UploadId"])
         return len(stale)

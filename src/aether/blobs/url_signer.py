@@ -50,7 +50,8 @@ class UrlSigner:
 
     def _mac(self, method: str, key: str, fields: Mapping[str, str]) -> str:
         message = "\n".join([method.upper(), key, *(fields.get(f, "") for f in SIGNED_FIELDS)])
-        return hmac.new(self._secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
+        data = message.encode("utf-8", "surrogatepass")  # a hostile query may hold anything
+        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
 
     def sign(self, method: str, key: str, *, expires_secs: int, **fields: str | int) -> dict:
         """The query parameters (strings) of a URL valid for ``expires_secs`` from now."""
@@ -66,7 +67,9 @@ class UrlSigner:
         """The signed fields of a valid query; Forbidden when tampered with or expired."""
         fields = {name: query[name] for name in SIGNED_FIELDS if name in query}
         expected = self._mac(method, key, fields)
-        if not hmac.compare_digest(expected, query.get("sig", "")):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+        given = query.get("sig", "").encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(expected.encode("ascii"), given):
             raise Forbidden("the presigned URL's signature does not match; request a new URL")
         try:
             expires = int(fields.get("expires", ""))

@@ -113,12 +113,24 @@ class LazyGroup(click.Group):
     envvar="AETHER_LOG_FORMAT",
     help="Log format on stderr; auto = text on a terminal, JSON otherwise.",
 )
-def cli(log_level: str, log_format: str) -> None:
+@click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    envvar="AETHER_ALLOW_INSECURE_HTTP",
+    help="Send the API token over plain http:// to hosts other than this machine "
+    "(refused otherwise: anyone on the path could read it).",
+)
+def cli(log_level: str, log_format: str, allow_insecure_http: bool) -> None:
     """Aether: build on your machine, ship a content-addressed artifact, roll it out.
 
     Machine-readable results go to stdout, logs and progress to stderr.
     """
+    import os
+
     from aether.cli.logsetup import configure_logging
+
+    if allow_insecure_http:  # the commands read their settings from the environment
+        os.environ["AETHER_ALLOW_INSECURE_HTTP"] = "1"
 
     level = log_level.lower()
     # Also covers AETHER_LOG_LEVEL and upper-case spellings, which the argv scan cannot see.

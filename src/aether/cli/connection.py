@@ -57,10 +57,7 @@ def command_credentials(token: str | None) -> Credentials:
 
 def open_api(token: str | None) -> ApiClient:
     """An API client for the logged-in control plane (``--token`` overrides the token)."""
-    from aether.client.api import ApiClient
-
-    credentials = command_credentials(token)
-    return ApiClient(credentials.api_base, credentials.token)
+    return command_credentials(token).api_client()
 
 
 def app_option(required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -47,15 +47,20 @@ def fetch(
     The sha256 (and, with --public-key, the signature) is checked before anything is
     extracted; on a mismatch nothing is written and the exit code is 20. Transient network
     errors are retried, each time with a fresh download URL from the control plane.
-    DEST/.aether/deployment.json records the digest and deployment id.
+    DEST/.aether/deployment.json records the digest and deployment id. An archive that would
+    expand beyond AETHER_MAX_EXPANDED_BYTES, or more than AETHER_MAX_EXPANSION_RATIO times
+    its size, is refused before it fills the disk (exit 20, nothing kept).
 
     \b
     Examples:
       aether fetch --api http://aether:8080 --deployment ID --token-file /var/run/aether/token --dest /app
       aether fetch --url https://bucket.s3/…/app.tar.zst --digest HEX --dest ./release
     """
+    import os
+
     from aether.client.fetch import FetchRequest
     from aether.client.fetch import fetch as run_fetch
+    from aether.settings import ClientSettings, ExpansionLimits
 
     result = run_fetch(
         FetchRequest(
@@ -68,6 +73,8 @@ def fetch(
             public_key=public_key,
             signature=signature,
             attempts=attempts,
+            allow_insecure_http=ClientSettings.from_env(os.environ).allow_insecure_http,
+            limits=ExpansionLimits.from_env(os.environ),
         )
     )
     emit(result.as_json(), _render)

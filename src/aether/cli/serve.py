@@ -36,24 +36,49 @@ def _background_tasks(
     "--no-worker", is_flag=True, help="Do not run the reconciliation loop in this process."
 )
 @click.option("--no-migrate", is_flag=True, help="Do not apply schema migrations at start.")
-def serve(host: str, port: int, data_dir: Path | None, no_worker: bool, no_migrate: bool) -> None:
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM certificate (chain) to serve HTTPS with [default: $AETHER_TLS_CERT].",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM private key of --tls-cert [default: $AETHER_TLS_KEY].",
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    no_worker: bool,
+    no_migrate: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
     """Run the control-plane API.
 
     With no configuration it uses SQLite in the data dir and local artifact storage, and on
     first start prints an admin token and saves it to the session file. DATABASE_URL switches
     to PostgreSQL. SIGTERM/SIGINT stop it gracefully.
 
+    With --tls-cert and --tls-key it serves HTTPS, and the local store's presigned upload and
+    download URLs use https too. Serve HTTPS (or sit behind a TLS-terminating proxy) whenever
+    clients reach the API off this machine: they refuse to send tokens over plain HTTP.
+
     \b
     Examples:
       aether serve
+      aether serve --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
       DATABASE_URL=postgresql://aether@db/aether aether serve --host 0.0.0.0 --port 8080
     """
     from aether.server.launch import LaunchOptions, run_server
     from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 
     environ = dict(os.environ)
-    if data_dir is not None:
-        environ["AETHER_DATA_DIR"] = str(data_dir)
+    given = {"AETHER_DATA_DIR": data_dir, "AETHER_TLS_CERT": tls_cert, "AETHER_TLS_KEY": tls_key}
+    environ.update({name: str(value) for name, value in given.items() if value is not None})
     run_server(
         ServerSettings.from_env(environ),
         LaunchOptions(host=host, port=port, run_migrations=not no_migrate),

@@ -8,18 +8,20 @@ the server first.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from aether.client.api import ApiClient
 from aether.client.credentials import Credentials
 from aether.errors import ConfigError
+from aether.settings import ClientSettings
 from aether.userconfig import Session, forget_session, read_session, write_session
 
 
 def whoami(credentials: Credentials) -> dict[str, Any]:
     """``GET /whoami`` with the API URL added."""
-    with ApiClient(credentials.api_base, credentials.token) as api:
+    with credentials.api_client() as api:
         identity = api.get("/whoami")
     return {**identity, "api_base": credentials.api_base}
 
@@ -39,12 +41,12 @@ def login(
 
 def rotate(environ: Mapping[str, str], credentials: Credentials) -> dict[str, Any]:
     """``POST /tokens/rotate``, verify the new token, and store it."""
-    with ApiClient(credentials.api_base, credentials.token) as api:
+    with credentials.api_client() as api:
         rotated = api.post("/tokens/rotate")
     new_token = rotated.get("token")
     if not isinstance(new_token, str) or not new_token:
         raise ConfigError("the server did not return a new token; the old one may still work")
-    fresh = Credentials(api_base=credentials.api_base, token=new_token, source="rotate")
+    fresh = dataclasses.replace(credentials, token=new_token, source="rotate")
     result = login(environ, fresh)
     result["expires_at"] = rotated.get("expires_at")
     result["token_id"] = rotated.get("token_id", result.get("token_id"))
@@ -58,7 +60,8 @@ def logout(environ: Mapping[str, str], *, revoke: bool) -> dict[str, Any]:
     if revoke:
         if session is None:
             raise ConfigError("not logged in: there is no stored token to revoke")
-        with ApiClient(session.api_base, session.token) as api:
+        insecure_ok = ClientSettings.from_env(environ).allow_insecure_http
+        with ApiClient(session.api_base, session.token, allow_insecure_http=insecure_ok) as api:
             token_id = api.get("/whoami").get("token_id")
             if not token_id:
                 raise ConfigError("the server did not say which token this is; nothing revoked")

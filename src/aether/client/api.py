@@ -17,10 +17,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from aether import __version__
 from aether.client.http import UPLOAD_RETRY, HttpSession, Response, TransportError
-from aether.errors import NetworkError, RemoteError
+from aether.errors import ConfigError, NetworkError, RemoteError
 
 CONNECT_TIMEOUT_SECS = 5.0
 READ_TIMEOUT_SECS = 60.0
@@ -34,10 +35,44 @@ def new_session(*, for_uploads: bool = False) -> HttpSession:
     return HttpSession(headers, UPLOAD_RETRY) if for_uploads else HttpSession(headers)
 
 
-class ApiClient:
-    """Talks JSON to one control plane with one bearer token."""
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1, ``localhost`` and ``*.localhost`` (which never leave the machine,
+    RFC 6761); decided from the name alone, without asking DNS."""
+    import ipaddress
 
-    def __init__(self, base_url: str, token: str | None) -> None:
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_token_transport(base_url: str, *, allow_insecure_http: bool) -> None:
+    """Refuse to send a bearer token in clear text off this machine.
+
+    Anyone on the path could read it and act as its owner until it is revoked."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or allow_insecure_http or is_loopback_host(parts.hostname or ""):
+        return
+    raise ConfigError(
+        f"refusing to send the API token over plain http:// to {parts.hostname}: anyone on the"
+        " network path could read it. Use an https:// URL (aether serve --tls-cert/--tls-key,"
+        " or a TLS proxy in front), or pass --allow-insecure-http (AETHER_ALLOW_INSECURE_HTTP=1)"
+        " if this network is trusted"
+    )
+
+
+class ApiClient:
+    """Talks JSON to one control plane with one bearer token (never in clear text off this
+    machine unless ``allow_insecure_http``)."""
+
+    def __init__(
+        self, base_url: str, token: str | None, *, allow_insecure_http: bool = False
+    ) -> None:
+        if token:
+            check_token_transport(base_url, allow_insecure_http=allow_insecure_http)
         self.base_url = base_url.rstrip("/")
         self._session = new_session()
         if token:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aether.errors import ConfigError
 from aether.settings import ClientSettings
 from aether.userconfig import Session, read_session
+
+if TYPE_CHECKING:
+    from aether.client.api import ApiClient
 
 DEFAULT_API_BASE = "http://127.0.0.1:8080"
 
@@ -25,6 +29,13 @@ class Credentials:
     api_base: str
     token: str
     source: str  # --token | AETHER_TOKEN | session | prompt
+    allow_insecure_http: bool = False  # ClientSettings.allow_insecure_http
+
+    def api_client(self) -> ApiClient:
+        """An API client for these credentials (which refuses clear-text tokens off-host)."""
+        from aether.client.api import ApiClient
+
+        return ApiClient(self.api_base, self.token, allow_insecure_http=self.allow_insecure_http)
 
 
 Prompt = Callable[[str], str]
@@ -83,7 +94,7 @@ def for_command(
     value, source = resolve_token(
         token, environ, session=session, interactive=interactive, prompt=prompt
     )
-    return Credentials(api_base=api_base, token=value, source=source)
+    return Credentials(api_base, value, source, settings.allow_insecure_http)
 
 
 def for_login(
@@ -100,4 +111,4 @@ def for_login(
     value, source = resolve_token(
         token, environ, session=None, interactive=interactive, prompt=prompt
     )
-    return Credentials(api_base=api_base, token=value, source=source)
+    return Credentials(api_base, value, source, settings.allow_insecure_http)

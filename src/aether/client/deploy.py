@@ -85,7 +85,7 @@ def deploy(
     api_base, token = _require_credentials(settings)
     app = resolve_app_name(project_dir, options.app, settings)
     started = time.monotonic()
-    with ApiClient(api_base, token) as api:
+    with ApiClient(api_base, token, allow_insecure_http=settings.allow_insecure_http) as api:
         config = _preflight(api, settings, options)
         preflight_ms = _ms_since(started)
         packed, timings = pack_project(project_dir, options, settings, environ, on_progress)

@@ -26,6 +26,7 @@ from aether.client.api import CONNECT_TIMEOUT_SECS, ApiClient, new_session
 from aether.client.http import TransportError
 from aether.errors import IntegrityError, NetworkError, RemoteError, UsageError
 from aether.models import is_digest
+from aether.settings import ExpansionLimits
 
 CHUNK = 1024 * 1024
 READ_TIMEOUT_SECS = 60.0
@@ -44,6 +45,8 @@ class FetchRequest:
     public_key: str | None = None
     signature: str | None = None  # read from the deployment/artifact when not given
     attempts: int = DEFAULT_ATTEMPTS
+    allow_insecure_http: bool = False  # send the token over http:// off this machine
+    limits: ExpansionLimits = ExpansionLimits()  # how far the archive may expand
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,11 @@ def fetch(request: FetchRequest, *, sleep: Callable[[float], None] = time.sleep)
     """Download, verify, extract; raises before extracting anything when bytes do not match."""
     started = time.monotonic()
     _check(request)
-    api = ApiClient(request.api_url, request.token) if request.api_url else None
+    api = None
+    if request.api_url:
+        api = ApiClient(
+            request.api_url, request.token, allow_insecure_http=request.allow_insecure_http
+        )
     try:
         digest, signature = _expected(request, api)
         with _temp_file(request.dest) as part:
@@ -87,7 +94,7 @@ def fetch(request: FetchRequest, *, sleep: Callable[[float], None] = time.sleep)
                     "nothing was extracted"
                 )
             verified = _check_signature(request.public_key, digest, signature)
-            entries = _extract(part, request.dest)
+            entries = _extract(part, request.dest, request.limits)
     finally:
         if api is not None:
             api.close()
@@ -226,15 +233,15 @@ def _check_signature(public_key: str | None, digest: str, signature: str | None)
     return True
 
 
-def _extract(part: Path, dest: Path) -> int:
+def _extract(part: Path, dest: Path, limits: ExpansionLimits) -> int:
     """A new DEST is renamed into place whole; an existing empty DEST (a volume mount that
     cannot be replaced) gets the verified tree extracted beside the download, then moved in."""
     from aether.pack.extract import safe_extract
 
     if not dest.is_dir():
-        return safe_extract(part, dest)
+        return safe_extract(part, dest, limits=limits)
     staging = dest / ".aether-staging"
-    entries = safe_extract(part, staging)
+    entries = safe_extract(part, staging, limits=limits)
     for child in staging.iterdir():
         os.rename(child, dest / child.name)
     staging.rmdir()

@@ -5,8 +5,11 @@ at the end, so a reader never sees half an app and a refused archive leaves noth
 Refused, with an error naming the entry: absolute paths, ``..`` components, symlinks or
 hardlinks resolving outside the root (checked against the whole archive once every link is
 known), writes through a symlink, device/FIFO/other entries, duplicate entries, more than
-``max_entries`` members or ``max_bytes`` of file data (decompression bombs). Setuid, setgid and
-sticky bits are stripped. Files are created with ``O_EXCL | O_NOFOLLOW``.
+``max_entries`` members, and decompression bombs: an archive whose uncompressed tar or whose
+files add up to more than the :class:`~aether.settings.ExpansionLimits` allow (a size limit
+and a ratio to the compressed size) is refused on the entry that crosses the line, before its
+data is written (a declared size says so at its header). Setuid, setgid and sticky bits are
+stripped. Files are created with ``O_EXCL | O_NOFOLLOW``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aether.errors import IntegrityError, IOFailure
-from aether.pack.reader import STREAM_ERRORS, open_tar, open_tar_stream
+from aether.pack.reader import (
+    STREAM_ERRORS,
+    ArchiveBomb,
+    Cap,
+    expansion_cap,
+    open_tar,
+    open_tar_stream,
+)
+from aether.settings import ExpansionLimits
 
 _CHUNK = 1024 * 1024
 _MAX_LINK_HOPS = 40
-_HEADER_ALLOWANCE = 3 * 512  # pax block + header per entry, for the stream cap
+_MAX_NAME_BYTES = 255  # NAME_MAX on Linux
+_MAX_PATH_BYTES = 3072  # below PATH_MAX (4096) with room for the folder extracted into
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -38,7 +50,7 @@ class UnsafeArchive(IntegrityError):
 class _State:
     root: Path
     max_entries: int
-    max_bytes: int
+    cap: Cap  # on the files' declared sizes, the same as the stream's
     kinds: dict[str, str] = field(default_factory=dict)  # path → file | dir | implicit | symlink
     symlinks: dict[str, str] = field(default_factory=dict)
     dir_modes: dict[str, int] = field(default_factory=dict)
@@ -50,14 +62,16 @@ def safe_extract(
     archive: Path,
     dest: Path,
     *,
+    limits: ExpansionLimits | None = None,
     max_entries: int = 500_000,
-    max_bytes: int = 8 * 2**30,
     replace: bool = False,
 ) -> int:
     """Extract ``archive`` (tar, tar.gz or tar.zst) to ``dest``; returns the entry count.
 
     ``dest`` must not exist or be an empty folder, unless ``replace`` swaps it out.
+    ``limits``: how far the archive may expand (default: :class:`ExpansionLimits`' defaults).
     """
+    limits = limits or ExpansionLimits()
     dest = dest.absolute()
     _check_destination(dest, replace)
     try:
@@ -66,8 +80,8 @@ def safe_extract(
     except OSError as exc:
         raise IOFailure(f"cannot create a folder beside {dest}: {exc.strerror or exc}") from exc
     try:
-        state = _State(temp, max_entries, max_bytes)
-        _extract_members(archive, state)
+        state = _State(temp, max_entries, expansion_cap(limits, _size_of(archive)))
+        _extract_members(archive, state, limits)
         _check_symlinks(state)
         _apply_dir_modes(state)
         _move_into_place(temp, dest, replace)
@@ -104,9 +118,8 @@ def _refuse(name: str, reason: str) -> UnsafeArchive:
     return UnsafeArchive(f"refusing to extract entry {name!r}: {reason}; nothing was extracted")
 
 
-def _extract_members(archive: Path, state: _State) -> None:
-    limit = state.max_bytes + (state.max_entries + 2) * _HEADER_ALLOWANCE + 10240
-    with open_tar_stream(archive, limit=limit) as stream:
+def _extract_members(archive: Path, state: _State, limits: ExpansionLimits) -> None:
+    with open_tar_stream(archive, limits=limits) as stream:
         try:
             tar = open_tar(stream)
             for member in tar:
@@ -122,6 +135,13 @@ def _extract_members(archive: Path, state: _State) -> None:
             raise IOFailure(f"cannot extract {archive.name}: {exc.strerror or exc}") from exc
 
 
+def _size_of(archive: Path) -> int:
+    try:
+        return archive.stat().st_size
+    except OSError as exc:
+        raise IOFailure(f"cannot read {archive}: {exc.strerror or exc}") from exc
+
+
 def _normalise(name: str) -> str:
     """The member's relative path without ``./`` and trailing slashes; refuses unsafe names."""
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
@@ -131,7 +151,18 @@ def _normalise(name: str) -> str:
         raise _refuse(name, "it has a '..' component")
     if "\0" in name:
         raise _refuse(name, "it contains a NUL byte")
+    _check_length(name, parts)
     return "/".join(parts)
+
+
+def _check_length(name: str, parts: list[str]) -> None:
+    """Refused up front with its reason, rather than as ENAMETOOLONG halfway through."""
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in parts), default=0)
+    if longest > _MAX_NAME_BYTES:
+        raise _refuse(name[:80] + "…", f"a name in its path is too long ({longest} bytes)")
+    total = len("/".join(parts).encode("utf-8", "surrogateescape"))
+    if total > _MAX_PATH_BYTES:
+        raise _refuse(name[:80] + "…", f"its path is too long ({total} bytes)")
 
 
 def _extract_one(tar: tarfile.TarFile, member: tarfile.TarInfo, state: _State) -> None:
@@ -177,8 +208,13 @@ def _make_dir(name: str, mode: int, state: _State) -> None:
 
 def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, state: _State) -> None:
     state.bytes += member.size
-    if state.bytes > state.max_bytes:
-        raise _refuse(name, f"the files add up to more than {state.max_bytes} bytes")
+    if state.bytes > state.cap.bytes:
+        # Refused at the header, on the declared size: nothing of it reaches the disk.
+        raise ArchiveBomb(
+            f"refusing the archive as a decompression bomb at entry {name!r}: the files"
+            f" would add up to more than {state.cap.bytes:,} bytes; {state.cap.reason};"
+            " nothing was extracted"
+        )
     source = tar.extractfile(member)
     assert source is not None  # a regular member always has data
     fd = os.open(state.root / name, _FILE_FLAGS, 0o600)
@@ -189,6 +225,8 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, state:
 
 
 def _make_symlink(name: str, target: str, state: _State) -> None:
+    if "\0" in target or not target:
+        raise _refuse(name, "it is a symlink with an empty target or one holding a NUL byte")
     if target.startswith("/"):
         raise _refuse(name, f"it is a symlink to the absolute path {target}")
     if _resolve(name, target, {}) is None:

@@ -174,6 +174,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise IOFailure(f"cannot read {path}: {exc.strerror or exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise IntegrityError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise IntegrityError(f"{path} is nested too deeply to be a manifest") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise IntegrityError(f"{path} is not an aether manifest (format {FORMAT})")
     return data

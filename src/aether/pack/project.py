@@ -40,6 +40,8 @@ def read_package_json(project_dir: Path) -> dict[str, Any]:
         raise IOFailure(f"cannot read {path}: {exc.strerror or exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{path} is nested too deeply") from exc
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a JSON object")
     return data
@@ -63,6 +65,8 @@ def read_json_file(path: Path) -> dict[str, Any] | None:
         raise IOFailure(f"cannot read {path}: {exc.strerror or exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{path} is nested too deeply") from exc
     return data if isinstance(data, dict) else None
 
 

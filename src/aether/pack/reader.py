@@ -1,8 +1,9 @@
 """Read an artifact back: detect its compression and stream the uncompressed tar.
 
-Used by ``verify`` and ``safe_extract``. The stream can cap the number of uncompressed bytes
-(a decompression bomb stops at the cap instead of filling the disk or memory) and hashes what
-passes through, so ``tar_sha256`` is checked in the same pass.
+Used by ``verify``, ``safe_extract`` and the worker's layer scanner. The stream can cap the
+number of uncompressed bytes (a decompression bomb stops at the cap instead of filling the
+disk or memory; :func:`expansion_cap` derives the cap from :class:`ExpansionLimits` and the
+compressed size) and hashes what passes through, so ``tar_sha256`` is checked in the same pass.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import hashlib
 import tarfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import zstandard
 
 from aether.errors import IntegrityError, IOFailure
+from aether.pack import tarcodec
+from aether.settings import ExpansionLimits
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -33,22 +37,53 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class ArchiveBomb(IntegrityError):
+    """An archive that expands beyond the extraction limits (exit 20); nothing is kept."""
+
+    code = "archive_bomb"
+
+
+@dataclass(frozen=True)
+class Cap:
+    """The most uncompressed bytes a stream may yield, and why (for the refusal)."""
+
+    bytes: int
+    reason: str
+
+
+def expansion_cap(limits: ExpansionLimits, compressed_size: int) -> Cap:
+    """The tighter of the size limit and the ratio limit for an archive of this size."""
+    cap = Cap(
+        limits.max_bytes,
+        f"it expands beyond {limits.max_bytes:,} bytes, the limit (AETHER_MAX_EXPANDED_BYTES)",
+    )
+    if limits.max_ratio:
+        by_ratio = max(limits.max_ratio * compressed_size, limits.RATIO_FLOOR_BYTES)
+        if by_ratio < cap.bytes:
+            cap = Cap(
+                by_ratio,
+                f"it expands more than {limits.max_ratio} times its compressed size of"
+                f" {compressed_size:,} bytes (AETHER_MAX_EXPANSION_RATIO)",
+            )
+    return cap
+
+
 class TarStream:
     """A read-only view of the uncompressed tar: hashes and counts bytes, enforces a cap."""
 
-    def __init__(self, source: Readable, limit: int | None) -> None:
+    def __init__(self, source: Readable, cap: Cap | None) -> None:
         self._source = source
-        self._limit = limit
+        self.cap = cap
         self._sha256 = hashlib.sha256()
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size if size is not None and size >= 0 else _DRAIN)
         self.size += len(data)
-        if self._limit is not None and self.size > self._limit:
-            raise IntegrityError(
-                f"the archive expands beyond {self._limit} bytes; refusing it as a "
-                "decompression bomb"
+        if self.cap is not None and self.size > self.cap.bytes:
+            raise ArchiveBomb(
+                f"refusing the archive as a decompression bomb: {self.cap.reason}; "
+                "it was stopped there and nothing was kept"
             )
         self._sha256.update(data)
         return data
@@ -71,8 +106,9 @@ def detect_compression(head: bytes) -> str:
 
 
 @contextlib.contextmanager
-def open_tar_stream(archive: Path, *, limit: int | None = None) -> Iterator[TarStream]:
-    """The archive's uncompressed tar bytes (zstd, gzip or plain tar, by magic number)."""
+def open_tar_stream(archive: Path, *, limits: ExpansionLimits | None = None) -> Iterator[TarStream]:
+    """The archive's uncompressed tar bytes (zstd, gzip or plain tar, by magic number),
+    capped by ``limits`` when given."""
     try:
         raw = open(archive, "rb")  # noqa: SIM115 - closed by the ExitStack below
     except OSError as exc:
@@ -80,6 +116,7 @@ def open_tar_stream(archive: Path, *, limit: int | None = None) -> Iterator[TarS
     with contextlib.ExitStack() as stack:
         stack.enter_context(raw)
         kind = detect_compression(raw.read(4))
+        compressed_size = raw.seek(0, 2)
         raw.seek(0)
         source: Readable
         if kind == "zstd":
@@ -89,13 +126,40 @@ def open_tar_stream(archive: Path, *, limit: int | None = None) -> Iterator[TarS
             source = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         else:
             source = raw
-        yield TarStream(source, limit)
+        cap = expansion_cap(limits, compressed_size) if limits is not None else None
+        yield TarStream(source, cap)
+
+
+# GNU long names and pax records are read whole into memory by tarfile: bounded like the
+# codec's own reader, far above any real path or attribute set.
+MAX_METADATA_BYTES = tarcodec.MAX_METADATA_BYTES
+_METADATA_TYPES = (
+    tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)  # fmt: skip
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses a metadata record too large to hold in memory."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _METADATA_TYPES and self.size > MAX_METADATA_BYTES:
+            # Not a HeaderError: tarfile would take that for the end of the archive.
+            raise ArchiveBomb(
+                f"refusing the archive: a metadata record of {self.size:,} bytes"
+                f" (more than {MAX_METADATA_BYTES:,}); nothing was kept"
+            )
+        member = super()._proc_member(archive)  # type: ignore[misc]
+        assert isinstance(member, tarfile.TarInfo)
+        return member
 
 
 def open_tar(stream: TarStream) -> tarfile.TarFile:
     """tarfile in streaming mode over ``stream`` (members are read once, in order)."""
     try:
-        opened: tarfile.TarFile = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+        opened: tarfile.TarFile = tarfile.open(  # type: ignore[call-overload]
+            fileobj=stream, mode="r|", tarinfo=BoundedTarInfo
+        )
         return opened
     except STREAM_ERRORS as exc:
         raise IntegrityError(f"not a readable tar archive: {exc}") from exc

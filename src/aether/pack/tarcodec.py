@@ -184,6 +184,10 @@ def symlink_header(path: bytes, target: bytes, mtime: bytes) -> bytes:
 # --- reading ------------------------------------------------------------------------------------
 
 ZERO_BLOCK = _NUL * BLOCK
+# Pax records and GNU long names are held in memory whole: bounded far above any real path
+# or attribute set (the reader refuses bigger ones, this codec reads none).
+MAX_METADATA_BYTES = 1 << 20
+_CHUNK = 4 * 1024 * 1024
 _POSIX_MAGIC = _MAGIC  # "ustar\0" + version "00": what entry_header writes
 _ESCAPE = "surrogateescape"  # names are bytes; any of them survives a round trip
 
@@ -215,15 +219,21 @@ def data_blocks(size: int) -> int:
 
 
 def read_exactly(source: Source, size: int) -> bytes:
-    """``size`` bytes from ``source``; UnreadableHeader when it ends sooner."""
-    chunks, left = [], size
+    """``size`` bytes from ``source`` (headers, pax records: small); UnreadableHeader when it
+    ends sooner."""
+    return b"".join(read_chunks(source, size))
+
+
+def read_chunks(source: Source, size: int) -> Iterator[bytes]:
+    """``size`` bytes from ``source``, a bounded chunk at a time (a member's data, streamed);
+    UnreadableHeader when it ends sooner."""
+    left = size
     while left > 0:
-        chunk = source.read(min(left, 4 * 1024 * 1024))
+        chunk = source.read(min(left, _CHUNK))
         if not chunk:
             raise UnreadableHeader("the archive ends in the middle of a member")
-        chunks.append(chunk)
         left -= len(chunk)
-    return b"".join(chunks)
+        yield chunk
 
 
 def read_headers(source: Source) -> Iterator[Member]:
@@ -236,6 +246,8 @@ def read_headers(source: Source) -> Iterator[Member]:
             return
         member = parse_header(block)
         if member.typeflag == PAXTYPE:
+            if member.size > MAX_METADATA_BYTES:
+                raise UnreadableHeader(f"a pax record block of {member.size} bytes")
             data = read_exactly(source, data_blocks(member.size))
             pax_block, records = block + data, parse_pax_records(data[: member.size])
             continue

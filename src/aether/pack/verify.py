@@ -77,17 +77,26 @@ def verify_artifact(
             f"tar_sha256 mismatch: the archive's tar hashes to {tar_sha256}, the manifest "
             f"says {data.get('tar_sha256')}"
         )
-    totals = data.get("totals") or {}
+    totals = _totals(data.get("totals"))
     return VerifyReport(
         artifact=artifact,
         digest=digest,
         tar_sha256=tar_sha256,
-        files=int(totals.get("files", 0)),
-        directories=int(totals.get("directories", 0)),
-        symlinks=int(totals.get("symlinks", 0)),
-        bytes=int(totals.get("bytes", 0)),
+        files=totals["files"],
+        directories=totals["directories"],
+        symlinks=totals["symlinks"],
+        bytes=totals["bytes"],
         signature_verified=verified,
     )
+
+
+def _totals(value: object) -> dict[str, int]:
+    """The manifest's counts (informational: the members were checked one by one)."""
+    counts = value if isinstance(value, dict) else {}
+    return {
+        name: count if isinstance(count := counts.get(name), int) else 0
+        for name in ("files", "directories", "symlinks", "bytes")
+    }
 
 
 def _check_signature(public_key_hex: str, digest: str, path: Path) -> None:

@@ -111,6 +111,7 @@ class _Parts:
             db = await self._open_database(stack)
             keyring = await self._open_keyring(db)
             blobs = await self._open_blobs(stack)
+            verifies = await probe_checksums(blobs)
             state = ServerState(
                 settings=self.settings,
                 db=db,
@@ -122,6 +123,7 @@ class _Parts:
                 keyring=keyring,
                 auth_cache=TokenCache(self.settings.auth_cache_secs),
                 read_cache=ReadCache(self.settings.read_cache_secs),
+                store_verifies_checksums=verifies,
             )
             app.state.aether = state
             tasks = [_start_background(job, state) for job in self._jobs()]
@@ -170,6 +172,27 @@ class _Parts:
         await store.open()
         stack.push_async_callback(store.close)
         return store
+
+
+async def probe_checksums(blobs: Any) -> bool:
+    """Ask the blob store once whether it verifies checksums, and say what follows."""
+    if blobs is None:
+        return False
+    try:
+        verifies = bool(await blobs.verifies_checksums())
+    except AetherError as exc:
+        log.warning("could not probe the artifact store (%s); completes re-hash", exc.message)
+        return False
+    if verifies:
+        log.info(
+            "the artifact store refuses bytes that miss their sha256 checksum:"
+            " completes trust its checksum"
+        )
+    else:
+        log.info(
+            "the artifact store does not verify checksums: every complete re-hashes the object"
+        )
+    return verifies
 
 
 async def _follow_changes(state: ServerState) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aether.errors import BadRequest
 from aether.server.errors import error_response
 from aether.server.metrics import observe_request
 
@@ -61,6 +62,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            _refuse_nul(scope)
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
             if status["sent"]:
@@ -70,6 +72,14 @@ class RequestContextMiddleware:
                 await error_response(exc, request_id)(scope, receive, send_with_id)
         finally:
             _log_access(scope, request_id, status["code"], time.perf_counter() - started)
+
+
+def _refuse_nul(scope: Scope) -> None:
+    """A NUL in a path or query reaches no handler: no database stores it in text, and no
+    name of ours may hold one."""
+    query = scope.get("query_string", b"").lower()
+    if "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query:
+        raise BadRequest("the URL contains a NUL character")
 
 
 def _with_header(headers: Iterable[tuple[bytes, bytes]], header: tuple[bytes, bytes]) -> list:

@@ -18,6 +18,9 @@ from aether.errors import AetherError
 from aether.server.responses import JSONResponse
 
 log = logging.getLogger("aether.server")
+# What a 503 tells clients to wait before trying again: a dropped database connection or an
+# unreachable store is usually back within a few seconds (the pool reconnects by itself).
+RETRY_AFTER_SECS = 2
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -44,6 +47,8 @@ def envelope_response(
         extra["X-Request-Id"] = request_id
     if status == 401:
         extra["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        extra.setdefault("Retry-After", str(RETRY_AFTER_SECS))
     return JSONResponse({"code": code, "message": message}, status_code=status, headers=extra)
 
 

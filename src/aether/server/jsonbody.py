@@ -1,7 +1,9 @@
-"""Reading a JSON request body strictly: size-limited, an object, known fields, right types.
+"""Reading a JSON request body strictly: size-limited, an object, known fields, right types;
+and integer query parameters (:func:`int_param`).
 
 Every problem is a :class:`BadRequest` (or :class:`PayloadTooLarge`) whose message names the
-field, so clients learn exactly what to fix.
+field, so clients learn exactly what to fix. Integers must fit the databases' 64-bit columns:
+a larger one would otherwise fail deep in a driver as a server error.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.requests import Request
 from aether.errors import BadRequest, PayloadTooLarge
 
 TypeSpec = type | tuple[type, ...]
+MAX_INT = 2**63 - 1  # the largest integer PostgreSQL's bigint and SQLite's INTEGER hold
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -65,6 +68,7 @@ async def read_json(
             raise BadRequest(f"missing required field {name!r}")
     for name, value in data.items():
         check_type(name, value, required.get(name) or optional[name])
+        check_text(name, value)
     return data
 
 
@@ -94,6 +98,27 @@ def _as_tuple(spec: TypeSpec) -> tuple[type, ...]:
     return spec if isinstance(spec, tuple) else (spec,)
 
 
+def check_text(name: str, value: Any) -> None:
+    """Strings (also inside objects and arrays) must be storable text: no NUL character and
+    no lone surrogate (a JSON ``\\ud800`` escape), which no database column takes. Object
+    keys are checked for NUL only: a route that takes names checks them itself."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest(f"field {name!r} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"field {name!r} holds a lone surrogate (not Unicode text)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise BadRequest(f"field {name!r} has a key with a NUL character")
+            check_text(name, item)
+    elif isinstance(value, list):
+        for item in value:
+            check_text(name, item)
+
+
 def _parse(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
@@ -108,9 +133,27 @@ def _parse(raw: bytes) -> dict[str, Any]:
     return data
 
 
+def int_param(
+    raw: str | None, name: str, *, default: int, minimum: int = 0, maximum: int = MAX_INT
+) -> int:
+    """A query parameter that must be a decimal integer within [minimum, maximum]."""
+    if raw is None or raw.strip() == "":
+        return default
+    text = raw.strip()
+    # isdigit() alone takes "²" and other non-ASCII digits, which int() then refuses.
+    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 20:
+        raise BadRequest(f"query parameter {name!r} must be an integer, not {raw[:40]!r}")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"query parameter {name!r} must be from {minimum} to {maximum}")
+    return value
+
+
 def check_type(name: str, value: Any, spec: TypeSpec) -> None:
     allowed = spec if isinstance(spec, tuple) else (spec,)
     if _matches(value, allowed):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise BadRequest(f"field {name!r} is out of range (at most {MAX_INT} either way)")
         return
     wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in allowed)
     raise BadRequest(f"field {name!r} must be {wanted}, not {_describe(value)}")

@@ -8,6 +8,7 @@ in-flight requests finish within ``shutdown_grace_secs``, then closes the pool.
 from __future__ import annotations
 
 import asyncio
+import asyncio.constants
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from aether.userconfig import Session, write_session
 
 log = logging.getLogger("aether.server")
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+SSL_SHUTDOWN_SECS = 2.0  # how long a closing TLS connection waits for the client's close_notify
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,31 @@ def public_url_for(settings: ServerSettings, host: str, port: int) -> str:
         return settings.public_url.rstrip("/")
     shown = "127.0.0.1" if host in _WILDCARD_HOSTS else host
     shown = f"[{shown}]" if ":" in shown else shown
-    return f"http://{shown}:{port}"
+    return f"{settings.scheme}://{shown}:{port}"
+
+
+def check_tls(settings: ServerSettings) -> None:
+    """Both of --tls-cert/--tls-key or neither, and a pair that loads: a bad certificate
+    stops the start with the reason instead of failing every handshake later."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError(
+            "HTTPS needs both --tls-cert and --tls-key (AETHER_TLS_CERT, AETHER_TLS_KEY)"
+        )
+    if settings.tls_cert is None or settings.tls_key is None:
+        return
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.tls_cert, settings.tls_key
+        )
+    except ssl.SSLError as exc:  # before OSError, of which it is a kind
+        raise ConfigError(
+            f"the TLS certificate {settings.tls_cert} and key {settings.tls_key} do not load"
+            f" as a PEM pair: {exc.reason or exc}"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the TLS certificate or key: {exc.strerror or exc}") from exc
 
 
 async def prepare_database(
@@ -95,6 +121,7 @@ def run_server(
     policy: ArtifactPolicy,
     background: Sequence[Callable[[ServerState], Awaitable[None]]] = (),
 ) -> None:
+    check_tls(settings)
     listener = bind_listener(options.host, options.port)
     with listener:
         port = listener.getsockname()[1]  # the real one when --port 0 asked for any free port
@@ -167,6 +194,10 @@ async def _serve_until_signalled(
     config.accesslog = None  # the app writes its own access line (with the request id)
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75.0
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        config.certfile, config.keyfile = str(settings.tls_cert), str(settings.tls_key)
+        config.ssl_handshake_timeout = min(settings.shutdown_grace_secs, 10.0)
+        _bound_ssl_shutdown()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -188,3 +219,11 @@ async def _serve_until_signalled(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     sys.stdout.flush()
+
+
+def _bound_ssl_shutdown() -> None:
+    """Stopping waits for every TLS connection's close_notify exchange, and an idle client
+    that never answers held it for asyncio's default of 30 s, beyond the grace period (a
+    browser's spare connection is enough). hypercorn passes no timeout of its own, so asyncio
+    reads this constant for each connection it accepts."""
+    asyncio.constants.SSL_SHUTDOWN_TIMEOUT = SSL_SHUTDOWN_SECS

@@ -76,6 +76,9 @@ class ServerState:
     # Apps with a new stored artifact: the artifact GC loop applies their retention policy
     # and refreshes the artifacts gauge (aether.server.artifacts.gc), outside the request.
     artifact_gc: Backlog = field(default_factory=Backlog)
+    # Whether the blob store refuses bytes that miss their checksum (probed at start-up):
+    # then its checksum proves an upload; otherwise complete re-hashes the object.
+    store_verifies_checksums: bool = False
 
     def app_url(self, app_name: str) -> str:
         return app_url(self.public_url, app_name)

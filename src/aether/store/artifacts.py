@@ -247,6 +247,14 @@ async def stale_pending(db: Executor, *, created_before: str) -> list[Row]:
     )
 
 
+async def pending_upload_ids(db: Executor) -> list[str]:
+    """The multipart upload ids that pending rows still point at."""
+    rows = await db.fetch_all(
+        "SELECT upload_id FROM artifacts WHERE status = 'pending' AND upload_id IS NOT NULL"
+    )
+    return [row["upload_id"] for row in rows]
+
+
 async def add_event(db: Executor, row: Row, event: str, detail: str = "") -> None:
     """Record ``event`` about an artifact ``row`` (its id, digest and app name are kept)."""
     await db.execute(

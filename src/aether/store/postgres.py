@@ -222,6 +222,7 @@ def _aether_error(exc: psycopg.Error) -> AetherError:
         return DuplicateKey(first_line)
     if isinstance(exc, psycopg.errors.IntegrityError):
         return Conflict(f"constraint violated: {first_line}")
-    if isinstance(exc, psycopg.OperationalError):
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        # InterfaceError: the connection was closed under us (a terminated backend).
         return ServiceUnavailable(f"PostgreSQL unavailable: {first_line}")
     return InternalError(f"database error: {first_line}")

@@ -113,7 +113,7 @@ def _sqlite_errors() -> Any:
         raise Conflict(f"constraint violated: {exc}") from exc
     except sqlite3.OperationalError as exc:
         text = str(exc)
-        if "locked" in text or "unable to open" in text or "disk I/O" in text:
+        if any(word in text for word in ("locked", "unable to open", "disk I/O", "is full")):
             raise ServiceUnavailable(f"database unavailable: {text}") from exc
         raise InternalError(f"database error: {text}") from exc
     except sqlite3.Error as exc:

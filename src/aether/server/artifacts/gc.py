@@ -3,7 +3,8 @@
 A row still ``pending`` after ``AETHER_PENDING_TTL_SECS`` is an upload that was abandoned:
 its multipart upload is aborted, any object under its key (never verified) is deleted, the row
 goes and a ``pending_gc`` event records it. Then the store drops multipart uploads and temporary
-files older than the TTL that no row points at any more.
+files older than the TTL that no pending row points at any more (a live upload is kept even
+when the store reports a wrong start date for it).
 
 ``serve``'s loop also applies the retention policy (:mod:`aether.server.artifacts.retention`)
 to every app that stored a new artifact, woken by the complete that stored it, so a complete
@@ -53,7 +54,8 @@ async def collect_pending(db: Database, blobs: BlobStore, *, ttl_secs: int) -> G
         if await _drop(db, blobs, row, ttl_secs):
             deleted += 1
     metrics.PENDING_GC_DELETED.inc(deleted)
-    purged = await blobs.purge_stale(ttl_secs)
+    live = await artifact_store.pending_upload_ids(db)
+    purged = await blobs.purge_stale(ttl_secs, keep=frozenset(live))
     return GcReport(deleted_pending=deleted, purged_uploads=purged, ttl_secs=ttl_secs)
 
 

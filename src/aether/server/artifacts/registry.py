@@ -42,6 +42,8 @@ from aether.store import public_keys as public_key_store
 from aether.store.clock import parse_iso
 from aether.store.database import DuplicateKey, Row
 
+MAX_OBJECT_BYTES = 5 * 2**40  # S3's largest object
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -69,6 +71,11 @@ def check_announcement(policy: ArtifactPolicy, digest: str, size_bytes: int) -> 
         raise InvalidDigest("digest must be 64 lowercase hex characters (sha256 of the file)")
     if size_bytes < 1:
         raise BadRequest("size_bytes must be a positive integer")
+    if size_bytes > MAX_OBJECT_BYTES:
+        raise SizeExceeded(
+            f"artifact is {size_bytes} bytes; no object store holds more than"
+            f" {MAX_OBJECT_BYTES} (5 TiB) in one object"
+        )
     limit = policy.max_artifact_size_bytes
     if limit and size_bytes > limit:
         metrics.SIZE_EXCEEDED.inc()
@@ -215,7 +222,12 @@ async def _complete(state: ServerState, app: Row, completion: Completion) -> dic
     if completion.upload_id:
         await _assemble(state, row, completion)
     await verify_object(
-        state.blobs, state.policy, row["storage_key"], completion.digest, completion.size_bytes
+        state.blobs,
+        state.policy,
+        row["storage_key"],
+        completion.digest,
+        completion.size_bytes,
+        store_verifies=state.store_verifies_checksums,
     )
     public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, completion.digest, signature)
@@ -348,7 +360,14 @@ async def store_direct(
     if row["status"] == "stored":
         return await _duplicate(state, row, signature)
     await state.blobs.put_file(row["storage_key"], source, sha256=digest)
-    await verify_object(state.blobs, state.policy, row["storage_key"], digest, size)
+    await verify_object(
+        state.blobs,
+        state.policy,
+        row["storage_key"],
+        digest,
+        size,
+        store_verifies=state.store_verifies_checksums,
+    )
     public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, digest, signature)
     result = await _store(state, row, Completion(digest, size, signature), signature, verified)

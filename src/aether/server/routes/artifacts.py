@@ -15,6 +15,7 @@ from aether.errors import BadRequest, Forbidden, NotFound
 from aether.models import Artifact, artifact_from
 from aether.server.artifacts.access import check_digest
 from aether.server.auth import principal, require_role
+from aether.server.jsonbody import int_param
 from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param, schema
 from aether.server.read_cache import stored_key
 from aether.server.responses import JSONResponse
@@ -63,10 +64,8 @@ def check_digest_or_none(digest: str) -> str | None:
 
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
-    return int(raw)
+    raw = request.query_params.get("limit")
+    return int_param(raw, "limit", default=20, minimum=1, maximum=MAX_PAGE)
 
 
 async def list_artifacts(request: Request) -> JSONResponse:

@@ -31,7 +31,7 @@ from aether.models import (
 from aether.server import releasing
 from aether.server.artifacts.verification import signature_matches
 from aether.server.auth import principal, require_app_access, require_role
-from aether.server.jsonbody import body_types, read_json
+from aether.server.jsonbody import body_types, int_param, read_json
 from aether.server.openapi import BOOL, NULLABLE_STR, obj, operation, param, schema
 from aether.server.read_cache import page_key
 from aether.server.responses import JSONResponse, render_json, rendered_json
@@ -147,10 +147,7 @@ async def get_deployment(request: Request) -> JSONResponse:
 
 
 def _after(request: Request) -> int:
-    raw = request.query_params.get("after", "0")
-    if not raw.isdigit():
-        raise BadRequest("query parameter 'after' must be an event id (a non-negative integer)")
-    return int(raw)
+    return int_param(request.query_params.get("after"), "after", default=0)
 
 
 async def get_events(request: Request) -> JSONResponse | StreamingResponse:
@@ -182,10 +179,9 @@ async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIt
 def _page_params(request: Request) -> tuple[int, str | None]:
     if not request.scope["query_string"]:  # the first page, as most callers ask for it
         return DEFAULT_PAGE, None
-    raw = request.query_params.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise BadRequest(f"query parameter 'limit' must be an integer from 1 to {MAX_PAGE}")
-    return int(raw), request.query_params.get("cursor") or None
+    raw = request.query_params.get("limit")
+    limit = int_param(raw, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+    return limit, request.query_params.get("cursor") or None
 
 
 async def list_app_deployments(request: Request) -> Response:

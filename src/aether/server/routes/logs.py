@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from aether.errors import BadRequest, ServiceUnavailable
 from aether.server.auth import require_app_access
+from aether.server.jsonbody import int_param
 from aether.server.openapi import STR, obj, operation, param
 from aether.server.state import get_state
 from aether.store import apps as app_store
@@ -42,13 +43,7 @@ def _flag(raw: str | None, name: str) -> bool:
 def _tail(raw: str | None) -> int | None:
     if raw is None or raw.strip() == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"tail={raw!r} is not an integer") from exc
-    if value < 0:
-        raise BadRequest("tail must be zero or more")
-    return value
+    return int_param(raw, "tail", default=0)
 
 
 async def app_logs(request: Request) -> StreamingResponse:

@@ -223,8 +223,7 @@ def _fetch_container(release: Release, settings: KubeSettings) -> Manifest:
         "name": FETCH_CONTAINER,
         "image": settings.init_image,
         "command": _fetch_command(release, release.api_url),
-        # The image's zipapp is unpacked at build time; HOME only has to be writable.
-        "env": [{"name": "HOME", "value": "/tmp"}],
+        "env": _fetch_env(release.api_url, settings),
         "resources": _resources(settings),
         "securityContext": _container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -234,6 +233,16 @@ def _fetch_container(release: Release, settings: KubeSettings) -> Manifest:
             {"name": "pull-token", "mountPath": TOKEN_DIR, "readOnly": True},
         ],
     }
+
+
+def _fetch_env(api_url: str, settings: KubeSettings) -> list[Manifest]:
+    # The image's zipapp is unpacked at build time; HOME only has to be writable.
+    env = {"HOME": "/tmp", **settings.expansion.as_env()}
+    if api_url.startswith("http://"):
+        # The operator gave pods a plain-HTTP control-plane URL (in-cluster traffic); without
+        # this the fetch would refuse to send its pull token over it.
+        env["AETHER_ALLOW_INSECURE_HTTP"] = "1"
+    return [{"name": name, "value": value} for name, value in env.items()]
 
 
 def _fetch_command(release: Release, api_url: str) -> list[str]:

@@ -10,7 +10,9 @@ only that small tar is extracted (with the same safe extractor) and the release'
 which is itself a ``node_modules`` folder, so nested requires behave as before.
 
 A layer is used only when every link under ``node_modules`` stays inside it, so moving it out of
-the release cannot change what a link points to.
+the release cannot change what a link points to. The scan streams each entry's data (memory
+stays flat whatever the archive holds) under the same expansion limits as the extractor, and
+anything it does not understand means "no layer": the extractor then judges the archive.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from aether.pack import tarcodec
+from aether.settings import ExpansionLimits
 
 LAYER_ROOT = "node_modules"
-MAX_EXPANDED_BYTES = 8 * 2**30  # the safe extractor's limit: a bomb is refused here too
 _COMPLETE = ".complete"
 
 
@@ -45,20 +47,21 @@ def _in_layer(name: str) -> bool:
     return name == LAYER_ROOT or name.startswith(LAYER_ROOT + "/")
 
 
-def split_archive(archive: Path, rest: Path) -> Split:
+def split_archive(archive: Path, rest: Path, limits: ExpansionLimits | None = None) -> Split:
     """Hash the archive's node_modules entries and copy the other entries' raw tar records to
     ``rest`` (a valid tar). Anything the tar codec does not read (GNU long names, global pax
-    headers, base-256 sizes) gives no layer, and the caller extracts the whole archive."""
-    from aether.pack.reader import open_tar_stream
+    headers, base-256 sizes, a damaged stream) gives no layer, and the caller extracts the whole
+    archive; a bomb is refused here already (ArchiveBomb)."""
+    from aether.pack.reader import STREAM_ERRORS, open_tar_stream
 
     scan = _Scan()
     with (
-        open_tar_stream(archive, limit=MAX_EXPANDED_BYTES) as stream,
+        open_tar_stream(archive, limits=limits or ExpansionLimits()) as stream,
         rest.open("wb") as out,
     ):
         try:
             scan.run(stream, out)
-        except tarcodec.UnreadableHeader:
+        except (tarcodec.UnreadableHeader, *STREAM_ERRORS):
             scan.shareable = False
         out.write(b"\0" * 1024)
     layer = scan.hasher.hexdigest() if scan.seen and scan.shareable else None
@@ -76,16 +79,16 @@ class _Scan:
 
     def run(self, stream: tarcodec.Source, out: BinaryIO) -> None:
         for member in tarcodec.read_headers(stream):
-            data = tarcodec.read_exactly(stream, tarcodec.data_blocks(member.size))
             self.entries += 1
             name = _normal(member.name)
-            if not _in_layer(name):
-                out.write(member.raw + data)
-                continue
-            self.seen = True
-            inside = _kind_stays_inside(member.typeflag, name, member.linkname)
-            self.shareable = self.shareable and inside
-            self.hasher.update(member.raw + data)
+            if _in_layer(name):
+                self.seen = True
+                inside = _kind_stays_inside(member.typeflag, name, member.linkname)
+                self.shareable = self.shareable and inside
+            sink = self.hasher.update if _in_layer(name) else out.write
+            sink(member.raw)
+            for chunk in tarcodec.read_chunks(stream, tarcodec.data_blocks(member.size)):
+                sink(chunk)
 
 
 def _kind_stays_inside(kind: bytes, name: str, link: str) -> bool:

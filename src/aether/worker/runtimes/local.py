@@ -165,6 +165,7 @@ class LocalRuntime(Runtime):
                 self.blobs,
                 record,
                 require_signature=self.settings.require_signature,
+                limits=self.settings.expansion,
             )
             process = self._new_process(release, folder)
             command = release.start_command or start_script(folder)

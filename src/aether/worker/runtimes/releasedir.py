@@ -18,7 +18,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aether.errors import AetherError, NetworkError, ServiceUnavailable
+from aether.errors import AetherError, IOFailure, NetworkError, ServiceUnavailable
+from aether.settings import ExpansionLimits
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import EventSink, Release
 from aether.worker.runtimes.layers import (
@@ -79,8 +80,10 @@ async def prepare(
     record: EventSink,
     *,
     require_signature: bool,
+    limits: ExpansionLimits | None = None,
 ) -> Path:
-    """The extracted, verified release folder (fetched unless already complete)."""
+    """The extracted, verified release folder (fetched unless already complete); ``limits``
+    bound the expansion (decompression bombs fail the deployment with the reason)."""
     folder = release_dir(apps_dir, release)
     if is_complete(folder, release.digest):
         return folder
@@ -95,7 +98,8 @@ async def prepare(
         await record("verifying", await _verify(download, release, require_signature))
         await record("extracting", f"into {folder}")
         layers_dir = apps_dir / release.app_name / "layers"
-        done = await asyncio.to_thread(_extract, download, folder, layers_dir)
+        limits = limits or ExpansionLimits()
+        done = await asyncio.to_thread(_extract, download, folder, layers_dir, limits)
     finally:
         with contextlib.suppress(FileNotFoundError):
             download.unlink()
@@ -132,7 +136,7 @@ async def _verify(download: Path, release: Release, require_signature: bool) -> 
     return f"sha256 ok; {check_signature(release, required=require_signature)}"
 
 
-def _extract(archive: Path, folder: Path, layers_dir: Path) -> str:
+def _extract(archive: Path, folder: Path, layers_dir: Path, limits: ExpansionLimits) -> str:
     """Extract the verified archive, reusing the app's dependency layer when it matches."""
     from aether.pack.extract import safe_extract
 
@@ -140,17 +144,22 @@ def _extract(archive: Path, folder: Path, layers_dir: Path) -> str:
         shutil.rmtree(folder)
     rest = archive.with_name(archive.name + ".rest.tar")
     try:
-        split = split_archive(archive, rest)
+        split = split_archive(archive, rest, limits)
         if split.layer and has_layer(layers_dir, split.layer):
-            safe_extract(rest, folder)
+            safe_extract(rest, folder, limits=limits)
             link_layer(folder, layers_dir, split.layer)
             return f"{split.entries} entries; node_modules reused (layer {split.layer[:12]})"
-        safe_extract(archive, folder)
+        safe_extract(archive, folder, limits=limits)
         if split.layer and (folder / LAYER_ROOT).is_dir():
             adopt_layer(folder, layers_dir, split.layer)
         return f"{split.entries} entries"
+    except IOFailure as exc:
+        raise Fatal(f"extracting the artifact failed, nothing was kept: {exc.message}") from exc
     except AetherError as exc:
         raise Fatal(f"the artifact cannot be extracted safely: {exc.message}") from exc
+    except OSError as exc:  # the scan's copy, or the layer's move (a full disk, …)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Fatal(f"extracting the artifact failed, nothing was kept: {exc}") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             rest.unlink()
