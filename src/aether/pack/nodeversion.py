@@ -124,3 +124,17 @@ def _pinned_major(project_dir: Path) -> tuple[int | None, str | None]:
         if value:
             return parse_major(value), name
     return None, None
+
+
+def binary_version(binary: str) -> str | None:
+    """What ``binary --version`` says (``20.20.2``); None when it cannot run."""
+    import subprocess  # only the server and worker ask, once per binary
+
+    try:
+        result = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = result.stdout.strip().lstrip("v")
+    return text if result.returncode == 0 and parse_major(text) is not None else None

@@ -24,6 +24,7 @@ FIELDS = (
     ("artifact_digest", "a.digest"),
     ("status", "d.status"),
     ("runtime", "d.runtime"),
+    ("node_version", "d.node_version"),
     ("start_command", "d.start_command"),
     ("env", "d.env"),  # JSON text until decode_env
     ("replicas", "d.replicas"),

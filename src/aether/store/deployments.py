@@ -24,7 +24,8 @@ ACTIVE_STATUSES = ("pending", "deploying", "running")
 SUCCEEDED_STATUSES = ("running", "superseded")
 
 DEPLOYMENT_COLUMNS = (
-    "d.id, d.app_id, d.artifact_id, d.status, d.runtime, d.start_command, d.env, d.replicas,"
+    "d.id, d.app_id, d.artifact_id, d.status, d.runtime, d.node_version, d.start_command, d.env,"
+    " d.replicas,"
     " d.health_path, d.failure_reason, d.endpoint, d.rolled_back_from, d.created_by,"
     " d.created_at, d.rollout_started_at, d.rollout_completed_at, ap.name AS app_name,"
     " a.digest AS artifact_digest, a.storage_key, a.compression, a.size_bytes, a.verified,"
@@ -32,7 +33,8 @@ DEPLOYMENT_COLUMNS = (
 )
 # What a listing shows (the API's deployment JSON), without the worker's artifact details.
 LISTING_COLUMNS = (
-    "d.id, d.status, d.runtime, d.start_command, d.env, d.replicas, d.health_path,"
+    "d.id, d.status, d.runtime, d.node_version, d.start_command, d.env, d.replicas,"
+    " d.health_path,"
     " d.failure_reason, d.endpoint, d.rolled_back_from, d.created_at, d.rollout_started_at,"
     " d.rollout_completed_at, ap.name AS app_name, a.digest AS artifact_digest"
 )
@@ -50,6 +52,7 @@ class DeploymentSpec:
     app_id: str
     artifact_id: str
     runtime: str = "nodejs"
+    node_version: str | None = None  # the Node.js major it was built for ("20")
     start_command: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     replicas: int = 1
@@ -112,15 +115,17 @@ async def _lock_app(tx: Executor, app_id: str) -> None:
 async def _insert(tx: Executor, spec: DeploymentSpec) -> str:
     deployment_id = str(uuid.uuid4())
     await tx.execute(
-        "INSERT INTO deployments (id, app_id, artifact_id, status, runtime, start_command, env,"
-        " replicas, health_path, rolled_back_from, created_by, created_at) VALUES (:id, :app_id,"
-        " :artifact_id, 'pending', :runtime, :start_command, :env, :replicas, :health_path,"
-        " :rolled_back_from, :created_by, :created_at)",
+        "INSERT INTO deployments (id, app_id, artifact_id, status, runtime, node_version,"
+        " start_command, env, replicas, health_path, rolled_back_from, created_by, created_at)"
+        " VALUES (:id, :app_id, :artifact_id, 'pending', :runtime, :node_version,"
+        " :start_command, :env, :replicas, :health_path, :rolled_back_from, :created_by,"
+        " :created_at)",
         {
             "id": deployment_id,
             "app_id": spec.app_id,
             "artifact_id": spec.artifact_id,
             "runtime": spec.runtime,
+            "node_version": spec.node_version,
             "start_command": spec.start_command,
             "env": json.dumps(spec.env, sort_keys=True),
             "replicas": spec.replicas,

@@ -47,6 +47,7 @@ def deployment_json(row: Row, state: ServerState) -> dict[str, Any]:
         "artifact_digest": row["artifact_digest"],
         "status": row["status"],
         "runtime": row["runtime"],
+        "node_version": row["node_version"],
         "start_command": row["start_command"],
         "env": env if isinstance(env, dict) else json.loads(env or "{}"),
         "replicas": row["replicas"],
@@ -71,6 +72,9 @@ def _check_options(body: dict[str, Any]) -> None:
     health_path = body.get("health_path")
     if health_path is not None and not health_path.startswith("/"):
         raise BadRequest("field 'health_path' must start with '/'")
+    node_version = body.get("node_version")
+    if node_version is not None and not (node_version.isdigit() and len(node_version) <= 3):
+        raise BadRequest("field 'node_version' must be a Node.js major such as \"20\"")
 
 
 async def _stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
@@ -103,6 +107,7 @@ async def create_deployment(request: Request) -> JSONResponse:
         required={"app_name": str, "artifact_digest": str},
         optional={
             "runtime": str,
+            "node_version": (str, type(None)),
             "start_command": (str, type(None)),
             "env": (dict, type(None)),
             "replicas": int,
@@ -120,6 +125,7 @@ async def create_deployment(request: Request) -> JSONResponse:
         app_id=app["id"],
         artifact_id=artifact["id"],
         runtime=body.get("runtime") or "nodejs",
+        node_version=body.get("node_version"),
         start_command=body.get("start_command"),
         env=body.get("env") or {},
         replicas=body.get("replicas", 1),
@@ -229,6 +235,7 @@ async def rollback(request: Request) -> JSONResponse:
         app_id=app["id"],
         artifact_id=target["artifact_id"],
         runtime=target["runtime"],
+        node_version=target["node_version"],
         start_command=target["start_command"],
         env=target["env"],
         replicas=target["replicas"],
@@ -257,6 +264,7 @@ DEPLOYMENT_SCHEMA = obj(
             "enum": ["pending", "deploying", "running", "failed", "superseded"],
         },
         "runtime": STR,
+        "node_version": NULLABLE_STR,
         "start_command": NULLABLE_STR,
         "env": {"type": "object", "additionalProperties": STR},
         "replicas": INT,
@@ -275,6 +283,7 @@ _CREATE_REQUEST = obj(
     {"app_name": STR, "artifact_digest": STR},
     {
         "runtime": STR,
+        "node_version": NULLABLE_STR,
         "start_command": NULLABLE_STR,
         "env": {"type": ["object", "null"], "additionalProperties": STR},
         "replicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},

@@ -28,6 +28,7 @@ from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, R
 from aether.worker.runtimes.health import free_port
 from aether.worker.runtimes.layers import release_layer, unused_layers
 from aether.worker.runtimes.logfiles import LogWriter, log_path_for, prune_logs, read_logs
+from aether.worker.runtimes.nodes import node_folder
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
 from aether.worker.runtimes.startcmd import process_env, shell_argv, start_script
@@ -101,6 +102,7 @@ class LocalRuntime(Runtime):
             return Observed(release.deployment_id, True, process.endpoint)
 
     def _new_process(self, release: Release, folder: Path) -> AppProcess:
+        node_dir = node_folder(release.node_major, self.settings.node_binaries, self.base_env)
         port = free_port()
         command = release.start_command or start_script(folder)
         env = process_env(
@@ -110,6 +112,7 @@ class LocalRuntime(Runtime):
             deployment_id=release.deployment_id,
             digest=release.digest,
             app_env=release.env,
+            node_dir=node_dir,
         )
         logs_dir = self.apps_dir / release.app_name / "logs"
         log_path = log_path_for(logs_dir, release.deployment_id)
