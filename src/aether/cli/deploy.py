@@ -39,6 +39,27 @@ from aether.cli.output import emit, format_option
 @click.option(
     "--start-command", metavar="CMD", help="Command that starts the app (default: npm start)."
 )
+@click.option(
+    "--health-path", metavar="PATH", help="Path that answers 2xx/3xx once the app is ready."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    metavar="DIR|FILE",
+    help="Where the artifact goes  [default: the project's build folder in the cache dir]",
+)
+@click.option("--no-build", is_flag=True, help="Do not run the build script.")
+@click.option(
+    "--no-install",
+    is_flag=True,
+    help="Pack the folder as it is, node_modules included; no staged install or build.",
+)
+@click.option(
+    "--no-native-check",
+    is_flag=True,
+    help="Upload even when native files do not match the server's platform.",
+)
+@click.option("--check", is_flag=True, help="Boot the packed app here (PORT set) before uploading.")
 @rollout_timeout_option
 @token_option
 @format_option
@@ -52,14 +73,32 @@ def deploy(
     no_sbom: bool,
     env_pairs: tuple[str, ...],
     start_command: str | None,
+    health_path: str | None,
+    out: Path | None,
+    no_build: bool,
+    no_install: bool,
+    no_native_check: bool,
+    check: bool,
     timeout_secs: float,
     token: str | None,
     output_format: str,
 ) -> None:
     """Build, pack, upload and roll out the Node.js app at PATH (default: .).
 
+    The build runs in a copy of the project under the cache dir, never in PATH itself: the
+    full install and the `build` script of package.json, then the production dependencies
+    for the server's platform (cached until the lockfile, package manager, platform or
+    Node.js major change). Native files that could not run on the server stop the deploy
+    before the upload. PATH may be a workspace package (aether deploy packages/api).
+
     The upload is skipped when the server already holds an artifact with the same digest.
     Prints the app's URL once the deployment is running; a failed rollout exits 20.
+
+    \b
+    Examples:
+      aether deploy                         # build, upload, roll out, print the URL
+      aether deploy --check                 # boot it here first (PORT set)
+      aether deploy packages/api --app api  # one package of a workspace
     """
     from aether.cli.progress import Progress
     from aether.client.deploy import DeployOptions, parse_env_pairs
@@ -73,6 +112,12 @@ def deploy(
         sbom=not no_sbom,
         env=parse_env_pairs(env_pairs),
         start_command=start_command,
+        health_path=health_path,
+        out=out,
+        install=not no_install,
+        build=not no_build,
+        native_check=not no_native_check,
+        check=check,
         timeout_secs=timeout_secs,
     )
     settings = ClientSettings.from_env(os.environ)
@@ -139,8 +184,23 @@ def _render_deploy(result: dict[str, Any]) -> str:
     lines = [
         headline,
         f"  digest  sha256:{result['digest']} ({size}, {upload})",
+        f"  build   {build_summary(result)}",
         f"  time    {result['timings_ms']['total'] / 1000:.1f}s",
     ]
     if result.get("url"):
         lines.append(f"  url     {result['url']}")
+    lines += [f"  warning {warning}" for warning in result.get("warnings") or ()]
     return "\n".join(lines)
+
+
+def build_summary(result: dict[str, Any]) -> str:
+    """One line on what the staged build did (also used by `aether pack`)."""
+    build = result.get("build") or {}
+    if not build.get("staged"):
+        return f"packed the folder as it is, for {build.get('target', '?')}"
+    parts = [build.get("package_manager") or "no dependencies"]
+    if build.get("built"):
+        parts.append("build script run")
+    if build.get("deps_reused") is not None:
+        parts.append("dependencies " + ("reused" if build["deps_reused"] else "installed"))
+    return f"{', '.join(parts)}; for {build.get('target', '?')}"

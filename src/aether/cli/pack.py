@@ -29,7 +29,33 @@ from aether.cli.output import emit, format_option
     help="gzip gives a plain .tar.gz any `tar xzf` reads.",
 )
 @click.option("--no-sbom", is_flag=True, help="Do not write the CycloneDX SBOM.")
-@click.option("--no-install", is_flag=True, help="Pack node_modules as it is; run no installer.")
+@click.option(
+    "--no-install",
+    is_flag=True,
+    help="Pack the folder as it is, node_modules included; no staged install or build.",
+)
+@click.option("--no-build", is_flag=True, help="Do not run the build script.")
+@click.option(
+    "--platform",
+    "platform_text",
+    metavar="OS-CPU[-LIBC]",
+    help="Build for this platform, e.g. linux-x64-glibc2.36, linux-arm64-musl  [default: this machine]",
+)
+@click.option(
+    "--node",
+    "node_major",
+    type=click.IntRange(4, 99),
+    metavar="MAJOR",
+    help="Node.js major the app runs on  [default: the project's, else this machine's]",
+)
+@click.option(
+    "--no-native-check",
+    is_flag=True,
+    help="Write the artifact even when native files do not match the platform.",
+)
+@click.option("--check", is_flag=True, help="Boot the packed app here (PORT set) afterwards.")
+@click.option("--start-command", metavar="CMD", help="What starts the app (checked; for --check).")
+@click.option("--health-path", metavar="PATH", help="Path --check waits on (2xx/3xx).")
 @click.option(
     "--skip-unsafe",
     is_flag=True,
@@ -42,20 +68,30 @@ def pack(
     compression: str,
     no_sbom: bool,
     no_install: bool,
+    no_build: bool,
+    platform_text: str | None,
+    node_major: int | None,
+    no_native_check: bool,
+    check: bool,
+    start_command: str | None,
+    health_path: str | None,
     skip_unsafe: bool,
     output_format: str,
 ) -> None:
     """Build a deterministic artifact for the Node.js project at PATH (default: .).
 
-    Runs `npm ci --omit=dev` first unless node_modules already matches the lockfile, then
-    writes the artifact, its manifest, the SBOM and (with AETHER_SIGNING_KEY) a signature.
-    Identical inputs give identical bytes and the same digest on any machine.
+    Builds in a copy of the project under the cache dir (PATH is only read): the full
+    install and the `build` script, then the production dependencies for the platform,
+    cached until their inputs change. Then writes the artifact, its manifest, the SBOM and
+    (with AETHER_SIGNING_KEY) a signature. Identical inputs give identical bytes and the
+    same digest on any machine.
 
     \b
     Examples:
       aether pack                        # ./.aether/app.tar.zst
       aether pack app --compression gzip --out dist/
-      aether pack --no-install --format json
+      aether pack --platform linux-arm64-glibc2.36 --node 22
+      aether pack --check --health-path /healthz
     """
     from aether.cli.progress import Progress
     from aether.pack import PackOptions, build_artifact
@@ -67,15 +103,47 @@ def pack(
         compression=compression,
         sbom=not no_sbom,
         install=not no_install,
+        build=not no_build,
+        target=_target(platform_text, node_major),
+        native_check=not no_native_check,
+        start_command=start_command,
+        require_start=check,
         signing_key=settings.signing_key,
         skip_unsafe=skip_unsafe,
     )
     progress = Progress()
     try:
         result = build_artifact(path, options, on_progress=progress, environ=os.environ)
+        payload = result.as_json()
+        if check:
+            payload["check"] = _boot(result, start_command, health_path, progress)
     finally:
         progress.close()
-    emit(result.as_json(), render_pack_result)
+    emit(payload, render_pack_result)
+
+
+def _target(platform_text: str | None, node_major: int | None) -> Any:
+    if platform_text is None and node_major is None:
+        return None
+    from aether.pack.target import host_target, parse_target
+
+    target = parse_target(platform_text, source="--platform") if platform_text else host_target()
+    return target.with_node(node_major)
+
+
+def _boot(result: Any, start_command: str | None, health_path: str | None, progress: Any) -> dict:
+    from aether.pack.boot import boot_check
+    from aether.userconfig import cache_dir
+
+    progress("check", 0, None)
+    report = boot_check(
+        result.artifact,
+        start_command=start_command or result.start_command,
+        health_path=health_path,
+        environ=os.environ,
+        scratch=cache_dir(os.environ) / "checks",
+    )
+    return {"status": report.status, "seconds": report.seconds, "command": report.command}
 
 
 def _size(count: int) -> str:
@@ -97,6 +165,14 @@ def render_pack_result(result_json: dict[str, Any]) -> str:
         f"sbom       {result_json['sbom'] or '-'}",
         f"signature  {result_json['signature'] or '-'}",
     ]
+    if result_json.get("build"):
+        from aether.cli.deploy import build_summary
+
+        lines.append(f"build      {build_summary(result_json)}")
     if spent:
         lines.append(f"timings    {spent}")
+    if result_json.get("check"):
+        check = result_json["check"]
+        lines.append(f"check      HTTP {check['status']} after {check['seconds']:.1f}s")
+    lines += [f"warning    {warning}" for warning in result_json.get("warnings") or ()]
     return "\n".join(lines)

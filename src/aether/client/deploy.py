@@ -2,7 +2,9 @@
 
 :func:`deploy` is what the CLI calls and what tests call without click. It returns one dict:
 the packer's fields plus ``app``, ``deployment_id``, ``status``, ``url``, ``uploaded_bytes``,
-``skipped_upload`` and ``timings_ms`` (install, pack, upload, register, rollout, total).
+``skipped_upload`` and ``timings_ms`` (install, build, pack, check, upload, register, rollout,
+total). The build is staged under the cache dir for the platform ``GET /config`` reports, and
+the artifact is written there too (``<build folder>/out/``) unless ``out`` names a place.
 Phases are reported through ``on_progress(phase, done, total)``; deployment events through
 ``on_event(event)``. Nothing here prints.
 """
@@ -23,6 +25,7 @@ from aether.client.resume import ResumeStore
 from aether.client.upload import ProgressCallback, UploadRequest, server_config, upload_artifact
 from aether.errors import ConfigError, UsageError
 from aether.models import sanitize_app_name
+from aether.pack.target import Target
 from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
 
@@ -38,6 +41,12 @@ class DeployOptions:
     sbom: bool = True
     env: Mapping[str, str] = field(default_factory=dict)
     start_command: str | None = None
+    health_path: str | None = None
+    out: Path | None = None  # default: the project's build folder under the cache dir
+    install: bool = True  # False: pack the folder as it is (no staged build)
+    build: bool = True  # run the build script
+    native_check: bool = True
+    check: bool = False  # boot the packed artifact locally before uploading
     timeout_secs: float = 180.0
     concurrency: int = 4  # parallel multipart parts
     resume_root: Path | None = None  # default: <cache dir>/uploads
@@ -72,7 +81,10 @@ def deploy(
     with ApiClient(api_base, token) as api:
         config = _preflight(api, settings, options)
         preflight_ms = _ms_since(started)
-        packed, timings = pack_project(project_dir, options, settings, environ, on_progress)
+        target = Target.from_json(config.get("target"))
+        packed, timings = pack_project(
+            project_dir, options, settings, environ, on_progress, target=target
+        )
         timings["upload"] += preflight_ms
         result = _ship(api, packed, app, options, config, timings, environ, on_progress, on_event)
     timings["total"] = _ms_since(started)
@@ -122,7 +134,7 @@ def _ship(
     timings["upload"] += _ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
-    deployment = _register(api, app, packed.digest, options)
+    deployment = _register(api, app, packed, options)
     timings["register"] += _ms_since(clock)
     if options.wait:
         clock = time.monotonic()
@@ -150,26 +162,63 @@ def pack_project(
     settings: ClientSettings,
     environ: Mapping[str, str],
     on_progress: ProgressCallback | None,
+    *,
+    target: Target | None = None,
 ) -> tuple[Any, dict[str, float]]:
-    """Build the artifact exactly as ``aether pack`` does; also used by ``--pack-only``."""
+    """Build the artifact as ``aether pack`` does, for ``target`` (None: this machine), into
+    the build folder under the cache dir; also used by ``--pack-only``. With ``check``, boot
+    it locally before returning."""
     clock = time.monotonic()  # the packer's imports (compressors, crypto, SBOM) count as pack
     from aether.pack import PackOptions, build_artifact
+    from aether.pack.staged import build_folder
 
     packed = build_artifact(
         project_dir,
         PackOptions(
+            out=options.out or build_folder(cache_dir(environ), project_dir) / "out",
             compression=options.compression,
             sbom=options.sbom,
+            install=options.install,
+            build=options.build,
+            target=target,
+            native_check=options.native_check,
+            start_command=options.start_command,
+            require_start=True,
             signing_key=settings.signing_key,
         ),
         on_progress=on_progress,
         environ=environ,
     )
     elapsed = _ms_since(clock)
-    install = float(packed.timings_ms.get("install", 0.0))
-    timings = {"install": install, "pack": round(max(elapsed - install, 0.0), 1)}
-    timings.update(upload=0.0, register=0.0, rollout=0.0)
+    spent = packed.timings_ms
+    install, build = float(spent.get("install", 0.0)), float(spent.get("build", 0.0))
+    timings = {"install": install, "build": build}
+    timings["pack"] = round(max(elapsed - install - build, 0.0), 1)
+    timings.update(check=0.0, upload=0.0, register=0.0, rollout=0.0)
+    if options.check:
+        timings["check"] = run_check(packed, options, environ, on_progress)
     return packed, timings
+
+
+def run_check(
+    packed: Any,
+    options: DeployOptions,
+    environ: Mapping[str, str],
+    on_progress: ProgressCallback | None,
+) -> float:
+    """Boot the packed artifact here (``--check``); milliseconds taken."""
+    from aether.pack.boot import boot_check
+
+    _phase(on_progress, "check")
+    clock = time.monotonic()
+    boot_check(
+        Path(packed.artifact),
+        start_command=options.start_command or packed.start_command,
+        health_path=options.health_path,
+        environ=environ,
+        scratch=cache_dir(environ) / "checks",
+    )
+    return _ms_since(clock)
 
 
 def _upload(
@@ -207,13 +256,19 @@ def _upload(
     }
 
 
-def _register(api: ApiClient, app: str, digest: str, options: DeployOptions) -> dict[str, Any]:
-    """``POST /deployments``: idempotent per app and digest on the server."""
-    body: dict[str, Any] = {"app_name": app, "artifact_digest": digest}
+def _register(api: ApiClient, app: str, packed: Any, options: DeployOptions) -> dict[str, Any]:
+    """``POST /deployments``: idempotent per app and digest on the server; records the
+    Node.js major the artifact was built for."""
+    body: dict[str, Any] = {"app_name": app, "artifact_digest": packed.digest}
     if options.env:
         body["env"] = dict(options.env)
-    if options.start_command:
-        body["start_command"] = options.start_command
+    start_command = options.start_command or packed.start_command
+    if start_command:
+        body["start_command"] = start_command
+    if options.health_path:
+        body["health_path"] = options.health_path
+    if packed.node_major is not None:
+        body["node_version"] = str(packed.node_major)
     return api.post("/deployments", body)
 
 

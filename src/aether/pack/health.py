@@ -1,7 +1,8 @@
 """Is a process answering HTTP on its port? A minimal HTTP/1.0 GET over asyncio streams.
 
 Without a health path, any HTTP answer counts (an app may 404 on ``/``); with one, the answer
-must be 2xx or 3xx. Kept dependency-free: the worker layer must not import an HTTP client.
+must be 2xx or 3xx. Used by the worker's rollouts and by ``aether deploy --check``; kept
+dependency-free (neither may import an HTTP client).
 """
 
 from __future__ import annotations
