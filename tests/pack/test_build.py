@@ -21,11 +21,11 @@ def test_progress_reports_every_phase_in_order(sample: Path) -> None:
         environ={"PATH": ""},
     )
     phases = list(dict.fromkeys(phase for phase, _, _ in calls))
-    assert phases == ["walk", "pack", "check", "sbom", "sign"]
+    assert phases == ["walk", "pack", "natives", "sbom", "sign"]
     packed = [done for phase, done, _ in calls if phase == "pack"]
     assert packed == sorted(packed) and packed[-1] > 0
     assert set(result.timings_ms) == {
-        *("stage", "install", "build", "walk", "pack", "check", "sbom", "sign")
+        *("stage", "install", "build", "walk", "pack", "natives", "sbom", "sign")
     }
 
 

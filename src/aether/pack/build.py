@@ -101,7 +101,7 @@ class _Job:
             )
         with _timed(self.timings, "pack"):
             contents, digest, size = self.pack(walker, plan)
-        with _timed(self.timings, "check"):
+        with _timed(self.timings, "natives"):
             warnings = self.check_natives(prepared, walker, contents)
         tree = prepared.tree
         with _timed(self.timings, "sbom"):
@@ -158,7 +158,7 @@ class _Job:
         self, prepared: Prepared, walker: Walker, contents: TreeContents
     ) -> tuple[str, ...]:
         """Refuse (and remove) an artifact whose native files cannot run on the target."""
-        self.progress("check", 0, None)
+        self.progress("natives", 0, None)
         members = candidates((record.path, record.mode) for record in contents.files)
         problems = check_natives(members, walker.source_path, prepared.target)
         if not problems:

@@ -92,7 +92,7 @@ def inspect_binary(path: str) -> Binary | None:
         with open(path, "rb") as handle:
             head = handle.read(64)
             if head[:4] == b"\x7fELF":
-                return _elf(handle, head)
+                return _elf(handle, head, addon=path.endswith(".node"))
     except OSError:
         return None
     if head[:4] in (
@@ -134,18 +134,19 @@ def _pe(path: str) -> Binary | None:
     return Binary("PE", "win32", (PE_MACHINES.get(machine, hex(machine)),))
 
 
-def _elf(handle, head: bytes) -> Binary:  # type: ignore[no-untyped-def]
+def _elf(handle, head: bytes, *, addon: bool) -> Binary:  # type: ignore[no-untyped-def]
     bits = 64 if head[4] == 2 else 32
     endian = "<" if head[5] == 1 else ">"
     machine = struct.unpack(endian + "H", head[18:20])[0]
     os_name = _OSABI.get(head[7], f"osabi-{head[7]}")
-    libc, glibc, abi = _elf_links(handle)
+    libc, glibc, abi = _elf_links(handle, addon)
     cpu = ELF_MACHINES.get(machine, f"machine-{machine}")
     return Binary("ELF", os_name, (cpu,), bits, libc, glibc, abi)
 
 
-def _elf_links(handle) -> tuple[str | None, tuple[int, int] | None, int | None]:  # type: ignore[no-untyped-def]
-    """(libc, newest GLIBC_x.y needed, NODE_MODULE_VERSION) from the dynamic sections."""
+def _elf_links(handle, addon: bool) -> tuple[str | None, tuple[int, int] | None, int | None]:  # type: ignore[no-untyped-def]
+    """(libc, newest GLIBC_x.y needed, NODE_MODULE_VERSION) from the dynamic sections; the
+    symbol table (slow to read in big libraries) only for addons."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
@@ -154,7 +155,7 @@ def _elf_links(handle) -> tuple[str | None, tuple[int, int] | None, int | None]:
         elf = ELFFile(handle)
         needed = _needed(elf)
         glibc = _newest_glibc(elf)
-        abi = _node_abi(elf)
+        abi = _node_abi(elf) if addon else None
     except (ELFError, struct.error, ValueError):
         return None, None, None
     libc = None
@@ -200,7 +201,7 @@ def _node_abi(elf) -> int | None:  # type: ignore[no-untyped-def]
 def mismatch(binary: Binary, target: Target) -> str | None:
     """Why ``binary`` cannot run on ``target``; None when it can."""
     if binary.os != target.os:
-        return f"it is a {binary.os} binary ({binary.format}), the server runs {target.os}"
+        return f"the server runs {target.os}"
     if target.cpu not in binary.cpus:
         return f"it is built for {'/'.join(binary.cpus)}, the server's CPU is {target.cpu}"
     if binary.bits is not None and ELF_BITS.get(target.cpu, binary.bits) != binary.bits:
