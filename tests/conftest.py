@@ -19,7 +19,12 @@ from aether.store.database import Database, open_database
 from aether.store.migrate import migrate
 
 # Shared fixtures that need their own module: a live `aether serve`, moto S3, a Kubernetes API.
-pytest_plugins = ["plugins.live_server", "plugins.s3_server", "plugins.kube_api"]
+pytest_plugins = [
+    "plugins.live_server",
+    "plugins.s3_server",
+    "plugins.kube_api",
+    "plugins.node_projects",
+]
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
