@@ -17,7 +17,7 @@ from aether.pack.natives import inspect_binary, mismatch
 from aether.pack.target import Target
 from plugins.node_projects import run, tree_digest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 TS_APP = {
     "name": "ts-api",
