@@ -192,7 +192,8 @@ def pack_project(
     elapsed = _ms_since(clock)
     spent = packed.timings_ms
     install, build = float(spent.get("install", 0.0)), float(spent.get("build", 0.0))
-    timings = {"install": install, "build": build}
+    # stage: mirroring the project and finding the cached installs (part of pack)
+    timings = {"stage": float(spent.get("stage", 0.0)), "install": install, "build": build}
     timings["pack"] = round(max(elapsed - install - build, 0.0), 1)
     timings.update(check=0.0, upload=0.0, register=0.0, rollout=0.0)
     if options.check:
