@@ -13,34 +13,11 @@ from typing import Any
 import pytest
 from e2e_support import via_proxy
 
-from plugins.node_projects import run, tree_digest
+from plugins.node_projects import run, tree_digest, typescript_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-APP = {
-    "name": "ts-shop",
-    "version": "1.0.0",
-    "private": True,
-    "scripts": {"build": "tsc", "start": "node dist/server.js", "test": "tsc --noEmit"},
-    "engines": {"node": ">=18"},
-    "dependencies": {"express": "4.21.2"},
-    "devDependencies": {
-        "typescript": "5.6.3",
-        "@types/express": "4.17.21",
-        "@types/node": "20.17.6",
-    },
-}
-FILES = {
-    "src/server.ts": (
-        'import express from "express";\nconst app = express();\n'
-        'app.get("/", (_req, res) => { res.send("shop v1"); });\n'
-        "app.listen(Number(process.env.PORT ?? 3000));\n"
-    ),
-    "tsconfig.json": (
-        '{"compilerOptions": {"outDir": "dist", "rootDir": "src", "module": "commonjs",'
-        ' "target": "es2020", "esModuleInterop": true, "strict": true}}\n'
-    ),
-}
+APP, FILES = typescript_app("ts-shop", "shop v1")
 
 
 def aether(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,34 +15,11 @@ from aether.errors import UsageError
 from aether.pack import PackOptions, build_artifact
 from aether.pack.natives import inspect_binary, mismatch
 from aether.pack.target import Target
-from plugins.node_projects import run, tree_digest
+from plugins.node_projects import run, tree_digest, typescript_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-TS_APP = {
-    "name": "ts-api",
-    "version": "1.0.0",
-    "private": True,
-    "scripts": {"build": "tsc", "start": "node dist/server.js", "test": "tsc --noEmit"},
-    "engines": {"node": ">=18"},
-    "dependencies": {"express": "4.21.2"},
-    "devDependencies": {
-        "typescript": "5.6.3",
-        "@types/express": "4.17.21",
-        "@types/node": "20.17.6",
-    },
-}
-TS_FILES = {
-    "src/server.ts": (
-        'import express from "express";\nconst app = express();\n'
-        'app.get("/", (_req, res) => { res.send("hello from ts"); });\n'
-        "app.listen(Number(process.env.PORT ?? 3000));\n"
-    ),
-    "tsconfig.json": (
-        '{"compilerOptions": {"outDir": "dist", "rootDir": "src", "module": "commonjs",'
-        ' "target": "es2020", "esModuleInterop": true, "strict": true}}\n'
-    ),
-}
+TS_APP, TS_FILES = typescript_app("ts-api", "hello from ts")
 SERVER_JS = 'require("http").createServer((q, s) => s.end("ok")).listen(process.env.PORT);\n'
 
 

@@ -22,6 +22,36 @@ import pytest
 INSTALL_TIMEOUT_SECS = 600
 
 
+def typescript_app(name: str, greeting: str) -> tuple[dict, dict[str, str]]:
+    """(package.json, files) of an Express app in TypeScript: ``build`` runs tsc, ``test``
+    type-checks (so it fails when devDependencies are gone)."""
+    package = {
+        "name": name,
+        "version": "1.0.0",
+        "private": True,
+        "scripts": {"build": "tsc", "start": "node dist/server.js", "test": "tsc --noEmit"},
+        "engines": {"node": ">=18"},
+        "dependencies": {"express": "4.21.2"},
+        "devDependencies": {
+            "typescript": "5.6.3",
+            "@types/express": "4.17.21",
+            "@types/node": "20.17.6",
+        },
+    }
+    files = {
+        "src/server.ts": (
+            'import express from "express";\nconst app = express();\n'
+            f'app.get("/", (_req, res) => {{ res.send("{greeting}"); }});\n'
+            "app.listen(Number(process.env.PORT ?? 3000));\n"
+        ),
+        "tsconfig.json": (
+            '{"compilerOptions": {"outDir": "dist", "rootDir": "src", "module": "commonjs",'
+            ' "target": "es2020", "esModuleInterop": true, "strict": true}}\n'
+        ),
+    }
+    return package, files
+
+
 @pytest.fixture(scope="session")
 def node_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if shutil.which("npm") is None or shutil.which("node") is None:

@@ -33,6 +33,7 @@ from aether.pack.plan import Plan, plan_tree
 from aether.pack.prepare import Prepared, check_start, prepare
 from aether.pack.project import read_package_json
 from aether.pack.sidecars import write_sbom, write_signature
+from aether.pack.timing import timed
 from aether.pack.walk import Walker
 from aether.userconfig import cache_dir
 
@@ -94,17 +95,17 @@ class _Job:
             return self._pack_prepared(prepared)
 
     def _pack_prepared(self, prepared: Prepared) -> PackResult:
-        with _timed(self.timings, "walk"):
+        with timed(self.timings, "walk"):
             walker, plan = self.walk(prepared)
             start_warnings = check_start(
                 prepared, walker, self.options.start_command, required=self.options.require_start
             )
-        with _timed(self.timings, "pack"):
+        with timed(self.timings, "pack"):
             contents, digest, size = self.pack(walker, plan)
-        with _timed(self.timings, "natives"):
+        with timed(self.timings, "natives"):
             warnings = self.check_natives(prepared, walker, contents)
         tree = prepared.tree
-        with _timed(self.timings, "sbom"):
+        with timed(self.timings, "sbom"):
             sbom = write_sbom(
                 tree.root,
                 prepared.package,
@@ -114,7 +115,7 @@ class _Job:
                 self.progress,
                 installed_root=tree.installed_root,
             )
-        with _timed(self.timings, "sign"):
+        with timed(self.timings, "sign"):
             signature_hex = write_signature(
                 self.layout, self.options.signing_key, digest, self.progress
             )
@@ -248,15 +249,6 @@ def _quiet(phase: str, done: int, total: int | None) -> None:
 
 def _warn_skip(path: str, reason: str) -> None:
     log.warning("skipped %s: %s", path, reason)
-
-
-@contextlib.contextmanager
-def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[phase] = round((time.perf_counter() - started) * 1000, 1)
 
 
 def _source_date_epoch(options: PackOptions, environ: Mapping[str, str]) -> int:

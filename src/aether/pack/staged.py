@@ -20,7 +20,6 @@ import hashlib
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from aether.pack.managers import PackageManager, choose_manager
 from aether.pack.mirror import mirror_project
 from aether.pack.project import has_dependencies, read_package_json
 from aether.pack.target import Target
+from aether.pack.timing import timed
 from aether.pack.toolrun import run_tool
 from aether.pack.workspaces import Workspace, find_workspace
 
@@ -107,7 +107,7 @@ class _Stage:
         staged = StagedTree(
             root=self.tree, app_dir=self.workspace.package if self.workspace else ""
         )
-        with _timed(staged.timings, "stage"):
+        with timed(staged.timings, "stage"):
             self.progress("stage", 0, None)
             excluded = self._excluded_sources()
             mirror_project(
@@ -123,16 +123,16 @@ class _Stage:
         staged.manager = choose_manager(self.tree, self._root_package(), self.environ, cache)
         local_node = _major_text(self.request.local_node)
         if builds:
-            with _timed(staged.timings, "install"):
+            with timed(staged.timings, "install"):
                 self._full_install(staged.manager, local_node)
-            with _timed(staged.timings, "build"):
+            with timed(staged.timings, "build"):
                 for folder in builds:
                     self.progress("build", 0, None)
                     run_tool(
                         staged.manager.run_script(BUILD_SCRIPT), self.tree / folder, self.environ
                     )
             staged.built = True
-        with _timed(staged.timings, "deps"):
+        with timed(staged.timings, "deps"):
             if self._needs_deps(package):
                 self.progress("install", 0, None)
                 staged.deps = self._production(staged.manager, local_node)
@@ -231,15 +231,6 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
-
-
-@contextlib.contextmanager
-def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[phase] = timings.get(phase, 0.0) + round((time.perf_counter() - started) * 1000, 1)
 
 
 @contextlib.contextmanager
