@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from aether.errors import AetherError, BadRequest
+
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 # DNS-1123 label: what Kubernetes accepts as a Service name and a Host-header label.
 APP_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -19,6 +21,16 @@ def is_digest(value: object) -> bool:
 
 def is_app_name(value: object) -> bool:
     return isinstance(value, str) and bool(APP_NAME_RE.match(value))
+
+
+def check_app_name(name: object, *, error: type[AetherError] = BadRequest) -> str:
+    """``name`` when it is an app name; else ``error`` (the API's 400, the CLI's usage error)."""
+    if not isinstance(name, str) or not APP_NAME_RE.match(name):
+        raise error(
+            f"invalid app name {name!r}: use 1-63 lowercase letters, digits and '-',"
+            " starting and ending with a letter or digit (a DNS-1123 label)"
+        )
+    return name
 
 
 def sanitize_app_name(raw: str) -> str:

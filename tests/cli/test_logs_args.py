@@ -20,6 +20,7 @@ NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
         ("10m", "2026-11-28T11:50:00Z"),
         ("2h", "2026-11-28T10:00:00Z"),
         ("1d", "2026-11-27T12:00:00Z"),
+        ("1.5h", "2026-11-28T10:30:00Z"),
         ("2026-11-28T08:00:00Z", "2026-11-28T08:00:00Z"),
     ],
 )
@@ -30,6 +31,8 @@ def test_since_accepts_durations_and_timestamps(value: str, expected: str) -> No
 def test_since_rejects_anything_else() -> None:
     with pytest.raises(click.BadParameter, match="duration"):
         parse_since("yesterday", now=NOW)
+    with pytest.raises(click.BadParameter, match="too far back"):
+        parse_since("99999999999999h", now=NOW)
 
 
 def test_first_request_asks_for_tail_and_reconnects_only_for_the_cursor() -> None:

@@ -10,12 +10,12 @@ import pytest
 from pack_support import build_sample
 
 from aether.errors import IOFailure
-from aether.pack import batchread, tarwriter
+from aether.pack import batchread, tarcodec
 from aether.pack.ignore import IgnoreRules
 from aether.pack.packer import INLINE_MAX, TreeContents, new_file_record, write_tree
 from aether.pack.walk import FILE, SYMLINK, Entry, walk_tree
 
-MTIME = tarwriter.mtime_field(1_700_000_000)
+MTIME = tarcodec.mtime_field(1_700_000_000)
 native = batchread.native_read_batch
 pytestmark = pytest.mark.skipif(native is None, reason="the _batchread extension is not built")
 
@@ -102,10 +102,10 @@ def test_what_the_native_reader_cannot_read_is_named_by_the_python_one(
     if problem == "unreadable" and os.geteuid() == 0:
         pytest.skip("root reads any file")
     with pytest.raises(IOFailure, match="odd.js"):
-        write_tree(entries, tarwriter_sink(), 0)
+        write_tree(entries, tarcodec_sink(), 0)
 
 
-def tarwriter_sink():
+def tarcodec_sink():
     class Sink:
         def write(self, data: bytes) -> None:
             pass
@@ -144,4 +144,4 @@ def test_a_file_shorter_than_its_size_leaves_no_header_behind(tmp_path: Path) ->
     )
     assert (blob, index, status) == (expected, 1, batchread.CAREFUL)
     with pytest.raises(IOFailure, match="short shrank"):
-        write_tree(entries, tarwriter_sink(), 0)
+        write_tree(entries, tarcodec_sink(), 0)

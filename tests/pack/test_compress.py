@@ -11,6 +11,7 @@ import pytest
 import zstandard
 
 from aether.pack.compress import CompressedSink
+from aether.pack.reader import detect_compression
 
 # 20 MB spans several zstd jobs, where the multi-threaded mode differs from the single-threaded
 # one (which would hash to f4abd04d…): this pins the mode as well as the bytes.
@@ -87,6 +88,13 @@ def test_hashes_and_round_trip(compression: str) -> None:
     else:
         restored = gzip.decompress(data)
     assert restored == raw
+    assert detect_compression(data[:4]) == compression  # what the reader and the server sniff
+
+
+def test_anything_else_is_sniffed_as_plain_tar() -> None:
+    assert detect_compression(b"") == "none"
+    assert detect_compression(b"\x1f") == "none"  # half a gzip magic number
+    assert detect_compression(b"ustar") == "none"
 
 
 def test_a_failure_on_the_compressing_side_reaches_the_writer() -> None:

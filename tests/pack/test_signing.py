@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from aether.errors import ConfigError
 from aether.pack import (
@@ -19,7 +19,7 @@ from aether.pack import (
     sign_digest,
     verify_signature,
 )
-from aether.pack.signing import public_key_hex
+from aether.pack.signing import decodes_to_curve_point, is_hex_key, public_key_hex
 
 DIGEST = "ab" * 32
 
@@ -68,6 +68,17 @@ def test_public_key_validation() -> None:
     assert is_valid_public_key(generate_keypair()[1])
     assert not is_valid_public_key("ab" * 31)
     assert not is_valid_public_key("g" * 64)
+    assert not is_valid_public_key(123)
+
+
+def test_off_curve_keys_are_refused_although_openssl_loads_them() -> None:
+    assert all(is_valid_public_key(generate_keypair()[1]) for _ in range(20))
+    off_curve = (2).to_bytes(32, "little")
+    Ed25519PublicKey.from_public_bytes(off_curve)  # OpenSSL takes it; it verifies nothing
+    assert not decodes_to_curve_point(off_curve)
+    assert not is_valid_public_key(off_curve.hex())
+    assert not decodes_to_curve_point(((1 << 255) - 1).to_bytes(32, "little"))  # y >= p
+    assert is_hex_key(off_curve.hex()) and not is_hex_key(None)
 
 
 def test_pack_with_a_key_writes_the_signature(sample: Path) -> None:

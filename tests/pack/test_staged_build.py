@@ -62,7 +62,7 @@ def test_typescript_app_builds_outside_the_tree(ts_app: Path, node_env, tmp_path
 
 
 def test_check_boots_the_packed_app(ts_app: Path, node_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from aether.pack.boot import boot_check
+    from aether.client.boot import boot_check
 
     packed = pack(ts_app, node_env, tmp_path / "out")
     report = boot_check(
@@ -109,7 +109,7 @@ def test_native_addon_compiled_from_source(node_project, node_env, tmp_path: Pat
     assert "Node.js ABI" in (
         mismatch(binary, Target("linux", binary.cpus[0], "glibc", None, 22)) or ""
     )
-    from aether.pack.boot import boot_check
+    from aether.client.boot import boot_check
 
     assert (
         boot_check(
@@ -199,7 +199,7 @@ def test_one_package_of_an_npm_workspace(node_project, node_env, tmp_path: Path)
     assert "packages/shared/node_modules/ms/package.json" in found  # its own version, nested
     assert not any(name.startswith(("packages/web", "node_modules/is-number")) for name in found)
     assert packed.start_command == "cd packages/api && node index.js"
-    from aether.pack.boot import boot_check
+    from aether.client.boot import boot_check
 
     report = boot_check(
         packed.artifact,

@@ -72,7 +72,15 @@ def test_follow_streams_lines_written_later(logs_api: ApiHarness, runtime: Local
 
 @pytest.mark.parametrize(
     "query",
-    ["tail=-1", "tail=x", "cursor=garbage", "since=yesterday", "follow=maybe", "container=fetch"],
+    [
+        "tail=-1",
+        "tail=x",
+        "cursor=garbage",
+        "since=yesterday",
+        "since=99999999999999h",
+        "follow=maybe",
+        "container=fetch",
+    ],
 )
 def test_bad_parameters_are_400(logs_api: ApiHarness, query: str) -> None:
     response = logs_api.get(f"/apps/hello/logs?{query}")

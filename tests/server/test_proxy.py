@@ -164,7 +164,7 @@ def test_app_with_nothing_running_is_503(api: ApiHarness) -> None:
 
 
 def test_unreachable_upstream_is_502(api: ApiHarness) -> None:
-    from aether.pack.health import free_port
+    from aether.worker.runtimes.health import free_port
 
     api.run(_app_with, "dead", f"http://127.0.0.1:{free_port()}")
     response = proxied(api, "GET", "/", "dead")

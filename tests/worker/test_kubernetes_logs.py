@@ -92,11 +92,15 @@ async def test_follow_streams_new_lines_and_new_pods(
 def test_since_and_stamp_parsing() -> None:
     assert parse_since("90s") == (None, 90)
     assert parse_since("2h") == (None, 7200)
+    assert parse_since("1.5h") == (None, 5400)  # as the local runtime reads it
+    assert parse_since("0.5s") == (None, 1)  # whole seconds for the API, rounded up
     assert parse_since("2024-05-01T10:00:00+02:00") == ("2024-05-01T08:00:00Z", None)
     assert normalise_stamp("2024-05-01T10:00:00.5Z") == "2024-05-01T10:00:00.500000000Z"
     assert normalise_stamp("2024-05-01T10:00:00Z") == "2024-05-01T10:00:00.000000000Z"
     with pytest.raises(BadRequest, match="duration"):
         parse_since("yesterday")
+    with pytest.raises(BadRequest, match="too far back"):
+        parse_since("99999999999999h")
 
 
 async def test_a_bad_cursor_is_a_bad_request(runtime: KubernetesRuntime) -> None:

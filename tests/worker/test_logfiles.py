@@ -77,8 +77,11 @@ def test_parse_since_accepts_durations_and_iso_times() -> None:
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert parse_since("90s", now=now) == "2026-01-02T03:02:35.000000Z"
     assert parse_since("2026-01-02T03:04:05+01:00") == "2026-01-02T02:04:05.000000Z"
+    assert parse_since("1.5h", now=now) == "2026-01-02T01:34:05.000000Z"
     with pytest.raises(BadRequest):
         parse_since("yesterday")
+    with pytest.raises(BadRequest, match="too far back"):
+        parse_since("99999999999999h")
 
 
 def test_bad_arguments_are_bad_requests_before_any_line(tmp_path: Path) -> None:

@@ -297,3 +297,14 @@ async def test_a_worker_that_lost_its_lease_stops_the_app(
     )
     await worker.run_once(wait=True)
     assert await worker.runtime.observe("hello") is None
+
+
+async def test_a_transient_fault_is_recorded_and_the_rollout_stays_open(
+    worker: Worker, database: Database
+) -> None:
+    app = await insert_app(database, "patient")  # no blob store yet: Retry(delay=1.0)
+    dep_id = await stage_deployment(database, worker.settings.data_dir, app, staged=False)
+    await worker.run_once(wait=True)
+    row = await deployment(database, dep_id)
+    assert row["status"] == "deploying"
+    assert (await phases(database, dep_id)).count("retrying") == 1

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 from aether.blobs.base import BlobStore, ObjectInfo, PartInfo, PresignedRequest, expires_at
 from aether.blobs.keys import check_key
 from aether.blobs.presign import UrlSigner, load_or_create_secret
+from aether.digests import sha256_file
 from aether.errors import BadRequest, DigestMismatch, IOFailure, NotFound
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -35,14 +36,6 @@ TMP_MIN_AGE_SECS = 3600
 
 def _strip_etag(etag: str) -> str:
     return etag.strip().strip('"')
-
-
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class LocalBlobStore(BlobStore):
@@ -105,7 +98,7 @@ class LocalBlobStore(BlobStore):
         await asyncio.to_thread(_copy_atomically, source, dest)
 
     async def read_sha256(self, key: str) -> str:
-        return await asyncio.to_thread(_hash_file, self._existing(key))
+        return await asyncio.to_thread(sha256_file, self._existing(key))
 
     def _existing(self, key: str) -> Path:
         path = self._object(key)

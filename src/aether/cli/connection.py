@@ -70,11 +70,11 @@ def app_option(required: bool = False) -> Callable[[Callable[..., Any]], Callabl
 
 def resolve_app(app: str | None) -> str:
     """``--app``, else config.toml's ``default_app``; a UsageError when neither is set."""
-    from aether.client.apps import check_app_name
     from aether.errors import UsageError
+    from aether.models import check_app_name
     from aether.settings import ClientSettings
 
     name = app or ClientSettings.from_env(os.environ).default_app
     if not name:
         raise UsageError("which app? pass --app NAME (or set default_app in config.toml)")
-    return check_app_name(name)
+    return check_app_name(name, error=UsageError)

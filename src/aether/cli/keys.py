@@ -68,15 +68,16 @@ def add(app: str, public_key: str, token: str | None, output_format: str) -> Non
     The app is created when it does not exist yet, so a key can be registered before the
     first (signed) deploy.
     """
-    from aether.client.apps import add_public_key, check_app_name, ensure_app
+    from aether.client.apps import add_public_key, ensure_app
     from aether.errors import UsageError
+    from aether.models import check_app_name
     from aether.pack.signing import is_valid_public_key
 
     key = public_key.strip().lower()
     if not is_valid_public_key(key):
         raise UsageError("--public-key must be a 64-hex-char Ed25519 public key")
     with open_api(token) as api:
-        _, created = ensure_app(api, check_app_name(app))
+        _, created = ensure_app(api, check_app_name(app, error=UsageError))
         result = {**add_public_key(api, app, key), "app_created": created}
     emit(result, lambda r: f"Registered key {key[:16]}… for {app}.")
 
@@ -87,10 +88,12 @@ def add(app: str, public_key: str, token: str | None, output_format: str) -> Non
 @format_option
 def list_keys(app: str, token: str | None, output_format: str) -> None:
     """List an app's registered public keys."""
-    from aether.client.apps import check_app_name, list_public_keys
+    from aether.client.apps import list_public_keys
+    from aether.errors import UsageError
+    from aether.models import check_app_name
 
     with open_api(token) as api:
-        found = list_public_keys(api, check_app_name(app))
+        found = list_public_keys(api, check_app_name(app, error=UsageError))
     emit({"app": app, "keys": found}, _render_keys)
 
 

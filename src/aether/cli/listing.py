@@ -25,10 +25,12 @@ from aether.cli.output import emit, format_option
 def list_apps(app: str | None, limit: int, token: str | None, output_format: str) -> None:
     """List apps (status, digest, age, URL), or with --app one app's recent deployments."""
     from aether.client import apps as client_apps
+    from aether.errors import UsageError
+    from aether.models import check_app_name
 
     with open_api(token) as api:
         if app:
-            client_apps.check_app_name(app)
+            check_app_name(app, error=UsageError)
             deployments = client_apps.app_deployments(api, app, limit=limit)
             emit({"app": app, "deployments": deployments}, render_deployments)
         else:

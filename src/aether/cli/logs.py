@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
 
 from aether.cli.connection import app_option, open_api, resolve_app, token_option
-
-_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 @click.command(name="logs")
@@ -23,7 +19,9 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
     "--tail", type=click.IntRange(min=0), default=None, help="Start with the last N lines."
 )
 @click.option(
-    "--since", metavar="DURATION|RFC3339", help="Only lines newer than 10m, 2h, 1d or a timestamp."
+    "--since",
+    metavar="DURATION|RFC3339",
+    help="Only lines newer than 30s, 10m, 1.5h, 2d or an RFC 3339 time.",
 )
 @click.option(
     "--container",
@@ -67,22 +65,20 @@ def logs(
 
 
 def parse_since(value: str | None, *, now: datetime | None = None) -> str | None:
-    """``10m``/``2h``/``1d``/``30s`` → an RFC 3339 UTC timestamp; RFC 3339 passes through."""
+    """A duration (``10m``, ``1.5h``) → an RFC 3339 UTC timestamp; an RFC 3339 time passes
+    through (the server reads it the same way)."""
+    from aether.since import parse_duration
+    from aether.since import parse_since as since_moment
+
     if value is None:
         return None
-    match = _DURATION.match(value.strip())
-    if match:
-        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        then = (now or datetime.now(UTC)) - delta
-        return then.strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        datetime.fromisoformat(value)
+        moment = since_moment(value, now=now)
     except ValueError as exc:
-        raise click.BadParameter(
-            f"{value!r} is neither a duration (30s, 10m, 2h, 1d) nor an RFC 3339 time",
-            param_hint="--since",
-        ) from exc
-    return value
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    if parse_duration(value) is None:
+        return value
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_line(entry: dict[str, Any]) -> str:

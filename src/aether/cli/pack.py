@@ -132,7 +132,7 @@ def _target(platform_text: str | None, node_major: int | None) -> Any:
 
 
 def _boot(result: Any, start_command: str | None, health_path: str | None, progress: Any) -> dict:
-    from aether.pack.boot import boot_check
+    from aether.client.boot import boot_check
     from aether.userconfig import cache_dir
 
     progress("check", 0, None)

@@ -5,17 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aether.client.api import ApiClient
-from aether.errors import RemoteError, UsageError
-from aether.models import is_app_name
-
-
-def check_app_name(name: str) -> str:
-    if not is_app_name(name):
-        raise UsageError(
-            f"app name {name!r} is not a DNS label (lowercase letters, digits and '-', "
-            "at most 63, starting and ending with a letter or digit)"
-        )
-    return name
+from aether.errors import RemoteError
 
 
 def ensure_app(api: ApiClient, name: str) -> tuple[dict[str, Any], bool]:

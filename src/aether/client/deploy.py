@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from aether.client.api import ApiClient
-from aether.client.apps import check_app_name, ensure_app
+from aether.client.apps import ensure_app
 from aether.client.follow import EventCallback, follow_deployment
 from aether.client.resume import ResumeStore
 from aether.client.upload import ProgressCallback, UploadRequest, server_config, upload_artifact
 from aether.errors import ConfigError, UsageError
-from aether.models import sanitize_app_name
+from aether.models import check_app_name, sanitize_app_name
 from aether.pack.target import Target
 from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
@@ -55,9 +55,9 @@ class DeployOptions:
 def resolve_app_name(project_dir: Path, explicit: str | None, settings: ClientSettings) -> str:
     """``--app`` > config ``default_app`` > ``package.json`` name sanitised to a DNS label."""
     if explicit:
-        return check_app_name(explicit)
+        return check_app_name(explicit, error=UsageError)
     if settings.default_app:
-        return check_app_name(settings.default_app)
+        return check_app_name(settings.default_app, error=UsageError)
     from aether.pack import read_package_json
 
     name = read_package_json(project_dir).get("name")
@@ -208,7 +208,7 @@ def run_check(
     on_progress: ProgressCallback | None,
 ) -> float:
     """Boot the packed artifact here (``--check``); milliseconds taken."""
-    from aether.pack.boot import boot_check
+    from aether.client.boot import boot_check
 
     _phase(on_progress, "check")
     clock = time.monotonic()

@@ -17,7 +17,7 @@ _EXPORTS = {
     "PackResult": "aether.pack.options",
     "build_artifact": "aether.pack.build",
     "read_package_json": "aether.pack.project",
-    "sha256_file": "aether.pack.digest",
+    "sha256_file": "aether.digests",
     "safe_extract": "aether.pack.extract",
     "UnsafeArchive": "aether.pack.extract",
     "verify_artifact": "aether.pack.verify",
@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and readers
+    from aether.digests import sha256_file
     from aether.pack.build import build_artifact
-    from aether.pack.digest import sha256_file
     from aether.pack.extract import UnsafeArchive, safe_extract
     from aether.pack.options import PackOptions, PackResult
     from aether.pack.project import read_package_json

@@ -152,7 +152,7 @@ padding(Py_ssize_t size)
     return (BLOCK - size % BLOCK) % BLOCK;
 }
 
-/* The header block(s) of one member, as tarwriter.entry_header writes them: a pax block first
+/* The header block(s) of one member, as tarcodec.entry_header writes them: a pax block first
  * when the name or the link target is longer than its field. */
 static int
 put_header(Blob *blob, const char *name, Py_ssize_t name_size, int mode,

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-from aether.pack import tarwriter
+from aether.pack import tarcodec
 from aether.pack.compress import CompressedSink
 from aether.pack.packer import TreeContents, finish_tree, write_members
 from aether.pack.plan import PLAN_PIECES, Plan, entries_of
@@ -67,7 +67,7 @@ def write_archive(
 
     ``workers``: worker processes, 0 to write on this thread, None to choose by tree and CPUs.
     """
-    mtime_field = tarwriter.mtime_field(mtime)
+    mtime_field = tarcodec.mtime_field(mtime)
     count = default_workers(plan) if workers is None else workers
     contents = TreeContents()
     # Workers are forked before the compressor starts its threads.

@@ -27,7 +27,7 @@ from stat import S_ISREG
 import blake3
 
 from aether.errors import IOFailure
-from aether.pack import tarwriter
+from aether.pack import tarcodec
 from aether.pack.walk import DIRECTORY, FILE, Entry
 
 DONE = 0
@@ -58,9 +58,9 @@ def read_batch_python(
     extension (once per member): kept flat on purpose.
     """
     parts: list[bytes] = []
-    file_header = tarwriter.file_header
-    paddings = tarwriter.PADDINGS
-    block = tarwriter.BLOCK
+    file_header = tarcodec.file_header
+    paddings = tarcodec.PADDINGS
+    block = tarcodec.BLOCK
     index = start
     end = len(entries)
     while index < end:
@@ -86,16 +86,16 @@ def read_batch_python(
                 raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
             finally:
                 os.close(fd)
-            mode = tarwriter.EXEC_MODE if stat.st_mode & 0o111 else tarwriter.FILE_MODE
+            mode = tarcodec.EXEC_MODE if stat.st_mode & 0o111 else tarcodec.FILE_MODE
             parts += (file_header(entry.raw, mode, size, mtime), data, paddings[size % block])
             files.append(new_record((entry.path, size, mode, hasher(data).hexdigest())))
         elif kind == DIRECTORY:
-            parts.append(tarwriter.directory_header(entry.raw, mtime))
+            parts.append(tarcodec.directory_header(entry.raw, mtime))
             directories.append(entry.path)
         else:
             target = entry.target or ""
             link = target.encode("utf-8", "surrogateescape")
-            parts.append(tarwriter.symlink_header(entry.raw, link, mtime))
+            parts.append(tarcodec.symlink_header(entry.raw, link, mtime))
             symlinks.append((entry.path, target))
         index += 1
         budget -= size

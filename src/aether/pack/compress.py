@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from aether.pack.digest import HashingWriter
+from aether.digests import HashingWriter
 
 COMPRESSIONS = ("zstd", "gzip")
 SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz"}

@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol
 import blake3
 
 from aether.errors import IOFailure
-from aether.pack import batchread, tarwriter
+from aether.pack import batchread, tarcodec
 from aether.pack.walk import Entry
 
 BATCH_ENTRIES = 128
@@ -71,7 +71,7 @@ def write_tree(
     ``on_progress(tar_bytes_written, None)`` is called after each batch.
     """
     contents = TreeContents()
-    write_members(entries, sink, tarwriter.mtime_field(mtime), contents, on_progress=on_progress)
+    write_members(entries, sink, tarcodec.mtime_field(mtime), contents, on_progress=on_progress)
     finish_tree(sink, contents)
     return contents
 
@@ -121,7 +121,7 @@ def write_members(
 def finish_tree(sink: Sink, contents: TreeContents) -> None:
     """Write the end-of-archive marker and total the file sizes."""
     contents.bytes_in = sum(record.size for record in contents.files)
-    tail = tarwriter.end_of_archive(contents.tar_bytes)
+    tail = tarcodec.end_of_archive(contents.tar_bytes)
     sink.write(tail)
     contents.tar_bytes += len(tail)
 
@@ -141,8 +141,8 @@ def _stream_file(entry: Entry, sink: Sink, mtime: bytes, contents: TreeContents)
         if not S_ISREG(stat.st_mode):
             raise IOFailure(f"{entry.path} stopped being a regular file while packing; pack again")
         size = stat.st_size
-        mode = tarwriter.normalised_mode(stat.st_mode)
-        header = tarwriter.file_header(entry.raw, mode, size, mtime)
+        mode = tarcodec.normalised_mode(stat.st_mode)
+        header = tarcodec.file_header(entry.raw, mode, size, mtime)
         sink.write(header)
         hasher = blake3.blake3()
         remaining = size
@@ -151,7 +151,7 @@ def _stream_file(entry: Entry, sink: Sink, mtime: bytes, contents: TreeContents)
             hasher.update(chunk)
             sink.write(chunk)
             remaining -= len(chunk)
-        pad = tarwriter.padding(size)
+        pad = tarcodec.padding(size)
         sink.write(pad)
     finally:
         os.close(fd)

@@ -55,12 +55,45 @@ def sign_digest(spec: str, digest_hex: str) -> str:
     return load_private_key(spec).sign(digest_hex.encode("ascii")).hex()
 
 
-def is_valid_public_key(public_key_hex: str) -> bool:
-    """True for 64 hex characters that decode to an Ed25519 public key."""
-    if not _is_hex(public_key_hex, 64):
+# RFC 8032's point decoding (section 5.1.3). OpenSSL (through ``cryptography``) accepts any 32
+# bytes as a public key and fails only at verification time; a key that cannot verify anything
+# would fail every later deploy, so it is refused up front, by the CLI and the API alike.
+_P = 2**255 - 19
+_D = (-121665 * pow(121666, _P - 2, _P)) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def decodes_to_curve_point(public_key: bytes) -> bool:
+    if len(public_key) != 32:
+        return False
+    encoded = int.from_bytes(public_key, "little")
+    sign, y = encoded >> 255, encoded & ((1 << 255) - 1)
+    if y >= _P:
+        return False
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x_squared = u * pow(v, _P - 2, _P) % _P
+    if x_squared == 0:
+        return sign == 0
+    x = pow(x_squared, (_P + 3) // 8, _P)
+    if (x * x - x_squared) % _P != 0:
+        x = x * _SQRT_M1 % _P
+    return (x * x - x_squared) % _P == 0
+
+
+def is_hex_key(text: object) -> bool:
+    """64 hex characters (32 bytes): the shape of a public key, before the curve check."""
+    return isinstance(text, str) and _is_hex(text, 64)
+
+
+def is_valid_public_key(public_key_hex: object) -> bool:
+    """True for 64 hex characters that decode to a point on Ed25519."""
+    if not is_hex_key(public_key_hex):
+        return False
+    raw = bytes.fromhex(public_key_hex)  # type: ignore[arg-type]
+    if not decodes_to_curve_point(raw):
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
+        Ed25519PublicKey.from_public_bytes(raw)
     except ValueError:
         return False
     return True

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import blake3
 
+from aether.digests import sha256_file
 from aether.errors import IntegrityError, IOFailure, UsageError
-from aether.pack.digest import sha256_file
 from aether.pack.layout import manifest_path, signature_path
 from aether.pack.manifest import read_manifest
 from aether.pack.reader import STREAM_ERRORS, open_tar, open_tar_stream

@@ -12,9 +12,8 @@ from typing import Any
 from starlette.requests import Request
 
 from aether.errors import Conflict, InvalidDigest, NotFound
-from aether.models import is_digest
+from aether.models import check_app_name, is_digest
 from aether.server.auth import require_app_access, require_role
-from aether.server.routes.apps import check_app_name
 from aether.server.state import ServerState
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store

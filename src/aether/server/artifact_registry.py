@@ -9,12 +9,12 @@ the others answer ``duplicate: true``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from aether.blobs import storage_key
+from aether.digests import sha256_stream
 from aether.errors import (
     AetherError,
     BadRequest,
@@ -26,6 +26,7 @@ from aether.errors import (
     SizeExceeded,
 )
 from aether.models import is_digest
+from aether.pack.reader import detect_compression
 from aether.server import artifact_metrics as metrics
 from aether.server.artifact_retention import apply_retention, refresh_artifact_gauge
 from aether.server.artifact_verify import (
@@ -344,19 +345,16 @@ async def abort_multipart(state: ServerState, row: Row, upload_id: str) -> None:
 
 # --- the legacy direct upload ------------------------------------------------------------------
 
-_ZSTD_MAGIC, _GZIP_MAGIC = b"\x28\xb5\x2f\xfd", b"\x1f\x8b"
-
 
 def _hash_and_sniff(source: BinaryIO) -> tuple[str, int, str]:
     """(sha256, size, compression) of an open file, read once from the start."""
     source.seek(0)
     head = source.read(4)
-    digest, size = hashlib.sha256(head), len(head)
-    while block := source.read(1024 * 1024):
-        digest.update(block)
-        size += len(block)
     source.seek(0)
-    return digest.hexdigest(), size, "gzip" if head.startswith(_GZIP_MAGIC) else "zstd"
+    digest, size = sha256_stream(source)
+    source.seek(0)
+    # Stored as .tar.gz or .tar.zst: anything that is not gzip is kept under the zstd name.
+    return digest, size, "gzip" if detect_compression(head) == "gzip" else "zstd"
 
 
 async def store_direct(

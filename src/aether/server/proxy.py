@@ -14,7 +14,6 @@ when a WebSocket's app cannot be reached the upgrade is refused (403).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from typing import Any
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aether import upstream as app_http
 from aether.errors import AetherError
 from aether.server.errors import envelope_response
 from aether.server.ws_proxy import relay_websocket
@@ -42,8 +42,6 @@ _HOP_BY_HOP = {
     b"upgrade",
     b"host",
 }
-CONNECT_TIMEOUT_SECS = 5.0
-READ_CHUNK = 65536
 # An app silent this long (no header, no body bytes) gets its request ended: 504 before the
 # response started, a cut-off body after.
 UPSTREAM_IDLE_SECS = 300.0
@@ -124,19 +122,12 @@ async def _proxy(
         else:
             await _exchange(scope, receive, send, reader, writer, idle_secs)
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        await app_http.close(writer)
 
 
-async def _connect(endpoint: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+async def _connect(endpoint: str) -> app_http.Streams | None:
     parts = urlsplit(endpoint)
-    try:
-        return await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port or 80), CONNECT_TIMEOUT_SECS
-        )
-    except (OSError, TimeoutError):
-        return None
+    return await app_http.connect(parts.hostname, parts.port or 80)
 
 
 async def _exchange(
@@ -189,11 +180,8 @@ async def _relay_response(
     started = False
     try:
         while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                read = reader.read(READ_CHUNK)
-                conn.receive_data(await asyncio.wait_for(read, idle))
-            elif isinstance(event, h11.Response):
+            event = await app_http.next_event(conn, reader, idle)
+            if isinstance(event, h11.Response):
                 headers = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
                 await send(
                     {"type": "http.response.start", "status": event.status_code, "headers": headers}

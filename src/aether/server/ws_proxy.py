@@ -26,7 +26,8 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-READ_CHUNK = 65536
+from aether import upstream as app_http
+
 # wsproto writes these itself; the rest of the client's headers (cookies, origin, auth) pass.
 _HANDSHAKE_HEADERS = {
     b"host",
@@ -83,7 +84,7 @@ def _handshake(scope: Scope, host: str) -> Request:
 
 async def _answer(ws: WSConnection, reader: asyncio.StreamReader) -> AcceptConnection | None:
     while True:
-        data = await reader.read(READ_CHUNK)
+        data = await reader.read(app_http.READ_CHUNK)
         ws.receive_data(data or None)
         for event in ws.events():
             if isinstance(event, AcceptConnection):
@@ -119,7 +120,7 @@ async def _app_to_client(
             for event in ws.events():
                 if await _deliver(event, ws, writer, send, pending):
                     return
-            data = await reader.read(READ_CHUNK)
+            data = await reader.read(app_http.READ_CHUNK)
             if not data:  # the app went away without a close frame
                 await send({"type": "websocket.close", "code": INTERNAL_ERROR})
                 return

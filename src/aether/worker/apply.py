@@ -25,14 +25,6 @@ PULL_TOKEN_TTL_SECS = 30 * 86400  # a pod restarted weeks later can still fetch 
 TRANSIENT = (Retry, NetworkError, ServiceUnavailable)
 
 
-class RetryLater(Exception):
-    """Try this app again after ``delay`` seconds (a transient fault within the timeout)."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(f"retry in {delay:g}s")
-        self.delay = delay
-
-
 class RetryBook(Protocol):
     first_retry: dict[str, float]
 
@@ -98,10 +90,9 @@ class Applier:
             await self.fail(deployment_id, f"not healthy within {timeout:g}s: {exc.message}")
             return
         delay = exc.delay if isinstance(exc, Retry) else 2.0
-        await store.record_event(
-            self.db, deployment_id, "retrying", f"{exc.message} (again in {delay:g}s)"
-        )
-        raise RetryLater(delay)
+        message = f"{exc.message} (again in {delay:g}s)"
+        await store.record_event(self.db, deployment_id, "retrying", message)
+        raise Retry(message, delay=delay)  # the loop tries the app again after the delay
 
     async def fail(self, deployment_id: str, reason: str) -> None:
         log.warning("deployment %s failed: %s", deployment_id, reason)

@@ -27,7 +27,8 @@ from aether.store import pulse
 from aether.store import reconcile as store
 from aether.store.clock import now_iso
 from aether.store.database import Database, Row
-from aether.worker.apply import Applier, RetryLater
+from aether.worker.apply import Applier
+from aether.worker.outcomes import Retry
 from aether.worker.plan import DeploymentState, plan
 from aether.worker.runtimes.base import Runtime
 
@@ -171,7 +172,8 @@ class Worker:
             actions = plan(states, await self.runtime.observe(slot.name))
             for action in actions:
                 await self.applier.apply(slot.name, action, slot=slot)
-        except RetryLater as later:
+        except Retry as later:  # a transient fault: this app again after its delay
+            log.debug("retrying %s in %gs: %s", slot.name, later.delay, later.message)
             self._retry_after(slot, later.delay)
             return False
         except AetherError as exc:

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aether.errors import AetherError, BadRequest, Conflict
-from aether.models import is_app_name
+from aether.errors import AetherError, Conflict
+from aether.models import check_app_name
 from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.openapi import NULLABLE_STR, STR, obj, operation, param
@@ -33,16 +33,6 @@ def app_json(row: Row, state: ServerState) -> dict[str, Any]:
         "created_at": row["created_at"],
         "url": state.app_url(row["name"]),
     }
-
-
-def check_app_name(name: object) -> str:
-    if not is_app_name(name):
-        raise BadRequest(
-            f"invalid app name {name!r}: use 1-63 lowercase letters, digits and '-',"
-            " starting and ending with a letter or digit (a DNS-1123 label)"
-        )
-    assert isinstance(name, str)
-    return name
 
 
 async def create_app(request: Request) -> JSONResponse:

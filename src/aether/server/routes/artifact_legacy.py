@@ -13,7 +13,6 @@ import time
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aether.errors import BadRequest, InvalidDigest, MissingDigest
@@ -23,6 +22,7 @@ from aether.server import artifact_registry as registry
 from aether.server.artifact_access import app_for_upload
 from aether.server.auth import require_role
 from aether.server.openapi import BOOL, STR, obj, operation, param
+from aether.server.responses import JSONResponse
 from aether.server.state import get_state
 
 

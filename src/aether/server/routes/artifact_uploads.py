@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aether.blobs.base import expires_at
@@ -18,6 +18,7 @@ from aether.server import artifact_registry as registry
 from aether.server.artifact_access import app_for_upload, check_digest, pending_for_write
 from aether.server.jsonbody import read_json
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.responses import JSONResponse
 from aether.server.state import get_state
 
 _ANNOUNCE = {"app_name": str, "digest": str, "size_bytes": int}

@@ -14,7 +14,6 @@ import shutil
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aether import __version__
@@ -22,6 +21,7 @@ from aether.pack.nodeversion import binary_version, parse_major
 from aether.pack.target import Target, host_target, parse_target
 from aether.server.auth import principal
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation
+from aether.server.responses import JSONResponse
 from aether.server.state import get_state
 
 DEFAULT_KUBE_NODE_MAJOR = 20

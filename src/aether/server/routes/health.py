@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aether.errors import AetherError, ServiceUnavailable
 from aether.server.metrics import exposition
 from aether.server.openapi import STR, obj, operation
+from aether.server.responses import JSONResponse
 from aether.server.state import get_state
 
 # A readiness probe must answer quickly even while the pool waits for a dead server.

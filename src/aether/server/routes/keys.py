@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
+from aether.pack.signing import is_hex_key, is_valid_public_key
 from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
-from aether.server.keycheck import is_hex_key, is_valid_public_key
 from aether.server.openapi import BOOL, STR, obj, operation, param
+from aether.server.responses import JSONResponse
 from aether.server.state import get_state
 from aether.store import apps as app_store
 from aether.store import keys as key_store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from aether.errors import BadRequest, Forbidden, NotFound
@@ -13,6 +13,7 @@ from aether.models import ROLES
 from aether.server.auth import principal, require_role
 from aether.server.jsonbody import read_json
 from aether.server.openapi import NULLABLE_STR, STR, obj, operation, param
+from aether.server.responses import JSONResponse
 from aether.server.state import get_state
 from aether.store import tokens as token_store
 from aether.store.database import Row

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
+import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +19,8 @@ from typing import Any
 
 from aether.errors import BadRequest
 from aether.kube import PODS, KubeClient, KubeError, follow_log, log_params, read_log
+from aether.since import parse_duration
+from aether.since import parse_since as parse_moment
 from aether.worker.runtimes.base import LogLine
 from aether.worker.runtimes.kubernetes_manifests import (
     APP_CONTAINER,
@@ -27,8 +29,6 @@ from aether.worker.runtimes.kubernetes_manifests import (
 )
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT_SECS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 RESTART_SECS = 2.0  # a finished log stream (container stopped or not started) is retried after
 
 Pod = Mapping[str, Any]
@@ -67,18 +67,18 @@ def build_query(
 
 
 def parse_since(since: str | None) -> tuple[str | None, int | None]:
-    """``30s``/``5m``/``2h``/``1d`` → seconds; an RFC 3339 time → that time."""
+    """A duration (see :mod:`aether.since`) → whole seconds, rounded up so no line the local
+    runtime would show is left out; a time → that time (the API takes whole seconds)."""
     if not since:
         return None, None
-    if match := _DURATION.match(since.strip()):
-        return None, int(match[1]) * _UNIT_SECS[match[2]]
     try:
-        moment = datetime.datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+        delta = parse_duration(since)
+        if delta is not None:
+            return None, math.ceil(delta.total_seconds())
+        moment = parse_moment(since)
     except ValueError as exc:
-        raise BadRequest(f"since={since!r}: use a duration (30s, 5m, 2h) or a time") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), None
+        raise BadRequest(str(exc)) from exc
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ"), None
 
 
 def normalise_stamp(stamp: str) -> str | None:

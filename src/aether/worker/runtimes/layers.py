@@ -21,6 +21,9 @@ import posixpath
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from aether.pack import tarcodec
 
 LAYER_ROOT = "node_modules"
 MAX_EXPANDED_BYTES = 8 * 2**30  # the safe extractor's limit: a bomb is refused here too
@@ -44,7 +47,7 @@ def _in_layer(name: str) -> bool:
 
 def split_archive(archive: Path, rest: Path) -> Split:
     """Hash the archive's node_modules entries and copy the other entries' raw tar records to
-    ``rest`` (a valid tar). Anything this scanner does not handle (GNU long names, global pax
+    ``rest`` (a valid tar). Anything the tar codec does not read (GNU long names, global pax
     headers, base-256 sizes) gives no layer, and the caller extracts the whole archive."""
     from aether.pack.reader import open_tar_stream
 
@@ -54,50 +57,12 @@ def split_archive(archive: Path, rest: Path) -> Split:
         rest.open("wb") as out,
     ):
         try:
-            scan.run(_Reader(stream), out)
-        except _Unsupported:
+            scan.run(stream, out)
+        except tarcodec.UnreadableHeader:
             scan.shareable = False
         out.write(b"\0" * 1024)
     layer = scan.hasher.hexdigest() if scan.seen and scan.shareable else None
     return Split(layer, rest, scan.entries)
-
-
-class _Unsupported(Exception):
-    """A tar construct the fast scanner does not interpret; no layer is used."""
-
-
-class _Reader:
-    def __init__(self, stream: object) -> None:
-        self._stream = stream
-
-    def exactly(self, size: int) -> bytes:
-        chunks, left = [], size
-        while left > 0:
-            chunk = self._stream.read(min(left, 4 * 1024 * 1024))  # type: ignore[attr-defined]
-            if not chunk:
-                raise _Unsupported("truncated archive")
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-
-
-def _octal(field: bytes) -> int:
-    if field[:1] and field[0] & 0x80:
-        raise _Unsupported("base-256 number")
-    text = field.split(b"\0", 1)[0].strip()
-    return int(text, 8) if text else 0
-
-
-def _pax_records(data: bytes) -> dict[str, str]:
-    records, position = {}, 0
-    while position < len(data) and data[position : position + 1] != b"\0":
-        length_text, _, _ = data[position : position + 20].partition(b" ")
-        length = int(length_text)
-        record = data[position : position + length]
-        key, _, value = record[len(length_text) + 1 : -1].partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        position += length
-    return records
 
 
 class _Scan:
@@ -109,48 +74,18 @@ class _Scan:
         self.seen = False
         self.entries = 0
 
-    def run(self, reader: _Reader, out: object) -> None:
-        pending = b""  # a pax header record that belongs to the next entry
-        overrides: dict[str, str] = {}
-        while True:
-            header = reader.exactly(512)
-            if header == b"\0" * 512:
-                return
-            kind, size = header[156:157], overrides.get("size")
-            size = int(size) if size is not None else _octal(header[124:136])
-            data = reader.exactly(-(-size // 512) * 512)
-            if kind in (b"x", b"X"):
-                pending, overrides = header + data, _pax_records(data[:size])
+    def run(self, stream: tarcodec.Source, out: BinaryIO) -> None:
+        for member in tarcodec.read_headers(stream):
+            data = tarcodec.read_exactly(stream, tarcodec.data_blocks(member.size))
+            self.entries += 1
+            name = _normal(member.name)
+            if not _in_layer(name):
+                out.write(member.raw + data)
                 continue
-            if kind in (b"g", b"L", b"K"):
-                raise _Unsupported(f"tar record type {kind!r}")
-            self._entry(header, kind, pending + header + data, overrides, out)
-            pending, overrides = b"", {}
-
-    def _entry(
-        self, header: bytes, kind: bytes, record: bytes, overrides: dict[str, str], out: object
-    ) -> None:
-        self.entries += 1
-        name = overrides.get("path") or _ustar_name(header)
-        name = _normal(name)
-        if not _in_layer(name):
-            out.write(record)  # type: ignore[attr-defined]
-            return
-        self.seen = True
-        link = overrides.get("linkpath") or header[157:257].split(b"\0", 1)[0].decode(
-            "utf-8", "surrogateescape"
-        )
-        self.shareable = self.shareable and _kind_stays_inside(kind, name, link)
-        self.hasher.update(record)
-
-
-def _ustar_name(header: bytes) -> str:
-    name = header[0:100].split(b"\0", 1)[0]
-    if header[257:262] == b"ustar":
-        prefix = header[345:500].split(b"\0", 1)[0]
-        if prefix:
-            name = prefix + b"/" + name
-    return name.decode("utf-8", "surrogateescape")
+            self.seen = True
+            inside = _kind_stays_inside(member.typeflag, name, member.linkname)
+            self.shareable = self.shareable and inside
+            self.hasher.update(member.raw + data)
 
 
 def _kind_stays_inside(kind: bytes, name: str, link: str) -> bool:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aether.errors import AetherError, BadRequest
-from aether.pack.health import free_port
 from aether.settings import WorkerSettings
 from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
+from aether.worker.runtimes.health import free_port
 from aether.worker.runtimes.layers import release_layer, unused_layers
 from aether.worker.runtimes.logfiles import LogWriter, log_path_for, prune_logs, read_logs
 from aether.worker.runtimes.nodes import node_folder

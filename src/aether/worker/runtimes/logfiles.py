@@ -15,16 +15,15 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aether.errors import BadRequest
+from aether.since import parse_since as since_moment
 from aether.worker.runtimes.base import LogLine
 
 _FILE_NAME = re.compile(r"^(\d{6})-(.+)\.ndjson$")
 _CURSOR = re.compile(r"^(\d+)-(\d+)$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 FOLLOW_POLL_SECS = 0.1
 
 
@@ -99,23 +98,13 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
 
 
 def parse_since(since: str | None, *, now: datetime | None = None) -> str | None:
-    """``since`` as an ISO-8601 timestamp or a duration back from now (``30s``, ``5m``,
-    ``2h``, ``1d``), normalised to the log timestamp format."""
+    """``since`` (see :mod:`aether.since`) in the log timestamp format; None for no bound."""
     if since is None or since == "":
         return None
-    match = _DURATION.match(since.strip())
-    if match:
-        delta = timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-        return utc_stamp((now or datetime.now(UTC)) - delta)
     try:
-        moment = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+        return utc_stamp(since_moment(since, now=now))
     except ValueError as exc:
-        raise BadRequest(
-            f"invalid since {since!r}: use an ISO-8601 time or a duration like 10m"
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return utc_stamp(moment.astimezone(UTC))
+        raise BadRequest(str(exc)) from exc
 
 
 def _read_complete_lines(log_file: LogFile, offset: int) -> list[tuple[LogLine, int]]:

@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from aether.pack.health import http_status, is_healthy
 from aether.worker.outcomes import Fatal
+from aether.worker.runtimes.health import http_status, is_healthy
 from aether.worker.runtimes.logfiles import LogWriter
 
 log = logging.getLogger(__name__)

@@ -121,7 +121,7 @@ async def _download(blobs: BlobStore, key: str, dest: Path) -> None:
 
 
 async def _verify(download: Path, release: Release, require_signature: bool) -> str:
-    from aether.pack.digest import sha256_file
+    from aether.digests import sha256_file
 
     actual = await asyncio.to_thread(sha256_file, download)
     if actual != release.digest:

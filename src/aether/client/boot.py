@@ -3,9 +3,10 @@
 The artifact is extracted (safely, as the worker does) into a temporary folder of the cache
 dir and its start command runs there with ``PORT`` set, ``NODE_ENV=production`` and
 ``node_modules/.bin`` on PATH; it passes once ``GET <health path>`` answers (2xx/3xx with a
-health path, any answer without). "It does not boot" is then found in seconds, before an
-upload: the error quotes the app's last output lines. The process group is stopped and the
-folder removed afterwards, pass or fail.
+health path, any answer without: the worker's rule). "It does not boot" is then found in
+seconds, before an upload: the error quotes the app's last output lines. The process group is
+stopped and the folder removed afterwards, pass or fail. The GET goes through
+:mod:`aether.upstream`, as the worker's health check and the proxy do.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from aether import upstream
 from aether.errors import InternalError
 from aether.pack.entry import default_start_command
 from aether.pack.extract import safe_extract
-from aether.pack.health import free_port, http_status, is_healthy
 from aether.pack.project import read_json_file
 
 POLL_SECS = 0.05
@@ -71,7 +73,7 @@ def _run(
 ) -> BootReport:
     import subprocess
 
-    port = free_port()
+    port = _free_port()
     env = {k: v for k, v in environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
     env.update(PORT=str(port), NODE_ENV=env.get("NODE_ENV", "production"))
     env["PATH"] = f"{app / 'node_modules' / '.bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
@@ -102,13 +104,19 @@ def _wait_healthy(process, port: int, health_path: str | None, deadline: float) 
             raise InternalError(
                 f"--check: the app exited with code {process.returncode} before answering HTTP"
             )
-        status = asyncio.run(http_status(port, path, timeout=1.0))
-        if is_healthy(status, health_path):
-            return int(status or 0)
+        status = asyncio.run(upstream.get_status("127.0.0.1", port, path, timeout=1.0))
+        if status is not None and (health_path is None or 200 <= status < 400):
+            return status
         if time.monotonic() >= deadline:
             seen = "no answer" if status is None else f"HTTP {status}"
             raise InternalError(f"--check: GET {path} on PORT={port} gave {seen} in time")
         time.sleep(POLL_SECS)  # polling interval, bounded by the deadline
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _stop(process) -> None:  # type: ignore[no-untyped-def]
