@@ -29,6 +29,23 @@ pytest_plugins = [
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_app_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps outlive their worker by design; whatever a test left running under this
+    session's temporary folders is stopped at the end (tests stop their own apps first)."""
+    yield
+    import signal
+
+    from aether.worker.runtimes.adoption import running_supervisors
+
+    for apps_dir in tmp_path_factory.getbasetemp().glob("**/apps"):
+        for found in running_supervisors(apps_dir):
+            try:
+                os.kill(found.record.shim_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 def _admin_url() -> str:
     return os.environ.get("AETHER_TEST_DATABASE_URL", DEFAULT_PG)
 

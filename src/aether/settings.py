@@ -229,6 +229,38 @@ class ArtifactPolicy:
 
 
 @dataclass(frozen=True)
+class SandboxSettings:
+    """How the local runtime confines and limits each app's processes (docs/security.md)."""
+
+    mode: str  # AETHER_SANDBOX: auto | bubblewrap | none
+    allow_shared: bool  # AETHER_SANDBOX_ALLOW_SHARED: apps of several owners without isolation
+    uid_base: int  # AETHER_SANDBOX_UID_BASE: first uid given to an app (worker runs as root)
+    memory_mb: int  # AETHER_APP_MEMORY_MB: data memory of each app process (0 = no limit)
+    max_processes: int  # AETHER_APP_MAX_PROCESSES: processes (threads) of the app's user
+    max_open_files: int  # AETHER_APP_MAX_OPEN_FILES: open files of each app process
+    nice: int  # AETHER_APP_NICE: CPU priority of apps below the worker's (0-19)
+    log_max_bytes: int  # AETHER_APP_LOG_MAX_BYTES: log bytes kept per app (rotated)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SandboxSettings:
+        nice = env_int(environ, "AETHER_APP_NICE", 10)
+        if nice > 19:
+            raise ConfigError(f"AETHER_APP_NICE={nice} must be between 0 and 19")
+        return cls(
+            mode=env_choice(environ, "AETHER_SANDBOX", "auto", ("auto", "bubblewrap", "none")),
+            allow_shared=env_bool(environ, "AETHER_SANDBOX_ALLOW_SHARED", False),
+            uid_base=env_int(environ, "AETHER_SANDBOX_UID_BASE", 300_000, minimum=1000),
+            memory_mb=env_int(environ, "AETHER_APP_MEMORY_MB", 1024),
+            max_processes=env_int(environ, "AETHER_APP_MAX_PROCESSES", 512),
+            max_open_files=env_int(environ, "AETHER_APP_MAX_OPEN_FILES", 4096, minimum=64),
+            nice=nice,
+            log_max_bytes=env_int(
+                environ, "AETHER_APP_LOG_MAX_BYTES", 64 * 1024 * 1024, minimum=64 * 1024
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     """The reconciliation loop."""
 
@@ -238,6 +270,7 @@ class WorkerSettings:
     poll_interval_secs: float  # AETHER_WORKER_POLL_SECS: SQLite poll / PostgreSQL safety net
     lease_secs: float  # AETHER_WORKER_LEASE_SECS: how long a worker owns an app without renewing
     require_signature: bool  # AETHER_REQUIRE_SIGNATURE
+    sandbox: SandboxSettings  # the local runtime's isolation and per-app limits
     # AETHER_NODE_BINARIES: JSON {"22": "/opt/node-22/bin/node"}: the node per Node.js major
     node_binaries: tuple[tuple[int, str], ...] = ()
 
@@ -250,6 +283,7 @@ class WorkerSettings:
             poll_interval_secs=env_float(environ, "AETHER_WORKER_POLL_SECS", 0.5),
             lease_secs=env_float(environ, "AETHER_WORKER_LEASE_SECS", 30.0),
             require_signature=env_bool(environ, "AETHER_REQUIRE_SIGNATURE", False),
+            sandbox=SandboxSettings.from_env(environ),
             node_binaries=_per_major(environ, "AETHER_NODE_BINARIES"),
         )
 

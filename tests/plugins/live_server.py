@@ -155,3 +155,14 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
     yield start
     for server in started:
         server.stop()
+        stop_apps(server.data_dir)
+
+
+def stop_apps(data_dir: Path) -> None:
+    """Stop the apps a server's worker left running (they outlive it by design); what
+    ``aether worker --stop-apps`` does, in-process."""
+    import asyncio
+
+    from aether.worker.service import stop_local_apps
+
+    asyncio.run(stop_local_apps({"AETHER_DATA_DIR": str(data_dir)}))

@@ -13,7 +13,7 @@ import pytest
 from aether.settings import WorkerSettings
 from aether.store import apps as app_store
 from aether.worker.runtimes.local import LocalRuntime
-from aether.worker.runtimes.logfiles import LogWriter, log_path_for
+from aether.worker.runtimes.logfiles import LogWriter
 from conftest import ApiHarness
 
 
@@ -30,7 +30,7 @@ def logs_api(make_api: Callable[..., ApiHarness], runtime: LocalRuntime) -> ApiH
 
 
 def write(runtime: LocalRuntime, deployment_id: str, *lines: str) -> None:
-    writer = LogWriter(log_path_for(runtime.apps_dir / "hello" / "logs", deployment_id))
+    writer = LogWriter(runtime.apps_dir / "hello" / "logs", deployment_id)
     for line in lines:
         writer.write("stdout", line)
     writer.close()

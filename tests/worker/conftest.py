@@ -17,4 +17,5 @@ async def runtime(tmp_path: Path) -> AsyncIterator[LocalRuntime]:
     try:
         yield rt
     finally:
+        await rt.stop_apps()  # apps outlive a stopped runtime: end them explicitly
         await rt.stop()

@@ -131,12 +131,13 @@ async def test_crashed_process_is_restarted_and_the_restart_recorded(runtime: Lo
 
 
 async def test_process_environment(runtime: LocalRuntime, tmp_path: Path) -> None:
-    script = "node -e \"require('fs').writeFileSync('env.json', JSON.stringify(process.env)); require('./server.js')\""
-    rt = LocalRuntime(
-        runtime.settings,
-        base_env={**os.environ, "AETHER_API_TOKEN": "secret", "DATABASE_URL": "postgresql://x"},
-        stop_grace_secs=1.0,
-    )
+    script = "node -e \"require('fs').writeFileSync(process.env.HOME + '/env.json', JSON.stringify(process.env)); require('./server.js')\""
+    secrets = {
+        "AETHER_API_TOKEN": "secret",
+        "DATABASE_URL": "postgresql://x",
+        "XDG_CACHE_HOME": "/root/.cache",
+    }
+    rt = LocalRuntime(runtime.settings, base_env={**os.environ, **secrets}, stop_grace_secs=1.0)
     try:
         release = extracted_release(
             runtime.settings.data_dir, "envapp", start_command=script, env={"GREETING": "hi"}
@@ -144,22 +145,33 @@ async def test_process_environment(runtime: LocalRuntime, tmp_path: Path) -> Non
         observed = await rt.deploy(release, Recorder())
         import json
 
-        env = json.loads((rt.apps_dir / "envapp" / release.deployment_id / "env.json").read_text())
+        scratch = rt.apps_dir / "envapp" / "scratch" / release.deployment_id
+        env = json.loads((scratch / "home" / "env.json").read_text())
         assert env["PORT"] == observed.endpoint.rsplit(":", 1)[1]
         assert env["AETHER_DEPLOYMENT_ID"] == release.deployment_id
         assert env["AETHER_DIGEST"] == release.digest
         assert env["GREETING"] == "hi" and env["NODE_ENV"] == "production"
-        assert "AETHER_API_TOKEN" not in env and "DATABASE_URL" not in env
+        assert env["HOME"] == str(scratch / "home") and env["TMPDIR"] == str(scratch / "tmp")
+        assert not set(secrets) & set(env)
     finally:
+        await rt.stop_apps()
         await rt.stop()
 
 
-async def test_stop_ends_every_process_and_remove_deletes_the_app(runtime: LocalRuntime) -> None:
+async def test_apps_outlive_a_stopped_runtime_until_removed_or_stopped(
+    runtime: LocalRuntime,
+) -> None:
     await runtime.deploy(extracted_release(runtime.settings.data_dir, "one"), Recorder())
     await runtime.deploy(extracted_release(runtime.settings.data_dir, "two"), Recorder())
     processes = [runtime.process_of("one"), runtime.process_of("two")]
+    assert all(p is not None for p in processes)
     await runtime.remove("one")
     assert await runtime.observe("one") is None
     assert not (runtime.apps_dir / "one").exists()
-    await runtime.stop()
-    assert all(p is not None and not p.alive for p in processes)
+    assert not processes[0].alive
+    await runtime.stop()  # the worker goes: its apps stay
+    assert processes[1].alive
+    status, _ = await get_json(processes[1].endpoint)
+    assert status == 200
+    await runtime.stop_apps()
+    assert not processes[1].alive

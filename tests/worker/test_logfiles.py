@@ -26,15 +26,15 @@ async def collect(logs_dir: Path, **options: object) -> list[LogLine]:
 
 
 def write_lines(logs_dir: Path, deployment_id: str, *lines: str) -> None:
-    writer = LogWriter(log_path_for(logs_dir, deployment_id))
+    writer = LogWriter(logs_dir, deployment_id)
     for line in lines:
         writer.write("stdout", line)
     writer.close()
 
 
 def test_files_are_numbered_per_deployment_and_reused_on_restart(tmp_path: Path) -> None:
+    LogWriter(tmp_path, "dep-a").close()
     first = log_path_for(tmp_path, "dep-a")
-    LogWriter(first).close()
     second = log_path_for(tmp_path, "dep-b")
     assert (first.name, second.name) == ("000001-dep-a.ndjson", "000002-dep-b.ndjson")
     assert log_path_for(tmp_path, "dep-a") == first

@@ -24,16 +24,25 @@ from aether.worker.loop import Worker
 from aether.worker.runtimes.local import LocalRuntime
 
 
-def make_worker(db: Database, data_dir: Path, **settings: object) -> Worker:
+def make_worker(
+    db: Database, data_dir: Path, *, holder: str | None = None, **settings: object
+) -> Worker:
     ws = worker_settings(data_dir, **settings)
-    return Worker(db, LocalRuntime(ws, stop_grace_secs=2.0), ws)
+    return Worker(db, LocalRuntime(ws, stop_grace_secs=2.0), ws, holder=holder)
+
+
+async def finish(*workers: Worker) -> None:
+    """Stop the workers and, since apps outlive them, their apps."""
+    for w in workers:
+        await w.runtime.stop_apps()  # type: ignore[attr-defined]
+        await w.runtime.stop()
 
 
 @pytest.fixture
 async def worker(database: Database, tmp_path: Path):
     w = make_worker(database, tmp_path / "data")
     yield w
-    await w.runtime.stop()
+    await finish(w)
 
 
 async def test_pending_deployment_runs_and_answers(worker: Worker, database: Database) -> None:
@@ -110,7 +119,7 @@ async def test_missing_artifact_fails_the_rollout(worker: Worker, database: Data
         await blobs.close()
 
 
-async def test_a_new_worker_starts_running_deployments_again(
+async def test_a_restarted_worker_adopts_the_running_app(
     database: Database, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
@@ -118,19 +127,40 @@ async def test_a_new_worker_starts_running_deployments_again(
     app = await insert_app(database, "hello")
     dep_id = await stage_deployment(database, data_dir, app)
     await first.run_once(wait=True)
-    await first.runtime.stop()
-    from aether.store.reconcile import release_leases
-
-    await release_leases(database, first.holder)
+    before = first.runtime.process_of("hello")  # type: ignore[attr-defined]
+    await first.runtime.stop()  # the worker goes, the app stays
     second = make_worker(database, data_dir)
     try:
+        assert second.holder == first.holder  # same host, same data dir: same identity
+        await second.runtime.start()
+        await second.run_once(wait=True)
+        row = await deployment(database, dep_id)
+        assert (await get_json(row["endpoint"]))[1]["deployment_id"] == dep_id
+        adopted = second.runtime.process_of("hello")  # type: ignore[attr-defined]
+        assert adopted.record.shim_pid == before.record.shim_pid
+        assert adopted.record.app_pid == before.record.app_pid
+        assert "restarting" not in await phases(database, dep_id)
+    finally:
+        await finish(second)
+
+
+async def test_a_new_worker_starts_stopped_apps_again(database: Database, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = make_worker(database, data_dir)
+    app = await insert_app(database, "hello")
+    dep_id = await stage_deployment(database, data_dir, app)
+    await first.run_once(wait=True)
+    await finish(first)  # `aether worker --stop-apps`
+    second = make_worker(database, data_dir)
+    try:
+        await second.runtime.start()
         await second.run_once(wait=True)
         row = await deployment(database, dep_id)
         assert row["status"] == "running"
         assert (await get_json(row["endpoint"]))[1]["deployment_id"] == dep_id
         assert (await phases(database, dep_id)).count("restarting") == 1
     finally:
-        await second.runtime.stop()
+        await finish(second)
 
 
 async def test_two_workers_handle_each_app_once(database: Database, tmp_path: Path) -> None:
@@ -152,7 +182,7 @@ async def test_two_workers_handle_each_app_once(database: Database, tmp_path: Pa
             assert (await deployment(database, dep_id))["status"] == "running"
             assert (await phases(database, dep_id)).count("starting") == 1
     finally:
-        await asyncio.gather(a.runtime.stop(), b.runtime.stop())
+        await finish(a, b)
 
 
 async def test_expired_lease_of_a_dead_worker_is_taken_over(
@@ -162,8 +192,8 @@ async def test_expired_lease_of_a_dead_worker_is_taken_over(
     app = await insert_app(database, "hello")
     dep_id = await stage_deployment(database, tmp_path / "data", app)
     await dead.run_once(wait=True)
-    await dead.runtime.stop()  # crashed: its lease stays in the table until it expires
-    heir = make_worker(database, tmp_path / "data", AETHER_WORKER_LEASE_SECS=0.5)
+    await finish(dead)  # its host died: its lease stays in the table until it expires
+    heir = make_worker(database, tmp_path / "data", holder="heir", AETHER_WORKER_LEASE_SECS=0.5)
     try:
 
         async def taken_over() -> bool:
@@ -174,10 +204,10 @@ async def test_expired_lease_of_a_dead_worker_is_taken_over(
         row = await deployment(database, dep_id)
         assert (await get_json(row["endpoint"]))[1]["deployment_id"] == dep_id
     finally:
-        await heir.runtime.stop()
+        await finish(heir)
 
 
-async def test_run_stops_on_the_stop_flag_and_releases_everything(
+async def test_run_stops_on_the_stop_flag_and_leaves_the_app_running(
     database: Database, tmp_path: Path
 ) -> None:
     worker = make_worker(database, tmp_path / "data", AETHER_WORKER_POLL_SECS=0.05)
@@ -192,8 +222,12 @@ async def test_run_stops_on_the_stop_flag_and_releases_everything(
     process = worker.runtime.process_of("hello")  # type: ignore[attr-defined]
     worker.stop()
     await asyncio.wait_for(task, 20)
-    assert not process.alive
-    assert await database.fetch_all("SELECT * FROM app_leases") == []
+    try:  # the app goes on, and its lease stays with this worker's identity
+        assert process.alive
+        leases = await database.fetch_all("SELECT holder FROM app_leases")
+        assert [row["holder"] for row in leases] == [worker.holder]
+    finally:
+        await finish(worker)
 
 
 async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
@@ -220,6 +254,7 @@ async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
     finally:
         worker.stop()
         await asyncio.wait_for(task, 20)
+        await finish(worker)
 
 
 @contextlib.asynccontextmanager
@@ -242,6 +277,7 @@ async def listening_worker(url: str, tmp_path: Path) -> AsyncIterator[tuple[Data
     finally:
         worker.stop()
         await asyncio.wait_for(task, 20)
+        await finish(worker)
         await db.close()
 
 
@@ -308,3 +344,54 @@ async def test_a_transient_fault_is_recorded_and_the_rollout_stays_open(
     row = await deployment(database, dep_id)
     assert row["status"] == "deploying"
     assert (await phases(database, dep_id)).count("retrying") == 1
+
+
+async def test_a_killed_supervisor_is_started_again(worker: Worker, database: Database) -> None:
+    import os
+    import signal
+
+    app = await insert_app(database, "hello")
+    dep_id = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    record = worker.runtime.process_of("hello").record  # type: ignore[attr-defined]
+    os.kill(record.shim_pid, signal.SIGKILL)  # the supervisor, and with it the sandbox, die
+
+    async def running_again() -> bool:
+        await worker.run_once(wait=True)
+        if "restarting" not in await phases(database, dep_id):
+            return False
+        row = await deployment(database, dep_id)
+        return (await get_json(row["endpoint"]))[0] == 200
+
+    await eventually(running_again, timeout=30)
+    assert (await phases(database, dep_id)).count("restarting") == 1
+
+
+async def test_an_adopted_app_another_worker_took_over_stops_here(
+    database: Database, tmp_path: Path
+) -> None:
+    from aether.store.clock import now_iso
+
+    data_dir = tmp_path / "data"
+    first = make_worker(database, data_dir)
+    app = await insert_app(database, "hello")
+    await stage_deployment(database, data_dir, app)
+    await first.run_once(wait=True)
+    process = first.runtime.process_of("hello")  # type: ignore[attr-defined]
+    await first.runtime.stop()
+    await database.execute(  # while this worker was down, another one took the app over
+        "UPDATE app_leases SET holder = 'someone-else', expires_at = :later",
+        {"later": now_iso(600)},
+    )
+    second = make_worker(database, data_dir)
+    try:
+        await second.runtime.start()
+        assert "hello" in second.runtime.adopted  # type: ignore[attr-defined]
+        await second.run_once(wait=True)
+
+        async def stopped() -> bool:
+            return not process.supervisor_alive
+
+        await eventually(stopped, timeout=30)
+    finally:
+        await finish(second)

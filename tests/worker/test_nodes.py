@@ -43,6 +43,7 @@ def test_a_configured_node_is_put_first_on_path(tmp_path: Path) -> None:
         deployment_id="d",
         digest="x",
         app_env={},
+        scratch=tmp_path / "scratch",
         node_dir=folder,
     )
     assert env["PATH"].split(":")[:3] == [str(tmp_path / "node_modules/.bin"), folder, "/usr/bin"]

@@ -20,6 +20,7 @@ from aether.worker.runtimes.releasedir import write_marker
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PLAIN_APP = FIXTURES / "plain-app"
+ATTACKER_APP = FIXTURES / "attacker"
 
 
 class Recorder:
@@ -42,13 +43,18 @@ def worker_settings(data_dir: Path, **overrides: Any) -> WorkerSettings:
 
 
 def extracted_release(
-    data_dir: Path, app: str, *, env: dict[str, str] | None = None, **fields: Any
+    data_dir: Path,
+    app: str,
+    *,
+    env: dict[str, str] | None = None,
+    source: Path = PLAIN_APP,
+    **fields: Any,
 ) -> Release:
-    """A release whose folder is already in place, as after an earlier fetch."""
+    """A release of ``source`` whose folder is already in place, as after an earlier fetch."""
     deployment_id = str(uuid.uuid4())
     digest = uuid.uuid4().hex * 2
     folder = data_dir / "apps" / app / deployment_id
-    shutil.copytree(PLAIN_APP, folder)
+    shutil.copytree(source, folder)
     write_marker(folder, digest=digest, deployment_id=deployment_id, app_name=app)
     return Release(
         app_name=app,

@@ -77,8 +77,8 @@ async def release_row(db: Executor, deployment_id: str) -> Row | None:
     """A deployment with what the runtime needs: app name, artifact, env, active keys."""
     row = await db.fetch_one(
         "SELECT d.id, d.app_id, d.status, d.start_command, d.env, d.replicas, d.health_path,"
-        " d.node_version,"
-        " ap.name AS app_name, ar.digest, ar.storage_key, ar.compression, ar.signature"
+        " d.node_version, ap.name AS app_name, ap.owner AS app_owner,"
+        " ar.digest, ar.storage_key, ar.compression, ar.signature"
         " FROM deployments d JOIN applications ap ON ap.id = d.app_id"
         " JOIN artifacts ar ON ar.id = d.artifact_id WHERE d.id = :id",
         {"id": deployment_id},

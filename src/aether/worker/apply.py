@@ -139,6 +139,7 @@ class Applier:
             public_keys=tuple(row["public_keys"]),
             api_url=self.public_url,
             pull_token=await self._pull_token(row["id"]),
+            owner=row.get("app_owner"),
         )
 
     async def _pull_token(self, deployment_id: str) -> Any:

@@ -6,7 +6,8 @@ task per app at a time, under a lease in ``app_leases``), different apps run in 
 Passes run on a short poll (SQLite) or when PostgreSQL NOTIFYs a new deployment (with a slow
 poll as a safety net). A step that raises :class:`Retry` is tried again after its delay until
 the rollout timeout; :class:`Fatal` fails the deployment with its message as the reason.
-``stop()`` (SIGTERM) ends the loop; the runtime's processes are stopped and leases released.
+``stop()`` (SIGTERM) ends the loop. Local apps go on running and this worker keeps their leases
+(a restarted worker has the same identity and adopts them); other runtimes release theirs.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class Worker:
         self.db = db
         self.runtime = runtime
         self.settings = settings
-        self.holder = holder or worker_identity()
+        # A local runtime names itself the same after a restart (it adopts its apps).
+        self.holder = holder or getattr(runtime, "holder", None) or worker_identity()
         self.applier = Applier(db, runtime, settings, public_url=public_url)
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -80,6 +82,7 @@ class Worker:
         self._slots: dict[str, _AppSlot] = {}
         self._seen_pending: set[str] = set()
         self._next_sweep = 0.0  # the first pass sweeps
+        self._background: set[asyncio.Task[None]] = set()
 
     def stop(self) -> None:
         """Ask the loop to end (safe from a signal handler)."""
@@ -152,9 +155,19 @@ class Worker:
         if time.monotonic() < slot.not_before:
             return None
         if self._leased_elsewhere(app) and not slot.held:
+            self._let_go(app["name"])
             return None  # (a lease lost while held is noticed by _hold, which stops the app)
         slot.task = asyncio.create_task(self._reconcile(app["id"], slot), name=app["name"])
         return slot.task
+
+    def _let_go(self, app_name: str) -> None:
+        """An app this worker ran before a restart now belongs to another worker: stop the
+        processes still running here (the other worker runs its own)."""
+        if app_name in getattr(self.runtime, "adopted", ()):
+            self.runtime.adopted.discard(app_name)  # type: ignore[attr-defined]
+            task = asyncio.create_task(self.runtime.release_app(app_name))  # type: ignore[attr-defined]
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _leased_elsewhere(self, app: Row) -> bool:
         holder, expires_at = app.get("holder"), app.get("expires_at")
@@ -255,7 +268,9 @@ class Worker:
         running = [s.task for s in self._slots.values() if s.task and not s.task.done()]
         for task in [*helpers, *running]:
             task.cancel()
-        await asyncio.gather(*helpers, *running, return_exceptions=True)
+        await asyncio.gather(*helpers, *running, *self._background, return_exceptions=True)
         await self.runtime.stop()
+        if getattr(self.runtime, "apps_outlive_worker", False):
+            return  # they still run here: the restarted worker (same holder) keeps them
         with contextlib.suppress(AetherError):
             await store.release_leases(self.db, self.holder)

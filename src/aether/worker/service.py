@@ -105,3 +105,22 @@ async def _until_signalled(worker: Worker) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("worker stopped")
+
+
+def local_runtime_report(environ: Mapping[str, str]) -> dict[str, object]:
+    """``aether worker --isolation``: what the local runtime would give apps on this host."""
+    from aether.worker.runtimes.local import LocalRuntime
+
+    return LocalRuntime(WorkerSettings.from_env(environ)).capabilities()
+
+
+async def stop_local_apps(environ: Mapping[str, str]) -> int:
+    """``aether worker --stop-apps``: stop every app process started from this data dir; how
+    many supervisors were running."""
+    from aether.worker.runtimes.adoption import running_supervisors
+    from aether.worker.runtimes.local import LocalRuntime
+
+    runtime = LocalRuntime(WorkerSettings.from_env(environ))
+    count = len(running_supervisors(runtime.apps_dir))
+    await runtime.stop_apps()
+    return count

@@ -32,6 +32,7 @@ class Release:
     public_keys: tuple[str, ...] = ()  # active keys to verify the signature against
     api_url: str | None = None  # for runtimes whose pods fetch from the control plane
     pull_token: str | None = None  # deployment-scoped, read-only token for that fetch
+    owner: str | None = None  # the app's owner (a user id): who may share an unisolated host
 
 
 @dataclass(frozen=True)

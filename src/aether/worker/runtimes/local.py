@@ -1,12 +1,17 @@
-"""The local runtime: each app is one supervised Node.js process on its own port.
+"""The local runtime: each app is a sandboxed Node.js process on its own port.
 
-A deploy prepares the release folder (download, verify, extract), starts the start command with
-``PORT`` set to a free port, waits until it answers HTTP, records ``healthy`` (the cutover point:
-``observe`` already reports the new release, so the loop marks it running and the Host-header
-proxy switches), then stops the previous process in the background (after a short drain), so
-the app's next deployment never waits for it. A release that exits or never answers is
-stopped and the previous one keeps serving. Processes never outlive the runtime: on a server
-restart the loop starts running deployments again from their extracted folders.
+A deploy prepares the release folder (download, verify, extract), starts the start command
+under a supervisor (:mod:`aether.worker.runtimes.shim`) with ``PORT`` set to a free port,
+waits until it answers HTTP, records ``healthy`` (the cutover point: ``observe`` already
+reports the new release, so the loop marks it running and the Host-header proxy switches),
+then stops the previous process in the background (after a short drain), so the app's next
+deployment never waits for it. A release that exits or never answers is stopped and the
+previous one keeps serving.
+
+Apps outlive the worker: stopping the runtime (SIGTERM of the worker) or killing it leaves
+the supervisors running, and the next worker with the same data dir adopts them. Apps stop
+when they are removed (app deleted, lease lost) or by :meth:`LocalRuntime.stop_apps`
+(``aether worker --stop-apps``). How apps are confined: docs/security.md.
 """
 
 from __future__ import annotations
@@ -22,16 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aether.errors import AetherError, BadRequest
+from aether.errors import AetherError, BadRequest, ConfigError
 from aether.settings import WorkerSettings
+from aether.worker.outcomes import Fatal
+from aether.worker.runtimes import adoption
 from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
-from aether.worker.runtimes.health import free_port
+from aether.worker.runtimes.confinement import Confinement
 from aether.worker.runtimes.layers import release_layer, unused_layers
-from aether.worker.runtimes.logfiles import LogWriter, log_path_for, prune_logs, read_logs
+from aether.worker.runtimes.logfiles import read_logs
 from aether.worker.runtimes.nodes import node_folder
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
-from aether.worker.runtimes.startcmd import process_env, shell_argv, start_script
+from aether.worker.runtimes.sandbox import Isolation
+from aether.worker.runtimes.startcmd import start_script
+from aether.worker.runtimes.supervision import write_serving
 from aether.worker.runtimes.trash import discard, release_folders
 
 if TYPE_CHECKING:
@@ -41,8 +50,6 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
-# Log files of this many of an app's most recent deployments are kept.
-KEEP_LOGS = 10
 
 
 @dataclass
@@ -50,10 +57,12 @@ class _Serving:
     deployment_id: str
     process: AppProcess
     folder: Path
+    owner: str | None
 
 
 class LocalRuntime(Runtime):
     name = "local"
+    apps_outlive_worker = True
 
     def __init__(
         self,
@@ -66,21 +75,90 @@ class LocalRuntime(Runtime):
         self.settings = settings
         self.apps_dir = settings.data_dir / "apps"
         self.blobs = blobs
-        self.base_env = dict(os.environ if base_env is None else base_env)
         self.stop_grace_secs = stop_grace_secs
+        self.confinement = Confinement(
+            settings.sandbox, self.apps_dir, dict(os.environ if base_env is None else base_env)
+        )
+        self._slot: adoption.Slot | None = None
         self._serving: dict[str, _Serving] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: dict[str, set[asyncio.Task[None]]] = {}
+        self.adopted: set[str] = set()  # apps found running at start, before the loop held them
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
         self.blobs = blobs
 
+    @property
+    def holder(self) -> str:
+        """This worker's identity: the same after a restart (see ``adoption``)."""
+        if self._slot is None:
+            self._slot = adoption.claim_slot(self.apps_dir)
+        return self._slot.holder
+
+    @property
+    def isolation(self) -> Isolation:
+        return self.confinement.isolation
+
+    def capabilities(self) -> dict[str, object]:
+        return {
+            "runtime": self.name,
+            "isolation": self.isolation.as_json(),
+            **self.confinement.limits_json(),
+        }
+
     def _lock(self, app_name: str) -> asyncio.Lock:
         return self._locks.setdefault(app_name, asyncio.Lock())
 
+    async def start(self) -> None:
+        """Check the sandbox (say plainly when there is none) and adopt the apps an earlier
+        worker with this identity left running."""
+        isolation = await asyncio.to_thread(lambda: self.isolation)
+        if not isolation.isolated:
+            if self.settings.sandbox.mode == "bubblewrap":
+                raise ConfigError(
+                    "AETHER_SANDBOX=bubblewrap but it cannot be used: "
+                    + "; ".join(isolation.reasons)
+                )
+            log.warning(
+                "apps are NOT isolated on this host (%s): they can read the data directory and "
+                "signal each other; apps of only one owner will run%s",
+                "; ".join(isolation.reasons),
+                " (AETHER_SANDBOX_ALLOW_SHARED is on: any owner)"
+                if self.settings.sandbox.allow_shared
+                else "",
+            )
+        else:
+            log.info(
+                "apps run in a %s sandbox%s",
+                isolation.kind,
+                ", one uid each" if isolation.uid_per_app else "",
+            )
+        await self._adopt()
+
+    async def _adopt(self) -> None:
+        found = await asyncio.to_thread(adoption.running_supervisors, self.apps_dir, self.holder)
+        leftovers = []
+        for item in found:
+            record = item.record
+            if item.serving and record.app_name not in self._serving:
+                process = AppProcess.adopt(item.path, record)
+                process.arm()  # in case the last worker died before it could
+                folder = self.apps_dir / record.app_name / record.deployment_id
+                self._serving[record.app_name] = _Serving(
+                    record.deployment_id, process, folder, record.owner
+                )
+                self.adopted.add(record.app_name)
+                log.info(
+                    "adopted %s (%s) on port %d", record.app_name, record.deployment_id, record.port
+                )
+            else:  # an interrupted cutover or rollout: the loop decides again
+                leftovers.append(AppProcess.adopt(item.path, record))
+        await asyncio.gather(*(p.stop(self.stop_grace_secs) for p in leftovers))
+
     async def deploy(self, release: Release, record: EventSink) -> Observed:
         async with self._lock(release.app_name):
+            self._check_owner(release)
             deadline = time.monotonic() + self.settings.rollout_timeout_secs
             folder = await prepare(
                 release,
@@ -94,38 +172,43 @@ class LocalRuntime(Runtime):
             await record("starting", f"{command} on port {process.port}")
             await self._start_healthy(process, deadline)
             previous = self._serving.get(release.app_name)
-            self._serving[release.app_name] = _Serving(release.deployment_id, process, folder)
+            self._serving[release.app_name] = _Serving(
+                release.deployment_id, process, folder, release.owner
+            )
+            write_serving(self.apps_dir, release.app_name, release.deployment_id)
             process.supervise(record)
             await record("healthy", f"answering on {process.endpoint}")
             if previous is not None and previous.process is not process:
                 self._retire_later(release.app_name, previous, record)
             return Observed(release.deployment_id, True, process.endpoint)
 
+    def _check_owner(self, release: Release) -> None:
+        """Without isolation one host runs the apps of one owner only (unless allowed)."""
+        if self.isolation.isolated or self.settings.sandbox.allow_shared:
+            return
+        others = {s.owner for name, s in self._serving.items() if name != release.app_name}
+        if others and others != {release.owner}:
+            raise Fatal(
+                "this worker runs apps without isolation ("
+                + "; ".join(self.isolation.reasons)
+                + ") and already runs another owner's apps; install bubblewrap, or set "
+                "AETHER_SANDBOX_ALLOW_SHARED=1 to accept that apps can read each other's data"
+            )
+
     def _new_process(self, release: Release, folder: Path) -> AppProcess:
         node_dir = node_folder(release.node_major, self.settings.node_binaries, self.base_env)
-        port = free_port()
-        command = release.start_command or start_script(folder)
-        env = process_env(
-            self.base_env,
-            folder,
-            port=port,
-            deployment_id=release.deployment_id,
-            digest=release.digest,
-            app_env=release.env,
-            node_dir=node_dir,
-        )
-        logs_dir = self.apps_dir / release.app_name / "logs"
-        log_path = log_path_for(logs_dir, release.deployment_id)
-        if not log_path.exists():
-            prune_logs(logs_dir, keep=KEEP_LOGS - 1)
-        return AppProcess(
-            argv=shell_argv(command),
-            cwd=folder,
-            env=env,
-            port=port,
-            log_writer=LogWriter(log_path),
-            health_path=release.health_path,
-        )
+        try:
+            spec = self.confinement.spec(
+                release,
+                folder,
+                command=release.start_command or start_script(folder),
+                holder=self.holder,
+                grace_secs=self.stop_grace_secs,
+                node_dir=node_dir,
+            )
+        except (OSError, ValueError, OverflowError) as exc:
+            raise Fatal(f"cannot prepare the app's sandbox: {exc}") from exc
+        return AppProcess(spec, Path(spec.record_path), spec.port, release.health_path)
 
     async def _start_healthy(self, process: AppProcess, deadline: float) -> None:
         """Spawn and wait for health; on any failure (or cancellation) stop it again."""
@@ -134,7 +217,6 @@ class LocalRuntime(Runtime):
             await process.wait_healthy(deadline)
         except BaseException:
             await process.stop(self.stop_grace_secs)
-            process.log_writer.close()
             raise
 
     def _retire_later(self, app_name: str, previous: _Serving, record: EventSink) -> None:
@@ -149,9 +231,8 @@ class LocalRuntime(Runtime):
             await record("cutover", f"stopping the previous release {previous.deployment_id}")
         try:
             await asyncio.sleep(DRAIN_SECS)
-        finally:  # even when cancelled: a process never outlives its runtime
+        finally:  # even when cancelled: a replaced release does not run on
             code = await previous.process.stop(self.stop_grace_secs)
-            previous.process.log_writer.close()
         with contextlib.suppress(AetherError):
             await record("stopped", f"previous release {previous.deployment_id} exited ({code})")
         async with self._lock(app_name):  # not while a deploy prepares its folder
@@ -168,20 +249,44 @@ class LocalRuntime(Runtime):
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def observe(self, app_name: str) -> Observed | None:
+        self.adopted.discard(app_name)  # the loop holds it now
         serving = self._serving.get(app_name)
         if serving is None:
             return None
         process = serving.process
+        if not process.supervisor_alive:  # killed: nothing runs it now, the loop starts it again
+            self._serving.pop(app_name, None)
+            await process.detach()
+            return None
         return Observed(serving.deployment_id, process.alive, process.endpoint)
 
     async def remove(self, app_name: str) -> None:
+        """Stop the app's processes (also any an earlier worker left) and delete its folder."""
+        self.adopted.discard(app_name)
         await self._wait_retired(app_name)  # before the lock: retiring takes it to clean up
         async with self._lock(app_name):
             serving = self._serving.pop(app_name, None)
             if serving is not None:
                 await serving.process.stop(self.stop_grace_secs)
-                serving.process.log_writer.close()
+            await self._stop_recorded(app_name)
             await asyncio.to_thread(shutil.rmtree, self.apps_dir / app_name, True)
+
+    async def release_app(self, app_name: str) -> None:
+        """Stop this worker's processes of an app another worker took over (its folder,
+        which that worker may share, stays)."""
+        async with self._lock(app_name):
+            serving = self._serving.pop(app_name, None)
+            if serving is not None:
+                await serving.process.stop(self.stop_grace_secs)
+            await self._stop_recorded(app_name, self.holder)
+
+    async def _stop_recorded(self, app_name: str | None = None, holder: str | None = None) -> None:
+        """Stop supervisors found in run records (of one app, of one holder, when given)."""
+        found = await asyncio.to_thread(adoption.running_supervisors, self.apps_dir, holder)
+        doomed = [f for f in found if app_name in (None, f.record.app_name)]
+        await asyncio.gather(
+            *(AppProcess.adopt(f.path, f.record).stop(self.stop_grace_secs) for f in doomed)
+        )
 
     def logs(
         self,
@@ -206,16 +311,23 @@ class LocalRuntime(Runtime):
         return serving.process if serving else None
 
     async def stop(self) -> None:
-        """Stop every process (they do not outlive the worker)."""
+        """Let go of the apps: they keep running under their supervisors for the next worker.
+        A cutover in progress finishes (the replaced release stops)."""
         serving, self._serving = list(self._serving.values()), {}
         await asyncio.gather(
-            *(s.process.stop(self.stop_grace_secs) for s in serving),
-            self._wait_retired(),
-            return_exceptions=True,
+            *(s.process.detach() for s in serving), self._wait_retired(), return_exceptions=True
         )
-        for s in serving:
-            with contextlib.suppress(OSError, ValueError):
-                s.process.log_writer.close()
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
+    async def stop_apps(self) -> None:
+        """Stop every app process started from this data dir, by any worker on this host."""
+        serving, self._serving = list(self._serving.values()), {}
+        await asyncio.gather(
+            *(s.process.stop(self.stop_grace_secs) for s in serving), self._wait_retired()
+        )
+        await self._stop_recorded()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

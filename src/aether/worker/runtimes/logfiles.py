@@ -4,13 +4,17 @@ Layout: ``<data_dir>/apps/<app>/logs/<seq>-<deployment_id>.ndjson``, one JSON ob
 ``{"ts", "stream", "line"}`` per line. ``seq`` numbers an app's files in the order their
 deployments first started, so reading the files by name reads the app's output in order.
 A cursor, ``<seq>-<byte offset>``, points right after a line: a reader given a cursor
-resumes exactly there, even across a redeploy (it moves on to the next file).
+resumes exactly there, even across a redeploy (it moves on to the next file). A deployment
+whose file reaches a quarter of ``AETHER_APP_LOG_MAX_BYTES`` goes on in a new file with the next
+number, and the app's oldest files are deleted to keep it under that limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 from collections import deque
 from collections.abc import AsyncIterator
@@ -25,6 +29,8 @@ from aether.worker.runtimes.base import LogLine
 _FILE_NAME = re.compile(r"^(\d{6})-(.+)\.ndjson$")
 _CURSOR = re.compile(r"^(\d+)-(\d+)$")
 FOLLOW_POLL_SECS = 0.1
+# A rotated file is at least this big (a tiny AETHER_APP_LOG_MAX_BYTES still rotates sanely).
+MIN_FILE_BYTES = 16 * 1024
 
 
 def utc_stamp(moment: datetime | None = None) -> str:
@@ -52,40 +58,117 @@ def list_log_files(logs_dir: Path) -> list[LogFile]:
 
 
 def log_path_for(logs_dir: Path, deployment_id: str) -> Path:
-    """The deployment's log file: the existing one (a restart appends) or the next number."""
+    """The deployment's newest log file (a restart appends to it), or the next number."""
+    files = [f for f in list_log_files(logs_dir) if f.deployment_id == deployment_id]
+    return files[-1].path if files else new_log_file(logs_dir, deployment_id)
+
+
+def new_log_file(logs_dir: Path, deployment_id: str) -> Path:
+    """Create the next-numbered file for the deployment. Several writers (a release and its
+    successor) may do this at once: creating with O_EXCL gives each its own number."""
+    logs_dir.mkdir(parents=True, exist_ok=True)
     files = list_log_files(logs_dir)
-    for log_file in files:
-        if log_file.deployment_id == deployment_id:
-            return log_file.path
     seq = files[-1].seq + 1 if files else 1
-    return logs_dir / f"{seq:06d}-{deployment_id}.ndjson"
+    while True:
+        path = logs_dir / f"{seq:06d}-{deployment_id}.ndjson"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            seq += 1
+            continue
+        return path
 
 
-def prune_logs(logs_dir: Path, *, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` deployments' log files; the deleted paths."""
+def prune_logs(logs_dir: Path, *, keep: int, max_bytes: int | None = None) -> list[Path]:
+    """Delete the files of all but the newest ``keep`` deployments, then the oldest files
+    while the app's logs exceed ``max_bytes`` (the newest file always stays)."""
     files = list_log_files(logs_dir)
-    doomed = [f.path for f in files[: max(len(files) - keep, 0)]]
-    for path in doomed:
-        path.unlink(missing_ok=True)
-    return doomed
+    newest_first: list[str] = []
+    for log_file in reversed(files):
+        if log_file.deployment_id not in newest_first:
+            newest_first.append(log_file.deployment_id)
+    kept = set(newest_first[:keep])
+    doomed = [f for f in files if f.deployment_id not in kept]
+    left = [f for f in files if f.deployment_id in kept]
+    if max_bytes is not None:
+        sizes = {f.seq: _size(f.path) for f in left}
+        total = sum(sizes.values())
+        while len(left) > 1 and total > max_bytes:
+            oldest = left.pop(0)
+            total -= sizes[oldest.seq]
+            doomed.append(oldest)
+    for log_file in doomed:
+        log_file.path.unlink(missing_ok=True)
+    return [f.path for f in doomed]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 class LogWriter:
-    """Appends timestamped lines of one deployment's processes to its file."""
+    """Appends timestamped lines of one deployment's processes to its files. When a file
+    reaches a quarter of the app's ``max_bytes`` the writer moves on to a new file (the next
+    number, so cursors stay valid) and the app's oldest files go."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file = path.open("a", encoding="utf-8")
+    def __init__(
+        self,
+        logs_dir: Path,
+        deployment_id: str,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        keep_deployments: int = 10,
+    ) -> None:
+        self.logs_dir = logs_dir
+        self.deployment_id = deployment_id
+        self.max_bytes = max_bytes
+        self.keep_deployments = keep_deployments
+        self.file_limit = max(max_bytes // 4, MIN_FILE_BYTES)
+        self.path = log_path_for(logs_dir, deployment_id)
+        self._file = self.path.open("ab")
+        self._size = self._file.tell()
+        prune_logs(logs_dir, keep=keep_deployments, max_bytes=max_bytes)
 
     def write(self, stream: str, line: str) -> None:
         record = {"ts": utc_stamp(), "stream": stream, "line": line}
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
         # One write call per line: concurrent readers never see half a record.
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.write(data)
         self._file.flush()
+        self._size += len(data)
+        if self._size >= self.file_limit:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        self.path = new_log_file(self.logs_dir, self.deployment_id)
+        self._file = self.path.open("ab")
+        self._size = 0
+        prune_logs(self.logs_dir, keep=self.keep_deployments, max_bytes=self.max_bytes)
 
     def close(self) -> None:
         self._file.close()
+
+
+def recent_lines(logs_dir: Path, deployment_id: str, count: int) -> list[str]:
+    """The deployment's last ``count`` output lines (from its newest file)."""
+    files = [f for f in list_log_files(logs_dir) if f.deployment_id == deployment_id]
+    if not files:
+        return []
+    try:
+        with files[-1].path.open("rb") as handle:
+            handle.seek(max(handle.seek(0, os.SEEK_END) - 64 * 1024, 0))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = []
+    for raw in data.splitlines()[-count:]:
+        with contextlib.suppress(ValueError, AttributeError):
+            lines.append(str(json.loads(raw).get("line", "")))
+    return lines
 
 
 def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
@@ -109,9 +192,12 @@ def parse_since(since: str | None, *, now: datetime | None = None) -> str | None
 
 def _read_complete_lines(log_file: LogFile, offset: int) -> list[tuple[LogLine, int]]:
     """Lines after ``offset`` that are complete (a half-written last line waits)."""
-    with log_file.path.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
+    try:
+        with log_file.path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:  # rotated away since it was listed
+        return []
     lines = []
     position = offset
     for raw in data.splitlines(keepends=True):

@@ -1,138 +1,154 @@
-"""One release's OS process: spawn, health gate, restart after crashes, stop.
+"""One release's app process, as the worker sees it: a handle on its supervisor.
 
-The process runs in its own session (process group) so stopping it reaches everything the
-start command spawned: SIGTERM to the group, SIGKILL after a grace period. On Linux it also
-gets SIGTERM when the worker dies (``PR_SET_PDEATHSIG``): processes never outlive the worker.
-Its stdout and stderr go line by line to the deployment's log file; the last lines are kept
-in memory to explain a failed start.
+The app runs under a supervisor process (:mod:`aether.worker.runtimes.shim`) that the worker
+starts detached, so the app and its logs survive the worker: SIGTERM or ``kill -9`` of the
+worker leaves them running, and the next worker adopts them from their run records
+(:meth:`AppProcess.adopt`). The handle starts the supervisor, waits for the health gate,
+arms crash restarts, turns the supervisor's exits and restarts into events, and stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
+import dataclasses
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aether
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.health import http_status, is_healthy
-from aether.worker.runtimes.logfiles import LogWriter
+from aether.worker.runtimes.logfiles import recent_lines
+from aether.worker.runtimes.supervision import RunRecord, Spec, read_record, supervisor_alive
 
 log = logging.getLogger(__name__)
 
 RECENT_LINES = 20
 HEALTH_POLL_SECS = 0.02
-BACKOFF_START_SECS = 1.0
-BACKOFF_MAX_SECS = 30.0
-# A process that ran this long before crashing restarts with the initial backoff again.
-STABLE_AFTER_SECS = 60.0
-_PR_SET_PDEATHSIG = 1
+WATCH_POLL_SECS = 0.25
+SUPERVISOR_START_SECS = 15.0  # a loaded machine may take this long to start Python
+STOP_MARGIN_SECS = 5.0  # beyond the app's grace, for the supervisor to finish
+FINISHED = ("exited", "stopped")
 
 EventCallback = Callable[[str, str], Awaitable[None]]
 
-try:
-    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-except OSError:  # not glibc/Linux: processes then rely on the worker's orderly shutdown
-    _LIBC = None
+
+def supervisor_argv() -> list[str]:
+    """How to run the supervisor with this interpreter (``-S``: only the standard library
+    and aether itself, found through PYTHONPATH, also inside the zipapp)."""
+    return [sys.executable, "-S", "-m", "aether.worker.runtimes.shim"]
 
 
-def _die_with_parent() -> None:
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def supervisor_env() -> dict[str, str]:
+    package_root = str(Path(aether.__file__).resolve().parent.parent)
+    return {"PYTHONPATH": package_root, "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"}
 
 
 class AppProcess:
-    """A supervised process serving one release on one port."""
+    """A supervised app serving one release on one port."""
 
-    def __init__(
-        self,
-        *,
-        argv: Sequence[str],
-        cwd: Path,
-        env: dict[str, str],
-        port: int,
-        log_writer: LogWriter,
-        health_path: str | None = None,
-    ) -> None:
-        self.argv = list(argv)
-        self.cwd = cwd
-        self.env = env
+    def __init__(self, spec: Spec | None, record_path: Path, port: int, health_path: str | None):
+        self.spec = spec
+        self.record_path = record_path
         self.port = port
         self.health_path = health_path
-        self.log_writer = log_writer
-        self.recent: deque[str] = deque(maxlen=RECENT_LINES)
-        self.proc: asyncio.subprocess.Process | None = None
+        self.record: RunRecord | None = None
         self.restarts = 0
-        self._stopping = False
-        self._pumps: list[asyncio.Task[None]] = []
         self._watch: asyncio.Task[None] | None = None
-        self._started_at = 0.0
+        self._seen = (0, 0)  # (exits, restarts) already reported
+
+    @classmethod
+    def adopt(cls, record_path: Path, record: RunRecord, health_path: str | None = None):
+        """A handle on a supervisor an earlier worker started."""
+        process = cls(None, record_path, record.port, health_path)
+        process.record = record
+        process.restarts = record.restarts
+        process._seen = (record.exits, record.restarts)
+        return process
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def supervisor_alive(self) -> bool:
+        return self.record is not None and supervisor_alive(self.record)
+
+    @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        """The app is up: its supervisor lives and reports it running."""
+        self._refresh()
+        return self.supervisor_alive and self.record is not None and self.record.state == "running"
+
+    def _refresh(self) -> RunRecord | None:
+        record = read_record(self.record_path)
+        if record is not None and (self.record is None or record.shim_pid == self.record.shim_pid):
+            self.record = record
+        return self.record
 
     async def spawn(self) -> None:
+        """Start the supervisor and wait until it has written its run record."""
+        assert self.spec is not None
+        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        self.record_path.unlink(missing_ok=True)
+        shim_log = self.record_path.with_suffix(".supervisor.log")
+        self.spec = dataclasses.replace(self.spec, launch_id=uuid.uuid4().hex)
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            with shim_log.open("ab") as errors:
+                launcher = subprocess.Popen(
+                    supervisor_argv(),
+                    stdin=subprocess.PIPE,
+                    stdout=errors,
+                    stderr=errors,
+                    env=supervisor_env(),
+                    start_new_session=True,  # not in the worker's group: Ctrl-C spares it
+                )
         except OSError as exc:
-            raise Fatal(f"cannot start {' '.join(self.argv)!r}: {exc}") from exc
-        self._started_at = time.monotonic()
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._pumps = [
-            asyncio.create_task(self._pump(self.proc.stdout, "stdout")),
-            asyncio.create_task(self._pump(self.proc.stderr, "stderr")),
-        ]
+            raise Fatal(f"cannot start the app's supervisor: {exc}") from exc
+        assert launcher.stdin is not None
+        with launcher.stdin:
+            launcher.stdin.write(self.spec.to_json().encode())
+        await self._await_record(launcher, shim_log)
 
-    async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
-        pending = b""
-        while chunk := await stream.read(65536):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                self._write_line(name, raw)
-        if pending:
-            self._write_line(name, pending)
-
-    def _write_line(self, stream: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r")
-        self.recent.append(text)
-        try:
-            self.log_writer.write(stream, text)
-        except (OSError, ValueError) as exc:  # a full disk must not kill the supervisor
-            log.warning("cannot write log line of %s: %s", self.cwd.name, exc)
+    async def _await_record(self, launcher: subprocess.Popen[bytes], shim_log: Path) -> None:
+        """Reap the launcher (it forks the supervisor and exits) and wait for the record."""
+        deadline = time.monotonic() + SUPERVISOR_START_SECS
+        while True:
+            launched = launcher.poll()
+            record = read_record(self.record_path)
+            if record is not None and record.launch_id == self.spec.launch_id and launched == 0:
+                self.record = record
+                return
+            if launched not in (None, 0) or time.monotonic() > deadline:
+                if launched is None:
+                    launcher.kill()
+                    launcher.wait()
+                tail = shim_log.read_text(errors="replace").strip().splitlines()[-3:]
+                raise Fatal(
+                    "the app's supervisor did not start: " + (" | ".join(tail) or "no output")
+                )
+            await asyncio.sleep(HEALTH_POLL_SECS)
 
     def failure_detail(self) -> str:
-        lines = [line for line in self.recent if line.strip()][-10:]
-        return ("; last output: " + " | ".join(lines)) if lines else "; no output"
+        logs_dir = self.record_path.parent.parent / "logs"
+        recent = recent_lines(logs_dir, self.record_path.stem, RECENT_LINES)
+        lines = [line for line in recent if line.strip()]
+        return ("; last output: " + " | ".join(lines[-10:])) if lines else "; no output"
 
     async def wait_healthy(self, deadline: float) -> None:
-        """Return once the process answers HTTP; Fatal when it exits or the deadline passes."""
+        """Return once the app answers HTTP; Fatal when it exits or the deadline passes."""
         path = self.health_path or "/"
         while True:
-            if not self.alive:
-                await self._drain_pumps()
-                code = self.proc.returncode if self.proc else None
+            record = self._refresh()
+            if record is None or record.state in FINISHED or not self.supervisor_alive:
+                code = record.exit_code if record else None
                 raise Fatal(
                     f"process exited with code {code} before answering HTTP" + self.failure_detail()
                 )
@@ -147,61 +163,73 @@ class AppProcess:
                 )
             await asyncio.sleep(HEALTH_POLL_SECS)
 
-    async def _drain_pumps(self) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*self._pumps, return_exceptions=True), 2.0)
+    def arm(self) -> None:
+        """From now on the supervisor restarts the app after a crash (past its health gate)."""
+        self._signal(signal.SIGUSR1)
 
     def supervise(self, on_event: EventCallback) -> None:
-        """Restart the process with backoff whenever it exits on its own."""
+        """Arm crash restarts in the supervisor and report its exits and restarts."""
+        self.arm()
         self._watch = asyncio.create_task(self._watch_loop(on_event))
 
     async def _watch_loop(self, on_event: EventCallback) -> None:
-        delay = BACKOFF_START_SECS
-        while not self._stopping and self.proc is not None:
-            code = await self.proc.wait()
-            await self._drain_pumps()
-            if self._stopping:
+        while True:
+            await asyncio.sleep(WATCH_POLL_SECS)
+            record = self._refresh()
+            if record is None:
+                continue
+            exits, restarts = self._seen
+            if record.exits > exits:
+                detail = f"exit code {record.exit_code}{self.failure_detail()}"
+                await _report(on_event, "crashed", detail)
+            if record.restarts > restarts:
+                self.restarts = record.restarts
+                await _report(on_event, "restarted", f"restart {record.restarts}")
+            self._seen = (record.exits, record.restarts)
+            if not self.supervisor_alive:
                 return
-            if time.monotonic() - self._started_at >= STABLE_AFTER_SECS:
-                delay = BACKOFF_START_SECS
-            await _report(on_event, "crashed", f"exit code {code}{self.failure_detail()}")
-            await asyncio.sleep(delay)
-            if self._stopping:
-                return
-            self.restarts += 1
-            try:
-                await self.spawn()
-            except Fatal as exc:
-                await _report(on_event, "restart_failed", exc.message)
-            else:
-                await _report(on_event, "restarted", f"restart {self.restarts} after {delay:g}s")
-            delay = min(delay * 2, BACKOFF_MAX_SECS)
+
+    def _signal(self, signum: int) -> bool:
+        if not self.supervisor_alive:
+            return False
+        assert self.record is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.record.shim_pid, signum)
+            return True
+        return False
 
     async def stop(self, grace_secs: float) -> int | None:
-        """SIGTERM the process group, SIGKILL it after ``grace_secs``; the exit code."""
-        self._stopping = True
+        """Have the supervisor stop the app (SIGTERM to its group, SIGKILL after
+        ``grace_secs``) and end; the app's last exit code."""
+        await self.detach()
+        if self._signal(signal.SIGTERM):
+            deadline = time.monotonic() + grace_secs + STOP_MARGIN_SECS
+            while self.supervisor_alive and time.monotonic() < deadline:
+                await asyncio.sleep(HEALTH_POLL_SECS)
+                self._refresh()
+            if self.supervisor_alive:
+                log.warning("supervisor of %s did not stop; killing it", self.record_path.stem)
+                self._kill_everything()
+        record = self._refresh()
+        self.record_path.unlink(missing_ok=True)
+        self.record_path.with_suffix(".supervisor.log").unlink(missing_ok=True)
+        return record.exit_code if record else None
+
+    def _kill_everything(self) -> None:
+        assert self.record is not None
+        if self.record.app_pid is not None:  # the app leads its own process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.record.app_pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.record.shim_pid, signal.SIGKILL)
+
+    async def detach(self) -> None:
+        """Stop watching; the app goes on under its supervisor."""
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
-        if self.proc is None:
-            return None
-        if self.proc.returncode is None:
-            _signal_group(self.proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), grace_secs)
-            except TimeoutError:
-                _signal_group(self.proc.pid, signal.SIGKILL)
-                await self.proc.wait()
-        # Children that ignored SIGTERM (a shell's grandchildren) must not keep the port.
-        _signal_group(self.proc.pid, signal.SIGKILL)
-        await self._drain_pumps()
-        return self.proc.returncode
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
+            self._watch = None
 
 
 async def _report(on_event: EventCallback, phase: str, message: str) -> None:

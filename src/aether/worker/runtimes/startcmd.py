@@ -19,7 +19,8 @@ from aether.worker.outcomes import Fatal
 
 _SHELL_SYNTAX = set(";&|<>()$`\\\n*?[]{}!#~")
 # Worker configuration that must never leak into an app's environment.
-_PRIVATE_PREFIXES = ("AETHER_", "DATABASE_URL", "AWS_", "PG")
+# XDG_*, SHIV_* and KUBECONFIG point into the server's home; the app gets a HOME of its own.
+_PRIVATE_PREFIXES = ("AETHER_", "DATABASE_URL", "AWS_", "PG", "XDG_", "SHIV_", "KUBECONFIG")
 
 
 def start_script(release_dir: Path) -> str:
@@ -55,13 +56,16 @@ def process_env(
     deployment_id: str,
     digest: str,
     app_env: Mapping[str, str],
+    scratch: Path,
     node_dir: str | None = None,
 ) -> dict[str, str]:
     """The app's environment: the worker's (minus its private settings), then the deployment's
-    env, then what Aether sets itself."""
+    env, then what Aether sets itself; ``HOME`` and ``TMPDIR`` are in the app's scratch."""
     env = {k: v for k, v in base.items() if not k.startswith(_PRIVATE_PREFIXES)}
     env.setdefault("NODE_ENV", "production")
     env.update({str(k): str(v) for k, v in app_env.items()})
+    env["HOME"] = str(scratch / "home")
+    env["TMPDIR"] = str(scratch / "tmp")
     bin_dir = str(release_dir / "node_modules" / ".bin")
     path = env.get("PATH", os.defpath)
     if node_dir is not None:  # the node of the release's Node.js major comes first
