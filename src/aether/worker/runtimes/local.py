@@ -196,7 +196,9 @@ class LocalRuntime(Runtime):
             )
 
     def _new_process(self, release: Release, folder: Path) -> AppProcess:
-        node_dir = node_folder(release.node_major, self.settings.node_binaries, self.base_env)
+        node_dir = node_folder(
+            release.node_major, self.settings.node_binaries, self.confinement.base_env
+        )
         try:
             spec = self.confinement.spec(
                 release,
