@@ -172,6 +172,7 @@ def test_pnpm_and_yarn_lockfiles(
     found = members(packed.artifact)
     assert any(name.endswith("ms/package.json") for name in found)
     assert not any("left-pad" in name for name in found)
+    assert "node_modules/.modules.yaml" not in found  # pnpm's state: a store path, a time
     assert packed.build["package_manager"].startswith(manager.split("-")[0] + " ")
 
 

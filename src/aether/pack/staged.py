@@ -36,6 +36,7 @@ from aether.pack.workspaces import Workspace, find_workspace
 
 Progress = Callable[[str, int, int | None], None]
 BUILD_SCRIPT = "build"
+PNPM_STATE = ".modules.yaml"
 log = logging.getLogger("aether.pack")
 
 
@@ -213,6 +214,9 @@ class _Stage:
                 member = f"{folder}/node_modules" if folder else "node_modules"
                 mounts.append((member, os.fspath(installed)))
         staged.mounts = tuple(mounts)
+        # pnpm's own bookkeeping, with this machine's store path and a time in it: not needed
+        # to run the app, and it would make the same dependencies pack differently elsewhere.
+        staged.excluded += tuple(f"{member}/{PNPM_STATE}" for member, _ in mounts)
         staged.real_bases = (os.path.realpath(staged.deps.root),)
 
 
