@@ -61,25 +61,6 @@ def test_typescript_app_builds_outside_the_tree(ts_app: Path, node_env, tmp_path
     assert changed.build["deps_key"] == first.build["deps_key"] and changed.build["deps_reused"]
 
 
-def test_check_boots_the_packed_app(ts_app: Path, node_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from aether.client.boot import boot_check
-
-    packed = pack(ts_app, node_env, tmp_path / "out")
-    report = boot_check(
-        packed.artifact, start_command=None, health_path="/", environ=node_env, scratch=tmp_path
-    )
-    assert report.status == 200 and report.command == "node dist/server.js"
-    broken = pack(ts_app, node_env, tmp_path / "broken", build=False, start_command="node x.js")
-    with pytest.raises(Exception, match="exited with code 1 before answering HTTP"):
-        boot_check(
-            broken.artifact,
-            start_command="node x.js",
-            health_path=None,
-            environ=node_env,
-            scratch=tmp_path,
-        )
-
-
 def test_a_missing_build_output_stops_a_deploy_before_packing(
     ts_app: Path, node_env, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
