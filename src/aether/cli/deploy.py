@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from aether.cli.buildflags import staged_build_options
 from aether.cli.connection import rollout_timeout_option, token_option
 from aether.cli.output import emit, format_option
 
@@ -40,26 +41,12 @@ from aether.cli.output import emit, format_option
     "--start-command", metavar="CMD", help="Command that starts the app (default: npm start)."
 )
 @click.option(
-    "--health-path", metavar="PATH", help="Path that answers 2xx/3xx once the app is ready."
-)
-@click.option(
     "--out",
     type=click.Path(path_type=Path),
     metavar="DIR|FILE",
     help="Where the artifact goes  [default: the project's build folder in the cache dir]",
 )
-@click.option("--no-build", is_flag=True, help="Do not run the build script.")
-@click.option(
-    "--no-install",
-    is_flag=True,
-    help="Pack the folder as it is, node_modules included; no staged install or build.",
-)
-@click.option(
-    "--no-native-check",
-    is_flag=True,
-    help="Upload even when native files do not match the server's platform.",
-)
-@click.option("--check", is_flag=True, help="Boot the packed app here (PORT set) before uploading.")
+@staged_build_options
 @rollout_timeout_option
 @token_option
 @format_option
@@ -73,12 +60,12 @@ def deploy(
     no_sbom: bool,
     env_pairs: tuple[str, ...],
     start_command: str | None,
-    health_path: str | None,
     out: Path | None,
     no_build: bool,
     no_install: bool,
     no_native_check: bool,
     check: bool,
+    health_path: str | None,
     timeout_secs: float,
     token: str | None,
     output_format: str,

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from aether.cli.buildflags import staged_build_options
 from aether.cli.output import emit, format_option
 
 
@@ -30,12 +31,6 @@ from aether.cli.output import emit, format_option
 )
 @click.option("--no-sbom", is_flag=True, help="Do not write the CycloneDX SBOM.")
 @click.option(
-    "--no-install",
-    is_flag=True,
-    help="Pack the folder as it is, node_modules included; no staged install or build.",
-)
-@click.option("--no-build", is_flag=True, help="Do not run the build script.")
-@click.option(
     "--platform",
     "platform_text",
     metavar="OS-CPU[-LIBC]",
@@ -48,14 +43,8 @@ from aether.cli.output import emit, format_option
     metavar="MAJOR",
     help="Node.js major the app runs on  [default: the project's, else this machine's]",
 )
-@click.option(
-    "--no-native-check",
-    is_flag=True,
-    help="Write the artifact even when native files do not match the platform.",
-)
-@click.option("--check", is_flag=True, help="Boot the packed app here (PORT set) afterwards.")
 @click.option("--start-command", metavar="CMD", help="What starts the app (checked; for --check).")
-@click.option("--health-path", metavar="PATH", help="Path --check waits on (2xx/3xx).")
+@staged_build_options
 @click.option(
     "--skip-unsafe",
     is_flag=True,
@@ -67,13 +56,13 @@ def pack(
     out: Path | None,
     compression: str,
     no_sbom: bool,
-    no_install: bool,
-    no_build: bool,
     platform_text: str | None,
     node_major: int | None,
+    start_command: str | None,
+    no_build: bool,
+    no_install: bool,
     no_native_check: bool,
     check: bool,
-    start_command: str | None,
     health_path: str | None,
     skip_unsafe: bool,
     output_format: str,
