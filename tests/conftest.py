@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from aether.store.database import Database, open_database
+from aether.store import open_database
+from aether.store.database import Database
 from aether.store.migrate import migrate
 
 # Shared fixtures that need their own module: a live `aether serve`, moto S3, a Kubernetes API.

@@ -60,12 +60,6 @@ class InternalError(AetherError):
     code = "internal"
 
 
-class NotImplementedYet(InternalError):
-    """A command whose behaviour has not been built yet (exit 20); never fakes a result."""
-
-    code = "not_implemented"
-
-
 class IOFailure(AetherError):
     """Reading or writing a local file or folder failed (exit 30)."""
 
@@ -162,13 +156,6 @@ class NotFound(AetherError):
 
     http_status = 404
     code = "not_found"
-
-
-class MethodNotAllowed(AetherError):
-    """The route exists but not with this method (HTTP 405)."""
-
-    http_status = 405
-    code = "method_not_allowed"
 
 
 class Conflict(AetherError):

@@ -8,8 +8,7 @@ import time
 import urllib.request
 from typing import Any
 
-from aether.store import deployments as deployment_store
-from aether.store.database import open_database
+from aether.store import open_database, rollouts
 
 DEADLINE_SECS = 30.0
 
@@ -23,17 +22,23 @@ def advance(
     failure_reason: str | None = None,
     endpoint: str | None = None,
 ) -> None:
-    """Record an event (optional) and set the status, as a worker would."""
+    """Record an event (optional) and move the deployment to ``status`` with the worker's
+    own transitions (running supersedes the app's older deployments)."""
 
     async def write() -> None:
         db = open_database(server.server_env.get("DATABASE_URL"), server.data_dir)
         await db.open()
         try:
             if event is not None:
-                await deployment_store.add_event(db, deployment_id, *event)
-            await deployment_store.set_status(
-                db, deployment_id, status, failure_reason=failure_reason, endpoint=endpoint
-            )
+                await rollouts.record_event(db, deployment_id, *event)
+            if status == "deploying":
+                await rollouts.mark_deploying(db, deployment_id)
+            elif status == "running":
+                await rollouts.mark_running(db, deployment_id, endpoint)
+            elif status == "failed":
+                await rollouts.mark_failed(db, deployment_id, failure_reason or "")
+            else:
+                await rollouts.supersede(db, [deployment_id])
         finally:
             await db.close()
 

@@ -54,3 +54,6 @@ def test_a_container_is_asked_for_on_every_request() -> None:
 def test_stderr_lines_are_marked() -> None:
     assert format_line({"ts": "T", "stream": "stdout", "line": "hi"}) == "T hi"
     assert format_line({"ts": "T", "stream": "stderr", "line": "boom"}) == "T ! boom"
+    assert format_line({"ts": "T", "stream": "notice", "line": "pod x is gone"}) == (
+        "T aether: pod x is gone"
+    )

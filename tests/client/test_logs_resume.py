@@ -38,6 +38,7 @@ class Enough(Exception):
 class LogEndpoint(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     requests_seen: list[dict[str, list[str]]] = []
+    notice: dict[str, str] | None = None  # sent as the last entry before the first drop
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         query = parse_qs(urlparse(self.path).query)
@@ -48,6 +49,8 @@ class LogEndpoint(BaseHTTPRequestHandler):
         else:
             tail = int(query.get("tail", ["100"])[0])
             batch, drop = LINES[-tail:][:3], True  # first connection dies after 3 lines
+            if self.notice is not None:
+                batch = [*batch[:2], self.notice]
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
@@ -68,6 +71,7 @@ class LogEndpoint(BaseHTTPRequestHandler):
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     LogEndpoint.requests_seen = []
+    LogEndpoint.notice = None
     server = ThreadingHTTPServer(("127.0.0.1", 0), LogEndpoint)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -98,3 +102,24 @@ def test_without_follow_a_dropped_stream_is_a_network_error(endpoint: str) -> No
     with ApiClient(endpoint, "t") as api, pytest.raises(NetworkError, match="/apps/web/logs"):
         stream_logs(api, LogQuery(app="web", tail=6), seen.append)
     assert len(seen) == 3
+
+
+def test_a_notice_is_shown_but_does_not_move_the_resume_cursor(endpoint: str) -> None:
+    LogEndpoint.notice = {
+        "ts": "2026-11-28T00:00:09Z",
+        "deployment_id": "d1",
+        "stream": "notice",
+        "line": "pod web-1 is not scheduled: 0/3 nodes available",
+        "cursor": "",
+    }
+    seen: list[str] = []
+
+    def on_line(entry: dict[str, object]) -> None:
+        seen.append(str(entry["line"]))
+        if len(seen) == len(LINES) + 1:
+            raise Enough
+
+    with ApiClient(endpoint, "t") as api, pytest.raises(Enough):
+        stream_logs(api, LogQuery(app="web", tail=6, follow=True), on_line, sleep=lambda s: None)
+    assert seen[2] == "pod web-1 is not scheduled: 0/3 nodes available"
+    assert LogEndpoint.requests_seen[1]["cursor"] == ["c1"]  # the last line's, not the notice's

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from e2e_support import app_copy, deploy
 
-from aether.store.database import open_database
+from aether.store import open_database
 from aether.store.tokens import create_pull_token
 
 pytestmark = pytest.mark.slow

@@ -17,6 +17,7 @@ from aether.kube import (
     KubeConflict,
     KubeNotOwned,
     KubeUnavailable,
+    LogUnavailable,
     apply,
     follow_log,
     load_config,
@@ -128,8 +129,28 @@ async def test_pod_logs_read_and_follow(client: KubeClient, kube_api: KubeAPI) -
     await stream.aclose()
 
 
-async def test_logs_of_a_missing_pod_are_empty(client: KubeClient) -> None:
-    assert await read_log(client, NAMESPACE, "ghost", log_params(container="app")) == []
+async def test_logs_of_a_missing_pod_say_it_is_gone(client: KubeClient) -> None:
+    with pytest.raises(LogUnavailable, match="pod ghost is gone") as unavailable:
+        await read_log(client, NAMESPACE, "ghost", log_params(container="app"))
+    assert unavailable.value.gone
+
+
+async def test_logs_of_a_container_not_started_say_why(
+    client: KubeClient, kube_api: KubeAPI
+) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": NAMESPACE}}
+    await client.create(pod)
+    waiting = {"name": "app", "state": {"waiting": {"reason": "PodInitializing"}}}
+    async with kube_api.patch(
+        "/api/v1/namespaces/aether/pods/p/status",
+        json={"status": {"containerStatuses": [waiting]}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as response:
+        assert response.status < 400
+
+    with pytest.raises(LogUnavailable, match="is waiting to start: PodInitializing") as unavailable:
+        await read_log(client, NAMESPACE, "p", log_params(container="app"))
+    assert not unavailable.value.gone
 
 
 async def test_unreachable_api_is_transient(tmp_path: Path) -> None:

@@ -128,9 +128,14 @@ async def _scenario(
             await cluster.finish_rollout("hello")
             await task
         else:
-            await cluster.deadline_exceeded("hello")  # the failure restores the first release
+            await cluster.deadline_exceeded("hello")
             with pytest.raises(Fatal):
                 await task
+            # What the worker does next: deploy the first release again (a restore).
+            restore = asyncio.create_task(runtime.deploy(first, ignore))
+            await wait_until(lambda: carrying(first), what="the restored Deployment")
+            await cluster.finish_rollout("hello")
+            await restore
         if healthy:
             # Someone edited the Service, and the worker retries with a renewed pull token:
             # both objects are brought back to what aether declares (update).

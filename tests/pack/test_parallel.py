@@ -18,7 +18,7 @@ from aether.pack.ignore import IgnoreRules
 from aether.pack.manifest import build_manifest, write_manifest
 from aether.pack.packer import INLINE_MAX, TreeContents, write_tree
 from aether.pack.parallel import HOME, HOME_EVERY, _owners
-from aether.pack.plan import PLAN_PIECES, Piece, Plan, entries_of, plan_tree
+from aether.pack.partition import PLAN_PIECES, Piece, Plan, entries_of, plan_tree
 from aether.pack.walk import FILE, Entry, Walker, walk_tree
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the parallel path forks")

@@ -11,10 +11,15 @@ depends on real API-server behaviour:
 - label selectors on lists (``a=b``, ``a!=b``, ``a``);
 - pod logs (``GET …/pods/<name>/log``) with ``container``, ``tailLines``, ``sinceTime``,
   ``timestamps`` and ``follow``, fed by :meth:`KubeAPI.write_log`;
-- deleting a Deployment deletes the pods it selects (garbage collection);
-- :meth:`KubeAPI.race_next_write` makes another writer win the race for an object once.
+- deleting a Deployment deletes the pods it selects and the ReplicaSets it owns (garbage
+  collection);
+- :meth:`KubeAPI.race_next_write` makes the controller write an object's status between a
+  client's read and its next write(s), as the real one does during a rollout: the write's
+  ``resourceVersion`` is stale and it gets 409.
 
-``cluster`` (:class:`plugins.kube_cluster.Cluster`) plays the controller and the kubelet.
+``cluster`` (:class:`plugins.kube_cluster.Cluster`) plays the controller and the kubelet one
+step at a time; ``controller`` (:class:`plugins.kube_controller.Controller`) plays them on its
+own.
 """
 
 from __future__ import annotations
@@ -37,8 +42,15 @@ from kmock._internal import enums
 
 NAMESPACE = "aether"
 DEPLOYMENTS = "apps/v1/deployments"
+REPLICASETS = "apps/v1/replicasets"
 PODS = "v1/pods"
-KINDS = {DEPLOYMENTS: "Deployment", PODS: "Pod", "v1/services": "Service", "v1/secrets": "Secret"}
+KINDS = {
+    DEPLOYMENTS: "Deployment",
+    REPLICASETS: "ReplicaSet",
+    PODS: "Pod",
+    "v1/services": "Service",
+    "v1/secrets": "Secret",
+}
 
 
 def free_port() -> int:
@@ -80,15 +92,28 @@ class KubeAPI(kmock.KubernetesEmulator):
         self.resource_version = 0
         self.logs: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
         self.log_written = asyncio.Condition()
-        self.races: set[tuple[str, str]] = set()
+        self.races: dict[tuple[str, str], int] = {}
         self.kubeconfig: Path | None = None
         self.closing = False
 
     # --- test controls ---------------------------------------------------------------
 
-    def race_next_write(self, plural: str, name: str) -> None:
-        """The next PUT/PATCH of ``plural/name`` finds the object changed by someone else."""
-        self.races.add((plural, name))
+    def race_next_write(self, plural: str, name: str, times: int = 1) -> None:
+        """The next ``times`` PUT/PATCH of ``plural/name`` find that the controller wrote the
+        object's status since the client read it (a new ``resourceVersion``)."""
+        self.races[(plural, name)] = self.races.get((plural, name), 0) + times
+
+    def writes(self, method: str, plural: str, name: str | None = None) -> list[Any]:
+        """The requests of ``method`` on ``plural`` (and ``name``) that aether sent (pykube)."""
+        return [
+            request
+            for request in self
+            if request.method == method
+            and request.resource is not None
+            and request.resource.plural == plural
+            and (name is None or request.name == name)
+            and "pykube" in request.headers.get("User-Agent", "")
+        ]
 
     async def write_log(self, pod: str, container: str, line: str) -> None:
         async with self.log_written:
@@ -135,14 +160,14 @@ class KubeAPI(kmock.KubernetesEmulator):
         key = (request.resource, request.namespace, request.name)
         if key not in self.objects or self.objects[key].deleted:
             raise kmock.KubernetesObjectNotFoundError()
-        if (request.resource.plural, request.name) in self.races:
-            self.races.discard((request.resource.plural, request.name))
-            self.objects[key].patch(
+        race = (request.resource.plural, request.name)
+        if self.races.get(race):
+            self.races[race] -= 1
+            status = self.objects[key].raw.get("status") or {}
+            self.objects[key].patch(  # what a status write of the controller does
                 {
-                    "metadata": {
-                        "resourceVersion": self._next_version(),
-                        "annotations": {"other": "writer"},
-                    }
+                    "metadata": {"resourceVersion": self._next_version()},
+                    "status": {**status, "observedGeneration": status.get("observedGeneration", 0)},
                 }
             )
         return self.objects[key].raw
@@ -218,18 +243,26 @@ class KubeAPI(kmock.KubernetesEmulator):
         if deployment is None:
             return
         selector = deployment["spec"]["selector"]["matchLabels"]
+        owned = {kmock.resource(PODS), kmock.resource(REPLICASETS)}
         async with self._lock:
             for (res, ns, _), obj in list(self.objects.items()):
-                if res == kmock.resource(PODS) and ns == request.namespace and not obj.deleted:
+                if res in owned and ns == request.namespace and not obj.deleted:
                     labels = obj.raw.get("metadata", {}).get("labels", {})
                     if all(labels.get(k) == v for k, v in selector.items()):
                         obj.delete()
 
     async def _serve_log(self, request: Any) -> aiohttp.web.StreamResponse:
         params = request.params or {}
-        if self.live(PODS, request.name, request.namespace) is None:
+        pod = self.live(PODS, request.name, request.namespace)
+        if pod is None:
             return await self._render_error(kmock.KubernetesObjectNotFoundError())
-        key = (request.namespace, request.name, params.get("container", "app"))
+        container = params.get("container", "app")
+        waiting = _waiting_reason(pod, container)
+        if waiting is not None:  # what the kubelet answers for a container not started yet
+            said = f'container "{container}" in pod "{request.name}" is waiting to start: {waiting}'
+            error = kmock.KubernetesError(status=400, reason="BadRequest", message=said, details={})
+            return await self._render_error(error)
+        key = (request.namespace, request.name, container)
         entries = self._select_log(self.logs.get(key, []), params)
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request._raw_request)
@@ -268,6 +301,15 @@ class KubeAPI(kmock.KubernetesEmulator):
             for ts, line in entries[sent:]:
                 await response.write(_log_line(ts, line, stamps))
             sent = len(entries)
+
+
+def _waiting_reason(pod: dict[str, Any], container: str) -> str | None:
+    status = pod.get("status") or {}
+    for item in [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]:
+        if item.get("name") == container:
+            waiting = (item.get("state") or {}).get("waiting")
+            return None if waiting is None else waiting.get("reason", "ContainerCreating")
+    return None
 
 
 def _log_line(ts: str, line: str, stamps: bool) -> bytes:
@@ -326,6 +368,15 @@ def cluster(kube_api: KubeAPI) -> Any:
     from plugins.kube_cluster import Cluster
 
     return Cluster(kube_api)
+
+
+@pytest_asyncio.fixture
+async def controller(kube_api: KubeAPI) -> AsyncIterator[Any]:
+    """The Deployment controller and kubelet, running on their own against ``kube_api``."""
+    from plugins.kube_controller import Controller
+
+    async with Controller(kube_api) as running:
+        yield running
 
 
 async def wait_until(

@@ -12,7 +12,7 @@ import httpx
 from artifacts_support import PUBLIC_URL, Uploader, blob
 from click.testing import CliRunner
 
-from aether.server.gc import collect_pending
+from aether.server.artifacts.gc import collect_pending
 from aether.store import artifacts as artifact_store
 from aether.store import deployments as deployment_store
 from aether.store import tokens as token_store
@@ -233,14 +233,14 @@ def test_metrics_carry_the_seed_names_without_app_labels(api):
     assert not any("app" in line.split("{", 1)[-1] for line in artifact_lines if "{" in line)
 
 
-def test_pending_gc_loop_runs_as_a_background_task(make_api):
+def test_gc_loop_runs_as_a_background_task(make_api):
     import time
 
-    from aether.server.gc import pending_gc_loop
+    from aether.server.artifacts.gc import gc_loop
 
     api = make_api(
         env={"AETHER_PENDING_TTL_SECS": "0", "AETHER_PENDING_GC_INTERVAL_SECS": "1"},
-        background=[pending_gc_loop],
+        background=[gc_loop],
     )
     _, digest = blob(100)
     assert Uploader(api).presign(digest, 100).status_code == 200
@@ -256,7 +256,7 @@ def test_legacy_uploads_beyond_the_limit_wait_for_a_slot(make_api):
     import threading
     import time
 
-    from aether.server import artifact_metrics
+    from aether.server.artifacts import metrics as artifact_metrics
 
     api = make_api(env={"AETHER_MAX_CONCURRENT_UPLOADS": "1"})
     first, first_digest = blob(1000)

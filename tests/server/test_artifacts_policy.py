@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import artifacts_support
@@ -10,8 +11,10 @@ import pytest
 from artifacts_support import Uploader, blob
 
 from aether.pack.signing import generate_keypair, sign_digest
+from aether.server.artifacts.gc import gc_loop
 from aether.store import artifacts as artifact_store
 from aether.store import deployments as deployment_store
+from aether.store import rollouts
 
 store_kind = artifacts_support.store_kind
 registry_api = artifacts_support.registry_api
@@ -119,7 +122,7 @@ def test_concurrent_completes_store_one_row(registry_api):
 
 def test_concurrent_completes_in_one_event_loop(api):
     """asyncio.gather on the registry itself: one winner, however the coroutines interleave."""
-    from aether.server import artifact_registry as registry
+    from aether.server.artifacts import registry
     from aether.store import apps as app_store
 
     up = Uploader(api)
@@ -138,34 +141,49 @@ def test_concurrent_completes_in_one_event_loop(api):
     assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 4
 
 
-async def _deploy(db, app_id: str, artifact_id: str, *statuses: str) -> str:
+async def _deploy(db, app_id: str, artifact_id: str) -> str:
+    """A deployment of the artifact, rolled out as the worker does (→ running; the app's
+    older running deployment becomes superseded)."""
     row, _ = await deployment_store.create_deployment(
         db, deployment_store.DeploymentSpec(app_id=app_id, artifact_id=artifact_id)
     )
-    for status in statuses:
-        await deployment_store.set_status(db, row["id"], status)
+    await rollouts.mark_deploying(db, row["id"])
+    await rollouts.mark_running(db, row["id"], None)
     return row["id"]
 
 
+def _retaining_api(make_api, keep: int):
+    """An API that runs the artifact GC loop, which applies retention after each complete."""
+    return make_api(env={"AETHER_RETAIN_LATEST_PER_APP": str(keep)}, background=[gc_loop])
+
+
+def _upload_and_settle(up: Uploader, body: bytes) -> dict:
+    """Upload, then wait until the GC loop has applied retention for it."""
+    answer = up.upload(body).json()
+    deadline = time.monotonic() + 15
+    while not up.api.state.artifact_gc.caught_up():
+        assert time.monotonic() < deadline, "the artifact GC loop did not apply retention"
+        time.sleep(0.01)  # polling with a deadline, not synchronising on a sleep
+    return answer
+
+
 def test_retention_keeps_newest_and_deployed_and_deletes_objects(make_api):
-    api = make_api(env={"AETHER_RETAIN_LATEST_PER_APP": "2"})
+    api = _retaining_api(make_api, 2)
     up = Uploader(api)
     uploads = [blob(100 + n) for n in range(5)]
 
     def store(n):
-        answer = up.upload(uploads[n][0]).json()
+        answer = _upload_and_settle(up, uploads[n][0])
         return answer["artifact_id"], answer["storage_key"]
 
     a1, a2 = store(0), store(1)
     app_id = api.get("/apps/shop").json()["id"]
-    d1 = api.run(_deploy, app_id, a1[0], "deploying", "running")
-    d2 = api.run(_deploy, app_id, a2[0], "deploying", "running")
-    api.run(deployment_store.set_status, d1, "superseded")
+    d1 = api.run(_deploy, app_id, a1[0])
+    d2 = api.run(_deploy, app_id, a2[0])  # d1 superseded
     store(2)
     a4 = store(3)  # a1 (previous successful) and a2 (running) are protected
     assert len(api.get("/artifacts?limit=10").json()["artifacts"]) == 4
-    api.run(_deploy, app_id, a4[0], "deploying", "running")
-    api.run(deployment_store.set_status, d2, "superseded")
+    api.run(_deploy, app_id, a4[0])  # d2 superseded
     store(4)  # now a2 is the previous successful one; a3 and a1 go
 
     kept = {a["digest"] for a in api.get("/artifacts?limit=10").json()["artifacts"]}
@@ -203,12 +221,14 @@ def test_listing_is_newest_first_with_cursor(api):
 
 
 def test_retention_keeps_an_artifact_another_app_is_running(make_api):
-    api = make_api(env={"AETHER_RETAIN_LATEST_PER_APP": "1"})
+    api = _retaining_api(make_api, 1)
     up = Uploader(api)
     first_body, first_digest = blob(200)
-    first_id = up.upload(first_body).json()["artifact_id"]
+    first_id = _upload_and_settle(up, first_body)["artifact_id"]
     prod = api.post("/apps", json={"name": "shop-prod"}, as_="deployer").json()
-    api.run(_deploy, prod["id"], first_id, "deploying", "running")
-    up.upload(blob(201)[0])  # shop keeps only its newest, but prod still runs the first
+    api.run(_deploy, prod["id"], first_id)
+    second = _upload_and_settle(
+        up, blob(201)[0]
+    )  # shop keeps only its newest, but prod runs the first
     kept = {a["digest"] for a in api.get("/artifacts?limit=10").json()["artifacts"]}
-    assert first_digest in kept
+    assert kept == {first_digest, second["digest"]}

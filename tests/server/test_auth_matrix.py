@@ -14,15 +14,15 @@ from seeding import insert_artifact
 from starlette.routing import Route
 
 from aether.pack.signing import generate_keypair
-from aether.server.app import collect_routes
 from aether.server.auth import is_open_path
+from aether.server.routes import ROUTES
 
 ALLOWED = "allowed"
 
 
 def _protected_routes() -> list[tuple[str, str]]:
     found = []
-    for route in collect_routes():
+    for route in ROUTES:
         if not isinstance(route, Route) or is_open_path(route.path):
             continue
         for method in sorted((route.methods or set()) - {"HEAD"}):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from aether.server.auth import Principal, TokenCache, bearer_token, is_open_path, resolve_token
+from aether.server.auth import Principal, TokenCache, is_open_path, parse_bearer, resolve_token
 from aether.server.state import app_url
 from aether.store import tokens
 
@@ -40,7 +40,7 @@ def test_app_urls(public_url, expected):
     ],
 )
 def test_bearer_parsing(header, token):
-    assert bearer_token({"authorization": header}) == token
+    assert parse_bearer(header) == token
 
 
 def test_open_paths():

@@ -8,6 +8,7 @@ import pytest
 from seeding import insert_artifact
 
 from aether.store import deployments as store
+from aether.store import rollouts
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_same_artifact_while_active_returns_the_same_deployment(api, shop):
     second = deploy(api, artifact["digest"])
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json()["id"] == first.json()["id"]
-    api.run(store.set_status, first.json()["id"], "failed", failure_reason="boom")
+    api.run(rollouts.mark_failed, first.json()["id"], "boom")
     third = deploy(api, artifact["digest"])
     assert third.status_code == 201 and third.json()["id"] != first.json()["id"]
 
@@ -72,13 +73,13 @@ def test_require_signature_refuses_unverified_artifacts(make_api):
     assert deploy(api, signed["digest"], as_="admin").status_code == 201
 
 
-def test_set_status_stamps_rollout_times(api, shop):
+def test_rollout_times_are_stamped_as_the_worker_moves_it(api, shop):
     _, artifact = shop
     deployment_id = deploy(api, artifact["digest"]).json()["id"]
-    api.run(store.set_status, deployment_id, "deploying")
+    api.run(rollouts.mark_deploying, deployment_id)
     started = api.get(f"/deployments/{deployment_id}").json()
     assert started["status"] == "deploying" and started["rollout_started_at"]
-    api.run(store.set_status, deployment_id, "running", endpoint="http://127.0.0.1:9999")
+    api.run(rollouts.mark_running, deployment_id, "http://127.0.0.1:9999")
     done = api.get(f"/deployments/{deployment_id}").json()
     assert done["rollout_completed_at"] and done["endpoint"] == "http://127.0.0.1:9999"
     assert done["rollout_started_at"] == started["rollout_started_at"]
@@ -107,12 +108,12 @@ def test_app_deployments_are_paginated_newest_first(api, shop):
 
 
 def test_listed_deployments_are_the_objects_the_api_shows_one_by_one(api, shop):
-    # The database writes the listing's objects; they must match deployment_json exactly,
+    # The database writes the listing's objects; they must match models.deployment_from exactly,
     # keys and their order included, whatever the fields hold.
     app, first = shop
     plain = deploy(api, first["digest"]).json()["id"]
-    api.run(store.set_status, plain, "deploying")
-    api.run(store.set_status, plain, "running", endpoint="http://127.0.0.1:9999")
+    api.run(rollouts.mark_deploying, plain)
+    api.run(rollouts.mark_running, plain, "http://127.0.0.1:9999")
     second = api.run(insert_artifact, app["id"])
     env = {"GREETING": 'héllo "wörld"\n\t✓', "EMPTY": "", "PATH": "/a\\b"}
     rich = deploy(
@@ -123,7 +124,7 @@ def test_listed_deployments_are_the_objects_the_api_shows_one_by_one(api, shop):
         start_command="node server.js --port=$PORT",
         health_path="/healthz?deep=1",
     ).json()["id"]
-    api.run(store.set_status, rich, "failed", failure_reason="exit code 1: «boom»")
+    api.run(rollouts.mark_failed, rich, "exit code 1: «boom»")
     rolled = api.post("/apps/shop/rollback", json={"to": rich}, as_="deployer").json()["id"]
     listed = api.get("/apps/shop/deployments", as_="reader").json()["deployments"]
     assert [item["id"] for item in listed] == [rolled, rich, plain]
@@ -139,7 +140,7 @@ def test_events_after_and_follow_of_a_finished_deployment(api, shop):
     deployment_id = deploy(api, artifact["digest"]).json()["id"]
     api.run(store.add_event, deployment_id, "deploying", "starting")
     api.run(store.add_event, deployment_id, "running", "healthy")
-    api.run(store.set_status, deployment_id, "running")
+    api.run(rollouts.mark_running, deployment_id, None)
     events = api.get(f"/deployments/{deployment_id}/events").json()["events"]
     later = api.get(f"/deployments/{deployment_id}/events?after={events[0]['id']}").json()
     assert [e["phase"] for e in later["events"]] == ["deploying", "running"]
@@ -153,7 +154,6 @@ def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, 
     from concurrent.futures import ThreadPoolExecutor
 
     from aether.server.routes import deployments as routes
-    from aether.store import reconcile
 
     # Far beyond the wait below: only the in-process wake-up can end the stream in time.
     monkeypatch.setattr(routes, "FOLLOW_POLL_SECS", 120.0)
@@ -162,8 +162,8 @@ def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, 
     with ThreadPoolExecutor(1) as pool:
         follow = pool.submit(api.get, f"/deployments/{deployment_id}/events?follow=true")
         # What the embedded worker writes (its own store functions).
-        api.run(reconcile.record_event, deployment_id, "running", "healthy")
-        api.run(reconcile.mark_running, deployment_id, "http://127.0.0.1:1")
+        api.run(rollouts.record_event, deployment_id, "running", "healthy")
+        api.run(rollouts.mark_running, deployment_id, "http://127.0.0.1:1")
         streamed = follow.result(timeout=30)
     lines = [json.loads(line) for line in streamed.text.splitlines()]
     assert [e["phase"] for e in lines] == ["pending", "running"]
@@ -172,11 +172,10 @@ def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, 
 def test_rollback_redeploys_the_previous_successful_artifact(api, shop):
     app, first_artifact = shop
     first = deploy(api, first_artifact["digest"]).json()
-    api.run(store.set_status, first["id"], "running")
+    api.run(rollouts.mark_running, first["id"], None)
     second_artifact = api.run(insert_artifact, app["id"])
     second = deploy(api, second_artifact["digest"], env={"V": "2"}).json()
-    api.run(store.set_status, first["id"], "superseded")
-    api.run(store.set_status, second["id"], "running")
+    api.run(rollouts.mark_running, second["id"], None)  # supersedes the first
     response = api.post("/apps/shop/rollback", json={}, as_="deployer")
     assert response.status_code == 201
     body = response.json()
@@ -223,12 +222,12 @@ def test_deleting_an_app_removes_its_deployments_and_events(api, shop):
 def test_apps_show_the_running_deployment_as_current(api, shop):
     app, first_artifact = shop
     running = deploy(api, first_artifact["digest"]).json()
-    api.run(store.set_status, running["id"], "running")
+    api.run(rollouts.mark_running, running["id"], None)
     newer = deploy(api, api.run(insert_artifact, app["id"])["digest"]).json()
     listed = api.get("/apps", as_="reader").json()["apps"][0]
     assert listed["current"]["id"] == running["id"] and listed["current"]["status"] == "running"
     assert api.get("/apps/shop").json()["current"]["id"] == running["id"]
-    api.run(store.set_status, running["id"], "superseded")
+    api.run(rollouts.supersede, [running["id"]])
     assert api.get("/apps/shop").json()["current"]["id"] == newer["id"]
 
 

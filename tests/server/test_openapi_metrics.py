@@ -8,7 +8,7 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from aether.server.app import collect_routes
+from aether.server.routes import ROUTES
 
 # The document does not depend on the metadata backend: build it once.
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
@@ -29,7 +29,7 @@ def test_openapi_document_is_valid_3_1_with_global_bearer_auth(api):
 def test_every_registered_route_is_documented(api):
     paths = api.get("/openapi.json", as_=None).json()["paths"]
     missing = []
-    for route in collect_routes():
+    for route in ROUTES:
         if not isinstance(route, Route):
             continue
         for method in (route.methods or set()) - {"HEAD"}:

@@ -1,4 +1,4 @@
-"""Deployment rows: concurrent idempotent creation, status stamps, pagination cursors."""
+"""Deployment rows: concurrent idempotent creation, transitions, pagination cursors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from aether.errors import BadRequest
-from aether.store import apps, deployments
+from aether.store import apps, deployments, rollouts
 from aether.store.clock import now_iso
 
 
@@ -35,19 +35,24 @@ async def test_concurrent_identical_requests_create_one_deployment(database):
     assert [e["phase"] for e in events] == ["pending"]
 
 
-async def test_set_status_stamps_only_once_and_keeps_the_endpoint(database):
+async def test_transitions_stamp_times_and_never_move_backwards(database):
     app, artifact_id = await _app_with_artifact(database)
     row, _ = await deployments.create_deployment(
         database, deployments.DeploymentSpec(app_id=app["id"], artifact_id=artifact_id)
     )
-    await deployments.set_status(database, row["id"], "deploying", endpoint="http://127.0.0.1:1")
-    await deployments.set_status(database, row["id"], "running")
-    first = await deployments.get_deployment(database, row["id"])
-    await deployments.set_status(database, row["id"], "failed", failure_reason="crashed")
-    last = await deployments.get_deployment(database, row["id"])
-    assert first["endpoint"] == last["endpoint"] == "http://127.0.0.1:1"
-    assert last["rollout_completed_at"] == first["rollout_completed_at"]
-    assert last["failure_reason"] == "crashed" and last["storage_key"] == "k"
+    assert await rollouts.mark_deploying(database, row["id"])
+    await rollouts.mark_running(database, row["id"], "http://127.0.0.1:1")
+    running = await deployments.get_deployment(database, row["id"])
+    assert running["status"] == "running" and running["endpoint"] == "http://127.0.0.1:1"
+    assert running["rollout_started_at"] and running["rollout_completed_at"]
+    assert not await rollouts.mark_deploying(database, row["id"])  # a late duplicate
+    assert (await deployments.get_deployment(database, row["id"]))["status"] == "running"
+    assert await rollouts.mark_failed(database, row["id"], "crashed")
+    failed = await deployments.get_deployment(database, row["id"])
+    assert failed["failure_reason"] == "crashed" and failed["storage_key"] == "k"
+    assert failed["rollout_started_at"] == running["rollout_started_at"]
+    await rollouts.mark_running(database, row["id"], "http://127.0.0.1:2")
+    assert (await deployments.get_deployment(database, row["id"]))["status"] == "failed"
 
 
 @pytest.mark.parametrize("cursor", ["!!!", "bm9waXBl", ""])

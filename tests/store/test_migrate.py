@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from aether.store.database import DuplicateKey, open_database
+from aether.store import open_database
+from aether.store.database import DuplicateKey
 from aether.store.migrate import available, migrate, pending
 
 EXPECTED_TABLES = {

@@ -12,9 +12,9 @@ from aether.errors import BadRequest
 from aether.settings import WorkerSettings
 from aether.worker.runtimes.base import LogLine
 from aether.worker.runtimes.kubernetes import KubernetesRuntime
-from aether.worker.runtimes.kubernetes_logs import normalise_stamp, parse_since
+from aether.worker.runtimes.kubernetes_logs import normalise_stamp, parse_since, pod_notice
 from plugins.kube_api import KubeAPI, wait_until
-from plugins.kube_cluster import Cluster, running_pod_status
+from plugins.kube_cluster import Cluster, init_pod_status, running_pod_status
 
 POD_A = f"hello-{FIRST.deployment_id[:8]}-0"
 POD_B = f"hello-{FIRST.deployment_id[:8]}-1"
@@ -106,3 +106,86 @@ def test_since_and_stamp_parsing() -> None:
 async def test_a_bad_cursor_is_a_bad_request(runtime: KubernetesRuntime) -> None:
     with pytest.raises(BadRequest, match="not a log cursor"):
         await collect(runtime.logs("hello", cursor="nope"))
+
+
+# --- saying what is seen where there is no output ------------------------------------------------
+
+
+def notices(lines: list[LogLine]) -> list[str]:
+    return [line.line for line in lines if line.stream == "notice"]
+
+
+async def test_an_app_without_pods_gets_a_notice_not_an_empty_answer(
+    runtime: KubernetesRuntime,
+) -> None:
+    lines = await collect(runtime.logs("nothing-here"))
+
+    assert notices(lines) == [
+        "nothing-here has no pods: nothing is deployed, or its pods are being replaced"
+    ]
+    assert lines[0].cursor == ""
+
+
+async def test_pods_not_scheduled_or_still_in_their_init_container_get_notices(
+    runtime: KubernetesRuntime, cluster: Cluster
+) -> None:
+    pending = running_pod_status()
+    pending.update(phase="Pending", containerStatuses=[], initContainerStatuses=[])
+    pending["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "message": "0/3 nodes: Insufficient cpu"}
+    ]
+    await cluster.create_pod("hello", "zz-pending", pending)
+    await cluster.create_pod("hello", "zz-init", init_pod_status())
+
+    lines = await collect(runtime.logs("hello", container="app"))
+
+    assert [line.line for line in lines if line.stream == "stdout"][-1] == "GET / 200"
+    assert notices(lines) == [
+        "pod hello-zz-pending is not scheduled: 0/3 nodes: Insufficient cpu",
+        "pod hello-zz-init is still in its init container (fetch): app has not started",
+    ]
+    # A notice resumes where the last line did: nothing after it is skipped.
+    assert {line.cursor for line in lines if line.stream == "notice"} == {lines[2].cursor}
+    fetch = await collect(runtime.logs("hello", container="fetch"))
+    assert "pod hello-zz-init" not in " ".join(notices(fetch))  # fetch runs: it has a log
+
+
+async def test_following_tells_when_a_pod_goes_and_when_one_waits(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    stream = runtime.logs("hello", tail=1, follow=True, container="app")
+    seen: list[LogLine] = []
+
+    async def reader() -> None:
+        async for line in stream:
+            seen.append(line)
+
+    task = asyncio.create_task(reader())
+    try:
+        await wait_until(lambda: [line.line for line in seen] == ["GET / 200"], what="the tail")
+        await cluster.delete("v1/pods", POD_B)
+        await wait_until(lambda: f"pod {POD_B} is gone" in notices(seen), what="the gone notice")
+        waiting = running_pod_status()
+        waiting["containerStatuses"][0]["state"] = {
+            "waiting": {"reason": "ImagePullBackOff", "message": "not found"}
+        }
+        await cluster.create_pod("hello", "late", waiting)
+        said = "pod hello-late: app is waiting (ImagePullBackOff: not found)"
+        await wait_until(lambda: said in notices(seen), what="the waiting notice")
+        await kube_api.write_log(POD_A, "app", "still here")
+        await wait_until(lambda: "still here" in [line.line for line in seen], what="a line")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert notices(seen).count(said) == 1  # said when it changed, not on every look
+
+
+def test_pod_notice_reads_the_pod_status() -> None:
+    pod = {"metadata": {"name": "p"}, "status": running_pod_status()}
+    assert pod_notice(pod, "app") is None and pod_notice(pod, "fetch") is None
+    assert pod_notice({"metadata": {"name": "p"}, "status": {}}, "app") == (
+        "pod p: container app has not been created yet"
+    )
+    initializing = {"metadata": {"name": "p"}, "status": init_pod_status()}
+    assert pod_notice(initializing, "fetch") is None
+    assert "init container" in (pod_notice(initializing, "app") or "")

@@ -174,6 +174,7 @@ async def test_failed_fetch_init_container_fails_with_its_reason(
     }
     status["containerStatuses"][0]["state"] = {"waiting": {"reason": "PodInitializing"}}
     await cluster.create_pod("hello", "x1", status)
+    await cluster.see_change("hello")
 
     with pytest.raises(Fatal) as failed:
         await asyncio.wait_for(task, 20)
@@ -182,29 +183,79 @@ async def test_failed_fetch_init_container_fails_with_its_reason(
         "fetching the artifact failed (exit 20): aether: error: digest mismatch"
         in failed.value.message
     )
-    assert record.messages("rollback") == ["no previous release: the app's objects were removed"]
+    assert record.messages("rollback") == [
+        "no release of this app ran before: removed Service hello, Deployment hello, "
+        f"Secret hello-pull-{FIRST.deployment_id}"
+    ]
     assert kube_api.live(DEPLOYMENTS, "hello") is None and kube_api.all_live("v1/secrets") == []
     assert await runtime.observe("hello") is None
 
 
-async def test_progress_deadline_exceeded_fails_and_restores_the_previous_release(
+async def test_a_failed_first_deploy_deletes_nothing_that_existed_before(
     runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
 ) -> None:
-    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    # An earlier attempt left the app's Service; another app runs beside it.
+    await roll_out(runtime, kube_api, cluster, replace(FIRST, app_name="other"), Recorder())
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "hello", "labels": {"app.kubernetes.io/managed-by": "aether"}},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+    await cluster.create("v1/services", service)
     record = Recorder()
-    task = asyncio.create_task(runtime.deploy(SECOND, record))
-    await wait_until(lambda: serving(kube_api, SECOND), what="the new template")
-
+    task = asyncio.create_task(runtime.deploy(FIRST, record))
+    await wait_until(lambda: serving(kube_api, FIRST), what="the Deployment")
     await cluster.deadline_exceeded("hello")
 
     with pytest.raises(Fatal, match="no progress before its deadline"):
         await asyncio.wait_for(task, 20)
+
+    assert record.messages("rollback") == [
+        "no release of this app ran before: removed Deployment hello, "
+        f"Secret hello-pull-{FIRST.deployment_id}"
+    ]
+    assert kube_api.live("v1/services", "hello") is not None  # it was there before
+    assert kube_api.live(DEPLOYMENTS, "other") is not None
+    assert kube_api.live("v1/secrets", f"other-pull-{FIRST.deployment_id}") is not None
+
+
+async def test_a_failed_upgrade_deletes_nothing_and_the_restore_is_assessed_afresh(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    task = asyncio.create_task(runtime.deploy(SECOND, Recorder()))
+    await wait_until(lambda: serving(kube_api, SECOND), what="the new template")
+    await cluster.deadline_exceeded("hello")
+    with pytest.raises(Fatal, match="no progress before its deadline"):
+        await asyncio.wait_for(task, 20)
+    stale = kube_api.live(DEPLOYMENTS, "hello")["status"]["conditions"]
+    for kind, name in (
+        ("v1/services", "hello"),
+        ("v1/secrets", f"hello-pull-{FIRST.deployment_id}"),
+    ):
+        assert kube_api.live(kind, name) is not None  # nothing deleted
+    assert kube_api.writes("DELETE", "deployments") == []
+
+    # The worker deploys FIRST again. The controller sees the change but keeps the failure it
+    # wrote for SECOND's ReplicaSet until FIRST's pods are available.
+    record = Recorder()
+    restore = asyncio.create_task(runtime.deploy(FIRST, record))
+    await wait_until(lambda: serving(kube_api, FIRST), what="the restored template")
+    await cluster.see_change("hello")
     live = kube_api.live(DEPLOYMENTS, "hello")
-    assert live["metadata"]["labels"]["deployment_id"] == FIRST.deployment_id
-    assert live["spec"]["template"]["metadata"]["annotations"]["aether.dev/digest"] == FIRST.digest
-    assert record.messages("rollback") == [f"restored deployment {FIRST.deployment_id}"]
-    # The restored pods still have their own pull token.
-    assert kube_api.live("v1/secrets", f"hello-pull-{FIRST.deployment_id}") is not None
+    await cluster.patch_status(DEPLOYMENTS, "hello", {**live["status"], "conditions": stale})
+    await wait_until(
+        lambda: "0/2 replicas updated, 0 available" in record.messages("rollout"),
+        what="the restore assessed with the stale condition in place",
+    )
+    assert not restore.done()
+    await cluster.finish_rollout("hello")
+    observed = await asyncio.wait_for(restore, 20)
+
+    assert observed.deployment_id == FIRST.deployment_id and observed.healthy
+    secrets = [s["metadata"]["name"] for s in kube_api.all_live("v1/secrets")]
+    assert secrets == [f"hello-pull-{FIRST.deployment_id}"]  # SECOND's token is pruned
 
 
 async def test_crash_loop_fails_with_the_app_output(
@@ -220,6 +271,7 @@ async def test_crash_loop_fails_with_the_app_output(
         lastState={"terminated": {"exitCode": 1, "message": "Error: Cannot find module 'express'"}},
     )
     await cluster.create_pod("hello", "x1", status)
+    await cluster.see_change("hello")
 
     with pytest.raises(
         Fatal, match=r"app keeps crashing \(exit 1, 3 restarts\): Error: Cannot find module"
@@ -236,14 +288,26 @@ async def test_conflicting_writes_are_reread_and_retried(
     observed = await roll_out(runtime, kube_api, cluster, SECOND, Recorder())
 
     assert observed.deployment_id == SECOND.deployment_id
-    puts = [
-        r
-        for r in kube_api
-        if r.method == "PUT" and r.name == "hello" and r.resource.plural == "deployments"
-    ]
-    assert len(puts) == 2  # the first carried a stale resourceVersion and got 409
-    # The retry was based on the other writer's version, and aether's declared state won.
-    assert "other" not in kube_api.live(DEPLOYMENTS, "hello")["metadata"]["annotations"]
+    # The first PUT carried the resourceVersion read before the controller's status write
+    # and got 409; the second, based on a fresh read, went through.
+    assert len(kube_api.writes("PUT", "deployments", "hello")) == 2
+    assert kube_api.live(DEPLOYMENTS, "hello")["metadata"]["labels"]["deployment_id"] == (
+        SECOND.deployment_id
+    )
+
+
+async def test_conflicts_beyond_the_bounded_retries_are_a_retry_for_the_worker(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    kube_api.race_next_write("deployments", "hello", times=5)
+
+    with pytest.raises(Retry, match="kept changing"):
+        await runtime.deploy(SECOND, Recorder())
+    assert len(kube_api.writes("PUT", "deployments", "hello")) == 5
+    assert kube_api.live(DEPLOYMENTS, "hello")["metadata"]["labels"]["deployment_id"] == (
+        FIRST.deployment_id
+    )
 
 
 async def test_remove_deletes_only_the_apps_objects(

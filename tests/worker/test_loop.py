@@ -233,7 +233,7 @@ async def test_run_stops_on_the_stop_flag_and_leaves_the_app_running(
 async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aether.store import pulse
+    from aether.store import wakeups
     from aether.worker import loop
 
     # Neither the poll nor the pending check can come in time: only the wake-up can.
@@ -245,7 +245,7 @@ async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
         app = await insert_app(database, "hello")
         await worker.run_once(wait=True)
         dep_id = await stage_deployment(database, tmp_path / "data", app)
-        pulse.poke(pulse.NEW_DEPLOYMENT)  # what store.create_deployment does after its insert
+        wakeups.poke(wakeups.NEW_DEPLOYMENT)  # what store.create_deployment does after its insert
 
         async def running() -> bool:
             return (await deployment(database, dep_id))["status"] == "running"
@@ -261,7 +261,7 @@ async def test_a_deployment_created_in_this_process_wakes_the_worker_at_once(
 async def listening_worker(url: str, tmp_path: Path) -> AsyncIterator[tuple[Database, Worker]]:
     """A running worker on a fresh PostgreSQL database with one settled app ("hello"), its
     LISTEN in effect and a safety poll (120 s) far beyond any deadline of the tests."""
-    from aether.store.database import open_database
+    from aether.store import open_database
     from aether.store.migrate import migrate
 
     db = open_database(url, tmp_path)

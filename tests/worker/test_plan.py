@@ -7,9 +7,10 @@ import pytest
 from aether.worker.plan import (
     Deploy,
     DeploymentState,
+    KeepWorkload,
     MarkRunning,
-    Remove,
     Supersede,
+    changes_anything,
     desired_deployment,
     plan,
 )
@@ -28,16 +29,51 @@ def test_nothing_desired_nothing_running_is_a_no_op() -> None:
     assert plan([], None) == []
 
 
-def test_nothing_desired_but_something_running_removes_it() -> None:
-    assert plan([], serving("a")) == [Remove()]
+def test_a_workload_without_deployments_is_kept_not_removed() -> None:
+    assert plan([], serving("a")) == [KeepWorkload(None, "a")]
 
 
-def test_only_failed_deployments_and_a_leftover_process_removes_it() -> None:
-    assert plan([dep("a", "failed", 1)], serving("a")) == [Remove()]
+def test_when_every_release_failed_the_last_running_one_is_kept() -> None:
+    # The history the old worker wrote: the running release marked failed by a stale status.
+    deployments = [dep("a", "failed", 1), dep("b", "failed", 2)]
+    assert plan(deployments, serving("a")) == [KeepWorkload("b", "a")]
 
 
-def test_observed_without_a_deployment_id_needs_no_removal() -> None:
-    assert plan([], serving(None)) == []
+def test_a_workload_the_runtime_cannot_name_is_kept_too() -> None:
+    # Kubernetes: a Deployment whose rollout has not completed reports no deployment id.
+    assert plan([dep("a", "failed", 1)], serving(None)) == [KeepWorkload("a", None)]
+
+
+def test_every_release_failed_and_nothing_runs_is_a_no_op() -> None:
+    assert plan([dep("a", "failed", 1)], None) == []
+
+
+@pytest.mark.parametrize(
+    "deployments",
+    [
+        [],
+        [dep("a", "failed", 1)],
+        [dep("a", "superseded", 1), dep("b", "failed", 2)],
+        [dep("a", "running", 1), dep("b", "failed", 2), dep("c", "failed", 3)],
+        [dep("a", "running", 1), dep("b", "pending", 2)],
+    ],
+)
+@pytest.mark.parametrize("observed", [None, "a", "b", "other", ""])
+def test_no_history_ever_plans_a_removal(
+    deployments: list[DeploymentState], observed: str | None
+) -> None:
+    seen = None if observed is None else serving(observed or None)
+    actions = plan(deployments, seen)
+    assert all(isinstance(a, Deploy | MarkRunning | Supersede | KeepWorkload) for a in actions)
+    kept = [a for a in actions if isinstance(a, KeepWorkload)]
+    assert not kept or (seen is not None and actions == kept)
+
+
+def test_a_note_alone_does_not_wake_the_loop_again() -> None:
+    assert not changes_anything([KeepWorkload("a", "a")])
+    assert not changes_anything([])
+    assert changes_anything([Deploy("a")])
+    assert changes_anything([MarkRunning("a"), Supersede(("b",))])
 
 
 def test_new_pending_deployment_is_deployed() -> None:
@@ -50,6 +86,11 @@ def test_deploying_deployment_after_a_worker_crash_is_deployed_again() -> None:
 
 def test_running_deployment_with_nothing_observed_restarts_it() -> None:
     assert plan([dep("a", "running", 1)], None) == [Deploy("a", restart=True)]
+
+
+def test_running_deployment_the_runtime_does_not_report_serving_is_restarted() -> None:
+    # Kubernetes after a worker restart mid-rollout: the template is there, not rolled out.
+    assert plan([dep("a", "running", 1)], serving(None)) == [Deploy("a", restart=True)]
 
 
 def test_running_and_serving_is_converged() -> None:
@@ -77,7 +118,34 @@ def test_failed_newest_falls_back_to_the_previous_running_one() -> None:
 
 def test_failed_newest_with_nothing_observed_restarts_the_previous() -> None:
     deployments = [dep("a", "running", 1), dep("b", "failed", 2)]
-    assert plan(deployments, None) == [Deploy("a", restart=True)]
+    assert plan(deployments, None) == [Deploy("a", restart=True, restores="b")]
+
+
+def test_failed_newest_still_on_the_runtime_is_replaced_by_the_previous() -> None:
+    # Kubernetes with Recreate: the failed release's template is what the cluster holds.
+    deployments = [dep("a", "running", 1), dep("b", "failed", 2)]
+    assert plan(deployments, serving("b", healthy=False)) == [
+        Deploy("a", restart=True, restores="b")
+    ]
+    assert plan(deployments, serving(None)) == [Deploy("a", restart=True, restores="b")]
+
+
+def test_two_failures_in_a_row_restore_the_last_good_release() -> None:
+    deployments = [dep("a", "running", 1), dep("b", "failed", 2), dep("c", "failed", 3)]
+    assert plan(deployments, serving("c", healthy=False)) == [
+        Deploy("a", restart=True, restores="c")
+    ]
+    assert plan(deployments, serving("a")) == []
+
+
+def test_a_failure_older_than_the_desired_release_is_not_a_restore() -> None:
+    deployments = [dep("a", "failed", 1), dep("b", "running", 2)]
+    assert plan(deployments, None) == [Deploy("b", restart=True)]
+
+
+def test_a_pending_release_after_a_failure_is_a_plain_deploy() -> None:
+    deployments = [dep("a", "running", 1), dep("b", "failed", 2), dep("c", "pending", 3)]
+    assert plan(deployments, serving("a")) == [Deploy("c")]
 
 
 def test_older_pending_deployments_are_superseded_once_a_newer_one_runs() -> None:
@@ -98,7 +166,7 @@ def test_newer_deployments_are_never_superseded() -> None:
 
 def test_superseded_is_desired_only_when_everything_newer_failed() -> None:
     deployments = [dep("a", "superseded", 1), dep("b", "failed", 2)]
-    assert plan(deployments, None) == [Deploy("a", restart=True)]
+    assert plan(deployments, None) == [Deploy("a", restart=True, restores="b")]
     assert plan(deployments, serving("a")) == [MarkRunning("a")]
 
 

@@ -8,7 +8,7 @@ Callers (the server's artifact routes, the garbage collector, the worker) use
 from __future__ import annotations
 
 from aether.blobs.base import BlobStore, ObjectInfo, PartInfo, PresignedRequest
-from aether.blobs.keys import storage_key
+from aether.blobs.storage_keys import storage_key
 from aether.settings import BlobSettings
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The blob store interface both backends implement (local folder, S3).
 
-Keys are content-addressed (see :mod:`aether.blobs.keys`). Uploads never pass through this
+Keys are content-addressed (see :mod:`aether.blobs.storage_keys`). Uploads never pass through this
 interface as bytes: the store hands out presigned requests that clients execute directly,
 and the control plane verifies the result (``head``/``read_sha256``) before trusting it.
 """

@@ -24,8 +24,8 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from aether.blobs.base import BlobStore, ObjectInfo, PartInfo, PresignedRequest, expires_at
-from aether.blobs.keys import check_key
-from aether.blobs.presign import UrlSigner, load_or_create_secret
+from aether.blobs.storage_keys import check_key
+from aether.blobs.url_signer import UrlSigner, load_or_create_secret
 from aether.digests import sha256_file
 from aether.errors import BadRequest, DigestMismatch, IOFailure, NotFound
 
@@ -44,6 +44,8 @@ class LocalBlobStore(BlobStore):
     def __init__(self, data_dir: Path, *, public_url: str) -> None:
         self.root = data_dir / "blobs"
         self.public_url = public_url.rstrip("/")
+        # The URL signer's HMAC secret (not a key of any artifact): the file name is what
+        # existing data dirs hold, so it stays.
         self._secret_path = data_dir / "presign.key"
         self._signer: UrlSigner | None = None
 

@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "list": ("aether.cli.listing:list_apps", "List apps and their deployments.", False),
     "logs": ("aether.cli.logs:logs", "Show or stream an app's output.", False),
     "rollback": ("aether.cli.rollback:rollback", "Redeploy an earlier release of an app.", False),
-    "keys": ("aether.cli.keys:keys", "Create and register artifact signing keys.", False),
+    "keys": ("aether.cli.signing_keys:keys", "Create and register artifact signing keys.", False),
     "pack": ("aether.cli.pack:pack", "Build a deterministic artifact without deploying.", False),
     "verify": ("aether.cli.verify:verify", "Check an artifact against its manifest.", False),
     "serve": ("aether.cli.serve:serve", "Run the control-plane API (and a worker).", False),

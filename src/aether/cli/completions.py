@@ -26,5 +26,6 @@ def completions(shell: str) -> None:
     from aether.cli import cli
 
     completion_class = get_completion_class(shell)
+    assert completion_class is not None  # --shell admits only shells click knows
     script = completion_class(cli, {}, "aether", "_AETHER_COMPLETE").source()
     click.echo(script)

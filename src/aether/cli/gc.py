@@ -35,7 +35,7 @@ def gc(ttl_secs: int | None, output_format: str) -> None:
     """
     import asyncio
 
-    from aether.server.gc import run_once
+    from aether.server.artifacts.gc import run_once
 
     report = asyncio.run(run_once(dict(os.environ), ttl_secs=ttl_secs))
     emit(report.as_json(), _render)

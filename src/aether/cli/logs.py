@@ -83,13 +83,15 @@ def parse_since(value: str | None, *, now: datetime | None = None) -> str | None
 
 def format_line(entry: dict[str, Any]) -> str:
     stream = entry.get("stream", "stdout")
-    marker = " !" if stream == "stderr" else ""
+    marker = {"stderr": " !", "notice": " aether:"}.get(stream, "")
     return f"{entry.get('ts', '')}{marker} {entry.get('line', '')}"
 
 
 def print_text_line(entry: dict[str, Any]) -> None:
-    sys.stdout.write(format_line(entry) + "\n")
-    sys.stdout.flush()
+    # A notice (Kubernetes: a pod not scheduled, still fetching, gone) is not the app's output.
+    out = sys.stderr if entry.get("stream") == "notice" else sys.stdout
+    out.write(format_line(entry) + "\n")
+    out.flush()
 
 
 def print_json_line(entry: dict[str, Any]) -> None:

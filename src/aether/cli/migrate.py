@@ -36,12 +36,14 @@ def migrate(status: bool, data_dir: Path | None, output_format: str) -> None:
 
     `aether serve` applies them at start too, unless run with --no-migrate.
     """
-    from aether.server import admin
+    from aether.server import store_admin
     from aether.settings import ServerSettings
 
     environ = dict(os.environ)
     if data_dir is not None:
         environ["AETHER_DATA_DIR"] = str(data_dir)
     settings = ServerSettings.from_env(environ)
-    result = admin.migration_status(settings) if status else admin.apply_migrations(settings)
+    result = (
+        store_admin.migration_status(settings) if status else store_admin.apply_migrations(settings)
+    )
     emit(result, _render)

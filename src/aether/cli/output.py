@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import click
+
+# A command's result: one JSON object (a plain dict, or a model of aether.models).
+Result = TypeVar("Result", bound=Mapping[str, Any])
 
 
 class OutputState:
@@ -71,7 +74,7 @@ def format_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def emit(data: dict[str, Any], render_text: Callable[[dict[str, Any]], str] | None = None) -> None:
+def emit(data: Result, render_text: Callable[[Result], str] | None = None) -> None:
     """Print the command's result: JSON (one object) or the text rendering."""
     if state.json or render_text is None:
         sys.stdout.write(json.dumps(data, indent=None, sort_keys=False) + "\n")
@@ -80,7 +83,3 @@ def emit(data: dict[str, Any], render_text: Callable[[dict[str, Any]], str] | No
         if text:
             sys.stdout.write(text.rstrip("\n") + "\n")
     sys.stdout.flush()
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

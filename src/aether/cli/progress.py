@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
+
+from aether.models import Event
 
 BYTE_PHASES = frozenset({"pack", "upload", "download"})
 BAR_WIDTH = 24
@@ -83,7 +85,7 @@ class Progress:
             self._write("\r\x1b[2K" + render_bar(phase, done, total, now - self._started))
             self._drawn = True
 
-    def event(self, event: dict[str, Any]) -> None:
+    def event(self, event: Event) -> None:
         """One deployment event as a line (above the bar on a terminal)."""
         self._clear()
         message = event.get("message") or ""

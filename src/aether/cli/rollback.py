@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from aether.cli.connection import (
@@ -14,6 +12,7 @@ from aether.cli.connection import (
     token_option,
 )
 from aether.cli.output import emit, format_option
+from aether.models import Deployment
 
 
 @click.command(name="rollback")
@@ -56,7 +55,7 @@ def rollback(
     emit(deployment, _render)
 
 
-def _render(deployment: dict[str, Any]) -> str:
+def _render(deployment: Deployment) -> str:
     digest = (deployment.get("artifact_digest") or "")[:12]
     text = (
         f"Rolled back {deployment.get('app_name')} to {digest} "

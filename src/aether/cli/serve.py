@@ -16,11 +16,11 @@ def _background_tasks(
     """Coroutines started inside the server's lifespan, each given the ServerState.
 
     The in-process worker (unless ``no_worker``); in both cases the runtime becomes the
-    server's log source. Always the pending-upload GC."""
-    from aether.server.gc import pending_gc_loop
+    server's log source. Always the artifact GC (pending uploads, retention)."""
+    from aether.server.artifacts.gc import gc_loop
     from aether.worker.service import serve_jobs
 
-    return [*serve_jobs(environ, run_loop=not no_worker), pending_gc_loop]
+    return [*serve_jobs(environ, run_loop=not no_worker), gc_loop]
 
 
 @click.command(name="serve")

@@ -60,9 +60,9 @@ def create(
     Example:
       aether token create --name ci --role deployer --expires-in 2592000
     """
-    from aether.server import admin
+    from aether.server import store_admin
 
-    result = admin.create_token(
+    result = store_admin.create_token(
         _settings(data_dir), name=name, role=role, email=email, ttl_secs=expires_in
     )
     emit(result, lambda r: f"{r['token']}\n(id {r['token_id']}, role {r['role']}; shown only once)")
@@ -84,9 +84,9 @@ def _render_list(result: dict[str, Any]) -> str:
 @format_option
 def list_(include_revoked: bool, data_dir: Path | None, output_format: str) -> None:
     """List tokens (never the tokens themselves)."""
-    from aether.server import admin
+    from aether.server import store_admin
 
-    tokens = admin.list_tokens(_settings(data_dir), include_revoked=include_revoked)
+    tokens = store_admin.list_tokens(_settings(data_dir), include_revoked=include_revoked)
     emit({"tokens": tokens}, _render_list)
 
 
@@ -96,6 +96,8 @@ def list_(include_revoked: bool, data_dir: Path | None, output_format: str) -> N
 @format_option
 def revoke(token_id: str, data_dir: Path | None, output_format: str) -> None:
     """Revoke a token by id; it stops working at once."""
-    from aether.server import admin
+    from aether.server import store_admin
 
-    emit(admin.revoke_token(_settings(data_dir), token_id), lambda r: f"revoked {r['revoked']}")
+    emit(
+        store_admin.revoke_token(_settings(data_dir), token_id), lambda r: f"revoked {r['revoked']}"
+    )

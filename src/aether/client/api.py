@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import Any, Protocol
 
 from aether import __version__
 from aether.client.http import UPLOAD_RETRY, HttpSession, Response, TransportError
@@ -128,9 +128,15 @@ class ApiClient:
                 raise network_error("GET", url, exc) from exc
 
 
+class UploadBody(Protocol):
+    """What a presigned PUT sends: a file, or a slice of one (its length known up front)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def put_presigned(
     url: str,
-    body: IO[bytes],
+    body: UploadBody,
     headers: Mapping[str, str],
     *,
     session: HttpSession | None = None,

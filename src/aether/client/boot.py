@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
@@ -71,8 +72,6 @@ def _run(
     log_path: Path,
     timeout_secs: float,
 ) -> BootReport:
-    import subprocess
-
     port = _free_port()
     env = {k: v for k, v in environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
     env.update(PORT=str(port), NODE_ENV=env.get("NODE_ENV", "production"))
@@ -97,7 +96,9 @@ def _run(
     return BootReport(round(time.monotonic() - started, 3), status, command)
 
 
-def _wait_healthy(process, port: int, health_path: str | None, deadline: float) -> int:  # type: ignore[no-untyped-def]
+def _wait_healthy(
+    process: subprocess.Popen[bytes], port: int, health_path: str | None, deadline: float
+) -> int:
     path = health_path or "/"
     while True:
         if process.poll() is not None:
@@ -119,7 +120,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _stop(process) -> None:  # type: ignore[no-untyped-def]
+def _stop(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGTERM)
     try:

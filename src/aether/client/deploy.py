@@ -16,15 +16,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aether.client.api import ApiClient
 from aether.client.apps import ensure_app
 from aether.client.follow import EventCallback, follow_deployment
 from aether.client.resume import ResumeStore
-from aether.client.upload import ProgressCallback, UploadRequest, server_config, upload_artifact
+from aether.client.transfer import ProgressCallback, UploadRequest
+from aether.client.upload import server_config, upload_artifact
 from aether.errors import ConfigError, UsageError
-from aether.models import check_app_name, sanitize_app_name
+from aether.models import Deployment, DeploymentRequest, check_app_name, sanitize_app_name
 from aether.pack.target import Target
 from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
@@ -257,10 +258,10 @@ def _upload(
     }
 
 
-def _register(api: ApiClient, app: str, packed: Any, options: DeployOptions) -> dict[str, Any]:
+def _register(api: ApiClient, app: str, packed: Any, options: DeployOptions) -> Deployment:
     """``POST /deployments``: idempotent per app and digest on the server; records the
     Node.js major the artifact was built for."""
-    body: dict[str, Any] = {"app_name": app, "artifact_digest": packed.digest}
+    body: DeploymentRequest = {"app_name": app, "artifact_digest": packed.digest}
     if options.env:
         body["env"] = dict(options.env)
     start_command = options.start_command or packed.start_command
@@ -270,7 +271,7 @@ def _register(api: ApiClient, app: str, packed: Any, options: DeployOptions) -> 
         body["health_path"] = options.health_path
     if packed.node_major is not None:
         body["node_version"] = str(packed.node_major)
-    return api.post("/deployments", body)
+    return cast(Deployment, api.post("/deployments", body))
 
 
 def _resume_root(options: DeployOptions, environ: Mapping[str, str]) -> Path:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import cast
 
 from aether.client.api import ApiClient
 from aether.errors import InternalError, NetworkError
-from aether.models import TERMINAL_STATUSES
+from aether.models import TERMINAL_STATUSES, Deployment, Event
 
-EventCallback = Callable[[dict[str, Any]], None]
+EventCallback = Callable[[Event], None]
 FIRST_POLL_SECS = 0.25
 MAX_POLL_SECS = 2.0
 STREAM_READ_SECS = 30.0
@@ -43,11 +43,11 @@ def follow_deployment(
     on_event: EventCallback | None = None,
     timeout_secs: float = 180.0,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
+) -> Deployment:
     """Report events until the deployment is terminal; return it when it is ``running``."""
     deadline = time.monotonic() + timeout_secs
     after: int | None = None
-    last_event: dict[str, Any] | None = None
+    last_event: Event | None = None
     delay = FIRST_POLL_SECS
     while True:
         remaining = max(deadline - time.monotonic(), 1.0)
@@ -58,7 +58,7 @@ def follow_deployment(
                     on_event(event)
         except NetworkError:
             pass  # dropped or silent stream: the status check below decides what next
-        deployment = api.get(f"/deployments/{deployment_id}")
+        deployment = cast(Deployment, api.get(f"/deployments/{deployment_id}"))
         if deployment.get("status") in TERMINAL_STATUSES:
             return finished(deployment, last_event)
         if time.monotonic() >= deadline:
@@ -73,22 +73,23 @@ def follow_deployment(
 
 def _event_stream(
     api: ApiClient, deployment_id: str, after: int | None, read_timeout: float
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Event]:
     params = {"follow": True, "after": after}
     for item in api.stream_lines(
         f"/deployments/{deployment_id}/events", params, read_timeout=read_timeout
     ):
         # A server without streaming answers one JSON object {"events": [...]}.
         batch = item["events"] if isinstance(item.get("events"), list) else [item]
-        yield from (event for event in batch if isinstance(event, dict))
+        yield from (cast(Event, event) for event in batch if isinstance(event, dict))
 
 
-def finished(deployment: dict[str, Any], last_event: dict[str, Any] | None) -> dict[str, Any]:
+def finished(deployment: Deployment, last_event: Event | None) -> Deployment:
     """Return a running deployment; raise with the best reason for any other terminal one."""
     status = deployment.get("status")
     if status == "running":
         return deployment
-    reason = deployment.get("failure_reason") or (last_event or {}).get("message") or ""
+    last_message = last_event.get("message") if last_event is not None else None
+    reason = deployment.get("failure_reason") or last_message or ""
     if status == "superseded":
         reason = reason or "a newer deployment replaced it before it was running"
     raise RolloutFailed(

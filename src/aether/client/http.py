@@ -308,7 +308,8 @@ def _proxy_for(scheme: str, host: str) -> _Proxy | None:
         return None
     import urllib.request  # only when a proxy is configured: it is slow to import
 
-    if urllib.request.proxy_bypass_environment(host):
+    # Not in the type stubs, but part of urllib.request since Python 3.0.
+    if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]
         return None
     proxies = urllib.request.getproxies_environment()
     address = proxies.get(scheme) or proxies.get("all")

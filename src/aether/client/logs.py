@@ -55,7 +55,8 @@ def stream_logs(
                 failing_since = None
                 on_line(entry)
                 count += 1
-                cursor = entry.get("cursor", cursor)
+                if entry.get("stream") != "notice":  # a notice says what is seen, not a line
+                    cursor = entry.get("cursor", cursor)
         except NetworkError:
             if not query.follow:
                 raise

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aether.client.api import ApiClient, ThreadSessions, put_presigned
 from aether.client.resume import PartPlan, ResumeStore, UploadRecord, missing_parts, plan_parts
-from aether.client.upload import (
+from aether.client.transfer import (
     ByteCounter,
     ProgressCallback,
     SliceReader,

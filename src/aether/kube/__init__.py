@@ -8,7 +8,9 @@ idempotently, read objects and pod logs. Every failure is a :class:`KubeError`.
 from aether.kube.apply import Applied, KubeNotOwned, apply, ensure_owned, holds
 from aether.kube.client import (
     DEPLOYMENTS,
+    KINDS,
     PODS,
+    REPLICASETS,
     SECRETS,
     SERVICES,
     Kind,
@@ -24,11 +26,13 @@ from aether.kube.errors import (
     KubeNotFound,
     KubeUnavailable,
 )
-from aether.kube.logs import follow_log, log_params, read_log
+from aether.kube.logs import LogUnavailable, follow_log, log_params, read_log
 
 __all__ = [
     "DEPLOYMENTS",
+    "KINDS",
     "PODS",
+    "REPLICASETS",
     "SECRETS",
     "SERVICES",
     "Applied",
@@ -41,6 +45,7 @@ __all__ = [
     "KubeNotFound",
     "KubeNotOwned",
     "KubeUnavailable",
+    "LogUnavailable",
     "apply",
     "ensure_owned",
     "follow_log",

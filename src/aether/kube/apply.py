@@ -2,13 +2,23 @@
 
 ``apply`` reads the object, creates it when missing, leaves it alone when it already holds
 everything the manifest says (the API server adds defaults, so "holds" means the manifest is
-a subset of the live object), and otherwise replaces it with the ``resourceVersion`` it read.
-A 409 (another writer got there first) means: read again and retry. Objects that lack the
-owner labels are never touched: they belong to someone else.
+a subset of the live object), and otherwise replaces it (PUT) with the ``resourceVersion`` it
+read. A 409 — the Deployment controller writes status between our read and our write, several
+times a rollout — means: read again and retry, a bounded number of times with a short growing
+pause; past that the conflict is a transient error the worker retries later. Objects that lack
+the owner labels are never touched: they belong to someone else.
+
+Why GET/PUT and not server-side apply: aether owns every field it writes on objects only it
+manages (the owner labels), so field-level ownership buys little; a converged object costs one
+GET and no write; the read is needed anyway for the owner check; and PUT's semantics (replace,
+guarded by ``resourceVersion``) are what the test API server (kmock) can emulate faithfully,
+where server-side apply's merge rules could only be faked. The price: a PUT drops fields other
+writers added to these objects (the controller re-adds its revision annotation).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +28,7 @@ from aether.kube.client import SERVICES, KubeClient, kind_of
 from aether.kube.errors import KubeConflict, KubeError
 
 ATTEMPTS = 5
+CONFLICT_PAUSE_SECS = 0.05  # doubled after each conflict: 0.05, 0.1, 0.2, 0.4
 
 
 class KubeNotOwned(KubeError):
@@ -42,7 +53,9 @@ async def apply(
 ) -> Applied:
     kind = kind_of(manifest)
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    for _ in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            await asyncio.sleep(CONFLICT_PAUSE_SECS * 2 ** (attempt - 1))
         current = await client.get(kind, namespace, name)
         try:
             if current is None:

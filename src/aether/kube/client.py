@@ -35,10 +35,13 @@ class Kind:
 
 
 DEPLOYMENTS = Kind("apps/v1", "deployments", "Deployment")
+REPLICASETS = Kind("apps/v1", "replicasets", "ReplicaSet")
 SERVICES = Kind("v1", "services", "Service")
 SECRETS = Kind("v1", "secrets", "Secret")
 PODS = Kind("v1", "pods", "Pod")
-KINDS = {kind.kind: kind for kind in (DEPLOYMENTS, SERVICES, SECRETS, PODS)}
+KINDS = {kind.kind: kind for kind in (DEPLOYMENTS, REPLICASETS, SERVICES, SECRETS, PODS)}
+# Names aether's writes in the objects' managedFields (kubectl shows who wrote what).
+FIELD_MANAGER = "aether"
 
 
 def kind_of(manifest: Mapping[str, Any]) -> Kind:
@@ -129,14 +132,26 @@ class KubeClient:
     async def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         kind, namespace, name = _address(manifest)
         return await self.call(
-            "POST", kind, namespace, None, body=manifest, what=f"create {kind.kind} {name}"
+            "POST",
+            kind,
+            namespace,
+            None,
+            body=manifest,
+            params={"fieldManager": FIELD_MANAGER},
+            what=f"create {kind.kind} {name}",
         )
 
     async def replace(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """PUT: fails with KubeConflict when ``metadata.resourceVersion`` is stale."""
         kind, namespace, name = _address(manifest)
         return await self.call(
-            "PUT", kind, namespace, name, body=manifest, what=f"replace {kind.kind} {name}"
+            "PUT",
+            kind,
+            namespace,
+            name,
+            body=manifest,
+            params={"fieldManager": FIELD_MANAGER},
+            what=f"replace {kind.kind} {name}",
         )
 
     async def patch(

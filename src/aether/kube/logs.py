@@ -3,7 +3,8 @@
 Lines come back as the kubelet sends them with ``timestamps=true``:
 ``2024-05-01T10:00:00.123456789Z the line``. Following holds one streaming request open in
 a worker thread and hands lines to the event loop through a queue; closing the iterator
-closes the request.
+closes the request. A container with no log to give (not started yet, or its pod is gone)
+raises :class:`LogUnavailable` on a read, with the API server's reason.
 """
 
 from __future__ import annotations
@@ -42,10 +43,18 @@ def log_params(
     return params
 
 
+class LogUnavailable(KubeError):
+    """The container has no log yet (400 "waiting to start") or its pod is gone (404)."""
+
+    def __init__(self, message: str, *, gone: bool) -> None:
+        super().__init__(message, status=404 if gone else 400)
+        self.gone = gone
+
+
 async def read_log(
     client: KubeClient, namespace: str, pod: str, params: Mapping[str, str]
 ) -> list[str]:
-    """The log lines of one container of one pod ([] when it has not started yet)."""
+    """The log lines of one container of one pod; :class:`LogUnavailable` when it has none."""
 
     def send() -> list[str]:
         response = _open(client, namespace, pod, params, stream=False)
@@ -54,10 +63,7 @@ async def read_log(
         finally:
             response.close()
 
-    try:
-        return await asyncio.to_thread(send)
-    except _NotStarted:
-        return []
+    return await asyncio.to_thread(send)
 
 
 async def follow_log(
@@ -74,8 +80,8 @@ async def follow_log(
             if stream.attach(response):
                 for raw in response.iter_lines():
                     loop.call_soon_threadsafe(queue.put_nowait, raw.decode("utf-8", "replace"))
-        except (_NotStarted, requests.RequestException, AttributeError, ValueError):
-            pass  # closed from our side, or nothing to stream (yet)
+        except (LogUnavailable, requests.RequestException, AttributeError, ValueError):
+            pass  # closed from our side, or nothing to stream (yet): the caller looks again
         except KubeError as exc:
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:
@@ -118,10 +124,6 @@ class _Stream:
                     self._response.close()
 
 
-class _NotStarted(Exception):
-    """The container has no log yet (400 "waiting to start") or the pod is gone."""
-
-
 def _open(
     client: KubeClient, namespace: str, pod: str, params: Mapping[str, str], *, stream: bool
 ) -> requests.Response:
@@ -135,6 +137,8 @@ def _open(
     message = status_message(response)
     response.close()
     error = error_for_status(response.status_code, message, what=f"logs of pod {pod}")
-    if isinstance(error, KubeNotFound) or response.status_code == 400:
-        raise _NotStarted(message)
+    if isinstance(error, KubeNotFound):
+        raise LogUnavailable(f"pod {pod} is gone", gone=True)
+    if response.status_code == 400:
+        raise LogUnavailable(f"pod {pod}: {message}", gone=False)
     raise error

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from aether.pack import tarcodec
 from aether.pack.compress import CompressedSink
 from aether.pack.packer import TreeContents, finish_tree, write_members
-from aether.pack.plan import PLAN_PIECES, Plan, entries_of
+from aether.pack.partition import PLAN_PIECES, Plan, entries_of
 from aether.pack.walk import Walker
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from stat import S_ISREG
+from typing import Any
 
 import blake3
 
@@ -46,11 +47,11 @@ def read_batch_python(
     mtime: bytes,
     budget: int,
     inline_max: int,
-    files: list,
+    files: list[Any],
     directories: list[str],
     symlinks: list[tuple[str, str]],
-    hasher: Callable = blake3.blake3,
-    new_record: Callable = tuple,
+    hasher: Callable[..., Any] = blake3.blake3,
+    new_record: Callable[..., Any] = tuple,
 ) -> tuple[bytes, int, int]:
     """The reference reader: the same contract as the native one, but never ``CAREFUL``.
 
@@ -120,10 +121,10 @@ def read_exact(fd: int, size: int, entry: Entry) -> bytes:
 
 def _native() -> Reader | None:
     try:
-        from aether.pack import _batchread
+        from aether.pack._batchread import read_batch as native
     except ImportError:  # not built (no compiler at install time): the Python reader does
         return None
-    return _batchread.read_batch
+    return native
 
 
 native_read_batch = _native()

@@ -29,7 +29,7 @@ from aether.pack.manifest import build_manifest, write_manifest
 from aether.pack.natives import candidates, check_natives
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents
-from aether.pack.plan import Plan, plan_tree
+from aether.pack.partition import Plan, plan_tree
 from aether.pack.prepare import Prepared, check_start, prepare
 from aether.pack.project import read_package_json
 from aether.pack.sidecars import write_sbom, write_signature

@@ -12,6 +12,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 from collections.abc import Callable
+from typing import Any
 
 # Programs every Node.js runtime image and host has.
 KNOWN_PROGRAMS = frozenset(
@@ -22,7 +23,7 @@ _SHELL_SPLIT = ("&&", "||", ";", "|")
 Exists = Callable[[str], bool]  # is this path (relative to the app folder) in the artifact?
 
 
-def default_start_command(package: dict, exists: Exists) -> str:
+def default_start_command(package: dict[str, Any], exists: Exists) -> str:
     scripts = package.get("scripts") or {}
     script = scripts.get("start") if isinstance(scripts, dict) else None
     if isinstance(script, str) and script.strip():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from aether import __version__
 from aether.pack.project import read_json_file
 
 
-def lock_packages(project_dir: Path, installed_root: Path | None = None) -> dict[str, dict]:
+def lock_packages(
+    project_dir: Path, installed_root: Path | None = None
+) -> dict[str, dict[str, Any]]:
     """The lockfile's packages; ``installed_root`` holds node_modules when it is not in
     ``project_dir`` (the staged build's production install)."""
     for candidate in (
@@ -24,7 +27,9 @@ def lock_packages(project_dir: Path, installed_root: Path | None = None) -> dict
     return {}
 
 
-def installed_packages(installed_root: Path, packages: dict[str, dict]) -> dict[str, dict]:
+def installed_packages(
+    installed_root: Path, packages: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """Non-dev lockfile entries; optional ones only when they are on disk under
     ``installed_root`` (the folder holding node_modules)."""
     keep = {}
@@ -40,7 +45,7 @@ def installed_packages(installed_root: Path, packages: dict[str, dict]) -> dict[
 
 def sbom_inputs_key(
     project_dir: Path,
-    package: dict,
+    package: dict[str, Any],
     source_date_epoch: int | None,
     installed_root: Path | None = None,
 ) -> str:

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aether.errors import ConfigError, UsageError
 from aether.pack.project import Lockfile, find_lockfile
@@ -105,7 +106,7 @@ def npm_platform_flags(target: Target) -> tuple[str, ...]:
 
 
 def choose_manager(
-    project_dir: Path, package: dict, environ: Mapping[str, str], cache: Path
+    project_dir: Path, package: dict[str, Any], environ: Mapping[str, str], cache: Path
 ) -> PackageManager:
     """The manager for the project at ``project_dir`` (a workspace root, for a workspace)."""
     lockfile = find_lockfile(project_dir)
@@ -117,7 +118,7 @@ def choose_manager(
     return PackageManager(flavour, version, argv, lockfile)
 
 
-def _package_manager_field(package: dict) -> tuple[str | None, str | None]:
+def _package_manager_field(package: dict[str, Any]) -> tuple[str | None, str | None]:
     raw = package.get("packageManager")
     if raw is None:
         return None, None

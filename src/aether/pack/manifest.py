@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from aether.errors import IntegrityError, IOFailure
 from aether.pack.packer import FileRecord, TreeContents
@@ -33,7 +33,7 @@ def build_manifest(
     tar_sha256: str,
     size_bytes: int,
     source_date_epoch: int,
-) -> dict:
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "artifact": artifact_name,
@@ -83,7 +83,7 @@ def _files_json(records: list[FileRecord]) -> list[str]:
     ]
 
 
-def _items_json(items: list) -> list[str]:
+def _items_json(items: list[Any]) -> list[str]:
     if isinstance(items[0], FileRecord):
         return _files_json(items)
     return [
@@ -95,7 +95,7 @@ def _items_json(items: list) -> list[str]:
 
 
 def write_manifest(
-    path: Path, data: dict, *, before_replace: Callable[[], None] | None = None
+    path: Path, data: dict[str, Any], *, before_replace: Callable[[], None] | None = None
 ) -> None:
     """Sorted JSON with one list item per line.
 
@@ -111,7 +111,7 @@ def write_manifest(
     _write_atomic(path, dump, before_replace)
 
 
-def _manifest_lines(data: dict) -> Iterator[str]:
+def _manifest_lines(data: dict[str, Any]) -> Iterator[str]:
     def encode(value: object) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
@@ -129,7 +129,7 @@ def _manifest_lines(data: dict) -> Iterator[str]:
     yield "}\n"
 
 
-def _list_lines(items: list) -> Iterator[str]:
+def _list_lines(items: list[Any]) -> Iterator[str]:
     """One line per item, handed out a slice at a time: one string per slice, not per line."""
     for start in range(0, len(items), _SLICE_ITEMS):
         texts = _items_json(items[start : start + _SLICE_ITEMS])
@@ -162,7 +162,7 @@ def _write_atomic(
         raise IOFailure(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def read_manifest(path: Path) -> dict:
+def read_manifest(path: Path) -> dict[str, Any]:
     """A manifest from disk; IOFailure when unreadable, IntegrityError when malformed."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

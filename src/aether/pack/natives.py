@@ -116,7 +116,8 @@ def inspect_binary(path: str) -> Binary | None:
 
 
 def _fat_count(head: bytes) -> int:
-    return struct.unpack(">I", head[4:8])[0]
+    count: int = struct.unpack(">I", head[4:8])[0]
+    return count
 
 
 def _pe(path: str) -> Binary | None:

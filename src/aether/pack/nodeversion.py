@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aether.errors import IOFailure, UsageError
 
@@ -69,7 +70,7 @@ class NodeRequest:
         return []
 
 
-def read_node_request(project_dir: Path, package: dict) -> NodeRequest:
+def read_node_request(project_dir: Path, package: dict[str, Any]) -> NodeRequest:
     pinned, source = _pinned_major(project_dir)
     engines = package.get("engines")
     range_text = engines.get("node") if isinstance(engines, dict) else None

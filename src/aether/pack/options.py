@@ -47,7 +47,7 @@ class PackResult:
     start_command: str | None = None  # set when the app starts elsewhere than the root
     warnings: tuple[str, ...] = ()
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """The seed's stable fields, paths as strings, and what the build did."""
         return {
             "artifact": str(self.artifact),

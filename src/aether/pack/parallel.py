@@ -30,7 +30,7 @@ from aether.errors import AetherError, InternalError
 from aether.pack.compress import CompressedSink
 from aether.pack.frames import DATA, DONE, ERROR, FrameReader, FrameWriter
 from aether.pack.packer import TreeContents, new_file_record, write_members
-from aether.pack.plan import Piece, entries_of
+from aether.pack.partition import Piece, entries_of
 from aether.pack.walk import Walker
 
 PIPE_BYTES = 1024 * 1024

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aether.errors import UsageError
 from aether.pack.entry import default_start_command, start_problems
@@ -34,7 +35,7 @@ log = logging.getLogger("aether.pack")
 class Prepared:
     tree: StagedTree
     target: Target  # with the chosen Node.js major
-    package: dict  # the deployed package's package.json
+    package: dict[str, Any]  # the deployed package's package.json
     start_command: str | None  # for a workspace package: how to start it from the root
     warnings: tuple[str, ...]
 
@@ -92,7 +93,9 @@ def check_start(
     return tuple(problems)
 
 
-def _target(project: Path, package: dict, given: Target | None, local: str | None) -> Target:
+def _target(
+    project: Path, package: dict[str, Any], given: Target | None, local: str | None
+) -> Target:
     target = given or host_target().with_node(_major(local), local)
     request = read_node_request(project, package)
     major = request.choose_major(target.node_major)
@@ -118,7 +121,7 @@ def _node_warnings(local: str | None, target: Target) -> tuple[str, ...]:
     return (message,)
 
 
-def _start_command(tree: StagedTree, package: dict, explicit: str | None) -> str | None:
+def _start_command(tree: StagedTree, package: dict[str, Any], explicit: str | None) -> str | None:
     """A workspace package starts in its own folder; a root app needs no explicit command."""
     if not tree.app_dir:
         return explicit

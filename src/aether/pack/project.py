@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aether.errors import IOFailure, UsageError
 
@@ -23,7 +24,7 @@ class Lockfile:
     manager: str  # npm | pnpm | yarn
 
 
-def read_package_json(project_dir: Path) -> dict:
+def read_package_json(project_dir: Path) -> dict[str, Any]:
     """The parsed package.json; UsageError (exit 2) when it is missing or not a JSON object."""
     path = project_dir / "package.json"
     if not project_dir.is_dir():
@@ -52,7 +53,7 @@ def find_lockfile(project_dir: Path) -> Lockfile | None:
     return None
 
 
-def read_json_file(path: Path) -> dict | None:
+def read_json_file(path: Path) -> dict[str, Any] | None:
     """A JSON object from disk, or None when the file is absent or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -65,6 +66,6 @@ def read_json_file(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def has_dependencies(package: dict) -> bool:
+def has_dependencies(package: dict[str, Any]) -> bool:
     """True when package.json declares production or optional dependencies."""
     return bool(package.get("dependencies") or package.get("optionalDependencies"))

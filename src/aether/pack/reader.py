@@ -14,7 +14,7 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import zstandard
 
@@ -27,10 +27,16 @@ _DRAIN = 1024 * 1024
 STREAM_ERRORS = (tarfile.TarError, zstandard.ZstdError, zlib.error, EOFError, gzip.BadGzipFile)
 
 
+class Readable(Protocol):
+    """A file, or a decompressor reading one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class TarStream:
     """A read-only view of the uncompressed tar: hashes and counts bytes, enforces a cap."""
 
-    def __init__(self, source: BinaryIO, limit: int | None) -> None:
+    def __init__(self, source: Readable, limit: int | None) -> None:
         self._source = source
         self._limit = limit
         self._sha256 = hashlib.sha256()
@@ -75,7 +81,7 @@ def open_tar_stream(archive: Path, *, limit: int | None = None) -> Iterator[TarS
         stack.enter_context(raw)
         kind = detect_compression(raw.read(4))
         raw.seek(0)
-        source: BinaryIO
+        source: Readable
         if kind == "zstd":
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
             source = stack.enter_context(reader)
@@ -89,6 +95,7 @@ def open_tar_stream(archive: Path, *, limit: int | None = None) -> Iterator[TarS
 def open_tar(stream: TarStream) -> tarfile.TarFile:
     """tarfile in streaming mode over ``stream`` (members are read once, in order)."""
     try:
-        return tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+        opened: tarfile.TarFile = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+        return opened
     except STREAM_ERRORS as exc:
         raise IntegrityError(f"not a readable tar archive: {exc}") from exc

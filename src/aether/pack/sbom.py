@@ -14,6 +14,7 @@ import base64
 import datetime
 import posixpath
 from pathlib import Path
+from typing import Any
 
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, XsUri
@@ -35,16 +36,17 @@ _DEP_FIELDS = ("dependencies", "optionalDependencies", "peerDependencies")
 
 def build_sbom(
     project_dir: Path,
-    package: dict,
+    package: dict[str, Any],
     *,
     source_date_epoch: int | None,
     installed_root: Path | None = None,
 ) -> str:
     """The SBOM as JSON text (``installed_root``: where node_modules is, if not in the project)."""
     bom = Bom()
-    bom.serial_number = None
+    bom.serial_number = None  # type: ignore[assignment]  # none: a random one breaks determinism
+    # No timestamp without SOURCE_DATE_EPOCH: the clock would break determinism.
     bom.metadata.timestamp = (
-        None
+        None  # type: ignore[assignment]
         if source_date_epoch is None
         else datetime.datetime.fromtimestamp(source_date_epoch, datetime.UTC)
     )
@@ -66,7 +68,7 @@ def build_sbom(
     return JsonV1Dot5(bom).output_as_string(indent=2) + "\n"
 
 
-def _components(installed: dict[str, dict]) -> dict[str, Component]:
+def _components(installed: dict[str, dict[str, Any]]) -> dict[str, Component]:
     """One component per purl; every install path maps to it (npm may duplicate packages)."""
     canonical: dict[str, Component] = {}
     return {
@@ -86,7 +88,7 @@ def _register(bom: Bom, root: Component, graph: dict[str, set[str]]) -> None:
         bom.register_dependency(components[ref], [components[t] for t in sorted(targets)])
 
 
-def _root_component(package: dict) -> Component:
+def _root_component(package: dict[str, Any]) -> Component:
     name = str(package.get("name") or "app")
     version = str(package.get("version") or "") or None
     purl = _purl(name, version)
@@ -112,14 +114,14 @@ def _purl(name: str, version: str | None) -> PackageURL:
     return PackageURL(type="npm", namespace=scope, name=bare, version=version)
 
 
-def _package_name(path: str, entry: dict) -> str:
+def _package_name(path: str, entry: dict[str, Any]) -> str:
     if entry.get("name"):
         return str(entry["name"])
     marker = path.rfind("node_modules/")
     return path[marker + len("node_modules/") :] if marker >= 0 else posixpath.basename(path)
 
 
-def _component(path: str, entry: dict) -> Component:
+def _component(path: str, entry: dict[str, Any]) -> Component:
     name = _package_name(path, entry)
     version = str(entry.get("version") or "") or None
     purl = _purl(name, version)
@@ -156,7 +158,7 @@ def _hashes(integrity: object) -> list[HashType]:
     return hashes
 
 
-def _licenses(value: object) -> list:
+def _licenses(value: object) -> list[Any]:
     if isinstance(value, dict):
         value = value.get("type")
     if not isinstance(value, str) or not value.strip():
@@ -164,7 +166,7 @@ def _licenses(value: object) -> list:
     return [LicenseFactory().make_from_string(value.strip())]
 
 
-def _dependency_names(entry: dict, root_package: dict | None) -> list[str]:
+def _dependency_names(entry: dict[str, Any], root_package: dict[str, Any] | None) -> list[str]:
     names: set[str] = set()
     for source in (entry, root_package or {}):
         for field_name in _DEP_FIELDS:

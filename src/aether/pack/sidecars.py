@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aether.errors import IOFailure
 from aether.pack.layout import Layout
@@ -19,7 +20,7 @@ Progress = Callable[[str, int, int | None], None]
 
 def write_sbom(
     root: Path,
-    package: dict,
+    package: dict[str, Any],
     layout: Layout,
     options: PackOptions,
     epoch: int | None,

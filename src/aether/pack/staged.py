@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aether.errors import IOFailure
 from aether.pack.deps import DepsSet, inputs_digest, install_inputs, production_deps
@@ -146,17 +147,17 @@ class _Stage:
             return self.request.excluded
         return tuple(f"{self.workspace.package}/{rel}" for rel in self.request.excluded)
 
-    def _root_package(self) -> dict:
+    def _root_package(self) -> dict[str, Any]:
         return read_package_json(self.tree)
 
-    def _builds(self, package: dict) -> list[str]:
+    def _builds(self, package: dict[str, Any]) -> list[str]:
         """Folders (relative to the tree) whose build script runs, in order."""
         if not self.request.run_build:
             return []
         folders = self.workspace.needed() if self.workspace else [""]
         return [folder for folder in folders if _has_script(self.tree / folder, BUILD_SCRIPT)]
 
-    def _needs_deps(self, package: dict) -> bool:
+    def _needs_deps(self, package: dict[str, Any]) -> bool:
         if self.workspace:
             return True  # the workspace packages it needs are linked by the install
         return has_dependencies(package)

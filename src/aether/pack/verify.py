@@ -11,6 +11,7 @@ from __future__ import annotations
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import blake3
 
@@ -35,7 +36,7 @@ class VerifyReport:
     bytes: int
     signature_verified: bool | None  # None when no public key was given
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "ok": True,
             "artifact": str(self.artifact),
@@ -104,8 +105,8 @@ def _check_signature(public_key_hex: str, digest: str, path: Path) -> None:
         )
 
 
-def _expected_entries(data: dict) -> dict[str, tuple]:
-    expected: dict[str, tuple] = {}
+def _expected_entries(data: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    expected: dict[str, tuple[Any, ...]] = {}
     try:
         for item in data["files"]:
             expected[item["path"]] = ("file", item["size"], int(item["mode"], 8), item["blake3"])
@@ -118,7 +119,7 @@ def _expected_entries(data: dict) -> dict[str, tuple]:
     return expected
 
 
-def _check_members(artifact: Path, expected: dict[str, tuple]) -> str:
+def _check_members(artifact: Path, expected: dict[str, tuple[Any, ...]]) -> str:
     with open_tar_stream(artifact) as stream:
         try:
             archive = open_tar(stream)
@@ -138,7 +139,7 @@ def _check_members(artifact: Path, expected: dict[str, tuple]) -> str:
     return stream.hexdigest()
 
 
-def _describe(archive: tarfile.TarFile, member: tarfile.TarInfo) -> tuple:
+def _describe(archive: tarfile.TarFile, member: tarfile.TarInfo) -> tuple[Any, ...]:
     if member.isdir():
         return ("dir",)
     if member.issym():

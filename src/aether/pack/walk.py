@@ -49,7 +49,9 @@ class Entry(NamedTuple):
 _new_entry = partial(tuple.__new__, Entry)
 
 try:  # lists folders of plain files and folders natively; the code below does the rest
-    from aether.pack._scanfolder import scan as scan_folder_native
+    from aether.pack._scanfolder import scan
+
+    scan_folder_native: Callable[..., list[Entry] | None] | None = scan
 except ImportError:  # not built: the Python listing does it all
     scan_folder_native = None
 
@@ -175,7 +177,7 @@ class Walker:
             self.on_skip(rel, reason)
 
 
-def _scan(folder: str) -> list[os.DirEntry]:
+def _scan(folder: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as iterator:
             return list(iterator)
@@ -190,7 +192,7 @@ def _parent(path: str) -> str:
 
 
 def _classify(
-    item: os.DirEntry, rel: str, real_roots: tuple[str, ...], rules: IgnoreRules
+    item: os.DirEntry[str], rel: str, real_roots: tuple[str, ...], rules: IgnoreRules
 ) -> Entry | str | None:
     """An Entry, None when ignored, or the reason the path cannot be packed."""
     try:  # strict UTF-8: a name that is not is refused
@@ -200,7 +202,7 @@ def _classify(
 
 
 def _classify_entry(
-    item: os.DirEntry, rel: str, real_roots: tuple[str, ...], rules: IgnoreRules
+    item: os.DirEntry[str], rel: str, real_roots: tuple[str, ...], rules: IgnoreRules
 ) -> Entry | str | None:
     """Anything but a regular file or a folder: a symlink, or what cannot be packed."""
     try:
@@ -214,7 +216,7 @@ def _classify_entry(
     return "it is a socket, FIFO or device, which an artifact cannot hold"
 
 
-def _symlink(item: os.DirEntry, rel: str, real_roots: tuple[str, ...]) -> Entry | str:
+def _symlink(item: os.DirEntry[str], rel: str, real_roots: tuple[str, ...]) -> Entry | str:
     try:
         target = os.readlink(item.path)
     except OSError as exc:

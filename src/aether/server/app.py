@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
 
+from aether.blobs import BlobStore, open_blob_store
 from aether.errors import AetherError
+from aether.server import routes
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
@@ -27,26 +27,13 @@ from aether.server.proxy import HostProxyMiddleware
 from aether.server.read_cache import ReadCache, follow_changes
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
+from aether.store import open_database
 from aether.store import tokens as token_store
-from aether.store.database import Database, open_database
+from aether.store.database import Database
 from aether.store.migrate import migrate
 
 log = logging.getLogger("aether.server")
 
-# Each module under aether.server.routes exports ROUTES and OPENAPI.
-# Starlette matches routes in order and no two modules' paths overlap, so the hottest
-# (deployment listing and polling, artifact checks) come first; probes can afford a longer walk.
-ROUTE_MODULES = (
-    "deployments",
-    "artifacts",
-    "health",
-    "apps",
-    "config",
-    "tokens",
-    "keys",
-    "blobs",
-    "logs",
-)
 Background = Callable[[ServerState], Awaitable[None]]
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_exception,
@@ -57,24 +44,11 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
-def route_modules() -> list[Any]:
-    return [importlib.import_module(f"aether.server.routes.{name}") for name in ROUTE_MODULES]
-
-
-def collect_routes() -> list[BaseRoute]:
-    from aether.server import openapi
-
-    routes: list[BaseRoute] = []
-    for module in route_modules():
-        routes.extend(module.ROUTES)
-    return [*routes, *openapi.ROUTES]
-
-
 def create_app(
     settings: ServerSettings,
     *,
     database: Database | None = None,
-    blobs: Any = None,
+    blobs: BlobStore | None = None,
     blob_settings: BlobSettings | None = None,
     policy: ArtifactPolicy | None = None,
     log_source: Any = None,
@@ -86,8 +60,10 @@ def create_app(
     blob_settings = blob_settings or BlobSettings.from_env(
         {"AETHER_DATA_DIR": str(settings.data_dir)}
     )
+    public_url = settings.public_url or DEFAULT_PUBLIC_URL
     parts = _Parts(
-        settings=replace(settings, public_url=settings.public_url or DEFAULT_PUBLIC_URL),
+        settings=replace(settings, public_url=public_url),
+        public_url=public_url,
         database=database,
         blobs=blobs,
         blob_settings=blob_settings,
@@ -97,7 +73,7 @@ def create_app(
         run_migrations=run_migrations,
     )
     return Starlette(
-        routes=collect_routes(),
+        routes=routes.ROUTES,
         middleware=[
             Middleware(HostProxyMiddleware),
             Middleware(RequestContextMiddleware),
@@ -108,11 +84,19 @@ def create_app(
     )
 
 
+@dataclass(frozen=True)
 class _Parts:
     """What create_app was given, and the lifespan that turns it into a ServerState."""
 
-    def __init__(self, **given: Any) -> None:
-        self.__dict__.update(given)
+    settings: ServerSettings
+    public_url: str  # settings.public_url, or the local default
+    database: Database | None
+    blobs: BlobStore | None
+    blob_settings: BlobSettings
+    policy: ArtifactPolicy
+    log_source: Any
+    background: tuple[Background, ...]
+    run_migrations: bool
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -126,7 +110,7 @@ class _Parts:
                 blob_settings=self.blob_settings,
                 policy=self.policy,
                 log_source=self.log_source,
-                public_url=self.settings.public_url,
+                public_url=self.public_url,
                 auth_cache=TokenCache(self.settings.auth_cache_secs),
                 read_cache=ReadCache(self.settings.read_cache_secs),
             )
@@ -155,15 +139,10 @@ class _Parts:
         await token_store.sync_bootstrap_tokens(db, bootstrap_specs(self.settings))
         return db
 
-    async def _open_blobs(self, stack: contextlib.AsyncExitStack) -> Any:
+    async def _open_blobs(self, stack: contextlib.AsyncExitStack) -> BlobStore:
         if self.blobs is not None:
             return self.blobs
-        from aether import blobs as blob_package
-
-        opener = getattr(blob_package, "open_blob_store", None)
-        if opener is None:  # the blob store package is not built yet
-            return None
-        store = opener(self.blob_settings, public_url=self.settings.public_url)
+        store = open_blob_store(self.blob_settings, public_url=self.public_url)
         await store.open()
         stack.push_async_callback(store.close)
         return store
@@ -174,7 +153,10 @@ async def _follow_changes(state: ServerState) -> None:
 
 
 def _start_background(job: Background, state: ServerState) -> asyncio.Task[None]:
-    task = asyncio.create_task(job(state), name=getattr(job, "__name__", "background"))
+    async def run() -> None:
+        await job(state)
+
+    task = asyncio.create_task(run(), name=getattr(job, "__name__", "background"))
     task.add_done_callback(_log_crash)
     return task
 

@@ -40,10 +40,6 @@ def is_open_path(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    return parse_bearer(headers.get("authorization", ""))
-
-
 def parse_bearer(value: str) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` value, else None."""
     scheme, _, token = value.partition(" ")

@@ -9,6 +9,7 @@ from the store never reach the client verbatim.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
@@ -31,7 +32,12 @@ _HTTP_CODES = {
 
 
 def envelope_response(
-    status: int, code: str, message: str, *, request_id: str | None, headers: dict | None = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    request_id: str | None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     extra = dict(headers or {})
     if request_id:

@@ -7,8 +7,10 @@ field, so clients learn exactly what to fix.
 from __future__ import annotations
 
 import json
+import types
+import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from starlette.requests import Request
 
@@ -64,6 +66,30 @@ async def read_json(
     for name, value in data.items():
         check_type(name, value, required.get(name) or optional[name])
     return data
+
+
+def body_types(model: Any) -> tuple[dict[str, TypeSpec], dict[str, TypeSpec]]:
+    """``read_json``'s required and optional field types from a TypedDict of
+    :mod:`aether.models` (the request's one description, which OpenAPI shows too)."""
+    hints = typing.get_type_hints(model)
+    specs = {key: _spec(hint) for key, hint in hints.items()}
+    required = {key: spec for key, spec in specs.items() if key in model.__required_keys__}
+    optional = {key: spec for key, spec in specs.items() if key not in required}
+    return required, optional
+
+
+def _spec(hint: Any) -> TypeSpec:
+    origin = get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return tuple(t for arg in get_args(hint) for t in _as_tuple(_spec(arg)))
+    if origin is Literal:
+        return type(get_args(hint)[0])
+    found: type = origin or hint  # dict[str, str] → dict
+    return found
+
+
+def _as_tuple(spec: TypeSpec) -> tuple[type, ...]:
+    return spec if isinstance(spec, tuple) else (spec,)
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

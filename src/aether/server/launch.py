@@ -20,8 +20,9 @@ from aether.errors import ConfigError
 from aether.server.auth import bootstrap_specs
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
+from aether.store import open_database
 from aether.store import tokens as token_store
-from aether.store.database import Database, open_database
+from aether.store.database import Database
 from aether.store.migrate import migrate, pending
 from aether.userconfig import Session, write_session
 

@@ -2,11 +2,16 @@
 
 Route modules describe their operations in ``OPENAPI`` (path → method → operation); the
 helpers here keep those descriptions short and consistent (the error envelope, bearer auth).
+:mod:`aether.server.routes` hands its modules to :func:`document_route`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import types
+import typing
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, Literal, get_args, get_origin, is_typeddict
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -49,6 +54,44 @@ STR = {"type": "string"}
 INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
 NULLABLE_STR = {"type": ["string", "null"]}
+
+
+_JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", bool: "boolean", float: "number"}
+
+
+def schema(model: Any, **extra: Any) -> dict[str, Any]:
+    """The JSON schema of a TypedDict of :mod:`aether.models`: its required keys are the
+    schema's, ``X | None`` is nullable and ``Annotated`` metadata dicts add keywords."""
+    hints = typing.get_type_hints(model, include_extras=True)
+    required = {key: _field(hints[key]) for key in hints if key in model.__required_keys__}
+    optional = {key: _field(hints[key]) for key in hints if key not in model.__required_keys__}
+    return obj(required, optional, **extra)
+
+
+def _field(hint: Any) -> dict[str, Any]:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is typing.NotRequired:
+        return _field(args[0])
+    if origin is typing.Annotated:
+        keywords = {
+            k: v for meta in hint.__metadata__ if isinstance(meta, dict) for k, v in meta.items()
+        }
+        return {**_field(args[0]), **keywords}
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        field = _field(inner)
+        if is_typeddict(inner):
+            return {"oneOf": [field, {"type": "null"}]}
+        return {**field, "type": [field["type"], "null"]}
+    if origin is Literal:
+        return {"type": _JSON_TYPES[type(args[0])], "enum": list(args)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _field(args[1])}
+    if origin is list:
+        return {"type": "array", "items": _field(args[0])}
+    if is_typeddict(hint):
+        return schema(hint)
+    return {"type": _JSON_TYPES[hint]}
 
 
 def param(
@@ -100,7 +143,7 @@ def operation(
     return op
 
 
-def build_document(modules: list[Any]) -> dict[str, Any]:
+def build_document(modules: Sequence[ModuleType]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for module in modules:
         for path, methods in module.OPENAPI.items():
@@ -118,16 +161,18 @@ def build_document(modules: list[Any]) -> dict[str, Any]:
     }
 
 
-async def openapi_json(request: Request) -> JSONResponse:
-    cached = getattr(request.app.state, "openapi", None)
-    if cached is None:
-        from aether.server.app import route_modules
+def document_route(modules: Sequence[ModuleType]) -> Route:
+    """``GET /openapi.json`` describing ``modules`` (built on first request, then kept)."""
+    built: list[dict[str, Any]] = []
 
-        cached = request.app.state.openapi = build_document(route_modules())
-    return JSONResponse(cached)
+    async def openapi_json(request: Request) -> JSONResponse:
+        if not built:
+            built.append(build_document(modules))
+        return JSONResponse(built[0])
+
+    return Route("/openapi.json", openapi_json, methods=["GET"])
 
 
-ROUTES = [Route("/openapi.json", openapi_json, methods=["GET"])]
 OPENAPI = {
     "/openapi.json": {
         "get": operation(

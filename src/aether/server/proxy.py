@@ -26,7 +26,7 @@ from aether import upstream as app_http
 from aether.errors import AetherError
 from aether.server.errors import envelope_response
 from aether.server.ws_proxy import relay_websocket
-from aether.store import reconcile as store
+from aether.store import rollouts
 
 log = logging.getLogger("aether.proxy")
 
@@ -93,7 +93,7 @@ async def _proxy(
     db: Any, app_name: str, scope: Scope, receive: Receive, send: Send, idle_secs: float
 ) -> None:
     try:
-        target = await store.running_endpoint(db, app_name)
+        target = await rollouts.running_endpoint(db, app_name)
     except AetherError:
         await _error(
             scope, send, 503, "service_unavailable", "the control plane's database is down"
@@ -109,7 +109,7 @@ async def _proxy(
         return
     upstream = await _connect(target["endpoint"])
     if upstream is None:  # the endpoint may have moved by a cutover: look once more
-        again = await store.running_endpoint(db, app_name)
+        again = await rollouts.running_endpoint(db, app_name)
         if again and again["endpoint"] and again["endpoint"] != target["endpoint"]:
             upstream = await _connect(again["endpoint"])
     if upstream is None:

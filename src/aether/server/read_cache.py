@@ -3,9 +3,9 @@
 ``GET /apps/{app}/deployments`` (dashboards and ``aether list`` poll it) changes only when a
 deployment of the app does; ``HEAD /artifacts/{digest}`` (every deploy asks it) stays 200 once
 an artifact is stored, until the artifact is deleted. Answers are served from memory only
-while this process hears PostgreSQL's change feed (:mod:`aether.store.changes`): every write,
+while this process hears PostgreSQL's change feed (:mod:`aether.store.change_feed`): every write,
 from any process, drops what it touched once it commits. Writes made through this process
-also drop everything through :mod:`aether.store.pulse` before their response is sent, so a
+also drop everything through :mod:`aether.store.wakeups` before their response is sent, so a
 client always reads its own writes; another process's write shows once its notification
 arrives (normally within a millisecond). While the feed is down (and always on SQLite, which
 has none) nothing is cached. ``AETHER_READ_CACHE_SECS`` bounds an entry's age regardless, and
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aether.errors import AetherError
-from aether.store import changes, pulse
+from aether.store import change_feed, wakeups
 from aether.store.database import Database
 
 log = logging.getLogger("aether.server")
@@ -143,20 +143,20 @@ class ReadCache:
 
 async def follow_changes(cache: ReadCache, db: Database, stopping: asyncio.Event) -> None:
     """Keep ``cache`` active exactly while PostgreSQL's change feed is heard; reconnect with
-    backoff when it drops. Local writes reach it through :func:`aether.store.pulse.watch`."""
+    backoff when it drops. Local writes reach it through :func:`aether.store.wakeups.watch`."""
     if db.dialect != "postgresql":
         cache.off_because = "SQLite has no change feed"
         return
     attempt = 0
-    with pulse.watch(lambda _topic: cache.changed()):
+    with wakeups.watch(lambda _topic: cache.changed()):
         while not stopping.is_set():
             try:
-                if not await changes.feed_available(db):
+                if not await change_feed.feed_available(db):
                     cache.off_because = "the change triggers are missing"
                     log.warning("reads are not cached: run `aether migrate` to add the triggers")
                     return
                 listen: Any = db.listen  # type: ignore[attr-defined]  # PostgreSQL's
-                async for topic in listen(changes.CHANNEL, cache.activate):
+                async for topic in listen(change_feed.CHANNEL, cache.activate):
                     attempt = 0
                     cache.changed(topic)
             except AetherError as exc:

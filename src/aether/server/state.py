@@ -21,6 +21,39 @@ DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "[::1]")
 
 
+class Backlog:
+    """Work handed from request handlers to a background task: keys that are due and the
+    event that wakes the task. Both run on the server's event loop, so no lock is needed.
+    Counting requests lets a caller tell when the task has caught up with all made so far."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self._due: set[str] = set()
+        self._requested = 0
+        self._handled = 0
+
+    def request(self, key: str) -> None:
+        self._due.add(key)
+        self._requested += 1
+        self.wake.set()
+
+    def take(self) -> tuple[set[str], int]:
+        """The due keys, now no longer due, and the count to pass to :meth:`done`."""
+        due, self._due = self._due, set()
+        self.wake.clear()
+        return due, self._requested
+
+    def retry(self, key: str) -> None:
+        """Due again at the next wake-up (the task could not finish it)."""
+        self._due.add(key)
+
+    def done(self, requested: int) -> None:
+        self._handled = requested
+
+    def caught_up(self) -> bool:
+        return self._handled >= self._requested
+
+
 @dataclass
 class ServerState:
     settings: ServerSettings
@@ -37,6 +70,9 @@ class ServerState:
     auth_cache: Any = None
     # aether.server.read_cache.ReadCache: answers to the busiest reads (PostgreSQL only).
     read_cache: Any = None
+    # Apps with a new stored artifact: the artifact GC loop applies their retention policy
+    # and refreshes the artifacts gauge (aether.server.artifacts.gc), outside the request.
+    artifact_gc: Backlog = field(default_factory=Backlog)
 
     def app_url(self, app_name: str) -> str:
         return app_url(self.public_url, app_name)

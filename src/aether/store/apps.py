@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from aether.errors import Conflict, NotFound
-from aether.store import pulse
+from aether.store import wakeups
 from aether.store.clock import now_iso
 from aether.store.database import DuplicateKey, Executor, Row
 from aether.store.deployments import DEPLOYMENT_JOINS, LISTING_COLUMNS
@@ -60,4 +60,4 @@ def _without_rank(row: Row) -> Row:
 async def delete_app(db: Executor, app_id: str) -> None:
     """Delete the app and (by cascade) its artifacts rows, deployments, events and keys."""
     await db.execute("DELETE FROM applications WHERE id = :id", {"id": app_id})
-    pulse.poke(pulse.APPS)
+    wakeups.poke(wakeups.APPS)

@@ -9,11 +9,12 @@ so the audit trail of a deleted artifact survives it.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from aether.store import pulse
+from aether.store import wakeups
 from aether.store.clock import now_iso
-from aether.store.database import Executor, Row
+from aether.store.database import Database, Executor, Row
 
 _SELECT = (
     "SELECT a.*, ap.name AS app_name FROM artifacts a JOIN applications ap ON ap.id = a.app_id"
@@ -57,18 +58,6 @@ async def get_by_idempotency_key(db: Executor, key: str) -> Row | None:
     return None if stored is None else {"digest": stored["digest"], "duplicate": False}
 
 
-async def remember_idempotency_key(db: Executor, key: str, *, digest: str, duplicate: bool) -> Row:
-    """Record a key's first use; returns the first use (another digest means a conflict)."""
-    await db.execute(
-        "INSERT INTO idempotency_keys (key, digest, duplicate, created_at)"
-        " VALUES (:key, :digest, :duplicate, :now) ON CONFLICT (key) DO NOTHING",
-        {"key": key, "digest": digest, "duplicate": duplicate, "now": now_iso()},
-    )
-    first = await get_by_idempotency_key(db, key)
-    assert first is not None
-    return first
-
-
 async def upsert_pending(
     db: Executor,
     *,
@@ -106,17 +95,75 @@ async def upsert_pending(
     return row
 
 
-async def mark_stored(
-    db: Executor,
+@dataclass(frozen=True)
+class CompleteLookup:
+    """What a complete needs to know first: the digest's row (any status) and the first use of
+    its idempotency key (``{digest, duplicate}``, None when the key is new or not given)."""
+
+    row: Row | None
+    first_use: Row | None
+
+
+async def lookup_complete(db: Executor, digest: str, idempotency_key: str | None) -> CompleteLookup:
+    first_use = await get_by_idempotency_key(db, idempotency_key) if idempotency_key else None
+    return CompleteLookup(await get_by_digest(db, digest), first_use)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The outcome of :func:`complete`: the row as stored, whether this call stored it (False:
+    another complete did first) and the first use of the idempotency key, if one was given."""
+
+    row: Row
+    won: bool
+    first_use: Row | None
+
+
+async def complete(
+    db: Database,
     artifact_id: str,
     *,
     signature: str | None,
     verified: bool,
     idempotency_key: str | None,
+) -> Completed:
+    """Flip a pending row to stored, record the ``stored`` event and the idempotency key's
+    use, in one transaction. A key already used by another artifact raises DuplicateKey."""
+    async with db.transaction() as tx:
+        won = await _mark_stored(tx, artifact_id, signature, verified, idempotency_key)
+        row = await get_by_id(tx, artifact_id)
+        assert row is not None  # a stored row is deleted only by retention, which needs it
+        if won:
+            detail = f"{row['size_bytes']} bytes, verified={bool(row['verified'])}"
+            await add_event(tx, row, "stored", detail)
+        first_use = await _remember_key(tx, idempotency_key, row["digest"], duplicate=not won)
+    return Completed(row, won, first_use)
+
+
+async def complete_duplicate(
+    db: Database, row: Row, *, signature: str | None, idempotency_key: str | None
+) -> Completed:
+    """A complete of an already stored digest: attach ``signature`` (already checked against
+    the app's keys) when the row had none verified, and record the key's use."""
+    async with db.transaction() as tx:
+        if signature is not None:
+            await tx.execute(
+                "UPDATE artifacts SET signature = :signature, verified = TRUE WHERE id = :id",
+                {"id": row["id"], "signature": signature},
+            )
+            row = {**row, "verified": True, "signature": signature}
+        first_use = await _remember_key(tx, idempotency_key, row["digest"], duplicate=True)
+    return Completed(row, False, first_use)
+
+
+async def _mark_stored(
+    tx: Executor,
+    artifact_id: str,
+    signature: str | None,
+    verified: bool,
+    idempotency_key: str | None,
 ) -> bool:
-    """Flip a pending row to stored; False when another complete already did (a duplicate).
-    A reused idempotency key raises DuplicateKey."""
-    touched = await db.execute(
+    touched = await tx.execute(
         "UPDATE artifacts SET status = 'stored', completed_at = :now, signature = :signature,"
         " verified = :verified, idempotency_key = :key, upload_id = NULL"
         " WHERE id = :id AND status = 'pending'",
@@ -131,19 +178,18 @@ async def mark_stored(
     return touched == 1
 
 
-async def record_signature(db: Executor, artifact_id: str, signature: str) -> None:
-    """Attach a verified signature to an already stored artifact that had none verified."""
-    await db.execute(
-        "UPDATE artifacts SET signature = :signature, verified = TRUE WHERE id = :id",
-        {"id": artifact_id, "signature": signature},
+async def _remember_key(
+    tx: Executor, key: str | None, digest: str, *, duplicate: bool
+) -> Row | None:
+    """Record a key's first use; returns the first use (another digest means a conflict)."""
+    if not key:
+        return None
+    await tx.execute(
+        "INSERT INTO idempotency_keys (key, digest, duplicate, created_at)"
+        " VALUES (:key, :digest, :duplicate, :now) ON CONFLICT (key) DO NOTHING",
+        {"key": key, "digest": digest, "duplicate": duplicate, "now": now_iso()},
     )
-
-
-async def clear_upload(db: Executor, artifact_id: str) -> None:
-    await db.execute(
-        "UPDATE artifacts SET upload_id = NULL WHERE id = :id AND status = 'pending'",
-        {"id": artifact_id},
-    )
+    return await get_by_idempotency_key(tx, key)
 
 
 async def delete_pending(db: Executor, artifact_id: str) -> bool:
@@ -162,7 +208,8 @@ async def list_page(
     app_name: str | None = None,
 ) -> list[Row]:
     """Newest first (created_at, then id); ``after`` is the last row of the previous page."""
-    where, params = ["1 = 1"], {"limit": limit}
+    where: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {"limit": limit}
     if status is not None:
         where.append("a.status = :status")
         params["status"] = status
@@ -200,22 +247,15 @@ async def stale_pending(db: Executor, *, created_before: str) -> list[Row]:
     )
 
 
-async def add_event(
-    db: Executor,
-    *,
-    artifact_id: str | None,
-    digest: str,
-    app_name: str | None,
-    event: str,
-    detail: str = "",
-) -> None:
+async def add_event(db: Executor, row: Row, event: str, detail: str = "") -> None:
+    """Record ``event`` about an artifact ``row`` (its id, digest and app name are kept)."""
     await db.execute(
         "INSERT INTO artifact_events (artifact_id, digest, app_name, event, detail, created_at)"
         " VALUES (:artifact_id, :digest, :app_name, :event, :detail, :now)",
         {
-            "artifact_id": artifact_id,
-            "digest": digest,
-            "app_name": app_name,
+            "artifact_id": row["id"],
+            "digest": row["digest"],
+            "app_name": row["app_name"],
             "event": event,
             "detail": detail,
             "now": now_iso(),
@@ -292,5 +332,5 @@ async def delete_stored(db: Executor, artifact_id: str) -> int:
         params,
     )
     await db.execute("DELETE FROM artifacts WHERE id = :id", params)
-    pulse.poke(pulse.APPS)
+    wakeups.poke(wakeups.APPS)
     return removed

@@ -1,8 +1,7 @@
 """A page of an app's deployments, read straight into the API's deployment objects.
 
 Listing an app's deployments is the API's busiest read. The query names its columns after the
-keys of the API's deployment object, in its order
-(:func:`aether.server.routes.deployments.deployment_json`; a test holds the two equal), so
+keys of :class:`aether.models.Deployment`, in its order (a test holds the two equal), so
 each row is that object once its env is decoded, and the server encodes the page as it comes
 instead of copying every row into another dict. (Having the database write the JSON instead
 cost PostgreSQL more than it saved here.)
@@ -12,9 +11,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from aether.store.database import Executor, Row
+from aether.models import Deployment
+from aether.store.database import Executor
 from aether.store.deployments import decode_cursor, decode_env, encode_cursor
 
 # (key, SQL expression) of a listed deployment, in the API object's order.
@@ -42,7 +42,7 @@ FIELDS = (
 @dataclass(frozen=True)
 class ObjectPage:
     app_id: str
-    deployments: list[Row]  # API deployment objects, newest first
+    deployments: list[Deployment]  # newest first
     next_cursor: str | None
 
 
@@ -63,7 +63,10 @@ async def app_deployments(
     page = [decode_env(row) for row in found[:limit]]
     for row in page:
         del row["app_key"]
-    return ObjectPage(app_id, page, encode_cursor(page[-1]) if len(found) > limit else None)
+    # Each row now holds exactly Deployment's keys (FIELDS), so it is one.
+    deployments = cast(list[Deployment], page)
+    next_cursor = encode_cursor(page[-1]) if len(found) > limit else None
+    return ObjectPage(app_id, deployments, next_cursor)
 
 
 @functools.cache

@@ -2,7 +2,7 @@
 
 A new deployment is idempotent per app + artifact while one of that artifact is still
 pending, deploying or running. (Workers are woken by the insert trigger of
-:mod:`aether.store.reconcile` on PostgreSQL, by polling on SQLite.)
+:mod:`aether.store.rollouts` on PostgreSQL, by polling on SQLite.)
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import functools
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from aether.errors import BadRequest
-from aether.store import pulse
+from aether.store import wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 
@@ -74,7 +73,8 @@ def decode_env(row: Row) -> Row:
 @functools.lru_cache(maxsize=256)
 def _parsed_env(raw: str) -> dict[str, str]:
     # An app's deployments mostly repeat one env, and a page of them would parse it per row.
-    return json.loads(raw)
+    env: dict[str, str] = json.loads(raw)
+    return env
 
 
 async def get_deployment(db: Executor, deployment_id: str) -> Row | None:
@@ -101,7 +101,7 @@ async def create_deployment(db: Database, spec: DeploymentSpec) -> tuple[Row, bo
         await add_event(tx, deployment_id, "pending", "deployment created")
         created = await get_deployment(tx, deployment_id)
     assert created is not None
-    pulse.poke(pulse.NEW_DEPLOYMENT)
+    wakeups.poke(wakeups.NEW_DEPLOYMENT)
     return created, True
 
 
@@ -149,7 +149,7 @@ async def add_event(db: Executor, deployment_id: str, phase: str, message: str =
             "timestamp": now_iso(),
         },
     )
-    pulse.poke(pulse.deployment_topic(deployment_id))
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
 
 
 async def list_events(db: Executor, deployment_id: str, *, after: int = 0) -> list[Row]:
@@ -158,43 +158,6 @@ async def list_events(db: Executor, deployment_id: str, *, after: int = 0) -> li
         " WHERE deployment_id = :id AND id > :after ORDER BY id",
         {"id": deployment_id, "after": after},
     )
-
-
-async def set_status(
-    db: Executor,
-    deployment_id: str,
-    status: str,
-    *,
-    failure_reason: str | None = None,
-    endpoint: str | None = None,
-) -> None:
-    """Move a deployment; stamps rollout_started_at on deploying, rollout_completed_at on
-    running/failed (only the first time). ``endpoint`` is kept unless a new one is given."""
-    now = now_iso()
-    await db.execute(
-        "UPDATE deployments SET status = :status,"
-        " failure_reason = COALESCE(:failure_reason, failure_reason),"
-        " endpoint = COALESCE(:endpoint, endpoint),"
-        " rollout_started_at = CASE WHEN :status = 'deploying'"
-        "   THEN COALESCE(rollout_started_at, :now) ELSE rollout_started_at END,"
-        " rollout_completed_at = CASE WHEN :status IN ('running', 'failed')"
-        "   THEN COALESCE(rollout_completed_at, :now) ELSE rollout_completed_at END"
-        " WHERE id = :id",
-        {
-            "status": status,
-            "failure_reason": failure_reason,
-            "endpoint": endpoint,
-            "now": now,
-            "id": deployment_id,
-        },
-    )
-    pulse.poke(pulse.deployment_topic(deployment_id))
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[Row]
-    next_cursor: str | None
 
 
 def encode_cursor(row: Row) -> str:
@@ -211,20 +174,6 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     if not created_at or not row_id:
         raise BadRequest("invalid cursor; pass the next_cursor of the previous page")
     return created_at, row_id
-
-
-async def list_deployments(db: Executor, app_id: str, *, limit: int, cursor: str | None) -> Page:
-    """Newest first; ``cursor`` continues after the last row of the previous page."""
-    params: dict[str, Any] = {"app": app_id, "limit": limit + 1}
-    where = "d.app_id = :app"
-    if cursor:
-        params["c_at"], params["c_id"] = decode_cursor(cursor)
-        where += " AND (d.created_at < :c_at OR (d.created_at = :c_at AND d.id < :c_id))"
-    rows = await db.fetch_all(
-        f"{_SELECT} WHERE {where} ORDER BY d.created_at DESC, d.id DESC LIMIT :limit", params
-    )
-    page = [decode_env(row) for row in rows[:limit]]
-    return Page(page, encode_cursor(page[-1]) if len(rows) > limit else None)
 
 
 async def rollback_target(db: Executor, app_id: str, *, to: str | None) -> Row:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 
-from aether.store import changes
+from aether.store import change_feed
 from aether.store.database import Database, Executor
 
 _DIALECT_TYPES = {
@@ -81,7 +81,7 @@ async def migrate(db: Database) -> list[Migration]:
                 },
             )
             applied_now.append(migration)
-    await changes.install_triggers(db)
+    await change_feed.install_triggers(db)
     return applied_now
 
 

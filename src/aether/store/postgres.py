@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,13 +22,20 @@ import psycopg_pool
 from psycopg.rows import tuple_row
 
 from aether.errors import AetherError, Conflict, InternalError, ServiceUnavailable
-from aether.store.database import Database, DuplicateKey, Executor, Params, Row, to_pyformat
+from aether.store.database import Database, DuplicateKey, Executor, Params, Row
 
 # A connection used less than this long ago is handed out again without a liveness check.
 RECENTLY_USED_SECS = 1.0
 # What is left of the timeout after waiting for a slot, at least (the pool needs a positive one).
 MIN_POOL_WAIT_SECS = 0.05
 _NO_PARAMS: dict[str, Any] = {}
+_NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@functools.lru_cache(maxsize=1024)
+def to_pyformat(sql: str) -> str:
+    """``:name`` → ``%(name)s`` (and a literal ``%`` → ``%%``) for psycopg."""
+    return _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
 class PooledConnection(psycopg.AsyncConnection[Any]):
@@ -185,7 +194,7 @@ async def _fetch_all(cursor: psycopg.AsyncCursor[Any], sql: str, params: Params)
         result = cursor.pgresult
         if result is None or result.nfields == 0:
             return []
-        names = [result.fname(index).decode() for index in range(result.nfields)]
+        names = [(result.fname(index) or b"").decode() for index in range(result.nfields)]
         return [dict(zip(names, values, strict=True)) for values in await cursor.fetchall()]
     except psycopg.Error as exc:
         raise _aether_error(exc) from exc

@@ -245,10 +245,3 @@ async def sync_bootstrap_tokens(db: Executor, specs: list[tuple[str, str, str]])
             continue  # another process (a second replica) inserted it first
         added += 1
     return added
-
-
-async def require_token(db: Executor, token_id: str) -> Row:
-    row = await get_token(db, token_id)
-    if row is None:
-        raise NotFound(f"token {token_id} does not exist")
-    return row

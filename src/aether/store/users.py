@@ -8,10 +8,6 @@ from aether.store.clock import now_iso
 from aether.store.database import DuplicateKey, Executor, Row
 
 
-async def get_user(db: Executor, user_id: str) -> Row | None:
-    return await db.fetch_one("SELECT * FROM users WHERE id = :id", {"id": user_id})
-
-
 async def get_user_by_email(db: Executor, email: str) -> Row | None:
     return await db.fetch_one("SELECT * FROM users WHERE email = :email", {"email": email})
 

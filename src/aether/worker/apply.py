@@ -3,6 +3,12 @@
 The runtime's ``healthy`` event is the cutover point: the deployment is marked running with the
 endpoint the runtime now observes (older ones superseded in the same transaction) before the
 runtime stops the previous release, so the Host-header proxy switches without a gap.
+
+A restart (a release that served before: a restarted worker, a restore after a newer release
+failed) is never given up on for a transient fault — failing it would leave the app with no
+release to run — so it is retried with a growing delay until the fault clears. A workload kept
+because every release failed is reported once per deployment, as a ``kept`` event and a log
+line; nothing here ever removes a workload (deleting the app does, in the loop).
 """
 
 from __future__ import annotations
@@ -13,20 +19,23 @@ from typing import Any, Protocol
 
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.settings import WorkerSettings
-from aether.store import reconcile as store
+from aether.store import rollouts
 from aether.store.database import Database, Row
 from aether.worker.outcomes import Retry
-from aether.worker.plan import Action, Deploy, MarkRunning, Remove, Supersede
+from aether.worker.plan import Action, Deploy, KeepWorkload, MarkRunning, Supersede
 from aether.worker.runtimes.base import EventSink, Release, Runtime
 
 log = logging.getLogger("aether.worker")
 
 PULL_TOKEN_TTL_SECS = 30 * 86400  # a pod restarted weeks later can still fetch its artifact
 TRANSIENT = (Retry, NetworkError, ServiceUnavailable)
+# A restart retries transient faults for good, at a delay that grows up to this.
+RESTART_RETRY_MAX_SECS = 30.0
 
 
 class RetryBook(Protocol):
     first_retry: dict[str, float]
+    noted: set[str]  # deployments whose kept workload was reported by this worker
 
 
 class Applier:
@@ -49,28 +58,32 @@ class Applier:
         elif isinstance(action, MarkRunning):
             await self.mark_running(action.deployment_id, app_name)
         elif isinstance(action, Supersede):
-            await store.supersede(self.db, action.deployment_ids)
+            await rollouts.supersede(self.db, action.deployment_ids)
             for old in action.deployment_ids:
-                await store.record_event(self.db, old, "superseded", "a newer deployment runs")
-        elif isinstance(action, Remove):
-            await self.runtime.remove(app_name)
+                await rollouts.record_event(self.db, old, "superseded", "a newer deployment runs")
+        elif isinstance(action, KeepWorkload):
+            await self._note_kept(app_name, action, slot)
 
     async def _deploy(self, app_name: str, action: Deploy, slot: RetryBook) -> None:
-        row = await store.release_row(self.db, action.deployment_id)
+        row = await rollouts.release_row(self.db, action.deployment_id)
         if row is None:
             return
         deployment_id = action.deployment_id
-        if action.restart:
-            await store.record_event(self.db, deployment_id, "restarting", "not running here")
-        elif await store.mark_deploying(self.db, deployment_id):
-            await store.record_event(
+        if action.restores:
+            await rollouts.record_event(
+                self.db, deployment_id, "restoring", f"deployment {action.restores} failed"
+            )
+        elif action.restart:
+            await rollouts.record_event(self.db, deployment_id, "restarting", "not running here")
+        elif await rollouts.mark_deploying(self.db, deployment_id):
+            await rollouts.record_event(
                 self.db, deployment_id, "deploying", f"on the {self.runtime.name} runtime"
             )
         try:
             release = await self.release(row)
             observed = await self.runtime.deploy(release, self.sink(deployment_id, app_name))
         except TRANSIENT as exc:
-            await self._retry_or_fail(deployment_id, exc, slot)
+            await self._retry_or_fail(action, exc, slot)
             return
         except AetherError as exc:
             await self.fail(deployment_id, exc.message)
@@ -82,22 +95,42 @@ class Applier:
         slot.first_retry.pop(deployment_id, None)
         await self.mark_running(deployment_id, app_name, endpoint=observed.endpoint)
 
-    async def _retry_or_fail(self, deployment_id: str, exc: AetherError, slot: RetryBook) -> None:
+    async def _retry_or_fail(self, action: Deploy, exc: AetherError, slot: RetryBook) -> None:
+        deployment_id = action.deployment_id
         first = slot.first_retry.setdefault(deployment_id, time.monotonic())
+        waited = time.monotonic() - first
         timeout = self.settings.rollout_timeout_secs
-        if time.monotonic() - first >= timeout:
+        if waited >= timeout and not action.restart:
             slot.first_retry.pop(deployment_id, None)
             await self.fail(deployment_id, f"not healthy within {timeout:g}s: {exc.message}")
             return
         delay = exc.delay if isinstance(exc, Retry) else 2.0
+        if action.restart:
+            delay = min(RESTART_RETRY_MAX_SECS, max(delay, waited / 4))
         message = f"{exc.message} (again in {delay:g}s)"
-        await store.record_event(self.db, deployment_id, "retrying", message)
+        await rollouts.record_event(self.db, deployment_id, "retrying", message)
         raise Retry(message, delay=delay)  # the loop tries the app again after the delay
+
+    async def _note_kept(self, app_name: str, action: KeepWorkload, slot: RetryBook) -> None:
+        """Say once (per deployment, across workers) that a workload is kept, and why."""
+        key = action.deployment_id or ""
+        if key in slot.noted:
+            return
+        slot.noted.add(key)
+        what = f"release {action.serving}" if action.serving else "its last workload"
+        message = (
+            f"every release of {app_name} failed; the {self.runtime.name} runtime still runs "
+            f"{what} and it is left as it is (deploy a release that works, or delete the app)"
+        )
+        log.warning("%s", message)
+        deployment_id = action.deployment_id
+        if deployment_id and not await rollouts.has_event(self.db, deployment_id, "kept"):
+            await rollouts.record_event(self.db, deployment_id, "kept", message)
 
     async def fail(self, deployment_id: str, reason: str) -> None:
         log.warning("deployment %s failed: %s", deployment_id, reason)
-        await store.mark_failed(self.db, deployment_id, reason)
-        await store.record_event(self.db, deployment_id, "failed", reason)
+        await rollouts.mark_failed(self.db, deployment_id, reason)
+        await rollouts.record_event(self.db, deployment_id, "failed", reason)
 
     async def mark_running(
         self, deployment_id: str, app_name: str, *, endpoint: str | None = None
@@ -106,18 +139,18 @@ class Applier:
             observed = await self.runtime.observe(app_name)
             if observed is not None and observed.deployment_id == deployment_id:
                 endpoint = observed.endpoint
-        status = await store.deployment_status(self.db, deployment_id)
-        superseded = await store.mark_running(self.db, deployment_id, endpoint)
+        status = await rollouts.deployment_status(self.db, deployment_id)
+        superseded = await rollouts.mark_running(self.db, deployment_id, endpoint)
         if status != "running":
-            await store.record_event(self.db, deployment_id, "running", endpoint or "")
+            await rollouts.record_event(self.db, deployment_id, "running", endpoint or "")
         for old in superseded:
-            await store.record_event(self.db, old, "superseded", f"replaced by {deployment_id}")
+            await rollouts.record_event(self.db, old, "superseded", f"replaced by {deployment_id}")
 
     def sink(self, deployment_id: str, app_name: str) -> EventSink:
         """The runtime's event callback; ``healthy`` also marks the deployment running."""
 
         async def record(phase: str, message: str = "") -> None:
-            await store.record_event(self.db, deployment_id, phase, message)
+            await rollouts.record_event(self.db, deployment_id, phase, message)
             if phase == "healthy":
                 await self.mark_running(deployment_id, app_name)
 

@@ -8,6 +8,8 @@ poll as a safety net). A step that raises :class:`Retry` is tried again after it
 the rollout timeout; :class:`Fatal` fails the deployment with its message as the reason.
 ``stop()`` (SIGTERM) ends the loop. Local apps go on running and this worker keeps their leases
 (a restarted worker has the same identity and adopts them); other runtimes release theirs.
+Only a deleted app has its workload removed (``_forget_deleted_apps``, ``_sweep_orphans``);
+the plan itself never removes one.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from typing import Any
 
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.settings import WorkerSettings
-from aether.store import pulse
-from aether.store import reconcile as store
+from aether.store import leases, rollouts, wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Row
 from aether.worker.apply import Applier
 from aether.worker.outcomes import Retry
-from aether.worker.plan import DeploymentState, plan
+from aether.worker.plan import DeploymentState, changes_anything, plan
 from aether.worker.runtimes.base import Runtime
 
 log = logging.getLogger("aether.worker")
@@ -56,6 +57,7 @@ class _AppSlot:
     not_before: float = 0.0
     held: bool = False
     first_retry: dict[str, float] = field(default_factory=dict)
+    noted: set[str] = field(default_factory=set)
 
 
 class Worker:
@@ -91,14 +93,14 @@ class Worker:
 
     async def run(self) -> None:
         """Reconcile until ``stop()``; then stop the runtime and release the leases."""
-        await store.ensure_notify_trigger(self.db)
+        await rollouts.ensure_notify_trigger(self.db)
         await self.runtime.start()
         helpers = [asyncio.create_task(self._renew_leases())]
         if self.db.dialect == "postgresql":
             helpers.append(asyncio.create_task(self._listen()))
         try:
             # Deployments created in this process (`aether serve`) wake the loop at once.
-            with pulse.subscribe(pulse.NEW_DEPLOYMENT, self._wake):
+            with wakeups.subscribe(wakeups.NEW_DEPLOYMENT, self._wake):
                 while not self.stopping.is_set():
                     await self._guarded_pass()
                     await self._sleep(self._poll_secs())
@@ -131,7 +133,7 @@ class Worker:
     async def _new_pending(self) -> bool:
         """A cheap check between passes: has a deployment been created since the last one?"""
         try:
-            pending = await store.pending_ids(self.db)
+            pending = await rollouts.pending_ids(self.db)
         except AetherError:
             return False
         fresh = bool(pending - self._seen_pending)
@@ -141,7 +143,7 @@ class Worker:
     async def run_once(self, *, wait: bool = False) -> None:
         """One pass: start a reconcile task for every app that is due. With ``wait``, return
         only when those tasks are done (tests drive the loop this way)."""
-        apps = await store.list_apps(self.db)
+        apps = await rollouts.list_apps(self.db)
         started = [task for app in apps if (task := self._maybe_start(app)) is not None]
         await self._forget_deleted_apps({app["id"] for app in apps})
         await self._sweep_orphans()
@@ -180,7 +182,7 @@ class Worker:
         try:
             if not await self._hold(app_id, slot):
                 return False
-            rows = await store.plan_rows(self.db, app_id)
+            rows = await rollouts.plan_rows(self.db, app_id)
             states = [DeploymentState(r["id"], r["status"], i) for i, r in enumerate(rows)]
             actions = plan(states, await self.runtime.observe(slot.name))
             for action in actions:
@@ -193,12 +195,13 @@ class Worker:
             log.warning("reconciling %s failed, will retry: %s", slot.name, exc.message)
             self._retry_after(slot, 1.0)
             return False
-        if actions:
-            self._wake.set()  # look again at once: the plan should now be empty
-        return bool(actions)
+        if changes_anything(actions):
+            self._wake.set()  # look again at once: the plan should now be settled
+            return True
+        return False
 
     async def _hold(self, app_id: str, slot: _AppSlot) -> bool:
-        held = await store.acquire_lease(self.db, app_id, self.holder, self.settings.lease_secs)
+        held = await leases.acquire_lease(self.db, app_id, self.holder, self.settings.lease_secs)
         # A cluster's objects are shared by all workers (runtime.per_worker False): the new
         # holder keeps them, so only a per-process runtime stops the app here.
         if slot.held and not held and getattr(self.runtime, "per_worker", True):
@@ -231,7 +234,7 @@ class Worker:
             return
         # Listed after the runtime answered: an app whose objects exist was created before
         # them, so it shows up here; nothing a live app owns is taken for an orphan.
-        existing = {app["name"] for app in await store.list_apps(self.db)}
+        existing = {app["name"] for app in await rollouts.list_apps(self.db)}
         for name in sorted(managed - existing):
             log.info("removing %s from the runtime: its app was deleted", name)
             await self.runtime.remove(name)
@@ -243,7 +246,7 @@ class Worker:
             for app_id, slot in list(self._slots.items()):
                 if slot.held:  # a lost lease is noticed (and acted on) by the next pass
                     with contextlib.suppress(AetherError):
-                        await store.acquire_lease(
+                        await leases.acquire_lease(
                             self.db, app_id, self.holder, self.settings.lease_secs
                         )
 
@@ -251,7 +254,7 @@ class Worker:
         listen: Any = getattr(self.db, "listen", None)
         while listen is not None and not self.stopping.is_set():
             try:
-                async for _payload in listen(store.NOTIFY_CHANNEL, self._now_listening):
+                async for _payload in listen(rollouts.NOTIFY_CHANNEL, self._now_listening):
                     self._wake.set()
             except ServiceUnavailable as exc:
                 self.listening.clear()
@@ -273,4 +276,4 @@ class Worker:
         if getattr(self.runtime, "apps_outlive_worker", False):
             return  # they still run here: the restarted worker (same holder) keeps them
         with contextlib.suppress(AetherError):
-            await store.release_leases(self.db, self.holder)
+            await leases.release_leases(self.db, self.holder)

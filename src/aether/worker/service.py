@@ -62,7 +62,7 @@ def serve_jobs(environ: Mapping[str, str], *, run_loop: bool) -> list[ServeJob]:
 async def run_worker(environ: Mapping[str, str], *, once: bool = False) -> None:
     """``aether worker``: reconcile against the configured database until signalled."""
     from aether.blobs import open_blob_store
-    from aether.store.database import open_database
+    from aether.store import open_database
     from aether.store.migrate import pending
 
     settings = WorkerSettings.from_env(environ)

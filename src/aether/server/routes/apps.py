@@ -4,19 +4,17 @@ delete (admin or owner)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from aether.errors import AetherError, Conflict
-from aether.models import check_app_name
+from aether.models import App, AppWithCurrent, app_from, check_app_name, deployment_from
 from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
-from aether.server.openapi import NULLABLE_STR, STR, obj, operation, param
+from aether.server.openapi import STR, obj, operation, param, schema
 from aether.server.responses import JSONResponse
-from aether.server.routes.deployments import DEPLOYMENT_SCHEMA, deployment_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
@@ -25,14 +23,15 @@ from aether.store.database import Row
 log = logging.getLogger(__name__)
 
 
-def app_json(row: Row, state: ServerState) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "owner": row["owner"],
-        "created_at": row["created_at"],
-        "url": state.app_url(row["name"]),
-    }
+def app_json(row: Row, state: ServerState) -> App:
+    return app_from(row, state.app_url(row["name"]))
+
+
+def _with_current(row: Row, current: Row | None, state: ServerState) -> AppWithCurrent:
+    if current is None:
+        return {**app_json(row, state), "current": None}
+    deployment = deployment_from(current, state.app_url(current["app_name"]))
+    return {**app_json(row, state), "current": deployment}
 
 
 async def create_app(request: Request) -> JSONResponse:
@@ -49,13 +48,9 @@ async def list_apps(request: Request) -> JSONResponse:
     state = get_state(request)
     rows = await app_store.list_apps(state.db)
     current = await app_store.current_deployments(state.db)
-    apps = []
-    for row in rows:
-        deployment = current.get(row["id"])
-        apps.append(
-            {**app_json(row, state), "current": deployment and deployment_json(deployment, state)}
-        )
-    return JSONResponse({"apps": apps})
+    return JSONResponse(
+        {"apps": [_with_current(row, current.get(row["id"]), state) for row in rows]}
+    )
 
 
 async def load_app(request: Request, *, write: bool) -> Row:
@@ -70,9 +65,7 @@ async def get_app(request: Request) -> JSONResponse:
     row = await load_app(request, write=False)
     state = get_state(request)
     current = (await app_store.current_deployments(state.db)).get(row["id"])
-    return JSONResponse(
-        {**app_json(row, state), "current": current and deployment_json(current, state)}
-    )
+    return JSONResponse(_with_current(row, current, state))
 
 
 async def delete_app(request: Request) -> Response:
@@ -108,14 +101,8 @@ ROUTES = [
     Route("/apps/{app}", delete_app, methods=["DELETE"]),
 ]
 
-APP_SCHEMA = obj({"id": STR, "name": STR, "owner": NULLABLE_STR, "created_at": STR, "url": STR})
-APP_WITH_CURRENT = {
-    **APP_SCHEMA,
-    "properties": {
-        **APP_SCHEMA["properties"],
-        "current": {"oneOf": [DEPLOYMENT_SCHEMA, {"type": "null"}]},
-    },
-}
+APP_SCHEMA = schema(App)
+APP_WITH_CURRENT = schema(AppWithCurrent)
 _APP = [param("app")]
 OPENAPI = {
     "/apps": {

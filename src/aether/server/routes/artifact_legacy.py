@@ -17,9 +17,8 @@ from starlette.routing import Route
 
 from aether.errors import BadRequest, InvalidDigest, MissingDigest
 from aether.models import is_digest
-from aether.server import artifact_metrics as metrics
-from aether.server import artifact_registry as registry
-from aether.server.artifact_access import app_for_upload
+from aether.server.artifacts import metrics, registry
+from aether.server.artifacts.access import app_for_upload
 from aether.server.auth import require_role
 from aether.server.openapi import BOOL, STR, obj, operation, param
 from aether.server.responses import JSONResponse

@@ -11,11 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aether.blobs.base import expires_at
-from aether.blobs.keys import COMPRESSIONS
+from aether.blobs.storage_keys import COMPRESSIONS
 from aether.errors import BadRequest
-from aether.server import artifact_metrics as metrics
-from aether.server import artifact_registry as registry
-from aether.server.artifact_access import app_for_upload, check_digest, pending_for_write
+from aether.server.artifacts import metrics, registry
+from aether.server.artifacts.access import app_for_upload, check_digest, pending_for_write
 from aether.server.jsonbody import read_json
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
 from aether.server.responses import JSONResponse

@@ -12,15 +12,16 @@ from starlette.routing import Route
 
 from aether.blobs.base import expires_at
 from aether.errors import BadRequest, Forbidden, NotFound
-from aether.server.artifact_access import ARTIFACT_SCHEMA, artifact_json, check_digest
+from aether.models import Artifact, artifact_from
+from aether.server.artifacts.access import check_digest
 from aether.server.auth import principal, require_role
-from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param, schema
 from aether.server.read_cache import stored_key
 from aether.server.responses import JSONResponse
 from aether.server.routes import artifact_legacy, artifact_uploads
 from aether.server.state import ServerState, get_state
 from aether.store import artifacts as artifact_store
-from aether.store.changes import artifact_topic
+from aether.store.change_feed import artifact_topic
 from aether.store.deployments import decode_cursor, encode_cursor, get_deployment
 
 READ_ROLES = ("deployer", "reader")
@@ -40,7 +41,7 @@ async def artifact_detail(request: Request) -> Response:
     row = await artifact_store.get_by_digest(state.db, check_digest(digest))
     if row is None:
         raise NotFound(f"no artifact with digest {digest}")
-    return JSONResponse(artifact_json(row))
+    return JSONResponse(artifact_from(row))
 
 
 async def _head(state: ServerState, digest: str) -> Response:
@@ -85,7 +86,7 @@ async def list_artifacts(request: Request) -> JSONResponse:
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return JSONResponse(
-        {"artifacts": [artifact_json(row) for row in page], "next_cursor": next_cursor}
+        {"artifacts": [artifact_from(row) for row in page], "next_cursor": next_cursor}
     )
 
 
@@ -126,6 +127,7 @@ ROUTES = [
     Route("/artifacts/{digest}/download", download, methods=["GET"]),
 ]
 
+ARTIFACT_SCHEMA = schema(Artifact)
 _DIGEST_PARAM = param("digest", schema={"type": "string", "pattern": "^[0-9a-f]{64}$"})
 OPENAPI = {
     **artifact_uploads.OPENAPI,

@@ -1,7 +1,7 @@
 """The local blob store's presigned URLs: ``PUT``/``GET /blobs/{key}``.
 
 Open to callers without a bearer token because each URL carries its own HMAC signature and
-expiry (see :mod:`aether.blobs.presign`); an expired or altered URL is 403 ``forbidden``. A PUT
+expiry (see :mod:`aether.blobs.url_signer`); an expired or altered URL is 403 ``forbidden``. A PUT
 streams to a temporary file while hashing and lands under its key only when complete. With
 the S3 store these routes answer 404: S3 serves its own presigned URLs.
 """

@@ -12,20 +12,30 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
-from aether.models import TERMINAL_STATUSES, is_digest
-from aether.server.artifact_verify import signature_matches
+from aether.models import (
+    MAX_REPLICAS,
+    TERMINAL_STATUSES,
+    Deployment,
+    DeploymentPage,
+    DeploymentRequest,
+    Event,
+    deployment_from,
+    event_from,
+    is_digest,
+)
+from aether.server.artifacts.verification import signature_matches
 from aether.server.auth import principal, require_app_access, require_role
-from aether.server.jsonbody import read_json
+from aether.server.jsonbody import body_types, read_json
 from aether.server.metrics import DEPLOYMENTS_CREATED
-from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
+from aether.server.openapi import BOOL, NULLABLE_STR, obj, operation, param, schema
 from aether.server.read_cache import page_key
 from aether.server.responses import JSONResponse, render_json, rendered_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
-from aether.store import deployment_pages, pulse
+from aether.store import deployment_pages, wakeups
 from aether.store import deployments as store
-from aether.store import keys as key_store
+from aether.store import public_keys as public_key_store
 from aether.store.database import Row
 
 # A follower wakes at once for events written in this process (the embedded worker) and
@@ -34,32 +44,7 @@ from aether.store.database import Row
 FOLLOW_POLL_SECS = 0.05
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
-MAX_REPLICAS = 100
-
-
-def deployment_json(row: Row, state: ServerState) -> dict[str, Any]:
-    """The API shape of a deployment row. Listings read rows in this shape straight from the
-    database (aether.store.deployment_pages), which keeps to these keys in this order."""
-    env = row["env"]
-    return {
-        "id": row["id"],
-        "app_name": row["app_name"],
-        "artifact_digest": row["artifact_digest"],
-        "status": row["status"],
-        "runtime": row["runtime"],
-        "node_version": row["node_version"],
-        "start_command": row["start_command"],
-        "env": env if isinstance(env, dict) else json.loads(env or "{}"),
-        "replicas": row["replicas"],
-        "health_path": row["health_path"],
-        "failure_reason": row["failure_reason"],
-        "endpoint": row["endpoint"],
-        "url": state.app_url(row["app_name"]),
-        "rolled_back_from": row["rolled_back_from"],
-        "created_at": row["created_at"],
-        "rollout_started_at": row["rollout_started_at"],
-        "rollout_completed_at": row["rollout_completed_at"],
-    }
+_CREATE_FIELDS, _CREATE_OPTIONS = body_types(DeploymentRequest)
 
 
 def _check_options(body: dict[str, Any]) -> None:
@@ -96,24 +81,13 @@ async def _verified_for(state: ServerState, app: Row, artifact: Row) -> bool:
     against that app's keys, which prove nothing here)."""
     if artifact["app_id"] == app["id"]:
         return bool(artifact["verified"])
-    keys = await key_store.active_keys(state.db, app["id"])
+    keys = await public_key_store.active_keys(state.db, app["id"])
     return signature_matches(keys, artifact["digest"], artifact["signature"])
 
 
 async def create_deployment(request: Request) -> JSONResponse:
     require_role(request, "deployer")  # before reading the body: readers learn nothing more
-    body = await read_json(
-        request,
-        required={"app_name": str, "artifact_digest": str},
-        optional={
-            "runtime": str,
-            "node_version": (str, type(None)),
-            "start_command": (str, type(None)),
-            "env": (dict, type(None)),
-            "replicas": int,
-            "health_path": (str, type(None)),
-        },
-    )
+    body = await read_json(request, required=_CREATE_FIELDS, optional=_CREATE_OPTIONS)
     if not is_digest(body["artifact_digest"]):
         raise BadRequest("field 'artifact_digest' must be 64 lowercase hex characters")
     _check_options(body)
@@ -139,7 +113,8 @@ async def _respond_created(state: ServerState, spec: store.DeploymentSpec) -> JS
     row, created = await store.create_deployment(state.db, spec)
     if created:
         DEPLOYMENTS_CREATED.inc()
-    return JSONResponse(deployment_json(row, state), status_code=201 if created else 200)
+    deployment = deployment_from(row, state.app_url(row["app_name"]))
+    return JSONResponse(deployment, status_code=201 if created else 200)
 
 
 async def _load(request: Request) -> Row:
@@ -155,11 +130,8 @@ async def _load(request: Request) -> Row:
 
 
 async def get_deployment(request: Request) -> JSONResponse:
-    return JSONResponse(deployment_json(await _load(request), get_state(request)))
-
-
-def _event_json(row: Row) -> dict[str, Any]:
-    return {k: row[k] for k in ("id", "phase", "message", "timestamp")}
+    row = await _load(request)
+    return JSONResponse(deployment_from(row, get_state(request).app_url(row["app_name"])))
 
 
 def _after(request: Request) -> int:
@@ -174,20 +146,20 @@ async def get_events(request: Request) -> JSONResponse | StreamingResponse:
     after, state = _after(request), get_state(request)
     if request.query_params.get("follow", "").lower() not in ("1", "true", "yes"):
         rows = await store.list_events(state.db, deployment["id"], after=after)
-        return JSONResponse({"events": [_event_json(r) for r in rows]})
+        return JSONResponse({"events": [event_from(r) for r in rows]})
     stream = _follow(state, deployment["id"], after)
     return StreamingResponse(stream, media_type="application/x-ndjson")
 
 
 async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIterator[bytes]:
     """Events as NDJSON lines until the deployment is terminal and every event is sent."""
-    topic = pulse.deployment_topic(deployment_id)
+    topic = wakeups.deployment_topic(deployment_id)
     while True:
-        with pulse.subscribe(topic) as changed:  # before reading: no write slips between
+        with wakeups.subscribe(topic) as changed:  # before reading: no write slips between
             current = await store.get_deployment(state.db, deployment_id)
             for row in await store.list_events(state.db, deployment_id, after=after):
                 after = row["id"]
-                yield (json.dumps(_event_json(row)) + "\n").encode()
+                yield (json.dumps(event_from(row)) + "\n").encode()
             if current is None or current["status"] in TERMINAL_STATUSES:
                 return
             if state.stopping.is_set():
@@ -217,7 +189,8 @@ async def list_app_deployments(request: Request) -> Response:
         )
         if page is None:
             raise NotFound(f"application {name!r} does not exist; create it with POST /apps")
-        body = render_json({"deployments": page.deployments, "next_cursor": page.next_cursor})
+        listing: DeploymentPage = {"deployments": page.deployments, "next_cursor": page.next_cursor}
+        body = render_json(listing)
         cache.put(key, page.app_id, body, generation)
     require_app_access(request, {"name": name, "owner": None}, write=False)
     return rendered_json(body)
@@ -254,43 +227,9 @@ ROUTES = [
     Route("/apps/{app}/rollback", rollback, methods=["POST"]),
 ]
 
-DEPLOYMENT_SCHEMA = obj(
-    {
-        "id": STR,
-        "app_name": STR,
-        "artifact_digest": STR,
-        "status": {
-            "type": "string",
-            "enum": ["pending", "deploying", "running", "failed", "superseded"],
-        },
-        "runtime": STR,
-        "node_version": NULLABLE_STR,
-        "start_command": NULLABLE_STR,
-        "env": {"type": "object", "additionalProperties": STR},
-        "replicas": INT,
-        "health_path": NULLABLE_STR,
-        "failure_reason": NULLABLE_STR,
-        "endpoint": NULLABLE_STR,
-        "url": STR,
-        "rolled_back_from": NULLABLE_STR,
-        "created_at": STR,
-        "rollout_started_at": NULLABLE_STR,
-        "rollout_completed_at": NULLABLE_STR,
-    }
-)
-EVENT_SCHEMA = obj({"id": INT, "phase": STR, "message": STR, "timestamp": STR})
-_CREATE_REQUEST = obj(
-    {"app_name": STR, "artifact_digest": STR},
-    {
-        "runtime": STR,
-        "node_version": NULLABLE_STR,
-        "start_command": NULLABLE_STR,
-        "env": {"type": ["object", "null"], "additionalProperties": STR},
-        "replicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},
-        "health_path": NULLABLE_STR,
-    },
-    additionalProperties=False,
-)
+DEPLOYMENT_SCHEMA = schema(Deployment)
+EVENT_SCHEMA = schema(Event)
+_CREATE_REQUEST = schema(DeploymentRequest, additionalProperties=False)
 _ID = [param("deployment_id")]
 _APP = [param("app")]
 OPENAPI = {
@@ -325,12 +264,7 @@ OPENAPI = {
                 param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
                 param("cursor", "query"),
             ],
-            response=obj(
-                {
-                    "deployments": {"type": "array", "items": DEPLOYMENT_SCHEMA},
-                    "next_cursor": NULLABLE_STR,
-                }
-            ),
+            response=schema(DeploymentPage),
         )
     },
     "/apps/{app}/rollback": {

@@ -1,7 +1,9 @@
 """``GET /apps/{app}/logs``: an app's output as NDJSON, from the runtime's log source.
 
 Each line is ``{ts, deployment_id, stream, line, cursor}``; passing a line's ``cursor`` back
-resumes right after it. ``tail`` keeps the last N lines, ``since`` drops older ones (ISO-8601
+resumes right after it. ``stream`` is ``stdout`` or ``stderr`` for the app's output and
+``notice`` where the runtime says what it sees instead (Kubernetes: the app has no pods, a pod
+is not scheduled, still in its init container, gone) — never an empty answer that hides it. ``tail`` keeps the last N lines, ``since`` drops older ones (ISO-8601
 time or a duration like ``10m``), ``follow=true`` keeps the response open and streams new lines
 until the client goes away or the server shuts down. The log source is the runtime given to
 ``create_app`` as ``log_source`` (anything with the runtime interface's ``logs``).

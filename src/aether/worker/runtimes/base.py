@@ -78,7 +78,9 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def deploy(self, release: Release, record: EventSink) -> Observed:
         """Make ``release`` the one serving its app, health-gated; the previous one keeps
-        serving until the new one is healthy, and keeps serving if it never is."""
+        serving until the new one is healthy, and keeps serving if it never is — or, where the
+        runtime had to replace it first (Kubernetes, ``recreate``), is left for the loop to
+        deploy again. A failed deploy never deletes what served before it."""
 
     @abc.abstractmethod
     async def observe(self, app_name: str) -> Observed | None:
@@ -86,7 +88,8 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     async def remove(self, app_name: str) -> None:
-        """Stop the app and delete what the runtime created for it."""
+        """Stop the app and delete what the runtime created for it. Called only when the app
+        is deleted (or, for a per-process runtime, when another worker took it over)."""
 
     @abc.abstractmethod
     def logs(

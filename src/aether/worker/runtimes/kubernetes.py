@@ -1,11 +1,15 @@
 """The Kubernetes runtime: each app is a Deployment + Service (+ a pull-token Secret per release).
 
 ``deploy`` applies the synthesized manifests idempotently, then follows the rollout from the
-Deployment status and the release's pods, recording each new state as a deployment event.
-A rollout that fails (a digest mismatch in ``fetch``, a crash loop, an image that cannot be
-pulled, the progress deadline) raises :class:`Fatal` with the reason, after putting the
-previous release's template back so that Kubernetes brings it up again; an API server that
-cannot be reached raises :class:`Retry`. Selected with ``AETHER_RUNTIME=kubernetes``.
+Deployment status, its new ReplicaSet and that ReplicaSet's pods (``kubernetes_rollout``),
+recording each new state as a deployment event. A rollout that fails (a digest mismatch in
+``fetch``, a crash loop, an image that cannot be pulled, the progress deadline) raises
+:class:`Fatal` with the reason; an API server that cannot be reached raises :class:`Retry`.
+
+A failed upgrade deletes nothing: the worker's next pass deploys the last release that worked
+again (a restart, assessed afresh like any rollout), which puts its template back. Only a
+failed *first* deploy cleans up, and only the objects that attempt created. Selected with
+``AETHER_RUNTIME=kubernetes``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from typing import Any
 from aether.errors import AetherError, ConfigError
 from aether.kube import (
     DEPLOYMENTS,
+    KINDS,
     PODS,
+    REPLICASETS,
     SECRETS,
     SERVICES,
+    Applied,
     KubeClient,
+    KubeConflict,
     KubeError,
     KubeNotFound,
     KubeNotOwned,
@@ -34,13 +42,23 @@ from aether.worker.runtimes.kubernetes_manifests import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     app_labels,
+    release_labels,
     service_endpoint,
     synthesize,
 )
-from aether.worker.runtimes.kubernetes_rollout import COMPLETE, FAILED, Progress, assess
+from aether.worker.runtimes.kubernetes_rollout import (
+    COMPLETE,
+    FAILED,
+    NEW_RS_AVAILABLE,
+    Progress,
+    assess,
+    progressing_condition,
+    rolled_out,
+)
 
 OWNER = {MANAGED_BY_LABEL: MANAGED_BY}
 RETRY_DELAY_SECS = 5.0
+CONFLICT_RETRY_DELAY_SECS = 1.0  # another writer kept winning: it is usually over at once
 
 
 class RolloutFailed(AetherError):
@@ -60,6 +78,8 @@ class KubernetesRuntime(Runtime):
         self.settings = settings
         self.rollout_timeout_secs = rollout_timeout_secs
         self.pod_logs = PodLogs(client, poll_interval_secs=settings.poll_interval_secs)
+        # app → (uid, generation) of its Deployment last seen rolled out completely.
+        self._completed: dict[str, tuple[str, int]] = {}
 
     @classmethod
     def from_settings(
@@ -93,13 +113,15 @@ class KubernetesRuntime(Runtime):
         except ConfigError as exc:
             raise Fatal(exc.message) from exc
         try:
-            previous = await self.client.get(DEPLOYMENTS, self.namespace, release.app_name)
+            existed = await self.client.get(DEPLOYMENTS, self.namespace, release.app_name)
             applied = [await apply(self.client, m, owner_labels=OWNER) for m in manifests]
             await record("applying", "; ".join(item.describe() for item in applied))
+            written = _generation(next(a for a in applied if a.kind == "Deployment").object)
             try:
-                observed = await self._track(release, record)
+                observed = await self._track(release, record, written)
             except RolloutFailed as exc:
-                await self._restore_or_say_why_not(previous, release, record)
+                if existed is None:  # a first deploy: undo what it created, nothing else
+                    await self._undo_created(applied, record)
                 raise Fatal(exc.message) from exc
             await self._prune_pull_secrets(release)
         except KubeNotFound as exc:  # on a create: the namespace is missing
@@ -111,12 +133,12 @@ class KubernetesRuntime(Runtime):
             raise _outcome(exc) from exc
         return observed
 
-    async def _track(self, release: Release, record: EventSink) -> Observed:
+    async def _track(self, release: Release, record: EventSink, written: int) -> Observed:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.rollout_timeout_secs
         said = ""
         while True:
-            progress = await self._progress(release, loop.time() > deadline)
+            progress = await self._progress(release, written, loop.time() > deadline)
             if progress is not None and progress.state == COMPLETE:
                 # "healthy" is the phase on which the worker marks the deployment running.
                 await record("healthy", progress.message)
@@ -134,7 +156,7 @@ class KubernetesRuntime(Runtime):
                 )
             await asyncio.sleep(self.settings.poll_interval_secs)
 
-    async def _progress(self, release: Release, last_try: bool) -> Progress | None:
+    async def _progress(self, release: Release, written: int, last_try: bool) -> Progress | None:
         """The rollout's state now; None when the API blinked (errors only on the last try)."""
         try:
             deployment = await self.client.get(DEPLOYMENTS, self.namespace, release.app_name)
@@ -143,52 +165,27 @@ class KubernetesRuntime(Runtime):
             serving = _labels(deployment).get("deployment_id")
             if serving != release.deployment_id:
                 raise Fatal(f"deployment {serving} replaced this one during the rollout")
-            labels = {**app_labels(release.app_name), "deployment_id": release.deployment_id}
+            labels = release_labels(release)
+            replica_sets = await self.client.list(REPLICASETS, self.namespace, labels)
             pods = await self.client.list(PODS, self.namespace, labels)
         except KubeError as exc:
             if exc.transient and not last_try:
                 return None
             raise
-        return assess(deployment, pods)
+        return assess(deployment, replica_sets, pods, written_generation=written)
 
-    async def _restore_or_say_why_not(
-        self, previous: dict[str, Any] | None, release: Release, record: EventSink
-    ) -> None:
+    async def _undo_created(self, applied: list[Applied], record: EventSink) -> None:
+        """A failed first release: delete the objects this attempt created (and only those),
+        so an app that never ran leaves nothing behind."""
+        created = [item for item in reversed(applied) if item.action == "created"]
         try:
-            await self._restore(previous, release, record)
+            for item in created:
+                await self.client.delete(KINDS[item.kind], self.namespace, item.name)
         except KubeError as exc:  # the rollout's failure stays the reason; this is a footnote
-            await record("rollback", f"could not restore the previous release: {exc.message}")
-
-    async def _restore(
-        self, previous: dict[str, Any] | None, release: Release, record: EventSink
-    ) -> None:
-        """Put the previous release's Deployment back (Kubernetes then rolls it out again);
-        a first release that fails leaves nothing behind."""
-        if previous is None:
-            await self._delete_objects(release.app_name)
-            await record("rollback", "no previous release: the app's objects were removed")
+            await record("rollback", f"could not remove what this attempt created: {exc.message}")
             return
-        if _labels(previous).get("deployment_id") == release.deployment_id:
-            await record("rollback", "this release was already applied: nothing to restore")
-            return
-        current = await self.client.get(DEPLOYMENTS, self.namespace, release.app_name)
-        if current is None:
-            return
-        old_metadata = previous["metadata"]
-        restored = {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {
-                "name": old_metadata["name"],
-                "namespace": old_metadata["namespace"],
-                "labels": old_metadata.get("labels") or {},
-                "annotations": old_metadata.get("annotations") or {},
-                "resourceVersion": current["metadata"].get("resourceVersion"),
-            },
-            "spec": previous["spec"],
-        }
-        await self.client.replace(restored)
-        await record("rollback", f"restored deployment {_labels(previous).get('deployment_id')}")
+        names = ", ".join(f"{item.kind} {item.name}" for item in created) or "nothing"
+        await record("rollback", f"no release of this app ran before: removed {names}")
 
     async def _prune_pull_secrets(self, release: Release) -> None:
         """Pull tokens of releases no pod runs any more."""
@@ -201,17 +198,42 @@ class KubernetesRuntime(Runtime):
     async def observe(self, app_name: str) -> Observed | None:
         try:
             deployment = await self.client.get(DEPLOYMENTS, self.namespace, app_name)
+            if deployment is None or _labels(deployment).get(MANAGED_BY_LABEL) != MANAGED_BY:
+                return None
+            done = await self._was_rolled_out(deployment)
         except KubeError as exc:
             raise _outcome(exc) from exc
-        if deployment is None or _labels(deployment).get(MANAGED_BY_LABEL) != MANAGED_BY:
-            return None
-        progress = assess(deployment, [])
-        healthy = progress.state == COMPLETE
+        status = deployment.get("status") or {}
+        wanted = (deployment.get("spec") or {}).get("replicas", 1)
+        available = status.get("availableReplicas", 0)
+        healthy = done and available >= wanted
         # A release counts as serving once its rollout completed; one still rolling out (or
-        # stuck) is not, so the worker deploys (and follows) it again instead of trusting it.
-        rolled_out = healthy or _rolled_out(deployment)
-        deployment_id = _labels(deployment).get("deployment_id") if rolled_out else None
-        return self._observed(app_name, deployment_id, healthy, progress.message)
+        # stuck, or restored after a newer one failed) is not, so the worker deploys (and
+        # follows) it again instead of trusting it.
+        deployment_id = _labels(deployment).get("deployment_id") if done else None
+        detail = f"{available}/{wanted} replicas available"
+        return self._observed(app_name, deployment_id, healthy, detail)
+
+    async def _was_rolled_out(self, deployment: dict[str, Any]) -> bool:
+        """Whether the controller completed the rollout of the current template; the API is
+        asked for the ReplicaSets once per generation (a template's ReplicaSet never changes)."""
+        condition = progressing_condition(deployment.get("status") or {})
+        if condition is None or condition.get("reason") != NEW_RS_AVAILABLE:
+            return False
+        labels = _labels(deployment)
+        key = ((deployment.get("metadata") or {}).get("uid", ""), _generation(deployment))
+        if self._completed.get(labels.get("app_name", "")) == key:
+            return True
+        selector = {
+            **app_labels(labels.get("app_name", "")),
+            "deployment_id": labels.get("deployment_id", ""),
+        }
+        if not rolled_out(
+            deployment, await self.client.list(REPLICASETS, self.namespace, selector)
+        ):
+            return False
+        self._completed[labels.get("app_name", "")] = key
+        return True
 
     async def managed_apps(self) -> set[str]:
         try:
@@ -261,27 +283,18 @@ class KubernetesRuntime(Runtime):
             self.namespace, app_name, container=container, tail=tail, since=since, cursor=cursor
         )
         try:
-            lines, newest = await self.pod_logs.snapshot(query)
+            snapshot = await self.pod_logs.snapshot(query)
         except KubeError as exc:
             raise _outcome(exc) from exc
-        for line in lines:
+        for line in snapshot.lines:
             yield line
         if follow:
-            async for line in self.pod_logs.follow(query, newest):
+            async for line in self.pod_logs.follow(query, snapshot):
                 yield line
 
 
-def _rolled_out(deployment: Mapping[str, Any]) -> bool:
-    """The controller finished rolling out the current template (pods may be down since)."""
-    status = deployment.get("status") or {}
-    generation = (deployment.get("metadata") or {}).get("generation", 0)
-    if status.get("observedGeneration", 0) < generation:
-        return False
-    return any(
-        condition.get("type") == "Progressing"
-        and condition.get("reason") == "NewReplicaSetAvailable"
-        for condition in status.get("conditions") or []
-    )
+def _generation(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -291,4 +304,5 @@ def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
 def _outcome(exc: KubeError) -> Retry | Fatal:
     if isinstance(exc, KubeNotOwned) or not exc.transient:
         return Fatal(exc.message)
-    return Retry(exc.message, delay=RETRY_DELAY_SECS)
+    delay = CONFLICT_RETRY_DELAY_SECS if isinstance(exc, KubeConflict) else RETRY_DELAY_SECS
+    return Retry(exc.message, delay=delay)

@@ -119,11 +119,13 @@ class AppProcess:
 
     async def _await_record(self, launcher: subprocess.Popen[bytes], shim_log: Path) -> None:
         """Reap the launcher (it forks the supervisor and exits) and wait for the record."""
+        assert self.spec is not None  # spawn() set it
+        launch_id = self.spec.launch_id
         deadline = time.monotonic() + SUPERVISOR_START_SECS
         while True:
             launched = launcher.poll()
             record = read_record(self.record_path)
-            if record is not None and record.launch_id == self.spec.launch_id and launched == 0:
+            if record is not None and record.launch_id == launch_id and launched == 0:
                 self.record = record
                 return
             if launched not in (None, 0) or time.monotonic() > deadline:

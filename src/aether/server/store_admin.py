@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 from aether.errors import ConfigError, NotFound
 from aether.server.auth import bootstrap_specs
 from aether.settings import ServerSettings
+from aether.store import open_database
 from aether.store import tokens as token_store
-from aether.store.database import Database, open_database
+from aether.store.database import Database
 from aether.store.migrate import applied_versions, available, migrate, pending
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Cut a tree into pieces that can be packed independently, and group them into tasks.
+"""Partition a tree into pieces that can be packed independently, and group them into tasks.
 
 The archive order is a depth-first walk with each folder's children sorted, so a folder and
 everything under it is one contiguous run of members. A plan lists the top of the tree in

@@ -1,11 +1,11 @@
-"""The worker's queries: apps and their deployments, status transitions, events and leases.
+"""Rollouts as the worker sees them: apps and their deployments, the release a deployment
+runs, status transitions and events (and the Host-header proxy's running endpoint).
 
 Transitions are conditional updates so a late or duplicate worker can never move a deployment
 backwards: ``pending → deploying → running | failed``; when a deployment runs, the older ones
-of its app still marked active become ``superseded`` in the same transaction. A lease row in
-``app_leases`` (holder + expiry) gives one worker an app at a time; an expired lease is taken
-over. On PostgreSQL an insert trigger NOTIFYs ``aether_deployments`` with the app id so
-workers wake at once.
+of its app still marked active become ``superseded`` in the same transaction. Which worker
+handles an app is :mod:`aether.store.leases`. On PostgreSQL an insert trigger NOTIFYs
+``aether_deployments`` with the app id so workers wake at once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aether.store import pulse
+from aether.store import wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 from aether.store.deployments import add_event
@@ -52,19 +52,33 @@ async def list_apps(db: Executor) -> list[Row]:
 
 
 async def plan_rows(db: Executor, app_id: str) -> list[Row]:
-    """The deployments the plan needs, oldest first: every active one plus the newest
-    superseded one (the fallback when everything newer failed)."""
+    """The deployments the plan needs, oldest first: every active one, the newest superseded
+    one (the fallback when everything newer failed) and the newest failed one (what a restore
+    undoes; where the worker says it keeps a workload when every release failed)."""
     active = await db.fetch_all(
         f"SELECT id, status, created_at FROM deployments WHERE app_id = :app_id"
         f" AND status IN {_ACTIVE}",
         {"app_id": app_id},
     )
-    superseded = await db.fetch_all(
-        "SELECT id, status, created_at FROM deployments WHERE app_id = :app_id"
-        " AND status = 'superseded' ORDER BY created_at DESC, id DESC LIMIT 1",
-        {"app_id": app_id},
+    newest = [
+        row
+        for status in ("superseded", "failed")
+        for row in await db.fetch_all(
+            "SELECT id, status, created_at FROM deployments WHERE app_id = :app_id"
+            " AND status = :status ORDER BY created_at DESC, id DESC LIMIT 1",
+            {"app_id": app_id, "status": status},
+        )
+    ]
+    return sorted(active + newest, key=lambda r: (r["created_at"], r["id"]))
+
+
+async def has_event(db: Executor, deployment_id: str, phase: str) -> bool:
+    """Whether the deployment already has an event of ``phase`` (notes said once)."""
+    found = await db.fetch_value(
+        "SELECT 1 FROM deployment_events WHERE deployment_id = :id AND phase = :phase LIMIT 1",
+        {"id": deployment_id, "phase": phase},
     )
-    return sorted(active + superseded, key=lambda r: (r["created_at"], r["id"]))
+    return found is not None
 
 
 async def pending_ids(db: Executor) -> set[str]:
@@ -136,7 +150,7 @@ async def mark_deploying(db: Executor, deployment_id: str) -> bool:
         " WHERE id = :id AND status = 'pending'",
         {"id": deployment_id, "now": now_iso()},
     )
-    pulse.poke(pulse.deployment_topic(deployment_id))
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
     return touched > 0
 
 
@@ -159,7 +173,7 @@ async def mark_running(db: Database, deployment_id: str, endpoint: str | None) -
         )
         superseded = await _supersede_older(tx, row["app_id"], row["created_at"], deployment_id)
     for changed in (deployment_id, *superseded):
-        pulse.poke(pulse.deployment_topic(changed))
+        wakeups.poke(wakeups.deployment_topic(changed))
     return superseded
 
 
@@ -181,7 +195,7 @@ async def supersede(db: Executor, deployment_ids: tuple[str, ...] | list[str]) -
             f"UPDATE deployments SET status = 'superseded' WHERE id = :id AND status IN {_ACTIVE}",
             {"id": deployment_id},
         )
-        pulse.poke(pulse.deployment_topic(deployment_id))
+        wakeups.poke(wakeups.deployment_topic(deployment_id))
 
 
 async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
@@ -190,42 +204,12 @@ async def mark_failed(db: Executor, deployment_id: str, reason: str) -> bool:
         " rollout_completed_at = :now WHERE id = :id AND status <> 'failed'",
         {"id": deployment_id, "reason": reason[:4000], "now": now_iso()},
     )
-    pulse.poke(pulse.deployment_topic(deployment_id))
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
     return touched > 0
 
 
-async def set_endpoint(db: Executor, deployment_id: str, endpoint: str | None) -> None:
-    await db.execute(
-        "UPDATE deployments SET endpoint = :endpoint WHERE id = :id",
-        {"id": deployment_id, "endpoint": endpoint},
-    )
-    pulse.poke(pulse.deployment_topic(deployment_id))
-
-
 async def deployment_status(db: Executor, deployment_id: str) -> str | None:
-    return await db.fetch_value(
+    status: str | None = await db.fetch_value(
         "SELECT status FROM deployments WHERE id = :id", {"id": deployment_id}
     )
-
-
-# --- leases ------------------------------------------------------------------------------------
-
-
-async def acquire_lease(db: Executor, app_id: str, holder: str, ttl_secs: float) -> bool:
-    """Take or renew the app's lease; False while another worker holds an unexpired one."""
-    now = now_iso()
-    await db.execute(
-        "INSERT INTO app_leases (app_id, holder, expires_at) VALUES (:app_id, :holder, :expires)"
-        " ON CONFLICT (app_id) DO UPDATE SET holder = excluded.holder,"
-        " expires_at = excluded.expires_at"
-        " WHERE app_leases.holder = excluded.holder OR app_leases.expires_at < :now",
-        {"app_id": app_id, "holder": holder, "expires": now_iso(ttl_secs), "now": now},
-    )
-    owner = await db.fetch_value(
-        "SELECT holder FROM app_leases WHERE app_id = :app_id", {"app_id": app_id}
-    )
-    return owner == holder
-
-
-async def release_leases(db: Executor, holder: str) -> int:
-    return await db.execute("DELETE FROM app_leases WHERE holder = :holder", {"holder": holder})
+    return status

@@ -15,7 +15,7 @@ import re
 from aether.blobs import BlobStore
 from aether.errors import BadRequest, DigestMismatch
 from aether.pack.signing import verify_signature
-from aether.server import artifact_metrics as metrics
+from aether.server.artifacts import metrics
 from aether.settings import ArtifactPolicy
 
 _SIGNATURE = re.compile(r"^[0-9a-f]{128}$")

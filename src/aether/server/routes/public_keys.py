@@ -15,7 +15,7 @@ from aether.server.openapi import BOOL, STR, obj, operation, param
 from aether.server.responses import JSONResponse
 from aether.server.state import get_state
 from aether.store import apps as app_store
-from aether.store import keys as key_store
+from aether.store import public_keys as public_key_store
 from aether.store.database import Row
 
 
@@ -43,7 +43,7 @@ async def add_key(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, request.path_params["app"])
     require_app_access(request, app, write=True)
-    row, created = await key_store.add_key(
+    row, created = await public_key_store.add_key(
         state.db, app["id"], check_public_key(body["public_key_hex"])
     )
     return JSONResponse(key_json(row), status_code=201 if created else 200)
@@ -53,7 +53,7 @@ async def list_keys(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, request.path_params["app"])
     require_app_access(request, app, write=False)
-    rows = await key_store.list_keys(state.db, app["id"])
+    rows = await public_key_store.list_keys(state.db, app["id"])
     return JSONResponse({"public_keys": [key_json(row) for row in rows]})
 
 
@@ -62,10 +62,10 @@ async def deactivate_key(request: Request) -> JSONResponse:
     app = await app_store.require_app(state.db, request.path_params["app"])
     require_app_access(request, app, write=True)
     key = request.path_params["public_key_hex"].lower()
-    row = await key_store.get_key(state.db, app["id"], key)
+    row = await public_key_store.get_key(state.db, app["id"], key)
     if row is None:
         raise NotFound(f"app {app['name']!r} has no public key {key}")
-    row = await key_store.deactivate_key(state.db, app["id"], key)
+    row = await public_key_store.deactivate_key(state.db, app["id"], key)
     assert row is not None
     return JSONResponse(key_json(row))
 

@@ -1,4 +1,4 @@
-"""Who may touch which artifact: the app an upload is for, and the artifact JSON shape.
+"""Who may touch which artifact: the app an upload is for, an upload in progress.
 
 Uploads need write access to the app (admin, or the deployer that owns it). An upload for an
 app that does not exist yet creates it, owned by the calling deployer, so a first
@@ -6,8 +6,6 @@ app that does not exist yet creates it, owned by the calling deployer, so a firs
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from starlette.requests import Request
 
@@ -50,40 +48,3 @@ async def pending_for_write(request: Request, state: ServerState, digest: str) -
     app = await app_store.require_app(state.db, row["app_name"])
     require_app_access(request, app, write=True)
     return row
-
-
-def artifact_json(row: Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "app_name": row["app_name"],
-        "digest": row["digest"],
-        "size_bytes": int(row["size_bytes"]),
-        "compression": row["compression"],
-        "runtime": row["runtime"],
-        "status": row["status"],
-        "storage_key": row["storage_key"],
-        "verified": bool(row["verified"]),
-        "signature": row["signature"],
-        "created_at": row["created_at"],
-        "completed_at": row["completed_at"],
-    }
-
-
-ARTIFACT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "app_name", "digest", "size_bytes", "status", "storage_key", "verified"],
-    "properties": {
-        "id": {"type": "string"},
-        "app_name": {"type": "string"},
-        "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "size_bytes": {"type": "integer"},
-        "compression": {"type": "string", "enum": ["zstd", "gzip"]},
-        "runtime": {"type": "string"},
-        "status": {"type": "string", "enum": ["pending", "stored"]},
-        "storage_key": {"type": "string"},
-        "verified": {"type": "boolean"},
-        "signature": {"type": ["string", "null"]},
-        "created_at": {"type": "string"},
-        "completed_at": {"type": ["string", "null"]},
-    },
-}

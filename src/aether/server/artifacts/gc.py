@@ -1,27 +1,34 @@
-"""Pending-upload garbage collection: ``aether gc`` and a background task of ``aether serve``.
+"""Artifact garbage collection: ``aether gc`` and a background task of ``aether serve``.
 
 A row still ``pending`` after ``AETHER_PENDING_TTL_SECS`` is an upload that was abandoned:
 its multipart upload is aborted, any object under its key (never verified) is deleted, the row
 goes and a ``pending_gc`` event records it. Then the store drops multipart uploads and temporary
 files older than the TTL that no row points at any more.
+
+``serve``'s loop also applies the retention policy (:mod:`aether.server.artifacts.retention`)
+to every app that stored a new artifact, woken by the complete that stored it, so a complete
+answers without waiting for deletions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from aether.blobs import BlobStore, open_blob_store
 from aether.errors import AetherError
-from aether.server import artifact_metrics as metrics
-from aether.server.artifact_retention import refresh_artifact_gauge
+from aether.server.artifacts import metrics
+from aether.server.artifacts.retention import apply_retention, refresh_artifact_gauge
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store import artifacts as artifact_store
+from aether.store import open_database
 from aether.store.clock import now_iso
-from aether.store.database import Database, Row, open_database
+from aether.store.database import Database, Row
 from aether.store.migrate import migrate
 
 log = logging.getLogger("aether.server.gc")
@@ -56,34 +63,54 @@ async def _drop(db: Database, blobs: BlobStore, row: Row, ttl_secs: int) -> bool
     if not await artifact_store.delete_pending(db, row["id"]):
         return False  # completed meanwhile: its object is now the stored artifact
     await blobs.delete(row["storage_key"])
-    await artifact_store.add_event(
-        db,
-        artifact_id=row["id"],
-        digest=row["digest"],
-        app_name=row["app_name"],
-        event="pending_gc",
-        detail=f"pending for more than {ttl_secs}s",
-    )
+    await artifact_store.add_event(db, row, "pending_gc", f"pending for more than {ttl_secs}s")
     metrics.EVENTS.inc()
     return True
 
 
-async def pending_gc_loop(state: ServerState) -> None:
-    """``serve``'s background task: a GC pass every AETHER_PENDING_GC_INTERVAL_SECS (0 = off)."""
+async def gc_loop(state: ServerState) -> None:
+    """``serve``'s background task: retention and the artifacts gauge whenever a complete
+    stores an artifact, and a pending-upload GC pass every AETHER_PENDING_GC_INTERVAL_SECS
+    (0 = no pending GC)."""
     interval = state.policy.pending_gc_interval_secs
+    next_pass = time.monotonic()
     while True:
+        due, requested = state.artifact_gc.take()
+        if interval > 0 and time.monotonic() >= next_pass:
+            next_pass = time.monotonic() + max(interval, 1)
+            await _pending_pass(state)
+        await _retain(state, due)
+        state.artifact_gc.done(requested)
+        timeout = None if interval <= 0 else max(0.0, next_pass - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.artifact_gc.wake.wait(), timeout)
+
+
+async def _pending_pass(state: ServerState) -> None:
+    try:
+        report = await collect_pending(
+            state.db, state.blobs, ttl_secs=state.policy.pending_ttl_secs
+        )
+    except AetherError as exc:  # storage or database down: try again next interval
+        log.warning("pending GC failed: %s", exc.message)
+        return
+    if report.deleted_pending or report.purged_uploads:
+        log.info("pending GC: %s", report.as_json())
+
+
+async def _retain(state: ServerState, app_ids: set[str]) -> None:
+    """Apply retention to ``app_ids``, then refresh the gauge; an app that fails is retried
+    at the next wake-up."""
+    for app_id in sorted(app_ids):
         try:
-            await refresh_artifact_gauge(state)
-            if interval <= 0:
-                return
-            report = await collect_pending(
-                state.db, state.blobs, ttl_secs=state.policy.pending_ttl_secs
-            )
-            if report.deleted_pending or report.purged_uploads:
-                log.info("pending GC: %s", report.as_json())
-        except AetherError as exc:  # storage or database down: try again next interval
-            log.warning("pending GC failed: %s", exc.message)
-        await asyncio.sleep(max(interval, 1))
+            await apply_retention(state, app_id)
+        except AetherError as exc:
+            log.warning("retention failed: %s", exc.message)
+            state.artifact_gc.retry(app_id)
+    try:
+        await refresh_artifact_gauge(state)
+    except AetherError as exc:
+        log.warning("artifacts gauge not refreshed: %s", exc.message)
 
 
 async def run_once(environ: dict[str, str], *, ttl_secs: int | None = None) -> GcReport:

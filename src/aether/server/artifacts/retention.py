@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from aether.errors import AetherError, Conflict
-from aether.server import artifact_metrics as metrics
+from aether.server.artifacts import metrics
 from aether.server.state import ServerState
 from aether.store import artifacts as artifact_store
 from aether.store.database import Row
@@ -41,11 +41,9 @@ async def _delete_one(state: ServerState, row: Row, keep: int) -> bool:
             dropped = await artifact_store.delete_stored(tx, row["id"])
             await artifact_store.add_event(
                 tx,
-                artifact_id=row["id"],
-                digest=row["digest"],
-                app_name=row["app_name"],
-                event="retention_delete",
-                detail=f"kept the newest {keep}; removed {dropped} finished deployments using it",
+                row,
+                "retention_delete",
+                f"kept the newest {keep}; removed {dropped} finished deployments using it",
             )
     except Conflict:
         return False  # a deployment started using it meanwhile: keep it

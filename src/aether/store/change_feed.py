@@ -77,4 +77,4 @@ async def feed_available(db: Database) -> bool:
         " WHERE c.relnamespace = to_regnamespace(current_schema())"
         " AND t.tgname IN (" + ", ".join(f"'{name}'" for name in _TRIGGER_NAMES) + ")"
     )
-    return found == len(_TRIGGER_NAMES)
+    return bool(found == len(_TRIGGER_NAMES))

@@ -1,9 +1,11 @@
 """The upload protocols' decisions, apart from HTTP: presign, multipart init, complete.
 
 Route handlers authenticate, parse and call these with the app row they resolved. A row goes
-``pending`` at presign/init and ``stored`` only after :func:`verify_object`; the flip is one
-``UPDATE … WHERE status = 'pending'``, so concurrent completes of one digest store one row and
-the others answer ``duplicate: true``.
+``pending`` at presign/init and ``stored`` only after :func:`verify_object`; the store's
+:func:`~aether.store.artifacts.complete` flips it with one ``UPDATE … WHERE status =
+'pending'`` and records the event and the idempotency key in the same transaction, so
+concurrent completes of one digest store one row and the others answer ``duplicate: true``.
+Retention and the artifacts gauge follow in the artifact GC loop, outside the request.
 """
 
 from __future__ import annotations
@@ -27,9 +29,8 @@ from aether.errors import (
 )
 from aether.models import is_digest
 from aether.pack.reader import detect_compression
-from aether.server import artifact_metrics as metrics
-from aether.server.artifact_retention import apply_retention, refresh_artifact_gauge
-from aether.server.artifact_verify import (
+from aether.server.artifacts import metrics
+from aether.server.artifacts.verification import (
     check_signature_format,
     signature_matches,
     verify_object,
@@ -37,7 +38,7 @@ from aether.server.artifact_verify import (
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy
 from aether.store import artifacts as artifact_store
-from aether.store import keys as key_store
+from aether.store import public_keys as public_key_store
 from aether.store.clock import parse_iso
 from aether.store.database import DuplicateKey, Row
 
@@ -198,12 +199,17 @@ async def complete(state: ServerState, app: Row, completion: Completion) -> dict
 async def _complete(state: ServerState, app: Row, completion: Completion) -> dict[str, Any]:
     check_announcement(state.policy, completion.digest, completion.size_bytes)
     signature = check_signature_format(completion.signature)
-    replay = await _idempotent_replay(state, completion)
-    if replay is not None:
-        return replay
-    row = await artifact_store.get_by_digest(state.db, completion.digest)
+    found = await artifact_store.lookup_complete(
+        state.db, completion.digest, completion.idempotency_key
+    )
+    row = found.row
+    if found.first_use is not None:
+        _check_same_digest(found.first_use, completion.digest)
+        # Retention may have deleted the artifact since: then this is a new complete after all.
+        if row is not None and row["status"] == "stored":
+            return answer(row, duplicate=found.first_use["duplicate"])
     if row is not None and row["status"] == "stored":
-        return await _remember_key(state, completion, await _duplicate(state, row, signature))
+        return await _duplicate(state, row, signature, completion.idempotency_key)
     row = await _pending_row(state, app, completion, row)
     await check_quota(state, app, completion.size_bytes)
     if completion.upload_id:
@@ -211,51 +217,34 @@ async def _complete(state: ServerState, app: Row, completion: Completion) -> dic
     await verify_object(
         state.blobs, state.policy, row["storage_key"], completion.digest, completion.size_bytes
     )
-    public_keys = await key_store.active_keys(state.db, app["id"])
+    public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, completion.digest, signature)
-    result = await _store(state, row, completion, signature, verified)
-    return await _remember_key(state, completion, result)
+    return await _store(state, row, completion, signature, verified)
 
 
-async def _idempotent_replay(state: ServerState, completion: Completion) -> dict | None:
-    if not completion.idempotency_key:
-        return None
-    prior = await artifact_store.get_by_idempotency_key(state.db, completion.idempotency_key)
-    if prior is None:
-        return None
-    _check_same_digest(prior, completion)
-    row = await artifact_store.get_stored(state.db, completion.digest)
-    # Retention may have deleted the artifact since: then this is a new complete after all.
-    return None if row is None else answer(row, duplicate=prior["duplicate"])
-
-
-async def _remember_key(state: ServerState, completion: Completion, result: dict) -> dict:
-    if completion.idempotency_key:
-        first = await artifact_store.remember_idempotency_key(
-            state.db,
-            completion.idempotency_key,
-            digest=completion.digest,
-            duplicate=result["duplicate"],
-        )
-        _check_same_digest(first, completion)
-    return result
-
-
-def _check_same_digest(prior: Row, completion: Completion) -> None:
-    if prior["digest"] != completion.digest:
+def _check_same_digest(first_use: Row | None, digest: str) -> None:
+    if first_use is not None and first_use["digest"] != digest:
         raise IdempotencyConflict(
-            f"idempotency_key was already used for digest {prior['digest']}; use a new key"
+            f"idempotency_key was already used for digest {first_use['digest']}; use a new key"
         )
 
 
-async def _duplicate(state: ServerState, row: Row, signature: str | None) -> dict[str, Any]:
+async def _duplicate(
+    state: ServerState, row: Row, signature: str | None, idempotency_key: str | None = None
+) -> dict[str, Any]:
     """An already stored digest: nothing is rewritten; a newly valid signature is recorded."""
+    newly_signed = None
     if signature and not row["verified"]:
-        public_keys = await key_store.active_keys(state.db, row["app_id"])
+        public_keys = await public_key_store.active_keys(state.db, row["app_id"])
         if signature_matches(public_keys, row["digest"], signature):
-            await artifact_store.record_signature(state.db, row["id"], signature)
-            row = {**row, "verified": True, "signature": signature}
-    return answer(row, duplicate=True)
+            newly_signed = signature
+    if newly_signed is None and idempotency_key is None:
+        return answer(row, duplicate=True)
+    done = await artifact_store.complete_duplicate(
+        state.db, row, signature=newly_signed, idempotency_key=idempotency_key
+    )
+    _check_same_digest(done.first_use, row["digest"])
+    return answer(done.row, duplicate=True)
 
 
 async def _pending_row(
@@ -298,7 +287,7 @@ async def _store(
     state: ServerState, row: Row, completion: Completion, signature: str | None, verified: bool
 ) -> dict[str, Any]:
     try:
-        won = await artifact_store.mark_stored(
+        done = await artifact_store.complete(
             state.db,
             row["id"],
             signature=signature,
@@ -309,31 +298,19 @@ async def _store(
         raise IdempotencyConflict(
             "idempotency_key is in use by another upload; use a new key"
         ) from exc
-    stored = await artifact_store.get_by_id(state.db, row["id"])
-    assert stored is not None
-    if not won:
-        return answer(stored, duplicate=True)
-    await after_store(state, stored)
-    return answer(stored, duplicate=False)
+    _check_same_digest(done.first_use, completion.digest)
+    if done.won:
+        _stored(state, done.row)
+    return answer(done.row, duplicate=not done.won)
 
 
-async def after_store(state: ServerState, row: Row) -> None:
-    """Audit event, gauges, then the app's retention policy."""
-    detail = f"{row['size_bytes']} bytes, verified={bool(row['verified'])}"
-    await artifact_store.add_event(
-        state.db,
-        artifact_id=row["id"],
-        digest=row["digest"],
-        app_name=row["app_name"],
-        event="stored",
-        detail=detail,
-    )
+def _stored(state: ServerState, row: Row) -> None:
+    """Metrics of a new artifact; retention and the gauge follow in the artifact GC loop."""
     metrics.EVENTS.inc()
     metrics.PUT_DURATION.observe(
         max(0.0, (parse_iso(row["completed_at"]) - parse_iso(row["created_at"])).total_seconds())
     )
-    await apply_retention(state, row["app_id"])
-    await refresh_artifact_gauge(state)
+    state.artifact_gc.request(row["app_id"])
 
 
 async def abort_multipart(state: ServerState, row: Row, upload_id: str) -> None:
@@ -372,7 +349,7 @@ async def store_direct(
         return await _duplicate(state, row, signature)
     await state.blobs.put_file(row["storage_key"], source, sha256=digest)
     await verify_object(state.blobs, state.policy, row["storage_key"], digest, size)
-    public_keys = await key_store.active_keys(state.db, app["id"])
+    public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, digest, signature)
     result = await _store(state, row, Completion(digest, size, signature), signature, verified)
     if not result["duplicate"]:

@@ -1,0 +1,20 @@
+# The C extension's interface (src/aether/pack/_batchread.c), for the type checker; its
+# Python twin is aether.pack.batchread.read_batch_python.
+from collections.abc import Callable
+from typing import Any
+
+from aether.pack.walk import Entry
+
+def read_batch(
+    entries: list[Entry],
+    start: int,
+    mtime: bytes,
+    budget: int,
+    inline_max: int,
+    files: list[Any],
+    directories: list[str],
+    symlinks: list[tuple[str, str]],
+    hasher: Callable[..., Any],
+    new_record: Callable[..., Any],
+    /,
+) -> tuple[bytes, int, int]: ...

@@ -1,0 +1,14 @@
+# The C extension's interface (src/aether/pack/_scanfolder.c), for the type checker.
+from collections.abc import Callable, Collection
+from typing import Any
+
+from aether.pack.walk import Entry
+
+def scan(
+    path: str,
+    prefix: str,
+    excluded: Collection[str],
+    excluded_dir_names: Collection[str],
+    new_entry: Callable[[tuple[Any, ...]], Entry],
+    /,
+) -> list[Entry] | None: ...
