@@ -270,13 +270,12 @@ def test_the_node_version_is_recorded_listed_and_kept_by_a_rollback(api, shop):
     app, first_artifact = shop
     first = deploy(api, first_artifact["digest"], node_version="22").json()
     assert first["node_version"] == "22"
-    api.run(store.set_status, first["id"], "running")
+    api.run(rollouts.mark_running, first["id"], None)
     second = deploy(api, api.run(insert_artifact, app["id"])["digest"]).json()
     assert second["node_version"] is None  # a client that does not say
     listed = api.get("/apps/shop/deployments").json()["deployments"]
     assert [d["node_version"] for d in listed] == [None, "22"]
-    api.run(store.set_status, first["id"], "superseded")
-    api.run(store.set_status, second["id"], "running")
+    api.run(rollouts.mark_running, second["id"], None)  # supersedes the first
     back = api.post("/apps/shop/rollback", json={}, as_="deployer").json()
     assert back["node_version"] == "22"
     refused = deploy(api, first_artifact["digest"], node_version="v22")

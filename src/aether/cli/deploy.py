@@ -171,7 +171,7 @@ def _render_deploy(result: dict[str, Any]) -> str:
     lines = [
         headline,
         f"  digest  sha256:{result['digest']} ({size}, {upload})",
-        f"  build   {build_summary(result)}",
+        f"  build   {_build_summary(result)}",
         f"  time    {result['timings_ms']['total'] / 1000:.1f}s",
     ]
     if result.get("url"):
@@ -180,14 +180,7 @@ def _render_deploy(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_summary(result: dict[str, Any]) -> str:
-    """One line on what the staged build did (also used by `aether pack`)."""
-    build = result.get("build") or {}
-    if not build.get("staged"):
-        return f"packed the folder as it is, for {build.get('target', '?')}"
-    parts = [build.get("package_manager") or "no dependencies"]
-    if build.get("built"):
-        parts.append("build script run")
-    if build.get("deps_reused") is not None:
-        parts.append("dependencies " + ("reused" if build["deps_reused"] else "installed"))
-    return f"{', '.join(parts)}; for {build.get('target', '?')}"
+def _build_summary(result: dict[str, Any]) -> str:
+    from aether.cli.pack import build_summary
+
+    return build_summary(result)

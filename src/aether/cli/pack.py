@@ -155,8 +155,6 @@ def render_pack_result(result_json: dict[str, Any]) -> str:
         f"signature  {result_json['signature'] or '-'}",
     ]
     if result_json.get("build"):
-        from aether.cli.deploy import build_summary
-
         lines.append(f"build      {build_summary(result_json)}")
     if spent:
         lines.append(f"timings    {spent}")
@@ -165,3 +163,16 @@ def render_pack_result(result_json: dict[str, Any]) -> str:
         lines.append(f"check      HTTP {check['status']} after {check['seconds']:.1f}s")
     lines += [f"warning    {warning}" for warning in result_json.get("warnings") or ()]
     return "\n".join(lines)
+
+
+def build_summary(result: dict[str, Any]) -> str:
+    """One line on what the staged build did (also used by `aether deploy`)."""
+    build = result.get("build") or {}
+    if not build.get("staged"):
+        return f"packed the folder as it is, for {build.get('target', '?')}"
+    parts = [build.get("package_manager") or "no dependencies"]
+    if build.get("built"):
+        parts.append("build script run")
+    if build.get("deps_reused") is not None:
+        parts.append("dependencies " + ("reused" if build["deps_reused"] else "installed"))
+    return f"{', '.join(parts)}; for {build.get('target', '?')}"
