@@ -34,6 +34,18 @@ TERMINAL_STATUSES: tuple[DeploymentStatus, ...] = ("running", "failed", "superse
 ROLES = ("admin", "deployer", "reader")
 MAX_REPLICAS = 100
 
+# Config vars (docs/architecture.md, "Releases and config"): POSIX environment names, and
+# sizes far below what a process environment (128 KiB per string on Linux) or a Kubernetes
+# Secret (1 MiB) holds.
+CONFIG_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_CONFIG_VARS = 500
+MAX_CONFIG_NAME_CHARS = 256
+MAX_CONFIG_VALUE_BYTES = 32 * 1024
+MAX_CONFIG_TOTAL_BYTES = 256 * 1024  # names and values of one release's environment
+# Set by Aether in every release; a config var cannot replace them.
+RESERVED_CONFIG_NAMES = frozenset({"PORT", "HOME", "TMPDIR"})
+RESERVED_CONFIG_PREFIX = "AETHER_"
+
 # Extra JSON-schema keywords ride on Annotated metadata as plain dicts.
 Digest = Annotated[str, {"pattern": DIGEST_RE.pattern}]
 Replicas = Annotated[int, {"minimum": 1, "maximum": MAX_REPLICAS}]
@@ -50,15 +62,19 @@ class App(TypedDict):
 
 
 class Deployment(TypedDict):
-    """A deployment as the API shows it (``GET /deployments/{id}``, listings, create,
-    rollback). Keys in this order: the listing's query names its columns after them."""
+    """A deployment — the rollout of a release — as the API shows it (``GET
+    /deployments/{id}``, listings, create, rollback). ``env`` maps each variable of the
+    release's environment to its fingerprint: values never appear here. Keys in this order:
+    the listing's query names its columns after them."""
 
     id: str
     app_name: str
+    release: int | None  # the release's number (v3 → 3)
     artifact_digest: str
+    config_version: int | None
     status: DeploymentStatus
     runtime: str
-    node_version: str | None  # the Node.js major it was built for ("20"); None: not recorded
+    node_version: str | None
     start_command: str | None
     env: dict[str, str]
     replicas: int
@@ -79,16 +95,28 @@ class AppWithCurrent(App):
 
 
 class DeploymentRequest(TypedDict):
-    """The body of ``POST /deployments``."""
+    """The body of ``POST /deployments``: a release of this artifact with the app's current
+    config. ``env`` is a one-off override for this release only; ``replicas`` and
+    ``health_path`` keep the current release's when left out."""
 
     app_name: str
     artifact_digest: str
     runtime: NotRequired[str]
-    node_version: NotRequired[str | None]  # the Node.js major the artifact was built for
+    node_version: NotRequired[str | None]  # the Node.js major it was built for ("20")
     start_command: NotRequired[str | None]
     env: NotRequired[dict[str, str] | None]
     replicas: NotRequired[Replicas]
     health_path: NotRequired[str | None]
+
+
+class DeploymentCreated(Deployment):
+    """The answer of ``POST /deployments`` and ``POST /apps/{app}/rollback``: 201 with a new
+    release's deployment, or 200 with ``unchanged`` when the app already runs (or rolls out)
+    exactly that release."""
+
+    unchanged: bool
+    # one-off variables of the app's previous release that this one does not carry
+    dropped_overrides: list[str]
 
 
 class DeploymentPage(TypedDict):
@@ -96,6 +124,106 @@ class DeploymentPage(TypedDict):
 
     deployments: list[Deployment]
     next_cursor: str | None
+
+
+ReleaseKind = Literal["deploy", "config", "scale", "rollback"]
+
+
+class Release(TypedDict):
+    """A release: what an app runs (``GET /apps/{app}/releases``). ``env`` maps each variable
+    (config vars and one-off overrides) to its fingerprint; ``overrides`` names the one-off
+    ones. ``status`` is that of its newest rollout."""
+
+    id: str
+    app_name: str
+    version: int
+    kind: ReleaseKind
+    description: str
+    artifact_digest: str
+    config_version: int
+    env: dict[str, str]
+    overrides: list[str]
+    runtime: str
+    node_version: str | None
+    start_command: str | None
+    replicas: int
+    health_path: str | None
+    rolled_back_to: int | None
+    created_by: str | None  # the user's email
+    created_at: str
+    status: DeploymentStatus | None
+    deployment_id: str | None
+
+
+class ReleasePage(TypedDict):
+    """``GET /apps/{app}/releases``: newest first; ``next_cursor`` continues."""
+
+    releases: list[Release]
+    next_cursor: str | None
+
+
+class AppInfo(AppWithCurrent):
+    """``GET /apps/{app}``: the app, its newest running deployment, the release it runs (or
+    rolls out; else its newest, failed one) and its config: version and var names (values:
+    ``GET /apps/{app}/config``)."""
+
+    release: NotRequired[Release | None]
+    config_version: NotRequired[int]
+    config_vars: NotRequired[list[str]]
+
+
+class ConfigVar(TypedDict):
+    """A config var: its name and fingerprint; the value only with ``reveal``."""
+
+    name: str
+    fingerprint: str
+    value: NotRequired[str]
+
+
+class AppConfig(TypedDict):
+    """``GET /apps/{app}/config``: the current config version (0: none yet) and the one the
+    desired release runs (None: no release yet); they differ while a change is staged."""
+
+    app_name: str
+    version: int
+    release_config_version: int | None
+    vars: list[ConfigVar]
+
+
+class ConfigChange(TypedDict):
+    """The body of ``PATCH /apps/{app}/config``: one new config version. ``restart`` false
+    stages it for the next deploy instead of rolling out a release now."""
+
+    set: NotRequired[dict[str, str]]
+    unset: NotRequired[list[str]]
+    restart: NotRequired[bool]
+
+
+class ConfigChanged(TypedDict):
+    """The answer of ``PATCH /apps/{app}/config``. ``release`` and ``deployment`` are the new
+    release and its rollout (None: nothing changed, the change is staged, or the app has no
+    release to restart yet)."""
+
+    config: AppConfig
+    changed: list[str]
+    not_set: list[str]
+    release: Release | None
+    deployment: Deployment | None
+
+
+class ScaleRequest(TypedDict):
+    """The body of ``POST /apps/{app}/scale``."""
+
+    replicas: Replicas
+
+
+class Rollout(TypedDict):
+    """A release and its rollout (``POST /apps/{app}/scale``); ``unchanged`` when the app
+    already runs that release."""
+
+    release: Release
+    deployment: Deployment
+    unchanged: bool
 
 
 class Event(TypedDict):
@@ -138,6 +266,83 @@ def check_app_name(name: object, *, error: type[AetherError] = BadRequest) -> st
     return name
 
 
+def check_replicas(replicas: int, *, error: type[AetherError] = BadRequest) -> int:
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise error(f"replicas must be between 1 and {MAX_REPLICAS}, not {replicas}")
+    return replicas
+
+
+def release_number(text: str) -> int | None:
+    """``v3`` or ``3`` → 3; None when ``text`` is not a release number (a deployment id)."""
+    digits = text[1:] if text[:1] in ("v", "V") else text
+    if digits.isdigit() and len(digits) < 10 and int(digits) >= 1:
+        return int(digits)
+    return None
+
+
+def check_config_name(name: object, *, error: type[AetherError] = BadRequest) -> str:
+    """``name`` when it may name a config var; else ``error`` saying why."""
+    if not isinstance(name, str) or not CONFIG_NAME_RE.match(name):
+        raise error(
+            f"invalid config var name {_shown(name)}: use letters, digits and '_', not starting"
+            " with a digit (a POSIX environment variable name)"
+        )
+    if len(name) > MAX_CONFIG_NAME_CHARS:
+        raise error(f"config var name {_shown(name)} is longer than {MAX_CONFIG_NAME_CHARS}")
+    if name in RESERVED_CONFIG_NAMES or name.startswith(RESERVED_CONFIG_PREFIX):
+        raise error(
+            f"{name} is set by Aether for every release ({', '.join(sorted(RESERVED_CONFIG_NAMES))}"
+            f" and {RESERVED_CONFIG_PREFIX}*); choose another name"
+        )
+    return name
+
+
+def check_config_value(name: str, value: object, *, error: type[AetherError] = BadRequest) -> str:
+    """``value`` when a process environment can hold it. Messages never show the value."""
+    if not isinstance(value, str):
+        raise error(f"the value of {name} must be a string")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise error(f"the value of {name} is not valid Unicode (a lone surrogate)") from exc
+    if "\0" in value:
+        raise error(f"the value of {name} holds a NUL character, which no environment can hold")
+    if size > MAX_CONFIG_VALUE_BYTES:
+        raise error(
+            f"the value of {name} is {size} bytes; a config var holds at most"
+            f" {MAX_CONFIG_VALUE_BYTES} (store large files elsewhere and pass their location)"
+        )
+    return value
+
+
+def check_config_vars(
+    env: Mapping[str, object], *, error: type[AetherError] = BadRequest
+) -> dict[str, str]:
+    """Names and values checked one by one (see :func:`check_environment` for the whole)."""
+    return {
+        check_config_name(name, error=error): check_config_value(name, value, error=error)
+        for name, value in env.items()
+    }
+
+
+def check_environment(env: Mapping[str, str], *, error: type[AetherError] = BadRequest) -> None:
+    """The bounds on one release's whole environment (config vars and one-off overrides)."""
+    if len(env) > MAX_CONFIG_VARS:
+        raise error(f"{len(env)} config vars; an app holds at most {MAX_CONFIG_VARS}")
+    total = sum(len(k.encode()) + len(v.encode("utf-8")) for k, v in env.items())
+    if total > MAX_CONFIG_TOTAL_BYTES:
+        raise error(
+            f"the config vars take {total} bytes; an app's environment holds at most"
+            f" {MAX_CONFIG_TOTAL_BYTES}"
+        )
+
+
+def _shown(name: object) -> str:
+    # ascii(): a lone surrogate or control character cannot break the error's JSON or a terminal.
+    text = ascii(name[:60] + ("…" if len(name) > 60 else "")) if isinstance(name, str) else "?"
+    return text
+
+
 def sanitize_app_name(raw: str) -> str:
     """A package.json name → a DNS-1123 label (``@acme/My_App`` → ``acme-my-app``)."""
     name = re.sub(r"[^a-z0-9-]+", "-", raw.lower().lstrip("@")).strip("-")
@@ -164,10 +369,12 @@ def deployment_from(row: Mapping[str, Any], url: str) -> Deployment:
     return {
         "id": row["id"],
         "app_name": row["app_name"],
+        "release": row.get("release"),
         "artifact_digest": row["artifact_digest"],
+        "config_version": row.get("config_version"),
         "status": row["status"],
         "runtime": row["runtime"],
-        "node_version": row["node_version"],
+        "node_version": row.get("node_version"),
         "start_command": row["start_command"],
         "env": env if isinstance(env, dict) else json.loads(env or "{}"),
         "replicas": row["replicas"],
@@ -179,6 +386,32 @@ def deployment_from(row: Mapping[str, Any], url: str) -> Deployment:
         "created_at": row["created_at"],
         "rollout_started_at": row["rollout_started_at"],
         "rollout_completed_at": row["rollout_completed_at"],
+    }
+
+
+def release_from(row: Mapping[str, Any]) -> Release:
+    """A release row (``env`` and ``overrides`` as the store keeps them) as the API shows it."""
+    env, overrides = row["env"], row["overrides"]
+    return {
+        "id": row["id"],
+        "app_name": row["app_name"],
+        "version": int(row["version"]),
+        "kind": row["kind"],
+        "description": row["description"],
+        "artifact_digest": row["artifact_digest"],
+        "config_version": int(row["config_version"]),
+        "env": env if isinstance(env, dict) else json.loads(env or "{}"),
+        "overrides": sorted(overrides if isinstance(overrides, dict) else json.loads(overrides)),
+        "runtime": row["runtime"],
+        "node_version": row["node_version"],
+        "start_command": row["start_command"],
+        "replicas": int(row["replicas"]),
+        "health_path": row["health_path"],
+        "rolled_back_to": row["rolled_back_to"],
+        "created_by": row.get("created_by_email"),
+        "created_at": row["created_at"],
+        "status": row.get("status"),
+        "deployment_id": row.get("deployment_id"),
     }
 
 

@@ -111,6 +111,24 @@ class ClientSettings:
 
 
 @dataclass(frozen=True)
+class SecretsSettings:
+    """The key ring that seals apps' config values at rest (README, "Config and secrets")."""
+
+    keys: str | None  # AETHER_SECRETS_KEY: base64url 32-byte keys, comma-separated
+    key_file: Path  # AETHER_SECRETS_KEY_FILE, default <data dir>/secrets.keys (mode 0600)
+    create_key_file: bool  # the default file is generated on first start; a named one is not
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SecretsSettings:
+        named = environ.get("AETHER_SECRETS_KEY_FILE") or None
+        return cls(
+            keys=environ.get("AETHER_SECRETS_KEY") or None,
+            key_file=Path(named) if named else default_data_dir(environ) / "secrets.keys",
+            create_key_file=named is None,
+        )
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """The control plane's HTTP side."""
 
@@ -122,6 +140,7 @@ class ServerSettings:
     max_body_bytes: int  # AETHER_MAX_BODY_BYTES: JSON request body limit
     shutdown_grace_secs: float  # AETHER_SHUTDOWN_GRACE_SECS: in-flight requests on stop
     auth_cache_secs: float  # AETHER_AUTH_CACHE_SECS: how long a checked token is trusted
+    secrets: SecretsSettings  # the key ring that seals apps' config values
     # AETHER_READ_CACHE_SECS: the longest a cached read is served from memory (0 = off)
     read_cache_secs: float = 60.0
     # AETHER_TARGET_PLATFORM: where apps run (os-cpu[-libc]); None: this machine
@@ -142,6 +161,7 @@ class ServerSettings:
             max_body_bytes=env_int(environ, "AETHER_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             shutdown_grace_secs=env_float(environ, "AETHER_SHUTDOWN_GRACE_SECS", 10.0),
             auth_cache_secs=env_float(environ, "AETHER_AUTH_CACHE_SECS", 2.0),
+            secrets=SecretsSettings.from_env(environ),
             read_cache_secs=env_float(environ, "AETHER_READ_CACHE_SECS", 60.0),
             target_platform=environ.get("AETHER_TARGET_PLATFORM") or None,
             node_major=env_optional_int(environ, "AETHER_NODE_MAJOR"),
@@ -271,6 +291,7 @@ class WorkerSettings:
     lease_secs: float  # AETHER_WORKER_LEASE_SECS: how long a worker owns an app without renewing
     require_signature: bool  # AETHER_REQUIRE_SIGNATURE
     sandbox: SandboxSettings  # the local runtime's isolation and per-app limits
+    secrets: SecretsSettings  # the key ring that opens apps' config values
     # AETHER_NODE_BINARIES: JSON {"22": "/opt/node-22/bin/node"}: the node per Node.js major
     node_binaries: tuple[tuple[int, str], ...] = ()
 
@@ -284,6 +305,7 @@ class WorkerSettings:
             lease_secs=env_float(environ, "AETHER_WORKER_LEASE_SECS", 30.0),
             require_signature=env_bool(environ, "AETHER_REQUIRE_SIGNATURE", False),
             sandbox=SandboxSettings.from_env(environ),
+            secrets=SecretsSettings.from_env(environ),
             node_binaries=_per_major(environ, "AETHER_NODE_BINARIES"),
         )
 

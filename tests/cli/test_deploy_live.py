@@ -56,13 +56,22 @@ def test_deploy_skip_and_list(any_server, tmp_path: Path) -> None:  # type: igno
     assert first["skipped_upload"] is False and first["uploaded_bytes"] == first["size_bytes"]
     assert set(first["timings_ms"]) >= {"install", "pack", "upload", "register", "rollout", "total"}
 
-    second = aether_json(server.env, "deploy", str(app_dir), "--no-wait")
+    assert first["release"] == 1 and first["one_off_env"] == ["GREETING"]
+    # The same code without the one-off --env is another release, and says what it dropped.
+    second = aether_json(
+        server.env, "deploy", str(app_dir), "--no-wait", "--start-command", "node server.js"
+    )
     assert second["digest"] == first["digest"]
     assert second["skipped_upload"] is True and second["uploaded_bytes"] == 0
+    assert second["release"] == 2 and second["dropped_overrides"] == ["GREETING"]
+    third = aether_json(
+        server.env, "deploy", str(app_dir), "--no-wait", "--start-command", "node server.js"
+    )
+    assert third["unchanged"] is True and third["deployment_id"] == second["deployment_id"]
 
-    (registered,) = aether_json(server.env, "list", "--app", "acme-tiny-app")["deployments"]
-    assert registered["env"] == {"GREETING": "a=b"}
-    assert registered["start_command"] == "node server.js"
+    latest, registered = aether_json(server.env, "list", "--app", "acme-tiny-app")["deployments"]
+    assert list(registered["env"]) == ["GREETING"] and registered["env"]["GREETING"] != "a=b"
+    assert registered["start_command"] == "node server.js" and latest["env"] == {}
 
     listing = aether_json(server.env, "list")
     (app,) = listing["apps"]

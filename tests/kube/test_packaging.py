@@ -102,6 +102,7 @@ async def test_role_grants_exactly_what_the_runtime_uses(
         start_command=None,
         api_url="http://aether",
         pull_token="t1",
+        env={"DATABASE_URL": "postgres://x"},
     )
     second = replace(first, deployment_id="22222222-2222-4222-8222-222222222222", pull_token="t2")
     await _scenario(runtime, kube_api, cluster, first, second)

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from aether.server.artifacts.gc import collect_pending
 from aether.store import artifacts as artifact_store
-from aether.store import deployments as deployment_store
 from aether.store import tokens as token_store
+from release_rows import deploy_release
 
 store_kind = artifacts_support.store_kind
 registry_api = artifacts_support.registry_api
@@ -45,14 +45,12 @@ def test_pull_token_reads_only_its_deployments_artifact(api):
     up = Uploader(api)
     mine_body, mine = blob(300)
     other_body, other = blob(300)
-    artifact_id = up.upload(mine_body).json()["artifact_id"]
+    up.upload(mine_body)
     up.upload(other_body)
     app_id = api.get("/apps/shop").json()["id"]
 
     async def pull_token(db):
-        row, _ = await deployment_store.create_deployment(
-            db, deployment_store.DeploymentSpec(app_id=app_id, artifact_id=artifact_id)
-        )
+        row = (await deploy_release(db, app_id, mine)).deployment
         return await token_store.create_pull_token(db, deployment_id=row["id"], ttl_secs=60)
 
     token = api.run(pull_token)

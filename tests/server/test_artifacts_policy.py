@@ -13,8 +13,8 @@ from artifacts_support import Uploader, blob
 from aether.pack.signing import generate_keypair, sign_digest
 from aether.server.artifacts.gc import gc_loop
 from aether.store import artifacts as artifact_store
-from aether.store import deployments as deployment_store
 from aether.store import rollouts
+from release_rows import deploy_release
 
 store_kind = artifacts_support.store_kind
 registry_api = artifacts_support.registry_api
@@ -144,9 +144,10 @@ def test_concurrent_completes_in_one_event_loop(api):
 async def _deploy(db, app_id: str, artifact_id: str) -> str:
     """A deployment of the artifact, rolled out as the worker does (→ running; the app's
     older running deployment becomes superseded)."""
-    row, _ = await deployment_store.create_deployment(
-        db, deployment_store.DeploymentSpec(app_id=app_id, artifact_id=artifact_id)
+    digest = await db.fetch_value(
+        "SELECT digest FROM artifacts WHERE id = :id", {"id": artifact_id}
     )
+    row = (await deploy_release(db, app_id, digest)).deployment
     await rollouts.mark_deploying(db, row["id"])
     await rollouts.mark_running(db, row["id"], None)
     return row["id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from seeding import insert_artifact
@@ -32,7 +33,9 @@ def test_create_deployment_is_pending_with_the_fields_clients_use(api, shop):
     body = response.json()
     assert body["status"] == "pending"
     assert body["app_name"] == "shop" and body["artifact_digest"] == artifact["digest"]
-    assert body["env"] == {"A": "1"} and body["replicas"] == 2
+    assert body["release"] == 1 and body["config_version"] == 0 and body["replicas"] == 2
+    assert list(body["env"]) == ["A"] and re.fullmatch(r"[0-9a-f]{8}", body["env"]["A"])
+    assert body["unchanged"] is False and body["dropped_overrides"] == []
     assert body["start_command"] == "node x"
     assert body["url"] == "http://shop.localhost:8080/"
     assert body["rollout_started_at"] is None
@@ -40,15 +43,16 @@ def test_create_deployment_is_pending_with_the_fields_clients_use(api, shop):
     assert [e["phase"] for e in events] == ["pending"]
 
 
-def test_same_artifact_while_active_returns_the_same_deployment(api, shop):
+def test_the_same_release_while_active_is_unchanged(api, shop):
     _, artifact = shop
-    first = deploy(api, artifact["digest"])
-    second = deploy(api, artifact["digest"])
+    first = deploy(api, artifact["digest"], env={"A": "1"})
+    second = deploy(api, artifact["digest"], env={"A": "1"})
     assert (first.status_code, second.status_code) == (201, 200)
-    assert second.json()["id"] == first.json()["id"]
+    assert second.json()["id"] == first.json()["id"] and second.json()["unchanged"] is True
     api.run(rollouts.mark_failed, first.json()["id"], "boom")
-    third = deploy(api, artifact["digest"])
+    third = deploy(api, artifact["digest"], env={"A": "1"})
     assert third.status_code == 201 and third.json()["id"] != first.json()["id"]
+    assert third.json()["release"] == 2
 
 
 def test_an_artifact_that_is_not_stored_is_a_bad_request(api, shop):
@@ -131,8 +135,9 @@ def test_listed_deployments_are_the_objects_the_api_shows_one_by_one(api, shop):
     for item in listed:
         single = api.get(f"/deployments/{item['id']}").json()
         assert json.dumps(item) == json.dumps(single)  # types and key order too
-    assert listed[1]["env"] == env and listed[1]["replicas"] == 3
-    assert listed[0]["rolled_back_from"] == rich and listed[0]["env"] == env
+    assert sorted(listed[1]["env"]) == sorted(env) and listed[1]["replicas"] == 3
+    assert not set(listed[1]["env"].values()) & set(env.values())  # fingerprints, never values
+    assert listed[0]["rolled_back_from"] == rich and listed[0]["env"] == listed[1]["env"]
 
 
 def test_events_after_and_follow_of_a_finished_deployment(api, shop):
@@ -181,9 +186,12 @@ def test_rollback_redeploys_the_previous_successful_artifact(api, shop):
     body = response.json()
     assert body["artifact_digest"] == first_artifact["digest"]
     assert body["rolled_back_from"] == first["id"] and body["status"] == "pending"
-    explicit = api.post("/apps/shop/rollback", json={"to": second["id"]})
-    assert explicit.status_code == 200  # that artifact is already running: same deployment
-    assert explicit.json()["id"] == second["id"]
+    assert body["release"] == 3 and body["config_version"] == 0 and body["env"] == {}
+    again = api.post("/apps/shop/rollback", json={"to": "v3"})
+    assert again.status_code == 200 and again.json()["unchanged"] is True  # v3 is desired
+    assert again.json()["id"] == body["id"]
+    forward = api.post("/apps/shop/rollback", json={"to": second["id"]}).json()
+    assert forward["release"] == 4 and list(forward["env"]) == ["V"]
 
 
 def test_rollback_without_history_is_a_bad_request(api, shop):

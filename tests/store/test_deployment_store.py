@@ -10,36 +10,33 @@ import pytest
 from aether.errors import BadRequest
 from aether.store import apps, deployments, rollouts
 from aether.store.clock import now_iso
+from release_rows import deploy_release
 
 
 async def _app_with_artifact(db):
     app = await apps.create_app(db, f"app-{uuid.uuid4().hex[:6]}", owner=None)
-    artifact_id = str(uuid.uuid4())
+    digest = uuid.uuid4().hex * 2
     await db.execute(
         "INSERT INTO artifacts (id, app_id, digest, size_bytes, status, storage_key, created_at)"
         " VALUES (:id, :app, :digest, 1, 'stored', 'k', :now)",
-        {"id": artifact_id, "app": app["id"], "digest": uuid.uuid4().hex * 2, "now": now_iso()},
+        {"id": str(uuid.uuid4()), "app": app["id"], "digest": digest, "now": now_iso()},
     )
-    return app, artifact_id
+    return app, digest
 
 
-async def test_concurrent_identical_requests_create_one_deployment(database):
-    app, artifact_id = await _app_with_artifact(database)
-    spec = deployments.DeploymentSpec(app_id=app["id"], artifact_id=artifact_id)
-    results = await asyncio.gather(
-        *[deployments.create_deployment(database, spec) for _ in range(6)]
-    )
-    assert sum(created for _, created in results) == 1
-    assert len({row["id"] for row, _ in results}) == 1
-    events = await deployments.list_events(database, results[0][0]["id"])
+async def test_concurrent_identical_requests_create_one_release(database):
+    app, digest = await _app_with_artifact(database)
+    results = await asyncio.gather(*[deploy_release(database, app["id"], digest) for _ in range(6)])
+    assert sum(outcome.created for outcome in results) == 1
+    assert len({outcome.deployment["id"] for outcome in results}) == 1
+    assert {outcome.release["version"] for outcome in results} == {1}
+    events = await deployments.list_events(database, results[0].deployment["id"])
     assert [e["phase"] for e in events] == ["pending"]
 
 
 async def test_transitions_stamp_times_and_never_move_backwards(database):
-    app, artifact_id = await _app_with_artifact(database)
-    row, _ = await deployments.create_deployment(
-        database, deployments.DeploymentSpec(app_id=app["id"], artifact_id=artifact_id)
-    )
+    app, digest = await _app_with_artifact(database)
+    row = (await deploy_release(database, app["id"], digest)).deployment
     assert await rollouts.mark_deploying(database, row["id"])
     await rollouts.mark_running(database, row["id"], "http://127.0.0.1:1")
     running = await deployments.get_deployment(database, row["id"])

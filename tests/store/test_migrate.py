@@ -17,6 +17,9 @@ EXPECTED_TABLES = {
     "public_keys",
     "app_leases",
     "idempotency_keys",
+    "releases",
+    "config_versions",
+    "secrets_keys",
     "schema_migrations",
 }
 

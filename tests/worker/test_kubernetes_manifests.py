@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from dataclasses import replace
@@ -25,7 +26,7 @@ RELEASE = Release(
     storage_key=f"artifacts/hello/{DIGEST}/app.tar.zst",
     compression="zstd",
     start_command=None,
-    env={"GREETING": "hi", "PORT": "1"},
+    env={"GREETING": "hi ✓", "DATABASE_URL": "postgres://u:p4ss@db/x", "NODE_ENV": "staging"},
     replicas=2,
     health_path="/healthz",
     api_url="http://aether.aether-system.svc:8080",
@@ -47,7 +48,13 @@ FULL_ENV = {
 CASES = {
     "default": (RELEASE, {"AETHER_INIT_IMAGE": "aether:test"}),  # the default follows the version
     "full-settings": (
-        replace(RELEASE, start_command="node server.js --port $PORT", health_path=None, replicas=1),
+        replace(
+            RELEASE,
+            start_command="node server.js --port $PORT",
+            health_path=None,
+            replicas=1,
+            env={},
+        ),
         FULL_ENV,
     ),
 }
@@ -56,6 +63,13 @@ CASES = {
 def rendered(case: str) -> list[dict]:
     release, environ = CASES[case]
     return synthesize(release, KubeSettings.from_env(environ), version="0.0.0-test")
+
+
+def kinds(case: str) -> tuple[dict, dict | None, dict, dict]:
+    """(pull-token Secret, env Secret or None, Deployment, Service)."""
+    manifests = rendered(case)
+    env_secret = manifests[1] if len(manifests) == 4 else None
+    return manifests[0], env_secret, manifests[-2], manifests[-1]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -69,11 +83,12 @@ def test_synthesis_matches_the_golden_manifests(case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_manifests_validate_strictly_for_oldest_and_newest_kubernetes(case: str) -> None:
-    assert assert_valid_manifests(rendered(case)) == 3
+    manifests = rendered(case)
+    assert assert_valid_manifests(manifests) == len(manifests)
 
 
 def test_labels_on_deployment_and_pod_template() -> None:
-    _, deployment, service = rendered("default")
+    _, _, deployment, service = kinds("default")
     expected = {
         "app": "aether",
         "app_name": "hello",
@@ -88,7 +103,7 @@ def test_labels_on_deployment_and_pod_template() -> None:
 
 
 def test_fetch_init_container_and_hardened_app_container() -> None:
-    secret, deployment, _ = rendered("default")
+    secret, _, deployment, _ = kinds("default")
     pod = deployment["spec"]["template"]["spec"]
     fetch, app = pod["initContainers"][0], pod["containers"][0]
     assert fetch["command"] == [
@@ -105,14 +120,31 @@ def test_fetch_init_container_and_hardened_app_container() -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert app["args"] == ["npm", "start"]
     env = {item["name"]: item["value"] for item in app["env"]}
-    assert env["PORT"] == "8080"  # aether's PORT wins over the deployment's
-    assert env["GREETING"] == "hi" and env["AETHER_DIGEST"] == DIGEST
+    assert env["PORT"] == "8080" and env["AETHER_DIGEST"] == DIGEST
     assert app["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
+def test_config_reaches_the_app_through_an_immutable_secret_and_never_inline() -> None:
+    _, env_secret, deployment, _ = kinds("default")
+    assert env_secret is not None and env_secret["immutable"] is True
+    assert env_secret["metadata"]["name"] == f"hello-env-{RELEASE.deployment_id}"
+    assert env_secret["metadata"]["labels"]["deployment_id"] == RELEASE.deployment_id
+    decoded = {k: base64.b64decode(v).decode() for k, v in env_secret["data"].items()}
+    assert decoded == dict(RELEASE.env)
+    app = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert app["envFrom"] == [{"secretRef": {"name": env_secret["metadata"]["name"]}}]
+    inline = {item["name"] for item in app["env"]}
+    # A container's env wins over envFrom: a default the config sets is left out.
+    assert "NODE_ENV" not in inline and "HOME" in inline
+    text = json.dumps(deployment)
+    assert all(value not in text for value in RELEASE.env.values())
+    _, none, plain, _ = kinds("full-settings")
+    assert none is None and "envFrom" not in plain["spec"]["template"]["spec"]["containers"][0]
+
+
 def test_settings_reach_the_pod() -> None:
-    _, deployment, _ = rendered("full-settings")
+    _, _, deployment, _ = kinds("full-settings")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "apps-runner"
     assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other"}]
@@ -154,7 +186,7 @@ def test_signed_release_makes_fetch_check_the_signature_with_the_key_that_made_i
     signature = sign_digest(private, DIGEST)
     signed = replace(RELEASE, signature=signature, public_keys=(other, public))
 
-    _, deployment, _ = synthesize(signed, KubeSettings.from_env({}))
+    deployment = synthesize(signed, KubeSettings.from_env({}))[-2]
 
     command = deployment["spec"]["template"]["spec"]["initContainers"][0]["command"]
     assert command[-4:] == ["--public-key", public, "--signature", signature]
@@ -162,7 +194,7 @@ def test_signed_release_makes_fetch_check_the_signature_with_the_key_that_made_i
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_pods_meet_the_restricted_pod_security_standard(case: str) -> None:
-    pod = rendered(case)[1]["spec"]["template"]["spec"]
+    pod = kinds(case)[2]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)

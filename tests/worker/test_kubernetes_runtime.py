@@ -142,6 +142,32 @@ async def test_redeploy_updates_in_place_and_prunes_the_old_pull_token(
     assert secrets == [f"hello-pull-{SECOND.deployment_id}"]
 
 
+async def test_config_is_an_immutable_secret_per_release_owned_by_the_deployment(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    first = replace(FIRST, env={"DATABASE_URL": "postgres://secret-one"})
+    second = replace(SECOND, env={"DATABASE_URL": "postgres://secret-two"})
+    record = Recorder()
+    await roll_out(runtime, kube_api, cluster, first, record)
+    assert record.messages("applying")[0].startswith(
+        f"Secret hello-pull-{FIRST.deployment_id} created; "
+        f"Secret hello-env-{FIRST.deployment_id} created; Deployment hello created"
+    )
+    workload = kube_api.live(DEPLOYMENTS, "hello")
+    secret = kube_api.live("v1/secrets", f"hello-env-{FIRST.deployment_id}")
+    assert secret["immutable"] is True
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("Deployment", "hello")
+    assert owner["uid"] == workload["metadata"]["uid"]
+    assert "secret-one" not in str(workload)
+
+    await roll_out(runtime, kube_api, cluster, second, Recorder())
+    names = sorted(s["metadata"]["name"] for s in kube_api.all_live("v1/secrets"))
+    assert names == [f"hello-env-{SECOND.deployment_id}", f"hello-pull-{SECOND.deployment_id}"]
+    await runtime.remove("hello")
+    assert kube_api.all_live("v1/secrets") == []
+
+
 async def test_redeploy_of_the_same_release_changes_nothing(
     runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
 ) -> None:

@@ -22,13 +22,15 @@ from worker_support import (
 from aether.store.database import Database
 from aether.worker.loop import Worker
 from aether.worker.runtimes.local import LocalRuntime
+from release_rows import TEST_RING, set_config
 
 
 def make_worker(
     db: Database, data_dir: Path, *, holder: str | None = None, **settings: object
 ) -> Worker:
     ws = worker_settings(data_dir, **settings)
-    return Worker(db, LocalRuntime(ws, stop_grace_secs=2.0), ws, holder=holder)
+    runtime = LocalRuntime(ws, stop_grace_secs=2.0)
+    return Worker(db, runtime, ws, holder=holder, keyring=TEST_RING)
 
 
 async def finish(*workers: Worker) -> None:
@@ -53,9 +55,15 @@ async def test_pending_deployment_runs_and_answers(worker: Worker, database: Dat
     assert row["status"] == "running" and row["rollout_completed_at"]
     status, body = await get_json(row["endpoint"])
     assert status == 200 and body["deployment_id"] == dep_id
-    assert await phases(database, dep_id) == ["deploying", "starting", "healthy", "running"]
+    assert await phases(database, dep_id) == [
+        "pending",
+        "deploying",
+        "starting",
+        "healthy",
+        "running",
+    ]
     await worker.run_once(wait=True)
-    assert len(await phases(database, dep_id)) == 4  # converged: nothing more to do
+    assert len(await phases(database, dep_id)) == 5  # converged: nothing more to do
 
 
 async def test_redeploy_supersedes_the_previous(worker: Worker, database: Database) -> None:
@@ -96,6 +104,41 @@ async def test_broken_release_fails_and_previous_keeps_serving(
     assert (await get_json(running["endpoint"]))[1]["deployment_id"] == good
     await worker.run_once(wait=True)
     assert (await phases(database, good)).count("starting") == 1
+
+
+async def test_config_vars_and_one_off_values_reach_the_app(
+    worker: Worker, database: Database
+) -> None:
+    app = await insert_app(database, "configured")
+    await set_config(database, app["id"], {"APP_VERSION": "from-config", "DATABASE_URL": "x://y"})
+    first = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    running = await deployment(database, first)
+    assert (await get_json(running["endpoint"]))[1]["version"] == "from-config"
+    second = await stage_deployment(
+        database, worker.settings.data_dir, app, env={"APP_VERSION": "one-off"}
+    )
+    await worker.run_once(wait=True)
+    assert (await get_json((await deployment(database, second))["endpoint"]))[1]["version"] == (
+        "one-off"
+    )
+
+
+async def test_a_config_value_the_app_prints_is_masked_in_events(
+    worker: Worker, database: Database
+) -> None:
+    app = await insert_app(database, "leaky")
+    await set_config(database, app["id"], {"APP_VERSION": "s3cret-in-output", "CRASH_AT_BOOT": "1"})
+    bad = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    failed = await deployment(database, bad)
+    assert failed["status"] == "failed" and "exited with code 3" in failed["failure_reason"]
+    assert "[config value]" in failed["failure_reason"]
+    rows = await database.fetch_all(
+        "SELECT message FROM deployment_events WHERE deployment_id = :id", {"id": bad}
+    )
+    assert all("s3cret-in-output" not in row["message"] for row in rows)
+    assert "s3cret-in-output" not in failed["failure_reason"]
 
 
 async def test_missing_artifact_fails_the_rollout(worker: Worker, database: Database) -> None:

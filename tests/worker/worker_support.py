@@ -120,34 +120,26 @@ async def stage_deployment(
     start_command: str | None = None,
     staged: bool = True,
 ) -> str:
-    """An artifact row and a pending deployment; with ``staged``, its release folder too."""
+    """An artifact row and a release of it (``env`` its one-off values, sealed with the
+    tests' key ring, ``release_rows.TEST_RING``) with its pending deployment; with
+    ``staged``, the release folder too."""
     from aether.store.clock import now_iso
+    from release_rows import deploy_release
 
-    deployment_id, artifact_id, digest = str(uuid.uuid4()), str(uuid.uuid4()), uuid.uuid4().hex * 2
-    now = now_iso()
+    digest = uuid.uuid4().hex * 2
     await db.execute(
         "INSERT INTO artifacts (id, app_id, digest, size_bytes, compression, status, storage_key,"
         " created_at) VALUES (:id, :app_id, :digest, 1, 'zstd', 'stored', :key, :now)",
         {
-            "id": artifact_id,
+            "id": str(uuid.uuid4()),
             "app_id": app["id"],
             "digest": digest,
             "key": f"artifacts/{app['name']}/{digest}/app.tar.zst",
-            "now": now,
+            "now": now_iso(),
         },
     )
-    await db.execute(
-        "INSERT INTO deployments (id, app_id, artifact_id, status, start_command, env, created_at)"
-        " VALUES (:id, :app_id, :artifact_id, 'pending', :start_command, :env, :now)",
-        {
-            "id": deployment_id,
-            "app_id": app["id"],
-            "artifact_id": artifact_id,
-            "start_command": start_command,
-            "env": json.dumps(env or {}),
-            "now": now,
-        },
-    )
+    outcome = await deploy_release(db, app["id"], digest, env=env, start_command=start_command)
+    deployment_id: str = outcome.deployment["id"]
     if staged:
         folder = data_dir / "apps" / app["name"] / deployment_id
         shutil.copytree(PLAIN_APP, folder)

@@ -31,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     ),
     "list": ("aether.cli.listing:list_apps", "List apps and their deployments.", False),
     "logs": ("aether.cli.logs:logs", "Show or stream an app's output.", False),
-    "rollback": ("aether.cli.rollback:rollback", "Redeploy an earlier release of an app.", False),
+    "rollback": ("aether.cli.rollback:rollback", "Go back to an earlier release of an app.", False),
+    "releases": ("aether.cli.releases:releases", "List an app's releases (v1, v2, …).", False),
+    "config": ("aether.cli.config:config", "Show and change an app's config vars.", False),
+    "apps": ("aether.cli.apps:apps", "Create, show and destroy apps.", False),
     "keys": ("aether.cli.signing_keys:keys", "Create and register artifact signing keys.", False),
     "pack": ("aether.cli.pack:pack", "Build a deterministic artifact without deploying.", False),
     "verify": ("aether.cli.verify:verify", "Check an artifact against its manifest.", False),
@@ -41,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "migrate": ("aether.cli.migrate:migrate", "Apply database schema migrations.", False),
     "token": ("aether.cli.token:token", "Administer API tokens on the server side.", False),
     "gc": ("aether.cli.gc:gc", "Delete stale pending uploads.", False),
+    "admin": ("aether.cli.admin:admin", "Rotate the secrets key that seals config values.", False),
     "completions": ("aether.cli.completions:completions", "Print a shell completion script.", True),
 }
 

@@ -35,7 +35,8 @@ from aether.cli.output import emit, format_option
     "env_pairs",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Environment variable for the app (repeatable).",
+    help="A one-off variable for this release only (repeatable); `aether config set` keeps"
+    " one for every release.",
 )
 @click.option(
     "--start-command", metavar="CMD", help="Command that starts the app (default: npm start)."
@@ -79,7 +80,10 @@ def deploy(
     before the upload. PATH may be a workspace package (aether deploy packages/api).
 
     The upload is skipped when the server already holds an artifact with the same digest.
-    Prints the app's URL once the deployment is running; a failed rollout exits 20.
+    The release takes the app's config vars (`aether config`). Deploying the release the
+    app already runs — same code, config, --env, start command, scale and health check —
+    changes nothing and says so. Prints the app's URL once the deployment is running; a
+    failed rollout exits 20.
 
     \b
     Examples:
@@ -116,7 +120,27 @@ def deploy(
             result = _deploy(path, options, settings, token, progress)
     finally:
         progress.close()
+    if not pack_only:
+        _notices(result)
     emit(result, _render_pack if pack_only else _render_deploy)
+
+
+def _notices(result: dict[str, Any]) -> None:
+    """What a user should know about --env (stderr: stdout carries the result)."""
+    release = f"release v{result['release']}" if result.get("release") else "this release"
+    said = {
+        "one_off_env": "--env {names} applies to {release} only (one-off)",
+        "dropped_overrides": "the previous release's one-off --env {names} is not in {release}",
+    }
+    for field, text in said.items():
+        if result.get(field):
+            names = ", ".join(result[field])
+            click.echo(
+                "note: "
+                + text.format(names=names, release=release)
+                + "; `aether config set` keeps a variable for every release",
+                err=True,
+            )
 
 
 def _pack_only(path: Path, options: Any, settings: Any, progress: Any) -> dict[str, Any]:
@@ -162,12 +186,21 @@ def _render_deploy(result: dict[str, Any]) -> str:
             f"Dry run for app {result['app']}: sha256:{result['digest']} ({size}); {action} "
             "and register a deployment."
         )
-    headline = (
-        f"Deployed {result['app']} (deployment {result['deployment_id']}): running"
-        if result["status"] == "running"
-        else f"Registered deployment {result['deployment_id']} of {result['app']}: "
-        f"{result['status']}; watch it with `aether list --app {result['app']}`"
-    )
+    release = f"release v{result['release']}" if result.get("release") else "release"
+    if result.get("unchanged"):
+        headline = (
+            f"Unchanged: {result['app']} already runs {release} (same code, config"
+            f" v{result.get('config_version') or 0} and settings); nothing was restarted"
+        )
+    elif result["status"] == "running":
+        headline = (
+            f"Deployed {result['app']} {release} (deployment {result['deployment_id']}): running"
+        )
+    else:
+        headline = (
+            f"Registered {release} of {result['app']} (deployment {result['deployment_id']}): "
+            f"{result['status']}; watch it with `aether list --app {result['app']}`"
+        )
     lines = [
         headline,
         f"  digest  sha256:{result['digest']} ({size}, {upload})",

@@ -17,9 +17,12 @@ def _render(result: dict[str, Any]) -> str:
         lines += [f"applied  {name}" for name in result["applied"]]
         lines += [f"pending  {name}" for name in result["pending"]]
         return "\n".join(lines)
-    if not result["applied"]:
-        return f"schema is up to date (version {result['version']}, {result['database']})"
-    return "\n".join(f"applied {name}" for name in result["applied"])
+    lines = [f"applied {name}" for name in result["applied"]]
+    if not lines:
+        lines.append(f"schema is up to date (version {result['version']}, {result['database']})")
+    if result.get("sealed_releases"):
+        lines.append(f"sealed the env values of {result['sealed_releases']} release(s)")
+    return "\n".join(lines)
 
 
 @click.command(name="migrate")

@@ -1,6 +1,9 @@
-"""``aether rollback``: redeploy the previous successful release (or a given deployment)."""
+"""``aether rollback``: a new release of an earlier one's code and config (the previous
+successful release, or ``--to v3`` / a deployment id)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -12,7 +15,6 @@ from aether.cli.connection import (
     token_option,
 )
 from aether.cli.output import emit, format_option
-from aether.models import Deployment
 
 
 @click.command(name="rollback")
@@ -20,8 +22,9 @@ from aether.models import Deployment
 @click.option(
     "--to",
     "to",
-    metavar="DEPLOYMENT_ID",
-    help="Deployment whose artifact and settings to redeploy (default: the previous successful one).",
+    metavar="RELEASE",
+    help="Release to go back to: v3 (see `aether releases`) or a deployment id"
+    " [default: the previous successful release].",
 )
 @click.option("--no-wait", is_flag=True, help="Return once the new deployment is registered.")
 @rollout_timeout_option
@@ -35,7 +38,10 @@ def rollback(
     token: str | None,
     output_format: str,
 ) -> None:
-    """Redeploy an earlier release's artifact and settings as a new deployment."""
+    """Roll back to an earlier release: its code, config vars, one-off --env, start command
+    and health check come back as a new release, at the current scale. The app's config
+    becomes that release's (later deploys take it).
+    """
     from aether.cli.progress import Progress
     from aether.client.apps import rollback as request_rollback
     from aether.client.follow import follow_deployment
@@ -43,24 +49,31 @@ def rollback(
     name = resolve_app(app)
     progress = Progress()
     with open_api(token) as api:
-        deployment = request_rollback(api, name, to=to)
-        if not no_wait:
+        created = request_rollback(api, name, to=to)
+        deployment: dict[str, Any] = dict(created)
+        if not no_wait and not (created["unchanged"] and created["status"] == "running"):
             progress("rollout", 0, None)
             try:
-                deployment = follow_deployment(
-                    api, deployment["id"], on_event=progress.event, timeout_secs=timeout_secs
+                followed = follow_deployment(
+                    api, created["id"], on_event=progress.event, timeout_secs=timeout_secs
                 )
+                deployment.update(followed)
             finally:
                 progress.close()
     emit(deployment, _render)
 
 
-def _render(deployment: Deployment) -> str:
+def _render(deployment: dict[str, Any]) -> str:
     digest = (deployment.get("artifact_digest") or "")[:12]
-    text = (
-        f"Rolled back {deployment.get('app_name')} to {digest} "
-        f"(deployment {deployment.get('id')}): {deployment.get('status')}"
-    )
+    release = f"v{deployment.get('release')}"
+    if deployment.get("unchanged"):
+        text = f"Unchanged: {deployment.get('app_name')} already runs {release} ({digest})"
+    else:
+        text = (
+            f"Rolled back {deployment.get('app_name')}: release {release} runs {digest} with"
+            f" config v{deployment.get('config_version') or 0}"
+            f" (deployment {deployment.get('id')}): {deployment.get('status')}"
+        )
     if deployment.get("url"):
         text += f"\n  url     {deployment['url']}"
     return text

@@ -96,6 +96,9 @@ class ApiClient:
     def post(self, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return _json(self.request("POST", path, json_body=body or {}))
 
+    def patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return _json(self.request("PATCH", path, json_body=body))
+
     def delete(self, path: str, **params: Any) -> None:
         self.request("DELETE", path, params=params)
 

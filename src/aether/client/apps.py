@@ -1,4 +1,5 @@
-"""Apps, their deployments, rollback and signing keys: thin calls on the HTTP API."""
+"""Apps, their releases, config, deployments, rollback and signing keys: thin calls on the
+HTTP API."""
 
 from __future__ import annotations
 
@@ -6,7 +7,19 @@ from typing import Any, cast
 
 from aether.client.api import ApiClient
 from aether.errors import RemoteError
-from aether.models import App, AppWithCurrent, Deployment, DeploymentPage
+from aether.models import (
+    App,
+    AppConfig,
+    AppInfo,
+    AppWithCurrent,
+    ConfigChange,
+    ConfigChanged,
+    Deployment,
+    DeploymentCreated,
+    DeploymentPage,
+    Release,
+    ReleasePage,
+)
 
 
 def ensure_app(api: ApiClient, name: str) -> tuple[App, bool]:
@@ -31,9 +44,37 @@ def app_deployments(api: ApiClient, app: str, *, limit: int) -> list[Deployment]
     return list(page.get("deployments", []))
 
 
-def rollback(api: ApiClient, app: str, *, to: str | None) -> Deployment:
-    """``POST /apps/{app}/rollback``: a new deployment from an earlier one's artifact and settings."""
-    return cast(Deployment, api.post(f"/apps/{app}/rollback", {"to": to} if to else {}))
+def create_app(api: ApiClient, name: str) -> App:
+    return cast(App, api.post("/apps", {"name": name}))
+
+
+def app_info(api: ApiClient, name: str) -> AppInfo:
+    return cast(AppInfo, api.get(f"/apps/{name}"))
+
+
+def destroy_app(api: ApiClient, name: str) -> None:
+    api.delete(f"/apps/{name}")
+
+
+def releases(api: ApiClient, app: str, *, limit: int) -> list[Release]:
+    page = cast(ReleasePage, api.get(f"/apps/{app}/releases", limit=limit))
+    return list(page.get("releases", []))
+
+
+def config(api: ApiClient, app: str, *, reveal: bool = False) -> AppConfig:
+    params = {"reveal": "true"} if reveal else {}
+    return cast(AppConfig, api.get(f"/apps/{app}/config", **params))
+
+
+def change_config(api: ApiClient, app: str, change: ConfigChange) -> ConfigChanged:
+    """``PATCH /apps/{app}/config``: one new config version (and a release, unless staged)."""
+    return cast(ConfigChanged, api.patch(f"/apps/{app}/config", change))
+
+
+def rollback(api: ApiClient, app: str, *, to: str | None) -> DeploymentCreated:
+    """``POST /apps/{app}/rollback``: a new release of an earlier one's code, config and
+    settings (``to``: ``v3`` or a deployment id; default: the previous successful one)."""
+    return cast(DeploymentCreated, api.post(f"/apps/{app}/rollback", {"to": to} if to else {}))
 
 
 def add_public_key(api: ApiClient, app: str, public_key_hex: str) -> dict[str, Any]:

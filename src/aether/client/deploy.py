@@ -2,9 +2,11 @@
 
 :func:`deploy` is what the CLI calls and what tests call without click. It returns one dict:
 the packer's fields plus ``app``, ``deployment_id``, ``status``, ``url``, ``uploaded_bytes``,
-``skipped_upload`` and ``timings_ms`` (install, build, pack, check, upload, register, rollout,
-total). The build is staged under the cache dir for the platform ``GET /config`` reports, and
-the artifact is written there too (``<build folder>/out/``) unless ``out`` names a place.
+``skipped_upload``, the release (``release``, ``config_version``, ``unchanged``,
+``one_off_env`` and ``dropped_overrides``: names, never values) and ``timings_ms`` (install,
+build, pack, check, upload, register, rollout, total). The build is staged under the cache dir
+for the platform ``GET /config`` reports, and the artifact is written there too (``<build
+folder>/out/``) unless ``out`` names a place.
 Phases are reported through ``on_progress(phase, done, total)``; deployment events through
 ``on_event(event)``. Nothing here prints.
 """
@@ -25,7 +27,16 @@ from aether.client.resume import ResumeStore
 from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import server_config, upload_artifact
 from aether.errors import ConfigError, UsageError
-from aether.models import Deployment, DeploymentRequest, check_app_name, sanitize_app_name
+from aether.models import (
+    Deployment,
+    DeploymentCreated,
+    DeploymentRequest,
+    check_app_name,
+    check_config_name,
+    check_config_value,
+    check_environment,
+    sanitize_app_name,
+)
 from aether.pack.target import Target
 from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
@@ -135,16 +146,18 @@ def _ship(
     timings["upload"] += _ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
-    deployment = _register(api, app, packed, options)
+    registered = _register(api, app, packed, options)
     timings["register"] += _ms_since(clock)
-    if options.wait:
+    deployment: Deployment = registered
+    # An unchanged release that already runs has nothing to follow (its events are old).
+    if options.wait and not (registered["unchanged"] and registered["status"] == "running"):
         clock = time.monotonic()
         _phase(on_progress, "rollout")
         deployment = follow_deployment(
-            api, deployment["id"], on_event=on_event, timeout_secs=options.timeout_secs
+            api, registered["id"], on_event=on_event, timeout_secs=options.timeout_secs
         )
         timings["rollout"] = _ms_since(clock)
-    return {**result, **_deployment_fields(deployment)}
+    return {**result, **_deployment_fields(deployment), **_release_fields(registered, options)}
 
 
 def _require_credentials(settings: ClientSettings) -> tuple[str, str]:
@@ -258,9 +271,9 @@ def _upload(
     }
 
 
-def _register(api: ApiClient, app: str, packed: Any, options: DeployOptions) -> Deployment:
-    """``POST /deployments``: idempotent per app and digest on the server; records the
-    Node.js major the artifact was built for."""
+def _register(api: ApiClient, app: str, packed: Any, options: DeployOptions) -> DeploymentCreated:
+    """``POST /deployments``: a release of the artifact with the app's config, idempotent on
+    the release's whole tuple on the server; records the Node.js major it was built for."""
     body: DeploymentRequest = {"app_name": app, "artifact_digest": packed.digest}
     if options.env:
         body["env"] = dict(options.env)
@@ -271,11 +284,23 @@ def _register(api: ApiClient, app: str, packed: Any, options: DeployOptions) -> 
         body["health_path"] = options.health_path
     if packed.node_major is not None:
         body["node_version"] = str(packed.node_major)
-    return cast(Deployment, api.post("/deployments", body))
+    return cast(DeploymentCreated, api.post("/deployments", body))
 
 
 def _resume_root(options: DeployOptions, environ: Mapping[str, str]) -> Path:
     return options.resume_root or cache_dir(environ) / "uploads"
+
+
+def _release_fields(registered: DeploymentCreated, options: DeployOptions) -> dict[str, Any]:
+    """What the release was: its number, whether it changed anything, which one-off
+    variables it has and which of the previous release's it dropped (names only)."""
+    return {
+        "release": registered.get("release"),
+        "config_version": registered.get("config_version"),
+        "unchanged": registered["unchanged"],
+        "one_off_env": sorted(options.env),
+        "dropped_overrides": registered["dropped_overrides"],
+    }
 
 
 def _deployment_fields(deployment: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,7 +319,7 @@ def _dry_run_fields(options: DeployOptions, stored: bool) -> dict[str, Any]:
         "deployment_id": None,
         "status": None,
         "url": None,
-        "env": dict(options.env),
+        "one_off_env": sorted(options.env),  # names: values stay out of output and CI logs
         "start_command": options.start_command,
     }
 
@@ -308,14 +333,19 @@ def _ms_since(clock: float) -> float:
     return round((time.monotonic() - clock) * 1000, 1)
 
 
-def parse_env_pairs(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``KEY=VALUE`` strings → a dict; the value may contain ``=``, the key must be a name."""
+def parse_env_pairs(pairs: list[str] | tuple[str, ...], *, option: str = "--env") -> dict[str, str]:
+    """``KEY=VALUE`` strings → a dict; the value may contain ``=``, the key follows the config
+    var name rule (``models.check_config_name``). Errors never repeat a value."""
     env: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key or not (key[0].isalpha() or key[0] == "_"):
-            raise UsageError(f"--env {pair!r}: expected KEY=VALUE with KEY a variable name")
-        if not all(ch.isalnum() or ch == "_" for ch in key):
-            raise UsageError(f"--env {pair!r}: KEY may contain only letters, digits and _")
-        env[key] = value
+        if not sep:
+            raise UsageError(f"{option} {key[:60]!r}: expected KEY=VALUE")
+        try:
+            env[check_config_name(key, error=UsageError)] = check_config_value(
+                key, value, error=UsageError
+            )
+        except UsageError as exc:
+            raise UsageError(f"{option}: {exc.message}") from exc
+    check_environment(env, error=UsageError)
     return env

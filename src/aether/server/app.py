@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 
 from aether.blobs import BlobStore, open_blob_store
 from aether.errors import AetherError
+from aether.sealing import KeyRing, key_source
 from aether.server import routes
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
@@ -30,7 +31,9 @@ from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store import open_database
 from aether.store import tokens as token_store
 from aether.store.database import Database
+from aether.store.legacy_env import seal_legacy_env
 from aether.store.migrate import migrate
+from aether.store.secret_keys import ensure_primary
 
 log = logging.getLogger("aether.server")
 
@@ -54,9 +57,11 @@ def create_app(
     log_source: Any = None,
     background: Sequence[Background] = (),
     run_migrations: bool = True,
+    keyring: KeyRing | None = None,
 ) -> Starlette:
     """A fresh API application; pass ``database``/``blobs`` to share ones the caller owns
-    (they are then not closed on shutdown)."""
+    (they are then not closed on shutdown), ``keyring`` to seal config values with given
+    keys instead of the settings' (``AETHER_SECRETS_KEY``, the key file)."""
     blob_settings = blob_settings or BlobSettings.from_env(
         {"AETHER_DATA_DIR": str(settings.data_dir)}
     )
@@ -71,6 +76,7 @@ def create_app(
         log_source=log_source,
         background=tuple(background),
         run_migrations=run_migrations,
+        keyring=keyring,
     )
     return Starlette(
         routes=routes.ROUTES,
@@ -97,11 +103,13 @@ class _Parts:
     log_source: Any
     background: tuple[Background, ...]
     run_migrations: bool
+    keyring: KeyRing | None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             db = await self._open_database(stack)
+            keyring = await self._open_keyring(db)
             blobs = await self._open_blobs(stack)
             state = ServerState(
                 settings=self.settings,
@@ -111,6 +119,7 @@ class _Parts:
                 policy=self.policy,
                 log_source=self.log_source,
                 public_url=self.public_url,
+                keyring=keyring,
                 auth_cache=TokenCache(self.settings.auth_cache_secs),
                 read_cache=ReadCache(self.settings.read_cache_secs),
             )
@@ -138,6 +147,21 @@ class _Parts:
             await migrate(db)
         await token_store.sync_bootstrap_tokens(db, bootstrap_specs(self.settings))
         return db
+
+    async def _open_keyring(self, db: Database) -> KeyRing:
+        """The ring (the embedded default generates its key file), checked against the key
+        the database seals with; values still held in clear from before releases get sealed."""
+        ring = self.keyring
+        if ring is None:
+            secrets = self.settings.secrets
+            source = key_source(secrets.keys, secrets.key_file, create=secrets.create_key_file)
+            ring = await asyncio.to_thread(KeyRing, source)
+        await ensure_primary(db, ring)
+        if self.run_migrations:
+            sealed = await seal_legacy_env(db, ring)
+            if sealed:
+                log.info("sealed the env values of %d release(s) held in clear", sealed)
+        return ring
 
     async def _open_blobs(self, stack: contextlib.AsyncExitStack) -> BlobStore:
         if self.blobs is not None:

@@ -66,6 +66,9 @@ class ServerState:
     # Set when shutdown begins, so long-lived streams (follow=true) end instead of holding
     # the graceful-shutdown window open.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # aether.sealing.KeyRing: seals and opens apps' config values (None only in tools that
+    # build a state without the lifespan).
+    keyring: Any = None
     # aether.server.auth.TokenCache; cleared whenever a token is revoked or rotated here.
     auth_cache: Any = None
     # aether.server.read_cache.ReadCache: answers to the busiest reads (PostgreSQL only).

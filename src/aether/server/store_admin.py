@@ -1,7 +1,8 @@
-"""Operator actions on the metadata store without a running API: migrate, tokens.
+"""Operator actions on the metadata store without a running API: migrate, tokens, the
+secrets key.
 
-``aether migrate`` and ``aether token`` call these; each opens the configured database
-(SQLite in the data dir or DATABASE_URL), does one thing and closes it.
+``aether migrate``, ``aether token`` and ``aether admin`` call these; each opens the
+configured database (SQLite in the data dir or DATABASE_URL), does one thing and closes it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aether.errors import ConfigError, NotFound
+from aether.sealing import KeyRing, key_source
+from aether.server import secrets_admin
 from aether.server.auth import bootstrap_specs
+from aether.server.secrets_admin import Say
 from aether.settings import ServerSettings
-from aether.store import open_database
+from aether.store import open_database, secret_keys
 from aether.store import tokens as token_store
 from aether.store.database import Database
+from aether.store.legacy_env import seal_legacy_env
 from aether.store.migrate import applied_versions, available, migrate, pending
+from aether.store.secret_keys import ensure_primary
 
 T = TypeVar("T")
 
@@ -42,13 +48,24 @@ async def _require_schema(db: Database) -> None:
         )
 
 
+def keyring(settings: ServerSettings) -> KeyRing:
+    """The ring ``aether serve`` would use with these settings."""
+    secrets = settings.secrets
+    return KeyRing(key_source(secrets.keys, secrets.key_file, create=secrets.create_key_file))
+
+
 def apply_migrations(settings: ServerSettings) -> dict[str, Any]:
+    """Migrate, then seal the env values older deployments held in clear."""
+
     async def action(db: Database) -> dict[str, Any]:
         applied = await migrate(db)
+        ring = keyring(settings)
+        await ensure_primary(db, ring)
         return {
             "database": db.dialect,
             "applied": [f"{m.version:04d}_{m.name}" for m in applied],
             "version": max(await applied_versions(db), default=0),
+            "sealed_releases": await seal_legacy_env(db, ring),
         }
 
     return with_database(settings, action)
@@ -62,6 +79,30 @@ def migration_status(settings: ServerSettings) -> dict[str, Any]:
             "applied": [f"{m.version:04d}_{m.name}" for m in available() if m.version in done],
             "pending": [f"{m.version:04d}_{m.name}" for m in available() if m.version not in done],
         }
+
+    return with_database(settings, action)
+
+
+def rotate_secrets_key(settings: ServerSettings, *, say: Say) -> dict[str, Any]:
+    async def action(db: Database) -> dict[str, Any]:
+        await _require_schema(db)
+        ring = keyring(settings)
+        await ensure_primary(db, ring)
+        return await secrets_admin.rotate(db, ring, say=say)
+
+    return with_database(settings, action)
+
+
+def secrets_keys(settings: ServerSettings) -> dict[str, Any]:
+    """The keys the database knows and whether this machine's ring holds each."""
+
+    async def action(db: Database) -> dict[str, Any]:
+        await _require_schema(db)
+        ring = keyring(settings)
+        rows = await secret_keys.list_keys(db)
+        for row in rows:
+            row["held_here"] = row["key_id"] in ring.key_ids
+        return {"source": ring.source.description, "keys": rows}
 
     return with_database(settings, action)
 

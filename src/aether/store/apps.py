@@ -1,14 +1,14 @@
-"""Application rows: create, look up, list with each app's current deployment, delete."""
+"""Application rows: create, look up, list with each app's current deployment, destroy."""
 
 from __future__ import annotations
 
 import uuid
 
 from aether.errors import Conflict, NotFound
-from aether.store import wakeups
+from aether.store import artifacts, tokens, wakeups
 from aether.store.clock import now_iso
-from aether.store.database import DuplicateKey, Executor, Row
-from aether.store.deployments import DEPLOYMENT_JOINS, LISTING_COLUMNS
+from aether.store.database import Database, DuplicateKey, Executor, Row
+from aether.store.deployments import DEPLOYMENT_JOINS, LISTING_COLUMNS, lock_app
 
 
 async def create_app(db: Executor, name: str, *, owner: str | None) -> Row:
@@ -57,7 +57,16 @@ def _without_rank(row: Row) -> Row:
     return row
 
 
-async def delete_app(db: Executor, app_id: str) -> None:
-    """Delete the app and (by cascade) its artifacts rows, deployments, events and keys."""
-    await db.execute("DELETE FROM applications WHERE id = :id", {"id": app_id})
+async def destroy_app(db: Database, app_id: str) -> list[Row]:
+    """Delete the app and everything that is only its: releases, config versions, deployments
+    and their events, signing keys, the pull tokens of its deployments, and its artifacts'
+    rows — except artifacts another app runs, which pass to that app. Returns the artifact
+    rows deleted (their objects are the caller's to delete). One transaction."""
+    async with db.transaction() as tx:
+        await lock_app(tx, app_id)
+        await artifacts.hand_over_shared(tx, app_id)
+        doomed = await artifacts.of_app(tx, app_id)
+        await tokens.delete_pull_tokens_of_app(tx, app_id)
+        await tx.execute("DELETE FROM applications WHERE id = :id", {"id": app_id})
     wakeups.poke(wakeups.APPS)
+    return doomed

@@ -279,16 +279,28 @@ async def of_app(db: Executor, app_id: str) -> list[Row]:
     return await db.fetch_all(f"{_SELECT} WHERE a.app_id = :app_id", {"app_id": app_id})
 
 
-async def apps_deploying_artifacts_of(db: Executor, app_id: str) -> list[str]:
-    """Names of other apps whose deployments use an artifact uploaded for this app."""
-    rows = await db.fetch_all(
-        "SELECT DISTINCT ap.name FROM deployments d"
-        " JOIN artifacts a ON a.id = d.artifact_id"
-        " JOIN applications ap ON ap.id = d.app_id"
-        " WHERE a.app_id = :app_id AND d.app_id <> :app_id ORDER BY ap.name",
-        {"app_id": app_id},
+async def hand_over_shared(tx: Executor, app_id: str) -> dict[str, str]:
+    """Artifacts uploaded for this app that another app's releases or deployments use pass to
+    the newest such app, so that removing this app frees only what nobody else runs.
+    Returns artifact id → the app id it now belongs to."""
+    rows = await tx.fetch_all(
+        "SELECT a.id, u.app_id FROM artifacts a JOIN ("
+        " SELECT d.artifact_id, d.app_id, d.created_at FROM deployments d"
+        " UNION ALL SELECT ra.id, r.app_id, r.created_at FROM releases r"
+        " JOIN artifacts ra ON ra.digest = r.artifact_digest"
+        ") u ON u.artifact_id = a.id WHERE a.app_id = :app AND u.app_id <> :app"
+        " ORDER BY u.created_at DESC",
+        {"app": app_id},
     )
-    return [row["name"] for row in rows]
+    new_owner: dict[str, str] = {}
+    for row in rows:
+        new_owner.setdefault(row["id"], row["app_id"])
+    for artifact_id, owner in new_owner.items():
+        await tx.execute(
+            "UPDATE artifacts SET app_id = :owner WHERE id = :id",
+            {"owner": owner, "id": artifact_id},
+        )
+    return new_owner
 
 
 async def protected_ids(db: Executor, app_id: str) -> set[str]:

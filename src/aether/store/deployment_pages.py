@@ -21,10 +21,12 @@ from aether.store.deployments import decode_cursor, decode_env, encode_cursor
 FIELDS = (
     ("id", "d.id"),
     ("app_name", "ap.name"),
+    ("release", "r.version"),
     ("artifact_digest", "a.digest"),
+    ("config_version", "r.config_version"),
     ("status", "d.status"),
     ("runtime", "d.runtime"),
-    ("node_version", "d.node_version"),
+    ("node_version", "r.node_version"),
     ("start_command", "d.start_command"),
     ("env", "d.env"),  # JSON text until decode_env
     ("replicas", "d.replicas"),
@@ -78,6 +80,7 @@ def _page_sql(*, after_cursor: bool) -> str:
     columns = ", ".join(f"{expr} AS {key}" for key, expr in (*FIELDS, ("app_key", "ap.id")))
     return (
         f"SELECT {columns} FROM applications ap LEFT JOIN (deployments d JOIN artifacts a"
-        f" ON a.id = d.artifact_id) ON {on} WHERE ap.name = :name"
+        f" ON a.id = d.artifact_id LEFT JOIN releases r ON r.id = d.release_id) ON {on}"
+        " WHERE ap.name = :name"
         " ORDER BY d.created_at DESC, d.id DESC LIMIT :limit"
     )

@@ -1,7 +1,9 @@
-"""Deployment rows and their events: what the API writes and the worker moves along.
+"""Deployment rows and their events: the rollouts of releases (:mod:`aether.store.releases`
+makes both), which the worker moves along.
 
-A new deployment is idempotent per app + artifact while one of that artifact is still
-pending, deploying or running. (Workers are woken by the insert trigger of
+A deployment row keeps a copy of its release's plain fields (artifact, runtime, start
+command, replicas, health path) — what the rollout ran — and in ``env`` the names and
+fingerprints of its environment, never values. (Workers are woken by the insert trigger of
 :mod:`aether.store.rollouts` on PostgreSQL, by polling on SQLite.)
 """
 
@@ -11,53 +13,36 @@ import base64
 import functools
 import json
 import uuid
-from dataclasses import dataclass, field
 
 from aether.errors import BadRequest
 from aether.store import wakeups
 from aether.store.clock import now_iso
-from aether.store.database import Database, Executor, Row
+from aether.store.database import Executor, Row
 
 ACTIVE_STATUSES = ("pending", "deploying", "running")
 # Statuses a deployment reaches only after a successful rollout (a rollback target).
 SUCCEEDED_STATUSES = ("running", "superseded")
 
 DEPLOYMENT_COLUMNS = (
-    "d.id, d.app_id, d.artifact_id, d.status, d.runtime, d.node_version, d.start_command, d.env,"
-    " d.replicas,"
-    " d.health_path, d.failure_reason, d.endpoint, d.rolled_back_from, d.created_by,"
-    " d.created_at, d.rollout_started_at, d.rollout_completed_at, ap.name AS app_name,"
-    " a.digest AS artifact_digest, a.storage_key, a.compression, a.size_bytes, a.verified,"
-    " a.signature"
+    "d.id, d.app_id, d.artifact_id, d.release_id, d.status, d.runtime, d.start_command, d.env,"
+    " d.replicas, d.health_path, d.failure_reason, d.endpoint, d.rolled_back_from,"
+    " d.created_by, d.created_at, d.rollout_started_at, d.rollout_completed_at,"
+    " ap.name AS app_name, a.digest AS artifact_digest, a.storage_key, a.compression,"
+    " a.size_bytes, a.verified, a.signature, r.version AS release, r.config_version,"
+    " r.node_version"
 )
 # What a listing shows (the API's deployment JSON), without the worker's artifact details.
 LISTING_COLUMNS = (
-    "d.id, d.status, d.runtime, d.node_version, d.start_command, d.env, d.replicas,"
-    " d.health_path,"
+    "d.id, d.status, d.runtime, d.start_command, d.env, d.replicas, d.health_path,"
     " d.failure_reason, d.endpoint, d.rolled_back_from, d.created_at, d.rollout_started_at,"
-    " d.rollout_completed_at, ap.name AS app_name, a.digest AS artifact_digest"
+    " d.rollout_completed_at, ap.name AS app_name, a.digest AS artifact_digest,"
+    " r.version AS release, r.config_version, r.node_version"
 )
 DEPLOYMENT_JOINS = (
     "FROM deployments d JOIN applications ap ON ap.id = d.app_id"
-    " JOIN artifacts a ON a.id = d.artifact_id"
+    " JOIN artifacts a ON a.id = d.artifact_id LEFT JOIN releases r ON r.id = d.release_id"
 )
 _SELECT = f"SELECT {DEPLOYMENT_COLUMNS} {DEPLOYMENT_JOINS}"
-
-
-@dataclass(frozen=True)
-class DeploymentSpec:
-    """What a new deployment runs: the artifact and how to start it."""
-
-    app_id: str
-    artifact_id: str
-    runtime: str = "nodejs"
-    node_version: str | None = None  # the Node.js major it was built for ("20")
-    start_command: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    replicas: int = 1
-    health_path: str | None = None
-    created_by: str | None = None
-    rolled_back_from: str | None = None
 
 
 def decode_env(row: Row) -> Row:
@@ -83,59 +68,46 @@ async def get_deployment(db: Executor, deployment_id: str) -> Row | None:
     return decode_env(row) if row else None
 
 
-async def create_deployment(db: Database, spec: DeploymentSpec) -> tuple[Row, bool]:
-    """(deployment, created); an active deployment of the same artifact is returned as is."""
-    async with db.transaction() as tx:
-        await _lock_app(tx, spec.app_id)
-        existing = await tx.fetch_one(
-            "SELECT id FROM deployments WHERE app_id = :app AND artifact_id = :artifact"
-            " AND status IN ('pending', 'deploying', 'running')"
-            " ORDER BY created_at DESC, id DESC LIMIT 1",
-            {"app": spec.app_id, "artifact": spec.artifact_id},
-        )
-        if existing is not None:
-            found = await get_deployment(tx, existing["id"])
-            assert found is not None
-            return found, False
-        deployment_id = await _insert(tx, spec)
-        await add_event(tx, deployment_id, "pending", "deployment created")
-        created = await get_deployment(tx, deployment_id)
-    assert created is not None
-    wakeups.poke(wakeups.NEW_DEPLOYMENT)
-    return created, True
-
-
-async def _lock_app(tx: Executor, app_id: str) -> None:
-    # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock so
-    # two concurrent identical requests cannot both insert.
+async def lock_app(tx: Executor, app_id: str) -> None:
+    """Serialise the writers of one app's releases (SQLite's BEGIN IMMEDIATE already does;
+    PostgreSQL needs the row lock so two identical requests cannot both insert)."""
     if tx.dialect == "postgresql":
         await tx.fetch_one("SELECT id FROM applications WHERE id = :id FOR UPDATE", {"id": app_id})
 
 
-async def _insert(tx: Executor, spec: DeploymentSpec) -> str:
+async def insert_deployment(tx: Executor, release_id: str, *, created_by: str | None = None) -> str:
+    """A pending rollout of the release (its plain fields copied, ``env`` as fingerprints)."""
     deployment_id = str(uuid.uuid4())
-    await tx.execute(
-        "INSERT INTO deployments (id, app_id, artifact_id, status, runtime, node_version,"
+    touched = await tx.execute(
+        "INSERT INTO deployments (id, app_id, artifact_id, release_id, status, runtime,"
         " start_command, env, replicas, health_path, rolled_back_from, created_by, created_at)"
-        " VALUES (:id, :app_id, :artifact_id, 'pending', :runtime, :node_version,"
-        " :start_command, :env, :replicas, :health_path, :rolled_back_from, :created_by,"
-        " :created_at)",
+        " SELECT :id, r.app_id, a.id, r.id, 'pending', r.runtime, r.start_command, r.env,"
+        " r.replicas, r.health_path, :rolled_back_from, COALESCE(:created_by, r.created_by),"
+        " :created_at FROM releases r JOIN artifacts a ON a.digest = r.artifact_digest"
+        " WHERE r.id = :release_id",
         {
             "id": deployment_id,
-            "app_id": spec.app_id,
-            "artifact_id": spec.artifact_id,
-            "runtime": spec.runtime,
-            "node_version": spec.node_version,
-            "start_command": spec.start_command,
-            "env": json.dumps(spec.env, sort_keys=True),
-            "replicas": spec.replicas,
-            "health_path": spec.health_path,
-            "rolled_back_from": spec.rolled_back_from,
-            "created_by": spec.created_by,
+            "release_id": release_id,
+            "rolled_back_from": await _rolled_back_from(tx, release_id),
+            "created_by": created_by,
             "created_at": now_iso(),
         },
     )
+    if touched != 1:  # the release's artifact row is gone (retention, a destroyed app)
+        raise BadRequest(f"the artifact of release {release_id} is not stored any more")
     return deployment_id
+
+
+async def _rolled_back_from(tx: Executor, release_id: str) -> str | None:
+    """For a rollback: the newest rollout of the release it went back to (the field the
+    deployments API had before releases)."""
+    found: str | None = await tx.fetch_value(
+        "SELECT d.id FROM releases r JOIN releases t ON t.app_id = r.app_id"
+        " AND t.version = r.rolled_back_to JOIN deployments d ON d.release_id = t.id"
+        " WHERE r.id = :id ORDER BY d.created_at DESC, d.id DESC LIMIT 1",
+        {"id": release_id},
+    )
+    return found
 
 
 async def add_event(db: Executor, deployment_id: str, phase: str, message: str = "") -> None:
@@ -174,23 +146,3 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     if not created_at or not row_id:
         raise BadRequest("invalid cursor; pass the next_cursor of the previous page")
     return created_at, row_id
-
-
-async def rollback_target(db: Executor, app_id: str, *, to: str | None) -> Row:
-    """The deployment a rollback redeploys: ``to`` when given (of this app), else the newest
-    successful one before the current running one."""
-    if to is not None:
-        row = await get_deployment(db, to)
-        if row is None or row["app_id"] != app_id:
-            raise BadRequest(f"deployment {to} is not a deployment of this app")
-        return row
-    rows = await db.fetch_all(
-        f"{_SELECT} WHERE d.app_id = :app AND d.status IN ('running', 'superseded')"
-        " ORDER BY d.created_at DESC, d.id DESC LIMIT 2",
-        {"app": app_id},
-    )
-    if rows and rows[0]["status"] == "running":
-        rows = rows[1:]
-    if not rows:
-        raise BadRequest("no earlier successful deployment to roll back to; pass 'to'")
-    return decode_env(rows[0])

@@ -10,10 +10,7 @@ handles an app is :mod:`aether.store.leases`. On PostgreSQL an insert trigger NO
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from aether.store import wakeups
+from aether.store import config_vars, wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 from aether.store.deployments import add_event
@@ -88,13 +85,19 @@ async def pending_ids(db: Executor) -> set[str]:
 
 
 async def release_row(db: Executor, deployment_id: str) -> Row | None:
-    """A deployment with what the runtime needs: app name, artifact, env, active keys."""
+    """A deployment with what the runtime needs: app name, artifact, active keys, and its
+    release's environment still sealed (``config``: the config version's vars,
+    ``overrides``: the one-off ones; the worker opens them)."""
     row = await db.fetch_one(
-        "SELECT d.id, d.app_id, d.status, d.start_command, d.env, d.replicas, d.health_path,"
-        " d.node_version, ap.name AS app_name, ap.owner AS app_owner,"
-        " ar.digest, ar.storage_key, ar.compression, ar.signature"
+        "SELECT d.id, d.app_id, d.status, d.start_command, d.replicas, d.health_path,"
+        " ap.name AS app_name, ap.owner AS app_owner,"
+        " ar.digest, ar.storage_key, ar.compression, ar.signature,"
+        " r.version AS release, r.node_version, r.overrides, c.vars AS config"
         " FROM deployments d JOIN applications ap ON ap.id = d.app_id"
-        " JOIN artifacts ar ON ar.id = d.artifact_id WHERE d.id = :id",
+        " JOIN artifacts ar ON ar.id = d.artifact_id"
+        " LEFT JOIN releases r ON r.id = d.release_id"
+        " LEFT JOIN config_versions c ON c.app_id = r.app_id AND c.version = r.config_version"
+        " WHERE d.id = :id",
         {"id": deployment_id},
     )
     if row is None:
@@ -105,18 +108,9 @@ async def release_row(db: Executor, deployment_id: str) -> Row | None:
         {"app_id": row["app_id"], "yes": True},
     )
     row["public_keys"] = [k["public_key_hex"] for k in keys]
-    row["env"] = _env(row["env"])
+    row["config"] = config_vars.decode(row["config"])
+    row["overrides"] = config_vars.decode(row["overrides"])
     return row
-
-
-def _env(raw: Any) -> dict[str, str]:
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    try:
-        value = json.loads(raw or "{}")
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 async def running_endpoint(db: Executor, app_name: str) -> Row | None:

@@ -199,6 +199,15 @@ async def rotate_token(db: Database, token_id: str) -> IssuedToken:
     return IssuedToken(token, row)
 
 
+async def delete_pull_tokens_of_app(db: Executor, app_id: str) -> int:
+    """The pull tokens scoped to the app's deployments (when the app goes)."""
+    return await db.execute(
+        "DELETE FROM api_tokens WHERE role = 'puller' AND deployment_id IN"
+        " (SELECT id FROM deployments WHERE app_id = :app)",
+        {"app": app_id},
+    )
+
+
 async def count_live_tokens(db: Executor) -> int:
     value = await db.fetch_value(
         "SELECT COUNT(*) AS n FROM api_tokens WHERE revoked_at IS NULL AND role <> 'puller'"

@@ -9,15 +9,23 @@ failed) is never given up on for a transient fault — failing it would leave th
 release to run — so it is retried with a growing delay until the fault clears. A workload kept
 because every release failed is reported once per deployment, as a ``kept`` event and a log
 line; nothing here ever removes a workload (deleting the app does, in the loop).
+
+The release's environment (its config version's vars and one-off overrides) is opened here,
+with the worker's key ring, and handed to the runtime in memory only. Events and failure
+reasons quote the app's output; any of its values found there is masked before it is
+recorded, since readers see events.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
+from aether.sealing import KeyRing, key_source
 from aether.settings import WorkerSettings
 from aether.store import rollouts
 from aether.store.database import Database, Row
@@ -38,6 +46,22 @@ class RetryBook(Protocol):
     noted: set[str]  # deployments whose kept workload was reported by this worker
 
 
+MASK = "[config value]"
+MAX_MASKERS = 256
+MIN_MASKED_CHARS = 4  # shorter values ("1", "on") are everywhere in output; masking them lies
+
+
+class Masker:
+    """Replaces a release's config values in text the app wrote (events, failure reasons)."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        found = sorted({v for v in values if len(v) >= MIN_MASKED_CHARS}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, found))) if found else None
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern is not None else text
+
+
 class Applier:
     def __init__(
         self,
@@ -46,11 +70,22 @@ class Applier:
         settings: WorkerSettings,
         *,
         public_url: str | None = None,
+        keyring: KeyRing | None = None,
     ) -> None:
         self.db = db
         self.runtime = runtime
         self.settings = settings
         self.public_url = public_url
+        self._keyring = keyring
+        self._masks: dict[str, Masker] = {}  # deployment id → its values' masker
+
+    @property
+    def keyring(self) -> KeyRing:
+        """The given ring, else one from the settings (only read when a release has values)."""
+        if self._keyring is None:
+            secrets = self.settings.secrets
+            self._keyring = KeyRing(key_source(secrets.keys, secrets.key_file, create=False))
+        return self._keyring
 
     async def apply(self, app_name: str, action: Action, *, slot: RetryBook) -> None:
         if isinstance(action, Deploy):
@@ -81,6 +116,7 @@ class Applier:
             )
         try:
             release = await self.release(row)
+            self._remember_mask(deployment_id, Masker(release.env.values()))
             observed = await self.runtime.deploy(release, self.sink(deployment_id, app_name))
         except TRANSIENT as exc:
             await self._retry_or_fail(action, exc, slot)
@@ -128,9 +164,20 @@ class Applier:
             await rollouts.record_event(self.db, deployment_id, "kept", message)
 
     async def fail(self, deployment_id: str, reason: str) -> None:
+        reason = self._mask(deployment_id, reason)
         log.warning("deployment %s failed: %s", deployment_id, reason)
         await rollouts.mark_failed(self.db, deployment_id, reason)
         await rollouts.record_event(self.db, deployment_id, "failed", reason)
+
+    def _remember_mask(self, deployment_id: str, masker: Masker) -> None:
+        self._masks.pop(deployment_id, None)
+        self._masks[deployment_id] = masker
+        while len(self._masks) > MAX_MASKERS:  # the oldest releases are long replaced
+            self._masks.pop(next(iter(self._masks)))
+
+    def _mask(self, deployment_id: str, text: str) -> str:
+        masker = self._masks.get(deployment_id)
+        return masker(text) if masker is not None else text
 
     async def mark_running(
         self, deployment_id: str, app_name: str, *, endpoint: str | None = None
@@ -150,11 +197,22 @@ class Applier:
         """The runtime's event callback; ``healthy`` also marks the deployment running."""
 
         async def record(phase: str, message: str = "") -> None:
+            message = self._mask(deployment_id, message)
             await rollouts.record_event(self.db, deployment_id, phase, message)
             if phase == "healthy":
                 await self.mark_running(deployment_id, app_name)
 
         return record
+
+    def environment(self, row: Row) -> dict[str, str]:
+        """The release's config vars, then its one-off overrides (which win), opened."""
+        if not row["config"] and not row["overrides"]:
+            return {}
+        ring, app_id = self.keyring, row["app_id"]
+        return {
+            **ring.unseal_env(row["config"], app_id=app_id),
+            **ring.unseal_env(row["overrides"], app_id=app_id),
+        }
 
     async def release(self, row: Row) -> Release:
         return Release(
@@ -165,7 +223,7 @@ class Applier:
             compression=row["compression"] or "zstd",
             start_command=row["start_command"] or None,
             node_major=int(row["node_version"]) if row.get("node_version") else None,
-            env=row["env"],
+            env=self.environment(row),
             replicas=int(row["replicas"] or 1),
             health_path=row["health_path"] or None,
             signature=row["signature"] or None,

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
+from aether.sealing import KeyRing
 from aether.settings import WorkerSettings
 from aether.store import leases, rollouts, wakeups
 from aether.store.clock import now_iso
@@ -71,13 +72,14 @@ class Worker:
         *,
         public_url: str | None = None,
         holder: str | None = None,
+        keyring: KeyRing | None = None,
     ) -> None:
         self.db = db
         self.runtime = runtime
         self.settings = settings
         # A local runtime names itself the same after a restart (it adopts its apps).
         self.holder = holder or getattr(runtime, "holder", None) or worker_identity()
-        self.applier = Applier(db, runtime, settings, public_url=public_url)
+        self.applier = Applier(db, runtime, settings, public_url=public_url, keyring=keyring)
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()  # PostgreSQL: NOTIFYs reach the loop from now on

@@ -49,7 +49,9 @@ def serve_jobs(environ: Mapping[str, str], *, run_loop: bool) -> list[ServeJob]:
     async def worker_in_server(state: Any) -> None:
         state.log_source = runtime
         _attach_blobs(runtime, state.blobs)
-        worker = Worker(state.db, runtime, settings, public_url=state.public_url)
+        worker = Worker(
+            state.db, runtime, settings, public_url=state.public_url, keyring=state.keyring
+        )
         log.info("worker started in-process (%s runtime)", runtime.name)
         await worker.run()
 
@@ -73,17 +75,30 @@ async def run_worker(environ: Mapping[str, str], *, once: bool = False) -> None:
     try:
         if await pending(db):
             raise ConfigError("the database schema is not migrated; run `aether migrate` first")
+        keyring = await _checked_keyring(db, settings)
         blobs = open_blob_store(BlobSettings.from_env(environ), public_url=public_url)
         await blobs.open()
         try:
             runtime = create_runtime(settings, environ)
             _attach_blobs(runtime, blobs)
-            worker = Worker(db, runtime, settings, public_url=public_url)
+            worker = Worker(db, runtime, settings, public_url=public_url, keyring=keyring)
             await (_one_pass(worker) if once else _until_signalled(worker))
         finally:
             await blobs.close()
     finally:
         await db.close()
+
+
+async def _checked_keyring(db: Any, settings: WorkerSettings) -> Any:
+    """The ring that opens releases' config values, refused at start (not at the first
+    rollout) when it lacks the key the database seals with."""
+    from aether.sealing import KeyRing, key_source
+    from aether.store.secret_keys import ensure_primary
+
+    secrets = settings.secrets
+    ring = KeyRing(key_source(secrets.keys, secrets.key_file, create=False))
+    await ensure_primary(db, ring)
+    return ring
 
 
 async def _one_pass(worker: Worker) -> None:

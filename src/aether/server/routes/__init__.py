@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute
 
 from aether.server.openapi import document_route
 from aether.server.routes import (
+    app_config,
     apps,
     artifacts,
     blobs,
@@ -19,10 +20,23 @@ from aether.server.routes import (
     health,
     logs,
     public_keys,
+    releases,
     tokens,
 )
 
-MODULES = (deployments, artifacts, health, apps, config, tokens, public_keys, blobs, logs)
+MODULES = (
+    deployments,
+    artifacts,
+    health,
+    apps,
+    releases,
+    app_config,
+    config,
+    tokens,
+    public_keys,
+    blobs,
+    logs,
+)
 ROUTES: list[BaseRoute] = [
     *(route for module in MODULES for route in module.ROUTES),
     document_route(MODULES),

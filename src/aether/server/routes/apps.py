@@ -9,15 +9,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aether.errors import AetherError, Conflict
-from aether.models import App, AppWithCurrent, app_from, check_app_name, deployment_from
+from aether.errors import AetherError
+from aether.models import (
+    App,
+    AppInfo,
+    AppWithCurrent,
+    app_from,
+    check_app_name,
+    deployment_from,
+    release_from,
+)
 from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.openapi import STR, obj, operation, param, schema
 from aether.server.responses import JSONResponse
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
-from aether.store import artifacts as artifact_store
+from aether.store import config_vars
+from aether.store import releases as release_store
 from aether.store.database import Row
 
 log = logging.getLogger(__name__)
@@ -65,24 +74,27 @@ async def get_app(request: Request) -> JSONResponse:
     row = await load_app(request, write=False)
     state = get_state(request)
     current = (await app_store.current_deployments(state.db)).get(row["id"])
-    return JSONResponse(_with_current(row, current, state))
+    release = await release_store.base_release(state.db, row["id"])
+    config = await config_vars.current(state.db, row["id"])
+    info: AppInfo = {
+        **_with_current(row, current, state),
+        "release": release_from(release) if release else None,
+        "config_version": config.version,
+        "config_vars": sorted(config.vars),
+    }
+    return JSONResponse(info)
 
 
 async def delete_app(request: Request) -> Response:
-    """Delete the app's rows and then its artifacts' objects; the worker stops what runs.
-    Refused while another app deploys one of its artifacts (promoted bytes stay alive)."""
+    """Destroy the app: its rows (releases, config, deployments, keys, pull tokens), then the
+    objects of its artifacts that no other app runs (those pass to that app); the worker
+    stops what runs and deletes its logs."""
     row = await load_app(request, write=True)
     state = get_state(request)
-    users = await artifact_store.apps_deploying_artifacts_of(state.db, row["id"])
-    if users:
-        raise Conflict(
-            f"app {row['name']!r} uploaded artifacts that app(s) {', '.join(users)} deploy;"
-            " delete those apps first"
-        )
-    artifacts = await artifact_store.of_app(state.db, row["id"])
-    await app_store.delete_app(state.db, row["id"])
+    artifacts = await app_store.destroy_app(state.db, row["id"])
     for artifact in artifacts:
         await _delete_object(state, artifact["storage_key"])
+    log.info("app %s destroyed (%d artifact(s) freed)", row["name"], len(artifacts))
     return Response(status_code=204)
 
 
@@ -120,12 +132,17 @@ OPENAPI = {
         ),
     },
     "/apps/{app}": {
-        "get": operation("Show an app", params=_APP, response=APP_WITH_CURRENT),
+        "get": operation(
+            "Show an app: its current deployment and release, config version and var names",
+            params=_APP,
+            response=schema(AppInfo),
+        ),
         "delete": operation(
-            "Delete an app (admin or owner), its deployments and its artifacts' objects",
+            "Destroy an app (admin or owner): the runtime stops it; its releases, config,"
+            " deployments, logs and pull tokens go, and the artifacts no other app runs",
             status=204,
             params=_APP,
-            errors=(401, 403, 404, 409),
+            errors=(401, 403, 404),
         ),
     },
 }

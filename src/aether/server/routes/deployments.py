@@ -1,5 +1,6 @@
-"""Deployments: create (idempotent per app + artifact while active), show, events (optionally
-followed as NDJSON until a terminal status), list per app, rollback."""
+"""Deployments: create (a release of an artifact, idempotent on the release's whole tuple),
+show, events (optionally followed as NDJSON until a terminal status), list per app,
+rollback. The releases themselves are made by :mod:`aether.server.releasing`."""
 
 from __future__ import annotations
 
@@ -13,20 +14,23 @@ from starlette.routing import Route
 
 from aether.errors import BadRequest, NotFound
 from aether.models import (
-    MAX_REPLICAS,
     TERMINAL_STATUSES,
     Deployment,
+    DeploymentCreated,
     DeploymentPage,
     DeploymentRequest,
     Event,
+    check_config_vars,
+    check_replicas,
     deployment_from,
     event_from,
     is_digest,
+    release_number,
 )
+from aether.server import releasing
 from aether.server.artifacts.verification import signature_matches
 from aether.server.auth import principal, require_app_access, require_role
 from aether.server.jsonbody import body_types, read_json
-from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.openapi import BOOL, NULLABLE_STR, obj, operation, param, schema
 from aether.server.read_cache import page_key
 from aether.server.responses import JSONResponse, render_json, rendered_json
@@ -36,7 +40,9 @@ from aether.store import artifacts as artifact_store
 from aether.store import deployment_pages, wakeups
 from aether.store import deployments as store
 from aether.store import public_keys as public_key_store
+from aether.store import releases as release_store
 from aether.store.database import Row
+from aether.store.releases import Outcome
 
 # A follower wakes at once for events written in this process (the embedded worker) and
 # otherwise polls: a cheap indexed query, and 50 ms keeps the CLI from waiting noticeably on
@@ -48,15 +54,11 @@ _CREATE_FIELDS, _CREATE_OPTIONS = body_types(DeploymentRequest)
 
 
 def _check_options(body: dict[str, Any]) -> None:
-    env = body.get("env") or {}
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise BadRequest("field 'env' must map strings to strings")
-    replicas = body.get("replicas", 1)
-    if not 1 <= replicas <= MAX_REPLICAS:
-        raise BadRequest(f"field 'replicas' must be between 1 and {MAX_REPLICAS}")
+    check_config_vars(body.get("env") or {})
+    check_replicas(body.get("replicas", 1))
     health_path = body.get("health_path")
-    if health_path is not None and not health_path.startswith("/"):
-        raise BadRequest("field 'health_path' must start with '/'")
+    if health_path is not None and not (health_path.startswith("/") and len(health_path) < 1024):
+        raise BadRequest("field 'health_path' must start with '/' (at most 1023 characters)")
     node_version = body.get("node_version")
     if node_version is not None and not (node_version.isdigit() and len(node_version) <= 3):
         raise BadRequest("field 'node_version' must be a Node.js major such as \"20\"")
@@ -94,27 +96,33 @@ async def create_deployment(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, body["app_name"])
     who = require_app_access(request, app, write=True)
-    artifact = await _stored_artifact(state, app, body["artifact_digest"])
-    spec = store.DeploymentSpec(
-        app_id=app["id"],
-        artifact_id=artifact["id"],
+    await _stored_artifact(state, app, body["artifact_digest"])
+    wanted = releasing.DeployRequest(
+        artifact_digest=body["artifact_digest"],
+        overrides=body.get("env") or {},
         runtime=body.get("runtime") or "nodejs",
         node_version=body.get("node_version"),
         start_command=body.get("start_command"),
-        env=body.get("env") or {},
-        replicas=body.get("replicas", 1),
+        replicas=body.get("replicas"),
         health_path=body.get("health_path"),
-        created_by=who.user_id,
+        keep_health_path="health_path" not in body,
     )
-    return await _respond_created(state, spec)
+    outcome = await releasing.deploy(state, app, who.user_id, wanted)
+    return _created(state, outcome, set(wanted.overrides))
 
 
-async def _respond_created(state: ServerState, spec: store.DeploymentSpec) -> JSONResponse:
-    row, created = await store.create_deployment(state.db, spec)
-    if created:
-        DEPLOYMENTS_CREATED.inc()
-    deployment = deployment_from(row, state.app_url(row["app_name"]))
-    return JSONResponse(deployment, status_code=201 if created else 200)
+def _created(
+    state: ServerState, outcome: Outcome, overrides: set[str] | None = None
+) -> JSONResponse:
+    """201 with the new release's deployment; 200 and ``unchanged`` when nothing changed."""
+    deployment = deployment_from(outcome.deployment, state.app_url(outcome.deployment["app_name"]))
+    dropped = set(outcome.base_overrides) - overrides if overrides is not None else set()
+    body: DeploymentCreated = {
+        **deployment,
+        "unchanged": not outcome.created,
+        "dropped_overrides": sorted(dropped) if outcome.created else [],
+    }
+    return JSONResponse(body, status_code=201 if outcome.created else 200)
 
 
 async def _load(request: Request) -> Row:
@@ -202,21 +210,31 @@ async def rollback(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, request.path_params["app"])
     who = require_app_access(request, app, write=True)
-    target = await store.rollback_target(state.db, app["id"], to=body.get("to"))
+    target = await _rollback_target(state, app, body.get("to"))
     await _stored_artifact(state, app, target["artifact_digest"])
-    spec = store.DeploymentSpec(
-        app_id=app["id"],
-        artifact_id=target["artifact_id"],
-        runtime=target["runtime"],
-        node_version=target["node_version"],
-        start_command=target["start_command"],
-        env=target["env"],
-        replicas=target["replicas"],
-        health_path=target["health_path"],
-        created_by=who.user_id,
-        rolled_back_from=target["id"],
-    )
-    return await _respond_created(state, spec)
+    return _created(state, await releasing.rollback(state, app, who.user_id, target))
+
+
+async def _rollback_target(state: ServerState, app: Row, to: str | None) -> Row:
+    """``to``: a release (``v3``, ``3``) or a deployment id; default: the release before the
+    one running now (the newest earlier release whose rollout succeeded)."""
+    version = release_number(to) if to is not None else None
+    if version is not None:
+        found = await release_store.get_by_version(state.db, app["id"], version)
+        if found is None:
+            raise BadRequest(f"app {app['name']!r} has no release v{version}")
+        return found
+    if to is not None:
+        deployment = await store.get_deployment(state.db, to)
+        if deployment is None or deployment["app_id"] != app["id"] or not deployment["release_id"]:
+            raise BadRequest(f"deployment {to} is not a deployment of this app")
+        found = await release_store.get_by_id(state.db, deployment["release_id"])
+        assert found is not None
+        return found
+    found = await release_store.previous_success(state.db, app["id"])
+    if found is None:
+        raise BadRequest("no earlier successful release to roll back to; pass 'to' (e.g. v3)")
+    return found
 
 
 ROUTES = [
@@ -229,16 +247,19 @@ ROUTES = [
 
 DEPLOYMENT_SCHEMA = schema(Deployment)
 EVENT_SCHEMA = schema(Event)
+_CREATED_SCHEMA = schema(DeploymentCreated)
 _CREATE_REQUEST = schema(DeploymentRequest, additionalProperties=False)
 _ID = [param("deployment_id")]
 _APP = [param("app")]
 OPENAPI = {
     "/deployments": {
         "post": operation(
-            "Roll out a stored artifact (201; 200 when the same artifact is already active)",
+            "Make a release of a stored artifact with the app's config and roll it out (201);"
+            " 200 with unchanged=true when the app already runs that same release",
             status=201,
             request=_CREATE_REQUEST,
-            response=DEPLOYMENT_SCHEMA,
+            response=_CREATED_SCHEMA,
+            errors=(400, 401, 403, 404, 503),
         )
     },
     "/deployments/{deployment_id}": {
@@ -269,11 +290,14 @@ OPENAPI = {
     },
     "/apps/{app}/rollback": {
         "post": operation(
-            "Redeploy the previous successful deployment, or 'to'",
+            "A new release of an earlier one's code, config and settings (at the current"
+            " scale): 'to' is a release (v3) or a deployment id; default the previous"
+            " successful release",
             status=201,
             params=_APP,
             request=obj(optional={"to": NULLABLE_STR}, additionalProperties=False),
-            response=DEPLOYMENT_SCHEMA,
+            response=_CREATED_SCHEMA,
+            errors=(400, 401, 403, 404, 503),
         )
     },
 }

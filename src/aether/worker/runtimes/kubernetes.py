@@ -15,6 +15,7 @@ failed *first* deploy cleans up, and only the objects that attempt created. Sele
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -42,6 +43,8 @@ from aether.worker.runtimes.kubernetes_manifests import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     app_labels,
+    env_secret_name,
+    owner_reference,
     release_labels,
     service_endpoint,
     synthesize,
@@ -115,6 +118,7 @@ class KubernetesRuntime(Runtime):
         try:
             existed = await self.client.get(DEPLOYMENTS, self.namespace, release.app_name)
             applied = [await apply(self.client, m, owner_labels=OWNER) for m in manifests]
+            await self._own_env_secret(release, applied)
             await record("applying", "; ".join(item.describe() for item in applied))
             written = _generation(next(a for a in applied if a.kind == "Deployment").object)
             try:
@@ -132,6 +136,18 @@ class KubernetesRuntime(Runtime):
         except KubeError as exc:
             raise _outcome(exc) from exc
         return observed
+
+    async def _own_env_secret(self, release: Release, applied: list[Applied]) -> None:
+        """The Deployment owns the release's env Secret: deleting the app collects it."""
+        workload = next(item.object for item in applied if item.kind == "Deployment")
+        wanted = env_secret_name(release.app_name, release.deployment_id)
+        for item in applied:
+            metadata = item.object["metadata"]
+            if item.kind == "Secret" and metadata["name"] == wanted:
+                if not metadata.get("ownerReferences"):
+                    owned = copy.deepcopy(item.object)
+                    owned["metadata"]["ownerReferences"] = [owner_reference(workload)]
+                    await self.client.replace(owned)
 
     async def _track(self, release: Release, record: EventSink, written: int) -> Observed:
         loop = asyncio.get_running_loop()

@@ -6,6 +6,10 @@ it). Per app the runtime applies, in order:
 - a ``v1 Secret`` ``<app>-pull-<deployment id>`` holding the deployment-scoped pull token the
   init container uses (one per release, so a pod of the previous release that restarts while a
   rollout is in progress still has its own token);
+- when the release has config vars, an immutable ``v1 Secret`` ``<app>-env-<deployment id>``
+  holding them, which the app container takes whole with ``envFrom`` (values never appear in
+  the Deployment); the runtime makes the Deployment its owner once applied, so deleting the
+  app collects it;
 - an ``apps/v1 Deployment`` ``<app>``: init container ``fetch`` (``aether fetch`` into an
   ``emptyDir`` at ``/app``, digest verified before anything runs) and the hardened ``app``
   container running ``npm start`` (or the deployment's start command);
@@ -61,6 +65,10 @@ def pull_secret_name(app_name: str, deployment_id: str) -> str:
     return f"{app_name}-pull-{deployment_id}"
 
 
+def env_secret_name(app_name: str, deployment_id: str) -> str:
+    return f"{app_name}-env-{deployment_id}"
+
+
 def service_endpoint(app_name: str, namespace: str) -> str:
     """The in-cluster URL of an app's Service."""
     return f"http://{app_name}.{namespace}.svc.cluster.local"
@@ -69,9 +77,12 @@ def service_endpoint(app_name: str, namespace: str) -> str:
 def synthesize(
     release: Release, settings: KubeSettings, *, version: str = __version__
 ) -> list[Manifest]:
-    """The Secret, Deployment and Service for ``release``, in the order they are applied."""
+    """The Secrets, Deployment and Service for ``release``, in the order they are applied."""
+    secrets = [pull_secret(release, settings)]
+    if release.env:
+        secrets.append(env_secret(release, settings))
     return [
-        pull_secret(release, settings),
+        *secrets,
         deployment(release, settings, version=version),
         service(release.app_name, settings),
     ]
@@ -83,17 +94,38 @@ def pull_secret(release: Release, settings: KubeSettings) -> Manifest:
             f"deployment {release.deployment_id} has no pull token: the worker must create one "
             "for the Kubernetes runtime"
         )
-    token = base64.b64encode(release.pull_token.encode()).decode()
+    name = pull_secret_name(release.app_name, release.deployment_id)
+    return _secret(name, release, settings, {"token": release.pull_token})
+
+
+def env_secret(release: Release, settings: KubeSettings) -> Manifest:
+    """The release's config vars; immutable (a release's environment never changes, and the
+    kubelet need not watch it)."""
+    name = env_secret_name(release.app_name, release.deployment_id)
+    return {**_secret(name, release, settings, release.env), "immutable": True}
+
+
+def _secret(
+    name: str, release: Release, settings: KubeSettings, values: Mapping[str, str]
+) -> Manifest:
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(
-            pull_secret_name(release.app_name, release.deployment_id),
-            settings.namespace,
-            release_labels(release),
-        ),
+        "metadata": _metadata(name, settings.namespace, release_labels(release)),
         "type": "Opaque",
-        "data": {"token": token},
+        "data": dict(sorted(data.items())),
+    }
+
+
+def owner_reference(deployment_object: Mapping[str, Any]) -> Manifest:
+    """What makes the live Deployment the owner of an object (collected with it)."""
+    metadata = deployment_object["metadata"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": metadata["name"],
+        "uid": metadata["uid"],
     }
 
 
@@ -234,7 +266,7 @@ def _app_container(release: Release, settings: KubeSettings) -> Manifest:
         "workingDir": APP_DIR,
         # args, not command: the image's entrypoint (tini) stays PID 1 and reaps children.
         "args": _start_args(release.start_command),
-        "env": _app_env(release, settings),
+        **_app_env(release, settings),
         "ports": [{"name": "http", "containerPort": settings.app_port, "protocol": "TCP"}],
         "readinessProbe": {
             **_probe_target(release.health_path),
@@ -284,15 +316,18 @@ def _start_args(start_command: str | None) -> list[str]:
     return ["npm", "start"]
 
 
-def _app_env(release: Release, settings: KubeSettings) -> list[Manifest]:
-    # Defaults the deployment may override, then what aether guarantees (not overridable).
-    env = {
+def _app_env(release: Release, settings: KubeSettings) -> Manifest:
+    """``envFrom`` the release's Secret, and ``env``: defaults its config does not set, then
+    what aether guarantees (config var names cannot take those: ``models.check_config_name``).
+    A container's ``env`` wins over ``envFrom``, so a default is left out where the config
+    sets it."""
+    defaults = {
         "NODE_ENV": "production",
         "HOME": "/tmp",
         "NPM_CONFIG_CACHE": "/tmp/.npm",
         "NPM_CONFIG_UPDATE_NOTIFIER": "false",
     }
-    env.update(release.env)
+    env = {name: value for name, value in defaults.items() if name not in release.env}
     env.update(
         {
             "PORT": str(settings.app_port),
@@ -300,7 +335,13 @@ def _app_env(release: Release, settings: KubeSettings) -> list[Manifest]:
             "AETHER_DIGEST": release.digest,
         }
     )
-    return [{"name": name, "value": value} for name, value in sorted(env.items())]
+    container: Manifest = {
+        "env": [{"name": name, "value": value} for name, value in sorted(env.items())]
+    }
+    if release.env:
+        name = env_secret_name(release.app_name, release.deployment_id)
+        container["envFrom"] = [{"secretRef": {"name": name}}]
+    return container
 
 
 def _probe_target(health_path: str | None) -> Manifest:

@@ -122,6 +122,7 @@ class AppProcess:
         assert self.spec is not None  # spawn() set it
         launch_id = self.spec.launch_id
         deadline = time.monotonic() + SUPERVISOR_START_SECS
+        assert self.spec is not None
         while True:
             launched = launcher.poll()
             record = read_record(self.record_path)
