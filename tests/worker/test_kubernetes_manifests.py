@@ -224,6 +224,7 @@ def test_the_node_image_follows_the_releases_node_major() -> None:
     assert node_image(20, fixed) == "registry.example/node20"
     with pytest.raises(Fatal, match='AETHER_NODE_IMAGES=\'{"22": "<image>"}\''):
         node_image(22, fixed)  # a fixed image serves the default major only
-    manifest = synthesize(replace(RELEASE, node_major=22), default)[1]
+    manifests = synthesize(replace(RELEASE, node_major=22), default)
+    (manifest,) = [m for m in manifests if m["kind"] == "Deployment"]
     (app,) = manifest["spec"]["template"]["spec"]["containers"]
     assert app["image"] == "aether-nodejs:22-slim"
