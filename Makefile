@@ -8,7 +8,11 @@ SCRIPTS := $(shell grep -l '^\#!.*python' scripts/* scripts/bench/* 2>/dev/null)
 # `make bench BENCH=scripts/bench/coldstart` runs one benchmark.
 BENCH ?= $(wildcard scripts/bench/*)
 
-.PHONY: venv test lint format zipapp bench demo clean lock
+# `make install` puts this machine's single file at $(BINDIR)/aether.
+PREFIX ?= $(HOME)/.local
+BINDIR ?= $(PREFIX)/bin
+
+.PHONY: venv test lint format zipapp dist install bench demo clean lock browser
 
 # The editable install builds the C extensions in place (src/aether/pack/_*.so) and
 # leaves src/ without bytecode; where PYTHONDONTWRITEBYTECODE is set nothing would ever write
@@ -36,8 +40,21 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The single file for this machine's platform: dist/aether-<platform>, linked as dist/aether.
 zipapp: $(STAMP)
 	$(BIN)/python scripts/build-zipapp
+
+# Every platform's file, SHA256SUMS, and SHA256SUMS.sig when AETHER_RELEASE_KEY names a key.
+dist: $(STAMP)
+	$(BIN)/python scripts/build-zipapp --platform all --sums
+
+# Copy this machine's file to $(BINDIR)/aether and run it once (the first start unpacks it).
+install: zipapp
+	install -d "$(BINDIR)"
+	install -m 755 dist/aether "$(BINDIR)/aether"
+	"$(BINDIR)/aether" --version
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; \
+	  *) echo "$(BINDIR) is not on PATH: add it, e.g. in ~/.profile: export PATH=\"$(BINDIR):\$$PATH\"";; esac
 
 bench: zipapp
 	set -e; for bench in $(BENCH); do echo "== $$bench"; $(BIN)/python $$bench; done
@@ -45,7 +62,13 @@ bench: zipapp
 demo:
 	scripts/quickstart
 
-# Re-resolve the locked dependency set (needs network access to PyPI).
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; never a download
+# of Playwright's own browsers). .ci/run does the same.
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# Re-resolve the locked dependency set (needs network access to PyPI). Resolved for 3.11; the
+# set is the same for 3.12 and 3.13 (checked with --python-version), which the files also run.
 lock:
 	cd requirements && uv pip compile --python-version 3.11 runtime.in -o runtime.lock \
 	  && uv pip compile --python-version 3.11 dev.in -o dev.lock

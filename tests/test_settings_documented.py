@@ -1,7 +1,8 @@
 """Every environment variable Aether reads is in the README's configuration table, and back.
 
 The source is scanned for ``AETHER_*`` names and ``DATABASE_URL`` (settings, click ``envvar=``,
-docstrings that promise a variable); the table is the one under ``## Configuration``.
+docstrings that promise a variable), and so is the single-file build, whose launcher and build
+script read their own; the table is the one under ``## Configuration``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src" / "aether"
+SINGLE_FILE = [
+    *sorted((ROOT / "packaging" / "onefile").glob("*.py")),
+    ROOT / "scripts" / "build-zipapp",
+]
 README = ROOT / "README.md"
 NAME = re.compile(r"\b(AETHER_[A-Z0-9_]*[A-Z0-9]|DATABASE_URL)\b")
 # Variables Aether *sets* in the environment of the apps it runs: not configuration, so they
@@ -21,7 +26,7 @@ APP_ENVIRONMENT = frozenset({"AETHER_DEPLOYMENT_ID", "AETHER_DIGEST"})
 def names_in_source() -> dict[str, list[str]]:
     """Each variable name found under src/aether and where (path:line)."""
     found: dict[str, list[str]] = {}
-    for path in sorted(SOURCE.rglob("*.py")):
+    for path in [*sorted(SOURCE.rglob("*.py")), *SINGLE_FILE]:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             for name in NAME.findall(line):
                 found.setdefault(name, []).append(f"{path.relative_to(ROOT)}:{number}")

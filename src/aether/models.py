@@ -45,6 +45,9 @@ MAX_CONFIG_TOTAL_BYTES = 256 * 1024  # names and values of one release's environ
 # Set by Aether in every release; a config var cannot replace them.
 RESERVED_CONFIG_NAMES = frozenset({"PORT", "HOME", "TMPDIR"})
 RESERVED_CONFIG_PREFIX = "AETHER_"
+# The phases of a deploy that ``aether deploy`` times and reports (DeployReport), in order.
+REPORT_PHASES = ("install", "build", "pack", "check", "upload", "register", "rollout")
+MAX_PHASE_MS = 86_400_000  # a day: anything longer is not a measurement of one deploy
 
 # Extra JSON-schema keywords ride on Annotated metadata as plain dicts.
 Digest = Annotated[str, {"pattern": DIGEST_RE.pattern}]
@@ -94,6 +97,18 @@ class AppWithCurrent(App):
     current: NotRequired[Deployment | None]  # always sent; optional in the published schema
 
 
+class DeployReport(TypedDict):
+    """What ``aether deploy`` measured on the developer's machine for one deployment: the
+    time of each phase (``REPORT_PHASES``, and ``total``) in milliseconds and the artifact's
+    bytes it uploaded or did not need to. Sent with ``POST /deployments`` and again, final,
+    with ``PUT /deployments/{id}/report`` once the rollout was followed. Shown by the
+    dashboard and never trusted for anything else: bounded by :func:`check_report`."""
+
+    timings_ms: NotRequired[dict[str, float]]
+    uploaded_bytes: NotRequired[int]
+    skipped_bytes: NotRequired[int]
+
+
 class DeploymentRequest(TypedDict):
     """The body of ``POST /deployments``: a release of this artifact with the app's current
     config. ``env`` is a one-off override for this release only; ``replicas`` and
@@ -107,6 +122,7 @@ class DeploymentRequest(TypedDict):
     env: NotRequired[dict[str, str] | None]
     replicas: NotRequired[Replicas]
     health_path: NotRequired[str | None]
+    report: NotRequired[DeployReport]  # what the client measured so far (display only)
 
 
 class DeploymentCreated(Deployment):
@@ -250,6 +266,41 @@ class Artifact(TypedDict):
     signature: NotRequired[str | None]
     created_at: NotRequired[str]
     completed_at: NotRequired[str | None]
+
+
+def check_report(report: object, *, error: type[AetherError] = BadRequest) -> DeployReport:
+    """A client's :class:`DeployReport`, checked field by field: known phases only, each a
+    finite number of milliseconds up to a day, byte counts from 0 to 2**53."""
+    if not isinstance(report, dict):
+        raise error("field 'report' must be an object")
+    unknown = sorted(set(report) - {"timings_ms", "uploaded_bytes", "skipped_bytes"})
+    if unknown:
+        raise error(f"report: unknown field {_shown(unknown[0])}")
+    checked: DeployReport = {}
+    if "timings_ms" in report:
+        checked["timings_ms"] = _check_timings(report["timings_ms"], error)
+    for name in ("uploaded_bytes", "skipped_bytes"):
+        if name in report:
+            value = report[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**53:
+                raise error(f"report: {name} must be an integer from 0 to 2**53")
+            checked[name] = value
+    return checked
+
+
+def _check_timings(timings: object, error: type[AetherError]) -> dict[str, float]:
+    if not isinstance(timings, dict):
+        raise error("report: timings_ms must be an object of phase → milliseconds")
+    checked: dict[str, float] = {}
+    for phase, value in timings.items():
+        if phase not in (*REPORT_PHASES, "total"):
+            known = ", ".join((*REPORT_PHASES, "total"))
+            raise error(f"report: unknown phase {_shown(phase)} (known: {known})")
+        number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number_ok or not 0 <= value <= MAX_PHASE_MS:  # NaN fails the comparison too
+            raise error(f"report: timings_ms.{phase} must be 0 to {MAX_PHASE_MS} milliseconds")
+        checked[phase] = round(float(value), 1)
+    return checked
 
 
 def is_digest(value: object) -> bool:

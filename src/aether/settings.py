@@ -143,6 +143,12 @@ class ServerSettings:
     secrets: SecretsSettings  # the key ring that seals apps' config values
     # AETHER_READ_CACHE_SECS: the longest a cached read is served from memory (0 = off)
     read_cache_secs: float = 60.0
+    # AETHER_DASHBOARD_SESSION_SECS: how long a dashboard sign-in lasts (the token's own
+    # expiry or revocation ends it sooner)
+    dashboard_session_secs: int = 43_200
+    # AETHER_DEPLOY_BASELINE_SECS: the deploy time of a server-side build pipeline, drawn
+    # as the baseline on the dashboard's latency chart (None: not recorded)
+    deploy_baseline_secs: float | None = None
     # AETHER_TARGET_PLATFORM: where apps run (os-cpu[-libc]); None: this machine
     target_platform: str | None = None
     # AETHER_NODE_MAJOR: the Node.js major apps run on unless a deployment asks for another;
@@ -163,10 +169,23 @@ class ServerSettings:
             auth_cache_secs=env_float(environ, "AETHER_AUTH_CACHE_SECS", 2.0),
             secrets=SecretsSettings.from_env(environ),
             read_cache_secs=env_float(environ, "AETHER_READ_CACHE_SECS", 60.0),
+            dashboard_session_secs=env_int(
+                environ, "AETHER_DASHBOARD_SESSION_SECS", 43_200, minimum=60
+            ),
+            deploy_baseline_secs=_baseline(environ),
             target_platform=environ.get("AETHER_TARGET_PLATFORM") or None,
             node_major=env_optional_int(environ, "AETHER_NODE_MAJOR"),
             runtime=env_choice(environ, "AETHER_RUNTIME", "local", ("local", "kubernetes")),
         )
+
+
+def _baseline(environ: Mapping[str, str]) -> float | None:
+    if not (environ.get("AETHER_DEPLOY_BASELINE_SECS") or "").strip():
+        return None
+    value = env_float(environ, "AETHER_DEPLOY_BASELINE_SECS", 0.0)
+    if not 0 < value < 86_400:
+        raise ConfigError("AETHER_DEPLOY_BASELINE_SECS must be a number of seconds above 0")
+    return value
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import click
 import pytest
 
-from aether.cli.logs import format_line, parse_since
+from aether.cli.logs import format_line, one_app, parse_since
 from aether.client.logs import LogQuery, request_params
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
@@ -57,3 +57,10 @@ def test_stderr_lines_are_marked() -> None:
     assert format_line({"ts": "T", "stream": "notice", "line": "pod x is gone"}) == (
         "T aether: pod x is gone"
     )
+
+
+def test_the_app_is_an_argument_or_the_option() -> None:
+    assert one_app("web", None) == one_app(None, "web") == one_app("web", "web") == "web"
+    assert one_app(None, None) is None
+    with pytest.raises(click.UsageError, match="different apps"):
+        one_app("web", "api")

@@ -21,7 +21,16 @@ from aether import __version__
 from aether.cli import COMMANDS
 from aether.cli.logsetup import JsonFormatter, RedactingFilter, RedactingFormatter, redact
 
-HEAVY_MODULES = ("starlette", "hypercorn", "psycopg", "s3fs", "aiobotocore", "pykube", "requests")
+HEAVY_MODULES = (
+    "starlette",
+    "hypercorn",
+    "psycopg",
+    "s3fs",
+    "aiobotocore",
+    "pykube",
+    "requests",
+    "jinja2",  # the dashboard's, loaded by `aether serve` only
+)
 
 
 @pytest.fixture

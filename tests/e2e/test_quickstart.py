@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,19 @@ def run_quickstart(env: dict[str, str], *args: str) -> subprocess.CompletedProce
     return subprocess.run(
         [str(ROOT / "scripts" / "quickstart"), *args],
         env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def run_hints(env: dict[str, str], printed: str) -> subprocess.CompletedProcess[str]:
+    """The printed commands pasted into a shell where `aether` is on PATH (`-f` left off)."""
+    export = re.search(r"^  (export AETHER_API_BASE=.*)$", printed, re.M)
+    assert export, printed
+    assert re.search(r"^  aether logs demo-app -f$", printed, re.M), printed
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    script = f"{export.group(1)}\naether logs demo-app\naether list"
+    return subprocess.run(
+        ["bash", "-ec", script], env={**env, "PATH": path}, capture_output=True, text=True,
+        timeout=60, check=False,
     )  # fmt: skip
 
 
@@ -47,6 +61,9 @@ def test_quickstart_deploys_prints_a_url_that_answers_and_stops(tmp_path: Path) 
         assert answered["version"] == "1.0.0"
         assert via_proxy(port, "demo-app")[0] == 200
         pid = int(pid_file.read_text())
+        pasted = run_hints(env, first.stdout)
+        assert pasted.returncode == 0, pasted.stderr
+        assert "demo-app" in pasted.stdout
 
         again = run_quickstart(env, str(app))  # idempotent: same server, same deployment
         assert again.returncode == 0, again.stderr

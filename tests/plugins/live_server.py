@@ -62,14 +62,19 @@ class LiveServer:
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop the server (SIGTERM: graceful) and return its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=STOP_DEADLINE_SECS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, sig)
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Send ``sig`` (SIGTERM: graceful), wait up to the deadline, then kill; the exit status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=STOP_DEADLINE_SECS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def _home_env(root: Path) -> dict[str, str]:

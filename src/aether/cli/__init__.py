@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "token": ("aether.cli.token:token", "Administer API tokens on the server side.", False),
     "gc": ("aether.cli.gc:gc", "Delete stale pending uploads.", False),
     "admin": ("aether.cli.admin:admin", "Rotate the secrets key that seals config values.", False),
+    "dashboard": (
+        "aether.cli.dashboard:dashboard",
+        "Open the web dashboard in a browser, signed in.",
+        False,
+    ),
     "completions": ("aether.cli.completions:completions", "Print a shell completion script.", True),
 }
 
@@ -83,7 +88,7 @@ class LazyGroup(click.Group):
         "\b\n"
         "  aether serve                      # embedded control plane on 127.0.0.1:8080\n"
         "  aether deploy examples/hello-node # pack, upload, roll out, print the URL\n"
-        "  aether logs --app hello-node -f   # stream the app's output\n"
+        "  aether logs hello-node -f         # stream the app's output\n"
         "  aether list                       # apps and their current deployments\n"
         "\n"
         "Config: ${XDG_CONFIG_HOME:-~/.config}/aether/config.toml; "

@@ -13,6 +13,7 @@ from aether.cli.connection import app_option, open_api, resolve_app, token_optio
 
 
 @click.command(name="logs")
+@click.argument("app_argument", metavar="[APP]", required=False)
 @app_option()
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming new lines until Ctrl-C.")
 @click.option(
@@ -38,6 +39,7 @@ from aether.cli.connection import app_option, open_api, resolve_app, token_optio
 )
 @token_option
 def logs(
+    app_argument: str | None,
     app: str | None,
     follow: bool,
     tail: int | None,
@@ -46,11 +48,19 @@ def logs(
     output_format: str,
     token: str | None,
 ) -> None:
-    """Show an app's recent output; with --follow, stream it live (reconnecting as needed)."""
+    """Show APP's recent output; with --follow, stream it live (reconnecting as needed).
+
+    APP (or --app NAME) defaults to config.toml's default_app.
+
+    \b
+    Examples:
+      aether logs hello-node -f
+      aether logs web --since 10m --tail 100
+    """
     from aether.client.logs import LogQuery, stream_logs
 
     query = LogQuery(
-        app=resolve_app(app),
+        app=resolve_app(one_app(app_argument, app)),
         tail=tail,
         since=parse_since(since),
         follow=follow,
@@ -62,6 +72,13 @@ def logs(
             stream_logs(api, query, printer)
         except KeyboardInterrupt:
             return  # Ctrl-C ends a follow; that is success
+
+
+def one_app(argument: str | None, option: str | None) -> str | None:
+    """APP or --app: either, or both when they agree."""
+    if argument and option and argument != option:
+        raise click.UsageError(f"APP {argument!r} and --app {option!r} name different apps")
+    return argument or option
 
 
 def parse_since(value: str | None, *, now: datetime | None = None) -> str | None:

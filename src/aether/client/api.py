@@ -99,6 +99,9 @@ class ApiClient:
     def patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return _json(self.request("PATCH", path, json_body=body))
 
+    def put(self, path: str, body: Mapping[str, Any]) -> None:
+        self.request("PUT", path, json_body=body)
+
     def delete(self, path: str, **params: Any) -> None:
         self.request("DELETE", path, params=params)
 

@@ -13,6 +13,7 @@ Phases are reported through ``on_progress(phase, done, total)``; deployment even
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -26,11 +27,13 @@ from aether.client.follow import EventCallback, follow_deployment
 from aether.client.resume import ResumeStore
 from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import server_config, upload_artifact
-from aether.errors import ConfigError, UsageError
+from aether.errors import AetherError, ConfigError, UsageError
 from aether.models import (
+    REPORT_PHASES,
     Deployment,
     DeploymentCreated,
     DeploymentRequest,
+    DeployReport,
     check_app_name,
     check_config_name,
     check_config_value,
@@ -40,6 +43,8 @@ from aether.models import (
 from aether.pack.target import Target
 from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,35 @@ def deploy(
         )
         timings["upload"] += preflight_ms
         result = _ship(api, packed, app, options, config, timings, environ, on_progress, on_event)
-    timings["total"] = _ms_since(started)
+        timings["total"] = _ms_since(started)
+        if config.get("deploy_reports") and result.get("deployment_id"):
+            _final_report(api, result, timings)
     return {**result, "timings_ms": timings}
+
+
+def _report(result: Mapping[str, Any], timings: Mapping[str, float]) -> DeployReport:
+    """What this run measured, for the dashboard (``models.DeployReport``): the reported
+    phases only (``stage`` is a part of ``pack``)."""
+    uploaded = int(result.get("uploaded_bytes") or 0)
+    size = int(result.get("size_bytes") or 0)
+    known = (*REPORT_PHASES, "total")
+    return {
+        "timings_ms": {p: v for p, v in timings.items() if p in known and v >= 0},
+        "uploaded_bytes": uploaded,
+        "skipped_bytes": max(size - uploaded, 0),
+    }
+
+
+def _final_report(api: ApiClient, result: Mapping[str, Any], timings: Mapping[str, float]) -> None:
+    """``PUT /deployments/{id}/report`` after the rollout was followed. A deploy that
+    happened is never failed by its report: a refusal is only logged."""
+    if result.get("unchanged"):
+        return  # the answer was an older deployment, not this run's
+    try:
+        path = f"/deployments/{result['deployment_id']}/report"
+        api.put(path, dict(_report(result, timings)))
+    except AetherError as exc:
+        log.debug("the deployment's timings were not recorded: %s", exc)
 
 
 def _preflight(api: ApiClient, settings: ClientSettings, options: DeployOptions) -> dict[str, Any]:
@@ -146,7 +178,8 @@ def _ship(
     timings["upload"] += _ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
-    registered = _register(api, app, packed, options)
+    report = _report(result, timings) if config.get("deploy_reports") else None
+    registered = _register(api, app, packed, options, report)
     timings["register"] += _ms_since(clock)
     deployment: Deployment = registered
     # An unchanged release that already runs has nothing to follow (its events are old).
@@ -271,10 +304,19 @@ def _upload(
     }
 
 
-def _register(api: ApiClient, app: str, packed: Any, options: DeployOptions) -> DeploymentCreated:
+def _register(
+    api: ApiClient,
+    app: str,
+    packed: Any,
+    options: DeployOptions,
+    report: DeployReport | None = None,
+) -> DeploymentCreated:
     """``POST /deployments``: a release of the artifact with the app's config, idempotent on
-    the release's whole tuple on the server; records the Node.js major it was built for."""
+    the release's whole tuple on the server; records the Node.js major it was built for and,
+    when the server takes reports, what was measured so far."""
     body: DeploymentRequest = {"app_name": app, "artifact_digest": packed.digest}
+    if report is not None:
+        body["report"] = report
     if options.env:
         body["env"] = dict(options.env)
     start_command = options.start_command or packed.start_command

@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from aether.blobs import BlobStore, open_blob_store
 from aether.errors import AetherError
 from aether.sealing import KeyRing, key_source
-from aether.server import routes
+from aether.server import routes, ui
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
@@ -79,7 +79,7 @@ def create_app(
         keyring=keyring,
     )
     return Starlette(
-        routes=routes.ROUTES,
+        routes=[*routes.ROUTES, *ui.ROUTES],
         middleware=[
             Middleware(HostProxyMiddleware),
             Middleware(RequestContextMiddleware),

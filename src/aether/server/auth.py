@@ -21,9 +21,10 @@ from aether.errors import Forbidden, Unauthorized
 from aether.settings import ServerSettings
 from aether.store import tokens as token_store
 
-OPEN_PATHS = frozenset({"/healthz", "/health", "/readyz", "/metrics", "/openapi.json"})
-# Local presigned blob URLs carry their own HMAC signature instead of a bearer token.
-OPEN_PREFIXES = ("/blobs/",)
+OPEN_PATHS = frozenset({"/healthz", "/health", "/readyz", "/metrics", "/openapi.json", "/"})
+# Local presigned blob URLs carry their own HMAC signature instead of a bearer token; the
+# dashboard's pages (/ui/…) check their session cookie themselves (aether.server.ui).
+OPEN_PREFIXES = ("/blobs/", "/ui/")
 ROLES_THAT_READ = ("admin", "deployer", "reader")
 
 

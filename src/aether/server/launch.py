@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 
 from aether.errors import ConfigError
 from aether.server.auth import bootstrap_specs
+from aether.server.routes.signin_links import signin_url
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
-from aether.store import open_database
+from aether.store import dashboard_sessions, open_database
 from aether.store import tokens as token_store
 from aether.store.database import Database
 from aether.store.migrate import migrate, pending
@@ -65,14 +66,24 @@ async def prepare_database(
     return await token_store.create_token(db, name="admin", role="admin")
 
 
-def announce(url: str, issued: token_store.IssuedToken | None, environ: Mapping[str, str]) -> None:
-    """Print where the API is; on first start, the admin token (once) and the session file."""
+def announce(
+    url: str,
+    issued: token_store.IssuedToken | None,
+    environ: Mapping[str, str],
+    signin_code: str | None = None,
+) -> None:
+    """Print where the API and the dashboard are; on first start, the admin token (once),
+    the session file and a one-time dashboard sign-in link."""
     print(f"Aether API listening on {url}", flush=True)
+    print(f"Dashboard: {url}/ (sign in with a token, or run `aether dashboard`)", flush=True)
     if issued is None:
         return
     path = write_session(environ, Session(api_base=url, token=issued.token, user="admin"))
     print(f"First start: created an admin token (shown only once): {issued.token}", flush=True)
     print(f"Saved API URL and token to {path}; `aether deploy` here works now.", flush=True)
+    if signin_code:
+        link = signin_url(url, signin_code)
+        print(f"Sign in to the dashboard (one use, within an hour): {link}", flush=True)
 
 
 def run_server(
@@ -125,6 +136,9 @@ async def _serve(
     await db.open()
     try:
         issued = await prepare_database(db, settings, run_migrations=options.run_migrations)
+        code = None
+        if issued is not None:
+            code = await dashboard_sessions.create_link(db, issued.row["id"], ttl_secs=3600)
         app = create_app(
             settings,
             database=db,
@@ -137,7 +151,7 @@ async def _serve(
             app,
             settings,
             listener,
-            lambda: announce(settings.public_url or "", issued, environ),
+            lambda: announce(settings.public_url or "", issued, environ, code),
         )
     finally:
         await db.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aether.errors import Conflict
@@ -62,3 +62,10 @@ class Database(Executor):
     async def ping(self) -> None:
         """Raise ServiceUnavailable unless the database answers."""
         await self.fetch_value("SELECT 1 AS ok")
+
+
+def in_list(prefix: str, values: Iterable[str]) -> tuple[str, dict[str, str]]:
+    """Named placeholders for ``IN (...)`` and their parameters (duplicates dropped); an
+    empty ``values`` gives an empty parameter dict, which callers answer without a query."""
+    names = {f"{prefix}{index}": value for index, value in enumerate(dict.fromkeys(values))}
+    return ", ".join(":" + name for name in names), names

@@ -16,11 +16,13 @@ from aether.server.routes import (
     artifacts,
     blobs,
     config,
+    deployment_reports,
     deployments,
     health,
     logs,
     public_keys,
     releases,
+    signin_links,
     tokens,
 )
 
@@ -36,6 +38,8 @@ MODULES = (
     public_keys,
     blobs,
     logs,
+    deployment_reports,
+    signin_links,
 )
 ROUTES: list[BaseRoute] = [
     *(route for module in MODULES for route in module.ROUTES),

@@ -39,10 +39,10 @@ async def get_config(request: Request) -> JSONResponse:
     # Names for every reader; values only for who may deploy the app (admin, its owner).
     require_app_access(request, app, write=reveal)
     snapshot = await config_vars.current(state.db, app["id"])
-    return JSONResponse(await _listing(state, app, snapshot, reveal=reveal))
+    return JSONResponse(await config_listing(state, app, snapshot, reveal=reveal))
 
 
-async def _listing(
+async def config_listing(
     state: ServerState, app: Row, snapshot: config_vars.Snapshot, *, reveal: bool = False
 ) -> AppConfig:
     desired = await release_store.desired(state.db, app["id"])
@@ -78,7 +78,7 @@ async def change_config(request: Request) -> JSONResponse:
     )
     rollout = outcome.rollout
     answer: ConfigChanged = {
-        "config": await _listing(state, app, outcome.snapshot),
+        "config": await config_listing(state, app, outcome.snapshot),
         "changed": outcome.changed,
         "not_set": outcome.not_set,
         "release": release_from(rollout.release) if rollout else None,

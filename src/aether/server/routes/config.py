@@ -40,6 +40,8 @@ async def get_config(request: Request) -> JSONResponse:
             "require_signature": policy.require_signature,
             "version": __version__,
             "target": await _target(state.settings),
+            # the client may send DeployReports (POST /deployments, PUT …/report)
+            "deploy_reports": True,
         }
     )
 
@@ -89,6 +91,7 @@ OPENAPI = {
                             "node_version": NULLABLE_STR,
                         }
                     ),
+                    "deploy_reports": BOOL,
                 }
             ),
             errors=(401,),

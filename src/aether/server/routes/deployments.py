@@ -22,6 +22,7 @@ from aether.models import (
     Event,
     check_config_vars,
     check_replicas,
+    check_report,
     deployment_from,
     event_from,
     is_digest,
@@ -37,7 +38,7 @@ from aether.server.responses import JSONResponse, render_json, rendered_json
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifacts as artifact_store
-from aether.store import deployment_pages, wakeups
+from aether.store import deployment_pages, deployment_reports, wakeups
 from aether.store import deployments as store
 from aether.store import public_keys as public_key_store
 from aether.store import releases as release_store
@@ -64,7 +65,7 @@ def _check_options(body: dict[str, Any]) -> None:
         raise BadRequest("field 'node_version' must be a Node.js major such as \"20\"")
 
 
-async def _stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
+async def stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
     """The stored artifact to deploy. It may have been uploaded for another app: promoting
     the exact bytes that ran in staging to production is the point of content addressing."""
     artifact = await artifact_store.get_stored(state.db, digest)
@@ -93,10 +94,11 @@ async def create_deployment(request: Request) -> JSONResponse:
     if not is_digest(body["artifact_digest"]):
         raise BadRequest("field 'artifact_digest' must be 64 lowercase hex characters")
     _check_options(body)
+    report = check_report(body["report"]) if "report" in body else None
     state = get_state(request)
     app = await app_store.require_app(state.db, body["app_name"])
     who = require_app_access(request, app, write=True)
-    await _stored_artifact(state, app, body["artifact_digest"])
+    await stored_artifact(state, app, body["artifact_digest"])
     wanted = releasing.DeployRequest(
         artifact_digest=body["artifact_digest"],
         overrides=body.get("env") or {},
@@ -108,6 +110,8 @@ async def create_deployment(request: Request) -> JSONResponse:
         keep_health_path="health_path" not in body,
     )
     outcome = await releasing.deploy(state, app, who.user_id, wanted)
+    if report and outcome.created:  # an unchanged answer is an older deployment: not this run's
+        await deployment_reports.save(state.db, outcome.deployment["id"], report, final=False)
     return _created(state, outcome, set(wanted.overrides))
 
 
@@ -210,12 +214,12 @@ async def rollback(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, request.path_params["app"])
     who = require_app_access(request, app, write=True)
-    target = await _rollback_target(state, app, body.get("to"))
-    await _stored_artifact(state, app, target["artifact_digest"])
+    target = await rollback_target(state, app, body.get("to"))
+    await stored_artifact(state, app, target["artifact_digest"])
     return _created(state, await releasing.rollback(state, app, who.user_id, target))
 
 
-async def _rollback_target(state: ServerState, app: Row, to: str | None) -> Row:
+async def rollback_target(state: ServerState, app: Row, to: str | None) -> Row:
     """``to``: a release (``v3``, ``3``) or a deployment id; default: the release before the
     one running now (the newest earlier release whose rollout succeeded)."""
     version = release_number(to) if to is not None else None
