@@ -30,6 +30,7 @@ pytest_plugins = [
     "plugins.kube_api",
     "plugins.app_leaks",
     "pytester",  # runs the leak guard on a test session of its own
+    "plugins.node_projects",
 ]
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

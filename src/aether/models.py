@@ -46,7 +46,7 @@ MAX_CONFIG_TOTAL_BYTES = 256 * 1024  # names and values of one release's environ
 RESERVED_CONFIG_NAMES = frozenset({"PORT", "HOME", "TMPDIR"})
 RESERVED_CONFIG_PREFIX = "AETHER_"
 # The phases of a deploy that ``aether deploy`` times and reports (DeployReport), in order.
-REPORT_PHASES = ("install", "build", "pack", "upload", "register", "rollout")
+REPORT_PHASES = ("install", "build", "pack", "check", "upload", "register", "rollout")
 MAX_PHASE_MS = 86_400_000  # a day: anything longer is not a measurement of one deploy
 
 # Extra JSON-schema keywords ride on Annotated metadata as plain dicts.

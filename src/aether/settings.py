@@ -51,6 +51,13 @@ def env_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int
     return value
 
 
+def env_optional_int(environ: Mapping[str, str], name: str) -> int | None:
+    """An integer setting that may be unset (empty or absent: None)."""
+    if not environ.get(name, "").strip():
+        return None
+    return env_int(environ, name, 0, minimum=1)
+
+
 def env_float(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
@@ -155,6 +162,12 @@ class ServerSettings:
     deploy_baseline_secs: float | None = None
     tls_cert: Path | None = None  # AETHER_TLS_CERT: PEM certificate (chain); HTTPS with tls_key
     tls_key: Path | None = None  # AETHER_TLS_KEY: PEM private key of tls_cert
+    # AETHER_TARGET_PLATFORM: where apps run (os-cpu[-libc]); None: this machine
+    target_platform: str | None = None
+    # AETHER_NODE_MAJOR: the Node.js major apps run on unless a deployment asks for another;
+    # None: the `node` on PATH (local runtime) or 20 (kubernetes)
+    node_major: int | None = None
+    runtime: str = "local"  # AETHER_RUNTIME, for the defaults above
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -175,6 +188,9 @@ class ServerSettings:
             deploy_baseline_secs=_baseline(environ),
             tls_cert=_path_or_none(environ, "AETHER_TLS_CERT"),
             tls_key=_path_or_none(environ, "AETHER_TLS_KEY"),
+            target_platform=environ.get("AETHER_TARGET_PLATFORM") or None,
+            node_major=env_optional_int(environ, "AETHER_NODE_MAJOR"),
+            runtime=env_choice(environ, "AETHER_RUNTIME", "local", ("local", "kubernetes")),
         )
 
     @property
@@ -353,6 +369,8 @@ class WorkerSettings:
     sandbox: SandboxSettings  # the local runtime's isolation and per-app limits
     secrets: SecretsSettings  # the key ring that opens apps' config values
     expansion: ExpansionLimits = ExpansionLimits()  # extraction limits (decompression bombs)
+    # AETHER_NODE_BINARIES: JSON {"22": "/opt/node-22/bin/node"}: the node per Node.js major
+    node_binaries: tuple[tuple[int, str], ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -366,7 +384,20 @@ class WorkerSettings:
             sandbox=SandboxSettings.from_env(environ),
             secrets=SecretsSettings.from_env(environ),
             expansion=ExpansionLimits.from_env(environ),
+            node_binaries=_per_major(environ, "AETHER_NODE_BINARIES"),
         )
+
+
+def _per_major(environ: Mapping[str, str], name: str) -> tuple[tuple[int, str], ...]:
+    """A JSON object from Node.js majors to strings: {"20": "…", "22": "…"}."""
+    value = env_json(environ, name, dict, {})
+    assert isinstance(value, dict)
+    found = []
+    for key, item in value.items():
+        if not str(key).isdigit() or not isinstance(item, str) or not item:
+            raise ConfigError(f'{name} must map Node.js majors to strings: {{"22": "…"}}')
+        found.append((int(key), item))
+    return tuple(sorted(found))
 
 
 _QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
@@ -416,7 +447,8 @@ class KubeSettings:
     namespace: str  # AETHER_DEFAULT_NAMESPACE: namespace of the apps (must exist)
     kubeconfig: str | None  # KUBECONFIG; unset: in-cluster service account, else ~/.kube/config
     init_image: str  # AETHER_INIT_IMAGE: the aether image running `aether fetch`
-    node_image: str  # AETHER_NODE_IMAGE: the Node.js image running the app
+    # AETHER_NODE_IMAGE: the Node.js image running the app; {major} is the release's major
+    node_image: str
     cpu_request: str  # AETHER_KUBE_CPU_REQUEST
     memory_request: str  # AETHER_KUBE_MEMORY_REQUEST
     cpu_limit: str  # AETHER_KUBE_CPU_LIMIT ("" = no limit)
@@ -433,6 +465,9 @@ class KubeSettings:
     service_host: str | None  # KUBERNETES_SERVICE_HOST: set by Kubernetes inside pods
     service_port: str  # KUBERNETES_SERVICE_PORT
     expansion: ExpansionLimits = ExpansionLimits()  # handed to the fetch init container
+    # AETHER_NODE_IMAGES: JSON {"22": "registry/node:22"}: the image per Node.js major
+    node_images: tuple[tuple[int, str], ...] = ()
+    node_major: int = 20  # AETHER_NODE_MAJOR: for releases that name no Node.js major
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> KubeSettings:
@@ -440,7 +475,7 @@ class KubeSettings:
             namespace=environ.get("AETHER_DEFAULT_NAMESPACE") or "aether",
             kubeconfig=environ.get("KUBECONFIG") or None,
             init_image=environ.get("AETHER_INIT_IMAGE") or f"aether:{__version__}",
-            node_image=environ.get("AETHER_NODE_IMAGE") or "aether-nodejs:20-slim",
+            node_image=environ.get("AETHER_NODE_IMAGE") or "aether-nodejs:{major}-slim",
             cpu_request=env_quantity(environ, "AETHER_KUBE_CPU_REQUEST", "100m"),
             memory_request=env_quantity(environ, "AETHER_KUBE_MEMORY_REQUEST", "128Mi"),
             cpu_limit=env_quantity(environ, "AETHER_KUBE_CPU_LIMIT", ""),
@@ -461,4 +496,6 @@ class KubeSettings:
             service_host=environ.get("KUBERNETES_SERVICE_HOST") or None,
             service_port=environ.get("KUBERNETES_SERVICE_PORT") or "443",
             expansion=ExpansionLimits.from_env(environ),
+            node_images=_per_major(environ, "AETHER_NODE_IMAGES"),
+            node_major=env_optional_int(environ, "AETHER_NODE_MAJOR") or 20,
         )

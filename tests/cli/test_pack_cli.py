@@ -23,6 +23,10 @@ FIELDS = {
     "files",
     "bytes_in",
     "timings_ms",
+    "build",
+    "node_major",
+    "start_command",
+    "warnings",
 }
 
 
@@ -60,7 +64,11 @@ def test_json_has_the_stable_fields(project: Path, capsys: pytest.CaptureFixture
     assert Path(result["manifest"]).is_file() and Path(result["sbom"]).is_file()
     assert result["signature"] is None
     assert (result["files"], result["compression"]) == (2, "zstd")
-    assert set(result["timings_ms"]) == {"install", "walk", "pack", "sbom", "sign"}
+    assert set(result["timings_ms"]) == {
+        *("stage", "install", "build", "walk", "pack", "natives", "sbom", "sign")
+    }
+    assert result["build"]["staged"] is True and result["build"]["package_manager"] is None
+    assert not (project / "node_modules").exists()  # built in the cache dir
 
 
 def test_flags(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -72,7 +72,11 @@ def test_broken_releases_fail_and_the_previous_keeps_serving(server: Any, tmp_pa
     code, good = deploy(server.env, app_copy(tmp_path, "hello", "1.0.0"))
     assert code == 0, good
     broken = {
-        "bad start command": (app_copy(tmp_path, "hello", "1.0.1"), ["--start-command", "nope-x"]),
+        # a command the client's preflight cannot see through (it refuses a plain `nope-x`)
+        "bad start command": (
+            app_copy(tmp_path, "hello", "1.0.1"),
+            ["--start-command", "sh -c nope-x"],
+        ),
         "crash at boot": (
             app_copy(tmp_path, "hello", "1.0.2", boot_js="process.exit(9);"),
             [],
@@ -91,6 +95,10 @@ def test_broken_releases_fail_and_the_previous_keeps_serving(server: Any, tmp_pa
     assert "code 127" in reasons["bad start command"]
     assert "code 9" in reasons["crash at boot"]
     assert "not healthy in time" in reasons["never healthy"]
+    code, refused = deploy(
+        server.env, app_copy(tmp_path, "hello", "1.0.4"), "--start-command", "nope-x"
+    )
+    assert code == 2 and "runs nope-x" in refused["error"]["message"]  # stopped before upload
 
 
 def test_logs_history_and_resume_from_a_cursor(server: Any, tmp_path: Path) -> None:

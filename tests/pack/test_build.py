@@ -16,15 +16,17 @@ def test_progress_reports_every_phase_in_order(sample: Path) -> None:
     seed, _ = generate_keypair()
     result = build_artifact(
         sample,
-        PackOptions(signing_key=seed),
+        PackOptions(signing_key=seed, install=False),
         on_progress=lambda phase, done, total: calls.append((phase, done, total)),
-        environ={"PATH": ""},  # the install step must find node_modules in sync
+        environ={"PATH": ""},
     )
     phases = list(dict.fromkeys(phase for phase, _, _ in calls))
-    assert phases == ["install", "walk", "pack", "sbom", "sign"]
+    assert phases == ["walk", "pack", "natives", "sbom", "sign"]
     packed = [done for phase, done, _ in calls if phase == "pack"]
     assert packed == sorted(packed) and packed[-1] > 0
-    assert set(result.timings_ms) == {"install", "walk", "pack", "sbom", "sign"}
+    assert set(result.timings_ms) == {
+        *("stage", "install", "build", "walk", "pack", "natives", "sbom", "sign")
+    }
 
 
 def test_default_layout_and_sidecar_names(sample: Path) -> None:
@@ -94,3 +96,18 @@ def test_an_artifact_that_cannot_take_its_place_keeps_the_old_manifest(
         build_artifact(sample, PackOptions(out=out, install=False, sbom=False), environ={})
     assert manifest.read_text() == "the old manifest"
     assert sorted(path.name for path in out.iterdir()) == ["app.tar.zst", manifest.name]
+
+
+def test_the_node_major_is_chosen_and_engines_must_admit_the_target(tmp_path: Path) -> None:
+    from aether.pack.target import Target
+
+    (tmp_path / "package.json").write_text('{"name": "p", "engines": {"node": ">=20.5"}}')
+    (tmp_path / "index.js").write_text("1")
+    server = Target("linux", "x64", "glibc", "2.36", 20, "20.20.2")
+    options = PackOptions(install=False, sbom=False, target=server)
+    assert build_artifact(tmp_path, options, environ={}).node_major == 20
+    old = Target("linux", "x64", "glibc", "2.36", 20, "20.1.0")
+    with pytest.raises(UsageError, match='">=20.5" does not admit Node.js 20.1.0'):
+        build_artifact(tmp_path, PackOptions(install=False, sbom=False, target=old), environ={})
+    (tmp_path / ".nvmrc").write_text("22\n")  # a pin the server may run: recorded as asked
+    assert build_artifact(tmp_path, options, environ={}).node_major == 22

@@ -272,3 +272,19 @@ def test_require_signature_checks_a_promoted_artifact_against_the_target_apps_ke
     added = api.post("/apps/prod/public-keys", json={"public_key_hex": public}, as_="deployer")
     assert added.status_code == 201
     assert api.post("/deployments", json=body, as_="deployer").status_code == 201
+
+
+def test_the_node_version_is_recorded_listed_and_kept_by_a_rollback(api, shop):
+    app, first_artifact = shop
+    first = deploy(api, first_artifact["digest"], node_version="22").json()
+    assert first["node_version"] == "22"
+    api.run(rollouts.mark_running, first["id"], None)
+    second = deploy(api, api.run(insert_artifact, app["id"])["digest"]).json()
+    assert second["node_version"] is None  # a client that does not say
+    listed = api.get("/apps/shop/deployments").json()["deployments"]
+    assert [d["node_version"] for d in listed] == [None, "22"]
+    api.run(rollouts.mark_running, second["id"], None)  # supersedes the first
+    back = api.post("/apps/shop/rollback", json={}, as_="deployer").json()
+    assert back["node_version"] == "22"
+    refused = deploy(api, first_artifact["digest"], node_version="v22")
+    assert refused.status_code == 400 and refused.json()["code"] == "bad_request"

@@ -31,3 +31,30 @@ def test_unknown_route_and_wrong_method_answer_with_the_envelope(api):
     wrong = api.request("PUT", "/healthz")
     assert wrong.status_code == 405
     assert wrong.json()["code"] == "method_not_allowed"
+
+
+def test_config_reports_the_runtimes_target_platform(make_api):
+    api = make_api(env={"AETHER_TARGET_PLATFORM": "linux-arm64-musl", "AETHER_NODE_MAJOR": "22"})
+    target = api.get("/config", as_="reader").json()["target"]
+    assert target == {
+        "os": "linux",
+        "cpu": "arm64",
+        "libc": "musl",
+        "glibc_version": None,
+        "node_major": 22,
+        "node_version": None,
+    }
+
+
+def test_config_defaults_to_this_machine_and_its_node(api):
+    import shutil
+
+    from aether.pack.target import host_target
+
+    target = api.get("/config", as_="reader").json()["target"]
+    host = host_target()
+    assert (target["os"], target["cpu"], target["libc"]) == (host.os, host.cpu, host.libc)
+    if shutil.which("node"):
+        assert isinstance(target["node_major"], int) and target["node_version"].startswith(
+            f"{target['node_major']}."
+        )

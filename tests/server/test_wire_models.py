@@ -53,6 +53,7 @@ def test_rows_become_the_api_objects():
         "artifact_digest": "ab" * 32,
         "status": "running",
         "runtime": "nodejs",
+        "node_version": "20",
         "start_command": None,
         "env": '{"A": "1"}',
         "replicas": 1,

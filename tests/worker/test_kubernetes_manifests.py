@@ -206,3 +206,25 @@ def test_pods_meet_the_restricted_pod_security_standard(case: str) -> None:
         assert security["capabilities"] == {"drop": ["ALL"]}
         assert security["seccompProfile"] == {"type": "RuntimeDefault"}
         assert "hostPort" not in str(container.get("ports", []))
+
+
+def test_the_node_image_follows_the_releases_node_major() -> None:
+    from aether.worker.outcomes import Fatal
+    from aether.worker.runtimes.kubernetes_manifests import node_image
+
+    default = KubeSettings.from_env({})
+    assert node_image(None, default) == "aether-nodejs:20-slim"
+    assert node_image(22, default) == "aether-nodejs:22-slim"
+    per_major = KubeSettings.from_env(
+        {"AETHER_NODE_IMAGES": '{"22": "registry.example/node:22"}', "AETHER_NODE_MAJOR": "22"}
+    )
+    assert node_image(None, per_major) == "registry.example/node:22"
+    assert node_image(18, per_major) == "aether-nodejs:18-slim"
+    fixed = KubeSettings.from_env({"AETHER_NODE_IMAGE": "registry.example/node20"})
+    assert node_image(20, fixed) == "registry.example/node20"
+    with pytest.raises(Fatal, match='AETHER_NODE_IMAGES=\'{"22": "<image>"}\''):
+        node_image(22, fixed)  # a fixed image serves the default major only
+    manifests = synthesize(replace(RELEASE, node_major=22), default)
+    (manifest,) = [m for m in manifests if m["kind"] == "Deployment"]
+    (app,) = manifest["spec"]["template"]["spec"]["containers"]
+    assert app["image"] == "aether-nodejs:22-slim"

@@ -220,3 +220,42 @@ async def test_a_supervisor_whose_record_another_took_over_stops_by_itself(
     await eventually(stopped)
     assert read_record(process.record_path) == theirs
     assert (runtime.apps_dir / "hello" / "scratch" / release.deployment_id).is_dir()
+
+
+async def test_a_release_runs_on_the_node_of_its_major_or_not_at_all(tmp_path: Path) -> None:
+    """PATH's node serves its own major; a configured one (here a wrapper that sets the app's
+    version, then runs the real node) serves another; a major nobody has is refused."""
+    import shutil
+
+    from worker_support import worker_settings
+
+    from aether.pack.nodeversion import binary_version, parse_major
+
+    real = shutil.which("node")
+    assert real is not None
+    major = parse_major(binary_version(real) or "")
+    assert major is not None
+    wrapper = tmp_path / "node-other/bin/node"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo v{major + 1}.0.0; exit 0; fi\n'
+        f'APP_VERSION=via-wrapper exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    settings = worker_settings(
+        tmp_path / "data", AETHER_NODE_BINARIES=f'{{"{major + 1}": "{wrapper}"}}'
+    )
+    runtime = LocalRuntime(settings, stop_grace_secs=3.0)
+    try:
+        same = extracted_release(settings.data_dir, "hello", node_major=major)
+        observed = await runtime.deploy(same, Recorder())
+        assert (await get_json(observed.endpoint))[1]["version"] != "via-wrapper"
+        other = extracted_release(settings.data_dir, "hello", node_major=major + 1)
+        observed = await runtime.deploy(other, Recorder())
+        assert (await get_json(observed.endpoint))[1]["version"] == "via-wrapper"
+        nobody = extracted_release(settings.data_dir, "hello", node_major=major + 2)
+        with pytest.raises(Fatal, match=f"built for Node.js {major + 2}"):
+            await runtime.deploy(nobody, Recorder())
+    finally:
+        await runtime.stop_apps()
+        await runtime.stop()

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from aether.cli.buildflags import staged_build_options
 from aether.cli.connection import rollout_timeout_option, token_option
 from aether.cli.output import emit, format_option
 
@@ -40,6 +41,13 @@ from aether.cli.output import emit, format_option
 @click.option(
     "--start-command", metavar="CMD", help="Command that starts the app (default: npm start)."
 )
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    metavar="DIR|FILE",
+    help="Where the artifact goes  [default: the project's build folder in the cache dir]",
+)
+@staged_build_options
 @rollout_timeout_option
 @token_option
 @format_option
@@ -53,17 +61,35 @@ def deploy(
     no_sbom: bool,
     env_pairs: tuple[str, ...],
     start_command: str | None,
+    out: Path | None,
+    no_build: bool,
+    no_install: bool,
+    no_native_check: bool,
+    check: bool,
+    health_path: str | None,
     timeout_secs: float,
     token: str | None,
     output_format: str,
 ) -> None:
     """Build, pack, upload and roll out the Node.js app at PATH (default: .).
 
+    The build runs in a copy of the project under the cache dir, never in PATH itself: the
+    full install and the `build` script of package.json, then the production dependencies
+    for the server's platform (cached until the lockfile, package manager, platform or
+    Node.js major change). Native files that could not run on the server stop the deploy
+    before the upload. PATH may be a workspace package (aether deploy packages/api).
+
     The upload is skipped when the server already holds an artifact with the same digest.
     The release takes the app's config vars (`aether config`). Deploying the release the
     app already runs — same code, config, --env, start command, scale and health check —
     changes nothing and says so. Prints the app's URL once the deployment is running; a
     failed rollout exits 20.
+
+    \b
+    Examples:
+      aether deploy                         # build, upload, roll out, print the URL
+      aether deploy --check                 # boot it here first (PORT set)
+      aether deploy packages/api --app api  # one package of a workspace
     """
     from aether.cli.progress import Progress
     from aether.client.deploy import DeployOptions, parse_env_pairs
@@ -77,6 +103,12 @@ def deploy(
         sbom=not no_sbom,
         env=parse_env_pairs(env_pairs),
         start_command=start_command,
+        health_path=health_path,
+        out=out,
+        install=not no_install,
+        build=not no_build,
+        native_check=not no_native_check,
+        check=check,
         timeout_secs=timeout_secs,
     )
     settings = ClientSettings.from_env(os.environ)
@@ -172,8 +204,16 @@ def _render_deploy(result: dict[str, Any]) -> str:
     lines = [
         headline,
         f"  digest  sha256:{result['digest']} ({size}, {upload})",
+        f"  build   {_build_summary(result)}",
         f"  time    {result['timings_ms']['total'] / 1000:.1f}s",
     ]
     if result.get("url"):
         lines.append(f"  url     {result['url']}")
+    lines += [f"  warning {warning}" for warning in result.get("warnings") or ()]
     return "\n".join(lines)
+
+
+def _build_summary(result: dict[str, Any]) -> str:
+    from aether.cli.pack import build_summary
+
+    return build_summary(result)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from aether.cli.buildflags import staged_build_options
 from aether.cli.output import emit, format_option
 
 
@@ -29,7 +30,21 @@ from aether.cli.output import emit, format_option
     help="gzip gives a plain .tar.gz any `tar xzf` reads.",
 )
 @click.option("--no-sbom", is_flag=True, help="Do not write the CycloneDX SBOM.")
-@click.option("--no-install", is_flag=True, help="Pack node_modules as it is; run no installer.")
+@click.option(
+    "--platform",
+    "platform_text",
+    metavar="OS-CPU[-LIBC]",
+    help="Build for this platform, e.g. linux-x64-glibc2.36, linux-arm64-musl  [default: this machine]",
+)
+@click.option(
+    "--node",
+    "node_major",
+    type=click.IntRange(4, 99),
+    metavar="MAJOR",
+    help="Node.js major the app runs on  [default: the project's, else this machine's]",
+)
+@click.option("--start-command", metavar="CMD", help="What starts the app (checked; for --check).")
+@staged_build_options
 @click.option(
     "--skip-unsafe",
     is_flag=True,
@@ -41,21 +56,31 @@ def pack(
     out: Path | None,
     compression: str,
     no_sbom: bool,
+    platform_text: str | None,
+    node_major: int | None,
+    start_command: str | None,
+    no_build: bool,
     no_install: bool,
+    no_native_check: bool,
+    check: bool,
+    health_path: str | None,
     skip_unsafe: bool,
     output_format: str,
 ) -> None:
     """Build a deterministic artifact for the Node.js project at PATH (default: .).
 
-    Runs `npm ci --omit=dev` first unless node_modules already matches the lockfile, then
-    writes the artifact, its manifest, the SBOM and (with AETHER_SIGNING_KEY) a signature.
-    Identical inputs give identical bytes and the same digest on any machine.
+    Builds in a copy of the project under the cache dir (PATH is only read): the full
+    install and the `build` script, then the production dependencies for the platform,
+    cached until their inputs change. Then writes the artifact, its manifest, the SBOM and
+    (with AETHER_SIGNING_KEY) a signature. Identical inputs give identical bytes and the
+    same digest on any machine.
 
     \b
     Examples:
       aether pack                        # ./.aether/app.tar.zst
       aether pack app --compression gzip --out dist/
-      aether pack --no-install --format json
+      aether pack --platform linux-arm64-glibc2.36 --node 22
+      aether pack --check --health-path /healthz
     """
     from aether.cli.progress import Progress
     from aether.pack import PackOptions, build_artifact
@@ -67,15 +92,47 @@ def pack(
         compression=compression,
         sbom=not no_sbom,
         install=not no_install,
+        build=not no_build,
+        target=_target(platform_text, node_major),
+        native_check=not no_native_check,
+        start_command=start_command,
+        require_start=check,
         signing_key=settings.signing_key,
         skip_unsafe=skip_unsafe,
     )
     progress = Progress()
     try:
         result = build_artifact(path, options, on_progress=progress, environ=os.environ)
+        payload = result.as_json()
+        if check:
+            payload["check"] = _boot(result, start_command, health_path, progress)
     finally:
         progress.close()
-    emit(result.as_json(), render_pack_result)
+    emit(payload, render_pack_result)
+
+
+def _target(platform_text: str | None, node_major: int | None) -> Any:
+    if platform_text is None and node_major is None:
+        return None
+    from aether.pack.target import host_target, parse_target
+
+    target = parse_target(platform_text, source="--platform") if platform_text else host_target()
+    return target.with_node(node_major)
+
+
+def _boot(result: Any, start_command: str | None, health_path: str | None, progress: Any) -> dict:
+    from aether.client.boot import boot_check
+    from aether.userconfig import cache_dir
+
+    progress("check", 0, None)
+    report = boot_check(
+        result.artifact,
+        start_command=start_command or result.start_command,
+        health_path=health_path,
+        environ=os.environ,
+        scratch=cache_dir(os.environ) / "checks",
+    )
+    return {"status": report.status, "seconds": report.seconds, "command": report.command}
 
 
 def _size(count: int) -> str:
@@ -97,6 +154,25 @@ def render_pack_result(result_json: dict[str, Any]) -> str:
         f"sbom       {result_json['sbom'] or '-'}",
         f"signature  {result_json['signature'] or '-'}",
     ]
+    if result_json.get("build"):
+        lines.append(f"build      {build_summary(result_json)}")
     if spent:
         lines.append(f"timings    {spent}")
+    if result_json.get("check"):
+        check = result_json["check"]
+        lines.append(f"check      HTTP {check['status']} after {check['seconds']:.1f}s")
+    lines += [f"warning    {warning}" for warning in result_json.get("warnings") or ()]
     return "\n".join(lines)
+
+
+def build_summary(result: dict[str, Any]) -> str:
+    """One line on what the staged build did (also used by `aether deploy`)."""
+    build = result.get("build") or {}
+    if not build.get("staged"):
+        return f"packed the folder as it is, for {build.get('target', '?')}"
+    parts = [build.get("package_manager") or "no dependencies"]
+    if build.get("built"):
+        parts.append("build script run")
+    if build.get("deps_reused") is not None:
+        parts.append("dependencies " + ("reused" if build["deps_reused"] else "installed"))
+    return f"{', '.join(parts)}; for {build.get('target', '?')}"

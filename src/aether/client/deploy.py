@@ -4,7 +4,9 @@
 the packer's fields plus ``app``, ``deployment_id``, ``status``, ``url``, ``uploaded_bytes``,
 ``skipped_upload``, the release (``release``, ``config_version``, ``unchanged``,
 ``one_off_env`` and ``dropped_overrides``: names, never values) and ``timings_ms`` (install,
-pack, upload, register, rollout, total).
+build, pack, check, upload, register, rollout, total). The build is staged under the cache dir
+for the platform ``GET /config`` reports, and the artifact is written there too (``<build
+folder>/out/``) unless ``out`` names a place.
 Phases are reported through ``on_progress(phase, done, total)``; deployment events through
 ``on_event(event)``. Nothing here prints.
 """
@@ -27,6 +29,7 @@ from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import server_config, upload_artifact
 from aether.errors import AetherError, ConfigError, UsageError
 from aether.models import (
+    REPORT_PHASES,
     Deployment,
     DeploymentCreated,
     DeploymentRequest,
@@ -37,6 +40,7 @@ from aether.models import (
     check_environment,
     sanitize_app_name,
 )
+from aether.pack.target import Target
 from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
 
@@ -54,6 +58,12 @@ class DeployOptions:
     sbom: bool = True
     env: Mapping[str, str] = field(default_factory=dict)
     start_command: str | None = None
+    health_path: str | None = None
+    out: Path | None = None  # default: the project's build folder under the cache dir
+    install: bool = True  # False: pack the folder as it is (no staged build)
+    build: bool = True  # run the build script
+    native_check: bool = True
+    check: bool = False  # boot the packed artifact locally before uploading
     timeout_secs: float = 180.0
     concurrency: int = 4  # parallel multipart parts
     resume_root: Path | None = None  # default: <cache dir>/uploads
@@ -88,7 +98,10 @@ def deploy(
     with ApiClient(api_base, token, allow_insecure_http=settings.allow_insecure_http) as api:
         config = _preflight(api, settings, options)
         preflight_ms = _ms_since(started)
-        packed, timings = pack_project(project_dir, options, settings, environ, on_progress)
+        target = Target.from_json(config.get("target"))
+        packed, timings = pack_project(
+            project_dir, options, settings, environ, on_progress, target=target
+        )
         timings["upload"] += preflight_ms
         result = _ship(api, packed, app, options, config, timings, environ, on_progress, on_event)
         timings["total"] = _ms_since(started)
@@ -98,11 +111,13 @@ def deploy(
 
 
 def _report(result: Mapping[str, Any], timings: Mapping[str, float]) -> DeployReport:
-    """What this run measured, for the dashboard (``models.DeployReport``)."""
+    """What this run measured, for the dashboard (``models.DeployReport``): the reported
+    phases only (``stage`` is a part of ``pack``)."""
     uploaded = int(result.get("uploaded_bytes") or 0)
     size = int(result.get("size_bytes") or 0)
+    known = (*REPORT_PHASES, "total")
     return {
-        "timings_ms": {phase: value for phase, value in timings.items() if value >= 0},
+        "timings_ms": {p: v for p, v in timings.items() if p in known and v >= 0},
         "uploaded_bytes": uploaded,
         "skipped_bytes": max(size - uploaded, 0),
     }
@@ -164,7 +179,7 @@ def _ship(
     _phase(on_progress, "register")
     clock = time.monotonic()
     report = _report(result, timings) if config.get("deploy_reports") else None
-    registered = _register(api, app, packed.digest, options, report)
+    registered = _register(api, app, packed, options, report)
     timings["register"] += _ms_since(clock)
     deployment: Deployment = registered
     # An unchanged release that already runs has nothing to follow (its events are old).
@@ -194,26 +209,64 @@ def pack_project(
     settings: ClientSettings,
     environ: Mapping[str, str],
     on_progress: ProgressCallback | None,
+    *,
+    target: Target | None = None,
 ) -> tuple[Any, dict[str, float]]:
-    """Build the artifact exactly as ``aether pack`` does; also used by ``--pack-only``."""
+    """Build the artifact as ``aether pack`` does, for ``target`` (None: this machine), into
+    the build folder under the cache dir; also used by ``--pack-only``. With ``check``, boot
+    it locally before returning."""
     clock = time.monotonic()  # the packer's imports (compressors, crypto, SBOM) count as pack
     from aether.pack import PackOptions, build_artifact
+    from aether.pack.staged import build_folder
 
     packed = build_artifact(
         project_dir,
         PackOptions(
+            out=options.out or build_folder(cache_dir(environ), project_dir) / "out",
             compression=options.compression,
             sbom=options.sbom,
+            install=options.install,
+            build=options.build,
+            target=target,
+            native_check=options.native_check,
+            start_command=options.start_command,
+            require_start=True,
             signing_key=settings.signing_key,
         ),
         on_progress=on_progress,
         environ=environ,
     )
     elapsed = _ms_since(clock)
-    install = float(packed.timings_ms.get("install", 0.0))
-    timings = {"install": install, "pack": round(max(elapsed - install, 0.0), 1)}
-    timings.update(upload=0.0, register=0.0, rollout=0.0)
+    spent = packed.timings_ms
+    install, build = float(spent.get("install", 0.0)), float(spent.get("build", 0.0))
+    # stage: mirroring the project and finding the cached installs (part of pack)
+    timings = {"stage": float(spent.get("stage", 0.0)), "install": install, "build": build}
+    timings["pack"] = round(max(elapsed - install - build, 0.0), 1)
+    timings.update(check=0.0, upload=0.0, register=0.0, rollout=0.0)
+    if options.check:
+        timings["check"] = run_check(packed, options, environ, on_progress)
     return packed, timings
+
+
+def run_check(
+    packed: Any,
+    options: DeployOptions,
+    environ: Mapping[str, str],
+    on_progress: ProgressCallback | None,
+) -> float:
+    """Boot the packed artifact here (``--check``); milliseconds taken."""
+    from aether.client.boot import boot_check
+
+    _phase(on_progress, "check")
+    clock = time.monotonic()
+    boot_check(
+        Path(packed.artifact),
+        start_command=options.start_command or packed.start_command,
+        health_path=options.health_path,
+        environ=environ,
+        scratch=cache_dir(environ) / "checks",
+    )
+    return _ms_since(clock)
 
 
 def _upload(
@@ -254,20 +307,25 @@ def _upload(
 def _register(
     api: ApiClient,
     app: str,
-    digest: str,
+    packed: Any,
     options: DeployOptions,
     report: DeployReport | None = None,
 ) -> DeploymentCreated:
     """``POST /deployments``: a release of the artifact with the app's config, idempotent on
-    the release's whole tuple on the server; with what was measured so far when the server
-    takes reports."""
-    body: DeploymentRequest = {"app_name": app, "artifact_digest": digest}
+    the release's whole tuple on the server; records the Node.js major it was built for and,
+    when the server takes reports, what was measured so far."""
+    body: DeploymentRequest = {"app_name": app, "artifact_digest": packed.digest}
     if report is not None:
         body["report"] = report
     if options.env:
         body["env"] = dict(options.env)
-    if options.start_command:
-        body["start_command"] = options.start_command
+    start_command = options.start_command or packed.start_command
+    if start_command:
+        body["start_command"] = start_command
+    if options.health_path:
+        body["health_path"] = options.health_path
+    if packed.node_major is not None:
+        body["node_version"] = str(packed.node_major)
     return cast(DeploymentCreated, api.post("/deployments", body))
 
 

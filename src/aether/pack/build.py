@@ -1,15 +1,17 @@
 """``build_artifact``: project folder → deterministic artifact, manifest, SBOM and signature.
 
-The phases (install, walk, pack, sbom, sign) report through ``on_progress(phase, done,
-total)`` and are timed for ``PackResult.timings_ms``. The artifact is written to a temporary
-file beside its final path and renamed into place, so a reader never sees half an artifact;
-stale SBOM or signature files from an earlier pack are removed when this pack writes none.
+The phases (stage, install, build, walk, pack, check, sbom, sign) report through
+``on_progress(phase, done, total)`` and are timed for ``PackResult.timings_ms``. The project is
+staged first (``prepare``: mirrored, installed and built under the cache dir, never in the
+project itself); the walker then packs the staged tree with the cached production
+``node_modules`` mounted in. The artifact is written to a temporary file beside its final
+path and renamed into place, so a reader never sees half an artifact; one whose native files
+cannot run on the target is removed again before anyone can upload it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import tempfile
@@ -18,20 +20,22 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from aether.errors import ConfigError, IOFailure
+from aether.errors import ConfigError, IOFailure, UsageError
 from aether.pack.archive import gc_paused, write_archive
 from aether.pack.ignore import IgnoreRules
-from aether.pack.install import install_dependencies
 from aether.pack.layout import Layout
-from aether.pack.lockfile import sbom_inputs_key
-from aether.pack.manifest import build_manifest, write_manifest, write_text_atomic
+from aether.pack.manifest import build_manifest, write_manifest
+from aether.pack.natives import candidates, check_natives
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents
 from aether.pack.partition import Plan, plan_tree
+from aether.pack.prepare import Prepared, check_start, prepare
 from aether.pack.project import read_package_json
+from aether.pack.sidecars import write_sbom, write_signature
+from aether.pack.timing import timed
 from aether.pack.walk import Walker
+from aether.userconfig import cache_dir
 
 Progress = Callable[[str, int, int | None], None]
 log = logging.getLogger("aether.pack")
@@ -47,9 +51,9 @@ def build_artifact(
     """Build the artifact for the Node.js project at ``project_dir``."""
     environ = os.environ if environ is None else environ
     root = project_dir.expanduser().resolve()
+    read_package_json(root)  # a usage error before anything else
     job = _Job(
         root=root,
-        package=read_package_json(root),
         layout=Layout.choose(root, options.out, options.compression),
         options=options,
         environ=environ,
@@ -60,10 +64,7 @@ def build_artifact(
         from aether.pack.signing import load_private_key
 
         load_private_key(options.signing_key)  # fail before the slow part
-    # No cyclic collection before the pack's records are freed again (when ``run`` returns):
-    # one would walk all of them, tens of thousands of objects with no cycles.
-    with gc_paused():
-        return job.run()
+    return job.run()
 
 
 @dataclass
@@ -71,7 +72,6 @@ class _Job:
     """One pack: its inputs, and the phases that turn them into files."""
 
     root: Path
-    package: dict[str, Any]
     layout: Layout
     options: PackOptions
     environ: Mapping[str, str]
@@ -80,18 +80,43 @@ class _Job:
     timings: dict[str, float] = field(default_factory=dict)
 
     def run(self) -> PackResult:
-        with _timed(self.timings, "install"):
-            self.install()
-        with _timed(self.timings, "walk"):
-            walker, plan = self.walk()
-        with _timed(self.timings, "pack"):
-            contents, digest, size = self.pack(walker, plan)
-        with _timed(self.timings, "sbom"):
-            sbom = _write_sbom(
-                self.root, self.package, self.layout, self.options, self.environ, self.progress
+        started = time.perf_counter()
+        cache = self.options.cache_dir or cache_dir(self.environ)
+        excluded = tuple(self.layout.excluded_from(self.root))
+        prepared = prepare(self.root, self.options, cache, excluded, self.environ, self.progress)
+        spent = prepared.tree.timings
+        install = round(spent.get("install", 0.0) + spent.get("deps", 0.0), 1)
+        build = spent.get("build", 0.0)
+        total = (time.perf_counter() - started) * 1000
+        self.timings.update(stage=round(total - install - build, 1), install=install, build=build)
+        # No cyclic collection before the pack's records are freed again (when this
+        # returns): one would walk all of them, tens of thousands of objects with no cycles.
+        with gc_paused():
+            return self._pack_prepared(prepared)
+
+    def _pack_prepared(self, prepared: Prepared) -> PackResult:
+        with timed(self.timings, "walk"):
+            walker, plan = self.walk(prepared)
+            start_warnings = check_start(
+                prepared, walker, self.options.start_command, required=self.options.require_start
             )
-        with _timed(self.timings, "sign"):
-            signature_hex = _write_signature(
+        with timed(self.timings, "pack"):
+            contents, digest, size = self.pack(walker, plan)
+        with timed(self.timings, "natives"):
+            warnings = self.check_natives(prepared, walker, contents)
+        tree = prepared.tree
+        with timed(self.timings, "sbom"):
+            sbom = write_sbom(
+                tree.root,
+                prepared.package,
+                self.layout,
+                self.options,
+                self._sbom_epoch(),
+                self.progress,
+                installed_root=tree.installed_root,
+            )
+        with timed(self.timings, "sign"):
+            signature_hex = write_signature(
                 self.layout, self.options.signing_key, digest, self.progress
             )
         return PackResult(
@@ -106,24 +131,51 @@ class _Job:
             files=len(contents.files),
             bytes_in=contents.bytes_in,
             timings_ms=self.timings,
+            build=_build_facts(prepared),
+            node_major=prepared.target.node_major,
+            start_command=prepared.start_command,
+            warnings=prepared.warnings + start_warnings + warnings,
         )
 
-    def install(self) -> None:
-        if self.options.install:
-            self.progress("install", 0, None)
-            outcome = install_dependencies(self.root, self.package, self.environ)
-            log.debug("install: %s", outcome.reason)
-
-    def walk(self) -> tuple[Walker, Plan]:
+    def walk(self, prepared: Prepared) -> tuple[Walker, Plan]:
         """List the top of the tree; the pack walks the rest as it writes."""
         self.progress("walk", 0, None)
-        rules = IgnoreRules.for_project(self.root, self.layout.excluded_from(self.root))
+        tree = prepared.tree
+        excluded = [*tree.excluded, *self.layout.excluded_from(tree.root)]
+        rules = IgnoreRules.for_project(tree.root, excluded)
         walker = Walker(
-            os.fspath(self.root), rules, skip_unsafe=self.options.skip_unsafe, on_skip=_warn_skip
+            os.fspath(tree.root),
+            rules,
+            skip_unsafe=self.options.skip_unsafe,
+            on_skip=_warn_skip,
+            mounts=tree.mounts,
+            real_bases=tree.real_bases,
         )
         plan = plan_tree(walker)
         self.progress("walk", len(plan.pieces), len(plan.pieces))
         return walker, plan
+
+    def check_natives(
+        self, prepared: Prepared, walker: Walker, contents: TreeContents
+    ) -> tuple[str, ...]:
+        """Refuse (and remove) an artifact whose native files cannot run on the target."""
+        self.progress("natives", 0, None)
+        members = candidates((record.path, record.mode) for record in contents.files)
+        problems = check_natives(members, walker.source_path, prepared.target)
+        if not problems:
+            return ()
+        lines = [f"{p.path}: built for {p.binary}; {p.reason}" for p in problems]
+        if not self.options.native_check:
+            for line in lines:
+                log.warning("native file: %s (packed anyway: --no-native-check)", line)
+            return tuple(f"native file {line}" for line in lines)
+        for path in (self.layout.artifact, self.layout.manifest):
+            path.unlink(missing_ok=True)
+        raise UsageError(_native_refusal(lines, prepared))
+
+    def _sbom_epoch(self) -> int | None:
+        explicit = self.options.source_date_epoch is not None
+        return self.epoch if explicit or "SOURCE_DATE_EPOCH" in self.environ else None
 
     def pack(self, walker: Walker, plan: Plan) -> tuple[TreeContents, str, int]:
         self.progress("pack", 0, None)
@@ -153,21 +205,50 @@ class _Job:
         return contents, digest, size
 
 
+def _native_refusal(lines: list[str], prepared: Prepared) -> str:
+    shown = "\n  ".join(lines[:10]) + (
+        f"\n  … and {len(lines) - 10} more" if len(lines) > 10 else ""
+    )
+    target = prepared.target
+    if prepared.tree.deps is None and prepared.tree.manager is None:
+        remedy = (
+            "pack without --no-install so aether installs the dependencies for the server "
+            "itself, or install them for it yourself "
+            f"(npm ci --os={target.os} --cpu={target.cpu}"
+            + (f" --libc={target.libc})" if target.libc else ")")
+        )
+    else:
+        remedy = (
+            "the package builds its binary on this machine or ships none for the server's "
+            "platform: build on a machine like the server (same OS, CPU and Node.js major), "
+            "or use a package that publishes prebuilt binaries for it"
+        )
+    return (
+        f"native files cannot run on the server ({target}):\n  {shown}\n"
+        f"Nothing was uploaded. To fix it: {remedy}. If you know better, pass "
+        "--no-native-check."
+    )
+
+
+def _build_facts(prepared: Prepared) -> dict[str, object]:
+    tree = prepared.tree
+    return {
+        "staged": tree.staged,
+        "target": str(prepared.target),
+        "package_manager": str(tree.manager) if tree.manager else None,
+        "built": tree.built,
+        "deps_key": tree.deps.key if tree.deps else None,
+        "deps_reused": tree.deps.reused if tree.deps else None,
+        "app_dir": tree.app_dir or None,
+    }
+
+
 def _quiet(phase: str, done: int, total: int | None) -> None:
     return None
 
 
 def _warn_skip(path: str, reason: str) -> None:
     log.warning("skipped %s: %s", path, reason)
-
-
-@contextlib.contextmanager
-def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[phase] = round((time.perf_counter() - started) * 1000, 1)
 
 
 def _source_date_epoch(options: PackOptions, environ: Mapping[str, str]) -> int:
@@ -258,65 +339,3 @@ class _BackgroundReplace:
         if self._error is not None:
             error, self._error = self._error, None
             raise IOFailure(f"cannot write {self._target}: {error.strerror or error}") from error
-
-
-def _write_sbom(
-    root: Path,
-    package: dict[str, Any],
-    layout: Layout,
-    options: PackOptions,
-    environ: Mapping[str, str],
-    progress: Progress,
-) -> Path | None:
-    if not options.sbom:
-        _remove_stale(layout.sbom)
-        _remove_stale(layout.sbom_key)
-        return None
-    progress("sbom", 0, None)
-    explicit = options.source_date_epoch is not None or "SOURCE_DATE_EPOCH" in environ
-    epoch = _source_date_epoch(options, environ) if explicit else None
-    key = sbom_inputs_key(root, package, epoch)
-    if _reusable_sbom(layout, key):
-        return layout.sbom
-    from aether.pack.sbom import build_sbom  # cyclonedx is slow to import; only when needed
-
-    _remove_stale(layout.sbom_key)  # never a key beside an SBOM it does not describe
-    text = build_sbom(root, package, source_date_epoch=epoch)
-    write_text_atomic(layout.sbom, text)
-    write_text_atomic(layout.sbom_key, f"{key} {_sha256_text(text)}\n")
-    return layout.sbom
-
-
-def _reusable_sbom(layout: Layout, key: str) -> bool:
-    """The SBOM beside the artifact was made from these inputs and is unchanged since."""
-    try:
-        recorded = layout.sbom_key.read_text(encoding="ascii").split()
-        text = layout.sbom.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return recorded == [key, _sha256_text(text)]
-
-
-def _sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _write_signature(
-    layout: Layout, key: str | None, digest: str, progress: Progress
-) -> str | None:
-    if not key:
-        _remove_stale(layout.signature)
-        return None
-    progress("sign", 0, None)
-    from aether.pack.signing import sign_digest
-
-    signature_hex = sign_digest(key, digest)
-    write_text_atomic(layout.signature, signature_hex)
-    return signature_hex
-
-
-def _remove_stale(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise IOFailure(f"cannot remove the stale {path}: {exc.strerror or exc}") from exc

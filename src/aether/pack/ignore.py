@@ -22,7 +22,12 @@ ALWAYS_EXCLUDED_NAMES = frozenset({".git"})
 class IgnoreRules:
     """Decides, for a relative POSIX path, whether the walk leaves it out."""
 
-    def __init__(self, lines: Iterable[str] = (), excluded: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        lines: Iterable[str] = (),
+        excluded: Iterable[str] = (),
+        excluded_names: Iterable[str] = ALWAYS_EXCLUDED_NAMES,
+    ) -> None:
         patterns = [line for line in lines if line.strip()]
         self._spec = None
         if patterns:
@@ -30,9 +35,15 @@ class IgnoreRules:
 
             self._spec = pathspec.GitIgnoreSpec.from_lines(patterns)
         self._excluded = frozenset(excluded) | {OUTPUT_DIR}
+        self._names = frozenset(excluded_names)
 
     @classmethod
-    def for_project(cls, root: Path, excluded: Iterable[str] = ()) -> IgnoreRules:
+    def for_project(
+        cls,
+        root: Path,
+        excluded: Iterable[str] = (),
+        excluded_names: Iterable[str] = ALWAYS_EXCLUDED_NAMES,
+    ) -> IgnoreRules:
         path = root / IGNORE_FILE
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -40,13 +51,13 @@ class IgnoreRules:
             lines = []
         except (OSError, UnicodeDecodeError) as exc:
             raise IOFailure(f"cannot read {path}: {exc}") from exc
-        return cls(lines, excluded)
+        return cls(lines, excluded, excluded_names)
 
     def plain_exclusions(self) -> tuple[frozenset[str], frozenset[str]] | None:
         """(excluded relative paths, excluded folder names) when no pattern is set, else None."""
         if self._spec is not None:
             return None
-        return self._excluded, ALWAYS_EXCLUDED_NAMES
+        return self._excluded, self._names
 
     def file_filter(self) -> Callable[[str], bool]:
         """``ignored(rel, name, is_dir=False)`` as a one-argument test, cheaper per call."""
@@ -56,7 +67,7 @@ class IgnoreRules:
         return lambda rel: rel in excluded or spec.match_file(rel)
 
     def ignored(self, rel: str, name: str, *, is_dir: bool) -> bool:
-        if rel in self._excluded or (is_dir and name in ALWAYS_EXCLUDED_NAMES):
+        if rel in self._excluded or (is_dir and name in self._names):
             return True
         if self._spec is None:
             return False

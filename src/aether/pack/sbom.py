@@ -34,8 +34,14 @@ _HASHES = {
 _DEP_FIELDS = ("dependencies", "optionalDependencies", "peerDependencies")
 
 
-def build_sbom(project_dir: Path, package: dict[str, Any], *, source_date_epoch: int | None) -> str:
-    """The SBOM as JSON text."""
+def build_sbom(
+    project_dir: Path,
+    package: dict[str, Any],
+    *,
+    source_date_epoch: int | None,
+    installed_root: Path | None = None,
+) -> str:
+    """The SBOM as JSON text (``installed_root``: where node_modules is, if not in the project)."""
     bom = Bom()
     bom.serial_number = None  # type: ignore[assignment]  # none: a random one breaks determinism
     # No timestamp without SOURCE_DATE_EPOCH: the clock would break determinism.
@@ -46,8 +52,8 @@ def build_sbom(project_dir: Path, package: dict[str, Any], *, source_date_epoch:
     )
     root = _root_component(package)
     bom.metadata.component = root
-    packages = lock_packages(project_dir)
-    installed = installed_packages(project_dir, packages)
+    packages = lock_packages(project_dir, installed_root)
+    installed = installed_packages(installed_root or project_dir, packages)
     by_path = _components(installed)
     for component in by_path.values():
         bom.components.add(component)

@@ -8,6 +8,10 @@ error naming the path, or, with ``skip_unsafe``, reported through ``on_skip`` an
 Only directory entries are read here (no ``stat`` per file): readers stat what they open.
 Folders of nothing but plainly named files and folders are listed by a C extension
 (``_scanfolder``) when it is built and no ignore pattern is set; the same entries either way.
+
+A walker may *mount* other folders into the tree (``mounts``: member path → folder): the staged
+build packs the app's files from its build folder and ``node_modules`` from the cached
+production install, composed only here, without copying either.
 """
 
 from __future__ import annotations
@@ -78,10 +82,32 @@ class Walker:
     skip_unsafe: bool = False
     on_skip: Callable[[str, str], None] | None = None
     real_root: str = ""
+    # (member path, folder): a folder packed in place of (or beside) what the tree holds there
+    mounts: tuple[tuple[str, str], ...] = ()
+    # where symlinks may resolve besides the root (the real folders that hold the mounts)
+    real_bases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.real_root:
             object.__setattr__(self, "real_root", os.path.realpath(self.root))
+
+    def source_path(self, member: str) -> str:
+        """The file on disk that holds archive member ``member``."""
+        for path, folder in self.mounts:
+            if member == path or member.startswith(path + "/"):
+                return folder + member[len(path) :]
+        return os.path.join(self.root, member)
+
+    def _mounted(self, found: list[Entry], prefix: str) -> list[Entry]:
+        """``found`` with the mounts of this folder put in place of what the tree holds."""
+        here = {path: folder for path, folder in self.mounts if _parent(path) == prefix}
+        if not here:
+            return found
+        kept = [entry for entry in found if entry.path not in here]
+        for path, folder in here.items():
+            kept.append(Entry(path, (path + "/").encode("utf-8"), DIRECTORY, folder))
+        kept.sort(key=itemgetter(1))
+        return kept
 
     def children(self, folder: Entry | None) -> list[Entry]:
         """The sorted entries directly inside ``folder`` (``None``: the root)."""
@@ -94,7 +120,7 @@ class Walker:
             found = scan_folder_native(path, prefix, *plain, _new_entry)
             if found is not None:
                 found.sort(key=itemgetter(1))
-                return found
+                return self._mounted(found, prefix) if self.mounts else found
         found = []
         rules = self.rules
         file_ignored = rules.file_filter()
@@ -120,13 +146,13 @@ class Walker:
             except UnicodeEncodeError:
                 self._refuse(rel, NOT_UTF8)
                 continue
-            entry = _classify(item, rel, self.real_root, rules)
+            entry = _classify(item, rel, (self.real_root, *self.real_bases), rules)
             if isinstance(entry, str):
                 self._refuse(rel, entry)
             elif entry is not None:
                 found.append(entry)
         found.sort(key=itemgetter(1))
-        return found
+        return self._mounted(found, prefix) if self.mounts else found
 
     def below(self, folder: Entry | None) -> Iterator[Entry]:
         """Every entry under ``folder`` (``None``: the root), itself excluded, in order."""
@@ -159,18 +185,24 @@ def _scan(folder: str) -> list[os.DirEntry[str]]:
         raise IOFailure(f"cannot read the folder {folder}: {exc.strerror or exc}") from exc
 
 
+def _parent(path: str) -> str:
+    """The prefix ``children`` uses for the folder holding ``path`` ("" for the root)."""
+    head, _, _ = path.rpartition("/")
+    return head + "/" if head else ""
+
+
 def _classify(
-    item: os.DirEntry[str], rel: str, real_root: str, rules: IgnoreRules
+    item: os.DirEntry[str], rel: str, real_roots: tuple[str, ...], rules: IgnoreRules
 ) -> Entry | str | None:
     """An Entry, None when ignored, or the reason the path cannot be packed."""
     try:  # strict UTF-8: a name that is not is refused
-        return _classify_entry(item, rel, real_root, rules)
+        return _classify_entry(item, rel, real_roots, rules)
     except UnicodeEncodeError:
         return NOT_UTF8
 
 
 def _classify_entry(
-    item: os.DirEntry[str], rel: str, real_root: str, rules: IgnoreRules
+    item: os.DirEntry[str], rel: str, real_roots: tuple[str, ...], rules: IgnoreRules
 ) -> Entry | str | None:
     """Anything but a regular file or a folder: a symlink, or what cannot be packed."""
     try:
@@ -180,11 +212,11 @@ def _classify_entry(
     if rules.ignored(rel, item.name, is_dir=False):
         return None
     if is_symlink:
-        return _symlink(item, rel, real_root)
+        return _symlink(item, rel, real_roots)
     return "it is a socket, FIFO or device, which an artifact cannot hold"
 
 
-def _symlink(item: os.DirEntry[str], rel: str, real_root: str) -> Entry | str:
+def _symlink(item: os.DirEntry[str], rel: str, real_roots: tuple[str, ...]) -> Entry | str:
     try:
         target = os.readlink(item.path)
     except OSError as exc:
@@ -193,7 +225,7 @@ def _symlink(item: os.DirEntry[str], rel: str, real_root: str) -> Entry | str:
         return f"it is a symlink to the absolute path {target}"
     lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
     resolved = os.path.realpath(item.path)
-    inside = resolved == real_root or resolved.startswith(real_root + os.sep)
+    inside = any(resolved == root or resolved.startswith(root + os.sep) for root in real_roots)
     if lexical == ".." or lexical.startswith("../") or not inside:
         return f"it is a symlink to {target}, outside the project"
     target.encode("utf-8")

@@ -122,6 +122,10 @@ def run_server(
     background: Sequence[Callable[[ServerState], Awaitable[None]]] = (),
 ) -> None:
     check_tls(settings)
+    if settings.target_platform:  # a typo fails at start, not at the first deploy
+        from aether.pack.target import parse_target
+
+        parse_target(settings.target_platform, source="AETHER_TARGET_PLATFORM")
     listener = bind_listener(options.host, options.port)
     with listener:
         port = listener.getsockname()[1]  # the real one when --port 0 asked for any free port

@@ -222,6 +222,7 @@ class Applier:
             storage_key=row["storage_key"],
             compression=row["compression"] or "zstd",
             start_command=row["start_command"] or None,
+            node_major=int(row["node_version"]) if row.get("node_version") else None,
             env=self.environment(row),
             replicas=int(row["replicas"] or 1),
             health_path=row["health_path"] or None,

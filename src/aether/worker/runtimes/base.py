@@ -24,6 +24,7 @@ class Release:
     storage_key: str
     compression: str  # "zstd" | "gzip"
     start_command: str | None  # None: `npm start` (or `node <main>` without a start script)
+    node_major: int | None = None  # the Node.js major it was built for; None: the default
     env: Mapping[str, str] = field(default_factory=dict)
     replicas: int = 1
     health_path: str | None = None

@@ -67,8 +67,17 @@ class Confinement:
         }
 
     def spec(
-        self, release: Release, folder: Path, *, command: str, holder: str, grace_secs: float
+        self,
+        release: Release,
+        folder: Path,
+        *,
+        command: str,
+        holder: str,
+        grace_secs: float,
+        node_dir: str | None = None,
     ) -> Spec:
+        """How to run ``release``; ``node_dir`` (the node of its Node.js major) goes first on
+        PATH, and a sandbox's view includes its installation."""
         app_dir = self.apps_dir / release.app_name
         scratch = app_dir / SCRATCH_DIR / release.deployment_id
         port = free_port()
@@ -81,6 +90,7 @@ class Confinement:
             digest=release.digest,
             app_env=release.env,
             scratch=scratch,
+            node_dir=node_dir,
         )
         uid = None
         argv = shell_argv(command)

@@ -29,6 +29,7 @@ from aether import __version__
 from aether.errors import ConfigError
 from aether.pack.signing import verify_signature
 from aether.settings import KubeSettings
+from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.base import Release
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -270,7 +271,7 @@ def _signature_args(release: Release) -> list[str]:
 def _app_container(release: Release, settings: KubeSettings) -> Manifest:
     return {
         "name": APP_CONTAINER,
-        "image": settings.node_image,
+        "image": node_image(release.node_major, settings),
         "workingDir": APP_DIR,
         # args, not command: the image's entrypoint (tini) stays PID 1 and reaps children.
         "args": _start_args(release.start_command),
@@ -297,6 +298,25 @@ def _app_container(release: Release, settings: KubeSettings) -> Manifest:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+
+
+def node_image(major: int | None, settings: KubeSettings) -> str:
+    """The image for a release built for Node.js ``major``: ``AETHER_NODE_IMAGES`` for that
+    major, else ``AETHER_NODE_IMAGE`` with ``{major}`` filled in; an image without
+    ``{major}`` serves only the default major (running a release on another Node.js than it
+    was built for is how native addons crash)."""
+    wanted = major or settings.node_major
+    images = dict(settings.node_images)
+    if wanted in images:
+        return images[wanted]
+    if "{major}" in settings.node_image:
+        return settings.node_image.replace("{major}", str(wanted))
+    if wanted == settings.node_major:
+        return settings.node_image
+    raise Fatal(
+        f"this release is built for Node.js {wanted} but no image is configured for it: set "
+        f'AETHER_NODE_IMAGES=\'{{"{wanted}": "<image>"}}\' or an AETHER_NODE_IMAGE with {{major}}'
+    )
 
 
 def _start_args(start_command: str | None) -> list[str]:

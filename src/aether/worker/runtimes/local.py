@@ -35,6 +35,7 @@ from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, R
 from aether.worker.runtimes.confinement import Confinement
 from aether.worker.runtimes.layers import release_layer, unused_layers
 from aether.worker.runtimes.logfiles import read_logs
+from aether.worker.runtimes.nodes import node_folder
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
 from aether.worker.runtimes.sandbox import Isolation
@@ -196,6 +197,9 @@ class LocalRuntime(Runtime):
             )
 
     def _new_process(self, release: Release, folder: Path) -> AppProcess:
+        node_dir = node_folder(
+            release.node_major, self.settings.node_binaries, self.confinement.base_env
+        )
         try:
             spec = self.confinement.spec(
                 release,
@@ -203,6 +207,7 @@ class LocalRuntime(Runtime):
                 command=release.start_command or start_script(folder),
                 holder=self.holder,
                 grace_secs=self.stop_grace_secs,
+                node_dir=node_dir,
             )
         except (OSError, ValueError, OverflowError) as exc:
             raise Fatal(f"cannot prepare the app's sandbox: {exc}") from exc

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
+from aether.pack.entry import default_start_command
 from aether.worker.outcomes import Fatal
 
 _SHELL_SYNTAX = set(";&|<>()$`\\\n*?[]{}!#~")
@@ -24,18 +24,10 @@ _PRIVATE_PREFIXES = ("AETHER_", "DATABASE_URL", "AWS_", "PG", "XDG_", "SHIV_", "
 
 
 def start_script(release_dir: Path) -> str:
-    """The shell command that starts the release by default."""
+    """The shell command that starts the release by default (the client checks the same one
+    before uploading: ``aether.pack.entry``)."""
     package = _read_package_json(release_dir)
-    scripts = package.get("scripts") or {}
-    script = scripts.get("start") if isinstance(scripts, dict) else None
-    if isinstance(script, str) and script.strip():
-        return script.strip()
-    main = package.get("main")
-    if isinstance(main, str) and main.strip():
-        return f"node {shlex.quote(main.strip())}"
-    if (release_dir / "server.js").is_file():
-        return "node server.js"
-    return "node index.js"
+    return default_start_command(package, lambda path: (release_dir / path).is_file())
 
 
 def _read_package_json(release_dir: Path) -> dict:
@@ -65,6 +57,7 @@ def process_env(
     digest: str,
     app_env: Mapping[str, str],
     scratch: Path,
+    node_dir: str | None = None,
 ) -> dict[str, str]:
     """The app's environment: the worker's (minus its private settings), then the deployment's
     env, then what Aether sets itself; ``HOME`` and ``TMPDIR`` are in the app's scratch."""
@@ -74,7 +67,10 @@ def process_env(
     env["HOME"] = str(scratch / "home")
     env["TMPDIR"] = str(scratch / "tmp")
     bin_dir = str(release_dir / "node_modules" / ".bin")
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
+    path = env.get("PATH", os.defpath)
+    if node_dir is not None:  # the node of the release's Node.js major comes first
+        path = node_dir + os.pathsep + path
+    env["PATH"] = bin_dir + os.pathsep + path
     env["PORT"] = str(port)
     env["AETHER_DEPLOYMENT_ID"] = deployment_id
     env["AETHER_DIGEST"] = digest
