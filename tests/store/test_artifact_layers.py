@@ -9,9 +9,8 @@ import uuid
 import pytest
 
 from aether.errors import Conflict
-from aether.store import apps
+from aether.store import apps, artifacts
 from aether.store import artifact_layers as layers
-from aether.store import artifacts
 from aether.store.database import Database, Row
 
 
@@ -122,7 +121,7 @@ async def test_gc_racing_a_deploy_that_reuses_the_layer(database: Database) -> N
         app_layer = await stored_blob(database, app, 10)
         objects: list[str] = []
 
-        async def delete_object(key: str) -> None:
+        async def delete_object(key: str, objects: list[str] = objects) -> None:
             await asyncio.sleep(0)  # let the registration run while the GC holds the row
             objects.append(key)
 
