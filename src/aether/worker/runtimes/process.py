@@ -63,6 +63,7 @@ class AppProcess:
         self.restarts = 0
         self._watch: asyncio.Task[None] | None = None
         self._seen = (0, 0)  # (exits, restarts) already reported
+        self.probed: tuple[float, str] | None = None  # (monotonic time, health) of the last ask
 
     @classmethod
     def adopt(cls, record_path: Path, record: RunRecord, health_path: str | None = None):
@@ -72,6 +73,13 @@ class AppProcess:
         process.restarts = record.restarts
         process._seen = (record.exits, record.restarts)
         return process
+
+    @property
+    def instance(self) -> int:
+        """Which of its release's processes this is (0 … replicas - 1)."""
+        if self.record is not None:
+            return self.record.instance
+        return self.spec.instance if self.spec is not None else 0
 
     @property
     def endpoint(self) -> str:

@@ -64,10 +64,11 @@ class Supervisor:
             shim_started=start_ticks(os.getpid()) or 0,
             boot_id=boot_id(),
             launch_id=spec.launch_id,
+            instance=spec.instance,
         )
         self.log = LogWriter(
             Path(spec.logs_dir),
-            spec.deployment_id,
+            spec.log_name,
             max_bytes=spec.limits.log_max_bytes,
             keep_deployments=spec.keep_deployments,
         )
@@ -125,6 +126,7 @@ class Supervisor:
             self._line("stderr", f"aether: cannot start the app: {exc}".encode())
             return 127
         self.record.app_pid = proc.pid
+        self.record.started_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         self._save("running")
         return self._pump(proc)
 
