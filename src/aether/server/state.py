@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store.database import Database
+from aether.upstream import Pool
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "[::1]")
@@ -79,6 +80,10 @@ class ServerState:
     # Whether the blob store refuses bytes that miss their checksum (probed at start-up):
     # then its checksum proves an upload; otherwise complete re-hashes the object.
     store_verifies_checksums: bool = False
+    # The Host-header proxy's keep-alive connections to apps (closed at shutdown).
+    upstream_pool: Pool = field(default_factory=Pool)
+    # aether.server.app_targets.AppTargets: where each app's requests go (made on first use).
+    app_targets: Any = None
 
     def app_url(self, app_name: str) -> str:
         return app_url(self.public_url, app_name)
