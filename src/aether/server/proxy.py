@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,14 +22,14 @@ import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aether import upstream as app_http
-from aether.errors import AetherError
+from aether.errors import AetherError, BadRequest
 from aether.server.errors import envelope_response
-from aether.server.ws_proxy import relay_websocket
+from aether.server.forwarding import check_framing, forwarded_headers
+from aether.server.ws_proxy import HANDSHAKE_HEADERS, relay_websocket
 from aether.store import rollouts
 
 log = logging.getLogger("aether.proxy")
 
-_APP_HOST = re.compile(r"^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)\.(.+?)(?::\d+)?$")
 _HOP_BY_HOP = {
     b"connection",
     b"keep-alive",
@@ -45,18 +44,6 @@ _HOP_BY_HOP = {
 # An app silent this long (no header, no body bytes) gets its request ended: 504 before the
 # response started, a cut-off body after.
 UPSTREAM_IDLE_SECS = 300.0
-
-
-def app_from_host(host: str, public_url: str | None) -> str | None:
-    """``hello.localhost:8080`` → ``hello``; also ``hello.<public host>``; else None."""
-    match = _APP_HOST.match(host.strip().lower())
-    if not match:
-        return None
-    app, parent = match[1], match[2]
-    public_host = (urlsplit(public_url).hostname or "").lower() if public_url else ""
-    if parent == "localhost" or (public_host and parent == public_host):
-        return app
-    return None
 
 
 def _host_header(scope: Scope) -> str:
@@ -77,11 +64,11 @@ class HostProxyMiddleware:
         state = _server_state(scope)
         app_name = None
         if scope["type"] in ("http", "websocket") and state is not None:
-            app_name = app_from_host(_host_header(scope), state.public_url)
+            app_name = state.hosts.app_from_host(_host_header(scope))
         if app_name is None:
             await self.app(scope, receive, send)
             return
-        await _proxy(state.db, app_name, scope, receive, send, self.idle_secs)
+        await _proxy(state, app_name, scope, receive, send, self.idle_secs)
 
 
 def _server_state(scope: Scope) -> Any:
@@ -90,8 +77,15 @@ def _server_state(scope: Scope) -> Any:
 
 
 async def _proxy(
-    db: Any, app_name: str, scope: Scope, receive: Receive, send: Send, idle_secs: float
+    state: Any, app_name: str, scope: Scope, receive: Receive, send: Send, idle_secs: float
 ) -> None:
+    db, state_trusted = state.db, state.settings.trusted_proxies
+    if scope["type"] == "http":
+        try:
+            check_framing(scope.get("headers", ()))
+        except BadRequest as exc:
+            await _error(scope, send, 400, exc.code, str(exc))
+            return
     try:
         target = await rollouts.running_endpoint(db, app_name)
     except AetherError:
@@ -116,11 +110,14 @@ async def _proxy(
         await _error(scope, send, 502, "bad_gateway", f"app {app_name!r} is not answering")
         return
     reader, writer = upstream
+    headers = _forwarded(scope, state_trusted)
     try:
         if scope["type"] == "websocket":
-            await relay_websocket(scope, receive, send, reader, writer, _host_header(scope))
+            await relay_websocket(
+                scope, receive, send, reader, writer, _host_header(scope), headers
+            )
         else:
-            await _exchange(scope, receive, send, reader, writer, idle_secs)
+            await _exchange(scope, receive, send, reader, writer, idle_secs, headers)
     finally:
         await app_http.close(writer)
 
@@ -137,9 +134,10 @@ async def _exchange(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     idle_secs: float,
+    headers: list[tuple[bytes, bytes]],
 ) -> None:
     conn = h11.Connection(h11.CLIENT)
-    writer.write(conn.send(_request(scope)))
+    writer.write(conn.send(_request(scope, headers)))
     more = True
     while more:
         message = await receive()
@@ -155,17 +153,27 @@ async def _exchange(
     await _relay_response(scope, conn, reader, send, idle_secs)
 
 
-def _request(scope: Scope) -> h11.Request:
-    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _HOP_BY_HOP]
+def _forwarded(scope: Scope, trusted_proxies: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    client = scope.get("client") or ("", 0)
+    scheme = scope.get("scheme", "http").replace("ws", "http")
+    return forwarded_headers(
+        scope.get("headers", ()),
+        drop=_HOP_BY_HOP if scope["type"] == "http" else HANDSHAKE_HEADERS,
+        client=str(client[0]),
+        scheme=scheme,
+        host=_host_header(scope),
+        trusted_proxies=trusted_proxies,
+    )
+
+
+def _request(scope: Scope, headers: list[tuple[bytes, bytes]]) -> h11.Request:
+    headers = list(headers)
     names = {k.lower() for k, _ in headers}
     chunked = any(k == b"transfer-encoding" for k, _ in scope.get("headers", ()))
     if b"content-length" not in names and (chunked or scope["method"] not in ("GET", "HEAD")):
         headers.append((b"transfer-encoding", b"chunked"))
-    client = scope.get("client") or ("", 0)
     headers += [
         (b"host", _host_header(scope).encode("latin-1") or b"localhost"),
-        (b"x-forwarded-for", str(client[0]).encode("latin-1")),
-        (b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")),
         (b"connection", b"close"),
     ]
     target = scope.get("raw_path") or scope["path"].encode("utf-8")
