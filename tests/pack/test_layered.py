@@ -45,7 +45,7 @@ def test_layers_split_node_modules_from_the_app(sample: Path, tmp_path: Path) ->
     app = [m.name for m in read_members(by_name["app"])]
     assert deps and all(n == "node_modules" or n.startswith("node_modules/") for n in deps)
     assert "index.js" in app and not any(n.startswith("node_modules") for n in app)
-    assert result.size_bytes == sum(layer.size for layer in manifest.layers)
+    assert result.size_bytes == sum(layer.size for layer in manifest.layers) + len(raw)
     report = verify_layered(result.artifact)
     assert report.digest == result.digest and len(report.layers) == 2
 

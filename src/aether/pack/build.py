@@ -204,7 +204,7 @@ class _Job:
         return PackResult(
             artifact=layout.artifact,
             digest=digest,
-            size_bytes=sum(layer.ref.size for layer in layers),
+            size_bytes=sum(layer.ref.size for layer in layers) + len(raw),
             manifest=layout.artifact,
             sbom=sbom,
             signature=layout.signature if signature_hex else None,
