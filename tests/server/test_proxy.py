@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from seeding import insert_artifact
-from starlette.testclient import TestClient
 
 from aether.errors import ConfigError
 from aether.server.hosts import Hosts
@@ -54,6 +53,7 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "host": self.headers.get("Host"),
                 "forwarded_proto": self.headers.get("X-Forwarded-Proto"),
                 "headers": {k.lower(): v for k, v in self.headers.items()},
+                "peer": list(self.client_address),
                 "body": body.decode(),
             }
         ).encode()
@@ -253,8 +253,13 @@ def test_a_trusted_proxys_forwarded_for_is_extended(make_api: Any, upstream: str
 
 
 def _from_address(api: ApiHarness, address: str, headers: dict[str, str]) -> dict[str, str]:
-    client = TestClient(api.client.app, client=(address, 5555))
-    response = client.get("/", headers={"Host": "hello.localhost:8080", **headers})
+    """A request whose peer is ``address`` (the TestClient's transport names the peer)."""
+    transport = api.client._transport  # type: ignore[attr-defined]
+    peer, transport.client = transport.client, (address, 5555)
+    try:
+        response = api.client.get("/", headers={"Host": "hello.localhost:8080", **headers})
+    finally:
+        transport.client = peer
     return response.json()["headers"]
 
 
@@ -318,3 +323,54 @@ def test_apps_domain_warnings(public_url: str, apps_domain: str | None, warned: 
 def test_the_apps_domain_may_not_be_the_apis_host() -> None:
     with pytest.raises(ConfigError, match="AETHER_APPS_DOMAIN"):
         Hosts.from_settings("https://api.example.com", "api.example.com")
+
+
+def test_upstream_connections_are_kept_open_between_requests(
+    api: ApiHarness, upstream: str
+) -> None:
+    api.run(_app_with, "hello", upstream)
+    peers = {tuple(proxied(api, "GET", f"/{n}", "hello").json()["peer"]) for n in range(5)}
+    posted = proxied(api, "POST", "/items", "hello", content=b"x" * 1000).json()
+    assert len(peers) == 1  # one connection served all five
+    assert tuple(posted["peer"]) in peers
+    assert posted["body"] == "x" * 1000
+
+
+class OneAnswerPerConnection(EchoHandler):
+    """Answers one request per connection, then closes it when the next one arrives without
+    answering: the race of a keep-alive connection the app closes while it is reused."""
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        self.rfile.readline()  # the next request: dropped unanswered
+
+
+@pytest.fixture
+def closing_upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OneAnswerPerConnection)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_request_that_meets_a_closed_pooled_connection_goes_again(
+    api: ApiHarness, closing_upstream: str
+) -> None:
+    api.run(_app_with, "flaky", closing_upstream)
+    answers = [proxied(api, "GET", "/a", "flaky") for _ in range(3)]
+    answers.append(proxied(api, "POST", "/b", "flaky", content=b"payload"))
+    assert [a.status_code for a in answers] == [200, 200, 200, 201]
+    assert answers[-1].json()["body"] == "payload"
+    assert len({tuple(a.json()["peer"]) for a in answers}) == 4  # each on a fresh connection
+
+
+def test_a_clients_connection_close_does_not_close_the_upstream(
+    api: ApiHarness, upstream: str
+) -> None:
+    api.run(_app_with, "hello", upstream)
+    first = proxied(api, "GET", "/", "hello", headers={"Connection": "close"}).json()
+    second = proxied(api, "GET", "/", "hello").json()
+    assert first["peer"] == second["peer"]  # the client's Connection header is not forwarded

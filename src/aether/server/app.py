@@ -138,6 +138,7 @@ class _Parts:
             finally:
                 state.stopping.set()
                 await _stop_background(tasks)
+                await state.upstream_pool.close()
 
     def _jobs(self) -> list[Background]:
         jobs = list(self.background)

@@ -17,6 +17,7 @@ from starlette.requests import HTTPConnection
 from aether.server.hosts import Hosts
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store.database import Database
+from aether.upstream import Pool
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
@@ -81,6 +82,10 @@ class ServerState:
     store_verifies_checksums: bool = False
     # aether.server.hosts.Hosts: the API's host and the apps domain (None only in tools)
     hosts: Any = None
+    # The Host-header proxy's keep-alive connections to apps (closed at shutdown).
+    upstream_pool: Pool = field(default_factory=Pool)
+    # aether.server.app_targets.AppTargets: where each app's requests go (made on first use).
+    app_targets: Any = None
 
     def app_url(self, app_name: str) -> str:
         domain = self.hosts.apps_domain if self.hosts is not None else None
