@@ -9,6 +9,7 @@ checks it).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -168,6 +169,12 @@ class ServerSettings:
     # None: the `node` on PATH (local runtime) or 20 (kubernetes)
     node_major: int | None = None
     runtime: str = "local"  # AETHER_RUNTIME, for the defaults above
+    # AETHER_APPS_DOMAIN: apps answer at <app>.<this>; None: localhost for a loopback API,
+    # else the API's own host (warned about: apps could set its cookies)
+    apps_domain: str | None = None
+    # AETHER_TRUSTED_PROXIES: CIDRs of proxies in front of the API whose X-Forwarded-* the
+    # app proxy extends; from anyone else those headers are replaced
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -191,12 +198,25 @@ class ServerSettings:
             target_platform=environ.get("AETHER_TARGET_PLATFORM") or None,
             node_major=env_optional_int(environ, "AETHER_NODE_MAJOR"),
             runtime=env_choice(environ, "AETHER_RUNTIME", "local", ("local", "kubernetes")),
+            apps_domain=environ.get("AETHER_APPS_DOMAIN") or None,
+            trusted_proxies=_networks(environ, "AETHER_TRUSTED_PROXIES"),
         )
 
     @property
     def scheme(self) -> str:
         """``https`` when a certificate is configured, else ``http``."""
         return "https" if self.tls_cert else "http"
+
+
+def _networks(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs (or single addresses), checked here so a typo fails at start."""
+    found = []
+    for entry in env_list(environ, name):
+        try:
+            found.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {entry!r} is not an IP network (CIDR)") from None
+    return tuple(found)
 
 
 def _baseline(environ: Mapping[str, str]) -> float | None:
