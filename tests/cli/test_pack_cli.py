@@ -13,6 +13,8 @@ from aether.cli.boundary import run
 from aether.pack import generate_keypair, verify_signature
 
 FIELDS = {
+    "format",
+    "layers",
     "artifact",
     "digest",
     "size_bytes",

@@ -45,7 +45,7 @@ def test_interrupted_multipart_upload_resumes_with_only_the_missing_parts(
 ) -> None:
     project = make_big_project(tmp_path / "app")
     resume_root = tmp_path / "uploads"
-    options = DeployOptions(wait=False, concurrency=1, resume_root=resume_root)
+    options = DeployOptions(wait=False, layered=False, concurrency=1, resume_root=resume_root)
 
     def interrupt_in_third_part(phase: str, done: int, total: int | None) -> None:
         if phase == "upload" and done > 2 * PART:
@@ -75,7 +75,9 @@ def test_interrupted_multipart_upload_resumes_with_only_the_missing_parts(
 def test_parallel_parts_upload_everything_once(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     project = make_big_project(tmp_path / "app")
     seen: list[int] = []
-    options = DeployOptions(wait=False, concurrency=4, resume_root=tmp_path / "uploads")
+    options = DeployOptions(
+        wait=False, layered=False, concurrency=4, resume_root=tmp_path / "uploads"
+    )
     result = deploy(
         _settings(server),
         project,

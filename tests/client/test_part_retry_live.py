@@ -109,7 +109,7 @@ def test_a_failed_part_is_retried_and_the_upload_completes(proxied, tmp_path: Pa
     result = deploy(
         settings_for(proxy_url, server.admin_token),
         project,
-        DeployOptions(wait=False, concurrency=2, resume_root=tmp_path / "uploads"),
+        DeployOptions(wait=False, layered=False, concurrency=2, resume_root=tmp_path / "uploads"),
         environ=server.env,
         on_progress=lambda phase, done, total: seen.append(done) if phase == "upload" else None,
     )

@@ -33,7 +33,9 @@ def test_fetch_with_a_pull_token_verifies_and_extracts(
     live_server: Callable[..., Any], tmp_path: Path
 ) -> None:
     server = live_server()
-    code, result = deploy(server.env, app_copy(tmp_path, "hello", "1.0.0"), "--no-wait")
+    # aether fetch serves the Kubernetes runtime, which deploys single-file artifacts
+    folder = app_copy(tmp_path, "hello", "1.0.0")
+    code, result = deploy(server.env, folder, "--no-wait", "--single-file")
     assert code == 0, result
     token_file = tmp_path / "token"
     token_file.write_text(asyncio.run(_pull_token(server.data_dir, result["deployment_id"])))

@@ -12,6 +12,7 @@ EXPECTED_TABLES = {
     "applications",
     "artifacts",
     "artifact_events",
+    "artifact_layers",
     "deployments",
     "deployment_events",
     "public_keys",

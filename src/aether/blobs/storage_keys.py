@@ -19,6 +19,14 @@ def storage_key(app: str, digest: str, compression: str) -> str:
     return f"artifacts/{app}/{digest}/{suffix}"
 
 
+def manifest_key(app: str, digest: str) -> str:
+    """``artifacts/<app>/<digest>/artifact.json``: a layered artifact's manifest."""
+    return f"artifacts/{app}/{digest}/{MANIFEST_NAME}"
+
+
+MANIFEST_NAME = "artifact.json"
+
+
 def check_key(key: str) -> str:
     """Reject keys that could escape a folder: absolute, empty segments, dots, backslashes."""
     parts = key.split("/")

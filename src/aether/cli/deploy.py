@@ -31,6 +31,13 @@ from aether.cli.output import emit, format_option
 )
 @click.option("--no-sbom", is_flag=True, help="Skip the CycloneDX SBOM.")
 @click.option(
+    "--layered/--single-file",
+    "layered",
+    default=None,
+    help="Layered artifact (deps and app layers; the default where the server takes it: a "
+    "code-only redeploy uploads only the app layer) or one self-contained archive.",
+)
+@click.option(
     "--env",
     "env_pairs",
     multiple=True,
@@ -59,6 +66,7 @@ def deploy(
     pack_only: bool,
     compression: str,
     no_sbom: bool,
+    layered: bool | None,
     env_pairs: tuple[str, ...],
     start_command: str | None,
     out: Path | None,
@@ -110,6 +118,7 @@ def deploy(
         native_check=not no_native_check,
         check=check,
         timeout_secs=timeout_secs,
+        layered=layered,
     )
     settings = ClientSettings.from_env(os.environ)
     progress = Progress()
@@ -143,10 +152,16 @@ def _notices(result: dict[str, Any]) -> None:
             )
 
 
+ARCHIVE_SUFFIXES = (".tar.zst", ".zst", ".tar.gz", ".tgz", ".gz", ".tar")
+
+
 def _pack_only(path: Path, options: Any, settings: Any, progress: Any) -> dict[str, Any]:
     from aether.client.deploy import pack_project
 
-    packed, _ = pack_project(path, options, settings, os.environ, progress)
+    layered = options.layered
+    if layered is None:  # as a deploy packs, unless --out names one archive file
+        layered = options.out is None or not options.out.name.endswith(ARCHIVE_SUFFIXES)
+    packed, _ = pack_project(path, options, settings, os.environ, progress, layered=layered)
     return packed.as_json()
 
 

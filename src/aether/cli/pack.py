@@ -31,6 +31,12 @@ from aether.cli.output import emit, format_option
 )
 @click.option("--no-sbom", is_flag=True, help="Do not write the CycloneDX SBOM.")
 @click.option(
+    "--layered",
+    is_flag=True,
+    help="Write a layered artifact (format 2: deps and app layers named by "
+    "app.artifact.json) instead of one self-contained archive.",
+)
+@click.option(
     "--platform",
     "platform_text",
     metavar="OS-CPU[-LIBC]",
@@ -56,6 +62,7 @@ def pack(
     out: Path | None,
     compression: str,
     no_sbom: bool,
+    layered: bool,
     platform_text: str | None,
     node_major: int | None,
     start_command: str | None,
@@ -81,6 +88,7 @@ def pack(
       aether pack app --compression gzip --out dist/
       aether pack --platform linux-arm64-glibc2.36 --node 22
       aether pack --check --health-path /healthz
+      aether pack --layered --out dist/     # dist/app.artifact.json + dist/layers/
     """
     from aether.cli.progress import Progress
     from aether.pack import PackOptions, build_artifact
@@ -99,6 +107,7 @@ def pack(
         require_start=check,
         signing_key=settings.signing_key,
         skip_unsafe=skip_unsafe,
+        layered=layered,
     )
     progress = Progress()
     try:
@@ -154,6 +163,12 @@ def render_pack_result(result_json: dict[str, Any]) -> str:
         f"sbom       {result_json['sbom'] or '-'}",
         f"signature  {result_json['signature'] or '-'}",
     ]
+    for layer in result_json.get("layers") or ():
+        reused = ", reused" if layer.get("reused") else ""
+        lines.append(
+            f"layer      {layer['name']:<5} sha256:{layer['digest'][:12]}… "
+            f"{_size(layer['size'])} ({layer['files']} files{reused})"
+        )
     if result_json.get("build"):
         lines.append(f"build      {build_summary(result_json)}")
     if spent:

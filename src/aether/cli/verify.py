@@ -39,8 +39,9 @@ def verify(
 ) -> None:
     """Check ARTIFACT against its manifest (and signature with --public-key).
 
-    Recomputes the digest, reads every entry and compares path, size, mode and blake3 with the
-    manifest. Exits 0 with a one-line summary, or 20 naming the first mismatch.
+    ARTIFACT is an archive, or the app.artifact.json of a layered artifact (then every
+    layer in layers/ beside it is checked). Recomputes the digest, reads every entry and
+    compares path, size, mode and blake3 with the manifest. Exits 0 with a one-line summary, or 20 naming the first mismatch.
 
     \b
     Examples:
@@ -48,7 +49,12 @@ def verify(
       aether verify app.tar.zst --public-key 3b6a27bc…
     """
     from aether.pack import verify_artifact
+    from aether.pack.verify import is_layered, verify_layered
 
+    if is_layered(artifact):
+        layered = verify_layered(artifact, public_key_hex=public_key, signature=signature)
+        emit(layered.as_json(), render_verify_result)
+        return
     report = verify_artifact(
         artifact, manifest=manifest, public_key_hex=public_key, signature=signature
     )

@@ -56,12 +56,31 @@ def boot_check(
     folder = Path(tempfile.mkdtemp(prefix="check-", dir=scratch))
     try:
         app = folder / "app"
-        safe_extract(artifact, app)
+        extract_any(artifact, app)
         package = read_json_file(app / "package.json") or {}
         command = start_command or default_start_command(package, lambda p: (app / p).is_file())
         return _run(app, command, health_path, environ, folder / "output.log", timeout_secs)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def extract_any(artifact: Path, dest: Path) -> None:
+    """An archive, or a layered artifact (its manifest file, layers beside it), into ``dest``."""
+    from aether.pack.verify import is_layered
+
+    if not is_layered(artifact):
+        safe_extract(artifact, dest)
+        return
+    from aether.pack.artifact_manifest import parse_artifact_manifest
+    from aether.pack.compose import extract_layers
+    from aether.pack.layered import layer_file
+
+    manifest = parse_artifact_manifest(artifact.read_bytes())
+    files = {
+        layer.name: layer_file(artifact.parent, layer.digest, layer.compression)
+        for layer in manifest.layers
+    }
+    extract_layers(manifest, files, dest)
 
 
 def _run(

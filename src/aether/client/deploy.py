@@ -67,6 +67,8 @@ class DeployOptions:
     timeout_secs: float = 180.0
     concurrency: int = 4  # parallel multipart parts
     resume_root: Path | None = None  # default: <cache dir>/uploads
+    # None: layered (format 2) when the server takes it, else one archive; False: one archive
+    layered: bool | None = None
 
 
 def resolve_app_name(project_dir: Path, explicit: str | None, settings: ClientSettings) -> str:
@@ -99,8 +101,9 @@ def deploy(
         config = _preflight(api, settings, options)
         preflight_ms = _ms_since(started)
         target = Target.from_json(config.get("target"))
+        layered = bool(config.get("layered_artifacts")) and options.layered is not False
         packed, timings = pack_project(
-            project_dir, options, settings, environ, on_progress, target=target
+            project_dir, options, settings, environ, on_progress, target=target, layered=layered
         )
         timings["upload"] += preflight_ms
         result = _ship(api, packed, app, options, config, timings, environ, on_progress, on_event)
@@ -173,6 +176,20 @@ def _ship(
     if stored:
         # a run that died between complete and cleanup may have left its resume record
         ResumeStore(_resume_root(options, environ)).forget(packed.digest)
+    elif packed.layered:
+        from aether.client.layers import upload_layered
+
+        result.update(
+            upload_layered(
+                api,
+                packed,
+                app,
+                config,
+                _resume_root(options, environ),
+                on_progress,
+                concurrency=options.concurrency,
+            )
+        )
     else:
         result.update(_upload(api, packed, app, options, config, environ, on_progress))
     timings["upload"] += _ms_since(clock)
@@ -211,6 +228,7 @@ def pack_project(
     on_progress: ProgressCallback | None,
     *,
     target: Target | None = None,
+    layered: bool = False,
 ) -> tuple[Any, dict[str, float]]:
     """Build the artifact as ``aether pack`` does, for ``target`` (None: this machine), into
     the build folder under the cache dir; also used by ``--pack-only``. With ``check``, boot
@@ -232,6 +250,7 @@ def pack_project(
             start_command=options.start_command,
             require_start=True,
             signing_key=settings.signing_key,
+            layered=layered,
         ),
         on_progress=on_progress,
         environ=environ,

@@ -12,14 +12,18 @@ cannot run on the target is removed again before anyone can upload it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aether.errors import ConfigError, IOFailure, UsageError
 from aether.pack.archive import gc_paused, write_archive
@@ -52,9 +56,14 @@ def build_artifact(
     environ = os.environ if environ is None else environ
     root = project_dir.expanduser().resolve()
     read_package_json(root)  # a usage error before anything else
+    layout = (
+        Layout.choose_layered(root, options.out)
+        if options.layered
+        else Layout.choose(root, options.out, options.compression)
+    )
     job = _Job(
         root=root,
-        layout=Layout.choose(root, options.out, options.compression),
+        layout=layout,
         options=options,
         environ=environ,
         epoch=_source_date_epoch(options, environ),
@@ -100,6 +109,8 @@ class _Job:
             start_warnings = check_start(
                 prepared, walker, self.options.start_command, required=self.options.require_start
             )
+        if self.options.layered:
+            return self._pack_layered(prepared, walker, start_warnings)
         with timed(self.timings, "pack"):
             contents, digest, size = self.pack(walker, plan)
         with timed(self.timings, "natives"):
@@ -137,6 +148,106 @@ class _Job:
             warnings=prepared.warnings + start_warnings + warnings,
         )
 
+    def _pack_layered(
+        self, prepared: Prepared, walker: Walker, start_warnings: tuple[str, ...]
+    ) -> PackResult:
+        """Format 2: the layers, the SBOM, then the artifact manifest and its signature."""
+        from aether.pack.layered import write_layers
+
+        layout = self.layout
+        assert layout.folder is not None  # choose_layered always names the folder
+        compression = self.options.compression
+        with timed(self.timings, "pack"):
+            layers = write_layers(
+                walker,
+                layout.folder,
+                compression,
+                self.epoch,
+                self.progress,
+                self._deps_cache(prepared),
+                # a workspace's node_modules links to its packages: one layer keeps them
+                split_deps=not prepared.tree.app_dir,
+            )
+        with timed(self.timings, "natives"):
+            merged = TreeContents()
+            for layer in layers:
+                if layer.contents is not None:  # a cached deps layer was checked when packed
+                    merged.files.extend(layer.contents.files)
+            warnings = self.check_natives(prepared, walker, merged)
+        tree = prepared.tree
+        with timed(self.timings, "sbom"):
+            sbom = write_sbom(
+                tree.root,
+                prepared.package,
+                layout,
+                self.options,
+                self._sbom_epoch(),
+                self.progress,
+                installed_root=tree.installed_root,
+            )
+        from aether.digests import sha256_file
+        from aether.pack.artifact_manifest import ArtifactManifest, artifact_digest
+        from aether.pack.manifest import write_bytes_atomic
+
+        manifest = ArtifactManifest(
+            layers=tuple(layer.ref for layer in layers),
+            source_date_epoch=self.epoch,
+            node_major=prepared.target.node_major,
+            sbom_sha256=sha256_file(sbom) if sbom is not None else None,
+        )
+        raw = manifest.encode()
+        digest = artifact_digest(raw)
+        write_bytes_atomic(layout.artifact, raw)
+        with timed(self.timings, "sign"):
+            signature_hex = write_signature(layout, self.options.signing_key, digest, self.progress)
+        contents_files = sum(layer.ref.files for layer in layers)
+        return PackResult(
+            artifact=layout.artifact,
+            digest=digest,
+            size_bytes=sum(layer.ref.size for layer in layers) + len(raw),
+            manifest=layout.artifact,
+            sbom=sbom,
+            signature=layout.signature if signature_hex else None,
+            signature_hex=signature_hex,
+            compression=compression,
+            files=contents_files,
+            bytes_in=sum(layer.ref.bytes for layer in layers),
+            timings_ms=self.timings,
+            build=_build_facts(prepared),
+            node_major=prepared.target.node_major,
+            start_command=prepared.start_command,
+            warnings=prepared.warnings + start_warnings + warnings,
+            layers=tuple(
+                {**layer.ref.as_json(), "path": str(layer.path), "reused": layer.reused}
+                for layer in layers
+            ),
+        )
+
+    def _deps_cache(self, prepared: Prepared) -> Any:
+        """Where the deps layer is cached: only for a staged build's own production install
+        mounted at node_modules (a project packed as it is has no key to trust)."""
+        from aether.pack.layered import deps_cache_key
+
+        tree = prepared.tree
+        if tree.deps is None or dict(tree.mounts).get("node_modules") is None:
+            return None
+        try:
+            ignore = (tree.root / ".aetherignore").read_bytes()
+        except OSError:
+            ignore = b""
+        extra = json.dumps(
+            [hashlib.sha256(ignore).hexdigest(), self.options.native_check, tree.excluded]
+        )
+        cache = self.options.cache_dir or cache_dir(self.environ)
+        return deps_cache_key(
+            cache,
+            tree.deps.key,
+            Path(dict(tree.mounts)["node_modules"]),
+            self.options.compression,
+            self.epoch,
+            extra,
+        )
+
     def walk(self, prepared: Prepared) -> tuple[Walker, Plan]:
         """List the top of the tree; the pack walks the rest as it writes."""
         self.progress("walk", 0, None)
@@ -171,6 +282,8 @@ class _Job:
             return tuple(f"native file {line}" for line in lines)
         for path in (self.layout.artifact, self.layout.manifest):
             path.unlink(missing_ok=True)
+        if self.options.layered and self.layout.folder is not None:
+            shutil.rmtree(self.layout.folder / "layers", ignore_errors=True)
         raise UsageError(_native_refusal(lines, prepared))
 
     def _sbom_epoch(self) -> int | None:

@@ -15,6 +15,7 @@ from aether.pack.compress import COMPRESSIONS, SUFFIXES
 from aether.pack.ignore import OUTPUT_DIR
 
 ARTIFACT_STEM = "app"
+ARTIFACT_MANIFEST = "app.artifact.json"  # a layered artifact's manifest in its folder
 _MATCHING_SUFFIXES = {"zstd": (".tar.zst", ".zst"), "gzip": (".tar.gz", ".tgz", ".gz")}
 _FILE_SUFFIXES = (*_MATCHING_SUFFIXES["zstd"], *_MATCHING_SUFFIXES["gzip"], ".tar")
 
@@ -72,6 +73,20 @@ class Layout:
                 f"*{SUFFIXES[compression]} or pick the other compression"
             )
         return cls(out)
+
+    @classmethod
+    def choose_layered(cls, project_dir: Path, out: Path | None) -> Layout:
+        """A layered artifact is a folder: the manifest, ``layers/`` and the files beside."""
+        if out is None:
+            folder = project_dir / OUTPUT_DIR
+        else:
+            folder = out.expanduser().resolve()
+            if folder.name.endswith(_FILE_SUFFIXES) and not folder.is_dir():
+                raise UsageError(
+                    f"--out {folder.name} names an archive; a layered artifact is written to a "
+                    "folder (pass --single-file for one self-contained archive)"
+                )
+        return cls(folder / ARTIFACT_MANIFEST, folder)
 
     def excluded_from(self, project_dir: Path) -> list[str]:
         """Relative paths of this pack's own outputs inside the project (never packed)."""

@@ -141,6 +141,11 @@ def write_text_atomic(path: Path, text: str) -> None:
     _write_atomic(path, lambda handle: handle.write(text))
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` exactly (no newline translation), through a temporary file."""
+    _write_atomic(path, lambda handle: handle.buffer.write(data))
+
+
 def _write_atomic(
     path: Path,
     write: Callable[[TextIO], object],

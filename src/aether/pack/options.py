@@ -27,6 +27,9 @@ class PackOptions:
     signing_key: str | None = None  # 64 hex seed or PEM path (AETHER_SIGNING_KEY)
     source_date_epoch: int | None = None  # None: SOURCE_DATE_EPOCH from the environment, or 0
     skip_unsafe: bool = False  # warn and skip unsafe entries instead of failing
+    # True: format 2, a manifest naming a deps and an app layer (docs/artifact-format.md);
+    # False: one self-contained archive (format 1)
+    layered: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,12 @@ class PackResult:
     node_major: int | None = None  # the Node.js major the artifact is built for
     start_command: str | None = None  # set when the app starts elsewhere than the root
     warnings: tuple[str, ...] = ()
+    # format 2: the layers (name, digest, size, path, reused from the local cache)
+    layers: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def layered(self) -> bool:
+        return bool(self.layers)
 
     def as_json(self) -> dict[str, Any]:
         """The seed's stable fields, paths as strings, and what the build did."""
@@ -64,4 +73,6 @@ class PackResult:
             "node_major": self.node_major,
             "start_command": self.start_command,
             "warnings": list(self.warnings),
+            "format": 2 if self.layers else 1,
+            "layers": [dict(layer) for layer in self.layers],
         }

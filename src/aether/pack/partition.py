@@ -55,7 +55,12 @@ class Plan:
 
 def plan_tree(walker: Walker, pieces: int = PLAN_PIECES) -> Plan:
     """The tree's top levels as pieces, folders opened breadth-first until ``pieces``."""
-    plan = [_piece(entry) for entry in walker.children(None)]
+    return plan_entries(walker, walker.children(None), pieces)
+
+
+def plan_entries(walker: Walker, top: Iterable[Entry], pieces: int = PLAN_PIECES) -> Plan:
+    """Like :func:`plan_tree`, for some of the tree's top entries (one layer's members)."""
+    plan = [_piece(entry) for entry in top]
     while len(plan) < pieces:
         opened: list[Piece] = []
         grew = False

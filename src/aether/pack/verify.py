@@ -161,3 +161,82 @@ def _describe(archive: tarfile.TarFile, member: tarfile.TarInfo) -> tuple[Any, .
     while chunk := handle.read(_CHUNK):
         hasher.update(chunk)
     return ("file", member.size, member.mode, hasher.hexdigest())
+
+
+@dataclass(frozen=True)
+class LayeredReport:
+    artifact: Path
+    digest: str
+    layers: tuple[VerifyReport, ...]
+    names: tuple[str, ...]
+    signature_verified: bool | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "format": 2,
+            "artifact": str(self.artifact),
+            "digest": self.digest,
+            "files": sum(layer.files for layer in self.layers),
+            "directories": sum(layer.directories for layer in self.layers),
+            "symlinks": sum(layer.symlinks for layer in self.layers),
+            "bytes": sum(layer.bytes for layer in self.layers),
+            "signature_verified": self.signature_verified,
+            "layers": [
+                {"name": name, **layer.as_json()}
+                for name, layer in zip(self.names, self.layers, strict=True)
+            ],
+        }
+
+
+def is_layered(path: Path) -> bool:
+    """``path`` holds a format-2 artifact manifest (sniffed from its first bytes)."""
+    from aether.pack.artifact_manifest import looks_like_manifest
+
+    try:
+        with path.open("rb") as handle:
+            return looks_like_manifest(handle.read(32))
+    except OSError:
+        return False
+
+
+def verify_layered(
+    manifest_file: Path,
+    *,
+    public_key_hex: str | None = None,
+    signature: Path | None = None,
+) -> LayeredReport:
+    """A format-2 artifact: the canonical manifest, its signature (with a key), then every
+    layer in ``layers/`` beside it against its digest and its file index."""
+    from aether.pack.artifact_manifest import artifact_digest, parse_artifact_manifest
+    from aether.pack.layered import layer_file
+
+    try:
+        raw = manifest_file.read_bytes()
+    except OSError as exc:
+        raise IOFailure(f"cannot read {manifest_file}: {exc.strerror or exc}") from exc
+    manifest = parse_artifact_manifest(raw)
+    digest = artifact_digest(raw)
+    verified = None
+    if public_key_hex is not None:
+        _check_signature(public_key_hex, digest, signature or signature_path(manifest_file))
+        verified = True
+    reports = []
+    for layer in manifest.layers:
+        path = layer_file(manifest_file.parent, layer.digest, layer.compression)
+        index = manifest_path(path)
+        if not path.is_file() or not index.is_file():
+            raise IntegrityError(f"the {layer.name} layer {path.name} or its index is missing")
+        if sha256_file(index) != layer.index_sha256:
+            raise IntegrityError(f"the {layer.name} layer's file index {index.name} was changed")
+        report = verify_artifact(path, manifest=index)
+        if report.tar_sha256 != layer.tar_sha256 or path.stat().st_size != layer.size:
+            raise IntegrityError(f"the {layer.name} layer does not match the artifact manifest")
+        reports.append(report)
+    return LayeredReport(
+        artifact=manifest_file,
+        digest=digest,
+        layers=tuple(reports),
+        names=tuple(layer.name for layer in manifest.layers),
+        signature_verified=verified,
+    )

@@ -20,6 +20,9 @@ from aether.errors import BadRequest, PayloadTooLarge
 
 TypeSpec = type | tuple[type, ...]
 MAX_INT = 2**63 - 1  # the largest integer PostgreSQL's bigint and SQLite's INTEGER hold
+# No field of ours needs more (a config value is at most 32 KiB); a longer string is a
+# mistake or an attack, refused before any route or column sees it.
+MAX_TEXT_CHARS = 65_536
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -99,10 +102,13 @@ def _as_tuple(spec: TypeSpec) -> tuple[type, ...]:
 
 
 def check_text(name: str, value: Any) -> None:
-    """Strings (also inside objects and arrays) must be storable text: no NUL character and
-    no lone surrogate (a JSON ``\\ud800`` escape), which no database column takes. Object
-    keys are checked for NUL only: a route that takes names checks them itself."""
+    """Strings (also inside objects and arrays) must be storable text: no NUL character, no
+    lone surrogate (a JSON ``\\ud800`` escape), which no database column takes, and at most
+    :data:`MAX_TEXT_CHARS` long. Object keys are checked for NUL and length only: a route
+    that takes names checks them itself."""
     if isinstance(value, str):
+        if len(value) > MAX_TEXT_CHARS:
+            raise BadRequest(f"field {name!r} is longer than {MAX_TEXT_CHARS} characters")
         if "\x00" in value:
             raise BadRequest(f"field {name!r} contains a NUL character")
         try:
@@ -111,8 +117,8 @@ def check_text(name: str, value: Any) -> None:
             raise BadRequest(f"field {name!r} holds a lone surrogate (not Unicode text)") from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                raise BadRequest(f"field {name!r} has a key with a NUL character")
+            if "\x00" in key or len(key) > MAX_TEXT_CHARS:
+                raise BadRequest(f"field {name!r} has a key with a NUL character or too long")
             check_text(name, item)
     elif isinstance(value, list):
         for item in value:

@@ -226,9 +226,11 @@ async def list_page(
 
 
 async def app_usage(db: Executor, app_id: str) -> tuple[int, int]:
-    """(stored artifact count, their total bytes) for one app."""
+    """(stored artifacts, layers not counted; the bytes of all its stored rows) for one app.
+    A layer is one row whoever names it, so shared bytes count once."""
     row = await db.fetch_one(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(size_bytes), 0) AS total FROM artifacts"
+        "SELECT COALESCE(SUM(CASE WHEN kind = 'layer' THEN 0 ELSE 1 END), 0) AS n,"
+        " COALESCE(SUM(size_bytes), 0) AS total FROM artifacts"
         " WHERE app_id = :app_id AND status = 'stored'",
         {"app_id": app_id},
     )
@@ -300,6 +302,13 @@ async def hand_over_shared(tx: Executor, app_id: str) -> dict[str, str]:
         " ORDER BY u.created_at DESC",
         {"app": app_id},
     )
+    # layers that other apps' artifacts name
+    rows += await tx.fetch_all(
+        "SELECT a.id, m.app_id FROM artifacts a JOIN artifact_layers l"
+        " ON l.layer_digest = a.digest JOIN artifacts m ON m.id = l.artifact_id"
+        " WHERE a.app_id = :app AND m.app_id <> :app ORDER BY m.created_at DESC",
+        {"app": app_id},
+    )
     new_owner: dict[str, str] = {}
     for row in rows:
         new_owner.setdefault(row["id"], row["app_id"])
@@ -332,9 +341,10 @@ async def protected_ids(db: Executor, app_id: str) -> set[str]:
 
 
 async def retention_candidates(db: Executor, app_id: str, *, keep: int) -> list[Row]:
-    """Stored artifacts beyond the newest ``keep`` of an app, oldest last, minus protected."""
+    """Stored artifacts beyond the newest ``keep`` of an app, oldest last, minus protected.
+    Layers are not artifacts: they go when no artifact names them any more."""
     rows = await db.fetch_all(
-        f"{_SELECT} WHERE a.app_id = :app_id AND a.status = 'stored'"
+        f"{_SELECT} WHERE a.app_id = :app_id AND a.status = 'stored' AND a.kind <> 'layer'"
         " ORDER BY a.completed_at DESC, a.id DESC",
         {"app_id": app_id},
     )

@@ -24,14 +24,15 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from aether.blobs.storage_keys import MANIFEST_NAME
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.sealing import KeyRing, key_source
 from aether.settings import WorkerSettings
-from aether.store import rollouts
+from aether.store import artifact_layers, rollouts
 from aether.store.database import Database, Row
 from aether.worker.outcomes import Retry
 from aether.worker.plan import Action, Deploy, KeepWorkload, MarkRunning, Supersede
-from aether.worker.runtimes.base import EventSink, Release, Runtime
+from aether.worker.runtimes.base import EventSink, LayerSource, Release, Runtime
 
 log = logging.getLogger("aether.worker")
 
@@ -231,6 +232,17 @@ class Applier:
             api_url=self.public_url,
             pull_token=await self._pull_token(row["id"]),
             owner=row.get("app_owner"),
+            layers=await self._layers(row),
+        )
+
+    async def _layers(self, row: Row) -> tuple[LayerSource, ...]:
+        """The layers of a layered artifact (whose object is its manifest), else ()."""
+        if not str(row["storage_key"] or "").endswith("/" + MANIFEST_NAME):
+            return ()
+        rows = await artifact_layers.layers_of(self.db, row["digest"])
+        return tuple(
+            LayerSource(r["name"], r["digest"], r["storage_key"], r["compression"] or "zstd")
+            for r in rows
         )
 
     async def _pull_token(self, deployment_id: str) -> Any:

@@ -18,7 +18,8 @@ COMPLETE_FAILURES = Counter(
     "artifact_complete_failures_total", "Completes that failed (verification, quota, storage)"
 )
 UPLOAD_BYTES = Counter(
-    "artifact_upload_bytes_total", "Bytes persisted through the legacy direct upload"
+    "artifact_upload_bytes_total",
+    "Bytes of newly stored objects (presigned, multipart and direct uploads, manifests)",
 )
 DIGEST_MISMATCHES = Counter(
     "artifact_digest_mismatch_total", "Uploads whose size, recorded sha256 or re-hash mismatched"

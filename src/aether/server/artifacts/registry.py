@@ -312,6 +312,8 @@ async def _store(
         ) from exc
     _check_same_digest(done.first_use, completion.digest)
     if done.won:
+        # every path that stores bytes counts them: presigned, multipart and direct uploads
+        metrics.UPLOAD_BYTES.inc(completion.size_bytes)
         _stored(state, done.row)
     return answer(done.row, duplicate=not done.won)
 
@@ -330,6 +332,64 @@ async def abort_multipart(state: ServerState, row: Row, upload_id: str) -> None:
     await state.blobs.abort_multipart(row["storage_key"], upload_id)
     if row["upload_id"] == upload_id:
         await artifact_store.delete_pending(state.db, row["id"])
+
+
+# --- layered artifacts ------------------------------------------------------------------------
+
+
+async def register_manifest(
+    state: ServerState, app: Row, raw: bytes, signature: str | None
+) -> dict[str, Any]:
+    """Store a layered artifact's manifest once every layer it names is stored.
+
+    The manifest must be canonical (its digest is the sha256 of these exact bytes). The
+    manifest object is written before its row, so a stored row always has its object.
+    """
+    import io
+
+    from aether.blobs.storage_keys import manifest_key
+    from aether.pack.artifact_manifest import artifact_digest, parse_artifact_manifest
+    from aether.store import artifact_layers as layer_store
+
+    signature = check_signature_format(signature)
+    try:
+        manifest = parse_artifact_manifest(raw)
+    except AetherError as exc:
+        raise BadRequest(f"manifest: {exc.message}") from exc
+    digest = artifact_digest(raw)
+    stored = await artifact_store.get_stored(state.db, digest)
+    if stored is not None:
+        return {**await _duplicate(state, stored, signature), "layers": _layers_answer(manifest)}
+    await check_quota(state, app, len(raw))
+    key = manifest_key(app["name"], digest)
+    await state.blobs.put_file(key, io.BytesIO(raw), sha256=digest)
+    metrics.UPLOAD_BYTES.inc(len(raw))
+    public_keys = await public_key_store.active_keys(state.db, app["id"])
+    verified = signature_matches(public_keys, digest, signature)
+    row, created = await layer_store.register(
+        state.db,
+        app_id=app["id"],
+        digest=digest,
+        size_bytes=len(raw),
+        storage_key=key,
+        compression=manifest.layers[-1].compression,
+        layers=[
+            layer_store.NamedLayer(layer.name, layer.digest, layer.size)
+            for layer in manifest.layers
+        ],
+        signature=signature,
+        verified=verified,
+    )
+    if created:
+        _stored(state, row)
+    return {**answer(row, duplicate=not created), "layers": _layers_answer(manifest)}
+
+
+def _layers_answer(manifest: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": layer.name, "digest": layer.digest, "size_bytes": layer.size}
+        for layer in manifest.layers
+    ]
 
 
 # --- the legacy direct upload ------------------------------------------------------------------
@@ -370,7 +430,4 @@ async def store_direct(
     )
     public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, digest, signature)
-    result = await _store(state, row, Completion(digest, size, signature), signature, verified)
-    if not result["duplicate"]:
-        metrics.UPLOAD_BYTES.inc(size)
-    return result
+    return await _store(state, row, Completion(digest, size, signature), signature, verified)

@@ -11,6 +11,7 @@ import logging
 from aether.errors import AetherError, Conflict
 from aether.server.artifacts import metrics
 from aether.server.state import ServerState
+from aether.store import artifact_layers as layer_store
 from aether.store import artifacts as artifact_store
 from aether.store.database import Row
 
@@ -30,6 +31,7 @@ async def apply_retention(state: ServerState, app_id: str) -> int:
     for row in await artifact_store.retention_candidates(state.db, app_id, keep=keep):
         if await _delete_one(state, row, keep):
             removed += 1
+    removed += await delete_orphaned_layers(state)
     if removed:
         await refresh_artifact_gauge(state)
     return removed
@@ -54,3 +56,16 @@ async def _delete_one(state: ServerState, row: Row, keep: int) -> bool:
     except AetherError as exc:  # the row is gone; an orphan object is only wasted space
         log.warning("retention could not delete object %s: %s", row["storage_key"], exc)
     return True
+
+
+async def delete_orphaned_layers(state: ServerState) -> int:
+    """Delete the layers no stored artifact names any more (rows and objects)."""
+    removed = 0
+    for row in await layer_store.orphaned_layers(state.db):
+        try:
+            if await layer_store.delete_if_orphaned(state.db, row, state.blobs.delete):
+                removed += 1
+                metrics.EVENTS.inc()
+        except AetherError as exc:  # the object could not be deleted: row kept, next pass
+            log.warning("could not delete layer object %s: %s", row["storage_key"], exc)
+    return removed

@@ -131,7 +131,18 @@ async def multipart_parts(request: Request) -> JSONResponse:
     return JSONResponse({"parts": listed})
 
 
+async def register_manifest(request: Request) -> JSONResponse:
+    body = await read_json(
+        request, required={"app_name": str, "manifest": str}, optional=_CLAIM_OPTIONAL
+    )
+    state = get_state(request)
+    app, _ = await app_for_upload(request, state, body["app_name"])
+    raw = body["manifest"].encode("utf-8")
+    return JSONResponse(await registry.register_manifest(state, app, raw, body.get("signature")))
+
+
 ROUTES = [
+    Route("/artifacts/manifests", register_manifest, methods=["POST"]),
     Route("/artifacts/presign", presign, methods=["POST"]),
     Route("/artifacts/complete", complete, methods=["POST"]),
     Route("/artifacts/multipart/init", multipart_init, methods=["POST"]),
@@ -160,6 +171,28 @@ _UPLOAD_ERRORS = (400, 401, 403, 409, 503)
 _DIGEST_PARAMS = [param("upload_id"), param("digest", "query", _DIGEST, required=True)]
 
 OPENAPI = {
+    "/artifacts/manifests": {
+        "post": operation(
+            "Register a layered artifact: its canonical manifest, once every layer it names"
+            " is stored (docs/artifact-format.md); the artifact digest is the manifest's sha256",
+            request=obj(
+                {"app_name": STR, "manifest": STR},
+                {"signature": NULLABLE_STR, "idempotency_key": NULLABLE_STR},
+            ),
+            response=obj(
+                {
+                    "artifact_id": STR,
+                    "digest": STR,
+                    "duplicate": BOOL,
+                    "verified": BOOL,
+                    "storage_key": STR,
+                    "status": STR,
+                    "layers": {"type": "array", "items": {"type": "object"}},
+                }
+            ),
+            errors=_UPLOAD_ERRORS,
+        )
+    },
     "/artifacts/presign": {
         "post": operation(
             "Presign a single-part upload (method NONE when the digest is already stored)",

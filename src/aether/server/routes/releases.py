@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from aether.errors import BadRequest, NotFound
+from aether.errors import NotFound
 from aether.models import (
     Release,
     ReleasePage,
@@ -19,7 +19,7 @@ from aether.models import (
 )
 from aether.server import releasing
 from aether.server.auth import require_app_access, require_role
-from aether.server.jsonbody import body_types, read_json
+from aether.server.jsonbody import MAX_INT, body_types, int_param, read_json
 from aether.server.openapi import operation, param, schema
 from aether.server.responses import JSONResponse
 from aether.server.state import get_state
@@ -36,10 +36,7 @@ def _int_param(request: Request, name: str, *, low: int, high: int | None = None
     if raw is None or raw == "":
         return None
     text = raw[1:] if name == "before" and raw[:1] in ("v", "V") else raw
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
-        limit = f" to {high}" if high is not None else " or more"
-        raise BadRequest(f"query parameter {name!r} must be an integer from {low}{limit}")
-    return int(text)
+    return int_param(text, name, default=low, minimum=low, maximum=high or MAX_INT)
 
 
 async def list_releases(request: Request) -> JSONResponse:

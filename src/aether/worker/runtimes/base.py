@@ -15,6 +15,16 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class LayerSource:
+    """One layer of a layered artifact, where the blob store holds it."""
+
+    name: str  # "deps" | "app"
+    digest: str
+    storage_key: str | None  # None: no longer stored
+    compression: str
+
+
+@dataclass(frozen=True)
 class Release:
     """One deployment as the runtime needs it."""
 
@@ -33,6 +43,8 @@ class Release:
     api_url: str | None = None  # for runtimes whose pods fetch from the control plane
     pull_token: str | None = None  # deployment-scoped, read-only token for that fetch
     owner: str | None = None  # the app's owner (a user id): who may share an unisolated host
+    # a layered artifact's layers (``storage_key`` then holds its manifest); () for an archive
+    layers: tuple[LayerSource, ...] = ()
 
 
 @dataclass(frozen=True)

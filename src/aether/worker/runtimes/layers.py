@@ -121,6 +121,11 @@ def adopt_layer(release: Path, layers_dir: Path, layer: str) -> None:
     link_layer(release, layers_dir, layer)
 
 
+def mark_complete(layers_dir: Path, layer: str) -> None:
+    """A layer folder extracted whole (from a layered artifact's deps layer)."""
+    (layers_dir / layer / _COMPLETE).touch()
+
+
 def link_layer(release: Path, layers_dir: Path, layer: str) -> None:
     os.symlink(layer_path(layers_dir, layer), release / LAYER_ROOT, target_is_directory=True)
 

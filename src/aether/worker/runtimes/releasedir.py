@@ -89,6 +89,26 @@ async def prepare(
         return folder
     if blobs is None:
         raise Retry("the blob store is not open yet", delay=1.0)
+    if release.layers:
+        from aether.worker.runtimes.layered import prepare_layered
+
+        done = await prepare_layered(
+            release,
+            folder,
+            apps_dir / release.app_name,
+            blobs,
+            record,
+            signature=lambda: check_signature(release, required=require_signature),
+            limits=limits or ExpansionLimits(),
+        )
+        write_marker(
+            folder,
+            digest=release.digest,
+            deployment_id=release.deployment_id,
+            app_name=release.app_name,
+        )
+        await record("extracted", done)
+        return folder
     suffix = ".tar.gz" if release.compression == "gzip" else ".tar.zst"
     download = apps_dir / release.app_name / f".{release.deployment_id}{suffix}.part"
     download.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +131,11 @@ async def prepare(
     )
     await record("extracted", done)
     return folder
+
+
+async def download(blobs: BlobStore, key: str, dest: Path) -> None:
+    """Fetch one object, with the worker's outcomes for its failures."""
+    await _download(blobs, key, dest)
 
 
 async def _download(blobs: BlobStore, key: str, dest: Path) -> None:

@@ -1,0 +1,98 @@
+"""Shipping a layered artifact: each layer the server lacks, then the manifest.
+
+Per layer, ``HEAD /artifacts/{digest}``; only a missing layer is uploaded (presigned, or
+multipart when big, as any artifact). Then ``POST /artifacts/manifests`` registers the
+artifact. A layer that the server's garbage collection removed between the ``HEAD`` and the
+registration is answered 409: its layers are checked and uploaded again, once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aether.client.api import ApiClient
+from aether.client.transfer import ProgressCallback, UploadRequest
+from aether.client.upload import upload_artifact
+from aether.errors import RemoteError
+
+_ATTEMPTS = 2
+
+
+def upload_layered(
+    api: ApiClient,
+    packed: Any,
+    app: str,
+    config: dict[str, Any],
+    resume_root: Path,
+    on_progress: ProgressCallback | None,
+    *,
+    concurrency: int = 4,
+) -> dict[str, Any]:
+    """Upload the missing layers and register the manifest; the deploy result's fields."""
+    reports: dict[str, dict[str, Any]] = {}
+    for attempt in range(_ATTEMPTS):
+        for layer in packed.layers:
+            report = _ship_layer(api, layer, app, config, resume_root, on_progress, concurrency)
+            if layer["digest"] not in reports or report["uploaded"]:
+                reports[layer["digest"]] = report
+        try:
+            registered = register_manifest(api, packed, app)
+            break
+        except RemoteError as exc:
+            if exc.http_status != 409 or attempt == _ATTEMPTS - 1:
+                raise
+    layers = [reports[layer["digest"]] for layer in packed.layers]
+    uploaded = sum(layer["uploaded_bytes"] for layer in layers)
+    return {
+        "uploaded_bytes": uploaded + registered["manifest_bytes"],
+        "skipped_upload": not any(layer["uploaded"] for layer in layers),
+        "layers": layers,
+    }
+
+
+def _ship_layer(
+    api: ApiClient,
+    layer: dict[str, Any],
+    app: str,
+    config: dict[str, Any],
+    resume_root: Path,
+    on_progress: ProgressCallback | None,
+    concurrency: int,
+) -> dict[str, Any]:
+    digest = layer["digest"]
+    fields = {"name": layer["name"], "digest": digest, "size_bytes": layer["size"]}
+    if api.exists(f"/artifacts/{digest}"):
+        return {**fields, "uploaded": False, "uploaded_bytes": 0}
+    if on_progress is not None:
+        on_progress("upload", 0, layer["size"])
+    result = upload_artifact(
+        api,
+        UploadRequest(
+            artifact=Path(layer["path"]),
+            app_name=app,
+            digest=digest,
+            size_bytes=layer["size"],
+            compression="gzip" if layer["media_type"].endswith("+gzip") else "zstd",
+        ),
+        config=config,
+        resume_root=resume_root,
+        on_progress=on_progress,
+        concurrency=concurrency,
+    )
+    return {
+        **fields,
+        "uploaded": not result.skipped,
+        "uploaded_bytes": result.uploaded_bytes,
+        "multipart": result.multipart,
+    }
+
+
+def register_manifest(api: ApiClient, packed: Any, app: str) -> dict[str, Any]:
+    """``POST /artifacts/manifests`` with the manifest's exact bytes (and the signature)."""
+    raw = Path(packed.artifact).read_bytes()
+    body: dict[str, Any] = {"app_name": app, "manifest": raw.decode("utf-8")}
+    if packed.signature_hex:
+        body["signature"] = packed.signature_hex
+    answer = api.post("/artifacts/manifests", body)
+    return {**answer, "manifest_bytes": 0 if answer.get("duplicate") else len(raw)}

@@ -1,0 +1,256 @@
+"""Write a staged tree as the layers of a format-2 artifact: ``deps`` and ``app``.
+
+``deps`` is the top-level ``node_modules`` (the production install), ``app`` every other
+member; each is a deterministic archive written the way a single-file artifact is (same walk,
+tar codec and compressor), so extracting both into one folder gives the tree. Beside each
+layer ``L`` in ``<out>/layers/`` lies its file index ``L.manifest.json`` (format
+``aether-manifest/1``: path, size, mode and blake3 of every file).
+
+The deps layer of a staged build is cached under ``<cache>/layers/<key>/``, keyed by the
+dependency set's own key (lockfile bytes, package manager and flags, target platform, Node.js
+major), the compression, ``SOURCE_DATE_EPOCH`` and the ignore rules, and kept only while a
+fingerprint of the installed tree (every entry's path, type, size and mtime) is unchanged: a
+hand-edited install is noticed and packed again. A code-only redeploy therefore reads and
+compresses the app's files alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aether.digests import sha256_file
+from aether.errors import IOFailure
+from aether.pack.archive import write_archive
+from aether.pack.artifact_manifest import APP, DEPS, MEDIA_TYPES, LayerRef
+from aether.pack.compress import SUFFIXES
+from aether.pack.layout import manifest_path
+from aether.pack.manifest import build_manifest, write_manifest
+from aether.pack.packer import TreeContents
+from aether.pack.partition import plan_entries
+from aether.pack.walk import Walker
+
+Progress = Callable[[str, int, int | None], None]
+LAYERS_DIR = "layers"
+DEPS_ROOT = "node_modules"
+CACHE_FORMAT = 1  # bump when what a cached deps layer holds changes
+_FACTS = "facts.json"
+
+
+@dataclass(frozen=True)
+class WrittenLayer:
+    ref: LayerRef
+    path: Path  # <out>/layers/<digest><suffix>
+    reused: bool  # taken from the local layer cache, not packed
+    contents: TreeContents | None  # the members' records (None when reused)
+
+
+@dataclass(frozen=True)
+class DepsCacheKey:
+    """Where a deps layer may be cached, and the fingerprint it must still match."""
+
+    folder: Path
+    installed: Path  # the node_modules folder the layer is made of
+
+
+def layer_file(out: Path, digest: str, compression: str) -> Path:
+    return out / LAYERS_DIR / f"{digest}{SUFFIXES[compression]}"
+
+
+def write_layers(
+    walker: Walker,
+    out: Path,
+    compression: str,
+    epoch: int,
+    progress: Progress,
+    deps_cache: DepsCacheKey | None,
+    *,
+    split_deps: bool = True,
+) -> list[WrittenLayer]:
+    """The artifact's layers (deps first, when the tree has a top-level node_modules and
+    ``split_deps``; otherwise the app layer holds everything)."""
+    top = walker.children(None)
+    deps_top = [entry for entry in top if entry.path == DEPS_ROOT and split_deps]
+    app_top = [entry for entry in top if entry not in deps_top]
+    folder = out / LAYERS_DIR
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IOFailure(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+    layers = []
+    if deps_top:
+        cached = _cached_deps(deps_cache, out, compression) if deps_cache else None
+        if cached is None:
+            cached = _write_layer(DEPS, walker, deps_top, out, compression, epoch, progress)
+            if deps_cache is not None:
+                _remember_deps(deps_cache, cached)
+        layers.append(cached)
+    layers.append(_write_layer(APP, walker, app_top, out, compression, epoch, progress))
+    _prune(folder, {layer.path.name for layer in layers})
+    return layers
+
+
+def _write_layer(
+    name: str,
+    walker: Walker,
+    top: list,  # type: ignore[type-arg]
+    out: Path,
+    compression: str,
+    epoch: int,
+    progress: Progress,
+) -> WrittenLayer:
+    progress("pack", 0, None)
+    plan = plan_entries(walker, top)
+    folder = out / LAYERS_DIR
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
+    except OSError as exc:
+        raise IOFailure(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            contents, tar_sha256, digest, size = write_archive(
+                plan,
+                walker,
+                handle,
+                compression,
+                epoch,
+                on_progress=lambda done, total: progress("pack", done, total),
+            )
+        os.chmod(temp, 0o644)
+        path = layer_file(out, digest, compression)
+        index = manifest_path(path)
+        write_manifest(
+            index,
+            build_manifest(
+                contents,
+                artifact_name=path.name,
+                compression=compression,
+                digest=digest,
+                tar_sha256=tar_sha256,
+                size_bytes=size,
+                source_date_epoch=epoch,
+            ),
+        )
+        os.replace(temp, path)
+    except OSError as exc:
+        raise IOFailure(f"cannot write the {name} layer: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    ref = LayerRef(
+        name=name,
+        digest=digest,
+        size=size,
+        media_type=MEDIA_TYPES[compression],
+        tar_sha256=tar_sha256,
+        index_sha256=sha256_file(index),
+        files=len(contents.files),
+        bytes=contents.bytes_in,
+    )
+    return WrittenLayer(ref, path, reused=False, contents=contents)
+
+
+# --- the local deps layer cache ------------------------------------------------------------
+
+
+def deps_cache_key(
+    cache: Path, deps_key: str, installed: Path, compression: str, epoch: int, extra: str
+) -> DepsCacheKey:
+    """The cache folder for a deps layer; ``extra`` holds what else shapes it (ignore rules,
+    the native check)."""
+    text = json.dumps([CACHE_FORMAT, deps_key, compression, epoch, extra])
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return DepsCacheKey(cache / "layers" / key, installed)
+
+
+def fingerprint(folder: Path) -> str:
+    """A cheap digest of a tree: every entry's relative path, type, size and mtime (no
+    contents): any file added, removed, resized or rewritten changes it."""
+    hasher = hashlib.sha256()
+    stack = [(os.fspath(folder), "")]
+    while stack:
+        path, rel = stack.pop()
+        try:
+            with os.scandir(path) as found:
+                entries = sorted(found, key=lambda entry: entry.name)
+        except OSError:
+            hasher.update(f"unreadable {rel}\n".encode())
+            continue
+        for entry in entries:
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            line = f"{rel}{entry.name}\0{stat.st_mode:o}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+            hasher.update(line.encode("utf-8", "surrogateescape"))
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, f"{rel}{entry.name}/"))
+    return hasher.hexdigest()
+
+
+def _cached_deps(key: DepsCacheKey, out: Path, compression: str) -> WrittenLayer | None:
+    try:
+        facts = json.loads((key.folder / _FACTS).read_text(encoding="utf-8"))
+        ref = LayerRef(**facts["layer"])
+        if facts["fingerprint"] != fingerprint(key.installed):
+            return None
+        source = key.folder / f"layer{SUFFIXES[compression]}"
+        if source.stat().st_size != ref.size:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    target = layer_file(out, ref.digest, compression)
+    try:
+        _place(source, target)
+        _place(manifest_path(source), manifest_path(target))
+    except OSError:
+        return None
+    return WrittenLayer(ref, target, reused=True, contents=None)
+
+
+def _place(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy across file systems)."""
+    if target.exists() and os.path.samefile(source, target):
+        return
+    temp = target.with_name(f".{target.name}.link")
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    try:
+        os.link(source, temp)
+    except OSError:
+        shutil.copyfile(source, temp)
+    os.replace(temp, target)
+
+
+def _remember_deps(key: DepsCacheKey, layer: WrittenLayer) -> None:
+    """Keep a fresh deps layer for the next pack; a cache that cannot be written is no error."""
+    suffix = layer.path.name[len(layer.ref.digest) :]
+    staging = key.folder.with_name(key.folder.name + ".partial")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        _place(layer.path, staging / f"layer{suffix}")
+        _place(manifest_path(layer.path), manifest_path(staging / f"layer{suffix}"))
+        facts = {"layer": layer.ref.as_json(), "fingerprint": fingerprint(key.installed)}
+        (staging / _FACTS).write_text(json.dumps(facts, sort_keys=True), encoding="utf-8")
+        shutil.rmtree(key.folder, ignore_errors=True)
+        os.replace(staging, key.folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _prune(folder: Path, keep: set[str]) -> None:
+    """Remove layers (and their indexes) of earlier packs from the output folder."""
+    for entry in folder.iterdir():
+        name = entry.name.removesuffix(".manifest.json")
+        if name not in keep and not entry.name.startswith("."):
+            with contextlib.suppress(OSError):
+                entry.unlink()
