@@ -9,6 +9,7 @@ checks it).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -174,6 +175,12 @@ class ServerSettings:
     # AETHER_LOG_RETENTION_BYTES: each app keeps at most this many bytes of log lines
     # (its oldest go first; 0 = no limit)
     log_retention_bytes: int = 256 * 1024 * 1024
+    # AETHER_APPS_DOMAIN: apps answer at <app>.<this>; None: localhost for a loopback API,
+    # else the API's own host (warned about: apps could set its cookies)
+    apps_domain: str | None = None
+    # AETHER_TRUSTED_PROXIES: CIDRs of proxies in front of the API whose X-Forwarded-* the
+    # app proxy extends; from anyone else those headers are replaced
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -199,12 +206,25 @@ class ServerSettings:
             runtime=env_choice(environ, "AETHER_RUNTIME", "local", ("local", "kubernetes")),
             log_retention_days=env_float(environ, "AETHER_LOG_RETENTION_DAYS", 7.0),
             log_retention_bytes=env_int(environ, "AETHER_LOG_RETENTION_BYTES", 256 * 1024 * 1024),
+            apps_domain=environ.get("AETHER_APPS_DOMAIN") or None,
+            trusted_proxies=_networks(environ, "AETHER_TRUSTED_PROXIES"),
         )
 
     @property
     def scheme(self) -> str:
         """``https`` when a certificate is configured, else ``http``."""
         return "https" if self.tls_cert else "http"
+
+
+def _networks(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs (or single addresses), checked here so a typo fails at start."""
+    found = []
+    for entry in env_list(environ, name):
+        try:
+            found.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {entry!r} is not an IP network (CIDR)") from None
+    return tuple(found)
 
 
 def _baseline(environ: Mapping[str, str]) -> float | None:

@@ -24,6 +24,7 @@ from aether.server import routes, ui
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
+from aether.server.hosts import Hosts
 from aether.server.proxy import HostProxyMiddleware
 from aether.server.read_cache import ReadCache, follow_changes
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
@@ -75,7 +76,10 @@ def create_app(
         background=tuple(background),
         run_migrations=run_migrations,
         keyring=keyring,
+        hosts=Hosts.from_settings(public_url, settings.apps_domain),
     )
+    for warning in parts.hosts.warnings():
+        log.warning("%s", warning)
     return Starlette(
         routes=[*routes.ROUTES, *ui.ROUTES],
         middleware=[
@@ -101,6 +105,7 @@ class _Parts:
     background: tuple[Background, ...]
     run_migrations: bool
     keyring: KeyRing | None
+    hosts: Hosts
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -120,6 +125,7 @@ class _Parts:
                 auth_cache=TokenCache(self.settings.auth_cache_secs),
                 read_cache=ReadCache(self.settings.read_cache_secs),
                 store_verifies_checksums=verifies,
+                hosts=self.hosts,
             )
             app.state.aether = state
             tasks = [_start_background(job, state) for job in self._jobs()]
@@ -128,6 +134,7 @@ class _Parts:
             finally:
                 state.stopping.set()
                 await _stop_background(tasks)
+                await state.upstream_pool.close()
 
     def _jobs(self) -> list[Background]:
         jobs = list(self.background)

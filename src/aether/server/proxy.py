@@ -3,8 +3,8 @@ process, so an app's URL survives redeploys. Requests for other hosts pass throu
 
 The target is the endpoint of the app's newest ``running`` deployment, read from the store on
 every request: the worker flips it in one transaction at cutover, before the old process is
-stopped. Request and response bodies stream both ways (HTTP/1.1 framing by ``h11``; one
-upstream connection per request). When the upstream refuses the connection the endpoint is
+stopped. Request and response bodies stream both ways (HTTP/1.1 framing by ``h11``), over
+upstream connections kept open between requests (:class:`aether.upstream.Pool`). When the upstream refuses the connection the endpoint is
 looked up once more and the request retried if it moved (a cutover in between). No app →
 404, nothing running → 503, upstream unreachable → 502, silent for 5 minutes → 504, all as
 the JSON error envelope. WebSocket upgrades are relayed too (:mod:`aether.server.ws_proxy`);
@@ -13,9 +13,8 @@ when a WebSocket's app cannot be reached the upgrade is refused (403).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,14 +22,14 @@ import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aether import upstream as app_http
-from aether.errors import AetherError
+from aether.errors import AetherError, BadRequest
+from aether.server.app_targets import AppTargets, Target
 from aether.server.errors import envelope_response
-from aether.server.ws_proxy import relay_websocket
-from aether.store import rollouts
+from aether.server.forwarding import check_framing, forwarded_headers
+from aether.server.ws_proxy import HANDSHAKE_HEADERS, relay_websocket
 
 log = logging.getLogger("aether.proxy")
 
-_APP_HOST = re.compile(r"^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)\.(.+?)(?::\d+)?$")
 _HOP_BY_HOP = {
     b"connection",
     b"keep-alive",
@@ -45,18 +44,9 @@ _HOP_BY_HOP = {
 # An app silent this long (no header, no body bytes) gets its request ended: 504 before the
 # response started, a cut-off body after.
 UPSTREAM_IDLE_SECS = 300.0
-
-
-def app_from_host(host: str, public_url: str | None) -> str | None:
-    """``hello.localhost:8080`` → ``hello``; also ``hello.<public host>``; else None."""
-    match = _APP_HOST.match(host.strip().lower())
-    if not match:
-        return None
-    app, parent = match[1], match[2]
-    public_host = (urlsplit(public_url).hostname or "").lower() if public_url else ""
-    if parent == "localhost" or (public_host and parent == public_host):
-        return app
-    return None
+# A request body up to this size is kept while it is sent, so the request can go again on a
+# fresh connection when a pooled one turns out closed by the app; larger ones cannot.
+REPLAY_LIMIT = 1 << 20
 
 
 def _host_header(scope: Scope) -> str:
@@ -77,11 +67,11 @@ class HostProxyMiddleware:
         state = _server_state(scope)
         app_name = None
         if scope["type"] in ("http", "websocket") and state is not None:
-            app_name = app_from_host(_host_header(scope), state.public_url)
+            app_name = state.hosts.app_from_host(_host_header(scope))
         if app_name is None:
             await self.app(scope, receive, send)
             return
-        await _proxy(state.db, app_name, scope, receive, send, self.idle_secs)
+        await _proxy(state, app_name, scope, receive, send, self.idle_secs)
 
 
 def _server_state(scope: Scope) -> Any:
@@ -90,10 +80,18 @@ def _server_state(scope: Scope) -> Any:
 
 
 async def _proxy(
-    db: Any, app_name: str, scope: Scope, receive: Receive, send: Send, idle_secs: float
+    state: Any, app_name: str, scope: Scope, receive: Receive, send: Send, idle_secs: float
 ) -> None:
+    if scope["type"] == "http":
+        try:
+            check_framing(scope.get("headers", ()))
+        except BadRequest as exc:
+            await _error(scope, send, 400, exc.code, str(exc))
+            return
+    headers = _forwarded(scope, state.settings.trusted_proxies)
+    targets = _targets(state)
     try:
-        target = await rollouts.running_endpoint(db, app_name)
+        target = await targets.lookup(app_name)
     except AetherError:
         await _error(
             scope, send, 503, "service_unavailable", "the control plane's database is down"
@@ -102,25 +100,72 @@ async def _proxy(
     if target is None:
         await _error(scope, send, 404, "not_found", f"no app named {app_name!r}")
         return
-    if not target["endpoint"]:
+    if not target.endpoints:
         await _error(
             scope, send, 503, "service_unavailable", f"app {app_name!r} has nothing running"
         )
         return
-    upstream = await _connect(target["endpoint"])
-    if upstream is None:  # the endpoint may have moved by a cutover: look once more
-        again = await rollouts.running_endpoint(db, app_name)
-        if again and again["endpoint"] and again["endpoint"] != target["endpoint"]:
-            upstream = await _connect(again["endpoint"])
+    if scope["type"] == "websocket":
+        await _websocket(targets, app_name, target, scope, receive, send, headers)
+        return
+    pool: app_http.Pool = state.upstream_pool
+    body = _RequestBody(receive)
+    tried: set[str] = set()
+    for fresh in (False, True):  # then the endpoints may have moved (a cutover): look again
+        if fresh:
+            target = await _lookup_again(targets, app_name)
+        for endpoint in target.in_turn() if target else ():
+            if endpoint in tried:
+                continue
+            tried.add(endpoint)
+            try:
+                await _forward(pool, endpoint, scope, headers, body, send, idle_secs)
+                return
+            except _Unreachable:
+                if not body.replayable:
+                    break
+    await _error(scope, send, 502, "bad_gateway", f"app {app_name!r} is not answering")
+
+
+def _targets(state: Any) -> AppTargets:
+    if state.app_targets is None:
+        state.app_targets = AppTargets(state.db)
+    targets: AppTargets = state.app_targets
+    return targets
+
+
+async def _lookup_again(targets: AppTargets, app_name: str) -> Target | None:
+    try:
+        return await targets.lookup(app_name, fresh=True)
+    except AetherError:
+        return None
+
+
+async def _websocket(
+    targets: AppTargets,
+    app_name: str,
+    target: Target,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    upstream = None
+    for fresh in (False, True):
+        if fresh:
+            target = await _lookup_again(targets, app_name) or target
+        for endpoint in target.in_turn():
+            upstream = await _connect(endpoint)
+            if upstream is not None:
+                break
+        if upstream is not None:
+            break
     if upstream is None:
         await _error(scope, send, 502, "bad_gateway", f"app {app_name!r} is not answering")
         return
     reader, writer = upstream
     try:
-        if scope["type"] == "websocket":
-            await relay_websocket(scope, receive, send, reader, writer, _host_header(scope))
-        else:
-            await _exchange(scope, receive, send, reader, writer, idle_secs)
+        await relay_websocket(scope, receive, send, reader, writer, _host_header(scope), headers)
     finally:
         await app_http.close(writer)
 
@@ -130,57 +175,146 @@ async def _connect(endpoint: str) -> app_http.Streams | None:
     return await app_http.connect(parts.hostname, parts.port or 80)
 
 
-async def _exchange(
+async def _open(
+    pool: app_http.Pool, endpoint: str, *, fresh: bool = False
+) -> app_http.Connection | None:
+    parts = urlsplit(endpoint)
+    return await pool.acquire(parts.hostname or "127.0.0.1", parts.port or 80, fresh=fresh)
+
+
+class _Unreachable(Exception):
+    """Nothing accepted a connection to the endpoint, and the request was not sent: it may
+    go to another endpoint."""
+
+
+class _Stale(Exception):
+    """A pooled connection the app had closed: the request may go again on a fresh one."""
+
+
+class _Dropped(Exception):
+    """The exchange ended early: the client left, or it was answered an error. The
+    connection is not reused."""
+
+
+class _RequestBody:
+    """The request body as the client sends it, kept (up to REPLAY_LIMIT bytes) so that a
+    request which met a stale pooled connection can be sent again."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._kept: list[bytes] = []
+        self._size = 0
+        self._complete = False
+        self.replayable = True
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for chunk in self._kept:
+            yield chunk
+        while not self._complete:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise _Dropped
+            chunk = message.get("body", b"")
+            self._complete = not message.get("more_body", False)
+            if not chunk:
+                continue
+            self._size += len(chunk)
+            if self.replayable and self._size <= REPLAY_LIMIT:
+                self._kept.append(chunk)
+            else:
+                self.replayable, self._kept = False, []
+            yield chunk
+
+
+async def _forward(
+    pool: app_http.Pool,
+    endpoint: str,
     scope: Scope,
-    receive: Receive,
+    headers: list[tuple[bytes, bytes]],
+    body: _RequestBody,
     send: Send,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
     idle_secs: float,
 ) -> None:
-    conn = h11.Connection(h11.CLIENT)
-    writer.write(conn.send(_request(scope)))
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        body = message.get("body", b"")
-        if body:
-            writer.write(conn.send(h11.Data(data=body)))
+    """Send the request to ``endpoint`` and relay the answer; a stale pooled connection is
+    replaced by a fresh one once, when the request can be sent again."""
+    conn = await _open(pool, endpoint)
+    if conn is None:
+        raise _Unreachable
+    kept = False
+    try:
+        try:
+            await _exchange(conn, scope, headers, body, send, idle_secs)
+        except _Stale:
+            await pool.discard(conn)
+            fresh = await _open(pool, endpoint, fresh=True) if body.replayable else None
+            if fresh is None:
+                raise _Unreachable from None
+            conn = fresh
+            await _exchange(conn, scope, headers, body, send, idle_secs)
+        await pool.release(conn)
+        kept = True
+    except _Dropped:
+        pass
+    finally:
+        if not kept:
+            await pool.discard(conn)
+
+
+async def _exchange(
+    conn: app_http.Connection,
+    scope: Scope,
+    headers: list[tuple[bytes, bytes]],
+    body: _RequestBody,
+    send: Send,
+    idle_secs: float,
+) -> None:
+    parser, writer = conn.h11, conn.writer
+    try:
+        writer.write(parser.send(_request(scope, headers)))
+        async for chunk in body.chunks():
+            writer.write(parser.send(h11.Data(data=chunk)))
             await writer.drain()
-        more = message.get("more_body", False)
-    writer.write(conn.send(h11.EndOfMessage()))
-    await writer.drain()
-    await _relay_response(scope, conn, reader, send, idle_secs)
+        writer.write(parser.send(h11.EndOfMessage()))
+        await writer.drain()
+    except OSError as exc:
+        if conn.reused:
+            raise _Stale from exc
+        await _error(scope, send, 502, "bad_gateway", "the app closed the connection early")
+        raise _Dropped from exc
+    await _relay_response(scope, conn, send, idle_secs)
 
 
-def _request(scope: Scope) -> h11.Request:
-    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _HOP_BY_HOP]
+def _forwarded(scope: Scope, trusted_proxies: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    """The client's headers as the app may see them (:mod:`aether.server.forwarding`)."""
+    client = scope.get("client") or ("", 0)
+    return forwarded_headers(
+        scope.get("headers", ()),
+        drop=_HOP_BY_HOP if scope["type"] == "http" else HANDSHAKE_HEADERS,
+        client=str(client[0]),
+        scheme=scope.get("scheme", "http").replace("ws", "http"),
+        host=_host_header(scope),
+        trusted_proxies=trusted_proxies,
+    )
+
+
+def _request(scope: Scope, forwarded: list[tuple[bytes, bytes]]) -> h11.Request:
+    headers = list(forwarded)
     names = {k.lower() for k, _ in headers}
     chunked = any(k == b"transfer-encoding" for k, _ in scope.get("headers", ()))
     if b"content-length" not in names and (chunked or scope["method"] not in ("GET", "HEAD")):
         headers.append((b"transfer-encoding", b"chunked"))
-    client = scope.get("client") or ("", 0)
-    headers += [
-        (b"host", _host_header(scope).encode("latin-1") or b"localhost"),
-        (b"x-forwarded-for", str(client[0]).encode("latin-1")),
-        (b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")),
-        (b"connection", b"close"),
-    ]
+    headers.append((b"host", _host_header(scope).encode("latin-1") or b"localhost"))
     target = scope.get("raw_path") or scope["path"].encode("utf-8")
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]
     return h11.Request(method=scope["method"], target=target, headers=headers)
 
 
-async def _relay_response(
-    scope: Scope, conn: h11.Connection, reader: asyncio.StreamReader, send: Send, idle: float
-) -> None:
+async def _relay_response(scope: Scope, conn: app_http.Connection, send: Send, idle: float) -> None:
     started = False
     try:
         while True:
-            event = await app_http.next_event(conn, reader, idle)
+            event = await app_http.next_event(conn.h11, conn.reader, idle)
             if isinstance(event, h11.Response):
                 headers = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
                 await send(
@@ -191,20 +325,23 @@ async def _relay_response(
                 await send(
                     {"type": "http.response.body", "body": bytes(event.data), "more_body": True}
                 )
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            elif isinstance(event, h11.EndOfMessage):
                 break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise h11.RemoteProtocolError("the app closed the connection")
     except TimeoutError:
         log.warning("upstream silent for %ss", idle)
         if not started:
             await _error(scope, send, 504, "gateway_timeout", "the app did not answer in time")
-            return
+        raise _Dropped from None
     except (h11.RemoteProtocolError, OSError) as exc:
+        if not started and conn.reused:
+            raise _Stale from exc
         log.warning("upstream broke off: %s", exc)
         if not started:
             await _error(scope, send, 502, "bad_gateway", "the app closed the connection early")
-            return
-    if started:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        raise _Dropped from exc
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:

@@ -135,6 +135,15 @@ async def running_endpoint(db: Executor, app_name: str) -> Row | None:
     }
 
 
+async def serving_endpoints(db: Executor, app_name: str) -> list[str] | None:
+    """Where the app's requests go: the endpoint of its newest running deployment (empty
+    when nothing runs); None when there is no such app."""
+    target = await running_endpoint(db, app_name)
+    if target is None:
+        return None
+    return [target["endpoint"]] if target["endpoint"] else []
+
+
 # --- transitions -------------------------------------------------------------------------------
 
 
