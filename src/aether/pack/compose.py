@@ -18,7 +18,7 @@ from pathlib import Path
 from aether.errors import IOFailure
 from aether.pack.artifact_manifest import APP, DEPS, ArtifactManifest
 from aether.pack.extract import UnsafeArchive, safe_extract
-from aether.pack.layered import DEPS_FILES, DEPS_ROOT
+from aether.pack.layered import DEPS_ROOT
 from aether.settings import ExpansionLimits
 
 
@@ -48,38 +48,22 @@ def extract_layers(
 def extract_deps_layer(
     archive: Path, folder: Path, *, limits: ExpansionLimits | None = None
 ) -> int:
-    """Extract a deps layer into ``folder``, which then holds the ``node_modules`` folder
-    and the lockfile beside it, nothing else (a layer with other members is refused)."""
+    """Extract a deps layer into ``folder``, which then holds ``node_modules`` and nothing
+    else (a layer with other members is refused)."""
     entries = safe_extract(archive, folder, limits=limits)
-    with os.scandir(folder) as found:
-        extra = sorted(entry.name for entry in found if not _is_deps(entry))
-    if extra or not (folder / DEPS_ROOT).is_dir():
+    extra = sorted(entry.name for entry in folder.iterdir() if entry.name != DEPS_ROOT)
+    if extra:
         shutil.rmtree(folder, ignore_errors=True)
-        what = extra[0] if extra else f"no {DEPS_ROOT} folder"
-        raise UnsafeArchive(f"the deps layer holds {what}, which is not dependencies")
+        raise UnsafeArchive(f"the deps layer holds {extra[0]} outside {DEPS_ROOT}/")
     return entries
 
 
-def _is_deps(entry: os.DirEntry[str]) -> bool:
-    if entry.name == DEPS_ROOT:
-        return entry.is_dir(follow_symlinks=False)
-    return entry.name in DEPS_FILES and entry.is_file(follow_symlinks=False)
-
-
-def deps_files(layer_folder: Path) -> list[Path]:
-    """The lockfiles an extracted deps layer holds beside node_modules."""
-    return [layer_folder / name for name in DEPS_FILES if (layer_folder / name).is_file()]
-
-
 def place_deps(layer_folder: Path, dest: Path) -> None:
-    """Move an extracted deps layer's node_modules and lockfile into the app folder ``dest``."""
-    for source in [layer_folder / DEPS_ROOT, *deps_files(layer_folder)]:
-        target = dest / source.name
-        if os.path.lexists(target):
-            raise UnsafeArchive(f"the app layer holds {source.name}, which the deps layer provides")
-        try:
-            os.rename(source, target)
-        except OSError as exc:
-            raise IOFailure(
-                f"cannot move {source.name} into {dest}: {exc.strerror or exc}"
-            ) from exc
+    """Move an extracted deps layer's node_modules into the app folder ``dest``."""
+    target = dest / DEPS_ROOT
+    if os.path.lexists(target):
+        raise UnsafeArchive(f"the app layer holds {DEPS_ROOT}, which the deps layer provides")
+    try:
+        os.rename(layer_folder / DEPS_ROOT, target)
+    except OSError as exc:
+        raise IOFailure(f"cannot move node_modules into {dest}: {exc.strerror or exc}") from exc

@@ -1,8 +1,7 @@
 """Write a staged tree as the layers of a format-2 artifact: ``deps`` and ``app``.
 
-``deps`` is the top-level ``node_modules`` (the production install) with the top-level
-lockfile that pinned it (it changes when, and only when, the dependencies do), ``app`` every
-other member; each is a deterministic archive written the way a single-file artifact is (same walk,
+``deps`` is the top-level ``node_modules`` (the production install), ``app`` every other
+member; each is a deterministic archive written the way a single-file artifact is (same walk,
 tar codec and compressor), so extracting both into one folder gives the tree. Beside each
 layer ``L`` in ``<out>/layers/`` lies its file index ``L.manifest.json`` (format
 ``aether-manifest/1``: path, size, mode and blake3 of every file).
@@ -36,13 +35,11 @@ from aether.pack.layout import manifest_path
 from aether.pack.manifest import build_manifest, write_manifest
 from aether.pack.packer import TreeContents
 from aether.pack.partition import plan_entries
-from aether.pack.walk import DIRECTORY, FILE, Entry, Walker
+from aether.pack.walk import Walker
 
 Progress = Callable[[str, int, int | None], None]
 LAYERS_DIR = "layers"
 DEPS_ROOT = "node_modules"
-# Top-level files that travel with node_modules in the deps layer.
-DEPS_FILES = ("npm-shrinkwrap.json", "package-lock.json", "pnpm-lock.yaml", "yarn.lock")
 CACHE_FORMAT = 1  # bump when what a cached deps layer holds changes
 _FACTS = "facts.json"
 
@@ -80,8 +77,7 @@ def write_layers(
     """The artifact's layers (deps first, when the tree has a top-level node_modules and
     ``split_deps``; otherwise the app layer holds everything)."""
     top = walker.children(None)
-    split = split_deps and any(e.path == DEPS_ROOT and e.kind == DIRECTORY for e in top)
-    deps_top = [entry for entry in top if split and _in_deps(entry)]
+    deps_top = [entry for entry in top if entry.path == DEPS_ROOT and split_deps]
     app_top = [entry for entry in top if entry not in deps_top]
     folder = out / LAYERS_DIR
     try:
@@ -101,16 +97,10 @@ def write_layers(
     return layers
 
 
-def _in_deps(entry: Entry) -> bool:
-    if entry.path == DEPS_ROOT:
-        return entry.kind == DIRECTORY
-    return entry.path in DEPS_FILES and entry.kind == FILE
-
-
 def _write_layer(
     name: str,
     walker: Walker,
-    top: list[Entry],
+    top: list,  # type: ignore[type-arg]
     out: Path,
     compression: str,
     epoch: int,

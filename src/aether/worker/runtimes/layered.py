@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -71,7 +70,7 @@ async def prepare_layered(
         await record("extracting", f"the app layer into {folder}")
         entries = await asyncio.to_thread(_extract_app, archive, folder, limits)
         if deps is not None:
-            await asyncio.to_thread(_link_deps, folder, layers_dir, deps.digest)
+            link_layer(folder, layers_dir, deps.digest)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if deps is None:
@@ -118,19 +117,6 @@ def _extract_deps(archive: Path, layers_dir: Path, digest: str, limits: Expansio
         shutil.rmtree(target, ignore_errors=True)
         raise Fatal(f"extracting the deps layer failed, nothing was kept: {exc}") from exc
     mark_complete(layers_dir, digest)
-
-
-def _link_deps(folder: Path, layers_dir: Path, digest: str) -> None:
-    """node_modules as a link to the cached layer; its lockfile copied beside it."""
-    from aether.pack.compose import deps_files
-
-    link_layer(folder, layers_dir, digest)
-    for source in deps_files(layers_dir / digest):
-        target = folder / source.name
-        if os.path.lexists(target):
-            raise Fatal(f"the app layer holds {source.name}, which belongs to the deps layer")
-        shutil.copyfile(source, target)
-        os.chmod(target, 0o644)
 
 
 def _extract_app(archive: Path, folder: Path, limits: ExpansionLimits) -> int:
