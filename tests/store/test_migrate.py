@@ -24,6 +24,10 @@ EXPECTED_TABLES = {
     "deployment_reports",
     "dashboard_sessions",
     "dashboard_links",
+    "log_streams",
+    "log_lines",
+    "log_sources",
+    "workers",
     "schema_migrations",
 }
 

@@ -24,6 +24,7 @@ from aether.server.routes import (
     releases,
     signin_links,
     tokens,
+    workers,
 )
 
 MODULES = (
@@ -38,6 +39,7 @@ MODULES = (
     public_keys,
     blobs,
     logs,
+    workers,
     deployment_reports,
     signin_links,
 )

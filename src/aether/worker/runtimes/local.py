@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -30,11 +31,11 @@ from typing import TYPE_CHECKING
 from aether.errors import AetherError, BadRequest, ConfigError
 from aether.settings import WorkerSettings
 from aether.worker.outcomes import Fatal
-from aether.worker.runtimes import adoption
-from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
+from aether.worker.runtimes import adoption, advertise
+from aether.worker.runtimes.base import EventSink, LogBatch, LogLine, Observed, Release, Runtime
 from aether.worker.runtimes.confinement import Confinement
 from aether.worker.runtimes.layers import release_layer, unused_layers
-from aether.worker.runtimes.logfiles import read_logs
+from aether.worker.runtimes.logfiles import read_batch, read_logs
 from aether.worker.runtimes.nodes import node_folder
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from aether.blobs import BlobStore
 
 log = logging.getLogger(__name__)
+LOG_FEED_POLL_SECS = 0.1  # how often the log feed looks for new output when idle
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
@@ -84,6 +86,7 @@ class LocalRuntime(Runtime):
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: dict[str, set[asyncio.Task[None]]] = {}
         self.adopted: set[str] = set()  # apps found running at start, before the loop held them
+        self.advertise_addr = advertise.advertised(settings.advertise_addr)
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -134,6 +137,12 @@ class LocalRuntime(Runtime):
                 isolation.kind,
                 ", one uid each" if isolation.uid_per_app else "",
             )
+        if self.advertise_addr == advertise.LOOPBACK:
+            log.warning(
+                "apps are advertised on %s: only a control plane on this host reaches them "
+                "(set AETHER_WORKER_ADVERTISE_ADDR)",
+                self.advertise_addr,
+            )
         await self._adopt()
 
     async def _adopt(self) -> None:
@@ -178,10 +187,10 @@ class LocalRuntime(Runtime):
             )
             write_serving(self.apps_dir, release.app_name, release.deployment_id)
             process.supervise(record)
-            await record("healthy", f"answering on {process.endpoint}")
+            await record("healthy", f"answering on {self._endpoint(process)}")
             if previous is not None and previous.process is not process:
                 self._retire_later(release.app_name, previous, record)
-            return Observed(release.deployment_id, True, process.endpoint)
+            return Observed(release.deployment_id, True, self._endpoint(process))
 
     def _check_owner(self, release: Release) -> None:
         """Without isolation one host runs the apps of one owner only (unless allowed)."""
@@ -261,7 +270,11 @@ class LocalRuntime(Runtime):
             self._serving.pop(app_name, None)
             await process.detach()
             return None
-        return Observed(serving.deployment_id, process.alive, process.endpoint)
+        return Observed(serving.deployment_id, process.alive, self._endpoint(process))
+
+    def _endpoint(self, process: AppProcess) -> str:
+        """Where every API replica reaches the app: the advertised address, not loopback."""
+        return advertise.endpoint(self.advertise_addr, process.port)
 
     async def remove(self, app_name: str) -> None:
         """Stop the app's processes (also any an earlier worker left) and delete its folder."""
@@ -307,6 +320,25 @@ class LocalRuntime(Runtime):
             )
         logs_dir = self.apps_dir / app_name / "logs"
         return read_logs(logs_dir, tail=tail, since=since, follow=follow, cursor=cursor)
+
+    def log_source(self, app_name: str) -> str:
+        return f"local:{socket.gethostname()}:{self.apps_dir}/{app_name}"
+
+    async def log_feed(self, app_name: str, position: str | None) -> AsyncIterator[LogBatch]:
+        logs_dir = self.apps_dir / app_name / "logs"
+        instance = socket.gethostname()
+        max_lag = min(
+            self.settings.log_ship_max_lag_bytes, self.settings.sandbox.log_max_bytes // 2
+        )
+        while True:
+            batch = await asyncio.to_thread(
+                read_batch, logs_dir, position, max_lag_bytes=max_lag, instance=instance
+            )
+            if batch.lines or batch.dropped or (batch.position and batch.position != position):
+                position = batch.position
+                yield LogBatch(batch.lines, batch.position, batch.dropped)
+            if not batch.lines:
+                await asyncio.sleep(LOG_FEED_POLL_SECS)
 
     def process_of(self, app_name: str) -> AppProcess | None:
         """The process serving the app (tests and diagnostics)."""

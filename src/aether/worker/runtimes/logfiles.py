@@ -18,7 +18,7 @@ import os
 import re
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -221,6 +221,7 @@ def _decode(raw: bytes, log_file: LogFile, end: int) -> LogLine | None:
         stream=record.get("stream", "stdout"),
         line=record.get("line", ""),
         cursor=f"{log_file.seq}-{end}",
+        instance=str(record.get("instance", "")),
     )
 
 
@@ -290,3 +291,99 @@ async def _iterate(
             for line, end in _read_complete_lines(log_file, ends.get(log_file.seq, 0)):
                 ends[log_file.seq] = end
                 yield line
+
+
+@dataclass(frozen=True)
+class FileBatch:
+    """What :func:`read_batch` found: lines after the position, the position after them and
+    how many lines it skipped to catch up."""
+
+    lines: list[LogLine]
+    position: str
+    dropped: int = 0
+
+
+def read_batch(
+    logs_dir: Path,
+    position: str | None,
+    *,
+    max_bytes: int = 1024 * 1024,
+    max_lag_bytes: int = 8 * 1024 * 1024,
+    instance: str = "",
+) -> FileBatch:
+    """The complete lines after ``position`` (a cursor; None: the oldest file's start), up to
+    about ``max_bytes`` of them. When more than ``max_lag_bytes`` wait to be read, everything
+    but the newest file's last ``max_lag_bytes // 4`` is skipped and counted instead: the
+    reader catches up rather than falling further behind."""
+    files = list_log_files(logs_dir)
+    if not files:
+        return FileBatch([], position or "")
+    start = parse_cursor(position) or (files[0].seq, 0)
+    files = [f for f in files if f.seq >= start[0]]
+    dropped = 0
+    sizes = {f.seq: _size(f.path) for f in files}
+    lag = sum(sizes.values()) - (start[1] if files and files[0].seq == start[0] else 0)
+    if lag > max_lag_bytes and files:
+        start, dropped = _skip_ahead(files, start, sizes, max_lag_bytes // 4)
+        files = [f for f in files if f.seq >= start[0]]
+    lines: list[LogLine] = []
+    here = start
+    for index, log_file in enumerate(files):
+        offset = here[1] if log_file.seq == here[0] else 0
+        budget = max_bytes - sum(len(line.line) for line in lines)
+        if budget <= 0:
+            break
+        found, end = _read_some(log_file, offset, budget, instance)
+        lines.extend(found)
+        here = (log_file.seq, end)
+        if index == len(files) - 1 or end >= sizes.get(log_file.seq, 0):
+            continue
+        if found:
+            break  # more in this file than the budget: the next batch goes on from here
+        here = (files[index + 1].seq, 0)  # a rotated file ends in a torn line: skip it
+    return FileBatch(lines, f"{here[0]}-{here[1]}", dropped)
+
+
+def _skip_ahead(
+    files: list[LogFile], start: tuple[int, int], sizes: dict[int, int], keep: int
+) -> tuple[tuple[int, int], int]:
+    """A new start near the end of the newest file and the lines skipped to get there."""
+    newest = files[-1]
+    target = max(sizes[newest.seq] - keep, 0)
+    skipped = 0
+    for log_file in files:
+        begin = start[1] if log_file.seq == start[0] else 0
+        end = target if log_file is newest else sizes[log_file.seq]
+        try:
+            with log_file.path.open("rb") as handle:
+                handle.seek(begin)
+                data = handle.read(max(end - begin, 0))
+        except FileNotFoundError:
+            continue
+        if log_file is newest:
+            cut = data.rfind(b"\n") + 1  # resume at a line's start
+            target, data = begin + cut, data[:cut]
+        skipped += data.count(b"\n")
+    return (newest.seq, target), skipped
+
+
+def _read_some(
+    log_file: LogFile, offset: int, budget: int, instance: str
+) -> tuple[list[LogLine], int]:
+    """Complete lines from ``offset``, reading about ``budget`` bytes (at least one line)."""
+    try:
+        with log_file.path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(max(budget, MIN_FILE_BYTES))
+    except FileNotFoundError:
+        return [], offset
+    lines = []
+    position = offset
+    for raw in data.splitlines(keepends=True):
+        if not raw.endswith(b"\n"):
+            break
+        position += len(raw)
+        line = _decode(raw, log_file, position)
+        if line is not None:
+            lines.append(replace(line, instance=line.instance or instance))
+    return lines, position
