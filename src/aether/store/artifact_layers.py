@@ -84,10 +84,10 @@ async def register(
                     "digest": layer.digest,
                 },
             )
-        row = await get_by_digest(tx, digest)
-        assert row is not None  # just written
-        await add_event(tx, row, "stored", f"layered, {len(layers)} layers, verified={verified}")
-    return row, True
+        stored = await get_by_digest(tx, digest)
+        assert stored is not None  # just written
+        await add_event(tx, stored, "stored", f"layered, {len(layers)} layers, verified={verified}")
+    return stored, True
 
 
 async def check_stored(db: Executor, layers: list[NamedLayer]) -> None:
