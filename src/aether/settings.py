@@ -9,6 +9,7 @@ checks it).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -168,6 +169,18 @@ class ServerSettings:
     # None: the `node` on PATH (local runtime) or 20 (kubernetes)
     node_major: int | None = None
     runtime: str = "local"  # AETHER_RUNTIME, for the defaults above
+    # AETHER_LOG_RETENTION_DAYS: an app's log lines older than this are deleted (PostgreSQL:
+    # whole daily partitions once every line in them is older)
+    log_retention_days: float = 7.0
+    # AETHER_LOG_RETENTION_BYTES: each app keeps at most this many bytes of log lines
+    # (its oldest go first; 0 = no limit)
+    log_retention_bytes: int = 256 * 1024 * 1024
+    # AETHER_APPS_DOMAIN: apps answer at <app>.<this>; None: localhost for a loopback API,
+    # else the API's own host (warned about: apps could set its cookies)
+    apps_domain: str | None = None
+    # AETHER_TRUSTED_PROXIES: CIDRs of proxies in front of the API whose X-Forwarded-* the
+    # app proxy extends; from anyone else those headers are replaced
+    trusted_proxies: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -191,12 +204,27 @@ class ServerSettings:
             target_platform=environ.get("AETHER_TARGET_PLATFORM") or None,
             node_major=env_optional_int(environ, "AETHER_NODE_MAJOR"),
             runtime=env_choice(environ, "AETHER_RUNTIME", "local", ("local", "kubernetes")),
+            log_retention_days=env_float(environ, "AETHER_LOG_RETENTION_DAYS", 7.0),
+            log_retention_bytes=env_int(environ, "AETHER_LOG_RETENTION_BYTES", 256 * 1024 * 1024),
+            apps_domain=environ.get("AETHER_APPS_DOMAIN") or None,
+            trusted_proxies=_networks(environ, "AETHER_TRUSTED_PROXIES"),
         )
 
     @property
     def scheme(self) -> str:
         """``https`` when a certificate is configured, else ``http``."""
         return "https" if self.tls_cert else "http"
+
+
+def _networks(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs (or single addresses), checked here so a typo fails at start."""
+    found = []
+    for entry in env_list(environ, name):
+        try:
+            found.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {entry!r} is not an IP network (CIDR)") from None
+    return tuple(found)
 
 
 def _baseline(environ: Mapping[str, str]) -> float | None:
@@ -371,6 +399,14 @@ class WorkerSettings:
     expansion: ExpansionLimits = ExpansionLimits()  # extraction limits (decompression bombs)
     # AETHER_NODE_BINARIES: JSON {"22": "/opt/node-22/bin/node"}: the node per Node.js major
     node_binaries: tuple[tuple[int, str], ...] = ()
+    heartbeat_secs: float = 2.0  # AETHER_WORKER_HEARTBEAT_SECS: how often a worker says it lives
+    # AETHER_WORKER_DEAD_SECS: a worker silent this long is gone; its apps are taken over
+    dead_secs: float = 6.0
+    # AETHER_WORKER_ADVERTISE_ADDR: the address other hosts reach this worker's apps on
+    # (local runtime); None: the address of this host's default route
+    advertise_addr: str | None = None
+    # AETHER_LOG_SHIP_MAX_LAG_BYTES: unshipped output beyond this is skipped (and counted)
+    log_ship_max_lag_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -385,6 +421,12 @@ class WorkerSettings:
             secrets=SecretsSettings.from_env(environ),
             expansion=ExpansionLimits.from_env(environ),
             node_binaries=_per_major(environ, "AETHER_NODE_BINARIES"),
+            heartbeat_secs=env_float(environ, "AETHER_WORKER_HEARTBEAT_SECS", 2.0),
+            dead_secs=env_float(environ, "AETHER_WORKER_DEAD_SECS", 6.0),
+            advertise_addr=environ.get("AETHER_WORKER_ADVERTISE_ADDR", "").strip() or None,
+            log_ship_max_lag_bytes=env_int(
+                environ, "AETHER_LOG_SHIP_MAX_LAG_BYTES", 8 * 1024 * 1024, minimum=64 * 1024
+            ),
         )
 
 

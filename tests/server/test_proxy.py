@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from seeding import insert_artifact
 
-from aether.server.proxy import app_from_host
+from aether.errors import ConfigError
+from aether.server.hosts import Hosts
 from aether.store import apps as app_store
 from aether.store.clock import now_iso
 from conftest import ApiHarness
@@ -51,6 +52,7 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "path": self.path,
                 "host": self.headers.get("Host"),
                 "forwarded_proto": self.headers.get("X-Forwarded-Proto"),
+                "headers": {k.lower(): v for k, v in self.headers.items()},
                 "peer": list(self.client_address),
                 "body": body.decode(),
             }
@@ -118,7 +120,9 @@ def proxied(api: ApiHarness, method: str, path: str, app: str, **kwargs: Any) ->
     ],
 )
 def test_app_from_host(host: str, expected: str | None) -> None:
-    assert app_from_host(host, "https://aether.example.com") == expected
+    hosts = Hosts.from_settings("https://aether.example.com", None)
+    local = Hosts.from_settings("http://127.0.0.1:8080", None)
+    assert (local if "localhost" in host.lower() else hosts).app_from_host(host) == expected
 
 
 def test_app_host_is_proxied_without_a_token(api: ApiHarness, upstream: str) -> None:
@@ -202,6 +206,123 @@ def test_silent_upstream_is_504(api: ApiHarness) -> None:
         listener.close()
     assert sent[0]["status"] == 504
     assert json.loads(sent[1]["body"])["code"] == "gateway_timeout"
+
+
+def test_the_control_planes_credentials_never_reach_an_app(api: ApiHarness, upstream: str) -> None:
+    """The proxy once forwarded the admin's Authorization and dashboard cookies to apps."""
+    api.run(_app_with, "hello", upstream)
+    cookies = "theme=dark; aether_session=s1; __Host-aether_session=s2; aether_signin=x; id=7"
+    response = proxied(
+        api,
+        "GET",
+        "/",
+        "hello",
+        headers={**api.headers("admin"), "Cookie": cookies, "Proxy-Authorization": "Basic x"},
+    )
+    seen = response.json()["headers"]
+    assert "authorization" not in seen and "proxy-authorization" not in seen
+    assert seen["cookie"] == "theme=dark; id=7"  # the app's own cookies, untouched
+
+
+def test_forwarded_headers_are_set_by_the_proxy_not_the_client(
+    api: ApiHarness, upstream: str
+) -> None:
+    api.run(_app_with, "hello", upstream)
+    forged = {
+        "X-Forwarded-For": "10.9.9.9",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example",
+    }
+    seen = proxied(api, "GET", "/", "hello", headers=forged).json()["headers"]
+    assert seen["x-forwarded-for"] == "testclient"  # the TestClient's peer, nothing appended
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-host"] == "hello.localhost:8080"
+
+
+def test_a_trusted_proxys_forwarded_for_is_extended(make_api: Any, upstream: str) -> None:
+    """Behind a proxy in AETHER_TRUSTED_PROXIES the chain it sent is kept and extended."""
+    api = make_api(env={"AETHER_TRUSTED_PROXIES": "127.0.0.0/8"})
+    api.run(_app_with, "hello", upstream)
+    headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    response = _from_address(api, "127.0.0.1", headers)
+    assert response["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    assert response["x-forwarded-proto"] == "https"
+    untrusted = _from_address(api, "198.51.100.1", headers)
+    assert untrusted["x-forwarded-for"] == "198.51.100.1"
+    assert untrusted["x-forwarded-proto"] == "http"
+
+
+def _from_address(api: ApiHarness, address: str, headers: dict[str, str]) -> dict[str, str]:
+    """A request whose peer is ``address`` (the TestClient's transport names the peer)."""
+    transport = api.client._transport  # type: ignore[attr-defined]
+    peer, transport.client = transport.client, (address, 5555)
+    try:
+        response = api.client.get("/", headers={"Host": "hello.localhost:8080", **headers})
+    finally:
+        transport.client = peer
+    return response.json()["headers"]
+
+
+def test_transfer_encoding_with_content_length_is_refused(api: ApiHarness, upstream: str) -> None:
+    api.run(_app_with, "hello", upstream)
+    response = proxied(
+        api,
+        "POST",
+        "/",
+        "hello",
+        content=b"5\r\nhello\r\n0\r\n\r\n",
+        headers={"Transfer-Encoding": "chunked", "Content-Length": "15"},
+    )
+    assert response.status_code == 400 and response.json()["code"] == "bad_request"
+
+
+def test_an_app_named_after_the_apis_host_is_refused_and_never_answers_for_it(
+    make_api: Any, upstream: str
+) -> None:
+    """With the API on aether.localhost, an app named aether once answered the admin."""
+    api = make_api(env={"AETHER_PUBLIC_URL": "http://aether.localhost:8080"})
+    for name in ("aether", "api", "www"):
+        response = api.post("/apps", json={"name": name}, as_="deployer")
+        assert response.status_code == 409 and response.json()["code"] == "conflict"
+        assert "reserved" in response.json()["message"] or "API" in response.json()["message"]
+    presign = {"app_name": "aether", "digest": "ab" * 32, "size_bytes": 10}
+    assert api.post("/artifacts/presign", json=presign, as_="deployer").status_code == 409
+    api.run(_app_with, "aether", upstream)  # even a row that exists (an older server's)
+    whoami = api.client.get(
+        "/whoami", headers={"Host": "aether.localhost:8080", **api.headers("admin")}
+    )
+    assert whoami.status_code == 200 and whoami.json()["role"] == "admin"
+
+
+def test_apps_domain_setting(make_api: Any) -> None:
+    api = make_api(
+        env={"AETHER_PUBLIC_URL": "https://api.example.com", "AETHER_APPS_DOMAIN": "example.net"}
+    )
+    created = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
+    assert created["url"] == "https://shop.example.net/"
+    hosts = api.state.hosts
+    assert hosts.app_from_host("shop.example.net") == "shop"
+    assert hosts.app_from_host("shop.api.example.com") is None
+    assert hosts.warnings() == []
+
+
+@pytest.mark.parametrize(
+    ("public_url", "apps_domain", "warned"),
+    [
+        ("https://api.example.com", None, True),  # apps under the API's own host
+        ("https://api.example.com", "apps.example.com", True),  # the same registrable domain
+        ("https://api.example.com", "example.com", True),  # the API's parent
+        ("https://api.example.com", "example-apps.net", False),
+        ("http://127.0.0.1:8080", None, False),  # the embedded default: <app>.localhost
+    ],
+)
+def test_apps_domain_warnings(public_url: str, apps_domain: str | None, warned: bool) -> None:
+    assert bool(Hosts.from_settings(public_url, apps_domain).warnings()) is warned
+
+
+def test_the_apps_domain_may_not_be_the_apis_host() -> None:
+    with pytest.raises(ConfigError, match="AETHER_APPS_DOMAIN"):
+        Hosts.from_settings("https://api.example.com", "api.example.com")
 
 
 def test_upstream_connections_are_kept_open_between_requests(

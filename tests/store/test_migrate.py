@@ -25,6 +25,10 @@ EXPECTED_TABLES = {
     "dashboard_sessions",
     "dashboard_links",
     "instances",
+    "log_streams",
+    "log_lines",
+    "log_sources",
+    "workers",
     "schema_migrations",
 }
 

@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "migrate": ("aether.cli.migrate:migrate", "Apply database schema migrations.", False),
     "token": ("aether.cli.token:token", "Administer API tokens on the server side.", False),
     "gc": ("aether.cli.gc:gc", "Delete stale pending uploads.", False),
+    "workers": ("aether.cli.workers:workers", "List workers and whether they are alive.", False),
     "admin": ("aether.cli.admin:admin", "Rotate the secrets key that seals config values.", False),
     "dashboard": (
         "aether.cli.dashboard:dashboard",

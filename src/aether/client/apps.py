@@ -100,3 +100,13 @@ def add_public_key(api: ApiClient, app: str, public_key_hex: str) -> dict[str, A
 
 def list_public_keys(api: ApiClient, app: str) -> list[dict[str, Any]]:
     return list(api.get(f"/apps/{app}/public-keys").get("public_keys", []))
+
+
+def cancel_deployment(api: ApiClient, deployment_id: str) -> Deployment:
+    """Cancel a deployment no worker has taken yet (``aether deploy --cancel``)."""
+    return cast(Deployment, api.post(f"/deployments/{deployment_id}/cancel", {}))
+
+
+def list_workers(api: ApiClient) -> dict[str, Any]:
+    """``GET /workers``: every worker seen lately and whether one of the runtime is alive."""
+    return api.get("/workers")

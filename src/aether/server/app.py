@@ -24,6 +24,7 @@ from aether.server import routes, ui
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
+from aether.server.hosts import Hosts
 from aether.server.proxy import HostProxyMiddleware
 from aether.server.read_cache import ReadCache, follow_changes
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
@@ -54,7 +55,6 @@ def create_app(
     blobs: BlobStore | None = None,
     blob_settings: BlobSettings | None = None,
     policy: ArtifactPolicy | None = None,
-    log_source: Any = None,
     background: Sequence[Background] = (),
     run_migrations: bool = True,
     keyring: KeyRing | None = None,
@@ -73,11 +73,13 @@ def create_app(
         blobs=blobs,
         blob_settings=blob_settings,
         policy=policy or ArtifactPolicy.from_env({}),
-        log_source=log_source,
         background=tuple(background),
         run_migrations=run_migrations,
         keyring=keyring,
+        hosts=Hosts.from_settings(public_url, settings.apps_domain),
     )
+    for warning in parts.hosts.warnings():
+        log.warning("%s", warning)
     return Starlette(
         routes=[*routes.ROUTES, *ui.ROUTES],
         middleware=[
@@ -100,10 +102,10 @@ class _Parts:
     blobs: BlobStore | None
     blob_settings: BlobSettings
     policy: ArtifactPolicy
-    log_source: Any
     background: tuple[Background, ...]
     run_migrations: bool
     keyring: KeyRing | None
+    hosts: Hosts
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -118,12 +120,12 @@ class _Parts:
                 blobs=blobs,
                 blob_settings=self.blob_settings,
                 policy=self.policy,
-                log_source=self.log_source,
                 public_url=self.public_url,
                 keyring=keyring,
                 auth_cache=TokenCache(self.settings.auth_cache_secs),
                 read_cache=ReadCache(self.settings.read_cache_secs),
                 store_verifies_checksums=verifies,
+                hosts=self.hosts,
             )
             app.state.aether = state
             tasks = [_start_background(job, state) for job in self._jobs()]

@@ -1,17 +1,23 @@
 """Prometheus metrics of the HTTP API, registered once per process at import.
 
-Labels use the route *template* (``/apps/{app}``), never the raw path, so cardinality stays
-bounded. Several apps in one process (tests) share these collectors without collisions.
+Every label takes its value from a fixed set, whatever a client sends: the route *template*
+(``/apps/{app}``, or ``unmatched``), never the raw path; the method when it is a standard one,
+else ``other``; the status as a three-digit code. Several apps in one process (tests) share these collectors without collisions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import Scope
 
 UNMATCHED_ROUTE = "unmatched"
+OTHER_METHOD = "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 HTTP_REQUESTS = Counter(
     "http_requests_total",
@@ -30,9 +36,37 @@ DEPLOYMENTS_CREATED = Counter(
 AUTH_FAILURES = Counter("auth_failures_total", "Requests refused with 401 unauthorized")
 
 
+class _DatabaseCounter(Collector):
+    """A counter kept in the database (summed over every worker), read by a background loop:
+    ``value`` is the last figure read."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name, self.documentation, self.value = name, documentation, 0
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.value)
+
+
+LOG_LINES_DROPPED = _DatabaseCounter(
+    "log_lines_dropped",
+    "Log lines workers skipped because shipping fell behind the apps' output (all apps)",
+)
+REGISTRY.register(LOG_LINES_DROPPED)
+
+
 def route_template(scope: Scope) -> str:
     route = scope.get("route")
     return getattr(route, "path", None) or UNMATCHED_ROUTE
+
+
+def method_label(scope: Scope) -> str:
+    """The request's method, or ``other`` for anything a client made up."""
+    method = scope.get("method", "GET")
+    return method if method in METHODS else OTHER_METHOD
+
+
+def status_label(status: int) -> int:
+    return status if 100 <= status <= 599 else 500
 
 
 # (method, route, status) -> the counter and histogram children of that label set. Looking a
@@ -54,8 +88,8 @@ def _children_for(method: str, route: str, status: int) -> tuple[Any, Any]:
 
 def observe_request(scope: Scope, status: int, seconds: float) -> str:
     """Record one answered request; returns the route label used."""
-    method, route = scope.get("method", "GET"), route_template(scope)
-    requests, duration = _children_for(method, route, status)
+    method, route = method_label(scope), route_template(scope)
+    requests, duration = _children_for(method, route, status_label(status))
     requests.inc()
     duration.observe(seconds)
     if status == 401:

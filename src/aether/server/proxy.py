@@ -14,7 +14,6 @@ when a WebSocket's app cannot be reached the upgrade is refused (403).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,14 +22,14 @@ import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aether import upstream as app_http
-from aether.errors import AetherError
+from aether.errors import AetherError, BadRequest
 from aether.server.app_targets import AppTargets, Target
 from aether.server.errors import envelope_response
-from aether.server.ws_proxy import relay_websocket
+from aether.server.forwarding import check_framing, forwarded_headers
+from aether.server.ws_proxy import HANDSHAKE_HEADERS, relay_websocket
 
 log = logging.getLogger("aether.proxy")
 
-_APP_HOST = re.compile(r"^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)\.(.+?)(?::\d+)?$")
 _HOP_BY_HOP = {
     b"connection",
     b"keep-alive",
@@ -48,18 +47,6 @@ UPSTREAM_IDLE_SECS = 300.0
 # A request body up to this size is kept while it is sent, so the request can go again on a
 # fresh connection when a pooled one turns out closed by the app; larger ones cannot.
 REPLAY_LIMIT = 1 << 20
-
-
-def app_from_host(host: str, public_url: str | None) -> str | None:
-    """``hello.localhost:8080`` → ``hello``; also ``hello.<public host>``; else None."""
-    match = _APP_HOST.match(host.strip().lower())
-    if not match:
-        return None
-    app, parent = match[1], match[2]
-    public_host = (urlsplit(public_url).hostname or "").lower() if public_url else ""
-    if parent == "localhost" or (public_host and parent == public_host):
-        return app
-    return None
 
 
 def _host_header(scope: Scope) -> str:
@@ -80,7 +67,7 @@ class HostProxyMiddleware:
         state = _server_state(scope)
         app_name = None
         if scope["type"] in ("http", "websocket") and state is not None:
-            app_name = app_from_host(_host_header(scope), state.public_url)
+            app_name = state.hosts.app_from_host(_host_header(scope))
         if app_name is None:
             await self.app(scope, receive, send)
             return
@@ -95,6 +82,13 @@ def _server_state(scope: Scope) -> Any:
 async def _proxy(
     state: Any, app_name: str, scope: Scope, receive: Receive, send: Send, idle_secs: float
 ) -> None:
+    if scope["type"] == "http":
+        try:
+            check_framing(scope.get("headers", ()))
+        except BadRequest as exc:
+            await _error(scope, send, 400, exc.code, str(exc))
+            return
+    headers = _forwarded(scope, state.settings.trusted_proxies)
     targets = _targets(state)
     try:
         target = await targets.lookup(app_name)
@@ -113,7 +107,7 @@ async def _proxy(
         await _error(scope, send, 503, "service_unavailable", message)
         return
     if scope["type"] == "websocket":
-        await _websocket(targets, app_name, target, scope, receive, send)
+        await _websocket(targets, app_name, target, scope, receive, send, headers)
         return
     pool: app_http.Pool = state.upstream_pool
     body = _RequestBody(receive)
@@ -126,7 +120,7 @@ async def _proxy(
                 continue
             tried.add(endpoint)
             try:
-                await _forward(pool, endpoint, scope, body, send, idle_secs)
+                await _forward(pool, endpoint, scope, headers, body, send, idle_secs)
                 return
             except _Unreachable:
                 if not body.replayable:
@@ -149,7 +143,13 @@ async def _lookup_again(targets: AppTargets, app_name: str) -> Target | None:
 
 
 async def _websocket(
-    targets: AppTargets, app_name: str, target: Target, scope: Scope, receive: Receive, send: Send
+    targets: AppTargets,
+    app_name: str,
+    target: Target,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    headers: list[tuple[bytes, bytes]],
 ) -> None:
     upstream = None
     for fresh in (False, True):
@@ -166,7 +166,7 @@ async def _websocket(
         return
     reader, writer = upstream
     try:
-        await relay_websocket(scope, receive, send, reader, writer, _host_header(scope))
+        await relay_websocket(scope, receive, send, reader, writer, _host_header(scope), headers)
     finally:
         await app_http.close(writer)
 
@@ -231,6 +231,7 @@ async def _forward(
     pool: app_http.Pool,
     endpoint: str,
     scope: Scope,
+    headers: list[tuple[bytes, bytes]],
     body: _RequestBody,
     send: Send,
     idle_secs: float,
@@ -243,14 +244,14 @@ async def _forward(
     kept = False
     try:
         try:
-            await _exchange(conn, scope, body, send, idle_secs)
+            await _exchange(conn, scope, headers, body, send, idle_secs)
         except _Stale:
             await pool.discard(conn)
             fresh = await _open(pool, endpoint, fresh=True) if body.replayable else None
             if fresh is None:
                 raise _Unreachable from None
             conn = fresh
-            await _exchange(conn, scope, body, send, idle_secs)
+            await _exchange(conn, scope, headers, body, send, idle_secs)
         await pool.release(conn)
         kept = True
     except _Dropped:
@@ -261,11 +262,16 @@ async def _forward(
 
 
 async def _exchange(
-    conn: app_http.Connection, scope: Scope, body: _RequestBody, send: Send, idle_secs: float
+    conn: app_http.Connection,
+    scope: Scope,
+    headers: list[tuple[bytes, bytes]],
+    body: _RequestBody,
+    send: Send,
+    idle_secs: float,
 ) -> None:
     parser, writer = conn.h11, conn.writer
     try:
-        writer.write(parser.send(_request(scope)))
+        writer.write(parser.send(_request(scope, headers)))
         async for chunk in body.chunks():
             writer.write(parser.send(h11.Data(data=chunk)))
             await writer.drain()
@@ -279,18 +285,26 @@ async def _exchange(
     await _relay_response(scope, conn, send, idle_secs)
 
 
-def _request(scope: Scope) -> h11.Request:
-    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _HOP_BY_HOP]
+def _forwarded(scope: Scope, trusted_proxies: tuple[str, ...]) -> list[tuple[bytes, bytes]]:
+    """The client's headers as the app may see them (:mod:`aether.server.forwarding`)."""
+    client = scope.get("client") or ("", 0)
+    return forwarded_headers(
+        scope.get("headers", ()),
+        drop=_HOP_BY_HOP if scope["type"] == "http" else HANDSHAKE_HEADERS,
+        client=str(client[0]),
+        scheme=scope.get("scheme", "http").replace("ws", "http"),
+        host=_host_header(scope),
+        trusted_proxies=trusted_proxies,
+    )
+
+
+def _request(scope: Scope, forwarded: list[tuple[bytes, bytes]]) -> h11.Request:
+    headers = list(forwarded)
     names = {k.lower() for k, _ in headers}
     chunked = any(k == b"transfer-encoding" for k, _ in scope.get("headers", ()))
     if b"content-length" not in names and (chunked or scope["method"] not in ("GET", "HEAD")):
         headers.append((b"transfer-encoding", b"chunked"))
-    client = scope.get("client") or ("", 0)
-    headers += [
-        (b"host", _host_header(scope).encode("latin-1") or b"localhost"),
-        (b"x-forwarded-for", str(client[0]).encode("latin-1")),
-        (b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")),
-    ]
+    headers.append((b"host", _host_header(scope).encode("latin-1") or b"localhost"))
     target = scope.get("raw_path") or scope["path"].encode("utf-8")
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]

@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
+from aether.server.hosts import Hosts
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store.database import Database
 from aether.upstream import Pool
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "[::1]")
 
 
 class Backlog:
@@ -62,7 +62,6 @@ class ServerState:
     blobs: Any  # aether.blobs.BlobStore (None only while the blob package is not built)
     blob_settings: BlobSettings
     policy: ArtifactPolicy
-    log_source: Any
     public_url: str
     # Set when shutdown begins, so long-lived streams (follow=true) end instead of holding
     # the graceful-shutdown window open.
@@ -80,25 +79,27 @@ class ServerState:
     # Whether the blob store refuses bytes that miss their checksum (probed at start-up):
     # then its checksum proves an upload; otherwise complete re-hashes the object.
     store_verifies_checksums: bool = False
+    # aether.server.hosts.Hosts: the API's host and the apps domain (None only in tools)
+    hosts: Any = None
     # The Host-header proxy's keep-alive connections to apps (closed at shutdown).
     upstream_pool: Pool = field(default_factory=Pool)
     # aether.server.app_targets.AppTargets: where each app's requests go (made on first use).
     app_targets: Any = None
 
     def app_url(self, app_name: str) -> str:
-        return app_url(self.public_url, app_name)
+        domain = self.hosts.apps_domain if self.hosts is not None else None
+        return app_url(self.public_url, app_name, domain)
 
 
 @functools.lru_cache(maxsize=4096)
-def app_url(public_url: str, app_name: str) -> str:
-    """Where an app answers: ``http://<app>.localhost:<port>/`` for a local control plane
-    (the Host-header proxy), ``<scheme>://<app>.<host>[:port]/`` otherwise."""
+def app_url(public_url: str, app_name: str, apps_domain: str | None = None) -> str:
+    """Where an app answers: ``<scheme>://<app>.<apps domain>[:port]/``, the scheme and port
+    of the API's public URL (the Host-header proxy serves both); the apps domain as
+    :class:`~aether.server.hosts.Hosts` derives it when not given."""
     parts = urlsplit(public_url)
-    host = parts.hostname or "localhost"
-    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
-        host = "localhost"
+    domain = apps_domain or Hosts.from_settings(public_url, None).apps_domain
     port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme or 'http'}://{app_name}.{host}{port}/"
+    return f"{parts.scheme or 'http'}://{app_name}.{domain}{port}/"
 
 
 def get_state(request: HTTPConnection) -> ServerState:

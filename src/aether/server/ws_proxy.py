@@ -28,16 +28,18 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from aether import upstream as app_http
 
-# wsproto writes these itself; the rest of the client's headers (cookies, origin, auth) pass.
-_HANDSHAKE_HEADERS = {
-    b"host",
-    b"connection",
-    b"upgrade",
-    b"sec-websocket-key",
-    b"sec-websocket-version",
-    b"sec-websocket-extensions",
-    b"sec-websocket-protocol",
-}
+# wsproto writes these itself; the rest pass as aether.server.forwarding lets them.
+HANDSHAKE_HEADERS = frozenset(
+    {
+        b"host",
+        b"connection",
+        b"upgrade",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+    }
+)
 INTERNAL_ERROR = 1011
 
 
@@ -48,11 +50,13 @@ async def relay_websocket(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     host: str,
+    headers: list[tuple[bytes, bytes]],
 ) -> None:
+    """Relay one WebSocket; ``headers`` are the client's, already filtered for the app."""
     if (await receive())["type"] != "websocket.connect":
         return
     ws = WSConnection(ConnectionType.CLIENT)
-    writer.write(ws.send(_handshake(scope, host)))
+    writer.write(ws.send(_handshake(scope, host, headers)))
     await writer.drain()
     accepted = await _answer(ws, reader)
     if accepted is None:
@@ -69,11 +73,10 @@ async def relay_websocket(
             await task
 
 
-def _handshake(scope: Scope, host: str) -> Request:
+def _handshake(scope: Scope, host: str, headers: list[tuple[bytes, bytes]]) -> Request:
     target = scope.get("raw_path") or scope["path"].encode("utf-8")
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]
-    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() not in _HANDSHAKE_HEADERS]
     return Request(
         host=host,
         target=target.decode("latin-1"),

@@ -17,7 +17,7 @@ import uuid
 from aether.errors import BadRequest
 from aether.store import wakeups
 from aether.store.clock import now_iso
-from aether.store.database import Executor, Row
+from aether.store.database import Database, Executor, Row
 
 ACTIVE_STATUSES = ("pending", "deploying", "running")
 # Statuses a deployment reaches only after a successful rollout (a rollback target).
@@ -161,3 +161,22 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     if not created_at or not row_id:
         raise BadRequest("invalid cursor; pass the next_cursor of the previous page")
     return created_at, row_id
+
+
+async def cancel_pending(db: Database, deployment_id: str, reason: str) -> bool:
+    """pending → failed with ``reason`` (and a ``cancelled`` event), in one transaction; False
+    when the deployment is no longer pending (a worker took it, or it ended)."""
+    async with db.transaction() as tx:
+        touched = await tx.execute(
+            "UPDATE deployments SET status = 'failed', failure_reason = :reason,"
+            " rollout_completed_at = :now WHERE id = :id AND status = 'pending'",
+            {"id": deployment_id, "reason": reason, "now": now_iso()},
+        )
+        if touched:
+            await tx.execute(
+                "INSERT INTO deployment_events (deployment_id, phase, message, timestamp)"
+                " VALUES (:id, 'cancelled', :reason, :now)",
+                {"id": deployment_id, "reason": reason, "now": now_iso()},
+            )
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
+    return touched > 0

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -142,6 +142,12 @@ class PostgresDatabase(Database):
         finally:
             await self._putconn(conn)
 
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        async with self.transaction() as tx:
+            await tx.copy_rows(table, columns, rows)
+
     async def listen(
         self, channel: str, on_listening: Callable[[], None] | None = None
     ) -> AsyncIterator[str]:
@@ -184,6 +190,18 @@ class _PgTransaction(Executor):
 
     async def execute(self, sql: str, params: Params = None) -> int:
         return await _execute(self.conn.statements(), sql, params)
+
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        statement = psycopg.sql.SQL("COPY {} ({}) FROM STDIN").format(
+            psycopg.sql.Identifier(table),
+            psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, columns)),
+        )
+        with _pg_errors():
+            async with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    await copy.write_row(row)
 
 
 async def _fetch_all(cursor: psycopg.AsyncCursor[Any], sql: str, params: Params) -> list[Row]:

@@ -41,10 +41,14 @@ async def ensure_notify_trigger(db: Database) -> None:
 
 
 async def list_apps(db: Executor) -> list[Row]:
-    """Every app with its lease: ``id, name, holder, expires_at``."""
+    """Every app with its lease: ``id, name, holder, expires_at`` (the lease ends early when
+    its holder's heartbeat ran out)."""
     return await db.fetch_all(
-        "SELECT a.id, a.name, l.holder, l.expires_at FROM applications a"
-        " LEFT JOIN app_leases l ON l.app_id = a.id ORDER BY a.name"
+        "SELECT a.id, a.name, l.holder,"
+        " CASE WHEN w.expires_at IS NOT NULL AND w.expires_at < l.expires_at"
+        " THEN w.expires_at ELSE l.expires_at END AS expires_at"
+        " FROM applications a LEFT JOIN app_leases l ON l.app_id = a.id"
+        " LEFT JOIN workers w ON w.id = l.holder ORDER BY a.name"
     )
 
 

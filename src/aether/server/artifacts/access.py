@@ -32,6 +32,7 @@ async def app_for_upload(request: Request, state: ServerState, name: object) -> 
         require_app_access(request, row, write=True)
         return row, True
     who = require_role(request, "deployer")
+    state.hosts.check_new_app_name(name)
     try:
         return await app_store.create_app(state.db, name, owner=who.user_id), False
     except Conflict:  # created concurrently by another upload

@@ -25,6 +25,7 @@ from aether.server.routes import (
     releases,
     signin_links,
     tokens,
+    workers,
 )
 
 MODULES = (
@@ -40,6 +41,7 @@ MODULES = (
     public_keys,
     blobs,
     logs,
+    workers,
     deployment_reports,
     signin_links,
 )

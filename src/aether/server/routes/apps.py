@@ -48,6 +48,7 @@ async def create_app(request: Request) -> JSONResponse:
     body = await read_json(request, required={"name": str})
     name = check_app_name(body["name"])
     state = get_state(request)
+    state.hosts.check_new_app_name(name)
     row = await app_store.create_app(state.db, name, owner=who.user_id)
     return JSONResponse(app_json(row, state), status_code=201)
 

@@ -80,6 +80,7 @@ class LogLine:
     stream: str  # "stdout" | "stderr"
     line: str
     cursor: str
+    instance: str = ""  # which process or pod+container wrote it, where the runtime knows
 
     def as_json(self) -> dict[str, str]:
         return {
@@ -89,6 +90,17 @@ class LogLine:
             "line": self.line,
             "cursor": self.cursor,
         }
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    """New output of one app for the log shipper: ``lines`` after the position the feed
+    started at, ``position`` where the feed is after them (opaque to the shipper, handed back
+    to resume), ``dropped`` lines skipped because shipping fell too far behind."""
+
+    lines: list[LogLine]
+    position: str
+    dropped: int = 0
 
 
 # The loop passes this in; a runtime calls it for every phase: ("fetching", "…").
@@ -135,6 +147,16 @@ class Runtime(abc.ABC):
         """Each process or pod of the app now, with its health (None: this runtime cannot
         say). The worker records them for every API replica to read (``aether ps``)."""
         return None
+
+    @abc.abstractmethod
+    def log_feed(self, app_name: str, position: str | None) -> AsyncIterator[LogBatch]:
+        """The app's output from ``position`` on (None: from the oldest line still here) in
+        batches, unending: what the worker ships to the database. The app never waits for
+        it; a feed that falls too far behind skips lines and says how many."""
+
+    def log_source(self, app_name: str) -> str:
+        """The name of the app's log source in the database (unique per host and data)."""
+        return f"{self.name}/{app_name}"
 
     async def managed_apps(self) -> set[str]:
         """Names of the apps this runtime holds objects for, when they outlive the worker

@@ -116,6 +116,7 @@ class Confinement:
                 record_path(self.apps_dir, release.app_name, release.deployment_id, instance)
             ),
             instance=instance,
+            instances=release.replicas,
             logs_dir=str(app_dir / "logs"),
             scratch=str(scratch),
             limits=self.limits(),

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING
 from aether.errors import AetherError, BadRequest, ConfigError
 from aether.settings import WorkerSettings
 from aether.worker.outcomes import Fatal
-from aether.worker.runtimes import adoption
+from aether.worker.runtimes import adoption, advertise
 from aether.worker.runtimes.base import (
     EventSink,
     Instance,
+    LogBatch,
     LogLine,
     Observed,
     Release,
@@ -43,7 +44,7 @@ from aether.worker.runtimes.base import (
 from aether.worker.runtimes.confinement import Confinement
 from aether.worker.runtimes.health import http_status, is_healthy
 from aether.worker.runtimes.layers import release_layer, unused_layers
-from aether.worker.runtimes.logfiles import read_logs
+from aether.worker.runtimes.logfiles import read_batch, read_logs
 from aether.worker.runtimes.nodes import node_folder
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from aether.blobs import BlobStore
 
 log = logging.getLogger(__name__)
+LOG_FEED_POLL_SECS = 0.1  # how often the log feed looks for new output when idle
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
@@ -98,6 +100,7 @@ class LocalRuntime(Runtime):
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: dict[str, set[asyncio.Task[None]]] = {}
         self.adopted: set[str] = set()  # apps found running at start, before the loop held them
+        self.advertise_addr = advertise.advertised(settings.advertise_addr)
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -148,6 +151,12 @@ class LocalRuntime(Runtime):
                 isolation.kind,
                 ", one uid each" if isolation.uid_per_app else "",
             )
+        if self.advertise_addr == advertise.LOOPBACK:
+            log.warning(
+                "apps are advertised on %s: only a control plane on this host reaches them "
+                "(set AETHER_WORKER_ADVERTISE_ADDR)",
+                self.advertise_addr,
+            )
         await self._adopt()
 
     async def _adopt(self) -> None:
@@ -196,14 +205,14 @@ class LocalRuntime(Runtime):
                     process.supervise(record)
             if previous is not None and kept:
                 previous.processes = [p for p in previous.processes if p not in kept.values()]
-            endpoints = ", ".join(p.endpoint for p in processes)
+            endpoints = ", ".join(self._endpoint(p) for p in processes)
             await record(
                 "healthy", f"answering on {endpoints}" if processes else "scaled to 0: none runs"
             )
             same = previous is not None and previous.deployment_id == release.deployment_id
             if previous is not None and (previous.processes or not same):
                 self._retire_later(release.app_name, previous, record)
-            endpoint = processes[0].endpoint if processes else None
+            endpoint = self._endpoint(processes[0]) if processes else None
             return Observed(release.deployment_id, True, endpoint)
 
     async def _start_instances(
@@ -323,7 +332,7 @@ class LocalRuntime(Runtime):
                 self._serving.pop(app_name, None)
             return None
         alive = all(p.alive for p in serving.processes)
-        endpoint = serving.processes[0].endpoint if serving.processes else None
+        endpoint = self._endpoint(serving.processes[0]) if serving.processes else None
         return Observed(serving.deployment_id, alive, endpoint)
 
     async def instances(self, app_name: str) -> list[Instance] | None:
@@ -332,9 +341,16 @@ class LocalRuntime(Runtime):
             return []
         return list(
             await asyncio.gather(
-                *(_instance(serving.deployment_id, i, p) for i, p in enumerate(serving.processes))
+                *(
+                    _instance(serving.deployment_id, i, p, self._endpoint(p))
+                    for i, p in enumerate(serving.processes)
+                )
             )
         )
+
+    def _endpoint(self, process: AppProcess) -> str:
+        """Where every API replica reaches the app: the advertised address, not loopback."""
+        return advertise.endpoint(self.advertise_addr, process.port)
 
     async def remove(self, app_name: str) -> None:
         """Stop the app's processes (also any an earlier worker left) and delete its folder."""
@@ -380,6 +396,25 @@ class LocalRuntime(Runtime):
             )
         logs_dir = self.apps_dir / app_name / "logs"
         return read_logs(logs_dir, tail=tail, since=since, follow=follow, cursor=cursor)
+
+    def log_source(self, app_name: str) -> str:
+        return f"local:{socket.gethostname()}:{self.apps_dir}/{app_name}"
+
+    async def log_feed(self, app_name: str, position: str | None) -> AsyncIterator[LogBatch]:
+        logs_dir = self.apps_dir / app_name / "logs"
+        instance = socket.gethostname()
+        max_lag = min(
+            self.settings.log_ship_max_lag_bytes, self.settings.sandbox.log_max_bytes // 2
+        )
+        while True:
+            batch = await asyncio.to_thread(
+                read_batch, logs_dir, position, max_lag_bytes=max_lag, instance=instance
+            )
+            if batch.lines or batch.dropped or (batch.position and batch.position != position):
+                position = batch.position
+                yield LogBatch(batch.lines, batch.position, batch.dropped)
+            if not batch.lines:
+                await asyncio.sleep(LOG_FEED_POLL_SECS)
 
     def process_of(self, app_name: str) -> AppProcess | None:
         """The (first) process serving the app (tests and diagnostics)."""
@@ -429,7 +464,7 @@ async def _stop_all(processes: list[AppProcess], grace_secs: float) -> None:
 _STATES = {"running": "running", "backoff": "restarting", "starting": "starting"}
 
 
-async def _instance(deployment_id: str, index: int, process: AppProcess) -> Instance:
+async def _instance(deployment_id: str, index: int, process: AppProcess, endpoint: str) -> Instance:
     """What ``ps`` shows of one process. A process its supervisor reports running is
     healthy; with a health path, that path is also asked every HEALTH_PROBE_SECS (without
     one, asking ``/`` would fill the app's log with the worker's requests)."""
@@ -449,7 +484,7 @@ async def _instance(deployment_id: str, index: int, process: AppProcess) -> Inst
         restarts=record.restarts if record else 0,
         started_at=(record.started_at or None) if record else None,
         host=socket.gethostname(),
-        endpoint=process.endpoint,
+        endpoint=endpoint,
     )
 
 

@@ -154,7 +154,8 @@ class AppProcess:
 
     def failure_detail(self) -> str:
         logs_dir = self.record_path.parent.parent / "logs"
-        recent = recent_lines(logs_dir, self.record_path.stem, RECENT_LINES)
+        deployment_id = self.record.deployment_id if self.record else self.record_path.stem
+        recent = recent_lines(logs_dir, deployment_id, RECENT_LINES)
         lines = [line for line in recent if line.strip()]
         return ("; last output: " + " | ".join(lines[-10:])) if lines else "; no output"
 

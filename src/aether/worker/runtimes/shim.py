@@ -26,6 +26,7 @@ import resource
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,9 +69,10 @@ class Supervisor:
         )
         self.log = LogWriter(
             Path(spec.logs_dir),
-            spec.log_name,
+            spec.deployment_id,
             max_bytes=spec.limits.log_max_bytes,
             keep_deployments=spec.keep_deployments,
+            instance=f"{socket.gethostname()}/{spec.instance + 1}" if spec.instances > 1 else "",
         )
         self.armed = False
         self.stopping = False

@@ -51,11 +51,7 @@ class Spec:
     binds: list[dict[str, str]] = field(default_factory=list)  # sandbox.Bind fields
     launch_id: str = ""  # names this start: the worker finds the record it caused
     instance: int = 0  # which of the release's processes (0 … replicas - 1)
-
-    @property
-    def log_name(self) -> str:
-        """The name its log files carry: the deployment's, and the instance's after the first."""
-        return instance_key(self.deployment_id, self.instance)
+    instances: int = 1  # how many the release runs (its log lines name the process if > 1)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
