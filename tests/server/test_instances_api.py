@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from seeding import insert_artifact
 
-from aether.store import instances, leases, rollouts
+from aether.store import instances, leases, rollouts, workers
 
 
 @pytest.fixture
@@ -40,8 +40,14 @@ def instance(deployment_id, index, **extra):
     }
 
 
+def beat(api, worker_id="worker-1"):
+    heartbeat = workers.Heartbeat(worker_id, "node-a", api.state.settings.runtime, "0")
+    api.run(workers.heartbeat, heartbeat, dead_secs=30)
+
+
 def test_status_shows_each_instance_as_the_worker_recorded_it(api, shop):
     app, artifact = shop
+    beat(api)
     empty = api.get("/apps/shop/status", as_="reader").json()
     assert empty == {
         "app": "shop",
@@ -85,8 +91,17 @@ def test_without_a_live_worker_status_says_so_instead_of_running(api, shop):
     api.run(leases.acquire_lease, app["id"], "worker-1", -1)  # expired
     body = api.get("/apps/shop/status").json()
     assert body["worker"]["live"] is False
-    assert "no live worker" in body["worker"]["message"]
+    runtime = api.state.settings.runtime
+    assert f"no live worker for runtime {runtime}" in body["worker"]["message"]
     assert [(i["state"], i["health"]) for i in body["instances"]] == [("unknown", "unknown")]
+    beat(api)  # a worker runs, but none holds the app
+    body = api.get("/apps/shop/status").json()
+    assert body["worker"]["live"] is False
+    assert "no live worker holds this app" in body["worker"]["message"]
+    api.run(leases.acquire_lease, app["id"], "worker-1", 30)
+    body = api.get("/apps/shop/status").json()
+    assert body["worker"] == {"live": True, "message": None}
+    assert [(i["state"], i["health"]) for i in body["instances"]] == [("running", "healthy")]
 
 
 def test_the_router_spreads_over_healthy_instances_only(api, shop):

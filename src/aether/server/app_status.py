@@ -14,6 +14,7 @@ from datetime import timedelta
 from aether.models import AppStatus, Instance, WorkerNotice, deployment_from
 from aether.server.state import ServerState
 from aether.store import instances as instance_store
+from aether.store import workers
 from aether.store.clock import now_iso, parse_iso
 from aether.store.database import Row
 from aether.store.deployments import newest_of_app
@@ -57,6 +58,13 @@ async def _worker_notice(
 ) -> WorkerNotice:
     if newest is None:
         return {"live": True, "message": None}  # never deployed: nothing to look after
+    runtime = state.settings.runtime
+    if not await workers.has_live_worker(state.db, runtime):
+        return {
+            "live": False,
+            "message": f"no live worker for runtime {runtime}: the instances shown are as a"
+            " worker last saw them, not now; a new deployment will start when one is running",
+        }
     lease = await instance_store.lease_of(state.db, app["id"])
     now = now_iso()
     if lease is None or lease["expires_at"] < now:
