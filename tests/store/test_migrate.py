@@ -24,6 +24,7 @@ EXPECTED_TABLES = {
     "deployment_reports",
     "dashboard_sessions",
     "dashboard_links",
+    "instances",
     "log_streams",
     "log_lines",
     "log_sources",

@@ -11,6 +11,7 @@ from aether.models import (
     App,
     AppConfig,
     AppInfo,
+    AppStatus,
     AppWithCurrent,
     ConfigChange,
     ConfigChanged,
@@ -19,6 +20,7 @@ from aether.models import (
     DeploymentPage,
     Release,
     ReleasePage,
+    Rollout,
 )
 
 
@@ -75,6 +77,21 @@ def rollback(api: ApiClient, app: str, *, to: str | None) -> DeploymentCreated:
     """``POST /apps/{app}/rollback``: a new release of an earlier one's code, config and
     settings (``to``: ``v3`` or a deployment id; default: the previous successful one)."""
     return cast(DeploymentCreated, api.post(f"/apps/{app}/rollback", {"to": to} if to else {}))
+
+
+def status(api: ApiClient, app: str) -> AppStatus:
+    """``GET /apps/{app}/status``: the release, its instances, the last rollout."""
+    return cast(AppStatus, api.get(f"/apps/{app}/status"))
+
+
+def scale(api: ApiClient, app: str, replicas: int) -> Rollout:
+    """``POST /apps/{app}/scale``: a new release of the current one with ``replicas``."""
+    return cast(Rollout, api.post(f"/apps/{app}/scale", {"replicas": replicas}))
+
+
+def restart(api: ApiClient, app: str) -> Rollout:
+    """``POST /apps/{app}/restart``: a new rollout of the release that runs."""
+    return cast(Rollout, api.post(f"/apps/{app}/restart", {}))
 
 
 def add_public_key(api: ApiClient, app: str, public_key_hex: str) -> dict[str, Any]:

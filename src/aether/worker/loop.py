@@ -28,7 +28,7 @@ from aether import __version__
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.sealing import KeyRing
 from aether.settings import WorkerSettings
-from aether.store import leases, rollouts, wakeups, workers
+from aether.store import instances, leases, rollouts, wakeups, workers
 from aether.store.clock import now_iso
 from aether.store.database import Database, Row
 from aether.worker.apply import Applier
@@ -45,6 +45,8 @@ PG_SAFETY_POLL_SECS = 5.0
 PENDING_CHECK_SECS = 0.02
 # How often the runtime is asked for apps whose rows are gone (their objects outlive workers).
 ORPHAN_SWEEP_SECS = 60.0
+# An app's instance rows are written when they change, and at least this often.
+INSTANCES_REFRESH_SECS = 15.0
 
 
 def worker_identity() -> str:
@@ -61,6 +63,8 @@ class _AppSlot:
     held: bool = False
     first_retry: dict[str, float] = field(default_factory=dict)
     noted: set[str] = field(default_factory=set)
+    instances: list[dict[str, Any]] | None = None  # as last recorded
+    instances_at: float = 0.0
 
 
 class Worker:
@@ -201,6 +205,7 @@ class Worker:
             actions = plan(states, await self.runtime.observe(slot.name))
             for action in actions:
                 await self.applier.apply(slot.name, action, slot=slot)
+            await self._record_instances(app_id, slot)
         except Retry as later:  # a transient fault: this app again after its delay
             log.debug("retrying %s in %gs: %s", slot.name, later.delay, later.message)
             self._retry_after(slot, later.delay)
@@ -213,6 +218,19 @@ class Worker:
             self._wake.set()  # look again at once: the plan should now be settled
             return True
         return False
+
+    async def _record_instances(self, app_id: str, slot: _AppSlot) -> None:
+        """Write the app's instances when they changed (or now and then, so readers see
+        they are fresh): every API replica answers ``aether ps`` from them."""
+        found = await self.runtime.instances(slot.name)
+        if found is None:
+            return
+        rows = [{k: v for k, v in vars(i).items()} for i in found]
+        fresh = time.monotonic() - slot.instances_at < INSTANCES_REFRESH_SECS
+        if rows == slot.instances and fresh:
+            return
+        await instances.replace(self.db, app_id, self.holder, rows)
+        slot.instances, slot.instances_at = rows, time.monotonic()
 
     async def _hold(self, app_id: str, slot: _AppSlot) -> bool:
         held = await leases.acquire_lease(self.db, app_id, self.holder, self.settings.lease_secs)

@@ -58,6 +58,20 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One process or pod of an app, as the runtime sees it now."""
+
+    id: str  # unique within the app: a process's deployment and index, a pod's name
+    deployment_id: str
+    state: str  # "running" | "starting" | "restarting" | "exited" | "pending" | …
+    health: str  # "healthy" | "unhealthy" | "unknown"
+    restarts: int
+    started_at: str | None  # ISO-8601 UTC, when its current process or container started
+    host: str  # the machine (a node's name on Kubernetes)
+    endpoint: str | None = None  # where it answers, when the router may reach it directly
+
+
+@dataclass(frozen=True)
 class LogLine:
     """One line of an app's output; ``cursor`` resumes a stream right after this line."""
 
@@ -128,6 +142,11 @@ class Runtime(abc.ABC):
     ) -> AsyncIterator[LogLine]:
         """The app's output, oldest first; with ``follow`` keeps yielding new lines.
         ``container`` narrows it where an app has several (Kubernetes: ``fetch``, ``app``)."""
+
+    async def instances(self, app_name: str) -> list[Instance] | None:
+        """Each process or pod of the app now, with its health (None: this runtime cannot
+        say). The worker records them for every API replica to read (``aether ps``)."""
+        return None
 
     @abc.abstractmethod
     def log_feed(self, app_name: str, position: str | None) -> AsyncIterator[LogBatch]:

@@ -110,6 +110,10 @@ def _size(path: Path) -> int:
         return 0
 
 
+# How much a writer appends between looks at whether its file is still the newest.
+SHARED_CHECK_BYTES = 64 * 1024
+
+
 class LogWriter:
     """Appends timestamped lines of one deployment's processes to its files. When a file
     reaches a quarter of the app's ``max_bytes`` the writer moves on to a new file (the next
@@ -122,32 +126,51 @@ class LogWriter:
         *,
         max_bytes: int = 64 * 1024 * 1024,
         keep_deployments: int = 10,
+        instance: str = "",
     ) -> None:
         self.logs_dir = logs_dir
         self.deployment_id = deployment_id
         self.max_bytes = max_bytes
         self.keep_deployments = keep_deployments
+        # A release's processes share its files (appends of whole lines), each line naming
+        # the process when there are several: a reader follows one sequence of files.
+        self.instance = instance
         self.file_limit = max(max_bytes // 4, MIN_FILE_BYTES)
         self.path = log_path_for(logs_dir, deployment_id)
         self._file = self.path.open("ab")
         self._size = self._file.tell()
+        self._unchecked = 0
         prune_logs(logs_dir, keep=keep_deployments, max_bytes=max_bytes)
 
     def write(self, stream: str, line: str) -> None:
         record = {"ts": utc_stamp(), "stream": stream, "line": line}
+        if self.instance:
+            record["instance"] = self.instance
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
         # One write call per line: concurrent readers never see half a record.
         self._file.write(data)
         self._file.flush()
         self._size += len(data)
+        self._unchecked += len(data)
+        if self._unchecked >= SHARED_CHECK_BYTES:  # another process may have moved on
+            self._unchecked = 0
+            self._size = os.fstat(self._file.fileno()).st_size
+            if log_path_for(self.logs_dir, self.deployment_id) != self.path:
+                self._rotate()
+                return
         if self._size >= self.file_limit:
             self._rotate()
 
     def _rotate(self) -> None:
+        """Onto the deployment's newest file when another of its processes started one,
+        else a new one."""
         self._file.close()
-        self.path = new_log_file(self.logs_dir, self.deployment_id)
+        newest = log_path_for(self.logs_dir, self.deployment_id)
+        if newest == self.path or _size(newest) >= self.file_limit:
+            newest = new_log_file(self.logs_dir, self.deployment_id)
+        self.path = newest
         self._file = self.path.open("ab")
-        self._size = 0
+        self._size = self._file.tell()
         prune_logs(self.logs_dir, keep=self.keep_deployments, max_bytes=self.max_bytes)
 
     def close(self) -> None:
