@@ -466,6 +466,12 @@ def env_json(environ: Mapping[str, str], name: str, expected: type, default: obj
     return value
 
 
+def _apps_domain(environ: Mapping[str, str]) -> str | None:
+    """AETHER_APPS_DOMAIN as the server reads it: lower case, no dots at either end."""
+    domain = (environ.get("AETHER_APPS_DOMAIN") or "").strip().lower().strip(".")
+    return domain or None
+
+
 def _node_selector(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     selector = env_json(environ, "AETHER_KUBE_NODE_SELECTOR", dict, {})
     assert isinstance(selector, dict)
@@ -510,6 +516,16 @@ class KubeSettings:
     # AETHER_NODE_IMAGES: JSON {"22": "registry/node:22"}: the image per Node.js major
     node_images: tuple[tuple[int, str], ...] = ()
     node_major: int = 20  # AETHER_NODE_MAJOR: for releases that name no Node.js major
+    # AETHER_APPS_DOMAIN: apps answer at <app>.<this>; set, each app also gets an Ingress
+    # for that host, so its traffic goes to the cluster's ingress controller, not the API
+    apps_domain: str | None = None
+    ingress_class: str | None = None  # AETHER_KUBE_INGRESS_CLASS: spec.ingressClassName
+    # AETHER_KUBE_INGRESS_TLS_SECRET: a TLS Secret (e.g. a wildcard certificate) in the apps
+    # namespace that the Ingress serves its host with
+    ingress_tls_secret: str | None = None
+    # AETHER_KUBE_INGRESS_CLUSTER_ISSUER: a cert-manager ClusterIssuer that issues each app's
+    # certificate (into the Secret <app>-tls); the annotation cert-manager.io/cluster-issuer
+    ingress_cluster_issuer: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> KubeSettings:
@@ -540,4 +556,8 @@ class KubeSettings:
             expansion=ExpansionLimits.from_env(environ),
             node_images=_per_major(environ, "AETHER_NODE_IMAGES"),
             node_major=env_optional_int(environ, "AETHER_NODE_MAJOR") or 20,
+            apps_domain=_apps_domain(environ),
+            ingress_class=environ.get("AETHER_KUBE_INGRESS_CLASS") or None,
+            ingress_tls_secret=environ.get("AETHER_KUBE_INGRESS_TLS_SECRET") or None,
+            ingress_cluster_issuer=environ.get("AETHER_KUBE_INGRESS_CLUSTER_ISSUER") or None,
         )

@@ -22,6 +22,7 @@ from typing import Any
 from aether.errors import AetherError, ConfigError
 from aether.kube import (
     DEPLOYMENTS,
+    INGRESSES,
     KINDS,
     PODS,
     REPLICASETS,
@@ -274,7 +275,9 @@ class KubernetesRuntime(Runtime):
             raise _outcome(exc) from exc
 
     async def _delete_objects(self, app_name: str) -> None:
-        for kind in (DEPLOYMENTS, SERVICES):
+        # (Ingresses exist only with an apps domain; without one the Role need not grant them.)
+        kinds = (INGRESSES,) if self.settings.apps_domain else ()
+        for kind in (*kinds, DEPLOYMENTS, SERVICES):
             live = await self.client.get(kind, self.namespace, app_name)
             if live is not None and _labels(live).get(MANAGED_BY_LABEL) == MANAGED_BY:
                 await self.client.delete(kind, self.namespace, app_name)
