@@ -1,11 +1,12 @@
 """Layered artifacts end to end on the embedded default (real ``aether serve``, in-process
-worker, local runtime): the deps layer is shared by releases, a code-only redeploy ships only
+worker, local runtime; and on PostgreSQL with S3): the deps layer is shared by releases, a code-only redeploy ships only
 the app layer, and single-file artifacts already stored still deploy and roll back beside
 layered ones."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,21 @@ pytestmark = pytest.mark.slow
 BOOT = "const dep = require('dep'); if (dep.answer !== 42) throw new Error('deps missing');"
 
 
-@pytest.fixture
-def server(live_server: Callable[..., Any]) -> Any:
-    return live_server(env={"AETHER_ROLLOUT_TIMEOUT_SECS": "20"})
+@pytest.fixture(params=["embedded", pytest.param("postgres-s3", marks=pytest.mark.postgres)])
+def server(live_server: Callable[..., Any], request: pytest.FixtureRequest) -> Any:
+    """The embedded default (SQLite, local store), or PostgreSQL with S3 (moto)."""
+    env = {"AETHER_ROLLOUT_TIMEOUT_SECS": "20"}
+    if request.param == "embedded":
+        return live_server(env=env)
+    env.update(
+        AETHER_STORAGE_MODE="s3",
+        AETHER_S3_ENDPOINT_URL=request.getfixturevalue("s3_endpoint"),
+        AETHER_ARTIFACT_BUCKET=f"t-{uuid.uuid4().hex[:16]}",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    return live_server(env=env, database_url=request.getfixturevalue("fresh_postgres_url"))
 
 
 def project(root: Path, version: str, line: str = "") -> Path:

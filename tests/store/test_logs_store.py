@@ -75,3 +75,11 @@ async def test_retention_by_age_and_bytes(database) -> None:  # type: ignore[no-
         }
         assert f"log_lines_d{log_store.day_of(old)}" not in names  # dropped whole
         assert f"log_lines_d{log_store.day_of(stamp(now))}" in names
+
+
+async def test_any_text_survives_the_batch_writer(database) -> None:  # type: ignore[no-untyped-def]
+    app = await app_store.create_app(database, "web", owner=None)
+    texts = ["tab\there", "back\\slash \\N", "cr\rlf\n", "nul\x00byte", "é ✓ 🚀", ""]
+    assert await ship(database, app["id"], "s", None, "1", *texts)
+    stored = [r["line"] for r in await all_lines(database, app["id"])]
+    assert stored == [t.replace("\x00", "\ufffd") for t in texts]

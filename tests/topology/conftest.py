@@ -97,7 +97,7 @@ def network() -> Iterator[Network]:
         _ip("link", "add", net.bridge, "type", "bridge")
         _ip("link", "set", net.bridge, "up")
         _ip("addr", "add", f"{net.gateway}/24", "dev", net.bridge)
-        for host, octet in (("api1", 11), ("api2", 12), ("wrk", 21)):
+        for host, octet in (("api1", 11), ("api2", 12), ("wrk", 21), ("wrk2", 22)):
             net.add_host(host, octet)
         yield net
     finally:
@@ -191,8 +191,9 @@ class Topology:
             AETHER_PUBLIC_URL=self.api(host),
         )
 
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
-        return self.start(name, "wrk", "worker", "--data-dir", str(self.root / "worker-data"))
+    def start_worker(self, name: str = "worker", host: str = "wrk") -> subprocess.Popen[bytes]:
+        data = self.root / ("worker-data" if host == "wrk" else f"{host}-data")
+        return self.start(name, host, "worker", "--data-dir", str(data))
 
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
@@ -299,9 +300,10 @@ def topology(network: Network, fresh_postgres_url: str, tmp_path: Path) -> Itera
         yield top
     finally:
         top.stop_all()
-        stopper = top.start("stop-apps", "wrk", "worker", "--stop-apps", "--data-dir",
-                            str(tmp_path / "worker-data"))  # fmt: skip
-        stopper.wait(timeout=60)
+        for host, data in (("wrk", "worker-data"), ("wrk2", "wrk2-data")):
+            stopper = top.start(f"stop-apps-{host}", host, "worker", "--stop-apps",
+                                "--data-dir", str(tmp_path / data))  # fmt: skip
+            stopper.wait(timeout=60)
         s3.stop()
         relay.stop()
 

@@ -139,3 +139,45 @@ def test_killing_the_worker_fails_no_request(topology: Topology) -> None:
     assert not failures, failures[:10]
     assert restarted.poll() is None
     assert "adopted steady" in topology.log("worker-2")
+
+
+def test_another_host_takes_over_a_killed_workers_app_within_seconds(topology: Topology) -> None:
+    """Worker A dies (kill -9); worker B on another host runs the app within seconds of A's
+    heartbeat running out — not after the 30 s lease — and requests keep succeeding."""
+    first = topology.start_worker("worker-a", "wrk")
+    deploy(topology, "moving")
+    second = topology.start_worker("worker-b", "wrk2")
+    wait_for(lambda: len(topology.get("api1", "/workers").json()["workers"]) == 2, what="B")
+    stop = threading.Event()
+    results: list[int | str] = []
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                results.append(topology.via_proxy("api2", "moving", "/ping").status_code)
+            except requests.RequestException as exc:
+                results.append(type(exc).__name__)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    b_addr = topology.network.hosts["wrk2"]
+
+    def endpoint() -> str:
+        page = topology.get("api1", "/apps/moving/deployments").json()["deployments"]
+        return str(next(d["endpoint"] for d in page if d["status"] == "running"))
+
+    try:
+        wait_for(lambda: len(results) > 20, what="requests flowing")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        killed = time.monotonic()
+        wait_for(lambda: endpoint().startswith(f"http://{b_addr}:"), timeout=60, what="takeover")
+        took = time.monotonic() - killed
+        wait_for(lambda: len(results) > 50, what="requests after the takeover")
+    finally:
+        stop.set()
+        thread.join(15)
+    assert took < 25, f"takeover took {took:.1f}s (the lease is 30 s)"
+    failures = [r for r in results if r != 200]
+    assert not failures, failures[:10]
+    assert second.poll() is None

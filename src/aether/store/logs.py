@@ -10,6 +10,7 @@ lines arrive; retention drops whole partitions past the age limit. Design: docs/
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -52,7 +53,12 @@ class Batch:
 
 def day_of(ts: str) -> int:
     """Days since 1970-01-01 of a timestamp (the partition key)."""
-    return date.fromisoformat(ts[:10]).toordinal() - _EPOCH_ORDINAL
+    return _day(ts[:10])
+
+
+@functools.lru_cache(maxsize=64)
+def _day(text: str) -> int:
+    return date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL
 
 
 def dropped_notice(count: int, ts: str) -> NewLine:
@@ -74,7 +80,8 @@ async def ship(db: Database, batch: Batch) -> bool:
     lines = list(batch.lines)
     if batch.dropped:
         lines.insert(0, dropped_notice(batch.dropped, lines[0].ts if lines else now_iso()))
-    await _ensure_partitions(db, {day_of(line.ts) for line in lines})
+    days = [day_of(line.ts) for line in lines]
+    await _ensure_partitions(db, set(days))
     async with db.transaction() as tx:
         head = await tx.fetch_one(
             "INSERT INTO log_streams (app_id) VALUES (:app_id) ON CONFLICT (app_id)"
@@ -87,12 +94,13 @@ async def ship(db: Database, batch: Batch) -> bool:
             return False
         seq, total = int(head["last_seq"]), int(head["total_bytes"])
         rows = []
-        for line in lines:
+        for line, day in zip(lines, days, strict=True):
             seq += 1
             total += len(line.line.encode("utf-8", "replace")) + 1
+            text = line.line.replace("\x00", "\ufffd") if "\x00" in line.line else line.line
             rows.append(
-                (batch.app_id, seq, day_of(line.ts), line.ts, line.deployment_id)
-                + (line.instance, line.stream, line.line, total)
+                (batch.app_id, seq, day, line.ts, line.deployment_id)
+                + (line.instance, line.stream, text, total)
             )
         if rows:
             await tx.copy_rows("log_lines", COLUMNS, rows)

@@ -97,6 +97,8 @@ class LogShipper:
 
 def _micro(ts: str) -> str:
     """Timestamps with six fraction digits, the store's format (pods' have nine)."""
+    if len(ts) == 27:  # YYYY-MM-DDTHH:MM:SS.ffffffZ already
+        return ts
     head, dot, rest = ts.partition(".")
     if not dot:
         return ts

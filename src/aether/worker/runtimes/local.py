@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,6 +104,7 @@ class LocalRuntime(Runtime):
         self._retiring: dict[str, set[asyncio.Task[None]]] = {}
         self.adopted: set[str] = set()  # apps found running at start, before the loop held them
         self.advertise_addr = advertise.advertised(settings.advertise_addr)
+        self._reader: ThreadPoolExecutor | None = None
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -406,15 +410,31 @@ class LocalRuntime(Runtime):
         max_lag = min(
             self.settings.log_ship_max_lag_bytes, self.settings.sandbox.log_max_bytes // 2
         )
+        loop = asyncio.get_running_loop()
         while True:
-            batch = await asyncio.to_thread(
-                read_batch, logs_dir, position, max_lag_bytes=max_lag, instance=instance
+            batch = await loop.run_in_executor(
+                self._log_reader(),
+                functools.partial(
+                    read_batch, logs_dir, position, max_lag_bytes=max_lag, instance=instance
+                ),
             )
             if batch.lines or batch.dropped or (batch.position and batch.position != position):
                 position = batch.position
                 yield LogBatch(batch.lines, batch.position, batch.dropped)
             if not batch.lines:
                 await asyncio.sleep(LOG_FEED_POLL_SECS)
+
+    def _log_reader(self) -> ThreadPoolExecutor:
+        """The thread that reads and parses log files for shipping, at the apps' own CPU
+        priority: shipping their output never outranks the apps that write it."""
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="aether-log-reader",
+                initializer=_lower_priority,
+                initargs=(self.settings.sandbox.nice,),
+            )
+        return self._reader
 
     def process_of(self, app_name: str) -> AppProcess | None:
         """The (first) process serving the app (tests and diagnostics)."""
@@ -437,6 +457,9 @@ class LocalRuntime(Runtime):
         if self._slot is not None:
             self._slot.release()
             self._slot = None
+        if self._reader is not None:
+            self._reader.shutdown(wait=False, cancel_futures=True)
+            self._reader = None
 
     async def stop_apps(self) -> None:
         """Stop every app process started from this data dir, by any worker on this host."""
@@ -446,6 +469,11 @@ class LocalRuntime(Runtime):
             self._wait_retired(),
         )
         await self._stop_recorded()
+
+
+def _lower_priority(nice: int) -> None:
+    with contextlib.suppress(OSError):  # (Linux: a thread's own nice value)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def _survivors(previous: _Serving | None, release: Release) -> dict[int, AppProcess]:
