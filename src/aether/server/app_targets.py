@@ -25,13 +25,13 @@ class Target:
     endpoints: tuple[str, ...]
     expires: float
     stopped: bool = False  # scaled to 0
-    _turn: itertools.count[int] = field(default_factory=itertools.count)
+    turn: itertools.count[int] = field(default_factory=itertools.count)  # shared while unchanged
 
     def in_turn(self) -> list[str]:
         """The endpoints, starting with the next one in turn."""
         if len(self.endpoints) < 2:
             return list(self.endpoints)
-        start = next(self._turn) % len(self.endpoints)
+        start = next(self.turn) % len(self.endpoints)
         return [*self.endpoints[start:], *self.endpoints[:start]]
 
 
@@ -55,6 +55,6 @@ class AppTargets:
             self._known.clear()
         target = Target(tuple(serving["endpoints"]), now + self.ttl, serving["stopped"])
         if known is not None and known.endpoints == target.endpoints:
-            target._turn = known._turn
+            target.turn = known.turn
         self._known[app_name] = target
         return target
