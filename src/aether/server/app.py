@@ -21,6 +21,7 @@ from aether.blobs import BlobStore, open_blob_store
 from aether.errors import AetherError
 from aether.sealing import KeyRing, key_source
 from aether.server import routes, ui
+from aether.server.app_targets import AppTargets
 from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
@@ -29,7 +30,7 @@ from aether.server.proxy import HostProxyMiddleware
 from aether.server.read_cache import ReadCache, follow_changes
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
-from aether.store import open_database
+from aether.store import open_database, wakeups
 from aether.store import tokens as token_store
 from aether.store.database import Database
 from aether.store.legacy_env import seal_legacy_env
@@ -128,6 +129,8 @@ class _Parts:
                 hosts=self.hosts,
             )
             app.state.aether = state
+            state.app_targets = AppTargets(db)
+            stack.enter_context(wakeups.watch(state.app_targets.changed))
             tasks = [_start_background(job, state) for job in self._jobs()]
             try:
                 yield
@@ -199,7 +202,8 @@ async def probe_checksums(blobs: Any) -> bool:
 
 
 async def _follow_changes(state: ServerState) -> None:
-    await follow_changes(state.read_cache, state.db, state.stopping)
+    also = state.app_targets.changed if state.app_targets is not None else None
+    await follow_changes(state.read_cache, state.db, state.stopping, also)
 
 
 def _start_background(job: Background, state: ServerState) -> asyncio.Task[None]:

@@ -1,21 +1,34 @@
 """Where the Host-header router sends an app's requests: the endpoints of its serving
 instances, read from the store and kept for a moment, taken in turn (round-robin).
 
-Keeping the answer for ``ttl`` seconds spares the database a query per proxied request; a
-request that cannot reach any endpoint asks again at once (``fresh=True``), so a cutover or an
-instance that died costs no failed request, only a look-up.
+Keeping the answer for ``ttl`` seconds spares the database a query per proxied request. A
+write this process hears of (a cutover by the embedded worker, its instance records; on
+PostgreSQL any replica's deployment changes, through the change feed) drops what is kept, and
+a request that cannot reach any endpoint asks again at once (``fresh=True``), so a cutover or
+an instance that died costs no failed request, only a look-up.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from aether.store import rollouts
 from aether.store.database import Database
 
 TTL_SECS = 1.0
+# Wake-up topics after which an app's endpoints may have moved (the change feed's are app ids).
+CHANGE_PREFIXES = ("deployment:", "instances:")
+
+
+def _is_app_id(topic: str) -> bool:
+    try:
+        uuid.UUID(topic)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass
@@ -40,6 +53,12 @@ class AppTargets:
         self.db = db
         self.ttl = ttl
         self._known: dict[str, Target] = {}
+
+    def changed(self, topic: str) -> None:
+        """After a write: when a deployment or an app's instances changed (a wake-up topic,
+        or an app id from PostgreSQL's change feed), look everything up afresh."""
+        if topic.startswith(CHANGE_PREFIXES) or _is_app_id(topic):
+            self._known.clear()
 
     async def lookup(self, app_name: str, *, fresh: bool = False) -> Target | None:
         """The app's target (None: no such app); AetherError when the store cannot answer."""

@@ -141,9 +141,15 @@ class ReadCache:
         self._bytes = 0
 
 
-async def follow_changes(cache: ReadCache, db: Database, stopping: asyncio.Event) -> None:
+async def follow_changes(
+    cache: ReadCache,
+    db: Database,
+    stopping: asyncio.Event,
+    also: Callable[[str], None] | None = None,
+) -> None:
     """Keep ``cache`` active exactly while PostgreSQL's change feed is heard; reconnect with
-    backoff when it drops. Local writes reach it through :func:`aether.store.wakeups.watch`."""
+    backoff when it drops. Local writes reach it through :func:`aether.store.wakeups.watch`.
+    ``also`` hears every topic of the feed too (the router's endpoints)."""
     if db.dialect != "postgresql":
         cache.off_because = "SQLite has no change feed"
         return
@@ -159,6 +165,8 @@ async def follow_changes(cache: ReadCache, db: Database, stopping: asyncio.Event
                 async for topic in listen(change_feed.CHANNEL, cache.activate):
                     attempt = 0
                     cache.changed(topic)
+                    if also is not None:
+                        also(topic)
             except AetherError as exc:
                 log.warning("reads uncached until the change feed is back: %s", exc)
             finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aether.store import wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 
@@ -41,6 +42,12 @@ async def replace(
                 " :endpoint, :seen_at)",
                 {**item, "app_id": app_id, "worker": worker, "seen_at": now},
             )
+    wakeups.poke(instances_topic(app_id))
+
+
+def instances_topic(app_id: str) -> str:
+    """Poked when the app's instances were recorded anew (the router's endpoints move)."""
+    return f"instances:{app_id}"
 
 
 async def of_app(db: Executor, app_id: str) -> list[Row]:
