@@ -62,7 +62,7 @@ def _ship_layer(
 ) -> dict[str, Any]:
     digest = layer["digest"]
     fields = {"name": layer["name"], "digest": digest, "size_bytes": layer["size"]}
-    if api.exists(f"/artifacts/{digest}"):
+    if api.exists(f"/artifacts/{digest}?app={app}"):  # held for this app (possession)
         return {**fields, "uploaded": False, "uploaded_bytes": 0}
     if on_progress is not None:
         on_progress("upload", 0, layer["size"])
