@@ -52,6 +52,8 @@ MAX_PHASE_MS = 86_400_000  # a day: anything longer is not a measurement of one 
 # Extra JSON-schema keywords ride on Annotated metadata as plain dicts.
 Digest = Annotated[str, {"pattern": DIGEST_RE.pattern}]
 Replicas = Annotated[int, {"minimum": 1, "maximum": MAX_REPLICAS}]
+# A scale may stop an app and keep it (0): its config and releases stay; scaling up starts it.
+ScaleReplicas = Annotated[int, {"minimum": 0, "maximum": MAX_REPLICAS}]
 
 
 class App(TypedDict):
@@ -86,9 +88,42 @@ class Deployment(TypedDict):
     endpoint: str | None
     url: str
     rolled_back_from: str | None
+    reason: str | None  # "restart": another rollout of the release that ran; else None
     created_at: str
     rollout_started_at: str | None
     rollout_completed_at: str | None
+
+
+class Instance(TypedDict):
+    """One process (local runtime) or pod (Kubernetes) of an app, as its worker last saw it."""
+
+    id: str
+    deployment_id: str
+    release: int | None
+    state: str  # running | starting | restarting | exited | stopped | lost | pending | unknown
+    health: str  # healthy | unhealthy | unknown
+    restarts: int
+    started_at: str | None
+    host: str
+    worker: str
+
+
+class WorkerNotice(TypedDict):
+    """Whether a worker is looking after the app; ``message`` says what is wrong if not."""
+
+    live: bool
+    message: str | None
+
+
+class AppStatus(TypedDict):
+    """``GET /apps/{app}/status`` (``aether ps``/``status``)."""
+
+    app: str
+    release: int | None  # the release running now
+    replicas: int  # the instances it asks for
+    instances: list[Instance]
+    last_rollout: Deployment | None  # the newest deployment, whatever its outcome
+    worker: WorkerNotice
 
 
 class AppWithCurrent(App):
@@ -230,7 +265,7 @@ class ConfigChanged(TypedDict):
 class ScaleRequest(TypedDict):
     """The body of ``POST /apps/{app}/scale``."""
 
-    replicas: Replicas
+    replicas: ScaleReplicas
 
 
 class Rollout(TypedDict):
@@ -321,9 +356,12 @@ def check_app_name(name: object, *, error: type[AetherError] = BadRequest) -> st
     return name
 
 
-def check_replicas(replicas: int, *, error: type[AetherError] = BadRequest) -> int:
-    if not 1 <= replicas <= MAX_REPLICAS:
-        raise error(f"replicas must be between 1 and {MAX_REPLICAS}, not {replicas}")
+def check_replicas(
+    replicas: int, *, error: type[AetherError] = BadRequest, minimum: int = 1
+) -> int:
+    """A deploy runs 1 to MAX_REPLICAS; a scale may also stop the app (``minimum=0``)."""
+    if isinstance(replicas, bool) or not minimum <= replicas <= MAX_REPLICAS:
+        raise error(f"replicas must be between {minimum} and {MAX_REPLICAS}, not {replicas}")
     return replicas
 
 
@@ -438,6 +476,7 @@ def deployment_from(row: Mapping[str, Any], url: str) -> Deployment:
         "endpoint": row["endpoint"],
         "url": url,
         "rolled_back_from": row["rolled_back_from"],
+        "reason": row.get("reason"),
         "created_at": row["created_at"],
         "rollout_started_at": row["rollout_started_at"],
         "rollout_completed_at": row["rollout_completed_at"],

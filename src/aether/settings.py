@@ -169,6 +169,12 @@ class ServerSettings:
     # None: the `node` on PATH (local runtime) or 20 (kubernetes)
     node_major: int | None = None
     runtime: str = "local"  # AETHER_RUNTIME, for the defaults above
+    # AETHER_LOG_RETENTION_DAYS: an app's log lines older than this are deleted (PostgreSQL:
+    # whole daily partitions once every line in them is older)
+    log_retention_days: float = 7.0
+    # AETHER_LOG_RETENTION_BYTES: each app keeps at most this many bytes of log lines
+    # (its oldest go first; 0 = no limit)
+    log_retention_bytes: int = 256 * 1024 * 1024
     # AETHER_APPS_DOMAIN: apps answer at <app>.<this>; None: localhost for a loopback API,
     # else the API's own host (warned about: apps could set its cookies)
     apps_domain: str | None = None
@@ -198,7 +204,9 @@ class ServerSettings:
             target_platform=environ.get("AETHER_TARGET_PLATFORM") or None,
             node_major=env_optional_int(environ, "AETHER_NODE_MAJOR"),
             runtime=env_choice(environ, "AETHER_RUNTIME", "local", ("local", "kubernetes")),
-            apps_domain=environ.get("AETHER_APPS_DOMAIN") or None,
+            log_retention_days=env_float(environ, "AETHER_LOG_RETENTION_DAYS", 7.0),
+            log_retention_bytes=env_int(environ, "AETHER_LOG_RETENTION_BYTES", 256 * 1024 * 1024),
+            apps_domain=_apps_domain(environ),
             trusted_proxies=_networks(environ, "AETHER_TRUSTED_PROXIES"),
         )
 
@@ -391,6 +399,14 @@ class WorkerSettings:
     expansion: ExpansionLimits = ExpansionLimits()  # extraction limits (decompression bombs)
     # AETHER_NODE_BINARIES: JSON {"22": "/opt/node-22/bin/node"}: the node per Node.js major
     node_binaries: tuple[tuple[int, str], ...] = ()
+    heartbeat_secs: float = 2.0  # AETHER_WORKER_HEARTBEAT_SECS: how often a worker says it lives
+    # AETHER_WORKER_DEAD_SECS: a worker silent this long is gone; its apps are taken over
+    dead_secs: float = 6.0
+    # AETHER_WORKER_ADVERTISE_ADDR: the address other hosts reach this worker's apps on
+    # (local runtime); None: the address of this host's default route
+    advertise_addr: str | None = None
+    # AETHER_LOG_SHIP_MAX_LAG_BYTES: unshipped output beyond this is skipped (and counted)
+    log_ship_max_lag_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -405,6 +421,12 @@ class WorkerSettings:
             secrets=SecretsSettings.from_env(environ),
             expansion=ExpansionLimits.from_env(environ),
             node_binaries=_per_major(environ, "AETHER_NODE_BINARIES"),
+            heartbeat_secs=env_float(environ, "AETHER_WORKER_HEARTBEAT_SECS", 2.0),
+            dead_secs=env_float(environ, "AETHER_WORKER_DEAD_SECS", 6.0),
+            advertise_addr=environ.get("AETHER_WORKER_ADVERTISE_ADDR", "").strip() or None,
+            log_ship_max_lag_bytes=env_int(
+                environ, "AETHER_LOG_SHIP_MAX_LAG_BYTES", 8 * 1024 * 1024, minimum=64 * 1024
+            ),
         )
 
 
@@ -442,6 +464,12 @@ def env_json(environ: Mapping[str, str], name: str, expected: type, default: obj
     if not isinstance(value, expected):
         raise ConfigError(f"{name} must be a JSON {expected.__name__}")
     return value
+
+
+def _apps_domain(environ: Mapping[str, str]) -> str | None:
+    """AETHER_APPS_DOMAIN as the server reads it: lower case, no dots at either end."""
+    domain = (environ.get("AETHER_APPS_DOMAIN") or "").strip().lower().strip(".")
+    return domain or None
 
 
 def _node_selector(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -488,6 +516,16 @@ class KubeSettings:
     # AETHER_NODE_IMAGES: JSON {"22": "registry/node:22"}: the image per Node.js major
     node_images: tuple[tuple[int, str], ...] = ()
     node_major: int = 20  # AETHER_NODE_MAJOR: for releases that name no Node.js major
+    # AETHER_APPS_DOMAIN: apps answer at <app>.<this>; set, each app also gets an Ingress
+    # for that host, so its traffic goes to the cluster's ingress controller, not the API
+    apps_domain: str | None = None
+    ingress_class: str | None = None  # AETHER_KUBE_INGRESS_CLASS: spec.ingressClassName
+    # AETHER_KUBE_INGRESS_TLS_SECRET: a TLS Secret (e.g. a wildcard certificate) in the apps
+    # namespace that the Ingress serves its host with
+    ingress_tls_secret: str | None = None
+    # AETHER_KUBE_INGRESS_CLUSTER_ISSUER: a cert-manager ClusterIssuer that issues each app's
+    # certificate (into the Secret <app>-tls); the annotation cert-manager.io/cluster-issuer
+    ingress_cluster_issuer: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> KubeSettings:
@@ -518,4 +556,8 @@ class KubeSettings:
             expansion=ExpansionLimits.from_env(environ),
             node_images=_per_major(environ, "AETHER_NODE_IMAGES"),
             node_major=env_optional_int(environ, "AETHER_NODE_MAJOR") or 20,
+            apps_domain=_apps_domain(environ),
+            ingress_class=environ.get("AETHER_KUBE_INGRESS_CLASS") or None,
+            ingress_tls_secret=environ.get("AETHER_KUBE_INGRESS_TLS_SECRET") or None,
+            ingress_cluster_issuer=environ.get("AETHER_KUBE_INGRESS_CLUSTER_ISSUER") or None,
         )

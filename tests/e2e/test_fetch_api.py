@@ -59,3 +59,35 @@ def test_fetch_with_a_pull_token_verifies_and_extracts(
     )  # fmt: skip
     assert wrong.returncode == 20
     assert not (tmp_path / "wrong").exists()
+
+
+@pytest.mark.parametrize("existing_dest", [False, True])
+def test_fetch_of_a_layered_artifact_fetches_and_checks_every_layer(
+    live_server: Callable[..., Any], tmp_path: Path, existing_dest: bool
+) -> None:
+    server = live_server(args=["--no-worker"])
+    folder = app_copy(tmp_path, "hello", "1.0.0")
+    module = folder / "node_modules" / "dep"
+    module.mkdir(parents=True)
+    (module / "index.js").write_text("module.exports = 1;\n")
+    code, result = deploy(server.env, folder, "--no-wait", "--no-install", "--layered")
+    assert code == 0, result
+    assert [layer["name"] for layer in result["layers"]] == ["deps", "app"]
+    token_file = tmp_path / "token"
+    token_file.write_text(asyncio.run(_pull_token(server.data_dir, result["deployment_id"])))
+    dest = tmp_path / "app"
+    if existing_dest:
+        dest.mkdir()  # an init container's empty volume mount
+    done = subprocess.run(
+        [sys.executable, "-m", "aether", "fetch", "--api", server.url, "--format", "json",
+         "--deployment", result["deployment_id"], "--token-file", str(token_file),
+         "--dest", str(dest)],
+        capture_output=True, text=True, timeout=60, check=False, env=server.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    fetched = json.loads(done.stdout)
+    assert fetched["digest"] == result["digest"]
+    assert fetched["size_bytes"] == result["size_bytes"]
+    assert (dest / "server.js").is_file() and (dest / "node_modules" / "dep" / "index.js").is_file()
+    assert not (dest / "node_modules").is_symlink()
+    assert sorted(p.name for p in dest.iterdir() if p.name.startswith(".")) == [".aether"]

@@ -44,8 +44,7 @@ def make_stack(
 
         yield make
         for stack in stacks:
-            if stack.server is not None:
-                stack.server.stop()
+            stack.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

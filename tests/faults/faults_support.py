@@ -27,7 +27,7 @@ from typing import Any
 import requests
 import zstandard
 
-from plugins.live_server import LiveServer, start_live_server
+from plugins.live_server import LiveServer, start_live_server, stop_apps
 
 PLAIN_APP = Path(__file__).parents[1] / "worker" / "fixtures" / "plain-app"
 ADMIN_PG = os.environ.get(
@@ -62,6 +62,13 @@ class Stack:
         if token:
             self.server.admin_token = token
         return self.server
+
+    def stop(self) -> None:
+        """Stop the server, then the apps its worker (or any other) started from its data dir:
+        they outlive both by design."""
+        if self.server is not None:
+            self.server.stop()
+            stop_apps(self.server.data_dir)
 
     @property
     def postgres(self) -> bool:

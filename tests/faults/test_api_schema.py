@@ -27,9 +27,9 @@ pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("AETHER_SCHEMA_EXAMPLES", "25"))
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+# Function scope: a module-scoped server would outlive its last test (a parametrised fixture is
+# finished when the next parameter's test starts), past the check for leftover processes.
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def schema_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:

@@ -109,24 +109,27 @@ def test_disk_full_during_an_extraction(stack_kind: str, make_stack, tmp_path: P
     assert artifact.stat().st_size < 8 << 20
     with tmpfs(tmp_path / "disk", 40) as disk:
         stack = make_stack(root=disk)
-        api = Api(stack.server)
-        digest = api.upload("full", artifact)
-        started = time.monotonic()
-        first = api.deploy("full", digest)
-        failed = wait_for(lambda: api.settled(first["id"]), timeout=60, what="first rollout")
-        assert failed["status"] == "failed", failed
-        assert "No space left on device" in failed["failure_reason"], failed
-        assert "nothing was kept" in failed["failure_reason"]
-        data_dir = disk / "data"
-        assert leftovers(data_dir) == []
-        assert not (data_dir / "apps" / "full" / first["id"]).exists()
-        assert api.call("GET", "/readyz").status_code == 200
+        try:
+            api = Api(stack.server)
+            digest = api.upload("full", artifact)
+            started = time.monotonic()
+            first = api.deploy("full", digest)
+            failed = wait_for(lambda: api.settled(first["id"]), timeout=60, what="first rollout")
+            assert failed["status"] == "failed", failed
+            assert "No space left on device" in failed["failure_reason"], failed
+            assert "nothing was kept" in failed["failure_reason"]
+            data_dir = disk / "data"
+            assert leftovers(data_dir) == []
+            assert not (data_dir / "apps" / "full" / first["id"]).exists()
+            assert api.call("GET", "/readyz").status_code == 200
 
-        resize(disk, 160)
-        second = api.deploy("full", digest)
-        row = wait_for(lambda: api.settled(second["id"]), timeout=60, what="second rollout")
-        assert row["status"] == "running", row
-        recovered = time.monotonic() - started
+            resize(disk, 160)
+            second = api.deploy("full", digest)
+            row = wait_for(lambda: api.settled(second["id"]), timeout=60, what="second rollout")
+            assert row["status"] == "running", row
+            recovered = time.monotonic() - started
+        finally:
+            stack.stop()  # its apps run from the tmpfs: stopped before it is unmounted
     LEDGER.record(
         "disk_full_extraction",
         stack=stack_kind,

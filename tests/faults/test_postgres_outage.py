@@ -147,7 +147,7 @@ def test_terminated_backends_give_clean_503s_and_the_server_recovers(
             assert row["status"] == "running", row
             assert "Traceback" not in server.log_text()
         finally:
-            server.stop()
+            stack.stop()
     LEDGER.record(
         "postgres_terminate",
         requests=sum(load.outcomes.values()),

@@ -90,7 +90,11 @@ async def test_role_grants_exactly_what_the_runtime_uses(
 ) -> None:
     assert kube_api.kubeconfig is not None
     settings = KubeSettings.from_env(
-        {"KUBECONFIG": str(kube_api.kubeconfig), "AETHER_KUBE_POLL_SECS": "0.02"}
+        {
+            "KUBECONFIG": str(kube_api.kubeconfig),
+            "AETHER_KUBE_POLL_SECS": "0.02",
+            "AETHER_APPS_DOMAIN": "apps.example.com",
+        }
     )
     runtime = KubernetesRuntime.from_settings(settings, WorkerSettings.from_env({}))
     first = Release(
@@ -142,6 +146,9 @@ async def _scenario(
             # both objects are brought back to what aether declares (update).
             drift = {"spec": {"ports": [{"name": "http", "port": 81, "targetPort": "http"}]}}
             await cluster.patch("v1/services", "hello", drift)
+            await cluster.patch(
+                "networking.k8s.io/v1/ingresses", "hello", {"spec": {"rules": [{"host": "x.y"}]}}
+            )
             await runtime.deploy(replace(release, pull_token="renewed"), ignore)
     await runtime.observe("hello")
     assert await runtime.managed_apps() == {"hello"}

@@ -172,3 +172,16 @@ def test_out_naming_an_archive_is_refused_for_a_layered_pack(sample: Path, tmp_p
 
     with pytest.raises(UsageError, match="folder"):
         pack_layered(sample, tmp_path / "x.tar.zst")
+
+
+def test_the_deps_layer_cache_keeps_a_few_recent_layers(sample: Path, tmp_path: Path) -> None:
+    from aether.pack.layered import KEEP_CACHED
+
+    walker = Walker(os.fspath(sample), IgnoreRules.for_project(sample, []))
+    for index in range(KEEP_CACHED + 3):
+        key = deps_cache_key(
+            tmp_path / "cache", f"key-{index}", sample / "node_modules", "zstd", 0, ""
+        )
+        write_layers(walker, tmp_path / "out", "zstd", 0, lambda *a: None, key)
+    assert len(list((tmp_path / "cache" / "layers").iterdir())) == KEEP_CACHED + 1
+    assert key.folder.is_dir()

@@ -144,7 +144,14 @@ def test_pnpm_and_yarn_lockfiles(
     }  # fmt: skip
     if manager == "yarn-berry":
         package["packageManager"] = "yarn@4.5.0"
-    env = {**node_env, "YARN_NODE_LINKER": "node-modules", "YARN_ENABLE_TELEMETRY": "0"}
+    # The developer's own first install writes the lockfile; yarn berry forbids that wherever
+    # it detects CI (the CI variable) unless told otherwise, as a developer's laptop never is.
+    env = {
+        **node_env,
+        "YARN_NODE_LINKER": "node-modules",
+        "YARN_ENABLE_TELEMETRY": "0",
+        "YARN_ENABLE_IMMUTABLE_INSTALLS": "false",
+    }
     project = node_project(f"{manager}-app", package, {"server.js": SERVER_JS}, install=())
     run(install, project, env)
     before = tree_digest(project)
@@ -191,3 +198,19 @@ def test_one_package_of_an_npm_workspace(node_project, node_env, tmp_path: Path)
         scratch=tmp_path,
     )
     assert report.status == 200
+
+
+def test_yarn_berry_without_a_lockfile_packs_on_a_ci_machine(
+    node_project, node_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    package = {
+        "name": "berry-ci", "version": "1.0.0",
+        "scripts": {"build": "node -e \"require('ms')\"", "start": "node server.js"},
+        "dependencies": {"ms": "2.1.3"}, "packageManager": "yarn@4.5.0",
+    }  # fmt: skip
+    project = node_project("berry-ci", package, {"server.js": SERVER_JS}, install=())
+    before = tree_digest(project)
+    packed = pack(project, {**node_env, "CI": "true"}, tmp_path / "out")
+    assert tree_digest(project) == before
+    assert "node_modules/ms/package.json" in members(packed.artifact)
+    assert packed.build["package_manager"].startswith("yarn 4.")

@@ -50,6 +50,7 @@ KINDS = {
     PODS: "Pod",
     "v1/services": "Service",
     "v1/secrets": "Secret",
+    "networking.k8s.io/v1/ingresses": "Ingress",
 }
 
 

@@ -142,7 +142,13 @@ def start_live_server(
     port = port or free_port()
     data_dir, log_path = root / "data", root / "serve.log"
     home = _home_env(root)
-    server_env = {**clean_environ(), **home, "AETHER_LOG_FORMAT": "json"}
+    server_env = {
+        **clean_environ(),
+        **home,
+        "AETHER_LOG_FORMAT": "json",
+        # workers started with this environment run fixture apps that listen on loopback
+        "AETHER_WORKER_ADVERTISE_ADDR": "127.0.0.1",
+    }
     admin_token = f"ae_test_{secrets.token_hex(16)}" if bootstrap_token else ""
     if admin_token:
         server_env["AETHER_API_TOKEN"] = admin_token

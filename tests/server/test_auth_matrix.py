@@ -91,6 +91,8 @@ MATRIX = [
     ("GET", "/apps/shop/releases", None, ALLOWED, ALLOWED, ALLOWED),
     ("GET", "/apps/shop/releases/v1", None, ALLOWED, ALLOWED, ALLOWED),
     ("POST", "/apps/shop/scale", {"replicas": 2}, 403, 403, 201),
+    ("GET", "/apps/shop/status", None, ALLOWED, ALLOWED, ALLOWED),
+    ("POST", "/apps/shop/restart", {}, 403, 403, 409),
     ("POST", "/apps/shop/public-keys", {"public_key_hex": "{key}"}, 403, 403, 200),
     ("GET", "/apps/shop/public-keys", None, ALLOWED, ALLOWED, ALLOWED),
     ("DELETE", "/apps/shop/public-keys/{key}", None, 403, 403, 200),

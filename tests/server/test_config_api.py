@@ -150,9 +150,20 @@ def test_scale_is_a_release_and_a_deploy_keeps_it(api, shop):
     same = api.post("/apps/shop/scale", json={"replicas": 3}, as_="deployer")
     assert same.status_code == 200 and same.json()["unchanged"] is True
     assert deploy(api, second["digest"]).json()["replicas"] == 3
-    for bad in (0, 101, "3", True):
+    for bad in (-1, 101, "3", True, 2.5):
         refused = api.post("/apps/shop/scale", json={"replicas": bad}, as_="deployer")
         assert refused.status_code == 400, bad
+        assert refused.json()["code"] == "bad_request"
+    stopped = api.post("/apps/shop/scale", json={"replicas": 0}, as_="deployer")
+    assert stopped.status_code == 201
+    assert stopped.json()["release"]["description"] == "Scale to 0 replicas (stopped)"
+    assert stopped.json()["deployment"]["replicas"] == 0
+    refused = api.post(
+        "/deployments",
+        json={"app_name": "shop", "artifact_digest": first["digest"], "replicas": 0},
+        as_="deployer",
+    )
+    assert refused.status_code == 400  # a deploy runs at least one; `scale 0` stops an app
 
 
 @pytest.mark.parametrize(

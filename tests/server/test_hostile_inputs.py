@@ -20,9 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from seeding import insert_artifact
 
-from aether.settings import WorkerSettings
-from aether.worker.runtimes.local import LocalRuntime
-
 EXAMPLES = int(os.environ.get("AETHER_HOSTILE_EXAMPLES", "60"))
 JSON = {"Content-Type": "application/json"}
 READERS = ("admin", "deployer", "reader", "other")
@@ -145,7 +142,7 @@ def _reads(digest: str, deployment_id: str) -> list[str]:
 QUERY_READS = [
     ("/apps/shop/deployments", ("limit", "cursor")),
     ("/apps/shop/releases", ("limit", "before")),
-    ("/apps/shop/logs", ("since", "tail", "deployment")),
+    ("/apps/shop/logs", ("since", "tail", "deployment", "cursor", "container")),
     ("/deployments/{deployment}/events", ("after",)),
     ("/artifacts", ("limit", "cursor", "status", "app")),
     ("/apps/shop/config", ("reveal",)),
@@ -153,9 +150,8 @@ QUERY_READS = [
 
 
 @pytest.fixture
-def seeded(make_api, tmp_path):
-    runtime = LocalRuntime(WorkerSettings.from_env({"AETHER_DATA_DIR": str(tmp_path / "rt")}))
-    api = make_api(log_source=runtime)
+def seeded(make_api):
+    api = make_api()
     app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
     artifact = api.run(insert_artifact, app["id"])
     deployment = api.post(

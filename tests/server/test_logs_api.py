@@ -1,39 +1,38 @@
-"""``GET /apps/{app}/logs``: NDJSON from the runtime's log files, tail/since/cursor/follow,
-auth and errors. Lines are written with the runtime's own log writer (no process needed)."""
+"""``GET /apps/{app}/logs``: NDJSON from the shared log table (what workers ship), with
+tail/since/cursor/follow, notices instead of silent empty answers, auth and errors, on SQLite
+and PostgreSQL. Lines are stored with the store's own ``ship`` (what a worker calls)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aether.settings import WorkerSettings
 from aether.store import apps as app_store
-from aether.worker.runtimes.local import LocalRuntime
-from aether.worker.runtimes.logfiles import LogWriter
+from aether.store import logs as log_store
+from aether.store.clock import now_iso
 from conftest import ApiHarness
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> LocalRuntime:
-    return LocalRuntime(WorkerSettings.from_env({"AETHER_DATA_DIR": str(tmp_path / "rt")}))
-
-
-@pytest.fixture
-def logs_api(make_api: Callable[..., ApiHarness], runtime: LocalRuntime) -> ApiHarness:
-    api = make_api(log_source=runtime)
+def logs_api(make_api: Callable[..., ApiHarness]) -> ApiHarness:
+    api = make_api()
     api.run(app_store.create_app, "hello", owner=None)
     return api
 
 
-def write(runtime: LocalRuntime, deployment_id: str, *lines: str) -> None:
-    writer = LogWriter(runtime.apps_dir / "hello" / "logs", deployment_id)
-    for line in lines:
-        writer.write("stdout", line)
-    writer.close()
+def ship(api: ApiHarness, deployment_id: str, *lines: str, dropped: int = 0) -> None:
+    async def store(db: Any) -> None:
+        app = await app_store.require_app(db, "hello")
+        source = "test/hello"
+        after = await log_store.source_position(db, source)
+        new = [log_store.NewLine(now_iso(), deployment_id, "host-1", "stdout", x) for x in lines]
+        batch = log_store.Batch(source, app["id"], after, f"{after or ''}+", new, dropped)
+        assert await log_store.ship(db, batch)
+
+    api.run(store)
 
 
 def ndjson(response: Any) -> list[dict[str, Any]]:
@@ -41,33 +40,65 @@ def ndjson(response: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in response.text.splitlines() if line]
 
 
-def test_history_with_tail_and_cursor(logs_api: ApiHarness, runtime: LocalRuntime) -> None:
-    write(runtime, "dep-1", "a", "b")
-    write(runtime, "dep-2", "c")
+def test_history_with_tail_and_cursor(logs_api: ApiHarness) -> None:
+    ship(logs_api, "dep-1", "a", "b")
+    ship(logs_api, "dep-2", "c")
     everything = ndjson(logs_api.get("/apps/hello/logs", as_="reader"))
     assert [(x["deployment_id"], x["line"]) for x in everything] == [
         ("dep-1", "a"),
         ("dep-1", "b"),
         ("dep-2", "c"),
     ]
-    assert set(everything[0]) == {"ts", "deployment_id", "stream", "line", "cursor"}
+    assert set(everything[0]) == {"ts", "deployment_id", "instance", "stream", "line", "cursor"}
+    assert [x["cursor"] for x in everything] == ["1", "2", "3"]
     assert [x["line"] for x in ndjson(logs_api.get("/apps/hello/logs?tail=1"))] == ["c"]
+    assert ndjson(logs_api.get("/apps/hello/logs?tail=0")) == []
     resumed = logs_api.get("/apps/hello/logs", params={"cursor": everything[0]["cursor"]})
     assert [x["line"] for x in ndjson(resumed)] == ["b", "c"]
     assert len(ndjson(logs_api.get("/apps/hello/logs?container=app"))) == 3
+    assert ndjson(logs_api.get("/apps/hello/logs?since=2000-01-01T00:00:00Z"))[0]["line"] == "a"
+    assert ndjson(logs_api.get("/apps/hello/logs?since=2999-01-01T00:00:00Z")) == []
 
 
-def test_follow_streams_lines_written_later(logs_api: ApiHarness, runtime: LocalRuntime) -> None:
-    write(runtime, "dep-1", "before")
+def test_dropped_lines_are_said_in_the_stream(logs_api: ApiHarness) -> None:
+    ship(logs_api, "dep-1", "a")
+    ship(logs_api, "dep-1", "z", dropped=120)
+    lines = ndjson(logs_api.get("/apps/hello/logs"))
+    assert [x["stream"] for x in lines] == ["stdout", "notice", "stdout"]
+    assert lines[1]["line"].startswith("120 lines dropped")
+    assert lines[1]["cursor"] == "2"  # stored like any line: resuming never repeats it
+
+
+def test_nothing_stored_is_said_never_an_empty_answer(logs_api: ApiHarness) -> None:
+    (only,) = ndjson(logs_api.get("/apps/hello/logs"))
+    assert only["stream"] == "notice"
+    assert "no output of hello is stored yet" in only["line"]
+    assert "no live worker for runtime local" in only["line"]
+    assert only["cursor"] == ""
+
+
+def test_follow_streams_lines_shipped_later(logs_api: ApiHarness) -> None:
+    ship(logs_api, "dep-1", "before")
     headers = logs_api.headers("admin")
     with logs_api.client.stream("GET", "/apps/hello/logs?follow=true", headers=headers) as response:
         lines = response.iter_lines()
         assert json.loads(next(lines))["line"] == "before"
-        write(runtime, "dep-1", "after")
+        ship(logs_api, "dep-1", "after")
         assert json.loads(next(lines))["line"] == "after"
-        write(runtime, "dep-2", "next deployment")
+        ship(logs_api, "dep-2", "next deployment")
         followed = json.loads(next(lines))
         assert (followed["deployment_id"], followed["line"]) == ("dep-2", "next deployment")
+
+
+def test_follow_from_a_cursor_repeats_nothing(logs_api: ApiHarness) -> None:
+    ship(logs_api, "dep-1", "one", "two", "three")
+    headers = logs_api.headers("admin")
+    url = "/apps/hello/logs?follow=true&cursor=2"
+    with logs_api.client.stream("GET", url, headers=headers) as response:
+        lines = response.iter_lines()
+        assert json.loads(next(lines))["line"] == "three"
+        ship(logs_api, "dep-1", "four")
+        assert json.loads(next(lines))["cursor"] == "4"
 
 
 @pytest.mark.parametrize(
@@ -76,10 +107,12 @@ def test_follow_streams_lines_written_later(logs_api: ApiHarness, runtime: Local
         "tail=-1",
         "tail=x",
         "cursor=garbage",
+        "cursor=3-120",
         "since=yesterday",
         "since=99999999999999h",
         "follow=maybe",
         "container=fetch",
+        "container=sidecar",
     ],
 )
 def test_bad_parameters_are_400(logs_api: ApiHarness, query: str) -> None:
@@ -91,11 +124,3 @@ def test_bad_parameters_are_400(logs_api: ApiHarness, query: str) -> None:
 def test_unknown_app_is_404_and_no_token_is_401(logs_api: ApiHarness) -> None:
     assert logs_api.get("/apps/nope/logs").status_code == 404
     assert logs_api.get("/apps/hello/logs", as_=None).status_code == 401
-
-
-def test_without_a_log_source_is_503(make_api: Callable[..., ApiHarness]) -> None:
-    api = make_api()
-    api.run(app_store.create_app, "hello", owner=None)
-    response = api.get("/apps/hello/logs")
-    assert response.status_code == 503
-    assert response.json()["code"] == "service_unavailable"

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,26 @@ def test_follow_streams_new_events_and_ends_at_a_terminal_status(live_server):
         conn.execute("UPDATE deployments SET status = 'running' WHERE id = ?", (deployment_id,))
     rest = [json.loads(line) for line in lines]  # ends by itself once the status is terminal
     assert [event["phase"] for event in rest] == ["running"]
+
+
+def test_a_follow_the_client_leaves_is_not_an_error(live_server):
+    """Clients of ``logs -f`` that disconnect end their stream quietly: no ERROR, no
+    traceback in the server log, only the access line."""
+    server = live_server(args=["--no-worker"])
+    assert _api(server, "POST", "/apps", json={"name": "quiet"}).status_code == 201
+    for _ in range(3):
+        with requests.get(
+            server.url + "/apps/quiet/logs?follow=true",
+            headers={"Authorization": f"Bearer {server.admin_token}"},
+            stream=True,
+            timeout=10,
+        ) as response:
+            first = json.loads(next(response.iter_lines()))
+            assert first["stream"] == "notice"  # nothing stored yet: said, not silent
+    deadline = time.monotonic() + 20
+    while server.log_text().count('"/apps/quiet/logs"') < 3:
+        assert time.monotonic() < deadline, server.log_text()[-2000:]
+        time.sleep(0.05)
+    assert server.stop() == 0
+    log = server.log_text()
+    assert '"level": "error"' not in log and "Traceback" not in log, log[-3000:]

@@ -26,6 +26,11 @@ EXPECTED_TABLES = {
     "deployment_reports",
     "dashboard_sessions",
     "dashboard_links",
+    "instances",
+    "log_streams",
+    "log_lines",
+    "log_sources",
+    "workers",
     "schema_migrations",
 }
 

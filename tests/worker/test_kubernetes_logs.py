@@ -189,3 +189,48 @@ def test_pod_notice_reads_the_pod_status() -> None:
     initializing = {"metadata": {"name": "p"}, "status": init_pod_status()}
     assert pod_notice(initializing, "fetch") is None
     assert "init container" in (pod_notice(initializing, "app") or "")
+
+
+async def test_pod_output_is_shipped_to_the_shared_store_once(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, database
+) -> None:  # type: ignore[no-untyped-def]
+    from aether.store import apps as app_store
+    from aether.store import logs as log_store
+    from aether.worker.logship import LogShipper
+
+    app = await app_store.create_app(database, "hello", owner=None)
+    held = {app["id"]: "hello"}
+
+    async def stored() -> list[tuple[str, str]]:
+        rows = await log_store.read_after(database, app["id"], 0, limit=100)
+        return [(r["instance"], r["line"]) for r in rows if r["stream"] != "notice"]
+
+    async def ship_until(count: int) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(LogShipper(database, runtime, lambda: held).run(stop))
+        try:
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(await stored()) < count:
+                assert asyncio.get_running_loop().time() < deadline, await stored()
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
+
+    await ship_until(4)
+    assert await stored() == [
+        (f"{POD_A}/fetch", "fetched 12 files"),
+        (f"{POD_A}/app", "listening on 8080"),
+        (f"{POD_B}/app", "listening on 8080 too"),
+        (f"{POD_A}/app", "GET / 200"),
+    ]
+    await kube_api.write_log(POD_B, "app", "GET /later 200")
+    await ship_until(5)  # a new shipper resumes after the committed position
+    lines = [line for _, line in await stored()]
+    assert lines == [
+        "fetched 12 files",
+        "listening on 8080",
+        "listening on 8080 too",
+        "GET / 200",
+        "GET /later 200",
+    ]

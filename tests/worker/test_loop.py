@@ -438,3 +438,37 @@ async def test_an_adopted_app_another_worker_took_over_stops_here(
         await eventually(stopped, timeout=30)
     finally:
         await finish(second)
+
+
+async def test_the_worker_records_instances_and_a_restart_replaces_them(
+    worker: Worker, database: Database
+) -> None:
+    from aether.store import instances, releases
+    from aether.store.deployments import lock_app
+
+    app = await insert_app(database, "hello")
+    first = await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+    rows = await instances.of_app(database, app["id"])
+    assert [(r["deployment_id"], r["state"], r["health"]) for r in rows] == [
+        (first, "running", "healthy")
+    ]
+    assert rows[0]["worker"] == worker.holder and rows[0]["release"] == 1
+    assert rows[0]["endpoint"] == (await deployment(database, first))["endpoint"]
+    async with database.transaction() as tx:
+        await lock_app(tx, app["id"])
+        outcome = await releases.restart(tx, app["id"], created_by=None)
+    again = outcome.deployment["id"]
+    shutil.copytree(
+        worker.settings.data_dir / "apps" / "hello" / first,
+        worker.settings.data_dir / "apps" / "hello" / again,
+    )  # the release folder, as a fetch would leave it (the marker names the artifact)
+
+    async def restarted() -> bool:
+        await worker.run_once(wait=True)
+        now = await instances.of_app(database, app["id"])
+        return [r["deployment_id"] for r in now] == [again]
+
+    await eventually(restarted, timeout=60)
+    assert (await deployment(database, again))["status"] == "running"
+    assert (await deployment(database, first))["status"] == "superseded"

@@ -37,7 +37,12 @@ class Recorder:
 
 
 def worker_settings(data_dir: Path, **overrides: Any) -> WorkerSettings:
-    env = {"AETHER_DATA_DIR": str(data_dir), "AETHER_ROLLOUT_TIMEOUT_SECS": "15"}
+    env = {
+        "AETHER_DATA_DIR": str(data_dir),
+        "AETHER_ROLLOUT_TIMEOUT_SECS": "15",
+        # the fixture apps listen on loopback; tests/topology runs the cross-host case
+        "AETHER_WORKER_ADVERTISE_ADDR": "127.0.0.1",
+    }
     env.update({k: str(v) for k, v in overrides.items()})
     return WorkerSettings.from_env(env)
 

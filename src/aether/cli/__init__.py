@@ -33,6 +33,14 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "logs": ("aether.cli.logs:logs", "Show or stream an app's output.", False),
     "rollback": ("aether.cli.rollback:rollback", "Go back to an earlier release of an app.", False),
     "releases": ("aether.cli.releases:releases", "List an app's releases (v1, v2, …).", False),
+    "ps": ("aether.cli.instances:ps", "List an app's instances and their health.", False),
+    "status": (
+        "aether.cli.instances:status",
+        "Show what an app runs and its last rollout.",
+        False,
+    ),
+    "scale": ("aether.cli.instances:scale", "Run N instances of an app (0: stop it).", False),
+    "restart": ("aether.cli.instances:restart", "Restart an app, instance by instance.", False),
     "config": ("aether.cli.config:config", "Show and change an app's config vars.", False),
     "apps": ("aether.cli.apps:apps", "Create, show and destroy apps.", False),
     "keys": ("aether.cli.signing_keys:keys", "Create and register artifact signing keys.", False),
@@ -44,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "migrate": ("aether.cli.migrate:migrate", "Apply database schema migrations.", False),
     "token": ("aether.cli.token:token", "Administer API tokens on the server side.", False),
     "gc": ("aether.cli.gc:gc", "Delete stale pending uploads.", False),
+    "workers": ("aether.cli.workers:workers", "List workers and whether they are alive.", False),
     "admin": ("aether.cli.admin:admin", "Rotate the secrets key that seals config values.", False),
     "dashboard": (
         "aether.cli.dashboard:dashboard",

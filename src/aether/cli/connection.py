@@ -65,6 +65,13 @@ def app_option(required: bool = False) -> Callable[[Callable[..., Any]], Callabl
     return click.option("--app", "app", metavar="NAME", required=required, help=help_text)
 
 
+def one_app(argument: str | None, option: str | None) -> str | None:
+    """APP or --app: either, or both when they agree."""
+    if argument and option and argument != option:
+        raise click.UsageError(f"APP {argument!r} and --app {option!r} name different apps")
+    return argument or option
+
+
 def resolve_app(app: str | None) -> str:
     """``--app``, else config.toml's ``default_app``; a UsageError when neither is set."""
     from aether.errors import UsageError

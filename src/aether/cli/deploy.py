@@ -23,6 +23,12 @@ from aether.cli.output import emit, format_option
 )
 @click.option("--no-wait", is_flag=True, help="Return once the deployment is registered.")
 @click.option(
+    "--cancel",
+    "cancel_id",
+    metavar="DEPLOYMENT_ID",
+    help="Cancel a pending deployment no worker has taken yet (nothing is built).",
+)
+@click.option(
     "--dry-run", is_flag=True, help="Pack and check the server; upload and deploy nothing."
 )
 @click.option("--pack-only", is_flag=True, help="Only build the artifact (like `aether pack`).")
@@ -62,6 +68,7 @@ def deploy(
     path: Path,
     app: str | None,
     no_wait: bool,
+    cancel_id: str | None,
     dry_run: bool,
     pack_only: bool,
     compression: str,
@@ -98,7 +105,11 @@ def deploy(
       aether deploy                         # build, upload, roll out, print the URL
       aether deploy --check                 # boot it here first (PORT set)
       aether deploy packages/api --app api  # one package of a workspace
+      aether deploy --cancel DEPLOYMENT_ID  # stop a pending deployment nobody waits for
     """
+    if cancel_id is not None:
+        _cancel(cancel_id, token)
+        return
     from aether.cli.progress import Progress
     from aether.client.deploy import DeployOptions, parse_env_pairs
     from aether.settings import ClientSettings
@@ -163,6 +174,21 @@ def _pack_only(path: Path, options: Any, settings: Any, progress: Any) -> dict[s
         layered = options.out is None or not options.out.name.endswith(ARCHIVE_SUFFIXES)
     packed, _ = pack_project(path, options, settings, os.environ, progress, layered=layered)
     return packed.as_json()
+
+
+def _cancel(deployment_id: str, token: str | None) -> None:
+    from aether.cli.connection import open_api
+    from aether.client.apps import cancel_deployment
+
+    with open_api(token) as api:
+        done = cancel_deployment(api, deployment_id)
+    emit(
+        dict(done),
+        lambda d: (
+            f"cancelled deployment {d.get('id')} of {d.get('app_name')}: "
+            f"{d.get('failure_reason') or 'cancelled'}"
+        ),
+    )
 
 
 def _deploy(

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from aether.cli.connection import app_option, open_api, resolve_app, token_option
+from aether.cli.connection import app_option, one_app, open_api, resolve_app, token_option
 
 
 @click.command(name="logs")
@@ -72,13 +72,6 @@ def logs(
             stream_logs(api, query, printer)
         except KeyboardInterrupt:
             return  # Ctrl-C ends a follow; that is success
-
-
-def one_app(argument: str | None, option: str | None) -> str | None:
-    """APP or --app: either, or both when they agree."""
-    if argument and option and argument != option:
-        raise click.UsageError(f"APP {argument!r} and --app {option!r} name different apps")
-    return argument or option
 
 
 def parse_since(value: str | None, *, now: datetime | None = None) -> str | None:

@@ -15,12 +15,13 @@ def _background_tasks(
 ) -> list[Callable[[Any], Awaitable[None]]]:
     """Coroutines started inside the server's lifespan, each given the ServerState.
 
-    The in-process worker (unless ``no_worker``); in both cases the runtime becomes the
-    server's log source. Always the artifact GC (pending uploads, retention)."""
+    The in-process worker (unless ``no_worker``). Always the artifact GC (pending uploads,
+    retention) and the log retention."""
     from aether.server.artifacts.gc import gc_loop
+    from aether.server.log_retention import log_retention_loop
     from aether.worker.service import serve_jobs
 
-    return [*serve_jobs(environ, run_loop=not no_worker), gc_loop]
+    return [*serve_jobs(environ, run_loop=not no_worker), gc_loop, log_retention_loop]
 
 
 @click.command(name="serve")

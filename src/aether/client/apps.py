@@ -11,6 +11,7 @@ from aether.models import (
     App,
     AppConfig,
     AppInfo,
+    AppStatus,
     AppWithCurrent,
     ConfigChange,
     ConfigChanged,
@@ -19,6 +20,7 @@ from aether.models import (
     DeploymentPage,
     Release,
     ReleasePage,
+    Rollout,
 )
 
 
@@ -77,9 +79,34 @@ def rollback(api: ApiClient, app: str, *, to: str | None) -> DeploymentCreated:
     return cast(DeploymentCreated, api.post(f"/apps/{app}/rollback", {"to": to} if to else {}))
 
 
+def status(api: ApiClient, app: str) -> AppStatus:
+    """``GET /apps/{app}/status``: the release, its instances, the last rollout."""
+    return cast(AppStatus, api.get(f"/apps/{app}/status"))
+
+
+def scale(api: ApiClient, app: str, replicas: int) -> Rollout:
+    """``POST /apps/{app}/scale``: a new release of the current one with ``replicas``."""
+    return cast(Rollout, api.post(f"/apps/{app}/scale", {"replicas": replicas}))
+
+
+def restart(api: ApiClient, app: str) -> Rollout:
+    """``POST /apps/{app}/restart``: a new rollout of the release that runs."""
+    return cast(Rollout, api.post(f"/apps/{app}/restart", {}))
+
+
 def add_public_key(api: ApiClient, app: str, public_key_hex: str) -> dict[str, Any]:
     return api.post(f"/apps/{app}/public-keys", {"public_key_hex": public_key_hex})
 
 
 def list_public_keys(api: ApiClient, app: str) -> list[dict[str, Any]]:
     return list(api.get(f"/apps/{app}/public-keys").get("public_keys", []))
+
+
+def cancel_deployment(api: ApiClient, deployment_id: str) -> Deployment:
+    """Cancel a deployment no worker has taken yet (``aether deploy --cancel``)."""
+    return cast(Deployment, api.post(f"/deployments/{deployment_id}/cancel", {}))
+
+
+def list_workers(api: ApiClient) -> dict[str, Any]:
+    """``GET /workers``: every worker seen lately and whether one of the runtime is alive."""
+    return api.get("/workers")

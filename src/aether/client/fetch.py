@@ -6,7 +6,10 @@ expired URL or a dropped connection just means another try; with ``--url`` it do
 URL. The bytes are hashed while they stream to a temporary file beside the destination; only
 when the sha256 matches (and, with a public key, the Ed25519 signature verifies) is the archive
 extracted, safely and atomically, and ``DEST/.aether/deployment.json`` written. On any
-mismatch nothing is extracted and the command exits non-zero.
+mismatch nothing is extracted and the command exits non-zero. A layered artifact's manifest
+(docs/artifact-format.md) is verified the same way, then each layer it names is downloaded
+(the deployment's pull token may fetch them) and checked against its digest before the layers
+are extracted into DEST together.
 """
 
 from __future__ import annotations
@@ -87,14 +90,21 @@ def fetch(request: FetchRequest, *, sleep: Callable[[float], None] = time.sleep)
     try:
         digest, signature = _expected(request, api)
         with _temp_file(request.dest) as part:
-            size, actual = _download_with_retries(request, api, digest, part, sleep)
+            size, actual = _download_with_retries(
+                request, api, digest, part, sleep, direct=request.url
+            )
             if actual != digest:
                 raise IntegrityError(
                     f"digest mismatch: downloaded bytes hash to {actual}, expected {digest}; "
                     "nothing was extracted"
                 )
             verified = _check_signature(request.public_key, digest, signature)
-            entries = _extract(part, request.dest, request.limits)
+            if _is_manifest(part):
+                layered = _fetch_layers(request, api, part, sleep)
+                size += layered.size
+                entries = layered.entries
+            else:
+                entries = _extract(part, request.dest, request.limits)
     finally:
         if api is not None:
             api.close()
@@ -103,6 +113,58 @@ def fetch(request: FetchRequest, *, sleep: Callable[[float], None] = time.sleep)
         request.dest, digest, request.deployment_id, size, entries, verified,
         time.monotonic() - started,
     )  # fmt: skip
+
+
+def _is_manifest(path: Path) -> bool:
+    from aether.pack.artifact_manifest import looks_like_manifest
+
+    with path.open("rb") as handle:
+        return looks_like_manifest(handle.read(32))
+
+
+@dataclass(frozen=True)
+class _Layered:
+    size: int  # bytes of the layers downloaded
+    entries: int
+
+
+def _fetch_layers(
+    request: FetchRequest,
+    api: ApiClient | None,
+    manifest_file: Path,
+    sleep: Callable[[float], None],
+) -> _Layered:
+    """A layered artifact: every layer the (verified) manifest names, each checked against
+    its digest before anything is extracted, then composed into DEST."""
+    from aether.pack.artifact_manifest import parse_artifact_manifest
+    from aether.pack.compose import extract_layers
+
+    if api is None:
+        raise UsageError(
+            "the digest names a layered artifact: fetch it with --api and --deployment, "
+            "which can also download its layers"
+        )
+    manifest = parse_artifact_manifest(manifest_file.read_bytes())
+    size = 0
+    with contextlib.ExitStack() as stack:
+        files = {}
+        for layer in manifest.layers:
+            part = stack.enter_context(_temp_file(request.dest))
+            got, actual = _download_with_retries(request, api, layer.digest, part, sleep)
+            if actual != layer.digest or got != layer.size:
+                raise IntegrityError(
+                    f"digest mismatch: the {layer.name} layer hashes to {actual}, the manifest "
+                    f"names {layer.digest}; nothing was extracted"
+                )
+            files[layer.name] = part
+            size += got
+        target = request.dest / ".aether-staging" if request.dest.is_dir() else request.dest
+        entries = extract_layers(manifest, files, target, limits=request.limits)
+        if target != request.dest:
+            for child in target.iterdir():
+                os.rename(child, request.dest / child.name)
+            target.rmdir()
+    return _Layered(size, entries)
 
 
 def _check(request: FetchRequest) -> None:
@@ -164,11 +226,13 @@ def _download_with_retries(
     digest: str,
     part: Path,
     sleep: Callable[[float], None],
+    direct: str | None = None,
 ) -> tuple[int, str]:
+    """Download ``digest`` from ``direct`` (a given URL), else a fresh URL from the API."""
     delay = 0.5
     for attempt in range(1, max(request.attempts, 1) + 1):
         try:
-            url = request.url or _fresh_url(api, digest)
+            url = direct or _fresh_url(api, digest)
             return _download(url, part)
         except _Transient as exc:
             if attempt >= request.attempts:

@@ -62,10 +62,15 @@ def follow_deployment(
         if deployment.get("status") in TERMINAL_STATUSES:
             return finished(deployment, last_event)
         if time.monotonic() >= deadline:
+            still = deployment.get("status")
+            hint = (
+                f"it stays pending and starts when a worker takes it; stop it with "
+                f"`aether deploy --cancel {deployment_id}`"
+                if still == "pending"
+                else f"check it with `aether list --app {deployment.get('app_name', 'APP')}`"
+            )
             raise RolloutTimeout(
-                f"deployment {deployment_id} is still {deployment.get('status')} after "
-                f"{timeout_secs:.0f} s; check it with "
-                f"`aether list --app {deployment.get('app_name', 'APP')}`"
+                f"deployment {deployment_id} is still {still} after {timeout_secs:.0f} s; {hint}"
             )
         sleep(delay)
         delay = min(delay * 1.5, MAX_POLL_SECS)

@@ -61,7 +61,12 @@ def _ship_layer(
     concurrency: int,
 ) -> dict[str, Any]:
     digest = layer["digest"]
-    fields = {"name": layer["name"], "digest": digest, "size_bytes": layer["size"]}
+    fields = {
+        "name": layer["name"],
+        "digest": digest,
+        "size_bytes": layer["size"],
+        "files": layer["files"],
+    }
     if api.exists(f"/artifacts/{digest}?app={app}"):  # held for this app (possession)
         return {**fields, "uploaded": False, "uploaded_bytes": 0}
     if on_progress is not None:

@@ -1,7 +1,8 @@
 """An app's output: history, then (with ``follow``) live lines, surviving dropped connections.
 
 ``GET /apps/{app}/logs?tail=&since=&follow=&cursor=`` answers NDJSON lines
-``{ts, deployment_id, stream, line, cursor}``. After a dropped connection (or a read timeout,
+``{ts, deployment_id, instance, stream, line, cursor}``; a cursor means the same on every API
+replica, so a follow may reconnect to another one. After a dropped connection (or a read timeout,
 which catches connections that died silently) the client reconnects with the last line's
 ``cursor`` instead of ``tail``/``since``, so no line is lost or printed twice. It gives up with
 a NetworkError after ``give_up_secs`` without a successful connection.
@@ -55,8 +56,9 @@ def stream_logs(
                 failing_since = None
                 on_line(entry)
                 count += 1
-                if entry.get("stream") != "notice":  # a notice says what is seen, not a line
-                    cursor = entry.get("cursor", cursor)
+                # A stored line (a notice too: "N lines dropped") has a cursor; a notice of
+                # what the server sees right now has none and does not move it.
+                cursor = entry.get("cursor") or cursor
         except NetworkError:
             if not query.follow:
                 raise

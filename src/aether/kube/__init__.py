@@ -8,6 +8,7 @@ idempotently, read objects and pod logs. Every failure is a :class:`KubeError`.
 from aether.kube.apply import Applied, KubeNotOwned, apply, ensure_owned, holds
 from aether.kube.client import (
     DEPLOYMENTS,
+    INGRESSES,
     KINDS,
     PODS,
     REPLICASETS,
@@ -30,6 +31,7 @@ from aether.kube.logs import LogUnavailable, follow_log, log_params, read_log
 
 __all__ = [
     "DEPLOYMENTS",
+    "INGRESSES",
     "KINDS",
     "PODS",
     "REPLICASETS",

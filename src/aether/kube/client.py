@@ -39,7 +39,8 @@ REPLICASETS = Kind("apps/v1", "replicasets", "ReplicaSet")
 SERVICES = Kind("v1", "services", "Service")
 SECRETS = Kind("v1", "secrets", "Secret")
 PODS = Kind("v1", "pods", "Pod")
-KINDS = {kind.kind: kind for kind in (DEPLOYMENTS, REPLICASETS, SERVICES, SECRETS, PODS)}
+INGRESSES = Kind("networking.k8s.io/v1", "ingresses", "Ingress")
+KINDS = {kind.kind: kind for kind in (DEPLOYMENTS, REPLICASETS, SERVICES, SECRETS, PODS, INGRESSES)}
 # Names aether's writes in the objects' managedFields (kubectl shows who wrote what).
 FIELD_MANAGER = "aether"
 

@@ -41,6 +41,7 @@ Progress = Callable[[str, int, int | None], None]
 LAYERS_DIR = "layers"
 DEPS_ROOT = "node_modules"
 CACHE_FORMAT = 1  # bump when what a cached deps layer holds changes
+KEEP_CACHED = 4  # cached deps layers kept besides the one just used
 _FACTS = "facts.json"
 
 
@@ -211,6 +212,7 @@ def _cached_deps(key: DepsCacheKey, out: Path, compression: str) -> WrittenLayer
     try:
         _place(source, target)
         _place(manifest_path(source), manifest_path(target))
+        os.utime(key.folder / _FACTS)  # recently used: kept by the pruning
     except OSError:
         return None
     return WrittenLayer(ref, target, reused=True, contents=None)
@@ -245,6 +247,22 @@ def _remember_deps(key: DepsCacheKey, layer: WrittenLayer) -> None:
         os.replace(staging, key.folder)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
+        return
+    _prune_cache(key.folder)
+
+
+def _prune_cache(kept: Path) -> None:
+    """Keep the ``KEEP_CACHED`` most recently used deps layers besides ``kept``."""
+
+    def used(folder: Path) -> float:
+        try:
+            return (folder / _FACTS).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    others = [entry for entry in kept.parent.iterdir() if entry != kept and entry.is_dir()]
+    for folder in sorted(others, key=used, reverse=True)[KEEP_CACHED:]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _prune(folder: Path, keep: set[str]) -> None:

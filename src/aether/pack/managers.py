@@ -97,6 +97,9 @@ class PackageManager:
             # Plug'n'Play leaves no node_modules to ship: the artifact needs a real folder.
             env["YARN_NODE_LINKER"] = "node-modules"
             env.setdefault("YARN_ENABLE_TELEMETRY", "0")
+            # Yarn turns on immutable installs where it detects CI (the CI variable), which
+            # refuses a project without yarn.lock; the lockfile decides here (--immutable).
+            env.setdefault("YARN_ENABLE_IMMUTABLE_INSTALLS", "false")
         return env
 
 

@@ -55,7 +55,6 @@ def create_app(
     blobs: BlobStore | None = None,
     blob_settings: BlobSettings | None = None,
     policy: ArtifactPolicy | None = None,
-    log_source: Any = None,
     background: Sequence[Background] = (),
     run_migrations: bool = True,
     keyring: KeyRing | None = None,
@@ -74,7 +73,6 @@ def create_app(
         blobs=blobs,
         blob_settings=blob_settings,
         policy=policy or ArtifactPolicy.from_env({}),
-        log_source=log_source,
         background=tuple(background),
         run_migrations=run_migrations,
         keyring=keyring,
@@ -104,7 +102,6 @@ class _Parts:
     blobs: BlobStore | None
     blob_settings: BlobSettings
     policy: ArtifactPolicy
-    log_source: Any
     background: tuple[Background, ...]
     run_migrations: bool
     keyring: KeyRing | None
@@ -123,7 +120,6 @@ class _Parts:
                 blobs=blobs,
                 blob_settings=self.blob_settings,
                 policy=self.policy,
-                log_source=self.log_source,
                 public_url=self.public_url,
                 keyring=keyring,
                 auth_cache=TokenCache(self.settings.auth_cache_secs),

@@ -24,6 +24,7 @@ class Target:
 
     endpoints: tuple[str, ...]
     expires: float
+    stopped: bool = False  # scaled to 0
     _turn: itertools.count[int] = field(default_factory=itertools.count)
 
     def in_turn(self) -> list[str]:
@@ -46,13 +47,13 @@ class AppTargets:
         known = self._known.get(app_name)
         if known is not None and not fresh and known.expires > now:
             return known
-        endpoints = await rollouts.serving_endpoints(self.db, app_name)
-        if endpoints is None:
+        serving = await rollouts.serving_endpoints(self.db, app_name)
+        if serving is None:
             self._known.pop(app_name, None)
             return None
         if len(self._known) > 10_000:  # bounded: app names come from request headers
             self._known.clear()
-        target = Target(tuple(endpoints), now + self.ttl)
+        target = Target(tuple(serving["endpoints"]), now + self.ttl, serving["stopped"])
         if known is not None and known.endpoints == target.endpoints:
             target._turn = known._turn
         self._known[app_name] = target

@@ -7,9 +7,12 @@ else ``other``; the status as a three-digit code. Several apps in one process (t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import Scope
 
 UNMATCHED_ROUTE = "unmatched"
@@ -31,6 +34,24 @@ DEPLOYMENTS_CREATED = Counter(
     "deployments_created_total", "Deployments created (new rows, not idempotent repeats)"
 )
 AUTH_FAILURES = Counter("auth_failures_total", "Requests refused with 401 unauthorized")
+
+
+class _DatabaseCounter(Collector):
+    """A counter kept in the database (summed over every worker), read by a background loop:
+    ``value`` is the last figure read."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name, self.documentation, self.value = name, documentation, 0
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.value)
+
+
+LOG_LINES_DROPPED = _DatabaseCounter(
+    "log_lines_dropped",
+    "Log lines workers skipped because shipping fell behind the apps' output (all apps)",
+)
+REGISTRY.register(LOG_LINES_DROPPED)
 
 
 def route_template(scope: Scope) -> str:

@@ -101,9 +101,10 @@ async def _proxy(
         await _error(scope, send, 404, "not_found", f"no app named {app_name!r}")
         return
     if not target.endpoints:
-        await _error(
-            scope, send, 503, "service_unavailable", f"app {app_name!r} has nothing running"
-        )
+        message = f"app {app_name!r} has nothing running"
+        if target.stopped:
+            message = f"app {app_name!r} is scaled to 0 (aether scale {app_name} N starts it)"
+        await _error(scope, send, 503, "service_unavailable", message)
         return
     if scope["type"] == "websocket":
         await _websocket(targets, app_name, target, scope, receive, send, headers)

@@ -134,9 +134,21 @@ async def scale(state: ServerState, app: Row, who: str | None, replicas: int) ->
             raise Conflict(f"app {app['name']!r} has no release to scale yet; deploy it first")
         spec = replace(ReleaseSpec.of(base), replicas=replicas)
         description = f"Scale to {replicas} replica{'s' if replicas != 1 else ''}"
+        if replicas == 0:
+            description += " (stopped)"
         return Proposal(spec, "scale", description, _json_env(base["env"]), who)
 
     return await _propose(state, app["id"], make)
+
+
+async def restart(state: ServerState, app: Row, who: str | None) -> Outcome:
+    """Another rollout of the release that runs (a new deployment of it, reason
+    ``restart``): the runtime replaces every instance, health-gated, like a deploy."""
+    async with state.db.transaction() as tx:
+        await lock_app(tx, app["id"])
+        outcome = await releases.restart(tx, app["id"], created_by=who)
+    _announce(outcome)
+    return outcome
 
 
 async def change_config(

@@ -62,7 +62,6 @@ class ServerState:
     blobs: Any  # aether.blobs.BlobStore (None only while the blob package is not built)
     blob_settings: BlobSettings
     policy: ArtifactPolicy
-    log_source: Any
     public_url: str
     # Set when shutdown begins, so long-lived streams (follow=true) end instead of holding
     # the graceful-shutdown window open.

@@ -49,16 +49,7 @@ async def register(
             return existing, False
         lock = " FOR SHARE" if tx.dialect == "postgresql" else ""
         for layer in layers:
-            row = await tx.fetch_one(
-                "SELECT id, size_bytes FROM artifacts"
-                f" WHERE digest = :digest AND status = 'stored'{lock}",
-                {"digest": layer.digest},
-            )
-            if row is None or int(row["size_bytes"]) != layer.size_bytes:
-                raise Conflict(
-                    f"layer {layer.name} ({layer.digest}) is not stored; upload it, then"
-                    " register the manifest again"
-                )
+            row = await _stored_layer(tx, layer, lock)
             await tx.execute(
                 "UPDATE artifacts SET kind = 'layer' WHERE id = :id AND kind <> 'layer'",
                 {"id": row["id"]},
@@ -93,10 +84,29 @@ async def register(
                     "digest": layer.digest,
                 },
             )
-        row = await get_by_digest(tx, digest)
-        assert row is not None  # just written
-        await add_event(tx, row, "stored", f"layered, {len(layers)} layers, verified={verified}")
-    return row, True
+        stored = await get_by_digest(tx, digest)
+        assert stored is not None  # just written
+        await add_event(tx, stored, "stored", f"layered, {len(layers)} layers, verified={verified}")
+    return stored, True
+
+
+async def check_stored(db: Executor, layers: list[NamedLayer]) -> None:
+    """Conflict naming the first layer that is not stored (or not of the announced size)."""
+    for layer in layers:
+        await _stored_layer(db, layer, "")
+
+
+async def _stored_layer(db: Executor, layer: NamedLayer, lock: str) -> Row:
+    row = await db.fetch_one(
+        f"SELECT id, size_bytes FROM artifacts WHERE digest = :digest AND status = 'stored'{lock}",
+        {"digest": layer.digest},
+    )
+    if row is None or int(row["size_bytes"]) != layer.size_bytes:
+        raise Conflict(
+            f"layer {layer.name} ({layer.digest}) is not stored; upload it, then register the"
+            " manifest again"
+        )
+    return row
 
 
 async def layers_of(db: Executor, digest: str) -> list[Row]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aether.errors import Conflict
@@ -43,6 +43,13 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     async def execute(self, sql: str, params: Params = None) -> int:
         """Run a statement; returns the number of rows it touched."""
+
+    @abc.abstractmethod
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert many rows in one go (PostgreSQL: ``COPY``; SQLite: ``executemany``).
+        ``table`` and ``columns`` are the caller's constants, never user input."""
 
 
 class Database(Executor):

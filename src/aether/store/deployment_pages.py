@@ -35,6 +35,7 @@ FIELDS = (
     ("endpoint", "d.endpoint"),
     ("url", "CAST(:url AS TEXT)"),
     ("rolled_back_from", "d.rolled_back_from"),
+    ("reason", "d.reason"),
     ("created_at", "d.created_at"),
     ("rollout_started_at", "d.rollout_started_at"),
     ("rollout_completed_at", "d.rollout_completed_at"),

@@ -17,7 +17,7 @@ import uuid
 from aether.errors import BadRequest
 from aether.store import wakeups
 from aether.store.clock import now_iso
-from aether.store.database import Executor, Row
+from aether.store.database import Database, Executor, Row
 
 ACTIVE_STATUSES = ("pending", "deploying", "running")
 # Statuses a deployment reaches only after a successful rollout (a rollback target).
@@ -25,7 +25,7 @@ SUCCEEDED_STATUSES = ("running", "superseded")
 
 DEPLOYMENT_COLUMNS = (
     "d.id, d.app_id, d.artifact_id, d.release_id, d.status, d.runtime, d.start_command, d.env,"
-    " d.replicas, d.health_path, d.failure_reason, d.endpoint, d.rolled_back_from,"
+    " d.replicas, d.health_path, d.failure_reason, d.endpoint, d.rolled_back_from, d.reason,"
     " d.created_by, d.created_at, d.rollout_started_at, d.rollout_completed_at,"
     " ap.name AS app_name, a.digest AS artifact_digest, a.storage_key, a.compression,"
     " a.size_bytes, a.verified, a.signature, r.version AS release, r.config_version,"
@@ -34,7 +34,8 @@ DEPLOYMENT_COLUMNS = (
 # What a listing shows (the API's deployment JSON), without the worker's artifact details.
 LISTING_COLUMNS = (
     "d.id, d.status, d.runtime, d.start_command, d.env, d.replicas, d.health_path,"
-    " d.failure_reason, d.endpoint, d.rolled_back_from, d.created_at, d.rollout_started_at,"
+    " d.failure_reason, d.endpoint, d.rolled_back_from, d.reason, d.created_at,"
+    " d.rollout_started_at,"
     " d.rollout_completed_at, ap.name AS app_name, a.digest AS artifact_digest,"
     " r.version AS release, r.config_version, r.node_version"
 )
@@ -68,6 +69,16 @@ async def get_deployment(db: Executor, deployment_id: str) -> Row | None:
     return decode_env(row) if row else None
 
 
+async def newest_of_app(db: Executor, app_id: str, *, running: bool = False) -> Row | None:
+    """The app's newest deployment (its newest running one, with ``running``)."""
+    where = " AND d.status = 'running'" if running else ""
+    row = await db.fetch_one(
+        f"{_SELECT} WHERE d.app_id = :app_id{where} ORDER BY d.created_at DESC, d.id DESC LIMIT 1",
+        {"app_id": app_id},
+    )
+    return decode_env(row) if row else None
+
+
 async def lock_app(tx: Executor, app_id: str) -> None:
     """Serialise the writers of one app's releases (SQLite's BEGIN IMMEDIATE already does;
     PostgreSQL needs the row lock so two identical requests cannot both insert)."""
@@ -75,20 +86,24 @@ async def lock_app(tx: Executor, app_id: str) -> None:
         await tx.fetch_one("SELECT id FROM applications WHERE id = :id FOR UPDATE", {"id": app_id})
 
 
-async def insert_deployment(tx: Executor, release_id: str, *, created_by: str | None = None) -> str:
-    """A pending rollout of the release (its plain fields copied, ``env`` as fingerprints)."""
+async def insert_deployment(
+    tx: Executor, release_id: str, *, created_by: str | None = None, reason: str | None = None
+) -> str:
+    """A pending rollout of the release (its plain fields copied, ``env`` as fingerprints);
+    ``reason`` 'restart' for another rollout of a release that runs."""
     deployment_id = str(uuid.uuid4())
     touched = await tx.execute(
         "INSERT INTO deployments (id, app_id, artifact_id, release_id, status, runtime,"
-        " start_command, env, replicas, health_path, rolled_back_from, created_by, created_at)"
-        " SELECT :id, r.app_id, a.id, r.id, 'pending', r.runtime, r.start_command, r.env,"
-        " r.replicas, r.health_path, :rolled_back_from, COALESCE(:created_by, r.created_by),"
-        " :created_at FROM releases r JOIN artifacts a ON a.digest = r.artifact_digest"
-        " WHERE r.id = :release_id",
+        " start_command, env, replicas, health_path, rolled_back_from, reason, created_by,"
+        " created_at) SELECT :id, r.app_id, a.id, r.id, 'pending', r.runtime, r.start_command,"
+        " r.env, r.replicas, r.health_path, :rolled_back_from, :reason,"
+        " COALESCE(:created_by, r.created_by), :created_at FROM releases r"
+        " JOIN artifacts a ON a.digest = r.artifact_digest WHERE r.id = :release_id",
         {
             "id": deployment_id,
             "release_id": release_id,
-            "rolled_back_from": await _rolled_back_from(tx, release_id),
+            "rolled_back_from": None if reason else await _rolled_back_from(tx, release_id),
+            "reason": reason,
             "created_by": created_by,
             "created_at": now_iso(),
         },
@@ -146,3 +161,22 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     if not created_at or not row_id:
         raise BadRequest("invalid cursor; pass the next_cursor of the previous page")
     return created_at, row_id
+
+
+async def cancel_pending(db: Database, deployment_id: str, reason: str) -> bool:
+    """pending → failed with ``reason`` (and a ``cancelled`` event), in one transaction; False
+    when the deployment is no longer pending (a worker took it, or it ended)."""
+    async with db.transaction() as tx:
+        touched = await tx.execute(
+            "UPDATE deployments SET status = 'failed', failure_reason = :reason,"
+            " rollout_completed_at = :now WHERE id = :id AND status = 'pending'",
+            {"id": deployment_id, "reason": reason, "now": now_iso()},
+        )
+        if touched:
+            await tx.execute(
+                "INSERT INTO deployment_events (deployment_id, phase, message, timestamp)"
+                " VALUES (:id, 'cancelled', :reason, :now)",
+                {"id": deployment_id, "reason": reason, "now": now_iso()},
+            )
+    wakeups.poke(wakeups.deployment_topic(deployment_id))
+    return touched > 0

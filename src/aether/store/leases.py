@@ -1,7 +1,9 @@
 """App leases: one worker handles an app at a time.
 
 A row in ``app_leases`` (holder + expiry) gives a worker an app until the expiry, renewed as
-it works; an expired lease is taken over by whichever worker asks next.
+it works; an expired lease is taken over by whichever worker asks next, and so is the lease of
+a holder whose heartbeat (``workers.expires_at``, :mod:`aether.store.workers`) ran out: a
+killed worker's apps move within ``AETHER_WORKER_DEAD_SECS``, not a whole lease.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ async def acquire_lease(db: Executor, app_id: str, holder: str, ttl_secs: float)
         "INSERT INTO app_leases (app_id, holder, expires_at) VALUES (:app_id, :holder, :expires)"
         " ON CONFLICT (app_id) DO UPDATE SET holder = excluded.holder,"
         " expires_at = excluded.expires_at"
-        " WHERE app_leases.holder = excluded.holder OR app_leases.expires_at < :now",
+        " WHERE app_leases.holder = excluded.holder OR app_leases.expires_at < :now"
+        # A holder whose worker row says it is gone loses the lease at once.
+        " OR EXISTS (SELECT 1 FROM workers w WHERE w.id = app_leases.holder"
+        " AND w.expires_at < :now)",
         {"app_id": app_id, "holder": holder, "expires": now_iso(ttl_secs), "now": now},
     )
     owner = await db.fetch_value(

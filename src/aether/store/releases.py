@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
+from aether.errors import Conflict
 from aether.sealing import SealedEnv
 from aether.store import config_vars
 from aether.store.clock import now_iso
@@ -173,6 +174,27 @@ async def propose(tx: Executor, app_id: str, make: Proposer) -> Outcome:
     deployment = await get_deployment(tx, deployment_id)
     assert release is not None and deployment is not None
     return Outcome(release, deployment, True, base_overrides)
+
+
+async def restart(tx: Executor, app_id: str, *, created_by: str | None) -> Outcome:
+    """A new rollout of the app's running release (in the caller's transaction, holding
+    the app's lock). Conflict when nothing runs or another rollout is under way."""
+    current = await desired(tx, app_id)
+    if current is None or current["status"] != "running":
+        if current is None:
+            raise Conflict("the app has no release running to restart; deploy it first")
+        raise Conflict(
+            f"release v{current['version']} is still rolling out ({current['status']});"
+            " restart it once it runs"
+        )
+    deployment_id = await insert_deployment(
+        tx, current["id"], created_by=created_by, reason="restart"
+    )
+    await add_event(tx, deployment_id, "pending", f"restart of v{current['version']} requested")
+    deployment = await get_deployment(tx, deployment_id)
+    assert deployment is not None
+    overrides = tuple(sorted(config_vars.decode(current["overrides"])))
+    return Outcome(current, deployment, True, overrides)
 
 
 async def _insert(tx: Executor, app_id: str, proposal: Proposal) -> str:

@@ -10,7 +10,7 @@ handles an app is :mod:`aether.store.leases`. On PostgreSQL an insert trigger NO
 
 from __future__ import annotations
 
-from aether.store import config_vars, wakeups
+from aether.store import config_vars, instances, wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 from aether.store.deployments import add_event
@@ -41,10 +41,14 @@ async def ensure_notify_trigger(db: Database) -> None:
 
 
 async def list_apps(db: Executor) -> list[Row]:
-    """Every app with its lease: ``id, name, holder, expires_at``."""
+    """Every app with its lease: ``id, name, holder, expires_at`` (the lease ends early when
+    its holder's heartbeat ran out)."""
     return await db.fetch_all(
-        "SELECT a.id, a.name, l.holder, l.expires_at FROM applications a"
-        " LEFT JOIN app_leases l ON l.app_id = a.id ORDER BY a.name"
+        "SELECT a.id, a.name, l.holder,"
+        " CASE WHEN w.expires_at IS NOT NULL AND w.expires_at < l.expires_at"
+        " THEN w.expires_at ELSE l.expires_at END AS expires_at"
+        " FROM applications a LEFT JOIN app_leases l ON l.app_id = a.id"
+        " LEFT JOIN workers w ON w.id = l.holder ORDER BY a.name"
     )
 
 
@@ -120,7 +124,8 @@ async def running_endpoint(db: Executor, app_name: str) -> Row | None:
     if app is None:
         return None
     running = await db.fetch_one(
-        "SELECT id, endpoint FROM deployments WHERE app_id = :app_id AND status = 'running'"
+        "SELECT id, endpoint, replicas FROM deployments WHERE app_id = :app_id"
+        " AND status = 'running'"
         " ORDER BY created_at DESC, id DESC LIMIT 1",
         {"app_id": app["id"]},
     )
@@ -128,16 +133,23 @@ async def running_endpoint(db: Executor, app_name: str) -> Row | None:
         "app_id": app["id"],
         "deployment_id": running["id"] if running else None,
         "endpoint": running["endpoint"] if running else None,
+        "replicas": running["replicas"] if running else None,
     }
 
 
-async def serving_endpoints(db: Executor, app_name: str) -> list[str] | None:
-    """Where the app's requests go: the endpoint of its newest running deployment (empty
-    when nothing runs); None when there is no such app."""
+async def serving_endpoints(db: Executor, app_name: str) -> Row | None:
+    """Where the app's requests go: ``endpoints``, those of the healthy instances of its
+    newest running deployment, else that deployment's endpoint (the worker records
+    instances just after the cutover), empty when nothing runs; ``stopped`` when that
+    deployment runs no instance (scaled to 0). None when there is no such app."""
     target = await running_endpoint(db, app_name)
     if target is None:
         return None
-    return [target["endpoint"]] if target["endpoint"] else []
+    if target["deployment_id"] is None:
+        return {"endpoints": [], "stopped": False}
+    healthy = await instances.healthy_endpoints(db, target["app_id"], target["deployment_id"])
+    fallback = [target["endpoint"]] if target["endpoint"] else []
+    return {"endpoints": healthy or fallback, "stopped": target["replicas"] == 0}
 
 
 # --- transitions -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,9 +68,22 @@ class SqliteDatabase(Database):
             rowcount: int = self._conn.execute(sql, dict(params or {})).rowcount
             return rowcount
 
+    def _copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        with _sqlite_errors():
+            self._conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+            )
+
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
         async with self._lock:
             return await self._run(self._fetch_all, sql, params)
+
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        async with self.transaction() as tx:
+            await tx.copy_rows(table, columns, rows)
 
     async def execute(self, sql: str, params: Params = None) -> int:
         async with self._lock:
@@ -99,6 +112,11 @@ class _SqliteTransaction(Executor):
 
     async def execute(self, sql: str, params: Params = None) -> int:
         return await self._db._run(self._db._execute, sql, params)
+
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        await self._db._run(self._db._copy_rows, table, columns, rows)
 
 
 @contextlib.contextmanager

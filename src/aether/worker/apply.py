@@ -225,7 +225,7 @@ class Applier:
             start_command=row["start_command"] or None,
             node_major=int(row["node_version"]) if row.get("node_version") else None,
             env=self.environment(row),
-            replicas=int(row["replicas"] or 1),
+            replicas=1 if row["replicas"] is None else int(row["replicas"]),
             health_path=row["health_path"] or None,
             signature=row["signature"] or None,
             public_keys=tuple(row["public_keys"]),

@@ -24,13 +24,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from aether import __version__
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
 from aether.sealing import KeyRing
 from aether.settings import WorkerSettings
-from aether.store import leases, rollouts, wakeups
+from aether.store import instances, leases, rollouts, wakeups, workers
 from aether.store.clock import now_iso
 from aether.store.database import Database, Row
 from aether.worker.apply import Applier
+from aether.worker.logship import LogShipper
 from aether.worker.outcomes import Retry
 from aether.worker.plan import DeploymentState, changes_anything, plan
 from aether.worker.runtimes.base import Runtime
@@ -43,6 +45,8 @@ PG_SAFETY_POLL_SECS = 5.0
 PENDING_CHECK_SECS = 0.02
 # How often the runtime is asked for apps whose rows are gone (their objects outlive workers).
 ORPHAN_SWEEP_SECS = 60.0
+# An app's instance rows are written when they change, and at least this often.
+INSTANCES_REFRESH_SECS = 15.0
 
 
 def worker_identity() -> str:
@@ -59,6 +63,8 @@ class _AppSlot:
     held: bool = False
     first_retry: dict[str, float] = field(default_factory=dict)
     noted: set[str] = field(default_factory=set)
+    instances: list[dict[str, Any]] | None = None  # as last recorded
+    instances_at: float = 0.0
 
 
 class Worker:
@@ -87,6 +93,11 @@ class Worker:
         self._seen_pending: set[str] = set()
         self._next_sweep = 0.0  # the first pass sweeps
         self._background: set[asyncio.Task[None]] = set()
+        self.shipper = LogShipper(db, runtime, self.held_apps)
+
+    def held_apps(self) -> dict[str, str]:
+        """The apps this worker holds now (id -> name)."""
+        return {app_id: slot.name for app_id, slot in self._slots.items() if slot.held}
 
     def stop(self) -> None:
         """Ask the loop to end (safe from a signal handler)."""
@@ -97,7 +108,12 @@ class Worker:
         """Reconcile until ``stop()``; then stop the runtime and release the leases."""
         await rollouts.ensure_notify_trigger(self.db)
         await self.runtime.start()
-        helpers = [asyncio.create_task(self._renew_leases())]
+        await self._heartbeat_once()
+        helpers = [
+            asyncio.create_task(self._renew_leases()),
+            asyncio.create_task(self._heartbeats()),
+            asyncio.create_task(self.shipper.run(self.stopping)),
+        ]
         if self.db.dialect == "postgresql":
             helpers.append(asyncio.create_task(self._listen()))
         try:
@@ -189,6 +205,7 @@ class Worker:
             actions = plan(states, await self.runtime.observe(slot.name))
             for action in actions:
                 await self.applier.apply(slot.name, action, slot=slot)
+            await self._record_instances(app_id, slot)
         except Retry as later:  # a transient fault: this app again after its delay
             log.debug("retrying %s in %gs: %s", slot.name, later.delay, later.message)
             self._retry_after(slot, later.delay)
@@ -201,6 +218,19 @@ class Worker:
             self._wake.set()  # look again at once: the plan should now be settled
             return True
         return False
+
+    async def _record_instances(self, app_id: str, slot: _AppSlot) -> None:
+        """Write the app's instances when they changed (or now and then, so readers see
+        they are fresh): every API replica answers ``aether ps`` from them."""
+        found = await self.runtime.instances(slot.name)
+        if found is None:
+            return
+        rows = [{k: v for k, v in vars(i).items()} for i in found]
+        fresh = time.monotonic() - slot.instances_at < INSTANCES_REFRESH_SECS
+        if rows == slot.instances and fresh:
+            return
+        await instances.replace(self.db, app_id, self.holder, rows)
+        slot.instances, slot.instances_at = rows, time.monotonic()
 
     async def _hold(self, app_id: str, slot: _AppSlot) -> bool:
         held = await leases.acquire_lease(self.db, app_id, self.holder, self.settings.lease_secs)
@@ -252,6 +282,33 @@ class Worker:
                             self.db, app_id, self.holder, self.settings.lease_secs
                         )
 
+    def _heartbeat(self) -> workers.Heartbeat:
+        capabilities = getattr(self.runtime, "capabilities", None)
+        about = capabilities() if capabilities is not None else {}
+        return workers.Heartbeat(
+            id=self.holder,
+            host=socket.gethostname(),
+            runtime=self.runtime.name,
+            version=__version__,
+            advertise_addr=getattr(self.runtime, "advertise_addr", None),
+            isolation=about.get("isolation") or {"kind": self.runtime.name},
+            apps=sorted(slot.name for slot in self._slots.values() if slot.held),
+        )
+
+    async def _heartbeat_once(self) -> None:
+        try:
+            await workers.heartbeat(self.db, self._heartbeat(), dead_secs=self.settings.dead_secs)
+        except AetherError as exc:
+            log.warning("heartbeat failed: %s", exc.message)
+
+    async def _heartbeats(self) -> None:
+        """Say this worker is alive (and what it holds) every AETHER_WORKER_HEARTBEAT_SECS."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.settings.heartbeat_secs)
+            if not self.stopping.is_set():
+                await self._heartbeat_once()
+
     async def _listen(self) -> None:
         listen: Any = getattr(self.db, "listen", None)
         while listen is not None and not self.stopping.is_set():
@@ -275,7 +332,10 @@ class Worker:
             task.cancel()
         await asyncio.gather(*helpers, *running, *self._background, return_exceptions=True)
         await self.runtime.stop()
-        if getattr(self.runtime, "apps_outlive_worker", False):
+        outlive = getattr(self.runtime, "apps_outlive_worker", False)
+        with contextlib.suppress(AetherError):
+            await workers.mark_stopped(self.db, self.holder, keep_leases=outlive)
+        if outlive:
             return  # they still run here: the restarted worker (same holder) keeps them
         with contextlib.suppress(AetherError):
             await leases.release_leases(self.db, self.holder)

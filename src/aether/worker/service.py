@@ -3,7 +3,7 @@
 ``run_worker`` opens the database and blob store from the environment, builds the configured
 runtime and reconciles until SIGTERM/SIGINT. ``serve_jobs`` gives ``aether serve`` its
 background coroutines: the loop over the server's own database and blob store (unless
-``--no-worker``), and in any case the runtime as the server's log source.
+``--no-worker``); logs reach every replica through the database (the worker ships them).
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from aether.errors import ConfigError
 from aether.settings import BlobSettings, ServerSettings, WorkerSettings
 from aether.worker.loop import Worker
+from aether.worker.runtimes.advertise import LOOPBACK
 from aether.worker.runtimes.base import Runtime
 
 log = logging.getLogger("aether.worker")
@@ -43,11 +45,15 @@ def _attach_blobs(runtime: Runtime, blobs: Any) -> None:
 
 def serve_jobs(environ: Mapping[str, str], *, run_loop: bool) -> list[ServeJob]:
     """Background coroutines for ``aether serve`` (each receives the ServerState)."""
+    if not run_loop:
+        return []
     settings = WorkerSettings.from_env(environ)
+    # The worker inside `aether serve` shares its host with the proxy that reaches its apps:
+    # loopback, unless an address is configured (other replicas proxying to it).
+    settings = replace(settings, advertise_addr=settings.advertise_addr or LOOPBACK)
     runtime = create_runtime(settings, environ)
 
     async def worker_in_server(state: Any) -> None:
-        state.log_source = runtime
         _attach_blobs(runtime, state.blobs)
         worker = Worker(
             state.db, runtime, settings, public_url=state.public_url, keyring=state.keyring
@@ -55,10 +61,7 @@ def serve_jobs(environ: Mapping[str, str], *, run_loop: bool) -> list[ServeJob]:
         log.info("worker started in-process (%s runtime)", runtime.name)
         await worker.run()
 
-    async def log_source_only(state: Any) -> None:
-        state.log_source = runtime
-
-    return [worker_in_server if run_loop else log_source_only]
+    return [worker_in_server]
 
 
 async def run_worker(environ: Mapping[str, str], *, once: bool = False) -> None:

@@ -441,9 +441,12 @@ async def register_manifest(
         await reference_store.add(state.db, digest, app["id"])
         return {**await _duplicate(state, stored, signature), "layers": _layers_answer(manifest)}
     await check_quota(state, app, len(raw))
+    named = [
+        layer_store.NamedLayer(layer.name, layer.digest, layer.size) for layer in manifest.layers
+    ]
+    await layer_store.check_stored(state.db, named)  # before writing anything
     key = manifest_key(app["name"], digest)
     await state.blobs.put_file(key, io.BytesIO(raw), sha256=digest)
-    metrics.UPLOAD_BYTES.inc(len(raw))
     public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, digest, signature)
     row, created = await layer_store.register(
@@ -453,15 +456,13 @@ async def register_manifest(
         size_bytes=len(raw),
         storage_key=key,
         compression=manifest.layers[-1].compression,
-        layers=[
-            layer_store.NamedLayer(layer.name, layer.digest, layer.size)
-            for layer in manifest.layers
-        ],
+        layers=named,
         signature=signature,
         verified=verified,
     )
     await reference_store.add_many(state.db, [digest, *layer_digests], app["id"])
     if created:
+        metrics.UPLOAD_BYTES.inc(len(raw))
         _stored(state, row)
     return {**answer(row, duplicate=not created), "layers": _layers_answer(manifest)}
 

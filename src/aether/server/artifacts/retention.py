@@ -26,12 +26,12 @@ async def refresh_artifact_gauge(state: ServerState) -> None:
 async def apply_retention(state: ServerState, app_id: str) -> int:
     """Delete what the policy no longer keeps for one app; returns how many were deleted."""
     keep = state.policy.retain_latest_per_app
-    if keep <= 0:
-        return 0
     removed = 0
-    for row in await artifact_store.retention_candidates(state.db, app_id, keep=keep):
-        if await _delete_one(state, row, keep):
-            removed += 1
+    if keep > 0:
+        for row in await artifact_store.retention_candidates(state.db, app_id, keep=keep):
+            if await _delete_one(state, row, keep):
+                removed += 1
+    # also without a retention policy: deleting an app can leave other apps' layers unnamed
     removed += await delete_orphaned_layers(state)
     if removed:
         await refresh_artifact_gauge(state)

@@ -19,11 +19,13 @@ from aether.server.routes import (
     deployment_reports,
     deployments,
     health,
+    instances,
     logs,
     public_keys,
     releases,
     signin_links,
     tokens,
+    workers,
 )
 
 MODULES = (
@@ -32,12 +34,14 @@ MODULES = (
     health,
     apps,
     releases,
+    instances,
     app_config,
     config,
     tokens,
     public_keys,
     blobs,
     logs,
+    workers,
     deployment_reports,
     signin_links,
 )

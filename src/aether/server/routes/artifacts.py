@@ -122,7 +122,8 @@ async def list_artifacts(request: Request) -> JSONResponse:
 
 
 async def _check_pull_token(request: Request, digest: str) -> None:
-    """A puller may fetch only the artifact of the deployment its token was issued for."""
+    """A puller may fetch only the artifact of the deployment its token was issued for (and,
+    for a layered artifact, the layers it names)."""
     who = principal(request)
     if who.role != "puller":
         require_role(request, *READ_ROLES)
@@ -130,8 +131,21 @@ async def _check_pull_token(request: Request, digest: str) -> None:
     deployment = None
     if who.deployment_id:
         deployment = await get_deployment(get_state(request).db, who.deployment_id)
-    if deployment is None or deployment["artifact_digest"] != digest:
-        raise Forbidden("this pull token may only download its own deployment's artifact")
+    if deployment is not None and deployment["artifact_digest"] == digest:
+        return
+    if deployment is not None and await _names_layer(
+        request, deployment["artifact_digest"], digest
+    ):
+        return
+    raise Forbidden("this pull token may only download its own deployment's artifact")
+
+
+async def _names_layer(request: Request, artifact_digest: str, digest: str) -> bool:
+    """The deployment's layered artifact names ``digest`` as one of its layers."""
+    from aether.store.artifact_layers import layers_of
+
+    rows = await layers_of(get_state(request).db, artifact_digest)
+    return any(row["digest"] == digest for row in rows)
 
 
 async def download(request: Request) -> Response:

@@ -42,9 +42,8 @@ async def get_config(request: Request) -> JSONResponse:
             "target": await _target(state.settings),
             # the client may send DeployReports (POST /deployments, PUT …/report)
             "deploy_reports": True,
-            # the client may upload layered artifacts (POST /artifacts/manifests): the local
-            # runtime composes them; Kubernetes pods fetch single-file artifacts for now
-            "layered_artifacts": state.settings.runtime != "kubernetes",
+            # the client may upload layered artifacts (POST /artifacts/manifests)
+            "layered_artifacts": True,
         }
     )
 

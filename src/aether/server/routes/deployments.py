@@ -5,6 +5,7 @@ rollback. The releases themselves are made by :mod:`aether.server.releasing`."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from aether.errors import BadRequest, NotFound
+from aether.errors import BadRequest, Conflict, NotFound
 from aether.models import (
     TERMINAL_STATUSES,
     Deployment,
@@ -43,6 +44,8 @@ from aether.store import deployment_pages, deployment_reports, wakeups
 from aether.store import deployments as store
 from aether.store import public_keys as public_key_store
 from aether.store import releases as release_store
+from aether.store import workers as worker_store
+from aether.store.clock import now_iso
 from aether.store.database import Row
 from aether.store.releases import Outcome
 
@@ -50,6 +53,7 @@ from aether.store.releases import Outcome
 # otherwise polls: a cheap indexed query, and 50 ms keeps the CLI from waiting noticeably on
 # a worker in another process.
 FOLLOW_POLL_SECS = 0.05
+WORKER_CHECK_SECS = 1.0  # how often a pending deployment's follow asks for a live worker
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 _CREATE_FIELDS, _CREATE_OPTIONS = body_types(DeploymentRequest)
@@ -168,8 +172,11 @@ async def get_events(request: Request) -> JSONResponse | StreamingResponse:
 
 
 async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIterator[bytes]:
-    """Events as NDJSON lines until the deployment is terminal and every event is sent."""
+    """Events as NDJSON lines until the deployment is terminal and every event is sent. While
+    it is pending with no live worker to take it, one ``waiting`` line (no ``id``: it is not a
+    stored event) says so at once, not when the client's timeout runs out."""
     topic = wakeups.deployment_topic(deployment_id)
+    waiting = _WorkerWatch(state)
     while True:
         with wakeups.subscribe(topic) as changed:  # before reading: no write slips between
             current = await store.get_deployment(state.db, deployment_id)
@@ -180,7 +187,58 @@ async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIt
                 return
             if state.stopping.is_set():
                 return
+            if current["status"] == "pending" and (said := await waiting.say(deployment_id)):
+                yield (json.dumps(said) + "\n").encode()
             await changed.wait(FOLLOW_POLL_SECS)
+
+
+class _WorkerWatch:
+    """Whether a live worker exists for the server's runtime, asked at most every
+    WORKER_CHECK_SECS; says "none" once per stretch without one."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        # A worker usually takes a deployment within moments: ask only after a second.
+        self.next_check = time.monotonic() + WORKER_CHECK_SECS
+        self.said = False
+
+    async def say(self, deployment_id: str) -> dict[str, Any] | None:
+        if time.monotonic() < self.next_check:
+            return None
+        self.next_check = time.monotonic() + WORKER_CHECK_SECS
+        runtime = self.state.settings.runtime
+        if await worker_store.has_live_worker(self.state.db, runtime):
+            self.said = False
+            return None
+        if self.said:
+            return None
+        self.said = True
+        return {
+            "deployment_id": deployment_id,
+            "phase": "waiting",
+            "message": worker_store.no_live_worker_message(runtime),
+            "timestamp": now_iso(),
+        }
+
+
+async def cancel_deployment(request: Request) -> JSONResponse:
+    """A pending deployment nobody waits for can be stopped before a worker takes it."""
+    require_role(request, "deployer")
+    row = await _load(request)
+    state = get_state(request)
+    app = await app_store.require_app(state.db, row["app_name"])
+    who = require_app_access(request, app, write=True)
+    reason = f"cancelled by {who.name or who.role} before a worker took it"
+    if not await store.cancel_pending(state.db, row["id"], reason):
+        current = await store.get_deployment(state.db, row["id"])
+        status = current["status"] if current else "gone"
+        raise Conflict(
+            f"deployment {row['id']} is {status}, not pending: only a deployment no worker "
+            "has taken yet can be cancelled (roll back instead: `aether rollback`)"
+        )
+    done = await store.get_deployment(state.db, row["id"])
+    assert done is not None
+    return JSONResponse(deployment_from(done, state.app_url(done["app_name"])))
 
 
 def _page_params(request: Request) -> tuple[int, str | None]:
@@ -249,6 +307,7 @@ ROUTES = [
     Route("/deployments", create_deployment, methods=["POST"]),
     Route("/deployments/{deployment_id}", get_deployment, methods=["GET"]),
     Route("/deployments/{deployment_id}/events", get_events, methods=["GET"]),
+    Route("/deployments/{deployment_id}/cancel", cancel_deployment, methods=["POST"]),
     Route("/apps/{app}/rollback", rollback, methods=["POST"]),
 ]
 
@@ -275,13 +334,23 @@ OPENAPI = {
     "/deployments/{deployment_id}/events": {
         "get": operation(
             "A deployment's events; with follow=true an NDJSON stream of events until the"
-            " deployment is running, failed or superseded",
+            " deployment is running, failed or superseded (while it is pending with no live"
+            " worker, a 'waiting' line without an id says so)",
             params=[
                 *_ID,
                 param("follow", "query", BOOL),
                 param("after", "query", {"type": "integer", "minimum": 0}),
             ],
             response=obj({"events": {"type": "array", "items": EVENT_SCHEMA}}),
+        )
+    },
+    "/deployments/{deployment_id}/cancel": {
+        "post": operation(
+            "Cancel a deployment no worker has taken yet (pending → failed, reason and a"
+            " 'cancelled' event); 409 once it is deploying or done",
+            params=_ID,
+            response=DEPLOYMENT_SCHEMA,
+            errors=(401, 403, 404, 409, 503),
         )
     },
     "/apps/{app}/deployments": {

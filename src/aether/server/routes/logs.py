@@ -1,34 +1,47 @@
-"""``GET /apps/{app}/logs``: an app's output as NDJSON, from the runtime's log source.
+"""``GET /apps/{app}/logs``: an app's output as NDJSON, read from the database.
 
-Each line is ``{ts, deployment_id, stream, line, cursor}``; passing a line's ``cursor`` back
-resumes right after it. ``stream`` is ``stdout`` or ``stderr`` for the app's output and
-``notice`` where the runtime says what it sees instead (Kubernetes: the app has no pods, a pod
-is not scheduled, still in its init container, gone) — never an empty answer that hides it. ``tail`` keeps the last N lines, ``since`` drops older ones (ISO-8601
-time or a duration like ``10m``), ``follow=true`` keeps the response open and streams new lines
-until the client goes away or the server shuts down. The log source is the runtime given to
-``create_app`` as ``log_source`` (anything with the runtime interface's ``logs``).
+Workers ship every runtime's output into ``log_lines`` (:mod:`aether.worker.logship`), so
+every API replica gives the same answer. Each line is ``{ts, deployment_id, instance, stream,
+line, cursor}``; ``cursor`` is the line's number in the app's sequence, the same on every
+replica: passing it back resumes right after that line, here or on another replica, with no
+line lost or repeated. ``stream`` is ``stdout``/``stderr`` for the app's output and ``notice``
+where the stream says what it sees instead (lines dropped because shipping fell behind, a pod
+not scheduled, nothing stored yet and no live worker to ship it). ``tail`` keeps the last N
+lines, ``since`` drops older ones (ISO-8601 time or a duration like ``10m``), ``follow=true``
+keeps the response open and streams new lines until the client goes away or the server shuts
+down. A database that cannot be read is a 503 before the first line, never an empty answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from aether.errors import BadRequest, ServiceUnavailable
+from aether.errors import BadRequest
 from aether.server.auth import require_app_access
 from aether.server.jsonbody import int_param
 from aether.server.openapi import STR, obj, operation, param
-from aether.server.state import get_state
+from aether.server.state import ServerState, get_state
+from aether.since import parse_since
 from aether.store import apps as app_store
+from aether.store import logs as log_store
+from aether.store import workers as worker_store
+from aether.store.clock import now_iso
+from aether.store.database import Row
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+PAGE_LINES = 1000  # lines per query while reading history
+FOLLOW_POLL_SECS = 0.2  # how often a follow looks for new lines
+CONTAINERS = ("fetch", "app")
 
 
 def _flag(raw: str | None, name: str) -> bool:
@@ -46,61 +59,163 @@ def _tail(raw: str | None) -> int | None:
     return int_param(raw, "tail", default=0)
 
 
+def _cursor(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequest(f"invalid cursor {raw!r}: pass the cursor of an earlier log line")
+    return int(raw)
+
+
+def _since(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return parse_since(raw).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _instance_suffix(raw: str | None, runtime: str) -> str | None:
+    """``container`` as a filter on ``instance`` (Kubernetes: ``pod/container``)."""
+    if not raw:
+        return None
+    if raw not in CONTAINERS:
+        raise BadRequest(f"container={raw!r}: use one of {', '.join(CONTAINERS)}")
+    if runtime != "kubernetes":
+        if raw != "app":
+            raise BadRequest(
+                f"container={raw!r}: the local runtime runs one process per app ('app')"
+            )
+        return None
+    return "/" + raw
+
+
+@dataclass(frozen=True)
+class _Query:
+    app_id: str
+    app_name: str
+    tail: int | None
+    since: str | None
+    follow: bool
+    after: int | None
+    instance_suffix: str | None
+
+
 async def app_logs(request: Request) -> StreamingResponse:
     state = get_state(request)
     app_row = await app_store.require_app(state.db, request.path_params["app"])
     require_app_access(request, app_row, write=False)
-    if state.log_source is None:
-        raise ServiceUnavailable(
-            "this control plane has no log source; run `aether serve` with its worker, "
-            "or on the machine that runs the apps"
-        )
-    query = request.query_params
-    lines = state.log_source.logs(
-        app_row["name"],
-        tail=_tail(query.get("tail")),
-        since=query.get("since") or None,
-        follow=_flag(query.get("follow"), "follow"),
-        cursor=query.get("cursor") or None,
-        container=query.get("container") or None,
+    params = request.query_params
+    tail = _tail(params.get("tail"))
+    if tail is not None and tail < 0:
+        raise BadRequest("tail must be zero or more")
+    query = _Query(
+        app_id=app_row["id"],
+        app_name=app_row["name"],
+        tail=tail,
+        since=_since(params.get("since")),
+        follow=_flag(params.get("follow"), "follow"),
+        after=_cursor(params.get("cursor")),
+        instance_suffix=_instance_suffix(params.get("container"), state.settings.runtime),
     )
+    head = await log_store.stream_head(state.db, query.app_id)  # unreadable: a 503 now
     return StreamingResponse(
-        _ndjson(lines, state.stopping),
+        _ndjson(state, query, head),
         media_type="application/x-ndjson",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-async def _ndjson(lines: AsyncIterator[Any], stopping: asyncio.Event) -> AsyncIterator[bytes]:
-    """Encode lines until they end, or until the server begins shutting down."""
-    iterator = aiter(lines)
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        while True:
-            step = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if step not in done:
-                step.cancel()
-                return
-            try:
-                line = step.result()
-            except StopAsyncIteration:
-                return
-            yield (json.dumps(line.as_json(), ensure_ascii=False) + "\n").encode("utf-8")
-    finally:
-        stop.cancel()
-        closer = getattr(iterator, "aclose", None)
-        if closer is not None:
-            await closer()
+async def _ndjson(state: ServerState, query: _Query, head: Row | None) -> AsyncIterator[bytes]:
+    """Encode lines until they end, the client leaves, or the server begins shutting down.
+    A client that leaves cancels this generator at its next ``await``: that is no error."""
+    sent = 0
+    async for rows in _pages(state, query, head):
+        sent += len(rows)
+        yield b"".join(map(_encode, rows))  # one chunk per page: a chunk per line costs more
+    if sent == 0 and head is None and not query.follow:
+        yield _encode(await _nothing_stored(state, query.app_name))
+
+
+async def _pages(state: ServerState, query: _Query, head: Row | None) -> AsyncIterator[list[Row]]:
+    """The lines in pages, oldest first (non-empty pages only); with follow, unending."""
+    db = state.db
+    after = query.after
+    if after is None and query.tail is not None:
+        upto = int(head["last_seq"]) if head else 0
+        rows = await log_store.read_tail(
+            db,
+            query.app_id,
+            query.tail,
+            upto=upto,
+            since=query.since,
+            instance_suffix=query.instance_suffix,
+        )
+        if rows:
+            yield rows
+        after = upto
+    after = after or 0
+    if query.follow and head is None and query.after is None:
+        yield [await _nothing_stored(state, query.app_name)]
+    while True:
+        rows = await log_store.read_after(
+            db,
+            query.app_id,
+            after,
+            limit=PAGE_LINES,
+            since=query.since,
+            instance_suffix=query.instance_suffix,
+        )
+        if rows:
+            after = int(rows[-1]["seq"])
+            yield rows
+        if len(rows) == PAGE_LINES:
+            continue
+        if not query.follow or state.stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.stopping.wait(), FOLLOW_POLL_SECS)
+
+
+async def _nothing_stored(state: ServerState, app_name: str) -> Row:
+    """The notice for an app with no stored output: say why, never answer empty."""
+    runtime = state.settings.runtime
+    text = f"no output of {app_name} is stored yet"
+    if not await worker_store.has_live_worker(state.db, runtime):
+        text += f"; no live worker for runtime {runtime} ships it"
+    return {
+        "seq": None,
+        "ts": now_iso(),
+        "deployment_id": "",
+        "instance": "",
+        "stream": "notice",
+        "line": text,
+    }
+
+
+def _encode(row: Row) -> bytes:
+    line: dict[str, Any] = {
+        "ts": row["ts"],
+        "deployment_id": row["deployment_id"],
+        "instance": row["instance"],
+        "stream": row["stream"],
+        "line": row["line"],
+        "cursor": "" if row["seq"] is None else str(row["seq"]),
+    }
+    return (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 ROUTES = [Route("/apps/{app}/logs", app_logs, methods=["GET"])]
 
-LOG_LINE = obj({"ts": STR, "deployment_id": STR, "stream": STR, "line": STR, "cursor": STR})
+LOG_LINE = obj(
+    {"ts": STR, "deployment_id": STR, "instance": STR, "stream": STR, "line": STR, "cursor": STR}
+)
 OPENAPI = {
     "/apps/{app}/logs": {
         "get": operation(
-            "An app's output as NDJSON lines (follow=true streams new lines)",
+            "An app's output as NDJSON lines (follow=true streams new lines); the same on "
+            "every replica, resumable anywhere with a line's cursor",
             params=[
                 param("app"),
                 param("tail", where="query", schema={"type": "integer", "minimum": 0}),

@@ -70,7 +70,7 @@ async def scale(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, request.path_params["app"])
     who = require_app_access(request, app, write=True)
-    replicas = check_replicas(body["replicas"])
+    replicas = check_replicas(body["replicas"], minimum=0)
     outcome = await releasing.scale(state, app, who.user_id, replicas)
     answer: Rollout = {
         "release": release_from(outcome.release),
@@ -109,8 +109,8 @@ OPENAPI = {
     },
     "/apps/{app}/scale": {
         "post": operation(
-            "Run N replicas: a new release of the current one (200 and unchanged when it"
-            " already runs N)",
+            "Run N replicas (0: stopped, kept): a new release of the current one (200 and"
+            " unchanged when it already runs N)",
             status=201,
             params=_APP,
             request=schema(ScaleRequest, additionalProperties=False),

@@ -145,7 +145,7 @@ async def scale(request: Request, signed: SignedIn) -> Response:
     raw = str(request.state.form.get("replicas", ""))
     if not raw.isdigit():
         raise BadRequest("replicas must be a whole number")
-    replicas = check_replicas(int(raw))
+    replicas = check_replicas(int(raw), minimum=0)
     outcome = await releasing.scale(get_state(request), app, signed.who.user_id, replicas)
     return _to_rollout(app, outcome.deployment["id"])
 

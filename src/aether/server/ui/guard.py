@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from aether.errors import AetherError, Unauthorized
+from aether.server.errors import RETRY_AFTER_SECS
 from aether.server.ui.session import SignedIn, check_csrf, signed_in
 from aether.server.ui.templating import render
 
@@ -75,6 +76,8 @@ async def read_form(request: Request) -> FormData:
 
 def error_page(request: Request, signed: SignedIn | None, exc: AetherError) -> Response:
     context: dict[str, Any] = {"signed": signed, "status": exc.http_status, "error": exc.message}
-    if request.headers.get("hx-request"):
-        return render(request, "fragments/error.html", context, status_code=exc.http_status)
-    return render(request, "error.html", context, status_code=exc.http_status)
+    template = "fragments/error.html" if request.headers.get("hx-request") else "error.html"
+    response = render(request, template, context, status_code=exc.http_status)
+    if exc.http_status == 503:  # like every 503 of the API: when to try again
+        response.headers.setdefault("Retry-After", str(RETRY_AFTER_SECS))
+    return response

@@ -58,6 +58,20 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One process or pod of an app, as the runtime sees it now."""
+
+    id: str  # unique within the app: a process's deployment and index, a pod's name
+    deployment_id: str
+    state: str  # "running" | "starting" | "restarting" | "exited" | "pending" | …
+    health: str  # "healthy" | "unhealthy" | "unknown"
+    restarts: int
+    started_at: str | None  # ISO-8601 UTC, when its current process or container started
+    host: str  # the machine (a node's name on Kubernetes)
+    endpoint: str | None = None  # where it answers, when the router may reach it directly
+
+
+@dataclass(frozen=True)
 class LogLine:
     """One line of an app's output; ``cursor`` resumes a stream right after this line."""
 
@@ -66,6 +80,7 @@ class LogLine:
     stream: str  # "stdout" | "stderr"
     line: str
     cursor: str
+    instance: str = ""  # which process or pod+container wrote it, where the runtime knows
 
     def as_json(self) -> dict[str, str]:
         return {
@@ -75,6 +90,17 @@ class LogLine:
             "line": self.line,
             "cursor": self.cursor,
         }
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    """New output of one app for the log shipper: ``lines`` after the position the feed
+    started at, ``position`` where the feed is after them (opaque to the shipper, handed back
+    to resume), ``dropped`` lines skipped because shipping fell too far behind."""
+
+    lines: list[LogLine]
+    position: str
+    dropped: int = 0
 
 
 # The loop passes this in; a runtime calls it for every phase: ("fetching", "…").
@@ -116,6 +142,21 @@ class Runtime(abc.ABC):
     ) -> AsyncIterator[LogLine]:
         """The app's output, oldest first; with ``follow`` keeps yielding new lines.
         ``container`` narrows it where an app has several (Kubernetes: ``fetch``, ``app``)."""
+
+    async def instances(self, app_name: str) -> list[Instance] | None:
+        """Each process or pod of the app now, with its health (None: this runtime cannot
+        say). The worker records them for every API replica to read (``aether ps``)."""
+        return None
+
+    @abc.abstractmethod
+    def log_feed(self, app_name: str, position: str | None) -> AsyncIterator[LogBatch]:
+        """The app's output from ``position`` on (None: from the oldest line still here) in
+        batches, unending: what the worker ships to the database. The app never waits for
+        it; a feed that falls too far behind skips lines and says how many."""
+
+    def log_source(self, app_name: str) -> str:
+        """The name of the app's log source in the database (unique per host and data)."""
+        return f"{self.name}/{app_name}"
 
     async def managed_apps(self) -> set[str]:
         """Names of the apps this runtime holds objects for, when they outlive the worker

@@ -26,7 +26,7 @@ from aether.worker.runtimes.sandbox import (
     system_binds,
 )
 from aether.worker.runtimes.startcmd import process_env, shell_argv
-from aether.worker.runtimes.supervision import Limits, Spec, record_path
+from aether.worker.runtimes.supervision import Limits, Spec, instance_key, record_path
 
 # Log files of this many of an app's most recent deployments are kept.
 KEEP_LOGS = 10
@@ -75,11 +75,12 @@ class Confinement:
         holder: str,
         grace_secs: float,
         node_dir: str | None = None,
+        instance: int = 0,
     ) -> Spec:
         """How to run ``release``; ``node_dir`` (the node of its Node.js major) goes first on
         PATH, and a sandbox's view includes its installation."""
         app_dir = self.apps_dir / release.app_name
-        scratch = app_dir / SCRATCH_DIR / release.deployment_id
+        scratch = app_dir / SCRATCH_DIR / instance_key(release.deployment_id, instance)
         port = free_port()
         isolation = self.isolation
         env = process_env(
@@ -111,7 +112,11 @@ class Confinement:
             cwd=str(folder),
             env=env,
             port=port,
-            record_path=str(record_path(self.apps_dir, release.app_name, release.deployment_id)),
+            record_path=str(
+                record_path(self.apps_dir, release.app_name, release.deployment_id, instance)
+            ),
+            instance=instance,
+            instances=release.replicas,
             logs_dir=str(app_dir / "logs"),
             scratch=str(scratch),
             limits=self.limits(),

@@ -22,6 +22,7 @@ from typing import Any
 from aether.errors import AetherError, ConfigError
 from aether.kube import (
     DEPLOYMENTS,
+    INGRESSES,
     KINDS,
     PODS,
     REPLICASETS,
@@ -37,7 +38,14 @@ from aether.kube import (
 )
 from aether.settings import KubeSettings, WorkerSettings
 from aether.worker.outcomes import Fatal, Retry
-from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
+from aether.worker.runtimes.base import (
+    EventSink,
+    LogBatch,
+    LogLine,
+    Observed,
+    Release,
+    Runtime,
+)
 from aether.worker.runtimes.kubernetes_logs import PodLogs, build_query
 from aether.worker.runtimes.kubernetes_manifests import (
     MANAGED_BY,
@@ -62,6 +70,8 @@ from aether.worker.runtimes.kubernetes_rollout import (
 OWNER = {MANAGED_BY_LABEL: MANAGED_BY}
 RETRY_DELAY_SECS = 5.0
 CONFLICT_RETRY_DELAY_SECS = 1.0  # another writer kept winning: it is usually over at once
+LOG_FEED_QUEUE_LINES = 50_000  # pod lines waiting to be shipped; more are dropped and counted
+LOG_FEED_BATCH_LINES = 5_000
 
 
 class RolloutFailed(AetherError):
@@ -265,7 +275,9 @@ class KubernetesRuntime(Runtime):
             raise _outcome(exc) from exc
 
     async def _delete_objects(self, app_name: str) -> None:
-        for kind in (DEPLOYMENTS, SERVICES):
+        # (Ingresses exist only with an apps domain; without one the Role need not grant them.)
+        kinds = (INGRESSES,) if self.settings.apps_domain else ()
+        for kind in (*kinds, DEPLOYMENTS, SERVICES):
             live = await self.client.get(kind, self.namespace, app_name)
             if live is not None and _labels(live).get(MANAGED_BY_LABEL) == MANAGED_BY:
                 await self.client.delete(kind, self.namespace, app_name)
@@ -307,6 +319,45 @@ class KubernetesRuntime(Runtime):
         if follow:
             async for line in self.pod_logs.follow(query, snapshot):
                 yield line
+
+    def log_source(self, app_name: str) -> str:
+        return f"kubernetes:{self.namespace}/{app_name}"
+
+    async def log_feed(self, app_name: str, position: str | None) -> AsyncIterator[LogBatch]:
+        """The app's pods' output as the pod log API streams it, from ``position`` (a line's
+        timestamp) on. Lines wait in a bounded queue; beyond it they are counted and dropped."""
+        queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=LOG_FEED_QUEUE_LINES)
+        dropped = 0
+
+        async def pump() -> None:
+            nonlocal dropped
+            async for line in self.logs(app_name, follow=True, cursor=position or None):
+                try:
+                    queue.put_nowait(line)
+                except asyncio.QueueFull:
+                    dropped += 1
+
+        task = asyncio.create_task(pump())
+        cursor = position or ""
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    task.result()  # the stream ended: its error (or StopIteration) ends the feed
+                    return
+                lines = [getter.result()]
+                while not queue.empty() and len(lines) < LOG_FEED_BATCH_LINES:
+                    lines.append(queue.get_nowait())
+                for line in lines:
+                    if line.stream != "notice" and line.cursor:
+                        cursor = line.cursor
+                count, dropped = dropped, 0
+                yield LogBatch(lines, cursor, count)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def _generation(obj: Mapping[str, Any]) -> int:

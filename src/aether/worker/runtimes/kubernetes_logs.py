@@ -106,13 +106,17 @@ def normalise_stamp(stamp: str) -> str | None:
     return f"{match[1]}.{(match[2] or '')[:9].ljust(9, '0')}Z"
 
 
-def to_line(raw: str, pod: Pod) -> LogLine | None:
+def to_line(raw: str, pod: Pod, container: str = "") -> LogLine | None:
     stamp, _, text = raw.partition(" ")
     ts = normalise_stamp(stamp)
     if ts is None:
         return None
-    deployment_id = ((pod.get("metadata") or {}).get("labels") or {}).get("deployment_id", "")
-    return LogLine(ts=ts, deployment_id=deployment_id, stream="stdout", line=text, cursor=ts)
+    metadata = pod.get("metadata") or {}
+    deployment_id = (metadata.get("labels") or {}).get("deployment_id", "")
+    instance = f"{metadata.get('name', '')}/{container}"
+    return LogLine(
+        ts=ts, deployment_id=deployment_id, stream="stdout", line=text, cursor=ts, instance=instance
+    )
 
 
 def pod_notice(pod: Pod, container: str) -> str | None:
@@ -219,7 +223,9 @@ class PodLogs:
             since_seconds=query.since_seconds,
         )
         raw = await read_log(self.client, query.namespace, pod["metadata"]["name"], params)
-        return [line for text in raw if (line := _after(to_line(text, pod), query.after))]
+        return [
+            line for text in raw if (line := _after(to_line(text, pod, container), query.after))
+        ]
 
     async def follow(self, query: LogQuery, snapshot: Snapshot) -> AsyncIterator[LogLine]:
         """New lines from every pod+container (pods that appear later included), unending;
@@ -304,7 +310,7 @@ class _Streams:
         try:
             with contextlib.suppress(KubeError):
                 async for text in follow_log(self.client, self.query.namespace, key[0], params):
-                    if line := _after(to_line(text, pod), after):
+                    if line := _after(to_line(text, pod, key[1]), after):
                         self.newest[key] = line.ts
                         self.lines.put_nowait(line)
         finally:

@@ -47,6 +47,9 @@ REVISION_HISTORY_LIMIT = 3
 Manifest = dict[str, Any]
 
 
+CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
+
+
 def selector_labels(app_name: str) -> dict[str, str]:
     """What selects an app's pods; stable across releases (a Deployment selector is immutable)."""
     return {"app": "aether", "app_name": app_name}
@@ -77,15 +80,19 @@ def service_endpoint(app_name: str, namespace: str) -> str:
 def synthesize(
     release: Release, settings: KubeSettings, *, version: str = __version__
 ) -> list[Manifest]:
-    """The Secrets, Deployment and Service for ``release``, in the order they are applied."""
+    """The Secrets, Deployment and Service for ``release``, in the order they are applied,
+    and an Ingress for ``<app>.<apps domain>`` when there is an apps domain."""
     secrets = [pull_secret(release, settings)]
     if release.env:
         secrets.append(env_secret(release, settings))
-    return [
+    manifests = [
         *secrets,
         deployment(release, settings, version=version),
         service(release.app_name, settings),
     ]
+    if settings.apps_domain:
+        manifests.append(ingress(release.app_name, settings))
+    return manifests
 
 
 def pull_secret(release: Release, settings: KubeSettings) -> Manifest:
@@ -163,6 +170,49 @@ def service(app_name: str, settings: KubeSettings) -> Manifest:
             "selector": selector_labels(app_name),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
+    }
+
+
+def app_host(app_name: str, settings: KubeSettings) -> str:
+    return f"{app_name}.{settings.apps_domain}"
+
+
+def ingress(app_name: str, settings: KubeSettings) -> Manifest:
+    """``<app>.<apps domain>`` → the app's Service, so its requests go from the cluster's
+    ingress controller to its pods without passing through the control plane. TLS with the
+    configured Secret, or a certificate cert-manager issues into ``<app>-tls``."""
+    host = app_host(app_name, settings)
+    metadata = _metadata(app_name, settings.namespace, app_labels(app_name))
+    spec: Manifest = {
+        "rules": [
+            {
+                "host": host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": app_name, "port": {"name": "http"}}},
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    if settings.ingress_class:
+        spec["ingressClassName"] = settings.ingress_class
+    if settings.ingress_cluster_issuer:
+        metadata["annotations"] = {CERT_MANAGER_ISSUER: settings.ingress_cluster_issuer}
+    secret = settings.ingress_tls_secret or (
+        f"{app_name}-tls" if settings.ingress_cluster_issuer else None
+    )
+    if secret:
+        spec["tls"] = [{"hosts": [host], "secretName": secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": spec,
     }
 
 

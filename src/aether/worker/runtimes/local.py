@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,11 +34,20 @@ from typing import TYPE_CHECKING
 from aether.errors import AetherError, BadRequest, ConfigError
 from aether.settings import WorkerSettings
 from aether.worker.outcomes import Fatal
-from aether.worker.runtimes import adoption
-from aether.worker.runtimes.base import EventSink, LogLine, Observed, Release, Runtime
+from aether.worker.runtimes import adoption, advertise
+from aether.worker.runtimes.base import (
+    EventSink,
+    Instance,
+    LogBatch,
+    LogLine,
+    Observed,
+    Release,
+    Runtime,
+)
 from aether.worker.runtimes.confinement import Confinement
+from aether.worker.runtimes.health import http_status, is_healthy
 from aether.worker.runtimes.layers import release_layer, unused_layers
-from aether.worker.runtimes.logfiles import read_logs
+from aether.worker.runtimes.logfiles import read_batch, read_logs
 from aether.worker.runtimes.nodes import node_folder
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
@@ -47,15 +60,21 @@ if TYPE_CHECKING:
     from aether.blobs import BlobStore
 
 log = logging.getLogger(__name__)
+LOG_FEED_POLL_SECS = 0.1  # how often the log feed looks for new output when idle
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
+# How often a running instance's health path is asked (it answered it to pass its gate).
+HEALTH_PROBE_SECS = 10.0
 
 
 @dataclass
 class _Serving:
+    """The release serving an app: its processes (``replicas`` of them; none when scaled
+    to 0), in instance order."""
+
     deployment_id: str
-    process: AppProcess
+    processes: list[AppProcess]
     folder: Path
     owner: str | None
 
@@ -84,6 +103,8 @@ class LocalRuntime(Runtime):
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: dict[str, set[asyncio.Task[None]]] = {}
         self.adopted: set[str] = set()  # apps found running at start, before the loop held them
+        self.advertise_addr = advertise.advertised(settings.advertise_addr)
+        self._reader: ThreadPoolExecutor | None = None
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -134,20 +155,28 @@ class LocalRuntime(Runtime):
                 isolation.kind,
                 ", one uid each" if isolation.uid_per_app else "",
             )
+        if self.advertise_addr == advertise.LOOPBACK:
+            log.warning(
+                "apps are advertised on %s: only a control plane on this host reaches them "
+                "(set AETHER_WORKER_ADVERTISE_ADDR)",
+                self.advertise_addr,
+            )
         await self._adopt()
 
     async def _adopt(self) -> None:
         found = await asyncio.to_thread(adoption.running_supervisors, self.apps_dir, self.holder)
         leftovers = []
-        for item in found:
+        for item in sorted(found, key=lambda f: f.record.instance):
             record = item.record
-            if item.serving and record.app_name not in self._serving:
+            serving = self._serving.get(record.app_name)
+            if item.serving and (serving is None or serving.deployment_id == record.deployment_id):
                 process = AppProcess.adopt(item.path, record)
                 process.arm()  # in case the last worker died before it could
-                folder = self.apps_dir / record.app_name / record.deployment_id
-                self._serving[record.app_name] = _Serving(
-                    record.deployment_id, process, folder, record.owner
-                )
+                if serving is None:
+                    folder = self.apps_dir / record.app_name / record.deployment_id
+                    serving = _Serving(record.deployment_id, [], folder, record.owner)
+                    self._serving[record.app_name] = serving
+                serving.processes.append(process)
                 self.adopted.add(record.app_name)
                 log.info(
                     "adopted %s (%s) on port %d", record.app_name, record.deployment_id, record.port
@@ -168,20 +197,57 @@ class LocalRuntime(Runtime):
                 require_signature=self.settings.require_signature,
                 limits=self.settings.expansion,
             )
-            process = self._new_process(release, folder)
-            command = release.start_command or start_script(folder)
-            await record("starting", f"{command} on port {process.port}")
-            await self._start_healthy(process, deadline)
             previous = self._serving.get(release.app_name)
+            kept = _survivors(previous, release)
+            processes = await self._start_instances(release, folder, record, deadline, kept)
             self._serving[release.app_name] = _Serving(
-                release.deployment_id, process, folder, release.owner
+                release.deployment_id, processes, folder, release.owner
             )
             write_serving(self.apps_dir, release.app_name, release.deployment_id)
-            process.supervise(record)
-            await record("healthy", f"answering on {process.endpoint}")
-            if previous is not None and previous.process is not process:
+            for process in processes:
+                if process not in kept.values():
+                    process.supervise(record)
+            if previous is not None and kept:
+                previous.processes = [p for p in previous.processes if p not in kept.values()]
+            endpoints = ", ".join(self._endpoint(p) for p in processes)
+            await record(
+                "healthy", f"answering on {endpoints}" if processes else "scaled to 0: none runs"
+            )
+            same = previous is not None and previous.deployment_id == release.deployment_id
+            if previous is not None and (previous.processes or not same):
                 self._retire_later(release.app_name, previous, record)
-            return Observed(release.deployment_id, True, process.endpoint)
+            endpoint = self._endpoint(processes[0]) if processes else None
+            return Observed(release.deployment_id, True, endpoint)
+
+    async def _start_instances(
+        self,
+        release: Release,
+        folder: Path,
+        record: EventSink,
+        deadline: float,
+        kept: dict[int, AppProcess],
+    ) -> list[AppProcess]:
+        """The release's processes, started one at a time, each health-gated (those in
+        ``kept`` run already); on a failure (or cancellation) those started here are stopped
+        again."""
+        command = release.start_command or start_script(folder)
+        started: list[AppProcess] = []
+        try:
+            for index in range(release.replicas):
+                if index in kept:
+                    continue
+                process = self._new_process(release, folder, index)
+                which = f" (instance {index + 1} of {release.replicas})"
+                await record(
+                    "starting",
+                    f"{command} on port {process.port}" + (which if release.replicas > 1 else ""),
+                )
+                await self._start_healthy(process, deadline)
+                started.append(process)
+        except BaseException:
+            await asyncio.gather(*(p.stop(self.stop_grace_secs) for p in started))
+            raise
+        return sorted([*kept.values(), *started], key=lambda p: p.instance)
 
     def _check_owner(self, release: Release) -> None:
         """Without isolation one host runs the apps of one owner only (unless allowed)."""
@@ -196,7 +262,7 @@ class LocalRuntime(Runtime):
                 "AETHER_SANDBOX_ALLOW_SHARED=1 to accept that apps can read each other's data"
             )
 
-    def _new_process(self, release: Release, folder: Path) -> AppProcess:
+    def _new_process(self, release: Release, folder: Path, instance: int = 0) -> AppProcess:
         node_dir = node_folder(
             release.node_major, self.settings.node_binaries, self.confinement.base_env
         )
@@ -208,6 +274,7 @@ class LocalRuntime(Runtime):
                 holder=self.holder,
                 grace_secs=self.stop_grace_secs,
                 node_dir=node_dir,
+                instance=instance,
             )
         except (OSError, ValueError, OverflowError) as exc:
             raise Fatal(f"cannot prepare the app's sandbox: {exc}") from exc
@@ -235,9 +302,12 @@ class LocalRuntime(Runtime):
         try:
             await asyncio.sleep(DRAIN_SECS)
         finally:  # even when cancelled: a replaced release does not run on
-            code = await previous.process.stop(self.stop_grace_secs)
+            codes = await asyncio.gather(
+                *(p.stop(self.stop_grace_secs) for p in previous.processes)
+            )
         with contextlib.suppress(AetherError):
-            await record("stopped", f"previous release {previous.deployment_id} exited ({code})")
+            exited = ", ".join(str(code) for code in codes) or "none ran"
+            await record("stopped", f"previous release {previous.deployment_id} exited ({exited})")
         async with self._lock(app_name):  # not while a deploy prepares its folder
             app_dir = self.apps_dir / app_name
             serving = self._serving.get(app_name)
@@ -256,12 +326,35 @@ class LocalRuntime(Runtime):
         serving = self._serving.get(app_name)
         if serving is None:
             return None
-        process = serving.process
-        if not process.supervisor_alive:  # killed: nothing runs it now, the loop starts it again
-            self._serving.pop(app_name, None)
-            await process.detach()
+        lost = [p for p in serving.processes if not p.supervisor_alive]
+        if lost:  # killed: nothing restarts them; the loop starts the release again, and
+            # the survivors serve until it is up
+            for process in lost:
+                await process.detach()
+            serving.processes = [p for p in serving.processes if p not in lost]
+            if not serving.processes:
+                self._serving.pop(app_name, None)
             return None
-        return Observed(serving.deployment_id, process.alive, process.endpoint)
+        alive = all(p.alive for p in serving.processes)
+        endpoint = self._endpoint(serving.processes[0]) if serving.processes else None
+        return Observed(serving.deployment_id, alive, endpoint)
+
+    async def instances(self, app_name: str) -> list[Instance] | None:
+        serving = self._serving.get(app_name)
+        if serving is None:
+            return []
+        return list(
+            await asyncio.gather(
+                *(
+                    _instance(serving.deployment_id, i, p, self._endpoint(p))
+                    for i, p in enumerate(serving.processes)
+                )
+            )
+        )
+
+    def _endpoint(self, process: AppProcess) -> str:
+        """Where every API replica reaches the app: the advertised address, not loopback."""
+        return advertise.endpoint(self.advertise_addr, process.port)
 
     async def remove(self, app_name: str) -> None:
         """Stop the app's processes (also any an earlier worker left) and delete its folder."""
@@ -270,7 +363,7 @@ class LocalRuntime(Runtime):
         async with self._lock(app_name):
             serving = self._serving.pop(app_name, None)
             if serving is not None:
-                await serving.process.stop(self.stop_grace_secs)
+                await _stop_all(serving.processes, self.stop_grace_secs)
             await self._stop_recorded(app_name)
             await asyncio.to_thread(shutil.rmtree, self.apps_dir / app_name, True)
 
@@ -280,7 +373,7 @@ class LocalRuntime(Runtime):
         async with self._lock(app_name):
             serving = self._serving.pop(app_name, None)
             if serving is not None:
-                await serving.process.stop(self.stop_grace_secs)
+                await _stop_all(serving.processes, self.stop_grace_secs)
             await self._stop_recorded(app_name, self.holder)
 
     async def _stop_recorded(self, app_name: str | None = None, holder: str | None = None) -> None:
@@ -308,29 +401,128 @@ class LocalRuntime(Runtime):
         logs_dir = self.apps_dir / app_name / "logs"
         return read_logs(logs_dir, tail=tail, since=since, follow=follow, cursor=cursor)
 
+    def log_source(self, app_name: str) -> str:
+        return f"local:{socket.gethostname()}:{self.apps_dir}/{app_name}"
+
+    async def log_feed(self, app_name: str, position: str | None) -> AsyncIterator[LogBatch]:
+        logs_dir = self.apps_dir / app_name / "logs"
+        instance = socket.gethostname()
+        max_lag = min(
+            self.settings.log_ship_max_lag_bytes, self.settings.sandbox.log_max_bytes // 2
+        )
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await loop.run_in_executor(
+                self._log_reader(),
+                functools.partial(
+                    read_batch, logs_dir, position, max_lag_bytes=max_lag, instance=instance
+                ),
+            )
+            if batch.lines or batch.dropped or (batch.position and batch.position != position):
+                position = batch.position
+                yield LogBatch(batch.lines, batch.position, batch.dropped)
+            if not batch.lines:
+                await asyncio.sleep(LOG_FEED_POLL_SECS)
+
+    def _log_reader(self) -> ThreadPoolExecutor:
+        """The thread that reads and parses log files for shipping, at the apps' own CPU
+        priority: shipping their output never outranks the apps that write it."""
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="aether-log-reader",
+                initializer=_lower_priority,
+                initargs=(self.settings.sandbox.nice,),
+            )
+        return self._reader
+
     def process_of(self, app_name: str) -> AppProcess | None:
-        """The process serving the app (tests and diagnostics)."""
+        """The (first) process serving the app (tests and diagnostics)."""
         serving = self._serving.get(app_name)
-        return serving.process if serving else None
+        return serving.processes[0] if serving and serving.processes else None
+
+    def processes_of(self, app_name: str) -> list[AppProcess]:
+        serving = self._serving.get(app_name)
+        return list(serving.processes) if serving else []
 
     async def stop(self) -> None:
         """Let go of the apps: they keep running under their supervisors for the next worker.
         A cutover in progress finishes (the replaced release stops)."""
         serving, self._serving = list(self._serving.values()), {}
         await asyncio.gather(
-            *(s.process.detach() for s in serving), self._wait_retired(), return_exceptions=True
+            *(p.detach() for s in serving for p in s.processes),
+            self._wait_retired(),
+            return_exceptions=True,
         )
         if self._slot is not None:
             self._slot.release()
             self._slot = None
+        if self._reader is not None:
+            self._reader.shutdown(wait=False, cancel_futures=True)
+            self._reader = None
 
     async def stop_apps(self) -> None:
         """Stop every app process started from this data dir, by any worker on this host."""
         serving, self._serving = list(self._serving.values()), {}
         await asyncio.gather(
-            *(s.process.stop(self.stop_grace_secs) for s in serving), self._wait_retired()
+            *(p.stop(self.stop_grace_secs) for s in serving for p in s.processes),
+            self._wait_retired(),
         )
         await self._stop_recorded()
+
+
+def _lower_priority(nice: int) -> None:
+    with contextlib.suppress(OSError):  # (Linux: a thread's own nice value)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+def _survivors(previous: _Serving | None, release: Release) -> dict[int, AppProcess]:
+    """When the release runs already (started again after one of its processes was lost),
+    its live processes by instance: they keep serving, only the missing ones start."""
+    if previous is None or previous.deployment_id != release.deployment_id:
+        return {}
+    alive = {p.instance: p for p in previous.processes if p.supervisor_alive}
+    return {i: p for i, p in alive.items() if i < release.replicas}
+
+
+async def _stop_all(processes: list[AppProcess], grace_secs: float) -> None:
+    await asyncio.gather(*(p.stop(grace_secs) for p in processes))
+
+
+_STATES = {"running": "running", "backoff": "restarting", "starting": "starting"}
+
+
+async def _instance(deployment_id: str, index: int, process: AppProcess, endpoint: str) -> Instance:
+    """What ``ps`` shows of one process. A process its supervisor reports running is
+    healthy; with a health path, that path is also asked every HEALTH_PROBE_SECS (without
+    one, asking ``/`` would fill the app's log with the worker's requests)."""
+    alive = process.alive  # (reads the supervisor's record again)
+    record = process.record
+    state = "lost" if not process.supervisor_alive else "stopped"
+    if record is not None and process.supervisor_alive:
+        state = _STATES.get(record.state, record.state)
+    health = "healthy" if alive else ("unknown" if state == "starting" else "unhealthy")
+    if alive and process.health_path:
+        health = await _probed_health(process)
+    return Instance(
+        id=f"{deployment_id[:8]}-{index + 1}",
+        deployment_id=deployment_id,
+        state=state,
+        health=health,
+        restarts=record.restarts if record else 0,
+        started_at=(record.started_at or None) if record else None,
+        host=socket.gethostname(),
+        endpoint=endpoint,
+    )
+
+
+async def _probed_health(process: AppProcess) -> str:
+    now = time.monotonic()
+    if process.probed is None or now - process.probed[0] >= HEALTH_PROBE_SECS:
+        status = await http_status(process.port, process.health_path or "/", timeout=1.0)
+        healthy = is_healthy(status, process.health_path)
+        process.probed = (now, "healthy" if healthy else "unhealthy")
+    return process.probed[1]
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

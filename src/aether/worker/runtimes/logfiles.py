@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aether.errors import BadRequest
 from aether.since import parse_since as since_moment
@@ -109,6 +110,10 @@ def _size(path: Path) -> int:
         return 0
 
 
+# How much a writer appends between looks at whether its file is still the newest.
+SHARED_CHECK_BYTES = 64 * 1024
+
+
 class LogWriter:
     """Appends timestamped lines of one deployment's processes to its files. When a file
     reaches a quarter of the app's ``max_bytes`` the writer moves on to a new file (the next
@@ -121,32 +126,51 @@ class LogWriter:
         *,
         max_bytes: int = 64 * 1024 * 1024,
         keep_deployments: int = 10,
+        instance: str = "",
     ) -> None:
         self.logs_dir = logs_dir
         self.deployment_id = deployment_id
         self.max_bytes = max_bytes
         self.keep_deployments = keep_deployments
+        # A release's processes share its files (appends of whole lines), each line naming
+        # the process when there are several: a reader follows one sequence of files.
+        self.instance = instance
         self.file_limit = max(max_bytes // 4, MIN_FILE_BYTES)
         self.path = log_path_for(logs_dir, deployment_id)
         self._file = self.path.open("ab")
         self._size = self._file.tell()
+        self._unchecked = 0
         prune_logs(logs_dir, keep=keep_deployments, max_bytes=max_bytes)
 
     def write(self, stream: str, line: str) -> None:
         record = {"ts": utc_stamp(), "stream": stream, "line": line}
+        if self.instance:
+            record["instance"] = self.instance
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
         # One write call per line: concurrent readers never see half a record.
         self._file.write(data)
         self._file.flush()
         self._size += len(data)
+        self._unchecked += len(data)
+        if self._unchecked >= SHARED_CHECK_BYTES:  # another process may have moved on
+            self._unchecked = 0
+            self._size = os.fstat(self._file.fileno()).st_size
+            if log_path_for(self.logs_dir, self.deployment_id) != self.path:
+                self._rotate()
+                return
         if self._size >= self.file_limit:
             self._rotate()
 
     def _rotate(self) -> None:
+        """Onto the deployment's newest file when another of its processes started one,
+        else a new one."""
         self._file.close()
-        self.path = new_log_file(self.logs_dir, self.deployment_id)
+        newest = log_path_for(self.logs_dir, self.deployment_id)
+        if newest == self.path or _size(newest) >= self.file_limit:
+            newest = new_log_file(self.logs_dir, self.deployment_id)
+        self.path = newest
         self._file = self.path.open("ab")
-        self._size = 0
+        self._size = self._file.tell()
         prune_logs(self.logs_dir, keep=self.keep_deployments, max_bytes=self.max_bytes)
 
     def close(self) -> None:
@@ -210,17 +234,24 @@ def _read_complete_lines(log_file: LogFile, offset: int) -> list[tuple[LogLine, 
     return lines
 
 
-def _decode(raw: bytes, log_file: LogFile, end: int) -> LogLine | None:
+def _decode(raw: bytes, log_file: LogFile, end: int, instance: str = "") -> LogLine | None:
     try:
         record = json.loads(raw)
     except ValueError:
         return None  # a torn write from a crashed worker: skip it
+    return _line(record, log_file, end, instance)
+
+
+def _line(record: Any, log_file: LogFile, end: int, instance: str) -> LogLine | None:
+    if not isinstance(record, dict):
+        return None
     return LogLine(
         ts=record.get("ts", ""),
         deployment_id=log_file.deployment_id,
         stream=record.get("stream", "stdout"),
         line=record.get("line", ""),
         cursor=f"{log_file.seq}-{end}",
+        instance=str(record.get("instance") or instance),
     )
 
 
@@ -290,3 +321,108 @@ async def _iterate(
             for line, end in _read_complete_lines(log_file, ends.get(log_file.seq, 0)):
                 ends[log_file.seq] = end
                 yield line
+
+
+@dataclass(frozen=True)
+class FileBatch:
+    """What :func:`read_batch` found: lines after the position, the position after them and
+    how many lines it skipped to catch up."""
+
+    lines: list[LogLine]
+    position: str
+    dropped: int = 0
+
+
+def read_batch(
+    logs_dir: Path,
+    position: str | None,
+    *,
+    max_bytes: int = 1024 * 1024,
+    max_lag_bytes: int = 8 * 1024 * 1024,
+    instance: str = "",
+) -> FileBatch:
+    """The complete lines after ``position`` (a cursor; None: the oldest file's start), up to
+    about ``max_bytes`` of them. When more than ``max_lag_bytes`` wait to be read, everything
+    but the newest file's last ``max_lag_bytes // 4`` is skipped and counted instead: the
+    reader catches up rather than falling further behind."""
+    files = list_log_files(logs_dir)
+    if not files:
+        return FileBatch([], position or "")
+    start = parse_cursor(position) or (files[0].seq, 0)
+    files = [f for f in files if f.seq >= start[0]]
+    dropped = 0
+    sizes = {f.seq: _size(f.path) for f in files}
+    lag = sum(sizes.values()) - (start[1] if files and files[0].seq == start[0] else 0)
+    if lag > max_lag_bytes and files:
+        start, dropped = _skip_ahead(files, start, sizes, max_lag_bytes // 4)
+        files = [f for f in files if f.seq >= start[0]]
+    lines: list[LogLine] = []
+    here = start
+    for index, log_file in enumerate(files):
+        offset = here[1] if log_file.seq == here[0] else 0
+        budget = max_bytes - sum(len(line.line) for line in lines)
+        if budget <= 0:
+            break
+        found, end = _read_some(log_file, offset, budget, instance)
+        lines.extend(found)
+        here = (log_file.seq, end)
+        if index == len(files) - 1 or end >= sizes.get(log_file.seq, 0):
+            continue
+        if found:
+            break  # more in this file than the budget: the next batch goes on from here
+        here = (files[index + 1].seq, 0)  # a rotated file ends in a torn line: skip it
+    return FileBatch(lines, f"{here[0]}-{here[1]}", dropped)
+
+
+def _skip_ahead(
+    files: list[LogFile], start: tuple[int, int], sizes: dict[int, int], keep: int
+) -> tuple[tuple[int, int], int]:
+    """A new start near the end of the newest file and the lines skipped to get there."""
+    newest = files[-1]
+    target = max(sizes[newest.seq] - keep, 0)
+    skipped = 0
+    for log_file in files:
+        begin = start[1] if log_file.seq == start[0] else 0
+        end = target if log_file is newest else sizes[log_file.seq]
+        try:
+            with log_file.path.open("rb") as handle:
+                handle.seek(begin)
+                data = handle.read(max(end - begin, 0))
+        except FileNotFoundError:
+            continue
+        if log_file is newest:
+            cut = data.rfind(b"\n") + 1  # resume at a line's start
+            target, data = begin + cut, data[:cut]
+        skipped += data.count(b"\n")
+    return (newest.seq, target), skipped
+
+
+def _read_some(
+    log_file: LogFile, offset: int, budget: int, instance: str
+) -> tuple[list[LogLine], int]:
+    """Complete lines from ``offset``, reading about ``budget`` bytes (at least one line)."""
+    try:
+        with log_file.path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(max(budget, MIN_FILE_BYTES))
+    except FileNotFoundError:
+        return [], offset
+    complete = data[: data.rfind(b"\n") + 1]
+    if not complete:
+        return [], offset
+    raws = complete.splitlines(keepends=True)
+    try:  # one parse for the whole batch (the C scanner); a torn line falls back to each
+        records = json.loads(b"[" + b",".join(raws) + b"]")
+    except ValueError:
+        records = None
+    lines = []
+    position = offset
+    for index, raw in enumerate(raws):
+        position += len(raw)
+        if records is not None:
+            line = _line(records[index], log_file, position, instance)
+        else:
+            line = _decode(raw, log_file, position, instance)
+        if line is not None:
+            lines.append(line)
+    return lines, position

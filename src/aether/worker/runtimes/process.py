@@ -63,6 +63,7 @@ class AppProcess:
         self.restarts = 0
         self._watch: asyncio.Task[None] | None = None
         self._seen = (0, 0)  # (exits, restarts) already reported
+        self.probed: tuple[float, str] | None = None  # (monotonic time, health) of the last ask
 
     @classmethod
     def adopt(cls, record_path: Path, record: RunRecord, health_path: str | None = None):
@@ -72,6 +73,13 @@ class AppProcess:
         process.restarts = record.restarts
         process._seen = (record.exits, record.restarts)
         return process
+
+    @property
+    def instance(self) -> int:
+        """Which of its release's processes this is (0 … replicas - 1)."""
+        if self.record is not None:
+            return self.record.instance
+        return self.spec.instance if self.spec is not None else 0
 
     @property
     def endpoint(self) -> str:
@@ -146,7 +154,8 @@ class AppProcess:
 
     def failure_detail(self) -> str:
         logs_dir = self.record_path.parent.parent / "logs"
-        recent = recent_lines(logs_dir, self.record_path.stem, RECENT_LINES)
+        deployment_id = self.record.deployment_id if self.record else self.record_path.stem
+        recent = recent_lines(logs_dir, deployment_id, RECENT_LINES)
         lines = [line for line in recent if line.strip()]
         return ("; last output: " + " | ".join(lines[-10:])) if lines else "; no output"
 

@@ -26,6 +26,7 @@ import resource
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,12 +65,14 @@ class Supervisor:
             shim_started=start_ticks(os.getpid()) or 0,
             boot_id=boot_id(),
             launch_id=spec.launch_id,
+            instance=spec.instance,
         )
         self.log = LogWriter(
             Path(spec.logs_dir),
             spec.deployment_id,
             max_bytes=spec.limits.log_max_bytes,
             keep_deployments=spec.keep_deployments,
+            instance=f"{socket.gethostname()}/{spec.instance + 1}" if spec.instances > 1 else "",
         )
         self.armed = False
         self.stopping = False
@@ -125,6 +128,7 @@ class Supervisor:
             self._line("stderr", f"aether: cannot start the app: {exc}".encode())
             return 127
         self.record.app_pid = proc.pid
+        self.record.started_at = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         self._save("running")
         return self._pump(proc)
 

@@ -50,6 +50,8 @@ class Spec:
     bwrap: str | None = None  # sandbox with bubblewrap, else run the command directly
     binds: list[dict[str, str]] = field(default_factory=list)  # sandbox.Bind fields
     launch_id: str = ""  # names this start: the worker finds the record it caused
+    instance: int = 0  # which of the release's processes (0 … replicas - 1)
+    instances: int = 1  # how many the release runs (its log lines name the process if > 1)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -81,6 +83,8 @@ class RunRecord:
     restarts: int = 0
     exit_code: int | None = None
     detail: str = ""
+    started_at: str = ""  # when the app process last started (ISO-8601 UTC)
+    instance: int = 0
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -95,8 +99,14 @@ def read_record(path: Path) -> RunRecord | None:
         return None
 
 
-def record_path(apps_dir: Path, app_name: str, deployment_id: str) -> Path:
-    return apps_dir / app_name / RUN_DIR / f"{deployment_id}.json"
+def instance_key(deployment_id: str, instance: int = 0) -> str:
+    """A release's process in file names: the deployment id for the first (as before
+    releases had several), ``<deployment id>.<n>`` for the others."""
+    return deployment_id if instance == 0 else f"{deployment_id}.{instance}"
+
+
+def record_path(apps_dir: Path, app_name: str, deployment_id: str, instance: int = 0) -> Path:
+    return apps_dir / app_name / RUN_DIR / f"{instance_key(deployment_id, instance)}.json"
 
 
 def boot_id() -> str:

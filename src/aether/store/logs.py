@@ -1,0 +1,259 @@
+"""Apps' output in the database: what workers ship, what every API replica reads.
+
+A worker ships a source (one app's log files on its host, one pod's log) in batches: each
+batch is numbered under the app's ``log_streams`` row lock and written with ``COPY`` (SQLite:
+``executemany``) in the transaction that moves the source's position, so a line is stored
+once and an app's lines become visible in ``seq`` order. ``seq`` is the cursor: it means the
+same on every replica. On PostgreSQL ``log_lines`` has one partition per day, created as
+lines arrive; retention drops whole partitions past the age limit. Design: docs/logs.md.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aether.errors import AetherError
+from aether.store.clock import now_iso
+from aether.store.database import Database, Executor, Row
+
+COLUMNS = ("app_id", "seq", "day", "ts", "deployment_id", "instance", "stream", "line", "end_bytes")
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+NOTICE = "notice"  # a line that says what the stream sees, not the app's output
+# Partitions known to exist, per database URL (created once per process and day).
+_partitions: dict[str, set[int]] = {}
+
+
+@dataclass(frozen=True)
+class NewLine:
+    """One line as a shipper hands it in (``ts``: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, UTC)."""
+
+    ts: str
+    deployment_id: str
+    instance: str
+    stream: str  # "stdout" | "stderr" | "notice"
+    line: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Lines of one source, from position ``after`` (None: its start) to ``position``;
+    ``dropped`` lines were skipped before them (shipping fell behind)."""
+
+    source: str
+    app_id: str
+    after: str | None
+    position: str
+    lines: Sequence[NewLine]
+    dropped: int = 0
+
+
+def day_of(ts: str) -> int:
+    """Days since 1970-01-01 of a timestamp (the partition key)."""
+    return _day(ts[:10])
+
+
+@functools.lru_cache(maxsize=64)
+def _day(text: str) -> int:
+    return date.fromisoformat(text).toordinal() - _EPOCH_ORDINAL
+
+
+def dropped_notice(count: int, ts: str) -> NewLine:
+    return NewLine(
+        ts, "", "", NOTICE, f"{count} lines dropped: log shipping fell behind the app's output"
+    )
+
+
+async def source_position(db: Executor, source: str) -> str | None:
+    value = await db.fetch_value(
+        "SELECT position FROM log_sources WHERE source = :source", {"source": source}
+    )
+    return None if value is None else str(value)
+
+
+async def ship(db: Database, batch: Batch) -> bool:
+    """Store the batch and move its source; False (nothing stored) when the source is no
+    longer at ``batch.after`` (another shipper moved it): the caller reads its position again."""
+    lines = list(batch.lines)
+    if batch.dropped:
+        lines.insert(0, dropped_notice(batch.dropped, lines[0].ts if lines else now_iso()))
+    days = [day_of(line.ts) for line in lines]
+    await _ensure_partitions(db, set(days))
+    async with db.transaction() as tx:
+        head = await tx.fetch_one(
+            "INSERT INTO log_streams (app_id) VALUES (:app_id) ON CONFLICT (app_id)"
+            " DO UPDATE SET last_seq = log_streams.last_seq"
+            " RETURNING last_seq, total_bytes",
+            {"app_id": batch.app_id},
+        )
+        assert head is not None
+        if await source_position(tx, batch.source) != batch.after:
+            return False
+        seq, total = int(head["last_seq"]), int(head["total_bytes"])
+        rows = []
+        for line, day in zip(lines, days, strict=True):
+            seq += 1
+            total += len(line.line.encode("utf-8", "replace")) + 1
+            text = line.line.replace("\x00", "\ufffd") if "\x00" in line.line else line.line
+            rows.append(
+                (batch.app_id, seq, day, line.ts, line.deployment_id)
+                + (line.instance, line.stream, text, total)
+            )
+        if rows:
+            await tx.copy_rows("log_lines", COLUMNS, rows)
+        await tx.execute(
+            "UPDATE log_streams SET last_seq = :seq, total_bytes = :total,"
+            " dropped = dropped + :dropped WHERE app_id = :app_id",
+            {"seq": seq, "total": total, "dropped": batch.dropped, "app_id": batch.app_id},
+        )
+        await tx.execute(
+            "INSERT INTO log_sources (source, app_id, position, updated_at)"
+            " VALUES (:source, :app_id, :position, :now) ON CONFLICT (source)"
+            " DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            {
+                "source": batch.source,
+                "app_id": batch.app_id,
+                "position": batch.position,
+                "now": now_iso(),
+            },
+        )
+    return True
+
+
+async def _ensure_partitions(db: Database, days: Iterable[int]) -> None:
+    if db.dialect != "postgresql":
+        return
+    known = _partitions.setdefault(db.url, set())
+    for day in sorted(set(days) - known):
+        try:
+            await db.execute(
+                f"CREATE TABLE IF NOT EXISTS log_lines_d{day:d} PARTITION OF log_lines"
+                f" FOR VALUES FROM ({day:d}) TO ({day + 1:d})"
+            )
+        except AetherError:
+            # Two shippers created it at once ("already exists"): it is there either way.
+            if not await _partition_exists(db, day):
+                raise
+        known.add(day)
+
+
+async def _partition_exists(db: Executor, day: int) -> bool:
+    return bool(
+        await db.fetch_value(
+            "SELECT count(*) FROM pg_class WHERE relname = :name", {"name": f"log_lines_d{day:d}"}
+        )
+    )
+
+
+def _filters(since: str | None, instance_suffix: str | None) -> tuple[str, dict[str, Any]]:
+    sql = ""
+    params: dict[str, Any] = {}
+    if since is not None:
+        sql += " AND day >= :since_day AND ts >= :since"
+        params.update(since=since, since_day=day_of(since))
+    if instance_suffix is not None:
+        sql += " AND (instance LIKE :instance OR stream = 'notice')"
+        params["instance"] = "%" + instance_suffix
+    return sql, params
+
+
+_SELECT = "SELECT seq, ts, deployment_id, instance, stream, line FROM log_lines"
+
+
+async def read_after(
+    db: Executor,
+    app_id: str,
+    after_seq: int,
+    *,
+    limit: int,
+    since: str | None = None,
+    instance_suffix: str | None = None,
+) -> list[Row]:
+    """Up to ``limit`` lines with ``seq > after_seq``, oldest first."""
+    where, params = _filters(since, instance_suffix)
+    return await db.fetch_all(
+        f"{_SELECT} WHERE app_id = :app_id AND seq > :after{where} ORDER BY seq LIMIT :limit",
+        {"app_id": app_id, "after": after_seq, "limit": limit, **params},
+    )
+
+
+async def read_tail(
+    db: Executor,
+    app_id: str,
+    count: int,
+    *,
+    upto: int,
+    since: str | None = None,
+    instance_suffix: str | None = None,
+) -> list[Row]:
+    """The last ``count`` lines up to ``seq`` ``upto``, oldest first."""
+    where, params = _filters(since, instance_suffix)
+    rows = await db.fetch_all(
+        f"{_SELECT} WHERE app_id = :app_id AND seq <= :upto{where} ORDER BY seq DESC LIMIT :limit",
+        {"app_id": app_id, "upto": upto, "limit": count, **params},
+    )
+    return rows[::-1]
+
+
+async def stream_head(db: Executor, app_id: str) -> Row | None:
+    """The app's ``last_seq``, ``total_bytes`` and ``dropped`` (None: nothing shipped yet)."""
+    return await db.fetch_one(
+        "SELECT last_seq, total_bytes, dropped FROM log_streams WHERE app_id = :app_id",
+        {"app_id": app_id},
+    )
+
+
+async def dropped_total(db: Executor) -> int:
+    return int(await db.fetch_value("SELECT COALESCE(SUM(dropped), 0) FROM log_streams") or 0)
+
+
+@dataclass(frozen=True)
+class Retention:
+    max_age_secs: float  # lines older than this go (PostgreSQL: whole days at once, too)
+    max_bytes_per_app: int  # an app's oldest lines go while it holds more (0: no limit)
+
+
+async def enforce_retention(db: Database, policy: Retention, *, now: datetime | None = None) -> int:
+    """Apply the policy to every app; returns how many lines were deleted row by row (lines
+    in dropped partitions are not counted)."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=policy.max_age_secs)
+    cutoff_ts = cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if db.dialect == "postgresql":
+        await _drop_partitions_before(db, day_of(cutoff_ts))
+    removed = await db.execute(
+        "DELETE FROM log_lines WHERE day <= :day AND ts < :cutoff",
+        {"day": day_of(cutoff_ts), "cutoff": cutoff_ts},
+    )
+    if policy.max_bytes_per_app > 0:
+        for head in await db.fetch_all(
+            "SELECT app_id, total_bytes FROM log_streams WHERE total_bytes > :limit",
+            {"limit": policy.max_bytes_per_app},
+        ):
+            removed += await db.execute(
+                "DELETE FROM log_lines WHERE app_id = :app_id AND end_bytes <= :floor",
+                {
+                    "app_id": head["app_id"],
+                    "floor": int(head["total_bytes"]) - policy.max_bytes_per_app,
+                },
+            )
+    return removed
+
+
+async def _drop_partitions_before(db: Database, day: int) -> int:
+    """Drop the daily partitions entirely older than ``day``; how many went."""
+    rows = await db.fetch_all(
+        "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'log_lines'"
+    )
+    dropped = 0
+    for row in rows:
+        name = str(row["name"])
+        suffix = name.removeprefix("log_lines_d")
+        if suffix.isdigit() and int(suffix) < day:
+            await db.execute(f"DROP TABLE IF EXISTS log_lines_d{int(suffix):d}")
+            _partitions.get(db.url, set()).discard(int(suffix))
+            dropped += 1
+    return dropped

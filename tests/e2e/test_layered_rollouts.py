@@ -1,0 +1,79 @@
+"""Layered artifacts end to end on the embedded default (real ``aether serve``, in-process
+worker, local runtime; and on PostgreSQL with S3): the deps layer is shared by releases, a code-only redeploy ships only
+the app layer, and single-file artifacts already stored still deploy and roll back beside
+layered ones."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import app_copy, cli, deploy, via_proxy, wait_for
+
+pytestmark = pytest.mark.slow
+
+BOOT = "const dep = require('dep'); if (dep.answer !== 42) throw new Error('deps missing');"
+
+
+@pytest.fixture(params=["embedded", pytest.param("postgres-s3", marks=pytest.mark.postgres)])
+def server(live_server: Callable[..., Any], request: pytest.FixtureRequest) -> Any:
+    """The embedded default (SQLite, local store), or PostgreSQL with S3 (moto)."""
+    env = {"AETHER_ROLLOUT_TIMEOUT_SECS": "20"}
+    if request.param == "embedded":
+        return live_server(env=env)
+    env.update(
+        AETHER_STORAGE_MODE="s3",
+        AETHER_S3_ENDPOINT_URL=request.getfixturevalue("s3_endpoint"),
+        AETHER_ARTIFACT_BUCKET=f"t-{uuid.uuid4().hex[:16]}",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    return live_server(env=env, database_url=request.getfixturevalue("fresh_postgres_url"))
+
+
+def project(root: Path, version: str, line: str = "") -> Path:
+    """The fixture app at ``version`` needing the ``dep`` package; ``line`` adds code."""
+    folder = app_copy(root / f"copy{len(line)}", "hello", version, boot_js=f"{BOOT}\n{line}")
+    module = folder / "node_modules" / "dep"
+    module.mkdir(parents=True)
+    (module / "index.js").write_text("module.exports = { answer: 42 };\n")
+    (module / "package.json").write_text('{"name": "dep", "version": "1.0.0"}\n')
+    return folder
+
+
+def version_of(server: Any) -> str | None:
+    status, body = via_proxy(server.port, "hello")
+    return json.loads(body)["version"] if status == 200 else None
+
+
+def test_layered_and_single_file_releases_deploy_and_roll_back(server: Any, tmp_path: Path) -> None:
+    code, v1 = deploy(server.env, project(tmp_path, "1.0.0"), "--no-install", "--single-file")
+    assert code == 0 and v1["status"] == "running", v1
+    assert v1["format"] == 1 and version_of(server) == "1.0.0"
+
+    code, v2 = deploy(server.env, project(tmp_path, "2.0.0"), "--no-install")
+    assert code == 0 and v2["status"] == "running", v2
+    assert v2["format"] == 2 and version_of(server) == "2.0.0"
+    assert [layer["name"] for layer in v2["layers"]] == ["deps", "app"]
+
+    # a code-only change: the same version, one more line of code
+    code, v3 = deploy(server.env, project(tmp_path, "2.0.0", "// one more line"), "--no-install")
+    assert code == 0 and v3["status"] == "running", v3
+    deps, app = v3["layers"]
+    assert deps["uploaded"] is False and app["uploaded"] is True
+    status, body = via_proxy(server.port, "hello")
+    assert json.loads(body)["deployment_id"] == v3["deployment_id"]
+    apps_dir = server.data_dir / "apps" / "hello"
+    two, three = (apps_dir / v["deployment_id"] / "node_modules" for v in (v2, v3))
+    assert two.is_symlink() and three.is_symlink()
+    assert two.resolve() == three.resolve()  # one extracted deps layer for both releases
+
+    for target, version in ((v1, "1.0.0"), (v2, "2.0.0")):
+        done = cli(server.env, "rollback", "--app", "hello", "--to", target["deployment_id"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_for(lambda v=version: version_of(server) == v, timeout=30, what=f"v{version}")

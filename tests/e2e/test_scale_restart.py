@@ -1,0 +1,110 @@
+"""End to end on the embedded default: `aether scale`, `ps`/`status` and `restart` with the
+real CLI against a live `aether serve`; requests through the router spread over the
+instances, and a rolling restart fails none."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import app_copy, cli, deploy, via_proxy, wait_for
+
+pytestmark = pytest.mark.slow
+
+# The fixture app answers {"deployment_id", "version"}: make its version name its port, so
+# an answer tells which instance gave it.
+BY_PORT = 'process.env.APP_VERSION = "port-" + process.env.PORT;'
+
+
+@pytest.fixture
+def server(live_server: Callable[..., Any]) -> Any:
+    return live_server(env={"AETHER_ROLLOUT_TIMEOUT_SECS": "30"})
+
+
+def as_json(done: Any) -> dict[str, Any]:
+    assert done.stdout.strip(), done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ps(server: Any, *args: str) -> dict[str, Any]:
+    done = cli(server.env, "ps", *args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return as_json(done)
+
+
+def test_scale_ps_restart_and_scale_to_zero(server: Any, tmp_path: Path) -> None:
+    code, result = deploy(server.env, app_copy(tmp_path, "hello", "1.0.0", boot_js=BY_PORT))
+    assert code == 0, result
+    scaled = cli(server.env, "scale", "hello", "3", "--format", "json")
+    assert scaled.returncode == 0, scaled.stderr
+    assert as_json(scaled)["status"] == "running" and as_json(scaled)["replicas"] == 3
+
+    def three_healthy() -> bool:
+        items = ps(server, "hello")["instances"]
+        return len(items) == 3 and all(i["health"] == "healthy" for i in items)
+
+    wait_for(three_healthy, timeout=30, what="three healthy instances")
+    status = ps(server, "--app", "hello")
+    assert status["app"] == "hello" and status["release"] == 2 and status["replicas"] == 3
+    assert {i["worker"] for i in status["instances"]} and status["worker"]["live"] is True
+    assert status["last_rollout"]["status"] == "running"
+    assert set(status["instances"][0]) >= {
+        "id", "state", "health", "restarts", "started_at", "host", "worker"
+    }  # fmt: skip
+    seen = set()
+    for _ in range(30):
+        code_, body = via_proxy(server.port, "hello")
+        assert code_ == 200, body
+        seen.add(json.loads(body)["version"])
+    assert len(seen) == 3  # the router spreads requests over all three
+    text = cli(server.env, "status", "hello")
+    assert text.returncode == 0 and "3/3 healthy" in text.stdout, text.stdout
+
+    failures: list[tuple[int, bytes]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            code_, body = via_proxy(server.port, "hello")
+            if code_ != 200:
+                failures.append((code_, body))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        restarted = cli(server.env, "restart", "hello", "--format", "json")
+    finally:
+        stop.set()
+        poller.join()
+    assert restarted.returncode == 0, restarted.stderr
+    body = as_json(restarted)
+    assert body["status"] == "running" and body["reason"] == "restart" and body["release"] == 2
+    assert failures == []
+    after = ps(server, "hello")
+    assert after["last_rollout"]["reason"] == "restart"
+    wait_for(
+        lambda: {i["deployment_id"] for i in ps(server, "hello")["instances"]} == {body["id"]},
+        timeout=30,
+        what="the restarted instances recorded",
+    )
+
+    stopped = cli(server.env, "scale", "hello", "0", "--format", "json")
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: ps(server, "hello")["instances"] == [], timeout=30, what="no instances")
+    code_, body_ = via_proxy(server.port, "hello")
+    assert code_ == 503 and b"scaled to 0" in body_
+    assert "scaled to 0" in cli(server.env, "ps", "hello").stdout
+    back = cli(server.env, "scale", "hello", "1", "--format", "json")
+    assert back.returncode == 0, back.stderr
+    wait_for(lambda: via_proxy(server.port, "hello")[0] == 200, timeout=30, what="answers")
+
+    refused = cli(server.env, "scale", "hello", "101", "--format", "json")
+    assert refused.returncode != 0
+    assert "between 0 and 100" in as_json(refused)["error"]["message"]
+    releases = cli(server.env, "releases", "hello", "--format", "json")
+    kinds = [r["kind"] for r in as_json(releases)["releases"]]
+    assert kinds[:3] == ["scale", "scale", "scale"]

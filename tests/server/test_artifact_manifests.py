@@ -1,0 +1,103 @@
+"""``POST /artifacts/manifests`` on the local store and on S3 (moto): a layered artifact is
+registered once its layers are stored; it is refused when it is not canonical or a layer is
+missing; stored bytes are counted on every upload path."""
+
+from __future__ import annotations
+
+import artifacts_support
+from artifacts_support import Uploader, blob
+
+from aether.pack.artifact_manifest import (
+    MEDIA_TYPES,
+    ArtifactManifest,
+    LayerRef,
+    artifact_digest,
+)
+
+store_kind = artifacts_support.store_kind
+registry_api = artifacts_support.registry_api
+
+
+def layer(name: str, body: bytes, digest: str) -> LayerRef:
+    return LayerRef(
+        name=name,
+        digest=digest,
+        size=len(body),
+        media_type=MEDIA_TYPES["zstd"],
+        tar_sha256="0" * 64,
+        index_sha256="1" * 64,
+        files=1,
+        bytes=len(body),
+    )
+
+
+def uploaded_bytes(api) -> float:  # type: ignore[no-untyped-def]
+    for line in api.get("/metrics", as_=None).text.splitlines():
+        if line.startswith("artifact_upload_bytes_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def register(up: Uploader, raw: bytes, **extra: object):  # type: ignore[no-untyped-def]
+    body = {"app_name": up.app, "manifest": raw.decode(), **extra}
+    return up.api.post("/artifacts/manifests", json=body, as_=up.as_)
+
+
+def test_a_layered_artifact_is_registered_once_its_layers_are_stored(registry_api) -> None:  # type: ignore[no-untyped-def]
+    api = registry_api()
+    up = Uploader(api)
+    deps_body, deps_digest = blob(50_000)
+    app_body, app_digest = blob(3_000)
+    manifest = ArtifactManifest(
+        (layer("deps", deps_body, deps_digest), layer("app", app_body, app_digest)), 0, 20
+    )
+    raw = manifest.encode()
+    before = uploaded_bytes(api)
+    assert up.upload(deps_body).status_code == 200
+    # the app layer is not stored yet: refused, naming it
+    missing = register(up, raw)
+    assert missing.status_code == 409 and app_digest in missing.json()["message"]
+    assert up.upload(app_body).status_code == 200  # a presigned upload counts its bytes
+    assert uploaded_bytes(api) - before == len(deps_body) + len(app_body)
+
+    done = register(up, raw)
+    assert done.status_code == 200, done.text
+    answer = done.json()
+    assert answer["digest"] == artifact_digest(raw) and answer["duplicate"] is False
+    assert answer["storage_key"].endswith("/artifact.json")
+    assert [item["name"] for item in answer["layers"]] == ["deps", "app"]
+    assert uploaded_bytes(api) - before == len(deps_body) + len(app_body) + len(raw)
+    assert api.head(f"/artifacts/{answer['digest']}", as_="reader").status_code == 200
+    again = register(up, raw).json()
+    assert again["duplicate"] is True and again["artifact_id"] == answer["artifact_id"]
+
+    # a second artifact reuses the deps layer: nothing of it is uploaded again
+    other_body, _ = blob(2_000)
+    second = ArtifactManifest(
+        (
+            layer("deps", deps_body, deps_digest),
+            layer("app", other_body, up.upload(other_body).json()["digest"]),
+        ),
+        0,
+        20,
+    )
+    assert register(up, second.encode()).status_code == 200
+    deployed = api.post(
+        "/deployments",
+        json={"app_name": "shop", "artifact_digest": artifact_digest(second.encode())},
+        as_="deployer",
+    )
+    assert deployed.status_code == 201, deployed.text
+
+
+def test_a_manifest_that_is_not_canonical_or_not_one_is_refused(registry_api) -> None:  # type: ignore[no-untyped-def]
+    up = Uploader(registry_api())
+    app_body, app_digest = blob(3_000)
+    up.upload(app_body)
+    raw = ArtifactManifest((layer("app", app_body, app_digest),), 0).encode()
+    spaced = raw.replace(b'":', b'": ', 1)
+    bad = register(up, spaced)
+    assert bad.status_code == 400 and "canonical" in bad.json()["message"]
+    assert register(up, b'{"format":"something-else"}').status_code == 400
+    assert register(up, raw, signature="not-hex").status_code == 400
+    assert register(up, raw).status_code == 200
