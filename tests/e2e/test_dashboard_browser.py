@@ -239,3 +239,47 @@ def test_a_reader_sees_no_buttons_and_the_tail_resumes_without_gaps_or_repeats(
     page.fill("#log-filter", "while-paused")
     expect(page.locator("#log .logline")).to_have_count(1)
     context.close()
+
+
+def test_instances_scale_and_restart_from_the_app_page(
+    chromium: Any, axe: str, server: Any, backend: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    shots = output_dir(backend)
+    code, first = deploy(server.env, app_copy(tmp_path, "web", "1.0.0"), "--app", "web")
+    assert code == 0 and first["status"] == "running", first
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    _sign_in(page, server, server.admin_token)
+    page.goto(server.url + "/ui/apps/web")
+    rows = page.locator("#instances tbody tr")
+    expect(rows).to_have_count(1, timeout=LONG)
+
+    page.fill("#replicas", "2")
+    page.click('form[action="/ui/apps/web/scale"] button')
+    expect(_release_row(page, "v2")).to_contain_text("running", timeout=LONG)
+
+    def two_healthy() -> bool:
+        page.goto(server.url + "/ui/apps/web")
+        texts = page.locator("#instances tbody tr").all_inner_texts()
+        return len(texts) == 2 and all("healthy" in t and "v2" in t for t in texts)
+
+    wait_for(two_healthy, timeout=60, what="two healthy instances on the page")
+    _check(page, axe, "instances", shots, "wide")
+
+    page.click('form[action="/ui/apps/web/restart"] button')
+    expect(page.locator("#timeline")).to_contain_text("restart of v2 requested", timeout=LONG)
+    expect(page.locator("#timeline")).to_contain_text("running", timeout=LONG)
+    restarted = api_get(server, "/apps/web/deployments")["deployments"][0]
+    assert restarted["reason"] == "restart" and restarted["status"] == "running"
+
+    def restarted_instances() -> bool:
+        page.goto(server.url + "/ui/apps/web")
+        ids = page.locator("#instances tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.instance)"
+        )
+        return len(ids) == 2 and all(i.startswith(restarted["id"][:8]) for i in ids)
+
+    wait_for(restarted_instances, timeout=60, what="the restarted instances on the page")
+    context.close()

@@ -138,6 +138,46 @@ def test_rollback_and_scale_from_the_page_make_releases(api, shop):
     scaled = client.post("/ui/apps/shop/scale", data={"replicas": "2", "csrf": _csrf(page.text)})
     assert scaled.status_code == 200  # followed to the app page
     assert api.get("/apps/shop/releases").json()["releases"][0]["replicas"] == 2
+    stopped = client.post("/ui/apps/shop/scale", data={"replicas": "0", "csrf": _csrf(page.text)})
+    assert stopped.status_code == 200
+    assert api.get("/apps/shop/releases").json()["releases"][0]["replicas"] == 0
+    refused = client.post("/ui/apps/shop/scale", data={"replicas": "101", "csrf": _csrf(page.text)})
+    assert refused.status_code == 400
+
+
+def test_the_page_lists_every_instance_and_restarts_the_running_release(api, shop):
+    from aether.store import instances, leases, rollouts, workers
+
+    newest = api.get("/apps/shop/deployments").json()["deployments"][0]
+    api.run(rollouts.mark_deploying, newest["id"])
+    api.run(rollouts.mark_running, newest["id"], "http://10.0.0.9:4001")
+    rows = [
+        {
+            "id": f"pod-{n}", "deployment_id": newest["id"], "state": state, "health": health,
+            "restarts": n, "started_at": None, "host": f"node-{n}", "endpoint": None,
+        }
+        for n, (state, health) in enumerate((("running", "healthy"), ("restarting", "unhealthy")))
+    ]  # fmt: skip
+    app_id = api.get("/apps/shop").json()["id"]
+    api.run(instances.replace, app_id, "worker-7", rows)
+    sign_in(api, "deployer")
+    client = api.client
+    page = client.get("/ui/apps/shop")
+    for row in rows:
+        assert f'data-instance="{row["id"]}"' in page.text and row["host"] in page.text
+    assert "no live worker" in page.text and "restarting" not in page.text  # not stale states
+    beat = workers.Heartbeat("worker-7", "node-0", api.state.settings.runtime, "0")
+    api.run(workers.heartbeat, beat, dead_secs=30)
+    api.run(leases.acquire_lease, app_id, "worker-7", 30)
+    page = client.get("/ui/apps/shop")
+    assert "restarting" in page.text and "unhealthy" in page.text and "worker-7" in page.text
+    assert "no live worker" not in page.text
+    done = client.post(
+        "/ui/apps/shop/restart", data={"csrf": _csrf(page.text)}, follow_redirects=False
+    )
+    assert done.status_code == 303 and "#timeline" in done.headers["location"]
+    newest = api.get("/apps/shop/deployments").json()["deployments"][0]
+    assert newest["reason"] == "restart" and newest["status"] == "pending"
 
 
 def test_a_reader_sees_names_but_no_values_and_no_buttons(api, shop):
@@ -148,6 +188,8 @@ def test_a_reader_sees_names_but_no_values_and_no_buttons(api, shop):
     assert "SECRET_X" in page.text and "hunter2-value" not in page.text
     assert "Roll back" not in page.text and "Reveal values" not in page.text
     assert 'action="/ui/apps/shop/scale"' not in page.text
+    assert 'action="/ui/apps/shop/restart"' not in page.text
+    assert client.post("/ui/apps/shop/restart", data={"csrf": _csrf(page.text)}).status_code == 403
     assert client.get("/ui/apps/shop/config/values").status_code == 403
     assert client.get("/ui/apps/shop/rollback?to=v1").status_code == 403
     refused = client.post("/ui/apps/shop/rollback", data={"to": "v1", "csrf": _csrf(page.text)})

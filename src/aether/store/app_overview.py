@@ -50,16 +50,3 @@ async def artifacts_by_digest(db: Executor, digests: Iterable[str]) -> dict[str,
         params,
     )
     return {row["digest"]: row for row in rows}
-
-
-async def restart_counts(db: Executor, deployment_ids: Iterable[str]) -> dict[str, int]:
-    """deployment id → how often the runtime restarted its app after a crash."""
-    placeholders, params = in_list("id", deployment_ids)
-    if not params:
-        return {}
-    rows = await db.fetch_all(
-        "SELECT deployment_id, COUNT(*) AS n FROM deployment_events WHERE phase = 'restarted'"
-        f" AND deployment_id IN ({placeholders}) GROUP BY deployment_id",
-        params,
-    )
-    return {row["deployment_id"]: int(row["n"]) for row in rows}

@@ -1,5 +1,5 @@
 """What a browser can do on the dashboard: sign in (a pasted token or a one-time link),
-sign out, roll back and scale. Each change goes through the very functions the API's
+sign out, roll back, scale and restart. Each change goes through the very functions the API's
 routes call (:mod:`aether.server.releasing`), with the API's role checks."""
 
 from __future__ import annotations
@@ -147,6 +147,13 @@ async def scale(request: Request, signed: SignedIn) -> Response:
         raise BadRequest("replicas must be a whole number")
     replicas = check_replicas(int(raw), minimum=0)
     outcome = await releasing.scale(get_state(request), app, signed.who.user_id, replicas)
+    return _to_rollout(app, outcome.deployment["id"])
+
+
+@action
+async def restart(request: Request, signed: SignedIn) -> Response:
+    app = await _writable_app(request)
+    outcome = await releasing.restart(get_state(request), app, signed.who.user_id)
     return _to_rollout(app, outcome.deployment["id"])
 
 

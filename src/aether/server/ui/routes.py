@@ -31,6 +31,7 @@ _PAGES: list[BaseRoute] = [
     Route(f"{_APP}/rollback", actions.rollback_confirm, methods=["GET"]),
     Route(f"{_APP}/rollback", actions.rollback, methods=["POST"]),
     Route(f"{_APP}/scale", actions.scale, methods=["POST"]),
+    Route(f"{_APP}/restart", actions.restart, methods=["POST"]),
     Route(f"{_APP}/logs", pages.logs_page, methods=["GET"]),
     Route(f"{_APP}/logs/stream", pages.logs_stream, methods=["GET"]),
     Route("/latency", pages.latency_page, methods=["GET"]),

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from aether.models import REPORT_PHASES, TERMINAL_STATUSES
+from aether.server.app_status import app_status
 from aether.server.state import ServerState
 from aether.store import app_overview, config_vars, deployment_reports
 from aether.store import apps as app_store
@@ -114,21 +114,17 @@ async def timeline(state: ServerState, deployment_id: str) -> dict[str, Any] | N
 
 
 async def instances(state: ServerState, app: Row) -> dict[str, Any]:
-    """What runs now, from the deployment the app runs (until an instances API lists each
-    process, one row stands for the running release)."""
-    current = (await app_store.current_deployments(state.db)).get(app["id"])
-    if current is None or current["status"] != "running":
-        return {"desired": int(current["replicas"]) if current else 0, "rows": []}
-    restarts = await app_overview.restart_counts(state.db, [current["id"]])
-    endpoint = current["endpoint"] or ""
-    row = {
-        "name": f"{app['name']} v{current['release']}",
-        "state": current["status"],
-        "host": urlsplit(endpoint).netloc or endpoint or "—",
-        "restarts": restarts.get(current["id"], 0),
-        "since": current["rollout_completed_at"],
+    """Each instance as the worker that holds the app last recorded it (what ``aether ps``
+    shows), the replicas asked for, and what to say when no live worker looks after it."""
+    status = await app_status(state, app)
+    desired = await release_store.base_release(state.db, app["id"])
+    return {
+        "desired": int(desired["replicas"]) if desired else 0,
+        "deployed": desired is not None,
+        "running": status["release"] is not None,
+        "rows": status["instances"],
+        "notice": status["worker"]["message"],
     }
-    return {"desired": int(current["replicas"]), "rows": [row]}
 
 
 async def config_names(state: ServerState, app: Row) -> list[str]:

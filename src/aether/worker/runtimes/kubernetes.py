@@ -40,6 +40,7 @@ from aether.settings import KubeSettings, WorkerSettings
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import (
     EventSink,
+    Instance,
     LogBatch,
     LogLine,
     Observed,
@@ -240,6 +241,15 @@ class KubernetesRuntime(Runtime):
         detail = f"{available}/{wanted} replicas available"
         return self._observed(app_name, deployment_id, healthy, detail)
 
+    async def instances(self, app_name: str) -> list[Instance] | None:
+        """The app's pods: phase (or why its app container waits), readiness, restarts,
+        node. The router reaches them through the Service (no endpoint of their own)."""
+        try:
+            pods = await self.client.list(PODS, self.namespace, app_labels(app_name))
+        except KubeError as exc:
+            raise _outcome(exc) from exc
+        return sorted((_pod_instance(pod) for pod in pods), key=lambda i: i.id)
+
     async def _was_rolled_out(self, deployment: dict[str, Any]) -> bool:
         """Whether the controller completed the rollout of the current template; the API is
         asked for the ReplicaSets once per generation (a template's ReplicaSet never changes)."""
@@ -358,6 +368,32 @@ class KubernetesRuntime(Runtime):
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def _pod_instance(pod: Mapping[str, Any]) -> Instance:
+    metadata, status = pod.get("metadata") or {}, pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    app: Mapping[str, Any] = next((c for c in containers if c.get("name") == "app"), {})
+    waiting = ((app.get("state") or {}).get("waiting") or {}).get("reason")
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    state = str(status.get("phase") or "Pending").lower()
+    if metadata.get("deletionTimestamp"):
+        state = "terminating"
+    elif waiting and state == "running":
+        state = "restarting" if waiting == "CrashLoopBackOff" else waiting
+    health = "healthy" if ready else ("unknown" if state == "pending" else "unhealthy")
+    return Instance(
+        id=str(metadata.get("name", "")),
+        deployment_id=str((metadata.get("labels") or {}).get("deployment_id", "")),
+        state=state,
+        health=health,
+        restarts=sum(int(c.get("restartCount") or 0) for c in containers),
+        started_at=status.get("startTime"),
+        host=str((pod.get("spec") or {}).get("nodeName") or "—"),
+    )
 
 
 def _generation(obj: Mapping[str, Any]) -> int:

@@ -1,0 +1,69 @@
+"""`ps`, `status`, `scale` and `restart` across hosts: two API replicas and a worker in their
+own network namespaces, PostgreSQL: the same answer from either replica, requests through
+either replica's router spread over the worker's instances, and a worker that stopped is
+said plainly."""
+
+from __future__ import annotations
+
+import json
+import signal
+from typing import Any
+
+from conftest import Topology, app_folder, wait_for
+
+# The fixture app answers {"deployment_id", "version"}: make its version name its port.
+BY_PORT = 'process.env.APP_VERSION = "port-" + process.env.PORT;\n'
+
+
+def as_json(done: Any) -> dict[str, Any]:
+    assert done.returncode == 0, done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def ps(top: Topology, host: str) -> dict[str, Any]:
+    return as_json(top.client(host, "ps", "web", "--format", "json"))
+
+
+def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topology) -> None:
+    worker = topology.start_worker()
+    folder = app_folder(topology.root, "web")
+    server = folder / "server.js"
+    server.write_text(BY_PORT + server.read_text())
+    as_json(topology.client("api1", "deploy", str(folder), "--format", "json"))
+    scaled = as_json(topology.client("api2", "scale", "web", "2", "--format", "json"))
+    assert scaled["status"] == "running" and scaled["replicas"] == 2
+
+    def two_healthy() -> bool:
+        items = ps(topology, "api1")["instances"]
+        return len(items) == 2 and all(i["health"] == "healthy" for i in items)
+
+    wait_for(two_healthy, what="two healthy instances")
+    first, second = ps(topology, "api1"), ps(topology, "api2")
+    assert first == second
+    assert {i["worker"] for i in first["instances"]} == {
+        topology.get("api1", "/workers").json()["workers"][0]["id"]
+    }
+    for host in ("api1", "api2"):  # each replica's router reaches both instances on the worker
+        seen = {topology.via_proxy(host, "web").json()["version"] for _ in range(12)}
+        assert len(seen) == 2, seen
+
+    restarted = as_json(topology.client("api1", "restart", "web", "--format", "json"))
+    assert restarted["reason"] == "restart" and restarted["status"] == "running"
+    status = as_json(topology.client("api2", "status", "web", "--format", "json"))
+    assert status["last_rollout"]["id"] == restarted["id"]
+
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)
+
+    def said_plainly() -> bool:
+        answers = [ps(topology, host)["worker"] for host in ("api1", "api2")]
+        return all(not a["live"] and "no live worker" in a["message"] for a in answers)
+
+    wait_for(said_plainly, timeout=30, what="no live worker said by both replicas")
+    text = topology.client("api1", "status", "web")
+    assert "warning: no live worker for runtime local" in text.stdout, text.stdout
+    assert {i["state"] for i in ps(topology, "api2")["instances"]} == {"unknown"}
+    assert topology.via_proxy("api2", "web").status_code == 200  # the apps outlive the worker
+    topology.start_worker("worker-2")  # adopts them; stops them at the test's end
+    wait_for(lambda: ps(topology, "api1")["worker"]["live"], what="a live worker again")
