@@ -40,8 +40,13 @@ def test_deploy_runs_logs_show_output_and_rollback_serves_the_old_version(
     assert v1["status"] == "running" and v1["url"]
     assert fetch_app(server, "tiny-node-app", "/first") == "tiny-node-app 1.0.0\n"
 
-    history = aether(server.env, "logs", "--app", "tiny-node-app", "--tail", "20")
-    assert history.returncode == 0 and "GET /first" in history.stdout
+    deadline = time.monotonic() + DEADLINE_SECS
+    while True:  # the worker ships the app's output within moments
+        history = aether(server.env, "logs", "--app", "tiny-node-app", "--tail", "20")
+        assert history.returncode == 0, history.stderr
+        if "GET /first" in history.stdout or time.monotonic() > deadline:
+            break
+    assert "GET /first" in history.stdout
     last = aether(server.env, "logs", "--app", "tiny-node-app", "--tail", "1", "--since", "1h")
     assert last.stdout.splitlines() == [line for line in history.stdout.splitlines()][-1:]
 

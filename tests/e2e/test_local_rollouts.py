@@ -104,7 +104,13 @@ def test_broken_releases_fail_and_the_previous_keeps_serving(server: Any, tmp_pa
 def test_logs_history_and_resume_from_a_cursor(server: Any, tmp_path: Path) -> None:
     code, result = deploy(server.env, app_copy(tmp_path, "talker", "1.0.0"))
     assert code == 0, result
-    lines = api_lines(server, "/apps/talker/logs")
+    lines: list[dict[str, Any]] = []
+
+    def booted() -> bool:  # the worker ships the app's output within moments
+        lines[:] = [x for x in api_lines(server, "/apps/talker/logs") if x["stream"] != "notice"]
+        return any(x["line"].startswith("listening on") for x in lines)
+
+    wait_for(booted, timeout=10, what="the app's boot lines")
     assert lines[0]["line"].startswith(f"booting {_id(result)}")
     cursor = lines[-1]["cursor"]
     via_proxy(server.port, "talker", "/after-cursor")

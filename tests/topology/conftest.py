@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -89,19 +90,35 @@ class Network:
 def network() -> Iterator[Network]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("network namespaces need root and iproute2")
-    number = next(_names)
-    tag = f"ae{os.getpid() % 10000}{number}"[:9]  # + a host name stays within 15 chars
-    subnet = f"10.{200 + os.getpid() % 50}.{(os.getpid() // 50 + number) % 250}"
-    net = Network(tag, subnet, f"{tag}br")
+    tag = f"a{os.getpid():x}{next(_names)}"  # unique per process; + a host name ≤ 15 chars
+    net = Network(tag, "", f"{tag}br")
     try:
-        _ip("link", "add", net.bridge, "type", "bridge")
+        with _subnet_lock():  # test processes running in parallel each take a free /24
+            net.subnet = _free_subnet()
+            _ip("link", "add", net.bridge, "type", "bridge")
+            _ip("addr", "add", f"{net.gateway}/24", "dev", net.bridge)
         _ip("link", "set", net.bridge, "up")
-        _ip("addr", "add", f"{net.gateway}/24", "dev", net.bridge)
         for host, octet in (("api1", 11), ("api2", 12), ("wrk", 21), ("wrk2", 22)):
             net.add_host(host, octet)
         yield net
     finally:
         net.teardown()
+
+
+@contextlib.contextmanager
+def _subnet_lock() -> Iterator[None]:
+    with open("/tmp/aether-test-netns.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _free_subnet() -> str:
+    """A 10.213.X.0/24 no interface on this host uses yet."""
+    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    for third in range(256):
+        if f" 10.213.{third}." not in used:
+            return f"10.213.{third}"
+    raise RuntimeError("no free 10.213.X.0/24 subnet for a test network")
 
 
 class Relay:
