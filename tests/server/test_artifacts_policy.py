@@ -134,7 +134,7 @@ def test_concurrent_completes_in_one_event_loop(api):
         app = await app_store.get_app(db, "shop")
         completion = registry.Completion(digest, len(body))
         return await asyncio.gather(
-            *(registry.complete(api.state, app, completion) for _ in range(5))
+            *(registry.complete(api.state, None, app, completion) for _ in range(5))
         )
 
     answers = api.run(race)
