@@ -233,11 +233,11 @@ async def enforce_retention(db: Database, policy: Retention, *, now: datetime | 
             {"limit": policy.max_bytes_per_app},
         ):
             floor = int(head["total_bytes"]) - policy.max_bytes_per_app
-            cutoff = await _last_seq_within(db, head["app_id"], floor)
-            if cutoff is not None:
+            last = await _last_seq_within(db, head["app_id"], floor)
+            if last is not None:
                 removed += await db.execute(
-                    "DELETE FROM log_lines WHERE app_id = :app_id AND seq <= :cutoff",
-                    {"app_id": head["app_id"], "cutoff": cutoff},
+                    "DELETE FROM log_lines WHERE app_id = :app_id AND seq <= :last",
+                    {"app_id": head["app_id"], "last": last},
                 )
     return removed
 
