@@ -342,6 +342,10 @@ def is_digest(value: object) -> bool:
     return isinstance(value, str) and bool(DIGEST_RE.match(value))
 
 
+def is_app_name(value: object) -> bool:
+    return isinstance(value, str) and bool(APP_NAME_RE.match(value))
+
+
 def check_app_name(name: object, *, error: type[AetherError] = BadRequest) -> str:
     """``name`` when it is an app name; else ``error`` (the API's 400, the CLI's usage error)."""
     if not isinstance(name, str) or not APP_NAME_RE.match(name):

@@ -206,7 +206,7 @@ class ServerSettings:
             runtime=env_choice(environ, "AETHER_RUNTIME", "local", ("local", "kubernetes")),
             log_retention_days=env_float(environ, "AETHER_LOG_RETENTION_DAYS", 7.0),
             log_retention_bytes=env_int(environ, "AETHER_LOG_RETENTION_BYTES", 256 * 1024 * 1024),
-            apps_domain=environ.get("AETHER_APPS_DOMAIN") or None,
+            apps_domain=_apps_domain(environ),
             trusted_proxies=_networks(environ, "AETHER_TRUSTED_PROXIES"),
         )
 

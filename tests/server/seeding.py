@@ -6,6 +6,7 @@ import secrets
 import uuid
 from typing import Any
 
+from aether.store import artifact_references
 from aether.store.clock import now_iso
 from aether.store.database import Executor
 
@@ -20,7 +21,8 @@ async def insert_artifact(
     size_bytes: int = 1234,
     compression: str = "zstd",
 ) -> dict[str, Any]:
-    """A row in ``artifacts`` as the upload flow leaves it (for tests of other resources)."""
+    """A row in ``artifacts`` as the upload flow leaves it (for tests of other resources),
+    with the app's reference to it when stored."""
     digest = digest or secrets.token_hex(32)
     row = {
         "id": str(uuid.uuid4()),
@@ -39,4 +41,6 @@ async def insert_artifact(
         " :size_bytes, :compression, :status, :storage_key, :verified, :now, :now)",
         row,
     )
+    if status == "stored":  # uploaded for this app: it holds the digest
+        await artifact_references.add(db, digest, app_id)
     return row

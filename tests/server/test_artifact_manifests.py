@@ -101,3 +101,34 @@ def test_a_manifest_that_is_not_canonical_or_not_one_is_refused(registry_api) ->
     assert register(up, b'{"format":"something-else"}').status_code == 400
     assert register(up, raw, signature="not-hex").status_code == 400
     assert register(up, raw).status_code == 200
+
+
+def test_a_layer_is_reused_only_by_an_app_that_holds_it(registry_api) -> None:  # type: ignore[no-untyped-def]
+    """Knowing another tenant's layer digest grants nothing: the manifest is refused until
+    the app uploads the layer's bytes itself, and then one copy is kept."""
+    api = registry_api()
+    owner = Uploader(api, app="first", as_="deployer")
+    deps_body, deps_digest = blob(40_000)
+    app_body, app_digest = blob(2_000)
+    owner.upload(deps_body)
+    owner.upload(app_body)
+    raw = ArtifactManifest(
+        (layer("deps", deps_body, deps_digest), layer("app", app_body, app_digest)), 0
+    ).encode()
+    assert register(owner, raw).status_code == 200
+
+    other = Uploader(api, app="second", as_="other")
+    other_body, other_digest = blob(1_000)
+    assert api.post("/apps", json={"name": "second"}, as_="other").status_code == 201
+    assert other.upload(other_body).status_code == 200
+    theirs = ArtifactManifest(
+        (layer("deps", deps_body, deps_digest), layer("app", other_body, other_digest)), 0
+    ).encode()
+    refused = register(other, theirs)
+    assert refused.status_code == 409 and deps_digest in refused.json()["message"]
+    assert api.head(f"/artifacts/{deps_digest}?app=second", as_="other").status_code == 404
+
+    proved = other.upload(deps_body)  # the bytes themselves prove possession
+    assert proved.status_code == 200 and proved.json()["duplicate"] is True
+    assert register(other, theirs).status_code == 200
+    assert api.head(f"/artifacts/{deps_digest}?app=second", as_="other").status_code == 200

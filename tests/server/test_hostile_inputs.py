@@ -142,7 +142,7 @@ def _reads(digest: str, deployment_id: str) -> list[str]:
 QUERY_READS = [
     ("/apps/shop/deployments", ("limit", "cursor")),
     ("/apps/shop/releases", ("limit", "before")),
-    ("/apps/shop/logs", ("since", "tail", "deployment")),
+    ("/apps/shop/logs", ("since", "tail", "deployment", "cursor", "container")),
     ("/deployments/{deployment}/events", ("after",)),
     ("/artifacts", ("limit", "cursor", "status", "app")),
     ("/apps/shop/config", ("reveal",)),
@@ -150,8 +150,8 @@ QUERY_READS = [
 
 
 @pytest.fixture
-def seeded(make_api, tmp_path):
-    api = make_api()  # logs are read from the database: no runtime needed
+def seeded(make_api):
+    api = make_api()
     app = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
     artifact = api.run(insert_artifact, app["id"])
     deployment = api.post(

@@ -374,3 +374,11 @@ def test_a_clients_connection_close_does_not_close_the_upstream(
     first = proxied(api, "GET", "/", "hello", headers={"Connection": "close"}).json()
     second = proxied(api, "GET", "/", "hello").json()
     assert first["peer"] == second["peer"]  # the client's Connection header is not forwarded
+
+
+def test_the_server_warns_at_start_when_apps_share_the_apis_domain(
+    make_api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="aether.server"):
+        make_api(env={"AETHER_PUBLIC_URL": "https://api.example.com"})
+    assert any("AETHER_APPS_DOMAIN" in record.getMessage() for record in caplog.records)

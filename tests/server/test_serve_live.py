@@ -106,7 +106,8 @@ def test_sigterm_ends_follow_streams_and_exits_cleanly(live_server):
 
 
 def _seed_pending_deployment(server, app_id: str) -> str:
-    """Insert a stored artifact and create a deployment through the API."""
+    """Insert a stored artifact (and the app's reference) and create a deployment through the
+    API."""
     import sqlite3
 
     digest = "ab" * 32
@@ -115,6 +116,11 @@ def _seed_pending_deployment(server, app_id: str) -> str:
             "INSERT INTO artifacts (id, app_id, digest, size_bytes, status, storage_key,"
             " created_at) VALUES ('art-1', ?, ?, 10, 'stored', 'k', '2026-01-01T00:00:00Z')",
             (app_id, digest),
+        )
+        conn.execute(  # uploaded for this app: it holds the digest
+            "INSERT INTO artifact_references (digest, app_id, created_at)"
+            " VALUES (?, ?, '2026-01-01T00:00:00Z')",
+            (digest, app_id),
         )
     response = _api(
         server, "POST", "/deployments", json={"app_name": "shop", "artifact_digest": digest}

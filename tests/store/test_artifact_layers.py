@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from aether.errors import Conflict
-from aether.store import apps, artifacts
+from aether.store import apps, artifact_uploads, artifacts
 from aether.store import artifact_layers as layers
 from aether.store.database import Database, Row
 
@@ -20,7 +20,7 @@ def digest() -> str:
 
 async def stored_blob(db: Database, app: Row, size: int) -> str:
     value = digest()
-    row = await artifacts.upsert_pending(
+    upload = await artifact_uploads.upsert(
         db,
         app_id=app["id"],
         digest=value,
@@ -28,7 +28,7 @@ async def stored_blob(db: Database, app: Row, size: int) -> str:
         compression="zstd",
         storage_key=f"artifacts/{app['name']}/{value}/app.tar.zst",
     )
-    await artifacts.complete(db, row["id"], signature=None, verified=False, idempotency_key=None)
+    await artifacts.complete(db, upload, signature=None, verified=False, idempotency_key=None)
     return value
 
 

@@ -83,3 +83,19 @@ async def test_any_text_survives_the_batch_writer(database) -> None:  # type: ig
     assert await ship(database, app["id"], "s", None, "1", *texts)
     stored = [r["line"] for r in await all_lines(database, app["id"])]
     assert stored == [t.replace("\x00", "\ufffd") for t in texts]
+
+
+async def test_the_byte_budget_keeps_exactly_the_newest_lines_that_fit(database) -> None:  # type: ignore[no-untyped-def]
+    app = await app_store.create_app(database, "web", owner=None)
+    after = None
+    for batch in range(7):  # several batches: a sequence with many lines to search
+        position = str(batch)
+        texts = [f"{batch}{index:03d}" for index in range(100)]  # 5 bytes with the newline
+        assert await ship(database, app["id"], "s", after, position, *texts)
+        after = position
+    for budget, kept in ((5 * 400, 400), (5 * 333, 333), (5 * 333, 333), (1, 1)):
+        policy = log_store.Retention(max_age_secs=86400, max_bytes_per_app=budget)
+        await log_store.enforce_retention(database, policy)
+        lines = await all_lines(database, app["id"])
+        # the lines that end within the newest `budget` bytes (5 bytes each with the newline)
+        assert [r["seq"] for r in lines] == list(range(701 - kept, 701)), budget

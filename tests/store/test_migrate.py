@@ -13,6 +13,8 @@ EXPECTED_TABLES = {
     "artifacts",
     "artifact_events",
     "artifact_layers",
+    "artifact_references",
+    "artifact_uploads",
     "deployments",
     "deployment_events",
     "public_keys",

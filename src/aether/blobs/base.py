@@ -99,8 +99,15 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     async def presign_part(
-        self, key: str, upload_id: str, part_number: int, *, expires_secs: int
-    ) -> str: ...
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_secs: int,
+        max_size: int | None = None,
+    ) -> str:
+        """A URL for one part's PUT; a store that can refuses a part above ``max_size``."""
 
     @abc.abstractmethod
     async def list_parts(self, key: str, upload_id: str) -> list[PartInfo]:

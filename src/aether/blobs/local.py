@@ -205,7 +205,8 @@ class LocalBlobStore(BlobStore):
         if not (folder / "upload.json").is_file():
             raise NotFound("the multipart upload was aborted or completed; start a new one")
         md5 = hashlib.md5(usedforsecurity=False)  # S3's ETag for a single part
-        temp, _ = await self._spool(chunks, md5, limit=None)
+        limit = int(fields["max_size"]) if "max_size" in fields else None
+        temp, _ = await self._spool(chunks, md5, limit=limit)
         try:
             etag = md5.hexdigest()
             (folder / f"{number:05d}.etag").write_text(etag, encoding="ascii")
@@ -257,11 +258,22 @@ class LocalBlobStore(BlobStore):
         return upload_id
 
     async def presign_part(
-        self, key: str, upload_id: str, part_number: int, *, expires_secs: int
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_secs: int,
+        max_size: int | None = None,
     ) -> str:
         self._upload_dir(upload_id)
         query = self.signer.sign(
-            "PUT", key, expires_secs=expires_secs, upload_id=upload_id, part_number=part_number
+            "PUT",
+            key,
+            expires_secs=expires_secs,
+            upload_id=upload_id,
+            part_number=part_number,
+            max_size=max_size,
         )
         return self._url(key, query)
 

@@ -239,8 +239,16 @@ class S3BlobStore(BlobStore):
         return str(answer["UploadId"])
 
     async def presign_part(
-        self, key: str, upload_id: str, part_number: int, *, expires_secs: int
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        *,
+        expires_secs: int,
+        max_size: int | None = None,
     ) -> str:
+        # ``max_size`` is not signed into an S3 URL (its Content-Length would have to be
+        # exact); the server checks every part's size before completing instead.
         params = {"Key": key, "UploadId": upload_id, "PartNumber": part_number}
         return await self._presign("upload_part", params, expires_secs)
 

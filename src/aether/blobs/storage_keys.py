@@ -19,6 +19,14 @@ def storage_key(app: str, digest: str, compression: str) -> str:
     return f"artifacts/{app}/{digest}/{suffix}"
 
 
+def upload_key(app: str, digest: str, compression: str, unique: str) -> str:
+    """``artifacts/<app>/<digest>/uploads/<unique>/app.tar.zst``: an upload that must not
+    land on the digest's own key, because stored bytes live there already."""
+    base = storage_key(app, digest, compression)
+    folder, _, name = base.rpartition("/")
+    return f"{folder}/uploads/{unique}/{name}"
+
+
 def manifest_key(app: str, digest: str) -> str:
     """``artifacts/<app>/<digest>/artifact.json``: a layered artifact's manifest."""
     return f"artifacts/{app}/{digest}/{MANIFEST_NAME}"

@@ -19,7 +19,7 @@ from pathlib import Path
 from aether.errors import ConfigError, Forbidden
 
 # The query parameters a signature covers, in signing order (the signature itself is "sig").
-SIGNED_FIELDS = ("expires", "size", "sha256", "upload_id", "part_number")
+SIGNED_FIELDS = ("expires", "size", "sha256", "upload_id", "part_number", "max_size")
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -53,7 +53,7 @@ class UrlSigner:
         data = message.encode("utf-8", "surrogatepass")  # a hostile query may hold anything
         return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
 
-    def sign(self, method: str, key: str, *, expires_secs: int, **fields: str | int) -> dict:
+    def sign(self, method: str, key: str, *, expires_secs: int, **fields: str | int | None) -> dict:
         """The query parameters (strings) of a URL valid for ``expires_secs`` from now."""
         query = {name: str(value) for name, value in fields.items() if value is not None}
         unknown = set(query) - set(SIGNED_FIELDS)

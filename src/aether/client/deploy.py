@@ -164,7 +164,7 @@ def _ship(
 ) -> dict[str, Any]:
     """Existence check → (dry run stops here) → app → upload → register → follow."""
     clock = time.monotonic()
-    stored = api.exists(f"/artifacts/{packed.digest}")
+    stored = api.exists(f"/artifacts/{packed.digest}?app={app}")  # held for this app
     timings["upload"] += _ms_since(clock)
     result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
     if options.dry_run:

@@ -67,7 +67,7 @@ def _ship_layer(
         "size_bytes": layer["size"],
         "files": layer["files"],
     }
-    if api.exists(f"/artifacts/{digest}"):
+    if api.exists(f"/artifacts/{digest}?app={app}"):  # held for this app (possession)
         return {**fields, "uploaded": False, "uploaded_bytes": 0}
     if on_progress is not None:
         on_progress("upload", 0, layer["size"])

@@ -40,8 +40,9 @@ def page_key(app_name: str, limit: int, cursor: str | None) -> Key:
     return ("page", app_name, limit, cursor)
 
 
-def stored_key(digest: str) -> Key:
-    return ("stored", digest)
+def stored_key(digest: str, app_id: str) -> Key:
+    """``HEAD /artifacts/{digest}?app=``'s 200: the app holds the stored digest."""
+    return ("stored", digest, app_id)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Artifact rows: pending uploads, stored artifacts, quotas, retention choices and audit events.
+"""Artifact rows: stored artifacts (one per digest), quotas, retention choices and audit events.
 
-A row is created ``pending`` when an upload is presigned (or first completed) and becomes
-``stored`` exactly once: the ``UPDATE … WHERE status = 'pending'`` that flips it is the point
-where concurrent completes of one digest are decided. ``artifact_events`` has no foreign key,
+Uploads in progress live in :mod:`aether.store.artifact_uploads`, one per app. A complete
+inserts the digest's row once: the ``INSERT … ON CONFLICT (digest) DO NOTHING`` is the point
+where concurrent completes of one digest are decided; the others only add their app's
+reference (:mod:`aether.store.artifact_references`). ``artifact_events`` has no foreign key,
 so the audit trail of a deleted artifact survives it.
 """
 
@@ -12,7 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aether.store import wakeups
+from aether.errors import Conflict
+from aether.store import artifact_references, wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 
@@ -58,57 +60,6 @@ async def get_by_idempotency_key(db: Executor, key: str) -> Row | None:
     return None if stored is None else {"digest": stored["digest"], "duplicate": False}
 
 
-async def upsert_pending(
-    db: Executor,
-    *,
-    app_id: str,
-    digest: str,
-    size_bytes: int,
-    compression: str,
-    storage_key: str,
-    upload_id: str | None = None,
-) -> Row:
-    """Create the pending row for an upload, or refresh a still-pending one; a stored row is
-    left untouched. Returns the row as it now is."""
-    await db.execute(
-        "INSERT INTO artifacts (id, app_id, digest, size_bytes, compression, status,"
-        " storage_key, upload_id, created_at) VALUES (:id, :app_id, :digest, :size_bytes,"
-        " :compression, 'pending', :storage_key, :upload_id, :now)"
-        " ON CONFLICT (digest) DO UPDATE SET app_id = excluded.app_id,"
-        " size_bytes = excluded.size_bytes, compression = excluded.compression,"
-        " storage_key = excluded.storage_key,"
-        " upload_id = COALESCE(excluded.upload_id, artifacts.upload_id),"
-        " created_at = excluded.created_at WHERE artifacts.status = 'pending'",
-        {
-            "id": str(uuid.uuid4()),
-            "app_id": app_id,
-            "digest": digest,
-            "size_bytes": size_bytes,
-            "compression": compression,
-            "storage_key": storage_key,
-            "upload_id": upload_id,
-            "now": now_iso(),
-        },
-    )
-    row = await get_by_digest(db, digest)
-    assert row is not None  # just written; digests are never deleted concurrently with this
-    return row
-
-
-@dataclass(frozen=True)
-class CompleteLookup:
-    """What a complete needs to know first: the digest's row (any status) and the first use of
-    its idempotency key (``{digest, duplicate}``, None when the key is new or not given)."""
-
-    row: Row | None
-    first_use: Row | None
-
-
-async def lookup_complete(db: Executor, digest: str, idempotency_key: str | None) -> CompleteLookup:
-    first_use = await get_by_idempotency_key(db, idempotency_key) if idempotency_key else None
-    return CompleteLookup(await get_by_digest(db, digest), first_use)
-
-
 @dataclass(frozen=True)
 class Completed:
     """The outcome of :func:`complete`: the row as stored, whether this call stored it (False:
@@ -121,23 +72,43 @@ class Completed:
 
 async def complete(
     db: Database,
-    artifact_id: str,
+    upload: Row,
     *,
     signature: str | None,
     verified: bool,
     idempotency_key: str | None,
 ) -> Completed:
-    """Flip a pending row to stored, record the ``stored`` event and the idempotency key's
-    use, in one transaction. A key already used by another artifact raises DuplicateKey."""
+    """Store a verified upload, in one transaction: the artifact row when the digest is new
+    (``won``; else the stored row stays as it is), the uploading app's reference either way,
+    the upload's row deleted, the event and the idempotency key's use. A key already used by
+    another artifact raises DuplicateKey."""
     async with db.transaction() as tx:
-        won = await _mark_stored(tx, artifact_id, signature, verified, idempotency_key)
-        row = await get_by_id(tx, artifact_id)
-        assert row is not None  # a stored row is deleted only by retention, which needs it
+        taken = await tx.execute(
+            "DELETE FROM artifact_uploads WHERE id = :id", {"id": upload["id"]}
+        )
+        if taken != 1:
+            return await _completed_meanwhile(tx, upload, idempotency_key)
+        won = await _insert_stored(tx, upload, signature, verified, idempotency_key)
+        row = await get_by_digest(tx, upload["digest"])
+        assert row is not None  # inserted now or stored before; retention waits for this lock
+        await artifact_references.add(tx, upload["digest"], upload["app_id"])
         if won:
             detail = f"{row['size_bytes']} bytes, verified={bool(row['verified'])}"
             await add_event(tx, row, "stored", detail)
+        else:
+            await add_event(tx, {**row, "app_name": upload["app_name"]}, "referenced", "")
         first_use = await _remember_key(tx, idempotency_key, row["digest"], duplicate=not won)
     return Completed(row, won, first_use)
+
+
+async def _completed_meanwhile(tx: Executor, upload: Row, idempotency_key: str | None) -> Completed:
+    """The upload's record was gone: a concurrent complete of the same upload stored it (a
+    duplicate answer), or the pending GC took it (and deletes its object): not stored."""
+    row = await get_by_digest(tx, upload["digest"])
+    if row is None or not await artifact_references.holds(tx, upload["digest"], upload["app_id"]):
+        raise Conflict("this upload expired before it was completed; upload it again")
+    first_use = await _remember_key(tx, idempotency_key, row["digest"], duplicate=True)
+    return Completed(row, False, first_use)
 
 
 async def complete_duplicate(
@@ -156,23 +127,30 @@ async def complete_duplicate(
     return Completed(row, False, first_use)
 
 
-async def _mark_stored(
+async def _insert_stored(
     tx: Executor,
-    artifact_id: str,
+    upload: Row,
     signature: str | None,
     verified: bool,
     idempotency_key: str | None,
 ) -> bool:
     touched = await tx.execute(
-        "UPDATE artifacts SET status = 'stored', completed_at = :now, signature = :signature,"
-        " verified = :verified, idempotency_key = :key, upload_id = NULL"
-        " WHERE id = :id AND status = 'pending'",
+        "INSERT INTO artifacts (id, app_id, digest, size_bytes, compression, status,"
+        " storage_key, signature, verified, idempotency_key, created_at, completed_at)"
+        " VALUES (:id, :app_id, :digest, :size_bytes, :compression, 'stored', :storage_key,"
+        " :signature, :verified, :key, :created_at, :now) ON CONFLICT (digest) DO NOTHING",
         {
-            "id": artifact_id,
-            "now": now_iso(),
+            "id": str(uuid.uuid4()),
+            "app_id": upload["app_id"],
+            "digest": upload["digest"],
+            "size_bytes": upload["size_bytes"],
+            "compression": upload["compression"],
+            "storage_key": upload["storage_key"],
             "signature": signature,
             "verified": verified,
             "key": idempotency_key,
+            "created_at": upload["created_at"],
+            "now": now_iso(),
         },
     )
     return touched == 1
@@ -190,13 +168,6 @@ async def _remember_key(
         {"key": key, "digest": digest, "duplicate": duplicate, "now": now_iso()},
     )
     return await get_by_idempotency_key(tx, key)
-
-
-async def delete_pending(db: Executor, artifact_id: str) -> bool:
-    touched = await db.execute(
-        "DELETE FROM artifacts WHERE id = :id AND status = 'pending'", {"id": artifact_id}
-    )
-    return touched == 1
 
 
 async def list_page(
@@ -242,21 +213,6 @@ async def count_stored(db: Executor) -> int:
     return int(await db.fetch_value("SELECT COUNT(*) AS n FROM artifacts WHERE status = 'stored'"))
 
 
-async def stale_pending(db: Executor, *, created_before: str) -> list[Row]:
-    return await db.fetch_all(
-        f"{_SELECT} WHERE a.status = 'pending' AND a.created_at < :before ORDER BY a.created_at",
-        {"before": created_before},
-    )
-
-
-async def pending_upload_ids(db: Executor) -> list[str]:
-    """The multipart upload ids that pending rows still point at."""
-    rows = await db.fetch_all(
-        "SELECT upload_id FROM artifacts WHERE status = 'pending' AND upload_id IS NOT NULL"
-    )
-    return [row["upload_id"] for row in rows]
-
-
 async def add_event(db: Executor, row: Row, event: str, detail: str = "") -> None:
     """Record ``event`` about an artifact ``row`` (its id, digest and app name are kept)."""
     await db.execute(
@@ -285,19 +241,21 @@ async def list_events(db: Executor, *, digest: str | None = None) -> list[Row]:
 
 
 async def of_app(db: Executor, app_id: str) -> list[Row]:
-    """Every artifact row of an app (pending and stored), for deleting its objects."""
+    """Every stored artifact row of an app, for deleting its objects."""
     return await db.fetch_all(f"{_SELECT} WHERE a.app_id = :app_id", {"app_id": app_id})
 
 
 async def hand_over_shared(tx: Executor, app_id: str) -> dict[str, str]:
-    """Artifacts uploaded for this app that another app's releases or deployments use pass to
-    the newest such app, so that removing this app frees only what nobody else runs.
+    """Artifacts uploaded for this app that another app holds a reference to, or whose
+    releases or deployments use them, pass to the newest such app, so that removing this app frees only what nobody else runs.
     Returns artifact id → the app id it now belongs to."""
     rows = await tx.fetch_all(
         "SELECT a.id, u.app_id FROM artifacts a JOIN ("
         " SELECT d.artifact_id, d.app_id, d.created_at FROM deployments d"
         " UNION ALL SELECT ra.id, r.app_id, r.created_at FROM releases r"
         " JOIN artifacts ra ON ra.digest = r.artifact_digest"
+        " UNION ALL SELECT rf.id, x.app_id, x.created_at FROM artifact_references x"
+        " JOIN artifacts rf ON rf.digest = x.digest"
         ") u ON u.artifact_id = a.id WHERE a.app_id = :app AND u.app_id <> :app"
         " ORDER BY u.created_at DESC",
         {"app": app_id},
@@ -361,6 +319,20 @@ async def delete_stored(db: Executor, artifact_id: str) -> int:
         "DELETE FROM deployments WHERE artifact_id = :id AND status IN ('failed', 'superseded')",
         params,
     )
+    await db.execute(
+        "DELETE FROM artifact_references WHERE digest IN"
+        " (SELECT digest FROM artifacts WHERE id = :id)",
+        params,
+    )
     await db.execute("DELETE FROM artifacts WHERE id = :id", params)
     wakeups.poke(wakeups.APPS)
     return removed
+
+
+async def pass_to(db: Executor, row: Row, app_id: str) -> None:
+    """Give an artifact another owner (an app that holds a reference to it): its former
+    owner's retention let it go, but the bytes are still another app's to use."""
+    await artifact_references.drop(db, row["digest"], row["app_id"])
+    await db.execute(
+        "UPDATE artifacts SET app_id = :owner WHERE id = :id", {"owner": app_id, "id": row["id"]}
+    )

@@ -232,14 +232,41 @@ async def enforce_retention(db: Database, policy: Retention, *, now: datetime | 
             "SELECT app_id, total_bytes FROM log_streams WHERE total_bytes > :limit",
             {"limit": policy.max_bytes_per_app},
         ):
-            removed += await db.execute(
-                "DELETE FROM log_lines WHERE app_id = :app_id AND end_bytes <= :floor",
-                {
-                    "app_id": head["app_id"],
-                    "floor": int(head["total_bytes"]) - policy.max_bytes_per_app,
-                },
-            )
+            floor = int(head["total_bytes"]) - policy.max_bytes_per_app
+            last = await _last_seq_within(db, head["app_id"], floor)
+            if last is not None:
+                removed += await db.execute(
+                    "DELETE FROM log_lines WHERE app_id = :app_id AND seq <= :last",
+                    {"app_id": head["app_id"], "last": last},
+                )
     return removed
+
+
+async def _last_seq_within(db: Executor, app_id: str, floor: int) -> int | None:
+    """The last line whose ``end_bytes`` is at most ``floor`` (None: none is). ``end_bytes``
+    grows with ``seq``, so a binary search over the primary key finds it in a few lookups
+    instead of a scan of every line the app keeps."""
+    bounds = await db.fetch_one(
+        "SELECT MIN(seq) AS low, MAX(seq) AS high FROM log_lines WHERE app_id = :app_id",
+        {"app_id": app_id},
+    )
+    if bounds is None or bounds["low"] is None:
+        return None
+    low, high, found = int(bounds["low"]), int(bounds["high"]), None
+    while low <= high:
+        middle = (low + high) // 2
+        row = await db.fetch_one(  # the first line at or after `middle` (gaps are possible)
+            "SELECT seq, end_bytes FROM log_lines WHERE app_id = :app_id AND seq >= :seq"
+            " ORDER BY seq LIMIT 1",
+            {"app_id": app_id, "seq": middle},
+        )
+        if row is None:
+            high = middle - 1
+        elif int(row["end_bytes"]) <= floor:
+            found, low = int(row["seq"]), int(row["seq"]) + 1
+        else:
+            high = middle - 1
+    return found
 
 
 async def _drop_partitions_before(db: Database, day: int) -> int:

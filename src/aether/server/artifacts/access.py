@@ -14,7 +14,7 @@ from aether.models import check_app_name, is_digest
 from aether.server.auth import require_app_access, require_role
 from aether.server.state import ServerState
 from aether.store import apps as app_store
-from aether.store import artifacts as artifact_store
+from aether.store import artifact_uploads as upload_store
 from aether.store.database import Row
 
 
@@ -41,10 +41,13 @@ async def app_for_upload(request: Request, state: ServerState, name: object) -> 
         return row, True
 
 
-async def pending_for_write(request: Request, state: ServerState, digest: str) -> Row:
-    """The pending row of an upload in progress, if the caller may write to its app."""
-    row = await artifact_store.get_by_digest(state.db, check_digest(digest))
-    if row is None or row["status"] != "pending":
+async def pending_for_write(
+    request: Request, state: ServerState, digest: str, upload_id: str
+) -> Row:
+    """The upload in progress that ``upload_id`` names, if the caller may write to its app.
+    Each app's upload of a digest is its own, so another app's is never found by digest."""
+    row = await upload_store.by_upload_id(state.db, check_digest(digest), upload_id)
+    if row is None:
         raise NotFound("no upload in progress for this digest; call POST /artifacts/multipart/init")
     app = await app_store.require_app(state.db, row["app_name"])
     require_app_access(request, app, write=True)

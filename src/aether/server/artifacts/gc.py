@@ -1,8 +1,8 @@
 """Artifact garbage collection: ``aether gc`` and a background task of ``aether serve``.
 
-A row still ``pending`` after ``AETHER_PENDING_TTL_SECS`` is an upload that was abandoned:
-its multipart upload is aborted, any object under its key (never verified) is deleted, the row
-goes and a ``pending_gc`` event records it. Then the store drops multipart uploads and temporary
+An upload record (``artifact_uploads``) older than ``AETHER_PENDING_TTL_SECS`` is an upload
+that was abandoned: its multipart upload is aborted, any object under its key (never verified)
+is deleted, the record goes and a ``pending_gc`` event records it. Then the store drops multipart uploads and temporary
 files older than the TTL that no pending row points at any more (a live upload is kept even
 when the store reports a wrong start date for it).
 
@@ -26,6 +26,7 @@ from aether.server.artifacts import metrics
 from aether.server.artifacts.retention import apply_retention, refresh_artifact_gauge
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
+from aether.store import artifact_uploads as upload_store
 from aether.store import artifacts as artifact_store
 from aether.store import open_database
 from aether.store.clock import now_iso
@@ -48,13 +49,13 @@ class GcReport:
 async def collect_pending(db: Database, blobs: BlobStore, *, ttl_secs: int) -> GcReport:
     """One GC pass over rows pending for longer than ``ttl_secs``."""
     metrics.PENDING_GC_RUNS.inc()
-    stale = await artifact_store.stale_pending(db, created_before=now_iso(-ttl_secs))
+    stale = await upload_store.stale(db, created_before=now_iso(-ttl_secs))
     deleted = 0
     for row in stale:
         if await _drop(db, blobs, row, ttl_secs):
             deleted += 1
     metrics.PENDING_GC_DELETED.inc(deleted)
-    live = await artifact_store.pending_upload_ids(db)
+    live = await upload_store.upload_ids(db)
     purged = await blobs.purge_stale(ttl_secs, keep=frozenset(live))
     return GcReport(deleted_pending=deleted, purged_uploads=purged, ttl_secs=ttl_secs)
 
@@ -62,7 +63,7 @@ async def collect_pending(db: Database, blobs: BlobStore, *, ttl_secs: int) -> G
 async def _drop(db: Database, blobs: BlobStore, row: Row, ttl_secs: int) -> bool:
     if row["upload_id"]:
         await blobs.abort_multipart(row["storage_key"], row["upload_id"])
-    if not await artifact_store.delete_pending(db, row["id"]):
+    if not await upload_store.delete(db, row["id"]):
         return False  # completed meanwhile: its object is now the stored artifact
     await blobs.delete(row["storage_key"])
     await artifact_store.add_event(db, row, "pending_gc", f"pending for more than {ttl_secs}s")

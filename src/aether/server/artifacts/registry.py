@@ -11,11 +11,14 @@ Retention and the artifacts gauge follow in the artifact GC loop, outside the re
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from aether.blobs import storage_key
+from aether.blobs.storage_keys import upload_key
 from aether.digests import sha256_stream
 from aether.errors import (
     AetherError,
@@ -24,24 +27,29 @@ from aether.errors import (
     DigestMismatch,
     IdempotencyConflict,
     InvalidDigest,
+    NotFound,
     QuotaExceeded,
     SizeExceeded,
 )
 from aether.models import is_digest
 from aether.pack.reader import detect_compression
-from aether.server.artifacts import metrics
+from aether.server.artifacts import metrics, possession
 from aether.server.artifacts.verification import (
     check_signature_format,
     signature_matches,
     verify_object,
 )
+from aether.server.auth import Principal
 from aether.server.state import ServerState
 from aether.settings import ArtifactPolicy
+from aether.store import artifact_references as reference_store
+from aether.store import artifact_uploads as upload_store
 from aether.store import artifacts as artifact_store
 from aether.store import public_keys as public_key_store
 from aether.store.clock import parse_iso
 from aether.store.database import DuplicateKey, Row
 
+log = logging.getLogger("aether.server.artifacts")
 MAX_OBJECT_BYTES = 5 * 2**40  # S3's largest object
 
 
@@ -115,18 +123,23 @@ def answer(row: Row, *, duplicate: bool) -> dict[str, Any]:
 # --- presign and multipart init ----------------------------------------------------------------
 
 
-async def presign(state: ServerState, app: Row, upload: Upload) -> dict[str, Any]:
+def _not_needed(stored: Row) -> dict[str, Any]:
+    return {
+        "method": "NONE",
+        "upload_url": None,
+        "storage_key": stored["storage_key"],
+        "headers": {},
+        "expires_at": None,
+    }
+
+
+async def presign(state: ServerState, who: Principal, app: Row, upload: Upload) -> dict[str, Any]:
     metrics.PRESIGN_REQUESTS.inc()
     check_announcement(state.policy, upload.digest, upload.size_bytes)
+    stored = await _held(state, who, app, upload.digest)
+    if stored is not None:
+        return _not_needed(stored)
     row = await _prepare(state, app, upload, upload_id=None)
-    if row["status"] == "stored":
-        return {
-            "method": "NONE",
-            "upload_url": None,
-            "storage_key": row["storage_key"],
-            "headers": {},
-            "expires_at": None,
-        }
     expires = state.blob_settings.presign_expire_secs
     try:
         request = await state.blobs.presign_put(
@@ -144,11 +157,13 @@ async def presign(state: ServerState, app: Row, upload: Upload) -> dict[str, Any
     }
 
 
-async def start_multipart(state: ServerState, app: Row, upload: Upload) -> dict[str, Any]:
+async def start_multipart(
+    state: ServerState, who: Principal, app: Row, upload: Upload
+) -> dict[str, Any]:
     metrics.MULTIPART_INITS.inc()
     check_announcement(state.policy, upload.digest, upload.size_bytes)
     part_size = state.policy.multipart_part_size_bytes
-    stored = await artifact_store.get_stored(state.db, upload.digest)
+    stored = await _held(state, who, app, upload.digest)
     if stored is not None:
         key = stored["storage_key"]
         return {
@@ -157,30 +172,48 @@ async def start_multipart(state: ServerState, app: Row, upload: Upload) -> dict[
             "part_size_bytes": part_size,
             "duplicate": True,
         }
-    key = storage_key(app["name"], upload.digest, upload.compression)
+    key = await _upload_key(state, app, upload.digest, upload.compression)
     upload_id = await state.blobs.create_multipart(key, sha256=upload.digest)
-    row = await _prepare(state, app, upload, upload_id=upload_id)
+    row = await _prepare(state, app, upload, upload_id=upload_id, key=key)
     return {
         "upload_id": upload_id,
         "storage_key": row["storage_key"],
         "part_size_bytes": part_size,
-        "duplicate": row["status"] == "stored",
+        "duplicate": False,
     }
 
 
-async def _prepare(state: ServerState, app: Row, upload: Upload, *, upload_id: str | None) -> Row:
-    """The stored row when the digest is known, else a (refreshed) pending row."""
-    stored = await artifact_store.get_stored(state.db, upload.digest)
-    if stored is not None:
-        return stored
+async def _held(state: ServerState, who: Principal | None, app: Row, digest: str) -> Row | None:
+    """The stored row when ``app`` holds ``digest`` (:mod:`possession`), else None."""
+    stored = await artifact_store.get_stored(state.db, digest)
+    if stored is None or not await possession.holds(state, who, app, digest):
+        return None
+    return stored
+
+
+async def _upload_key(state: ServerState, app: Row, digest: str, compression: str) -> str:
+    """Where this app's upload goes: the digest's key under the app's name, unless the stored
+    artifact lives there (kept for another app after this name's app was destroyed): an
+    upload must never write over stored bytes before they are verified."""
+    key = storage_key(app["name"], digest, compression)
+    stored = await artifact_store.get_stored(state.db, digest)
+    if stored is not None and stored["storage_key"] == key:
+        return upload_key(app["name"], digest, compression, uuid.uuid4().hex)
+    return key
+
+
+async def _prepare(
+    state: ServerState, app: Row, upload: Upload, *, upload_id: str | None, key: str | None = None
+) -> Row:
+    """This app's upload record of the digest, created or refreshed."""
     await check_quota(state, app, upload.size_bytes)
-    return await artifact_store.upsert_pending(
+    return await upload_store.upsert(
         state.db,
         app_id=app["id"],
         digest=upload.digest,
         size_bytes=upload.size_bytes,
         compression=upload.compression,
-        storage_key=storage_key(app["name"], upload.digest, upload.compression),
+        storage_key=key or await _upload_key(state, app, upload.digest, upload.compression),
         upload_id=upload_id,
     )
 
@@ -188,10 +221,12 @@ async def _prepare(state: ServerState, app: Row, upload: Upload, *, upload_id: s
 # --- complete ----------------------------------------------------------------------------------
 
 
-async def complete(state: ServerState, app: Row, completion: Completion) -> dict[str, Any]:
+async def complete(
+    state: ServerState, who: Principal | None, app: Row, completion: Completion
+) -> dict[str, Any]:
     started = time.monotonic()
     try:
-        result = await _complete(state, app, completion)
+        result = await _complete(state, who, app, completion)
     except AetherError:
         metrics.COMPLETE_FAILURES.inc()
         if completion.upload_id:
@@ -203,35 +238,46 @@ async def complete(state: ServerState, app: Row, completion: Completion) -> dict
     return result
 
 
-async def _complete(state: ServerState, app: Row, completion: Completion) -> dict[str, Any]:
+async def _complete(
+    state: ServerState, who: Principal | None, app: Row, completion: Completion
+) -> dict[str, Any]:
     check_announcement(state.policy, completion.digest, completion.size_bytes)
     signature = check_signature_format(completion.signature)
-    found = await artifact_store.lookup_complete(
-        state.db, completion.digest, completion.idempotency_key
-    )
-    row = found.row
-    if found.first_use is not None:
-        _check_same_digest(found.first_use, completion.digest)
+    first_use = None
+    if completion.idempotency_key:
+        first_use = await artifact_store.get_by_idempotency_key(
+            state.db, completion.idempotency_key
+        )
+    held = await _held(state, who, app, completion.digest)
+    if first_use is not None:
+        _check_same_digest(first_use, completion.digest)
         # Retention may have deleted the artifact since: then this is a new complete after all.
-        if row is not None and row["status"] == "stored":
-            return answer(row, duplicate=found.first_use["duplicate"])
-    if row is not None and row["status"] == "stored":
-        return await _duplicate(state, row, signature, completion.idempotency_key)
-    row = await _pending_row(state, app, completion, row)
+        if held is not None:
+            return answer(held, duplicate=first_use["duplicate"])
+    if held is not None:
+        return await _duplicate(state, held, signature, completion.idempotency_key)
+    upload = await upload_store.get(state.db, app["id"], completion.digest)
+    if upload is None:
+        held = await _held(state, who, app, completion.digest)
+        if held is not None:  # a concurrent complete of this upload stored it just now
+            return await _duplicate(state, held, signature, completion.idempotency_key)
+        upload = await _adopt_object(state, app, completion)
+    elif completion.upload_id and upload["upload_id"] != completion.upload_id:
+        raise NotFound("no such multipart upload for this digest; start it again")
     await check_quota(state, app, completion.size_bytes)
     if completion.upload_id:
-        await _assemble(state, row, completion)
+        await _assemble(state, upload, completion)
     await verify_object(
         state.blobs,
         state.policy,
-        row["storage_key"],
+        upload["storage_key"],
         completion.digest,
         completion.size_bytes,
         store_verifies=state.store_verifies_checksums,
     )
     public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, completion.digest, signature)
-    return await _store(state, row, completion, signature, verified)
+    return await _store(state, upload, completion, signature, verified)
 
 
 def _check_same_digest(first_use: Row | None, digest: str) -> None:
@@ -259,22 +305,21 @@ async def _duplicate(
     return answer(done.row, duplicate=True)
 
 
-async def _pending_row(
-    state: ServerState, app: Row, completion: Completion, row: Row | None
-) -> Row:
-    if row is not None:
-        if row["app_id"] != app["id"]:
-            raise Conflict(f"this digest is being uploaded for app {row['app_name']!r}")
-        return row
+async def _adopt_object(state: ServerState, app: Row, completion: Completion) -> Row:
+    """No presigned upload: with AETHER_REQUIRE_PRESIGN off, an object already under the
+    app's key (never a stored artifact's) becomes its upload."""
     if state.policy.require_presign:
         raise BadRequest(
             "no presigned upload for this digest; call POST /artifacts/presign first"
             " (AETHER_REQUIRE_PRESIGN is on)"
         )
+    stored = await artifact_store.get_stored(state.db, completion.digest)
     for compression in ("zstd", "gzip"):
         key = storage_key(app["name"], completion.digest, compression)
+        if stored is not None and stored["storage_key"] == key:
+            continue  # stored bytes are not this app's upload
         if await state.blobs.head(key) is not None:
-            return await artifact_store.upsert_pending(
+            return await upload_store.upsert(
                 state.db,
                 app_id=app["id"],
                 digest=completion.digest,
@@ -285,23 +330,41 @@ async def _pending_row(
     raise BadRequest("nothing was uploaded for this digest; presign and PUT it first")
 
 
-async def _assemble(state: ServerState, row: Row, completion: Completion) -> None:
+async def _assemble(state: ServerState, upload: Row, completion: Completion) -> None:
     assert completion.upload_id is not None
     if not completion.parts:
         raise BadRequest("parts must list every uploaded part as {part_number, etag}")
     parts = sorted(completion.parts)
-    await state.blobs.complete_multipart(row["storage_key"], completion.upload_id, parts)
+    await check_part_sizes(state, upload, completion.upload_id)
+    await state.blobs.complete_multipart(upload["storage_key"], completion.upload_id, parts)
     metrics.MULTIPART_PARTS.observe(len(parts))
     metrics.MULTIPART_PART_SIZE.observe(completion.size_bytes / len(parts))
 
 
+def part_size_limit(state: ServerState, upload: Row) -> int:
+    """The most bytes one part of this upload may hold: the part size the server announced,
+    and never more than the upload's announced total (parts may be smaller)."""
+    return min(state.policy.multipart_part_size_bytes, int(upload["size_bytes"]))
+
+
+async def check_part_sizes(state: ServerState, upload: Row, upload_id: str) -> None:
+    """Refuse (and abort) an upload holding a part larger than announced, on any store."""
+    for part in await state.blobs.list_parts(upload["storage_key"], upload_id):
+        if part.size > part_size_limit(state, upload):
+            await abort_multipart(state, upload, upload_id)
+            raise BadRequest(
+                f"part {part.part_number} holds {part.size} bytes, more than the announced"
+                " part size allows; the upload was aborted, start it again"
+            )
+
+
 async def _store(
-    state: ServerState, row: Row, completion: Completion, signature: str | None, verified: bool
+    state: ServerState, upload: Row, completion: Completion, signature: str | None, verified: bool
 ) -> dict[str, Any]:
     try:
         done = await artifact_store.complete(
             state.db,
-            row["id"],
+            upload,
             signature=signature,
             verified=verified,
             idempotency_key=completion.idempotency_key,
@@ -315,7 +378,16 @@ async def _store(
         # every path that stores bytes counts them: presigned, multipart and direct uploads
         metrics.UPLOAD_BYTES.inc(completion.size_bytes)
         _stored(state, done.row)
+    elif done.row["storage_key"] != upload["storage_key"]:
+        await _delete_copy(state, upload["storage_key"])  # possession proven: one copy kept
     return answer(done.row, duplicate=not done.won)
+
+
+async def _delete_copy(state: ServerState, key: str) -> None:
+    try:
+        await state.blobs.delete(key)
+    except AetherError as exc:  # only wasted space: the pending GC's purge may find it later
+        log.warning("could not delete the duplicate upload %s: %s", key, exc.message)
 
 
 def _stored(state: ServerState, row: Row) -> None:
@@ -327,18 +399,18 @@ def _stored(state: ServerState, row: Row) -> None:
     state.artifact_gc.request(row["app_id"])
 
 
-async def abort_multipart(state: ServerState, row: Row, upload_id: str) -> None:
-    """Drop the upload's parts and, when it is the row's upload, the pending row too."""
-    await state.blobs.abort_multipart(row["storage_key"], upload_id)
-    if row["upload_id"] == upload_id:
-        await artifact_store.delete_pending(state.db, row["id"])
+async def abort_multipart(state: ServerState, upload: Row, upload_id: str) -> None:
+    """Drop the upload's parts and, when it is the record's upload, the record too."""
+    await state.blobs.abort_multipart(upload["storage_key"], upload_id)
+    if upload["upload_id"] == upload_id:
+        await upload_store.delete(state.db, upload["id"])
 
 
 # --- layered artifacts ------------------------------------------------------------------------
 
 
 async def register_manifest(
-    state: ServerState, app: Row, raw: bytes, signature: str | None
+    state: ServerState, who: Principal, app: Row, raw: bytes, signature: str | None
 ) -> dict[str, Any]:
     """Store a layered artifact's manifest once every layer it names is stored.
 
@@ -357,8 +429,16 @@ async def register_manifest(
     except AetherError as exc:
         raise BadRequest(f"manifest: {exc.message}") from exc
     digest = artifact_digest(raw)
+    for layer in manifest.layers:  # a layer's digest alone grants nothing (possession)
+        if await _held(state, who, app, layer.digest) is None:
+            raise Conflict(
+                f"layer {layer.name} ({layer.digest}) is not stored for app {app['name']!r};"
+                " upload it, then register the manifest again"
+            )
+    layer_digests = [layer.digest for layer in manifest.layers]
     stored = await artifact_store.get_stored(state.db, digest)
     if stored is not None:
+        await reference_store.add(state.db, digest, app["id"])
         return {**await _duplicate(state, stored, signature), "layers": _layers_answer(manifest)}
     await check_quota(state, app, len(raw))
     named = [
@@ -380,6 +460,7 @@ async def register_manifest(
         signature=signature,
         verified=verified,
     )
+    await reference_store.add_many(state.db, [digest, *layer_digests], app["id"])
     if created:
         metrics.UPLOAD_BYTES.inc(len(raw))
         _stored(state, row)
@@ -408,27 +489,35 @@ def _hash_and_sniff(source: BinaryIO) -> tuple[str, int, str]:
 
 
 async def store_direct(
-    state: ServerState, app: Row, digest: str, source: BinaryIO, signature: str | None
+    state: ServerState,
+    who: Principal,
+    app: Row,
+    digest: str,
+    source: BinaryIO,
+    signature: str | None,
 ) -> dict[str, Any]:
-    """Store a body the server received itself: hash, verify, upload, mark stored."""
+    """Store a body the server received itself: hash, verify, upload, mark stored. When the
+    digest is stored already the hashed body proves possession: no second copy is written."""
     signature = check_signature_format(signature)
     actual, size, compression = await asyncio.to_thread(_hash_and_sniff, source)
     check_announcement(state.policy, digest, size)
     if actual != digest:
         metrics.DIGEST_MISMATCHES.inc()
         raise DigestMismatch(f"the uploaded bytes hash to {actual}, not the announced digest")
-    row = await _prepare(state, app, Upload(digest, size, compression), upload_id=None)
-    if row["status"] == "stored":
-        return await _duplicate(state, row, signature)
-    await state.blobs.put_file(row["storage_key"], source, sha256=digest)
-    await verify_object(
-        state.blobs,
-        state.policy,
-        row["storage_key"],
-        digest,
-        size,
-        store_verifies=state.store_verifies_checksums,
-    )
+    held = await _held(state, who, app, digest)
+    if held is not None:
+        return await _duplicate(state, held, signature)
+    upload = await _prepare(state, app, Upload(digest, size, compression), upload_id=None)
+    if await artifact_store.get_stored(state.db, digest) is None:
+        await state.blobs.put_file(upload["storage_key"], source, sha256=digest)
+        await verify_object(
+            state.blobs,
+            state.policy,
+            upload["storage_key"],
+            digest,
+            size,
+            store_verifies=state.store_verifies_checksums,
+        )
     public_keys = await public_key_store.active_keys(state.db, app["id"])
     verified = signature_matches(public_keys, digest, signature)
-    return await _store(state, row, Completion(digest, size, signature), signature, verified)
+    return await _store(state, upload, Completion(digest, size, signature), signature, verified)

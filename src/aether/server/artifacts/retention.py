@@ -12,6 +12,7 @@ from aether.errors import AetherError, Conflict
 from aether.server.artifacts import metrics
 from aether.server.state import ServerState
 from aether.store import artifact_layers as layer_store
+from aether.store import artifact_references as reference_store
 from aether.store import artifacts as artifact_store
 from aether.store.database import Row
 
@@ -38,6 +39,17 @@ async def apply_retention(state: ServerState, app_id: str) -> int:
 
 
 async def _delete_one(state: ServerState, row: Row, keep: int) -> bool:
+    """Delete the artifact, or, when another app holds a reference to its bytes, only this
+    app's reference (the bytes pass to that app): one tenant's policy never takes another's."""
+    holders = await reference_store.other_holders(state.db, row["digest"], row["app_id"])
+    if holders:
+        async with state.db.transaction() as tx:
+            await artifact_store.pass_to(tx, row, holders[0])
+            await artifact_store.add_event(
+                tx, row, "retention_release", f"kept the newest {keep}; another app holds it"
+            )
+        metrics.EVENTS.inc()
+        return True
     try:
         async with state.db.transaction() as tx:
             dropped = await artifact_store.delete_stored(tx, row["id"])

@@ -19,7 +19,7 @@ from aether.errors import BadRequest, InvalidDigest, MissingDigest
 from aether.models import is_digest
 from aether.server.artifacts import metrics, registry
 from aether.server.artifacts.access import app_for_upload
-from aether.server.auth import require_role
+from aether.server.auth import principal, require_role
 from aether.server.openapi import BOOL, STR, obj, operation, param
 from aether.server.responses import JSONResponse
 from aether.server.state import get_state
@@ -67,7 +67,9 @@ async def _store(request: Request, digest: str, signature: str | None) -> dict:
         if not isinstance(app_name, str) or not isinstance(artifact, UploadFile):
             raise BadRequest("send a multipart form with fields app_name and artifact (a file)")
         app, linked = await app_for_upload(request, state, app_name)
-        result = await registry.store_direct(state, app, digest, artifact.file, signature)
+        result = await registry.store_direct(
+            state, principal(request), app, digest, artifact.file, signature
+        )
     return {
         "artifact_url": f"{state.public_url.rstrip('/')}/artifacts/{digest}/download",
         "digest": digest,

@@ -15,6 +15,7 @@ from aether.blobs.storage_keys import COMPRESSIONS
 from aether.errors import BadRequest
 from aether.server.artifacts import metrics, registry
 from aether.server.artifacts.access import app_for_upload, check_digest, pending_for_write
+from aether.server.auth import principal
 from aether.server.jsonbody import read_json
 from aether.server.openapi import BOOL, INT, NULLABLE_STR, STR, obj, operation, param
 from aether.server.responses import JSONResponse
@@ -50,21 +51,23 @@ async def presign(request: Request) -> JSONResponse:
     body = await read_json(request, required=_ANNOUNCE, optional={"compression": str})
     state = get_state(request)
     app, _ = await app_for_upload(request, state, body["app_name"])
-    return JSONResponse(await registry.presign(state, app, _upload(body)))
+    return JSONResponse(await registry.presign(state, principal(request), app, _upload(body)))
 
 
 async def complete(request: Request) -> JSONResponse:
     body = await read_json(request, required=_ANNOUNCE, optional=_CLAIM_OPTIONAL)
     state = get_state(request)
     app, _ = await app_for_upload(request, state, body["app_name"])
-    return JSONResponse(await registry.complete(state, app, _completion(body)))
+    return JSONResponse(await registry.complete(state, principal(request), app, _completion(body)))
 
 
 async def multipart_init(request: Request) -> JSONResponse:
     body = await read_json(request, required=_ANNOUNCE, optional={"compression": str})
     state = get_state(request)
     app, _ = await app_for_upload(request, state, body["app_name"])
-    return JSONResponse(await registry.start_multipart(state, app, _upload(body)))
+    return JSONResponse(
+        await registry.start_multipart(state, principal(request), app, _upload(body))
+    )
 
 
 def _part_number(value: Any) -> int:
@@ -76,14 +79,13 @@ def _part_number(value: Any) -> int:
 async def multipart_presign_part(request: Request) -> JSONResponse:
     body = await read_json(request, required={"digest": str, "upload_id": str, "part_number": int})
     state = get_state(request)
-    row = await pending_for_write(request, state, body["digest"])
+    row = await pending_for_write(request, state, body["digest"], body["upload_id"])
     metrics.MULTIPART_PART_PRESIGNS.inc()
     expires = state.blob_settings.presign_expire_secs
+    number = _part_number(body["part_number"])
+    limit = registry.part_size_limit(state, row)
     url = await state.blobs.presign_part(
-        row["storage_key"],
-        body["upload_id"],
-        _part_number(body["part_number"]),
-        expires_secs=expires,
+        row["storage_key"], body["upload_id"], number, expires_secs=expires, max_size=limit
     )
     return JSONResponse({"url": url, "headers": {}, "expires_at": expires_at(expires)})
 
@@ -106,7 +108,7 @@ async def multipart_complete(request: Request) -> JSONResponse:
     state = get_state(request)
     app, _ = await app_for_upload(request, state, body["app_name"])
     completion = _completion(body, upload_id=body["upload_id"], parts=_parts(body["parts"]))
-    return JSONResponse(await registry.complete(state, app, completion))
+    return JSONResponse(await registry.complete(state, principal(request), app, completion))
 
 
 def _digest_query(request: Request) -> str:
@@ -118,14 +120,16 @@ def _digest_query(request: Request) -> str:
 
 async def multipart_abort(request: Request) -> Response:
     state = get_state(request)
-    row = await pending_for_write(request, state, _digest_query(request))
+    upload_id = request.path_params["upload_id"]
+    row = await pending_for_write(request, state, _digest_query(request), upload_id)
     await registry.abort_multipart(state, row, request.path_params["upload_id"])
     return Response(status_code=204)
 
 
 async def multipart_parts(request: Request) -> JSONResponse:
     state = get_state(request)
-    row = await pending_for_write(request, state, _digest_query(request))
+    upload_id = request.path_params["upload_id"]
+    row = await pending_for_write(request, state, _digest_query(request), upload_id)
     parts = await state.blobs.list_parts(row["storage_key"], request.path_params["upload_id"])
     listed = [{"part_number": p.part_number, "etag": p.etag, "size": p.size} for p in parts]
     return JSONResponse({"parts": listed})
@@ -138,7 +142,9 @@ async def register_manifest(request: Request) -> JSONResponse:
     state = get_state(request)
     app, _ = await app_for_upload(request, state, body["app_name"])
     raw = body["manifest"].encode("utf-8")
-    return JSONResponse(await registry.register_manifest(state, app, raw, body.get("signature")))
+    return JSONResponse(
+        await registry.register_manifest(state, principal(request), app, raw, body.get("signature"))
+    )
 
 
 ROUTES = [

@@ -6,23 +6,29 @@ deployment-scoped pull tokens), plus the upload routes of
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from aether.blobs.base import expires_at
 from aether.errors import BadRequest, Forbidden, NotFound
-from aether.models import Artifact, artifact_from
+from aether.models import Artifact, artifact_from, is_app_name
+from aether.server.artifacts import possession
 from aether.server.artifacts.access import check_digest
-from aether.server.auth import principal, require_role
+from aether.server.auth import Principal, principal, require_role
 from aether.server.jsonbody import int_param
 from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param, schema
 from aether.server.read_cache import stored_key
 from aether.server.responses import JSONResponse
 from aether.server.routes import artifact_legacy, artifact_uploads
 from aether.server.state import ServerState, get_state
+from aether.store import apps as app_store
+from aether.store import artifact_uploads as upload_store
 from aether.store import artifacts as artifact_store
 from aether.store.change_feed import artifact_topic
+from aether.store.database import Row
 from aether.store.deployments import decode_cursor, encode_cursor, get_deployment
 
 READ_ROLES = ("deployer", "reader")
@@ -31,29 +37,50 @@ _STATUSES = {"stored": "stored", "pending": "pending", "all": None}
 
 
 async def artifact_detail(request: Request) -> Response:
-    """GET: the artifact's metadata (any status). HEAD: 200 when stored, else 404, no body."""
-    require_role(request, *READ_ROLES)
+    """GET: a stored artifact's metadata. HEAD: 200 when the digest is stored *for the app*
+    named by ``?app=`` (or, without it, for an app the caller may deploy), else 404, no
+    body: the client's "skip the upload?" question, which never tells one tenant what
+    another stored (:mod:`aether.server.artifacts.possession`)."""
+    who = require_role(request, *READ_ROLES)
     state = get_state(request)
     digest = request.path_params["digest"]
-    if request.method == "HEAD":  # the client's "skip the upload?" question: kept lean
+    if request.method == "HEAD":
         if check_digest_or_none(digest) is None:
             return Response(status_code=400)  # a HEAD answer carries no body, not even an error
-        return await _head(state, digest)
-    row = await artifact_store.get_by_digest(state.db, check_digest(digest))
+        held = await _held(state, who, request.query_params.get("app"), digest)
+        return Response(status_code=200 if held else 404)
+    row = await artifact_store.get_stored(state.db, check_digest(digest))
+    if row is None:
+        row = next(iter(await _own_uploads(state, who, limit=1, digest=digest)), None)
     if row is None:
         raise NotFound(f"no artifact with digest {digest}")
     return JSONResponse(artifact_from(row))
 
 
-async def _head(state: ServerState, digest: str) -> Response:
-    cache, key = state.read_cache, stored_key(digest)
+async def _own_uploads(state: ServerState, who: Principal, **query: Any) -> list[Row]:
+    """Uploads in progress the caller may see: its own apps' (an admin: all)."""
+    if who.role not in ("admin", "deployer"):
+        return []
+    owner = None if who.role == "admin" else who.user_id
+    return await upload_store.list_page(state.db, owner=owner, **query)
+
+
+async def _held(state: ServerState, who: Principal, app_name: str | None, digest: str) -> bool:
+    if app_name is None:
+        return await possession.visible(state, who, digest)
+    app = await app_store.get_app(state.db, app_name) if is_app_name(app_name) else None
+    if app is None:  # an upload creates the app: nothing is held for it yet
+        return False
+    cache, key = state.read_cache, stored_key(digest, app["id"])
     if cache.get(key) is not None:
-        return Response(status_code=200)
+        return True
     generation = cache.generation
-    if not await artifact_store.is_stored(state.db, digest):
-        return Response(status_code=404)  # not kept: an upload may complete at any moment
+    if not await possession.holds(state, who, app, digest):
+        return False  # not kept: an upload may complete at any moment
+    # The app now holds a reference, which goes only with an artifacts row's update or
+    # delete (or the app's), and those notify the topic.
     cache.put(key, artifact_topic(digest), b"", generation)
-    return Response(status_code=200)
+    return True
 
 
 def check_digest_or_none(digest: str) -> str | None:
@@ -69,19 +96,24 @@ def _limit(request: Request) -> int:
 
 
 async def list_artifacts(request: Request) -> JSONResponse:
-    require_role(request, *READ_ROLES)
+    """Stored artifacts, and uploads in progress: those only of the apps the caller may
+    write (an upload in progress is its owner's business, not every reader's)."""
+    who = require_role(request, *READ_ROLES)
     state, limit = get_state(request), _limit(request)
     status = request.query_params.get("status", "stored")
     if status not in _STATUSES:
         raise BadRequest("status must be stored, pending or all")
     cursor = request.query_params.get("cursor")
-    rows = await artifact_store.list_page(
-        state.db,
-        limit=limit + 1,
-        after=decode_cursor(cursor) if cursor else None,
-        status=_STATUSES[status],
-        app_name=request.query_params.get("app") or None,
-    )
+    after = decode_cursor(cursor) if cursor else None
+    app_name = request.query_params.get("app") or None
+    rows: list[Row] = []
+    if status in ("stored", "all"):
+        rows += await artifact_store.list_page(
+            state.db, limit=limit + 1, after=after, status="stored", app_name=app_name
+        )
+    if status in ("pending", "all"):
+        rows += await _own_uploads(state, who, limit=limit + 1, after=after, app_name=app_name)
+    rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return JSONResponse(
@@ -91,10 +123,13 @@ async def list_artifacts(request: Request) -> JSONResponse:
 
 async def _check_pull_token(request: Request, digest: str) -> None:
     """A puller may fetch only the artifact of the deployment its token was issued for (and,
-    for a layered artifact, the layers it names)."""
+    for a layered artifact, the layers it names); a deployer only what its own apps hold."""
     who = principal(request)
     if who.role != "puller":
         require_role(request, *READ_ROLES)
+        if who.role == "deployer" and not await possession.visible(get_state(request), who, digest):
+            # a digest alone grants no bytes: answered as for a digest nobody stored
+            raise NotFound(f"no stored artifact with digest {digest}")
         return
     deployment = None
     if who.deployment_id:
@@ -168,8 +203,9 @@ OPENAPI = {
             "An artifact's metadata", params=[_DIGEST_PARAM], response=ARTIFACT_SCHEMA
         ),
         "head": operation(
-            "200 when the digest is stored, 404 otherwise (no body)",
-            params=[_DIGEST_PARAM],
+            "200 when the digest is stored for ?app= (else for an app the caller may deploy),"
+            " 404 otherwise (no body)",
+            params=[_DIGEST_PARAM, param("app", "query")],
             errors=(400, 401, 403),
         ),
     },

@@ -30,8 +30,9 @@ from aether.models import (
     release_number,
 )
 from aether.server import releasing
+from aether.server.artifacts import possession
 from aether.server.artifacts.verification import signature_matches
-from aether.server.auth import principal, require_app_access, require_role
+from aether.server.auth import Principal, principal, require_app_access, require_role
 from aether.server.jsonbody import body_types, int_param, read_json
 from aether.server.openapi import BOOL, NULLABLE_STR, obj, operation, param, schema
 from aether.server.read_cache import page_key
@@ -69,12 +70,18 @@ def _check_options(body: dict[str, Any]) -> None:
         raise BadRequest("field 'node_version' must be a Node.js major such as \"20\"")
 
 
-async def stored_artifact(state: ServerState, app: Row, digest: str) -> Row:
-    """The stored artifact to deploy. It may have been uploaded for another app: promoting
-    the exact bytes that ran in staging to production is the point of content addressing."""
+async def stored_artifact(
+    state: ServerState, app: Row, digest: str, who: Principal | None = None
+) -> Row:
+    """The stored artifact to deploy, if the app holds it (:mod:`possession`): uploaded for
+    this app, or for another app the caller may deploy — promoting the exact bytes that ran
+    in staging to production is the point of content addressing. Anyone else is told what
+    an unknown digest tells: upload it."""
     artifact = await artifact_store.get_stored(state.db, digest)
-    if artifact is None:
-        raise BadRequest(f"artifact {digest} is not stored; upload it first")
+    if artifact is None or not await possession.holds(state, who, app, digest):
+        raise BadRequest(
+            f"artifact {digest} is not stored for app {app['name']!r}; upload it first"
+        )
     if state.policy.require_signature and not await _verified_for(state, app, artifact):
         raise BadRequest(
             f"artifact {digest} has no verified signature and AETHER_REQUIRE_SIGNATURE is on;"
@@ -102,7 +109,7 @@ async def create_deployment(request: Request) -> JSONResponse:
     state = get_state(request)
     app = await app_store.require_app(state.db, body["app_name"])
     who = require_app_access(request, app, write=True)
-    await stored_artifact(state, app, body["artifact_digest"])
+    await stored_artifact(state, app, body["artifact_digest"], who)
     wanted = releasing.DeployRequest(
         artifact_digest=body["artifact_digest"],
         overrides=body.get("env") or {},
@@ -269,7 +276,7 @@ async def rollback(request: Request) -> JSONResponse:
     app = await app_store.require_app(state.db, request.path_params["app"])
     who = require_app_access(request, app, write=True)
     target = await rollback_target(state, app, body.get("to"))
-    await stored_artifact(state, app, target["artifact_digest"])
+    await stored_artifact(state, app, target["artifact_digest"], who)
     return _created(state, await releasing.rollback(state, app, who.user_id, target))
 
 

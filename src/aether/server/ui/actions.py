@@ -134,7 +134,7 @@ async def rollback(request: Request, signed: SignedIn) -> Response:
     app = await _writable_app(request)
     state = get_state(request)
     target = await rollback_target(state, app, str(request.state.form.get("to", "")) or None)
-    await stored_artifact(state, app, target["artifact_digest"])
+    await stored_artifact(state, app, target["artifact_digest"], signed.who)
     outcome = await releasing.rollback(state, app, signed.who.user_id, target)
     return _to_rollout(app, outcome.deployment["id"])
 
