@@ -162,3 +162,15 @@ def test_another_tenant_cannot_touch_an_upload_in_progress(registry_api):
     assert signed.status_code == 403
     refused = api.delete(f"/artifacts/multipart/{init['upload_id']}?digest={digest}", as_="other")
     assert refused.status_code == 403
+
+
+def test_a_digest_alone_downloads_nothing(registry_api):
+    """Another tenant's code could be read by downloading its digest from the listing."""
+    api = registry_api()
+    body, digest = blob(1500)
+    Uploader(api, app="victim", as_="deployer").upload(body)
+    assert digest in [a["digest"] for a in api.get("/artifacts", as_="other").json()["artifacts"]]
+    stolen = api.get(f"/artifacts/{digest}/download?format=json", as_="other")
+    assert stolen.status_code == 404 and stolen.json()["code"] == "not_found"
+    assert api.get(f"/artifacts/{digest}/download?format=json", as_="deployer").status_code == 200
+    assert api.get(f"/artifacts/{digest}/download?format=json", as_="admin").status_code == 200

@@ -233,3 +233,24 @@ def test_retention_keeps_an_artifact_another_app_is_running(make_api):
     )  # shop keeps only its newest, but prod runs the first
     kept = {a["digest"] for a in api.get("/artifacts?limit=10").json()["artifacts"]}
     assert kept == {first_digest, second["digest"]}
+
+
+def test_one_apps_retention_never_deletes_bytes_another_app_holds(make_api):
+    """Retention lets go of the app's own reference; bytes another tenant uploaded too pass
+    to it and stay deployable there."""
+    api = _retaining_api(make_api, 1)
+    up, other = Uploader(api), Uploader(api, app="theirs", as_="other")
+    shared_body, shared = blob(300)
+    _upload_and_settle(up, shared_body)
+    assert other.upload(shared_body).json()["duplicate"] is True
+    _upload_and_settle(up, blob(301)[0])  # shop keeps only its newest
+    stored = api.get(f"/artifacts/{shared}").json()
+    assert stored["app_name"] == "theirs"
+    assert api.client.portal.call(api.state.blobs.head, stored["storage_key"]) is not None
+    assert api.head(f"/artifacts/{shared}?app=shop", as_="deployer").status_code == 404
+    deployed = api.post(
+        "/deployments", json={"app_name": "theirs", "artifact_digest": shared}, as_="other"
+    )
+    assert deployed.status_code == 201
+    events = api.run(artifact_store.list_events, digest=shared)
+    assert [e["event"] for e in events] == ["stored", "referenced", "retention_release"]

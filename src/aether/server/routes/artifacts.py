@@ -123,10 +123,13 @@ async def list_artifacts(request: Request) -> JSONResponse:
 
 async def _check_pull_token(request: Request, digest: str) -> None:
     """A puller may fetch only the artifact of the deployment its token was issued for (and,
-    for a layered artifact, the layers it names)."""
+    for a layered artifact, the layers it names); a deployer only what its own apps hold."""
     who = principal(request)
     if who.role != "puller":
         require_role(request, *READ_ROLES)
+        if who.role == "deployer" and not await possession.visible(get_state(request), who, digest):
+            # a digest alone grants no bytes: answered as for a digest nobody stored
+            raise NotFound(f"no stored artifact with digest {digest}")
         return
     deployment = None
     if who.deployment_id:

@@ -23,6 +23,7 @@ from aether.pack.artifact_manifest import APP, DEPS, parse_artifact_manifest
 from aether.settings import ExpansionLimits
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.base import EventSink, LayerSource, Release
+from aether.worker.runtimes.download import download
 from aether.worker.runtimes.layers import has_layer, link_layer, mark_complete
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ async def prepare_layered(
     limits: ExpansionLimits,
 ) -> str:
     """Fetch, verify and compose the release into ``folder``; what was done, for the event."""
-    from aether.worker.runtimes.releasedir import download
-
     scratch = app_dir / f".{release.deployment_id}.layers"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -87,8 +86,6 @@ async def _fetch(
     scratch: Path,
     record: EventSink,
 ) -> Path:
-    from aether.worker.runtimes.releasedir import download
-
     source = sources.get(digest)
     if source is None or source.storage_key is None:
         raise Fatal(f"the {name} layer {digest[:12]} is no longer stored; deploy again")

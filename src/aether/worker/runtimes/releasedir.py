@@ -18,10 +18,12 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aether.errors import AetherError, IOFailure, NetworkError, ServiceUnavailable
+from aether.errors import AetherError, IOFailure
 from aether.settings import ExpansionLimits
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import EventSink, Release
+from aether.worker.runtimes.download import download as fetch_object
+from aether.worker.runtimes.layered import prepare_layered
 from aether.worker.runtimes.layers import (
     LAYER_ROOT,
     adopt_layer,
@@ -90,8 +92,6 @@ async def prepare(
     if blobs is None:
         raise Retry("the blob store is not open yet", delay=1.0)
     if release.layers:
-        from aether.worker.runtimes.layered import prepare_layered
-
         done = await prepare_layered(
             release,
             folder,
@@ -114,7 +114,7 @@ async def prepare(
     download.parent.mkdir(parents=True, exist_ok=True)
     try:
         await record("fetching", f"artifact {release.digest[:12]} from {release.storage_key}")
-        await _download(blobs, release.storage_key, download)
+        await fetch_object(blobs, release.storage_key, download)
         await record("verifying", await _verify(download, release, require_signature))
         await record("extracting", f"into {folder}")
         layers_dir = apps_dir / release.app_name / "layers"
@@ -131,22 +131,6 @@ async def prepare(
     )
     await record("extracted", done)
     return folder
-
-
-async def download(blobs: BlobStore, key: str, dest: Path) -> None:
-    """Fetch one object, with the worker's outcomes for its failures."""
-    await _download(blobs, key, dest)
-
-
-async def _download(blobs: BlobStore, key: str, dest: Path) -> None:
-    try:
-        await blobs.download(key, dest)
-    except (NetworkError, ServiceUnavailable) as exc:
-        raise Retry(f"downloading the artifact failed: {exc.message}", delay=2.0) from exc
-    except AetherError as exc:
-        raise Fatal(f"cannot download the artifact: {exc.message}") from exc
-    except OSError as exc:
-        raise Retry(f"writing the artifact to {dest} failed: {exc}", delay=2.0) from exc
 
 
 async def _verify(download: Path, release: Release, require_signature: bool) -> str:
