@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,26 @@ def test_scale_ps_restart_and_scale_to_zero(server: Any, tmp_path: Path) -> None
     releases = cli(server.env, "releases", "hello", "--format", "json")
     kinds = [r["kind"] for r in as_json(releases)["releases"]]
     assert kinds[:3] == ["scale", "scale", "scale"]
+
+
+def test_a_restart_that_does_not_come_up_fails_and_the_old_instances_serve(
+    server: Any, tmp_path: Path
+) -> None:
+    # The release boots until a moment baked into it, and crashes at boot after it: the
+    # deploy comes up, the restart after that moment cannot.
+    until_ms = int((time.time() + 25) * 1000)
+    crash_later = (
+        f"if (Date.now() > {until_ms}) {{ console.error('too late to boot'); process.exit(3); }}"
+    )
+    code, result = deploy(server.env, app_copy(tmp_path, "hello", "1.0.0", boot_js=crash_later))
+    assert code == 0, result
+    wait_for(lambda: time.time() * 1000 > until_ms + 500, timeout=40, what="the moment passed")
+    done = cli(server.env, "restart", "hello", "--format", "json")
+    assert done.returncode != 0, done.stdout + done.stderr
+    error = as_json(done)["error"]
+    assert "exited with code 3" in error["message"], error
+    code_, body = via_proxy(server.port, "hello")
+    assert code_ == 200 and json.loads(body)["deployment_id"] == result["deployment_id"]
+    status = ps(server, "hello")
+    assert status["last_rollout"]["status"] == "failed"
+    assert status["last_rollout"]["reason"] == "restart"
