@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv installs the locked set (pip took minutes for what uv does in seconds); pip installs uv.
+UV := $(BIN)/uv
 # Python scripts without a .py suffix, which ruff would not discover on its own.
 SCRIPTS := $(shell grep -l '^\#!.*python' scripts/* scripts/bench/* 2>/dev/null)
 # `make bench BENCH=scripts/bench/coldstart` runs one benchmark.
@@ -19,8 +21,9 @@ BINDIR ?= $(PREFIX)/bin
 # it, and every start would compile each module again (~60 ms for `aether pack`).
 $(STAMP): requirements/runtime.lock requirements/dev.lock setup.cfg setup.py $(wildcard src/aether/pack/*.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements/runtime.lock -r requirements/dev.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet "$$(grep '^uv==' requirements/dev.lock)"
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements/runtime.lock -r requirements/dev.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m pip check
 	touch $(STAMP)
@@ -37,8 +40,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix . $(SCRIPTS)
 	$(BIN)/ruff format . $(SCRIPTS)
 
+# pytest-xdist workers: the tests mostly wait on servers, npm and Node.js, so more workers than
+# cores pay off. `make test PYTEST_WORKERS=0` runs in this process, one test at a time.
+PYTEST_WORKERS ?= 3
+
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The single file for this machine's platform: dist/aether-<platform>, linked as dist/aether.
 zipapp: $(STAMP)
@@ -69,9 +76,9 @@ browser:
 
 # Re-resolve the locked dependency set (needs network access to PyPI). Resolved for 3.11; the
 # set is the same for 3.12 and 3.13 (checked with --python-version), which the files also run.
-lock:
-	cd requirements && uv pip compile --python-version 3.11 runtime.in -o runtime.lock \
-	  && uv pip compile --python-version 3.11 dev.in -o dev.lock
+lock: $(STAMP)
+	cd requirements && $(abspath $(UV)) pip compile --python-version 3.11 runtime.in -o runtime.lock \
+	  && $(abspath $(UV)) pip compile --python-version 3.11 dev.in -o dev.lock
 
 clean:
 	rm -rf dist build $(VENV) .pytest_cache .ruff_cache

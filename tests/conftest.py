@@ -31,6 +31,9 @@ pytest_plugins = [
     "plugins.app_leaks",
     "pytester",  # runs the leak guard on a test session of its own
     "plugins.node_projects",
+    "plugins.alone",  # @pytest.mark.alone: no other test runs meanwhile (xdist)
+    "plugins.release_build",  # the single files for tests/onefile, once per run
+    "plugins.report_text",  # reports an xdist worker can send whatever the test printed
 ]
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

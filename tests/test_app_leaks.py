@@ -79,3 +79,71 @@ def _eventually_two(root: Path) -> list:
             return found
         time.sleep(0.02)  # polling for the parent to start it, bounded above
     raise AssertionError(f"expected the parent and its child under {root}: {found}")
+
+
+def test_xdist_workers_reap_only_their_own_and_the_controller_fails_the_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """gw0 leaks a process in a test and another at the end of its session; gw1's process,
+    running all the while, is not touched; the run fails naming the late one."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setenv("LEAK_SIGNALS", str(tmp_path))
+    pytester.makeconftest(
+        """
+        import os, subprocess
+        from pathlib import Path
+        import pytest
+
+        pytest_plugins = ["plugins.app_leaks"]
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionfinish(session):
+            reaped = Path(os.environ["LEAK_SIGNALS"]) / "reaped"
+            worker = getattr(session.config, "workerinput", {}).get("workerid")
+            if reaped.exists() and reaped.read_text() == worker:  # not the controller
+                base = session.config._tmp_path_factory.getbasetemp()
+                subprocess.run(["/bin/sh", "-c", "sleep 301 >/dev/null 2>&1 &"], cwd=base)
+        """
+    )
+    pytester.makepyfile(
+        test_inner="""
+        import os, subprocess, time
+        from pathlib import Path
+        import pytest
+
+        SIGNALS = Path(os.environ["LEAK_SIGNALS"])
+
+        @pytest.mark.xdist_group("leaky")
+        def test_leaky(tmp_path):
+            subprocess.run(["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 &"], cwd=tmp_path)
+
+        @pytest.mark.xdist_group("leaky")
+        def test_after_the_reap(tmp_path):  # runs once test_leaky's process was reaped
+            (SIGNALS / "reaped").write_text(os.environ["PYTEST_XDIST_WORKER"])
+
+        @pytest.mark.xdist_group("tidy")
+        def test_other_worker(tmp_path):
+            mine = subprocess.Popen(["sleep", "302"], cwd=tmp_path)
+            try:
+                deadline = time.monotonic() + 60
+                while not (SIGNALS / "reaped").exists():
+                    assert time.monotonic() < deadline, "the other worker never reaped"
+                    time.sleep(0.02)  # polling for the other worker, bounded above
+                assert os.environ["PYTEST_XDIST_WORKER"] != (SIGNALS / "reaped").read_text()
+                assert mine.poll() is None  # the other worker's reap left it alone
+            finally:
+                mine.kill()
+                mine.wait()
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
+        "-o", "asyncio_default_fixture_loop_scope=function",
+    )  # fmt: skip
+    result.assert_outcomes(passed=3, errors=1)
+    output = result.stdout.str()
+    assert "test_inner.py::test_leaky left 1 process(es) running" in output
+    assert "processes left running at the end of the session" in output
+    assert "sleep 301" in output and "sleep 302" not in output
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert processes_under(pytester.path) == []

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from plugins.run_shared import exclusive
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -46,13 +48,15 @@ def axe_source() -> str:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     folder = cache / "aether-tests" / f"axe-core-{AXE_VERSION}"
     script = folder / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund",
-             "--loglevel", "error", f"axe-core@{AXE_VERSION}"],
-            check=True, timeout=300, capture_output=True,
-        )  # fmt: skip
+    # xdist workers and other test runs share the cache: one installs, the others wait.
+    with exclusive(folder.with_name(folder.name + ".lock")):
+        if not script.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund",
+                 "--loglevel", "error", f"axe-core@{AXE_VERSION}"],
+                check=True, timeout=300, capture_output=True,
+            )  # fmt: skip
     return script.read_text(encoding="utf-8")
 
 

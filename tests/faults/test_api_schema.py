@@ -5,7 +5,8 @@ without a server error (no 5xx but a clean 503, no trace).
 Token rotation and revocation are left out: a run that rotated its own admin token would answer
 401 to everything after it and prove nothing (tests/server/test_tokens_api.py covers them).
 The example count is bounded (``AETHER_SCHEMA_EXAMPLES``, default 25 per operation) so the
-run fits the suite's budget; raise it for a deeper search.
+run fits the suite's budget; raise it for a deeper search. The operations are dealt into
+``SHARDS`` tests per database (each with a server of its own), which parallel workers share.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from plugins.live_server import LiveServer, start_live_server
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("AETHER_SCHEMA_EXAMPLES", "25"))
+SHARDS = 3
 
 
 # Function scope: a module-scoped server would outlive its last test (a parametrised fixture is
@@ -93,14 +95,16 @@ def _details(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc} [" + "; ".join(_details(e) for e in inner) + "]"
 
 
-@pytest.mark.timeout(max(120, EXAMPLES * 5))  # every operation, EXAMPLES requests each
-def test_no_operation_answers_a_server_error(schema_server: LiveServer) -> None:
+@pytest.mark.timeout(max(300, EXAMPLES * 10))  # a third of the operations, EXAMPLES requests each
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_no_operation_answers_a_server_error(schema_server: LiveServer, shard: int) -> None:
     # schemathesis's own pytest loader does not run on pytest 9 yet: the operations are
     # walked here instead, each with hypothesis and the operation's strategy.
     calls: dict[str, int] = {}
     failures = []
     with requests.Session() as session:
-        for result in _schema(schema_server).get_all_operations():
+        operations = list(_schema(schema_server).get_all_operations())
+        for result in operations[shard::SHARDS]:
             operation = result.ok()
             try:
                 _explore(operation, schema_server, session, calls)
@@ -110,6 +114,7 @@ def test_no_operation_answers_a_server_error(schema_server: LiveServer) -> None:
     assert not failures, "\n\n".join(failures)
     LEDGER.record(
         "schemathesis",
+        shard=shard,
         database="postgres"
         if "postgres" in str(schema_server.server_env.get("DATABASE_URL"))
         else "sqlite",

@@ -1,17 +1,13 @@
-"""Session fixtures for the single files: every platform's file built once, and each supported
-interpreter found on this machine (python3.11, 3.12 and 3.13; PATH, then pyenv)."""
+"""Session fixtures for the single files: every platform's file built once per run, and each
+supported interpreter found on this machine (python3.11, 3.12 and 3.13; PATH, then pyenv)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from dist_support import ROOT, Release
+from dist_support import Release
 
-from aether.pack.signing import generate_keypair
 from onefile import interpreters
 from onefile.platforms import PYTHONS
 
@@ -25,15 +21,8 @@ def pythons() -> dict[tuple[int, int], Path]:
 
 
 @pytest.fixture(scope="session")
-def release(tmp_path_factory: pytest.TempPathFactory, pythons: dict) -> Release:
-    """``scripts/build-zipapp --platform all --sums``, signed with a key made for the session."""
-    folder = tmp_path_factory.mktemp("dist")
-    seed, _ = generate_keypair()
-    env = {**os.environ, "AETHER_RELEASE_KEY": seed}
-    command = [sys.executable, str(ROOT / "scripts" / "build-zipapp"), "--platform", "all"]
-    command += ["--out-dir", str(folder), "--sums"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
-    pem = done.stdout[done.stdout.index("-----BEGIN PUBLIC KEY-----") :]
-    pem = pem[: pem.index("-----END PUBLIC KEY-----") + len("-----END PUBLIC KEY-----")]
-    return Release(folder=folder, public_key_pem=pem + "\n", build_log=done.stdout)
+def release(pythons: dict, release_build: tuple[Path, dict[str, str]]) -> Release:
+    """``scripts/build-zipapp --platform all --sums``, signed with a key made for the run
+    (``plugins.release_build``: once per run, started early under xdist)."""
+    folder, built = release_build
+    return Release(folder=folder, public_key_pem=built["pem"], build_log=built["log"])

@@ -1,7 +1,7 @@
 """Helpers for the tests of the single files: run one as a user would, read what is inside.
 
-The files are built once per session by ``conftest.release`` with ``scripts/build-zipapp
---platform all --sums`` into a temporary folder (``dist/`` is left alone); the caches under
+The files are built once per run by ``plugins.release_build`` with ``scripts/build-zipapp
+--platform all --sums`` into the run's temporary folder (``dist/`` is left alone); the caches under
 ``build/`` make later sessions fast and offline.
 """
 

@@ -8,7 +8,9 @@ or standard output/error lies in them (a supervisor writes to its log file there
 and the app run in a release folder there) — and all their descendants, kills them, and fails
 the test, naming what it left. At the end of the session the same check covers what module and
 session fixtures left. Processes of other test sessions (another base folder) are never
-touched, nor is this pytest process itself.
+touched, nor is this pytest process itself: each pytest-xdist worker is a session with a base
+folder of its own, so it reaps only its own tests' processes, and what one leaves at its end is
+reported by the controller, which fails the run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from aether.worker.runtimes.supervision import start_ticks
 KILL_DEADLINE_SECS = 15.0
 POLL_SECS = 0.05
 _BASETEMP = pytest.StashKey[Path]()
+_WORKER_LEAKS = pytest.StashKey[list[str]]()  # on the xdist controller
+_OUTPUT_KEY = "app_leaks"
 # A test whose fixtures include one of these can have made folders under the session's base.
 _TMP_FIXTURES = {"tmp_path", "tmp_path_factory", "tmpdir", "tmpdir_factory"}
 
@@ -105,7 +109,7 @@ def _ppid(pid: int) -> int | None:
 def _points_under(pid: int, prefix: str) -> bool:
     for link in ("cwd", "fd/1", "fd/2"):
         try:
-            if os.readlink(f"/proc/{pid}/{link}").startswith(prefix):
+            if (os.readlink(f"/proc/{pid}/{link}") + "/").startswith(prefix):  # root itself too
                 return True
         except OSError:
             continue
@@ -143,12 +147,33 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    root = session.config.stash.get(_BASETEMP, None)
+    config = session.config
+    root = config.stash.get(_BASETEMP, None)
     leaked = reap(root) if root is not None else []
-    if not leaked:
+    messages = config.stash.get(_WORKER_LEAKS, [])
+    if leaked:
+        message = (
+            f"processes left running at the end of the session (killed now):\n{describe(leaked)}"
+        )
+        workeroutput = getattr(config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: its exit status is not the run's
+            workeroutput[_OUTPUT_KEY] = message
+            return
+        messages.append(message)
+    if not messages:
         return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    message = f"processes left running at the end of the session (killed now):\n{describe(leaked)}"
-    if reporter is not None:
-        reporter.write_line(message, red=True)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for message in messages:
+        if reporter is not None:
+            reporter.write_line(message, red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """The xdist controller collects what each worker left at the end of its session."""
+    output = getattr(node, "workeroutput", {})
+    if output.get(_OUTPUT_KEY):
+        config = node.config  # type: ignore[attr-defined]
+        worker = getattr(node, "workerinput", {}).get("workerid", "?")
+        config.stash.setdefault(_WORKER_LEAKS, []).append(f"[{worker}] {output[_OUTPUT_KEY]}")

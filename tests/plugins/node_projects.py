@@ -1,8 +1,9 @@
 """pytest plugin: real Node.js projects installed from the npm registry, for the build tests.
 
 ``node_env`` is the environment every such test runs npm and aether with: one npm download
-cache and one aether cache dir for the whole session (a package is fetched once, a
-production install is shared by every test with the same key). ``node_project`` writes a
+cache for the whole run, shared by the xdist workers (npm's cache takes concurrent writers; a
+package is fetched once), and one aether cache dir per session (a production install is shared
+by every test of the session with the same key). ``node_project`` writes a
 project and runs the developer's own install in it, so the tree looks like one on a laptop.
 These tests are marked ``slow``.
 """
@@ -18,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+
+from plugins.run_shared import shared_folder
 
 INSTALL_TIMEOUT_SECS = 600
 
@@ -67,7 +70,7 @@ def node_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "HOME": str(root / "home"),
         "XDG_CACHE_HOME": str(root / "cache"),
         "XDG_CONFIG_HOME": str(root / "config"),
-        "npm_config_cache": str(root / "npm-cache"),
+        "npm_config_cache": str(shared_folder(tmp_path_factory, "npm-cache")),
         "npm_config_update_notifier": "false",
         "npm_config_fund": "false",
         "npm_config_audit": "false",

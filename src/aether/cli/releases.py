@@ -39,8 +39,7 @@ def render(data: dict[str, Any]) -> str:
     rows = [
         [
             f"v{release['version']}",
-            release["description"]
-            + (f" (restarted {release['restarts']}×)" if release.get("restarts") else ""),
+            release["description"],
             release["artifact_digest"][:12],
             f"v{release['config_version']}",
             str(release["replicas"]),
