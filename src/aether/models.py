@@ -204,6 +204,7 @@ class Release(TypedDict):
     created_at: str
     status: DeploymentStatus | None
     deployment_id: str | None
+    restarts: int  # how often it was rolled out again by `aether restart`
 
 
 class ReleasePage(TypedDict):
@@ -506,6 +507,7 @@ def release_from(row: Mapping[str, Any]) -> Release:
         "created_at": row["created_at"],
         "status": row.get("status"),
         "deployment_id": row.get("deployment_id"),
+        "restarts": int(row.get("restarts") or 0),
     }
 
 

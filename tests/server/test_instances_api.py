@@ -147,6 +147,8 @@ def test_restart_is_a_new_rollout_of_the_running_release(api, shop):
     assert "restart of v1 requested" in [e["message"] for e in events["events"]]
     status = api.get("/apps/shop/status").json()
     assert status["last_rollout"]["reason"] == "restart"
+    releases = api.get("/apps/shop/releases").json()["releases"]
+    assert [(r["version"], r["restarts"], r["status"]) for r in releases] == [(1, 1, "pending")]
     listed = api.get("/apps/shop/deployments").json()["deployments"]
     assert [d["reason"] for d in listed[:2]] == ["restart", None]
     assert api.get("/apps/nope/status").status_code == 404

@@ -39,7 +39,8 @@ def render(data: dict[str, Any]) -> str:
     rows = [
         [
             f"v{release['version']}",
-            release["description"],
+            release["description"]
+            + (f" (restarted {release['restarts']}×)" if release.get("restarts") else ""),
             release["artifact_digest"][:12],
             f"v{release['config_version']}",
             str(release["replicas"]),

@@ -38,7 +38,9 @@ _WITH_STATUS = (
     " (SELECT d.id FROM deployments d WHERE d.release_id = r.id"
     "  ORDER BY d.created_at DESC, d.id DESC LIMIT 1) AS deployment_id,"
     " (SELECT d.status FROM deployments d WHERE d.release_id = r.id"
-    "  ORDER BY d.created_at DESC, d.id DESC LIMIT 1) AS status"
+    "  ORDER BY d.created_at DESC, d.id DESC LIMIT 1) AS status,"
+    " (SELECT COUNT(*) FROM deployments d WHERE d.release_id = r.id"
+    "  AND d.reason = 'restart') AS restarts"
     " FROM releases r JOIN applications ap ON ap.id = r.app_id"
     " LEFT JOIN users u ON u.id = r.created_by"
 )
