@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker_support import ATTACKER_APP, Recorder, eventually, extracted_release, get_json
+from worker_support import (
+    ATTACKER_APP,
+    Recorder,
+    eventually,
+    extracted_release,
+    get_json,
+    worker_settings,
+)
 
 from aether.errors import ConfigError
 from aether.settings import WorkerSettings
@@ -29,9 +36,7 @@ SECRETS = {
 
 
 def settings(data_dir: Path, **overrides: Any) -> WorkerSettings:
-    env = {"AETHER_DATA_DIR": str(data_dir), "AETHER_ROLLOUT_TIMEOUT_SECS": "20"}
-    env.update({k: str(v) for k, v in overrides.items()})
-    return WorkerSettings.from_env(env)
+    return worker_settings(data_dir, **{"AETHER_ROLLOUT_TIMEOUT_SECS": "20", **overrides})
 
 
 class Host:
