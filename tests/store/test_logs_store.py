@@ -99,3 +99,13 @@ async def test_the_byte_budget_keeps_exactly_the_newest_lines_that_fit(database)
         lines = await all_lines(database, app["id"])
         # the lines that end within the newest `budget` bytes (5 bytes each with the newline)
         assert [r["seq"] for r in lines] == list(range(701 - kept, 701)), budget
+
+
+async def test_destroying_an_app_deletes_its_lines_only(database) -> None:  # type: ignore[no-untyped-def]
+    doomed = await app_store.create_app(database, "web", owner=None)
+    kept = await app_store.create_app(database, "api", owner=None)
+    assert await ship(database, doomed["id"], "s", None, "1", "secret output")
+    assert await ship(database, kept["id"], "t", None, "1", "other output")
+    await app_store.destroy_app(database, doomed["id"])
+    assert await all_lines(database, doomed["id"]) == []
+    assert [r["line"] for r in await all_lines(database, kept["id"])] == ["other output"]
