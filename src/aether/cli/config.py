@@ -173,22 +173,16 @@ def _apply(
     token: str | None,
     output_format: str,
 ) -> None:
-    from aether.cli.progress import Progress
+    from aether.cli.progress import follow_with_progress
     from aether.client import apps as client_apps
-    from aether.client.follow import follow_deployment
 
     with open_api(token) as api:
         result: dict[str, Any] = dict(client_apps.change_config(api, app, change))
         deployment = result.get("deployment")
         if deployment is not None and not no_wait:
-            progress = Progress()
-            progress("rollout", 0, None)
-            try:
-                result["deployment"] = follow_deployment(
-                    api, deployment["id"], on_event=progress.event, timeout_secs=timeout_secs
-                )
-            finally:
-                progress.close()
+            result["deployment"] = follow_with_progress(
+                api, deployment["id"], timeout_secs=timeout_secs
+            )
     result["restart"] = change.get("restart", True)
     emit(result, render_change)
 

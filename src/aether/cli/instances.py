@@ -119,24 +119,17 @@ def _status(app_argument: str | None, app: str | None, token: str | None) -> dic
 
 
 def _rollout(token: str | None, no_wait: bool, timeout_secs: float, request: Any) -> None:
-    from aether.cli.progress import Progress
-    from aether.client.follow import follow_deployment
+    from aether.cli.progress import follow_with_progress
 
-    progress = Progress()
     with open_api(token) as api:
         created = request(api)
         deployment: dict[str, Any] = dict(created["deployment"])
         deployment["unchanged"] = created["unchanged"]
         deployment["kind"] = created["release"]["kind"]
         if not no_wait and not (created["unchanged"] and deployment["status"] == "running"):
-            progress("rollout", 0, None)
-            try:
-                followed = follow_deployment(
-                    api, deployment["id"], on_event=progress.event, timeout_secs=timeout_secs
-                )
-                deployment.update(followed)
-            finally:
-                progress.close()
+            deployment.update(
+                follow_with_progress(api, deployment["id"], timeout_secs=timeout_secs)
+            )
     emit(deployment, _render_rollout)
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from aether.models import Event
+from aether.models import Deployment, Event
+
+if TYPE_CHECKING:
+    from aether.client.api import ApiClient
 
 BYTE_PHASES = frozenset({"pack", "upload", "download"})
 BAR_WIDTH = 24
@@ -117,3 +120,18 @@ class Progress:
     def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
+
+
+def follow_with_progress(api: ApiClient, deployment_id: str, *, timeout_secs: float) -> Deployment:
+    """Follow a rollout to its end, drawing its events on stderr (deploy, config, rollback,
+    scale and restart all wait this way)."""
+    from aether.client.follow import follow_deployment
+
+    progress = Progress()
+    progress("rollout", 0, None)
+    try:
+        return follow_deployment(
+            api, deployment_id, on_event=progress.event, timeout_secs=timeout_secs
+        )
+    finally:
+        progress.close()

@@ -42,24 +42,15 @@ def rollback(
     and health check come back as a new release, at the current scale. The app's config
     becomes that release's (later deploys take it).
     """
-    from aether.cli.progress import Progress
+    from aether.cli.progress import follow_with_progress
     from aether.client.apps import rollback as request_rollback
-    from aether.client.follow import follow_deployment
 
     name = resolve_app(app)
-    progress = Progress()
     with open_api(token) as api:
         created = request_rollback(api, name, to=to)
         deployment: dict[str, Any] = dict(created)
         if not no_wait and not (created["unchanged"] and created["status"] == "running"):
-            progress("rollout", 0, None)
-            try:
-                followed = follow_deployment(
-                    api, created["id"], on_event=progress.event, timeout_secs=timeout_secs
-                )
-                deployment.update(followed)
-            finally:
-                progress.close()
+            deployment.update(follow_with_progress(api, created["id"], timeout_secs=timeout_secs))
     emit(deployment, _render)
 
 
