@@ -25,6 +25,8 @@ from aether.store.database import Database, Executor, Row
 COLUMNS = ("app_id", "seq", "day", "ts", "deployment_id", "instance", "stream", "line", "end_bytes")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 NOTICE = "notice"  # a line that says what the stream sees, not the app's output
+# PostgreSQL: every stored batch notifies this channel with its app's id (followers wake).
+NOTIFY_CHANNEL = "aether_log_lines"
 # Partitions known to exist, per database URL (created once per process and day).
 _partitions: dict[str, set[int]] = {}
 
@@ -98,6 +100,11 @@ async def ship(db: Database, batch: Batch) -> bool:
         if rows:
             await tx.copy_rows("log_lines", COLUMNS, rows)
             seq, total = rows[-1][1], rows[-1][-1]
+        if tx.dialect == "postgresql":  # sent when the transaction commits
+            await tx.execute(
+                "SELECT pg_notify(:channel, :app_id)",
+                {"channel": NOTIFY_CHANNEL, "app_id": batch.app_id},
+            )
         await tx.execute(
             "UPDATE log_streams SET last_seq = :seq, total_bytes = :total,"
             " dropped = dropped + :dropped WHERE app_id = :app_id",
