@@ -46,6 +46,7 @@ from aether.worker.runtimes.base import (
 )
 from aether.worker.runtimes.confinement import Confinement
 from aether.worker.runtimes.health import http_status, is_healthy
+from aether.worker.runtimes.layer_cache import LayerCache
 from aether.worker.runtimes.layers import release_layer, unused_layers
 from aether.worker.runtimes.logfiles import read_batch, read_logs
 from aether.worker.runtimes.nodes import node_folder
@@ -93,6 +94,7 @@ class LocalRuntime(Runtime):
     ) -> None:
         self.settings = settings
         self.apps_dir = settings.data_dir / "apps"
+        self.layer_cache = LayerCache(settings.layer_cache_dir or settings.data_dir / "layers")
         self.blobs = blobs
         self.stop_grace_secs = stop_grace_secs
         self.confinement = Confinement(
@@ -196,6 +198,7 @@ class LocalRuntime(Runtime):
                 record,
                 require_signature=self.settings.require_signature,
                 limits=self.settings.expansion,
+                cache=self.layer_cache,
             )
             previous = self._serving.get(release.app_name)
             kept = _survivors(previous, release)
@@ -315,6 +318,11 @@ class LocalRuntime(Runtime):
                 discard(app_dir, [previous.folder])
             in_use = {release_layer(folder) for folder in release_folders(app_dir)}
             discard(app_dir, unused_layers(app_dir / "layers", {x for x in in_use if x}))
+        await self.sweep_layers()
+
+    async def sweep_layers(self) -> list[str]:
+        """Remove the host's cached layers no release folder uses (of any app or worker)."""
+        return await asyncio.to_thread(self.layer_cache.sweep)
 
     async def _wait_retired(self, app_name: str | None = None) -> None:
         names = [app_name] if app_name is not None else list(self._retiring)
@@ -366,6 +374,7 @@ class LocalRuntime(Runtime):
                 await _stop_all(serving.processes, self.stop_grace_secs)
             await self._stop_recorded(app_name)
             await asyncio.to_thread(shutil.rmtree, self.apps_dir / app_name, True)
+        await self.sweep_layers()
 
     async def release_app(self, app_name: str) -> None:
         """Stop this worker's processes of an app another worker took over (its folder,
