@@ -132,4 +132,3 @@ def test_bad_parameters_are_400(logs_api: ApiHarness, query: str) -> None:
 def test_unknown_app_is_404_and_no_token_is_401(logs_api: ApiHarness) -> None:
     assert logs_api.get("/apps/nope/logs").status_code == 404
     assert logs_api.get("/apps/hello/logs", as_=None).status_code == 401
-
