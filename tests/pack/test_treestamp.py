@@ -1,16 +1,17 @@
-"""The installed tree's fingerprint: native and Python walks agree, and every hand edit shows."""
+"""A tree's fingerprint: the native and Python walks agree, and every hand edit shows."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aether.pack import treestamp
-from aether.pack.treestamp import FORMAT, fingerprint, stamp_python
+from aether.pack.treestamp import fingerprint, stamp_python
 
 try:
     from aether.pack._scanfolder import stamp as native
@@ -48,16 +49,27 @@ def test_the_native_walk_gives_the_python_walks_bytes(tmp_path: Path, prefix: by
     assert lines.count(b"\n") == sum(1 for _ in root.rglob("*"))
     assert native(os.fspath(root) + "/", prefix) == lines
     missing = os.fspath(tmp_path / "missing")
-    assert (
-        native(missing, prefix) == stamp_python(missing, prefix) == b"unreadable " + prefix + b"\n"
+    expected = b"unreadable " + prefix.removesuffix(b"/") + b"\n"
+    assert native(missing, prefix) == stamp_python(missing, prefix) == expected
+
+
+def whole_walk(root: Path) -> str:
+    """The fingerprint as one Python walk: the root's own line, then every entry's."""
+    facts = os.lstat(root)
+    head = b"\0%d %d %d %d %d\n" % (
+        facts.st_ino,
+        facts.st_mode,
+        facts.st_size,
+        facts.st_mtime_ns,
+        facts.st_ctime_ns,
     )
+    return hashlib.sha256(head + stamp_python(os.fspath(root))).hexdigest()
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])
 def test_the_fingerprint_is_the_digest_of_one_walk(tmp_path: Path, threads: int) -> None:
     root = installed(tmp_path / "node_modules")
-    whole = hashlib.sha256(FORMAT + stamp_python(os.fspath(root))).hexdigest()
-    assert fingerprint(root, threads) == whole
+    assert fingerprint(root, threads) == whole_walk(root)
 
 
 def test_without_the_extension_the_fingerprint_is_the_same(
@@ -69,11 +81,25 @@ def test_without_the_extension_the_fingerprint_is_the_same(
     assert fingerprint(root) == expected
 
 
+def test_a_missing_tree_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        fingerprint(tmp_path / "missing")
+
+
 def _rewrite_same_size(root: Path) -> None:
     target = root / "@scope" / "b" / "lib" / "deep" / "x.js"
     stat = target.stat()
     target.write_text("y")  # same size; the mtime moves on
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+
+
+def _rewrite_keeping_mtime(root: Path) -> None:
+    """What only the ctime shows: same size, the old mtime put back."""
+    target = root / "left-pad" / "lib" / "deep" / "x.js"
+    stat = target.stat()
+    target.write_text("z")
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
 
 
 EDITS: dict[str, Callable[[Path], object]] = {
@@ -94,6 +120,11 @@ EDITS: dict[str, Callable[[Path], object]] = {
         (root / "zeta" / "package.json").unlink(),
         (root / "zeta" / "package.json").mkdir(),
     ),
+    "replaced by a copy": lambda root: (
+        shutil.copy2(root / "zeta" / "lib" / "index.js", root / "zeta" / "lib" / "copy.js"),
+        (root / "zeta" / "lib" / "copy.js").replace(root / "zeta" / "lib" / "index.js"),
+    ),
+    "same size, mtime set back": _rewrite_keeping_mtime,
 }
 
 

@@ -239,11 +239,11 @@ done:
 
 PyDoc_STRVAR(stamp_doc,
 "stamp(path, prefix) -> bytes\n\n"
-"One line per entry under the folder at path: prefix + its relative path, NUL, mode in octal,\n"
-"NUL, size, NUL, mtime in ns, newline; a folder's entries sorted by name (as bytes), then its\n"
-"subfolders in that order; 'unreadable <prefix><rel>/' for a folder that cannot be listed; an\n"
-"entry that cannot be lstat'ed is left out. The same bytes as treestamp.stamp_python. Runs\n"
-"without the GIL.");
+"One line per entry below the folder at path, depth first, each folder's entries sorted by\n"
+"name (as bytes), a folder's line before its contents: prefix + relative path, NUL, then\n"
+"inode, mode, size, mtime and ctime (ns) from lstat in decimal, separated by spaces, newline.\n"
+"'unreadable <prefix><rel>' for a folder that cannot be listed; an entry that cannot be\n"
+"lstat'ed is left out. The same bytes as treestamp.stamp_python. Runs without the GIL.");
 
 typedef struct {
     char *data;
@@ -273,15 +273,36 @@ compare_names(const void *left, const void *right)
     return strcmp(*(const char *const *)left, *(const char *const *)right);
 }
 
-/* The lines of the folder at path (a buffer of PATH_MAX bytes holding path_size bytes; rel
- * starts at rel_start in it, after the root and its slash). 0 when done, -1 when out of memory. */
+typedef struct {
+    Text out;
+    const char *prefix;
+    size_t prefix_size;
+    char path[PATH_MAX + 1]; /* the folder being listed, then "/" and the relative path */
+    size_t rel_start;        /* where the relative path starts in path */
+} Stamp;
+
 static int
-stamp_folder(Text *out, char *path, size_t path_size, size_t rel_start, const char *prefix,
-             size_t prefix_size)
+add_unreadable(Stamp *stamp, size_t path_size)
 {
+    size_t rel_size = path_size > stamp->rel_start ? path_size - stamp->rel_start : 0;
+    size_t prefix_size = stamp->prefix_size;
+    if (rel_size == 0 && prefix_size > 0 && stamp->prefix[prefix_size - 1] == '/') {
+        prefix_size--; /* the top folder is named by the prefix, without its slash */
+    }
+    return text_add(&stamp->out, "unreadable ", 11) < 0
+                   || text_add(&stamp->out, stamp->prefix, prefix_size) < 0
+                   || text_add(&stamp->out, stamp->path + stamp->rel_start, rel_size) < 0
+                   || text_add(&stamp->out, "\n", 1) < 0
+               ? -1
+               : 0;
+}
+
+/* The lines below the folder stamp->path[:path_size]; 0 when done, -1 out of memory. */
+static int
+stamp_folder(Stamp *stamp, size_t path_size)
+{
+    char *path = stamp->path;
     path[path_size] = '\0';
-    const char *rel = path + (rel_start <= path_size ? rel_start : path_size);
-    size_t rel_size = path_size > rel_start ? path_size - rel_start : 0;
     DIR *dir = opendir(path);
     Listing listing = {NULL, 0, 0, NULL, 0, 0};
     int listed = dir == NULL ? 0 : 1;
@@ -300,25 +321,16 @@ stamp_folder(Text *out, char *path, size_t path_size, size_t rel_start, const ch
             listed = -1;
         }
     }
-    int result = 0;
+    int result = listed < 0 ? -1 : 0;
     const char **names = NULL;
-    unsigned char *is_dir = NULL;
+    if (listed == 0) {
+        result = add_unreadable(stamp, path_size);
+    }
     if (listed <= 0) {
-        if (listed == 0) {
-            result = text_add(out, "unreadable ", 11) < 0
-                             || text_add(out, prefix, prefix_size) < 0
-                             || text_add(out, rel, rel_size) < 0 || text_add(out, "\n", 1) < 0
-                         ? -1
-                         : 0;
-        }
-        else {
-            result = -1;
-        }
         goto done;
     }
     names = PyMem_RawMalloc((listing.count + 1) * sizeof(char *));
-    is_dir = PyMem_RawCalloc(listing.count + 1, 1);
-    if (names == NULL || is_dir == NULL) {
+    if (names == NULL) {
         result = -1;
         goto done;
     }
@@ -329,57 +341,40 @@ stamp_folder(Text *out, char *path, size_t path_size, size_t rel_start, const ch
     }
     qsort(names, listing.count, sizeof(char *), compare_names);
     int fd = dirfd(dir);
-    for (size_t index = 0; index < listing.count; index++) {
+    path[path_size] = '/';
+    size_t base = path_size + 1; /* where an entry's name goes: path is "<folder>/<name>" */
+    for (size_t index = 0; index < listing.count && result == 0; index++) {
+        size_t size = strlen(names[index]);
         struct stat info;
+        if (base + size >= PATH_MAX) {
+            continue; /* a path too long to lstat: the Python walk leaves it out too */
+        }
         if (fstatat(fd, names[index], &info, AT_SYMLINK_NOFOLLOW) != 0) {
             continue;
         }
-        is_dir[index] = S_ISDIR(info.st_mode) ? 1 : 0;
-        char facts[96];
-        long long mtime = (long long)info.st_mtim.tv_sec * 1000000000LL + info.st_mtim.tv_nsec;
-        int facts_size = snprintf(facts, sizeof facts, "%c%o%c%lld%c%lld\n", 0,
-                                  (unsigned)info.st_mode, 0, (long long)info.st_size, 0, mtime);
-        if (text_add(out, prefix, prefix_size) < 0 || text_add(out, rel, rel_size) < 0
-            || text_add(out, names[index], strlen(names[index])) < 0
-            || text_add(out, facts, (size_t)facts_size) < 0) {
+        memcpy(path + base, names[index], size);
+        char facts[160];
+        int facts_size = snprintf(
+            facts, sizeof facts, "%c%llu %u %lld %lld %lld\n", 0,
+            (unsigned long long)info.st_ino, (unsigned)info.st_mode, (long long)info.st_size,
+            (long long)info.st_mtim.tv_sec * 1000000000LL + info.st_mtim.tv_nsec,
+            (long long)info.st_ctim.tv_sec * 1000000000LL + info.st_ctim.tv_nsec);
+        if (text_add(&stamp->out, stamp->prefix, stamp->prefix_size) < 0
+            || text_add(&stamp->out, path + stamp->rel_start, base + size - stamp->rel_start) < 0
+            || text_add(&stamp->out, facts, (size_t)facts_size) < 0) {
             result = -1;
-            goto done;
+            break;
         }
-    }
-    closedir(dir);
-    dir = NULL;
-    for (size_t index = 0; index < listing.count && result == 0; index++) {
-        if (!is_dir[index]) {
-            continue;
+        if (S_ISDIR(info.st_mode)) {
+            result = stamp_folder(stamp, base + size);
         }
-        size_t size = strlen(names[index]);
-        if (path_size + 1 + size + 1 >= PATH_MAX) {
-            /* Deeper than a path can name: what os.scandir would fail on. */
-            result = text_add(out, "unreadable ", 11) < 0
-                             || text_add(out, prefix, prefix_size) < 0
-                             || text_add(out, rel, rel_size) < 0
-                             || text_add(out, names[index], size) < 0
-                             || text_add(out, "/\n", 2) < 0
-                         ? -1
-                         : 0;
-            continue;
-        }
-        size_t sub = path_size;
-        if (sub == 0 || path[sub - 1] != '/') {
-            path[sub++] = '/';
-        }
-        memcpy(path + sub, names[index], size);
-        path[sub + size] = '/';
-        /* rel of the subfolder ends with its slash; the folder itself is opened without it. */
-        result = stamp_folder(out, path, sub + size + 1, rel_start, prefix, prefix_size);
-        path[path_size] = '\0';
     }
 done:
     if (dir != NULL) {
         closedir(dir);
     }
+    path[path_size] = '\0';
     PyMem_RawFree(names);
-    PyMem_RawFree(is_dir);
     PyMem_RawFree(listing.names);
     PyMem_RawFree(listing.types);
     return result;
@@ -397,33 +392,38 @@ stamp(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     size_t size = (size_t)PyBytes_GET_SIZE(encoded);
-    if (size + 2 >= PATH_MAX || strlen(PyBytes_AS_STRING(encoded)) != size) {
+    if (size == 0 || size + 2 >= PATH_MAX || strlen(PyBytes_AS_STRING(encoded)) != size) {
         Py_DECREF(encoded);
         PyErr_SetString(PyExc_ValueError, "stamp needs a path shorter than PATH_MAX, no NUL");
         return NULL;
     }
-    char *path = PyMem_RawMalloc(PATH_MAX + 1);
-    if (path == NULL) {
+    Stamp *stamp = PyMem_RawCalloc(1, sizeof(Stamp));
+    if (stamp == NULL) {
         Py_DECREF(encoded);
         return PyErr_NoMemory();
     }
-    memcpy(path, PyBytes_AS_STRING(encoded), size);
+    memcpy(stamp->path, PyBytes_AS_STRING(encoded), size);
     Py_DECREF(encoded);
+    while (size > 1 && stamp->path[size - 1] == '/') {
+        size--; /* "folder/" lists as "folder" */
+    }
+    stamp->rel_start = size + 1;
     /* The prefix is only read, and the caller holds it for the whole call. */
-    const char *prefix = PyBytes_AS_STRING(args[1]);
-    size_t prefix_size = (size_t)PyBytes_GET_SIZE(args[1]);
-    Text out = {NULL, 0, 0};
+    stamp->prefix = PyBytes_AS_STRING(args[1]);
+    stamp->prefix_size = (size_t)PyBytes_GET_SIZE(args[1]);
     int result;
     Py_BEGIN_ALLOW_THREADS
-    size_t rel_start = size + (size > 0 && path[size - 1] != '/' ? 1 : 0);
-    result = stamp_folder(&out, path, size, rel_start, prefix, prefix_size);
+    result = stamp_folder(stamp, size);
     Py_END_ALLOW_THREADS
-    PyMem_RawFree(path);
-    PyObject *lines = result < 0 ? NULL : PyBytes_FromStringAndSize(out.data, (Py_ssize_t)out.size);
-    PyMem_RawFree(out.data);
+    PyObject *lines = NULL;
     if (result < 0) {
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
     }
+    else {
+        lines = PyBytes_FromStringAndSize(stamp->out.data, (Py_ssize_t)stamp->out.size);
+    }
+    PyMem_RawFree(stamp->out.data);
+    PyMem_RawFree(stamp);
     return lines;
 }
 

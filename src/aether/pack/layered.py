@@ -9,8 +9,8 @@ layer ``L`` in ``<out>/layers/`` lies its file index ``L.manifest.json`` (format
 The deps layer of a staged build is cached under ``<cache>/layers/<key>/``, keyed by the
 dependency set's own key (lockfile bytes, package manager and flags, target platform, Node.js
 major), the compression, ``SOURCE_DATE_EPOCH`` and the ignore rules, and kept only while a
-fingerprint of the installed tree (``treestamp``: every entry's path, mode, size and mtime) is
-unchanged: a hand-edited install is noticed and packed again. A code-only redeploy therefore reads and
+fingerprint of the installed tree (``treestamp``: every entry's path, inode, mode, size, mtime
+and ctime) is unchanged: a hand-edited install is noticed and packed again. A code-only redeploy therefore reads and
 compresses the app's files alone.
 """
 
