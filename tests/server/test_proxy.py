@@ -37,6 +37,11 @@ class EchoHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._echo(self._body())
 
+    def do_HEAD(self) -> None:  # the length a GET would have, no body
+        self.send_response(200)
+        self.send_header("Content-Length", "42")
+        self.end_headers()
+
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding") == "chunked":
             data = b""

@@ -11,10 +11,12 @@ answered ``400`` after the requests before it, and the connection closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
@@ -88,7 +90,8 @@ class ClientConnection(asyncio.Protocol):
         self.upgraded: Request | None = None  # waiting for its tunnel
         self.broken = False
         self.closed = False
-        self.head_size = 0
+        self.head_size = 0  # bytes of the head parsed so far
+        self.head_raw = 0
         self.head_started = 0.0
         self.buffered = 0
         self.pauses: set[str] = set()
@@ -100,8 +103,11 @@ class ClientConnection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio sets it only for sockets made with IPPROTO_TCP
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else ""
         self.router.connections.add(self)
@@ -121,12 +127,18 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             self._upgrade(data[int(exc.args[0]) :])
             return
+        except _HeadTooLarge:
+            self._refuse(431, f"the request's head is larger than {HEAD_LIMIT} bytes")
+            return
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"the request is not valid HTTP/1.1: {exc}")
+            if isinstance(exc.__context__, _HeadTooLarge):  # raised in a callback
+                self._refuse(431, f"the request's head is larger than {HEAD_LIMIT} bytes")
+            else:
+                self._refuse(400, f"the request is not valid HTTP/1.1: {exc}")
             return
         if self.parsing is not None and not self.parsing.head_done:
-            self.head_size += len(data)
-            if self.head_size > HEAD_LIMIT:
+            self.head_raw += len(data)  # what the parser holds of an unfinished head
+            if self.head_raw > 2 * HEAD_LIMIT:
                 self._refuse(431, f"the request's head is larger than {HEAD_LIMIT} bytes")
 
     def eof_received(self) -> bool:
@@ -155,7 +167,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.parsing = Request()
-        self.head_size = 0
+        self.head_size = self.head_raw = 0
         self.head_started = self.loop.time()
         if self.waiter is not None:  # waiting between requests: the head's own deadline now
             self._arm_timer(HEAD_TIMEOUT_SECS)
@@ -163,11 +175,13 @@ class ClientConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         assert self.parsing is not None
         self.parsing.target += url
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.parsing
         if request is not None and not request.head_done:  # trailers are not passed on
             request.headers.append((name, value))
+            self._count_head(len(name) + len(value) + 4)
 
     def on_headers_complete(self) -> None:
         request, parser = self.parsing, self.parser
@@ -288,6 +302,11 @@ class ClientConnection(asyncio.Protocol):
             self.resume("pipeline")
         return request
 
+    def _count_head(self, size: int) -> None:
+        self.head_size += size
+        if self.head_size > HEAD_LIMIT:
+            raise _HeadTooLarge
+
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
@@ -330,3 +349,7 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel.pause_reading(paused)
         elif self.active is not None:
             self.active.client_paused(paused)
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: the head went past HEAD_LIMIT."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 
 import httptools
 
@@ -38,7 +39,7 @@ class Exchange:
         *,
         chunked: bool,
         idle_secs: float,
-        stopping: bool,
+        stopping: Callable[[], bool],
     ) -> None:
         self.conn, self.request, self.upstream, self.pool = conn, request, upstream, pool
         self.loop = conn.loop
@@ -60,6 +61,7 @@ class Exchange:
         self.keep_client = False
         self.activity = self.loop.time()
         self.timer: asyncio.TimerHandle | None = None
+        self.out: list[bytes] = []  # for the client, written at the end of each read
 
     def start(self, head: bytes, body: list[bytes]) -> None:
         self.upstream.receiver = self
@@ -102,6 +104,12 @@ class Exchange:
             self._broken("the app switched protocols on a plain request")
         except httptools.HttpParserError as exc:
             self._broken(f"the app's answer is not valid HTTP/1.1: {exc}")
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.out:
+            out, self.out = self.out, []
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
 
     def upstream_lost(self) -> None:
         if self.finished:
@@ -141,7 +149,7 @@ class Exchange:
         if status < 200:  # 100 Continue, 103 Early Hints: passed on; the answer follows
             self.interim = True
             headers = _end_to_end(self.headers)
-            self.conn.write(
+            self.out.append(
                 wire.response_head(status, self.phrase, headers, chunked=False, keep_alive=True)
             )
             return
@@ -154,13 +162,13 @@ class Exchange:
     def on_body(self, body: bytes) -> None:
         if self.finished or self.interim:
             return
-        self.conn.write(wire.chunk(body) if self.rechunk else body)
+        self.out.append(wire.chunk(body) if self.rechunk else body)
 
     def on_message_complete(self) -> None:
         if self.finished or self.interim:
             return
         if self.rechunk:
-            self.conn.write(wire.LAST_CHUNK)
+            self.out.append(wire.LAST_CHUNK)
         self._end(self._client_outcome(), reusable=self.parser.should_keep_alive())
 
     # inside
@@ -178,7 +186,7 @@ class Exchange:
         self.keep_client = (
             self.request.keep_alive
             and self.request.complete
-            and not self.stopping
+            and not self.stopping()
             and not (http10 and not framed)
         )
         head = wire.response_head(
@@ -189,7 +197,7 @@ class Exchange:
             keep_alive=self.keep_client,
             http10=http10,
         )
-        self.conn.write(head)
+        self.out.append(head)
         self.started = True
 
     def _client_outcome(self) -> Outcome:

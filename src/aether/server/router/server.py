@@ -78,6 +78,9 @@ class Router:
                 conn.abort()
             self.pool.close()
 
+    def _is_stopping(self) -> bool:
+        return self.stopping
+
     def forget(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
         if self.stopping and not self.connections:
@@ -192,7 +195,7 @@ class Router:
                 return Outcome.CLOSE
             exchange = Exchange(
                 conn, request, upstream, self.pool,
-                chunked=chunked, idle_secs=self.idle_secs, stopping=self.stopping,
+                chunked=chunked, idle_secs=self.idle_secs, stopping=self._is_stopping,
             )  # fmt: skip
             body = conn.take_body(request, exchange)
             if replay:
@@ -282,6 +285,8 @@ class Tunnel:
             self._end()
 
     def on_message_complete(self) -> None:  # an answer other than 101: passed on, then closed
+        if self.parser.get_status_code() == 101:
+            return  # the parser stops at the switch: upstream_data opens the tunnel
         self.conn.write(bytes(self.head))
         self._end()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from typing import Protocol, cast
 
 CONNECT_TIMEOUT_SECS = 5.0
 # Idle connections are not reused after this, before Node.js's default keep-alive timeout
@@ -42,8 +42,7 @@ class Upstream(asyncio.Protocol):
         self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.receiver is None:  # bytes nobody asked for: not a connection to reuse
