@@ -45,6 +45,9 @@ class Release:
     owner: str | None = None  # the app's owner (a user id): who may share an unisolated host
     # a layered artifact's layers (``storage_key`` then holds its manifest); () for an archive
     layers: tuple[LayerSource, ...] = ()
+    # the deployment that serves now when this one differs from it only in its replica
+    # count (a scale): its instances may stay, only the difference starts or stops
+    scales_from: str | None = None
 
 
 @dataclass(frozen=True)
