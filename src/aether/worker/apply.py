@@ -233,6 +233,7 @@ class Applier:
             pull_token=await self._pull_token(row["id"]),
             owner=row.get("app_owner"),
             layers=await self._layers(row),
+            scales_from=await rollouts.scaled_from(self.db, row["id"]),
         )
 
     async def _layers(self, row: Row) -> tuple[LayerSource, ...]:
