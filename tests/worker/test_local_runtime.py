@@ -3,8 +3,10 @@ crash restarts and environment."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -292,3 +294,21 @@ async def test_a_dead_spare_launcher_is_replaced_at_the_start(runtime: LocalRunt
     )
     status, body = await get_json(observed.endpoint)
     assert status == 200 and body["deployment_id"] == observed.deployment_id
+
+
+def test_the_supervisor_imports_neither_asyncio_nor_the_worker() -> None:
+    """What a supervisor costs to start: the standard library's basics and its own modules."""
+    code = "import sys, aether.worker.runtimes.shim; print(sorted(sys.modules))"
+    env = {**os.environ, **process_module.supervisor_env()}
+    argv = [*process_module.supervisor_argv()[:2], "-c", code]
+    loaded = set(
+        ast.literal_eval(
+            subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+        )
+    )
+    assert not loaded & {
+        "asyncio",
+        "aether.worker.loop",
+        "aether.store",
+        "aether.worker.runtimes.local",
+    }
