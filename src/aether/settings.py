@@ -377,11 +377,16 @@ class SandboxSettings:
         )
 
 
+def _absolute_path(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name, "").strip()
+    if raw and not raw.startswith("/"):
+        raise ConfigError(f"{name}={raw!r} must be an absolute path")
+    return Path(raw) if raw else None
+
+
 def _uid_registry(environ: Mapping[str, str]) -> Path:
-    raw = environ.get("AETHER_SANDBOX_UID_REGISTRY", "").strip() or DEFAULT_UID_REGISTRY
-    if not raw.startswith("/"):
-        raise ConfigError(f"AETHER_SANDBOX_UID_REGISTRY={raw!r} must be an absolute path")
-    return Path(raw)
+    named = _absolute_path(environ, "AETHER_SANDBOX_UID_REGISTRY")
+    return named or Path(DEFAULT_UID_REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -407,6 +412,9 @@ class WorkerSettings:
     advertise_addr: str | None = None
     # AETHER_LOG_SHIP_MAX_LAG_BYTES: unshipped output beyond this is skipped (and counted)
     log_ship_max_lag_bytes: int = 8 * 1024 * 1024
+    # AETHER_LAYER_CACHE_DIR: the host's extracted dependency layers (local runtime), shared
+    # by every worker naming it; None: <data_dir>/layers
+    layer_cache_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -427,6 +435,7 @@ class WorkerSettings:
             log_ship_max_lag_bytes=env_int(
                 environ, "AETHER_LOG_SHIP_MAX_LAG_BYTES", 8 * 1024 * 1024, minimum=64 * 1024
             ),
+            layer_cache_dir=_absolute_path(environ, "AETHER_LAYER_CACHE_DIR"),
         )
 
 

@@ -42,6 +42,7 @@ from aether.kube import (
     apply,
 )
 from aether.settings import KubeSettings, WorkerSettings
+from aether.store.logs import NewLine
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import (
     EventSink,
@@ -405,10 +406,20 @@ class KubernetesRuntime(Runtime):
                     if line.stream != "notice" and line.cursor:
                         cursor = line.cursor
                 count, dropped = dropped, 0
-                yield LogBatch(lines, cursor, count)
+                yield LogBatch([_new_line(line) for line in lines], cursor, count)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def _new_line(line: LogLine) -> NewLine:
+    """A pod's line as the store takes it: six fraction digits (the pod log API gives nine)."""
+    ts = line.ts
+    if len(ts) != 27:  # YYYY-MM-DDTHH:MM:SS.ffffffZ
+        head, dot, rest = ts.partition(".")
+        if dot:
+            ts = f"{head}.{rest.rstrip('Z')[:6].ljust(6, '0')}Z"
+    return NewLine(ts, line.deployment_id, line.instance, line.stream, line.line)
 
 
 def _pod_instance(pod: Mapping[str, Any]) -> Instance:

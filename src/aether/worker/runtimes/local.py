@@ -46,8 +46,10 @@ from aether.worker.runtimes.base import (
 )
 from aether.worker.runtimes.confinement import Confinement
 from aether.worker.runtimes.health import http_status, is_healthy
+from aether.worker.runtimes.layer_cache import LayerCache
 from aether.worker.runtimes.layers import release_layer, unused_layers
-from aether.worker.runtimes.logfiles import read_batch, read_logs
+from aether.worker.runtimes.logfeed import read_batch
+from aether.worker.runtimes.logfiles import read_logs
 from aether.worker.runtimes.nodes import node_folder
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
@@ -60,7 +62,9 @@ if TYPE_CHECKING:
     from aether.blobs import BlobStore
 
 log = logging.getLogger(__name__)
-LOG_FEED_POLL_SECS = 0.1  # how often the log feed looks for new output when idle
+# How often the log feed reads the files: what has come in meanwhile goes in one batch (one
+# transaction), so a chatty app costs a few batches a second, not one per write.
+LOG_FEED_POLL_SECS = 0.1
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
@@ -98,6 +102,7 @@ class LocalRuntime(Runtime):
     ) -> None:
         self.settings = settings
         self.apps_dir = settings.data_dir / "apps"
+        self.layer_cache = LayerCache(settings.layer_cache_dir or settings.data_dir / "layers")
         self.blobs = blobs
         self.stop_grace_secs = stop_grace_secs
         self.confinement = Confinement(
@@ -206,6 +211,7 @@ class LocalRuntime(Runtime):
                 record,
                 require_signature=self.settings.require_signature,
                 limits=self.settings.expansion,
+                cache=self.layer_cache,
             )
             kept = _survivors(previous, release)
             processes = await self._start_instances(release, folder, record, deadline, kept)
@@ -371,6 +377,11 @@ class LocalRuntime(Runtime):
                 discard(app_dir, [previous.folder])
             in_use = {release_layer(folder) for folder in release_folders(app_dir)}
             discard(app_dir, unused_layers(app_dir / "layers", {x for x in in_use if x}))
+        await self.sweep_layers()
+
+    async def sweep_layers(self) -> list[str]:
+        """Remove the host's cached layers no release folder uses (of any app or worker)."""
+        return await asyncio.to_thread(self.layer_cache.sweep)
 
     async def _wait_retired(self, app_name: str | None = None) -> None:
         names = [app_name] if app_name is not None else list(self._retiring)
@@ -422,6 +433,7 @@ class LocalRuntime(Runtime):
                 await _stop_all(serving.processes, self.stop_grace_secs)
             await self._stop_recorded(app_name)
             await asyncio.to_thread(shutil.rmtree, self.apps_dir / app_name, True)
+        await self.sweep_layers()
 
     async def release_app(self, app_name: str) -> None:
         """Stop this worker's processes of an app another worker took over (its folder,
@@ -468,6 +480,7 @@ class LocalRuntime(Runtime):
         )
         loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             batch = await loop.run_in_executor(
                 self._log_reader(),
                 functools.partial(
@@ -477,8 +490,8 @@ class LocalRuntime(Runtime):
             if batch.lines or batch.dropped or (batch.position and batch.position != position):
                 position = batch.position
                 yield LogBatch(batch.lines, batch.position, batch.dropped)
-            if not batch.lines:
-                await asyncio.sleep(LOG_FEED_POLL_SECS)
+            if not batch.more:  # caught up: the next batch once more has come in
+                await asyncio.sleep(max(started + LOG_FEED_POLL_SECS - loop.time(), 0))
 
     def _log_reader(self) -> ThreadPoolExecutor:
         """The thread that reads and parses log files for shipping, at the apps' own CPU
