@@ -85,6 +85,8 @@ class ServerState:
     upstream_pool: Pool = field(default_factory=Pool)
     # aether.server.app_targets.AppTargets: where each app's requests go (made on first use).
     app_targets: Any = None
+    # Artifact digest → its SBOM, read and checked (aether.server.artifacts.sbom_admission)
+    sboms_checked: dict[str, Any] = field(default_factory=dict)
 
     def app_url(self, app_name: str) -> str:
         domain = self.hosts.apps_domain if self.hosts is not None else None
