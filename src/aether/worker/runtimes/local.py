@@ -48,7 +48,8 @@ from aether.worker.runtimes.confinement import Confinement
 from aether.worker.runtimes.health import http_status, is_healthy
 from aether.worker.runtimes.layer_cache import LayerCache
 from aether.worker.runtimes.layers import release_layer, unused_layers
-from aether.worker.runtimes.logfiles import read_batch, read_logs
+from aether.worker.runtimes.logfeed import read_batch
+from aether.worker.runtimes.logfiles import read_logs
 from aether.worker.runtimes.nodes import node_folder
 from aether.worker.runtimes.process import AppProcess
 from aether.worker.runtimes.releasedir import prepare
@@ -61,7 +62,9 @@ if TYPE_CHECKING:
     from aether.blobs import BlobStore
 
 log = logging.getLogger(__name__)
-LOG_FEED_POLL_SECS = 0.1  # how often the log feed looks for new output when idle
+# How often the log feed reads the files: what has come in meanwhile goes in one batch (one
+# transaction), so a chatty app costs a few batches a second, not one per write.
+LOG_FEED_POLL_SECS = 0.1
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
@@ -477,6 +480,7 @@ class LocalRuntime(Runtime):
         )
         loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             batch = await loop.run_in_executor(
                 self._log_reader(),
                 functools.partial(
@@ -486,8 +490,8 @@ class LocalRuntime(Runtime):
             if batch.lines or batch.dropped or (batch.position and batch.position != position):
                 position = batch.position
                 yield LogBatch(batch.lines, batch.position, batch.dropped)
-            if not batch.lines:
-                await asyncio.sleep(LOG_FEED_POLL_SECS)
+            if not batch.more:  # caught up: the next batch once more has come in
+                await asyncio.sleep(max(started + LOG_FEED_POLL_SECS - loop.time(), 0))
 
     def _log_reader(self) -> ThreadPoolExecutor:
         """The thread that reads and parses log files for shipping, at the apps' own CPU

@@ -238,20 +238,29 @@ class Supervisor:
             selector.unregister(key.fileobj)
             return
         data = pending[name] + chunk
-        *lines, rest = data.split(b"\n")
+        complete, newline, rest = data.rpartition(b"\n")
+        pieces = []
         while len(rest) > MAX_LINE_BYTES:
-            lines.append(rest[:MAX_LINE_BYTES])
+            pieces.append(rest[:MAX_LINE_BYTES])
             rest = rest[MAX_LINE_BYTES:]
         pending[name] = rest
-        for raw in lines:
-            self._line(name, raw)
+        if newline:
+            # One decode and one split for the whole chunk: "\n" is never inside a UTF-8
+            # sequence, so this decodes exactly as line by line would.
+            text = complete.decode("utf-8", errors="replace")
+            lines = text.split("\n")
+            self._write(name, [x.rstrip("\r") for x in lines] if "\r" in text else lines)
+        for piece in pieces:
+            self._line(name, piece)
 
     def _line(self, stream: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        self._write(stream, [raw.decode("utf-8", errors="replace").rstrip("\r")])
+
+    def _write(self, stream: str, lines: list[str]) -> None:
         try:
-            self.log.write(stream, text)
+            self.log.write_lines(stream, lines)
         except (OSError, ValueError):
-            pass  # a full disk must not stop the app; the line is lost
+            pass  # a full disk must not stop the app; the lines are lost
 
     def _signal_app(self, proc: subprocess.Popen[bytes], signum: int) -> None:
         """SIGTERM goes to the app's process group; SIGKILL ends the whole sandbox."""
