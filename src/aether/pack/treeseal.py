@@ -3,17 +3,17 @@
 A worker extracts a dependency layer once and many releases use it for weeks, so the copy on
 disk must be checked before each use without reading it all again. A seal records, for every
 entry in sorted order, its kind and mode, and for a file its size and blake3, for a symlink
-its target: the contents. Apart from them it keeps a *fingerprint*: the sha256 of what
-``lstat`` says of every entry (inode, mode, size, mtime and ctime in nanoseconds). Any write,
-chmod, rename or replacement moves a ctime, which no unprivileged process can set back, so a
-matching fingerprint means nothing was touched: one ``lstat`` per entry, no file read. When
+its target: the contents. Apart from them it keeps a *fingerprint* (``treestamp``): the
+sha256 of what ``lstat`` says of every entry (inode, mode, size, mtime and ctime in
+nanoseconds). Any write, chmod, rename or replacement moves a ctime, which no unprivileged
+process can set back, so a matching fingerprint means nothing was touched: one ``lstat`` per
+entry, no file read. When
 the fingerprint differs (also after the folder was copied or restored), the contents are
 hashed again: the same contents re-seal the tree, anything else means a tampered copy.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -25,6 +25,7 @@ from typing import Any
 import blake3
 
 from aether.errors import IntegrityError
+from aether.pack.treestamp import fingerprint
 
 FORMAT = "aether-seal/1"
 _CHUNK = 1024 * 1024
@@ -53,19 +54,6 @@ def _walk(root: str, rel: str = "") -> Iterator[tuple[str, str, os.stat_result]]
         yield path, item.path, info
         if stat.S_ISDIR(info.st_mode):
             yield from _walk(root, path)
-
-
-def _stat_line(path: str, info: os.stat_result) -> bytes:
-    fields = (info.st_ino, info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-    return os.fsencode(path) + b"\0" + " ".join(map(str, fields)).encode() + b"\n"
-
-
-def fingerprint(root: Path) -> str:
-    """The sha256 of every entry's ``lstat`` (and the root's own); reads no file."""
-    hasher = hashlib.sha256(_stat_line("", os.lstat(root)))
-    for path, _, info in _walk(os.fspath(root)):
-        hasher.update(_stat_line(path, info))
-    return hasher.hexdigest()
 
 
 def _contents(path: str, full: str, info: os.stat_result) -> Contents:

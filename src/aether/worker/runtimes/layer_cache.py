@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aether.errors import AetherError
-from aether.pack import treeseal
+from aether.pack import treeseal, treestamp
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.hostlock import host_lock, try_lock
 from aether.worker.runtimes.layers import LAYER_ROOT
@@ -131,7 +131,7 @@ class LayerCache:
         """Sealed, and the fingerprint matches (one lstat per entry, nothing read)."""
         try:
             seal = treeseal.read_seal(self.root / key / SEAL)
-            return seal is not None and treeseal.fingerprint(self.layer_path(key)) == (
+            return seal is not None and treestamp.fingerprint(self.layer_path(key)) == (
                 seal.fingerprint
             )
         except (AetherError, OSError):
@@ -145,7 +145,7 @@ class LayerCache:
             return MISSING
         try:
             seal = treeseal.read_seal(folder / SEAL)
-            mark = treeseal.fingerprint(self.layer_path(key)) if seal else None
+            mark = treestamp.fingerprint(self.layer_path(key)) if seal else None
             if seal is None:
                 damage = "an unfinished extraction"
             elif mark == seal.fingerprint:
