@@ -194,53 +194,22 @@ async def read_after(
     after_seq: int,
     *,
     limit: int,
+    upto: int | None = None,
     since: str | None = None,
     instance_suffix: str | None = None,
 ) -> list[Row]:
-    """Up to ``limit`` lines with ``seq > after_seq``, oldest first."""
+    """Up to ``limit`` lines with ``seq > after_seq`` (and ``seq <= upto``), oldest first.
+    A reader that knows the head reads ranges (``upto``): the lines of a growing table often
+    have no statistics yet, and with none the planner reads every line after ``after_seq``
+    to sort them, where a range bounds that to the range."""
     where, params = _filters(since, instance_suffix)
+    if upto is not None:
+        where += " AND seq <= :upto"
+        params["upto"] = upto
     return await db.fetch_all(
         f"{_SELECT} WHERE app_id = :app_id AND seq > :after{where} ORDER BY seq LIMIT :limit",
         {"app_id": app_id, "after": after_seq, "limit": limit, **params},
     )
-
-
-# A line as the API's NDJSON object, built by the database (PostgreSQL: json_build_object).
-_JSON_FIELDS = "'ts', ts, 'deployment_id', deployment_id, 'instance', instance, 'stream', stream"
-_JSON = {
-    "postgresql": f"json_build_object({_JSON_FIELDS}, 'line', line, 'cursor', seq::text)::text",
-    "sqlite": f"json_object({_JSON_FIELDS}, 'line', line, 'cursor', CAST(seq AS TEXT))",
-}
-
-
-async def read_range_json(
-    db: Executor,
-    app_id: str,
-    after_seq: int,
-    upto_seq: int,
-    *,
-    since: str | None = None,
-    instance_suffix: str | None = None,
-) -> bytes:
-    """The lines with ``after_seq < seq <= upto_seq`` as NDJSON, one object ``{ts,
-    deployment_id, instance, stream, line, cursor}`` a line, encoded and joined by the
-    database: one value comes back, with no Python object per line. A range, not "the next
-    N after": the lines of a growing table often have no statistics yet, and with none the
-    planner reads every line after ``after_seq`` to sort them."""
-    where, params = _filters(since, instance_suffix)
-    join = (
-        "string_agg(json, E'\\n' ORDER BY seq)"
-        if db.dialect == "postgresql"
-        else (
-            "group_concat(json, char(10))"  # SQLite keeps the subquery's order
-        )
-    )
-    text = await db.fetch_value(
-        f"SELECT {join} FROM (SELECT seq, {_JSON[db.dialect]} AS json FROM log_lines"
-        f" WHERE app_id = :app_id AND seq > :after AND seq <= :upto{where} ORDER BY seq) page",
-        {"app_id": app_id, "after": after_seq, "upto": upto_seq, **params},
-    )
-    return (str(text) + "\n").encode("utf-8") if text else b""
 
 
 async def read_tail(

@@ -171,17 +171,18 @@ async def _pages(
         while True:
             while after < last:  # everything up to `last` is committed: read it in ranges
                 upto = min(after + PAGE_LINES, last)
-                page = await log_store.read_range_json(
+                rows = await log_store.read_after(
                     db,
                     query.app_id,
                     after,
-                    upto,
+                    limit=PAGE_LINES,
+                    upto=upto,
                     since=query.since,
                     instance_suffix=query.instance_suffix,
                 )
                 after = upto
-                if page:
-                    yield page, page.count(b"\n")
+                if rows:
+                    yield b"".join(map(_encode, rows)), len(rows)
             if not query.follow or state.stopping.is_set():
                 return
             heard = state.line_wakeups.heard
