@@ -52,7 +52,7 @@ from aether.worker.runtimes.layers import release_layer, unused_layers
 from aether.worker.runtimes.logfeed import read_batch
 from aether.worker.runtimes.logfiles import read_logs
 from aether.worker.runtimes.nodes import node_folder
-from aether.worker.runtimes.process import AppProcess
+from aether.worker.runtimes.process import AppProcess, close_spare, ready_spare
 from aether.worker.runtimes.releasedir import prepare
 from aether.worker.runtimes.sandbox import Isolation
 from aether.worker.runtimes.startcmd import start_script
@@ -71,6 +71,9 @@ STOP_GRACE_SECS = 10.0
 DRAIN_SECS = 0.3
 # How often a running instance's health path is asked (it answered it to pass its gate).
 HEALTH_PROBE_SECS = 10.0
+# After a release passed its health gate, the next supervisor launcher starts this much later:
+# not beside the cutover, and it competes with nothing else but the app it replaced stopping.
+SPARE_DELAY_SECS = 0.5
 
 
 @dataclass
@@ -116,6 +119,7 @@ class LocalRuntime(Runtime):
         self.adopted: set[str] = set()  # apps found running at start, before the loop held them
         self.advertise_addr = advertise.advertised(settings.advertise_addr)
         self._reader: ThreadPoolExecutor | None = None
+        self._spare_timer: asyncio.TimerHandle | None = None
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -173,6 +177,14 @@ class LocalRuntime(Runtime):
                 self.advertise_addr,
             )
         await self._adopt()
+        _ready_spare()
+
+    def _ready_spare_later(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+        # On the loop (a fork and exec: milliseconds), so _close_spare cannot race it.
+        self._spare_timer = loop.call_later(SPARE_DELAY_SECS, _ready_spare)
 
     async def _adopt(self) -> None:
         found = await asyncio.to_thread(adoption.running_supervisors, self.apps_dir, self.holder)
@@ -229,6 +241,7 @@ class LocalRuntime(Runtime):
             await record(
                 "healthy", f"answering on {endpoints}" if processes else "scaled to 0: none runs"
             )
+            self._ready_spare_later()
             same = previous is not None and previous.deployment_id == release.deployment_id
             if previous is not None and (previous.processes or not same):
                 self._retire_later(release.app_name, previous, record)
@@ -538,6 +551,7 @@ class LocalRuntime(Runtime):
             self._wait_retired(),
             return_exceptions=True,
         )
+        await self._close_spare()
         if self._slot is not None:
             self._slot.release()
             self._slot = None
@@ -553,6 +567,20 @@ class LocalRuntime(Runtime):
             self._wait_retired(),
         )
         await self._stop_recorded()
+        await self._close_spare()
+
+    async def _close_spare(self) -> None:
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        await asyncio.to_thread(close_spare)
+
+
+def _ready_spare() -> None:
+    try:
+        ready_spare()
+    except AetherError as exc:  # the next start launches its own and reports the cause
+        log.warning("%s", exc)
 
 
 def _lower_priority(nice: int) -> None:

@@ -11,7 +11,6 @@ number, and the app's oldest files are deleted to keep it under that limit.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -325,6 +324,8 @@ async def _iterate(
         yield line
     if not follow:
         return
+    import asyncio  # here: the app's supervisor writes logs and never pays for asyncio
+
     floor = position[0] if position else 0
     while True:
         await asyncio.sleep(poll_secs)

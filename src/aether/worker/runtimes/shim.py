@@ -309,7 +309,11 @@ class Supervisor:
 
 
 def main() -> int:
-    spec = Spec.from_json(sys.stdin.read())
+    text = sys.stdin.read()  # a launcher may wait here, started before it was needed
+    if not text:
+        return 0  # the worker no longer needs this launcher
+    spec = Spec.from_json(text)
+    _output_to(Path(spec.record_path).with_suffix(".supervisor.log"))
     # Daemonise: the worker reaps this process at once and the supervisor lives on as an
     # orphan (adopted by init or a subreaper), never a child the worker must wait for.
     if os.fork():
@@ -317,6 +321,15 @@ def main() -> int:
     supervisor = Supervisor(spec)
     supervisor.install_signals()
     return supervisor.run()
+
+
+def _output_to(path: Path) -> None:
+    """From now on stdout and stderr (a traceback, should the supervisor fail) go to its log
+    beside the run record, not to the pipe the worker read while it waited for the spec."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 if __name__ == "__main__":
