@@ -302,6 +302,8 @@ class LocalRuntime(Runtime):
                 process.supervise(record)
         before, now = len(previous.processes), len(processes)
         await record("healthy", f"{before} → {now} instances: {self._where(processes)}")
+        if len(processes) > len(kept):  # a start used the spare launcher
+            self._ready_spare_later()
         if extra:
             leaving = _Serving(previous.deployment_id, extra, previous.folder, previous.owner)
             self._retire_later(release.app_name, leaving, record, scale=True)
