@@ -290,6 +290,15 @@ class ArtifactPolicy:
     max_concurrent_uploads: int  # AETHER_MAX_CONCURRENT_UPLOADS (legacy POST /artifacts)
     pending_ttl_secs: int  # AETHER_PENDING_TTL_SECS
     pending_gc_interval_secs: int  # AETHER_PENDING_GC_INTERVAL_SECS
+    require_sbom: bool = False  # AETHER_REQUIRE_SBOM: deploy only artifacts with an SBOM
+    # AETHER_SBOM_DENY_PACKAGES: "name" or "name@version" entries an SBOM may not list
+    sbom_deny_packages: tuple[str, ...] = ()
+    # AETHER_SBOM_DENY_LICENSES: licence ids (SPDX) no component of an SBOM may carry
+    sbom_deny_licenses: tuple[str, ...] = ()
+
+    @property
+    def checks_sbom_contents(self) -> bool:
+        return bool(self.sbom_deny_packages or self.sbom_deny_licenses)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ArtifactPolicy:
@@ -316,6 +325,9 @@ class ArtifactPolicy:
             max_concurrent_uploads=env_int(environ, "AETHER_MAX_CONCURRENT_UPLOADS", 32, minimum=1),
             pending_ttl_secs=env_int(environ, "AETHER_PENDING_TTL_SECS", 86_400),
             pending_gc_interval_secs=env_int(environ, "AETHER_PENDING_GC_INTERVAL_SECS", 600),
+            require_sbom=env_bool(environ, "AETHER_REQUIRE_SBOM", False),
+            sbom_deny_packages=env_list(environ, "AETHER_SBOM_DENY_PACKAGES"),
+            sbom_deny_licenses=env_list(environ, "AETHER_SBOM_DENY_LICENSES"),
         )
 
 

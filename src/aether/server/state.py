@@ -86,6 +86,8 @@ class ServerState:
     upstream_pool: Pool = field(default_factory=Pool)
     # aether.server.app_targets.AppTargets: where each app's requests go (made on first use).
     app_targets: Any = None
+    # Artifact digest → its SBOM, read and checked (aether.server.artifacts.sbom_admission)
+    sboms_checked: dict[str, Any] = field(default_factory=dict)
     # Log followers waiting for their app's next lines (woken by PostgreSQL's NOTIFY).
     line_wakeups: LineWakeups = field(default_factory=LineWakeups)
 

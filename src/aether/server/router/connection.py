@@ -43,6 +43,7 @@ class BodySink(Protocol):
     def body_done(self) -> None: ...
     def client_paused(self, paused: bool) -> None: ...
     def client_lost(self) -> None: ...
+    def check_idle(self, now: float) -> None: ...
 
 
 @dataclass(eq=False)
@@ -61,6 +62,7 @@ class Request:
     sink: BodySink | None = None  # the exchange the body streams to
     error: tuple[int, str] | None = None  # (status, message): answered, never forwarded
     tail: bytearray = field(default_factory=bytearray)  # after an upgrade's head
+    sent: bool = False  # went to an app once: its body is what ``kept`` holds
 
     def add_body(self, data: bytes) -> None:
         if self.kept is not None:
@@ -96,8 +98,10 @@ class ClientConnection(asyncio.Protocol):
         self.buffered = 0
         self.pauses: set[str] = set()
         self.write_paused = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.busy = False  # a request is being answered
+        # When the connection is closed unless a request arrives (None while answering);
+        # the router's sweep checks it, so no timer is set per request.
+        self.deadline: float | None = None
         self.task: asyncio.Task[None] | None = None
 
     # asyncio.Protocol
@@ -111,7 +115,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else ""
         self.router.connections.add(self)
-        self.task = self.loop.create_task(self._serve())
+        self.deadline = self.loop.time() + KEEP_ALIVE_SECS
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -143,13 +147,12 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # A half-closed client may still read the answers to what it sent.
-        return self.tunnel is not None or bool(self.queue) or self.active is not None
+        return self.tunnel is not None or bool(self.queue) or self.busy
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.router.forget(self)
-        self._cancel_timer()
-        self._wake()
+        self.deadline = None
         if self.active is not None:
             self.active.client_lost()
         if self.tunnel is not None:
@@ -169,8 +172,8 @@ class ClientConnection(asyncio.Protocol):
         self.parsing = Request()
         self.head_size = self.head_raw = 0
         self.head_started = self.loop.time()
-        if self.waiter is not None:  # waiting between requests: the head's own deadline now
-            self._arm_timer(HEAD_TIMEOUT_SECS)
+        if not self.busy:  # waiting between requests: the head's own deadline now
+            self.deadline = self.head_started + HEAD_TIMEOUT_SECS
 
     def on_url(self, url: bytes) -> None:
         assert self.parsing is not None
@@ -195,7 +198,7 @@ class ClientConnection(asyncio.Protocol):
         self.queue.append(request)
         if len(self.queue) > PIPELINE_DEPTH:
             self.pause("pipeline")
-        self._wake()
+        self._dispatch()
 
     def on_body(self, body: bytes) -> None:
         request = self.parsing
@@ -264,61 +267,60 @@ class ClientConnection(asyncio.Protocol):
 
     def idle(self) -> bool:
         """Nothing being answered or waiting: it can be closed without cutting anything."""
-        return self.active is None and self.tunnel is None and not self.queue
+        return not self.busy and self.tunnel is None and not self.queue
 
     # inside
 
-    async def _serve(self) -> None:
+    def check(self, now: float) -> None:
+        """From the router's sweep: close an idle connection past its deadline; end an
+        exchange whose app fell silent."""
+        if self.deadline is not None and now >= self.deadline:
+            self.close()
+        elif self.active is not None:
+            self.active.check_idle(now)
+
+    def _dispatch(self) -> None:
+        """Answer the next request when none is being answered: at once when the router can
+        (a known app, an idle upstream connection), else in a task that may wait."""
+        while self.queue and not self.busy and not self.closed:
+            request = self.queue.popleft()
+            if len(self.queue) <= PIPELINE_DEPTH:
+                self.resume("pipeline")
+            self.busy, self.deadline = True, None
+            if not self.router.answer_now(self, request, self._answered):
+                self.task = self.loop.create_task(self._answer(request))
+
+    def _answered(self, request: Request, outcome: str) -> None:
+        """An answer given at once ended: ``keep``, ``close``, or ``stale`` (the request goes
+        again, in a task)."""
+        if outcome == "stale":
+            self.task = self.loop.create_task(self._answer(request))
+            return
+        self._next(outcome == "keep")
+
+    async def _answer(self, request: Request) -> None:
         try:
-            while True:
-                request = await self._next()
-                if request is None:
-                    return
-                keep = await self.router.answer(self, request)
-                if not keep or self.router.stopping:
-                    return
+            keep = await self.router.answer(self, request)
         except Exception:  # a bug must not leave the connection hanging
             log.exception("the router failed on a request")
-        finally:
-            self.close()
+            keep = False
+        self._next(keep)
 
-    async def _next(self) -> Request | None:
-        while not self.queue:
-            if self.closed or self.broken:
-                return None
-            if self.parsing is not None:
-                left = HEAD_TIMEOUT_SECS - (self.loop.time() - self.head_started)
-                self._arm_timer(max(left, 0.0))
-            else:
-                self._arm_timer(KEEP_ALIVE_SECS)
-            self.waiter = self.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        self._cancel_timer()
-        request = self.queue.popleft()
-        if len(self.queue) <= PIPELINE_DEPTH:
-            self.resume("pipeline")
-        return request
+    def _next(self, keep: bool) -> None:
+        self.busy = False
+        if not keep or self.router.stopping:
+            self.close()
+            return
+        if self.parsing is not None:
+            self.deadline = self.head_started + HEAD_TIMEOUT_SECS
+        else:
+            self.deadline = self.loop.time() + KEEP_ALIVE_SECS
+        self._dispatch()
 
     def _count_head(self, size: int) -> None:
         self.head_size += size
         if self.head_size > HEAD_LIMIT:
             raise _HeadTooLarge
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    def _arm_timer(self, secs: float) -> None:
-        self._cancel_timer()
-        self.timer = self.loop.call_later(secs, self.close)
-
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
     def _refuse(self, status: int, message: str) -> None:
         """Stop reading; answer ``status`` once the requests before it are answered."""
@@ -333,7 +335,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.parsing = None
         self.queue.append(Request(error=(status, message), complete=True, keep_alive=False))
-        self._wake()
+        self._dispatch()
 
     def _upgrade(self, tail: bytes) -> None:
         request = self.last

@@ -60,8 +60,10 @@ class Exchange:
         self.until_close = False
         self.keep_client = False
         self.activity = self.loop.time()
-        self.timer: asyncio.TimerHandle | None = None
         self.out: list[bytes] = []  # for the client, written at the end of each read
+        self.feeding = False
+        # Told the outcome once the answer is out (answers given at once, without a task).
+        self.on_end: Callable[[Request, str], None] | None = None
 
     def start(self, head: bytes, body: list[bytes]) -> None:
         self.upstream.receiver = self
@@ -70,7 +72,6 @@ class Exchange:
             self.send_body(data)
         if self.request.complete:
             self.body_done()
-        self.timer = self.loop.call_later(self.idle_secs, self._check_idle)
 
     # the request's body (BodySink)
 
@@ -98,13 +99,17 @@ class Exchange:
     def upstream_data(self, data: bytes) -> None:
         self.got_bytes = True
         self.activity = self.loop.time()
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._broken("the app switched protocols on a plain request")
         except httptools.HttpParserError as exc:
             self._broken(f"the app's answer is not valid HTTP/1.1: {exc}")
+        self.feeding = False
         self._flush()
+        if self.finished:
+            self._notify()
 
     def _flush(self) -> None:
         if self.out:
@@ -214,12 +219,9 @@ class Exchange:
             self.conn.abort()  # a cut-off answer must not look complete
         self._end(Outcome.CLOSE, reusable=False)
 
-    def _check_idle(self) -> None:
-        if self.finished:
-            return
-        silent = self.loop.time() - self.activity
-        if silent < self.idle_secs:
-            self.timer = self.loop.call_later(self.idle_secs - silent, self._check_idle)
+    def check_idle(self, now: float) -> None:
+        """From the router's sweep: end the exchange when the app has been silent too long."""
+        if self.finished or now - self.activity < self.idle_secs:
             return
         log.warning("upstream %s:%s silent for %ss", *self.upstream.endpoint, self.idle_secs)
         if not self.started:
@@ -233,8 +235,6 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        if self.timer is not None:
-            self.timer.cancel()
         self.conn.finished(self.request)
         upstream = self.upstream
         upstream.receiver = None
@@ -245,6 +245,13 @@ class Exchange:
             upstream.close()
         if not self.done.done():
             self.done.set_result(outcome)
+        if not self.feeding:
+            self._notify()
+
+    def _notify(self) -> None:
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end(self.request, self.done.result().value)
 
 
 def _end_to_end(headers: list[wire.Header]) -> list[wire.Header]:

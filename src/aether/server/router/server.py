@@ -15,9 +15,9 @@ the grace period and what is left then is cut.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ log = logging.getLogger("aether.router")
 # An app silent this long (no header, no body bytes) gets its request ended: 504 before the
 # answer started, a cut-off body after.
 UPSTREAM_IDLE_SECS = 300.0
+SWEEP_SECS = 1.0  # how often timeouts are checked
 # A WebSocket handshake keeps these from the client; the router writes its own
 # Connection/Upgrade pair.
 _TUNNEL_DROP = HOP_BY_HOP
@@ -53,12 +54,28 @@ class Router:
         self.stopping = False
         self._drained = asyncio.Event()
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        # Looked up once: an endpoint URL's (host, port), a Host header's app.
+        self._endpoint_of: dict[str, Endpoint] = {}
+        self._app_of: dict[str, str | None] = {}
 
     async def start(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: ClientConnection(self), sock=listener, backlog=1024
         )
+        self._sweeper = loop.call_later(self._sweep_every(), self._sweep)
+
+    def _sweep_every(self) -> float:
+        return min(SWEEP_SECS, self.idle_secs / 3)
+
+    def _sweep(self) -> None:
+        """Timeouts, checked for every connection at once instead of a timer per request."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self.connections):
+            conn.check(now)
+        self._sweeper = loop.call_later(self._sweep_every(), self._sweep)
 
     async def stop(self, grace: float) -> None:
         """Stop accepting; let answers in flight end within ``grace`` seconds, then cut."""
@@ -77,6 +94,8 @@ class Router:
             for conn in list(self.connections):
                 conn.abort()
             self.pool.close()
+            if self._sweeper is not None:
+                self._sweeper.cancel()
 
     def _is_stopping(self) -> bool:
         return self.stopping
@@ -114,11 +133,73 @@ class Router:
             return False
         return await self._forward(conn, request, app, target, host)
 
+    def answer_now(
+        self,
+        conn: ClientConnection,
+        request: Request,
+        on_end: Callable[[Request, str], None],
+    ) -> bool:
+        """Start answering ``request`` at once when nothing needs waiting for: a well-formed
+        request for an app whose endpoints are known, with an idle connection to the next
+        one. ``on_end`` hears the outcome. False: :meth:`answer` must do it, in a task."""
+        if request.error is not None or request.upgrade or request.sent:
+            return False
+        host, refusal = _check(request)
+        app = self._app_for(host) if refusal is None else None
+        target = self._targets().cached(app) if app is not None else None
+        if target is None or not target.endpoints:
+            return False
+        endpoint = self._endpoint(target.in_turn()[0])
+        upstream = self.pool.take_idle(endpoint, conn.loop.time())
+        if upstream is None:
+            return False
+        chunked, head = self._request_head(conn, request, host)
+        exchange = self._new_exchange(conn, request, upstream, chunked)
+        exchange.on_end = on_end
+        body = conn.take_body(request, exchange)
+        request.sent = True
+        exchange.start(head, body)
+        return True
+
     # inside
 
     def _app_for(self, host: str) -> str | None:
+        if host in self._app_of:
+            return self._app_of[host]
         app: str | None = self.state.hosts.app_from_host(host)
-        return None if app in RESERVED_APP_NAMES else app
+        app = None if app in RESERVED_APP_NAMES else app
+        if len(self._app_of) > 10_000:  # bounded: hosts come from requests
+            self._app_of.clear()
+        self._app_of[host] = app
+        return app
+
+    def _endpoint(self, url: str) -> Endpoint:
+        found = self._endpoint_of.get(url)
+        if found is None:
+            parts = urlsplit(url)
+            found = (parts.hostname or "127.0.0.1", parts.port or 80)
+            if len(self._endpoint_of) > 10_000:
+                self._endpoint_of.clear()
+            self._endpoint_of[url] = found
+        return found
+
+    def _request_head(
+        self, conn: ClientConnection, request: Request, host: str
+    ) -> tuple[bool, bytes]:
+        chunked = any(name.lower() == b"transfer-encoding" for name, _ in request.headers)
+        headers = self._headers(conn, request, host, HOP_BY_HOP)
+        head = wire.request_head(
+            request.method, request.target, headers, host.encode("latin-1"), chunked=chunked
+        )
+        return chunked, head
+
+    def _new_exchange(
+        self, conn: ClientConnection, request: Request, upstream: Upstream, chunked: bool
+    ) -> Exchange:
+        return Exchange(
+            conn, request, upstream, self.pool,
+            chunked=chunked, idle_secs=self.idle_secs, stopping=self._is_stopping,
+        )  # fmt: skip
 
     def _targets(self) -> AppTargets:
         if self.state.app_targets is None:
@@ -145,18 +226,13 @@ class Router:
         for endpoint in target.in_turn() if target is not None else ():
             if endpoint not in tried:
                 tried.add(endpoint)
-                parts = urlsplit(endpoint)
-                found.append((parts.hostname or "127.0.0.1", parts.port or 80))
+                found.append(self._endpoint(endpoint))
         return found
 
     async def _forward(
         self, conn: ClientConnection, request: Request, app: str, target: Target, host: str
     ) -> bool:
-        chunked = any(name.lower() == b"transfer-encoding" for name, _ in request.headers)
-        headers = self._headers(conn, request, host, HOP_BY_HOP)
-        head = wire.request_head(
-            request.method, request.target, headers, host.encode("latin-1"), chunked=chunked
-        )
+        chunked, head = self._request_head(conn, request, host)
         tried: set[str] = set()
         for fresh in (False, True):  # then the endpoints may have moved (a cutover): look again
             if fresh:
@@ -184,31 +260,30 @@ class Router:
         connection there (the request was not sent). A pooled connection the app had closed
         is replaced by a fresh one once, when the request can be sent again."""
         upstream = self.pool.take_idle(endpoint, conn.loop.time())
-        replay = False
         while True:
+            if request.sent and request.kept is None:  # went once; its body cannot again
+                if upstream is not None:
+                    upstream.close()
+                message = "the app closed the connection early"
+                conn.write(wire.error_response(502, "bad_gateway", message, keep_alive=False))
+                return Outcome.CLOSE
             if upstream is None:
                 upstream = await self.pool.open(endpoint)
                 if upstream is None:
-                    return None if not replay else Outcome.CLOSE
+                    return None
             if conn.closed:
                 self.pool.release(upstream, conn.loop.time())
                 return Outcome.CLOSE
-            exchange = Exchange(
-                conn, request, upstream, self.pool,
-                chunked=chunked, idle_secs=self.idle_secs, stopping=self._is_stopping,
-            )  # fmt: skip
+            exchange = self._new_exchange(conn, request, upstream, chunked)
             body = conn.take_body(request, exchange)
-            if replay:
+            if request.sent:  # again: everything received so far
                 body = list(request.kept or ())
+            request.sent = True
             exchange.start(head, body)
             outcome = await exchange.done
             if outcome is not Outcome.STALE:
                 return outcome
-            if request.kept is None:
-                message = "the app closed the connection early"
-                conn.write(wire.error_response(502, "bad_gateway", message, keep_alive=False))
-                return Outcome.CLOSE
-            upstream, replay = None, True
+            upstream = None
 
     def _headers(
         self, conn: ClientConnection, request: Request, host: str, drop: frozenset[bytes]
@@ -328,14 +403,27 @@ def _check(request: Request) -> tuple[str, str | None]:
     return hosts[0].decode("latin-1"), None
 
 
-async def serve_router(state: Any, listener: socket.socket) -> None:
-    """Run the router on ``listener`` until the server stops (a background job of
-    ``aether serve``, given the ServerState)."""
-    router = Router(state)
-    await router.start(listener)
-    log.info("app router listening on port %s", listener.getsockname()[1])
-    try:
-        await state.stopping.wait()
-    finally:
-        with contextlib.suppress(asyncio.CancelledError):
-            await router.stop(state.settings.shutdown_grace_secs)
+class RouterService:
+    """The app router as a background job of ``aether serve`` on ``listener``: it runs while
+    the server does. Its drain at stop outlives the job (the server's lifespan cancels its jobs
+    as soon as the API has drained); the launcher waits for :meth:`drained`."""
+
+    __name__ = "app_router"
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self._drain: asyncio.Future[None] | None = None
+
+    async def __call__(self, state: Any) -> None:
+        router = Router(state)
+        await router.start(self.listener)
+        log.info("app router listening on port %s", self.listener.getsockname()[1])
+        try:
+            await state.stopping.wait()
+        finally:
+            self._drain = asyncio.ensure_future(router.stop(state.settings.shutdown_grace_secs))
+            await asyncio.shield(self._drain)
+
+    async def drained(self) -> None:
+        if self._drain is not None:
+            await self._drain
