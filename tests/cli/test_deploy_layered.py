@@ -4,6 +4,8 @@ SQLite and PostgreSQL: a code-only redeploy uploads and stores the app layer alo
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,36 @@ def test_the_sbom_policy_is_applied_to_a_real_deploy(live_server, tmp_path: Path
     )
     error = json.loads(denied.stdout)["error"]
     assert denied.returncode == 20 and "big-dep@1.0.0 is denied" in error["message"], error
+
+
+HELLO_NODE = Path(__file__).resolve().parents[2] / "examples" / "hello-node"
+
+
+def layer_paths(deployed: dict, digest: str) -> set[str]:  # type: ignore[type-arg]
+    """The members of a deployed layer, from its file index beside the artifact."""
+    index = Path(deployed["artifact"]).parent / "layers" / f"{digest}.tar.zst.manifest.json"
+    return {entry["path"] for entry in json.loads(index.read_text())["files"]}
+
+
+def test_hello_node_redeploys_store_what_changed(any_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A real staged build: a code-only redeploy stores the app layer alone (no lockfile in
+    it, ≤ 1 % of the artifact); a lockfile change ships a new deps layer."""
+    server = any_server
+    app_dir = tmp_path / "hello-node"
+    shutil.copytree(HELLO_NODE, app_dir, ignore=shutil.ignore_patterns("node_modules", ".aether"))
+    first = aether_json(server.env, "deploy", str(app_dir), "--no-wait")
+    assert [layer["name"] for layer in first["layers"]] == ["deps", "app"]
+
+    (app_dir / "server.js").write_text((app_dir / "server.js").read_text() + "\n// v2\n")
+    second = aether_json(server.env, "deploy", str(app_dir), "--no-wait")
+    deps, app = second["layers"]
+    assert (deps["uploaded"], app["uploaded"]) == (False, True)
+    assert "package-lock.json" not in layer_paths(second, app["digest"])
+    assert "package-lock.json" in layer_paths(second, deps["digest"])
+    assert second["uploaded_bytes"] <= second["size_bytes"] // 100
+
+    bump = ["npm", "version", "patch", "--no-git-tag-version"]
+    subprocess.run(bump, cwd=app_dir, check=True, capture_output=True, timeout=120)
+    third = aether_json(server.env, "deploy", str(app_dir), "--no-wait")
+    assert third["layers"][0]["uploaded"] is True
+    assert third["layers"][0]["digest"] != deps["digest"]

@@ -43,8 +43,12 @@ def test_layers_split_node_modules_from_the_app(sample: Path, tmp_path: Path) ->
     by_name = {layer["name"]: Path(layer["path"]) for layer in result.layers}
     deps = [m.name for m in read_members(by_name["deps"])]
     app = [m.name for m in read_members(by_name["app"])]
-    assert deps and all(n == "node_modules" or n.startswith("node_modules/") for n in deps)
+    assert deps and all(
+        n in ("node_modules", "package-lock.json") or n.startswith("node_modules/") for n in deps
+    )
+    assert "package-lock.json" in deps  # the lockfile changes with the deps, not the code
     assert "index.js" in app and not any(n.startswith("node_modules") for n in app)
+    assert "package-lock.json" not in app
     assert result.size_bytes == sum(layer.size for layer in manifest.layers) + len(raw)
     report = verify_layered(result.artifact)
     assert report.digest == result.digest and len(report.layers) == 2
@@ -102,6 +106,15 @@ def test_a_code_change_changes_only_the_app_layer(sample: Path, tmp_path: Path) 
     names = {p.name for p in (tmp_path / "out" / "layers").iterdir()}
     assert len(names) == 4
     verify_layered(second.artifact)
+
+
+def test_a_lockfile_change_changes_the_deps_layer(sample: Path, tmp_path: Path) -> None:
+    first = pack_layered(sample, tmp_path / "out")
+    lock = sample / "package-lock.json"
+    lock.write_text(lock.read_text().replace('"1.2.3"', '"1.2.4"', 1))
+    second = pack_layered(sample, tmp_path / "out")
+    assert first.layers[0]["digest"] != second.layers[0]["digest"]
+    assert first.layers[1]["digest"] == second.layers[1]["digest"]
 
 
 @pytest.mark.parametrize("layer", [0, 1])
@@ -185,3 +198,31 @@ def test_the_deps_layer_cache_keeps_a_few_recent_layers(sample: Path, tmp_path: 
         write_layers(walker, tmp_path / "out", "zstd", 0, lambda *a: None, key)
     assert len(list((tmp_path / "cache" / "layers").iterdir())) == KEEP_CACHED + 1
     assert key.folder.is_dir()
+
+
+def test_an_older_artifact_with_the_lockfile_in_the_app_layer_composes(
+    sample: Path, tmp_path: Path
+) -> None:
+    lock = (sample / "package-lock.json").read_bytes()
+    no_lock = shutil.copytree(sample, tmp_path / "no-lock", symlinks=True)
+    (no_lock / "package-lock.json").unlink()
+    older_deps = pack_layered(no_lock, tmp_path / "deps")  # node_modules alone
+    shutil.rmtree(sample / "node_modules")  # no deps layer: the lockfile stays in the app layer
+    older_app = pack_layered(sample, tmp_path / "app")
+    manifest = parse_artifact_manifest(older_deps.artifact.read_bytes())
+    files = {"deps": Path(older_deps.layers[0]["path"]), "app": Path(older_app.layers[0]["path"])}
+    extract_layers(manifest, files, tmp_path / "x")
+    assert (tmp_path / "x" / "package-lock.json").read_bytes() == lock
+    assert (tmp_path / "x" / "node_modules" / "left-pad").is_dir()
+
+
+def test_a_lockfile_in_both_layers_is_refused(sample: Path, tmp_path: Path) -> None:
+    from aether.pack.extract import UnsafeArchive
+
+    current = pack_layered(sample, tmp_path / "now")
+    shutil.rmtree(sample / "node_modules")
+    app_with_lock = pack_layered(sample, tmp_path / "older")
+    manifest = parse_artifact_manifest(current.artifact.read_bytes())
+    files = {"deps": Path(current.layers[0]["path"]), "app": Path(app_with_lock.layers[0]["path"])}
+    with pytest.raises(UnsafeArchive, match="package-lock.json"):
+        extract_layers(manifest, files, tmp_path / "x")

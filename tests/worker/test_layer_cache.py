@@ -193,6 +193,22 @@ async def test_a_tampered_cached_layer_is_found_and_extracted_again(
     ).read_text() == "module.exports = 1;\n"
 
 
+async def test_a_tampered_cached_lockfile_is_found_and_extracted_again(
+    blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    first, second = await two_apps(blobs, tmp_path)
+    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
+    one = await prepare(first, apps, blobs, Recorder(), require_signature=False, cache=cache)
+    original = (one / "package-lock.json").read_bytes()
+    cached = cache.root / first.layers[0].digest / "lockfiles" / "package-lock.json"
+    cached.write_text("{}\n")
+    record = Recorder()
+    folder = await prepare(second, apps, blobs, record, require_signature=False, cache=cache)
+    assert deps_fetches(record) == 1
+    assert "lockfiles/package-lock.json was changed" in record.events[-1][1]
+    assert (folder / "package-lock.json").read_bytes() == original
+
+
 async def test_a_touched_but_intact_layer_is_resealed_not_fetched(
     blobs: LocalBlobStore, tmp_path: Path
 ) -> None:

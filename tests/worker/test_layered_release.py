@@ -37,6 +37,11 @@ async def test_layers_compose_and_the_deps_layer_is_shared(
     assert (two / "server.js").read_text() == "console.log(2)\n"
     assert release_layer(one) == release_layer(two) == first_pack.layers[0]["digest"]
     assert "node_modules reused" in again.events[-1][1]
+    # the lockfiles come with the deps layer, copied to each release's root
+    for folder in (one, two):
+        lock = folder / "package-lock.json"
+        assert lock.is_file() and not lock.is_symlink()
+        assert lock.read_bytes() == (tmp_path / "v1" / "package-lock.json").read_bytes()
     fetched = [message for phase, message in again.events if phase == "fetching"]
     assert not any("deps layer" in message for message in fetched)
 

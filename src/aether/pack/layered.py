@@ -1,7 +1,7 @@
 """Write a staged tree as the layers of a format-2 artifact: ``deps`` and ``app``.
 
-``deps`` is the top-level ``node_modules`` (the production install), ``app`` every other
-member; each is a deterministic archive written the way a single-file artifact is (same walk,
+``deps`` is the top-level ``node_modules`` (the production install) and the project's
+lockfiles, ``app`` every other member; each is a deterministic archive written the way a single-file artifact is (same walk,
 tar codec and compressor), so extracting both into one folder gives the tree. Beside each
 layer ``L`` in ``<out>/layers/`` lies its file index ``L.manifest.json`` (format
 ``aether-manifest/1``: path, size, mode and blake3 of every file).
@@ -12,6 +12,12 @@ major), the compression, ``SOURCE_DATE_EPOCH`` and the ignore rules, and kept on
 fingerprint of the installed tree (``treestamp``: every entry's path, inode, mode, size, mtime
 and ctime) is unchanged: a hand-edited install is noticed and packed again. A code-only redeploy therefore reads and
 compresses the app's files alone.
+
+The lockfiles go with ``node_modules``: npm's records the app's own version, so it changes with
+every version bump, and in the app layer it would make a code-only redeploy store it again
+(for a small app, most of the stored bytes). The deps layer changes with it anyway (its key
+holds the lockfile's bytes, and ``node_modules/.package-lock.json`` the version), so no
+dependency ships stale.
 """
 
 from __future__ import annotations
@@ -34,13 +40,16 @@ from aether.pack.layout import manifest_path
 from aether.pack.manifest import write_manifest
 from aether.pack.packer import TreeContents
 from aether.pack.partition import plan_entries
+from aether.pack.project import LOCKFILES
 from aether.pack.treestamp import fingerprint
-from aether.pack.walk import Walker
+from aether.pack.walk import FILE, Entry, Walker
 
 Progress = Callable[[str, int, int | None], None]
 LAYERS_DIR = "layers"
 DEPS_ROOT = "node_modules"
-CACHE_FORMAT = 1  # bump when what a cached deps layer holds changes
+# Top-level files the deps layer carries beside node_modules (format 2 since this rule).
+DEPS_FILES = frozenset(name for name, _ in LOCKFILES)
+CACHE_FORMAT = 2  # bump when what a cached deps layer holds changes
 KEEP_CACHED = 4  # cached deps layers kept besides the one just used
 _FACTS = "facts.json"
 
@@ -76,9 +85,10 @@ def write_layers(
     split_deps: bool = True,
 ) -> list[WrittenLayer]:
     """The artifact's layers (deps first, when the tree has a top-level node_modules and
-    ``split_deps``; otherwise the app layer holds everything)."""
+    ``split_deps``, with the lockfiles; otherwise the app layer holds everything)."""
     top = walker.children(None)
-    deps_top = [entry for entry in top if entry.path == DEPS_ROOT and split_deps]
+    split = split_deps and any(entry.path == DEPS_ROOT for entry in top)
+    deps_top = [entry for entry in top if split and _in_deps(entry)]
     app_top = [entry for entry in top if entry not in deps_top]
     folder = out / LAYERS_DIR
     try:
@@ -98,6 +108,10 @@ def write_layers(
     layers.append(_write_layer(APP, walker, app_top, out, compression, epoch, progress))
     _prune(folder, {layer.path.name for layer in layers})
     return layers
+
+
+def _in_deps(entry: Entry) -> bool:
+    return entry.path == DEPS_ROOT or (entry.kind == FILE and entry.path in DEPS_FILES)
 
 
 def _write_layer(

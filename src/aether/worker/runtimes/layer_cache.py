@@ -6,7 +6,10 @@ release folder that uses it links ``node_modules`` to it (read-only in the app's
 (default ``<data dir>/layers``); workers with different data dirs share one by naming it:
 
     <key>/node_modules   the extracted layer
-    <key>/seal.json      its seal (:mod:`aether.pack.treeseal`), written last: no seal, unfinished
+    <key>/lockfiles/     the lockfiles the layer carries (copied into each release's root)
+    <key>/lockfiles.seal.json  their seal, when there are any
+    <key>/seal.json      the node_modules seal (:mod:`aether.pack.treeseal`), written last: no
+                         seal, unfinished
     .locks/<key>         the layer's host lock (:mod:`aether.worker.runtimes.hostlock`)
     .users/<key>/<id>    one file per release folder linking the layer, holding its path
     .work/               extractions in progress;  .trash/  discarded layers
@@ -39,12 +42,15 @@ from pathlib import Path
 
 from aether.errors import AetherError
 from aether.pack import treeseal, treestamp
+from aether.pack.layered import DEPS_FILES
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.hostlock import host_lock, try_lock
 from aether.worker.runtimes.layers import LAYER_ROOT
 from aether.worker.runtimes.trash import discard
 
 SEAL = "seal.json"
+LOCKFILES = "lockfiles"
+LOCKFILES_SEAL = "lockfiles.seal.json"
 LOCK_WAIT_SECS = 600.0  # a layer made by another worker: its download and extraction
 _KEY = re.compile(r"[0-9a-f]{64}")
 
@@ -53,7 +59,7 @@ REUSED = "reused"
 EXTRACTED = "extracted"
 MISSING = "missing"  # (only without a way to make it)
 
-# Fills the folder it is given with a verified ``node_modules`` (and nothing else).
+# Fills the folder it is given with a verified ``node_modules`` (and at most the lockfiles).
 Maker = Callable[[Path], Awaitable[None]]
 
 
@@ -128,14 +134,23 @@ class LayerCache:
         self._ready = True
 
     def _intact(self, key: str) -> bool:
-        """Sealed, and the fingerprint matches (one lstat per entry, nothing read)."""
+        """Sealed, and the fingerprints match (one lstat per entry, nothing read)."""
         try:
-            seal = treeseal.read_seal(self.root / key / SEAL)
-            return seal is not None and treestamp.fingerprint(self.layer_path(key)) == (
-                seal.fingerprint
-            )
+            for tree, seal_file in self._sealed_trees(key):
+                seal = treeseal.read_seal(seal_file)
+                if seal is None or treestamp.fingerprint(tree) != seal.fingerprint:
+                    return False
+            return True
         except (AetherError, OSError):
             return False
+
+    def _sealed_trees(self, key: str) -> list[tuple[Path, Path]]:
+        """(tree, its seal file) of a layer: node_modules, and its lockfiles when it has any."""
+        folder = self.root / key
+        trees = [(self.layer_path(key), folder / SEAL)]
+        if (folder / LOCKFILES).exists() or (folder / LOCKFILES_SEAL).exists():
+            trees.append((folder / LOCKFILES, folder / LOCKFILES_SEAL))
+        return trees
 
     def _check(self, key: str) -> str | None:
         """Under the exclusive lock: None when intact (re-sealed when only the fingerprint
@@ -144,20 +159,13 @@ class LayerCache:
         if not folder.exists():
             return MISSING
         try:
-            seal = treeseal.read_seal(folder / SEAL)
-            mark = treestamp.fingerprint(self.layer_path(key)) if seal else None
-            if seal is None:
-                damage = "an unfinished extraction"
-            elif mark == seal.fingerprint:
-                return None
-            else:
-                damage = treeseal.first_difference(self.layer_path(key), seal) or ""
-                if not damage:  # touched, copied or restored, with the same contents
-                    treeseal.write_seal(folder / SEAL, treeseal.Seal(mark or "", seal.entries))
-                    return None
-                damage = f"the cached copy was tampered with: {LAYER_ROOT}/{damage}"
+            damage = None
+            for tree, seal_file in self._sealed_trees(key):
+                damage = damage or _tree_damage(tree, seal_file)
         except (AetherError, OSError) as exc:
             damage = f"the cached copy cannot be checked: {exc}"
+        if damage is None:
+            return None
         discard(self.root, [folder])
         return damage
 
@@ -172,12 +180,22 @@ class LayerCache:
 
     def _seal_into_place(self, key: str, work: Path) -> None:
         extra = sorted(entry.name for entry in work.iterdir() if entry.name != LAYER_ROOT)
-        if extra or not (work / LAYER_ROOT).is_dir():
-            raise Fatal(f"the layer {key[:12]} must hold {LAYER_ROOT}/ and nothing else")
+        lockfiles = [name for name in extra if name in DEPS_FILES and _is_file(work / name)]
+        if len(lockfiles) < len(extra) or not (work / LAYER_ROOT).is_dir():
+            raise Fatal(
+                f"the layer {key[:12]} must hold {LAYER_ROOT}/ and nothing else but lockfiles"
+            )
+        if lockfiles:
+            (work / LOCKFILES).mkdir()
+            for name in lockfiles:
+                os.rename(work / name, work / LOCKFILES / name)
         os.chmod(work, 0o755)
         folder = self.root / key
         os.rename(work, folder)
         try:
+            if lockfiles:
+                seal = treeseal.seal_tree(folder / LOCKFILES)
+                treeseal.write_seal(folder / LOCKFILES_SEAL, seal)
             treeseal.write_seal(folder / SEAL, treeseal.seal_tree(folder / LAYER_ROOT))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -191,11 +209,25 @@ class LayerCache:
         own = release / LAYER_ROOT
         if own.is_dir() and not own.is_symlink():
             discard(self.root, [own])
+        self._copy_lockfiles(key, release)
         users = self.root / ".users" / key
         users.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(os.fsencode(release)).hexdigest()[:32]
         (users / name).write_text(os.fspath(release), encoding="utf-8")
         os.symlink(self.layer_path(key), own, target_is_directory=True)
+
+    def _copy_lockfiles(self, key: str, release: Path) -> None:
+        """The layer's lockfiles at the release's root, as the app had them (copies: they are
+        small, and the sandbox binds only node_modules from the cache)."""
+        source = self.root / key / LOCKFILES
+        for name in sorted(os.listdir(source)) if source.is_dir() else []:
+            target = release / name
+            if os.path.lexists(target):
+                raise Fatal(f"the app layer holds {name}, which the deps layer provides")
+            temp = release / f".{name}.copy"
+            shutil.copyfile(source / name, temp)
+            os.chmod(temp, 0o644)
+            os.replace(temp, target)
 
     def sweep(self) -> list[str]:
         """Remove every layer no release folder links to; a layer whose lock is held (being
@@ -249,3 +281,23 @@ class LayerCache:
                     shutil.rmtree(entry, ignore_errors=True)
                 finally:
                     os.close(fd)
+
+
+def _tree_damage(tree: Path, seal_file: Path) -> str | None:
+    """None when ``tree`` matches its seal (re-sealed when only touched, copied or restored
+    with the same contents), else what is wrong."""
+    seal = treeseal.read_seal(seal_file)
+    if seal is None:
+        return "an unfinished extraction"
+    mark = treestamp.fingerprint(tree)
+    if mark == seal.fingerprint:
+        return None
+    damage = treeseal.first_difference(tree, seal) or ""
+    if not damage:
+        treeseal.write_seal(seal_file, treeseal.Seal(mark, seal.entries))
+        return None
+    return f"the cached copy was tampered with: {tree.name}/{damage}"
+
+
+def _is_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()

@@ -6,7 +6,8 @@ is extracted. The deps layer is extracted once per digest into the host's layer 
 (:mod:`aether.worker.runtimes.layer_cache`, shared by every app and worker of the host) and
 every release that uses it links ``node_modules`` to it, read-only in the sandbox, instead of
 copying it: a code-only redeploy, or another app with the same dependencies, fetches and
-extracts the small app layer alone.
+extracts the small app layer alone. The lockfiles a deps layer carries are copied to the
+release's root; an older artifact carries them in its app layer instead.
 """
 
 from __future__ import annotations
