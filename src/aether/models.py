@@ -180,6 +180,15 @@ class DeploymentPage(TypedDict):
 ReleaseKind = Literal["deploy", "config", "scale", "rollback"]
 
 
+class Restart(TypedDict):
+    """One ``aether restart`` of a release: another rollout of it, not a new release."""
+
+    deployment_id: str
+    status: DeploymentStatus
+    created_by: str | None  # the user's email
+    created_at: str
+
+
 class Release(TypedDict):
     """A release: what an app runs (``GET /apps/{app}/releases``). ``env`` maps each variable
     (config vars and one-off overrides) to its fingerprint; ``overrides`` names the one-off
@@ -205,6 +214,7 @@ class Release(TypedDict):
     status: DeploymentStatus | None
     deployment_id: str | None
     restarts: int  # how often it was rolled out again by `aether restart`
+    restarted: list[Restart]  # those restarts, newest first (the last 10)
 
 
 class ReleasePage(TypedDict):
@@ -508,6 +518,15 @@ def release_from(row: Mapping[str, Any]) -> Release:
         "status": row.get("status"),
         "deployment_id": row.get("deployment_id"),
         "restarts": int(row.get("restarts") or 0),
+        "restarted": [
+            {
+                "deployment_id": item["deployment_id"],
+                "status": item["status"],
+                "created_by": item.get("created_by_email"),
+                "created_at": item["created_at"],
+            }
+            for item in row.get("restarted") or ()
+        ],
     }
 
 

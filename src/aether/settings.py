@@ -181,6 +181,9 @@ class ServerSettings:
     # AETHER_TRUSTED_PROXIES: CIDRs of proxies in front of the API whose X-Forwarded-* the
     # app proxy extends; from anyone else those headers are replaced
     trusted_proxies: tuple[str, ...] = ()
+    # AETHER_ROUTER_PORT: a port of its own for app traffic (the fast router, plain HTTP);
+    # None: apps answer on the API's port, through the API server
+    router_port: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -208,6 +211,7 @@ class ServerSettings:
             log_retention_bytes=env_int(environ, "AETHER_LOG_RETENTION_BYTES", 256 * 1024 * 1024),
             apps_domain=_apps_domain(environ),
             trusted_proxies=_networks(environ, "AETHER_TRUSTED_PROXIES"),
+            router_port=_port_or_none(environ, "AETHER_ROUTER_PORT"),
         )
 
     @property
@@ -286,6 +290,15 @@ class ArtifactPolicy:
     max_concurrent_uploads: int  # AETHER_MAX_CONCURRENT_UPLOADS (legacy POST /artifacts)
     pending_ttl_secs: int  # AETHER_PENDING_TTL_SECS
     pending_gc_interval_secs: int  # AETHER_PENDING_GC_INTERVAL_SECS
+    require_sbom: bool = False  # AETHER_REQUIRE_SBOM: deploy only artifacts with an SBOM
+    # AETHER_SBOM_DENY_PACKAGES: "name" or "name@version" entries an SBOM may not list
+    sbom_deny_packages: tuple[str, ...] = ()
+    # AETHER_SBOM_DENY_LICENSES: licence ids (SPDX) no component of an SBOM may carry
+    sbom_deny_licenses: tuple[str, ...] = ()
+
+    @property
+    def checks_sbom_contents(self) -> bool:
+        return bool(self.sbom_deny_packages or self.sbom_deny_licenses)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ArtifactPolicy:
@@ -312,6 +325,9 @@ class ArtifactPolicy:
             max_concurrent_uploads=env_int(environ, "AETHER_MAX_CONCURRENT_UPLOADS", 32, minimum=1),
             pending_ttl_secs=env_int(environ, "AETHER_PENDING_TTL_SECS", 86_400),
             pending_gc_interval_secs=env_int(environ, "AETHER_PENDING_GC_INTERVAL_SECS", 600),
+            require_sbom=env_bool(environ, "AETHER_REQUIRE_SBOM", False),
+            sbom_deny_packages=env_list(environ, "AETHER_SBOM_DENY_PACKAGES"),
+            sbom_deny_licenses=env_list(environ, "AETHER_SBOM_DENY_LICENSES"),
         )
 
 
@@ -377,11 +393,16 @@ class SandboxSettings:
         )
 
 
+def _absolute_path(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name, "").strip()
+    if raw and not raw.startswith("/"):
+        raise ConfigError(f"{name}={raw!r} must be an absolute path")
+    return Path(raw) if raw else None
+
+
 def _uid_registry(environ: Mapping[str, str]) -> Path:
-    raw = environ.get("AETHER_SANDBOX_UID_REGISTRY", "").strip() or DEFAULT_UID_REGISTRY
-    if not raw.startswith("/"):
-        raise ConfigError(f"AETHER_SANDBOX_UID_REGISTRY={raw!r} must be an absolute path")
-    return Path(raw)
+    named = _absolute_path(environ, "AETHER_SANDBOX_UID_REGISTRY")
+    return named or Path(DEFAULT_UID_REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -407,6 +428,9 @@ class WorkerSettings:
     advertise_addr: str | None = None
     # AETHER_LOG_SHIP_MAX_LAG_BYTES: unshipped output beyond this is skipped (and counted)
     log_ship_max_lag_bytes: int = 8 * 1024 * 1024
+    # AETHER_LAYER_CACHE_DIR: the host's extracted dependency layers (local runtime), shared
+    # by every worker naming it; None: <data_dir>/layers
+    layer_cache_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -427,6 +451,7 @@ class WorkerSettings:
             log_ship_max_lag_bytes=env_int(
                 environ, "AETHER_LOG_SHIP_MAX_LAG_BYTES", 8 * 1024 * 1024, minimum=64 * 1024
             ),
+            layer_cache_dir=_absolute_path(environ, "AETHER_LAYER_CACHE_DIR"),
         )
 
 
@@ -464,6 +489,15 @@ def env_json(environ: Mapping[str, str], name: str, expected: type, default: obj
     if not isinstance(value, expected):
         raise ConfigError(f"{name} must be a JSON {expected.__name__}")
     return value
+
+
+def _port_or_none(environ: Mapping[str, str], name: str) -> int | None:
+    if not environ.get(name, "").strip():
+        return None
+    port = env_int(environ, name, 0, minimum=0)
+    if port > 65535:
+        raise ConfigError(f"{name}={port} is not a port number (0-65535; 0 picks a free one)")
+    return port
 
 
 def _apps_domain(environ: Mapping[str, str]) -> str | None:

@@ -3,10 +3,11 @@ SQLite and PostgreSQL: a code-only redeploy uploads and stores the app layer alo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from client_support import aether_json, copy_app
+from client_support import aether, aether_json, copy_app
 
 
 @pytest.fixture
@@ -30,12 +31,15 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
     assert first["format"] == 2
     assert [layer["name"] for layer in first["layers"]] == ["deps", "app"]
     assert all(layer["uploaded"] for layer in first["layers"])
-    assert first["uploaded_bytes"] == first["size_bytes"]
+    sbom = first["sbom_upload"]  # the SBOM is uploaded beside the layers
+    assert sbom["uploaded"] is True and sbom["uploaded_bytes"] == sbom["size_bytes"] > 0
+    assert first["uploaded_bytes"] == first["size_bytes"] + sbom["size_bytes"]
 
     (app_dir / "server.js").write_text((app_dir / "server.js").read_text() + "\n// v2\n")
     second = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
     deps, app = second["layers"]
     assert (deps["uploaded"], deps["uploaded_bytes"]) == (False, 0)
+    assert second["sbom_upload"] == {**sbom, "uploaded": False, "uploaded_bytes": 0}
     assert deps["digest"] == first["layers"][0]["digest"]
     assert app["uploaded"] is True and app["digest"] != first["layers"][1]["digest"]
     manifest_bytes = second["size_bytes"] - deps["size_bytes"] - app["size_bytes"]
@@ -59,3 +63,32 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
         "--no-wait",
     )
     assert back["artifact_digest"] == first["digest"]
+
+
+def test_the_sbom_policy_is_applied_to_a_real_deploy(live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = live_server(
+        args=["--no-worker"],
+        env={"AETHER_REQUIRE_SBOM": "1", "AETHER_SBOM_DENY_PACKAGES": "big-dep@1.0.0"},
+    )
+    app_dir = copy_app(tmp_path / "app")
+    for flag in ("--no-sbom", "--single-file"):  # refused before anything is packed
+        result = aether(server.env, "deploy", str(app_dir), "--no-wait", "--no-install", flag)
+        assert result.returncode == 10 and "SBOM" in result.stderr, result.stderr
+    done = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
+    assert done["sbom_upload"]["uploaded"] is True and done["release"] == 1
+    locked = with_deps(copy_app(tmp_path / "locked", name="locked-app"))
+    lock = {
+        "name": "locked-app",
+        "version": "1.0.0",
+        "lockfileVersion": 3,
+        "packages": {
+            "": {"name": "locked-app", "version": "1.0.0", "dependencies": {"big-dep": "1"}},
+            "node_modules/big-dep": {"version": "1.0.0", "license": "MIT"},
+        },
+    }
+    (locked / "package-lock.json").write_text(json.dumps(lock))
+    denied = aether(
+        server.env, "deploy", str(locked), "--no-wait", "--no-install", "--format", "json"
+    )
+    error = json.loads(denied.stdout)["error"]
+    assert denied.returncode == 20 and "big-dep@1.0.0 is denied" in error["message"], error

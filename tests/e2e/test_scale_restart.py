@@ -132,3 +132,65 @@ def test_a_restart_that_does_not_come_up_fails_and_the_old_instances_serve(
     status = ps(server, "hello")
     assert status["last_rollout"]["status"] == "failed"
     assert status["last_rollout"]["reason"] == "restart"
+
+
+# The answer names the process that gave it: its port and pid.
+BY_PROCESS = 'process.env.APP_VERSION = process.env.PORT + "/" + process.pid;'
+
+
+class RequestLoop:
+    """GETs through the router in a thread until stopped: every answer's process, and any
+    request that failed."""
+
+    def __init__(self, port: int, app: str) -> None:
+        self.port, self.app = port, app
+        self.failures: list[tuple[int, bytes]] = []
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            code, body = via_proxy(self.port, self.app)
+            if code != 200:
+                self.failures.append((code, body))
+            else:
+                self.seen.append(json.loads(body)["version"])
+
+    def __enter__(self) -> RequestLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_scale_adds_or_removes_only_the_difference(server: Any, tmp_path: Path) -> None:
+    code, result = deploy(server.env, app_copy(tmp_path, "hello", "1.0.0", boot_js=BY_PROCESS))
+    assert code == 0, result
+
+    def processes(count: int) -> set[str]:
+        """The processes answering once ``ps`` shows ``count`` healthy instances."""
+        wait_for(
+            lambda: [i["health"] for i in ps(server, "hello")["instances"]] == ["healthy"] * count,
+            timeout=30,
+            what=f"{count} healthy instances",
+        )
+        seen = {json.loads(via_proxy(server.port, "hello")[1])["version"] for _ in range(40)}
+        assert len(seen) == count, seen  # the router spreads over exactly those
+        return seen
+
+    before = processes(1)
+    for wanted in (2, 3, 1):
+        with RequestLoop(server.port, "hello") as loop:
+            scaled = cli(server.env, "scale", "hello", str(wanted), "--format", "json")
+            assert scaled.returncode == 0, scaled.stderr
+            now = processes(wanted)
+        assert loop.failures == [] and loop.seen
+        assert set(loop.seen) <= before | now  # no other process ever answered
+        if wanted > len(before):
+            assert before < now  # the running ones stay (same pids); the new one joins
+        else:
+            assert now < before  # the extra ones stopped; the one kept is the same
+        before = now

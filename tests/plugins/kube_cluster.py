@@ -187,7 +187,8 @@ class Cluster:
         replica_set, _ = await self.replica_set(live)
         replicas = live["spec"]["replicas"]
         if pods:
-            revision = live["metadata"]["labels"]["deployment_id"][:8]
+            # pods are named after the template's deployment (a scale keeps it)
+            revision = live["spec"]["template"]["metadata"]["labels"]["deployment_id"][:8]
             for index in range(replicas):
                 if self.api.live(PODS, f"{deployment}-{revision}-{index}") is None:
                     await self.create_pod(deployment, f"{revision}-{index}", running_pod_status())

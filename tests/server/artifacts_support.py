@@ -68,6 +68,15 @@ class Uploader:
             return self.api.client.put(url, content=body, headers=headers)
         return httpx.put(url, content=body, headers=headers)
 
+    def get_url(self, url: str) -> bytes:
+        """The body a presigned GET URL answers (local URLs through the TestClient)."""
+        if url.startswith(PUBLIC_URL):
+            answer = self.api.client.get(url)
+        else:
+            answer = httpx.get(url)
+        assert answer.status_code == 200, answer.text
+        return bytes(answer.content)
+
     def presign(self, digest: str, size: int, **extra: Any) -> Any:
         body = {"app_name": self.app, "digest": digest, "size_bytes": size, **extra}
         return self.api.post("/artifacts/presign", json=body, as_=self.as_)
@@ -76,10 +85,12 @@ class Uploader:
         body = {"app_name": self.app, "digest": digest, "size_bytes": size, **extra}
         return self.api.post("/artifacts/complete", json=body, as_=self.as_)
 
-    def upload(self, body: bytes, digest: str | None = None, **extra: Any) -> Any:
+    def upload(
+        self, body: bytes, digest: str | None = None, *, compression: str = "zstd", **extra: Any
+    ) -> Any:
         """presign → PUT → complete; returns the complete response."""
         digest = digest or hashlib.sha256(body).hexdigest()
-        presigned = self.presign(digest, len(body))
+        presigned = self.presign(digest, len(body), compression=compression)
         assert presigned.status_code == 200, presigned.text
         answer = presigned.json()
         if answer["method"] == "PUT":

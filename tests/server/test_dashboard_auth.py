@@ -178,6 +178,8 @@ def test_the_page_lists_every_instance_and_restarts_the_running_release(api, sho
     assert done.status_code == 303 and "#timeline" in done.headers["location"]
     newest = api.get("/apps/shop/deployments").json()["deployments"][0]
     assert newest["reason"] == "restart" and newest["status"] == "pending"
+    history = client.get("/ui/apps/shop/releases").text  # the restart is in the history
+    assert f'data-restart="{newest["id"]}"' in history and "Restart" in history
 
 
 def test_a_reader_sees_names_but_no_values_and_no_buttons(api, shop):

@@ -149,7 +149,35 @@ def test_restart_is_a_new_rollout_of_the_running_release(api, shop):
     assert status["last_rollout"]["reason"] == "restart"
     releases = api.get("/apps/shop/releases").json()["releases"]
     assert [(r["version"], r["restarts"], r["status"]) for r in releases] == [(1, 1, "pending")]
+    # The history lists the restart under the release it restarted, who and when.
+    (entry,) = releases[0]["restarted"]
+    assert entry["deployment_id"] == body["deployment"]["id"] and entry["status"] == "pending"
+    assert entry["created_by"] and entry["created_at"]
+    assert api.get("/apps/shop/releases/v1").json()["restarted"] == [entry]
+    assert api.get("/apps/shop").json()["release"]["restarted"] == [entry]
+    assert body["release"]["restarted"] == [entry]
     listed = api.get("/apps/shop/deployments").json()["deployments"]
     assert [d["reason"] for d in listed[:2]] == ["restart", None]
     assert api.get("/apps/nope/status").status_code == 404
     assert api.post("/apps/nope/restart").status_code == 404
+
+
+def test_the_worker_keeps_instances_only_when_a_release_changes_its_scale_alone(api, shop):
+    app, artifact = shop
+    first = deploy(api, artifact["digest"])
+    run(api, first["id"])
+    scaled = api.post("/apps/shop/scale", json={"replicas": 3}, as_="deployer")
+    assert scaled.status_code == 201, scaled.text
+    up = scaled.json()["deployment"]["id"]
+    assert api.run(rollouts.scaled_from, up) == first["id"]  # only the difference starts
+    run(api, up)
+    restarted = api.post("/apps/shop/restart", as_="deployer").json()["deployment"]["id"]
+    assert api.run(rollouts.scaled_from, restarted) is None  # a restart replaces them all
+    run(api, restarted)
+    changed = api.request(
+        "PATCH", "/apps/shop/config", json={"set": {"COLOUR": "blue"}}, as_="deployer"
+    ).json()["deployment"]["id"]
+    assert api.run(rollouts.scaled_from, changed) is None  # another environment
+    run(api, changed)
+    down = api.post("/apps/shop/scale", json={"replicas": 1}, as_="deployer")
+    assert api.run(rollouts.scaled_from, down.json()["deployment"]["id"]) == changed

@@ -5,6 +5,7 @@ and PostgreSQL. Lines are stored with the store's own ``ship`` (what a worker ca
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,13 @@ def test_nothing_stored_is_said_never_an_empty_answer(logs_api: ApiHarness) -> N
 
 
 def test_follow_streams_lines_shipped_later(logs_api: ApiHarness) -> None:
+    """On PostgreSQL the replica hears each stored batch (NOTIFY) and a follow waits for it
+    rather than polling; on SQLite there is nothing to hear and a follow polls."""
+    postgres = logs_api.state.db.dialect == "postgresql"
+    deadline = time.monotonic() + 10
+    while logs_api.state.line_wakeups.heard != postgres and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert logs_api.state.line_wakeups.heard == postgres
     ship(logs_api, "dep-1", "before")
     headers = logs_api.headers("admin")
     with logs_api.client.stream("GET", "/apps/hello/logs?follow=true", headers=headers) as response:

@@ -3,14 +3,16 @@ errors come back as the JSON envelope. The upstream is a stub HTTP server on loo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from router_support import router_client
 from seeding import insert_artifact
 
 from aether.errors import ConfigError
@@ -34,6 +36,11 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._echo(self._body())
+
+    def do_HEAD(self) -> None:  # the length a GET would have, no body
+        self.send_response(200)
+        self.send_header("Content-Length", "42")
+        self.end_headers()
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding") == "chunked":
@@ -100,9 +107,24 @@ async def _app_with(db: Any, name: str, endpoint: str | None, status: str = "run
     )
 
 
-def proxied(api: ApiHarness, method: str, path: str, app: str, **kwargs: Any) -> Any:
+@pytest.fixture(params=["api-port", "router"])
+def via(request: pytest.FixtureRequest, make_api: Any) -> Callable[[ApiHarness], Any]:
+    """How a test reaches its apps: through the API's port (the ASGI proxy) or the app
+    router's own port (real sockets); each behaviour holds on both."""
+    stack = contextlib.ExitStack()
+    request.addfinalizer(stack.close)
+
+    def client_for(api: ApiHarness) -> Any:
+        if request.param == "api-port":
+            return api.client
+        return stack.enter_context(router_client(api))
+
+    return client_for
+
+
+def proxied(client: Any, method: str, path: str, app: str, **kwargs: Any) -> Any:
     headers = {"Host": f"{app}.localhost:8080", **kwargs.pop("headers", {})}
-    return api.client.request(method, path, headers=headers, **kwargs)
+    return client.request(method, path, headers=headers, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -125,9 +147,10 @@ def test_app_from_host(host: str, expected: str | None) -> None:
     assert (local if "localhost" in host.lower() else hosts).app_from_host(host) == expected
 
 
-def test_app_host_is_proxied_without_a_token(api: ApiHarness, upstream: str) -> None:
+def test_app_host_is_proxied_without_a_token(via: Any, api: ApiHarness, upstream: str) -> None:
+    client = via(api)
     api.run(_app_with, "hello", upstream)
-    response = proxied(api, "GET", "/some/path?x=1", "hello")
+    response = proxied(client, "GET", "/some/path?x=1", "hello")
     assert response.status_code == 200
     assert response.headers["x-upstream"] == "yes"
     body = response.json()
@@ -136,16 +159,18 @@ def test_app_host_is_proxied_without_a_token(api: ApiHarness, upstream: str) -> 
     assert body["forwarded_proto"] == "http"
 
 
-def test_request_body_is_forwarded(api: ApiHarness, upstream: str) -> None:
+def test_request_body_is_forwarded(via: Any, api: ApiHarness, upstream: str) -> None:
+    client = via(api)
     api.run(_app_with, "hello", upstream)
-    response = proxied(api, "POST", "/items", "hello", content=b'{"a": 1}')
+    response = proxied(client, "POST", "/items", "hello", content=b'{"a": 1}')
     assert response.status_code == 201
     assert response.json()["body"] == '{"a": 1}'
 
 
-def test_chunked_response_streams_through(api: ApiHarness, upstream: str) -> None:
+def test_chunked_response_streams_through(via: Any, api: ApiHarness, upstream: str) -> None:
+    client = via(api)
     api.run(_app_with, "hello", upstream)
-    response = proxied(api, "GET", "/stream", "hello")
+    response = proxied(client, "GET", "/stream", "hello")
     assert response.status_code == 200
     assert response.text == "one\ntwo\nthree\n"
 
@@ -155,24 +180,27 @@ def test_other_hosts_reach_the_api(api: ApiHarness) -> None:
     assert response.status_code == 200
 
 
-def test_unknown_app_is_404(api: ApiHarness) -> None:
-    response = proxied(api, "GET", "/", "nope")
+def test_unknown_app_is_404(via: Any, api: ApiHarness) -> None:
+    client = via(api)
+    response = proxied(client, "GET", "/", "nope")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
 
 
-def test_app_with_nothing_running_is_503(api: ApiHarness) -> None:
+def test_app_with_nothing_running_is_503(via: Any, api: ApiHarness) -> None:
+    client = via(api)
     api.run(_app_with, "idle", None, status="pending")
-    response = proxied(api, "GET", "/", "idle")
+    response = proxied(client, "GET", "/", "idle")
     assert response.status_code == 503
     assert response.json()["code"] == "service_unavailable"
 
 
-def test_unreachable_upstream_is_502(api: ApiHarness) -> None:
+def test_unreachable_upstream_is_502(via: Any, api: ApiHarness) -> None:
+    client = via(api)
     from aether.worker.runtimes.health import free_port
 
     api.run(_app_with, "dead", f"http://127.0.0.1:{free_port()}")
-    response = proxied(api, "GET", "/", "dead")
+    response = proxied(client, "GET", "/", "dead")
     assert response.status_code == 502
     assert set(response.json()) == {"code", "message"}
 
@@ -208,12 +236,15 @@ def test_silent_upstream_is_504(api: ApiHarness) -> None:
     assert json.loads(sent[1]["body"])["code"] == "gateway_timeout"
 
 
-def test_the_control_planes_credentials_never_reach_an_app(api: ApiHarness, upstream: str) -> None:
+def test_the_control_planes_credentials_never_reach_an_app(
+    via: Any, api: ApiHarness, upstream: str
+) -> None:
     """The proxy once forwarded the admin's Authorization and dashboard cookies to apps."""
+    client = via(api)
     api.run(_app_with, "hello", upstream)
     cookies = "theme=dark; aether_session=s1; __Host-aether_session=s2; aether_signin=x; id=7"
     response = proxied(
-        api,
+        client,
         "GET",
         "/",
         "hello",
@@ -225,16 +256,18 @@ def test_the_control_planes_credentials_never_reach_an_app(api: ApiHarness, upst
 
 
 def test_forwarded_headers_are_set_by_the_proxy_not_the_client(
-    api: ApiHarness, upstream: str
+    via: Any, api: ApiHarness, upstream: str
 ) -> None:
+    client = via(api)
     api.run(_app_with, "hello", upstream)
     forged = {
         "X-Forwarded-For": "10.9.9.9",
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "evil.example",
     }
-    seen = proxied(api, "GET", "/", "hello", headers=forged).json()["headers"]
-    assert seen["x-forwarded-for"] == "testclient"  # the TestClient's peer, nothing appended
+    seen = proxied(client, "GET", "/", "hello", headers=forged).json()["headers"]
+    peer = "testclient" if client is api.client else "127.0.0.1"  # the peer, nothing appended
+    assert seen["x-forwarded-for"] == peer
     assert seen["x-forwarded-proto"] == "http"
     assert seen["x-forwarded-host"] == "hello.localhost:8080"
 
@@ -263,10 +296,13 @@ def _from_address(api: ApiHarness, address: str, headers: dict[str, str]) -> dic
     return response.json()["headers"]
 
 
-def test_transfer_encoding_with_content_length_is_refused(api: ApiHarness, upstream: str) -> None:
+def test_transfer_encoding_with_content_length_is_refused(
+    via: Any, api: ApiHarness, upstream: str
+) -> None:
+    client = via(api)
     api.run(_app_with, "hello", upstream)
     response = proxied(
-        api,
+        client,
         "POST",
         "/",
         "hello",
@@ -326,11 +362,12 @@ def test_the_apps_domain_may_not_be_the_apis_host() -> None:
 
 
 def test_upstream_connections_are_kept_open_between_requests(
-    api: ApiHarness, upstream: str
+    via: Any, api: ApiHarness, upstream: str
 ) -> None:
+    client = via(api)
     api.run(_app_with, "hello", upstream)
-    peers = {tuple(proxied(api, "GET", f"/{n}", "hello").json()["peer"]) for n in range(5)}
-    posted = proxied(api, "POST", "/items", "hello", content=b"x" * 1000).json()
+    peers = {tuple(proxied(client, "GET", f"/{n}", "hello").json()["peer"]) for n in range(5)}
+    posted = proxied(client, "POST", "/items", "hello", content=b"x" * 1000).json()
     assert len(peers) == 1  # one connection served all five
     assert tuple(posted["peer"]) in peers
     assert posted["body"] == "x" * 1000
@@ -357,22 +394,24 @@ def closing_upstream() -> Iterator[str]:
 
 
 def test_a_request_that_meets_a_closed_pooled_connection_goes_again(
-    api: ApiHarness, closing_upstream: str
+    via: Any, api: ApiHarness, closing_upstream: str
 ) -> None:
+    client = via(api)
     api.run(_app_with, "flaky", closing_upstream)
-    answers = [proxied(api, "GET", "/a", "flaky") for _ in range(3)]
-    answers.append(proxied(api, "POST", "/b", "flaky", content=b"payload"))
+    answers = [proxied(client, "GET", "/a", "flaky") for _ in range(3)]
+    answers.append(proxied(client, "POST", "/b", "flaky", content=b"payload"))
     assert [a.status_code for a in answers] == [200, 200, 200, 201]
     assert answers[-1].json()["body"] == "payload"
     assert len({tuple(a.json()["peer"]) for a in answers}) == 4  # each on a fresh connection
 
 
 def test_a_clients_connection_close_does_not_close_the_upstream(
-    api: ApiHarness, upstream: str
+    via: Any, api: ApiHarness, upstream: str
 ) -> None:
+    client = via(api)
     api.run(_app_with, "hello", upstream)
-    first = proxied(api, "GET", "/", "hello", headers={"Connection": "close"}).json()
-    second = proxied(api, "GET", "/", "hello").json()
+    first = proxied(client, "GET", "/", "hello", headers={"Connection": "close"}).json()
+    second = proxied(client, "GET", "/", "hello").json()
     assert first["peer"] == second["peer"]  # the client's Connection header is not forwarded
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from aether.store import apps as app_store
 from aether.store import logs as log_store
 
@@ -109,3 +111,22 @@ async def test_destroying_an_app_deletes_its_lines_only(database) -> None:  # ty
     await app_store.destroy_app(database, doomed["id"])
     assert await all_lines(database, doomed["id"]) == []
     assert [r["line"] for r in await all_lines(database, kept["id"])] == ["other output"]
+
+
+async def test_a_stored_batch_notifies_its_app_on_postgresql(database) -> None:  # type: ignore[no-untyped-def]
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has no notifications: followers poll")
+    app = await app_store.create_app(database, "web", owner=None)
+    listening = asyncio.Event()
+    heard: list[str] = []
+
+    async def listen() -> None:
+        async for payload in database.listen(log_store.NOTIFY_CHANNEL, listening.set):
+            heard.append(payload)
+            return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.wait_for(listening.wait(), 10)
+    assert await ship(database, app["id"], "s", None, "p1", "a")
+    await asyncio.wait_for(listener, 10)
+    assert heard == [app["id"]]

@@ -25,22 +25,30 @@ def ps(top: Topology, host: str) -> dict[str, Any]:
     return as_json(top.client(host, "ps", "web", "--format", "json"))
 
 
+def healthy(top: Topology, count: int) -> bool:
+    items = ps(top, "api1")["instances"]
+    return len(items) == count and all(i["health"] == "healthy" for i in items)
+
+
+def running(status: dict[str, Any]) -> set[tuple[str, str]]:
+    """Each instance's id and start time: the same while its process runs."""
+    return {(i["id"], i["started_at"]) for i in status["instances"]}
+
+
 def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topology) -> None:
     worker = topology.start_worker()
     folder = app_folder(topology.root, "web")
     server = folder / "server.js"
     server.write_text(BY_PORT + server.read_text())
     as_json(topology.client("api1", "deploy", str(folder), "--format", "json"))
+    wait_for(lambda: healthy(topology, 1), what="one healthy instance")
+    one = running(ps(topology, "api1"))
     scaled = as_json(topology.client("api2", "scale", "web", "2", "--format", "json"))
     assert scaled["status"] == "running" and scaled["replicas"] == 2
-
-    def two_healthy() -> bool:
-        items = ps(topology, "api1")["instances"]
-        return len(items) == 2 and all(i["health"] == "healthy" for i in items)
-
-    wait_for(two_healthy, what="two healthy instances")
+    wait_for(lambda: healthy(topology, 2), what="two healthy instances")
     first, second = ps(topology, "api1"), ps(topology, "api2")
     assert first == second
+    assert one < running(first)  # the scale started one more; the first one runs on
     assert {i["worker"] for i in first["instances"]} == {
         topology.get("api1", "/workers").json()["workers"][0]["id"]
     }
@@ -52,6 +60,13 @@ def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topolog
     assert restarted["reason"] == "restart" and restarted["status"] == "running"
     status = as_json(topology.client("api2", "status", "web", "--format", "json"))
     assert status["last_rollout"]["id"] == restarted["id"]
+    history = [
+        as_json(topology.client(host, "releases", "web", "--format", "json"))["releases"]
+        for host in ("api1", "api2")
+    ]
+    assert history[0] == history[1]
+    assert [r["kind"] for r in history[0]] == ["scale", "deploy"]
+    assert [r["deployment_id"] for r in history[0][0]["restarted"]] == [restarted["id"]]
 
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=30)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from worker_support import worker_settings
 
+from aether.blobs.local import LocalBlobStore
 from aether.worker.runtimes.local import LocalRuntime
 
 
@@ -19,3 +20,12 @@ async def runtime(tmp_path: Path) -> AsyncIterator[LocalRuntime]:
     finally:
         await rt.stop_apps()  # apps outlive a stopped runtime: end them explicitly
         await rt.stop()
+
+
+@pytest.fixture
+async def blobs(tmp_path: Path) -> AsyncIterator[LocalBlobStore]:
+    """A local blob store with nothing in it."""
+    store = LocalBlobStore(tmp_path / "blobs", public_url="http://127.0.0.1:1")
+    await store.open()
+    yield store
+    await store.close()

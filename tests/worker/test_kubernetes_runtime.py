@@ -425,3 +425,44 @@ async def test_a_missing_namespace_is_fatal_with_the_remedy(
 
     with pytest.raises(Fatal, match="does the namespace 'aether' exist"):
         await runtime.deploy(FIRST, Recorder())
+
+
+async def test_a_scale_keeps_the_pods_and_changes_only_the_replica_count(
+    runtime: KubernetesRuntime, kube_api: KubeAPI, cluster: Cluster
+) -> None:
+    await roll_out(runtime, kube_api, cluster, FIRST, Recorder())
+    pods = {pod["metadata"]["name"] for pod in kube_api.all_live(PODS)}
+    template = kube_api.live(DEPLOYMENTS, "hello")["spec"]["template"]
+    scaled = replace(
+        FIRST,
+        deployment_id="33333333-3333-4333-8333-333333333333",
+        replicas=3,
+        pull_token="token-three",
+        scales_from=FIRST.deployment_id,
+    )
+    record = Recorder()
+
+    observed = await roll_out(runtime, kube_api, cluster, scaled, record)
+
+    assert observed.healthy and observed.deployment_id == scaled.deployment_id
+    assert record.messages("applying") == ["Deployment hello updated: 3 replicas, pods kept"]
+    live = kube_api.live(DEPLOYMENTS, "hello")
+    assert live["spec"]["template"] == template  # no pod is replaced
+    assert live["spec"]["replicas"] == 3
+    assert live["metadata"]["labels"]["deployment_id"] == scaled.deployment_id
+    now = {pod["metadata"]["name"] for pod in kube_api.all_live(PODS)}
+    assert pods < now and len(now) == 3
+    secrets = [s["metadata"]["name"] for s in kube_api.all_live("v1/secrets")]
+    assert secrets == [f"hello-pull-{FIRST.deployment_id}"]  # the pods' own token stays
+    seen = await runtime.observe("hello")
+    assert seen is not None and seen.deployment_id == scaled.deployment_id and seen.healthy
+    found = await runtime.instances("hello")  # (the loop observes the app first)
+    assert found is not None and {i.deployment_id for i in found} == {scaled.deployment_id}
+    for field in ("uid", "resourceVersion", "generation", "creationTimestamp"):
+        live["metadata"].pop(field)
+    live.pop("status")
+    assert assert_valid_manifests([live]) == 1
+    # A deploy after it replaces the pods as always, and prunes the kept pods' token.
+    await roll_out(runtime, kube_api, cluster, SECOND, Recorder())
+    secrets = [s["metadata"]["name"] for s in kube_api.all_live("v1/secrets")]
+    assert secrets == [f"hello-pull-{SECOND.deployment_id}"]

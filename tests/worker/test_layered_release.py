@@ -4,71 +4,16 @@ extracted once per digest and linked into every release that uses it."""
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from layered_support import make_project, pack, store
 from worker_support import Recorder
 
 from aether.blobs.local import LocalBlobStore
-from aether.blobs.storage_keys import manifest_key, storage_key
-from aether.pack import PackOptions, build_artifact
 from aether.worker.outcomes import Fatal
-from aether.worker.runtimes.base import LayerSource, Release
 from aether.worker.runtimes.layers import release_layer
 from aether.worker.runtimes.releasedir import is_complete, prepare
-
-PLAIN_APP = Path(__file__).parent / "fixtures" / "plain-app"
-
-
-def make_project(root: Path, text: str) -> Path:
-    root.mkdir(parents=True)
-    for name in ("package.json", "package-lock.json"):
-        (root / name).write_bytes((PLAIN_APP / name).read_bytes())
-    (root / "server.js").write_text(text, encoding="utf-8")
-    module = root / "node_modules" / "left-pad"
-    module.mkdir(parents=True)
-    (module / "index.js").write_text("module.exports = 1;\n", encoding="utf-8")
-    (root / "node_modules" / ".bin").mkdir()
-    os.symlink("../left-pad/index.js", root / "node_modules" / ".bin" / "left-pad")
-    return root
-
-
-def pack(root: Path, out: Path) -> Any:
-    options = PackOptions(out=out, install=False, sbom=False, layered=True)
-    return build_artifact(root, options, environ={})
-
-
-@pytest.fixture
-async def blobs(tmp_path: Path) -> AsyncIterator[LocalBlobStore]:
-    store = LocalBlobStore(tmp_path / "blobs", public_url="http://127.0.0.1:1")
-    await store.open()
-    yield store
-    await store.close()
-
-
-async def store(blobs: LocalBlobStore, packed: Any, deployment: str) -> Release:
-    """Put the manifest and layers where a server would, and the release naming them."""
-    sources = []
-    for layer in packed.layers:
-        key = storage_key("hello", layer["digest"], "zstd")
-        with open(layer["path"], "rb") as handle:
-            await blobs.put_file(key, handle, sha256=layer["digest"])
-        sources.append(LayerSource(layer["name"], layer["digest"], key, "zstd"))
-    key = manifest_key("hello", packed.digest)
-    with packed.artifact.open("rb") as handle:
-        await blobs.put_file(key, handle, sha256=packed.digest)
-    return Release(
-        app_name="hello",
-        deployment_id=deployment,
-        digest=packed.digest,
-        storage_key=key,
-        compression="zstd",
-        start_command=None,
-        layers=tuple(sources),
-    )
 
 
 async def test_layers_compose_and_the_deps_layer_is_shared(

@@ -7,7 +7,6 @@ import io
 import json
 import shutil
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +84,6 @@ def test_links_leaving_node_modules_disable_the_layer(
     assert (split.layer is not None) == shared
 
 
-@pytest.fixture
-async def blobs(tmp_path: Path) -> AsyncIterator[LocalBlobStore]:
-    store = LocalBlobStore(tmp_path / "blobs", public_url="http://127.0.0.1:1")
-    await store.open()
-    yield store
-    await store.close()
-
-
 async def stored_release(blobs: LocalBlobStore, packed: Any, number: int) -> Release:
     key = f"artifacts/layered/{packed.digest}/app.tar.zst"
     with packed.artifact.open("rb") as source:
@@ -107,16 +98,20 @@ async def stored_release(blobs: LocalBlobStore, packed: Any, number: int) -> Rel
     )
 
 
+def cached_layers(root: Path) -> list[Path]:
+    return [entry for entry in root.iterdir() if not entry.name.startswith(".")]
+
+
 async def test_code_only_redeploy_reuses_the_layer(tmp_path: Path, blobs: LocalBlobStore) -> None:
     runtime = LocalRuntime(worker_settings(tmp_path / "data"), blobs=blobs, stop_grace_secs=2.0)
-    layers = runtime.apps_dir / "layered" / "layers"
+    layers = runtime.layer_cache.root
     try:
         first = await stored_release(blobs, pack(project_copy(tmp_path, "v1"), tmp_path / "o1"), 1)
         record = Recorder()
         observed = await runtime.deploy(first, record)
         assert "reused" not in dict(record.events)["extracted"]
         assert (await get_json(observed.endpoint))[1]["greeting"] == "hello aether"
-        assert len(list(layers.iterdir())) == 1
+        assert len(cached_layers(layers)) == 1
 
         second_project = project_copy(tmp_path, "v2", code="// code only\n")
         second = await stored_release(blobs, pack(second_project, tmp_path / "o2"), 2)
@@ -136,7 +131,7 @@ async def test_code_only_redeploy_reuses_the_layer(tmp_path: Path, blobs: LocalB
         assert (await get_json(observed.endpoint))[1]["greeting"] == "hi aether"
 
         async def old_layer_deleted() -> bool:
-            return len(list(layers.iterdir())) == 1
+            return len(cached_layers(layers)) == 1
 
         await eventually(old_layer_deleted)
         assert not (runtime.apps_dir / "layered" / first.deployment_id).exists()

@@ -7,10 +7,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import uuid
+from dataclasses import replace
 
 from worker_support import Recorder, eventually, extracted_release, get_json
 
+from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.local import LocalRuntime
+from aether.worker.runtimes.process import AppProcess
 
 
 async def test_replicas_run_as_separate_health_gated_processes(runtime: LocalRuntime) -> None:
@@ -87,3 +91,78 @@ async def test_a_lost_instance_starts_the_release_again(runtime: LocalRuntime) -
     now = runtime.processes_of("hello")
     assert len(now) == 2 and now[0] is first and first.alive
     assert now[1].instance == 1 and now[1].alive
+
+
+def _scaled(release: Release, serving: str, replicas: int) -> Release:
+    """The next release of a scale: another deployment, only the replica count differs."""
+    return replace(release, deployment_id=str(uuid.uuid4()), replicas=replicas, scales_from=serving)
+
+
+def _pids(processes: list[AppProcess]) -> list[tuple[int, int | None]]:
+    return [(p.record.shim_pid, p.record.app_pid) for p in processes if p.record is not None]
+
+
+async def test_a_scale_starts_and_stops_only_the_difference(runtime: LocalRuntime) -> None:
+    first = extracted_release(runtime.settings.data_dir, "hello", replicas=2)
+    await runtime.deploy(first, Recorder())
+    two = runtime.processes_of("hello")
+    pids, ids = _pids(two), [i.id for i in await runtime.instances("hello") or []]
+    # 2 → 3: one new instance, health-gated; the two running ones are the same processes.
+    up = _scaled(first, first.deployment_id, 3)
+    record = Recorder()
+    observed = await runtime.deploy(up, record)
+    assert observed.deployment_id == up.deployment_id
+    assert record.phases() == ["starting", "healthy"]
+    three = runtime.processes_of("hello")
+    assert three[:2] == two and _pids(three[:2]) == pids and all(p.alive for p in three)
+    found = await runtime.instances("hello") or []
+    assert [i.id for i in found][:2] == ids and len({i.id for i in found}) == 3
+    assert {i.deployment_id for i in found} == {up.deployment_id}  # the router's filter
+    # 3 → 1: two drained and stopped, the first untouched.
+    down = _scaled(first, up.deployment_id, 1)
+    record = Recorder()
+    await runtime.deploy(down, record)
+    assert runtime.processes_of("hello") == three[:1] and _pids(three[:1]) == pids[:1]
+
+    async def two_stopped() -> bool:
+        return not any(p.supervisor_alive for p in three[1:])
+
+    await eventually(two_stopped, timeout=30)
+    assert three[0].alive
+    assert record.phases()[:1] == ["healthy"]
+    # 0 keeps the app, stopped; back from 0 starts the wanted number.
+    zero = _scaled(first, down.deployment_id, 0)
+    assert (await runtime.deploy(zero, Recorder())).endpoint is None
+
+    async def none_runs() -> bool:
+        return not three[0].supervisor_alive
+
+    await eventually(none_runs, timeout=30)
+    assert await runtime.instances("hello") == []
+    back = _scaled(first, zero.deployment_id, 2)
+    again = await runtime.deploy(back, Recorder())
+    status, body = await get_json(str(again.endpoint) + "/")
+    assert status == 200 and body["deployment_id"] == first.deployment_id  # its folder
+    assert len(runtime.processes_of("hello")) == 2
+
+
+async def test_a_worker_adopts_the_instances_a_scale_kept(runtime: LocalRuntime) -> None:
+    first = extracted_release(runtime.settings.data_dir, "hello", replicas=1)
+    await runtime.deploy(first, Recorder())
+    up = _scaled(first, first.deployment_id, 2)
+    await runtime.deploy(up, Recorder())
+    pids = _pids(runtime.processes_of("hello"))
+    await runtime.stop()  # the worker goes; the apps stay
+    later = LocalRuntime(runtime.settings, stop_grace_secs=3.0)
+    try:
+        await later.start()
+        observed = await later.observe("hello")
+        assert observed is not None and observed.deployment_id == up.deployment_id
+        assert _pids(later.processes_of("hello")) == pids
+        # The next scale keeps them too.
+        down = _scaled(first, up.deployment_id, 1)
+        await later.deploy(down, Recorder())
+        assert _pids(later.processes_of("hello")) == pids[:1]
+    finally:
+        await later.stop_apps()
+        await later.stop()

@@ -3,8 +3,10 @@ crash restarts and environment."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from worker_support import Recorder, eventually, extracted_release, get_json
 
 from aether.worker.outcomes import Fatal
+from aether.worker.runtimes import process as process_module
 from aether.worker.runtimes.local import LocalRuntime
 from aether.worker.runtimes.supervision import read_record, supervisor_alive
 
@@ -259,3 +262,53 @@ async def test_a_release_runs_on_the_node_of_its_major_or_not_at_all(tmp_path: P
     finally:
         await runtime.stop_apps()
         await runtime.stop()
+
+
+async def test_a_supervisor_launcher_waits_ready_for_the_next_start(runtime: LocalRuntime) -> None:
+    await runtime.start()  # starts the first spare launcher
+    spare = process_module._spare
+    assert spare is not None and spare.poll() is None
+    record = Recorder()
+    observed = await runtime.deploy(extracted_release(runtime.settings.data_dir, "hello"), record)
+    assert observed.healthy and record.phases() == ["starting", "healthy"]
+    assert spare.poll() == 0  # it became the supervisor (forked off, then exited)
+
+    async def next_spare() -> bool:  # started once the health gate passed
+        ready = process_module._spare
+        return ready is not None and ready is not spare and ready.poll() is None
+
+    await eventually(next_spare)
+    waiting = process_module._spare
+    await runtime.stop()
+    assert waiting is not None and waiting.poll() == 0 and process_module._spare is None
+
+
+async def test_a_dead_spare_launcher_is_replaced_at_the_start(runtime: LocalRuntime) -> None:
+    process_module.ready_spare()
+    spare = process_module._spare
+    assert spare is not None
+    spare.kill()
+    spare.wait()
+    observed = await runtime.deploy(
+        extracted_release(runtime.settings.data_dir, "hello"), Recorder()
+    )
+    status, body = await get_json(observed.endpoint)
+    assert status == 200 and body["deployment_id"] == observed.deployment_id
+
+
+def test_the_supervisor_imports_neither_asyncio_nor_the_worker() -> None:
+    """What a supervisor costs to start: the standard library's basics and its own modules."""
+    code = "import sys, aether.worker.runtimes.shim; print(sorted(sys.modules))"
+    env = {**os.environ, **process_module.supervisor_env()}
+    argv = [*process_module.supervisor_argv()[:2], "-c", code]
+    loaded = set(
+        ast.literal_eval(
+            subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+        )
+    )
+    assert not loaded & {
+        "asyncio",
+        "aether.worker.loop",
+        "aether.store",
+        "aether.worker.runtimes.local",
+    }

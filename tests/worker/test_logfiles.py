@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from worker_support import Recorder, eventually, extracted_release, get_json
+from worker_support import PLAIN_APP, Recorder, eventually, extracted_release, get_json
 
 from aether.errors import BadRequest
 from aether.worker.runtimes.base import LogLine
 from aether.worker.runtimes.local import LocalRuntime
+from aether.worker.runtimes.logfeed import read_batch
 from aether.worker.runtimes.logfiles import (
     LogWriter,
     log_path_for,
@@ -139,3 +141,55 @@ async def test_pruning_keeps_the_newest_deployments_and_cursors_still_resume(
     assert [x.line for x in await collect(tmp_path, cursor=old_cursor)] == ["line 3", "line 4"]
     write_lines(tmp_path, "dep-5", "line 5")
     assert log_path_for(tmp_path, "dep-5").name == "000005-dep-5.ndjson"
+
+
+NOISY_JS = r"""
+// Several lines per write, CRLF, bytes that are not UTF-8, a line longer than the
+// supervisor's limit, a partial line completed by a later write, then the plain app.
+process.stdout.write("one\ntwo\r\nthree \"quoted\" \\ é ✓ \u2028 sep\n");
+process.stdout.write(Buffer.from([0x62, 0x61, 0x64, 0xff, 0x0a]));
+process.stderr.write("to stderr\n");
+process.stdout.write("x".repeat(70000) + "\n");
+process.stdout.write("half ");
+setTimeout(() => {
+  process.stdout.write("and half\n");
+  require("./server.js");
+}, 50);
+"""
+
+
+async def test_the_supervisor_writes_each_chunk_of_output_as_whole_lines(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    source = tmp_path / "noisy"
+    shutil.copytree(PLAIN_APP, source)
+    (source / "noisy.js").write_text(NOISY_JS)
+    release = extracted_release(
+        runtime.settings.data_dir, "noisy", source=source, start_command="node noisy.js"
+    )
+    await runtime.deploy(release, Recorder())
+    logs_dir = runtime.apps_dir / "noisy" / "logs"
+
+    async def booted() -> bool:
+        return any(x.line.startswith("booting") for x in await collect(logs_dir))
+
+    await eventually(booted)
+    lines = await collect(logs_dir)
+    stdout = [x.line for x in lines if x.stream == "stdout"]
+    stdout = stdout[: stdout.index("half and half") + 1]
+    assert stdout[:4] == ["one", "two", 'three "quoted" \\ é ✓ \u2028 sep', "bad\ufffd"]
+    # whole, or cut at the supervisor's line limit when it outgrew what it had read so far
+    assert "".join(stdout[4:-1]) == "x" * 70000 and len(stdout[4:-1]) <= 2
+    assert stdout[-1] == "half and half"
+    assert [x.line for x in lines if x.stream == "stderr"][0] == "to stderr"
+
+
+def test_any_text_survives_the_log_files(tmp_path: Path) -> None:
+    texts = ['say "hi"', "back\\slash", "tab\there", "é ✓ 🚀 \u2028", "\x1b[31mred\x1b[0m", ""]
+    writer = LogWriter(tmp_path, "dep-a", instance="host/2")
+    writer.write_lines("stderr", texts)
+    writer.close()
+    batch = read_batch(tmp_path, None)
+    assert [(x.stream, x.instance, x.line) for x in batch.lines] == [
+        ("stderr", "host/2", text) for text in texts
+    ]

@@ -12,7 +12,8 @@ from aether.store import apps as app_store
 from aether.store import logs as log_store
 from aether.worker.logship import LogShipper
 from aether.worker.runtimes.local import LocalRuntime
-from aether.worker.runtimes.logfiles import LogWriter, read_batch
+from aether.worker.runtimes.logfeed import read_batch
+from aether.worker.runtimes.logfiles import LogWriter
 
 
 def write(runtime: LocalRuntime, app: str, deployment_id: str, *lines: str) -> None:

@@ -4,7 +4,6 @@ when required, the signature verifies against an active key of the app."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +55,6 @@ def test_signature_rules(signed: tuple[Any, str]) -> None:
     wrong_key = release_for(packed, signature=packed.signature_hex, public_keys=(other,))
     with pytest.raises(Fatal, match="does not verify"):
         check_signature(wrong_key, required=False)
-
-
-@pytest.fixture
-async def blobs(tmp_path: Path) -> AsyncIterator[LocalBlobStore]:
-    store = LocalBlobStore(tmp_path / "blobs", public_url="http://127.0.0.1:1")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_verified_release_is_extracted_with_its_marker(

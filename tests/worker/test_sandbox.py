@@ -9,11 +9,13 @@ import json
 import os
 import subprocess
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from layered_support import make_project, pack, store
 from worker_support import (
     ATTACKER_APP,
     Recorder,
@@ -23,10 +25,12 @@ from worker_support import (
     worker_settings,
 )
 
+from aether.blobs.local import LocalBlobStore
 from aether.errors import ConfigError
 from aether.settings import WorkerSettings
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.local import LocalRuntime
+from aether.worker.runtimes.releasedir import prepare
 
 SECRETS = {
     "session": "SESSION-ADMIN-TOKEN-0xdeadbeef",
@@ -171,6 +175,45 @@ async def test_an_app_cannot_signal_other_apps_or_the_worker(
     finally:
         worker_like.kill()
         worker_like.wait()
+
+
+async def test_an_app_cannot_change_the_deps_layer_it_shares_with_another(
+    sandboxed: LocalRuntime, host: Host, tmp_path: Path
+) -> None:
+    """Two apps with the same dependencies use one cached layer: read-only for both, whatever
+    path the writer takes (its node_modules link or the layer's own path)."""
+    blobs = LocalBlobStore(tmp_path / "blobs", public_url="http://127.0.0.1:1")
+    await blobs.open()
+    sandboxed.use_blob_store(blobs)
+    try:
+        victim_pack = pack(make_project(tmp_path / "victim", "// victim\n"), tmp_path / "o1")
+        thief_pack = pack(make_project(tmp_path / "thief", "", ATTACKER_APP), tmp_path / "o2")
+        victim = await store(blobs, victim_pack, str(uuid.uuid4()), app="victim")
+        thief = await store(blobs, thief_pack, str(uuid.uuid4()), app="thief")
+        victim_dir = await prepare(
+            victim,
+            sandboxed.apps_dir,
+            blobs,
+            Recorder(),
+            require_signature=False,
+            cache=sandboxed.layer_cache,
+        )
+        observed = await sandboxed.deploy(thief, Recorder())
+        shared = sandboxed.layer_cache.layer_path(thief.layers[0].digest)
+        assert os.readlink(victim_dir / "node_modules") == str(shared)
+        before = (victim_dir / "node_modules" / "left-pad" / "index.js").read_bytes()
+        for path in (
+            "node_modules/left-pad/index.js",
+            str(shared / "left-pad" / "index.js"),
+            "node_modules/added.js",
+            str(shared / "added.js"),
+        ):
+            result = await attack(observed.endpoint, "/write", path=path)
+            assert result["ok"] is False, (path, result)
+        assert (victim_dir / "node_modules" / "left-pad" / "index.js").read_bytes() == before
+        assert not (shared / "added.js").exists()
+    finally:
+        await blobs.close()
 
 
 def _tree(pid: int) -> list[int]:

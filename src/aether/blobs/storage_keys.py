@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aether.errors import BadRequest
 
-_SUFFIXES = {"zstd": "app.tar.zst", "gzip": "app.tar.gz"}
+# "none": an object stored as it is, such as a layered artifact's SBOM
+_SUFFIXES = {"zstd": "app.tar.zst", "gzip": "app.tar.gz", "none": "object"}
 COMPRESSIONS = tuple(_SUFFIXES)
 
 
 def storage_key(app: str, digest: str, compression: str) -> str:
-    """``artifacts/<app>/<digest>/app.tar.zst`` (zstd) or ``…/app.tar.gz`` (gzip)."""
+    """``artifacts/<app>/<digest>/app.tar.zst`` (zstd), ``…/app.tar.gz`` (gzip) or
+    ``…/object`` (none)."""
     try:
         suffix = _SUFFIXES[compression]
     except KeyError:

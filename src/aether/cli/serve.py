@@ -28,6 +28,13 @@ def _background_tasks(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option(
+    "--router-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve apps (<app>.<apps domain>) on this port through the fast router"
+    " [default: $AETHER_ROUTER_PORT, else on --port through the API server].",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -52,6 +59,7 @@ def _background_tasks(
 def serve(
     host: str,
     port: int,
+    router_port: int | None,
     data_dir: Path | None,
     no_worker: bool,
     no_migrate: bool,
@@ -71,6 +79,7 @@ def serve(
     \b
     Examples:
       aether serve
+      aether serve --router-port 8081
       aether serve --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
       DATABASE_URL=postgresql://aether@db/aether aether serve --host 0.0.0.0 --port 8080
     """
@@ -78,7 +87,12 @@ def serve(
     from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 
     environ = dict(os.environ)
-    given = {"AETHER_DATA_DIR": data_dir, "AETHER_TLS_CERT": tls_cert, "AETHER_TLS_KEY": tls_key}
+    given = {
+        "AETHER_DATA_DIR": data_dir,
+        "AETHER_TLS_CERT": tls_cert,
+        "AETHER_TLS_KEY": tls_key,
+        "AETHER_ROUTER_PORT": router_port,
+    }
     environ.update({name: str(value) for name, value in given.items() if value is not None})
     run_server(
         ServerSettings.from_env(environ),

@@ -148,6 +148,16 @@ def _preflight(api: ApiClient, settings: ClientSettings, options: DeployOptions)
             "(create one with `aether keys generate`) and register its public key with "
             "`aether keys add`"
         )
+    if config.get("require_sbom") and not options.dry_run:
+        if not options.sbom:
+            raise ConfigError(
+                "this control plane deploys only artifacts with an SBOM: drop --no-sbom"
+            )
+        if options.layered is False:
+            raise ConfigError(
+                "this control plane deploys only artifacts with an SBOM, which a single-file "
+                "artifact does not upload: drop --single-file"
+            )
     return config
 
 

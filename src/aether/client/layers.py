@@ -1,8 +1,10 @@
-"""Shipping a layered artifact: each layer the server lacks, then the manifest.
+"""Shipping a layered artifact: each layer the server lacks, its SBOM, then the manifest.
 
 Per layer, ``HEAD /artifacts/{digest}``; only a missing layer is uploaded (presigned, or
-multipart when big, as any artifact). Then ``POST /artifacts/manifests`` registers the
-artifact. A layer that the server's garbage collection removed between the ``HEAD`` and the
+multipart when big, as any artifact). The SBOM the manifest names (``sbom_sha256``) goes the
+same way, as an object stored as it is (``compression: none``): an SBOM made from unchanged
+inputs has the same bytes, so it is uploaded once while the dependencies stay the same. Then
+``POST /artifacts/manifests`` registers the artifact. A layer that the server's garbage collection removed between the ``HEAD`` and the
 registration is answered 409: its layers are checked and uploaded again, once.
 """
 
@@ -32,7 +34,7 @@ def upload_layered(
     """Upload the missing layers and register the manifest; the deploy result's fields."""
     reports: dict[str, dict[str, Any]] = {}
     for attempt in range(_ATTEMPTS):
-        for layer in packed.layers:
+        for layer in [*packed.layers, *_sbom_object(packed)]:
             report = _ship_layer(api, layer, app, config, resume_root, on_progress, concurrency)
             if layer["digest"] not in reports or report["uploaded"]:
                 reports[layer["digest"]] = report
@@ -43,12 +45,36 @@ def upload_layered(
             if exc.http_status != 409 or attempt == _ATTEMPTS - 1:
                 raise
     layers = [reports[layer["digest"]] for layer in packed.layers]
-    uploaded = sum(layer["uploaded_bytes"] for layer in layers)
+    sbom = [reports[item["digest"]] for item in _sbom_object(packed)]
+    uploaded = sum(item["uploaded_bytes"] for item in [*layers, *sbom])
     return {
         "uploaded_bytes": uploaded + registered["manifest_bytes"],
-        "skipped_upload": not any(layer["uploaded"] for layer in layers),
+        "skipped_upload": not any(item["uploaded"] for item in [*layers, *sbom]),
         "layers": layers,
+        "sbom_upload": {key: sbom[0][key] for key in _SBOM_FIELDS} if sbom else None,
     }
+
+
+_SBOM_FIELDS = ("digest", "size_bytes", "uploaded", "uploaded_bytes")
+
+
+def _sbom_object(packed: Any) -> list[dict[str, Any]]:
+    """The SBOM as an object to ship (none without one)."""
+    if packed.sbom is None:
+        return []
+    from aether.digests import sha256_file
+
+    path = Path(packed.sbom)
+    return [
+        {
+            "name": "sbom",
+            "digest": sha256_file(path),
+            "size": path.stat().st_size,
+            "files": 1,
+            "path": str(path),
+            "compression": "none",
+        }
+    ]
 
 
 def _ship_layer(
@@ -78,7 +104,7 @@ def _ship_layer(
             app_name=app,
             digest=digest,
             size_bytes=layer["size"],
-            compression="gzip" if layer["media_type"].endswith("+gzip") else "zstd",
+            compression=layer.get("compression") or _compression(layer["media_type"]),
         ),
         config=config,
         resume_root=resume_root,
@@ -91,6 +117,10 @@ def _ship_layer(
         "uploaded_bytes": result.uploaded_bytes,
         "multipart": result.multipart,
     }
+
+
+def _compression(media_type: str) -> str:
+    return "gzip" if media_type.endswith("+gzip") else "zstd"
 
 
 def register_manifest(api: ApiClient, packed: Any, app: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-/* The native fast path of walk.Walker.children: one folder's files and subfolders as entries.
+/* The native fast paths of walk.Walker.children (scan: one folder's files and subfolders as
+ * entries) and of treestamp (stamp: a whole tree's lstat facts as text).
  *
  * A node_modules tree is tens of thousands of plain files and folders; listing them costs a
  * few system calls per folder, but building each entry in Python costs more than that. This
@@ -14,7 +15,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 PyDoc_STRVAR(scan_doc,
 "scan(path, prefix, excluded, excluded_dir_names, new_entry) -> list | None\n\n"
@@ -230,8 +235,201 @@ done:
     return found;
 }
 
+/* --- stamp: treestamp.stamp_python, natively ------------------------------------------- */
+
+PyDoc_STRVAR(stamp_doc,
+"stamp(path, prefix) -> bytes\n\n"
+"One line per entry below the folder at path, depth first, each folder's entries sorted by\n"
+"name (as bytes), a folder's line before its contents: prefix + relative path, NUL, then\n"
+"inode, mode, size, mtime and ctime (ns) from lstat in decimal, separated by spaces, newline.\n"
+"'unreadable <prefix><rel>' for a folder that cannot be listed; an entry that cannot be\n"
+"lstat'ed is left out. The same bytes as treestamp.stamp_python. Runs without the GIL.");
+
+typedef struct {
+    char *data;
+    size_t size, capacity;
+} Text;
+
+static int
+text_add(Text *text, const char *data, size_t size)
+{
+    if (text->size + size > text->capacity) {
+        size_t capacity = (text->capacity + size) * 2;
+        char *grown = PyMem_RawRealloc(text->data, capacity);
+        if (grown == NULL) {
+            return -1;
+        }
+        text->data = grown;
+        text->capacity = capacity;
+    }
+    memcpy(text->data + text->size, data, size);
+    text->size += size;
+    return 0;
+}
+
+static int
+compare_names(const void *left, const void *right)
+{
+    return strcmp(*(const char *const *)left, *(const char *const *)right);
+}
+
+typedef struct {
+    Text out;
+    const char *prefix;
+    size_t prefix_size;
+    char path[PATH_MAX + 1]; /* the folder being listed, then "/" and the relative path */
+    size_t rel_start;        /* where the relative path starts in path */
+} Stamp;
+
+static int
+add_unreadable(Stamp *stamp, size_t path_size)
+{
+    size_t rel_size = path_size > stamp->rel_start ? path_size - stamp->rel_start : 0;
+    size_t prefix_size = stamp->prefix_size;
+    if (rel_size == 0 && prefix_size > 0 && stamp->prefix[prefix_size - 1] == '/') {
+        prefix_size--; /* the top folder is named by the prefix, without its slash */
+    }
+    return text_add(&stamp->out, "unreadable ", 11) < 0
+                   || text_add(&stamp->out, stamp->prefix, prefix_size) < 0
+                   || text_add(&stamp->out, stamp->path + stamp->rel_start, rel_size) < 0
+                   || text_add(&stamp->out, "\n", 1) < 0
+               ? -1
+               : 0;
+}
+
+/* The lines below the folder stamp->path[:path_size]; 0 when done, -1 out of memory. */
+static int
+stamp_folder(Stamp *stamp, size_t path_size)
+{
+    char *path = stamp->path;
+    path[path_size] = '\0';
+    DIR *dir = opendir(path);
+    Listing listing = {NULL, 0, 0, NULL, 0, 0};
+    int listed = dir == NULL ? 0 : 1;
+    while (listed == 1) {
+        errno = 0;
+        struct dirent *item = readdir(dir);
+        if (item == NULL) {
+            listed = errno == 0 ? 2 : 0;
+            break;
+        }
+        const char *name = item->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) {
+            continue;
+        }
+        if (listing_add(&listing, name, 0) < 0) {
+            listed = -1;
+        }
+    }
+    int result = listed < 0 ? -1 : 0;
+    const char **names = NULL;
+    if (listed == 0) {
+        result = add_unreadable(stamp, path_size);
+    }
+    if (listed <= 0) {
+        goto done;
+    }
+    names = PyMem_RawMalloc((listing.count + 1) * sizeof(char *));
+    if (names == NULL) {
+        result = -1;
+        goto done;
+    }
+    const char *name = listing.names;
+    for (size_t index = 0; index < listing.count; index++) {
+        names[index] = name;
+        name += strlen(name) + 1;
+    }
+    qsort(names, listing.count, sizeof(char *), compare_names);
+    int fd = dirfd(dir);
+    path[path_size] = '/';
+    size_t base = path_size + 1; /* where an entry's name goes: path is "<folder>/<name>" */
+    for (size_t index = 0; index < listing.count && result == 0; index++) {
+        size_t size = strlen(names[index]);
+        struct stat info;
+        if (base + size >= PATH_MAX) {
+            continue; /* a path too long to lstat: the Python walk leaves it out too */
+        }
+        if (fstatat(fd, names[index], &info, AT_SYMLINK_NOFOLLOW) != 0) {
+            continue;
+        }
+        memcpy(path + base, names[index], size);
+        char facts[160];
+        int facts_size = snprintf(
+            facts, sizeof facts, "%c%llu %u %lld %lld %lld\n", 0,
+            (unsigned long long)info.st_ino, (unsigned)info.st_mode, (long long)info.st_size,
+            (long long)info.st_mtim.tv_sec * 1000000000LL + info.st_mtim.tv_nsec,
+            (long long)info.st_ctim.tv_sec * 1000000000LL + info.st_ctim.tv_nsec);
+        if (text_add(&stamp->out, stamp->prefix, stamp->prefix_size) < 0
+            || text_add(&stamp->out, path + stamp->rel_start, base + size - stamp->rel_start) < 0
+            || text_add(&stamp->out, facts, (size_t)facts_size) < 0) {
+            result = -1;
+            break;
+        }
+        if (S_ISDIR(info.st_mode)) {
+            result = stamp_folder(stamp, base + size);
+        }
+    }
+done:
+    if (dir != NULL) {
+        closedir(dir);
+    }
+    path[path_size] = '\0';
+    PyMem_RawFree(names);
+    PyMem_RawFree(listing.names);
+    PyMem_RawFree(listing.types);
+    return result;
+}
+
+static PyObject *
+stamp(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "stamp takes a str path and a bytes prefix");
+        return NULL;
+    }
+    PyObject *encoded = PyUnicode_EncodeFSDefault(args[0]);
+    if (encoded == NULL) {
+        return NULL;
+    }
+    size_t size = (size_t)PyBytes_GET_SIZE(encoded);
+    if (size == 0 || size + 2 >= PATH_MAX || strlen(PyBytes_AS_STRING(encoded)) != size) {
+        Py_DECREF(encoded);
+        PyErr_SetString(PyExc_ValueError, "stamp needs a path shorter than PATH_MAX, no NUL");
+        return NULL;
+    }
+    Stamp *stamp = PyMem_RawCalloc(1, sizeof(Stamp));
+    if (stamp == NULL) {
+        Py_DECREF(encoded);
+        return PyErr_NoMemory();
+    }
+    memcpy(stamp->path, PyBytes_AS_STRING(encoded), size);
+    Py_DECREF(encoded);
+    while (size > 1 && stamp->path[size - 1] == '/') {
+        size--; /* "folder/" lists as "folder" */
+    }
+    stamp->rel_start = size + 1;
+    /* The prefix is only read, and the caller holds it for the whole call. */
+    stamp->prefix = PyBytes_AS_STRING(args[1]);
+    stamp->prefix_size = (size_t)PyBytes_GET_SIZE(args[1]);
+    int result;
+    Py_BEGIN_ALLOW_THREADS
+    result = stamp_folder(stamp, size);
+    Py_END_ALLOW_THREADS
+    PyObject *lines = NULL;
+    if (result < 0) {
+        PyErr_NoMemory();
+    }
+    else {
+        lines = PyBytes_FromStringAndSize(stamp->out.data, (Py_ssize_t)stamp->out.size);
+    }
+    PyMem_RawFree(stamp->out.data);
+    PyMem_RawFree(stamp);
+    return lines;
+}
+
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, scan_doc},
+    {"stamp", (PyCFunction)(void (*)(void))stamp, METH_FASTCALL, stamp_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -252,7 +450,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "aether.pack._scanfolder",
-    .m_doc = "One folder's files and subfolders as walk entries: the fast path of walk.py.",
+    .m_doc = "Folder listings natively: walk entries (walk.py) and tree stamps (treestamp.py).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -12,11 +12,16 @@ import contextlib
 import gc
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from aether.errors import IOFailure
 from aether.pack import tarcodec
 from aether.pack.compress import CompressedSink
+from aether.pack.manifest import build_manifest
 from aether.pack.packer import TreeContents, finish_tree, write_members
 from aether.pack.partition import PLAN_PIECES, Plan, entries_of
 from aether.pack.walk import Walker
@@ -86,6 +91,72 @@ def write_archive(
             sink.abort()
             raise
     return contents, tar_sha256, digest, size
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    """An archive written to ``temp`` (mode 0644), for the caller to rename into place."""
+
+    temp: Path
+    contents: TreeContents
+    tar_sha256: str
+    digest: str
+    size: int
+    compression: str
+    epoch: int
+
+    def manifest(self, artifact_name: str) -> dict[str, Any]:
+        """Its file index, for the archive once it is called ``artifact_name``."""
+        return build_manifest(
+            self.contents,
+            artifact_name=artifact_name,
+            compression=self.compression,
+            digest=self.digest,
+            tar_sha256=self.tar_sha256,
+            size_bytes=self.size,
+            source_date_epoch=self.epoch,
+        )
+
+
+@contextlib.contextmanager
+def archive_file(
+    plan: Plan,
+    walker: Walker,
+    folder: Path,
+    label: str,
+    compression: str,
+    epoch: int,
+    *,
+    what: str,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> Iterator[ArchiveFile]:
+    """Write the archive to a new temporary file in ``folder`` (``.<label>.*.partial``) and
+    yield it; the file is removed on the way out unless the caller renamed it. ``what`` names
+    the archive in messages.
+
+    Written through the descriptor ``mkstemp`` opened: opening it again with ``O_TRUNC``
+    would make ext4 flush the whole file to disk when it is closed.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{label}.", suffix=".partial", dir=folder)
+    except OSError as exc:
+        raise IOFailure(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+    temp = Path(name)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                written = write_archive(
+                    plan, walker, handle, compression, epoch, on_progress=on_progress
+                )
+            os.chmod(temp, 0o644)
+        except OSError as exc:
+            raise IOFailure(f"cannot write {what}: {exc.strerror or exc}") from exc
+        contents, tar_sha256, digest, size = written
+        yield ArchiveFile(temp, contents, tar_sha256, digest, size, compression, epoch)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
 
 
 @contextlib.contextmanager

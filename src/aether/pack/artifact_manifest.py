@@ -23,6 +23,9 @@ FORMAT = "aether-artifact/2"
 DEPS = "deps"  # the installed node_modules
 APP = "app"  # everything else
 LAYER_NAMES = (DEPS, APP)
+# The name the server gives the SBOM among the objects an artifact names (not a layer: it is
+# never extracted; it is stored, shared and kept like one).
+SBOM = "sbom"
 MEDIA_TYPES = {
     "zstd": "application/vnd.aether.layer.v1.tar+zstd",
     "gzip": "application/vnd.aether.layer.v1.tar+gzip",

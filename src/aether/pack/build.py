@@ -11,25 +11,23 @@ cannot run on the target is removed again before anyone can upload it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aether.errors import ConfigError, IOFailure, UsageError
-from aether.pack.archive import gc_paused, write_archive
+from aether.pack.archive import archive_file, gc_paused
 from aether.pack.ignore import IgnoreRules
 from aether.pack.layout import Layout
-from aether.pack.manifest import build_manifest, write_manifest
+from aether.pack.manifest import write_manifest
 from aether.pack.natives import candidates, check_natives
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import TreeContents
@@ -292,30 +290,30 @@ class _Job:
 
     def pack(self, walker: Walker, plan: Plan) -> tuple[TreeContents, str, int]:
         self.progress("pack", 0, None)
-        compression = self.options.compression
         artifact = self.layout.artifact
-        with _partial_file(artifact) as (temp, fd):
-            contents, tar_sha256, digest, size = _write_archive(
-                walker, plan, fd, temp, artifact, compression, self.epoch, self.progress
-            )
+        with archive_file(
+            plan,
+            walker,
+            artifact.parent,
+            artifact.name,
+            self.options.compression,
+            self.epoch,
+            what=str(artifact),
+            on_progress=lambda done, total: self.progress("pack", done, total),
+        ) as written:
             # Replacing an older artifact frees its blocks, which can take tens of ms (more
             # on file systems mounted with online discard): the manifest is written meanwhile,
             # and takes the old one's place only once the artifact has.
-            replaced = _BackgroundReplace(temp, artifact)
+            replaced = _BackgroundReplace(written.temp, artifact)
             try:
-                manifest = build_manifest(
-                    contents,
-                    artifact_name=artifact.name,
-                    compression=compression,
-                    digest=digest,
-                    tar_sha256=tar_sha256,
-                    size_bytes=size,
-                    source_date_epoch=self.epoch,
+                write_manifest(
+                    self.layout.manifest,
+                    written.manifest(artifact.name),
+                    before_replace=replaced.wait,
                 )
-                write_manifest(self.layout.manifest, manifest, before_replace=replaced.wait)
             finally:
                 replaced.wait()
-        return contents, digest, size
+        return written.contents, written.digest, written.size
 
 
 def _native_refusal(lines: list[str], prepared: Prepared) -> str:
@@ -378,56 +376,6 @@ def _source_date_epoch(options: PackOptions, environ: Mapping[str, str]) -> int:
     if not 0 <= value < 8**11:
         raise ConfigError(f"SOURCE_DATE_EPOCH={value} is outside what a tar header can hold")
     return value
-
-
-@contextlib.contextmanager
-def _partial_file(artifact: Path) -> Iterator[tuple[Path, int]]:
-    """A new temporary file beside ``artifact`` and its open descriptor, for the caller to
-    write and close; the file is removed on the way out unless renamed.
-
-    Written through the descriptor ``mkstemp`` opened: opening it again with ``O_TRUNC``
-    would make ext4 flush the whole file to disk when it is closed.
-    """
-    try:
-        artifact.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(
-            prefix=f".{artifact.name}.", suffix=".partial", dir=artifact.parent
-        )
-    except OSError as exc:
-        raise IOFailure(f"cannot write to {artifact.parent}: {exc.strerror or exc}") from exc
-    try:
-        yield Path(temp), fd
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-
-
-def _write_archive(
-    walker: Walker,
-    plan: Plan,
-    fd: int,
-    temp: Path,
-    artifact: Path,
-    compression: str,
-    epoch: int,
-    progress: Progress,
-) -> tuple[TreeContents, str, str, int]:
-    """Stream the tar through the compressor into ``fd`` (closed here), the open ``temp``
-    that becomes ``artifact``."""
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            written = write_archive(
-                plan,
-                walker,
-                handle,
-                compression,
-                epoch,
-                on_progress=lambda done, total: progress("pack", done, total),
-            )
-        os.chmod(temp, 0o644)
-    except OSError as exc:
-        raise IOFailure(f"cannot write {artifact}: {exc.strerror or exc}") from exc
-    return written
 
 
 class _BackgroundReplace:

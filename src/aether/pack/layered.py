@@ -9,8 +9,8 @@ layer ``L`` in ``<out>/layers/`` lies its file index ``L.manifest.json`` (format
 The deps layer of a staged build is cached under ``<cache>/layers/<key>/``, keyed by the
 dependency set's own key (lockfile bytes, package manager and flags, target platform, Node.js
 major), the compression, ``SOURCE_DATE_EPOCH`` and the ignore rules, and kept only while a
-fingerprint of the installed tree (every entry's path, type, size and mtime) is unchanged: a
-hand-edited install is noticed and packed again. A code-only redeploy therefore reads and
+fingerprint of the installed tree (``treestamp``: every entry's path, inode, mode, size, mtime
+and ctime) is unchanged: a hand-edited install is noticed and packed again. A code-only redeploy therefore reads and
 compresses the app's files alone.
 """
 
@@ -21,20 +21,20 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aether.digests import sha256_file
 from aether.errors import IOFailure
-from aether.pack.archive import write_archive
+from aether.pack.archive import archive_file
 from aether.pack.artifact_manifest import APP, DEPS, MEDIA_TYPES, LayerRef
 from aether.pack.compress import SUFFIXES
 from aether.pack.layout import manifest_path
-from aether.pack.manifest import build_manifest, write_manifest
+from aether.pack.manifest import write_manifest
 from aether.pack.packer import TreeContents
 from aether.pack.partition import plan_entries
+from aether.pack.treestamp import fingerprint
 from aether.pack.walk import Walker
 
 Progress = Callable[[str, int, int | None], None]
@@ -87,11 +87,13 @@ def write_layers(
         raise IOFailure(f"cannot write to {folder}: {exc.strerror or exc}") from exc
     layers = []
     if deps_top:
-        cached = _cached_deps(deps_cache, out, compression) if deps_cache else None
+        # Taken before packing: a file changed while it is packed fails the next check.
+        stamp = fingerprint(deps_cache.installed) if deps_cache else None
+        cached = _cached_deps(deps_cache, stamp, out, compression) if deps_cache else None
         if cached is None:
             cached = _write_layer(DEPS, walker, deps_top, out, compression, epoch, progress)
-            if deps_cache is not None:
-                _remember_deps(deps_cache, cached)
+            if deps_cache is not None and stamp is not None:
+                _remember_deps(deps_cache, stamp, cached)
         layers.append(cached)
     layers.append(_write_layer(APP, walker, app_top, out, compression, epoch, progress))
     _prune(folder, {layer.path.name for layer in layers})
@@ -108,55 +110,34 @@ def _write_layer(
     progress: Progress,
 ) -> WrittenLayer:
     progress("pack", 0, None)
-    plan = plan_entries(walker, top)
-    folder = out / LAYERS_DIR
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
-    except OSError as exc:
-        raise IOFailure(f"cannot write to {folder}: {exc.strerror or exc}") from exc
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            contents, tar_sha256, digest, size = write_archive(
-                plan,
-                walker,
-                handle,
-                compression,
-                epoch,
-                on_progress=lambda done, total: progress("pack", done, total),
-            )
-        os.chmod(temp, 0o644)
-        path = layer_file(out, digest, compression)
+    with archive_file(
+        plan_entries(walker, top),
+        walker,
+        out / LAYERS_DIR,
+        name,
+        compression,
+        epoch,
+        what=f"the {name} layer",
+        on_progress=lambda done, total: progress("pack", done, total),
+    ) as written:
+        path = layer_file(out, written.digest, compression)
         index = manifest_path(path)
-        write_manifest(
-            index,
-            build_manifest(
-                contents,
-                artifact_name=path.name,
-                compression=compression,
-                digest=digest,
-                tar_sha256=tar_sha256,
-                size_bytes=size,
-                source_date_epoch=epoch,
-            ),
-        )
-        os.replace(temp, path)
-    except OSError as exc:
-        raise IOFailure(f"cannot write the {name} layer: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+        write_manifest(index, written.manifest(path.name))
+        try:
+            os.replace(written.temp, path)
+        except OSError as exc:
+            raise IOFailure(f"cannot write the {name} layer: {exc.strerror or exc}") from exc
     ref = LayerRef(
         name=name,
-        digest=digest,
-        size=size,
+        digest=written.digest,
+        size=written.size,
         media_type=MEDIA_TYPES[compression],
-        tar_sha256=tar_sha256,
+        tar_sha256=written.tar_sha256,
         index_sha256=sha256_file(index),
-        files=len(contents.files),
-        bytes=contents.bytes_in,
+        files=len(written.contents.files),
+        bytes=written.contents.bytes_in,
     )
-    return WrittenLayer(ref, path, reused=False, contents=contents)
+    return WrittenLayer(ref, path, reused=False, contents=written.contents)
 
 
 # --- the local deps layer cache ------------------------------------------------------------
@@ -172,36 +153,13 @@ def deps_cache_key(
     return DepsCacheKey(cache / "layers" / key, installed)
 
 
-def fingerprint(folder: Path) -> str:
-    """A cheap digest of a tree: every entry's relative path, type, size and mtime (no
-    contents): any file added, removed, resized or rewritten changes it."""
-    hasher = hashlib.sha256()
-    stack = [(os.fspath(folder), "")]
-    while stack:
-        path, rel = stack.pop()
-        try:
-            with os.scandir(path) as found:
-                entries = sorted(found, key=lambda entry: entry.name)
-        except OSError:
-            hasher.update(f"unreadable {rel}\n".encode())
-            continue
-        for entry in entries:
-            try:
-                stat = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            line = f"{rel}{entry.name}\0{stat.st_mode:o}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
-            hasher.update(line.encode("utf-8", "surrogateescape"))
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, f"{rel}{entry.name}/"))
-    return hasher.hexdigest()
-
-
-def _cached_deps(key: DepsCacheKey, out: Path, compression: str) -> WrittenLayer | None:
+def _cached_deps(
+    key: DepsCacheKey, stamp: str | None, out: Path, compression: str
+) -> WrittenLayer | None:
     try:
         facts = json.loads((key.folder / _FACTS).read_text(encoding="utf-8"))
         ref = LayerRef(**facts["layer"])
-        if facts["fingerprint"] != fingerprint(key.installed):
+        if facts["fingerprint"] != stamp:
             return None
         source = key.folder / f"layer{SUFFIXES[compression]}"
         if source.stat().st_size != ref.size:
@@ -232,8 +190,9 @@ def _place(source: Path, target: Path) -> None:
     os.replace(temp, target)
 
 
-def _remember_deps(key: DepsCacheKey, layer: WrittenLayer) -> None:
-    """Keep a fresh deps layer for the next pack; a cache that cannot be written is no error."""
+def _remember_deps(key: DepsCacheKey, stamp: str, layer: WrittenLayer) -> None:
+    """Keep a fresh deps layer for the next pack, with the installed tree's ``stamp`` taken
+    before it was packed; a cache that cannot be written is no error."""
     suffix = layer.path.name[len(layer.ref.digest) :]
     staging = key.folder.with_name(key.folder.name + ".partial")
     try:
@@ -241,7 +200,7 @@ def _remember_deps(key: DepsCacheKey, layer: WrittenLayer) -> None:
         staging.mkdir(parents=True)
         _place(layer.path, staging / f"layer{suffix}")
         _place(manifest_path(layer.path), manifest_path(staging / f"layer{suffix}"))
-        facts = {"layer": layer.ref.as_json(), "fingerprint": fingerprint(key.installed)}
+        facts = {"layer": layer.ref.as_json(), "fingerprint": stamp}
         (staging / _FACTS).write_text(json.dumps(facts, sort_keys=True), encoding="utf-8")
         shutil.rmtree(key.folder, ignore_errors=True)
         os.replace(staging, key.folder)

@@ -26,6 +26,7 @@ from aether.server.auth import AuthMiddleware, TokenCache, bootstrap_specs
 from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
 from aether.server.hosts import Hosts
+from aether.server.log_wakeups import hear_stored_lines
 from aether.server.proxy import HostProxyMiddleware
 from aether.server.read_cache import ReadCache, follow_changes
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
@@ -140,7 +141,7 @@ class _Parts:
                 await state.upstream_pool.close()
 
     def _jobs(self) -> list[Background]:
-        jobs = list(self.background)
+        jobs = [*self.background, hear_stored_lines]
         if self.settings.read_cache_secs > 0:
             jobs.append(_follow_changes)
         return jobs

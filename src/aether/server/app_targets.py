@@ -60,6 +60,13 @@ class AppTargets:
         if topic.startswith(CHANGE_PREFIXES) or _is_app_id(topic):
             self._known.clear()
 
+    def cached(self, app_name: str) -> Target | None:
+        """The app's target when one is kept and still fresh: no database call."""
+        known = self._known.get(app_name)
+        if known is not None and known.expires > time.monotonic():
+            return known
+        return None
+
     async def lookup(self, app_name: str, *, fresh: bool = False) -> Target | None:
         """The app's target (None: no such app); AetherError when the store cannot answer."""
         now = time.monotonic()

@@ -21,6 +21,21 @@ Header = tuple[bytes, bytes]
 _CREDENTIALS = {b"authorization", b"proxy-authorization"}
 _FORWARDED = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 _OWN_COOKIE_PREFIXES = ("aether", "__host-aether", "__secure-aether")
+# Headers about one connection, never passed on (RFC 9110 7.6.1), and ``host``, which the
+# proxy sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+    }
+)
 
 
 def check_framing(headers: Iterable[Header]) -> None:

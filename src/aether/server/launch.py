@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.constants
+import contextlib
 import logging
 import os
 import signal
@@ -97,11 +98,14 @@ def announce(
     issued: token_store.IssuedToken | None,
     environ: Mapping[str, str],
     signin_code: str | None = None,
+    apps_url: str | None = None,
 ) -> None:
-    """Print where the API and the dashboard are; on first start, the admin token (once),
-    the session file and a one-time dashboard sign-in link."""
+    """Print where the API, the dashboard (and the app router) are; on first start, the
+    admin token (once), the session file and a one-time dashboard sign-in link."""
     print(f"Aether API listening on {url}", flush=True)
     print(f"Dashboard: {url}/ (sign in with a token, or run `aether dashboard`)", flush=True)
+    if apps_url:
+        print(f"Apps: {apps_url}", flush=True)
     if issued is None:
         return
     path = write_session(environ, Session(api_base=url, token=issued.token, user="admin"))
@@ -127,11 +131,37 @@ def run_server(
 
         parse_target(settings.target_platform, source="AETHER_TARGET_PLATFORM")
     listener = bind_listener(options.host, options.port)
-    with listener:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(listener)
         port = listener.getsockname()[1]  # the real one when --port 0 asked for any free port
         options = replace(options, port=port)
         settings = replace(settings, public_url=public_url_for(settings, options.host, port))
+        if settings.router_port is not None:
+            router = stack.enter_context(bind_listener(options.host, settings.router_port))
+            settings = replace(settings, router_port=router.getsockname()[1])
+            background = (*background, _router_job(router))
         asyncio.run(_serve(settings, options, environ, blob_settings, policy, background, listener))
+
+
+def _apps_url(settings: ServerSettings) -> str | None:
+    if settings.router_port is None:
+        return None
+    from aether.server.hosts import Hosts
+
+    domain = Hosts.from_settings(settings.public_url or "", settings.apps_domain).apps_domain
+    return f"http://<app>.{domain}:{settings.router_port}/"
+
+
+def _router_job(listener: socket.socket) -> Callable[[ServerState], Awaitable[None]]:
+    """The app router (:mod:`aether.server.router`) on its own listener, inside the server's
+    lifespan: it shares the server's state (apps domain, endpoints, settings)."""
+
+    async def app_router(state: ServerState) -> None:
+        from aether.server.router.server import serve_router
+
+        await serve_router(state, listener)
+
+    return app_router
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -178,7 +208,7 @@ async def _serve(
             app,
             settings,
             listener,
-            lambda: announce(settings.public_url or "", issued, environ, code),
+            lambda: announce(settings.public_url or "", issued, environ, code, _apps_url(settings)),
         )
     finally:
         await db.close()

@@ -25,22 +25,11 @@ from aether import upstream as app_http
 from aether.errors import AetherError, BadRequest
 from aether.server.app_targets import AppTargets, Target
 from aether.server.errors import envelope_response
-from aether.server.forwarding import check_framing, forwarded_headers
+from aether.server.forwarding import HOP_BY_HOP, check_framing, forwarded_headers
 from aether.server.ws_proxy import HANDSHAKE_HEADERS, relay_websocket
 
 log = logging.getLogger("aether.proxy")
 
-_HOP_BY_HOP = {
-    b"connection",
-    b"keep-alive",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-    b"host",
-}
 # An app silent this long (no header, no body bytes) gets its request ended: 504 before the
 # response started, a cut-off body after.
 UPSTREAM_IDLE_SECS = 300.0
@@ -290,7 +279,7 @@ def _forwarded(scope: Scope, trusted_proxies: tuple[str, ...]) -> list[tuple[byt
     client = scope.get("client") or ("", 0)
     return forwarded_headers(
         scope.get("headers", ()),
-        drop=_HOP_BY_HOP if scope["type"] == "http" else HANDSHAKE_HEADERS,
+        drop=HOP_BY_HOP if scope["type"] == "http" else HANDSHAKE_HEADERS,
         client=str(client[0]),
         scheme=scope.get("scheme", "http").replace("ws", "http"),
         host=_host_header(scope),
@@ -317,7 +306,7 @@ async def _relay_response(scope: Scope, conn: app_http.Connection, send: Send, i
         while True:
             event = await app_http.next_event(conn.h11, conn.reader, idle)
             if isinstance(event, h11.Response):
-                headers = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
+                headers = [(k, v) for k, v in event.headers if k.lower() not in HOP_BY_HOP]
                 await send(
                     {"type": "http.response.start", "status": event.status_code, "headers": headers}
                 )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aether.errors import Conflict
-from aether.models import check_environment
+from aether.models import Release, check_environment, release_from
 from aether.sealing import KeyRing, SealedEnv
 from aether.server.metrics import DEPLOYMENTS_CREATED
 from aether.server.state import ServerState
@@ -231,6 +231,15 @@ async def _propose(state: ServerState, app_id: str, make: releases.Proposer) -> 
         outcome = await releases.propose(tx, app_id, make)
     _announce(outcome)
     return outcome
+
+
+async def shown(db: Executor, rows: list[Row]) -> list[Release]:
+    """Releases as the API shows them, each with its restarts."""
+    return [release_from(row) for row in await releases.with_restarts(db, rows)]
+
+
+async def shown_one(db: Executor, row: Row) -> Release:
+    return (await shown(db, [row]))[0]
 
 
 def _announce(outcome: Outcome | None) -> None:

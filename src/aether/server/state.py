@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 
 from aether.server.hosts import Hosts
+from aether.server.log_wakeups import LineWakeups
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store.database import Database
 from aether.upstream import Pool
@@ -85,9 +86,17 @@ class ServerState:
     upstream_pool: Pool = field(default_factory=Pool)
     # aether.server.app_targets.AppTargets: where each app's requests go (made on first use).
     app_targets: Any = None
+    # Artifact digest → its SBOM, read and checked (aether.server.artifacts.sbom_admission)
+    sboms_checked: dict[str, Any] = field(default_factory=dict)
+    # Log followers waiting for their app's next lines (woken by PostgreSQL's NOTIFY).
+    line_wakeups: LineWakeups = field(default_factory=LineWakeups)
 
     def app_url(self, app_name: str) -> str:
         domain = self.hosts.apps_domain if self.hosts is not None else None
+        router_port = self.settings.router_port
+        if router_port:  # apps have a listener of their own: plain HTTP on its port
+            domain = domain or Hosts.from_settings(self.public_url, None).apps_domain
+            return f"http://{app_name}.{domain}:{router_port}/"
         return app_url(self.public_url, app_name, domain)
 
 

@@ -11,10 +11,12 @@ lines arrive; retention drops whole partitions past the age limit. Design: docs/
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from itertools import accumulate, repeat
+from typing import Any, NamedTuple
 
 from aether.errors import AetherError
 from aether.store.clock import now_iso
@@ -23,13 +25,15 @@ from aether.store.database import Database, Executor, Row
 COLUMNS = ("app_id", "seq", "day", "ts", "deployment_id", "instance", "stream", "line", "end_bytes")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 NOTICE = "notice"  # a line that says what the stream sees, not the app's output
+# PostgreSQL: every stored batch notifies this channel with its app's id (followers wake).
+NOTIFY_CHANNEL = "aether_log_lines"
 # Partitions known to exist, per database URL (created once per process and day).
 _partitions: dict[str, set[int]] = {}
 
 
-@dataclass(frozen=True)
-class NewLine:
-    """One line as a shipper hands it in (``ts``: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, UTC)."""
+class NewLine(NamedTuple):
+    """One line as a shipper hands it in (``ts``: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, UTC). A
+    tuple: a batch holds thousands, built and taken apart column-wise in C."""
 
     ts: str
     deployment_id: str
@@ -80,8 +84,7 @@ async def ship(db: Database, batch: Batch) -> bool:
     lines = list(batch.lines)
     if batch.dropped:
         lines.insert(0, dropped_notice(batch.dropped, lines[0].ts if lines else now_iso()))
-    days = [day_of(line.ts) for line in lines]
-    await _ensure_partitions(db, set(days))
+    await _ensure_partitions(db, map(_day, set(map(_DATE, map(_TS, lines)))))
     async with db.transaction() as tx:
         head = await tx.fetch_one(
             "INSERT INTO log_streams (app_id) VALUES (:app_id) ON CONFLICT (app_id)"
@@ -93,17 +96,15 @@ async def ship(db: Database, batch: Batch) -> bool:
         if await source_position(tx, batch.source) != batch.after:
             return False
         seq, total = int(head["last_seq"]), int(head["total_bytes"])
-        rows = []
-        for line, day in zip(lines, days, strict=True):
-            seq += 1
-            total += len(line.line.encode("utf-8", "replace")) + 1
-            text = line.line.replace("\x00", "\ufffd") if "\x00" in line.line else line.line
-            rows.append(
-                (batch.app_id, seq, day, line.ts, line.deployment_id)
-                + (line.instance, line.stream, text, total)
-            )
+        rows = _rows(batch.app_id, seq, total, lines)
         if rows:
             await tx.copy_rows("log_lines", COLUMNS, rows)
+            seq, total = rows[-1][1], rows[-1][-1]
+        if tx.dialect == "postgresql":  # sent when the transaction commits
+            await tx.execute(
+                "SELECT pg_notify(:channel, :app_id)",
+                {"channel": NOTIFY_CHANNEL, "app_id": batch.app_id},
+            )
         await tx.execute(
             "UPDATE log_streams SET last_seq = :seq, total_bytes = :total,"
             " dropped = dropped + :dropped WHERE app_id = :app_id",
@@ -121,6 +122,30 @@ async def ship(db: Database, batch: Batch) -> bool:
             },
         )
     return True
+
+
+_TS = operator.attrgetter("ts")
+_DATE = operator.itemgetter(slice(10))  # "YYYY-MM-DD" of a timestamp
+
+
+def _rows(app_id: str, seq: int, total: int, lines: list[NewLine]) -> list[tuple[Any, ...]]:
+    """The ``COLUMNS`` of each line, numbered from ``seq + 1``, with its running byte total.
+    Built a column at a time with iteration in C: no Python code runs per line."""
+    if not lines:
+        return []
+    ts, deployments, instances, streams, texts = zip(*lines, strict=True)
+    if "\x00" in "".join(texts):  # PostgreSQL's text holds no NUL
+        texts = tuple(text.replace("\x00", "\ufffd") for text in texts)
+    try:
+        ends = list(accumulate(map((1).__add__, map(len, map(str.encode, texts))), initial=total))
+    except UnicodeEncodeError:  # a lone surrogate: counted as the "?" it is stored as
+        sizes = (len(text.encode("utf-8", "replace")) for text in texts)
+        ends = list(accumulate(map((1).__add__, sizes), initial=total))
+    days = map(_day, map(_DATE, ts))
+    numbers = range(seq + 1, seq + 1 + len(lines))
+    return list(
+        zip(repeat(app_id), numbers, days, ts, deployments, instances, streams, texts, ends[1:])
+    )
 
 
 async def _ensure_partitions(db: Database, days: Iterable[int]) -> None:

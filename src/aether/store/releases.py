@@ -5,7 +5,9 @@ runtime and Node.js version, start command, scale, health check — with a numbe
 (deploy, config, scale, rollback), a description and who made it. A deployment is the
 rollout of a release (``deployments.release_id``); the deployment row keeps a copy of the
 tuple's plain fields (what the rollout ran), and ``env`` there holds names and fingerprints
-only.
+only. A restart is not a release — nothing of the tuple changes — but another rollout of one
+(``reason`` 'restart'); the history lists each under the release it restarted
+(:func:`with_restarts`).
 
 :func:`propose` is the one way a release is made: in one transaction it compares the new
 tuple with the app's *desired* release (the one its newest pending, deploying or running
@@ -24,7 +26,7 @@ from aether.errors import Conflict
 from aether.sealing import SealedEnv
 from aether.store import config_vars
 from aether.store.clock import now_iso
-from aether.store.database import Executor, Row
+from aether.store.database import Executor, Row, in_list
 from aether.store.deployments import add_event, get_deployment, insert_deployment
 
 RELEASE_COLUMNS = (
@@ -155,6 +157,30 @@ async def list_page(db: Executor, app_id: str, *, limit: int, before: int | None
         f"{_WITH_STATUS} WHERE r.app_id = :app{where} ORDER BY r.version DESC LIMIT :limit",
         {"app": app_id, "before": before, "limit": limit},
     )
+
+
+RESTARTS_SHOWN = 10  # per release in the history; ``restarts`` counts them all
+
+
+async def with_restarts(db: Executor, rows: list[Row]) -> list[Row]:
+    """``rows`` with ``restarted``: each release's newest restarts (``deployment_id``,
+    ``status``, ``created_by_email``, ``created_at``), newest first."""
+    placeholders, params = in_list("r", (row["id"] for row in rows))
+    found: dict[str, list[Row]] = {row["id"]: [] for row in rows}
+    if params:
+        restarts = await db.fetch_all(
+            "SELECT d.id AS deployment_id, d.release_id, d.status, d.created_at,"
+            " u.email AS created_by_email FROM deployments d"
+            " LEFT JOIN users u ON u.id = d.created_by"
+            f" WHERE d.reason = 'restart' AND d.release_id IN ({placeholders})"
+            " ORDER BY d.created_at DESC, d.id DESC",
+            params,
+        )
+        for item in restarts:
+            shown = found[item.pop("release_id")]
+            if len(shown) < RESTARTS_SHOWN:
+                shown.append(item)
+    return [{**row, "restarted": found[row["id"]]} for row in rows]
 
 
 async def propose(tx: Executor, app_id: str, make: Proposer) -> Outcome:

@@ -10,7 +10,9 @@ handles an app is :mod:`aether.store.leases`. On PostgreSQL an insert trigger NO
 
 from __future__ import annotations
 
-from aether.store import config_vars, instances, wakeups
+from dataclasses import replace
+
+from aether.store import config_vars, instances, releases, wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 from aether.store.deployments import add_event
@@ -115,6 +117,31 @@ async def release_row(db: Executor, deployment_id: str) -> Row | None:
     row["config"] = config_vars.decode(row["config"])
     row["overrides"] = config_vars.decode(row["overrides"])
     return row
+
+
+async def scaled_from(db: Executor, deployment_id: str) -> str | None:
+    """The app's running deployment when ``deployment_id`` rolls out a release that differs
+    from that one's only in its replica count (a scale): the runtime may keep the running
+    instances and start or stop only the difference. None otherwise (a restart, too, wants
+    every instance replaced)."""
+    new = await db.fetch_one(
+        "SELECT app_id, release_id, reason FROM deployments WHERE id = :id", {"id": deployment_id}
+    )
+    if new is None or new["release_id"] is None or new["reason"] == "restart":
+        return None
+    running = await db.fetch_one(
+        "SELECT id, release_id FROM deployments WHERE app_id = :app_id AND status = 'running'"
+        " AND id <> :id ORDER BY created_at DESC, id DESC LIMIT 1",
+        {"app_id": new["app_id"], "id": deployment_id},
+    )
+    if running is None or running["release_id"] in (None, new["release_id"]):
+        return None
+    wanted = await releases.get_by_id(db, new["release_id"])
+    serving = await releases.get_by_id(db, running["release_id"])
+    if wanted is None or serving is None:
+        return None
+    a, b = releases.ReleaseSpec.of(wanted), releases.ReleaseSpec.of(serving)
+    return str(running["id"]) if replace(a, replicas=0) == replace(b, replicas=0) else None
 
 
 async def running_endpoint(db: Executor, app_name: str) -> Row | None:

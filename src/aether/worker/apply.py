@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from aether.blobs.storage_keys import MANIFEST_NAME
 from aether.errors import AetherError, NetworkError, ServiceUnavailable
+from aether.pack.artifact_manifest import SBOM
 from aether.sealing import KeyRing, key_source
 from aether.settings import WorkerSettings
 from aether.store import artifact_layers, rollouts
@@ -233,6 +234,7 @@ class Applier:
             pull_token=await self._pull_token(row["id"]),
             owner=row.get("app_owner"),
             layers=await self._layers(row),
+            scales_from=await rollouts.scaled_from(self.db, row["id"]),
         )
 
     async def _layers(self, row: Row) -> tuple[LayerSource, ...]:
@@ -243,6 +245,7 @@ class Applier:
         return tuple(
             LayerSource(r["name"], r["digest"], r["storage_key"], r["compression"] or "zstd")
             for r in rows
+            if r["name"] != SBOM  # stored beside the layers, never fetched by a worker
         )
 
     async def _pull_token(self, deployment_id: str) -> Any:

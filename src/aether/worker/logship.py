@@ -83,23 +83,7 @@ class LogShipper:
             await feed.aclose()  # type: ignore[attr-defined]
 
     async def _store(self, app_id: str, source: str, after: str | None, batch: LogBatch) -> bool:
-        lines = [
-            log_store.NewLine(
-                _micro(line.ts), line.deployment_id, line.instance, line.stream, line.line
-            )
-            for line in batch.lines
-        ]
         return await log_store.ship(
             self.db,
-            log_store.Batch(source, app_id, after, batch.position, lines, batch.dropped),
+            log_store.Batch(source, app_id, after, batch.position, batch.lines, batch.dropped),
         )
-
-
-def _micro(ts: str) -> str:
-    """Timestamps with six fraction digits, the store's format (pods' have nine)."""
-    if len(ts) == 27:  # YYYY-MM-DDTHH:MM:SS.ffffffZ already
-        return ts
-    head, dot, rest = ts.partition(".")
-    if not dot:
-        return ts
-    return f"{head}.{rest.rstrip('Z')[:6].ljust(6, '0')}Z"

@@ -420,7 +420,7 @@ async def register_manifest(
     import io
 
     from aether.blobs.storage_keys import manifest_key
-    from aether.pack.artifact_manifest import artifact_digest, parse_artifact_manifest
+    from aether.pack.artifact_manifest import SBOM, artifact_digest, parse_artifact_manifest
     from aether.store import artifact_layers as layer_store
 
     signature = check_signature_format(signature)
@@ -435,15 +435,18 @@ async def register_manifest(
                 f"layer {layer.name} ({layer.digest}) is not stored for app {app['name']!r};"
                 " upload it, then register the manifest again"
             )
-    layer_digests = [layer.digest for layer in manifest.layers]
-    stored = await artifact_store.get_stored(state.db, digest)
-    if stored is not None:
-        await reference_store.add(state.db, digest, app["id"])
-        return {**await _duplicate(state, stored, signature), "layers": _layers_answer(manifest)}
-    await check_quota(state, app, len(raw))
     named = [
         layer_store.NamedLayer(layer.name, layer.digest, layer.size) for layer in manifest.layers
     ]
+    sbom = await _held(state, who, app, manifest.sbom_sha256) if manifest.sbom_sha256 else None
+    if sbom is not None:  # uploaded beside the layers (a client that does not, deploys on)
+        named.append(layer_store.NamedLayer(SBOM, sbom["digest"], int(sbom["size_bytes"])))
+    layer_digests = [layer.digest for layer in named]
+    stored = await artifact_store.get_stored(state.db, digest)
+    if stored is not None:
+        await reference_store.add(state.db, digest, app["id"])
+        return {**await _duplicate(state, stored, signature), **_named_answer(manifest, sbom)}
+    await check_quota(state, app, len(raw))
     await layer_store.check_stored(state.db, named)  # before writing anything
     key = manifest_key(app["name"], digest)
     await state.blobs.put_file(key, io.BytesIO(raw), sha256=digest)
@@ -464,14 +467,20 @@ async def register_manifest(
     if created:
         metrics.UPLOAD_BYTES.inc(len(raw))
         _stored(state, row)
-    return {**answer(row, duplicate=not created), "layers": _layers_answer(manifest)}
+    return {**answer(row, duplicate=not created), **_named_answer(manifest, sbom)}
 
 
-def _layers_answer(manifest: Any) -> list[dict[str, Any]]:
-    return [
-        {"name": layer.name, "digest": layer.digest, "size_bytes": layer.size}
-        for layer in manifest.layers
-    ]
+def _named_answer(manifest: Any, sbom: Row | None) -> dict[str, Any]:
+    """The layers, and the SBOM the artifact names when it was uploaded (else null)."""
+    return {
+        "layers": [
+            {"name": layer.name, "digest": layer.digest, "size_bytes": layer.size}
+            for layer in manifest.layers
+        ],
+        "sbom": None
+        if sbom is None
+        else {"digest": sbom["digest"], "size_bytes": int(sbom["size_bytes"])},
+    }
 
 
 # --- the legacy direct upload ------------------------------------------------------------------

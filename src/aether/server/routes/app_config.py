@@ -16,7 +16,6 @@ from aether.models import (
     check_config_name,
     check_config_vars,
     deployment_from,
-    release_from,
 )
 from aether.server import releasing
 from aether.server.auth import require_app_access, require_role
@@ -81,7 +80,7 @@ async def change_config(request: Request) -> JSONResponse:
         "config": await config_listing(state, app, outcome.snapshot),
         "changed": outcome.changed,
         "not_set": outcome.not_set,
-        "release": release_from(rollout.release) if rollout else None,
+        "release": await releasing.shown_one(state.db, rollout.release) if rollout else None,
         "deployment": (
             deployment_from(rollout.deployment, state.app_url(app["name"])) if rollout else None
         ),

@@ -17,8 +17,8 @@ from aether.models import (
     app_from,
     check_app_name,
     deployment_from,
-    release_from,
 )
+from aether.server import releasing
 from aether.server.auth import require_app_access, require_role
 from aether.server.jsonbody import read_json
 from aether.server.openapi import STR, obj, operation, param, schema
@@ -79,7 +79,7 @@ async def get_app(request: Request) -> JSONResponse:
     config = await config_vars.current(state.db, row["id"])
     info: AppInfo = {
         **_with_current(row, current, state),
-        "release": release_from(release) if release else None,
+        "release": await releasing.shown_one(state.db, release) if release else None,
         "config_version": config.version,
         "config_vars": sorted(config.vars),
     }

@@ -194,6 +194,7 @@ OPENAPI = {
                     "storage_key": STR,
                     "status": STR,
                     "layers": {"type": "array", "items": {"type": "object"}},
+                    "sbom": {"type": ["object", "null"]},
                 }
             ),
             errors=_UPLOAD_ERRORS,

@@ -158,8 +158,31 @@ async def download(request: Request) -> Response:
     row = await artifact_store.get_stored(state.db, digest)
     if row is None:
         raise NotFound(f"no stored artifact with digest {digest}")
+    return await _presigned(request, row["storage_key"])
+
+
+async def download_sbom(request: Request) -> Response:
+    """The CycloneDX SBOM a layered artifact names, for whoever may download the artifact."""
+    from aether.pack.artifact_manifest import SBOM
+    from aether.store.artifact_layers import layers_of
+
+    digest = check_digest(request.path_params["digest"])
+    await _check_pull_token(request, digest)
+    rows = await layers_of(get_state(request).db, digest)
+    row = next((row for row in rows if row["name"] == SBOM and row["storage_key"]), None)
+    if row is None:
+        raise NotFound(
+            f"artifact {digest} has no uploaded SBOM (a single-file artifact, one packed with"
+            " --no-sbom, or an unknown digest)"
+        )
+    return await _presigned(request, row["storage_key"])
+
+
+async def _presigned(request: Request, key: str) -> Response:
+    """302 to a presigned GET of ``key``; with ``?format=json`` the URL as JSON."""
+    state = get_state(request)
     expires = state.blob_settings.presign_expire_secs
-    url = await state.blobs.presign_get(row["storage_key"], expires_secs=expires)
+    url = await state.blobs.presign_get(key, expires_secs=expires)
     if request.query_params.get("format") == "json":
         return JSONResponse({"url": url, "expires_at": expires_at(expires)})
     return RedirectResponse(url, status_code=302)
@@ -173,6 +196,7 @@ ROUTES = [
     *artifact_legacy.ROUTES,
     Route("/artifacts", list_artifacts, methods=["GET"]),
     Route("/artifacts/{digest}/download", download, methods=["GET"]),
+    Route("/artifacts/{digest}/sbom", download_sbom, methods=["GET"]),
 ]
 
 ARTIFACT_SCHEMA = schema(Artifact)
@@ -212,6 +236,15 @@ OPENAPI = {
     "/artifacts/{digest}/download": {
         "get": operation(
             "Redirect (302) to a short-lived download URL, or ?format=json for {url, expires_at}",
+            params=[_DIGEST_PARAM, param("format", "query", {"type": "string", "enum": ["json"]})],
+            response=obj({"url": STR, "expires_at": STR}),
+            errors=(400, 401, 403, 404),
+        )
+    },
+    "/artifacts/{digest}/sbom": {
+        "get": operation(
+            "Redirect (302) to a short-lived URL of the layered artifact's CycloneDX SBOM, or"
+            " ?format=json for {url, expires_at}",
             params=[_DIGEST_PARAM, param("format", "query", {"type": "string", "enum": ["json"]})],
             response=obj({"url": STR, "expires_at": STR}),
             errors=(400, 401, 403, 404),

@@ -38,6 +38,7 @@ async def get_config(request: Request) -> JSONResponse:
             "presign_expire_secs": state.blob_settings.presign_expire_secs,
             "max_artifact_size_bytes": policy.max_artifact_size_bytes,
             "require_signature": policy.require_signature,
+            "require_sbom": policy.require_sbom,
             "version": __version__,
             "target": await _target(state.settings),
             # the client may send DeployReports (POST /deployments, PUT …/report)
@@ -82,6 +83,7 @@ OPENAPI = {
                     "presign_expire_secs": INT,
                     "max_artifact_size_bytes": INT,
                     "require_signature": BOOL,
+                    "require_sbom": BOOL,
                     "version": STR,
                     "target": obj(
                         {

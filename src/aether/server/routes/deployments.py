@@ -31,6 +31,7 @@ from aether.models import (
 )
 from aether.server import releasing
 from aether.server.artifacts import possession
+from aether.server.artifacts.sbom_admission import check_sbom
 from aether.server.artifacts.verification import signature_matches
 from aether.server.auth import Principal, principal, require_app_access, require_role
 from aether.server.jsonbody import body_types, int_param, read_json
@@ -76,7 +77,8 @@ async def stored_artifact(
     """The stored artifact to deploy, if the app holds it (:mod:`possession`): uploaded for
     this app, or for another app the caller may deploy — promoting the exact bytes that ran
     in staging to production is the point of content addressing. Anyone else is told what
-    an unknown digest tells: upload it."""
+    an unknown digest tells: upload it. Then the admission checks: its signature
+    (AETHER_REQUIRE_SIGNATURE) and its SBOM (:mod:`aether.server.artifacts.sbom_admission`)."""
     artifact = await artifact_store.get_stored(state.db, digest)
     if artifact is None or not await possession.holds(state, who, app, digest):
         raise BadRequest(
@@ -87,6 +89,7 @@ async def stored_artifact(
             f"artifact {digest} has no verified signature and AETHER_REQUIRE_SIGNATURE is on;"
             " sign it with AETHER_SIGNING_KEY and register the public key"
         )
+    await check_sbom(state, artifact)
     return artifact
 
 

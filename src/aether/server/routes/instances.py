@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from aether.models import AppStatus, Rollout, deployment_from, release_from
+from aether.models import AppStatus, Rollout, deployment_from
 from aether.server import releasing
 from aether.server.app_status import app_status
 from aether.server.auth import require_app_access, require_role
@@ -31,7 +31,7 @@ async def restart(request: Request) -> JSONResponse:
     who = require_app_access(request, app, write=True)
     outcome = await releasing.restart(state, app, who.user_id)
     answer: Rollout = {
-        "release": release_from(outcome.release),
+        "release": await releasing.shown_one(state.db, outcome.release),
         "deployment": deployment_from(outcome.deployment, state.app_url(app["name"])),
         "unchanged": False,
     }

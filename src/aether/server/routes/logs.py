@@ -15,8 +15,6 @@ down. A database that cannot be read is a 503 before the first line, never an em
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +27,7 @@ from aether.errors import BadRequest
 from aether.server.auth import require_app_access
 from aether.server.jsonbody import int_param
 from aether.server.openapi import STR, obj, operation, param
+from aether.server.responses import render_json
 from aether.server.state import ServerState, get_state
 from aether.since import parse_since
 from aether.store import apps as app_store
@@ -40,7 +39,10 @@ from aether.store.database import Row
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 PAGE_LINES = 1000  # lines per query while reading history
-FOLLOW_POLL_SECS = 0.2  # how often a follow looks for new lines
+FOLLOW_POLL_SECS = 0.2  # how often a follow looks for new lines when not woken for them
+# While notifications are heard a follow is woken when its app's lines are stored; it still
+# looks this often, in case one was missed.
+FOLLOW_SAFETY_SECS = 2.0
 CONTAINERS = ("fetch", "app")
 
 
@@ -158,24 +160,36 @@ async def _pages(state: ServerState, query: _Query, head: Row | None) -> AsyncIt
     after = after or 0
     if query.follow and head is None and query.after is None:
         yield [await _nothing_stored(state, query.app_name)]
-    while True:
-        rows = await log_store.read_after(
-            db,
-            query.app_id,
-            after,
-            limit=PAGE_LINES,
-            since=query.since,
-            instance_suffix=query.instance_suffix,
-        )
-        if rows:
-            after = int(rows[-1]["seq"])
-            yield rows
-        if len(rows) == PAGE_LINES:
-            continue
-        if not query.follow or state.stopping.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.stopping.wait(), FOLLOW_POLL_SECS)
+    with state.line_wakeups.waiting(query.app_id) as stored:
+        while True:
+            stored.clear()  # before the read: lines stored after it wake the wait below
+            rows = await log_store.read_after(
+                db,
+                query.app_id,
+                after,
+                limit=PAGE_LINES,
+                since=query.since,
+                instance_suffix=query.instance_suffix,
+            )
+            if rows:
+                after = int(rows[-1]["seq"])
+                yield rows
+            if len(rows) == PAGE_LINES:
+                continue
+            if not query.follow or state.stopping.is_set():
+                return
+            heard = state.line_wakeups.heard
+            await _first(stored, state.stopping, FOLLOW_SAFETY_SECS if heard else FOLLOW_POLL_SECS)
+
+
+async def _first(one: asyncio.Event, other: asyncio.Event, timeout: float) -> None:
+    """Until either event is set, at most ``timeout`` seconds."""
+    waits = [asyncio.ensure_future(one.wait()), asyncio.ensure_future(other.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def _nothing_stored(state: ServerState, app_name: str) -> Row:
@@ -203,7 +217,7 @@ def _encode(row: Row) -> bytes:
         "line": row["line"],
         "cursor": "" if row["seq"] is None else str(row["seq"]),
     }
-    return (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+    return render_json(line) + b"\n"
 
 
 ROUTES = [Route("/apps/{app}/logs", app_logs, methods=["GET"])]

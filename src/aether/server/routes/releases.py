@@ -14,7 +14,6 @@ from aether.models import (
     ScaleRequest,
     check_replicas,
     deployment_from,
-    release_from,
     release_number,
 )
 from aether.server import releasing
@@ -47,7 +46,7 @@ async def list_releases(request: Request) -> JSONResponse:
     before = _int_param(request, "before", low=1)
     rows = await store.list_page(state.db, app["id"], limit=limit + 1, before=before)
     page: ReleasePage = {
-        "releases": [release_from(row) for row in rows[:limit]],
+        "releases": await releasing.shown(state.db, rows[:limit]),
         "next_cursor": str(rows[limit - 1]["version"]) if len(rows) > limit else None,
     }
     return JSONResponse(page)
@@ -61,7 +60,7 @@ async def get_release(request: Request) -> JSONResponse:
     row = await store.get_by_version(state.db, app["id"], version) if version else None
     if row is None:
         raise NotFound(f"app {app['name']!r} has no release {request.path_params['version']}")
-    return JSONResponse(release_from(row))
+    return JSONResponse(await releasing.shown_one(state.db, row))
 
 
 async def scale(request: Request) -> JSONResponse:
@@ -73,7 +72,7 @@ async def scale(request: Request) -> JSONResponse:
     replicas = check_replicas(body["replicas"], minimum=0)
     outcome = await releasing.scale(state, app, who.user_id, replicas)
     answer: Rollout = {
-        "release": release_from(outcome.release),
+        "release": await releasing.shown_one(state.db, outcome.release),
         "deployment": deployment_from(outcome.deployment, state.app_url(app["name"])),
         "unchanged": not outcome.created,
     }

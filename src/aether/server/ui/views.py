@@ -77,8 +77,9 @@ def timing_bar(timings: dict[str, float]) -> list[dict[str, Any]]:
 
 
 async def releases(state: ServerState, app: Row) -> list[dict[str, Any]]:
-    """The app's newest releases with their rollout, artifact and client report."""
+    """The app's newest releases with their rollout, artifact, client report and restarts."""
     rows = await release_store.list_page(state.db, app["id"], limit=RELEASES_SHOWN, before=None)
+    rows = await release_store.with_restarts(state.db, rows)
     artifacts = await app_overview.artifacts_by_digest(
         state.db, [row["artifact_digest"] for row in rows]
     )

@@ -60,7 +60,7 @@ class Found:
 
     path: Path
     record: RunRecord
-    serving: bool  # the deployment the app's ``serving`` file names
+    serving: str | None  # the deployment it serves (the app's ``serving`` file), else None
 
 
 def running_supervisors(apps_dir: Path, holder: str | None = None) -> list[Found]:
@@ -76,6 +76,7 @@ def running_supervisors(apps_dir: Path, holder: str | None = None) -> list[Found
             continue
         if holder is not None and record.holder != holder:
             continue
-        serving = read_serving(apps_dir, record.app_name) == record.deployment_id
+        named = read_serving(apps_dir, record.app_name)
+        serving = named[0] if named and named[1] == record.deployment_id else None
         found.append(Found(path, record, serving))
     return found

@@ -10,8 +10,12 @@ Transient faults raise :class:`aether.worker.outcomes.Retry`, permanent ones
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the supervisor imports this module: it stays free of the store
+    from aether.store.logs import NewLine
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class Release:
     owner: str | None = None  # the app's owner (a user id): who may share an unisolated host
     # a layered artifact's layers (``storage_key`` then holds its manifest); () for an archive
     layers: tuple[LayerSource, ...] = ()
+    # the deployment that serves now when this one differs from it only in its replica
+    # count (a scale): its instances may stay, only the difference starts or stops
+    scales_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ class LogBatch:
     started at, ``position`` where the feed is after them (opaque to the shipper, handed back
     to resume), ``dropped`` lines skipped because shipping fell too far behind."""
 
-    lines: list[LogLine]
+    lines: Sequence[NewLine]
     position: str
     dropped: int = 0
 

@@ -135,7 +135,7 @@ class Confinement:
         binds = system_binds((extra,) if extra else ())
         binds.append(Bind(str(folder)))
         layer = folder / LAYER_ROOT
-        if layer.is_symlink():  # node_modules lives in the app's shared dependency layer
-            binds.append(Bind(os.path.dirname(os.path.realpath(layer))))
+        if layer.is_symlink():  # node_modules lives in the host's layer cache: only it is seen
+            binds.append(Bind(os.path.realpath(layer)))
         binds.append(Bind(str(scratch), "rw"))
         return binds

@@ -6,6 +6,10 @@ recording each new state as a deployment event. A rollout that fails (a digest m
 ``fetch``, a crash loop, an image that cannot be pulled, the progress deadline) raises
 :class:`Fatal` with the reason; an API server that cannot be reached raises :class:`Retry`.
 
+A scale (``Release.scales_from`` names the deployment that serves) writes only the
+Deployment's replica count and the deployment id it names: the pod template, and so every
+running pod and its Secrets, stay (:func:`scaled_deployment`).
+
 A failed upgrade deletes nothing: the worker's next pass deploys the last release that worked
 again (a restart, assessed afresh like any rollout), which puts its template back. Only a
 failed *first* deploy cleans up, and only the objects that attempt created. Selected with
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from aether.errors import AetherError, ConfigError
@@ -37,6 +42,7 @@ from aether.kube import (
     apply,
 )
 from aether.settings import KubeSettings, WorkerSettings
+from aether.store.logs import NewLine
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import (
     EventSink,
@@ -54,7 +60,9 @@ from aether.worker.runtimes.kubernetes_manifests import (
     app_labels,
     env_secret_name,
     owner_reference,
+    pods_deployment,
     release_labels,
+    scaled_deployment,
     service_endpoint,
     synthesize,
 )
@@ -94,6 +102,8 @@ class KubernetesRuntime(Runtime):
         self.pod_logs = PodLogs(client, poll_interval_secs=settings.poll_interval_secs)
         # app → (uid, generation) of its Deployment last seen rolled out completely.
         self._completed: dict[str, tuple[str, int]] = {}
+        # app → (whose pods its Deployment runs, the deployment it names), as last observed
+        self._pods_of: dict[str, tuple[str | None, str | None]] = {}
 
     @classmethod
     def from_settings(
@@ -128,6 +138,9 @@ class KubernetesRuntime(Runtime):
             raise Fatal(exc.message) from exc
         try:
             existed = await self.client.get(DEPLOYMENTS, self.namespace, release.app_name)
+            pods_of = _scaled_pods(existed, release)
+            if pods_of is not None:
+                return await self._rescale(release, pods_of, record)
             applied = [await apply(self.client, m, owner_labels=OWNER) for m in manifests]
             await self._own_env_secret(release, applied)
             await record("applying", "; ".join(item.describe() for item in applied))
@@ -148,6 +161,17 @@ class KubernetesRuntime(Runtime):
             raise _outcome(exc) from exc
         return observed
 
+    async def _rescale(self, release: Release, pods_of: str, record: EventSink) -> Observed:
+        """A scale: only the Deployment's replica count (and the deployment id it names)
+        changes; its pods, their Secrets and the Service stay as they are."""
+        manifest = scaled_deployment(release, self.settings, pods_of)
+        applied = await apply(self.client, manifest, owner_labels=OWNER)
+        await record("applying", f"{applied.describe()}: {release.replicas} replicas, pods kept")
+        try:
+            return await self._track(release, record, _generation(applied.object), pods_of)
+        except RolloutFailed as exc:
+            raise Fatal(exc.message) from exc
+
     async def _own_env_secret(self, release: Release, applied: list[Applied]) -> None:
         """The Deployment owns the release's env Secret: deleting the app collects it."""
         workload = next(item.object for item in applied if item.kind == "Deployment")
@@ -160,12 +184,15 @@ class KubernetesRuntime(Runtime):
                     owned["metadata"]["ownerReferences"] = [owner_reference(workload)]
                     await self.client.replace(owned)
 
-    async def _track(self, release: Release, record: EventSink, written: int) -> Observed:
+    async def _track(
+        self, release: Release, record: EventSink, written: int, pods_of: str | None = None
+    ) -> Observed:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.rollout_timeout_secs
         said = ""
         while True:
-            progress = await self._progress(release, written, loop.time() > deadline)
+            last_try = loop.time() > deadline
+            progress = await self._progress(release, written, last_try, pods_of)
             if progress is not None and progress.state == COMPLETE:
                 # "healthy" is the phase on which the worker marks the deployment running.
                 await record("healthy", progress.message)
@@ -183,8 +210,11 @@ class KubernetesRuntime(Runtime):
                 )
             await asyncio.sleep(self.settings.poll_interval_secs)
 
-    async def _progress(self, release: Release, written: int, last_try: bool) -> Progress | None:
-        """The rollout's state now; None when the API blinked (errors only on the last try)."""
+    async def _progress(
+        self, release: Release, written: int, last_try: bool, pods_of: str | None = None
+    ) -> Progress | None:
+        """The rollout's state now; None when the API blinked (errors only on the last try).
+        ``pods_of``: the deployment whose pods a scale kept (their labels name it)."""
         try:
             deployment = await self.client.get(DEPLOYMENTS, self.namespace, release.app_name)
             if deployment is None:
@@ -192,7 +222,9 @@ class KubernetesRuntime(Runtime):
             serving = _labels(deployment).get("deployment_id")
             if serving != release.deployment_id:
                 raise Fatal(f"deployment {serving} replaced this one during the rollout")
-            labels = release_labels(release)
+            labels = release_labels(
+                replace(release, deployment_id=pods_of or release.deployment_id)
+            )
             replica_sets = await self.client.list(REPLICASETS, self.namespace, labels)
             pods = await self.client.list(PODS, self.namespace, labels)
         except KubeError as exc:
@@ -228,6 +260,8 @@ class KubernetesRuntime(Runtime):
             if deployment is None or _labels(deployment).get(MANAGED_BY_LABEL) != MANAGED_BY:
                 return None
             done = await self._was_rolled_out(deployment)
+            serving = _labels(deployment).get("deployment_id")
+            self._pods_of[app_name] = (pods_deployment(deployment), serving)
         except KubeError as exc:
             raise _outcome(exc) from exc
         status = deployment.get("status") or {}
@@ -243,12 +277,20 @@ class KubernetesRuntime(Runtime):
 
     async def instances(self, app_name: str) -> list[Instance] | None:
         """The app's pods: phase (or why its app container waits), readiness, restarts,
-        node. The router reaches them through the Service (no endpoint of their own)."""
+        node. The router reaches them through the Service (no endpoint of their own). Pods a
+        scale kept belong to the deployment their Deployment names now (as ``observe`` last
+        saw it)."""
         try:
             pods = await self.client.list(PODS, self.namespace, app_labels(app_name))
         except KubeError as exc:
             raise _outcome(exc) from exc
-        return sorted((_pod_instance(pod) for pod in pods), key=lambda i: i.id)
+        found = [_pod_instance(pod) for pod in pods]
+        kept, serving = self._pods_of.get(app_name, (None, None))
+        if kept and serving and kept != serving:
+            found = [
+                replace(i, deployment_id=serving) if i.deployment_id == kept else i for i in found
+            ]
+        return sorted(found, key=lambda i: i.id)
 
     async def _was_rolled_out(self, deployment: dict[str, Any]) -> bool:
         """Whether the controller completed the rollout of the current template; the API is
@@ -262,7 +304,7 @@ class KubernetesRuntime(Runtime):
             return True
         selector = {
             **app_labels(labels.get("app_name", "")),
-            "deployment_id": labels.get("deployment_id", ""),
+            "deployment_id": pods_deployment(deployment) or labels.get("deployment_id", ""),
         }
         if not rolled_out(
             deployment, await self.client.list(REPLICASETS, self.namespace, selector)
@@ -364,10 +406,20 @@ class KubernetesRuntime(Runtime):
                     if line.stream != "notice" and line.cursor:
                         cursor = line.cursor
                 count, dropped = dropped, 0
-                yield LogBatch(lines, cursor, count)
+                yield LogBatch([_new_line(line) for line in lines], cursor, count)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def _new_line(line: LogLine) -> NewLine:
+    """A pod's line as the store takes it: six fraction digits (the pod log API gives nine)."""
+    ts = line.ts
+    if len(ts) != 27:  # YYYY-MM-DDTHH:MM:SS.ffffffZ
+        head, dot, rest = ts.partition(".")
+        if dot:
+            ts = f"{head}.{rest.rstrip('Z')[:6].ljust(6, '0')}Z"
+    return NewLine(ts, line.deployment_id, line.instance, line.stream, line.line)
 
 
 def _pod_instance(pod: Mapping[str, Any]) -> Instance:
@@ -394,6 +446,18 @@ def _pod_instance(pod: Mapping[str, Any]) -> Instance:
         started_at=status.get("startTime"),
         host=str((pod.get("spec") or {}).get("nodeName") or "—"),
     )
+
+
+def _scaled_pods(existed: Mapping[str, Any] | None, release: Release) -> str | None:
+    """Whose pods a scale keeps: those of the live Deployment when it serves the deployment
+    the release scales (only its replica count differs); None for any other rollout."""
+    if existed is None or release.scales_from is None:
+        return None
+    if _labels(existed).get(MANAGED_BY_LABEL) != MANAGED_BY:
+        return None
+    if _labels(existed).get("deployment_id") != release.scales_from:
+        return None
+    return pods_deployment(existed)
 
 
 def _generation(obj: Mapping[str, Any]) -> int:

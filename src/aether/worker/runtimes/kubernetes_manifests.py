@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from aether import __version__
@@ -158,6 +159,26 @@ def deployment(release: Release, settings: KubeSettings, *, version: str = __ver
             },
         },
     }
+
+
+def scaled_deployment(
+    release: Release, settings: KubeSettings, pods_of: str, *, version: str = __version__
+) -> Manifest:
+    """The Deployment of a scale: the pod template of ``pods_of`` (the deployment whose pods
+    serve) unchanged, so the controller replaces no pod and only adds or removes the
+    difference; the new replica count, and the new deployment's id on the Deployment itself
+    (what the worker observes as serving)."""
+    manifest = deployment(replace(release, deployment_id=pods_of), settings, version=version)
+    manifest["metadata"]["labels"]["deployment_id"] = release.deployment_id
+    return manifest
+
+
+def pods_deployment(workload: Mapping[str, Any]) -> str | None:
+    """Whose pods a live Deployment runs: its pod template's deployment id."""
+    template = (workload.get("spec") or {}).get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    found = labels.get("deployment_id")
+    return str(found) if found else None
 
 
 def service(app_name: str, settings: KubeSettings) -> Manifest:

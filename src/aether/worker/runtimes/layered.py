@@ -2,10 +2,11 @@
 
 The manifest's sha256 must be the deployment's digest (and its signature verify, when
 required) before any layer is fetched; each layer's sha256 must match the manifest before it
-is extracted. The deps layer is extracted once per digest into the app's layer cache
-(``<app>/layers/<digest>/node_modules``, marked complete only once whole) and every release
-that uses it links ``node_modules`` to it, read-only in the sandbox, instead of copying it: a
-code-only redeploy fetches and extracts the small app layer alone.
+is extracted. The deps layer is extracted once per digest into the host's layer cache
+(:mod:`aether.worker.runtimes.layer_cache`, shared by every app and worker of the host) and
+every release that uses it links ``node_modules`` to it, read-only in the sandbox, instead of
+copying it: a code-only redeploy, or another app with the same dependencies, fetches and
+extracts the small app layer alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aether.settings import ExpansionLimits
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.base import EventSink, LayerSource, Release
 from aether.worker.runtimes.download import download
-from aether.worker.runtimes.layers import has_layer, link_layer, mark_complete
+from aether.worker.runtimes.layer_cache import LayerCache
 
 if TYPE_CHECKING:
     from aether.blobs import BlobStore
@@ -34,6 +35,7 @@ async def prepare_layered(
     release: Release,
     folder: Path,
     app_dir: Path,
+    cache: LayerCache,
     blobs: BlobStore,
     record: EventSink,
     *,
@@ -57,24 +59,27 @@ async def prepare_layered(
             raise Fatal(f"the artifact manifest cannot be read: {exc.message}") from exc
         await record("verifying", f"manifest sha256 ok; {signature()}")
         sources = {layer.digest: layer for layer in release.layers}
-        layers_dir = app_dir / "layers"
-        deps = manifest.layer(DEPS)
-        reused = deps is not None and has_layer(layers_dir, deps.digest)
-        if deps is not None and not reused:
-            archive = await _fetch(blobs, sources, deps.name, deps.digest, scratch, record)
-            await asyncio.to_thread(_extract_deps, archive, layers_dir, deps.digest, limits)
         app = manifest.layer(APP)
         assert app is not None  # the parser requires it
         archive = await _fetch(blobs, sources, app.name, app.digest, scratch, record)
         await record("extracting", f"the app layer into {folder}")
         entries = await asyncio.to_thread(_extract_app, archive, folder, limits)
-        if deps is not None:
-            link_layer(folder, layers_dir, deps.digest)
+        deps = manifest.layer(DEPS)
+        if deps is None:
+            return f"{entries} entries (no deps layer)"
+
+        digest = deps.digest
+
+        async def make(work: Path) -> None:
+            layer = await _fetch(blobs, sources, DEPS, digest, scratch, record)
+            await asyncio.to_thread(_extract_deps, layer, work, limits)
+
+        how = await cache.attach(digest, folder, make)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if deps is None:
-        return f"{entries} entries (no deps layer)"
-    how = "reused" if reused else "extracted"
     return f"{entries} app entries; node_modules {how} (layer {deps.digest[:12]})"
 
 
@@ -101,19 +106,15 @@ async def _fetch(
     return path
 
 
-def _extract_deps(archive: Path, layers_dir: Path, digest: str, limits: ExpansionLimits) -> None:
+def _extract_deps(archive: Path, work: Path, limits: ExpansionLimits) -> None:
     from aether.pack.compose import extract_deps_layer
 
-    target = layers_dir / digest
-    shutil.rmtree(target, ignore_errors=True)  # an unfinished earlier attempt
     try:
-        extract_deps_layer(archive, target, limits=limits)
+        extract_deps_layer(archive, work, limits=limits)
     except AetherError as exc:
         raise Fatal(f"the deps layer cannot be extracted safely: {exc.message}") from exc
     except OSError as exc:
-        shutil.rmtree(target, ignore_errors=True)
         raise Fatal(f"extracting the deps layer failed, nothing was kept: {exc}") from exc
-    mark_complete(layers_dir, digest)
 
 
 def _extract_app(archive: Path, folder: Path, limits: ExpansionLimits) -> int:

@@ -1,13 +1,15 @@
-"""The dependency layer: reuse an app's extracted ``node_modules`` across code-only redeploys.
+"""The dependency layer of a format-1 archive: reuse extracted ``node_modules`` across releases.
 
 A code-only redeploy ships the same ``node_modules`` again, and extracting tens of thousands
 of files dominates a rollout. So one streaming pass over the (already verified) archive hashes
 everything under ``node_modules/`` — names, types, modes, link targets and contents — and
-copies every other entry into a small tar. When ``<app>/layers/<hash>/node_modules`` exists,
-only that small tar is extracted (with the same safe extractor) and the release's
-``node_modules`` becomes a symlink to the layer; otherwise the full archive is extracted and its
-``node_modules`` moved into a new layer. Node resolves packages through the symlink's real path,
-which is itself a ``node_modules`` folder, so nested requires behave as before.
+copies every other entry into a small tar. When the host's layer cache
+(:mod:`aether.worker.runtimes.layer_cache`) holds that hash, only the small tar is extracted
+(with the same safe extractor) and the release's ``node_modules`` becomes a symlink to the
+layer; otherwise the full archive is extracted and its ``node_modules`` moved into the cache.
+Node resolves packages through the symlink's real path, which is itself a ``node_modules``
+folder, so nested requires behave as before. (Releases made before the cache was host-wide
+link into ``<app>/layers/``; those layers go once no release of the app uses them.)
 
 A layer is used only when every link under ``node_modules`` stays inside it, so moving it out of
 the release cannot change what a link points to. The scan streams each entry's data (memory
@@ -20,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +30,6 @@ from aether.pack import tarcodec
 from aether.settings import ExpansionLimits
 
 LAYER_ROOT = "node_modules"
-_COMPLETE = ".complete"
 
 
 @dataclass(frozen=True)
@@ -100,34 +100,6 @@ def _kind_stays_inside(kind: bytes, name: str, link: str) -> bool:
         return False
     target = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
     return _in_layer(target) and target != LAYER_ROOT
-
-
-def layer_path(layers_dir: Path, layer: str) -> Path:
-    return layers_dir / layer / LAYER_ROOT
-
-
-def has_layer(layers_dir: Path, layer: str) -> bool:
-    return (layers_dir / layer / _COMPLETE).is_file() and layer_path(layers_dir, layer).is_dir()
-
-
-def adopt_layer(release: Path, layers_dir: Path, layer: str) -> None:
-    """Move the freshly extracted ``release/node_modules`` into the layer, link it back."""
-    target = layer_path(layers_dir, layer)
-    if target.parent.exists():  # an unfinished earlier attempt
-        shutil.rmtree(target.parent)
-    target.parent.mkdir(parents=True)
-    os.rename(release / LAYER_ROOT, target)
-    (target.parent / _COMPLETE).touch()
-    link_layer(release, layers_dir, layer)
-
-
-def mark_complete(layers_dir: Path, layer: str) -> None:
-    """A layer folder extracted whole (from a layered artifact's deps layer)."""
-    (layers_dir / layer / _COMPLETE).touch()
-
-
-def link_layer(release: Path, layers_dir: Path, layer: str) -> None:
-    os.symlink(layer_path(layers_dir, layer), release / LAYER_ROOT, target_is_directory=True)
 
 
 def release_layer(release: Path) -> str | None:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,10 +46,12 @@ from aether.worker.runtimes.base import (
 )
 from aether.worker.runtimes.confinement import Confinement
 from aether.worker.runtimes.health import http_status, is_healthy
+from aether.worker.runtimes.layer_cache import LayerCache
 from aether.worker.runtimes.layers import release_layer, unused_layers
-from aether.worker.runtimes.logfiles import read_batch, read_logs
+from aether.worker.runtimes.logfeed import read_batch
+from aether.worker.runtimes.logfiles import read_logs
 from aether.worker.runtimes.nodes import node_folder
-from aether.worker.runtimes.process import AppProcess
+from aether.worker.runtimes.process import AppProcess, close_spare, ready_spare
 from aether.worker.runtimes.releasedir import prepare
 from aether.worker.runtimes.sandbox import Isolation
 from aether.worker.runtimes.startcmd import start_script
@@ -60,23 +62,33 @@ if TYPE_CHECKING:
     from aether.blobs import BlobStore
 
 log = logging.getLogger(__name__)
-LOG_FEED_POLL_SECS = 0.1  # how often the log feed looks for new output when idle
+# How often the log feed reads the files: what has come in meanwhile goes in one batch (one
+# transaction), so a chatty app costs a few batches a second, not one per write.
+LOG_FEED_POLL_SECS = 0.1
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
 # How often a running instance's health path is asked (it answered it to pass its gate).
 HEALTH_PROBE_SECS = 10.0
+# After a release passed its health gate, the next supervisor launcher starts this much later:
+# not beside the cutover, and it competes with nothing else but the app it replaced stopping.
+SPARE_DELAY_SECS = 0.5
 
 
 @dataclass
 class _Serving:
     """The release serving an app: its processes (``replicas`` of them; none when scaled
-    to 0), in instance order."""
+    to 0), in instance order. ``runs``: the deployment whose folder they run and whose name
+    they carry — ``deployment_id`` itself, unless a scale kept an earlier one's processes."""
 
     deployment_id: str
     processes: list[AppProcess]
     folder: Path
     owner: str | None
+    runs: str = ""
+
+    def __post_init__(self) -> None:
+        self.runs = self.runs or self.deployment_id
 
 
 class LocalRuntime(Runtime):
@@ -93,6 +105,7 @@ class LocalRuntime(Runtime):
     ) -> None:
         self.settings = settings
         self.apps_dir = settings.data_dir / "apps"
+        self.layer_cache = LayerCache(settings.layer_cache_dir or settings.data_dir / "layers")
         self.blobs = blobs
         self.stop_grace_secs = stop_grace_secs
         self.confinement = Confinement(
@@ -105,6 +118,7 @@ class LocalRuntime(Runtime):
         self.adopted: set[str] = set()  # apps found running at start, before the loop held them
         self.advertise_addr = advertise.advertised(settings.advertise_addr)
         self._reader: ThreadPoolExecutor | None = None
+        self._spare_timer: asyncio.TimerHandle | None = None
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -162,6 +176,14 @@ class LocalRuntime(Runtime):
                 self.advertise_addr,
             )
         await self._adopt()
+        _ready_spare()
+
+    def _ready_spare_later(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+        # On the loop (a fork and exec: milliseconds), so _close_spare cannot race it.
+        self._spare_timer = loop.call_later(SPARE_DELAY_SECS, _ready_spare)
 
     async def _adopt(self) -> None:
         found = await asyncio.to_thread(adoption.running_supervisors, self.apps_dir, self.holder)
@@ -169,12 +191,14 @@ class LocalRuntime(Runtime):
         for item in sorted(found, key=lambda f: f.record.instance):
             record = item.record
             serving = self._serving.get(record.app_name)
-            if item.serving and (serving is None or serving.deployment_id == record.deployment_id):
+            if item.serving and (serving is None or serving.runs == record.deployment_id):
                 process = AppProcess.adopt(item.path, record)
                 process.arm()  # in case the last worker died before it could
                 if serving is None:
                     folder = self.apps_dir / record.app_name / record.deployment_id
-                    serving = _Serving(record.deployment_id, [], folder, record.owner)
+                    serving = _Serving(
+                        item.serving, [], folder, record.owner, runs=record.deployment_id
+                    )
                     self._serving[record.app_name] = serving
                 serving.processes.append(process)
                 self.adopted.add(record.app_name)
@@ -189,6 +213,9 @@ class LocalRuntime(Runtime):
         async with self._lock(release.app_name):
             self._check_owner(release)
             deadline = time.monotonic() + self.settings.rollout_timeout_secs
+            previous = self._serving.get(release.app_name)
+            if previous is not None and _in_place(previous, release):
+                return await self._rescale(release, previous, record, deadline)
             folder = await prepare(
                 release,
                 self.apps_dir,
@@ -196,8 +223,8 @@ class LocalRuntime(Runtime):
                 record,
                 require_signature=self.settings.require_signature,
                 limits=self.settings.expansion,
+                cache=self.layer_cache,
             )
-            previous = self._serving.get(release.app_name)
             kept = _survivors(previous, release)
             processes = await self._start_instances(release, folder, record, deadline, kept)
             self._serving[release.app_name] = _Serving(
@@ -213,6 +240,7 @@ class LocalRuntime(Runtime):
             await record(
                 "healthy", f"answering on {endpoints}" if processes else "scaled to 0: none runs"
             )
+            self._ready_spare_later()
             same = previous is not None and previous.deployment_id == release.deployment_id
             if previous is not None and (previous.processes or not same):
                 self._retire_later(release.app_name, previous, record)
@@ -248,6 +276,41 @@ class LocalRuntime(Runtime):
             await asyncio.gather(*(p.stop(self.stop_grace_secs) for p in started))
             raise
         return sorted([*kept.values(), *started], key=lambda p: p.instance)
+
+    async def _rescale(
+        self, release: Release, previous: _Serving, record: EventSink, deadline: float
+    ) -> Observed:
+        """A scale: the running processes stay (same pids, never restarted), the missing
+        ones start in their folder, each health-gated, and the extra ones leave the router
+        before they are drained and stopped."""
+        kept = {
+            p.instance: p
+            for p in previous.processes
+            if p.supervisor_alive and p.instance < release.replicas
+        }
+        extra = [p for p in previous.processes if p not in kept.values()]
+        # New processes join the kept ones' generation: same folder, same name in the logs.
+        generation = replace(release, deployment_id=previous.runs)
+        processes = await self._start_instances(generation, previous.folder, record, deadline, kept)
+        self._serving[release.app_name] = _Serving(
+            release.deployment_id, processes, previous.folder, release.owner, previous.runs
+        )
+        write_serving(self.apps_dir, release.app_name, release.deployment_id, previous.runs)
+        for process in processes:
+            if process not in kept.values():
+                process.supervise(record)
+        before, now = len(previous.processes), len(processes)
+        await record("healthy", f"{before} → {now} instances: {self._where(processes)}")
+        if extra:
+            leaving = _Serving(previous.deployment_id, extra, previous.folder, previous.owner)
+            self._retire_later(release.app_name, leaving, record, scale=True)
+        endpoint = self._endpoint(processes[0]) if processes else None
+        return Observed(release.deployment_id, True, endpoint)
+
+    def _where(self, processes: list[AppProcess]) -> str:
+        if not processes:
+            return "none runs"
+        return "answering on " + ", ".join(self._endpoint(p) for p in processes)
 
     def _check_owner(self, release: Release) -> None:
         """Without isolation one host runs the apps of one owner only (unless allowed)."""
@@ -289,16 +352,28 @@ class LocalRuntime(Runtime):
             await process.stop(self.stop_grace_secs)
             raise
 
-    def _retire_later(self, app_name: str, previous: _Serving, record: EventSink) -> None:
-        task = asyncio.create_task(self._retire(app_name, previous, record))
+    def _retire_later(
+        self, app_name: str, previous: _Serving, record: EventSink, *, scale: bool = False
+    ) -> None:
+        task = asyncio.create_task(self._retire(app_name, previous, record, scale=scale))
         tasks = self._retiring.setdefault(app_name, set())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         task.add_done_callback(_log_failure)
 
-    async def _retire(self, app_name: str, previous: _Serving, record: EventSink) -> None:
+    async def _retire(
+        self, app_name: str, previous: _Serving, record: EventSink, *, scale: bool = False
+    ) -> None:
+        """Drain and stop a replaced release's processes (``scale``: the instances a scale
+        down left out) and delete what no release uses any more."""
+        what = (
+            f"{len(previous.processes)} instance{'s' if len(previous.processes) != 1 else ''}"
+            " no longer wanted"
+            if scale
+            else f"the previous release {previous.deployment_id}"
+        )
         with contextlib.suppress(AetherError):  # events are best effort once the app moved on
-            await record("cutover", f"stopping the previous release {previous.deployment_id}")
+            await record("cutover", f"stopping {what}")
         try:
             await asyncio.sleep(DRAIN_SECS)
         finally:  # even when cancelled: a replaced release does not run on
@@ -307,7 +382,7 @@ class LocalRuntime(Runtime):
             )
         with contextlib.suppress(AetherError):
             exited = ", ".join(str(code) for code in codes) or "none ran"
-            await record("stopped", f"previous release {previous.deployment_id} exited ({exited})")
+            await record("stopped", f"{what}: exited ({exited})")
         async with self._lock(app_name):  # not while a deploy prepares its folder
             app_dir = self.apps_dir / app_name
             serving = self._serving.get(app_name)
@@ -315,6 +390,11 @@ class LocalRuntime(Runtime):
                 discard(app_dir, [previous.folder])
             in_use = {release_layer(folder) for folder in release_folders(app_dir)}
             discard(app_dir, unused_layers(app_dir / "layers", {x for x in in_use if x}))
+        await self.sweep_layers()
+
+    async def sweep_layers(self) -> list[str]:
+        """Remove the host's cached layers no release folder uses (of any app or worker)."""
+        return await asyncio.to_thread(self.layer_cache.sweep)
 
     async def _wait_retired(self, app_name: str | None = None) -> None:
         names = [app_name] if app_name is not None else list(self._retiring)
@@ -346,8 +426,8 @@ class LocalRuntime(Runtime):
         return list(
             await asyncio.gather(
                 *(
-                    _instance(serving.deployment_id, i, p, self._endpoint(p))
-                    for i, p in enumerate(serving.processes)
+                    _instance(serving.deployment_id, serving.runs, p, self._endpoint(p))
+                    for p in serving.processes
                 )
             )
         )
@@ -366,6 +446,7 @@ class LocalRuntime(Runtime):
                 await _stop_all(serving.processes, self.stop_grace_secs)
             await self._stop_recorded(app_name)
             await asyncio.to_thread(shutil.rmtree, self.apps_dir / app_name, True)
+        await self.sweep_layers()
 
     async def release_app(self, app_name: str) -> None:
         """Stop this worker's processes of an app another worker took over (its folder,
@@ -412,6 +493,7 @@ class LocalRuntime(Runtime):
         )
         loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             batch = await loop.run_in_executor(
                 self._log_reader(),
                 functools.partial(
@@ -421,8 +503,8 @@ class LocalRuntime(Runtime):
             if batch.lines or batch.dropped or (batch.position and batch.position != position):
                 position = batch.position
                 yield LogBatch(batch.lines, batch.position, batch.dropped)
-            if not batch.lines:
-                await asyncio.sleep(LOG_FEED_POLL_SECS)
+            if not batch.more:  # caught up: the next batch once more has come in
+                await asyncio.sleep(max(started + LOG_FEED_POLL_SECS - loop.time(), 0))
 
     def _log_reader(self) -> ThreadPoolExecutor:
         """The thread that reads and parses log files for shipping, at the apps' own CPU
@@ -454,6 +536,7 @@ class LocalRuntime(Runtime):
             self._wait_retired(),
             return_exceptions=True,
         )
+        await self._close_spare()
         if self._slot is not None:
             self._slot.release()
             self._slot = None
@@ -469,11 +552,33 @@ class LocalRuntime(Runtime):
             self._wait_retired(),
         )
         await self._stop_recorded()
+        await self._close_spare()
+
+    async def _close_spare(self) -> None:
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        await asyncio.to_thread(close_spare)
+
+
+def _ready_spare() -> None:
+    try:
+        ready_spare()
+    except AetherError as exc:  # the next start launches its own and reports the cause
+        log.warning("%s", exc)
 
 
 def _lower_priority(nice: int) -> None:
     with contextlib.suppress(OSError):  # (Linux: a thread's own nice value)
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+def _in_place(previous: _Serving, release: Release) -> bool:
+    """Whether the release keeps the serving processes: a scale of them, or their own
+    deployment started again after one was lost while they run an earlier one's folder."""
+    if release.scales_from == previous.deployment_id:
+        return True
+    return release.deployment_id == previous.deployment_id != previous.runs
 
 
 def _survivors(previous: _Serving | None, release: Release) -> dict[int, AppProcess]:
@@ -492,7 +597,7 @@ async def _stop_all(processes: list[AppProcess], grace_secs: float) -> None:
 _STATES = {"running": "running", "backoff": "restarting", "starting": "starting"}
 
 
-async def _instance(deployment_id: str, index: int, process: AppProcess, endpoint: str) -> Instance:
+async def _instance(deployment_id: str, runs: str, process: AppProcess, endpoint: str) -> Instance:
     """What ``ps`` shows of one process. A process its supervisor reports running is
     healthy; with a health path, that path is also asked every HEALTH_PROBE_SECS (without
     one, asking ``/`` would fill the app's log with the worker's requests)."""
@@ -505,7 +610,7 @@ async def _instance(deployment_id: str, index: int, process: AppProcess, endpoin
     if alive and process.health_path:
         health = await _probed_health(process)
     return Instance(
-        id=f"{deployment_id[:8]}-{index + 1}",
+        id=f"{runs[:8]}-{process.instance + 1}",  # the same for as long as it runs
         deployment_id=deployment_id,
         state=state,
         health=health,

@@ -11,7 +11,6 @@ number, and the app's oldest files are deleted to keep it under that limit.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -92,7 +91,7 @@ def prune_logs(logs_dir: Path, *, keep: int, max_bytes: int | None = None) -> li
     doomed = [f for f in files if f.deployment_id not in kept]
     left = [f for f in files if f.deployment_id in kept]
     if max_bytes is not None:
-        sizes = {f.seq: _size(f.path) for f in left}
+        sizes = {f.seq: file_size(f.path) for f in left}
         total = sum(sizes.values())
         while len(left) > 1 and total > max_bytes:
             oldest = left.pop(0)
@@ -103,7 +102,7 @@ def prune_logs(logs_dir: Path, *, keep: int, max_bytes: int | None = None) -> li
     return [f.path for f in doomed]
 
 
-def _size(path: Path) -> int:
+def file_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except FileNotFoundError:
@@ -137,19 +136,22 @@ class LogWriter:
         self.instance = instance
         self.file_limit = max(max_bytes // 4, MIN_FILE_BYTES)
         self.path = log_path_for(logs_dir, deployment_id)
-        self._file = self.path.open("ab")
+        self._file = self.path.open("ab", buffering=0)
         self._size = self._file.tell()
         self._unchecked = 0
         prune_logs(logs_dir, keep=keep_deployments, max_bytes=max_bytes)
 
     def write(self, stream: str, line: str) -> None:
-        record = {"ts": utc_stamp(), "stream": stream, "line": line}
-        if self.instance:
-            record["instance"] = self.instance
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
-        # One write call per line: concurrent readers never see half a record.
-        self._file.write(data)
-        self._file.flush()
+        self.write_lines(stream, [line])
+
+    def write_lines(self, stream: str, lines: list[str]) -> None:
+        """Append ``lines`` (one read of the app's output), all with one timestamp, in one
+        write call: a reader never sees half a record, and a chunk of output costs one
+        encoding pass and one system call, not one per line."""
+        if not lines:
+            return
+        data = _records(utc_stamp(), stream, self.instance, lines)
+        self._file.write(data)  # unbuffered: the file's own write, complete for a regular file
         self._size += len(data)
         self._unchecked += len(data)
         if self._unchecked >= SHARED_CHECK_BYTES:  # another process may have moved on
@@ -166,15 +168,25 @@ class LogWriter:
         else a new one."""
         self._file.close()
         newest = log_path_for(self.logs_dir, self.deployment_id)
-        if newest == self.path or _size(newest) >= self.file_limit:
+        if newest == self.path or file_size(newest) >= self.file_limit:
             newest = new_log_file(self.logs_dir, self.deployment_id)
         self.path = newest
-        self._file = self.path.open("ab")
+        self._file = self.path.open("ab", buffering=0)
         self._size = self._file.tell()
         prune_logs(self.logs_dir, keep=self.keep_deployments, max_bytes=self.max_bytes)
 
     def close(self) -> None:
         self._file.close()
+
+
+def _records(ts: str, stream: str, instance: str, lines: list[str]) -> bytes:
+    """``lines`` as NDJSON records ``{"ts", "stream", "line"[, "instance"]}``, encoded in one
+    pass: the JSON encoder writes the strings of a list with a newline between them (a string
+    never holds a raw newline), and the newlines become the text between two records."""
+    head = f'{{"ts": "{ts}", "stream": {json.dumps(stream)}, "line": '
+    tail = f', "instance": {json.dumps(instance, ensure_ascii=False)}}}\n' if instance else "}\n"
+    body = json.dumps(lines, ensure_ascii=False, separators=("\n", ": "))[1:-1]
+    return (head + body.replace("\n", tail + head) + tail).encode("utf-8", "replace")
 
 
 def recent_lines(logs_dir: Path, deployment_id: str, count: int) -> list[str]:
@@ -312,6 +324,8 @@ async def _iterate(
         yield line
     if not follow:
         return
+    import asyncio  # here: the app's supervisor writes logs and never pays for asyncio
+
     floor = position[0] if position else 0
     while True:
         await asyncio.sleep(poll_secs)
@@ -321,108 +335,3 @@ async def _iterate(
             for line, end in _read_complete_lines(log_file, ends.get(log_file.seq, 0)):
                 ends[log_file.seq] = end
                 yield line
-
-
-@dataclass(frozen=True)
-class FileBatch:
-    """What :func:`read_batch` found: lines after the position, the position after them and
-    how many lines it skipped to catch up."""
-
-    lines: list[LogLine]
-    position: str
-    dropped: int = 0
-
-
-def read_batch(
-    logs_dir: Path,
-    position: str | None,
-    *,
-    max_bytes: int = 1024 * 1024,
-    max_lag_bytes: int = 8 * 1024 * 1024,
-    instance: str = "",
-) -> FileBatch:
-    """The complete lines after ``position`` (a cursor; None: the oldest file's start), up to
-    about ``max_bytes`` of them. When more than ``max_lag_bytes`` wait to be read, everything
-    but the newest file's last ``max_lag_bytes // 4`` is skipped and counted instead: the
-    reader catches up rather than falling further behind."""
-    files = list_log_files(logs_dir)
-    if not files:
-        return FileBatch([], position or "")
-    start = parse_cursor(position) or (files[0].seq, 0)
-    files = [f for f in files if f.seq >= start[0]]
-    dropped = 0
-    sizes = {f.seq: _size(f.path) for f in files}
-    lag = sum(sizes.values()) - (start[1] if files and files[0].seq == start[0] else 0)
-    if lag > max_lag_bytes and files:
-        start, dropped = _skip_ahead(files, start, sizes, max_lag_bytes // 4)
-        files = [f for f in files if f.seq >= start[0]]
-    lines: list[LogLine] = []
-    here = start
-    for index, log_file in enumerate(files):
-        offset = here[1] if log_file.seq == here[0] else 0
-        budget = max_bytes - sum(len(line.line) for line in lines)
-        if budget <= 0:
-            break
-        found, end = _read_some(log_file, offset, budget, instance)
-        lines.extend(found)
-        here = (log_file.seq, end)
-        if index == len(files) - 1 or end >= sizes.get(log_file.seq, 0):
-            continue
-        if found:
-            break  # more in this file than the budget: the next batch goes on from here
-        here = (files[index + 1].seq, 0)  # a rotated file ends in a torn line: skip it
-    return FileBatch(lines, f"{here[0]}-{here[1]}", dropped)
-
-
-def _skip_ahead(
-    files: list[LogFile], start: tuple[int, int], sizes: dict[int, int], keep: int
-) -> tuple[tuple[int, int], int]:
-    """A new start near the end of the newest file and the lines skipped to get there."""
-    newest = files[-1]
-    target = max(sizes[newest.seq] - keep, 0)
-    skipped = 0
-    for log_file in files:
-        begin = start[1] if log_file.seq == start[0] else 0
-        end = target if log_file is newest else sizes[log_file.seq]
-        try:
-            with log_file.path.open("rb") as handle:
-                handle.seek(begin)
-                data = handle.read(max(end - begin, 0))
-        except FileNotFoundError:
-            continue
-        if log_file is newest:
-            cut = data.rfind(b"\n") + 1  # resume at a line's start
-            target, data = begin + cut, data[:cut]
-        skipped += data.count(b"\n")
-    return (newest.seq, target), skipped
-
-
-def _read_some(
-    log_file: LogFile, offset: int, budget: int, instance: str
-) -> tuple[list[LogLine], int]:
-    """Complete lines from ``offset``, reading about ``budget`` bytes (at least one line)."""
-    try:
-        with log_file.path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read(max(budget, MIN_FILE_BYTES))
-    except FileNotFoundError:
-        return [], offset
-    complete = data[: data.rfind(b"\n") + 1]
-    if not complete:
-        return [], offset
-    raws = complete.splitlines(keepends=True)
-    try:  # one parse for the whole batch (the C scanner); a torn line falls back to each
-        records = json.loads(b"[" + b",".join(raws) + b"]")
-    except ValueError:
-        records = None
-    lines = []
-    position = offset
-    for index, raw in enumerate(raws):
-        position += len(raw)
-        if records is not None:
-            line = _line(records[index], log_file, position, instance)
-        else:
-            line = _decode(raw, log_file, position, instance)
-        if line is not None:
-            lines.append(line)
-    return lines, position

@@ -5,6 +5,11 @@ starts detached, so the app and its logs survive the worker: SIGTERM or ``kill -
 worker leaves them running, and the next worker adopts them from their run records
 (:meth:`AppProcess.adopt`). The handle starts the supervisor, waits for the health gate,
 arms crash restarts, turns the supervisor's exits and restarts into events, and stops it.
+
+A launcher (the supervisor before it has read its spec) is started ahead of need
+(:func:`ready_spare`): starting Python and importing the supervisor costs tens of
+milliseconds of CPU, far more wall time on a busy host, and that should not sit between a
+release being ready and its app starting.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,9 +38,12 @@ log = logging.getLogger(__name__)
 
 RECENT_LINES = 20
 HEALTH_POLL_SECS = 0.02
+# A waiting launcher writes its run record within milliseconds of getting its spec.
+RECORD_POLL_SECS = 0.005
 WATCH_POLL_SECS = 0.25
 SUPERVISOR_START_SECS = 15.0  # a loaded machine may take this long to start Python
 STOP_MARGIN_SECS = 5.0  # beyond the app's grace, for the supervisor to finish
+SPARE_EXIT_SECS = 5.0  # for a spare launcher to end once its stdin is closed
 FINISHED = ("exited", "stopped")
 
 EventCallback = Callable[[str, str], Awaitable[None]]
@@ -49,6 +58,70 @@ def supervisor_argv() -> list[str]:
 def supervisor_env() -> dict[str, str]:
     package_root = str(Path(aether.__file__).resolve().parent.parent)
     return {"PYTHONPATH": package_root, "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"}
+
+
+_spare_lock = threading.Lock()
+_spare: subprocess.Popen[bytes] | None = None
+
+
+def _launch() -> subprocess.Popen[bytes]:
+    """A launcher waiting on stdin for its spec; its output goes to the supervisor's log once
+    it has the spec, to the pipe read by :meth:`AppProcess._await_record` before that."""
+    try:
+        return subprocess.Popen(
+            supervisor_argv(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=supervisor_env(),
+            start_new_session=True,  # not in the worker's group: Ctrl-C spares it
+        )
+    except OSError as exc:
+        raise Fatal(f"cannot start the app's supervisor: {exc}") from exc
+
+
+def ready_spare() -> None:
+    """Start a launcher for the next :meth:`AppProcess.spawn` unless one waits already.
+    Called when nothing is starting (the runtime's start, after a health gate passed)."""
+    global _spare
+    with _spare_lock:
+        if _spare is not None and _spare.poll() is None:
+            return
+        _discard(_spare)
+        _spare = _launch()
+
+
+def take_launcher() -> subprocess.Popen[bytes]:
+    """The spare launcher when one is alive, else a new one."""
+    global _spare
+    with _spare_lock:
+        launcher, _spare = _spare, None
+    if launcher is not None and launcher.poll() is None:
+        return launcher
+    _discard(launcher)
+    return _launch()
+
+
+def close_spare() -> None:
+    """End the spare launcher (an empty spec makes it exit at once)."""
+    global _spare
+    with _spare_lock:
+        launcher, _spare = _spare, None
+    _discard(launcher)
+
+
+def _discard(launcher: subprocess.Popen[bytes] | None) -> None:
+    if launcher is None:
+        return
+    for stream in (launcher.stdin, launcher.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        launcher.wait(timeout=SPARE_EXIT_SECS)
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        launcher.wait()
 
 
 class AppProcess:
@@ -113,21 +186,12 @@ class AppProcess:
         self.record_path.unlink(missing_ok=True)
         shim_log = self.record_path.with_suffix(".supervisor.log")
         self.spec = dataclasses.replace(self.spec, launch_id=uuid.uuid4().hex)
-        try:
-            with shim_log.open("ab") as errors:
-                launcher = subprocess.Popen(
-                    supervisor_argv(),
-                    stdin=subprocess.PIPE,
-                    stdout=errors,
-                    stderr=errors,
-                    env=supervisor_env(),
-                    start_new_session=True,  # not in the worker's group: Ctrl-C spares it
-                )
-        except OSError as exc:
-            raise Fatal(f"cannot start the app's supervisor: {exc}") from exc
-        assert launcher.stdin is not None
-        with launcher.stdin:
-            launcher.stdin.write(self.spec.to_json().encode())
+        spec = self.spec.to_json().encode()
+        launcher = take_launcher()
+        if not _hand_over(launcher, spec):  # a spare that died meanwhile: start one now
+            _discard(launcher)
+            launcher = _launch()
+            _hand_over(launcher, spec)  # (when it fails too, _await_record says why)
         await self._await_record(launcher, shim_log)
 
     async def _await_record(self, launcher: subprocess.Popen[bytes], shim_log: Path) -> None:
@@ -141,16 +205,17 @@ class AppProcess:
             record = read_record(self.record_path)
             if record is not None and record.launch_id == launch_id and launched == 0:
                 self.record = record
+                _discard(launcher)
                 return
             if launched not in (None, 0) or time.monotonic() > deadline:
                 if launched is None:
                     launcher.kill()
                     launcher.wait()
-                tail = shim_log.read_text(errors="replace").strip().splitlines()[-3:]
                 raise Fatal(
-                    "the app's supervisor did not start: " + (" | ".join(tail) or "no output")
+                    "the app's supervisor did not start: "
+                    + (" | ".join(_launch_output(launcher, shim_log)) or "no output")
                 )
-            await asyncio.sleep(HEALTH_POLL_SECS)
+            await asyncio.sleep(RECORD_POLL_SECS)
 
     def failure_detail(self) -> str:
         logs_dir = self.record_path.parent.parent / "logs"
@@ -247,6 +312,30 @@ class AppProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
+
+
+def _hand_over(launcher: subprocess.Popen[bytes], spec: bytes) -> bool:
+    """Give a launcher its spec; False when it is gone."""
+    assert launcher.stdin is not None
+    try:
+        with launcher.stdin:
+            launcher.stdin.write(spec)
+    except OSError:
+        return False
+    return True
+
+
+def _launch_output(launcher: subprocess.Popen[bytes], shim_log: Path) -> list[str]:
+    """The last lines a launcher that failed wrote: to its pipe before it read its spec, to
+    the supervisor's log after."""
+    said = b""
+    if launcher.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            said = launcher.stderr.read()
+    _discard(launcher)
+    with contextlib.suppress(OSError):
+        said += shim_log.read_bytes()
+    return said.decode(errors="replace").strip().splitlines()[-3:]
 
 
 async def _report(on_event: EventCallback, phase: str, message: str) -> None:

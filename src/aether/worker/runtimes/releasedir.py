@@ -4,8 +4,9 @@ Nothing is extracted before the sha256 of the downloaded bytes matches the deplo
 (and, when signatures are required, an active public key of the app verifies the signature).
 The folder ``<data_dir>/apps/<app>/<deployment_id>/`` gets ``.aether/deployment.json`` once
 complete, so a restarted worker reuses it instead of fetching again. An unchanged
-``node_modules`` is shared with the previous release through the app's dependency layer
-(:mod:`aether.worker.runtimes.layers`).
+``node_modules`` is shared with earlier releases, of this app or any other on the host,
+through the host's layer cache (:mod:`aether.worker.runtimes.layers` finds it in a format-1
+archive, :mod:`aether.worker.runtimes.layer_cache` keeps it).
 """
 
 from __future__ import annotations
@@ -23,14 +24,9 @@ from aether.settings import ExpansionLimits
 from aether.worker.outcomes import Fatal, Retry
 from aether.worker.runtimes.base import EventSink, Release
 from aether.worker.runtimes.download import download as fetch_object
+from aether.worker.runtimes.layer_cache import MISSING, LayerCache
 from aether.worker.runtimes.layered import prepare_layered
-from aether.worker.runtimes.layers import (
-    LAYER_ROOT,
-    adopt_layer,
-    has_layer,
-    link_layer,
-    split_archive,
-)
+from aether.worker.runtimes.layers import LAYER_ROOT, split_archive
 
 if TYPE_CHECKING:
     from aether.blobs import BlobStore
@@ -83,12 +79,21 @@ async def prepare(
     *,
     require_signature: bool,
     limits: ExpansionLimits | None = None,
+    cache: LayerCache | None = None,
 ) -> Path:
     """The extracted, verified release folder (fetched unless already complete); ``limits``
-    bound the expansion (decompression bombs fail the deployment with the reason)."""
+    bound the expansion (decompression bombs fail the deployment with the reason); ``cache``
+    holds the host's dependency layers (default ``<apps_dir>/../layers``)."""
     folder = release_dir(apps_dir, release)
+    cache = cache or LayerCache(apps_dir.parent / "layers")
     if is_complete(folder, release.digest):
-        return folder
+        damage = await cache.damage_under(folder)
+        if damage is None:
+            return folder
+        await record(
+            "verifying", f"the cached deps layer failed its check ({damage}): composing again"
+        )
+        await asyncio.to_thread(shutil.rmtree, folder)
     if blobs is None:
         raise Retry("the blob store is not open yet", delay=1.0)
     if release.layers:
@@ -96,6 +101,7 @@ async def prepare(
             release,
             folder,
             apps_dir / release.app_name,
+            cache,
             blobs,
             record,
             signature=lambda: check_signature(release, required=require_signature),
@@ -117,9 +123,7 @@ async def prepare(
         await fetch_object(blobs, release.storage_key, download)
         await record("verifying", await _verify(download, release, require_signature))
         await record("extracting", f"into {folder}")
-        layers_dir = apps_dir / release.app_name / "layers"
-        limits = limits or ExpansionLimits()
-        done = await asyncio.to_thread(_extract, download, folder, layers_dir, limits)
+        done = await _extract(download, folder, cache, limits or ExpansionLimits())
     finally:
         with contextlib.suppress(FileNotFoundError):
             download.unlink()
@@ -145,23 +149,15 @@ async def _verify(download: Path, release: Release, require_signature: bool) -> 
     return f"sha256 ok; {check_signature(release, required=require_signature)}"
 
 
-def _extract(archive: Path, folder: Path, layers_dir: Path, limits: ExpansionLimits) -> str:
-    """Extract the verified archive, reusing the app's dependency layer when it matches."""
-    from aether.pack.extract import safe_extract
-
+async def _extract(archive: Path, folder: Path, cache: LayerCache, limits: ExpansionLimits) -> str:
+    """Extract the verified archive, reusing the host's dependency layer when it matches."""
     if folder.exists():  # a half-finished earlier attempt (no marker): start clean
-        shutil.rmtree(folder)
+        await asyncio.to_thread(shutil.rmtree, folder)
     rest = archive.with_name(archive.name + ".rest.tar")
     try:
-        split = split_archive(archive, rest, limits)
-        if split.layer and has_layer(layers_dir, split.layer):
-            safe_extract(rest, folder, limits=limits)
-            link_layer(folder, layers_dir, split.layer)
-            return f"{split.entries} entries; node_modules reused (layer {split.layer[:12]})"
-        safe_extract(archive, folder, limits=limits)
-        if split.layer and (folder / LAYER_ROOT).is_dir():
-            adopt_layer(folder, layers_dir, split.layer)
-        return f"{split.entries} entries"
+        return await _extract_reusing(archive, rest, folder, cache, limits)
+    except (Fatal, Retry):
+        raise
     except IOFailure as exc:
         raise Fatal(f"extracting the artifact failed, nothing was kept: {exc.message}") from exc
     except AetherError as exc:
@@ -172,3 +168,26 @@ def _extract(archive: Path, folder: Path, layers_dir: Path, limits: ExpansionLim
     finally:
         with contextlib.suppress(FileNotFoundError):
             rest.unlink()
+
+
+async def _extract_reusing(
+    archive: Path, rest: Path, folder: Path, cache: LayerCache, limits: ExpansionLimits
+) -> str:
+    from aether.pack.extract import safe_extract
+
+    split = await asyncio.to_thread(split_archive, archive, rest, limits)
+    if split.layer and cache.has(split.layer):
+        await asyncio.to_thread(safe_extract, rest, folder, limits=limits)
+        if await cache.attach(split.layer, folder, None) != MISSING:
+            return f"{split.entries} entries; node_modules reused (layer {split.layer[:12]})"
+        await asyncio.to_thread(shutil.rmtree, folder)  # gone meanwhile: the whole archive
+    await asyncio.to_thread(safe_extract, archive, folder, limits=limits)
+    source = folder / LAYER_ROOT
+    if not split.layer or not source.is_dir() or source.is_symlink():
+        return f"{split.entries} entries"
+
+    async def adopt(work: Path) -> None:
+        os.rename(source, work / LAYER_ROOT)
+
+    how = await cache.attach(split.layer, folder, adopt)
+    return f"{split.entries} entries; node_modules {how} (layer {split.layer[:12]})"

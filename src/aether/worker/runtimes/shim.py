@@ -238,20 +238,29 @@ class Supervisor:
             selector.unregister(key.fileobj)
             return
         data = pending[name] + chunk
-        *lines, rest = data.split(b"\n")
+        complete, newline, rest = data.rpartition(b"\n")
+        pieces = []
         while len(rest) > MAX_LINE_BYTES:
-            lines.append(rest[:MAX_LINE_BYTES])
+            pieces.append(rest[:MAX_LINE_BYTES])
             rest = rest[MAX_LINE_BYTES:]
         pending[name] = rest
-        for raw in lines:
-            self._line(name, raw)
+        if newline:
+            # One decode and one split for the whole chunk: "\n" is never inside a UTF-8
+            # sequence, so this decodes exactly as line by line would.
+            text = complete.decode("utf-8", errors="replace")
+            lines = text.split("\n")
+            self._write(name, [x.rstrip("\r") for x in lines] if "\r" in text else lines)
+        for piece in pieces:
+            self._line(name, piece)
 
     def _line(self, stream: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        self._write(stream, [raw.decode("utf-8", errors="replace").rstrip("\r")])
+
+    def _write(self, stream: str, lines: list[str]) -> None:
         try:
-            self.log.write(stream, text)
+            self.log.write_lines(stream, lines)
         except (OSError, ValueError):
-            pass  # a full disk must not stop the app; the line is lost
+            pass  # a full disk must not stop the app; the lines are lost
 
     def _signal_app(self, proc: subprocess.Popen[bytes], signum: int) -> None:
         """SIGTERM goes to the app's process group; SIGKILL ends the whole sandbox."""
@@ -300,7 +309,11 @@ class Supervisor:
 
 
 def main() -> int:
-    spec = Spec.from_json(sys.stdin.read())
+    text = sys.stdin.read()  # a launcher may wait here, started before it was needed
+    if not text:
+        return 0  # the worker no longer needs this launcher
+    spec = Spec.from_json(text)
+    _output_to(Path(spec.record_path).with_suffix(".supervisor.log"))
     # Daemonise: the worker reaps this process at once and the supervisor lives on as an
     # orphan (adopted by init or a subreaper), never a child the worker must wait for.
     if os.fork():
@@ -308,6 +321,15 @@ def main() -> int:
     supervisor = Supervisor(spec)
     supervisor.install_signals()
     return supervisor.run()
+
+
+def _output_to(path: Path) -> None:
+    """From now on stdout and stderr (a traceback, should the supervisor fail) go to its log
+    beside the run record, not to the pipe the worker read while it waited for the spec."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 if __name__ == "__main__":

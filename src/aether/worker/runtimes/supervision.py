@@ -135,16 +135,24 @@ def supervisor_alive(record: RunRecord) -> bool:
     return start_ticks(record.shim_pid) == record.shim_started
 
 
-def write_serving(apps_dir: Path, app_name: str, deployment_id: str) -> None:
-    """Remember which deployment serves the app, for the next worker's adoption."""
+def write_serving(
+    apps_dir: Path, app_name: str, deployment_id: str, runs: str | None = None
+) -> None:
+    """Remember which deployment serves the app, for the next worker's adoption; ``runs``:
+    the deployment whose processes serve it, when that is another (a scale kept them)."""
     run_dir = apps_dir / app_name / RUN_DIR
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f".{SERVING_FILE}.tmp"
-    tmp.write_text(deployment_id + "\n", encoding="utf-8")
+    lines = [deployment_id] + ([runs] if runs and runs != deployment_id else [])
+    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     os.replace(tmp, run_dir / SERVING_FILE)
 
 
-def read_serving(apps_dir: Path, app_name: str) -> str | None:
+def read_serving(apps_dir: Path, app_name: str) -> tuple[str, str] | None:
+    """``(the deployment serving the app, the deployment whose processes serve it)``."""
     with contextlib.suppress(OSError):
-        return (apps_dir / app_name / RUN_DIR / SERVING_FILE).read_text(encoding="utf-8").strip()
+        text = (apps_dir / app_name / RUN_DIR / SERVING_FILE).read_text(encoding="utf-8")
+        lines = text.split()
+        if lines:
+            return lines[0], lines[-1]
     return None

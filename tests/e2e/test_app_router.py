@@ -1,0 +1,125 @@
+"""Real Node apps behind the app router (``aether serve --router-port``, local runtime): the
+URLs the CLI prints name the router's port; a kept-alive connection carries many requests;
+the app never sees the control plane's credentials and gets the forwarding headers the router
+set; a request that could be smuggled is refused; requests spread over an app's instances;
+a rolling restart under a request loop fails none."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import app_copy, cli, deploy, wait_for
+from test_app_headers import ECHO_HEADERS
+
+from plugins.live_server import free_port
+
+pytestmark = pytest.mark.slow
+
+# The fixture app answers {"deployment_id", "version"}: make its version name its port.
+BY_PORT = 'process.env.APP_VERSION = "port-" + process.env.PORT;'
+
+
+def _json(done: Any) -> dict[str, Any]:
+    assert done.returncode == 0, done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+class Client:
+    """One kept-alive connection to the router."""
+
+    def __init__(self, port: int, host: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.host = host
+
+    def request(self, path: str = "/", method: str = "GET", **kwargs: Any) -> tuple[int, bytes]:
+        headers = {"Host": self.host, **kwargs.pop("headers", {})}
+        self.conn.request(method, path, headers=headers, **kwargs)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_a_real_app_through_the_router(live_server: Callable[..., Any], tmp_path: Path) -> None:
+    port = free_port()
+    server = live_server(
+        args=["--router-port", str(port)], env={"AETHER_ROLLOUT_TIMEOUT_SECS": "30"}
+    )
+    folder = app_copy(tmp_path, "echo", "1.0.0", boot_js=ECHO_HEADERS + BY_PORT)
+    code, result = deploy(server.env, folder)
+    assert code == 0, result
+    url = f"http://echo.localhost:{port}/"
+    assert result["url"] == url
+    listed = _json(cli(server.env, "list", "--format", "json"))
+    assert [app["url"] for app in listed["apps"]] == [url]
+
+    host = f"echo.localhost:{port}"
+    client = Client(port, host)
+    assert {client.request("/")[0] for _ in range(50)} == {200}  # one connection, many requests
+    status, body = client.request(
+        "/headers",
+        headers={
+            "Authorization": f"Bearer {server.admin_token}",
+            "Cookie": "aether_session=stolen; __Host-aether_session=s; cart=3",
+            "X-Forwarded-For": "10.1.2.3",
+            "X-Forwarded-Host": "evil.example",
+        },
+    )
+    assert status == 200, body
+    seen = json.loads(body)
+    assert "authorization" not in seen and seen["cookie"] == "cart=3"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-host"] == host and seen["x-forwarded-proto"] == "http"
+    assert server.admin_token not in body.decode()
+    posted = client.request("/headers", "POST", body=b"x" * 100_000)
+    assert posted[0] == 200 and json.loads(posted[1])["content-length"] == "100000"
+    client.close()
+
+    smuggler = Client(port, host)
+    smuggled = smuggler.request(
+        "/headers",
+        "POST",
+        headers={"Transfer-Encoding": "chunked", "Content-Length": "4"},
+        body=b"0\r\n\r\n",
+    )
+    assert smuggled[0] == 400
+    smuggler.close()
+
+    _json(cli(server.env, "scale", "echo", "2", "--format", "json"))
+    spread = Client(port, host)
+
+    def both_instances_answer() -> bool:
+        versions = {json.loads(spread.request("/")[1])["version"] for _ in range(8)}
+        return len(versions) == 2
+
+    wait_for(both_instances_answer, what="requests spread over two instances")
+
+    failures: list[tuple[int, bytes]] = []
+    stop = threading.Event()
+
+    def request_loop() -> None:
+        looping = Client(port, host)
+        while not stop.is_set():
+            answer = looping.request("/")
+            if answer[0] != 200:
+                failures.append(answer)
+        looping.close()
+
+    loop = threading.Thread(target=request_loop)
+    loop.start()
+    try:
+        restarted = _json(cli(server.env, "restart", "echo", "--format", "json"))
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+    assert restarted["status"] == "running"
+    assert failures == []
+    spread.close()

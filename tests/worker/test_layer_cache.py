@@ -1,0 +1,249 @@
+"""The host's layer cache: apps with the same dependencies share one extracted deps layer,
+workers racing to make it make it once, a cleanup never removes a layer a release uses, and a
+cached copy that was tampered with is found and made again from its verified archive."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from layered_support import make_project, pack, store
+from worker_support import Recorder
+
+from aether.blobs.local import LocalBlobStore
+from aether.worker.outcomes import Fatal
+from aether.worker.runtimes.base import Release
+from aether.worker.runtimes.hostlock import try_lock
+from aether.worker.runtimes.layer_cache import EXTRACTED, MISSING, REUSED, LayerCache
+from aether.worker.runtimes.releasedir import prepare
+
+
+def deployment_id() -> str:
+    return str(uuid.uuid4())
+
+
+def deps_fetches(record: Recorder) -> int:
+    return sum(1 for phase, text in record.events if phase == "fetching" and "deps layer" in text)
+
+
+async def two_apps(blobs: LocalBlobStore, tmp_path: Path) -> tuple[Release, Release]:
+    """Releases of two different apps whose dependencies are the same."""
+    one = pack(make_project(tmp_path / "p1", "console.log('one')\n"), tmp_path / "o1")
+    two = pack(make_project(tmp_path / "p2", "console.log('two')\n"), tmp_path / "o2")
+    assert one.layers[0]["digest"] == two.layers[0]["digest"]
+    return (
+        await store(blobs, one, deployment_id(), app="one"),
+        await store(blobs, two, deployment_id(), app="two"),
+    )
+
+
+async def test_two_apps_sharing_a_deps_layer_extract_it_once(
+    blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    first, second = await two_apps(blobs, tmp_path)
+    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
+    records = [Recorder(), Recorder()]
+    folders = await asyncio.gather(
+        *(
+            prepare(release, apps, blobs, record, require_signature=False, cache=cache)
+            for release, record in zip((first, second), records, strict=True)
+        )
+    )
+    assert sum(deps_fetches(record) for record in records) == 1
+    messages = sorted(record.events[-1][1] for record in records)
+    assert "node_modules extracted" in messages[0] and "node_modules reused" in messages[1]
+    targets = {os.readlink(folder / "node_modules") for folder in folders}
+    assert targets == {str(cache.layer_path(first.layers[0].digest))}
+    for folder in folders:
+        assert (folder / "node_modules" / "left-pad" / "index.js").read_text().startswith("module")
+
+
+async def test_two_caches_on_one_root_make_a_layer_once(tmp_path: Path) -> None:
+    """Two workers (two caches: each open of a lock file excludes the others, in one process
+    as across processes) asked for the same missing layer at once: one makes it."""
+    root = tmp_path / "layers"
+    made: list[int] = []
+    gate = asyncio.Event()
+
+    def maker(n: int):  # type: ignore[no-untyped-def]
+        async def make(work: Path) -> None:
+            made.append(n)
+            await gate.wait()
+            (work / "node_modules").mkdir()
+            (work / "node_modules" / "a.js").write_text(str(n))
+
+        return make
+
+    key = "ab" * 32
+    releases = [tmp_path / "apps" / f"r{n}" for n in range(3)]
+    for folder in releases:
+        folder.mkdir(parents=True)
+    tasks = [
+        asyncio.create_task(LayerCache(root).attach(key, folder, maker(n)))
+        for n, folder in enumerate(releases)
+    ]
+    while not made:  # the first maker runs, holding the layer's lock
+        await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(*tasks)
+    assert len(made) == 1
+    assert sorted(results) == sorted([EXTRACTED, REUSED, REUSED])
+    assert {(f / "node_modules" / "a.js").read_text() for f in releases} == {str(made[0])}
+
+
+def test_the_host_lock_holds_across_processes(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT);"
+            " fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); sys.stdin.read()",
+            str(lock),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        assert try_lock(lock) is None  # exclusive: refused while the other process shares it
+        shared = try_lock(lock, shared=True)
+        assert shared is not None
+        os.close(shared)
+        child.communicate(timeout=10)  # its stdin closed: it exits, its lock with it
+    fd = try_lock(lock)
+    assert fd is not None
+    os.close(fd)
+
+
+async def test_a_cleanup_never_removes_a_layer_being_made_or_used(
+    blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    first, _ = await two_apps(blobs, tmp_path)
+    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
+    key = first.layers[0].digest
+    folder = tmp_path / "data" / "apps" / "one" / "r1"
+    folder.mkdir(parents=True)
+    inside, go_on = asyncio.Event(), threading.Event()
+
+    async def make(work: Path) -> None:
+        (work / "node_modules").mkdir()
+        (work / "node_modules" / "a.js").write_text("1")
+        inside.set()
+        await asyncio.to_thread(go_on.wait, 10)
+
+    attaching = asyncio.create_task(cache.attach(key, folder, make))
+    await inside.wait()
+    assert cache.sweep() == []  # being made: its lock is held
+    assert [p.name for p in (cache.root / ".work").iterdir()]  # the extraction survives
+    go_on.set()
+    assert await attaching == EXTRACTED
+    assert cache.sweep() == []  # linked by a release folder
+    assert (folder / "node_modules" / "a.js").read_text() == "1"
+    # a cleanup racing composes of new releases: each finds its layer whole
+    stop = threading.Event()
+
+    def sweeping() -> None:
+        while not stop.is_set():
+            cache.sweep()
+
+    sweeper = threading.Thread(target=sweeping)
+    sweeper.start()
+    try:
+        for n in range(30):
+            release = apps / "one" / f"race{n}"
+            await asyncio.to_thread(release.mkdir)
+            await cache.attach(key, release, make)
+            assert (release / "node_modules" / "a.js").read_text() == "1"
+            if n % 2:  # a retired release: its layer may go (and come back)
+                await asyncio.to_thread(os.unlink, release / "node_modules")
+    finally:
+        stop.set()
+        sweeper.join()
+    for n in range(0, 30, 2):
+        assert (apps / "one" / f"race{n}" / "node_modules" / "a.js").is_file()
+    (folder / "node_modules").unlink()
+    for n in range(0, 30, 2):
+        (apps / "one" / f"race{n}" / "node_modules").unlink()
+    assert cache.sweep() == [key]
+    assert not cache.has(key) and not cache.layer_path(key).exists()
+
+
+async def test_a_tampered_cached_layer_is_found_and_extracted_again(
+    blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    first, second = await two_apps(blobs, tmp_path)
+    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
+    await prepare(first, apps, blobs, Recorder(), require_signature=False, cache=cache)
+    cached = cache.layer_path(first.layers[0].digest) / "left-pad" / "index.js"
+    cached.write_text("module.exports = 'pwned';\n")
+    record = Recorder()
+    folder = await prepare(second, apps, blobs, record, require_signature=False, cache=cache)
+    assert deps_fetches(record) == 1
+    done = record.events[-1][1]
+    assert "extracted again" in done and "node_modules/left-pad/index.js was changed" in done
+    assert (
+        folder / "node_modules" / "left-pad" / "index.js"
+    ).read_text() == "module.exports = 1;\n"
+
+
+async def test_a_touched_but_intact_layer_is_resealed_not_fetched(
+    blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    first, second = await two_apps(blobs, tmp_path)
+    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
+    await prepare(first, apps, blobs, Recorder(), require_signature=False, cache=cache)
+    os.utime(cache.layer_path(first.layers[0].digest) / "left-pad" / "index.js", (1, 1))
+    record = Recorder()
+    await prepare(second, apps, blobs, record, require_signature=False, cache=cache)
+    assert deps_fetches(record) == 0 and "node_modules reused" in record.events[-1][1]
+
+
+async def test_an_unfinished_layer_is_made_again_and_a_missing_one_reported(
+    tmp_path: Path,
+) -> None:
+    cache, key = LayerCache(tmp_path / "layers"), "cd" * 32
+    (cache.root / key / "node_modules").mkdir(parents=True)  # no seal: a killed extraction
+    release = tmp_path / "release"
+    release.mkdir()
+    assert await cache.attach(key, release, None) == MISSING
+    assert not (release / "node_modules").exists()
+
+    async def make(work: Path) -> None:
+        (work / "node_modules").mkdir()
+
+    assert await cache.attach(key, release, make) == EXTRACTED
+
+
+async def test_a_cache_others_may_write_to_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "layers"
+    root.mkdir(mode=0o777)
+    root.chmod(0o777)
+    release = tmp_path / "release"
+    release.mkdir()
+    with pytest.raises(Fatal, match="writable by no one else"):
+        await LayerCache(root).attach("ef" * 32, release, None)
+
+
+async def test_a_release_made_earlier_is_composed_again_when_its_layer_was_tampered_with(
+    blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    first, _ = await two_apps(blobs, tmp_path)
+    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
+    folder = await prepare(first, apps, blobs, Recorder(), require_signature=False, cache=cache)
+    again = Recorder()
+    assert await prepare(first, apps, blobs, again, require_signature=False, cache=cache) == folder
+    assert again.events == []  # complete and intact: used as it is
+    (cache.layer_path(first.layers[0].digest) / "left-pad" / "extra.js").write_text("1")
+    record = Recorder()
+    await prepare(first, apps, blobs, record, require_signature=False, cache=cache)
+    assert "failed its check" in record.events[0][1]
+    assert "node_modules/left-pad/extra.js was added" in record.events[0][1]
+    assert deps_fetches(record) == 1
+    assert not (folder / "node_modules" / "left-pad" / "extra.js").exists()
