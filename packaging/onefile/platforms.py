@@ -114,6 +114,11 @@ MACOS_X86_64 = _platform(
             "the newest cryptography with a macOS x86-64 wheel; later releases ship macOS "
             "wheels for arm64 only",
         ),
+        Override(
+            "httptools",
+            "0.8.0",
+            "the newest httptools with a macOS x86-64 wheel for 10.15; 0.9.0's needs macOS 11",
+        ),
     ),
 )
 PLATFORMS = {p.name: p for p in (LINUX_X86_64, LINUX_AARCH64, MACOS_ARM64, MACOS_X86_64)}
