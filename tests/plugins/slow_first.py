@@ -19,6 +19,7 @@ import pytest
 
 LONGEST = (
     "tests/e2e/test_deploy_build.py",
+    "tests/pack/test_staged_build.py",  # compiles better-sqlite3 from source
     "tests/topology/test_instances.py",
     "tests/topology/test_replicas.py",
     "tests/e2e/test_layered_rollouts.py",
