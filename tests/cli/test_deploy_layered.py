@@ -76,6 +76,14 @@ def test_the_sbom_policy_is_applied_to_a_real_deploy(live_server, tmp_path: Path
         assert result.returncode == 10 and "SBOM" in result.stderr, result.stderr
     done = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
     assert done["sbom_upload"]["uploaded"] is True and done["release"] == 1
+    shown = aether_json(server.env, "sbom", "tiny-node-app", "--out", str(tmp_path / "bom.json"))
+    assert shown["release"] == "v1" and shown["sbom_sha256"] == done["sbom_upload"]["digest"]
+    assert shown["document"]["bomFormat"] == "CycloneDX"
+    assert json.loads((tmp_path / "bom.json").read_text()) == shown["document"]
+    text = aether(server.env, "sbom", "tiny-node-app", "--release", "v1")
+    assert text.returncode == 0 and "tiny-node-app v1: artifact" in text.stdout, text.stderr
+    missing = aether(server.env, "sbom", "tiny-node-app", "--release", "v9")
+    assert missing.returncode == 20, missing.stderr
     locked = with_deps(copy_app(tmp_path / "locked", name="locked-app"))
     lock = {
         "name": "locked-app",

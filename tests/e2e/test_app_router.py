@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
+import socket
 import threading
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import app_copy, cli, deploy, wait_for
+from e2e_support import api_get, app_copy, cli, deploy, wait_for
 from test_app_headers import ECHO_HEADERS
 
 from plugins.live_server import free_port
@@ -123,3 +126,62 @@ def test_a_real_app_through_the_router(live_server: Callable[..., Any], tmp_path
     assert restarted["status"] == "running"
     assert failures == []
     spread.close()
+
+
+# Runs before the fixture app's server.js: GET /hold answers once GET /release came;
+# GET /arrived says whether a /hold is waiting.
+HOLD = """
+{
+  const httpModule = require("http");
+  const createServer = httpModule.createServer;
+  const held = [];
+  httpModule.createServer = (handler) => createServer((req, res) => {
+    if (req.url === "/hold") return held.push(res);
+    if (req.url === "/arrived") return res.end(held.length ? "yes" : "no");
+    if (req.url === "/release") {
+      held.splice(0).forEach((r) => r.end("released\\n"));
+      return res.end("ok");
+    }
+    return handler(req, res);
+  });
+}
+"""
+
+
+def _direct(endpoint: str, path: str) -> bytes:
+    with urllib.request.urlopen(endpoint + path, timeout=10) as response:
+        return bytes(response.read())
+
+
+def test_stopping_the_server_lets_app_answers_in_flight_finish(
+    live_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    port = free_port()
+    server = live_server(args=["--router-port", str(port)])
+    code, result = deploy(server.env, app_copy(tmp_path, "held", "1.0.0", boot_js=HOLD))
+    assert code == 0, result
+    endpoint = api_get(server, f"/deployments/{result['deployment_id']}")["endpoint"]
+    answers: list[tuple[int, bytes]] = []
+
+    def held_request() -> None:
+        client = Client(port, f"held.localhost:{port}")
+        answers.append(client.request("/hold"))
+        client.close()
+
+    waiting = threading.Thread(target=held_request)
+    waiting.start()
+    wait_for(lambda: _direct(endpoint, "/arrived") == b"yes", what="the request reaching the app")
+    server.process.send_signal(signal.SIGTERM)
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return True
+        return False
+
+    wait_for(refused, what="the router to stop accepting")
+    _direct(endpoint, "/release")
+    waiting.join(timeout=30)
+    assert answers == [(200, b"released\n")]
+    assert server.process.wait(timeout=30) == 0

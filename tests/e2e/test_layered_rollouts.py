@@ -36,9 +36,9 @@ def server(live_server: Callable[..., Any], request: pytest.FixtureRequest) -> A
     return live_server(env=env, database_url=request.getfixturevalue("fresh_postgres_url"))
 
 
-def project(root: Path, version: str, line: str = "") -> Path:
+def project(root: Path, version: str, line: str = "", name: str = "hello") -> Path:
     """The fixture app at ``version`` needing the ``dep`` package; ``line`` adds code."""
-    folder = app_copy(root / f"copy{len(line)}", "hello", version, boot_js=f"{BOOT}\n{line}")
+    folder = app_copy(root / f"copy{len(line)}", name, version, boot_js=f"{BOOT}\n{line}")
     module = folder / "node_modules" / "dep"
     module.mkdir(parents=True)
     (module / "index.js").write_text("module.exports = { answer: 42 };\n")
@@ -77,3 +77,28 @@ def test_layered_and_single_file_releases_deploy_and_roll_back(server: Any, tmp_
         done = cli(server.env, "rollback", "--app", "hello", "--to", target["deployment_id"])
         assert done.returncode == 0, done.stdout + done.stderr
         wait_for(lambda v=version: version_of(server) == v, timeout=30, what=f"v{version}")
+
+
+def test_two_apps_with_the_same_dependencies_share_one_extracted_layer(
+    server: Any, tmp_path: Path
+) -> None:
+    """The host's layer cache: both apps' releases link the one extracted copy of their
+    common deps layer (on SQLite + local store, and PostgreSQL + S3); the SBOM is uploaded."""
+    code, first = deploy(server.env, project(tmp_path / "a", "1.0.0", name="first"), "--no-install")
+    assert code == 0 and first["status"] == "running", first
+    assert first["sbom_upload"]["uploaded"] is True
+    code, second = deploy(
+        server.env, project(tmp_path / "b", "1.0.0", name="second"), "--no-install"
+    )
+    assert code == 0 and second["status"] == "running", second
+    assert first["layers"][0]["digest"] == second["layers"][0]["digest"]
+    links = [
+        server.data_dir / "apps" / app["app"] / app["deployment_id"] / "node_modules"
+        for app in (first, second)
+    ]
+    assert all(link.is_symlink() for link in links)
+    cached = server.data_dir / "layers" / first["layers"][0]["digest"] / "node_modules"
+    assert {link.resolve() for link in links} == {cached.resolve()}
+    for app in ("first", "second"):  # both booted: their dependency resolved
+        status, _ = via_proxy(server.port, app)
+        assert status == 200

@@ -1,7 +1,8 @@
-"""The SBOM checks when a deployment is created, on the local store and on S3 (moto), on
-SQLite and PostgreSQL: an uploaded SBOM is stored once and named by the artifact; it must be
-the manifest's and CycloneDX; ``AETHER_REQUIRE_SBOM`` refuses artifacts without one (format 1
-too) and the deny lists refuse packages and licences."""
+"""The admission checks when a deployment of a layered artifact is created, on the local store
+and on S3 (moto), on SQLite and PostgreSQL: its signature (``AETHER_REQUIRE_SIGNATURE``) and its
+SBOM. An uploaded SBOM is stored once and named by the artifact; it must be the manifest's and
+CycloneDX; ``AETHER_REQUIRE_SBOM`` refuses artifacts without one (format 1 too) and the deny
+lists refuse packages and licences."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from artifacts_support import Uploader, blob
 
 from aether.pack.artifact_manifest import MEDIA_TYPES, ArtifactManifest, LayerRef, artifact_digest
+from aether.pack.signing import generate_keypair, sign_digest
 
 store_kind = artifacts_support.store_kind
 registry_api = artifacts_support.registry_api
@@ -39,7 +41,12 @@ def sbom_bytes(document: Any = SBOM) -> bytes:
 
 
 def layered(
-    up: Uploader, sbom: bytes | None, *, upload_sbom: bool = True, held: bool = False
+    up: Uploader,
+    sbom: bytes | None,
+    *,
+    upload_sbom: bool = True,
+    held: bool = False,
+    signing_key: str | None = None,
 ) -> str:
     """Upload an app layer (and the SBOM), register a manifest naming them; its digest.
     ``held``: the app holds the SBOM already (uploaded with an earlier artifact)."""
@@ -52,11 +59,10 @@ def layered(
         assert done.json()["storage_key"].endswith(f"/{sbom_digest}/object")
     ref = LayerRef("app", digest, len(body), MEDIA_TYPES["zstd"], "0" * 64, "1" * 64, 1, 3_000)
     raw = ArtifactManifest((ref,), 0, 20, sbom_digest).encode()
-    answer = up.api.post(
-        "/artifacts/manifests",
-        json={"app_name": up.app, "manifest": raw.decode()},
-        as_=up.as_,
-    )
+    body = {"app_name": up.app, "manifest": raw.decode()}
+    if signing_key:
+        body["signature"] = sign_digest(signing_key, artifact_digest(raw))
+    answer = up.api.post("/artifacts/manifests", json=body, as_=up.as_)
     assert answer.status_code == 200, answer.text
     named = answer.json()["sbom"]
     assert named == (
@@ -156,3 +162,19 @@ def test_deny_lists_refuse_packages_and_licences(
     refused(deploy(up, layered(up, sbom_bytes())), "bad_request", words)
     clean = sbom_bytes({**SBOM, "components": [{"name": "express", "version": "4.21.0"}]})
     assert deploy(up, layered(up, clean)).status_code == 201
+
+
+def test_require_signature_holds_for_layered_artifacts(registry_api) -> None:  # type: ignore[no-untyped-def]
+    """The manifest's digest is what is signed: unsigned, or signed by a key the app does not
+    hold, is refused at deployment; signed by a registered key deploys."""
+    api = registry_api(env={"AETHER_REQUIRE_SIGNATURE": "1"})
+    up = Uploader(api)
+    seed, public = generate_keypair()
+    other_seed, _ = generate_keypair()
+    refused(deploy(up, layered(up, sbom_bytes())), "bad_request", "REQUIRE_SIGNATURE")
+    added = api.post("/apps/shop/public-keys", json={"public_key_hex": public}, as_=up.as_)
+    assert added.status_code == 201, added.text
+    stranger = layered(up, sbom_bytes(), held=True, upload_sbom=False, signing_key=other_seed)
+    refused(deploy(up, stranger), "bad_request", "REQUIRE_SIGNATURE")
+    signed = layered(up, sbom_bytes(), held=True, upload_sbom=False, signing_key=seed)
+    assert deploy(up, signed).status_code == 201

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from typing import Any
 
 from conftest import Topology, app_folder, wait_for
@@ -82,3 +83,40 @@ def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topolog
     assert topology.via_proxy("api2", "web").status_code == 200  # the apps outlive the worker
     topology.start_worker("worker-2")  # adopts them; stops them at the test's end
     wait_for(lambda: ps(topology, "api1")["worker"]["live"], what="a live worker again")
+
+
+def test_a_scale_through_either_replica_fails_no_request(topology: Topology) -> None:
+    topology.start_worker()
+    folder = app_folder(topology.root, "web")
+    server = folder / "server.js"
+    server.write_text(BY_PORT + server.read_text())
+    as_json(topology.client("api1", "deploy", str(folder), "--format", "json"))
+    wait_for(lambda: healthy(topology, 1), what="one healthy instance")
+    before = running(ps(topology, "api2"))
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def requests_through(host: str) -> None:
+        while not stop.is_set():
+            try:
+                answer = topology.via_proxy(host, "web")
+                if answer.status_code != 200:
+                    failures.append(f"{host}: {answer.status_code} {answer.text[:200]}")
+            except OSError as exc:
+                failures.append(f"{host}: {exc}")
+
+    loops = [threading.Thread(target=requests_through, args=(h,)) for h in ("api1", "api2")]
+    for loop in loops:
+        loop.start()
+    try:
+        for count, host in ((3, "api2"), (1, "api1")):
+            as_json(topology.client(host, "scale", "web", str(count), "--format", "json"))
+            wait_for(lambda n=count: healthy(topology, n), what=f"{count} healthy instances")
+            now = running(ps(topology, "api1"))
+            assert before <= now if count > len(before) else now <= before, (before, now)
+            before = now
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join()
+    assert failures == []

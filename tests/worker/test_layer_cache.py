@@ -247,3 +247,55 @@ async def test_a_release_made_earlier_is_composed_again_when_its_layer_was_tampe
     assert "node_modules/left-pad/extra.js was added" in record.events[0][1]
     assert deps_fetches(record) == 1
     assert not (folder / "node_modules" / "left-pad" / "extra.js").exists()
+
+
+RACER = """
+import asyncio, os, sys, time
+from pathlib import Path
+from aether.worker.runtimes.layer_cache import LayerCache
+
+root, release, made, go = map(Path, sys.argv[1:5])
+
+async def make(work):
+    with open(made, "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    deadline = time.monotonic() + 30
+    while not go.exists() and time.monotonic() < deadline:  # hold the lock until told
+        await asyncio.sleep(0.01)
+    (work / "node_modules").mkdir()
+    (work / "node_modules" / "a.js").write_text(str(os.getpid()))
+
+release.mkdir(parents=True)
+print("ready", flush=True)
+print(asyncio.run(LayerCache(root).attach("ab" * 32, release, make)), flush=True)
+"""
+
+
+def test_two_worker_processes_racing_for_a_layer_make_it_once(tmp_path: Path) -> None:
+    root, made, go = tmp_path / "layers", tmp_path / "made.log", tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(root), str(tmp_path / f"r{n}"), str(made), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    outputs = []
+    try:
+        for racer in racers:
+            assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+        go.touch()
+        for racer in racers:
+            out, _ = racer.communicate(timeout=60)
+            outputs.append(out.strip())
+            assert racer.returncode == 0
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.communicate()
+    assert sorted(outputs) == sorted([EXTRACTED, REUSED])
+    assert len(made.read_text().split()) == 1  # one maker ran
+    contents = {(tmp_path / f"r{n}" / "node_modules" / "a.js").read_text() for n in range(2)}
+    assert contents == {made.read_text().strip()}

@@ -6,12 +6,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
-from worker_support import Recorder, eventually, extracted_release, get_json
+import pytest
+from worker_support import (
+    PLAIN_APP,
+    Recorder,
+    eventually,
+    extracted_release,
+    get_json,
+    worker_settings,
+)
 
+from aether.worker.outcomes import Fatal
+from aether.worker.runtimes import advertise
 from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.local import LocalRuntime
 from aether.worker.runtimes.process import AppProcess
@@ -166,3 +178,32 @@ async def test_a_worker_adopts_the_instances_a_scale_kept(runtime: LocalRuntime)
     finally:
         await later.stop_apps()
         await later.stop()
+
+
+async def test_an_app_listening_on_loopback_only_fails_its_health_gate(tmp_path: Path) -> None:
+    address = advertise.default_route_addr()
+    if address is None or not advertise.is_own(address):
+        pytest.skip("this host has no address of its own besides loopback")
+    settings = worker_settings(tmp_path / "data", AETHER_WORKER_ADVERTISE_ADDR=address)
+    runtime = LocalRuntime(settings, stop_grace_secs=3.0)
+    try:
+        # The fixture app listens on 127.0.0.1 only: other hosts could never reach it.
+        release = extracted_release(settings.data_dir, "hello")
+        with pytest.raises(Fatal, match=f"not on {address}:.*listen on every address"):
+            await runtime.deploy(release, Recorder())
+        assert runtime.processes_of("hello") == []
+        everywhere = extracted_release(settings.data_dir, "hello", source=_everywhere(tmp_path))
+        observed = await runtime.deploy(everywhere, Recorder())
+        assert observed.endpoint == f"http://{address}:{runtime.processes_of('hello')[0].port}"
+    finally:
+        await runtime.stop_apps()
+        await runtime.stop()
+
+
+def _everywhere(tmp_path: Path) -> Path:
+    """The fixture app, listening on every address."""
+    folder = tmp_path / "everywhere"
+    shutil.copytree(PLAIN_APP, folder)
+    server = folder / "server.js"
+    server.write_text(server.read_text().replace('"127.0.0.1"', '"0.0.0.0"'))
+    return folder

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "logs": ("aether.cli.logs:logs", "Show or stream an app's output.", False),
     "rollback": ("aether.cli.rollback:rollback", "Go back to an earlier release of an app.", False),
     "releases": ("aether.cli.releases:releases", "List an app's releases (v1, v2, …).", False),
+    "sbom": ("aether.cli.sbom:sbom", "Show the SBOM of an app's release.", False),
     "ps": ("aether.cli.instances:ps", "List an app's instances and their health.", False),
     "status": (
         "aether.cli.instances:status",

@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from aether.models import Deployment, Event
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: `aether pack` draws progress without the wire models
     from aether.client.api import ApiClient
+    from aether.models import Deployment, Event
 
 BYTE_PHASES = frozenset({"pack", "upload", "download"})
 BAR_WIDTH = 24

@@ -229,23 +229,40 @@ def _download_with_retries(
     direct: str | None = None,
 ) -> tuple[int, str]:
     """Download ``digest`` from ``direct`` (a given URL), else a fresh URL from the API."""
+    endpoint = f"/artifacts/{digest}/download"
+    return _with_retries(
+        lambda: _download(direct or _fresh_url(api, endpoint), part), request.attempts, sleep
+    )
+
+
+def download_sbom(
+    api: ApiClient, digest: str, dest: Path, *, sleep: Callable[[float], None] = time.sleep
+) -> tuple[int, str]:
+    """The SBOM the layered artifact ``digest`` names, into ``dest``; (size, sha256)."""
+    endpoint = f"/artifacts/{digest}/sbom"
+    return _with_retries(lambda: _download(_fresh_url(api, endpoint), dest), 3, sleep)
+
+
+def _with_retries(
+    attempt_once: Callable[[], tuple[int, str]], attempts: int, sleep: Callable[[float], None]
+) -> tuple[int, str]:
     delay = 0.5
-    for attempt in range(1, max(request.attempts, 1) + 1):
+    for attempt in range(1, max(attempts, 1) + 1):
         try:
-            url = direct or _fresh_url(api, digest)
-            return _download(url, part)
+            return attempt_once()
         except _Transient as exc:
-            if attempt >= request.attempts:
+            if attempt >= attempts:
                 raise NetworkError(f"download failed after {attempt} attempts: {exc}") from exc
             sleep(delay)
             delay = min(delay * 2, 8.0)
     raise AssertionError("unreachable")
 
 
-def _fresh_url(api: ApiClient | None, digest: str) -> str:
+def _fresh_url(api: ApiClient | None, endpoint: str) -> str:
+    """A short-lived URL from ``endpoint`` (``…/download`` or ``…/sbom``) with ?format=json."""
     assert api is not None
     try:
-        answer = api.get(f"/artifacts/{digest}/download", format="json")
+        answer = api.get(endpoint, format="json")
     except NetworkError as exc:
         raise _Transient(exc.message) from exc
     except RemoteError as exc:

@@ -105,39 +105,44 @@ done:
     return result;
 }
 
+/* A growing byte buffer (raw allocations: used without the GIL). */
+typedef struct {
+    char *data;
+    size_t size, capacity;
+} Text;
+
+static int
+text_add(Text *text, const char *data, size_t size)
+{
+    if (text->size + size > text->capacity) {
+        size_t capacity = (text->capacity + size) * 2;
+        char *grown = PyMem_RawRealloc(text->data, capacity);
+        if (grown == NULL) {
+            return -1;
+        }
+        text->data = grown;
+        text->capacity = capacity;
+    }
+    memcpy(text->data + text->size, data, size);
+    text->size += size;
+    return 0;
+}
+
 /* The folder's names and types, read without the GIL: "name\0" records, types apart. */
 typedef struct {
-    char *names;
-    size_t names_size, names_capacity;
-    unsigned char *types;
-    size_t count, types_capacity;
+    Text names;
+    Text types;
+    size_t count;
 } Listing;
 
 static int
 listing_add(Listing *listing, const char *name, unsigned char type)
 {
-    size_t size = strlen(name) + 1;
-    if (listing->names_size + size > listing->names_capacity) {
-        size_t capacity = (listing->names_capacity + size) * 2;
-        char *names = PyMem_RawRealloc(listing->names, capacity);
-        if (names == NULL) {
-            return -1;
-        }
-        listing->names = names;
-        listing->names_capacity = capacity;
+    if (text_add(&listing->names, name, strlen(name) + 1) < 0
+        || text_add(&listing->types, (const char *)&type, 1) < 0) {
+        return -1;
     }
-    if (listing->count == listing->types_capacity) {
-        size_t capacity = listing->types_capacity * 2 + 64;
-        unsigned char *types = PyMem_RawRealloc(listing->types, capacity);
-        if (types == NULL) {
-            return -1;
-        }
-        listing->types = types;
-        listing->types_capacity = capacity;
-    }
-    memcpy(listing->names + listing->names_size, name, size);
-    listing->names_size += size;
-    listing->types[listing->count++] = type;
+    listing->count++;
     return 0;
 }
 
@@ -195,7 +200,7 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (folder == NULL) {
         return NULL;
     }
-    Listing listing = {NULL, 0, 0, NULL, 0, 0};
+    Listing listing = {{NULL, 0, 0}, {NULL, 0, 0}, 0};
     int complete;
     Py_BEGIN_ALLOW_THREADS
     complete = read_folder(PyBytes_AS_STRING(folder), &listing);
@@ -214,11 +219,12 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (found == NULL) {
         goto done;
     }
-    const char *name = listing.names;
+    const char *name = listing.names.data;
     for (size_t index = 0; index < listing.count; index++) {
         size_t size = strlen(name);
-        int made = add_entry(found, name, size, listing.types[index] == DT_DIR, path, prefix,
-                             excluded, excluded_dir_names, new_entry);
+        int is_dir = (unsigned char)listing.types.data[index] == DT_DIR;
+        int made = add_entry(found, name, size, is_dir, path, prefix, excluded,
+                             excluded_dir_names, new_entry);
         if (made < 0) {
             Py_CLEAR(found);
             if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
@@ -230,8 +236,8 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         name += size + 1;
     }
 done:
-    PyMem_RawFree(listing.names);
-    PyMem_RawFree(listing.types);
+    PyMem_RawFree(listing.names.data);
+    PyMem_RawFree(listing.types.data);
     return found;
 }
 
@@ -244,28 +250,6 @@ PyDoc_STRVAR(stamp_doc,
 "inode, mode, size, mtime and ctime (ns) from lstat in decimal, separated by spaces, newline.\n"
 "'unreadable <prefix><rel>' for a folder that cannot be listed; an entry that cannot be\n"
 "lstat'ed is left out. The same bytes as treestamp.stamp_python. Runs without the GIL.");
-
-typedef struct {
-    char *data;
-    size_t size, capacity;
-} Text;
-
-static int
-text_add(Text *text, const char *data, size_t size)
-{
-    if (text->size + size > text->capacity) {
-        size_t capacity = (text->capacity + size) * 2;
-        char *grown = PyMem_RawRealloc(text->data, capacity);
-        if (grown == NULL) {
-            return -1;
-        }
-        text->data = grown;
-        text->capacity = capacity;
-    }
-    memcpy(text->data + text->size, data, size);
-    text->size += size;
-    return 0;
-}
 
 static int
 compare_names(const void *left, const void *right)
@@ -304,7 +288,7 @@ stamp_folder(Stamp *stamp, size_t path_size)
     char *path = stamp->path;
     path[path_size] = '\0';
     DIR *dir = opendir(path);
-    Listing listing = {NULL, 0, 0, NULL, 0, 0};
+    Listing listing = {{NULL, 0, 0}, {NULL, 0, 0}, 0};
     int listed = dir == NULL ? 0 : 1;
     while (listed == 1) {
         errno = 0;
@@ -334,7 +318,7 @@ stamp_folder(Stamp *stamp, size_t path_size)
         result = -1;
         goto done;
     }
-    const char *name = listing.names;
+    const char *name = listing.names.data;
     for (size_t index = 0; index < listing.count; index++) {
         names[index] = name;
         name += strlen(name) + 1;
@@ -375,8 +359,8 @@ done:
     }
     path[path_size] = '\0';
     PyMem_RawFree(names);
-    PyMem_RawFree(listing.names);
-    PyMem_RawFree(listing.types);
+    PyMem_RawFree(listing.names.data);
+    PyMem_RawFree(listing.types.data);
     return result;
 }
 

@@ -17,6 +17,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from aether.errors import ConfigError
 from aether.server.auth import bootstrap_specs
@@ -28,6 +29,9 @@ from aether.store import tokens as token_store
 from aether.store.database import Database
 from aether.store.migrate import migrate, pending
 from aether.userconfig import Session, write_session
+
+if TYPE_CHECKING:
+    from aether.server.router.server import RouterService
 
 log = logging.getLogger("aether.server")
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -136,11 +140,17 @@ def run_server(
         port = listener.getsockname()[1]  # the real one when --port 0 asked for any free port
         options = replace(options, port=port)
         settings = replace(settings, public_url=public_url_for(settings, options.host, port))
+        router = None
         if settings.router_port is not None:
-            router = stack.enter_context(bind_listener(options.host, settings.router_port))
-            settings = replace(settings, router_port=router.getsockname()[1])
-            background = (*background, _router_job(router))
-        asyncio.run(_serve(settings, options, environ, blob_settings, policy, background, listener))
+            from aether.server.router.server import RouterService
+
+            router_listener = stack.enter_context(bind_listener(options.host, settings.router_port))
+            settings = replace(settings, router_port=router_listener.getsockname()[1])
+            router = RouterService(router_listener)
+            background = (*background, router)
+        asyncio.run(
+            _serve(settings, options, environ, blob_settings, policy, background, listener, router)
+        )
 
 
 def _apps_url(settings: ServerSettings) -> str | None:
@@ -150,18 +160,6 @@ def _apps_url(settings: ServerSettings) -> str | None:
 
     domain = Hosts.from_settings(settings.public_url or "", settings.apps_domain).apps_domain
     return f"http://<app>.{domain}:{settings.router_port}/"
-
-
-def _router_job(listener: socket.socket) -> Callable[[ServerState], Awaitable[None]]:
-    """The app router (:mod:`aether.server.router`) on its own listener, inside the server's
-    lifespan: it shares the server's state (apps domain, endpoints, settings)."""
-
-    async def app_router(state: ServerState) -> None:
-        from aether.server.router.server import serve_router
-
-        await serve_router(state, listener)
-
-    return app_router
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -186,6 +184,7 @@ async def _serve(
     policy: ArtifactPolicy,
     background: Sequence[Callable[[ServerState], Awaitable[None]]],
     listener: socket.socket,
+    router: RouterService | None = None,
 ) -> None:
     from aether.server.app import create_app
 
@@ -210,6 +209,8 @@ async def _serve(
             listener,
             lambda: announce(settings.public_url or "", issued, environ, code, _apps_url(settings)),
         )
+        if router is not None:  # app answers in flight get their grace period too
+            await router.drained()
     finally:
         await db.close()
     log.info("stopped")

@@ -8,6 +8,7 @@ same host can then reach its apps, and the worker says so at start.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 
@@ -32,6 +33,28 @@ def default_route_addr() -> str | None:
 
 def advertised(configured: str | None) -> str:
     return configured or default_route_addr() or LOOPBACK
+
+
+def is_own(address: str) -> bool:
+    """Whether ``address`` belongs to this host (not one that NAT or a proxy forwards here,
+    which this host may not reach itself)."""
+    try:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((address, 0))
+    except OSError:
+        return False
+    return True
+
+
+async def answers(address: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections on ``address:port``."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
 def endpoint(address: str, port: int) -> str:

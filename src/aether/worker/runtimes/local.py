@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import logging
 import os
 import shutil
@@ -301,6 +302,8 @@ class LocalRuntime(Runtime):
                 process.supervise(record)
         before, now = len(previous.processes), len(processes)
         await record("healthy", f"{before} → {now} instances: {self._where(processes)}")
+        if len(processes) > len(kept):  # a start used the spare launcher
+            self._ready_spare_later()
         if extra:
             leaving = _Serving(previous.deployment_id, extra, previous.folder, previous.owner)
             self._retire_later(release.app_name, leaving, record, scale=True)
@@ -348,9 +351,23 @@ class LocalRuntime(Runtime):
         try:
             await process.spawn()
             await process.wait_healthy(deadline)
+            await self._check_reachable(process)
         except BaseException:
             await process.stop(self.stop_grace_secs)
             raise
+
+    async def _check_reachable(self, process: AppProcess) -> None:
+        """Fail the health gate of an app that answers on loopback only: the API replicas
+        reach it on the advertised address (checked where that address is this host's)."""
+        addr = self.advertise_addr
+        if ipaddress.ip_address(addr).is_loopback or not advertise.is_own(addr):
+            return
+        if not await advertise.answers(addr, process.port):
+            raise Fatal(
+                f"the app answers on 127.0.0.1:{process.port} but not on {addr}:{process.port},"
+                " where the control plane reaches it: listen on every address"
+                " (`app.listen(process.env.PORT)`, not `listen(PORT, '127.0.0.1')`)"
+            )
 
     def _retire_later(
         self, app_name: str, previous: _Serving, record: EventSink, *, scale: bool = False
