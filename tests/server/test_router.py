@@ -394,3 +394,16 @@ def test_a_client_that_leaves_mid_answer_leaves_no_half_read_connection_in_the_p
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_client_that_half_closes_gets_its_answer_then_the_close(
+    api: ApiHarness,
+    raw: Any,
+    upstream: str,  # noqa: F811
+) -> None:
+    api.run(_app_with, "hello", upstream)
+    conn = raw().send(get(b"/one") + get(b"/two"))
+    conn.sock.shutdown(socket.SHUT_WR)
+    answers = [conn.answer() for _ in range(2)]
+    assert [json.loads(body)["path"] for _, _, body in answers] == ["/one", "/two"]
+    assert conn.closed()
