@@ -194,11 +194,18 @@ async def read_after(
     after_seq: int,
     *,
     limit: int,
+    upto: int | None = None,
     since: str | None = None,
     instance_suffix: str | None = None,
 ) -> list[Row]:
-    """Up to ``limit`` lines with ``seq > after_seq``, oldest first."""
+    """Up to ``limit`` lines with ``seq > after_seq`` (and ``seq <= upto``), oldest first.
+    A reader that knows the head reads ranges (``upto``): the lines of a growing table often
+    have no statistics yet, and with none the planner reads every line after ``after_seq``
+    to sort them, where a range bounds that to the range."""
     where, params = _filters(since, instance_suffix)
+    if upto is not None:
+        where += " AND seq <= :upto"
+        params["upto"] = upto
     return await db.fetch_all(
         f"{_SELECT} WHERE app_id = :app_id AND seq > :after{where} ORDER BY seq LIMIT :limit",
         {"app_id": app_id, "after": after_seq, "limit": limit, **params},

@@ -130,18 +130,22 @@ async def app_logs(request: Request) -> StreamingResponse:
 
 
 async def _ndjson(state: ServerState, query: _Query, head: Row | None) -> AsyncIterator[bytes]:
-    """Encode lines until they end, the client leaves, or the server begins shutting down.
-    A client that leaves cancels this generator at its next ``await``: that is no error."""
+    """The lines as NDJSON until they end, the client leaves, or the server begins shutting
+    down; one chunk per page (a chunk per line costs more). A client that leaves cancels
+    this generator at its next ``await``: that is no error."""
     sent = 0
-    async for rows in _pages(state, query, head):
-        sent += len(rows)
-        yield b"".join(map(_encode, rows))  # one chunk per page: a chunk per line costs more
+    async for chunk, count in _pages(state, query, head):
+        sent += count
+        yield chunk
     if sent == 0 and head is None and not query.follow:
         yield _encode(await _nothing_stored(state, query.app_name))
 
 
-async def _pages(state: ServerState, query: _Query, head: Row | None) -> AsyncIterator[list[Row]]:
-    """The lines in pages, oldest first (non-empty pages only); with follow, unending."""
+async def _pages(
+    state: ServerState, query: _Query, head: Row | None
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The lines in pages, oldest first (non-empty pages only), each encoded with how many
+    lines it holds; with follow, unending."""
     db = state.db
     after = query.after
     if after is None and query.tail is not None:
@@ -155,31 +159,41 @@ async def _pages(state: ServerState, query: _Query, head: Row | None) -> AsyncIt
             instance_suffix=query.instance_suffix,
         )
         if rows:
-            yield rows
+            yield b"".join(map(_encode, rows)), len(rows)
         after = upto
     after = after or 0
     if query.follow and head is None and query.after is None:
-        yield [await _nothing_stored(state, query.app_name)]
+        yield _encode(await _nothing_stored(state, query.app_name)), 1
+    last = int(head["last_seq"]) if head else 0
     with state.line_wakeups.waiting(query.app_id) as stored:
+        if query.follow:  # waiting from now on: what was stored before shows in a new head
+            last = await _last_seq(state, query.app_id)
         while True:
-            stored.clear()  # before the read: lines stored after it wake the wait below
-            rows = await log_store.read_after(
-                db,
-                query.app_id,
-                after,
-                limit=PAGE_LINES,
-                since=query.since,
-                instance_suffix=query.instance_suffix,
-            )
-            if rows:
-                after = int(rows[-1]["seq"])
-                yield rows
-            if len(rows) == PAGE_LINES:
-                continue
+            while after < last:  # everything up to `last` is committed: read it in ranges
+                upto = min(after + PAGE_LINES, last)
+                rows = await log_store.read_after(
+                    db,
+                    query.app_id,
+                    after,
+                    limit=PAGE_LINES,
+                    upto=upto,
+                    since=query.since,
+                    instance_suffix=query.instance_suffix,
+                )
+                after = upto
+                if rows:
+                    yield b"".join(map(_encode, rows)), len(rows)
             if not query.follow or state.stopping.is_set():
                 return
             heard = state.line_wakeups.heard
             await _first(stored, state.stopping, FOLLOW_SAFETY_SECS if heard else FOLLOW_POLL_SECS)
+            stored.clear()  # before the read: lines stored after it wake the next wait
+            last = await _last_seq(state, query.app_id)
+
+
+async def _last_seq(state: ServerState, app_id: str) -> int:
+    head = await log_store.stream_head(state.db, app_id)
+    return int(head["last_seq"]) if head else 0
 
 
 async def _first(one: asyncio.Event, other: asyncio.Event, timeout: float) -> None:

@@ -21,6 +21,7 @@ the modules next to it are imported: it starts in a few tens of milliseconds.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import selectors
@@ -49,6 +50,14 @@ STABLE_AFTER_SECS = 60.0  # a process that ran this long restarts with the initi
 TICK_SECS = 0.2
 ORPHAN_CHECK_SECS = 2.0
 EOF_WAIT_SECS = 2.0  # after the app exits, how long its descendants may hold the pipes
+# The app's output pipes hold this much (Linux allows 1 MiB unprivileged): a burst, or a
+# supervisor that is slow for a moment, does not make the app wait on its writes.
+PIPE_BYTES = 1024 * 1024
+READ_BYTES = 256 * 1024
+# After a read that found little, wait this long before the next: a chatty app's many small
+# writes then cost the supervisor one read and one file write, not one each.
+GATHER_SECS = 0.005
+GATHER_BELOW_BYTES = 32 * 1024
 
 
 class Supervisor:
@@ -199,12 +208,15 @@ class Supervisor:
         pending = {"stdout": b"", "stderr": b""}
         for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
             os.set_blocking(stream.fileno(), False)
+            with contextlib.suppress(OSError):  # the default size still works
+                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
             selector.register(stream, selectors.EVENT_READ, name)
         kill_at: float | None = None
         exited_at: float | None = None
         while selector.get_map():
-            for key, _ in selector.select(TICK_SECS):
-                self._read(key, selector, pending)
+            read = [self._read(key, selector, pending) for key, _ in selector.select(TICK_SECS)]
+            if read and max(read) < GATHER_BELOW_BYTES and not self.stopping:
+                time.sleep(GATHER_SECS)
             if (self.stopping or self._orphaned()) and kill_at is None:
                 kill_at = time.monotonic() + self.spec.grace_secs
                 self._signal_app(proc, signal.SIGTERM)
@@ -228,15 +240,17 @@ class Supervisor:
 
     def _read(
         self, key: selectors.SelectorKey, selector: selectors.BaseSelector, pending: dict
-    ) -> None:
+    ) -> int:
+        """Read what the app wrote to one pipe and write its complete lines; how many bytes
+        were read (0 at its end)."""
         name = key.data
         try:
-            chunk = os.read(key.fd, 65536)
+            chunk = os.read(key.fd, READ_BYTES)
         except BlockingIOError:
-            return
+            return 0
         if not chunk:
             selector.unregister(key.fileobj)
-            return
+            return 0
         data = pending[name] + chunk
         complete, newline, rest = data.rpartition(b"\n")
         pieces = []
@@ -252,6 +266,7 @@ class Supervisor:
             self._write(name, [x.rstrip("\r") for x in lines] if "\r" in text else lines)
         for piece in pieces:
             self._line(name, piece)
+        return len(chunk)
 
     def _line(self, stream: str, raw: bytes) -> None:
         self._write(stream, [raw.decode("utf-8", errors="replace").rstrip("\r")])
