@@ -407,3 +407,20 @@ def test_a_client_that_half_closes_gets_its_answer_then_the_close(
     answers = [conn.answer() for _ in range(2)]
     assert [json.loads(body)["path"] for _, _, body in answers] == ["/one", "/two"]
     assert conn.closed()
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({"AETHER_ROUTER_PORT": "8081"}, "http://shop.localhost:8081/"),
+        ({}, "http://shop.localhost:8080/"),  # apps on the API's port
+        (
+            {"AETHER_ROUTER_PORT": "8081", "AETHER_RUNTIME": "kubernetes"},
+            "http://shop.localhost:8080/",
+        ),
+    ],
+)
+def test_app_urls_name_the_routers_port(make_api: Any, env: dict[str, str], url: str) -> None:
+    api = make_api(env=env)
+    created = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
+    assert created["url"] == url
