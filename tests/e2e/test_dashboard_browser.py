@@ -292,3 +292,8 @@ def test_instances_scale_and_restart_from_the_app_page(
         return len(ids) == 2 and all(i.startswith(restarted["id"][:8]) for i in ids)
 
     wait_for(restarted_instances, timeout=60, what="the restarted instances on the page")
+    # The history lists the restart above the release it restarted.
+    restart_row = page.locator(f'#releases tr[data-restart="{restarted["id"]}"]')
+    expect(restart_row).to_contain_text("Restart", timeout=LONG)
+    expect(restart_row).to_contain_text("running")
+    _check(page, axe, "restart-history", shots, "wide")
