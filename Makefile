@@ -18,11 +18,14 @@ BINDIR ?= $(PREFIX)/bin
 
 # The editable install builds the C extensions in place (src/aether/pack/_*.so) and
 # leaves src/ without bytecode; where PYTHONDONTWRITEBYTECODE is set nothing would ever write
-# it, and every start would compile each module again (~60 ms for `aether pack`).
+# it, and every start would compile each module again (~60 ms for `aether pack`). The same
+# holds for the installed packages, which uv leaves uncompiled: each `aether serve` a test
+# starts would compile starlette, hypercorn, psycopg… again (1.4 s of CPU more per start).
 $(STAMP): requirements/runtime.lock requirements/dev.lock setup.cfg setup.py $(wildcard src/aether/pack/*.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$$(grep '^uv==' requirements/dev.lock)"
-	$(UV) pip install --quiet --python $(BIN)/python -r requirements/runtime.lock -r requirements/dev.lock
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python \
+	  -r requirements/runtime.lock -r requirements/dev.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python -m pip check

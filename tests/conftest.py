@@ -34,6 +34,7 @@ pytest_plugins = [
     "plugins.alone",  # @pytest.mark.alone: no other test runs meanwhile (xdist)
     "plugins.release_build",  # the single files for tests/onefile, once per run
     "plugins.report_text",  # reports an xdist worker can send whatever the test printed
+    "plugins.slow_first",  # the longest modules first: a parallel run's tail is short
 ]
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -2,9 +2,10 @@
 
 Bytecode changes with every minor version and the unpacked tree may be read-only (a
 container), so the file carries ``__pycache__/<name>.cpython-3XY.pyc`` for each version: no
-start ever compiles. Compiled files are kept in ``build/bytecode/`` keyed by the
-interpreter's version, the module's path and its source, so pure-Python files shared by all
-platforms compile once, and a rebuild compiles only what changed.
+start ever compiles. Compiled files are kept in the per-user cache (:mod:`onefile.usercache`)
+keyed by the interpreter's version, the module's path and its source, so pure-Python files
+shared by all platforms compile once, and a rebuild, in any checkout, compiles only what
+changed. ``py_compile`` writes each file under another name and renames it into place.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from onefile import usercache
 
 WORKER = Path(__file__).with_name("compile_worker.py")
 
@@ -70,8 +73,7 @@ def _compile_version(
     # A source that failed once fails again: an empty file remembers it.
     for _, name, target in jobs:
         if name in failed:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            Path(target).write_bytes(b"")
+            usercache.write_atomically(Path(target), b"")
     compiled = {arcname: path for arcname, path in pycs.items() if path.stat().st_size}
     skipped = sorted(set(sources) - {n for n in sources if _pyc_name(n, tag) in compiled})
     return compiled, [[name, failed.get(name, "failed before")] for name in skipped]

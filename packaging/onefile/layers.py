@@ -24,7 +24,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from onefile import trim
+from onefile import trim, usercache
 
 # Bump when what goes into a dependency tree changes, so cached trees are rebuilt.
 LAYER_RULES_VERSION = "3"
@@ -41,22 +41,29 @@ class LayerConflict(Exception):
 
 
 def dependency_tree(cache: Path, wheels: list[Path]) -> Path:
-    """The union of ``wheels`` unpacked and trimmed; cached while the wheel set is the same."""
+    """The union of ``wheels`` unpacked and trimmed, in ``cache`` under a name made from the
+    wheel set and the rules (:mod:`onefile.usercache`: whole or absent, shared by builds)."""
     names = sorted({wheel.name for wheel in wheels})
     key = hashlib.sha256("\n".join([LAYER_RULES_VERSION, trim.RULES, *names]).encode())
-    tree, stamp = cache / "deps", cache / "deps.key"
-    if tree.is_dir() and stamp.is_file() and stamp.read_text() == key.hexdigest():
+    tree = cache / key.hexdigest()[:32]
+    if tree.is_dir():
+        os.utime(tree)  # in use: kept by the clean-up below
         return tree
-    staging = cache / "deps.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    by_name = {wheel.name: wheel for wheel in wheels}
-    for name in names:
-        unpack_wheel(by_name[name], staging)
-    trim.tree(staging)
-    shutil.rmtree(tree, ignore_errors=True)
-    staging.rename(tree)
-    stamp.write_text(key.hexdigest())
+    cache.mkdir(parents=True, exist_ok=True)
+    usercache.remove_older(cache, ".staging-*", usercache.ABANDONED_SECS)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".staging-") as scratch:
+        staging = Path(scratch) / "site"
+        staging.mkdir()
+        by_name = {wheel.name: wheel for wheel in wheels}
+        for name in names:
+            unpack_wheel(by_name[name], staging)
+        trim.tree(staging)
+        try:
+            staging.rename(tree)
+        except OSError:  # another build put the same tree there first
+            if not tree.is_dir():
+                raise
+    usercache.remove_older(cache, "[0-9a-f]" * 32, usercache.UNUSED_SECS)
     return tree
 
 

@@ -65,52 +65,59 @@ def manylinux_tags(arch: str, oldest: int, newest: int) -> tuple[str, ...]:
     return tuple(tags)
 
 
-LINUX_X86_64 = Platform(
-    name="linux-x86_64",
-    title="Linux x86-64",
-    system="linux",
-    machine="x86_64",
-    elf_machine=62,
-    macho_cpu=None,
-    wheel_tags=manylinux_tags("x86_64", 5, 17),
-    glibc_max=(2, 17),
+def _platform(
+    system: str,
+    machine: str,
+    *,
+    cpu: int,
+    tags: tuple[str, ...],
+    ceiling: tuple[int, int],
+    overrides: tuple[Override, ...] = (),
+) -> Platform:
+    """A platform's record; ``cpu`` is its ELF e_machine (Linux) or Mach-O cputype (macOS),
+    ``ceiling`` the newest glibc or macOS its wheels may need."""
+    linux = system == "linux"
+    return Platform(
+        name=f"{'linux' if linux else 'macos'}-{machine}",
+        title=f"{'Linux' if linux else 'macOS'} {machine.replace('_', '-')}",
+        system=system,
+        machine=machine,
+        elf_machine=cpu if linux else None,
+        macho_cpu=None if linux else cpu,
+        wheel_tags=tags,
+        glibc_max=ceiling if linux else None,
+        macos_max=None if linux else ceiling,
+        overrides=overrides,
+    )
+
+
+LINUX_X86_64 = _platform(
+    "linux", "x86_64", cpu=62, tags=manylinux_tags("x86_64", 5, 17), ceiling=(2, 17)
 )
-LINUX_AARCH64 = Platform(
-    name="linux-aarch64",
-    title="Linux aarch64",
-    system="linux",
-    machine="aarch64",
-    elf_machine=183,
-    macho_cpu=None,
-    # psycopg-binary has aarch64 wheels only from manylinux_2_27 on.
-    wheel_tags=manylinux_tags("aarch64", 17, 28),
-    glibc_max=(2, 28),
+# psycopg-binary has aarch64 wheels only from manylinux_2_27 on.
+LINUX_AARCH64 = _platform(
+    "linux", "aarch64", cpu=183, tags=manylinux_tags("aarch64", 17, 28), ceiling=(2, 28)
 )
-MACOS_ARM64 = Platform(
-    name="macos-arm64",
-    title="macOS arm64",
-    system="darwin",
-    machine="arm64",
-    elf_machine=None,
-    macho_cpu=0x0100000C,
-    wheel_tags=tuple(mac_platforms((11, 0), "arm64")),
-    macos_max=(11, 0),
+MACOS_ARM64 = _platform(
+    "darwin", "arm64", cpu=0x0100000C, tags=tuple(mac_platforms((11, 0), "arm64")), ceiling=(11, 0)
 )
-MACOS_X86_64 = Platform(
-    name="macos-x86_64",
-    title="macOS x86-64",
-    system="darwin",
-    machine="x86_64",
-    elf_machine=None,
-    macho_cpu=0x01000007,
-    wheel_tags=tuple(mac_platforms((10, 15), "x86_64")),
-    macos_max=(10, 15),
+MACOS_X86_64 = _platform(
+    "darwin",
+    "x86_64",
+    cpu=0x01000007,
+    tags=tuple(mac_platforms((10, 15), "x86_64")),
+    ceiling=(10, 15),
     overrides=(
         Override(
             "cryptography",
             "48.0.1",
             "the newest cryptography with a macOS x86-64 wheel; later releases ship macOS "
             "wheels for arm64 only",
+        ),
+        Override(
+            "httptools",
+            "0.8.0",
+            "the newest httptools with a macOS x86-64 wheel for 10.15; 0.9.0's needs macOS 11",
         ),
     ),
 )

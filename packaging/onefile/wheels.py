@@ -1,9 +1,12 @@
 """The locked runtime set as wheels for one platform and Python version, downloaded once.
 
 ``pip download --only-binary=:all: --platform … --python-version …`` picks the wheels; they
-are kept in ``build/wheels/files/`` (one copy of each, shared by every platform and version)
-with a list per platform and version, keyed by the requirements and the accepted tags. While
-that key is unchanged a rebuild reads the list and never asks the index: offline and quick.
+are kept in the per-user cache (:mod:`onefile.usercache`: ``wheels/files/``, one copy of
+each, shared by every platform, version and checkout) with a record per platform, version
+and key: the requirements and the accepted tags, so a changed lock file never reads an old
+record. While the record is there and every file in it has the digest it names, a build never
+asks the index: offline and quick, in a fresh clone too. A file that does not match (cut
+short, changed) is downloaded again.
 
 Each pip run spends most of its time asking the index about every package, so the first
 platform's versions are resolved in full, and the others only for the packages that got a
@@ -14,8 +17,8 @@ taken as the same pure wheel everywhere.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from onefile import usercache
 from onefile.platforms import Platform
 
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
@@ -34,6 +38,10 @@ _NOISE = re.compile(r"^WARNING: Location '.*' is ignored")
 
 class DownloadFailed(Exception):
     """pip could not find or fetch a wheel of the locked set for a platform."""
+
+
+def cache_dir() -> Path:
+    return usercache.root() / "wheels"
 
 
 def requirements(lock: Path, platform: Platform) -> list[str]:
@@ -93,16 +101,41 @@ def resolve(
     pins = [pin for pin in requirements(lock, platform) if _pin_name(pin) not in shared]
     given = sorted(path.name for path in shared.values())
     key = hashlib.sha256("\n".join([*pins, *given, *platform.wheel_tags, repr(version)]).encode())
-    record = store / "resolved" / f"{platform.name}-cp{version[0]}{version[1]}.txt"
-    files = store / "files"
-    if record.is_file():
-        head, *names = record.read_text().splitlines()
-        if head == key.hexdigest() and all((files / name).is_file() for name in names):
-            return [files / name for name in names]
-    names = sorted([*_download(files, pins, platform, version), *given])
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text("\n".join([key.hexdigest(), *names]) + "\n")
+    name = f"{platform.name}-cp{version[0]}{version[1]}-{key.hexdigest()[:32]}.txt"
+    record, files = store / "resolved" / name, store / "files"
+    names = _read_record(record, files)
+    if names is None:
+        names = sorted([*_download(files, pins, platform, version), *given])
+        _write_record(record, files, names)
     return [files / name for name in names]
+
+
+def _read_record(record: Path, files: Path) -> list[str] | None:
+    """The wheel names a record lists, when every one is stored with the digest it names."""
+    try:
+        lines = record.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    names = []
+    for line in lines:
+        digest, _, name = line.partition(" ")
+        if not name or _digest(files / name) != digest:
+            return None
+        names.append(name)
+    return names
+
+
+def _write_record(record: Path, files: Path, names: list[str]) -> None:
+    lines = [f"{_digest(files / name)} {name}\n" for name in names]
+    usercache.write_atomically(record, "".join(lines).encode())
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def _pin_name(pin: str) -> str:
@@ -116,7 +149,10 @@ def _overridden(platform: Platform) -> set[str]:
 def _download(
     files: Path, pins: list[str], platform: Platform, version: tuple[int, int]
 ) -> list[str]:
+    """pip's choice of wheels for ``pins``, renamed into ``files`` (replacing what is there:
+    an old copy may be the damaged one); their names."""
     files.mkdir(parents=True, exist_ok=True)
+    usercache.remove_older(files.parent, "download-*", usercache.ABANDONED_SECS)
     with tempfile.TemporaryDirectory(dir=files.parent, prefix="download-") as scratch:
         requirements_file = Path(scratch) / "requirements.txt"
         requirements_file.write_text("\n".join(pins) + "\n")
@@ -136,8 +172,7 @@ def _download(
             )
         names = sorted(path.name for path in target.glob("*.whl"))
         for name in names:
-            if not (files / name).is_file():
-                shutil.move(target / name, files / name)
+            os.replace(target / name, files / name)
     return names
 
 

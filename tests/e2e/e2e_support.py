@@ -17,10 +17,13 @@ from typing import Any
 FIXTURE_APP = Path(__file__).parents[1] / "worker" / "fixtures" / "plain-app"
 
 
-def app_copy(root: Path, name: str, version: str, *, boot_js: str = "") -> Path:
-    """The fixture app as package ``name`` at ``version``; ``boot_js`` runs first."""
+def app_copy(
+    root: Path, name: str, version: str, *, boot_js: str = "", source: Path = FIXTURE_APP
+) -> Path:
+    """A copy of ``source`` (the fixture app) as package ``name`` at ``version``;
+    ``boot_js`` runs first."""
     folder = root / f"{name}-{version}"
-    shutil.copytree(FIXTURE_APP, folder)
+    shutil.copytree(source, folder)
     for file_name in ("package.json", "package-lock.json"):
         path = folder / file_name
         data = json.loads(path.read_text())

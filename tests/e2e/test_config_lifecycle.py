@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import cli, deploy, via_proxy, wait_for
+from e2e_support import app_copy, cli, deploy, via_proxy, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,19 +21,6 @@ APP = "notes-api"
 CONFIG_APP = Path(__file__).parent / "fixtures" / "config-app"
 DB_ONE = "postgres://notes:first-horse-battery@db.internal:5432/notes"
 DB_TWO = "postgres://notes:second-staple-cell@db.internal:5432/notes"
-
-
-def app_version(root: Path, version: str) -> Path:
-    folder = root / f"{APP}-{version}"
-    shutil.copytree(CONFIG_APP, folder)
-    for name in ("package.json", "package-lock.json"):
-        path = folder / name
-        data = json.loads(path.read_text())
-        data["version"] = version
-        if "packages" in data:
-            data["packages"][""]["version"] = version
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    return folder
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -92,7 +78,7 @@ def test_set_once_deploy_thrice_change_roll_back_rotate_destroy(world: dict, tmp
 
     deployments = []
     for version in ("1.0.0", "1.1.0", "1.2.0"):
-        code, result = deploy(alice, app_version(tmp_path, version))
+        code, result = deploy(alice, app_copy(tmp_path, APP, version, source=CONFIG_APP))
         assert code == 0 and result["status"] == "running", result
         assert result["config_version"] == 1 and not result["unchanged"]
         assert answers(server) == {

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,33 @@ def chromium(server: Any) -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def open_page(chromium: Any, server: Any) -> Iterator[Callable[..., Any]]:
+    """``open_page(token, viewport="wide")``: a page in a browser context of its own, signed
+    in with ``token`` (None: not signed in); the contexts close after the test."""
+    contexts: list[Any] = []
+
+    def open_(token: str | None, viewport: str = "wide") -> Any:
+        width, height = VIEWPORTS[viewport]
+        contexts.append(chromium.new_context(viewport={"width": width, "height": height}))
+        page = contexts[-1].new_page()
+        if token is not None:
+            _sign_in(page, server, token)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def web(server: Any, tmp_path: Path) -> dict[str, Any]:
+    """``web`` v1 (the example app at 1.0.0), deployed with the CLI and running."""
+    code, first = deploy(server.env, app_copy(tmp_path, "web", "1.0.0"), "--app", "web")
+    assert code == 0 and first["status"] == "running", first
+    return first
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +115,12 @@ def _release_row(page: Any, version: str) -> Any:
 
 
 def test_a_team_follows_deploys_logs_and_rolls_back(
-    chromium: Any, axe: str, server: Any, backend: str, tmp_path: Path
+    open_page: Callable[..., Any], web: Any, axe: str, server: Any, backend: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
     shots = output_dir(backend)
-    code, first = deploy(server.env, app_copy(tmp_path, "web", "1.0.0"), "--app", "web")
-    assert code == 0 and first["status"] == "running", first
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
+    page = open_page(None)
     blocked: list[str] = []
     page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None)
 
@@ -162,14 +186,10 @@ def test_a_team_follows_deploys_logs_and_rolls_back(
     page.wait_for_url("**/ui/signin**")
     _check(page, axe, "signin", shots, "wide")
     assert blocked == []  # nothing the page needed was blocked by its own CSP
-    context.close()
-    _narrow_pages(chromium, axe, server, shots)
+    _narrow_pages(open_page(None, "narrow"), axe, server, shots)
 
 
-def _narrow_pages(chromium: Any, axe: str, server: Any, shots: Path) -> None:
-    width, height = VIEWPORTS["narrow"]
-    context = chromium.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
+def _narrow_pages(page: Any, axe: str, server: Any, shots: Path) -> None:
     page.goto(server.url + "/ui/signin")
     _check(page, axe, "signin", shots, "narrow")
     _sign_in(page, server, server.admin_token)
@@ -183,21 +203,16 @@ def _narrow_pages(chromium: Any, axe: str, server: Any, shots: Path) -> None:
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle") if name != "logs" else None
         _check(page, axe, name, shots, "narrow")
-    context.close()
 
 
 def test_a_reader_sees_no_buttons_and_the_tail_resumes_without_gaps_or_repeats(
-    chromium: Any, server: Any, tmp_path: Path
+    open_page: Callable[..., Any], web: Any, server: Any
 ) -> None:
     from playwright.sync_api import expect
 
-    code, first = deploy(server.env, app_copy(tmp_path, "web", "1.0.0"), "--app", "web")
-    assert code == 0, first
     for index in range(3):
         via_proxy(server.port, "web", f"/before-{index}")
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    _sign_in(page, server, _token(server, "reader"))
+    page = open_page(_token(server, "reader"))
     page.goto(server.url + "/ui/apps/web")
     expect(_release_row(page, "v1")).to_contain_text("running")
     expect(page.locator("text=Roll back")).to_have_count(0)
@@ -238,20 +253,15 @@ def test_a_reader_sees_no_buttons_and_the_tail_resumes_without_gaps_or_repeats(
     expect(page.locator("#log")).to_contain_text("request GET /while-paused", timeout=LONG)
     page.fill("#log-filter", "while-paused")
     expect(page.locator("#log .logline")).to_have_count(1)
-    context.close()
 
 
 def test_instances_scale_and_restart_from_the_app_page(
-    chromium: Any, axe: str, server: Any, backend: str, tmp_path: Path
+    open_page: Callable[..., Any], web: Any, axe: str, server: Any, backend: str
 ) -> None:
     from playwright.sync_api import expect
 
     shots = output_dir(backend)
-    code, first = deploy(server.env, app_copy(tmp_path, "web", "1.0.0"), "--app", "web")
-    assert code == 0 and first["status"] == "running", first
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    _sign_in(page, server, server.admin_token)
+    page = open_page(server.admin_token)
     page.goto(server.url + "/ui/apps/web")
     rows = page.locator("#instances tbody tr")
     expect(rows).to_have_count(1, timeout=LONG)
@@ -282,4 +292,8 @@ def test_instances_scale_and_restart_from_the_app_page(
         return len(ids) == 2 and all(i.startswith(restarted["id"][:8]) for i in ids)
 
     wait_for(restarted_instances, timeout=60, what="the restarted instances on the page")
-    context.close()
+    # The history lists the restart above the release it restarted.
+    restart_row = page.locator(f'#releases tr[data-restart="{restarted["id"]}"]')
+    expect(restart_row).to_contain_text("Restart", timeout=LONG)
+    expect(restart_row).to_contain_text("running")
+    _check(page, axe, "restart-history", shots, "wide")

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from e2e_support import api_get, app_copy, cli, deploy, via_proxy, wait_for
 
+from plugins.live_server import stop_process
+
 pytestmark = pytest.mark.slow
 
 # A lease no test may wait for: a takeover that needed it to expire would time the test out.
@@ -43,13 +45,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[[Any], subprocess.Popen[bytes]]
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 class RequestLoop:

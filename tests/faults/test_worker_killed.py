@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from faults_support import LEDGER, Api, app_members, wait_for, write_artifact
 
+from plugins.live_server import stop_process
+
 pytestmark = pytest.mark.slow
 
 
@@ -87,13 +89,7 @@ class Workers:
 
     def stop_all(self) -> None:
         for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process)
 
 
 def test_a_worker_killed_mid_rollout(make_stack, tmp_path: Path, stack_kind: str) -> None:

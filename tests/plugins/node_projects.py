@@ -1,8 +1,10 @@
 """pytest plugin: real Node.js projects installed from the npm registry, for the build tests.
 
 ``node_env`` is the environment every such test runs npm and aether with: one npm download
-cache for the whole run, shared by the xdist workers (npm's cache takes concurrent writers; a
-package is fetched once), and one aether cache dir per session (a production install is shared
+cache for this user's test runs (``$XDG_CACHE_HOME/aether-tests/npm``), shared by the xdist
+workers and by later runs in any clone (npm's cache is content-addressed and takes concurrent
+writers; with ``prefer-offline`` a package seen once is not asked for again: the versions
+these tests install are pinned), and one aether cache dir per session (a production install is shared
 by every test of the session with the same key). ``node_project`` writes a
 project and runs the developer's own install in it, so the tree looks like one on a laptop.
 These tests are marked ``slow``.
@@ -19,8 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-
-from plugins.run_shared import shared_folder
 
 INSTALL_TIMEOUT_SECS = 600
 
@@ -55,6 +55,12 @@ def typescript_app(name: str, greeting: str) -> tuple[dict, dict[str, str]]:
     return package, files
 
 
+def npm_cache() -> Path:
+    """npm's download cache for this user's test runs (like the dashboard tests' axe-core)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "aether-tests" / "npm"
+
+
 @pytest.fixture(scope="session")
 def node_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     if shutil.which("npm") is None or shutil.which("node") is None:
@@ -70,7 +76,8 @@ def node_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "HOME": str(root / "home"),
         "XDG_CACHE_HOME": str(root / "cache"),
         "XDG_CONFIG_HOME": str(root / "config"),
-        "npm_config_cache": str(shared_folder(tmp_path_factory, "npm-cache")),
+        "npm_config_cache": str(npm_cache()),
+        "npm_config_prefer_offline": "true",
         "npm_config_update_notifier": "false",
         "npm_config_fund": "false",
         "npm_config_audit": "false",

@@ -111,25 +111,37 @@ class Uploader:
         digest = hashlib.sha256(whole).hexdigest()
         init = self.init_multipart(digest, len(whole))
         done = [self.put_part(digest, init["upload_id"], n, p) for n, p in enumerate(parts, 1)]
+        return self.complete_multipart(digest, len(whole), init["upload_id"], done, **extra)
+
+    def open_with_one_part(self, size: int = 1000) -> tuple[bytes, str, str]:
+        """A multipart upload of ``size`` random bytes, its one part uploaded, not completed:
+        (body, digest, upload_id)."""
+        body, digest = blob(size)
+        upload_id = self.init_multipart(digest, len(body))["upload_id"]
+        self.put_part(digest, upload_id, 1, body)
+        return body, digest, upload_id
+
+    def complete_multipart(
+        self, digest: str, size: int, upload_id: str, parts: list[dict], **extra: Any
+    ) -> Any:
+        """``POST /artifacts/multipart/complete`` with ``parts`` (part_number, etag)."""
+        body = {"app_name": self.app, "digest": digest, "size_bytes": size, **extra}
         return self.api.post(
             "/artifacts/multipart/complete",
-            json={
-                "app_name": self.app,
-                "digest": digest,
-                "size_bytes": len(whole),
-                "upload_id": init["upload_id"],
-                "parts": done,
-                **extra,
-            },
+            json={**body, "upload_id": upload_id, "parts": parts},
             as_=self.as_,
         )
 
-    def put_part(self, digest: str, upload_id: str, number: int, body: bytes) -> dict:
-        signed = self.api.post(
+    def sign_part(self, digest: str, upload_id: str, number: int) -> Any:
+        """``POST /artifacts/multipart/presign-part``: the response (url and headers)."""
+        return self.api.post(
             "/artifacts/multipart/presign-part",
             json={"digest": digest, "upload_id": upload_id, "part_number": number},
             as_=self.as_,
         )
+
+    def put_part(self, digest: str, upload_id: str, number: int, body: bytes) -> dict:
+        signed = self.sign_part(digest, upload_id, number)
         assert signed.status_code == 200, signed.text
         put = self.put(signed.json()["url"], body, signed.json()["headers"])
         assert put.status_code == 200, put.text

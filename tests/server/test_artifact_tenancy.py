@@ -119,28 +119,15 @@ def test_a_multipart_part_larger_than_announced_is_refused(registry_api, store_k
     whole = b"0123456789"
     digest = hashlib.sha256(whole).hexdigest()
     init = up.init_multipart(digest, len(whole))
-    signed = api.post(
-        "/artifacts/multipart/presign-part",
-        json={"digest": digest, "upload_id": init["upload_id"], "part_number": 1},
-        as_="deployer",
-    ).json()
+    signed = up.sign_part(digest, init["upload_id"], 1).json()
     oversized = b"x" * (1 * MIB)
     put = up.put(signed["url"], oversized, signed["headers"])
     if store_kind == "local":
         assert put.status_code == 400  # the local store refuses it while it streams
         return
     etag = put.headers["ETag"]  # S3 takes it; the complete refuses and aborts the upload
-    done = api.post(
-        "/artifacts/multipart/complete",
-        json={
-            "app_name": "shop",
-            "digest": digest,
-            "size_bytes": len(whole),
-            "upload_id": init["upload_id"],
-            "parts": [{"part_number": 1, "etag": etag}],
-        },
-        as_="deployer",
-    )
+    parts = [{"part_number": 1, "etag": etag}]
+    done = up.complete_multipart(digest, len(whole), init["upload_id"], parts)
     assert done.status_code == 400 and "part 1" in done.json()["message"]
     listed = api.get(
         f"/artifacts/multipart/{init['upload_id']}/parts?digest={digest}", as_="deployer"
@@ -154,11 +141,7 @@ def test_another_tenant_cannot_touch_an_upload_in_progress(registry_api):
     init = Uploader(api, app="mine", as_="deployer").init_multipart(digest, len(body))
     parts = f"/artifacts/multipart/{init['upload_id']}/parts?digest={digest}"
     assert api.get(parts, as_="other").status_code == 403
-    signed = api.post(
-        "/artifacts/multipart/presign-part",
-        json={"digest": digest, "upload_id": init["upload_id"], "part_number": 1},
-        as_="other",
-    )
+    signed = Uploader(api, app="mine", as_="other").sign_part(digest, init["upload_id"], 1)
     assert signed.status_code == 403
     refused = api.delete(f"/artifacts/multipart/{init['upload_id']}?digest={digest}", as_="other")
     assert refused.status_code == 403

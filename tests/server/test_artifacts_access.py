@@ -147,10 +147,7 @@ def test_killed_put_leaves_nothing_and_gc_removes_the_pending_row(api, tmp_path)
 
 def test_gc_aborts_stale_multipart_uploads_and_keeps_fresh_ones(registry_api):
     api = registry_api()
-    up = Uploader(api)
-    body, digest = blob(1000)
-    init = up.init_multipart(digest, len(body))
-    up.put_part(digest, init["upload_id"], 1, body)
+    _, digest, upload_id = Uploader(api).open_with_one_part()
 
     async def gc(db, ttl):
         return await collect_pending(db, api.state.blobs, ttl_secs=ttl)
@@ -158,7 +155,7 @@ def test_gc_aborts_stale_multipart_uploads_and_keeps_fresh_ones(registry_api):
     assert api.run(gc, 3600).deleted_pending == 0
     assert api.get(f"/artifacts/{digest}").status_code == 200
     assert api.run(gc, 0).deleted_pending == 1
-    parts = api.get(f"/artifacts/multipart/{init['upload_id']}/parts?digest={digest}")
+    parts = api.get(f"/artifacts/multipart/{upload_id}/parts?digest={digest}")
     assert parts.status_code == 404
 
 

@@ -67,14 +67,9 @@ def test_multipart_upload_with_resume_listing(registry_api):
     parts = [blob(5 * MIB)[0], blob(5 * MIB)[0], b"tail" * 100]
     whole = b"".join(parts)
     digest = hashlib.sha256(whole).hexdigest()
-    init = api.post(
-        "/artifacts/multipart/init",
-        json={"app_name": "shop", "digest": digest, "size_bytes": len(whole)},
-        as_="deployer",
-    )
-    assert init.status_code == 200, init.text
-    upload_id = init.json()["upload_id"]
-    assert init.json()["part_size_bytes"] == 8 * MIB
+    init = up.init_multipart(digest, len(whole))
+    upload_id = init["upload_id"]
+    assert init["part_size_bytes"] == 8 * MIB
     first = up.put_part(digest, upload_id, 1, parts[0])
 
     listed = api.get(f"/artifacts/multipart/{upload_id}/parts?digest={digest}", as_="deployer")
@@ -83,17 +78,7 @@ def test_multipart_upload_with_resume_listing(registry_api):
     assert listed.json()["parts"][0]["etag"].strip('"') == first["etag"].strip('"')
 
     rest = [up.put_part(digest, upload_id, n, parts[n - 1]) for n in (2, 3)]
-    done = api.post(
-        "/artifacts/multipart/complete",
-        json={
-            "app_name": "shop",
-            "digest": digest,
-            "size_bytes": len(whole),
-            "upload_id": upload_id,
-            "parts": [first, *rest],
-        },
-        as_="deployer",
-    )
+    done = up.complete_multipart(digest, len(whole), upload_id, [first, *rest])
     assert done.status_code == 200, done.text
     assert done.json()["duplicate"] is False
     assert api.head(f"/artifacts/{digest}").status_code == 200
@@ -101,34 +86,20 @@ def test_multipart_upload_with_resume_listing(registry_api):
 
 def test_multipart_abort_drops_the_pending_row(registry_api):
     api = registry_api()
-    up = Uploader(api)
-    body, digest = blob(1000)
-    init = up.init_multipart(digest, len(body))
-    up.put_part(digest, init["upload_id"], 1, body)
-    gone = api.delete(f"/artifacts/multipart/{init['upload_id']}?digest={digest}", as_="deployer")
+    _, digest, upload_id = Uploader(api).open_with_one_part()
+    gone = api.delete(f"/artifacts/multipart/{upload_id}?digest={digest}", as_="deployer")
     assert gone.status_code == 204
     assert api.get(f"/artifacts/{digest}").status_code == 404
-    listed = api.get(f"/artifacts/multipart/{init['upload_id']}/parts?digest={digest}")
+    listed = api.get(f"/artifacts/multipart/{upload_id}/parts?digest={digest}")
     assert listed.status_code == 404
 
 
 def test_multipart_complete_with_a_wrong_etag_fails(registry_api):
     api = registry_api()
     up = Uploader(api)
-    body, digest = blob(1000)
-    init = up.init_multipart(digest, len(body))
-    up.put_part(digest, init["upload_id"], 1, body)
-    done = api.post(
-        "/artifacts/multipart/complete",
-        json={
-            "app_name": "shop",
-            "digest": digest,
-            "size_bytes": len(body),
-            "upload_id": init["upload_id"],
-            "parts": [{"part_number": 1, "etag": '"00000000000000000000000000000000"'}],
-        },
-        as_="deployer",
-    )
+    body, digest, upload_id = up.open_with_one_part()
+    wrong = [{"part_number": 1, "etag": '"00000000000000000000000000000000"'}]
+    done = up.complete_multipart(digest, len(body), upload_id, wrong)
     assert done.status_code == 400 and done.json()["code"] == "bad_request"
     assert api.head(f"/artifacts/{digest}").status_code == 404
 
@@ -185,17 +156,7 @@ def test_a_lying_multipart_upload_is_deleted_at_complete(registry_api):
         up.put_part(digest, init["upload_id"], 1, bytes(5 * MIB)),
         up.put_part(digest, init["upload_id"], 2, bytes(len(good) - 5 * MIB)),
     ]
-    done = api.post(
-        "/artifacts/multipart/complete",
-        json={
-            "app_name": "shop",
-            "digest": digest,
-            "size_bytes": len(good),
-            "upload_id": init["upload_id"],
-            "parts": parts,
-        },
-        as_="deployer",
-    )
+    done = up.complete_multipart(digest, len(good), init["upload_id"], parts)
     assert done.status_code == 400 and done.json()["code"] == "digest_mismatch"
     assert api.client.portal.call(api.state.blobs.head, init["storage_key"]) is None
     assert api.head(f"/artifacts/{digest}").status_code == 404

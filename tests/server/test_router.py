@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any, BinaryIO
@@ -319,3 +320,107 @@ def test_stopping_lets_answers_in_flight_finish(api: ApiHarness) -> None:
         SlowHandler.release.set()
         server.shutdown()
         server.server_close()
+
+
+class BigHandler(EchoHandler):
+    """GET /big/N answers N bytes (Content-Length) or, at /big/N/chunked, in 64 KiB chunks."""
+
+    def do_GET(self) -> None:
+        parts = self.path.strip("/").split("/")
+        if parts[0] != "big":
+            super().do_GET()
+            return
+        size, chunked = int(parts[1]), parts[-1] == "chunked"
+        payload = bytes(range(256)) * (size // 256)
+        self.send_response(200)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        for start in range(0, len(payload), 65536):
+            piece = payload[start : start + 65536]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+
+def test_large_bodies_stream_both_ways(api: ApiHarness) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BigHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    expected = bytes(range(256)) * (8 * 1024 * 1024 // 256)
+    try:
+        api.run(_app_with, "big", f"http://127.0.0.1:{server.server_address[1]}")
+        with router_client(api) as client:
+            host = {"Host": "big.localhost"}
+            assert client.get("/big/8388608", headers=host).content == expected
+            assert client.get("/big/8388608/chunked", headers=host).content == expected
+
+            def upload() -> Iterator[bytes]:
+                for _ in range(64):
+                    yield b"y" * 65536
+
+            posted = client.post("/up", headers=host, content=upload())  # chunked, 4 MiB
+            assert posted.status_code == 201
+            assert posted.json()["body"] == "y" * (64 * 65536)
+            again = client.get("/after", headers=host)  # the same connections go on
+            assert again.json()["path"] == "/after"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_that_leaves_mid_answer_leaves_no_half_read_connection_in_the_pool(
+    api: ApiHarness,
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BigHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = ("127.0.0.1", server.server_address[1])
+    try:
+        api.run(_app_with, "big", f"http://{endpoint[0]}:{endpoint[1]}")
+        with running_router(api) as router:
+            conn = Raw(router.port)  # type: ignore[attr-defined]
+            conn.send(get(b"/big/33554432", host=b"big.localhost"))
+            assert conn.stream.readline().startswith(b"HTTP/1.1 200")
+            conn.close()
+            deadline = time.monotonic() + 10
+            while router.connections and time.monotonic() < deadline:
+                time.sleep(0.01)  # polling for the router to see the close, bounded
+            assert not router.connections
+            assert router.pool.idle_count(endpoint) == 0
+            fresh = Raw(router.port).send(get(b"/next", host=b"big.localhost"))  # type: ignore[attr-defined]
+            assert json.loads(fresh.answer()[2])["path"] == "/next"
+            fresh.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_that_half_closes_gets_its_answer_then_the_close(
+    api: ApiHarness,
+    raw: Any,
+    upstream: str,  # noqa: F811
+) -> None:
+    api.run(_app_with, "hello", upstream)
+    conn = raw().send(get(b"/one") + get(b"/two"))
+    conn.sock.shutdown(socket.SHUT_WR)
+    answers = [conn.answer() for _ in range(2)]
+    assert [json.loads(body)["path"] for _, _, body in answers] == ["/one", "/two"]
+    assert conn.closed()
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({"AETHER_ROUTER_PORT": "8081"}, "http://shop.localhost:8081/"),
+        ({}, "http://shop.localhost:8080/"),  # apps on the API's port
+        (
+            {"AETHER_ROUTER_PORT": "8081", "AETHER_RUNTIME": "kubernetes"},
+            "http://shop.localhost:8080/",
+        ),
+    ],
+)
+def test_app_urls_name_the_routers_port(make_api: Any, env: dict[str, str], url: str) -> None:
+    api = make_api(env=env)
+    created = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
+    assert created["url"] == url

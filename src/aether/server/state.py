@@ -94,7 +94,9 @@ class ServerState:
     def app_url(self, app_name: str) -> str:
         domain = self.hosts.apps_domain if self.hosts is not None else None
         router_port = self.settings.router_port
-        if router_port:  # apps have a listener of their own: plain HTTP on its port
+        # Apps have a listener of their own (plain HTTP on its port); on Kubernetes their
+        # traffic goes through each app's Ingress instead.
+        if router_port and self.settings.runtime == "local":
             domain = domain or Hosts.from_settings(self.public_url, None).apps_domain
             return f"http://{app_name}.{domain}:{router_port}/"
         return app_url(self.public_url, app_name, domain)

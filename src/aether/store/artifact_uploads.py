@@ -9,8 +9,8 @@ removed by the pending-upload GC.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
+from aether.store import newest_first
 from aether.store.clock import now_iso
 from aether.store.database import Executor, Row
 
@@ -106,21 +106,5 @@ async def list_page(
     digest: str | None = None,
 ) -> list[Row]:
     """Newest first, like the artifacts listing; ``owner`` limits it to that user's apps."""
-    where: list[str] = ["1 = 1"]
-    params: dict[str, Any] = {"limit": limit}
-    if digest is not None:
-        where.append("u.digest = :digest")
-        params["digest"] = digest
-    if app_name is not None:
-        where.append("ap.name = :app_name")
-        params["app_name"] = app_name
-    if owner is not None:
-        where.append("ap.owner = :owner")
-        params["owner"] = owner
-    if after is not None:
-        where.append("(u.created_at < :c OR (u.created_at = :c AND u.id < :i))")
-        params.update(c=after[0], i=after[1])
-    return await db.fetch_all(
-        f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY u.created_at DESC, u.id DESC LIMIT :limit",
-        params,
-    )
+    equal = {"u.digest": digest, "ap.name": app_name, "ap.owner": owner}
+    return await newest_first.page(db, _SELECT, "u", limit=limit, after=after, equal=equal)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aether.errors import Conflict
-from aether.store import artifact_references, wakeups
+from aether.store import artifact_references, newest_first, wakeups
 from aether.store.clock import now_iso
 from aether.store.database import Database, Executor, Row
 
@@ -179,21 +179,8 @@ async def list_page(
     app_name: str | None = None,
 ) -> list[Row]:
     """Newest first (created_at, then id); ``after`` is the last row of the previous page."""
-    where: list[str] = ["1 = 1"]
-    params: dict[str, Any] = {"limit": limit}
-    if status is not None:
-        where.append("a.status = :status")
-        params["status"] = status
-    if app_name is not None:
-        where.append("ap.name = :app_name")
-        params["app_name"] = app_name
-    if after is not None:
-        where.append("(a.created_at < :c OR (a.created_at = :c AND a.id < :i))")
-        params.update(c=after[0], i=after[1])
-    return await db.fetch_all(
-        f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY a.created_at DESC, a.id DESC LIMIT :limit",
-        params,
-    )
+    equal = {"a.status": status, "ap.name": app_name}
+    return await newest_first.page(db, _SELECT, "a", limit=limit, after=after, equal=equal)
 
 
 async def app_usage(db: Executor, app_id: str) -> tuple[int, int]:

@@ -99,6 +99,7 @@ class ClientConnection(asyncio.Protocol):
         self.pauses: set[str] = set()
         self.write_paused = False
         self.busy = False  # a request is being answered
+        self.client_eof = False  # the client sends nothing more
         # When the connection is closed unless a request arrives (None while answering);
         # the router's sweep checks it, so no timer is set per request.
         self.deadline: float | None = None
@@ -146,7 +147,8 @@ class ClientConnection(asyncio.Protocol):
                 self._refuse(431, f"the request's head is larger than {HEAD_LIMIT} bytes")
 
     def eof_received(self) -> bool:
-        # A half-closed client may still read the answers to what it sent.
+        # A half-closed client may still read the answers to what it sent; then it ends.
+        self.client_eof = True
         return self.tunnel is not None or bool(self.queue) or self.busy
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -308,7 +310,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _next(self, keep: bool) -> None:
         self.busy = False
-        if not keep or self.router.stopping:
+        if not keep or self.router.stopping or (self.client_eof and not self.queue):
             self.close()
             return
         if self.parsing is not None:

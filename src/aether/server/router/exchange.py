@@ -43,7 +43,9 @@ class Exchange:
     ) -> None:
         self.conn, self.request, self.upstream, self.pool = conn, request, upstream, pool
         self.loop = conn.loop
-        self.parser = httptools.HttpResponseParser(self)
+        # The parser calls back into the exchange: a cycle, broken when the exchange ends so
+        # that each request's objects go with their last reference, not with a GC pass.
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.done: asyncio.Future[Outcome] = self.loop.create_future()
         self.chunked = chunked
         self.idle_secs = idle_secs
@@ -99,6 +101,8 @@ class Exchange:
     def upstream_data(self, data: bytes) -> None:
         self.got_bytes = True
         self.activity = self.loop.time()
+        if self.parser is None:
+            return
         self.feeding = True
         try:
             self.parser.feed_data(data)
@@ -150,6 +154,7 @@ class Exchange:
     def on_headers_complete(self) -> None:
         if self.finished:
             return
+        assert self.parser is not None
         status = self.parser.get_status_code()
         if status < 200:  # 100 Continue, 103 Early Hints: passed on; the answer follows
             self.interim = True
@@ -162,7 +167,7 @@ class Exchange:
         self.status = status
         self._send_head()
         if self.request.method == b"HEAD":  # no body follows, whatever the head announces
-            self._end(self._client_outcome(), reusable=self.parser.should_keep_alive())
+            self._end(self._client_outcome(), reusable=self._reusable())
 
     def on_body(self, body: bytes) -> None:
         if self.finished or self.interim:
@@ -174,7 +179,7 @@ class Exchange:
             return
         if self.rechunk:
             self.out.append(wire.LAST_CHUNK)
-        self._end(self._client_outcome(), reusable=self.parser.should_keep_alive())
+        self._end(self._client_outcome(), reusable=self._reusable())
 
     # inside
 
@@ -204,6 +209,9 @@ class Exchange:
         )
         self.out.append(head)
         self.started = True
+
+    def _reusable(self) -> bool:
+        return self.parser is not None and self.parser.should_keep_alive()
 
     def _client_outcome(self) -> Outcome:
         keep = self.keep_client and self.request.complete and not self.conn.closed
@@ -235,6 +243,7 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        self.parser = None
         self.conn.finished(self.request)
         upstream = self.upstream
         upstream.receiver = None

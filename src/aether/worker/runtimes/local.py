@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 # How often the log feed reads the files: what has come in meanwhile goes in one batch (one
 # transaction), so a chatty app costs a few batches a second, not one per write.
 LOG_FEED_POLL_SECS = 0.1
+# At most this much of the files goes in one batch: a feed that fell behind catches up in few
+# large transactions.
+LOG_FEED_BATCH_BYTES = 4 * 1024 * 1024
 STOP_GRACE_SECS = 10.0
 # Requests already forwarded to the old process get this long to finish before SIGTERM.
 DRAIN_SECS = 0.3
@@ -514,7 +517,12 @@ class LocalRuntime(Runtime):
             batch = await loop.run_in_executor(
                 self._log_reader(),
                 functools.partial(
-                    read_batch, logs_dir, position, max_lag_bytes=max_lag, instance=instance
+                    read_batch,
+                    logs_dir,
+                    position,
+                    max_bytes=LOG_FEED_BATCH_BYTES,
+                    max_lag_bytes=max_lag,
+                    instance=instance,
                 ),
             )
             if batch.lines or batch.dropped or (batch.position and batch.position != position):
