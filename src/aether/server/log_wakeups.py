@@ -12,13 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aether.errors import AetherError
 from aether.store import logs as log_store
-
-if TYPE_CHECKING:
-    from aether.server.state import ServerState
 
 log = logging.getLogger("aether.server")
 RECONNECT_SECS = (0.5, 1.0, 2.0, 5.0)  # waits between attempts to listen again
@@ -59,7 +56,16 @@ class LineWakeups:
                 event.set()
 
 
-async def hear_stored_lines(state: ServerState) -> None:
+class ListeningState(Protocol):
+    """The parts of ``server.state.ServerState`` the listener uses (the state module builds
+    a :class:`LineWakeups`, so this module cannot import it back)."""
+
+    db: Any
+    line_wakeups: LineWakeups
+    stopping: asyncio.Event
+
+
+async def hear_stored_lines(state: ListeningState) -> None:
     """Keep ``state.line_wakeups`` fed from PostgreSQL's notifications; reconnect with backoff
     when the connection drops. Nothing to hear on SQLite."""
     wakeups = state.line_wakeups
@@ -68,7 +74,7 @@ async def hear_stored_lines(state: ServerState) -> None:
     attempt = 0
     while not state.stopping.is_set():
         try:
-            listen: Any = state.db.listen  # type: ignore[attr-defined]  # PostgreSQL's
+            listen: Any = state.db.listen  # only PostgreSQL's database has it
             async for app_id in listen(log_store.NOTIFY_CHANNEL, wakeups.listening):
                 attempt = 0
                 wakeups.stored(app_id)

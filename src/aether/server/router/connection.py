@@ -15,16 +15,14 @@ import contextlib
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Protocol, cast
 
 import httptools
 
 from aether.server.router.upstream import Upstream
 from aether.server.router.wire import Header
-
-if TYPE_CHECKING:
-    from aether.server.router.server import Router
 
 log = logging.getLogger("aether.router")
 
@@ -44,6 +42,23 @@ class BodySink(Protocol):
     def client_paused(self, paused: bool) -> None: ...
     def client_lost(self) -> None: ...
     def check_idle(self, now: float) -> None: ...
+
+
+class Router(Protocol):
+    """What a connection asks of the router that accepted it (``router.server.Router``);
+    named here so that the connection does not import the server that imports it."""
+
+    connections: set[ClientConnection]
+    stopping: bool
+
+    def forget(self, conn: ClientConnection) -> None: ...
+    async def answer(self, conn: ClientConnection, request: Request) -> bool: ...
+    def answer_now(
+        self,
+        conn: ClientConnection,
+        request: Request,
+        on_end: Callable[[Request, str], None],
+    ) -> bool: ...
 
 
 @dataclass(eq=False)
