@@ -55,3 +55,31 @@ def test_a_broken_engines_field_is_a_usage_error(tmp_path: Path) -> None:
         read_node_request(tmp_path, {"engines": {"node": "twenty"}})
     with pytest.raises(UsageError, match="must be a string"):
         read_node_request(tmp_path, json.loads('{"engines": {"node": 20}}'))
+
+
+SIMPLE_RANGES = [">=18", ">= 18", ">=18.17", ">=18.17.1", ">=v20.0.0", "^20", "^ 20", "^0", "20"]
+SIMPLE_RANGES += ["20.x", "20.*", "20.x.x", "v20", " >=16 ", "0.x", ">=0"]
+VERSIONS = ["18.0.0", "18.17.0", "18.17.1", "18.999.999", "20.0.0", "20.20.2", "21.0.0", "0.1.0"]
+
+
+@pytest.mark.parametrize("range_text", SIMPLE_RANGES)
+def test_simple_ranges_are_answered_as_nodesemver_would(range_text: str) -> None:
+    import nodesemver
+
+    from aether.pack import nodeversion
+
+    assert nodeversion._simple_range(range_text)
+    for version in VERSIONS:
+        expected = bool(nodesemver.satisfies(version, range_text, loose=True))
+        assert nodeversion._satisfies(version, range_text) is expected, (range_text, version)
+    for major in (0, 16, 18, 20, 21):
+        candidates = [f"{major}.{minor}.{patch}" for minor in (0, 99, 999) for patch in (0, 999)]
+        expected = nodesemver.max_satisfying(candidates, range_text, loose=True) is not None
+        assert admits_major(range_text, major) is expected, (range_text, major)
+
+
+@pytest.mark.parametrize("range_text", ["<21", ">=18 <21", "18 || 20", "~20.1", "^20.1", "020"])
+def test_other_ranges_go_to_nodesemver(range_text: str) -> None:
+    from aether.pack import nodeversion
+
+    assert not nodeversion._simple_range(range_text)

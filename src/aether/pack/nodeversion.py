@@ -5,6 +5,8 @@
 The major the app is built for and recorded with is the file's major, else the runtime's own
 major when the range admits it, else the nearest major the range admits. Ranges are npm's
 (``nodesemver``, a port of node-semver), so ``>=18 <21``, ``^20``, ``20.x`` mean what npm says.
+The commonest ranges (``>=18``, ``>=18.17.0``, ``^20``, ``20``, ``20.x``) are answered without
+it (importing it costs a noticeable part of a deploy's start-up); a test holds both equal.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ LTS_NAMES = {
 }
 _MAJOR_SEARCH = range(4, 60)
 _VERSION = re.compile(r"^v?(\d+)(?:\.(\d+|x|\*))?(?:\.(\d+|x|\*))?$")
+_N = r"0|[1-9]\d{0,8}"  # a version number as npm reads it (no leading zeros)
+# Ranges answered without nodesemver: ">=A[.B[.C]]", or one major ("^A", "A", "A.x", "A.x.x").
+_AT_LEAST = re.compile(rf"^>=\s*v?({_N})(?:\.({_N})(?:\.({_N}))?)?$")
+_ONE_MAJOR = re.compile(rf"^(?:\^\s*)?v?({_N})(?:\.[x*](?:\.[x*])?)?$")
+_PLAIN = re.compile(rf"^({_N})\.({_N})\.({_N})$")
 
 
 @dataclass(frozen=True)
@@ -92,19 +99,37 @@ def parse_major(text: str) -> int | None:
 
 def admits_major(range_text: str, major: int) -> bool:
     """True when some Node.js ``major``.x.y satisfies the npm range."""
-    import nodesemver  # ~30 ms to import: only for projects that declare engines.node
-
     candidates = [f"{major}.{minor}.{patch}" for minor in (0, 99, 999) for patch in (0, 999)]
+    if _simple_range(range_text):
+        return any(_satisfies(candidate, range_text) for candidate in candidates)
+    import nodesemver  # ~30 ms to import: only for ranges the simple forms do not cover
+
     return nodesemver.max_satisfying(candidates, range_text, loose=True) is not None
 
 
 def _satisfies(version: str, range_text: str) -> bool:
+    plain = _PLAIN.match(version.strip().lstrip("v"))
+    if plain and _simple_range(range_text):
+        wanted = tuple(int(part) for part in plain.groups())
+        one_major = _ONE_MAJOR.match(range_text.strip())
+        if one_major:
+            return wanted[0] == int(one_major[1])
+        at_least = _AT_LEAST.match(range_text.strip())
+        assert at_least is not None
+        return wanted >= tuple(int(part or 0) for part in at_least.groups())
     import nodesemver
 
     return bool(nodesemver.satisfies(version.lstrip("v"), range_text, loose=True))
 
 
+def _simple_range(range_text: str) -> bool:
+    text = range_text.strip()
+    return bool(_AT_LEAST.match(text) or _ONE_MAJOR.match(text))
+
+
 def _check_range(range_text: str) -> None:
+    if _simple_range(range_text):
+        return
     import nodesemver
 
     if nodesemver.valid_range(range_text, loose=True) is None:
