@@ -84,12 +84,15 @@ def test_two_apps_with_the_same_dependencies_share_one_extracted_layer(
 ) -> None:
     """The host's layer cache: both apps' releases link the one extracted copy of their
     common deps layer (on SQLite + local store, and PostgreSQL + S3); the SBOM is uploaded."""
-    code, first = deploy(server.env, project(tmp_path / "a", "1.0.0", name="first"), "--no-install")
+    one = project(tmp_path / "a", "1.0.0", name="first")
+    code, first = deploy(server.env, one, "--no-install")
     assert code == 0 and first["status"] == "running", first
     assert first["sbom_upload"]["uploaded"] is True
-    code, second = deploy(
-        server.env, project(tmp_path / "b", "1.0.0", name="second"), "--no-install"
-    )
+    other = project(tmp_path / "b", "1.0.0", name="second")
+    # the lockfile travels in the deps layer: the same one (as a yarn or pnpm lockfile, which
+    # names no app, would be) for the same dependencies
+    (other / "package-lock.json").write_bytes((one / "package-lock.json").read_bytes())
+    code, second = deploy(server.env, other, "--no-install")
     assert code == 0 and second["status"] == "running", second
     assert first["layers"][0]["digest"] == second["layers"][0]["digest"]
     links = [
