@@ -53,7 +53,10 @@ def test_deploy_skip_and_list(any_server, tmp_path: Path) -> None:  # type: igno
         "node server.js",
     )
     assert first["app"] == "acme-tiny-app" and first["status"] == "pending"
-    assert first["skipped_upload"] is False and first["uploaded_bytes"] == first["size_bytes"]
+    assert first["skipped_upload"] is False and first["sbom_upload"]["uploaded"] is True
+    # Everything sent: the artifact (its layers and manifest) and the SBOM beside it.
+    sbom_bytes = first["sbom_upload"]["uploaded_bytes"]
+    assert sbom_bytes > 0 and first["uploaded_bytes"] == first["size_bytes"] + sbom_bytes
     assert set(first["timings_ms"]) >= {"install", "pack", "upload", "register", "rollout", "total"}
 
     assert first["release"] == 1 and first["one_off_env"] == ["GREETING"]

@@ -193,3 +193,17 @@ def test_any_text_survives_the_log_files(tmp_path: Path) -> None:
     assert [(x.stream, x.instance, x.line) for x in batch.lines] == [
         ("stderr", "host/2", text) for text in texts
     ]
+
+
+async def test_a_chunk_larger_than_the_limit_keeps_its_newest_lines(tmp_path: Path) -> None:
+    # One read of a chatty app's output can hold more than the app's whole log budget: it is
+    # spread over files at record boundaries, so pruning drops its oldest lines, never its last.
+    writer = LogWriter(tmp_path, "dep-a", max_bytes=64 * 1024)
+    lines = [f"{i} {'x' * 1000}" for i in range(300)] + ["done", "y" * 40_000]
+    writer.write_lines("stdout", lines)
+    writer.close()
+    files = sorted(tmp_path.iterdir())
+    assert len(files) > 1
+    assert sum(path.stat().st_size for path in files) <= 64 * 1024 + 41_000
+    assert all(path.stat().st_size <= writer.file_limit for path in files[:-1])
+    assert [x.line for x in await collect(tmp_path, tail=2)] == ["done", "y" * 40_000]

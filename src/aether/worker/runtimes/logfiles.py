@@ -145,12 +145,31 @@ class LogWriter:
         self.write_lines(stream, [line])
 
     def write_lines(self, stream: str, lines: list[str]) -> None:
-        """Append ``lines`` (one read of the app's output), all with one timestamp, in one
-        write call: a reader never sees half a record, and a chunk of output costs one
-        encoding pass and one system call, not one per line."""
+        """Append ``lines`` (one read of the app's output), all with one timestamp: a reader
+        never sees half a record, and a chunk of output costs one encoding pass and one
+        system call per file it lands in, not one per line. A chunk larger than a file's room
+        is split at record boundaries over new files, so no file outgrows its share of the
+        app's limit and pruning never has to drop the newest lines."""
         if not lines:
             return
         data = _records(utc_stamp(), stream, self.instance, lines)
+        start = 0
+        while start < len(data):
+            if self._size >= self.file_limit:
+                self._rotate()
+            end = len(data)
+            if end - start > self.file_limit - self._size:
+                # The last whole record that fits; at least one record per file.
+                end = data.rfind(b"\n", start, start + self.file_limit - self._size) + 1
+                if end <= start:
+                    if self._size:
+                        self._rotate()
+                        continue
+                    end = data.index(b"\n", start) + 1
+            self._append(data[start:end])
+            start = end
+
+    def _append(self, data: bytes) -> None:
         self._file.write(data)  # unbuffered: the file's own write, complete for a regular file
         self._size += len(data)
         self._unchecked += len(data)
@@ -159,9 +178,6 @@ class LogWriter:
             self._size = os.fstat(self._file.fileno()).st_size
             if log_path_for(self.logs_dir, self.deployment_id) != self.path:
                 self._rotate()
-                return
-        if self._size >= self.file_limit:
-            self._rotate()
 
     def _rotate(self) -> None:
         """Onto the deployment's newest file when another of its processes started one,
