@@ -3,7 +3,9 @@ written here, against targets they do and do not fit."""
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,6 +80,35 @@ def test_a_foreign_addons_node_abi_is_refused() -> None:
     assert reason == "it is compiled for Node.js ABI 127, the server runs Node.js 20 (ABI 115)"
     napi = Binary("ELF", "linux", ("x64",), 64, "glibc", (2, 17), node_abi=None)
     assert mismatch(napi, LINUX) is None
+
+
+# The two ways an addon that is not N-API tells Node.js its ABI, as node.h writes them.
+ADDON_SOURCES = {
+    "init": "void node_register_module_v115(void *e, void *m, void *c) {}\n",
+    "macro": (
+        "struct node_module { int nm_version; unsigned nm_flags; void *h; const char *f; };\n"
+        "extern void node_module_register(struct node_module *);\n"
+        "static struct node_module _module = {108, 0, 0, __FILE__};\n"
+        "__attribute__((constructor)) static void reg(void) { node_module_register(&_module); }\n"
+    ),
+}
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build an addon")
+@pytest.mark.parametrize(("style", "abi"), [("init", 115), ("macro", 108)])
+def test_the_node_abi_of_a_compiled_addon_is_read(style: str, abi: int, tmp_path: Path) -> None:
+    source = tmp_path / "addon.c"
+    source.write_text(ADDON_SOURCES[style])
+    addon = tmp_path / "addon.node"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", addon, source], check=True)
+    binary = inspect_binary(str(addon))
+    assert binary is not None and binary.node_abi == abi
+    assert f"Node.js ABI {abi}" in (
+        mismatch(binary, Target("linux", binary.cpus[0], "glibc", None, 22)) or ""
+    )
+    subprocess.run(["strip", addon], check=True)  # no symbol table left: nothing to read
+    stripped = inspect_binary(str(addon))
+    assert stripped is not None and stripped.node_abi == (115 if style == "init" else None)
 
 
 def test_candidates_and_the_check_over_a_tree(tmp_path: Path) -> None:

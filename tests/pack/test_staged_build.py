@@ -69,17 +69,18 @@ def test_a_missing_build_output_stops_a_deploy_before_packing(
 
 
 def test_native_addon_compiled_from_source(node_project, node_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # unix-dgram has no prebuilt binaries: npm compiles it with node-gyp (a few seconds).
     project = node_project(
-        "sqlite-app",
-        {"name": "sqlite-app", "version": "1.0.0", "dependencies": {"better-sqlite3": "12.4.1"},
+        "dgram-app",
+        {"name": "dgram-app", "version": "1.0.0", "dependencies": {"unix-dgram": "2.0.6"},
          "scripts": {"start": "node server.js"}},
-        {"server.js": 'const D = require("better-sqlite3"); const db = new D(":memory:");\n'
-         'require("http").createServer((q, s) => s.end(String(db.prepare("select 1+1 as x")'
-         ".get().x))).listen(process.env.PORT);\n"},
+        {"server.js": 'require("unix-dgram").createSocket("unix_dgram").close();\n'
+         'require("http").createServer((q, s) => s.end("ok"))'
+         ".listen(process.env.PORT);\n"},
         install=["npm", "install", "--package-lock-only"],
     )  # fmt: skip
     packed = pack(project, node_env, tmp_path / "out")
-    addon = "node_modules/better-sqlite3/build/Release/better_sqlite3.node"
+    addon = "node_modules/unix-dgram/build/Release/unix_dgram.node"
     assert addon in members(packed.artifact)
     deps = Path(node_env["XDG_CACHE_HOME"]) / "aether/deps" / packed.build["deps_key"]
     binary = inspect_binary(str(deps / addon))

@@ -19,7 +19,7 @@ import pytest
 
 LONGEST = (
     "tests/e2e/test_deploy_build.py",
-    "tests/pack/test_staged_build.py",  # compiles better-sqlite3 from source
+    "tests/pack/test_staged_build.py",  # compiles an addon from source, TypeScript builds
     "tests/topology/test_instances.py",
     "tests/topology/test_replicas.py",
     "tests/e2e/test_layered_rollouts.py",

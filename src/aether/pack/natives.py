@@ -192,10 +192,40 @@ def _node_abi(elf) -> int | None:  # type: ignore[no-untyped-def]
     symbols = elf.get_section_by_name(".dynsym")
     if symbols is None:
         return None
+    registers = False
     for symbol in symbols.iter_symbols():
         name = symbol.name
         if name.startswith("node_register_module_v") and name[22:].isdigit():
-            return int(name[22:])
+            return int(name[22:])  # NODE_MODULE_INIT / NAN_MODULE_WORKER_ENABLED
+        registers = registers or name == "node_module_register"
+    return _registered_version(elf) if registers else None
+
+
+# The static ``node::node_module`` that the NODE_MODULE macro hands to node_module_register,
+# as C and C++ name it in the symbol table.
+_MODULE_SYMBOLS = ("_module", "_ZL7_module")
+
+
+def _registered_version(elf) -> int | None:  # type: ignore[no-untyped-def]
+    """The ABI of an addon registered with the NODE_MODULE macro: its ``node_module`` struct
+    starts with ``nm_version`` (a constant, so the file holds it). Found through the symbol
+    table, which node-gyp's builds keep; None for a stripped addon."""
+    table = elf.get_section_by_name(".symtab")
+    if table is None:
+        return None
+    for symbol in table.iter_symbols():
+        if symbol.name not in _MODULE_SYMBOLS or symbol["st_info"]["type"] != "STT_OBJECT":
+            continue
+        if not isinstance(symbol["st_shndx"], int):
+            continue
+        section = elf.get_section(symbol["st_shndx"])
+        if section["sh_type"] == "SHT_NOBITS":
+            continue
+        start = symbol["st_value"] - section["sh_addr"]
+        data = section.data()[start : start + 4]
+        order = "little" if elf.little_endian else "big"
+        version = int.from_bytes(data, order) if len(data) == 4 else 0
+        return version if 0 < version < 10_000 else None
     return None
 
 
