@@ -223,8 +223,8 @@ def _registered_version(elf) -> int | None:  # type: ignore[no-untyped-def]
             continue
         start = symbol["st_value"] - section["sh_addr"]
         data = section.data()[start : start + 4]
-        order = "little" if elf.little_endian else "big"
-        version = int.from_bytes(data, order) if len(data) == 4 else 0
+        order = "<i" if elf.little_endian else ">i"
+        version = struct.unpack(order, data)[0] if len(data) == 4 else 0
         return version if 0 < version < 10_000 else None
     return None
 
