@@ -85,7 +85,9 @@ def test_class_tls_secret_and_cert_manager_issuer() -> None:
 
 
 def make_worker(database: Database, kube_api: KubeAPI, tmp_path: Path, **environ: str) -> Worker:
-    ws = worker_settings(tmp_path / "data")
+    # A short lease: the second worker of a test takes the app over from the stopped first one
+    # in seconds, not after the default 30 s.
+    ws = worker_settings(tmp_path / "data", AETHER_WORKER_LEASE_SECS=5)
     runtime = KubernetesRuntime.from_env(ws, {**kube_environ(kube_api), **DOMAIN, **environ})
     return Worker(database, runtime, ws, public_url="http://aether")
 
