@@ -207,3 +207,35 @@ def _everywhere(tmp_path: Path) -> Path:
     server = folder / "server.js"
     server.write_text(server.read_text().replace('"127.0.0.1"', '"0.0.0.0"'))
     return folder
+
+
+async def test_stopping_an_ended_instance_keeps_its_successors_record(
+    runtime: LocalRuntime,
+) -> None:
+    # A scale to 0 and straight back up: the new instance 0 writes its record where the old
+    # one's was while the old one's stop is still finishing; that stop must not delete it.
+    import dataclasses
+    import json
+    import subprocess
+
+    from aether.worker.runtimes.supervision import read_record
+
+    await runtime.deploy(extracted_release(runtime.settings.data_dir, "hello"), Recorder())
+    old = runtime.processes_of("hello")[0]
+    assert old.record is not None
+    os.kill(old.record.shim_pid, signal.SIGTERM)
+
+    async def ended() -> bool:
+        return not old.supervisor_alive
+
+    await eventually(ended)
+    stand_in = subprocess.Popen(["sleep", "60"])  # a live pid for the successor's supervisor
+    successor = replace(old.record, shim_pid=stand_in.pid, launch_id=uuid.uuid4().hex)
+    old.record_path.write_text(json.dumps(dataclasses.asdict(successor)))
+    try:
+        await old.stop(1.0)
+        assert read_record(old.record_path) == successor
+    finally:
+        old.record_path.unlink(missing_ok=True)
+        stand_in.kill()
+        stand_in.wait()

@@ -293,8 +293,12 @@ class AppProcess:
                 log.warning("supervisor of %s did not stop; killing it", self.record_path.stem)
                 self._kill_everything()
         record = self._refresh()
-        self.record_path.unlink(missing_ok=True)
-        self.record_path.with_suffix(".supervisor.log").unlink(missing_ok=True)
+        # Once the supervisor has ended, a new process of the same instance may start in this
+        # folder (a scale back up): its record and log are not this process's to delete.
+        current = read_record(self.record_path)
+        if current is None or record is None or current.shim_pid == record.shim_pid:
+            self.record_path.unlink(missing_ok=True)
+            self.record_path.with_suffix(".supervisor.log").unlink(missing_ok=True)
         return record.exit_code if record else None
 
     def _kill_everything(self) -> None:
