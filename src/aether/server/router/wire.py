@@ -8,21 +8,11 @@ from collections.abc import Iterable
 from http import HTTPStatus
 
 from aether.server.errors import RETRY_AFTER_SECS
+from aether.server.forwarding import HOP_BY_HOP, Header
 
-Header = tuple[bytes, bytes]
-# Hop-by-hop headers of an app's answer: the router frames the answer to the client itself.
-RESPONSE_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
+# Hop-by-hop headers of an app's answer: the router frames the answer to the client itself
+# (an answer's ``host`` header, meaningless, passes on).
+RESPONSE_HOP_BY_HOP = HOP_BY_HOP - {b"host"}
 # Statuses whose answer never has a body (RFC 9110 6.4.1).
 BODYLESS = frozenset({204, 304})
 LAST_CHUNK = b"0\r\n\r\n"
