@@ -41,6 +41,7 @@ class BodySink(Protocol):
     def body_done(self) -> None: ...
     def client_paused(self, paused: bool) -> None: ...
     def client_lost(self) -> None: ...
+    def client_ended(self) -> None: ...
     def check_idle(self, now: float) -> None: ...
 
 
@@ -164,6 +165,8 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A half-closed client may still read the answers to what it sent; then it ends.
         self.client_eof = True
+        if self.active is not None:
+            self.active.client_ended()
         return self.tunnel is not None or bool(self.queue) or self.busy
 
     def connection_lost(self, exc: Exception | None) -> None:
