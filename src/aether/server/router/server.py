@@ -182,19 +182,21 @@ class Router:
         if refusal is not None:
             return False
         app = self._app_for(host)
-        to_api = app is None
+        to_api, target = app is None, None
         if app is not None:
             target = self._targets().cached(app)
             if target is None or not target.endpoints:
                 return False
-            endpoint = self._endpoint(target.in_turn()[0])
+            endpoint = self._endpoint(target.next_endpoint())
         elif self.api is not None:
             endpoint = self.api
         else:
             return False
         upstream = self.pool.take_idle(endpoint, conn.loop.time())
         if upstream is None:
-            return False
+            return False  # the turn stays: answer() takes it, with a new connection
+        if target is not None:
+            target.in_turn()
         chunked, head = self._request_head(conn, request, host, to_api=to_api)
         exchange = self._new_exchange(conn, request, upstream, chunked, to_api=to_api)
         exchange.on_end = on_end
