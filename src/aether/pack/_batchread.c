@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,7 +33,7 @@
 #define MTIME_FIELD 12
 /* The blob starts at this size and doubles as needed; a batch is usually a few hundred KB. */
 #define FIRST_CAPACITY (512 * 1024)
-/* A blob kept for the thread's next call is at most this big (a batch is a few MB). */
+/* A blob kept for a later call is at most this big (a batch is a few MB). */
 #define SPARE_MAX (16 * 1024 * 1024)
 
 /* What a call ends with; batchread.py holds the same numbers. */
@@ -55,19 +54,19 @@ typedef struct {
 
 static PyObject *str_digest;
 
-/* Each thread keeps its blob's memory from one call to the next (freed when the thread
- * ends): the pages of a fresh buffer would be faulted in and zeroed again for every batch. */
-static pthread_key_t spare_key;
+/* Blobs' memory is kept from one call to the next (a few, taken and given back while the
+ * GIL is held, until drop_spares): the pages of a fresh buffer would be faulted in and zeroed
+ * again for every batch. */
+#define SPARES 8
+static Blob spares[SPARES];
+static int spare_count = 0;
 
 static void
 take_spare(Blob *blob)
 {
-    Blob *spare = pthread_getspecific(spare_key);
-    if (spare != NULL) {
-        *blob = *spare;
+    if (spare_count > 0) {
+        *blob = spares[--spare_count];
         blob->size = 0;
-        free(spare);
-        pthread_setspecific(spare_key, NULL);
         return;
     }
     blob->data = malloc(FIRST_CAPACITY);
@@ -78,24 +77,22 @@ take_spare(Blob *blob)
 static void
 keep_spare(Blob *blob)
 {
-    if (blob->data == NULL || blob->capacity > SPARE_MAX) {
+    if (blob->data == NULL || blob->capacity > SPARE_MAX || spare_count == SPARES) {
         free(blob->data);
         return;
     }
-    Blob *spare = malloc(sizeof(Blob));
-    if (spare == NULL || pthread_setspecific(spare_key, spare) != 0) {
-        free(spare);
-        free(blob->data);
-        return;
-    }
-    *spare = *blob;
+    spares[spare_count++] = *blob;
 }
 
-static void
-free_spare(void *spare)
+PyDoc_STRVAR(drop_spares_doc, "drop_spares()\n\nFree the memory kept for the next batches.");
+
+static PyObject *
+drop_spares(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    free(((Blob *)spare)->data);
-    free(spare);
+    while (spare_count > 0) {
+        free(spares[--spare_count].data);
+    }
+    Py_RETURN_NONE;
 }
 
 /* Room for `more` bytes; -1 when out of memory. Needs no GIL. */
@@ -603,6 +600,7 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef methods[] = {
     {"read_batch", (PyCFunction)(void (*)(void))read_batch, METH_FASTCALL, read_batch_doc},
+    {"drop_spares", drop_spares, METH_NOARGS, drop_spares_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -612,14 +610,6 @@ exec_module(PyObject *module)
     str_digest = PyUnicode_InternFromString("digest");
     if (str_digest == NULL) {
         return -1;
-    }
-    static int key_made = 0;
-    if (!key_made) {
-        if (pthread_key_create(&spare_key, free_spare) != 0) {
-            PyErr_SetString(PyExc_OSError, "cannot create a thread-specific key");
-            return -1;
-        }
-        key_made = 1;
     }
     if (PyModule_AddIntConstant(module, "DONE", DONE) < 0
         || PyModule_AddIntConstant(module, "LARGE", LARGE) < 0

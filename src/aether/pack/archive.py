@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from aether.errors import IOFailure
-from aether.pack import tarcodec, threaded
+from aether.pack import batchread, tarcodec, threaded
 from aether.pack.compress import CompressedSink
-from aether.pack.manifest import build_manifest
+from aether.pack.manifest import build_manifest, render_ahead
 from aether.pack.packer import TreeContents, finish_tree, write_members
 from aether.pack.partition import PLAN_PIECES, Plan, entries_of
 from aether.pack.walk import Walker
@@ -101,10 +101,13 @@ def write_archive(
                 else:
                     write_members(members, sink, mtime_field, contents, on_progress=on_progress)
             finish_tree(sink, contents)
+            render_ahead(contents)  # while the compressor finishes
             tar_sha256, digest, size = sink.close()
         except BaseException:
             sink.abort()
             raise
+        finally:
+            batchread.drop_spares()  # the readers' buffers
     return contents, tar_sha256, digest, size
 
 

@@ -51,6 +51,9 @@ class TreeContents:
     symlinks: list[tuple[str, str]] = field(default_factory=list)
     bytes_in: int = 0
     tar_bytes: int = 0
+    # The manifest's lines for ``files``, rendered while the compressor finishes
+    # (``manifest.render_ahead``); not part of what was written.
+    files_lines: str | None = field(default=None, compare=False, repr=False)
 
 
 class Sink(Protocol):
