@@ -11,6 +11,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class Probe:
             self.in_flight.set()
             await asyncio.sleep(1.0)
             await _answer(send, b"late")
+        elif path == "/_probe/early":  # answered before its body is read (a failed auth)
+            await _answer(send, b"no")
         elif path == "/_probe/follow":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
@@ -159,6 +162,24 @@ def test_big_bodies_stream_both_ways_and_a_slow_answer_is_not_cut(
     assert uploaded.status_code == 200 and uploaded.text == str(48 * MIB)
     assert downloaded.status_code == 200 and len(downloaded.content) == 32 * MIB
     assert slow.status_code == 200 and slow.text == "late"
+
+
+@sqlite_only
+def test_an_answer_given_before_the_body_arrived_reaches_the_client(
+    api: ApiHarness, tmp_path: Path
+) -> None:
+    """hypercorn closes a connection whose request body it has not read after answering: the
+    body, sent later, must not make the router lose the answer."""
+    with fronted(api, tmp_path) as (front, _):
+        answers = []
+        for _ in range(200):
+            with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
+                head = b"POST /_probe/early HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+                sock.sendall(head)
+                time.sleep(0.0005)  # the body in a packet of its own, as clients send it
+                sock.sendall(b"hello")
+                answers.append(sock.recv(65536).split(b"\r\n", 1)[0])
+    assert set(answers) == {b"HTTP/1.1 200 OK"}
 
 
 @sqlite_only

@@ -73,12 +73,17 @@ class Exchange:
         self.on_end: Callable[[Request, str], None] | None = None
 
     def start(self, head: bytes, body: list[bytes]) -> None:
+        """Send the head and the body received so far in one write: a server that answers
+        from the head alone and closes (hypercorn does when the body is still unread) must
+        not meet a second write, whose failure would lose its answer."""
         self.upstream.receiver = self
-        self.upstream.write(head)
-        for data in body:
-            self.send_body(data)
+        out = [head]
+        out += [wire.chunk(data) if self.chunked else data for data in body if data]
         if self.request.complete:
-            self.body_done()
+            self.sent = True
+            if self.chunked:
+                out.append(wire.LAST_CHUNK)
+        self.upstream.write(b"".join(out))
 
     # the request's body (BodySink)
 
