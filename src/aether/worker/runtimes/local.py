@@ -189,6 +189,15 @@ class LocalRuntime(Runtime):
         # On the loop (a fork and exec: milliseconds), so _close_spare cannot race it.
         self._spare_timer = loop.call_later(SPARE_DELAY_SECS, _ready_spare)
 
+    def _ready_spare_now(self) -> None:
+        """A deploy begins: make sure a launcher is on its way. When the last one was taken
+        less than SPARE_DELAY_SECS ago (deploys back to back), none waits yet; started here,
+        it imports while the release is fetched and extracted instead of after."""
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        _ready_spare()
+
     async def _adopt(self) -> None:
         found = await asyncio.to_thread(adoption.running_supervisors, self.apps_dir, self.holder)
         leftovers = []
@@ -217,6 +226,7 @@ class LocalRuntime(Runtime):
         async with self._lock(release.app_name):
             self._check_owner(release)
             deadline = time.monotonic() + self.settings.rollout_timeout_secs
+            self._ready_spare_now()
             previous = self._serving.get(release.app_name)
             if previous is not None and _in_place(previous, release):
                 return await self._rescale(release, previous, record, deadline)
