@@ -7,12 +7,12 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from plugins.polling import wait_for  # noqa: F401  (the e2e tests import it from here)
 
 FIXTURE_APP = Path(__file__).parents[1] / "worker" / "fixtures" / "plain-app"
 
@@ -81,11 +81,3 @@ def api_get(server: Any, path: str) -> Any:
 def api_lines(server: Any, path: str) -> list[dict[str, Any]]:
     """An NDJSON answer (the logs route) as a list of objects."""
     return [json.loads(line) for line in _api_body(server, path).splitlines() if line.strip()]
-
-
-def wait_for(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)  # polling interval, bounded by the deadline

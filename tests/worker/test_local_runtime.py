@@ -288,6 +288,28 @@ async def test_a_supervisor_launcher_waits_ready_for_the_next_start(runtime: Loc
     assert waiting is not None and waiting.poll() == 0 and process_module._spare is None
 
 
+async def test_a_deploy_that_finds_no_launcher_waiting_starts_one_first(
+    runtime: LocalRuntime,
+) -> None:
+    """Deploys back to back: the launcher readied after the last health gate is not there
+    yet. The deploy starts one before it prepares the release, not when its app starts."""
+    await runtime.start()
+    await runtime._close_spare()  # as if the previous deploy had just taken it
+    launchers: list[object] = []
+
+    class Watching(Recorder):
+        async def __call__(self, phase: str, message: str) -> None:
+            if phase == "starting":
+                launchers.append(process_module._spare)
+            await super().__call__(phase, message)
+
+    observed = await runtime.deploy(
+        extracted_release(runtime.settings.data_dir, "hello"), Watching()
+    )
+    assert observed.healthy
+    assert launchers and launchers[0] is not None  # one was on its way when the app started
+
+
 async def test_a_dead_spare_launcher_is_replaced_at_the_start(runtime: LocalRuntime) -> None:
     process_module.ready_spare()
     spare = process_module._spare
