@@ -45,11 +45,12 @@ class Executor(abc.ABC):
         """Run a statement; returns the number of rows it touched."""
 
     @abc.abstractmethod
-    async def copy_rows(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    async def copy_columns(
+        self, table: str, columns: Sequence[str], values: Sequence[Sequence[Any]]
     ) -> None:
-        """Insert many rows in one go (PostgreSQL: ``COPY``; SQLite: ``executemany``).
-        ``table`` and ``columns`` are the caller's constants, never user input."""
+        """Insert many rows in one go (PostgreSQL: ``COPY``; SQLite: ``executemany``), given
+        a column at a time: ``values[i]`` holds ``columns[i]`` of every row, all of one
+        length. ``table`` and ``columns`` are the caller's constants, never user input."""
 
 
 class Database(Executor):
