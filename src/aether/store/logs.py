@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, cast, overload
 
 from aether.errors import AetherError
 from aether.store.clock import now_iso
@@ -240,6 +240,9 @@ def _filters(since: str | None, instance_suffix: str | None) -> tuple[str, dict[
 
 
 _SELECT = "SELECT seq, ts, deployment_id, instance, stream, line FROM log_lines"
+# A stored line as readers get it, a tuple in ``_SELECT``'s order: a page of a thousand is
+# taken apart at once, with no dict per line.
+StoredLine = tuple[int, str, str, str, str, str]
 
 
 async def read_after(
@@ -251,7 +254,7 @@ async def read_after(
     upto: int | None = None,
     since: str | None = None,
     instance_suffix: str | None = None,
-) -> list[Row]:
+) -> list[StoredLine]:
     """Up to ``limit`` lines with ``seq > after_seq`` (and ``seq <= upto``), oldest first.
     A reader that knows the head reads ranges (``upto``): the lines of a growing table often
     have no statistics yet, and with none the planner reads every line after ``after_seq``
@@ -260,10 +263,11 @@ async def read_after(
     if upto is not None:
         where += " AND seq <= :upto"
         params["upto"] = upto
-    return await db.fetch_all(
+    rows = await db.fetch_tuples(
         f"{_SELECT} WHERE app_id = :app_id AND seq > :after{where} ORDER BY seq LIMIT :limit",
         {"app_id": app_id, "after": after_seq, "limit": limit, **params},
     )
+    return cast(list[StoredLine], rows)
 
 
 async def read_tail(
@@ -274,14 +278,14 @@ async def read_tail(
     upto: int,
     since: str | None = None,
     instance_suffix: str | None = None,
-) -> list[Row]:
+) -> list[StoredLine]:
     """The last ``count`` lines up to ``seq`` ``upto``, oldest first."""
     where, params = _filters(since, instance_suffix)
-    rows = await db.fetch_all(
+    rows = await db.fetch_tuples(
         f"{_SELECT} WHERE app_id = :app_id AND seq <= :upto{where} ORDER BY seq DESC LIMIT :limit",
         {"app_id": app_id, "upto": upto, "limit": count, **params},
     )
-    return rows[::-1]
+    return cast(list[StoredLine], rows[::-1])
 
 
 async def stream_head(db: Executor, app_id: str) -> Row | None:

@@ -135,6 +135,13 @@ class PostgresDatabase(Database):
         finally:
             await self._putconn(conn)
 
+    async def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        conn = await self._getconn()
+        try:
+            return await _fetch_tuples(conn.statements(), sql, params)
+        finally:
+            await self._putconn(conn)
+
     async def execute(self, sql: str, params: Params = None) -> int:
         conn = await self._getconn()
         try:
@@ -188,6 +195,9 @@ class _PgTransaction(Executor):
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
         return await _fetch_all(self.conn.statements(), sql, params)
 
+    async def fetch_tuples(self, sql: str, params: Params = None) -> list[tuple[Any, ...]]:
+        return await _fetch_tuples(self.conn.statements(), sql, params)
+
     async def execute(self, sql: str, params: Params = None) -> int:
         return await _execute(self.conn.statements(), sql, params)
 
@@ -201,6 +211,17 @@ class _PgTransaction(Executor):
         with _pg_errors():
             async with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
                 await copy.write(_copy_text(values))
+
+
+async def _fetch_tuples(
+    cursor: psycopg.AsyncCursor[Any], sql: str, params: Params
+) -> list[tuple[Any, ...]]:
+    with _pg_errors():
+        await cursor.execute(to_pyformat(sql), _NO_PARAMS if params is None else params)
+        result = cursor.pgresult
+        if result is None or result.nfields == 0:
+            return []
+        return list(await cursor.fetchall())
 
 
 async def _fetch_all(cursor: psycopg.AsyncCursor[Any], sql: str, params: Params) -> list[Row]:
