@@ -472,3 +472,46 @@ async def test_the_worker_records_instances_and_a_restart_replaces_them(
     await eventually(restarted, timeout=60)
     assert (await deployment(database, again))["status"] == "running"
     assert (await deployment(database, first))["status"] == "superseded"
+
+
+async def test_a_scale_up_routes_to_every_new_instance_from_its_cutover(
+    worker: Worker, database: Database
+) -> None:
+    """The moment a scale's deployment is running, the router's look-up names every
+    instance it runs, not only the first (the instance rows go with the cutover)."""
+    import json
+    from dataclasses import replace
+
+    from aether.store import releases, rollouts, wakeups
+    from aether.store.deployments import lock_app
+    from aether.store.releases import Proposal, ReleaseSpec
+
+    app = await insert_app(database, "hello")
+    await stage_deployment(database, worker.settings.data_dir, app)
+    await worker.run_once(wait=True)
+
+    async def make(tx: object, base: dict[str, object] | None) -> Proposal:
+        assert base is not None
+        spec = replace(ReleaseSpec.of(base), replicas=3)
+        return Proposal(spec, "scale", "Scale to 3 replicas", json.loads(base["env"] or "{}"), None)  # type: ignore[arg-type]
+
+    async with database.transaction() as tx:
+        await lock_app(tx, app["id"])
+        scaled = (await releases.propose(tx, app["id"], make)).deployment["id"]
+    woke = asyncio.Event()
+
+    async def endpoints_at_cutover() -> list[str]:
+        while True:
+            await woke.wait()
+            woke.clear()
+            if (await deployment(database, scaled))["status"] == "running":
+                serving = await rollouts.serving_endpoints(database, "hello")
+                assert serving is not None
+                return list(serving["endpoints"])
+
+    with wakeups.subscribe(wakeups.deployment_topic(scaled), woke):
+        reader = asyncio.create_task(endpoints_at_cutover())
+        await worker.run_once(wait=True)
+        endpoints = await asyncio.wait_for(reader, 10)
+    assert (await deployment(database, scaled))["status"] == "running"
+    assert len(set(endpoints)) == 3, endpoints

@@ -31,18 +31,25 @@ async def replace(
     db: Database, app_id: str, worker: str, instances: Sequence[Mapping[str, Any]]
 ) -> None:
     """The app's instances are now ``instances`` (each with the keys of COLUMNS but worker)."""
-    now = now_iso()
     async with db.transaction() as tx:
-        await tx.execute("DELETE FROM instances WHERE app_id = :app_id", {"app_id": app_id})
-        for item in instances:
-            await tx.execute(
-                "INSERT INTO instances (app_id, id, deployment_id, state, health, restarts,"
-                " started_at, host, worker, endpoint, seen_at) VALUES (:app_id, :id,"
-                " :deployment_id, :state, :health, :restarts, :started_at, :host, :worker,"
-                " :endpoint, :seen_at)",
-                {**item, "app_id": app_id, "worker": worker, "seen_at": now},
-            )
+        await write(tx, app_id, worker, instances)
     wakeups.poke(instances_topic(app_id))
+
+
+async def write(
+    tx: Executor, app_id: str, worker: str, instances: Sequence[Mapping[str, Any]]
+) -> None:
+    """:func:`replace` inside the caller's transaction (the caller pokes after the commit)."""
+    now = now_iso()
+    await tx.execute("DELETE FROM instances WHERE app_id = :app_id", {"app_id": app_id})
+    for item in instances:
+        await tx.execute(
+            "INSERT INTO instances (app_id, id, deployment_id, state, health, restarts,"
+            " started_at, host, worker, endpoint, seen_at) VALUES (:app_id, :id,"
+            " :deployment_id, :state, :health, :restarts, :started_at, :host, :worker,"
+            " :endpoint, :seen_at)",
+            {**item, "app_id": app_id, "worker": worker, "seen_at": now},
+        )
 
 
 def instances_topic(app_id: str) -> str:

@@ -10,7 +10,9 @@ handles an app is :mod:`aether.store.leases`. On PostgreSQL an insert trigger NO
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from aether.store import config_vars, instances, releases, wakeups
 from aether.store.clock import now_iso
@@ -196,9 +198,18 @@ async def mark_deploying(db: Executor, deployment_id: str) -> bool:
     return touched > 0
 
 
-async def mark_running(db: Database, deployment_id: str, endpoint: str | None) -> list[str]:
+async def mark_running(
+    db: Database,
+    deployment_id: str,
+    endpoint: str | None,
+    *,
+    instances_of: tuple[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> list[str]:
     """→ running with its endpoint; older active deployments of the app → superseded (one
-    transaction, so the proxy never sees zero or two running). The superseded ids."""
+    transaction, so the proxy never sees zero or two running). With ``instances_of`` (the
+    worker, the instances it runs), the app's instance rows are written in the same
+    transaction: the router spreads requests over all of them from the cutover on, not
+    over the first alone until the worker's next write. The superseded ids."""
     now = now_iso()
     async with db.transaction() as tx:
         row = await tx.fetch_one(
@@ -214,8 +225,12 @@ async def mark_running(db: Database, deployment_id: str, endpoint: str | None) -
             {"id": deployment_id, "endpoint": endpoint, "now": now},
         )
         superseded = await _supersede_older(tx, row["app_id"], row["created_at"], deployment_id)
+        if instances_of is not None:
+            await instances.write(tx, row["app_id"], *instances_of)
     for changed in (deployment_id, *superseded):
         wakeups.poke(wakeups.deployment_topic(changed))
+    if instances_of is not None:
+        wakeups.poke(instances.instances_topic(row["app_id"]))
     return superseded
 
 

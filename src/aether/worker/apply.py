@@ -73,11 +73,13 @@ class Applier:
         *,
         public_url: str | None = None,
         keyring: KeyRing | None = None,
+        holder: str | None = None,
     ) -> None:
         self.db = db
         self.runtime = runtime
         self.settings = settings
         self.public_url = public_url
+        self.holder = holder  # the worker, named on the instance rows it writes
         self._keyring = keyring
         self._masks: dict[str, Masker] = {}  # deployment id → its values' masker
 
@@ -189,11 +191,21 @@ class Applier:
             if observed is not None and observed.deployment_id == deployment_id:
                 endpoint = observed.endpoint
         status = await rollouts.deployment_status(self.db, deployment_id)
-        superseded = await rollouts.mark_running(self.db, deployment_id, endpoint)
+        # At the cutover the instances it runs are recorded with it (all of a scale's).
+        running = await self.instance_rows(app_name) if status != "running" else None
+        instances_of = (self.holder, running) if self.holder and running is not None else None
+        superseded = await rollouts.mark_running(
+            self.db, deployment_id, endpoint, instances_of=instances_of
+        )
         if status != "running":
             await rollouts.record_event(self.db, deployment_id, "running", endpoint or "")
         for old in superseded:
             await rollouts.record_event(self.db, old, "superseded", f"replaced by {deployment_id}")
+
+    async def instance_rows(self, app_name: str) -> list[dict[str, Any]] | None:
+        """The app's instances as the runtime sees them now, as rows to record."""
+        found = await self.runtime.instances(app_name)
+        return None if found is None else [dict(vars(i)) for i in found]
 
     def sink(self, deployment_id: str, app_name: str) -> EventSink:
         """The runtime's event callback; ``healthy`` also marks the deployment running."""

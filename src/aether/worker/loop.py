@@ -85,7 +85,9 @@ class Worker:
         self.settings = settings
         # A local runtime names itself the same after a restart (it adopts its apps).
         self.holder = holder or getattr(runtime, "holder", None) or worker_identity()
-        self.applier = Applier(db, runtime, settings, public_url=public_url, keyring=keyring)
+        self.applier = Applier(
+            db, runtime, settings, public_url=public_url, keyring=keyring, holder=self.holder
+        )
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()  # PostgreSQL: NOTIFYs reach the loop from now on
@@ -222,10 +224,9 @@ class Worker:
     async def _record_instances(self, app_id: str, slot: _AppSlot) -> None:
         """Write the app's instances when they changed (or now and then, so readers see
         they are fresh): every API replica answers ``aether ps`` from them."""
-        found = await self.runtime.instances(slot.name)
-        if found is None:
+        rows = await self.applier.instance_rows(slot.name)
+        if rows is None:
             return
-        rows = [{k: v for k, v in vars(i).items()} for i in found]
         fresh = time.monotonic() - slot.instances_at < INSTANCES_REFRESH_SECS
         if rows == slot.instances and fresh:
             return

@@ -78,8 +78,11 @@ DRAIN_SECS = 0.3
 # How often a running instance's health path is asked (it answered it to pass its gate).
 HEALTH_PROBE_SECS = 10.0
 # After a release passed its health gate, the next supervisor launcher starts this much later:
-# not beside the cutover, and it competes with nothing else but the app it replaced stopping.
-SPARE_DELAY_SECS = 0.5
+# after the cutover's writes, and early enough to have finished importing when the next deploy
+# of any app starts its process (with 0.5 s, a redeploy that followed within ~0.4 s, as a
+# developer's or CI's next push can, found none ready and waited for one to import; the one
+# readied meanwhile then competed with its app's start for the CPU).
+SPARE_DELAY_SECS = 0.05
 
 
 @dataclass
@@ -192,6 +195,16 @@ class LocalRuntime(Runtime):
         # On the loop (a fork and exec: milliseconds), so _close_spare cannot race it.
         self._spare_timer = loop.call_later(SPARE_DELAY_SECS, _ready_spare)
 
+    def _ready_spare_now(self) -> None:
+        """A deploy begins: make sure a launcher is on its way (one readied after the last
+        health gate is normally waiting; when it died, or the last gate passed less than
+        SPARE_DELAY_SECS ago, one started here imports while the release is fetched and
+        extracted instead of after)."""
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        _ready_spare()
+
     async def _adopt(self) -> None:
         found = await asyncio.to_thread(adoption.running_supervisors, self.apps_dir, self.holder)
         leftovers = []
@@ -220,6 +233,7 @@ class LocalRuntime(Runtime):
         async with self._lock(release.app_name):
             self._check_owner(release)
             deadline = time.monotonic() + self.settings.rollout_timeout_secs
+            self._ready_spare_now()
             previous = self._serving.get(release.app_name)
             if previous is not None and _in_place(previous, release):
                 return await self._rescale(release, previous, record, deadline)
