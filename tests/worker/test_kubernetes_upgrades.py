@@ -270,11 +270,7 @@ def held_pods_of(kube_api: KubeAPI, release: str) -> bool:
 
 
 async def settle_on(check: Callable[[], Any], *, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.01)
+    await eventually(check, timeout=timeout, interval=0.01)
 
 
 async def cancel_worker(worker: Worker, passing: asyncio.Task[None]) -> None:
