@@ -236,6 +236,7 @@ def test_a_file_gone_before_its_worker_reads_it_is_an_io_failure(
         write_archive(plan, walker, io.BytesIO(), "zstd", 0, workers=2)
     assert caught.value.exit_code == 30
     assert_no_children_left()
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("aether-")]
 
 
 def assert_no_children_left() -> None:
