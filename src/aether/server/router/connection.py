@@ -78,6 +78,7 @@ class Request:
     error: tuple[int, str] | None = None  # (status, message): answered, never forwarded
     tail: bytearray = field(default_factory=bytearray)  # after an upgrade's head
     sent: bool = False  # went to an app once: its body is what ``kept`` holds
+    order: list[str] | None = None  # the app's endpoints, in the turn taken for it
 
     def add_body(self, data: bytes) -> None:
         if self.kept is not None:

@@ -150,9 +150,12 @@ class Router:
         target = self._targets().cached(app) if app is not None else None
         if target is None or not target.endpoints:
             return False
-        endpoint = self._endpoint(target.in_turn()[0])
-        upstream = self.pool.take_idle(endpoint, conn.loop.time())
+        order = target.in_turn()
+        upstream = self.pool.take_idle(self._endpoint(order[0]), conn.loop.time())
         if upstream is None:
+            # The task goes on in this turn: taking another would skip the endpoint that
+            # has no idle connection yet, every time (it would never get one).
+            request.order = order
             return False
         chunked, head = self._request_head(conn, request, host)
         exchange = self._new_exchange(conn, request, upstream, chunked)
@@ -222,9 +225,17 @@ class Router:
             return None, (503, "service_unavailable", message)
         return target, None
 
-    def _endpoints(self, tried: set[str], target: Target | None) -> list[Endpoint]:
+    def _endpoints(
+        self, tried: set[str], target: Target | None, taken: list[str] | None = None
+    ) -> list[Endpoint]:
+        """The endpoints not tried yet, in the next turn (or in ``taken``, a turn already
+        taken for the request, while the endpoints are still those)."""
+        order: list[str] = []
+        if target is not None:
+            same = taken is not None and set(taken) == set(target.endpoints)
+            order = taken if same and taken is not None else target.in_turn()
         found = []
-        for endpoint in target.in_turn() if target is not None else ():
+        for endpoint in order:
             if endpoint not in tried:
                 tried.add(endpoint)
                 found.append(self._endpoint(endpoint))
@@ -238,7 +249,7 @@ class Router:
         for fresh in (False, True):  # then the endpoints may have moved (a cutover): look again
             if fresh:
                 target = (await self._lookup(app, fresh=True))[0] or target
-            for endpoint in self._endpoints(tried, target):
+            for endpoint in self._endpoints(tried, target, None if fresh else request.order):
                 outcome = await self._exchange(conn, request, endpoint, head, chunked)
                 if outcome is not None:
                     return outcome is Outcome.KEEP
