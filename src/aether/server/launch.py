@@ -31,7 +31,7 @@ from aether.store.migrate import migrate, pending
 from aether.userconfig import Session, write_session
 
 if TYPE_CHECKING:
-    from aether.server.router.server import RouterService
+    from aether.server.router.process import RouterService
 
 log = logging.getLogger("aether.server")
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -142,7 +142,7 @@ def run_server(
         settings = replace(settings, public_url=public_url_for(settings, options.host, port))
         router = None
         if settings.router_port is not None:
-            from aether.server.router.server import RouterService
+            from aether.server.router.process import RouterService
 
             router_listener = stack.enter_context(bind_listener(options.host, settings.router_port))
             settings = replace(settings, router_port=router_listener.getsockname()[1])

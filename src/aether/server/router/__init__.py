@@ -8,5 +8,6 @@ app, the same errors come back — at a fraction of the cost per request (docs/b
 
 ``server`` listens and decides where each request goes; ``connection`` reads the client's
 requests; ``exchange`` relays one request and its answer; ``upstream`` keeps connections to
-the apps; ``wire`` writes the bytes the router says itself.
+the apps; ``wire`` writes the bytes the router says itself; ``process`` runs it in a process
+of its own beside ``aether serve``, apart from the API's event loop and threads.
 """

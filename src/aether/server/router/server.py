@@ -15,7 +15,6 @@ the grace period and what is left then is cut.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import socket
 from collections.abc import Callable
@@ -413,32 +412,3 @@ def _check(request: Request) -> tuple[str, str | None]:
     ):
         return "", "only WebSocket upgrades are relayed"
     return hosts[0].decode("latin-1"), None
-
-
-class RouterService:
-    """The app router as a background job of ``aether serve`` on ``listener``: it runs while
-    the server does. Its drain at stop outlives the job (the server's lifespan cancels its jobs
-    as soon as the API has drained); the launcher waits for :meth:`drained`."""
-
-    __name__ = "app_router"
-
-    def __init__(self, listener: socket.socket) -> None:
-        self.listener = listener
-        self._drain: asyncio.Future[None] | None = None
-
-    async def __call__(self, state: Any) -> None:
-        router = Router(state)
-        await router.start(self.listener)
-        log.info("app router listening on port %s", self.listener.getsockname()[1])
-        # What start-up made lives as long as the server: kept out of every collection, so
-        # the full ones under load (measured at 100+ ms) do not stall requests in flight.
-        gc.freeze()
-        try:
-            await state.stopping.wait()
-        finally:
-            self._drain = asyncio.ensure_future(router.stop(state.settings.shutdown_grace_secs))
-            await asyncio.shield(self._drain)
-
-    async def drained(self) -> None:
-        if self._drain is not None:
-            await self._drain
