@@ -14,7 +14,7 @@ BENCH ?= $(wildcard scripts/bench/*)
 PREFIX ?= $(HOME)/.local
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: venv test lint format zipapp dist install bench demo clean lock browser
+.PHONY: venv test pytest lint format zipapp dist install bench demo clean lock browser
 
 # The editable install builds the C extensions in place (src/aether/pack/_*.so) and
 # leaves src/ without bytecode; where PYTHONDONTWRITEBYTECODE is set nothing would ever write
@@ -47,7 +47,11 @@ format: $(STAMP)
 # cores pay off. `make test PYTEST_WORKERS=0` runs in this process, one test at a time.
 PYTEST_WORKERS ?= 3
 
+# `make test` checks first, then tests; `make pytest` only tests (.ci/run runs both at once).
 test: lint
+	$(MAKE) --no-print-directory pytest
+
+pytest: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The single file for this machine's platform: dist/aether-<platform>, linked as dist/aether.

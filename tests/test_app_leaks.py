@@ -81,6 +81,9 @@ def _eventually_two(root: Path) -> list:
     raise AssertionError(f"expected the parent and its child under {root}: {found}")
 
 
+# A run of its own: three processes importing the whole test stack before its first test,
+# which a loaded machine can take most of pytest's default 120 s for; its waits have deadlines.
+@pytest.mark.timeout(300)
 def test_xdist_workers_reap_only_their_own_and_the_controller_fails_the_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -125,7 +128,7 @@ def test_xdist_workers_reap_only_their_own_and_the_controller_fails_the_run(
         def test_other_worker(tmp_path):
             mine = subprocess.Popen(["sleep", "302"], cwd=tmp_path)
             try:
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + 120
                 while not (SIGNALS / "reaped").exists():
                     assert time.monotonic() < deadline, "the other worker never reaped"
                     time.sleep(0.02)  # polling for the other worker, bounded above

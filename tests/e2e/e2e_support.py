@@ -7,12 +7,12 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from plugins.polling import wait_for  # noqa: F401  (the e2e tests import it from here)
 
 FIXTURE_APP = Path(__file__).parents[1] / "worker" / "fixtures" / "plain-app"
 
@@ -83,9 +83,42 @@ def api_lines(server: Any, path: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in _api_body(server, path).splitlines() if line.strip()]
 
 
-def wait_for(check: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)  # polling interval, bounded by the deadline
+# --- what an app behind the proxy or the router receives ---------------------------------------
+
+# Runs before the fixture app's server.js: GET /headers answers with the request's headers.
+ECHO_HEADERS = """
+{
+  const httpModule = require("http");
+  const createServer = httpModule.createServer;
+  httpModule.createServer = (handler) => createServer((req, res) => {
+    if (req.url !== "/headers") return handler(req, res);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify(req.headers));
+  });
+}
+"""
+
+# A request shape that could be smuggled (both lengths): refused with 400, never forwarded.
+SMUGGLED_HEADERS = {"Transfer-Encoding": "chunked", "Content-Length": "4"}
+SMUGGLED_BODY = b"0\r\n\r\n"
+
+
+def hostile_headers(token: str) -> dict[str, str]:
+    """The control plane's credentials and forged forwarding headers, sent to an app."""
+    return {
+        "Authorization": f"Bearer {token}",
+        "Cookie": "aether_session=stolen; __Host-aether_session=s; cart=3",
+        "X-Forwarded-For": "10.1.2.3",
+        "X-Forwarded-Host": "evil.example",
+    }
+
+
+def assert_echo_is_clean(status: int, body: bytes, *, host: str, token: str) -> None:
+    """The app's echo of ``hostile_headers(token)``: no credential reached it, its own
+    cookie did, and the forwarding headers are the ones the router set."""
+    assert status == 200, body
+    seen = json.loads(body)
+    assert "authorization" not in seen and seen["cookie"] == "cart=3"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-host"] == host and seen["x-forwarded-proto"] == "http"
+    assert token not in body.decode()

@@ -17,9 +17,8 @@ import io
 import json
 import os
 import tarfile
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import requests
 import zstandard
 
 from plugins.live_server import LiveServer, start_live_server, stop_apps
+from plugins.polling import wait_for  # noqa: F401  (the fault tests import it from here)
 
 PLAIN_APP = Path(__file__).parents[1] / "worker" / "fixtures" / "plain-app"
 ADMIN_PG = os.environ.get(
@@ -148,18 +148,6 @@ class Api:
     def settled(self, deployment_id: str) -> dict[str, Any] | None:
         row = self.deployment(deployment_id)
         return row if row["status"] in ("running", "failed", "superseded") else None
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy (returned), within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)  # polling interval, bounded by the deadline
 
 
 # --- artifacts ---------------------------------------------------------------------------------

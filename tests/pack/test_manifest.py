@@ -9,20 +9,24 @@ from aether.pack import manifest
 from aether.pack.manifest import build_manifest, write_manifest
 from aether.pack.packer import FileRecord, TreeContents
 
+COUNT = manifest._SLICE_ITEMS * 2 + 3  # slices end inside the list and at its end
 
-def test_long_lists_read_back_and_keep_one_item_per_line(tmp_path: Path) -> None:
-    count = manifest._SLICE_ITEMS * 2 + 3  # slices end inside the list and at its end
-    contents = TreeContents(
+
+def long_contents() -> TreeContents:
+    return TreeContents(
         files=[
             FileRecord(
                 f'dir/"quoted" é {index}.js', index, 0o755 if index % 3 else 0o644, "ab" * 32
             )
-            for index in range(count)
+            for index in range(COUNT)
         ],
-        directories=[f"dir{index}" for index in range(count)],
+        directories=[f"dir{index}" for index in range(COUNT)],
         symlinks=[("link", "dir/target")],
     )
-    data = build_manifest(
+
+
+def manifest_data(contents: TreeContents) -> dict[str, object]:
+    return build_manifest(
         contents,
         artifact_name="app.tar.zst",
         compression="zstd",
@@ -31,6 +35,12 @@ def test_long_lists_read_back_and_keep_one_item_per_line(tmp_path: Path) -> None
         size_bytes=1,
         source_date_epoch=0,
     )
+
+
+def test_long_lists_read_back_and_keep_one_item_per_line(tmp_path: Path) -> None:
+    contents = long_contents()
+    data = manifest_data(contents)
+    count = COUNT
     path = tmp_path / "manifest.json"
     write_manifest(path, data)
     text = path.read_text(encoding="utf-8")
@@ -48,3 +58,16 @@ def test_long_lists_read_back_and_keep_one_item_per_line(tmp_path: Path) -> None
     assert len(lines) == 2 + len(data) + 3 + 2 * count + 1
     first_file = lines.index('  "files": [') + 1
     assert json.loads(lines[first_file].rstrip(",")) == expected["files"][0]
+
+
+def test_files_rendered_ahead_are_written_as_they_would_be(tmp_path: Path) -> None:
+    plain, ahead = long_contents(), long_contents()
+    manifest.render_ahead(ahead)
+    assert ahead.files_lines is not None and ahead == plain
+    write_manifest(tmp_path / "plain.json", manifest_data(plain))
+    write_manifest(tmp_path / "ahead.json", manifest_data(ahead))
+    assert (tmp_path / "ahead.json").read_bytes() == (tmp_path / "plain.json").read_bytes()
+    empty = TreeContents()
+    manifest.render_ahead(empty)
+    write_manifest(tmp_path / "empty.json", manifest_data(empty))
+    assert json.loads((tmp_path / "empty.json").read_text(encoding="utf-8"))["files"] == []

@@ -1,4 +1,5 @@
-"""The parallel packer: worker processes give the serial archive and manifest, byte for byte."""
+"""The parallel packer: reader threads (with the native reader) and worker processes (with
+the Python reader) give the serial archive and manifest, byte for byte."""
 
 from __future__ import annotations
 
@@ -6,22 +7,23 @@ import io
 import logging
 import os
 import resource
+import threading
 from pathlib import Path
 
 import pytest
 from pack_support import FILES, build_sample
 
 from aether.errors import IOFailure, UsageError
-from aether.pack import PackOptions, build_artifact
+from aether.pack import PackOptions, batchread, build_artifact, tarcodec, threaded
 from aether.pack.archive import default_workers, write_archive
 from aether.pack.ignore import IgnoreRules
 from aether.pack.manifest import build_manifest, write_manifest
-from aether.pack.packer import INLINE_MAX, TreeContents, write_tree
+from aether.pack.packer import INLINE_MAX, TreeContents, write_members, write_tree
 from aether.pack.parallel import HOME, HOME_EVERY, _owners
 from aether.pack.partition import PLAN_PIECES, Piece, Plan, entries_of, plan_tree
 from aether.pack.walk import FILE, Entry, Walker, walk_tree
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the parallel path forks")
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="the Python reader's path forks")
 
 
 def awkward_tree(root: Path) -> Path:
@@ -99,16 +101,16 @@ def test_workers_write_the_serial_archive_and_manifest(
     assert manifest == manifest_bytes(serial, tmp_path / "serial.json")
 
 
+class Collect:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(bytes(data))
+
+
 def test_the_serial_archive_is_the_one_of_the_plain_walk(tree: Path, serial: tuple) -> None:
     """Planning does not change the order: the plan's members are the walk's entries."""
-
-    class Collect:
-        def __init__(self) -> None:
-            self.parts: list[bytes] = []
-
-        def write(self, data: bytes) -> None:
-            self.parts.append(bytes(data))
-
     sink = Collect()
     contents = write_tree(walk_tree(tree, IgnoreRules()), sink, 0)
     assert contents == serial[1]
@@ -126,13 +128,59 @@ def test_a_plan_lists_the_walk_in_order(tree: Path, pieces: int) -> None:
     assert plan.complete == (pieces == 10_000)
 
 
-def test_small_trees_are_written_here_and_big_ones_in_workers(tree: Path, tmp_path: Path) -> None:
+def test_small_trees_are_written_here_and_big_ones_in_parallel(
+    tree: Path, tmp_path: Path, reader: str
+) -> None:
     small = build_sample(tmp_path / "small")
     assert default_workers(plan_tree(Walker(os.fspath(small), IgnoreRules()))) == 0
     big_plan = plan_tree(Walker(os.fspath(tree), IgnoreRules()), pieces=8)
     assert not big_plan.complete
     cpus = len(os.sched_getaffinity(0))
-    assert default_workers(big_plan) == min(cpus // 2, 4)
+    assert threaded.available() == (reader == "native")
+    if reader == "native":  # threads, as many as CPUs, beside zstd's
+        assert default_workers(big_plan) == (min(cpus, 4) if cpus > 1 else 0)
+    elif hasattr(os, "fork"):  # processes, half the CPUs; zstd gets the other half
+        assert default_workers(big_plan) == min(cpus // 2, 4)
+
+
+def test_reader_threads_share_a_huge_folder(tmp_path: Path) -> None:
+    """One folder of many files is read in batches by every thread, not by one of them."""
+    if batchread.native_read_batch is None:
+        pytest.skip("the _batchread extension is not built")
+    root = build_sample(tmp_path / "app")
+    huge = root / "node_modules" / "huge"
+    huge.mkdir(parents=True)
+    for index in range(2000):
+        (huge / f"icon{index:04d}.js").write_bytes(b"export default %d;\n" % index)
+    (huge / "bundle.js").write_bytes(os.urandom(2 * INLINE_MAX))  # streamed when merged
+    seen: set[str] = set()
+    real = batchread.native_read_batch
+
+    def spy(*args: object) -> tuple[bytes, int, int]:
+        seen.add(threading.current_thread().name)
+        return real(*args)  # type: ignore[arg-type]
+
+    batchread.read_batch = spy
+    try:
+        assert threaded.available() is False  # the spy is not the native reader
+        walker = Walker(os.fspath(root), IgnoreRules())
+        contents = TreeContents()
+        sink = Collect()
+        threaded.write_threaded(
+            entries_of(plan_tree(walker, 4).pieces, walker),
+            sink,
+            tarcodec.mtime_field(0),
+            contents,
+            3,
+        )
+    finally:
+        batchread.read_batch = real
+    assert len(seen) > 1 and all(name.startswith("aether-read") for name in seen)
+    serial = TreeContents()
+    serial_sink = Collect()
+    write_members(walk_tree(root, IgnoreRules()), serial_sink, tarcodec.mtime_field(0), serial)
+    assert b"".join(sink.parts) == b"".join(serial_sink.parts)
+    assert contents == serial
 
 
 def test_build_artifact_on_a_big_tree_gives_the_serial_digest(tmp_path: Path) -> None:
@@ -188,6 +236,7 @@ def test_a_file_gone_before_its_worker_reads_it_is_an_io_failure(
         write_archive(plan, walker, io.BytesIO(), "zstd", 0, workers=2)
     assert caught.value.exit_code == 30
     assert_no_children_left()
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("aether-")]
 
 
 def assert_no_children_left() -> None:
@@ -196,9 +245,11 @@ def assert_no_children_left() -> None:
         os.waitpid(-1, os.WNOHANG)
 
 
+@needs_fork
 def test_without_a_spare_pipe_the_pack_is_written_on_one_thread(
-    tree: Path, serial: tuple, caplog: pytest.LogCaptureFixture
+    tree: Path, serial: tuple, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(batchread, "read_batch", batchread.read_batch_python)  # forked workers
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     lowest_free = os.open(os.devnull, os.O_RDONLY)  # every descriptor below it is in use
     os.close(lowest_free)
@@ -214,6 +265,7 @@ def test_without_a_spare_pipe_the_pack_is_written_on_one_thread(
     assert_no_children_left()
 
 
+@needs_fork
 def test_this_process_writes_a_share_of_the_tasks_itself() -> None:
     owners = _owners(12, 2)
     home = [index for index, owner in enumerate(owners) if owner == HOME]

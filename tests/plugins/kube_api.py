@@ -40,6 +40,8 @@ import pytest_asyncio
 import yaml
 from kmock._internal import enums
 
+from plugins.polling import eventually
+
 NAMESPACE = "aether"
 DEPLOYMENTS = "apps/v1/deployments"
 REPLICASETS = "apps/v1/replicasets"
@@ -384,11 +386,4 @@ async def wait_until(
     check: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
 ) -> Any:
     """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    return await eventually(check, timeout=timeout, what=what, interval=0.01)

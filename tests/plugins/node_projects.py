@@ -47,9 +47,12 @@ def typescript_app(name: str, greeting: str) -> tuple[dict, dict[str, str]]:
             f'app.get("/", (_req, res) => {{ res.send("{greeting}"); }});\n'
             "app.listen(Number(process.env.PORT ?? 3000));\n"
         ),
+        # skipLibCheck, as most projects set it: tsc checks the app's code, not the 20,000
+        # lines of @types/node again on every run (a third of the CPU per `tsc` here).
         "tsconfig.json": (
             '{"compilerOptions": {"outDir": "dist", "rootDir": "src", "module": "commonjs",'
-            ' "target": "es2020", "esModuleInterop": true, "strict": true}}\n'
+            ' "target": "es2020", "esModuleInterop": true, "strict": true,'
+            ' "skipLibCheck": true}}\n'
         ),
     }
     return package, files

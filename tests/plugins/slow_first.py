@@ -20,8 +20,13 @@ import pytest
 LONGEST = (
     "tests/e2e/test_deploy_build.py",
     "tests/pack/test_staged_build.py",  # compiles an addon from source, TypeScript builds
+    "tests/server/test_hostile_inputs.py",  # 60 hypothesis examples of writes per backend
     "tests/topology/test_instances.py",
+    "tests/test_app_leaks.py",  # a pytest-xdist run of its own
+    "tests/faults/test_api_schema.py",
+    "tests/e2e/test_config_lifecycle.py",
     "tests/topology/test_replicas.py",
+    "tests/cli/test_deploy_layered.py",
     "tests/e2e/test_layered_rollouts.py",
     "tests/e2e/test_worker_restart.py",
     "tests/e2e/test_dashboard_browser.py",
@@ -33,7 +38,6 @@ LONGEST = (
     "tests/e2e/test_fetch_api.py",
     "tests/e2e/test_two_workers.py",
     "tests/e2e/test_local_rollouts.py",
-    "tests/e2e/test_config_lifecycle.py",
 )
 
 

@@ -7,7 +7,6 @@ backend with a change feed (SQLite never caches, checked last).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import psycopg
@@ -15,6 +14,7 @@ import pytest
 from seeding import insert_artifact
 
 from aether.server.read_cache import ReadCache
+from plugins.polling import wait_for
 
 LISTING = "/apps/shop/deployments"
 LISTENER = "query LIKE 'LISTEN \"aether_app_changes\"%'"
@@ -22,11 +22,7 @@ postgres_only = pytest.mark.parametrize("backend", ["postgres"])
 
 
 def until(check: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+    wait_for(check, timeout=timeout, what=what, interval=0.01)
 
 
 # --- the cache on its own ---------------------------------------------------------------------

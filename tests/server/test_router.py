@@ -88,6 +88,13 @@ def raw(router_port: int) -> Iterator[Any]:
         conn.close()
 
 
+@pytest.fixture
+def hello(api: ApiHarness, raw: Any, upstream: str) -> Any:  # noqa: F811
+    """``raw``, with the app ``hello`` routed to the echo upstream."""
+    api.run(_app_with, "hello", upstream)
+    return raw
+
+
 def get(path: bytes = b"/", host: bytes = HOST, extra: bytes = b"") -> bytes:
     return b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (path, host, extra)
 
@@ -147,13 +154,10 @@ def test_a_trusted_proxys_forwarded_for_is_extended(make_api: Any, upstream: str
     ],
 )
 def test_smuggling_shapes_are_refused_and_never_forwarded(
-    api: ApiHarness,
-    raw: Any,
-    upstream: str,  # noqa: F811
+    hello: Any,
     request_bytes: bytes,
 ) -> None:
-    api.run(_app_with, "hello", upstream)
-    conn = raw().send(request_bytes % HOST)
+    conn = hello().send(request_bytes % HOST)
     status, headers, body = conn.answer()
     assert status in (400, 405), body
     assert "x-upstream" not in headers
@@ -161,9 +165,8 @@ def test_smuggling_shapes_are_refused_and_never_forwarded(
     assert conn.closed()  # nothing after such a request is read
 
 
-def test_a_head_too_large_is_431(api: ApiHarness, raw: Any, upstream: str) -> None:  # noqa: F811
-    api.run(_app_with, "hello", upstream)
-    conn = raw().send(get(extra=b"X-Big: " + b"a" * 20_000 + b"\r\n"))
+def test_a_head_too_large_is_431(hello: Any) -> None:
+    conn = hello().send(get(extra=b"X-Big: " + b"a" * 20_000 + b"\r\n"))
     status, _, body = conn.answer()
     assert status == 431 and json.loads(body)["code"] == "bad_request"
 
@@ -192,39 +195,26 @@ def test_only_app_hosts_are_routed(
     assert json.loads(body)["code"] == "not_found"
 
 
-def test_pipelined_requests_are_answered_in_order(
-    api: ApiHarness,
-    raw: Any,
-    upstream: str,  # noqa: F811
-) -> None:
-    api.run(_app_with, "hello", upstream)
+def test_pipelined_requests_are_answered_in_order(hello: Any) -> None:
     post = b"POST /two HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\n\r\nhello" % HOST
-    conn = raw().send(get(b"/one") + post + get(b"/three"))
+    conn = hello().send(get(b"/one") + post + get(b"/three"))
     answers = [conn.answer() for _ in range(3)]
     assert [json.loads(body)["path"] for _, _, body in answers] == ["/one", "/two", "/three"]
     assert json.loads(answers[1][2])["body"] == "hello"
 
 
-def test_a_chunked_request_body_streams_to_the_app(
-    api: ApiHarness,
-    raw: Any,
-    upstream: str,  # noqa: F811
-) -> None:
-    api.run(_app_with, "hello", upstream)
-    conn = raw().send(b"POST /c HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n" % HOST)
+def test_a_chunked_request_body_streams_to_the_app(hello: Any) -> None:
+    conn = hello().send(
+        b"POST /c HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n" % HOST
+    )
     conn.send(b"5\r\nhello\r\n").send(b"6\r\n world\r\n").send(b"0\r\n\r\n")
     status, _, body = conn.answer()
     assert status == 201 and json.loads(body)["body"] == "hello world"
     assert json.loads(body)["headers"]["transfer-encoding"] == "chunked"
 
 
-def test_expect_100_continue_is_passed_on(
-    api: ApiHarness,
-    raw: Any,
-    upstream: str,  # noqa: F811
-) -> None:
-    api.run(_app_with, "hello", upstream)
-    conn = raw().send(
+def test_expect_100_continue_is_passed_on(hello: Any) -> None:
+    conn = hello().send(
         b"POST /e HTTP/1.1\r\nHost: %s\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n" % HOST
     )
     assert conn.answer()[0] == 100  # the app's interim answer, before any body was sent
@@ -232,26 +222,16 @@ def test_expect_100_continue_is_passed_on(
     assert status == 201 and json.loads(body)["body"] == "data"
 
 
-def test_head_and_bodyless_answers_do_not_hang(
-    api: ApiHarness,
-    raw: Any,
-    upstream: str,  # noqa: F811
-) -> None:
-    api.run(_app_with, "hello", upstream)
-    conn = raw().send(b"HEAD / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST + get(b"/after"))
+def test_head_and_bodyless_answers_do_not_hang(hello: Any) -> None:
+    conn = hello().send(b"HEAD / HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST + get(b"/after"))
     status, headers, _ = conn.answer(head=True)
     assert status == 200 and int(headers["content-length"]) > 0
     status, _, body = conn.answer()  # the connection goes on after a HEAD
     assert status == 200 and json.loads(body)["path"] == "/after"
 
 
-def test_an_http10_client_gets_a_streamed_answer_ending_with_the_connection(
-    api: ApiHarness,
-    raw: Any,
-    upstream: str,  # noqa: F811
-) -> None:
-    api.run(_app_with, "hello", upstream)
-    conn = raw().send(b"GET /stream HTTP/1.0\r\nHost: %s\r\n\r\n" % HOST)
+def test_an_http10_client_gets_a_streamed_answer_ending_with_the_connection(hello: Any) -> None:
+    conn = hello().send(b"GET /stream HTTP/1.0\r\nHost: %s\r\n\r\n" % HOST)
     status, headers, body = conn.answer()
     assert status == 200 and "transfer-encoding" not in headers
     assert body == b"one\ntwo\nthree\n"
@@ -396,13 +376,8 @@ def test_a_client_that_leaves_mid_answer_leaves_no_half_read_connection_in_the_p
         server.server_close()
 
 
-def test_a_client_that_half_closes_gets_its_answer_then_the_close(
-    api: ApiHarness,
-    raw: Any,
-    upstream: str,  # noqa: F811
-) -> None:
-    api.run(_app_with, "hello", upstream)
-    conn = raw().send(get(b"/one") + get(b"/two"))
+def test_a_client_that_half_closes_gets_its_answer_then_the_close(hello: Any) -> None:
+    conn = hello().send(get(b"/one") + get(b"/two"))
     conn.sock.shutdown(socket.SHUT_WR)
     answers = [conn.answer() for _ in range(2)]
     assert [json.loads(body)["path"] for _, _, body in answers] == ["/one", "/two"]

@@ -34,7 +34,7 @@ async def test_a_batch_from_a_stale_position_stores_nothing(database) -> None:  
     assert await ship(database, app["id"], "s", None, "p1", "a", "b")
     assert not await ship(database, app["id"], "s", None, "p1", "a", "b")  # a second shipper
     assert await ship(database, app["id"], "s", "p1", "p2", "c")
-    assert [(r["seq"], r["line"]) for r in await all_lines(database, app["id"])] == [
+    assert [(seq, line) for seq, *_, line in await all_lines(database, app["id"])] == [
         (1, "a"),
         (2, "b"),
         (3, "c"),
@@ -52,7 +52,7 @@ async def test_concurrent_sources_of_one_app_get_one_gapless_sequence(database) 
             after = position
 
     await asyncio.gather(source("x"), source("y"), source("z"))
-    seqs = [r["seq"] for r in await all_lines(database, app["id"])]
+    seqs = [seq for seq, *_ in await all_lines(database, app["id"])]
     assert seqs == list(range(1, 31))
     head = await log_store.stream_head(database, app["id"])
     assert head is not None and head["last_seq"] == 30
@@ -66,7 +66,7 @@ async def test_retention_by_age_and_bytes(database) -> None:  # type: ignore[no-
     assert await ship(database, app["id"], "s", "1", "2", *(f"{i:04d}" for i in range(10)))
     policy = log_store.Retention(max_age_secs=7 * 86400, max_bytes_per_app=5 * 5)
     await log_store.enforce_retention(database, policy, now=now)
-    kept = [r["line"] for r in await all_lines(database, app["id"])]
+    kept = [line for *_, line in await all_lines(database, app["id"])]
     assert kept == ["0005", "0006", "0007", "0008", "0009"]  # 5 bytes each with the newline
     if database.dialect == "postgresql":
         names = {
@@ -83,7 +83,7 @@ async def test_any_text_survives_the_batch_writer(database) -> None:  # type: ig
     app = await app_store.create_app(database, "web", owner=None)
     texts = ["tab\there", "back\\slash \\N", "cr\rlf\n", "nul\x00byte", "é ✓ 🚀", ""]
     assert await ship(database, app["id"], "s", None, "1", *texts)
-    stored = [r["line"] for r in await all_lines(database, app["id"])]
+    stored = [line for *_, line in await all_lines(database, app["id"])]
     assert stored == [t.replace("\x00", "\ufffd") for t in texts]
 
 
@@ -100,7 +100,7 @@ async def test_the_byte_budget_keeps_exactly_the_newest_lines_that_fit(database)
         await log_store.enforce_retention(database, policy)
         lines = await all_lines(database, app["id"])
         # the lines that end within the newest `budget` bytes (5 bytes each with the newline)
-        assert [r["seq"] for r in lines] == list(range(701 - kept, 701)), budget
+        assert [seq for seq, *_ in lines] == list(range(701 - kept, 701)), budget
 
 
 async def test_destroying_an_app_deletes_its_lines_only(database) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +110,7 @@ async def test_destroying_an_app_deletes_its_lines_only(database) -> None:  # ty
     assert await ship(database, kept["id"], "t", None, "1", "other output")
     await app_store.destroy_app(database, doomed["id"])
     assert await all_lines(database, doomed["id"]) == []
-    assert [r["line"] for r in await all_lines(database, kept["id"])] == ["other output"]
+    assert [line for *_, line in await all_lines(database, kept["id"])] == ["other output"]
 
 
 async def test_a_stored_batch_notifies_its_app_on_postgresql(database) -> None:  # type: ignore[no-untyped-def]

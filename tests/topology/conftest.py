@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,8 +36,13 @@ import pytest
 import requests
 
 from aether.sealing import new_key
+from plugins import polling
 
 FIXTURE_APP = Path(__file__).parents[1] / "worker" / "fixtures" / "plain-app"
+# Only against a hang: each wait in these tests has a deadline of its own and fails with
+# what it waited for, however long the steps before it took on a loaded machine (three
+# processes, two namespaces' worth of CLI calls: past pytest's default 120 s there).
+HANG_GUARD_SECS = 300
 APPS_DOMAIN = "apps.test"
 API_PORT = 8080
 _names = itertools.count()
@@ -266,17 +270,10 @@ def clean_environ() -> dict[str, str]:
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = 60.0, what: str = "it") -> Any:
-    """Poll ``check`` until it returns something truthy (exceptions count as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            if result := check():
-                return result
-        except (requests.RequestException, OSError, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {timeout}s (last error: {last})")
+    """Poll ``check`` until it returns something truthy (a replica or worker still starting,
+    whose answers fail, counts as not yet)."""
+    errors = (requests.RequestException, OSError, ValueError, KeyError)
+    return polling.wait_for(check, timeout=timeout, what=what, interval=0.1, ignoring=errors)
 
 
 @pytest.fixture
@@ -310,16 +307,19 @@ def topology(network: Network, fresh_postgres_url: str, tmp_path: Path) -> Itera
     }
     top = Topology(network, env, token, tmp_path)
     try:
-        top.start_replica("api1")
-        wait_for(lambda: top.get("api1", "/readyz").status_code == 200, what="api1 ready")
-        top.start_replica("api2")
-        wait_for(lambda: top.get("api2", "/readyz").status_code == 200, what="api2 ready")
+        for host in ("api1", "api2"):  # both at once: migrations take an advisory lock
+            top.start_replica(host)
+        for host in ("api1", "api2"):
+            wait_for(lambda h=host: top.get(h, "/readyz").status_code == 200, what=f"{host} ready")
         yield top
     finally:
         top.stop_all()
-        for host, data in (("wrk", "worker-data"), ("wrk2", "wrk2-data")):
-            stopper = top.start(f"stop-apps-{host}", host, "worker", "--stop-apps",
-                                "--data-dir", str(tmp_path / data))  # fmt: skip
+        stoppers = [
+            top.start(f"stop-apps-{host}", host, "worker", "--stop-apps",
+                      "--data-dir", str(tmp_path / data))
+            for host, data in (("wrk", "worker-data"), ("wrk2", "wrk2-data"))
+        ]  # fmt: skip
+        for stopper in stoppers:
             stopper.wait(timeout=60)
         s3.stop()
         relay.stop()

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 from typing import Any
 
-from conftest import Topology, app_folder, wait_for
+import pytest
+
+from conftest import HANG_GUARD_SECS, Topology, app_folder, wait_for
+
+pytestmark = pytest.mark.timeout(HANG_GUARD_SECS)
 
 # The fixture app answers {"deployment_id", "version"}: make its version name its port.
 BY_PORT = 'process.env.APP_VERSION = "port-" + process.env.PORT;\n'
@@ -26,8 +31,15 @@ def ps(top: Topology, host: str) -> dict[str, Any]:
     return as_json(top.client(host, "ps", "web", "--format", "json"))
 
 
+def status_of(top: Topology, host: str) -> dict[str, Any]:
+    """What ``ps`` shows, straight from the API: for polling (a CLI start costs a second of
+    CPU on a loaded machine); each test compares the CLI's own answers once it holds."""
+    answer: dict[str, Any] = top.get(host, "/apps/web/status").json()
+    return answer
+
+
 def healthy(top: Topology, count: int) -> bool:
-    items = ps(top, "api1")["instances"]
+    items = status_of(top, "api1")["instances"]
     return len(items) == count and all(i["health"] == "healthy" for i in items)
 
 
@@ -36,13 +48,19 @@ def running(status: dict[str, Any]) -> set[tuple[str, str]]:
     return {(i["id"], i["started_at"]) for i in status["instances"]}
 
 
-def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topology) -> None:
-    worker = topology.start_worker()
-    folder = app_folder(topology.root, "web")
+def web_running(top: Topology) -> subprocess.Popen[bytes]:
+    """A worker, and the app ``web`` deployed through api1 with one healthy instance."""
+    worker = top.start_worker()
+    folder = app_folder(top.root, "web")
     server = folder / "server.js"
     server.write_text(BY_PORT + server.read_text())
-    as_json(topology.client("api1", "deploy", str(folder), "--format", "json"))
-    wait_for(lambda: healthy(topology, 1), what="one healthy instance")
+    as_json(top.client("api1", "deploy", str(folder), "--format", "json"))
+    wait_for(lambda: healthy(top, 1), what="one healthy instance")
+    return worker
+
+
+def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topology) -> None:
+    worker = web_running(topology)
     one = running(ps(topology, "api1"))
     scaled = as_json(topology.client("api2", "scale", "web", "2", "--format", "json"))
     assert scaled["status"] == "running" and scaled["replicas"] == 2
@@ -72,26 +90,26 @@ def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topolog
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=30)
 
-    def said_plainly() -> bool:
-        answers = [ps(topology, host)["worker"] for host in ("api1", "api2")]
+    def said_plainly(answers: list[dict[str, Any]]) -> bool:
         return all(not a["live"] and "no live worker" in a["message"] for a in answers)
 
-    wait_for(said_plainly, timeout=30, what="no live worker said by both replicas")
+    wait_for(
+        lambda: said_plainly([status_of(topology, host)["worker"] for host in ("api1", "api2")]),
+        timeout=30,
+        what="no live worker said by both replicas",
+    )
+    assert said_plainly([ps(topology, host)["worker"] for host in ("api1", "api2")])
     text = topology.client("api1", "status", "web")
     assert "warning: no live worker for runtime local" in text.stdout, text.stdout
     assert {i["state"] for i in ps(topology, "api2")["instances"]} == {"unknown"}
     assert topology.via_proxy("api2", "web").status_code == 200  # the apps outlive the worker
     topology.start_worker("worker-2")  # adopts them; stops them at the test's end
-    wait_for(lambda: ps(topology, "api1")["worker"]["live"], what="a live worker again")
+    wait_for(lambda: status_of(topology, "api1")["worker"]["live"], what="a live worker again")
+    assert ps(topology, "api1")["worker"]["live"]
 
 
 def test_a_scale_through_either_replica_fails_no_request(topology: Topology) -> None:
-    topology.start_worker()
-    folder = app_folder(topology.root, "web")
-    server = folder / "server.js"
-    server.write_text(BY_PORT + server.read_text())
-    as_json(topology.client("api1", "deploy", str(folder), "--format", "json"))
-    wait_for(lambda: healthy(topology, 1), what="one healthy instance")
+    web_running(topology)
     before = running(ps(topology, "api2"))
     failures: list[str] = []
     stop = threading.Event()

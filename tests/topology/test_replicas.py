@@ -10,9 +10,12 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import requests
 
-from conftest import Topology, app_folder, wait_for
+from conftest import HANG_GUARD_SECS, Topology, app_folder, wait_for
+
+pytestmark = pytest.mark.timeout(HANG_GUARD_SECS)
 
 
 def deploy(top: Topology, name: str) -> dict[str, object]:

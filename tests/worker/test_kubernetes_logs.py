@@ -203,7 +203,7 @@ async def test_pod_output_is_shipped_to_the_shared_store_once(
 
     async def stored() -> list[tuple[str, str]]:
         rows = await log_store.read_after(database, app["id"], 0, limit=100)
-        return [(r["instance"], r["line"]) for r in rows if r["stream"] != "notice"]
+        return [(instance, line) for *_, instance, stream, line in rows if stream != "notice"]
 
     async def ship_until(count: int) -> None:
         stop = asyncio.Event()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,34 +33,52 @@ def deps_fetches(record: Recorder) -> int:
     return sum(1 for phase, text in record.events if phase == "fetching" and "deps layer" in text)
 
 
-async def two_apps(blobs: LocalBlobStore, tmp_path: Path) -> tuple[Release, Release]:
-    """Releases of two different apps whose dependencies are the same."""
+@dataclass
+class Host:
+    """A worker host's apps folder and layer cache, and releases of two apps (``one``,
+    ``two``) whose dependencies are the same, stored in ``blobs``."""
+
+    blobs: LocalBlobStore
+    apps: Path
+    cache: LayerCache
+    first: Release
+    second: Release
+
+    async def prepare(self, release: Release, record: Recorder | None = None) -> Path:
+        return await prepare(
+            release, self.apps, self.blobs, record or Recorder(), require_signature=False,
+            cache=self.cache,
+        )  # fmt: skip
+
+
+@pytest.fixture
+async def host(blobs: LocalBlobStore, tmp_path: Path) -> Host:
     one = pack(make_project(tmp_path / "p1", "console.log('one')\n"), tmp_path / "o1")
     two = pack(make_project(tmp_path / "p2", "console.log('two')\n"), tmp_path / "o2")
     assert one.layers[0]["digest"] == two.layers[0]["digest"]
-    return (
+    data = tmp_path / "data"
+    return Host(
+        blobs,
+        data / "apps",
+        LayerCache(data / "layers"),
         await store(blobs, one, deployment_id(), app="one"),
         await store(blobs, two, deployment_id(), app="two"),
     )
 
 
-async def test_two_apps_sharing_a_deps_layer_extract_it_once(
-    blobs: LocalBlobStore, tmp_path: Path
-) -> None:
-    first, second = await two_apps(blobs, tmp_path)
-    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
+async def test_two_apps_sharing_a_deps_layer_extract_it_once(host: Host) -> None:
     records = [Recorder(), Recorder()]
     folders = await asyncio.gather(
         *(
-            prepare(release, apps, blobs, record, require_signature=False, cache=cache)
-            for release, record in zip((first, second), records, strict=True)
+            host.prepare(release, record)
+            for release, record in zip((host.first, host.second), records, strict=True)
         )
     )
     assert sum(deps_fetches(record) for record in records) == 1
     messages = sorted(record.events[-1][1] for record in records)
     assert "node_modules extracted" in messages[0] and "node_modules reused" in messages[1]
     targets = {os.readlink(folder / "node_modules") for folder in folders}
-    assert targets == {str(cache.layer_path(first.layers[0].digest))}
+    assert targets == {str(host.cache.layer_path(host.first.layers[0].digest))}
     for folder in folders:
         assert (folder / "node_modules" / "left-pad" / "index.js").read_text().startswith("module")
 
@@ -122,13 +141,10 @@ def test_the_host_lock_holds_across_processes(tmp_path: Path) -> None:
     os.close(fd)
 
 
-async def test_a_cleanup_never_removes_a_layer_being_made_or_used(
-    blobs: LocalBlobStore, tmp_path: Path
-) -> None:
-    first, _ = await two_apps(blobs, tmp_path)
-    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
-    key = first.layers[0].digest
-    folder = tmp_path / "data" / "apps" / "one" / "r1"
+async def test_a_cleanup_never_removes_a_layer_being_made_or_used(host: Host) -> None:
+    apps, cache = host.apps, host.cache
+    key = host.first.layers[0].digest
+    folder = apps / "one" / "r1"
     folder.mkdir(parents=True)
     inside, go_on = asyncio.Event(), threading.Event()
 
@@ -175,16 +191,12 @@ async def test_a_cleanup_never_removes_a_layer_being_made_or_used(
     assert not cache.has(key) and not cache.layer_path(key).exists()
 
 
-async def test_a_tampered_cached_layer_is_found_and_extracted_again(
-    blobs: LocalBlobStore, tmp_path: Path
-) -> None:
-    first, second = await two_apps(blobs, tmp_path)
-    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
-    await prepare(first, apps, blobs, Recorder(), require_signature=False, cache=cache)
-    cached = cache.layer_path(first.layers[0].digest) / "left-pad" / "index.js"
+async def test_a_tampered_cached_layer_is_found_and_extracted_again(host: Host) -> None:
+    await host.prepare(host.first)
+    cached = host.cache.layer_path(host.first.layers[0].digest) / "left-pad" / "index.js"
     cached.write_text("module.exports = 'pwned';\n")
     record = Recorder()
-    folder = await prepare(second, apps, blobs, record, require_signature=False, cache=cache)
+    folder = await host.prepare(host.second, record)
     assert deps_fetches(record) == 1
     done = record.events[-1][1]
     assert "extracted again" in done and "node_modules/left-pad/index.js was changed" in done
@@ -193,31 +205,23 @@ async def test_a_tampered_cached_layer_is_found_and_extracted_again(
     ).read_text() == "module.exports = 1;\n"
 
 
-async def test_a_tampered_cached_lockfile_is_found_and_extracted_again(
-    blobs: LocalBlobStore, tmp_path: Path
-) -> None:
-    first, second = await two_apps(blobs, tmp_path)
-    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
-    one = await prepare(first, apps, blobs, Recorder(), require_signature=False, cache=cache)
+async def test_a_tampered_cached_lockfile_is_found_and_extracted_again(host: Host) -> None:
+    one = await host.prepare(host.first)
     original = (one / "package-lock.json").read_bytes()
-    cached = cache.root / first.layers[0].digest / "lockfiles" / "package-lock.json"
+    cached = host.cache.root / host.first.layers[0].digest / "lockfiles" / "package-lock.json"
     cached.write_text("{}\n")
     record = Recorder()
-    folder = await prepare(second, apps, blobs, record, require_signature=False, cache=cache)
+    folder = await host.prepare(host.second, record)
     assert deps_fetches(record) == 1
     assert "lockfiles/package-lock.json was changed" in record.events[-1][1]
     assert (folder / "package-lock.json").read_bytes() == original
 
 
-async def test_a_touched_but_intact_layer_is_resealed_not_fetched(
-    blobs: LocalBlobStore, tmp_path: Path
-) -> None:
-    first, second = await two_apps(blobs, tmp_path)
-    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
-    await prepare(first, apps, blobs, Recorder(), require_signature=False, cache=cache)
-    os.utime(cache.layer_path(first.layers[0].digest) / "left-pad" / "index.js", (1, 1))
+async def test_a_touched_but_intact_layer_is_resealed_not_fetched(host: Host) -> None:
+    await host.prepare(host.first)
+    os.utime(host.cache.layer_path(host.first.layers[0].digest) / "left-pad" / "index.js", (1, 1))
     record = Recorder()
-    await prepare(second, apps, blobs, record, require_signature=False, cache=cache)
+    await host.prepare(host.second, record)
     assert deps_fetches(record) == 0 and "node_modules reused" in record.events[-1][1]
 
 
@@ -248,17 +252,15 @@ async def test_a_cache_others_may_write_to_is_refused(tmp_path: Path) -> None:
 
 
 async def test_a_release_made_earlier_is_composed_again_when_its_layer_was_tampered_with(
-    blobs: LocalBlobStore, tmp_path: Path
+    host: Host,
 ) -> None:
-    first, _ = await two_apps(blobs, tmp_path)
-    apps, cache = tmp_path / "data" / "apps", LayerCache(tmp_path / "data" / "layers")
-    folder = await prepare(first, apps, blobs, Recorder(), require_signature=False, cache=cache)
+    folder = await host.prepare(host.first)
     again = Recorder()
-    assert await prepare(first, apps, blobs, again, require_signature=False, cache=cache) == folder
+    assert await host.prepare(host.first, again) == folder
     assert again.events == []  # complete and intact: used as it is
-    (cache.layer_path(first.layers[0].digest) / "left-pad" / "extra.js").write_text("1")
+    (host.cache.layer_path(host.first.layers[0].digest) / "left-pad" / "extra.js").write_text("1")
     record = Recorder()
-    await prepare(first, apps, blobs, record, require_signature=False, cache=cache)
+    await host.prepare(host.first, record)
     assert "failed its check" in record.events[0][1]
     assert "node_modules/left-pad/extra.js was added" in record.events[0][1]
     assert deps_fetches(record) == 1

@@ -184,14 +184,32 @@ async def test_the_supervisor_writes_each_chunk_of_output_as_whole_lines(
     assert [x.line for x in lines if x.stream == "stderr"][0] == "to stderr"
 
 
-def test_any_text_survives_the_log_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("instance", ["host/2", ""])
+def test_any_text_survives_the_log_files(tmp_path: Path, instance: str) -> None:
+    # Records naming their process are read one by one, the others a column at a time:
+    # both give the same lines.
     texts = ['say "hi"', "back\\slash", "tab\there", "é ✓ 🚀 \u2028", "\x1b[31mred\x1b[0m", ""]
-    writer = LogWriter(tmp_path, "dep-a", instance="host/2")
+    writer = LogWriter(tmp_path, "dep-a", instance=instance)
     writer.write_lines("stderr", texts)
+    writer.write_lines("stdout", ["last"])
     writer.close()
+    batch = read_batch(tmp_path, None, instance="reader-host")
+    assert [(x.ts[:2], x.deployment_id, x.stream, x.instance, x.line) for x in batch.lines] == [
+        ("20", "dep-a", "stderr", instance or "reader-host", text) for text in texts
+    ] + [("20", "dep-a", "stdout", instance or "reader-host", "last")]
+
+
+def test_a_foreign_record_among_the_supervisors_is_read_line_by_line(tmp_path: Path) -> None:
+    write_lines(tmp_path, "dep-a", "one")
+    with log_path_for(tmp_path, "dep-a").open("a") as handle:
+        handle.write('{"ts": "2026-01-01T00:00:00.000000Z", "stream": "stdout", "line": 7}\n')
+        handle.write('{"ts": "2026-01-01T00:00:00.000000Z", "line": "no stream"}\n')
+    write_lines(tmp_path, "dep-a", "two")
     batch = read_batch(tmp_path, None)
-    assert [(x.stream, x.instance, x.line) for x in batch.lines] == [
-        ("stderr", "host/2", text) for text in texts
+    assert [(x.stream, x.line) for x in batch.lines] == [
+        ("stdout", "one"),
+        ("stdout", "no stream"),
+        ("stdout", "two"),
     ]
 
 

@@ -28,7 +28,7 @@ async def stored(db, app_id: str, count: int, timeout: float = 10.0) -> list[str
     while True:
         rows = await log_store.read_after(db, app_id, 0, limit=10_000)
         if len(rows) >= count or time.monotonic() > deadline:
-            return [r["line"] for r in rows]
+            return [line for *_, line in rows]
         await asyncio.sleep(0.05)
 
 
@@ -53,8 +53,8 @@ async def test_lines_are_shipped_once_across_shipper_restarts(database, runtime)
     stop.set()
     await task
     rows = await log_store.read_after(database, app["id"], 0, limit=10)
-    assert [r["deployment_id"] for r in rows] == ["dep-1", "dep-1", "dep-2", "dep-2"]
-    assert all(r["instance"] for r in rows)
+    assert [deployment for _, _, deployment, *_ in rows] == ["dep-1", "dep-1", "dep-2", "dep-2"]
+    assert all(instance for _, _, _, instance, *_ in rows)
 
 
 def test_a_feed_far_behind_skips_ahead_and_counts(tmp_path: Path) -> None:

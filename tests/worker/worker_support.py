@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aether.settings import WorkerSettings
 from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.releasedir import write_marker
+from plugins.polling import eventually  # noqa: F401  (the worker tests import it from here)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PLAIN_APP = FIXTURES / "plain-app"
@@ -90,17 +89,6 @@ async def get_json(url: str, *, host: str | None = None) -> tuple[int, Any]:
         return status, json.loads(body)
     except ValueError:
         return status, body
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 20.0, interval: float = 0.05
-) -> None:
-    """Poll ``check`` until it is true; fail at the deadline (never a bare sleep)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 # --- rows, for loop tests (the upload flow is not needed: folders are staged) ----------------

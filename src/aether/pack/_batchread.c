@@ -1,9 +1,11 @@
 /* The native twin of aether/pack/batchread.py: a batch of walk entries -> tar members.
  *
  * Per member a pack does a few system calls (open, fstat, read, close) between bits of
- * Python; here the whole batch runs in one call, the file data is read straight into the
- * output buffer behind its header, and each file is hashed (with the blake3 package, handed
- * in) while its bytes are still in cache. It must write exactly what read_batch_python writes:
+ * Python; here the whole batch runs in one call, in three steps: with the GIL, the entries'
+ * names are taken from their Python objects; without it, every file is opened, read straight
+ * into the output buffer behind its header and closed, so reader threads run in parallel
+ * (aether/pack/threaded.py); with the GIL again, each file is hashed (with the blake3 package,
+ * handed in) and recorded. It must write exactly what read_batch_python writes:
  * anything out of the ordinary (a file that cannot be read, changed type or shrank, a name
  * that is not valid UTF-8) stops the batch there, and the Python reader takes over from that
  * entry, so errors are named in one place only.
@@ -14,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +33,8 @@
 #define MTIME_FIELD 12
 /* The blob starts at this size and doubles as needed; a batch is usually a few hundred KB. */
 #define FIRST_CAPACITY (512 * 1024)
+/* A blob kept for a later call is at most this big (a batch is a few MB). */
+#define SPARE_MAX (16 * 1024 * 1024)
 
 /* What a call ends with; batchread.py holds the same numbers. */
 enum { DONE = 0, LARGE = 1, CAREFUL = 2 };
@@ -42,13 +47,55 @@ static const char MAGIC[8] = {'u', 's', 't', 'a', 'r', '\0', '0', '0'};
 static const char PAX_NAME[] = "././@PaxHeader";
 
 typedef struct {
-    PyObject *bytes; /* the blob being built; resized as it grows, trimmed at the end */
+    char *data; /* the members being built (malloc'd: grown without the GIL) */
     Py_ssize_t size;
     Py_ssize_t capacity;
 } Blob;
 
 static PyObject *str_digest;
 
+/* Blobs' memory is kept from one call to the next (a few, taken and given back while the
+ * GIL is held, until drop_spares): the pages of a fresh buffer would be faulted in and zeroed
+ * again for every batch. */
+#define SPARES 8
+static Blob spares[SPARES];
+static int spare_count = 0;
+
+static void
+take_spare(Blob *blob)
+{
+    if (spare_count > 0) {
+        *blob = spares[--spare_count];
+        blob->size = 0;
+        return;
+    }
+    blob->data = malloc(FIRST_CAPACITY);
+    blob->size = 0;
+    blob->capacity = blob->data == NULL ? 0 : FIRST_CAPACITY;
+}
+
+static void
+keep_spare(Blob *blob)
+{
+    if (blob->data == NULL || blob->capacity > SPARE_MAX || spare_count == SPARES) {
+        free(blob->data);
+        return;
+    }
+    spares[spare_count++] = *blob;
+}
+
+PyDoc_STRVAR(drop_spares_doc, "drop_spares()\n\nFree the memory kept for the next batches.");
+
+static PyObject *
+drop_spares(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    while (spare_count > 0) {
+        free(spares[--spare_count].data);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Room for `more` bytes; -1 when out of memory. Needs no GIL. */
 static int
 blob_reserve(Blob *blob, Py_ssize_t more)
 {
@@ -60,9 +107,11 @@ blob_reserve(Blob *blob, Py_ssize_t more)
     if (capacity < need) {
         capacity = need;
     }
-    if (_PyBytes_Resize(&blob->bytes, capacity) < 0) {
+    char *data = realloc(blob->data, (size_t)capacity);
+    if (data == NULL) {
         return -1;
     }
+    blob->data = data;
     blob->capacity = capacity;
     return 0;
 }
@@ -70,7 +119,7 @@ blob_reserve(Blob *blob, Py_ssize_t more)
 static inline char *
 blob_end(Blob *blob)
 {
-    return PyBytes_AS_STRING(blob->bytes) + blob->size;
+    return blob->data + blob->size;
 }
 
 /* "%0*o\0" into a field of `width` bytes (width - 1 octal digits, then NUL). */
@@ -153,7 +202,7 @@ padding(Py_ssize_t size)
 }
 
 /* The header block(s) of one member, as tarcodec.entry_header writes them: a pax block first
- * when the name or the link target is longer than its field. */
+ * when the name or the link target is longer than its field. Needs no GIL. */
 static int
 put_header(Blob *blob, const char *name, Py_ssize_t name_size, int mode,
            unsigned long long size, char typeflag, const char *link, Py_ssize_t link_size,
@@ -222,8 +271,25 @@ hex_digest(PyObject *hash)
     return hex;
 }
 
-/* Outcome of reading one file into the blob. */
+/* Outcome of writing one member into the blob. */
 enum { READ_OK = 0, READ_LARGE = 1, READ_ODD = 2, READ_FAILED = -1 };
+
+enum { KIND_FILE = 0, KIND_DIR = 1, KIND_LINK = 2 };
+
+/* One entry of the batch: what the members need, taken from the Python objects while the GIL
+ * is held, then filled in without it. */
+typedef struct {
+    int kind;
+    PyObject *entry; /* borrowed from the entries list */
+    const char *raw; /* the member name (the entry's raw bytes) */
+    Py_ssize_t raw_size;
+    PyObject *path; /* owned: the file's name in the file system encoding */
+    PyObject *text; /* owned: a symlink's target as the manifest lists it */
+    PyObject *link; /* owned: the same, as the bytes the header holds */
+    Py_ssize_t offset; /* where a file's data starts in the blob */
+    Py_ssize_t size;
+    int mode;
+} Item;
 
 /* Reads `count` bytes from `fd` into `out`; 0 when they all came, -1 otherwise (the
  * Python reader will tell the user why). */
@@ -244,37 +310,78 @@ read_exactly(int fd, char *out, Py_ssize_t count)
     return 0;
 }
 
-/* Header, data and padding of one regular file, appended to the blob; the blake3 hex of its
- * data in *hex. The GIL is released around the system calls. */
+/* The Item for one entry (GIL held); READ_ODD for anything the Python reader must handle. */
 static int
-put_file(Blob *blob, PyObject *entry, const char *mtime, Py_ssize_t inline_max,
-         PyObject *hasher, Py_ssize_t *size_out, int *mode_out, PyObject **hex)
+prepare_item(PyObject *entry, Item *item)
 {
-    PyObject *raw = PyTuple_GET_ITEM(entry, ENTRY_RAW);
-    PyObject *source = PyTuple_GET_ITEM(entry, ENTRY_SOURCE);
-    if (!PyBytes_Check(raw) || !PyUnicode_Check(source)) {
+    memset(item, 0, sizeof(*item));
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 5) {
         return READ_ODD;
     }
-    PyObject *path = PyUnicode_EncodeFSDefault(source);
-    if (path == NULL) {
+    item->entry = entry;
+    PyObject *raw = PyTuple_GET_ITEM(entry, ENTRY_RAW);
+    PyObject *kind = PyTuple_GET_ITEM(entry, ENTRY_KIND);
+    if (!PyBytes_Check(raw)) {
+        return READ_ODD;
+    }
+    item->raw = PyBytes_AS_STRING(raw);
+    item->raw_size = PyBytes_GET_SIZE(raw);
+    if (PyUnicode_Check(kind) && PyUnicode_CompareWithASCIIString(kind, "file") == 0) {
+        PyObject *source = PyTuple_GET_ITEM(entry, ENTRY_SOURCE);
+        if (!PyUnicode_Check(source)) {
+            return READ_ODD;
+        }
+        item->kind = KIND_FILE;
+        item->path = PyUnicode_EncodeFSDefault(source);
+        if (item->path == NULL) {
+            PyErr_Clear();
+            return READ_ODD;
+        }
+        return READ_OK;
+    }
+    if (PyUnicode_Check(kind) && PyUnicode_CompareWithASCIIString(kind, "dir") == 0) {
+        item->kind = KIND_DIR;
+        return READ_OK;
+    }
+    PyObject *target = PyTuple_GET_ITEM(entry, ENTRY_TARGET);
+    if (!(target == Py_None || PyUnicode_Check(target))) {
+        return READ_ODD;
+    }
+    item->kind = KIND_LINK;
+    item->text = target == Py_None ? PyUnicode_FromStringAndSize("", 0) : Py_NewRef(target);
+    if (item->text == NULL) {
+        return READ_FAILED;
+    }
+    item->link = PyUnicode_AsEncodedString(item->text, "utf-8", "surrogateescape");
+    if (item->link == NULL) {
         PyErr_Clear();
         return READ_ODD;
     }
-    int fd;
-    struct stat st;
-    int failed = 0;
-    Py_BEGIN_ALLOW_THREADS
-    /* O_NONBLOCK: a FIFO swapped in for the file must not hang the open. */
-    fd = open(PyBytes_AS_STRING(path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        failed = 1;
+    return READ_OK;
+}
+
+static void
+release_items(Item *items, Py_ssize_t count)
+{
+    for (Py_ssize_t index = 0; index < count; index++) {
+        Py_XDECREF(items[index].path);
+        Py_XDECREF(items[index].text);
+        Py_XDECREF(items[index].link);
     }
-    Py_END_ALLOW_THREADS
-    Py_DECREF(path);
-    if (failed || !S_ISREG(st.st_mode)) {
-        if (fd >= 0) {
-            close(fd);
-        }
+}
+
+/* Header, data and padding of one regular file, appended to the blob (no GIL). */
+static int
+put_file(Blob *blob, Item *item, const char *mtime, Py_ssize_t inline_max)
+{
+    struct stat st;
+    /* O_NONBLOCK: a FIFO swapped in for the file must not hang the open. */
+    int fd = open(PyBytes_AS_STRING(item->path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        return READ_ODD;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return READ_ODD;
     }
     Py_ssize_t size = (Py_ssize_t)st.st_size;
@@ -283,58 +390,94 @@ put_file(Blob *blob, PyObject *entry, const char *mtime, Py_ssize_t inline_max,
         return READ_LARGE;
     }
     int mode = (st.st_mode & 0111) ? EXEC_MODE : FILE_MODE;
-    Py_ssize_t name_size = PyBytes_GET_SIZE(raw);
     Py_ssize_t pad = padding(size);
     /* Reserve the data's room first: put_header may not move the blob after it. */
     Py_ssize_t member_start = blob->size;
-    if (blob_reserve(blob, size + pad + 3 * BLOCK + 2 * name_size + 64) < 0
-        || put_header(blob, PyBytes_AS_STRING(raw), name_size, mode,
-                      (unsigned long long)size, '0', "", 0, mtime) < 0) {
+    if (blob_reserve(blob, size + pad + 3 * BLOCK + 2 * item->raw_size + 64) < 0
+        || put_header(blob, item->raw, item->raw_size, mode, (unsigned long long)size, '0', "",
+                      0, mtime) < 0) {
         close(fd);
         return READ_FAILED;
     }
     char *data = blob_end(blob);
-    Py_BEGIN_ALLOW_THREADS
-    failed = read_exactly(fd, data, size);
+    int failed = read_exactly(fd, data, size);
     close(fd);
-    Py_END_ALLOW_THREADS
     if (failed) {
         /* Take the header back: the Python reader writes this member again from scratch. */
         blob->size = member_start;
         return READ_ODD;
     }
-    PyObject *view = PyMemoryView_FromMemory(data, size, PyBUF_READ);
+    memset(data + size, 0, (size_t)pad);
+    item->offset = blob->size;
+    item->size = size;
+    item->mode = mode;
+    blob->size += size + pad;
+    return READ_OK;
+}
+
+static int
+put_item(Blob *blob, Item *item, const char *mtime, Py_ssize_t inline_max)
+{
+    if (item->kind == KIND_FILE) {
+        return put_file(blob, item, mtime, inline_max);
+    }
+    if (item->kind == KIND_DIR) {
+        return put_header(blob, item->raw, item->raw_size, DIR_MODE, 0, '5', "", 0, mtime) < 0
+                   ? READ_FAILED
+                   : READ_OK;
+    }
+    return put_header(blob, item->raw, item->raw_size, FILE_MODE, 0, '2',
+                      PyBytes_AS_STRING(item->link), PyBytes_GET_SIZE(item->link), mtime) < 0
+               ? READ_FAILED
+               : READ_OK;
+}
+
+/* blake3 hex of a file's data, hashed where it lies in the finished blob. */
+static PyObject *
+hash_data(const char *data, Py_ssize_t size, PyObject *hasher)
+{
+    PyObject *view = PyMemoryView_FromMemory((char *)data, size, PyBUF_READ);
     if (view == NULL) {
-        return READ_FAILED;
+        return NULL;
     }
     PyObject *hash = PyObject_CallOneArg(hasher, view);
     if (Py_REFCNT(view) > 1) {
-        /* Someone kept the view: make it unusable before the blob can move. */
+        /* Someone kept the view: make it unusable, it points into the blob. */
         PyObject *released = PyObject_CallMethod(view, "release", NULL);
         Py_XDECREF(released);
     }
     Py_DECREF(view);
     if (hash == NULL) {
-        return READ_FAILED;
+        return NULL;
     }
-    *hex = hex_digest(hash);
+    PyObject *hex = hex_digest(hash);
     Py_DECREF(hash);
-    if (*hex == NULL) {
-        return READ_FAILED;
-    }
-    memset(data + size, 0, (size_t)pad);
-    blob->size += size + pad;
-    *size_out = size;
-    *mode_out = mode;
-    return READ_OK;
+    return hex;
 }
 
+/* The manifest's record of one written member (GIL held). */
 static int
-add_file_record(PyObject *files, PyObject *new_record, PyObject *entry, Py_ssize_t size,
-                int mode, PyObject *hex)
+add_record(Item *item, const char *blob, PyObject *files, PyObject *directories,
+           PyObject *symlinks, PyObject *hasher, PyObject *new_record)
 {
-    PyObject *values = Py_BuildValue("(OniN)", PyTuple_GET_ITEM(entry, ENTRY_PATH), size,
-                                     mode, hex);
+    PyObject *path = PyTuple_GET_ITEM(item->entry, ENTRY_PATH);
+    if (item->kind == KIND_DIR) {
+        return PyList_Append(directories, path);
+    }
+    if (item->kind == KIND_LINK) {
+        PyObject *pair = PyTuple_Pack(2, path, item->text);
+        if (pair == NULL) {
+            return -1;
+        }
+        int failed = PyList_Append(symlinks, pair);
+        Py_DECREF(pair);
+        return failed;
+    }
+    PyObject *hex = hash_data(blob + item->offset, item->size, hasher);
+    if (hex == NULL) {
+        return -1;
+    }
+    PyObject *values = Py_BuildValue("(OniN)", path, item->size, item->mode, hex);
     if (values == NULL) {
         return -1;
     }
@@ -343,61 +486,16 @@ add_file_record(PyObject *files, PyObject *new_record, PyObject *entry, Py_ssize
     if (record == NULL) {
         return -1;
     }
-    int result = PyList_Append(files, record);
+    int failed = PyList_Append(files, record);
     Py_DECREF(record);
-    return result;
-}
-
-static int
-put_directory(Blob *blob, PyObject *entry, const char *mtime, PyObject *directories)
-{
-    PyObject *raw = PyTuple_GET_ITEM(entry, ENTRY_RAW);
-    if (!PyBytes_Check(raw)) {
-        return READ_ODD;
-    }
-    if (put_header(blob, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), DIR_MODE, 0, '5', "", 0,
-                   mtime) < 0
-        || PyList_Append(directories, PyTuple_GET_ITEM(entry, ENTRY_PATH)) < 0) {
-        return READ_FAILED;
-    }
-    return READ_OK;
-}
-
-static int
-put_symlink(Blob *blob, PyObject *entry, const char *mtime, PyObject *symlinks)
-{
-    PyObject *raw = PyTuple_GET_ITEM(entry, ENTRY_RAW);
-    PyObject *target = PyTuple_GET_ITEM(entry, ENTRY_TARGET);
-    if (!PyBytes_Check(raw) || !(target == Py_None || PyUnicode_Check(target))) {
-        return READ_ODD;
-    }
-    PyObject *text = target == Py_None ? PyUnicode_FromStringAndSize("", 0) : Py_NewRef(target);
-    if (text == NULL) {
-        return READ_FAILED;
-    }
-    PyObject *link = PyUnicode_AsEncodedString(text, "utf-8", "surrogateescape");
-    if (link == NULL) {
-        Py_DECREF(text);
-        PyErr_Clear();
-        return READ_ODD;
-    }
-    int failed = put_header(blob, PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), FILE_MODE, 0,
-                            '2', PyBytes_AS_STRING(link), PyBytes_GET_SIZE(link), mtime);
-    Py_DECREF(link);
-    PyObject *pair = failed ? NULL : PyTuple_Pack(2, PyTuple_GET_ITEM(entry, ENTRY_PATH), text);
-    Py_DECREF(text);
-    if (pair == NULL) {
-        return READ_FAILED;
-    }
-    failed = PyList_Append(symlinks, pair);
-    Py_DECREF(pair);
-    return failed ? READ_FAILED : READ_OK;
+    return failed;
 }
 
 PyDoc_STRVAR(read_batch_doc,
 "read_batch(entries, start, mtime, budget, inline_max, files, directories, symlinks,\n"
 "           hasher, new_record) -> (blob, next, status)\n\n"
-"The members of entries[start:] as tar bytes, as batchread.read_batch_python writes them.");
+"The members of entries[start:] as tar bytes, as batchread.read_batch_python writes them.\n"
+"The files are opened, read and framed without the GIL; they are hashed once it is back.");
 
 static PyObject *
 read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -425,63 +523,84 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "mtime must be a 12-byte tar field");
         return NULL;
     }
-    const char *mtime = PyBytes_AS_STRING(mtime_field);
-    Blob blob = {PyBytes_FromStringAndSize(NULL, FIRST_CAPACITY), 0, FIRST_CAPACITY};
-    if (blob.bytes == NULL) {
+    char mtime[MTIME_FIELD];
+    memcpy(mtime, PyBytes_AS_STRING(mtime_field), MTIME_FIELD);
+    Py_ssize_t end = PyList_GET_SIZE(entries);
+    if (index < 0 || index > end) {
+        PyErr_SetString(PyExc_IndexError, "start is outside the entries");
         return NULL;
     }
+    /* 1. With the GIL: what each entry needs, up to the first one the Python reader must
+     * handle. The list holds the entries (and so their names) until the call returns. */
+    Item *items = PyMem_Calloc((size_t)(end - index) + 1, sizeof(Item));
+    if (items == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t prepared = 0;
     int status = DONE;
-    Py_ssize_t end = PyList_GET_SIZE(entries);
-    while (index < end) {
-        PyObject *entry = PyList_GET_ITEM(entries, index);
-        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 5) {
-            status = CAREFUL;
-            break;
-        }
-        PyObject *kind = PyTuple_GET_ITEM(entry, ENTRY_KIND);
-        int outcome;
-        Py_ssize_t size = 0;
-        if (PyUnicode_Check(kind) && PyUnicode_CompareWithASCIIString(kind, "file") == 0) {
-            int mode = 0;
-            PyObject *hex = NULL;
-            outcome = put_file(&blob, entry, mtime, inline_max, hasher, &size, &mode, &hex);
-            if (outcome == READ_OK
-                && add_file_record(files, new_record, entry, size, mode, hex) < 0) {
-                outcome = READ_FAILED;
-            }
-        }
-        else if (PyUnicode_Check(kind) && PyUnicode_CompareWithASCIIString(kind, "dir") == 0) {
-            outcome = put_directory(&blob, entry, mtime, directories);
-        }
-        else {
-            outcome = put_symlink(&blob, entry, mtime, symlinks);
-        }
+    while (index + prepared < end) {
+        int outcome = prepare_item(PyList_GET_ITEM(entries, index + prepared), &items[prepared]);
         if (outcome == READ_FAILED) {
-            Py_DECREF(blob.bytes);
+            release_items(items, prepared + 1);
+            PyMem_Free(items);
             return NULL;
         }
-        if (outcome == READ_LARGE) {
-            status = LARGE;
-            break;
-        }
         if (outcome == READ_ODD) {
+            release_items(&items[prepared], 1);
             status = CAREFUL;
             break;
         }
-        index++;
-        budget -= size;
+        prepared++;
+    }
+    /* 2. Without it: the members, into a blob of our own. */
+    Blob blob;
+    take_spare(&blob);
+    Py_ssize_t written = 0;
+    int failed = blob.data == NULL;
+    Py_BEGIN_ALLOW_THREADS
+    while (!failed && written < prepared) {
+        int outcome = put_item(&blob, &items[written], mtime, inline_max);
+        if (outcome == READ_FAILED) {
+            failed = 1;
+            break;
+        }
+        if (outcome != READ_OK) {
+            status = outcome == READ_LARGE ? LARGE : CAREFUL;
+            break;
+        }
+        written++;
+        budget -= items[written - 1].size;
         if (budget <= 0) {
+            status = DONE; /* whatever follows is for the next call */
             break;
         }
     }
-    if (_PyBytes_Resize(&blob.bytes, blob.size) < 0) {
-        return NULL;
+    Py_END_ALLOW_THREADS
+    /* 3. With the GIL again: the bytes, and each member's record. */
+    PyObject *result = NULL;
+    PyObject *bytes = failed ? PyErr_NoMemory() : PyBytes_FromStringAndSize(blob.data, blob.size);
+    keep_spare(&blob);
+    if (bytes != NULL) {
+        const char *data = PyBytes_AS_STRING(bytes);
+        Py_ssize_t done = 0;
+        while (done < written
+               && add_record(&items[done], data, files, directories, symlinks, hasher,
+                             new_record) == 0) {
+            done++;
+        }
+        if (done == written) {
+            result = Py_BuildValue("(Oni)", bytes, index + written, status);
+        }
+        Py_DECREF(bytes);
     }
-    return Py_BuildValue("(Nni)", blob.bytes, index, status);
+    release_items(items, prepared);
+    PyMem_Free(items);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"read_batch", (PyCFunction)(void (*)(void))read_batch, METH_FASTCALL, read_batch_doc},
+    {"drop_spares", drop_spares, METH_NOARGS, drop_spares_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,9 +1,11 @@
-"""A planned tree as a compressed tar stream into an open file, written here or in workers.
+"""A planned tree as a compressed tar stream into an open file, written here or in parallel.
 
-Small trees are written on the calling thread: starting processes would cost more than it
-saves. Big ones are written by forked workers (``parallel``) when there is more than one CPU.
-Both give the same bytes: the workers write the same members, merged back in order, and the
-compressor is fed the same fixed-size chunks either way.
+Small trees are written on the calling thread: starting readers would cost more than it
+saves. Big ones, when there is more than one CPU, are read by threads (``threaded``) when the
+native reader is built, which reads without the GIL, and otherwise by forked workers
+(``parallel``), which the pure-Python reader needs to run in parallel at all. All give the
+same bytes: the readers write the same members, merged back in order, and the compressor is
+fed the same fixed-size chunks either way.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from aether.errors import IOFailure
-from aether.pack import tarcodec
+from aether.pack import batchread, tarcodec, threaded
 from aether.pack.compress import CompressedSink
-from aether.pack.manifest import build_manifest
+from aether.pack.manifest import build_manifest, render_ahead
 from aether.pack.packer import TreeContents, finish_tree, write_members
 from aether.pack.partition import PLAN_PIECES, Plan, entries_of
 from aether.pack.walk import Walker
@@ -34,14 +36,20 @@ log = logging.getLogger("aether.pack")
 
 
 def default_workers(plan: Plan) -> int:
-    """Worker processes for ``plan``: 0 (write here) for small trees or a single CPU.
+    """Readers for ``plan``: 0 (write here) for small trees or a single CPU.
 
-    Reading a tree and compressing it cost about the same CPU time, so the workers get half
-    the CPUs and the compressor the other half.
+    Reader threads (the native reader) take every CPU, as zstd's threads do: they are idle
+    whenever the other side is busy. Forked workers get half the CPUs and the compressor the
+    other half: reading a tree and compressing it cost about the same CPU time.
     """
-    if not hasattr(os, "fork") or (plan.complete and len(plan.pieces) < PLAN_PIECES):
+    if plan.complete and len(plan.pieces) < PLAN_PIECES:
         return 0
-    return min(usable_cpus() // 2, MAX_WORKERS)
+    cpus = usable_cpus()
+    if threaded.available():
+        return min(cpus, MAX_WORKERS) if cpus > 1 else 0
+    if not hasattr(os, "fork"):
+        return 0
+    return min(cpus // 2, MAX_WORKERS)
 
 
 def usable_cpus() -> int:
@@ -70,26 +78,36 @@ def write_archive(
 ) -> tuple[TreeContents, str, str, int]:
     """Write the archive; returns (contents, tar_sha256, digest, compressed size).
 
-    ``workers``: worker processes, 0 to write on this thread, None to choose by tree and CPUs.
+    ``workers``: readers (threads, or worker processes without the native reader), 0 to
+    write on this thread, None to choose by tree and CPUs.
     """
     mtime_field = tarcodec.mtime_field(mtime)
     count = default_workers(plan) if workers is None else workers
     contents = TreeContents()
+    in_threads = count > 0 and threaded.available()
     # Workers are forked before the compressor starts its threads.
-    with gc_paused(), _forked(plan, walker, mtime_field, count) as forked:
+    with gc_paused(), _forked(plan, walker, mtime_field, 0 if in_threads else count) as forked:
         threads = compressor_threads(0 if forked is None else count)
         sink = CompressedSink(handle, compression, workers=threads)
         try:
-            if forked is None:
-                members = entries_of(plan.pieces, walker)
-                write_members(members, sink, mtime_field, contents, on_progress=on_progress)
-            else:
+            if forked is not None:
                 forked.write_to(sink, contents, on_skip=walker.on_skip, on_progress=on_progress)
+            else:
+                members = entries_of(plan.pieces, walker)
+                if in_threads:
+                    threaded.write_threaded(
+                        members, sink, mtime_field, contents, count, on_progress=on_progress
+                    )
+                else:
+                    write_members(members, sink, mtime_field, contents, on_progress=on_progress)
             finish_tree(sink, contents)
+            render_ahead(contents)  # while the compressor finishes
             tar_sha256, digest, size = sink.close()
         except BaseException:
             sink.abort()
             raise
+        finally:
+            batchread.drop_spares()  # the readers' buffers
     return contents, tar_sha256, digest, size
 
 
@@ -178,7 +196,7 @@ def gc_paused() -> Iterator[None]:
 @contextlib.contextmanager
 def _forked(plan: Plan, walker: Walker, mtime: bytes, count: int) -> Iterator[Workers | None]:
     """Started workers, or None to write on this thread (also when none can be started)."""
-    if count < 1:
+    if count < 1 or not hasattr(os, "fork"):
         yield None
         return
     from aether.pack.parallel import Workers  # only where fork exists

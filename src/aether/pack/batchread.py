@@ -15,7 +15,9 @@ and why it stopped there: ``DONE`` (all read, or the budget is spent), ``LARGE``
 ``inline_max``, for the caller to stream) or, from the native reader only, ``CAREFUL`` (the
 entry is out of the ordinary, say unreadable, and the Python reader takes over from it and
 names the problem). File records go to ``files`` in order, directory paths to
-``directories``, (path, target) pairs to ``symlinks``.
+``directories``, (path, target) pairs to ``symlinks``. The native reader opens, reads and
+frames a batch's files without the GIL, so threads read in parallel (``threaded``), and keeps
+a few buffers from one call to the next, which ``drop_spares`` frees.
 """
 
 from __future__ import annotations
@@ -119,13 +121,17 @@ def read_exact(fd: int, size: int, entry: Entry) -> bytes:
     return data
 
 
-def _native() -> Reader | None:
+def _no_spares() -> None:
+    """What ``drop_spares`` is without the native reader: it keeps no memory."""
+
+
+def _native() -> tuple[Reader | None, Callable[[], None]]:
     try:
-        from aether.pack._batchread import read_batch as native
+        from aether.pack._batchread import drop_spares, read_batch
     except ImportError:  # not built (no compiler at install time): the Python reader does
-        return None
-    return native
+        return None, _no_spares
+    return read_batch, drop_spares
 
 
-native_read_batch = _native()
+native_read_batch, drop_spares = _native()
 read_batch: Reader = native_read_batch or read_batch_python

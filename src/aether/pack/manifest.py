@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -50,10 +51,26 @@ def build_manifest(
         },
         # Items become JSON objects one at a time while the file is written (see _item):
         # 50,000 dicts held at once would cost tens of MB for nothing.
-        "files": contents.files,
+        "files": (
+            _Rendered(contents.files_lines) if contents.files_lines is not None else contents.files
+        ),
         "directories": contents.directories,
         "symlinks": contents.symlinks,
     }
+
+
+def render_ahead(contents: TreeContents) -> None:
+    """Render the manifest's lines for the files now (say, while the archive's compression
+    ends), for ``build_manifest`` to use; the records must not change afterwards."""
+    if contents.files:
+        contents.files_lines = "".join(_list_lines(contents.files))
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """A non-empty manifest list whose lines were rendered ahead (``render_ahead``)."""
+
+    lines: str
 
 
 def _item(value: object) -> object:
@@ -120,7 +137,11 @@ def _manifest_lines(data: dict[str, Any]) -> Iterator[str]:
     for index, key in enumerate(keys):
         comma = "," if index < len(keys) - 1 else ""
         value = data[key]
-        if isinstance(value, list) and value:
+        if isinstance(value, _Rendered):
+            yield f"  {encode(key)}: [\n"
+            yield value.lines
+            yield f"  ]{comma}\n"
+        elif isinstance(value, list) and value:
             yield f"  {encode(key)}: [\n"
             yield from _list_lines(value)
             yield f"  ]{comma}\n"

@@ -1,10 +1,10 @@
 """Write the sorted entries of a tree as a tar stream: read, hash, add headers, hand on.
 
-This runs on the calling thread, or, for big trees, in worker processes that each write a
-share of the members (``parallel``); the sink compresses and hashes on its own threads. The
-entries go by in batches to ``batchread``, which reads and hashes them (natively when the
-extension is built). Memory stays bounded: a batch holds at most ``BATCH_BYTES`` of file data,
-and files above ``INLINE_MAX`` are streamed in chunks.
+This runs on the calling thread, or, for big trees, on reader threads (``threaded``) or in
+worker processes (``parallel``) that each write a share of the members; the sink compresses
+and hashes on its own threads. The entries go by in batches to ``batchread``, which reads and
+hashes them (natively when the extension is built). Memory stays bounded: a batch holds at
+most ``BATCH_BYTES`` of file data, and files above ``INLINE_MAX`` are streamed in chunks.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class TreeContents:
     symlinks: list[tuple[str, str]] = field(default_factory=list)
     bytes_in: int = 0
     tar_bytes: int = 0
+    # The manifest's lines for ``files``, rendered while the compressor finishes
+    # (``manifest.render_ahead``); not part of what was written.
+    files_lines: str | None = field(default=None, compare=False, repr=False)
 
 
 class Sink(Protocol):
@@ -110,7 +113,7 @@ def write_members(
                 sink.write(blob)
                 contents.tar_bytes += len(blob)
             if status == batchread.LARGE:
-                contents.files.append(_stream_file(batch[index], sink, mtime_field, contents))
+                contents.files.append(stream_file(batch[index], sink, mtime_field, contents))
                 index += 1
             elif status == batchread.CAREFUL:
                 read = batchread.read_batch_python  # it names what went wrong, or gets past it
@@ -133,7 +136,7 @@ def _open(entry: Entry) -> int:
         raise IOFailure(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
 
 
-def _stream_file(entry: Entry, sink: Sink, mtime: bytes, contents: TreeContents) -> FileRecord:
+def stream_file(entry: Entry, sink: Sink, mtime: bytes, contents: TreeContents) -> FileRecord:
     """Write a large file's member in chunks, straight to the sink."""
     fd = _open(entry)
     try:

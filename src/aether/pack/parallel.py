@@ -1,5 +1,8 @@
 """Write a big tree's members in worker processes, merged back in archive order.
 
+This is the parallel path of the pure-Python reader (where the ``_batchread`` extension is not
+built); the native reader runs in threads instead (``threaded``).
+
 The tar stream is a concatenation of members, so the plan's tasks can become tar bytes
 independently: the workers take turns at the tasks, walk and read them, and stream the bytes
 through their own pipe, each task followed by its manifest records; this process reads the

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,13 +45,19 @@ class Target:
     endpoints: tuple[str, ...]
     expires: float
     stopped: bool = False  # scaled to 0
-    turn: itertools.count[int] = field(default_factory=itertools.count)  # shared while unchanged
+    # The next turn, in a list shared by the targets of the app while its endpoints stay
+    turn: list[int] = field(default_factory=lambda: [0])
+
+    def next_endpoint(self) -> str:
+        """The endpoint whose turn is next, without taking the turn."""
+        return self.endpoints[self.turn[0] % len(self.endpoints)]
 
     def in_turn(self) -> list[str]:
-        """The endpoints, starting with the next one in turn."""
+        """The endpoints, starting with the next one in turn; the turn is taken."""
         if len(self.endpoints) < 2:
             return list(self.endpoints)
-        start = next(self.turn) % len(self.endpoints)
+        start = self.turn[0] % len(self.endpoints)
+        self.turn[0] += 1
         return [*self.endpoints[start:], *self.endpoints[:start]]
 
 

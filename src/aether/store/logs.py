@@ -15,8 +15,8 @@ import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from itertools import accumulate, repeat
-from typing import Any, NamedTuple
+from itertools import accumulate
+from typing import Any, NamedTuple, cast, overload
 
 from aether.errors import AetherError
 from aether.store.clock import now_iso
@@ -40,6 +40,60 @@ class NewLine(NamedTuple):
     instance: str
     stream: str  # "stdout" | "stderr" | "notice"
     line: str
+
+
+class LineColumns(Sequence[NewLine]):
+    """Lines held a column at a time, as a feed that parses thousands at once builds them
+    (no object per line); indexing gives :class:`NewLine`. The store takes the columns as
+    they are."""
+
+    __slots__ = ("ts", "deployment_id", "instance", "stream", "line")
+
+    def __init__(
+        self,
+        ts: Sequence[str],
+        deployment_id: Sequence[str],
+        instance: Sequence[str],
+        stream: Sequence[str],
+        line: Sequence[str],
+    ) -> None:
+        if not len(ts) == len(deployment_id) == len(instance) == len(stream) == len(line):
+            raise ValueError("the columns of a batch differ in length")
+        self.ts, self.deployment_id, self.instance = ts, deployment_id, instance
+        self.stream, self.line = stream, line
+
+    def columns(self) -> tuple[Sequence[str], ...]:
+        return (self.ts, self.deployment_id, self.instance, self.stream, self.line)
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+    @overload
+    def __getitem__(self, index: int) -> NewLine: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[NewLine]: ...
+
+    def __getitem__(self, index: int | slice) -> NewLine | list[NewLine]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return NewLine(*(column[index] for column in self.columns()))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable columns: like a list
+
+
+def columns_of(lines: Sequence[NewLine]) -> list[list[str]]:
+    """The five columns of ``lines`` (ts, deployment_id, instance, stream, line)."""
+    if isinstance(lines, LineColumns):
+        return [list(column) for column in lines.columns()]
+    if not lines:
+        return [[], [], [], [], []]
+    return [list(column) for column in zip(*lines, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -81,10 +135,12 @@ async def source_position(db: Executor, source: str) -> str | None:
 async def ship(db: Database, batch: Batch) -> bool:
     """Store the batch and move its source; False (nothing stored) when the source is no
     longer at ``batch.after`` (another shipper moved it): the caller reads its position again."""
-    lines = list(batch.lines)
+    columns = columns_of(batch.lines)
     if batch.dropped:
-        lines.insert(0, dropped_notice(batch.dropped, lines[0].ts if lines else now_iso()))
-    await _ensure_partitions(db, map(_day, set(map(_DATE, map(_TS, lines)))))
+        notice = dropped_notice(batch.dropped, columns[0][0] if columns[0] else now_iso())
+        for column, value in zip(columns, notice, strict=True):
+            column.insert(0, value)
+    await _ensure_partitions(db, map(_day, set(map(_DATE, columns[0]))))
     async with db.transaction() as tx:
         head = await tx.fetch_one(
             "INSERT INTO log_streams (app_id) VALUES (:app_id) ON CONFLICT (app_id)"
@@ -96,10 +152,10 @@ async def ship(db: Database, batch: Batch) -> bool:
         if await source_position(tx, batch.source) != batch.after:
             return False
         seq, total = int(head["last_seq"]), int(head["total_bytes"])
-        rows = _rows(batch.app_id, seq, total, lines)
-        if rows:
-            await tx.copy_rows("log_lines", COLUMNS, rows)
-            seq, total = rows[-1][1], rows[-1][-1]
+        values = _values(batch.app_id, seq, total, columns)
+        if values:
+            await tx.copy_columns("log_lines", COLUMNS, values)
+            seq, total = values[1][-1], values[-1][-1]
         if tx.dialect == "postgresql":  # sent when the transaction commits
             await tx.execute(
                 "SELECT pg_notify(:channel, :app_id)",
@@ -124,28 +180,26 @@ async def ship(db: Database, batch: Batch) -> bool:
     return True
 
 
-_TS = operator.attrgetter("ts")
 _DATE = operator.itemgetter(slice(10))  # "YYYY-MM-DD" of a timestamp
 
 
-def _rows(app_id: str, seq: int, total: int, lines: list[NewLine]) -> list[tuple[Any, ...]]:
-    """The ``COLUMNS`` of each line, numbered from ``seq + 1``, with its running byte total.
-    Built a column at a time with iteration in C: no Python code runs per line."""
-    if not lines:
+def _values(app_id: str, seq: int, total: int, columns: list[list[str]]) -> list[list[Any]]:
+    """The ``COLUMNS`` of the lines, a column at a time: numbered from ``seq + 1``, each with
+    its running byte total. Built with iteration in C: no Python code runs per line."""
+    ts, deployments, instances, streams, texts = columns
+    count = len(texts)
+    if not count:
         return []
-    ts, deployments, instances, streams, texts = zip(*lines, strict=True)
     if "\x00" in "".join(texts):  # PostgreSQL's text holds no NUL
-        texts = tuple(text.replace("\x00", "\ufffd") for text in texts)
+        texts = [text.replace("\x00", "\ufffd") for text in texts]
     try:
         ends = list(accumulate(map((1).__add__, map(len, map(str.encode, texts))), initial=total))
     except UnicodeEncodeError:  # a lone surrogate: counted as the "?" it is stored as
         sizes = (len(text.encode("utf-8", "replace")) for text in texts)
         ends = list(accumulate(map((1).__add__, sizes), initial=total))
-    days = map(_day, map(_DATE, ts))
-    numbers = range(seq + 1, seq + 1 + len(lines))
-    return list(
-        zip(repeat(app_id), numbers, days, ts, deployments, instances, streams, texts, ends[1:])
-    )
+    days = list(map(_day, map(_DATE, ts)))
+    numbers = list(range(seq + 1, seq + 1 + count))
+    return [[app_id] * count, numbers, days, ts, deployments, instances, streams, texts, ends[1:]]
 
 
 async def _ensure_partitions(db: Database, days: Iterable[int]) -> None:
@@ -186,6 +240,9 @@ def _filters(since: str | None, instance_suffix: str | None) -> tuple[str, dict[
 
 
 _SELECT = "SELECT seq, ts, deployment_id, instance, stream, line FROM log_lines"
+# A stored line as readers get it, a tuple in ``_SELECT``'s order: a page of a thousand is
+# taken apart at once, with no dict per line.
+StoredLine = tuple[int, str, str, str, str, str]
 
 
 async def read_after(
@@ -197,7 +254,7 @@ async def read_after(
     upto: int | None = None,
     since: str | None = None,
     instance_suffix: str | None = None,
-) -> list[Row]:
+) -> list[StoredLine]:
     """Up to ``limit`` lines with ``seq > after_seq`` (and ``seq <= upto``), oldest first.
     A reader that knows the head reads ranges (``upto``): the lines of a growing table often
     have no statistics yet, and with none the planner reads every line after ``after_seq``
@@ -206,10 +263,11 @@ async def read_after(
     if upto is not None:
         where += " AND seq <= :upto"
         params["upto"] = upto
-    return await db.fetch_all(
+    rows = await db.fetch_tuples(
         f"{_SELECT} WHERE app_id = :app_id AND seq > :after{where} ORDER BY seq LIMIT :limit",
         {"app_id": app_id, "after": after_seq, "limit": limit, **params},
     )
+    return cast(list[StoredLine], rows)
 
 
 async def read_tail(
@@ -220,14 +278,14 @@ async def read_tail(
     upto: int,
     since: str | None = None,
     instance_suffix: str | None = None,
-) -> list[Row]:
+) -> list[StoredLine]:
     """The last ``count`` lines up to ``seq`` ``upto``, oldest first."""
     where, params = _filters(since, instance_suffix)
-    rows = await db.fetch_all(
+    rows = await db.fetch_tuples(
         f"{_SELECT} WHERE app_id = :app_id AND seq <= :upto{where} ORDER BY seq DESC LIMIT :limit",
         {"app_id": app_id, "upto": upto, "limit": count, **params},
     )
-    return rows[::-1]
+    return cast(list[StoredLine], rows[::-1])
 
 
 async def stream_head(db: Executor, app_id: str) -> Row | None:

@@ -68,22 +68,25 @@ class SqliteDatabase(Database):
             rowcount: int = self._conn.execute(sql, dict(params or {})).rowcount
             return rowcount
 
-    def _copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def _copy_columns(
+        self, table: str, columns: Sequence[str], values: Sequence[Sequence[Any]]
+    ) -> None:
         marks = ", ".join("?" for _ in columns)
         with _sqlite_errors():
             self._conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                zip(*values, strict=True),
             )
 
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
         async with self._lock:
             return await self._run(self._fetch_all, sql, params)
 
-    async def copy_rows(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    async def copy_columns(
+        self, table: str, columns: Sequence[str], values: Sequence[Sequence[Any]]
     ) -> None:
         async with self.transaction() as tx:
-            await tx.copy_rows(table, columns, rows)
+            await tx.copy_columns(table, columns, values)
 
     async def execute(self, sql: str, params: Params = None) -> int:
         async with self._lock:
@@ -113,10 +116,10 @@ class _SqliteTransaction(Executor):
     async def execute(self, sql: str, params: Params = None) -> int:
         return await self._db._run(self._db._execute, sql, params)
 
-    async def copy_rows(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    async def copy_columns(
+        self, table: str, columns: Sequence[str], values: Sequence[Sequence[Any]]
     ) -> None:
-        await self._db._run(self._db._copy_rows, table, columns, rows)
+        await self._db._run(self._db._copy_columns, table, columns, values)
 
 
 @contextlib.contextmanager

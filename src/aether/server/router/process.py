@@ -1,15 +1,17 @@
-"""The app router in a process of its own, beside ``aether serve``.
+"""The routers in a process of their own, beside ``aether serve``.
 
-App requests never wait for the API, the embedded worker or their threads: in one process
-they shared an event loop and the interpreter lock with all of them, and a request that
-arrived while another thread held the lock waited for it (measured: up to 16 ms at a time,
+Requests never wait for the API, the embedded worker or their threads: in one process they
+shared an event loop and the interpreter lock with all of them, and a request that arrived
+while another thread held the lock waited for it (measured: up to 29 ms at a time,
 docs/benchmarks.md). The child (``python -m aether.server.router.process``) inherits the
-listening socket, opens the database itself to look up endpoints, and is told by the
+listening sockets (the API's port, and ``--router-port``'s when set), loads the TLS
+certificate itself, forwards to the API on its unix socket as before, opens the database
+itself to look up endpoints, and is told by the
 server which apps' endpoints moved, one wake-up topic per line on its stdin (what the
 embedded worker writes, or PostgreSQL's change feed says). Its log records come back on its
 stdout and are logged by the server, with the server's format and redaction.
 
-Stopping: the server closes its copy of the listener and the child's stdin; the child stops
+Stopping: the server closes its copies of the listeners and the child's stdin; the child stops
 accepting, lets answers in flight finish within the grace period and exits. A child that
 ends on its own is started again; one whose server died (its stdin closes) stops.
 """
@@ -24,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +48,11 @@ EXIT_MARGIN_SECS = 5.0  # beyond the grace period, for the child to close and ex
 class Spec:
     """What the child needs to know, sent as the first line of its stdin."""
 
-    fd: int  # the listening socket, inherited
+    front: int  # the API's port: apps by their host, every other request to the API
+    apps: int | None  # --router-port's listener: apps alone
+    api: str  # the API's unix socket
+    tls_cert: str | None  # the front serves HTTPS with these
+    tls_key: str | None
     database_url: str | None
     data_dir: str
     api_host: str
@@ -55,16 +62,35 @@ class Spec:
     log_level: int  # records below it are not sent
 
 
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The context the front serves HTTPS with (ssl.SSLError, OSError when the pair does
+    not load)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
+    context.load_cert_chain(cert, key)
+    return context
+
+
 class RouterService:
-    """The app router as a background job of ``aether serve`` on ``listener``: its process
+    """The routers of ``aether serve`` as one background job: the front on the API's port
+    (``front``: apps by their Host, everything else to the API at ``api``) and, when given,
+    a listener for apps alone (``apps``, ``--router-port``), both in the child process, which
     runs while the server does. Its drain at stop outlives the job (the server's lifespan
     cancels its jobs as soon as the API has drained); the launcher waits for
     :meth:`drained`."""
 
     __name__ = "app_router"
 
-    def __init__(self, listener: socket.socket) -> None:
-        self.listener = listener
+    def __init__(
+        self,
+        front: socket.socket,
+        *,
+        api: str,
+        tls: ssl.SSLContext | None = None,
+        apps: socket.socket | None = None,
+    ) -> None:
+        # ``tls`` says HTTPS; the child loads the settings' certificate itself.
+        self.front, self.api, self.tls, self.apps = front, api, tls, apps
         self._drain: asyncio.Future[None] | None = None
         self._child: asyncio.subprocess.Process | None = None
         self._relay: asyncio.Task[None] | None = None
@@ -72,7 +98,7 @@ class RouterService:
 
     async def __call__(self, state: Any) -> None:
         self._loop = asyncio.get_running_loop()
-        spec = _spec(state, self.listener)
+        spec = self._spec(state)
         try:
             with state.app_targets.observed(self._forward):
                 await self._supervise(spec, state.stopping)
@@ -102,6 +128,24 @@ class RouterService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), RESTART_DELAY_SECS)
 
+    def _spec(self, state: Any) -> Spec:
+        settings = state.settings
+        https = self.tls is not None
+        return Spec(
+            front=self.front.fileno(),
+            apps=self.apps.fileno() if self.apps is not None else None,
+            api=self.api,
+            tls_cert=str(settings.tls_cert) if https else None,
+            tls_key=str(settings.tls_key) if https else None,
+            database_url=settings.database_url,
+            data_dir=str(settings.data_dir),
+            api_host=state.hosts.api_host,
+            apps_domain=state.hosts.apps_domain,
+            trusted_proxies=tuple(settings.trusted_proxies),
+            grace_secs=settings.shutdown_grace_secs,
+            log_level=logging.getLogger("aether.router").getEffectiveLevel(),
+        )
+
     def _forward(self, topic: str) -> None:
         """An app's endpoints may have moved: tell the child (from any thread)."""
         loop = self._loop
@@ -122,9 +166,12 @@ class RouterService:
             child.stdin.write(topic.encode() + b"\n")
 
     async def _stop(self, grace: float) -> None:
-        """Stop accepting (this process's copy of the listener closes, the child closes its
-        own), let the child finish what is in flight, and cut what is left after ``grace``."""
-        self.listener.close()
+        """Stop accepting (this process's copies of the listeners close, the child closes
+        its own), let the child finish what is in flight, and cut what is left after
+        ``grace``."""
+        self.front.close()
+        if self.apps is not None:
+            self.apps.close()
         child, self._child = self._child, None
         if child is not None and child.returncode is None:
             if child.stdin is not None:
@@ -140,20 +187,6 @@ class RouterService:
             await self._relay  # the child's last records (its stdout is closed now)
 
 
-def _spec(state: Any, listener: socket.socket) -> Spec:
-    settings = state.settings
-    return Spec(
-        fd=listener.fileno(),
-        database_url=settings.database_url,
-        data_dir=str(settings.data_dir),
-        api_host=state.hosts.api_host,
-        apps_domain=state.hosts.apps_domain,
-        trusted_proxies=tuple(settings.trusted_proxies),
-        grace_secs=settings.shutdown_grace_secs,
-        log_level=logging.getLogger("aether.router").getEffectiveLevel(),
-    )
-
-
 async def _start(spec: Spec) -> asyncio.subprocess.Process:
     """The child, with this interpreter and the same module path (also inside the zipapp)."""
     package_root = str(Path(aether.__file__).resolve().parent.parent)
@@ -162,7 +195,7 @@ async def _start(spec: Spec) -> asyncio.subprocess.Process:
         sys.executable, "-S", "-m", "aether.server.router.process",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        pass_fds=(spec.fd,),
+        pass_fds=(spec.front,) if spec.apps is None else (spec.front, spec.apps),
         env={**os.environ, "PYTHONPATH": path},
         start_new_session=True,  # a Ctrl-C reaches the server, which stops it in order
     )  # fmt: skip
@@ -180,7 +213,7 @@ async def _relay(child: asyncio.subprocess.Process) -> None:
         except ValueError:
             continue
         if "listening" in record:
-            log.info("app router listening on port %s (pid %s)", record["listening"], child.pid)
+            log.info("router listening on %s (pid %s)", record["listening"], child.pid)
         else:
             logging.getLogger(record["name"]).log(record["level"], "%s", record["message"])
 
@@ -207,6 +240,7 @@ def _tell(item: dict[str, Any]) -> None:
 @dataclass
 class _Settings:
     trusted_proxies: tuple[str, ...]
+    shutdown_grace_secs: float
 
 
 @dataclass
@@ -228,15 +262,18 @@ async def _serve_child() -> None:
     db = open_database(spec.database_url, Path(spec.data_dir))
     await db.open()
     targets = AppTargets(db)
-    state = _State(
-        Hosts(spec.api_host, spec.apps_domain), db, targets, _Settings(spec.trusted_proxies)
-    )
-    router = Router(state)
-    listener = socket.socket(fileno=spec.fd)
-    await router.start(listener)
+    settings = _Settings(tuple(spec.trusted_proxies), spec.grace_secs)
+    state = _State(Hosts(spec.api_host, spec.apps_domain), db, targets, settings)
+    tls = tls_context(spec.tls_cert, spec.tls_key) if spec.tls_cert and spec.tls_key else None
+    routers = [(Router(state, api=spec.api, tls=tls), socket.socket(fileno=spec.front))]
+    if spec.apps is not None:
+        routers.append((Router(state), socket.socket(fileno=spec.apps)))
+    for router, listener in routers:
+        await router.start(listener)
     # What start-up made lives as long as the process: kept out of every collection.
     gc.freeze()
-    _tell({"listening": listener.getsockname()[1]})
+    ports = [listener.getsockname()[1] for _, listener in routers]
+    _tell({"listening": "ports " + ", ".join(map(str, ports))})
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     heard = asyncio.create_task(_hear(reader, targets, stop))
@@ -244,7 +281,7 @@ async def _serve_child() -> None:
         await stop.wait()
     finally:
         heard.cancel()
-        await router.stop(spec.grace_secs)
+        await asyncio.gather(*(router.stop(spec.grace_secs) for router, _ in routers))
         await db.close()
 
 

@@ -2,8 +2,8 @@
 log shipper, from a position (a cursor, ``<seq>-<byte offset>``) on.
 
 A batch is a chunk of the files parsed in one go: one read, one JSON parse of all its
-records (the C scanner), and lines built as the store's tuples, without a cursor per line —
-the shipper only needs where the batch ends. A feed that finds too much waiting skips ahead
+records (orjson: half the standard library's time on these records), and the store's columns taken from the records with iteration in C
+(no object per line, no cursor per line — the shipper only needs where the batch ends). A feed that finds too much waiting skips ahead
 to near the end of the newest file and counts what it skipped, rather than falling further
 behind.
 """
@@ -11,11 +11,15 @@ behind.
 from __future__ import annotations
 
 import json
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aether.store.logs import NewLine
+import orjson
+
+from aether.store.logs import LineColumns, NewLine, columns_of
 from aether.worker.runtimes.logfiles import (
     MIN_FILE_BYTES,
     LogFile,
@@ -31,7 +35,7 @@ class FileBatch:
     many lines it skipped to catch up, and whether it stopped at its byte budget with more
     already waiting."""
 
-    lines: list[NewLine]
+    lines: Sequence[NewLine]
     position: str
     dropped: int = 0
     more: bool = False
@@ -60,23 +64,37 @@ def read_batch(
     if lag > max_lag_bytes and files:
         start, dropped = _skip_ahead(files, start, sizes, max_lag_bytes // 4)
         files = [f for f in files if f.seq >= start[0]]
-    lines: list[NewLine] = []
+    lines = _Collected()
     here = start
     budget = max_bytes
     for index, log_file in enumerate(files):
         offset = here[1] if log_file.seq == here[0] else 0
         if budget <= 0:
-            return FileBatch(lines, f"{here[0]}-{here[1]}", dropped, more=True)
+            return FileBatch(lines.done(), f"{here[0]}-{here[1]}", dropped, more=True)
         found, end = _read_some(log_file, offset, budget, instance)
-        lines.extend(found)
+        lines.add(found)
         budget -= end - offset
         here = (log_file.seq, end)
         if index == len(files) - 1 or end >= sizes.get(log_file.seq, 0):
             continue
         if found:  # more in this file than the budget: the next batch goes on from here
-            return FileBatch(lines, f"{here[0]}-{here[1]}", dropped, more=True)
+            return FileBatch(lines.done(), f"{here[0]}-{here[1]}", dropped, more=True)
         here = (files[index + 1].seq, 0)  # a rotated file ends in a torn line: skip it
-    return FileBatch(lines, f"{here[0]}-{here[1]}", dropped)
+    return FileBatch(lines.done(), f"{here[0]}-{here[1]}", dropped)
+
+
+class _Collected:
+    """The columns of a batch's lines, file after file."""
+
+    def __init__(self) -> None:
+        self.columns: list[list[str]] = [[], [], [], [], []]
+
+    def add(self, lines: Sequence[NewLine]) -> None:
+        for column, more in zip(self.columns, columns_of(lines), strict=True):
+            column.extend(more)
+
+    def done(self) -> Sequence[NewLine]:
+        return LineColumns(*self.columns) if self.columns[0] else []
 
 
 def _skip_ahead(
@@ -104,7 +122,7 @@ def _skip_ahead(
 
 def _read_some(
     log_file: LogFile, offset: int, budget: int, instance: str
-) -> tuple[list[NewLine], int]:
+) -> tuple[Sequence[NewLine], int]:
     """Complete lines from ``offset``, reading about ``budget`` bytes (at least one line)."""
     try:
         with log_file.path.open("rb") as handle:
@@ -116,11 +134,29 @@ def _read_some(
     if not complete:
         return [], offset
     try:  # one parse for the whole chunk; a torn or foreign line falls back to each line
-        records = json.loads(b"[" + complete[:-1].replace(b"\n", b",") + b"]")
-        lines = [_new_line(record, log_file, instance) for record in records]
+        records = orjson.loads(b"[" + complete[:-1].replace(b"\n", b",") + b"]")
+        lines: Sequence[NewLine] | None = _columns(records, log_file, instance)
+        if lines is None:  # a record with an instance, or not as the supervisor writes them
+            lines = [_new_line(record, log_file, instance) for record in records]
     except (ValueError, TypeError, KeyError, AttributeError):
         lines = _each_line(complete, log_file, instance)
     return lines, offset + len(complete)
+
+
+_FIELDS = operator.itemgetter("ts", "stream", "line")
+
+
+def _columns(records: list[Any], log_file: LogFile, instance: str) -> LineColumns | None:
+    """The records' lines a column at a time, when every record is what a supervisor writes
+    for a single process — ``{"ts", "stream", "line"}``, all text — else None. Every check
+    and every column is one pass in C."""
+    if not records or set(map(type, records)) != {dict} or set(map(len, records)) != {3}:
+        return None
+    ts, streams, texts = zip(*map(_FIELDS, records), strict=True)  # KeyError: other keys
+    if set(map(type, ts + streams + texts)) != {str}:
+        return None
+    count = len(texts)
+    return LineColumns(ts, [log_file.deployment_id] * count, [instance] * count, streams, texts)
 
 
 def _new_line(record: dict[str, Any], log_file: LogFile, instance: str) -> NewLine:

@@ -55,8 +55,9 @@ EOF_WAIT_SECS = 2.0  # after the app exits, how long its descendants may hold th
 PIPE_BYTES = 1024 * 1024
 READ_BYTES = 256 * 1024
 # After a read that found little, wait this long before the next: a chatty app's many small
-# writes then cost the supervisor one read and one file write, not one each.
-GATHER_SECS = 0.005
+# writes then cost the supervisor one read and one file write, not one each (an app that
+# writes every 2 ms: ~10 writes a read; the pipe holds far more than 20 ms of output).
+GATHER_SECS = 0.02
 GATHER_BELOW_BYTES = 32 * 1024
 
 
