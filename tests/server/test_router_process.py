@@ -1,4 +1,4 @@
-"""The app router in its own process, as ``aether serve --router-port`` runs it: it answers
+"""The router in its own process, as ``aether serve`` runs it on the API's port: it answers
 from a process of its own, follows a cutover as soon as the server hears of it (not after its
 look-ups expire), is started again when it dies, and stops accepting when the server stops.
 Upstreams are stub HTTP servers on loopback."""
@@ -59,7 +59,8 @@ class Running:
         self.api = api
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.service = RouterService(self.listener)
+        # In front of an API that is not there: these tests ask for apps alone.
+        self.service = RouterService(self.listener, api="/nonexistent/api.sock")
         self.job = api.client.portal.start_task_soon(self.service, api.state)  # type: ignore[union-attr]
 
     def child_pid(self) -> int:
