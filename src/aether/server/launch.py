@@ -34,7 +34,7 @@ from typing import Any
 from aether.errors import ConfigError
 from aether.server.auth import bootstrap_specs
 from aether.server.hosts import Hosts
-from aether.server.router.server import RouterService
+from aether.server.router.process import RouterService, tls_context
 from aether.server.routes.signin_links import signin_url
 from aether.server.state import ServerState, app_url
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
@@ -75,10 +75,8 @@ def check_tls(settings: ServerSettings) -> ssl.SSLContext | None:
         )
     if settings.tls_cert is None or settings.tls_key is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.set_alpn_protocols(["http/1.1"])
     try:
-        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        context = tls_context(str(settings.tls_cert), str(settings.tls_key))
     except ssl.SSLError as exc:  # before OSError, of which it is a kind
         raise ConfigError(
             f"the TLS certificate {settings.tls_cert} and key {settings.tls_key} do not load"

@@ -9,5 +9,7 @@ fraction of what it would through the API server (docs/benchmarks.md).
 
 ``server`` listens and decides where each request goes; ``connection`` reads the client's
 requests; ``exchange`` relays one request and its answer; ``upstream`` keeps connections to
-the apps and the API; ``wire`` writes the bytes the router says itself.
+the apps and the API; ``wire`` writes the bytes the router says itself; ``process`` runs the
+routers in a process of their own beside ``aether serve``, apart from the API's event loop and
+threads.
 """

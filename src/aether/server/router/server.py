@@ -20,7 +20,6 @@ the grace period and what is left then is cut.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import socket
 import ssl
@@ -485,46 +484,3 @@ def _check(request: Request) -> tuple[str, str | None]:
     ):
         return "", "only WebSocket upgrades are relayed"
     return hosts[0].decode("latin-1"), None
-
-
-class RouterService:
-    """The routers of ``aether serve`` as one background job: the front on the API's port
-    (``front``: apps by their Host, everything else to the API at ``api``) and, when given,
-    a listener for apps alone (``apps``, ``--router-port``). They run while the server does;
-    their drain at stop outlives the job (the server's lifespan cancels its jobs as soon as
-    the API has drained); the launcher waits for :meth:`drained`."""
-
-    __name__ = "app_router"
-
-    def __init__(
-        self,
-        front: socket.socket,
-        *,
-        api: str,
-        tls: ssl.SSLContext | None = None,
-        apps: socket.socket | None = None,
-    ) -> None:
-        self.front, self.api, self.tls, self.apps = front, api, tls, apps
-        self._drain: asyncio.Future[Any] | None = None
-
-    async def __call__(self, state: Any) -> None:
-        routers = [(Router(state, api=self.api, tls=self.tls), self.front)]
-        if self.apps is not None:
-            routers.append((Router(state), self.apps))
-        for router, listener in routers:
-            await router.start(listener)
-        if self.apps is not None:
-            log.info("app router listening on port %s", self.apps.getsockname()[1])
-        # What start-up made lives as long as the server: kept out of every collection, so
-        # the full ones under load (measured at 100+ ms) do not stall requests in flight.
-        gc.freeze()
-        try:
-            await state.stopping.wait()
-        finally:
-            grace = state.settings.shutdown_grace_secs
-            self._drain = asyncio.gather(*(router.stop(grace) for router, _ in routers))
-            await asyncio.shield(self._drain)
-
-    async def drained(self) -> None:
-        if self._drain is not None:
-            await self._drain
