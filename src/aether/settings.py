@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aether import __version__
 from aether.errors import ConfigError
@@ -181,9 +182,12 @@ class ServerSettings:
     # AETHER_TRUSTED_PROXIES: CIDRs of proxies in front of the API whose X-Forwarded-* the
     # app proxy extends; from anyone else those headers are replaced
     trusted_proxies: tuple[str, ...] = ()
-    # AETHER_ROUTER_PORT: a port of its own for app traffic (the fast router, plain HTTP);
-    # None: apps answer on the API's port, through the API server
+    # AETHER_ROUTER_PORT: a port of its own for app traffic (plain HTTP), beside the API's
+    # port, which serves apps too; app URLs name it. None: apps answer on the API's port only
     router_port: int | None = None
+    # AETHER_APPS_URL: where users reach apps, scheme://<apps domain>[:port] (a load
+    # balancer's address); app URLs name its scheme and port. None: the router's own
+    apps_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ServerSettings:
@@ -212,6 +216,7 @@ class ServerSettings:
             apps_domain=_apps_domain(environ),
             trusted_proxies=_networks(environ, "AETHER_TRUSTED_PROXIES"),
             router_port=_port_or_none(environ, "AETHER_ROUTER_PORT"),
+            apps_url=_apps_url(environ),
         )
 
     @property
@@ -501,9 +506,44 @@ def _port_or_none(environ: Mapping[str, str], name: str) -> int | None:
 
 
 def _apps_domain(environ: Mapping[str, str]) -> str | None:
-    """AETHER_APPS_DOMAIN as the server reads it: lower case, no dots at either end."""
+    """AETHER_APPS_DOMAIN as the server reads it: lower case, no dots at either end; else
+    the host of AETHER_APPS_URL, which must agree with it when both are set."""
     domain = (environ.get("AETHER_APPS_DOMAIN") or "").strip().lower().strip(".")
-    return domain or None
+    url = _apps_url(environ)
+    host = urlsplit(url).hostname if url else None
+    if domain and host and host != domain:
+        raise ConfigError(
+            f"AETHER_APPS_URL names {host} but AETHER_APPS_DOMAIN is {domain}: apps answer"
+            " at <app>.<apps domain>, so set one of them, or both to the same domain"
+        )
+    return domain or host or None
+
+
+def _apps_url(environ: Mapping[str, str]) -> str | None:
+    """AETHER_APPS_URL as ``scheme://<apps domain>[:port]`` (no path), checked at start."""
+    value = (environ.get("AETHER_APPS_URL") or "").strip().rstrip("/")
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.username
+    ):
+        raise ConfigError(
+            f"AETHER_APPS_URL={value!r} is not scheme://<apps domain>[:port]"
+            " (e.g. https://apps.example.net)"
+        )
+    default = {"http": 80, "https": 443}[parts.scheme]
+    suffix = f":{port}" if port and port != default else ""
+    return f"{parts.scheme}://{parts.hostname.strip('.')}{suffix}"
 
 
 def _node_selector(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -13,8 +13,6 @@ import json
 import os
 import re
 import stat
-import tempfile
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +58,8 @@ def load_config(environ: Mapping[str, str]) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise IOFailure(f"cannot read {path}: {exc.strerror}") from exc
+    import tomllib  # only with a config file: every command reads settings, few have one
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -134,6 +134,8 @@ def forget_session(environ: Mapping[str, str]) -> bool:
 
 
 def _write_private(path: Path, text: str) -> None:
+    import tempfile  # only when writing the session (login, serve): not on every start
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".session-")

@@ -250,6 +250,20 @@ def test_import_aether_cli_leaves_the_heavy_stacks_out() -> None:
     assert _heavy(_modules_after("import aether.cli")) == []
 
 
+def test_settings_without_a_config_file_import_no_toml_parser(tmp_path: Path) -> None:
+    """Every command reads its settings; only a config file needs tomllib (and only writing
+    the session needs tempfile)."""
+    home = str(tmp_path)
+    code = (
+        "from aether.settings import ClientSettings\n"
+        f"ClientSettings.from_env({{'HOME': {home!r}, 'XDG_CONFIG_HOME': {home!r},"
+        f" 'XDG_CACHE_HOME': {home!r}}})\n"
+    )
+    loaded = _modules_after(code)
+    assert "aether.userconfig" in loaded
+    assert not loaded & {"tomllib", "tempfile"}
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["--version"]] + [[n, "--help"] for n in COMMANDS])
 def test_help_leaves_the_heavy_stacks_out(argv: list[str]) -> None:
     code = (

@@ -1,5 +1,6 @@
-"""Real Node apps behind the app router (``aether serve --router-port``, local runtime): the
-URLs the CLI prints name the router's port; a kept-alive connection carries many requests;
+"""Real Node apps behind the router (on the API's port, and on ``aether serve --router-port``,
+local runtime): the URLs the CLI prints name the apps' own port when there is one, and the
+app answers on the API's port too; a kept-alive connection carries many requests;
 the app never sees the control plane's credentials and gets the forwarding headers the router
 set; a request that could be smuggled is refused; requests spread over an app's instances;
 a rolling restart under a request loop fails none."""
@@ -77,6 +78,9 @@ def test_a_real_app_through_the_router(live_server: Callable[..., Any], tmp_path
     host = f"echo.localhost:{port}"
     client = Client(port, host)
     assert {client.request("/")[0] for _ in range(50)} == {200}  # one connection, many requests
+    on_the_api_port = Client(server.port, f"echo.localhost:{server.port}")
+    assert on_the_api_port.request("/")[0] == 200
+    on_the_api_port.close()
     status, body = client.request("/headers", headers=hostile_headers(server.admin_token))
     assert_echo_is_clean(status, body, host=host, token=server.admin_token)
     posted = client.request("/headers", "POST", body=b"x" * 100_000)
@@ -148,8 +152,8 @@ def _direct(endpoint: str, path: str) -> bytes:
 def test_stopping_the_server_lets_app_answers_in_flight_finish(
     live_server: Callable[..., Any], tmp_path: Path
 ) -> None:
-    port = free_port()
-    server = live_server(args=["--router-port", str(port)])
+    server = live_server()  # apps on the API's port
+    port = server.port
     code, result = deploy(server.env, app_copy(tmp_path, "held", "1.0.0", boot_js=HOLD))
     assert code == 0, result
     endpoint = api_get(server, f"/deployments/{result['deployment_id']}")["endpoint"]

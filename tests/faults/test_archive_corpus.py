@@ -95,9 +95,12 @@ def _garbage(path: Path) -> Path:
 
 
 def _unsafe_entries(folder: Path) -> list[str]:
-    """Devices, FIFOs, sockets, setuid/setgid files and links leading out of ``folder``."""
+    """Devices, FIFOs, sockets, setuid/setgid files and links leading out of ``folder``
+    (but the API's own socket behind the router, in ``run/``)."""
     found = []
     for path in folder.rglob("*"):
+        if path.is_relative_to(folder / "run") and path.name == "api.sock":
+            continue
         mode = path.lstat().st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
             found.append(f"{path}: special file")

@@ -14,9 +14,12 @@ from aether.server.router.server import UPSTREAM_IDLE_SECS, Router
 
 
 @contextlib.contextmanager
-def running_router(api: Any, *, idle_secs: float = UPSTREAM_IDLE_SECS) -> Iterator[Router]:
+def running_router(
+    api: Any, *, idle_secs: float = UPSTREAM_IDLE_SECS, front_of: str | None = None
+) -> Iterator[Router]:
+    """A router for ``api``'s apps; in front of the API listening at ``front_of`` when given."""
     listener = socket.create_server(("127.0.0.1", 0))
-    router = Router(api.state, idle_secs=idle_secs)
+    router = Router(api.state, idle_secs=idle_secs, api=front_of)
     router.port = listener.getsockname()[1]  # type: ignore[attr-defined]
     api.client.portal.call(router.start, listener)
     try:

@@ -1,5 +1,6 @@
-"""The Host-header proxy: ``<app>.localhost`` goes to the app's running endpoint, streaming;
-errors come back as the JSON envelope. The upstream is a stub HTTP server on loopback."""
+"""Host-header routing: ``<app>.localhost`` goes through the router to the app's running
+endpoint, streaming; errors come back as the JSON envelope. The upstream is a stub HTTP
+server on loopback."""
 
 from __future__ import annotations
 
@@ -107,19 +108,11 @@ async def _app_with(db: Any, name: str, endpoint: str | None, status: str = "run
     )
 
 
-@pytest.fixture(params=["api-port", "router"])
-def via(request: pytest.FixtureRequest, make_api: Any) -> Callable[[ApiHarness], Any]:
-    """How a test reaches its apps: through the API's port (the ASGI proxy) or the app
-    router's own port (real sockets); each behaviour holds on both."""
-    stack = contextlib.ExitStack()
-    request.addfinalizer(stack.close)
-
-    def client_for(api: ApiHarness) -> Any:
-        if request.param == "api-port":
-            return api.client
-        return stack.enter_context(router_client(api))
-
-    return client_for
+@pytest.fixture
+def via(make_api: Any) -> Iterator[Callable[[ApiHarness], Any]]:
+    """How a test reaches its apps: the router on a real loopback port."""
+    with contextlib.ExitStack() as stack:
+        yield lambda api: stack.enter_context(router_client(api))
 
 
 def proxied(client: Any, method: str, path: str, app: str, **kwargs: Any) -> Any:
@@ -175,11 +168,6 @@ def test_chunked_response_streams_through(via: Any, api: ApiHarness, upstream: s
     assert response.text == "one\ntwo\nthree\n"
 
 
-def test_other_hosts_reach_the_api(api: ApiHarness) -> None:
-    response = api.client.get("/healthz", headers={"Host": "127.0.0.1:8080"})
-    assert response.status_code == 200
-
-
 def test_unknown_app_is_404(via: Any, api: ApiHarness) -> None:
     client = via(api)
     response = proxied(client, "GET", "/", "nope")
@@ -203,37 +191,6 @@ def test_unreachable_upstream_is_502(via: Any, api: ApiHarness) -> None:
     response = proxied(client, "GET", "/", "dead")
     assert response.status_code == 502
     assert set(response.json()) == {"code", "message"}
-
-
-def test_silent_upstream_is_504(api: ApiHarness) -> None:
-    import socket
-
-    from aether.server.proxy import HostProxyMiddleware
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)  # connections complete in the backlog; nothing ever answers
-    try:
-        api.run(_app_with, "slow", f"http://127.0.0.1:{listener.getsockname()[1]}")
-        proxy = HostProxyMiddleware(api.client.app, idle_secs=0.3)
-        scope = {
-            "type": "http", "method": "GET", "path": "/", "raw_path": b"/",
-            "query_string": b"", "scheme": "http", "client": ("127.0.0.1", 1),
-            "headers": [(b"host", b"slow.localhost:8080")], "app": api.client.app,
-        }  # fmt: skip
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        api.client.portal.call(proxy, scope, receive, send)  # type: ignore[union-attr]
-    finally:
-        listener.close()
-    assert sent[0]["status"] == 504
-    assert json.loads(sent[1]["body"])["code"] == "gateway_timeout"
 
 
 def test_the_control_planes_credentials_never_reach_an_app(
@@ -266,34 +223,9 @@ def test_forwarded_headers_are_set_by_the_proxy_not_the_client(
         "X-Forwarded-Host": "evil.example",
     }
     seen = proxied(client, "GET", "/", "hello", headers=forged).json()["headers"]
-    peer = "testclient" if client is api.client else "127.0.0.1"  # the peer, nothing appended
-    assert seen["x-forwarded-for"] == peer
+    assert seen["x-forwarded-for"] == "127.0.0.1"  # the peer, nothing appended
     assert seen["x-forwarded-proto"] == "http"
     assert seen["x-forwarded-host"] == "hello.localhost:8080"
-
-
-def test_a_trusted_proxys_forwarded_for_is_extended(make_api: Any, upstream: str) -> None:
-    """Behind a proxy in AETHER_TRUSTED_PROXIES the chain it sent is kept and extended."""
-    api = make_api(env={"AETHER_TRUSTED_PROXIES": "127.0.0.0/8"})
-    api.run(_app_with, "hello", upstream)
-    headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
-    response = _from_address(api, "127.0.0.1", headers)
-    assert response["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
-    assert response["x-forwarded-proto"] == "https"
-    untrusted = _from_address(api, "198.51.100.1", headers)
-    assert untrusted["x-forwarded-for"] == "198.51.100.1"
-    assert untrusted["x-forwarded-proto"] == "http"
-
-
-def _from_address(api: ApiHarness, address: str, headers: dict[str, str]) -> dict[str, str]:
-    """A request whose peer is ``address`` (the TestClient's transport names the peer)."""
-    transport = api.client._transport  # type: ignore[attr-defined]
-    peer, transport.client = transport.client, (address, 5555)
-    try:
-        response = api.client.get("/", headers={"Host": "hello.localhost:8080", **headers})
-    finally:
-        transport.client = peer
-    return response.json()["headers"]
 
 
 def test_transfer_encoding_with_content_length_is_refused(
@@ -313,7 +245,7 @@ def test_transfer_encoding_with_content_length_is_refused(
 
 
 def test_an_app_named_after_the_apis_host_is_refused_and_never_answers_for_it(
-    make_api: Any, upstream: str
+    make_api: Any, via: Any, upstream: str
 ) -> None:
     """With the API on aether.localhost, an app named aether once answered the admin."""
     api = make_api(env={"AETHER_PUBLIC_URL": "http://aether.localhost:8080"})
@@ -324,10 +256,9 @@ def test_an_app_named_after_the_apis_host_is_refused_and_never_answers_for_it(
     presign = {"app_name": "aether", "digest": "ab" * 32, "size_bytes": 10}
     assert api.post("/artifacts/presign", json=presign, as_="deployer").status_code == 409
     api.run(_app_with, "aether", upstream)  # even a row that exists (an older server's)
-    whoami = api.client.get(
-        "/whoami", headers={"Host": "aether.localhost:8080", **api.headers("admin")}
-    )
-    assert whoami.status_code == 200 and whoami.json()["role"] == "admin"
+    client = via(api)
+    routed = client.get("/whoami", headers={"Host": "aether.localhost:8080"})
+    assert routed.status_code == 404  # not the app: the API's host, which the front keeps
 
 
 def test_apps_domain_setting(make_api: Any) -> None:

@@ -1,14 +1,17 @@
-"""WebSocket upgrades on an app's host reach the app: messages both ways, subprotocols, close
-codes, and a refused upgrade when nothing answers. The app is a wsproto echo server."""
+"""WebSocket upgrades on an app's host reach the app through the router: messages both ways,
+close codes, and a refused upgrade when nothing answers. The app is a wsproto echo server."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from starlette.websockets import WebSocketDisconnect
+from router_support import running_router
 from test_proxy import _app_with
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -71,37 +74,48 @@ def ws_upstream() -> Iterator[str]:
     loop.close()
 
 
-def connect(api: ApiHarness, app: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
-    headers = {"Host": f"{app}.localhost:8080"}
-    return api.client.websocket_connect(
-        f"ws://{app}.localhost:8080{path}", headers=headers, **kwargs
-    )
+@pytest.fixture
+def connect(api: ApiHarness) -> Iterator[Any]:
+    """A WebSocket handshake for ``app`` sent to the router: its socket and wsproto state."""
+    with running_router(api) as router, contextlib.ExitStack() as stack:
+
+        def open_socket(app: str, path: str) -> tuple[socket.socket, WSConnection]:
+            port = router.port  # type: ignore[attr-defined]
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=10))
+            ws = WSConnection(ConnectionType.CLIENT)
+            sock.sendall(ws.send(Request(host=f"{app}.localhost:8080", target=path)))
+            return sock, ws
+
+        yield open_socket
 
 
-def test_messages_flow_both_ways(api: ApiHarness, ws_upstream: str) -> None:
+def events_until(sock: socket.socket, ws: WSConnection, kind: type) -> list[Any]:
+    """What the app sent, read until an event of ``kind`` arrives."""
+    seen: list[Any] = []
+    while not any(isinstance(event, kind) for event in seen):
+        data = sock.recv(65536)
+        assert data, f"closed before {kind.__name__}: {seen}"
+        ws.receive_data(data)
+        seen += list(ws.events())
+    return seen
+
+
+def test_messages_flow_both_ways_and_the_apps_close_code_reaches_the_client(
+    api: ApiHarness, ws_upstream: str, connect: Any
+) -> None:
     api.run(_app_with, "chat", ws_upstream)
-    with connect(api, "chat", "/socket?room=1", subprotocols=["chat.v1"]) as ws:
-        assert ws.accepted_subprotocol == "chat.v1"
-        assert ws.receive_text() == "hello /socket?room=1"
-        ws.send_text("ping")
-        assert ws.receive_text() == "ping"
-        ws.send_bytes(b"\x00\x01")
-        assert ws.receive_bytes() == b"\x00\x01"
+    sock, ws = connect("chat", "/socket?room=1")
+    greeting = events_until(sock, ws, TextMessage)
+    assert isinstance(greeting[0], AcceptConnection)
+    assert greeting[-1].data == "hello /socket?room=1"
+    sock.sendall(ws.send(BytesMessage(data=b"\x00\x01")))
+    assert events_until(sock, ws, BytesMessage)[-1].data == b"\x00\x01"
+    sock.sendall(ws.send(TextMessage(data="close")))
+    assert events_until(sock, ws, CloseConnection)[-1].code == 4001
 
 
-def test_the_apps_close_code_reaches_the_client(api: ApiHarness, ws_upstream: str) -> None:
-    api.run(_app_with, "chat", ws_upstream)
-    with connect(api, "chat", "/") as ws:
-        ws.receive_text()
-        ws.send_text("close")
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_text()
-    assert closed.value.code == 4001
-
-
-def test_an_app_with_nothing_running_refuses_the_upgrade(api: ApiHarness) -> None:
+def test_an_app_with_nothing_running_refuses_the_upgrade(api: ApiHarness, connect: Any) -> None:
     api.run(_app_with, "chat", None, status="failed")
-    with pytest.raises(WebSocketDisconnect) as refused:
-        with connect(api, "chat", "/"):
-            pass
-    assert refused.value.code == 1011
+    sock, _ = connect("chat", "/")
+    answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"service_unavailable" in answer

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 from typing import Any
 
@@ -47,13 +48,19 @@ def running(status: dict[str, Any]) -> set[tuple[str, str]]:
     return {(i["id"], i["started_at"]) for i in status["instances"]}
 
 
-def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topology) -> None:
-    worker = topology.start_worker()
-    folder = app_folder(topology.root, "web")
+def web_running(top: Topology) -> subprocess.Popen[bytes]:
+    """A worker, and the app ``web`` deployed through api1 with one healthy instance."""
+    worker = top.start_worker()
+    folder = app_folder(top.root, "web")
     server = folder / "server.js"
     server.write_text(BY_PORT + server.read_text())
-    as_json(topology.client("api1", "deploy", str(folder), "--format", "json"))
-    wait_for(lambda: healthy(topology, 1), what="one healthy instance")
+    as_json(top.client("api1", "deploy", str(folder), "--format", "json"))
+    wait_for(lambda: healthy(top, 1), what="one healthy instance")
+    return worker
+
+
+def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topology) -> None:
+    worker = web_running(topology)
     one = running(ps(topology, "api1"))
     scaled = as_json(topology.client("api2", "scale", "web", "2", "--format", "json"))
     assert scaled["status"] == "running" and scaled["replicas"] == 2
@@ -102,12 +109,7 @@ def test_ps_scale_and_restart_are_the_same_from_either_replica(topology: Topolog
 
 
 def test_a_scale_through_either_replica_fails_no_request(topology: Topology) -> None:
-    topology.start_worker()
-    folder = app_folder(topology.root, "web")
-    server = folder / "server.js"
-    server.write_text(BY_PORT + server.read_text())
-    as_json(topology.client("api1", "deploy", str(folder), "--format", "json"))
-    wait_for(lambda: healthy(topology, 1), what="one healthy instance")
+    web_running(topology)
     before = running(ps(topology, "api2"))
     failures: list[str] = []
     stop = threading.Event()

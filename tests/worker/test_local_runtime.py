@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from worker_support import Recorder, eventually, extracted_release, get_json
@@ -72,27 +73,23 @@ async def _assert_previous_keeps_serving(runtime: LocalRuntime, previous_id: str
     assert status == 200 and body["deployment_id"] == previous_id
 
 
-async def test_crash_at_boot_fails_with_exit_code_and_output(runtime: LocalRuntime) -> None:
+@pytest.mark.parametrize(
+    ("broken", "said"),
+    [
+        ({"env": {"CRASH_AT_BOOT": "1"}}, ("exited with code 3", "configured to crash at boot")),
+        ({"start_command": "no-such-binary --serve"}, ("exited with code 127", "not found")),
+    ],
+    ids=["crash-at-boot", "bad-start-command"],
+)
+async def test_a_release_that_dies_at_boot_fails_with_its_exit_and_output_and_the_previous_serves(
+    runtime: LocalRuntime, broken: dict[str, Any], said: tuple[str, str]
+) -> None:
     good = extracted_release(runtime.settings.data_dir, "hello")
     await runtime.deploy(good, Recorder())
-    broken = extracted_release(runtime.settings.data_dir, "hello", env={"CRASH_AT_BOOT": "1"})
+    release = extracted_release(runtime.settings.data_dir, "hello", **broken)
     with pytest.raises(Fatal) as failure:
-        await runtime.deploy(broken, Recorder())
-    assert "exited with code 3" in failure.value.message
-    assert "configured to crash at boot" in failure.value.message
-    await _assert_previous_keeps_serving(runtime, good.deployment_id)
-
-
-async def test_bad_start_command_fails_and_previous_keeps_serving(runtime: LocalRuntime) -> None:
-    good = extracted_release(runtime.settings.data_dir, "hello")
-    await runtime.deploy(good, Recorder())
-    broken = extracted_release(
-        runtime.settings.data_dir, "hello", start_command="no-such-binary --serve"
-    )
-    with pytest.raises(Fatal) as failure:
-        await runtime.deploy(broken, Recorder())
-    assert "exited with code 127" in failure.value.message
-    assert "not found" in failure.value.message
+        await runtime.deploy(release, Recorder())
+    assert all(text in failure.value.message for text in said), failure.value.message
     await _assert_previous_keeps_serving(runtime, good.deployment_id)
 
 

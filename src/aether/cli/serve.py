@@ -31,8 +31,8 @@ def _background_tasks(
     "--router-port",
     type=click.IntRange(0, 65535),
     default=None,
-    help="Serve apps (<app>.<apps domain>) on this port through the fast router"
-    " [default: $AETHER_ROUTER_PORT, else on --port through the API server].",
+    help="Also serve apps (<app>.<apps domain>), and only apps, on this port (plain HTTP)"
+    " [default: $AETHER_ROUTER_PORT, else apps answer on --port alone].",
 )
 @click.option(
     "--data-dir",

@@ -27,7 +27,6 @@ from aether.server.context import RequestContextMiddleware
 from aether.server.errors import handle_exception
 from aether.server.hosts import Hosts
 from aether.server.log_wakeups import hear_stored_lines
-from aether.server.proxy import HostProxyMiddleware
 from aether.server.read_cache import ReadCache, follow_changes
 from aether.server.state import DEFAULT_PUBLIC_URL, ServerState
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
@@ -44,8 +43,8 @@ Background = Callable[[ServerState], Awaitable[None]]
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_exception,
     AetherError: handle_exception,
-    # Only reached by a failure outside RequestContextMiddleware (the host proxy): still the
-    # envelope, never starlette's plain-text 500.
+    # Only reached by a failure outside RequestContextMiddleware: still the envelope, never
+    # starlette's plain-text 500.
     Exception: handle_exception,
 }
 
@@ -85,7 +84,6 @@ def create_app(
     return Starlette(
         routes=[*routes.ROUTES, *ui.ROUTES],
         middleware=[
-            Middleware(HostProxyMiddleware),
             Middleware(RequestContextMiddleware),
             Middleware(AuthMiddleware),
         ],
@@ -138,7 +136,6 @@ class _Parts:
             finally:
                 state.stopping.set()
                 await _stop_background(tasks)
-                await state.upstream_pool.close()
 
     def _jobs(self) -> list[Background]:
         jobs = [*self.background, hear_stored_lines]

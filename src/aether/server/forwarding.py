@@ -1,4 +1,5 @@
-"""What of a client's request headers the app proxy forwards to an app, HTTP and WebSocket.
+"""What of a client's request headers the router forwards to an app (HTTP and WebSocket),
+and to the API behind it.
 
 The control plane's own credentials never reach an app: ``Authorization`` and
 ``Proxy-Authorization`` are dropped, and so are the cookies whose names start with ``aether``
@@ -6,7 +7,9 @@ The control plane's own credentials never reach an app: ``Authorization`` and
 app's own cookies pass untouched. ``X-Forwarded-For``/``-Proto``/``-Host`` are set by the
 proxy from the connection it accepted; only when that connection comes from a trusted proxy
 (``AETHER_TRUSTED_PROXIES``) is the client's ``X-Forwarded-For`` kept and extended, and its
-``-Proto``/``-Host`` kept, since anyone else could write anything there.
+``-Proto``/``-Host`` kept, since anyone else could write anything there. A request for the
+API keeps its credentials and cookies; its ``X-Forwarded-For`` is built the same way, so the
+API reads the client's address as its last entry (:mod:`aether.server.launch`).
 """
 
 from __future__ import annotations
@@ -54,21 +57,23 @@ def forwarded_headers(
     scheme: str,
     host: str,
     trusted_proxies: tuple[str, ...],
+    to_api: bool = False,
 ) -> list[Header]:
     """The headers to send upstream: ``drop`` (hop-by-hop, handshake), credentials and the
-    control plane's cookies removed, ``X-Forwarded-*`` set (or extended when trusted)."""
+    control plane's cookies removed (kept when the request is ``to_api``, the control
+    plane's own), ``X-Forwarded-*`` set (or extended when trusted)."""
     trusted = _is_trusted(client, trusted_proxies)
     kept: list[Header] = []
     earlier: dict[bytes, bytes] = {}
     for name, value in headers:
         lower = name.lower()
-        if lower in drop or lower in _CREDENTIALS:
+        if lower in drop or (lower in _CREDENTIALS and not to_api):
             continue
         if lower in _FORWARDED:
             if trusted and lower not in earlier:
                 earlier[lower] = value
             continue
-        if lower == b"cookie":
+        if lower == b"cookie" and not to_api:
             value = _without_own_cookies(value)
             if not value:
                 continue

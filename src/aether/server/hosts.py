@@ -92,10 +92,6 @@ class Hosts:
             f" herokuapp.com)"
         ]
 
-    def app_url(self, scheme: str, app_name: str, port: int | None) -> str:
-        suffix = f":{port}" if port else ""
-        return f"{scheme}://{app_name}.{self.apps_domain}{suffix}/"
-
 
 def _is_ip(host: str) -> bool:
     try:

@@ -1,28 +1,42 @@
-"""Running the API on hypercorn: first-start bootstrap, signals, graceful shutdown.
+"""Running the API on hypercorn behind the router: first-start bootstrap, signals, graceful
+shutdown.
 
 The only module that imports hypercorn. ``run_server`` opens the database once (migrating it
 unless told not to), makes sure a first admin token exists, serves until SIGTERM/SIGINT, lets
 in-flight requests finish within ``shutdown_grace_secs``, then closes the pool.
+
+One port, as Heroku's and Fly's routers front everything: the router
+(:mod:`aether.server.router`) listens on the API's port (and terminates TLS there), sends
+requests for ``<app>.<apps domain>`` to the apps and every other one to hypercorn, which
+listens only on a unix socket in a directory no other user can enter. So only the router can
+reach the API, and the API takes the client's address from the last ``X-Forwarded-For``
+entry the router wrote (:class:`BehindTheRouter`): what it sees of a client is what it saw
+when hypercorn accepted the connection itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import asyncio.constants
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
+import ssl
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from aether.errors import ConfigError
 from aether.server.auth import bootstrap_specs
+from aether.server.hosts import Hosts
+from aether.server.router.process import RouterService, tls_context
 from aether.server.routes.signin_links import signin_url
-from aether.server.state import ServerState
+from aether.server.state import ServerState, app_url
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store import dashboard_sessions, open_database
 from aether.store import tokens as token_store
@@ -30,12 +44,10 @@ from aether.store.database import Database
 from aether.store.migrate import migrate, pending
 from aether.userconfig import Session, write_session
 
-if TYPE_CHECKING:
-    from aether.server.router.server import RouterService
-
 log = logging.getLogger("aether.server")
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
-SSL_SHUTDOWN_SECS = 2.0  # how long a closing TLS connection waits for the client's close_notify
+# The longest unix socket path that fits every platform's sockaddr_un (104 on macOS).
+_SOCKET_PATH_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -53,21 +65,18 @@ def public_url_for(settings: ServerSettings, host: str, port: int) -> str:
     return f"{settings.scheme}://{shown}:{port}"
 
 
-def check_tls(settings: ServerSettings) -> None:
+def check_tls(settings: ServerSettings) -> ssl.SSLContext | None:
     """Both of --tls-cert/--tls-key or neither, and a pair that loads: a bad certificate
-    stops the start with the reason instead of failing every handshake later."""
+    stops the start with the reason instead of failing every handshake later. The context
+    the router serves HTTPS with, or None for plain HTTP."""
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError(
             "HTTPS needs both --tls-cert and --tls-key (AETHER_TLS_CERT, AETHER_TLS_KEY)"
         )
     if settings.tls_cert is None or settings.tls_key is None:
-        return
-    import ssl
-
+        return None
     try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-            settings.tls_cert, settings.tls_key
-        )
+        context = tls_context(str(settings.tls_cert), str(settings.tls_key))
     except ssl.SSLError as exc:  # before OSError, of which it is a kind
         raise ConfigError(
             f"the TLS certificate {settings.tls_cert} and key {settings.tls_key} do not load"
@@ -75,6 +84,7 @@ def check_tls(settings: ServerSettings) -> None:
         ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read the TLS certificate or key: {exc.strerror or exc}") from exc
+    return context
 
 
 async def prepare_database(
@@ -129,7 +139,7 @@ def run_server(
     policy: ArtifactPolicy,
     background: Sequence[Callable[[ServerState], Awaitable[None]]] = (),
 ) -> None:
-    check_tls(settings)
+    tls = check_tls(settings)
     if settings.target_platform:  # a typo fails at start, not at the first deploy
         from aether.pack.target import parse_target
 
@@ -140,26 +150,90 @@ def run_server(
         port = listener.getsockname()[1]  # the real one when --port 0 asked for any free port
         options = replace(options, port=port)
         settings = replace(settings, public_url=public_url_for(settings, options.host, port))
-        router = None
+        apps_listener = None
         if settings.router_port is not None:
-            from aether.server.router.server import RouterService
-
-            router_listener = stack.enter_context(bind_listener(options.host, settings.router_port))
-            settings = replace(settings, router_port=router_listener.getsockname()[1])
-            router = RouterService(router_listener)
-            background = (*background, router)
+            apps_listener = stack.enter_context(bind_listener(options.host, settings.router_port))
+            settings = replace(settings, router_port=apps_listener.getsockname()[1])
+        internal, path = stack.enter_context(internal_listener(settings.data_dir))
+        router = RouterService(listener, api=path, tls=tls, apps=apps_listener)
+        background = (*background, router)
         asyncio.run(
-            _serve(settings, options, environ, blob_settings, policy, background, listener, router)
+            _serve(settings, options, environ, blob_settings, policy, background, internal, router)
         )
 
 
-def _apps_url(settings: ServerSettings) -> str | None:
-    if settings.router_port is None:
-        return None
-    from aether.server.hosts import Hosts
-
+def _apps_url(settings: ServerSettings) -> str:
     domain = Hosts.from_settings(settings.public_url or "", settings.apps_domain).apps_domain
-    return f"http://<app>.{domain}:{settings.router_port}/"
+    router_port = settings.router_port if settings.runtime == "local" else None
+    return app_url(
+        settings.public_url or "",
+        "<app>",
+        domain,
+        apps_url=settings.apps_url,
+        router_port=router_port,
+    )
+
+
+@contextlib.contextmanager
+def internal_listener(data_dir: Path) -> Iterator[tuple[socket.socket, str]]:
+    """The API's own listener behind the router: a unix socket in a fresh directory only
+    this user can enter (0700), so no other local user can reach the API around the router
+    and write the ``X-Forwarded-For`` it trusts (a loopback port could be reached by any).
+    Under ``<data dir>/run`` when the path fits a socket address, else in the temporary
+    directory; removed at exit (and left-overs of a killed server at the next start)."""
+    base = data_dir / "run"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _remove_dead_sockets(base)
+    if len(str(base)) + len("/api-xxxxxxxx/api.sock") > _SOCKET_PATH_MAX:
+        base = Path(tempfile.gettempdir())
+    directory = tempfile.mkdtemp(prefix="api-", dir=base)  # mode 0700
+    path = os.path.join(directory, "api.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(1024)
+        sock.set_inheritable(True)
+        yield sock, path
+    finally:
+        sock.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_dead_sockets(base: Path) -> None:
+    """Directories of servers that were killed: nothing listens on their socket."""
+    for socket_path in base.glob("api-*/api.sock"):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(socket_path))
+        except OSError:
+            shutil.rmtree(socket_path.parent, ignore_errors=True)
+        finally:
+            probe.close()
+
+
+class BehindTheRouter:
+    """The API as served on its internal listener: every request came through the router,
+    which names the client's address last in ``X-Forwarded-For``. The scope gets that
+    address and the router's scheme, as if hypercorn had accepted the client itself."""
+
+    def __init__(self, app: Any, scheme: str) -> None:
+        self.app = app
+        self.schemes = {"http": scheme, "websocket": "wss" if scheme == "https" else "ws"}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind in self.schemes:
+            scope = {**scope, "scheme": self.schemes[kind], "client": _client(scope)}
+        await self.app(scope, receive, send)
+
+
+def _client(scope: Any) -> tuple[str, int] | None:
+    forwarded = b""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-for":
+            forwarded = value  # the router writes one, last
+    address = forwarded.rsplit(b",", 1)[-1].strip().decode("latin-1")
+    return (address, 0) if address else None
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -184,7 +258,7 @@ async def _serve(
     policy: ArtifactPolicy,
     background: Sequence[Callable[[ServerState], Awaitable[None]]],
     listener: socket.socket,
-    router: RouterService | None = None,
+    router: RouterService,
 ) -> None:
     from aether.server.app import create_app
 
@@ -209,8 +283,7 @@ async def _serve(
             listener,
             lambda: announce(settings.public_url or "", issued, environ, code, _apps_url(settings)),
         )
-        if router is not None:  # app answers in flight get their grace period too
-            await router.drained()
+        await router.drained()  # answers in flight on the router get their grace period too
     finally:
         await db.close()
     log.info("stopped")
@@ -229,10 +302,6 @@ async def _serve_until_signalled(
     config.accesslog = None  # the app writes its own access line (with the request id)
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75.0
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        config.certfile, config.keyfile = str(settings.tls_cert), str(settings.tls_key)
-        config.ssl_handshake_timeout = min(settings.shutdown_grace_secs, 10.0)
-        _bound_ssl_shutdown()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -250,15 +319,8 @@ async def _serve_until_signalled(
     # The socket is already listening: connections made from now on wait in its backlog
     # until hypercorn accepts them, so the URL and session can be announced before serving.
     on_bound()
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    fronted = BehindTheRouter(app, settings.scheme)
+    await serve(fronted, config, shutdown_trigger=stop.wait)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     sys.stdout.flush()
-
-
-def _bound_ssl_shutdown() -> None:
-    """Stopping waits for every TLS connection's close_notify exchange, and an idle client
-    that never answers held it for asyncio's default of 30 s, beyond the grace period (a
-    browser's spare connection is enough). hypercorn passes no timeout of its own, so asyncio
-    reads this constant for each connection it accepts."""
-    asyncio.constants.SSL_SHUTDOWN_TIMEOUT = SSL_SHUTDOWN_SECS

@@ -18,7 +18,6 @@ from aether.server.hosts import Hosts
 from aether.server.log_wakeups import LineWakeups
 from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
 from aether.store.database import Database
-from aether.upstream import Pool
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
@@ -82,8 +81,6 @@ class ServerState:
     store_verifies_checksums: bool = False
     # aether.server.hosts.Hosts: the API's host and the apps domain (None only in tools)
     hosts: Any = None
-    # The Host-header proxy's keep-alive connections to apps (closed at shutdown).
-    upstream_pool: Pool = field(default_factory=Pool)
     # aether.server.app_targets.AppTargets: where each app's requests go (made on first use).
     app_targets: Any = None
     # Artifact digest → its SBOM, read and checked (aether.server.artifacts.sbom_admission)
@@ -92,23 +89,32 @@ class ServerState:
     line_wakeups: LineWakeups = field(default_factory=LineWakeups)
 
     def app_url(self, app_name: str) -> str:
+        settings = self.settings
         domain = self.hosts.apps_domain if self.hosts is not None else None
-        router_port = self.settings.router_port
-        # Apps have a listener of their own (plain HTTP on its port); on Kubernetes their
-        # traffic goes through each app's Ingress instead.
-        if router_port and self.settings.runtime == "local":
-            domain = domain or Hosts.from_settings(self.public_url, None).apps_domain
-            return f"http://{app_name}.{domain}:{router_port}/"
-        return app_url(self.public_url, app_name, domain)
+        # On Kubernetes apps answer through each app's Ingress, not the router's own port.
+        router_port = settings.router_port if settings.runtime == "local" else None
+        return app_url(
+            self.public_url, app_name, domain, apps_url=settings.apps_url, router_port=router_port
+        )
 
 
 @functools.lru_cache(maxsize=4096)
-def app_url(public_url: str, app_name: str, apps_domain: str | None = None) -> str:
-    """Where an app answers: ``<scheme>://<app>.<apps domain>[:port]/``, the scheme and port
-    of the API's public URL (the Host-header proxy serves both); the apps domain as
-    :class:`~aether.server.hosts.Hosts` derives it when not given."""
-    parts = urlsplit(public_url)
+def app_url(
+    public_url: str,
+    app_name: str,
+    apps_domain: str | None = None,
+    *,
+    apps_url: str | None = None,
+    router_port: int | None = None,
+) -> str:
+    """Where users reach an app: ``<scheme>://<app>.<apps domain>[:port]/``, with the scheme
+    and port of ``apps_url`` (AETHER_APPS_URL: a load balancer in front), else of the apps'
+    own router port (plain HTTP), else of the API's public URL (the router on the API's port
+    serves both); the apps domain as :class:`~aether.server.hosts.Hosts` derives it when not
+    given."""
     domain = apps_domain or Hosts.from_settings(public_url, None).apps_domain
+    base = apps_url or (f"http://{domain}:{router_port}" if router_port else public_url)
+    parts = urlsplit(base)
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme or 'http'}://{app_name}.{domain}{port}/"
 

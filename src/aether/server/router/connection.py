@@ -34,6 +34,11 @@ BUFFER_LIMIT = 256 * 1024  # body bytes held for requests not being sent yet
 # A request body up to this size is kept while it is sent, so the request can go again on a
 # fresh connection when a pooled one turns out closed by the app; larger ones cannot.
 REPLAY_LIMIT = 1 << 20
+# A request body of a known length up to this size is received whole before the request goes
+# on, in one write with its head (as nginx buffers request bodies): a server that answers
+# from the head and closes (hypercorn, when the body is still unread) would otherwise meet
+# the body's write on a closed connection, and its answer be lost.
+WHOLE_BODY_LIMIT = 64 * 1024
 
 
 class BodySink(Protocol):
@@ -41,6 +46,7 @@ class BodySink(Protocol):
     def body_done(self) -> None: ...
     def client_paused(self, paused: bool) -> None: ...
     def client_lost(self) -> None: ...
+    def client_ended(self) -> None: ...
     def check_idle(self, now: float) -> None: ...
 
 
@@ -78,6 +84,7 @@ class Request:
     error: tuple[int, str] | None = None  # (status, message): answered, never forwarded
     tail: bytearray = field(default_factory=bytearray)  # after an upgrade's head
     sent: bool = False  # went to an app once: its body is what ``kept`` holds
+    whole: bool = False  # its body is small: the request goes on once it is complete
 
     def add_body(self, data: bytes) -> None:
         if self.kept is not None:
@@ -164,6 +171,8 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A half-closed client may still read the answers to what it sent; then it ends.
         self.client_eof = True
+        if self.active is not None:
+            self.active.client_ended()
         return self.tunnel is not None or bool(self.queue) or self.busy
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -211,6 +220,7 @@ class ClientConnection(asyncio.Protocol):
         request.keep_alive = parser.should_keep_alive()
         request.upgrade = parser.should_upgrade()
         request.head_done = True
+        request.whole = _small_body(request.headers)
         self.last = request
         self.queue.append(request)
         if len(self.queue) > PIPELINE_DEPTH:
@@ -232,6 +242,8 @@ class ClientConnection(asyncio.Protocol):
         request.complete = True
         if request.sink is not None:
             request.sink.body_done()
+        elif request.whole:
+            self._dispatch()
 
     # used by the router and the exchanges
 
@@ -300,6 +312,8 @@ class ClientConnection(asyncio.Protocol):
         """Answer the next request when none is being answered: at once when the router can
         (a known app, an idle upstream connection), else in a task that may wait."""
         while self.queue and not self.busy and not self.closed:
+            if self.queue[0].whole and not self.queue[0].complete:
+                return  # on_message_complete dispatches it
             request = self.queue.popleft()
             if len(self.queue) <= PIPELINE_DEPTH:
                 self.resume("pipeline")
@@ -368,6 +382,18 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel.pause_reading(paused)
         elif self.active is not None:
             self.active.client_paused(paused)
+
+
+def _small_body(headers: list[Header]) -> bool:
+    """A body of a known length up to WHOLE_BODY_LIMIT, not held back for ``100 Continue``."""
+    length = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"expect":
+            return False
+        if lower == b"content-length":
+            length = value
+    return length is not None and length.strip().isdigit() and 0 < int(length) <= WHOLE_BODY_LIMIT
 
 
 class _HeadTooLarge(Exception):

@@ -18,7 +18,7 @@ import httptools
 
 from aether.server.router import wire
 from aether.server.router.connection import ClientConnection, Request
-from aether.server.router.upstream import Upstream, UpstreamPool
+from aether.server.router.upstream import Upstream, UpstreamPool, describe
 
 log = logging.getLogger("aether.router")
 
@@ -40,6 +40,7 @@ class Exchange:
         chunked: bool,
         idle_secs: float,
         stopping: Callable[[], bool],
+        to_api: bool = False,
     ) -> None:
         self.conn, self.request, self.upstream, self.pool = conn, request, upstream, pool
         self.loop = conn.loop
@@ -50,6 +51,10 @@ class Exchange:
         self.chunked = chunked
         self.idle_secs = idle_secs
         self.stopping = stopping
+        # The API, behind the router, hears a client's end as it did without it: a log
+        # follow ends when its client leaves, not when the next line fails to reach it.
+        self.to_api = to_api
+        self.client_gone = False
         self.got_bytes = False
         self.sent = False  # the whole request body went to the app
         self.started = False  # the answer's head went to the client
@@ -68,12 +73,17 @@ class Exchange:
         self.on_end: Callable[[Request, str], None] | None = None
 
     def start(self, head: bytes, body: list[bytes]) -> None:
+        """Send the head and the body received so far in one write: a server that answers
+        from the head alone and closes (hypercorn does when the body is still unread) must
+        not meet a second write, whose failure would lose its answer."""
         self.upstream.receiver = self
-        self.upstream.write(head)
-        for data in body:
-            self.send_body(data)
+        out = [head]
+        out += [wire.chunk(data) if self.chunked else data for data in body if data]
         if self.request.complete:
-            self.body_done()
+            self.sent = True
+            if self.chunked:
+                out.append(wire.LAST_CHUNK)
+        self.upstream.write(b"".join(out))
 
     # the request's body (BodySink)
 
@@ -95,6 +105,11 @@ class Exchange:
 
     def client_lost(self) -> None:
         self._end(Outcome.CLOSE, reusable=False)
+
+    def client_ended(self) -> None:
+        if self.to_api and not self.finished:
+            self.client_gone = True
+            self.upstream.write_eof()
 
     # the upstream connection (Receiver)
 
@@ -122,6 +137,10 @@ class Exchange:
 
     def upstream_lost(self) -> None:
         if self.finished:
+            return
+        if self.client_gone:  # the API heard the client leave and ended the answer
+            self.conn.abort()
+            self._end(Outcome.CLOSE, reusable=False)
             return
         if not self.got_bytes and self.upstream.reused:
             self._end(Outcome.STALE, reusable=False)
@@ -220,7 +239,7 @@ class Exchange:
     def _broken(self, why: str) -> None:
         if self.finished:
             return
-        log.warning("upstream %s:%s: %s", *self.upstream.endpoint, why)
+        log.warning("upstream %s: %s", describe(self.upstream.endpoint), why)
         if not self.started:
             self.conn.write(wire.error_response(502, "bad_gateway", why, keep_alive=False))
         else:
@@ -231,7 +250,7 @@ class Exchange:
         """From the router's sweep: end the exchange when the app has been silent too long."""
         if self.finished or now - self.activity < self.idle_secs:
             return
-        log.warning("upstream %s:%s silent for %ss", *self.upstream.endpoint, self.idle_secs)
+        log.warning("upstream %s silent for %ss", describe(self.upstream.endpoint), self.idle_secs)
         if not self.started:
             message = "the app did not answer in time"
             self.conn.write(wire.error_response(504, "gateway_timeout", message, keep_alive=False))
@@ -247,7 +266,7 @@ class Exchange:
         self.conn.finished(self.request)
         upstream = self.upstream
         upstream.receiver = None
-        if reusable and self.sent and not upstream.closed:
+        if reusable and self.sent and not upstream.closed and not self.client_gone:
             upstream.pause_reading(False)
             self.pool.release(upstream, self.loop.time())
         else:

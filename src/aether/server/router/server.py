@@ -1,4 +1,5 @@
-"""The router's listener and its one decision per request: which app, which instance.
+"""The router's listener and its one decision per request: which app, which instance — or
+the API.
 
 A request's ``Host`` names the app (``<app>.<apps domain>``, never a reserved name or the
 API's host); its headers are filtered as :mod:`aether.server.forwarding` says, and it goes to
@@ -8,6 +9,10 @@ up again (a cutover in between) before ``502``. No app → ``404``, nothing runn
 with ``Retry-After``, an app silent for 5 minutes → ``504``, all as the API's JSON envelope.
 WebSocket upgrades become byte tunnels once the app accepts them.
 
+In front of the API (the listener on the API's port) every other request goes to the API's
+internal listener, its credentials kept, streamed both ways without a time limit of the
+router's (a log follow may be silent for long); the API is down only while it stops → ``503``.
+
 On stop the listener closes, idle connections are closed, answers in flight finish within
 the grace period and what is left then is cut.
 """
@@ -15,9 +20,9 @@ the grace period and what is left then is cut.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +36,7 @@ from aether.server.hosts import RESERVED_APP_NAMES
 from aether.server.router import wire
 from aether.server.router.connection import ClientConnection, Request
 from aether.server.router.exchange import Exchange, Outcome
-from aether.server.router.upstream import Endpoint, Upstream, UpstreamPool
+from aether.server.router.upstream import UNIX, Endpoint, Upstream, UpstreamPool
 
 log = logging.getLogger("aether.router")
 
@@ -39,17 +44,32 @@ log = logging.getLogger("aether.router")
 # answer started, a cut-off body after.
 UPSTREAM_IDLE_SECS = 300.0
 SWEEP_SECS = 1.0  # how often timeouts are checked
+# How long a closing TLS connection waits for the client's close_notify: asyncio's default
+# (30 s) let one idle browser connection hold a stop beyond the grace period.
+SSL_SHUTDOWN_SECS = 2.0
 # A WebSocket handshake keeps these from the client; the router writes its own
 # Connection/Upgrade pair.
 _TUNNEL_DROP = HOP_BY_HOP
+_NO_LIMIT = float("inf")
 
 
 class Router:
-    """Routes ``<app>.<apps domain>`` requests on its own listener to the apps."""
+    """Routes ``<app>.<apps domain>`` requests on its own listener to the apps, and every
+    other request to the API's internal listener at ``api`` (a unix socket) when given."""
 
-    def __init__(self, state: Any, *, idle_secs: float = UPSTREAM_IDLE_SECS) -> None:
+    def __init__(
+        self,
+        state: Any,
+        *,
+        idle_secs: float = UPSTREAM_IDLE_SECS,
+        api: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.state = state
         self.idle_secs = idle_secs
+        self.api: Endpoint | None = (api, UNIX) if api is not None else None
+        self.tls = tls
+        self.scheme = "https" if tls is not None else "http"
         self.pool = UpstreamPool()
         self.connections: set[ClientConnection] = set()
         self.stopping = False
@@ -62,8 +82,16 @@ class Router:
 
     async def start(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        tls: dict[str, Any] = {}
+        if self.tls is not None:  # a closing connection waits this long for close_notify
+            grace = self.state.settings.shutdown_grace_secs
+            tls = {
+                "ssl": self.tls,
+                "ssl_handshake_timeout": min(grace, 10.0),
+                "ssl_shutdown_timeout": SSL_SHUTDOWN_SECS,
+            }
         self._server = await loop.create_server(
-            lambda: ClientConnection(self), sock=listener, backlog=1024
+            lambda: ClientConnection(self), sock=listener, backlog=1024, **tls
         )
         self._sweeper = loop.call_later(self._sweep_every(), self._sweep)
 
@@ -112,12 +140,16 @@ class Router:
             status, message = request.error
             conn.write(wire.error_response(status, "bad_request", message, keep_alive=False))
             return False
+        # A refused upgrade ends the connection: what the client sends next is not HTTP.
         keep = request.keep_alive and request.complete and not self.stopping
+        keep = keep and not request.upgrade
         host, refusal = _check(request)
         if refusal is not None:
             conn.write(wire.error_response(400, "bad_request", refusal, keep_alive=False))
             return False
         app = self._app_for(host)
+        if app is None and self.api is not None:
+            return await self._to_api(conn, request, host, self.api)
         if app is None:
             message = (
                 f"no app answers at {host!r} here (apps are <app>.{self.state.hosts.apps_domain})"
@@ -146,16 +178,26 @@ class Router:
         if request.error is not None or request.upgrade or request.sent:
             return False
         host, refusal = _check(request)
-        app = self._app_for(host) if refusal is None else None
-        target = self._targets().cached(app) if app is not None else None
-        if target is None or not target.endpoints:
+        if refusal is not None:
             return False
-        endpoint = self._endpoint(target.in_turn()[0])
+        app = self._app_for(host)
+        to_api, target = app is None, None
+        if app is not None:
+            target = self._targets().cached(app)
+            if target is None or not target.endpoints:
+                return False
+            endpoint = self._endpoint(target.next_endpoint())
+        elif self.api is not None:
+            endpoint = self.api
+        else:
+            return False
         upstream = self.pool.take_idle(endpoint, conn.loop.time())
         if upstream is None:
-            return False
-        chunked, head = self._request_head(conn, request, host)
-        exchange = self._new_exchange(conn, request, upstream, chunked)
+            return False  # the turn stays: answer() takes it, with a new connection
+        if target is not None:
+            target.in_turn()
+        chunked, head = self._request_head(conn, request, host, to_api=to_api)
+        exchange = self._new_exchange(conn, request, upstream, chunked, to_api=to_api)
         exchange.on_end = on_end
         body = conn.take_body(request, exchange)
         request.sent = True
@@ -185,21 +227,29 @@ class Router:
         return found
 
     def _request_head(
-        self, conn: ClientConnection, request: Request, host: str
+        self, conn: ClientConnection, request: Request, host: str, *, to_api: bool = False
     ) -> tuple[bool, bytes]:
         chunked = any(name.lower() == b"transfer-encoding" for name, _ in request.headers)
-        headers = self._headers(conn, request, host, HOP_BY_HOP)
+        headers = self._headers(conn, request, host, HOP_BY_HOP, to_api=to_api)
         head = wire.request_head(
             request.method, request.target, headers, host.encode("latin-1"), chunked=chunked
         )
         return chunked, head
 
     def _new_exchange(
-        self, conn: ClientConnection, request: Request, upstream: Upstream, chunked: bool
+        self,
+        conn: ClientConnection,
+        request: Request,
+        upstream: Upstream,
+        chunked: bool,
+        *,
+        to_api: bool = False,
     ) -> Exchange:
+        # The API times its own requests; a log follow may be silent for long.
+        idle = _NO_LIMIT if to_api else self.idle_secs
         return Exchange(
             conn, request, upstream, self.pool,
-            chunked=chunked, idle_secs=self.idle_secs, stopping=self._is_stopping,
+            chunked=chunked, idle_secs=idle, stopping=self._is_stopping, to_api=to_api,
         )  # fmt: skip
 
     def _targets(self) -> AppTargets:
@@ -249,6 +299,24 @@ class Router:
         conn.write(wire.error_response(502, "bad_gateway", message, keep_alive=keep))
         return keep
 
+    async def _to_api(
+        self, conn: ClientConnection, request: Request, host: str, api: Endpoint
+    ) -> bool:
+        if request.upgrade:
+            head = self._tunnel_head(conn, request, host, to_api=True)
+            upstream = await self.pool.open(api)
+            if upstream is not None:
+                await Tunnel(conn, upstream, request).run(head)
+                return False
+        else:
+            chunked, head = self._request_head(conn, request, host, to_api=True)
+            outcome = await self._exchange(conn, request, api, head, chunked, to_api=True)
+            if outcome is not None:
+                return outcome is Outcome.KEEP
+        message = "the API is not answering (it is stopping); retry"
+        conn.write(wire.error_response(503, "service_unavailable", message, keep_alive=False))
+        return False
+
     async def _exchange(
         self,
         conn: ClientConnection,
@@ -256,6 +324,8 @@ class Router:
         endpoint: Endpoint,
         head: bytes,
         chunked: bool,
+        *,
+        to_api: bool = False,
     ) -> Outcome | None:
         """Relay ``request`` to ``endpoint``: the outcome, or None when nothing accepted a
         connection there (the request was not sent). A pooled connection the app had closed
@@ -275,7 +345,7 @@ class Router:
             if conn.closed:
                 self.pool.release(upstream, conn.loop.time())
                 return Outcome.CLOSE
-            exchange = self._new_exchange(conn, request, upstream, chunked)
+            exchange = self._new_exchange(conn, request, upstream, chunked, to_api=to_api)
             body = conn.take_body(request, exchange)
             if request.sent:  # again: everything received so far
                 body = list(request.kept or ())
@@ -287,25 +357,37 @@ class Router:
             upstream = None
 
     def _headers(
-        self, conn: ClientConnection, request: Request, host: str, drop: frozenset[bytes]
+        self,
+        conn: ClientConnection,
+        request: Request,
+        host: str,
+        drop: frozenset[bytes],
+        *,
+        to_api: bool = False,
     ) -> list[wire.Header]:
         return forwarded_headers(
             request.headers,
             drop=drop,
             client=conn.peer,
-            scheme="http",
+            scheme=self.scheme,
             host=host,
             trusted_proxies=self.state.settings.trusted_proxies,
+            to_api=to_api,
+        )
+
+    def _tunnel_head(
+        self, conn: ClientConnection, request: Request, host: str, *, to_api: bool = False
+    ) -> bytes:
+        headers = self._headers(conn, request, host, _TUNNEL_DROP, to_api=to_api)
+        headers += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+        return wire.request_head(
+            request.method, request.target, headers, host.encode("latin-1"), chunked=False
         )
 
     async def _tunnel(
         self, conn: ClientConnection, request: Request, app: str, target: Target, host: str
     ) -> None:
-        headers = self._headers(conn, request, host, _TUNNEL_DROP)
-        headers += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
-        head = wire.request_head(
-            request.method, request.target, headers, host.encode("latin-1"), chunked=False
-        )
+        head = self._tunnel_head(conn, request, host)
         tried: set[str] = set()
         for fresh in (False, True):
             if fresh:
@@ -402,32 +484,3 @@ def _check(request: Request) -> tuple[str, str | None]:
     ):
         return "", "only WebSocket upgrades are relayed"
     return hosts[0].decode("latin-1"), None
-
-
-class RouterService:
-    """The app router as a background job of ``aether serve`` on ``listener``: it runs while
-    the server does. Its drain at stop outlives the job (the server's lifespan cancels its jobs
-    as soon as the API has drained); the launcher waits for :meth:`drained`."""
-
-    __name__ = "app_router"
-
-    def __init__(self, listener: socket.socket) -> None:
-        self.listener = listener
-        self._drain: asyncio.Future[None] | None = None
-
-    async def __call__(self, state: Any) -> None:
-        router = Router(state)
-        await router.start(self.listener)
-        log.info("app router listening on port %s", self.listener.getsockname()[1])
-        # What start-up made lives as long as the server: kept out of every collection, so
-        # the full ones under load (measured at 100+ ms) do not stall requests in flight.
-        gc.freeze()
-        try:
-            await state.stopping.wait()
-        finally:
-            self._drain = asyncio.ensure_future(router.stop(state.settings.shutdown_grace_secs))
-            await asyncio.shield(self._drain)
-
-    async def drained(self) -> None:
-        if self._drain is not None:
-            await self._drain

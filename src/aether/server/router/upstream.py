@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Protocol, cast
 
 CONNECT_TIMEOUT_SECS = 5.0
@@ -18,7 +19,15 @@ CONNECT_TIMEOUT_SECS = 5.0
 POOL_IDLE_SECS = 4.0
 POOL_MAX_IDLE = 64  # per endpoint: beyond this, connections are closed after their answer
 
+# (host, port) of an app's instance; a port of 0 names the unix socket at the path in host
+# (the API's own listener behind the front, :mod:`aether.server.launch`).
 Endpoint = tuple[str, int]
+UNIX = 0
+
+
+def describe(endpoint: Endpoint) -> str:
+    host, port = endpoint
+    return host if port == UNIX else f"{host}:{port}"
 
 
 class Receiver(Protocol):
@@ -72,6 +81,10 @@ class Upstream(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
+    def write_eof(self) -> None:
+        if self.transport is not None and not self.closed and self.transport.can_write_eof():
+            self.transport.write_eof()
+
     def pause_reading(self, paused: bool) -> None:
         if self.transport is None or self.closed:
             return
@@ -110,11 +123,15 @@ class UpstreamPool:
     async def open(self, endpoint: Endpoint) -> Upstream | None:
         """A new connection to ``endpoint``, or None when nothing accepts one in time."""
         loop = asyncio.get_running_loop()
+        host, port = endpoint
+        factory = functools.partial(Upstream, self, endpoint)
+        connecting = (
+            loop.create_unix_connection(factory, host)
+            if port == UNIX
+            else loop.create_connection(factory, host, port)
+        )
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: Upstream(self, endpoint), *endpoint),
-                CONNECT_TIMEOUT_SECS,
-            )
+            _, conn = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_SECS)
         except (OSError, TimeoutError):
             return None
         return conn

@@ -78,11 +78,10 @@ DRAIN_SECS = 0.3
 # How often a running instance's health path is asked (it answered it to pass its gate).
 HEALTH_PROBE_SECS = 10.0
 # After a release passed its health gate, the next supervisor launcher starts this much later:
-# after the cutover's writes, and early enough to have finished importing when the next deploy
-# of any app starts its process (with 0.5 s, a redeploy that followed within ~0.4 s, as a
-# developer's or CI's next push can, found none ready and waited for one to import; the one
-# readied meanwhile then competed with its app's start for the CPU).
-SPARE_DELAY_SECS = 0.05
+# not beside the cutover. (Tried: 0.05 s, so that a redeploy following at once finds it
+# imported; on a busy machine its import then competed with the next CLI instead of the next
+# app's start, and end to end it did not help: docs/benchmarks.md.)
+SPARE_DELAY_SECS = 0.5
 
 
 @dataclass
@@ -196,13 +195,11 @@ class LocalRuntime(Runtime):
         self._spare_timer = loop.call_later(SPARE_DELAY_SECS, _ready_spare)
 
     def _ready_spare_now(self) -> None:
-        """A deploy begins: make sure a launcher is on its way (one readied after the last
-        health gate is normally waiting; when it died, or the last gate passed less than
-        SPARE_DELAY_SECS ago, one started here imports while the release is fetched and
-        extracted instead of after)."""
-        if self._spare_timer is not None:
-            self._spare_timer.cancel()
-            self._spare_timer = None
+        """A deploy begins: make sure a launcher is on its way. One readied after an earlier
+        health gate normally waits; when none does (it died, or was taken by a deploy that
+        followed its gate within SPARE_DELAY_SECS), one started here imports while the
+        release is fetched and extracted instead of after. A pending timer stays: it readies
+        the launcher for the deploy after this one."""
         _ready_spare()
 
     async def _adopt(self) -> None:

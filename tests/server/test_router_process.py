@@ -1,0 +1,176 @@
+"""The router in its own process, as ``aether serve`` runs it on the API's port: it answers
+from a process of its own, follows a cutover as soon as the server hears of it (not after its
+look-ups expire), is started again when it dies, and stops accepting when the server stops.
+Upstreams are stub HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from seeding import insert_artifact
+
+from aether.server.router.process import RouterService
+from aether.store import apps as app_store
+from aether.store import rollouts
+from aether.store.clock import now_iso
+from conftest import ApiHarness
+
+
+class PortHandler(BaseHTTPRequestHandler):
+    """Answers with its server's port, and the pid of whoever connected."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = str(self.server.server_address[1]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def ports() -> Iterator[list[int]]:
+    """Two stub apps; each answers its own port."""
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), PortHandler) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield [int(server.server_address[1]) for server in servers]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+class Running:
+    def __init__(self, api: ApiHarness) -> None:
+        self.api = api
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        # In front of an API that is not there: these tests ask for apps alone.
+        self.service = RouterService(self.listener, api="/nonexistent/api.sock")
+        self.job = api.client.portal.start_task_soon(self.service, api.state)  # type: ignore[union-attr]
+
+    def child_pid(self) -> int:
+        child = self.service._child
+        assert child is not None
+        return int(child.pid)
+
+    def get(self, timeout: float = 10.0) -> str:
+        """The answer of the app ``hello`` through the router, once the router answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{self.port}/",
+                    headers={"Host": "hello.localhost"},
+                    timeout=5,
+                )
+                return answer.text
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        portal: Any = self.api.client.portal
+        portal.call(self.api.state.stopping.set)
+        self.job.result(timeout=30)
+        portal.call(self.service.drained)
+
+
+@pytest.fixture
+def router(api: ApiHarness) -> Iterator[Running]:
+    running = Running(api)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def _app_at(db: Any, name: str, port: int, *more: int) -> None:
+    """A running deployment of app ``name`` (created when missing) answering on ``port``
+    (and ``more``: its other instances): a cutover, as the worker makes one."""
+    app = await app_store.get_app(db, name) or await app_store.create_app(db, name, owner=None)
+    artifact = await insert_artifact(db, app["id"])
+    deployment_id = str(uuid.uuid4())
+    await db.execute(
+        "INSERT INTO deployments (id, app_id, artifact_id, status, created_at)"
+        " VALUES (:id, :app_id, :artifact_id, 'deploying', :now)",
+        {"id": deployment_id, "app_id": app["id"], "artifact_id": artifact["id"], "now": now_iso()},
+    )
+    rows = [
+        {
+            "id": f"i{index}", "deployment_id": deployment_id, "state": "running",
+            "health": "healthy", "restarts": 0, "started_at": None, "host": "here",
+            "endpoint": f"http://127.0.0.1:{each}",
+        }
+        for index, each in enumerate((port, *more))
+    ]  # fmt: skip
+    await rollouts.mark_running(
+        db, deployment_id, f"http://127.0.0.1:{port}", instances_of=("worker", rows)
+    )
+
+
+def test_answers_from_its_own_process_and_follows_a_cutover_at_once(
+    api: ApiHarness, router: Running, ports: list[int]
+) -> None:
+    api.run(_app_at, "hello", ports[0])
+    assert router.get() == str(ports[0])
+    assert router.child_pid() != os.getpid()
+    api.run(_app_at, "hello", ports[1])
+    # The router's own look-up of the app is still fresh (kept for a second): only the
+    # server's word that the endpoints moved sends this request to the new one.
+    assert router.get() == str(ports[1])
+
+
+def test_a_router_process_that_dies_is_started_again(
+    api: ApiHarness, router: Running, ports: list[int]
+) -> None:
+    api.run(_app_at, "hello", ports[0])
+    assert router.get() == str(ports[0])
+    first = router.child_pid()
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while router.service._child is None or router.child_pid() == first:
+        assert time.monotonic() < deadline, "the router process was not started again"
+        time.sleep(0.05)
+    assert router.get(timeout=15) == str(ports[0])
+
+
+def test_stopping_closes_the_listener_and_ends_the_process(
+    api: ApiHarness, ports: list[int]
+) -> None:
+    running = Running(api)
+    api.run(_app_at, "hello", ports[0])
+    assert running.get() == str(ports[0])
+    child = running.child_pid()
+    running.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", running.port), timeout=5).close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
+def test_requests_take_every_instance_in_turn(
+    api: ApiHarness, router: Running, ports: list[int]
+) -> None:
+    """Also an instance the router has no idle connection to yet: its turn is not skipped
+    for one that has (it would never get one)."""
+    api.run(_app_at, "hello", *ports)
+    router.get()
+    with httpx.Client(base_url=f"http://127.0.0.1:{router.port}", timeout=5) as client:
+        answers = [client.get("/", headers={"Host": "hello.localhost"}).text for _ in range(6)]
+    assert set(answers) == {str(port) for port in ports}, answers
