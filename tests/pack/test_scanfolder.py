@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pack_support import build_sample
 
-from aether.errors import UsageError
+from aether.errors import IOFailure, UsageError
 from aether.pack import walk
 from aether.pack.ignore import IGNORE_FILE, IgnoreRules
 from aether.pack.walk import walk_tree
@@ -99,3 +99,34 @@ def test_an_unsafe_entry_is_still_refused_by_name(
     monkeypatch.setattr(walk, "scan_folder_native", native)
     with pytest.raises(UsageError, match="bytes/.*not valid UTF-8"):
         walk_tree(root, IgnoreRules())
+
+
+def test_the_native_walk_takes_mounts_and_subtrees_like_the_python_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = mixed_tree(tmp_path / "app")
+    (root / "node_modules" / "left-out").mkdir(parents=True)  # the mount hides it
+    installed = tmp_path / "installed"
+    (installed / "dep" / "lib").mkdir(parents=True)
+    (installed / "dep" / "lib" / "index.js").write_text("x")
+    (installed / "dep" / "package.json").write_text("{}")
+    mounted = walk.Walker(
+        os.fspath(root),
+        IgnoreRules(),
+        skip_unsafe=True,
+        mounts=(("node_modules", os.fspath(installed)),),
+        real_bases=(os.fspath(installed),),
+    )
+    assert walk.walk_native is not None
+    lib = next(entry for entry in mounted.children(None) if entry.path == "plain")
+    native_walks = [list(mounted.below(None)), list(mounted.below(lib))]
+    monkeypatch.setattr(walk, "walk_native", None)
+    assert native_walks == [list(mounted.below(None)), list(mounted.below(lib))]
+    paths = [entry.path for entry in native_walks[0]]
+    assert "node_modules/dep/lib/index.js" in paths and "node_modules/left-out" not in paths
+    assert native_walks[1][0].path == "plain/Zebra.js"
+
+
+def test_a_folder_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    with pytest.raises(IOFailure, match="cannot read the folder .*missing"):
+        walk_tree(tmp_path / "missing", IgnoreRules())

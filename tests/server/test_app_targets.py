@@ -73,8 +73,10 @@ async def test_a_target_past_its_time_answers_while_one_query_refreshes_it(
     database: Database, queries: Queries
 ) -> None:
     await _app_at(database, "hello", "http://127.0.0.1:1001")
-    targets = AppTargets(database, ttl=0.0)  # past its time as soon as it is read
-    await targets.lookup("hello")
+    targets = AppTargets(database, ttl=0.5)
+    first = await targets.lookup("hello")
+    assert first is not None
+    await until(lambda: time.monotonic() > first.expires)  # past its time, not by a ttl yet
     await _app_at(database, "hello", "http://127.0.0.1:1002")  # nobody told this process
     queries.gate.clear()
     for _ in range(10):  # no request waits for the store, and only one query is made
@@ -110,3 +112,17 @@ async def test_a_change_drops_what_is_kept_and_what_was_being_asked(
     assert found is not None and found.endpoints == ("http://127.0.0.1:1002",)
     kept = targets.cached("hello")
     assert kept is not None and kept.endpoints == ("http://127.0.0.1:1002",)
+
+
+async def test_a_target_long_past_its_time_is_asked_again_before_answering(
+    database: Database, queries: Queries
+) -> None:
+    await _app_at(database, "hello", "http://127.0.0.1:1001")
+    targets = AppTargets(database, ttl=0.05)
+    first = await targets.lookup("hello")
+    assert first is not None
+    await _app_at(database, "hello", "http://127.0.0.1:1002")  # nobody told this process
+    await until(lambda: time.monotonic() > first.expires + targets.ttl)
+    assert targets.cached("hello") is None  # an app asked for now and then: no old answer
+    found = await targets.lookup("hello")
+    assert found is not None and found.endpoints == ("http://127.0.0.1:1002",)

@@ -458,7 +458,8 @@ hash_data(const char *data, Py_ssize_t size, PyObject *hasher)
 /* The manifest's record of one written member (GIL held). */
 static int
 add_record(Item *item, const char *blob, PyObject *files, PyObject *directories,
-           PyObject *symlinks, PyObject *hasher, PyObject *new_record)
+           PyObject *symlinks, PyObject *hasher, PyObject *new_record,
+           PyTypeObject **record_type)
 {
     PyObject *path = PyTuple_GET_ITEM(item->entry, ENTRY_PATH);
     if (item->kind == KIND_DIR) {
@@ -477,14 +478,39 @@ add_record(Item *item, const char *blob, PyObject *files, PyObject *directories,
     if (hex == NULL) {
         return -1;
     }
-    PyObject *values = Py_BuildValue("(OniN)", path, item->size, item->mode, hex);
-    if (values == NULL) {
-        return -1;
+    PyObject *record;
+    if (*record_type != NULL) {
+        /* What tuple.__new__(FileRecord, values) makes, without the values' own tuple. */
+        PyObject *size = PyLong_FromSsize_t(item->size);
+        PyObject *mode = size == NULL ? NULL : PyLong_FromLong(item->mode);
+        record = mode == NULL ? NULL : (*record_type)->tp_alloc(*record_type, 4);
+        if (record == NULL) {
+            Py_XDECREF(size);
+            Py_XDECREF(mode);
+            Py_DECREF(hex);
+            return -1;
+        }
+        PyTuple_SET_ITEM(record, 0, Py_NewRef(path));
+        PyTuple_SET_ITEM(record, 1, size);
+        PyTuple_SET_ITEM(record, 2, mode);
+        PyTuple_SET_ITEM(record, 3, hex);
     }
-    PyObject *record = PyObject_CallOneArg(new_record, values);
-    Py_DECREF(values);
-    if (record == NULL) {
-        return -1;
+    else {
+        PyObject *values = Py_BuildValue("(OniN)", path, item->size, item->mode, hex);
+        if (values == NULL) {
+            return -1;
+        }
+        record = PyObject_CallOneArg(new_record, values);
+        Py_DECREF(values);
+        if (record == NULL) {
+            return -1;
+        }
+        /* A plain tuple subclass (a named tuple) is allocated directly from now on. */
+        PyTypeObject *type = Py_TYPE(record);
+        if (PyTuple_Check(record) && PyTuple_GET_SIZE(record) == 4 && type != &PyTuple_Type
+            && type->tp_alloc != NULL && type->tp_dictoffset == 0) {
+            *record_type = type;
+        }
     }
     int failed = PyList_Append(files, record);
     Py_DECREF(record);
@@ -583,9 +609,10 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (bytes != NULL) {
         const char *data = PyBytes_AS_STRING(bytes);
         Py_ssize_t done = 0;
+        PyTypeObject *record_type = NULL;
         while (done < written
                && add_record(&items[done], data, files, directories, symlinks, hasher,
-                             new_record) == 0) {
+                             new_record, &record_type) == 0) {
             done++;
         }
         if (done == written) {

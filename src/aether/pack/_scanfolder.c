@@ -1,5 +1,6 @@
 /* The native fast paths of walk.Walker.children (scan: one folder's files and subfolders as
- * entries) and of treestamp (stamp: a whole tree's lstat facts as text).
+ * entries), walk.Walker.below (walk: a whole subtree's entries in archive order) and
+ * treestamp (stamp: a whole tree's lstat facts as text).
  *
  * A node_modules tree is tens of thousands of plain files and folders; listing them costs a
  * few system calls per folder, but building each entry in Python costs more than that. This
@@ -7,7 +8,8 @@
  * when every name in the folder is ordinary: anything else (a symlink, a socket, a file
  * system that does not report entry types, a name that is not UTF-8, a folder that cannot be
  * read) returns None, and the Python walk lists that folder, so its rules and its messages
- * live in one place.
+ * live in one place. walk does the depth-first order and each folder's sort here as well, and
+ * calls back into Python only for the folders scan does not answer for.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -32,25 +34,31 @@ static PyObject *str_file;
 static PyObject *str_dir;
 static PyObject *str_slash;
 
+/* What every entry of one folder shares. */
+typedef struct {
+    PyObject *prefix;     /* the member path of the folder, with a slash ("" for the root) */
+    PyObject *base;       /* the folder's path, with a slash unless it ends with one */
+    PyObject *excluded, *excluded_dir_names, *new_entry;
+    PyTypeObject *entry_type; /* the type new_entry made, once it has made one */
+} Folder;
+
 /* One entry from a name; 1 when made, 0 when left out, -1 on an error. */
 static int
-add_entry(PyObject *found, const char *name, size_t name_size, int is_dir, PyObject *path,
-          PyObject *prefix, PyObject *excluded, PyObject *excluded_dir_names,
-          PyObject *new_entry)
+add_entry(PyObject *found, const char *name, size_t name_size, int is_dir, Folder *folder)
 {
     PyObject *text = PyUnicode_DecodeUTF8(name, (Py_ssize_t)name_size, "strict");
     if (text == NULL) {
         return -1;
     }
-    PyObject *rel = PyUnicode_Concat(prefix, text);
+    PyObject *rel = PyUnicode_Concat(folder->prefix, text);
     int result = -1;
-    PyObject *raw = NULL, *source = NULL, *values = NULL, *entry = NULL;
+    PyObject *raw = NULL, *source = NULL, *entry = NULL;
     if (rel == NULL) {
         goto done;
     }
-    int skip = PySet_Contains(excluded, rel);
+    int skip = PySet_Contains(folder->excluded, rel);
     if (skip == 0 && is_dir) {
-        skip = PySet_Contains(excluded_dir_names, text);
+        skip = PySet_Contains(folder->excluded_dir_names, text);
     }
     if (skip != 0) {
         result = skip < 0 ? -1 : 0;
@@ -71,27 +79,41 @@ add_entry(PyObject *found, const char *name, size_t name_size, int is_dir, PyObj
         PyBytes_AS_STRING(raw)[rel_size] = '/';
     }
     /* What os.DirEntry.path gives: the folder, a slash unless it ends with one, the name. */
-    Py_ssize_t path_size = PyUnicode_GET_LENGTH(path);
-    if (path_size > 0 && PyUnicode_READ_CHAR(path, path_size - 1) != '/') {
-        PyObject *with_slash = PyUnicode_Concat(path, str_slash);
-        if (with_slash == NULL) {
-            goto done;
-        }
-        source = PyUnicode_Concat(with_slash, text);
-        Py_DECREF(with_slash);
-    }
-    else {
-        source = PyUnicode_Concat(path, text);
-    }
+    source = PyUnicode_Concat(folder->base, text);
     if (source == NULL) {
         goto done;
     }
-    values = PyTuple_Pack(5, rel, raw, is_dir ? str_dir : str_file, source, Py_None);
-    if (values == NULL) {
-        goto done;
+    PyObject *kind = is_dir ? str_dir : str_file;
+    if (folder->entry_type != NULL) {
+        /* What tuple.__new__(Entry, values) makes, without the values' own tuple. */
+        entry = folder->entry_type->tp_alloc(folder->entry_type, 5);
+        if (entry == NULL) {
+            goto done;
+        }
+        PyTuple_SET_ITEM(entry, 0, Py_NewRef(rel));
+        PyTuple_SET_ITEM(entry, 1, Py_NewRef(raw));
+        PyTuple_SET_ITEM(entry, 2, Py_NewRef(kind));
+        PyTuple_SET_ITEM(entry, 3, Py_NewRef(source));
+        PyTuple_SET_ITEM(entry, 4, Py_NewRef(Py_None));
     }
-    entry = PyObject_CallOneArg(new_entry, values);
-    if (entry == NULL || PyList_Append(found, entry) < 0) {
+    else {
+        PyObject *values = PyTuple_Pack(5, rel, raw, kind, source, Py_None);
+        if (values == NULL) {
+            goto done;
+        }
+        entry = PyObject_CallOneArg(folder->new_entry, values);
+        Py_DECREF(values);
+        if (entry == NULL) {
+            goto done;
+        }
+        /* A plain tuple subclass (a named tuple) is allocated directly from now on. */
+        PyTypeObject *type = Py_TYPE(entry);
+        if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) == 5 && type != &PyTuple_Type
+            && type->tp_alloc != NULL && type->tp_dictoffset == 0) {
+            folder->entry_type = type;
+        }
+    }
+    if (PyList_Append(found, entry) < 0) {
         goto done;
     }
     result = 1;
@@ -100,7 +122,6 @@ done:
     Py_XDECREF(rel);
     Py_XDECREF(raw);
     Py_XDECREF(source);
-    Py_XDECREF(values);
     Py_XDECREF(entry);
     return result;
 }
@@ -182,25 +203,17 @@ read_folder(const char *folder, Listing *listing)
     return result;
 }
 
+/* The entries of one folder (unsorted), None when it is not plain, NULL on an error. */
 static PyObject *
-scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+scan_folder(PyObject *path, PyObject *prefix, PyObject *excluded, PyObject *excluded_dir_names,
+            PyObject *new_entry)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "scan takes 5 arguments");
-        return NULL;
-    }
-    PyObject *path = args[0], *prefix = args[1], *excluded = args[2];
-    PyObject *excluded_dir_names = args[3], *new_entry = args[4];
-    if (!PyUnicode_Check(path) || !PyUnicode_Check(prefix) || !PyAnySet_Check(excluded)
-        || !PyAnySet_Check(excluded_dir_names)) {
-        PyErr_SetString(PyExc_TypeError, "scan needs str paths and sets of names");
-        return NULL;
-    }
     PyObject *folder = PyUnicode_EncodeFSDefault(path);
     if (folder == NULL) {
         return NULL;
     }
     Listing listing = {{NULL, 0, 0}, {NULL, 0, 0}, 0};
+    Folder shared = {prefix, NULL, excluded, excluded_dir_names, new_entry, NULL};
     int complete;
     Py_BEGIN_ALLOW_THREADS
     complete = read_folder(PyBytes_AS_STRING(folder), &listing);
@@ -215,7 +228,14 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         found = Py_NewRef(Py_None);
         goto done;
     }
-    found = PyList_New(0);
+    Py_ssize_t path_size = PyUnicode_GET_LENGTH(path);
+    if (path_size > 0 && PyUnicode_READ_CHAR(path, path_size - 1) != '/') {
+        shared.base = PyUnicode_Concat(path, str_slash);
+    }
+    else {
+        shared.base = Py_NewRef(path);
+    }
+    found = shared.base == NULL ? NULL : PyList_New(0);
     if (found == NULL) {
         goto done;
     }
@@ -223,8 +243,7 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     for (size_t index = 0; index < listing.count; index++) {
         size_t size = strlen(name);
         int is_dir = (unsigned char)listing.types.data[index] == DT_DIR;
-        int made = add_entry(found, name, size, is_dir, path, prefix, excluded,
-                             excluded_dir_names, new_entry);
+        int made = add_entry(found, name, size, is_dir, &shared);
         if (made < 0) {
             Py_CLEAR(found);
             if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
@@ -236,9 +255,213 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         name += size + 1;
     }
 done:
+    Py_XDECREF(shared.base);
     PyMem_RawFree(listing.names.data);
     PyMem_RawFree(listing.types.data);
     return found;
+}
+
+static int
+check_sets(PyObject *path, PyObject *excluded, PyObject *excluded_dir_names)
+{
+    if (!PyUnicode_Check(path) || !PyAnySet_Check(excluded)
+        || !PyAnySet_Check(excluded_dir_names)) {
+        PyErr_SetString(PyExc_TypeError, "needs a str path and sets of names");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "scan takes 5 arguments");
+        return NULL;
+    }
+    if (check_sets(args[0], args[2], args[3]) < 0 || !PyUnicode_Check(args[1])) {
+        return NULL;
+    }
+    return scan_folder(args[0], args[1], args[2], args[3], args[4]);
+}
+
+/* --- walk: walk.Walker.below, natively --------------------------------------------------- */
+
+PyDoc_STRVAR(walk_doc,
+"walk(root, folder, excluded, excluded_dir_names, new_entry, children, by_children)\n"
+"-> list\n\n"
+"Every entry below folder (a walk.Entry that is a directory, or None for the folder at\n"
+"root), itself excluded, in archive order: depth first, each folder's entries sorted by\n"
+"their member name bytes. Plain folders are listed as scan lists them; children(folder)\n"
+"lists the rest (folders scan does not answer for, and those whose prefix, the folder's\n"
+"path and a slash, is in by_children), already sorted.");
+
+/* Member-name bytes order (bytes comparison: memcmp, then the shorter first). */
+static int
+compare_raw(const void *left, const void *right)
+{
+    PyObject *a = PyTuple_GET_ITEM(*(PyObject *const *)left, 1);
+    PyObject *b = PyTuple_GET_ITEM(*(PyObject *const *)right, 1);
+    Py_ssize_t a_size = PyBytes_GET_SIZE(a), b_size = PyBytes_GET_SIZE(b);
+    int order = memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b),
+                       (size_t)(a_size < b_size ? a_size : b_size));
+    if (order != 0) {
+        return order;
+    }
+    return a_size < b_size ? -1 : a_size > b_size;
+}
+
+typedef struct {
+    PyObject *root, *excluded, *excluded_dir_names, *new_entry, *children, *by_children;
+} Walk;
+
+/* The sorted entries directly inside folder (None: the root), a new list; NULL on an error. */
+static PyObject *
+list_folder(Walk *walk, PyObject *folder)
+{
+    PyObject *path, *prefix;
+    if (folder == Py_None) {
+        path = Py_NewRef(walk->root);
+        prefix = PyUnicode_FromStringAndSize("", 0);
+    }
+    else {
+        path = Py_NewRef(PyTuple_GET_ITEM(folder, 3));
+        prefix = PyUnicode_Concat(PyTuple_GET_ITEM(folder, 0), str_slash);
+    }
+    PyObject *found = NULL;
+    if (prefix == NULL) {
+        goto done;
+    }
+    int python = PySet_Contains(walk->by_children, prefix);
+    if (python < 0) {
+        goto done;
+    }
+    if (!python) {
+        if (!PyUnicode_Check(path)) {
+            PyErr_SetString(PyExc_TypeError, "walk needs entries with str sources");
+            goto done;
+        }
+        found = scan_folder(path, prefix, walk->excluded, walk->excluded_dir_names,
+                            walk->new_entry);
+        if (found == NULL) {
+            goto done;
+        }
+        if (found != Py_None) {
+            /* Only this function holds the list, and every item is an entry made above. */
+            PyListObject *list = (PyListObject *)found;
+            qsort(list->ob_item, (size_t)Py_SIZE(list), sizeof(PyObject *), compare_raw);
+            goto done;
+        }
+        Py_CLEAR(found);
+    }
+    found = PyObject_CallOneArg(walk->children, folder);
+    if (found != NULL && !PyList_CheckExact(found)) {
+        Py_CLEAR(found);
+        PyErr_SetString(PyExc_TypeError, "children must return a list");
+    }
+done:
+    Py_DECREF(path);
+    Py_XDECREF(prefix);
+    return found;
+}
+
+static int
+is_folder(PyObject *entry)
+{
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 5) {
+        PyErr_SetString(PyExc_TypeError, "walk needs walk.Entry items");
+        return -1;
+    }
+    PyObject *kind = PyTuple_GET_ITEM(entry, 2);
+    if (kind == str_dir) {
+        return 1;
+    }
+    return PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_dir) == 0;
+}
+
+typedef struct {
+    PyObject *entries;
+    Py_ssize_t next;
+} Level;
+
+static PyObject *
+walk(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "walk takes 7 arguments");
+        return NULL;
+    }
+    Walk state = {args[0], args[2], args[3], args[4], args[5], args[6]};
+    PyObject *folder = args[1];
+    if (check_sets(state.root, state.excluded, state.excluded_dir_names) < 0
+        || !PyAnySet_Check(state.by_children)) {
+        return NULL;
+    }
+    if (folder != Py_None && is_folder(folder) != 1) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "walk needs a folder entry or None");
+        }
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    Py_ssize_t depth = 0, capacity = 16;
+    Level *levels = PyMem_Malloc((size_t)capacity * sizeof(Level));
+    if (out == NULL || levels == NULL) {
+        Py_XDECREF(out);
+        PyMem_Free(levels);
+        return PyErr_NoMemory();
+    }
+    PyObject *first = list_folder(&state, folder);
+    if (first == NULL) {
+        goto failed;
+    }
+    levels[depth++] = (Level){first, 0};
+    while (depth > 0) {
+        Level *level = &levels[depth - 1];
+        if (level->next >= PyList_GET_SIZE(level->entries)) {
+            Py_DECREF(level->entries);
+            depth--;
+            continue;
+        }
+        PyObject *entry = PyList_GET_ITEM(level->entries, level->next);
+        level->next++;
+        if (PyList_Append(out, entry) < 0) {
+            goto failed;
+        }
+        int inside = is_folder(entry);
+        if (inside < 0) {
+            goto failed;
+        }
+        if (!inside) {
+            continue;
+        }
+        Py_INCREF(entry); /* the listing below may run Python code */
+        PyObject *entries = list_folder(&state, entry);
+        Py_DECREF(entry);
+        if (entries == NULL) {
+            goto failed;
+        }
+        if (depth == capacity) {
+            Level *grown = PyMem_Realloc(levels, (size_t)capacity * 2 * sizeof(Level));
+            if (grown == NULL) {
+                Py_DECREF(entries);
+                PyErr_NoMemory();
+                goto failed;
+            }
+            levels = grown;
+            capacity *= 2;
+        }
+        levels[depth++] = (Level){entries, 0};
+    }
+    PyMem_Free(levels);
+    return out;
+failed:
+    while (depth > 0) {
+        Py_DECREF(levels[--depth].entries);
+    }
+    PyMem_Free(levels);
+    Py_DECREF(out);
+    return NULL;
 }
 
 /* --- stamp: treestamp.stamp_python, natively ------------------------------------------- */
@@ -413,6 +636,7 @@ stamp(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, scan_doc},
+    {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL, walk_doc},
     {"stamp", (PyCFunction)(void (*)(void))stamp, METH_FASTCALL, stamp_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -434,7 +658,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "aether.pack._scanfolder",
-    .m_doc = "Folder listings natively: walk entries (walk.py) and tree stamps (treestamp.py).",
+    .m_doc = "Folder listings natively: the walk (walk.py) and tree stamps (treestamp.py).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

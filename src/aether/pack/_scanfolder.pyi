@@ -12,4 +12,14 @@ def scan(
     new_entry: Callable[[tuple[Any, ...]], Entry],
     /,
 ) -> list[Entry] | None: ...
+def walk(
+    root: str,
+    folder: Entry | None,
+    excluded: Collection[str],
+    excluded_dir_names: Collection[str],
+    new_entry: Callable[[tuple[Any, ...]], Entry],
+    children: Callable[[Entry | None], list[Entry]],
+    by_children: Collection[str],
+    /,
+) -> list[Entry]: ...
 def stamp(path: str, prefix: bytes, /) -> bytes: ...

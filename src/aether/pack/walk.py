@@ -7,7 +7,9 @@ on the file system. Anything else (sockets, FIFOs, devices, absolute or escaping
 error naming the path, or, with ``skip_unsafe``, reported through ``on_skip`` and left out.
 Only directory entries are read here (no ``stat`` per file): readers stat what they open.
 Folders of nothing but plainly named files and folders are listed by a C extension
-(``_scanfolder``) when it is built and no ignore pattern is set; the same entries either way.
+(``_scanfolder``) when it is built and no ignore pattern is set, which then also walks the
+tree (depth first, sorted) and asks the Python listing only for the other folders; the same
+entries either way.
 
 A walker may *mount* other folders into the tree (``mounts``: member path → folder): the staged
 build packs the app's files from its build folder and ``node_modules`` from the cached
@@ -49,11 +51,13 @@ class Entry(NamedTuple):
 _new_entry = partial(tuple.__new__, Entry)
 
 try:  # lists folders of plain files and folders natively; the code below does the rest
-    from aether.pack._scanfolder import scan
+    from aether.pack._scanfolder import scan, walk
 
     scan_folder_native: Callable[..., list[Entry] | None] | None = scan
+    walk_native: Callable[..., list[Entry]] | None = walk
 except ImportError:  # not built: the Python listing does it all
     scan_folder_native = None
+    walk_native = None
 
 
 def walk_tree(
@@ -156,6 +160,17 @@ class Walker:
 
     def below(self, folder: Entry | None) -> Iterator[Entry]:
         """Every entry under ``folder`` (``None``: the root), itself excluded, in order."""
+        plain = self.rules.plain_exclusions()
+        if walk_native is not None and scan_folder_native is not None and plain is not None:
+            # The same order natively; folders the native listing does not take (and those
+            # that hold mounts) come from ``children``.
+            by_children = frozenset(_parent(path) for path, _ in self.mounts)
+            return iter(
+                walk_native(self.root, folder, *plain, _new_entry, self.children, by_children)
+            )
+        return self._below(folder)
+
+    def _below(self, folder: Entry | None) -> Iterator[Entry]:
         # An explicit stack instead of recursion: no depth limit on deeply nested trees.
         stack = [iter(self.children(folder))]
         while stack:

@@ -6,9 +6,10 @@ hears of (a cutover by the embedded worker, its instance records; on PostgreSQL 
 deployment changes, through the change feed) drops what is kept, and a request that cannot
 reach any endpoint asks again at once (``fresh=True``), so a cutover or an instance that died
 costs no failed request, only a look-up. What nobody said changed is asked again ``ttl``
-seconds after it was read: once, in the background, while requests go on to what is kept
-(they used to wait for a query each, all of them at once, every second — the app router's
-worst latencies under load). Requests for an app nothing is known of share one query.
+seconds after it was read: once, in the background, while requests go on to what is kept for
+up to another ``ttl`` (they used to wait for a query each, all of them at once, every second —
+the app router's worst latencies under load). Requests for an app nothing is known of share one
+query.
 """
 
 from __future__ import annotations
@@ -92,12 +93,19 @@ class AppTargets:
             self._observers.discard(observer)
 
     def cached(self, app_name: str) -> Target | None:
-        """The app's target when one is kept: no database call (one past its time is asked
-        again in the background)."""
+        """The app's target when one is kept: no database call. One past its time is still
+        answered for another ``ttl`` while it is asked again in the background; an older one
+        is not (an app asked for now and then gets what the store says now)."""
         known = self._known.get(app_name)
-        if known is not None and known.expires <= time.monotonic():
+        if known is None:
+            return None
+        late = time.monotonic() - known.expires
+        if late < 0:
+            return known
+        if late < self.ttl:
             self._refresh_later(app_name)
-        return known
+            return known
+        return None
 
     async def lookup(self, app_name: str, *, fresh: bool = False) -> Target | None:
         """The app's target (None: no such app); AetherError when the store cannot answer.
