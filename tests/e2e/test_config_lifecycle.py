@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from e2e_support import app_copy, cli, deploy, via_proxy, wait_for
 
-pytestmark = pytest.mark.slow
+# Three deploys, config changes, a rollback, a key rotation: each step has its own deadline;
+# the 300 s only guards against a hang (a loaded machine took 74 s and more of the default 120).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 APP = "notes-api"
 CONFIG_APP = Path(__file__).parent / "fixtures" / "config-app"

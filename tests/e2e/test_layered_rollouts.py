@@ -60,6 +60,10 @@ def test_layered_and_single_file_releases_deploy_and_roll_back(server: Any, tmp_
     assert code == 0 and v2["status"] == "running", v2
     assert v2["format"] == 2 and version_of(server) == "2.0.0"
     assert [layer["name"] for layer in v2["layers"]] == ["deps", "app"]
+    apps_dir = server.data_dir / "apps" / "hello"
+    two = apps_dir / v2["deployment_id"] / "node_modules"
+    assert two.is_symlink()
+    layer = two.resolve()  # read now: v2's folder goes once the next release has replaced it
 
     # a code-only change: the same version, one more line of code
     code, v3 = deploy(server.env, project(tmp_path, "2.0.0", "// one more line"), "--no-install")
@@ -68,10 +72,9 @@ def test_layered_and_single_file_releases_deploy_and_roll_back(server: Any, tmp_
     assert deps["uploaded"] is False and app["uploaded"] is True
     status, body = via_proxy(server.port, "hello")
     assert json.loads(body)["deployment_id"] == v3["deployment_id"]
-    apps_dir = server.data_dir / "apps" / "hello"
-    two, three = (apps_dir / v["deployment_id"] / "node_modules" for v in (v2, v3))
-    assert two.is_symlink() and three.is_symlink()
-    assert two.resolve() == three.resolve()  # one extracted deps layer for both releases
+    three = apps_dir / v3["deployment_id"] / "node_modules"
+    assert three.is_symlink()
+    assert three.resolve() == layer  # one extracted deps layer for both releases
 
     for target, version in ((v1, "1.0.0"), (v2, "2.0.0")):
         done = cli(server.env, "rollback", "--app", "hello", "--to", target["deployment_id"])
