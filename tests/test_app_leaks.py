@@ -26,9 +26,13 @@ def test_a_leaking_test_fails_by_name_and_its_process_is_killed(pytester: pytest
     pytester.makepyfile(
         test_inner="""
         import subprocess
+        from plugins.app_leaks import processes_under
+        from plugins.polling import wait_for
 
         def test_leaky(tmp_path):  # detached, like an app's supervisor
             subprocess.run(["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 &"], cwd=tmp_path)
+            # the shell's background child is itself until it has become `sleep 300`
+            wait_for(lambda: [p.command for p in processes_under(tmp_path)] == ["sleep 300"])
 
         def test_tidy(tmp_path):
             tidy = subprocess.Popen(["sleep", "300"], cwd=tmp_path)
