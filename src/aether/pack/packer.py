@@ -10,7 +10,7 @@ most ``BATCH_BYTES`` of file data, and files above ``INLINE_MAX`` are streamed i
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -79,6 +79,38 @@ def write_tree(
     return contents
 
 
+def read_batch_parts(
+    batch: list[Entry], mtime_field: bytes, contents: TreeContents
+) -> Iterator[bytes | Entry]:
+    """``batch``'s members as the native reader frames them, their records added to ``contents``.
+
+    A file too large to hold in memory comes out as its ``Entry``: the caller streams it and
+    adds its record before asking for the next part, so records stay in archive order.
+    """
+    read = batchread.read_batch
+    index = 0
+    while index < len(batch):
+        blob, index, status = read(
+            batch,
+            index,
+            mtime_field,
+            BATCH_BYTES,
+            INLINE_MAX,
+            contents.files,
+            contents.directories,
+            contents.symlinks,
+            blake3.blake3,
+            new_file_record,
+        )
+        if blob:
+            yield blob
+        if status == batchread.LARGE:
+            yield batch[index]
+            index += 1
+        elif status == batchread.CAREFUL:
+            read = batchread.read_batch_python  # it names what went wrong, or gets past it
+
+
 def write_members(
     entries: Iterable[Entry],
     sink: Sink,
@@ -94,29 +126,12 @@ def write_members(
     """
     iterator = iter(entries)
     while batch := list(islice(iterator, BATCH_ENTRIES)):
-        read = batchread.read_batch
-        index = 0
-        while index < len(batch):
-            blob, index, status = read(
-                batch,
-                index,
-                mtime_field,
-                BATCH_BYTES,
-                INLINE_MAX,
-                contents.files,
-                contents.directories,
-                contents.symlinks,
-                blake3.blake3,
-                new_file_record,
-            )
-            if blob:
-                sink.write(blob)
-                contents.tar_bytes += len(blob)
-            if status == batchread.LARGE:
-                contents.files.append(stream_file(batch[index], sink, mtime_field, contents))
-                index += 1
-            elif status == batchread.CAREFUL:
-                read = batchread.read_batch_python  # it names what went wrong, or gets past it
+        for part in read_batch_parts(batch, mtime_field, contents):
+            if isinstance(part, bytes):
+                sink.write(part)
+                contents.tar_bytes += len(part)
+            else:
+                contents.files.append(stream_file(part, sink, mtime_field, contents))
         if on_progress is not None:
             on_progress(contents.tar_bytes, None)
 

@@ -20,17 +20,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 
-import blake3
-
 from aether.pack import batchread
 from aether.pack.packer import (
-    BATCH_BYTES,
     BATCH_ENTRIES,
-    INLINE_MAX,
     FileRecord,
     Sink,
     TreeContents,
-    new_file_record,
+    read_batch_parts,
     stream_file,
 )
 from aether.pack.walk import Entry
@@ -82,32 +78,13 @@ def _batches(entries: Iterator[Entry]) -> Iterator[list[Entry]]:
 
 def _read(batch: list[Entry], mtime: bytes) -> tuple[Parts, TreeContents]:
     """One batch's parts and records (on a reader thread)."""
-    read = batchread.read_batch
     contents = TreeContents()
     files: list[FileRecord | None] = contents.files  # type: ignore[assignment]
     parts: Parts = []
-    index = 0
-    while index < len(batch):
-        blob, index, status = read(
-            batch,
-            index,
-            mtime,
-            BATCH_BYTES,
-            INLINE_MAX,
-            files,
-            contents.directories,
-            contents.symlinks,
-            blake3.blake3,
-            new_file_record,
-        )
-        if blob:
-            parts.append(blob)
-        if status == batchread.LARGE:
-            parts.append(batch[index])
-            files.append(None)
-            index += 1
-        elif status == batchread.CAREFUL:
-            read = batchread.read_batch_python  # it names what went wrong, or gets past it
+    for part in read_batch_parts(batch, mtime, contents):
+        parts.append(part)
+        if not isinstance(part, bytes):
+            files.append(None)  # streamed by the merging thread
     return parts, contents
 
 
