@@ -9,27 +9,17 @@ import uuid
 from typing import Any
 
 import pytest
-from seeding import insert_artifact
+from seeding import insert_running_deployment
 
 from aether.server import app_targets
 from aether.server.app_targets import AppTargets
-from aether.store import apps as app_store
 from aether.store import rollouts
-from aether.store.clock import now_iso
 from aether.store.database import Database
+from plugins.polling import eventually
 
 
 async def _app_at(db: Database, name: str, endpoint: str) -> None:
-    """A running deployment of ``name`` (created when missing) at ``endpoint``."""
-    app = await app_store.get_app(db, name) or await app_store.create_app(db, name, owner=None)
-    artifact = await insert_artifact(db, app["id"])
-    deployment_id = str(uuid.uuid4())
-    await db.execute(
-        "INSERT INTO deployments (id, app_id, artifact_id, status, created_at)"
-        " VALUES (:id, :app_id, :artifact_id, 'deploying', :now)",
-        {"id": deployment_id, "app_id": app["id"], "artifact_id": artifact["id"], "now": now_iso()},
-    )
-    await rollouts.mark_running(db, deployment_id, endpoint)
+    await insert_running_deployment(db, name, endpoint)
 
 
 class Queries:
@@ -54,13 +44,6 @@ def queries(monkeypatch: pytest.MonkeyPatch) -> Queries:
     return counting
 
 
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def test_requests_for_an_app_share_one_query(database: Database, queries: Queries) -> None:
     await _app_at(database, "hello", "http://127.0.0.1:1001")
     targets = AppTargets(database)
@@ -76,7 +59,8 @@ async def test_a_target_past_its_time_answers_while_one_query_refreshes_it(
     targets = AppTargets(database, ttl=0.5)
     first = await targets.lookup("hello")
     assert first is not None
-    await until(lambda: time.monotonic() > first.expires)  # past its time, not by a ttl yet
+    # past its time, not by a ttl yet
+    await eventually(lambda: time.monotonic() > first.expires, interval=0.01)
     await _app_at(database, "hello", "http://127.0.0.1:1002")  # nobody told this process
     queries.gate.clear()
     for _ in range(10):  # no request waits for the store, and only one query is made
@@ -90,7 +74,7 @@ async def test_a_target_past_its_time_answers_while_one_query_refreshes_it(
         kept = targets.cached("hello")
         return kept is not None and kept.endpoints == ("http://127.0.0.1:1002",)
 
-    await until(moved)
+    await eventually(moved)
 
 
 async def test_a_change_drops_what_is_kept_and_what_was_being_asked(
@@ -101,7 +85,7 @@ async def test_a_change_drops_what_is_kept_and_what_was_being_asked(
     await targets.lookup("hello")
     queries.gate.clear()
     before = asyncio.ensure_future(targets.lookup("hello", fresh=True))  # under way
-    await until(lambda: queries.count == 2)
+    await eventually(lambda: queries.count == 2)
     await _app_at(database, "hello", "http://127.0.0.1:1002")
     targets.changed("deployment:" + str(uuid.uuid4()))
     assert targets.cached("hello") is None  # nothing kept is answered after a change
@@ -122,7 +106,7 @@ async def test_a_target_long_past_its_time_is_asked_again_before_answering(
     first = await targets.lookup("hello")
     assert first is not None
     await _app_at(database, "hello", "http://127.0.0.1:1002")  # nobody told this process
-    await until(lambda: time.monotonic() > first.expires + targets.ttl)
+    await eventually(lambda: time.monotonic() > first.expires + targets.ttl)
     assert targets.cached("hello") is None  # an app asked for now and then: no old answer
     found = await targets.lookup("hello")
     assert found is not None and found.endpoints == ("http://127.0.0.1:1002",)

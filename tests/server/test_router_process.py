@@ -10,19 +10,15 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from seeding import insert_artifact
+from seeding import insert_running_deployment
 
 from aether.server.router.process import RouterService
-from aether.store import apps as app_store
-from aether.store import rollouts
-from aether.store.clock import now_iso
 from conftest import ApiHarness
 
 
@@ -101,27 +97,8 @@ def router(api: ApiHarness) -> Iterator[Running]:
 
 
 async def _app_at(db: Any, name: str, port: int, *more: int) -> None:
-    """A running deployment of app ``name`` (created when missing) answering on ``port``
-    (and ``more``: its other instances): a cutover, as the worker makes one."""
-    app = await app_store.get_app(db, name) or await app_store.create_app(db, name, owner=None)
-    artifact = await insert_artifact(db, app["id"])
-    deployment_id = str(uuid.uuid4())
-    await db.execute(
-        "INSERT INTO deployments (id, app_id, artifact_id, status, created_at)"
-        " VALUES (:id, :app_id, :artifact_id, 'deploying', :now)",
-        {"id": deployment_id, "app_id": app["id"], "artifact_id": artifact["id"], "now": now_iso()},
-    )
-    rows = [
-        {
-            "id": f"i{index}", "deployment_id": deployment_id, "state": "running",
-            "health": "healthy", "restarts": 0, "started_at": None, "host": "here",
-            "endpoint": f"http://127.0.0.1:{each}",
-        }
-        for index, each in enumerate((port, *more))
-    ]  # fmt: skip
-    await rollouts.mark_running(
-        db, deployment_id, f"http://127.0.0.1:{port}", instances_of=("worker", rows)
-    )
+    """App ``name`` cut over to answer on ``port`` (and ``more``: its other instances)."""
+    await insert_running_deployment(db, name, *(f"http://127.0.0.1:{p}" for p in (port, *more)))
 
 
 def test_answers_from_its_own_process_and_follows_a_cutover_at_once(
