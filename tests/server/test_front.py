@@ -221,24 +221,6 @@ def test_the_internal_listener_is_private_and_cleaned_up(tmp_path: Path) -> None
             assert not dead.exists()
 
 
-@sqlite_only
-@pytest.mark.parametrize(
-    ("env", "url"),
-    [
-        ({"AETHER_APPS_URL": "https://apps.example.net"}, "https://shop.apps.example.net/"),
-        ({"AETHER_APPS_URL": "http://localhost:80/"}, "http://shop.localhost/"),
-        (
-            {"AETHER_APPS_URL": "https://localhost:8443", "AETHER_ROUTER_PORT": "8081"},
-            "https://shop.localhost:8443/",
-        ),
-    ],
-)
-def test_app_urls_name_the_public_apps_url(make_api: Any, env: dict[str, str], url: str) -> None:
-    api = make_api(env=env)
-    created = api.post("/apps", json={"name": "shop"}, as_="deployer").json()
-    assert created["url"] == url
-
-
 @pytest.mark.parametrize(
     "env",
     [

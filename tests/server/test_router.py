@@ -393,6 +393,13 @@ def test_a_client_that_half_closes_gets_its_answer_then_the_close(hello: Any) ->
             {"AETHER_ROUTER_PORT": "8081", "AETHER_RUNTIME": "kubernetes"},
             "http://shop.localhost:8080/",
         ),
+        # Behind a load balancer: where users reach apps, whatever the router listens on.
+        ({"AETHER_APPS_URL": "https://apps.example.net"}, "https://shop.apps.example.net/"),
+        ({"AETHER_APPS_URL": "http://localhost:80/"}, "http://shop.localhost/"),
+        (
+            {"AETHER_APPS_URL": "https://localhost:8443", "AETHER_ROUTER_PORT": "8081"},
+            "https://shop.localhost:8443/",
+        ),
     ],
 )
 def test_app_urls_name_the_routers_port(make_api: Any, env: dict[str, str], url: str) -> None:
