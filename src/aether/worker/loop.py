@@ -65,6 +65,7 @@ class _AppSlot:
     noted: set[str] = field(default_factory=set)
     instances: list[dict[str, Any]] | None = None  # as last recorded
     instances_at: float = 0.0
+    look_again: bool = False  # a pass came while ``task`` ran: one more when it ends
 
 
 class Worker:
@@ -173,6 +174,11 @@ class Worker:
     def _maybe_start(self, app: Row) -> asyncio.Task[bool] | None:
         slot = self._slots.setdefault(app["id"], _AppSlot(app["name"]))
         if slot.task is not None and not slot.task.done():
+            # That task may have read the app's plan before what woke this pass (a new
+            # deployment): look again as soon as it ends, not at the next poll.
+            if not slot.look_again:
+                slot.look_again = True
+                slot.task.add_done_callback(lambda _task: self._look_again(slot))
             return None
         if time.monotonic() < slot.not_before:
             return None
@@ -181,6 +187,10 @@ class Worker:
             return None  # (a lease lost while held is noticed by _hold, which stops the app)
         slot.task = asyncio.create_task(self._reconcile(app["id"], slot), name=app["name"])
         return slot.task
+
+    def _look_again(self, slot: _AppSlot) -> None:
+        slot.look_again = False
+        self._wake.set()
 
     def _let_go(self, app_name: str) -> None:
         """An app this worker ran before a restart now belongs to another worker: stop the
