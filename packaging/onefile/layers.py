@@ -31,7 +31,8 @@ LAYER_RULES_VERSION = "3"
 # What the package tree and the C extensions are made from (their cache keys).
 PROJECT_METADATA = ("setup.cfg", "setup.py", "pyproject.toml", "README.md")
 PROJECT_INPUTS = ("src/aether/**/*", *PROJECT_METADATA)
-NATIVE_INPUTS = ("src/aether/**/*.c", "setup.py")
+# The extensions' C, headers and assembly (the vendored BLAKE3 among them).
+NATIVE_INPUTS = ("src/aether/**/*.c", "src/aether/**/*.h", "src/aether/**/*.S", "setup.py")
 # The dist-info of compiled wheels differs between versions in bookkeeping only.
 _DIST_INFO = re.compile(r"^[^/]+\.dist-info/")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 # SSO and console-login profiles).
 BOTOCORE_SERVICES = frozenset({"s3", "sts", "sso", "sso-oidc", "signin"})
 TRIM_DIRS = frozenset({"__pycache__", "tests"})
-TRIM_SUFFIXES = (".pyi", ".pyx", ".pxd", ".c", ".h")
+TRIM_SUFFIXES = (".pyi", ".pyx", ".pxd", ".c", ".h", ".S")
 # The wheel's bookkeeping; METADATA, entry points and licences stay.
 TRIM_NAMES = frozenset(
     {"py.typed", "RECORD", "INSTALLER", "REQUESTED", "direct_url.json", "WHEEL", "top_level.txt"}

@@ -4,7 +4,8 @@ Each component gets one frozen dataclass built by ``from_env(environ)``; nothing
 Aether reads ``os.environ`` for configuration. Booleans accept ``true|1|yes|on`` and
 ``false|0|no|off`` (case-insensitive); a value that does not parse is a ConfigError naming
 the variable. Every variable here is listed in the README's configuration table (a test
-checks it).
+checks it). The CLI's :class:`ClientSettings` lives in :mod:`aether.clientsettings` (the
+client's start-up does not build the others) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -18,26 +19,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aether import __version__
+from aether.clientsettings import ClientSettings as ClientSettings
+from aether.clientsettings import env_bool as env_bool
 from aether.errors import ConfigError
 from aether.userconfig import data_dir as default_data_dir
-from aether.userconfig import load_config, read_session
 
 # One per host, shared by every worker whatever its data dir (docs/security.md).
 DEFAULT_UID_REGISTRY = "/var/lib/aether-sandbox/app-uids.json"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false or 1/0)")
 
 
 def env_int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -86,41 +74,6 @@ def _path_or_none(environ: Mapping[str, str], name: str) -> Path | None:
 
 def env_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in environ.get(name, "").split(",") if item.strip())
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """What the CLI needs to talk to a control plane."""
-
-    api_base: str | None  # AETHER_API_BASE > session file > config.toml api_base
-    token: str | None  # AETHER_TOKEN > session file
-    default_namespace: str  # AETHER_DEFAULT_NAMESPACE > config.toml > "aether"
-    default_app: str | None  # config.toml default_app
-    signing_key: str | None  # AETHER_SIGNING_KEY: 64 hex chars (Ed25519 seed) or a PEM path
-    # AETHER_ALLOW_INSECURE_HTTP (or --allow-insecure-http): send tokens over plain http://
-    # to hosts other than this one
-    allow_insecure_http: bool = False
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> ClientSettings:
-        config = load_config(environ)
-        session = read_session(environ)
-        return cls(
-            api_base=(
-                environ.get("AETHER_API_BASE")
-                or (session.api_base if session else None)
-                or config.get("api_base")
-            ),
-            token=environ.get("AETHER_TOKEN") or (session.token if session else None),
-            default_namespace=(
-                environ.get("AETHER_DEFAULT_NAMESPACE")
-                or config.get("default_namespace")
-                or "aether"
-            ),
-            default_app=config.get("default_app"),
-            signing_key=environ.get("AETHER_SIGNING_KEY") or None,
-            allow_insecure_http=env_bool(environ, "AETHER_ALLOW_INSECURE_HTTP", False),
-        )
 
 
 @dataclass(frozen=True)

@@ -264,6 +264,18 @@ def test_settings_without_a_config_file_import_no_toml_parser(tmp_path: Path) ->
     assert not loaded & {"tomllib", "tempfile"}
 
 
+def test_the_deploy_path_leaves_out_what_a_small_code_only_redeploy_does_not_use() -> None:
+    """Every module ``aether deploy`` of a small app imports, and nothing it does not use:
+    the server's settings classes, the multipart flow and its resume records (a big upload
+    imports them when it needs them)."""
+    loaded = _modules_after(
+        "import aether.cli.deploy, aether.client.deploy, aether.client.layers, "
+        "aether.pack.build, aether.pack.layered"
+    )
+    assert _heavy(loaded) == []
+    assert not loaded & {"aether.settings", "aether.client.multipart", "aether.client.resume"}
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["--version"]] + [[n, "--help"] for n in COMMANDS])
 def test_help_leaves_the_heavy_stacks_out(argv: list[str]) -> None:
     code = (

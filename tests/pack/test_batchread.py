@@ -73,7 +73,6 @@ def test_every_stop_is_the_same(tmp_path: Path, budget: int) -> None:
                 contents.files,
                 contents.directories,
                 contents.symlinks,
-                blake3.blake3,
                 new_file_record,
             )
             steps.append((blob, index, status))
@@ -118,9 +117,7 @@ def test_a_symlink_without_a_target_is_an_empty_link(monkeypatch: pytest.MonkeyP
     results = []
     for reader in (batchread.read_batch_python, native):
         symlinks: list = []
-        blob, index, status = reader(
-            entries, 0, MTIME, 1, INLINE_MAX, [], [], symlinks, blake3.blake3, tuple
-        )
+        blob, index, status = reader(entries, 0, MTIME, 1, INLINE_MAX, [], [], symlinks, tuple)
         results.append((blob, index, status, symlinks))
     assert results[0] == results[1]
     assert results[0][3] == [("link", "")]
@@ -137,11 +134,38 @@ def test_a_file_shorter_than_its_size_leaves_no_header_behind(tmp_path: Path) ->
         Entry("short", b"short", FILE, os.fspath(short)),
     ]
     expected = batchread.read_batch_python(
-        entries[:1], 0, MTIME, 1 << 30, INLINE_MAX, [], [], [], blake3.blake3, new_file_record
+        entries[:1], 0, MTIME, 1 << 30, INLINE_MAX, [], [], [], new_file_record
     )[0]
     blob, index, status = native(
-        entries, 0, MTIME, 1 << 30, INLINE_MAX, [], [], [], blake3.blake3, new_file_record
+        entries, 0, MTIME, 1 << 30, INLINE_MAX, [], [], [], new_file_record
     )
     assert (blob, index, status) == (expected, 1, batchread.CAREFUL)
     with pytest.raises(IOFailure, match="short shrank"):
         write_tree(entries, tarcodec_sink(), 0)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, 63, 64, 65, 1023, 1024, 1025, 2048, 4095, 4096, 4097, 16 * 1024 + 1,
+     64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 1024 * 1024 + 7, 9_000_001],
+)  # fmt: skip
+def test_the_native_blake3_is_the_reference_one(size: int) -> None:
+    """One chunk, its edges, the SIMD widths' edges (4, 8, 16 chunks) and a tree of many."""
+    from aether.pack._batchread import blake3_hex
+
+    data = os.urandom(size)
+    assert blake3_hex(data) == blake3.blake3(data).hexdigest()
+
+
+def test_files_of_every_edge_size_are_recorded_with_the_reference_blake3(tmp_path: Path) -> None:
+    sizes = [0, 1, 1023, 1024, 1025, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, INLINE_MAX]
+    for size in sizes:
+        (tmp_path / f"{size:08d}.bin").write_bytes(os.urandom(size))
+    entries = walk_tree(tmp_path, IgnoreRules())
+    files: list = []
+    native(entries, 0, MTIME, 1 << 30, INLINE_MAX, files, [], [], new_file_record)
+    expected = {
+        f"{size:08d}.bin": blake3.blake3((tmp_path / f"{size:08d}.bin").read_bytes()).hexdigest()
+        for size in sizes
+    }
+    assert {record.path: record.blake3 for record in files} == expected

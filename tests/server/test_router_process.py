@@ -18,8 +18,10 @@ import httpx
 import pytest
 from seeding import insert_running_deployment
 
+from aether.server.router import process as router_process
 from aether.server.router.process import RouterService
 from conftest import ApiHarness
+from plugins.polling import wait_for
 
 
 class PortHandler(BaseHTTPRequestHandler):
@@ -113,18 +115,31 @@ def test_answers_from_its_own_process_and_follows_a_cutover_at_once(
     assert router.get() == str(ports[1])
 
 
-def test_a_router_process_that_dies_is_started_again(
-    api: ApiHarness, router: Running, ports: list[int]
+def test_a_router_process_that_dies_is_started_again_later_each_time(
+    api: ApiHarness,
+    ports: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    api.run(_app_at, "hello", ports[0])
-    assert router.get() == str(ports[0])
-    first = router.child_pid()
-    os.kill(first, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while router.service._child is None or router.child_pid() == first:
-        assert time.monotonic() < deadline, "the router process was not started again"
-        time.sleep(0.05)
-    assert router.get(timeout=15) == str(ports[0])
+    monkeypatch.setattr(router_process, "RESTART_DELAY_SECS", 0.1)
+    router = Running(api)
+    try:
+        api.run(_app_at, "hello", ports[0])
+        assert router.get() == str(ports[0])
+        for _ in range(2):
+            dead = router.child_pid()
+            os.kill(dead, signal.SIGKILL)
+            wait_for(
+                lambda dead=dead: router.service._child is not None and router.child_pid() != dead,
+                timeout=15,
+                what="the router process started again",
+            )
+            assert router.get(timeout=15) == str(ports[0])
+    finally:
+        router.stop()
+    said = [r.getMessage() for r in caplog.records if "router process ended" in r.getMessage()]
+    # A child that ends soon after its start waits twice as long as the one before it.
+    assert [m.rsplit(" ", 1)[-1] for m in said] == ["0.1s", "0.2s"]
 
 
 def test_stopping_closes_the_listener_and_ends_the_process(

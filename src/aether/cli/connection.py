@@ -74,9 +74,9 @@ def one_app(argument: str | None, option: str | None) -> str | None:
 
 def resolve_app(app: str | None) -> str:
     """``--app``, else config.toml's ``default_app``; a UsageError when neither is set."""
+    from aether.clientsettings import ClientSettings
     from aether.errors import UsageError
     from aether.models import check_app_name
-    from aether.settings import ClientSettings
 
     name = app or ClientSettings.from_env(os.environ).default_app
     if not name:

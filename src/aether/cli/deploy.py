@@ -112,7 +112,7 @@ def deploy(
         return
     from aether.cli.progress import Progress
     from aether.client.deploy import DeployOptions, parse_env_pairs
-    from aether.settings import ClientSettings
+    from aether.clientsettings import ClientSettings
 
     options = DeployOptions(
         app=app,

@@ -91,8 +91,8 @@ def pack(
       aether pack --layered --out dist/     # dist/app.artifact.json + dist/layers/
     """
     from aether.cli.progress import Progress
+    from aether.clientsettings import ClientSettings
     from aether.pack import PackOptions, build_artifact
-    from aether.settings import ClientSettings
 
     settings = ClientSettings.from_env(os.environ)
     options = PackOptions(

@@ -14,8 +14,8 @@ from typing import Any
 
 from aether.client.api import ApiClient
 from aether.client.credentials import Credentials
+from aether.clientsettings import ClientSettings
 from aether.errors import ConfigError
-from aether.settings import ClientSettings
 from aether.userconfig import Session, forget_session, read_session, write_session
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aether.clientsettings import ClientSettings
 from aether.errors import ConfigError
-from aether.settings import ClientSettings
 from aether.userconfig import Session, read_session
 
 if TYPE_CHECKING:

@@ -24,9 +24,9 @@ from typing import Any, cast
 from aether.client.api import ApiClient
 from aether.client.apps import ensure_app
 from aether.client.follow import EventCallback, follow_deployment
-from aether.client.resume import ResumeStore
 from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import server_config, upload_artifact
+from aether.clientsettings import ClientSettings
 from aether.errors import AetherError, ConfigError, UsageError
 from aether.models import (
     REPORT_PHASES,
@@ -41,7 +41,6 @@ from aether.models import (
     sanitize_app_name,
 )
 from aether.pack.target import Target
-from aether.settings import ClientSettings
 from aether.userconfig import cache_dir
 
 log = logging.getLogger(__name__)
@@ -185,6 +184,8 @@ def _ship(
     clock = time.monotonic()
     if stored:
         # a run that died between complete and cleanup may have left its resume record
+        from aether.client.resume import ResumeStore
+
         ResumeStore(_resume_root(options, environ)).forget(packed.digest)
     elif packed.layered:
         from aether.client.layers import upload_layered

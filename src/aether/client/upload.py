@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from aether.client.api import ApiClient, put_presigned
-from aether.client.multipart import upload_multipart
 from aether.client.transfer import (
     ByteCounter,
     ProgressCallback,
@@ -40,6 +39,9 @@ def upload_artifact(
     """Upload one artifact with the flow its size calls for."""
     threshold = int(config.get("multipart_threshold_bytes") or 0)
     if threshold and request.size_bytes >= threshold:
+        # only here: its thread pool and resume records cost a small upload's start-up
+        from aether.client.multipart import upload_multipart
+
         return upload_multipart(
             api,
             request,

@@ -3,9 +3,9 @@
  * Per member a pack does a few system calls (open, fstat, read, close) between bits of
  * Python; here the whole batch runs in one call, in three steps: with the GIL, the entries'
  * names are taken from their Python objects; without it, every file is opened, read straight
- * into the output buffer behind its header and closed, so reader threads run in parallel
- * (aether/pack/threaded.py); with the GIL again, each file is hashed (with the blake3 package,
- * handed in) and recorded. It must write exactly what read_batch_python writes:
+ * into the output buffer behind its header, hashed with BLAKE3 (the official C implementation,
+ * vendor/blake3) and closed, so reader threads run in parallel (aether/pack/threaded.py); with
+ * the GIL again, each file is recorded. It must write exactly what read_batch_python writes:
  * anything out of the ordinary (a file that cannot be read, changed type or shrank, a name
  * that is not valid UTF-8) stops the batch there, and the Python reader takes over from that
  * entry, so errors are named in one place only.
@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "vendor/blake3/blake3.h"
 
 #ifndef O_CLOEXEC
 #define O_CLOEXEC 0
@@ -51,8 +53,6 @@ typedef struct {
     Py_ssize_t size;
     Py_ssize_t capacity;
 } Blob;
-
-static PyObject *str_digest;
 
 /* Blobs' memory is kept from one call to the next (a few, taken and given back while the
  * GIL is held, until drop_spares): the pages of a fresh buffer would be faulted in and zeroed
@@ -243,31 +243,29 @@ put_header(Blob *blob, const char *name, Py_ssize_t name_size, int mode,
     return 0;
 }
 
-/* hasher.digest() as lowercase hex: what hexdigest() gives, without its slower formatting. */
+/* The BLAKE3 digest of `size` bytes (no GIL needed). */
+static void
+blake3_of(const char *data, Py_ssize_t size, uint8_t digest[BLAKE3_OUT_LEN])
+{
+    blake3_hasher hasher;
+    blake3_hasher_init(&hasher);
+    blake3_hasher_update(&hasher, data, (size_t)size);
+    blake3_hasher_finalize(&hasher, digest, BLAKE3_OUT_LEN);
+}
+
+/* A digest as lowercase hex, what the blake3 package's hexdigest() gives. */
 static PyObject *
-hex_digest(PyObject *hash)
+hex_digest(const uint8_t digest[BLAKE3_OUT_LEN])
 {
     static const char DIGITS[] = "0123456789abcdef";
-    PyObject *digest = PyObject_CallMethodNoArgs(hash, str_digest);
-    if (digest == NULL) {
-        return NULL;
-    }
-    if (!PyBytes_Check(digest)) {
-        Py_DECREF(digest);
-        PyErr_SetString(PyExc_TypeError, "digest() did not return bytes");
-        return NULL;
-    }
-    Py_ssize_t size = PyBytes_GET_SIZE(digest);
-    const unsigned char *bytes = (const unsigned char *)PyBytes_AS_STRING(digest);
-    PyObject *hex = PyUnicode_New(2 * size, 127);
+    PyObject *hex = PyUnicode_New(2 * BLAKE3_OUT_LEN, 127);
     if (hex != NULL) {
         Py_UCS1 *out = PyUnicode_1BYTE_DATA(hex);
-        for (Py_ssize_t index = 0; index < size; index++) {
-            out[2 * index] = (Py_UCS1)DIGITS[bytes[index] >> 4];
-            out[2 * index + 1] = (Py_UCS1)DIGITS[bytes[index] & 15];
+        for (int index = 0; index < BLAKE3_OUT_LEN; index++) {
+            out[2 * index] = (Py_UCS1)DIGITS[digest[index] >> 4];
+            out[2 * index + 1] = (Py_UCS1)DIGITS[digest[index] & 15];
         }
     }
-    Py_DECREF(digest);
     return hex;
 }
 
@@ -286,9 +284,9 @@ typedef struct {
     PyObject *path; /* owned: the file's name in the file system encoding */
     PyObject *text; /* owned: a symlink's target as the manifest lists it */
     PyObject *link; /* owned: the same, as the bytes the header holds */
-    Py_ssize_t offset; /* where a file's data starts in the blob */
     Py_ssize_t size;
     int mode;
+    uint8_t digest[BLAKE3_OUT_LEN]; /* a file's BLAKE3, taken without the GIL */
 } Item;
 
 /* Reads `count` bytes from `fd` into `out`; 0 when they all came, -1 otherwise (the
@@ -408,7 +406,7 @@ put_file(Blob *blob, Item *item, const char *mtime, Py_ssize_t inline_max)
         return READ_ODD;
     }
     memset(data + size, 0, (size_t)pad);
-    item->offset = blob->size;
+    blake3_of(data, size, item->digest);
     item->size = size;
     item->mode = mode;
     blob->size += size + pad;
@@ -432,34 +430,10 @@ put_item(Blob *blob, Item *item, const char *mtime, Py_ssize_t inline_max)
                : READ_OK;
 }
 
-/* blake3 hex of a file's data, hashed where it lies in the finished blob. */
-static PyObject *
-hash_data(const char *data, Py_ssize_t size, PyObject *hasher)
-{
-    PyObject *view = PyMemoryView_FromMemory((char *)data, size, PyBUF_READ);
-    if (view == NULL) {
-        return NULL;
-    }
-    PyObject *hash = PyObject_CallOneArg(hasher, view);
-    if (Py_REFCNT(view) > 1) {
-        /* Someone kept the view: make it unusable, it points into the blob. */
-        PyObject *released = PyObject_CallMethod(view, "release", NULL);
-        Py_XDECREF(released);
-    }
-    Py_DECREF(view);
-    if (hash == NULL) {
-        return NULL;
-    }
-    PyObject *hex = hex_digest(hash);
-    Py_DECREF(hash);
-    return hex;
-}
-
 /* The manifest's record of one written member (GIL held). */
 static int
-add_record(Item *item, const char *blob, PyObject *files, PyObject *directories,
-           PyObject *symlinks, PyObject *hasher, PyObject *new_record,
-           PyTypeObject **record_type)
+add_record(Item *item, PyObject *files, PyObject *directories, PyObject *symlinks,
+           PyObject *new_record, PyTypeObject **record_type)
 {
     PyObject *path = PyTuple_GET_ITEM(item->entry, ENTRY_PATH);
     if (item->kind == KIND_DIR) {
@@ -474,7 +448,7 @@ add_record(Item *item, const char *blob, PyObject *files, PyObject *directories,
         Py_DECREF(pair);
         return failed;
     }
-    PyObject *hex = hash_data(blob + item->offset, item->size, hasher);
+    PyObject *hex = hex_digest(item->digest);
     if (hex == NULL) {
         return -1;
     }
@@ -519,15 +493,15 @@ add_record(Item *item, const char *blob, PyObject *files, PyObject *directories,
 
 PyDoc_STRVAR(read_batch_doc,
 "read_batch(entries, start, mtime, budget, inline_max, files, directories, symlinks,\n"
-"           hasher, new_record) -> (blob, next, status)\n\n"
+"           new_record) -> (blob, next, status)\n\n"
 "The members of entries[start:] as tar bytes, as batchread.read_batch_python writes them.\n"
-"The files are opened, read and framed without the GIL; they are hashed once it is back.");
+"The files are opened, read, hashed and framed without the GIL.");
 
 static PyObject *
 read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "read_batch takes 10 arguments");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "read_batch takes 9 arguments");
         return NULL;
     }
     PyObject *entries = args[0];
@@ -536,7 +510,7 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t budget = PyLong_AsSsize_t(args[3]);
     Py_ssize_t inline_max = PyLong_AsSsize_t(args[4]);
     PyObject *files = args[5], *directories = args[6], *symlinks = args[7];
-    PyObject *hasher = args[8], *new_record = args[9];
+    PyObject *new_record = args[8];
     if (PyErr_Occurred()) {
         return NULL;
     }
@@ -607,12 +581,11 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     PyObject *bytes = failed ? PyErr_NoMemory() : PyBytes_FromStringAndSize(blob.data, blob.size);
     keep_spare(&blob);
     if (bytes != NULL) {
-        const char *data = PyBytes_AS_STRING(bytes);
         Py_ssize_t done = 0;
         PyTypeObject *record_type = NULL;
         while (done < written
-               && add_record(&items[done], data, files, directories, symlinks, hasher,
-                             new_record, &record_type) == 0) {
+               && add_record(&items[done], files, directories, symlinks, new_record,
+                             &record_type) == 0) {
             done++;
         }
         if (done == written) {
@@ -625,8 +598,28 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+PyDoc_STRVAR(blake3_hex_doc,
+"blake3_hex(data) -> str\n\n"
+"The hex BLAKE3 digest of a bytes-like object, as read_batch records it (for tests).");
+
+static PyObject *
+blake3_hex(PyObject *Py_UNUSED(module), PyObject *data)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    uint8_t digest[BLAKE3_OUT_LEN];
+    Py_BEGIN_ALLOW_THREADS
+    blake3_of(view.buf, view.len, digest);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return hex_digest(digest);
+}
+
 static PyMethodDef methods[] = {
     {"read_batch", (PyCFunction)(void (*)(void))read_batch, METH_FASTCALL, read_batch_doc},
+    {"blake3_hex", blake3_hex, METH_O, blake3_hex_doc},
     {"drop_spares", drop_spares, METH_NOARGS, drop_spares_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -634,10 +627,9 @@ static PyMethodDef methods[] = {
 static int
 exec_module(PyObject *module)
 {
-    str_digest = PyUnicode_InternFromString("digest");
-    if (str_digest == NULL) {
-        return -1;
-    }
+    /* BLAKE3 picks its SIMD code on first use; once here, before any reader thread runs. */
+    uint8_t digest[BLAKE3_OUT_LEN];
+    blake3_of("", 0, digest);
     if (PyModule_AddIntConstant(module, "DONE", DONE) < 0
         || PyModule_AddIntConstant(module, "LARGE", LARGE) < 0
         || PyModule_AddIntConstant(module, "CAREFUL", CAREFUL) < 0) {

@@ -14,8 +14,8 @@ def read_batch(
     files: list[Any],
     directories: list[str],
     symlinks: list[tuple[str, str]],
-    hasher: Callable[..., Any],
     new_record: Callable[..., Any],
     /,
 ) -> tuple[bytes, int, int]: ...
+def blake3_hex(data: bytes | bytearray | memoryview, /) -> str: ...
 def drop_spares() -> None: ...

@@ -99,7 +99,6 @@ def read_batch_parts(
             contents.files,
             contents.directories,
             contents.symlinks,
-            blake3.blake3,
             new_file_record,
         )
         if blob:

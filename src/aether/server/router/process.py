@@ -28,6 +28,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,12 @@ from aether.store import open_database
 
 log = logging.getLogger("aether.router")
 
-RESTART_DELAY_SECS = 1.0  # before a child that ended on its own is started again
+# A child that ended on its own is started again after RESTART_DELAY_SECS, doubled after each
+# end that follows quickly (a router that cannot start does not spin), back to the start once
+# a child ran for STABLE_AFTER_SECS.
+RESTART_DELAY_SECS = 1.0
+RESTART_DELAY_MAX_SECS = 30.0
+STABLE_AFTER_SECS = 60.0
 EXIT_MARGIN_SECS = 5.0  # beyond the grace period, for the child to close and exit
 
 
@@ -111,7 +117,9 @@ class RouterService:
             await self._drain
 
     async def _supervise(self, spec: Spec, stopping: asyncio.Event) -> None:
+        delay = RESTART_DELAY_SECS
         while not stopping.is_set():
+            started = time.monotonic()
             child = self._child = await _start(spec)
             self._relay = asyncio.create_task(_relay(child))
             ended = asyncio.create_task(child.wait())
@@ -124,9 +132,16 @@ class RouterService:
             if stopping.is_set():
                 return
             await self._relay
-            log.error("the app router process ended (exit %s); starting it again", child.returncode)
+            if time.monotonic() - started >= STABLE_AFTER_SECS:
+                delay = RESTART_DELAY_SECS
+            log.error(
+                "the app router process ended (exit %s); starting it again in %gs",
+                child.returncode,
+                delay,
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), RESTART_DELAY_SECS)
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, RESTART_DELAY_MAX_SECS)
 
     def _spec(self, state: Any) -> Spec:
         settings = state.settings
