@@ -163,7 +163,9 @@ async def test_an_app_whose_top_level_throws_fails_its_deploy_with_its_output(
     assert observed is not None and observed.healthy
 
 
-async def test_an_es_module_app_starts_in_the_standby(runtime: LocalRuntime, tmp_path: Path) -> None:
+async def test_an_es_module_app_starts_in_the_standby(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
     esm = tmp_path / "esm"
     esm.mkdir()
     (esm / "package.json").write_text('{"type": "module", "scripts": {"start": "node server.js"}}')
@@ -212,7 +214,8 @@ async def test_the_standby_ends_when_its_app_is_removed_and_when_the_worker_stop
     await deploy(runtime, probe(runtime, "two"))
     await standby_waits(runtime, "one")
     await standby_waits(runtime, "two")
-    assert standby_processes(runtime.apps_dir / "one") and standby_processes(runtime.apps_dir / "two")
+    for app in ("one", "two"):
+        assert standby_processes(runtime.apps_dir / app), app
     await runtime.remove("one")
     await eventually(lambda: not standby_processes(runtime.apps_dir / "one"), what="no standby")
     serving = runtime.process_of("two")

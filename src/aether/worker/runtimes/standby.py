@@ -193,7 +193,7 @@ class Standby:
         if answer == "taken":  # the supervisor runs the release now: only the launcher to reap
             self.launcher = None
             await asyncio.to_thread(launcher.wait)
-            with contextlib.suppress(OSError):
+            if launcher.stdout is not None:
                 launcher.stdout.close()
             return None
         return answer.removeprefix("declined ") or "the standby ended"
