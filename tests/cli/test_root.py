@@ -267,13 +267,15 @@ def test_settings_without_a_config_file_import_no_toml_parser(tmp_path: Path) ->
 def test_the_deploy_path_leaves_out_what_a_small_code_only_redeploy_does_not_use() -> None:
     """Every module ``aether deploy`` of a small app imports, and nothing it does not use:
     the server's settings classes, the multipart flow and its resume records (a big upload
-    imports them when it needs them)."""
+    imports them when it needs them), http.client with the email package, and ssl (an https
+    control plane imports it when it connects)."""
     loaded = _modules_after(
         "import aether.cli.deploy, aether.client.deploy, aether.client.layers, "
         "aether.pack.build, aether.pack.layered"
     )
     assert _heavy(loaded) == []
     assert not loaded & {"aether.settings", "aether.client.multipart", "aether.client.resume"}
+    assert not loaded & {"http.client", "email", "ssl"}
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"]] + [[n, "--help"] for n in COMMANDS])

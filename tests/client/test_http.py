@@ -3,8 +3,6 @@ records what it was sent and answers as each test scripts it."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -13,7 +11,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from http_support import scripted_server, url_of
+from http_support import scripted_server, self_signed, url_of
 
 from aether.client.http import HttpSession, RetryPolicy, TransportError
 
@@ -118,7 +116,7 @@ def test_no_proxy_sends_straight_to_the_host(server, monkeypatch) -> None:
 def test_tls_trusts_the_bundle_named_by_the_environment(tmp_path: Path, monkeypatch) -> None:
     from aether.client import http
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     with scripted_server(context.wrap_socket) as httpd:
@@ -131,42 +129,6 @@ def test_tls_trusts_the_bundle_named_by_the_environment(tmp_path: Path, monkeypa
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
         with HttpSession() as session:
             assert session.get(url).status_code == 200
-
-
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def test_get_follows_redirects_and_the_token_stays_with_its_origin(server) -> None:

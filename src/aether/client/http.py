@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client on the standard library's ``http.client``, for the CLI.
+"""A lean HTTP/1.1 client for the CLI, on :mod:`aether.client.wire`'s connections.
 
 Why not requests: importing requests and urllib3 costs about 90 ms, half of the CLI's
 start-up, on commands whose wall time is the product (``aether deploy``; see
@@ -6,7 +6,8 @@ docs/benchmarks.md). What the CLI needs is small and kept here: one keep-alive c
 origin, connect and read timeouts, JSON and streamed bodies, sized uploads, a retry policy
 for connection failures and 502/503/504, proxies (``HTTPS_PROXY``, ``HTTP_PROXY``,
 ``NO_PROXY``) and TLS trust from the environment (the system store, ``REQUESTS_CA_BUNDLE``
-or ``CURL_CA_BUNDLE``, and certifi when the system has no CA certificates).
+or ``CURL_CA_BUNDLE``, and certifi when the system has no CA certificates). ssl is imported
+only for an https origin.
 
 A session is not thread-safe (like a requests session): threads use one each.
 """
@@ -14,18 +15,22 @@ A session is not thread-safe (like a requests session): threads use one each.
 from __future__ import annotations
 
 import base64
-import http.client
 import json as jsonlib
 import logging
 import os
 import select
 import socket
-import ssl
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
+
+from aether.client.wire import Connection, ConnectionClosed, WireError, WireResponse
+
+if TYPE_CHECKING:
+    import ssl
 
 Timeout = tuple[float | None, float | None]  # (connect, read) seconds; None waits forever
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
@@ -68,7 +73,7 @@ UPLOAD_RETRY = RetryPolicy(status=0)
 class Response:
     """An answer: status, headers (case-insensitive ``get``) and a body read on demand."""
 
-    def __init__(self, method: str, url: str, raw: http.client.HTTPResponse, release: Any) -> None:
+    def __init__(self, method: str, url: str, raw: WireResponse, release: Any) -> None:
         self.method = method
         self.url = url
         self.status_code = raw.status
@@ -83,7 +88,7 @@ class Response:
         if self._content is None:
             try:
                 self._content = self._raw.read()
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, WireError) as exc:
                 self.close()
                 raise _transport_error(exc) from exc
             self._done()
@@ -101,7 +106,7 @@ class Response:
         try:
             while chunk := self._raw.read(chunk_size):
                 yield chunk
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, WireError) as exc:
             self.close()
             raise _transport_error(exc) from exc
         self._done()
@@ -115,7 +120,7 @@ class Response:
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
                     yield line.rstrip(b"\r")
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, WireError) as exc:
             self.close()
             raise _transport_error(exc) from exc
         if pending:
@@ -157,7 +162,7 @@ class HttpSession:
     ) -> None:
         self.headers: dict[str, str] = dict(headers or {})
         self.retry = retry
-        self._idle: dict[_Origin, http.client.HTTPConnection] = {}
+        self._idle: dict[_Origin, Connection] = {}
 
     def request(
         self,
@@ -251,9 +256,11 @@ class HttpSession:
             conn = self._connect(origin, proxy, timeout)
         try:
             _set_read_timeout(conn, timeout[1])
-            conn.request(method, target, body=data, headers=body_headers)
+            if not any(k.lower() == "host" for k in body_headers):
+                body_headers = {**_host_header(origin), **body_headers}
+            conn.request(method, target, data, body_headers)
             raw = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, WireError) as exc:
             conn.close()
             if reused and (data is None or isinstance(data, bytes)):
                 # The server closed the idle connection as we reused it: nothing was processed.
@@ -271,16 +278,14 @@ class HttpSession:
 
         return Response(method, url, raw, release)
 
-    def _connect(
-        self, origin: _Origin, proxy: _Proxy | None, timeout: Timeout
-    ) -> http.client.HTTPConnection:
+    def _connect(self, origin: _Origin, proxy: _Proxy | None, timeout: Timeout) -> Connection:
         attempt = 0
         while True:
             conn = _new_connection(origin, proxy, timeout[0])
             try:
                 conn.connect()
                 return conn
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, WireError) as exc:
                 conn.close()
                 error = _transport_error(exc)
                 if attempt >= self.retry.connect or error.reason == "TLS error":
@@ -329,19 +334,36 @@ def _proxy_for(scheme: str, host: str) -> _Proxy | None:
 
 def _new_connection(
     origin: _Origin, proxy: _Proxy | None, connect_timeout: float | None
-) -> http.client.HTTPConnection:
+) -> Connection:
     host, port = (proxy.host, proxy.port) if proxy is not None else (origin.host, origin.port)
-    conn: http.client.HTTPConnection
-    if origin.scheme == "https":
-        conn = http.client.HTTPSConnection(
-            host, port, timeout=connect_timeout, context=tls_context(), blocksize=SEND_BLOCK
-        )
-        if proxy is not None:
-            extra = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-            conn.set_tunnel(origin.host, origin.port, headers=extra)
-    else:
-        conn = http.client.HTTPConnection(host, port, timeout=connect_timeout, blocksize=SEND_BLOCK)
-    return conn
+    if origin.scheme != "https":
+        return Connection(host, port, timeout=connect_timeout, blocksize=SEND_BLOCK)
+    tunnel = None
+    if proxy is not None:
+        extra = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else {}
+        tunnel = (origin.host, origin.port, extra)
+    return Connection(
+        host,
+        port,
+        timeout=connect_timeout,
+        tls=tls_context(),
+        server_hostname=origin.host,
+        tunnel=tunnel,
+        blocksize=SEND_BLOCK,
+    )
+
+
+def _host_header(origin: _Origin) -> dict[str, str]:
+    """``Host`` (the default port left out) and, as http.client sent it, no compression."""
+    try:
+        host = origin.host.encode("ascii").decode()
+    except UnicodeEncodeError:
+        host = origin.host.encode("idna").decode()
+    if ":" in host:
+        host = f"[{host}]"
+    if origin.port != _default_port(origin.scheme):
+        host = f"{host}:{origin.port}"
+    return {"Host": host, "Accept-Encoding": "identity"}
 
 
 _TLS: ssl.SSLContext | None = None
@@ -352,6 +374,8 @@ def tls_context() -> ssl.SSLContext:
     system has none (slim container images)."""
     global _TLS
     if _TLS is None:
+        import ssl
+
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         context = ssl.create_default_context(cafile=bundle or None)
         if not bundle and context.cert_store_stats()["x509_ca"] == 0:
@@ -365,13 +389,14 @@ def tls_context() -> ssl.SSLContext:
     return _TLS
 
 
-def _set_read_timeout(conn: http.client.HTTPConnection, read_timeout: float | None) -> None:
+def _set_read_timeout(conn: Connection, read_timeout: float | None) -> None:
     if conn.sock is None:
         conn.connect()
+    assert conn.sock is not None
     conn.sock.settimeout(read_timeout)
 
 
-def _dropped(conn: http.client.HTTPConnection) -> bool:
+def _dropped(conn: Connection) -> bool:
     """An idle keep-alive connection the server has closed (readable means EOF here)."""
     if conn.sock is None:
         return True
@@ -428,7 +453,8 @@ def _transport_error(exc: BaseException) -> TransportError:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, TransportError):
         return exc
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+    tls = sys.modules.get("ssl")  # a TLS failure means ssl was imported
+    if tls is not None and isinstance(exc, tls.SSLError | tls.CertificateError):
         return TransportError("TLS error", detail)
     if isinstance(exc, socket.gaierror):
         return TransportError("host not found", detail)
@@ -438,11 +464,7 @@ def _transport_error(exc: BaseException) -> TransportError:
         return TransportError("connection refused", detail)
     if isinstance(
         exc,
-        ConnectionResetError
-        | BrokenPipeError
-        | ConnectionAbortedError
-        | http.client.RemoteDisconnected
-        | http.client.IncompleteRead,
+        ConnectionResetError | BrokenPipeError | ConnectionAbortedError | ConnectionClosed,
     ):
         return TransportError("connection closed by the server", detail)
     if isinstance(exc, OSError) and exc.strerror:
