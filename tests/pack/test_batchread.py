@@ -169,3 +169,18 @@ def test_files_of_every_edge_size_are_recorded_with_the_reference_blake3(tmp_pat
         for size in sizes
     }
     assert {record.path: record.blake3 for record in files} == expected
+
+
+def test_a_batch_kept_by_its_reader_is_not_reused_by_later_batches(tmp_path: Path) -> None:
+    """The native reader hands out its buffer without a copy; the buffer is taken for another
+    batch only once every view of it is gone."""
+    entries = walk_tree(odd_tree(tmp_path / "app"), IgnoreRules())
+    kept, _, _ = native(entries, 0, MTIME, 1 << 30, INLINE_MAX, [], [], [], new_file_record)
+    expected = bytes(kept)
+    assert isinstance(kept, memoryview) and kept.readonly
+    for _ in range(40):  # more than the buffers it keeps for reuse
+        blob, _, _ = native(entries, 0, MTIME, 1 << 30, INLINE_MAX, [], [], [], new_file_record)
+        del blob
+    assert bytes(kept) == expected
+    batchread.drop_spares()
+    assert bytes(kept) == expected

@@ -10,7 +10,7 @@ import random
 import pytest
 import zstandard
 
-from aether.pack.compress import CompressedSink
+from aether.pack.compress import PASS_MIN, CompressedSink
 from aether.pack.reader import detect_compression
 
 # 20 MB spans several zstd jobs, where the multi-threaded mode differs from the single-threaded
@@ -31,7 +31,9 @@ def stream(size: int = 20 * 2**20) -> list[bytes]:
     return chunks
 
 
-def pack(chunks: list[bytes], compression: str, workers: int | None = None):
+def pack(
+    chunks: list[bytes] | list[bytes | memoryview], compression: str, workers: int | None = None
+):
     out = io.BytesIO()
     sink = CompressedSink(out, compression, workers=workers)
     for chunk in chunks:
@@ -74,6 +76,34 @@ def _feeder(data: bytes):
         remaining = remaining[len(view) :]
 
     return read_into
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_the_bytes_do_not_depend_on_how_the_stream_is_cut(compression: str) -> None:
+    """Big immutable writes reach the compressor as they are, small ones gathered in chunks:
+    the compressed bytes are those of the stream, however it was cut."""
+    data = b"".join(stream(7 * 2**20))
+    pieces: list[bytes | memoryview] = []
+    position = 0
+    for index, size in enumerate([1, 70_000, 2**20 + 1, 100, PASS_MIN, 3 * 2**20, 5]):
+        piece = data[position : position + size]
+        pieces.append(memoryview(piece) if index % 2 else piece)
+        position += size
+    pieces.append(data[position:])
+    assert pack(pieces, compression) == pack([data], compression)
+
+
+def test_a_mutable_buffer_is_copied_before_it_is_written() -> None:
+    data = b"".join(stream(2 * 2**20))
+    expected = pack([data], "zstd")
+    out = io.BytesIO()
+    sink = CompressedSink(out, "zstd", workers=2)
+    for start in range(0, len(data), 2**20):
+        buffer = bytearray(data[start : start + 2**20])
+        sink.write(buffer)
+        buffer[:] = bytes(len(buffer))  # reused by its owner at once
+    hashes = sink.close()
+    assert (out.getvalue(), *hashes) == expected
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip"])

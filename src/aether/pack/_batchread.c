@@ -5,7 +5,9 @@
  * names are taken from their Python objects; without it, every file is opened, read straight
  * into the output buffer behind its header, hashed with BLAKE3 (the official C implementation,
  * vendor/blake3) and closed, so reader threads run in parallel (aether/pack/threaded.py); with
- * the GIL again, each file is recorded. It must write exactly what read_batch_python writes:
+ * the GIL again, each file is recorded, and the buffer goes to Python as it is (a read-only
+ * memoryview, no copy; its memory is kept for a later batch once the compressor has released
+ * it). It must write exactly what read_batch_python writes:
  * anything out of the ordinary (a file that cannot be read, changed type or shrank, a name
  * that is not valid UTF-8) stops the batch there, and the Python reader takes over from that
  * entry, so errors are named in one place only.
@@ -56,8 +58,8 @@ typedef struct {
 
 /* Blobs' memory is kept from one call to the next (a few, taken and given back while the
  * GIL is held, until drop_spares): the pages of a fresh buffer would be faulted in and zeroed
- * again for every batch. */
-#define SPARES 8
+ * again for every batch. As many as are read ahead and queued for the compressor. */
+#define SPARES 16
 static Blob spares[SPARES];
 static int spare_count = 0;
 
@@ -93,6 +95,54 @@ drop_spares(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         free(spares[--spare_count].data);
     }
     Py_RETURN_NONE;
+}
+
+/* A finished blob handed to Python without a copy: a read-only buffer whose memory goes back
+ * to the spares when the last view of it is released (the compressor is done with it). */
+typedef struct {
+    PyObject_HEAD
+    Blob blob;
+} Members;
+
+static int
+members_getbuffer(PyObject *self, Py_buffer *view, int flags)
+{
+    Blob *blob = &((Members *)self)->blob;
+    return PyBuffer_FillInfo(view, self, blob->data, blob->size, 1, flags);
+}
+
+static void
+members_dealloc(PyObject *self)
+{
+    keep_spare(&((Members *)self)->blob);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyBufferProcs members_as_buffer = {.bf_getbuffer = members_getbuffer};
+
+static PyTypeObject MembersType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aether.pack._batchread.Members",
+    .tp_doc = "A batch's tar members, read-only; read_batch hands out a memoryview of it.",
+    .tp_basicsize = sizeof(Members),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = members_dealloc,
+    .tp_as_buffer = &members_as_buffer,
+};
+
+/* A memoryview of `blob`, which it takes over (freed on failure). */
+static PyObject *
+members_view(Blob *blob)
+{
+    Members *members = PyObject_New(Members, &MembersType);
+    if (members == NULL) {
+        keep_spare(blob);
+        return NULL;
+    }
+    members->blob = *blob;
+    PyObject *view = PyMemoryView_FromObject((PyObject *)members);
+    Py_DECREF(members);
+    return view;
 }
 
 /* Room for `more` bytes; -1 when out of memory. Needs no GIL. */
@@ -494,8 +544,9 @@ add_record(Item *item, PyObject *files, PyObject *directories, PyObject *symlink
 PyDoc_STRVAR(read_batch_doc,
 "read_batch(entries, start, mtime, budget, inline_max, files, directories, symlinks,\n"
 "           new_record) -> (blob, next, status)\n\n"
-"The members of entries[start:] as tar bytes, as batchread.read_batch_python writes them.\n"
-"The files are opened, read, hashed and framed without the GIL.");
+"The members of entries[start:] as tar bytes, as batchread.read_batch_python writes them,\n"
+"in a read-only memoryview of the buffer they were read into (no copy). The files are\n"
+"opened, read, hashed and framed without the GIL.");
 
 static PyObject *
 read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -578,9 +629,15 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_END_ALLOW_THREADS
     /* 3. With the GIL again: the bytes, and each member's record. */
     PyObject *result = NULL;
-    PyObject *bytes = failed ? PyErr_NoMemory() : PyBytes_FromStringAndSize(blob.data, blob.size);
-    keep_spare(&blob);
-    if (bytes != NULL) {
+    PyObject *members;
+    if (failed) {
+        keep_spare(&blob);
+        members = PyErr_NoMemory();
+    }
+    else {
+        members = members_view(&blob);
+    }
+    if (members != NULL) {
         Py_ssize_t done = 0;
         PyTypeObject *record_type = NULL;
         while (done < written
@@ -589,9 +646,9 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
             done++;
         }
         if (done == written) {
-            result = Py_BuildValue("(Oni)", bytes, index + written, status);
+            result = Py_BuildValue("(Oni)", members, index + written, status);
         }
-        Py_DECREF(bytes);
+        Py_DECREF(members);
     }
     release_items(items, prepared);
     PyMem_Free(items);
@@ -630,6 +687,9 @@ exec_module(PyObject *module)
     /* BLAKE3 picks its SIMD code on first use; once here, before any reader thread runs. */
     uint8_t digest[BLAKE3_OUT_LEN];
     blake3_of("", 0, digest);
+    if (PyType_Ready(&MembersType) < 0) {
+        return -1;
+    }
     if (PyModule_AddIntConstant(module, "DONE", DONE) < 0
         || PyModule_AddIntConstant(module, "LARGE", LARGE) < 0
         || PyModule_AddIntConstant(module, "CAREFUL", CAREFUL) < 0) {

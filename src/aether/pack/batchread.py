@@ -10,7 +10,8 @@ own making and hand no file data back, so they would change the artifact's bytes
 file would be read twice to hash it.
 
 A call takes ``entries[start:]`` in order until it has read ``budget`` bytes of file data and
-returns ``(blob, next, status)``: the members' bytes, the index of the first entry not in them,
+returns ``(blob, next, status)``: the members' bytes (from the native reader a read-only
+memoryview of the buffer it read them into, no copy), the index of the first entry not in them,
 and why it stopped there: ``DONE`` (all read, or the budget is spent), ``LARGE`` (a file above
 ``inline_max``, for the caller to stream) or, from the native reader only, ``CAREFUL`` (the
 entry is out of the ordinary, say unreadable, and the Python reader takes over from it and
@@ -42,7 +43,9 @@ CAREFUL = 2
 # for regular files).
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
-Reader = Callable[..., tuple[bytes, int, int]]
+# A batch's tar bytes: ``bytes``, or a read-only memoryview from the native reader.
+Members = bytes | memoryview
+Reader = Callable[..., tuple[Members, int, int]]
 
 
 def read_batch_python(

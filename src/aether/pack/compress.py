@@ -1,15 +1,16 @@
 """The compressed side of the artifact: fixed-parameter zstd or gzip, hashed as written.
 
-Determinism: the tar stream is cut into fixed 1 MiB chunks before it reaches the compressor,
-so the compressor sees the same calls for the same stream on any machine. zstd runs at level
-3 in its multi-threaded mode, without a content size in the frame header. Single-threaded
-zstd (``threads=0``) emits other bytes than the multi-threaded mode, but the multi-threaded
-mode's output depends only on the level and its fixed job size, not on how many workers run
-it (a test packs with 1 and with 4 workers and compares): the worker count follows the CPUs
-unless the caller chooses it. gzip is raw deflate at level 6 behind a fixed 10-byte header
-(mtime 0, no file name, OS "unknown"). Compression runs on a background thread so reading and
-hashing files overlaps with it; the queue between them is bounded, and writes are copied once
-into recycled chunks, so memory does not grow with the tree.
+Determinism: zstd runs at level 3 in its multi-threaded mode, without a content size in the
+frame header. Single-threaded zstd (``threads=0``) emits other bytes than the multi-threaded
+mode, but the multi-threaded mode's output depends only on the level and its fixed job size,
+not on how many workers run it nor on how the stream is cut into calls (tests write the same
+stream with 1, 2 and 4 workers and in uneven pieces, against a pinned digest): the worker
+count follows the CPUs unless the caller chooses it. gzip is raw deflate at level 6 behind a
+fixed 10-byte header (mtime 0, no file name, OS "unknown"); deflate's output does not depend on
+the cuts either. Compression runs on a background thread so reading and hashing files
+overlaps with it. Big immutable writes (a batch of members, a large file's chunk) go to it as
+they are, without a copy; small ones are gathered into recycled 1 MiB chunks. The queue between
+the two holds at most ``_QUEUE_DEPTH`` writes, so memory does not grow with the tree.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ ZSTD_LEVEL = 3
 MAX_ZSTD_WORKERS = 4
 GZIP_LEVEL = 6
 CHUNK = 1024 * 1024
+# Writes at least this big that cannot change (bytes, read-only views) are not copied.
+PASS_MIN = 64 * 1024
 _QUEUE_DEPTH = 8
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _DONE = None
@@ -53,7 +56,7 @@ class _Zstd:
     def header(self) -> bytes:
         return b""
 
-    def compress(self, data: bytes | bytearray) -> bytes:
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes:
         return self._stream.compress(data)
 
     def finish(self) -> bytes:
@@ -69,7 +72,7 @@ class _Gzip:
     def header(self) -> bytes:
         return _GZIP_HEADER
 
-    def compress(self, data: bytes | bytearray) -> bytes:
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes:
         self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
         return self._stream.compress(data)
@@ -87,11 +90,17 @@ def _codec(compression: str, workers: int | None) -> _Zstd | _Gzip:
     raise ValueError(f"unknown compression {compression!r}; use zstd or gzip")
 
 
+Buffer = bytes | bytearray | memoryview
+# What the compressing thread takes: a piece of the stream, and the chunk to recycle after it.
+_Piece = tuple[Buffer, bytearray | None]
+
+
 class CompressedSink:
     """Accepts the tar stream with ``write``; ``close`` returns the hashes and sizes.
 
     ``tar_sha256`` hashes the uncompressed stream, ``digest`` the compressed bytes written to
-    ``handle`` (the artifact's identity).
+    ``handle`` (the artifact's identity). ``write`` may keep a ``bytes`` or a read-only
+    memoryview it is given until it is compressed: what lies under such a view must not change.
     """
 
     def __init__(self, handle: BinaryIO, compression: str, *, workers: int | None = None) -> None:
@@ -99,19 +108,24 @@ class CompressedSink:
         self._out = HashingWriter(handle)
         self._tar_hash = hashlib.sha256()
         self.tar_size = 0
-        # Writes are copied once, into CHUNK-sized buffers that the compressing thread hands
+        # Small writes are copied into CHUNK-sized buffers that the compressing thread hands
         # back when it is done with them (both codecs copy what they are given).
         self._chunk = bytearray(CHUNK)
         self._filled = 0
         self._spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(_QUEUE_DEPTH)
+        self._queue: queue.Queue[_Piece | None] = queue.Queue(_QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="aether-compress", daemon=True)
         self._out.write(self._codec.header())
         self._thread.start()
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, data: Buffer) -> None:
         size = len(data)
+        if size >= PASS_MIN and _immutable(data):
+            self._put_chunk()
+            self.tar_size += size
+            self._put((data, None))
+            return
         filled = self._filled
         if filled + size < CHUNK:
             self.tar_size += size
@@ -140,17 +154,20 @@ class CompressedSink:
             self._filled += take
             size -= take
             if self._filled == CHUNK:
-                self._put(self._chunk)
-                self._chunk = self._fresh_chunk()
-                self._filled = 0
+                self._put_chunk()
 
-    def _fresh_chunk(self) -> bytearray:
+    def _put_chunk(self) -> None:
+        """Hand over what the current chunk holds, and start another."""
+        if not self._filled:
+            return
+        self._put((memoryview(self._chunk)[: self._filled], self._chunk))
         try:
-            return self._spare.get_nowait()
+            self._chunk = self._spare.get_nowait()
         except queue.Empty:
-            return bytearray(CHUNK)
+            self._chunk = bytearray(CHUNK)
+        self._filled = 0
 
-    def _put(self, chunk: bytes | bytearray | None) -> None:
+    def _put(self, chunk: _Piece | None) -> None:
         while True:
             if self._error is not None:
                 raise self._error
@@ -162,20 +179,20 @@ class CompressedSink:
 
     def _run(self) -> None:
         try:
-            while (chunk := self._queue.get()) is not _DONE:
-                self._tar_hash.update(chunk)
-                self._out.write(self._codec.compress(chunk))
-                if isinstance(chunk, bytearray):
-                    self._spare.put(chunk)
+            while (piece := self._queue.get()) is not _DONE:
+                data, recycle = piece
+                self._tar_hash.update(data)
+                self._out.write(self._codec.compress(data))
+                del data, piece  # a batch's buffer goes back to its reader now
+                if recycle is not None:
+                    self._spare.put(recycle)
             self._out.write(self._codec.finish())
         except BaseException as exc:  # handed to the writer thread, which re-raises it
             self._error = exc
 
     def close(self) -> tuple[str, str, int]:
         """Flush everything; returns (tar_sha256, digest, compressed size)."""
-        if self._filled:
-            self._put(bytes(self._chunk[: self._filled]))
-            self._filled = 0
+        self._put_chunk()
         self._put(_DONE)
         self._thread.join()
         if self._error is not None:
@@ -190,3 +207,7 @@ class CompressedSink:
             except BaseException:  # the thread already failed; nothing left to stop
                 return
             self._thread.join()
+
+
+def _immutable(data: Buffer) -> bool:
+    return isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly)

@@ -39,7 +39,7 @@ class FrameWriter:
         self._poll.register(fd, select.POLLOUT)
         os.set_blocking(fd, False)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if data:
             self._frame(DATA, data)
 
@@ -49,7 +49,7 @@ class FrameWriter:
     def flush(self) -> None:
         self._push(0)
 
-    def _frame(self, kind: int, payload: bytes) -> None:
+    def _frame(self, kind: int, payload: bytes | memoryview) -> None:
         self._pending.append(memoryview(_HEADER.pack(kind, len(payload))))
         self._pending.append(memoryview(payload).cast("B"))
         self._pending_bytes += _HEADER.size + len(payload)

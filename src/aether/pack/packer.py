@@ -59,7 +59,7 @@ class TreeContents:
 class Sink(Protocol):
     """What the packer writes to (``CompressedSink`` or anything with ``write``)."""
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None: ...
 
 
 def write_tree(
@@ -81,7 +81,7 @@ def write_tree(
 
 def read_batch_parts(
     batch: list[Entry], mtime_field: bytes, contents: TreeContents
-) -> Iterator[bytes | Entry]:
+) -> Iterator[batchread.Members | Entry]:
     """``batch``'s members as the native reader frames them, their records added to ``contents``.
 
     A file too large to hold in memory comes out as its ``Entry``: the caller streams it and
@@ -126,11 +126,11 @@ def write_members(
     iterator = iter(entries)
     while batch := list(islice(iterator, BATCH_ENTRIES)):
         for part in read_batch_parts(batch, mtime_field, contents):
-            if isinstance(part, bytes):
+            if isinstance(part, Entry):
+                contents.files.append(stream_file(part, sink, mtime_field, contents))
+            else:
                 sink.write(part)
                 contents.tar_bytes += len(part)
-            else:
-                contents.files.append(stream_file(part, sink, mtime_field, contents))
         if on_progress is not None:
             on_progress(contents.tar_bytes, None)
 

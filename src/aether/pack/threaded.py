@@ -34,7 +34,7 @@ from aether.pack.walk import Entry
 AHEAD = 4  # batches read ahead of the merge, per reader
 # A batch's output: tar bytes, and large files (``Entry``) for the merging thread, in order;
 # their records are None in the batch's ``files`` until they are streamed.
-Parts = list[bytes | Entry]
+Parts = list[batchread.Members | Entry]
 
 
 def available() -> bool:
@@ -83,7 +83,7 @@ def _read(batch: list[Entry], mtime: bytes) -> tuple[Parts, TreeContents]:
     parts: Parts = []
     for part in read_batch_parts(batch, mtime, contents):
         parts.append(part)
-        if not isinstance(part, bytes):
+        if isinstance(part, Entry):
             files.append(None)  # streamed by the merging thread
     return parts, contents
 
@@ -99,8 +99,8 @@ def _merge(
     contents.symlinks.extend(read.symlinks)
     large = (index for index in range(start, len(files)) if files[index] is None)
     for part in parts:
-        if isinstance(part, bytes):
+        if isinstance(part, Entry):
+            files[next(large)] = stream_file(part, sink, mtime, contents)
+        else:
             sink.write(part)
             contents.tar_bytes += len(part)
-        else:
-            files[next(large)] = stream_file(part, sink, mtime, contents)
