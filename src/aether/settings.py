@@ -389,6 +389,9 @@ class WorkerSettings:
     # AETHER_LAYER_CACHE_DIR: the host's extracted dependency layers (local runtime), shared
     # by every worker naming it; None: <data_dir>/layers
     layer_cache_dir: Path | None = None
+    # AETHER_APP_STANDBY: after a release passed its health gate, keep one Node.js process
+    # started and waiting in the app's sandbox for its next release (local runtime)
+    standby: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -410,6 +413,7 @@ class WorkerSettings:
                 environ, "AETHER_LOG_SHIP_MAX_LAG_BYTES", 8 * 1024 * 1024, minimum=64 * 1024
             ),
             layer_cache_dir=_absolute_path(environ, "AETHER_LAYER_CACHE_DIR"),
+            standby=env_bool(environ, "AETHER_APP_STANDBY", True),
         )
 
 

@@ -29,7 +29,10 @@ def with_deps(app_dir: Path) -> Path:
 def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server = any_server
     app_dir = with_deps(copy_app(tmp_path / "app"))
+    before = len(server.log_text())
     first = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
+    # the uploads create the app: no request of the deploy's own goes to /apps
+    assert not [r for r in requests_since(server, before) if r[1].startswith("/apps")]
     assert first["format"] == 2
     assert [layer["name"] for layer in first["layers"]] == ["deps", "app"]
     assert all(layer["uploaded"] for layer in first["layers"])
@@ -38,7 +41,17 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
     assert first["uploaded_bytes"] == first["size_bytes"] + sbom["size_bytes"]
 
     (app_dir / "server.js").write_text((app_dir / "server.js").read_text() + "\n// v2\n")
+    before = len(server.log_text())
     second = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
+    assert [r for r in requests_since(server, before) if r[0] != "HEAD"] == [
+        ("GET", "/config"),
+        ("POST", "/artifacts/presign"),
+        ("PUT", f"/blobs/artifacts/tiny-node-app/{second['layers'][1]['digest']}/app.tar.zst"),
+        ("POST", "/artifacts/complete"),
+        ("POST", "/artifacts/manifests"),
+        ("POST", "/deployments"),
+        ("PUT", f"/deployments/{second['deployment_id']}/report"),
+    ]
     deps, app = second["layers"]
     assert (deps["uploaded"], deps["uploaded_bytes"]) == (False, 0)
     assert second["sbom_upload"] == {**sbom, "uploaded": False, "uploaded_bytes": 0}
@@ -65,6 +78,16 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
         "--no-wait",
     )
     assert back["artifact_digest"] == first["digest"]
+
+
+def requests_since(server, offset: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """(method, path without the query) of each API request the server logged."""
+    found = []
+    for line in server.log_text()[offset:].splitlines():
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("logger") == "aether.access":
+            found.append((entry["method"], entry["path"].split("?", 1)[0]))
+    return found
 
 
 def test_the_sbom_policy_is_applied_to_a_real_deploy(live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -155,6 +155,20 @@ def test_events_after_and_follow_of_a_finished_deployment(api, shop):
     assert [e["phase"] for e in lines] == ["pending", "deploying", "running"]
 
 
+def test_a_follow_asked_for_the_outcome_ends_with_the_deployment_itself(api, shop):
+    _, artifact = shop
+    deployment_id = deploy(api, artifact["digest"]).json()["id"]
+    api.run(store.add_event, deployment_id, "running", "healthy")
+    api.run(rollouts.mark_running, deployment_id, None)
+    streamed = api.get(f"/deployments/{deployment_id}/events?follow=true&outcome=true")
+    *events, last = [json.loads(line) for line in streamed.text.splitlines()]
+    assert [e["phase"] for e in events] == ["pending", "running"]
+    assert last == {"deployment": api.get(f"/deployments/{deployment_id}").json()}
+    assert last["deployment"]["status"] == "running"
+    after = api.get(f"/deployments/{deployment_id}/events?follow=true&after={events[-1]['id']}")
+    assert after.text == ""  # without outcome=true, only events, as before
+
+
 def test_a_follower_wakes_at_once_for_events_written_in_this_process(api, shop, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from aether.client.api import ApiClient
-from aether.client.apps import ensure_app
 from aether.client.follow import EventCallback, follow_deployment
 from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import server_config, upload_artifact
@@ -171,16 +170,16 @@ def _ship(
     on_progress: ProgressCallback | None,
     on_event: EventCallback | None,
 ) -> dict[str, Any]:
-    """Existence check → (dry run stops here) → app → upload → register → follow."""
+    """Existence check → (dry run stops here) → upload → register → follow.
+
+    No request makes sure the app exists first: an artifact held for it means it does, and
+    an upload (or the manifest's registration) creates it."""
     clock = time.monotonic()
     stored = api.exists(f"/artifacts/{packed.digest}?app={app}")  # held for this app
     timings["upload"] += _ms_since(clock)
     result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
     if options.dry_run:
         return {**result, **_dry_run_fields(options, stored)}
-    clock = time.monotonic()
-    ensure_app(api, app)  # the artifact belongs to the app, so it must exist first
-    timings["register"] = _ms_since(clock)
     clock = time.monotonic()
     if stored:
         # a run that died between complete and cleanup may have left its resume record

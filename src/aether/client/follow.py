@@ -1,7 +1,8 @@
 """Following a deployment until it is ``running`` or ``failed``.
 
-The client streams ``GET /deployments/{id}/events?follow=true&after=<last id>`` (NDJSON; the
-server ends the stream once the deployment is terminal and every event is sent), then reads
+The client streams ``GET /deployments/{id}/events?follow=true&outcome=true&after=<last id>``
+(NDJSON; the server ends the stream once the deployment is terminal and every event is sent,
+with the deployment itself as the last line); a server that sends no such line is asked
 ``GET /deployments/{id}`` for the outcome. A stream that drops or stays silent past the read
 timeout is simply reopened after the last event seen, so no event is shown twice. A ``failed``
 (or ``superseded`` before running) rollout raises :class:`RolloutFailed` (exit 20) with the
@@ -51,13 +52,18 @@ def follow_deployment(
     delay = FIRST_POLL_SECS
     while True:
         remaining = max(deadline - time.monotonic(), 1.0)
+        outcome: list[Deployment] = []
         try:
-            for event in _event_stream(api, deployment_id, after, min(remaining, STREAM_READ_SECS)):
+            for event in _event_stream(
+                api, deployment_id, after, min(remaining, STREAM_READ_SECS), outcome
+            ):
                 after, last_event = event.get("id", after), event
                 if on_event is not None:
                     on_event(event)
         except NetworkError:
             pass  # dropped or silent stream: the status check below decides what next
+        if outcome and outcome[-1].get("status") in TERMINAL_STATUSES:
+            return finished(outcome[-1], last_event)
         deployment = cast(Deployment, api.get(f"/deployments/{deployment_id}"))
         if deployment.get("status") in TERMINAL_STATUSES:
             return finished(deployment, last_event)
@@ -77,12 +83,20 @@ def follow_deployment(
 
 
 def _event_stream(
-    api: ApiClient, deployment_id: str, after: int | None, read_timeout: float
+    api: ApiClient,
+    deployment_id: str,
+    after: int | None,
+    read_timeout: float,
+    outcome: list[Deployment],
 ) -> Iterator[Event]:
-    params = {"follow": True, "after": after}
+    """The events; the stream's closing ``{"deployment": …}`` line goes to ``outcome``."""
+    params = {"follow": True, "outcome": True, "after": after}
     for item in api.stream_lines(
         f"/deployments/{deployment_id}/events", params, read_timeout=read_timeout
     ):
+        if isinstance(item.get("deployment"), dict):
+            outcome.append(cast(Deployment, item["deployment"]))
+            continue
         # A server without streaming answers one JSON object {"events": [...]}.
         batch = item["events"] if isinstance(item.get("events"), list) else [item]
         yield from (cast(Event, event) for event in batch if isinstance(event, dict))

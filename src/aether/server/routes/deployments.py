@@ -170,14 +170,20 @@ async def get_events(request: Request) -> JSONResponse | StreamingResponse:
     if request.query_params.get("follow", "").lower() not in ("1", "true", "yes"):
         rows = await store.list_events(state.db, deployment["id"], after=after)
         return JSONResponse({"events": [event_from(r) for r in rows]})
-    stream = _follow(state, deployment["id"], after)
+    outcome = request.query_params.get("outcome", "").lower() in ("1", "true", "yes")
+    stream = _follow(state, deployment["id"], after, outcome=outcome)
     return StreamingResponse(stream, media_type="application/x-ndjson")
 
 
-async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIterator[bytes]:
+async def _follow(
+    state: ServerState, deployment_id: str, after: int, *, outcome: bool = False
+) -> AsyncIterator[bytes]:
     """Events as NDJSON lines until the deployment is terminal and every event is sent. While
     it is pending with no live worker to take it, one ``waiting`` line (no ``id``: it is not a
-    stored event) says so at once, not when the client's timeout runs out."""
+    stored event) says so at once, not when the client's timeout runs out. With ``outcome``,
+    the last line of a stream that ended because the deployment is terminal is
+    ``{"deployment": …}``, as ``GET /deployments/{id}`` would answer: the client needs no
+    request of its own to learn how it ended."""
     topic = wakeups.deployment_topic(deployment_id)
     waiting = _WorkerWatch(state)
     while True:
@@ -187,6 +193,9 @@ async def _follow(state: ServerState, deployment_id: str, after: int) -> AsyncIt
                 after = row["id"]
                 yield (json.dumps(event_from(row)) + "\n").encode()
             if current is None or current["status"] in TERMINAL_STATUSES:
+                if outcome and current is not None:
+                    final = deployment_from(current, state.app_url(current["app_name"]))
+                    yield render_json({"deployment": final}) + b"\n"
                 return
             if state.stopping.is_set():
                 return
@@ -338,10 +347,13 @@ OPENAPI = {
         "get": operation(
             "A deployment's events; with follow=true an NDJSON stream of events until the"
             " deployment is running, failed or superseded (while it is pending with no live"
-            " worker, a 'waiting' line without an id says so)",
+            " worker, a 'waiting' line without an id says so); with outcome=true as well, the"
+            ' stream\'s last line is {"deployment": …} (as GET /deployments/{id} answers)'
+            " once the deployment is terminal",
             params=[
                 *_ID,
                 param("follow", "query", BOOL),
+                param("outcome", "query", BOOL),
                 param("after", "query", {"type": "integer", "minimum": 0}),
             ],
             response=obj({"events": {"type": "array", "items": EVENT_SCHEMA}}),

@@ -76,11 +76,13 @@ class Confinement:
         grace_secs: float,
         node_dir: str | None = None,
         instance: int = 0,
+        scratch: Path | None = None,
     ) -> Spec:
         """How to run ``release``; ``node_dir`` (the node of its Node.js major) goes first on
-        PATH, and a sandbox's view includes its installation."""
+        PATH, and a sandbox's view includes its installation. ``scratch``: another scratch
+        folder than the process's own (a standby's)."""
         app_dir = self.apps_dir / release.app_name
-        scratch = app_dir / SCRATCH_DIR / instance_key(release.deployment_id, instance)
+        scratch = scratch or app_dir / SCRATCH_DIR / instance_key(release.deployment_id, instance)
         port = free_port()
         isolation = self.isolation
         env = process_env(

@@ -26,7 +26,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,11 +52,18 @@ from aether.worker.runtimes.layers import release_layer, unused_layers
 from aether.worker.runtimes.logfeed import read_batch
 from aether.worker.runtimes.logfiles import read_logs
 from aether.worker.runtimes.nodes import node_folder
-from aether.worker.runtimes.process import AppProcess, close_spare, ready_spare
+from aether.worker.runtimes.process import (
+    AppProcess,
+    close_spare,
+    ready_spare,
+    supervisor_argv,
+    supervisor_env,
+)
 from aether.worker.runtimes.releasedir import prepare
 from aether.worker.runtimes.sandbox import Isolation
+from aether.worker.runtimes.standby import Standby, entry_of, standby_scratch
 from aether.worker.runtimes.startcmd import start_script
-from aether.worker.runtimes.supervision import write_serving
+from aether.worker.runtimes.supervision import Spec, write_serving
 from aether.worker.runtimes.trash import discard, release_folders
 
 if TYPE_CHECKING:
@@ -82,6 +89,8 @@ HEALTH_PROBE_SECS = 10.0
 # imported; on a busy machine its import then competed with the next CLI instead of the next
 # app's start, and end to end it did not help: docs/benchmarks.md.)
 SPARE_DELAY_SECS = 0.5
+# How long a standby's Node.js may take to start (the app's deploys wait meanwhile).
+STANDBY_READY_SECS = 10.0
 
 
 @dataclass
@@ -95,6 +104,7 @@ class _Serving:
     folder: Path
     owner: str | None
     runs: str = ""
+    release: Release | None = None  # None when adopted: no standby until its next deploy
 
     def __post_init__(self) -> None:
         self.runs = self.runs or self.deployment_id
@@ -128,6 +138,9 @@ class LocalRuntime(Runtime):
         self.advertise_addr = advertise.advertised(settings.advertise_addr)
         self._reader: ThreadPoolExecutor | None = None
         self._spare_timer: asyncio.TimerHandle | None = None
+        self._standbys: dict[str, Standby] = {}  # per app, waiting for its next release
+        self._standby_timers: dict[str, asyncio.TimerHandle] = {}
+        self._standby_tasks: set[asyncio.Task[None]] = set()
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -187,12 +200,81 @@ class LocalRuntime(Runtime):
         await self._adopt()
         _ready_spare()
 
-    def _ready_spare_later(self) -> None:
+    def _ready_spare_later(self, app_name: str | None = None) -> None:
+        """After a health gate: the next launcher, and the app's standby (``app_name``),
+        SPARE_DELAY_SECS later."""
         loop = asyncio.get_running_loop()
         if self._spare_timer is not None:
             self._spare_timer.cancel()
         # On the loop (a fork and exec: milliseconds), so _close_spare cannot race it.
         self._spare_timer = loop.call_later(SPARE_DELAY_SECS, _ready_spare)
+        if app_name is not None and self.settings.standby:
+            timer = self._standby_timers.pop(app_name, None)
+            if timer is not None:
+                timer.cancel()
+            self._standby_timers[app_name] = loop.call_later(
+                SPARE_DELAY_SECS, lambda: self._track(self._ready_standby(app_name))
+            )
+
+    async def _ready_standby(self, app_name: str) -> None:
+        """Start the app's standby for its next release, unless one waits, nothing serves
+        or the serving release's start command could never run in one."""
+        self._standby_timers.pop(app_name, None)
+        async with self._lock(app_name):
+            serving = self._serving.get(app_name)
+            if serving is None or serving.release is None or not serving.processes:
+                return
+            release, folder = serving.release, serving.folder
+            if app_name in self._standbys or release.replicas < 1:
+                return
+            try:
+                if entry_of(release.start_command or start_script(folder)) is None:
+                    return
+                scratch = standby_scratch(self.apps_dir / app_name)
+                base = self._spec(release, folder, 0, scratch)
+                standby = await asyncio.to_thread(
+                    Standby.launch, app_name, base, folder, supervisor_argv(), supervisor_env()
+                )
+            except Exception as exc:  # no standby: the next release starts cold
+                log.warning("no standby for %s: %s", app_name, exc)
+                return
+            # Until its sandbox is made the standby's view names what is in the app's folder
+            # now: nothing there may go meanwhile (retiring a release takes this lock).
+            if not await standby.ready(STANDBY_READY_SECS):
+                await standby.end()
+                return
+            self._standbys[app_name] = standby
+        await asyncio.to_thread(standby.reap_launcher)
+
+    def _track(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
+        self._standby_tasks.add(task)
+        task.add_done_callback(self._standby_tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    def _end_later(self, standby: Standby | None) -> None:
+        if standby is not None and standby.launcher is not None:
+            self._track(standby.end())
+
+    async def _end_standbys(self, app_name: str | None = None) -> None:
+        """End the standbys (of one app, when given) and wait until they have."""
+        names = [app_name] if app_name is not None else list(self._standbys)
+        for name in names if app_name is not None else list(self._standby_timers):
+            timer = self._standby_timers.pop(name, None)
+            if timer is not None:
+                timer.cancel()
+        ending = [self._standbys.pop(name) for name in names if name in self._standbys]
+        await asyncio.gather(*(s.end() for s in ending), return_exceptions=True)
+        if app_name is None:
+            await asyncio.gather(*self._standby_tasks, return_exceptions=True)
+
+    def standby_settled(self) -> bool:
+        """No standby is about to be readied or ended (tests)."""
+        return not self._standby_timers and not self._standby_tasks
+
+    def standby_of(self, app_name: str) -> Standby | None:
+        """The app's standby, if one waits (tests and diagnostics)."""
+        return self._standbys.get(app_name)
 
     def _ready_spare_now(self) -> None:
         """A deploy begins: make sure a launcher is on its way. One readied after an earlier
@@ -232,38 +314,57 @@ class LocalRuntime(Runtime):
             deadline = time.monotonic() + self.settings.rollout_timeout_secs
             self._ready_spare_now()
             previous = self._serving.get(release.app_name)
+            standby = self._standbys.pop(release.app_name, None)
             if previous is not None and _in_place(previous, release):
+                if standby is not None and release.replicas > 0:
+                    self._standbys[release.app_name] = standby  # for the next release
+                else:
+                    self._end_later(standby)
                 return await self._rescale(release, previous, record, deadline)
-            folder = await prepare(
-                release,
-                self.apps_dir,
-                self.blobs,
-                record,
-                require_signature=self.settings.require_signature,
-                limits=self.settings.expansion,
-                cache=self.layer_cache,
-            )
-            kept = _survivors(previous, release)
-            processes = await self._start_instances(release, folder, record, deadline, kept)
-            self._serving[release.app_name] = _Serving(
-                release.deployment_id, processes, folder, release.owner
-            )
-            write_serving(self.apps_dir, release.app_name, release.deployment_id)
-            for process in processes:
-                if process not in kept.values():
-                    process.supervise(record)
-            if previous is not None and kept:
-                previous.processes = [p for p in previous.processes if p not in kept.values()]
-            endpoints = ", ".join(self._endpoint(p) for p in processes)
-            await record(
-                "healthy", f"answering on {endpoints}" if processes else "scaled to 0: none runs"
-            )
-            self._ready_spare_later()
-            same = previous is not None and previous.deployment_id == release.deployment_id
-            if previous is not None and (previous.processes or not same):
-                self._retire_later(release.app_name, previous, record)
-            endpoint = self._endpoint(processes[0]) if processes else None
-            return Observed(release.deployment_id, True, endpoint)
+            try:
+                return await self._roll_out(release, previous, record, deadline, standby)
+            finally:
+                self._end_later(standby)  # (nothing to end when the release took it)
+
+    async def _roll_out(
+        self,
+        release: Release,
+        previous: _Serving | None,
+        record: EventSink,
+        deadline: float,
+        standby: Standby | None,
+    ) -> Observed:
+        """A new release (or one whose processes were lost) replaces what serves."""
+        folder = await prepare(
+            release,
+            self.apps_dir,
+            self.blobs,
+            record,
+            require_signature=self.settings.require_signature,
+            limits=self.settings.expansion,
+            cache=self.layer_cache,
+        )
+        kept = _survivors(previous, release)
+        processes = await self._start_instances(release, folder, record, deadline, kept, standby)
+        self._serving[release.app_name] = _Serving(
+            release.deployment_id, processes, folder, release.owner, release=release
+        )
+        write_serving(self.apps_dir, release.app_name, release.deployment_id)
+        for process in processes:
+            if process not in kept.values():
+                process.supervise(record)
+        if previous is not None and kept:
+            previous.processes = [p for p in previous.processes if p not in kept.values()]
+        endpoints = ", ".join(self._endpoint(p) for p in processes)
+        await record(
+            "healthy", f"answering on {endpoints}" if processes else "scaled to 0: none runs"
+        )
+        self._ready_spare_later(release.app_name)
+        same = previous is not None and previous.deployment_id == release.deployment_id
+        if previous is not None and (previous.processes or not same):
+            self._retire_later(release.app_name, previous, record)
+        endpoint = self._endpoint(processes[0]) if processes else None
+        return Observed(release.deployment_id, True, endpoint)
 
     async def _start_instances(
         self,
@@ -272,23 +373,26 @@ class LocalRuntime(Runtime):
         record: EventSink,
         deadline: float,
         kept: dict[int, AppProcess],
+        standby: Standby | None = None,
     ) -> list[AppProcess]:
         """The release's processes, started one at a time, each health-gated (those in
-        ``kept`` run already); on a failure (or cancellation) those started here are stopped
-        again."""
+        ``kept`` run already; the first in ``standby`` when it fits); on a failure (or
+        cancellation) those started here are stopped again."""
         command = release.start_command or start_script(folder)
         started: list[AppProcess] = []
         try:
             for index in range(release.replicas):
                 if index in kept:
                     continue
-                process = self._new_process(release, folder, index)
+                process, how = await self._in_standby(release, folder, index, command, standby)
                 which = f" (instance {index + 1} of {release.replicas})"
                 await record(
                     "starting",
-                    f"{command} on port {process.port}" + (which if release.replicas > 1 else ""),
+                    f"{command} on port {process.port}"
+                    + (which if release.replicas > 1 else "")
+                    + how,
                 )
-                await self._start_healthy(process, deadline)
+                await self._start_healthy(process, deadline, spawned=bool(how.startswith(",")))
                 started.append(process)
         except BaseException:
             await asyncio.gather(*(p.stop(self.stop_grace_secs) for p in started))
@@ -311,7 +415,12 @@ class LocalRuntime(Runtime):
         generation = replace(release, deployment_id=previous.runs)
         processes = await self._start_instances(generation, previous.folder, record, deadline, kept)
         self._serving[release.app_name] = _Serving(
-            release.deployment_id, processes, previous.folder, release.owner, previous.runs
+            release.deployment_id,
+            processes,
+            previous.folder,
+            release.owner,
+            previous.runs,
+            release=generation if previous.release is not None else None,
         )
         write_serving(self.apps_dir, release.app_name, release.deployment_id, previous.runs)
         for process in processes:
@@ -345,12 +454,43 @@ class LocalRuntime(Runtime):
                 "AETHER_SANDBOX_ALLOW_SHARED=1 to accept that apps can read each other's data"
             )
 
-    def _new_process(self, release: Release, folder: Path, instance: int = 0) -> AppProcess:
+    async def _in_standby(
+        self,
+        release: Release,
+        folder: Path,
+        index: int,
+        command: str,
+        standby: Standby | None,
+    ) -> tuple[AppProcess, str]:
+        """The process of instance ``index``, handed to the standby when it fits (then
+        running already) and how it started, for the event ('' when it is still to start)."""
+        if standby is None or index != 0:
+            return self._new_process(release, folder, index), ""
+        process = self._new_process(release, folder, index, Path(standby.scratch))
+        assert process.spec is not None
+        entry = entry_of(command)
+        why = standby.misfit(process.spec, folder, entry)
+        if why is None and entry is not None:
+            why = await process.spawn_in(standby, entry)
+        if why is None:
+            return process, ", started in a waiting Node.js process"
+        self._end_later(standby)
+        return self._new_process(release, folder, index), f" (cold start: {why})"
+
+    def _new_process(
+        self, release: Release, folder: Path, instance: int = 0, scratch: Path | None = None
+    ) -> AppProcess:
+        spec = self._spec(release, folder, instance, scratch)
+        return AppProcess(spec, Path(spec.record_path), spec.port, release.health_path)
+
+    def _spec(
+        self, release: Release, folder: Path, instance: int = 0, scratch: Path | None = None
+    ) -> Spec:
         node_dir = node_folder(
             release.node_major, self.settings.node_binaries, self.confinement.base_env
         )
         try:
-            spec = self.confinement.spec(
+            return self.confinement.spec(
                 release,
                 folder,
                 command=release.start_command or start_script(folder),
@@ -358,15 +498,19 @@ class LocalRuntime(Runtime):
                 grace_secs=self.stop_grace_secs,
                 node_dir=node_dir,
                 instance=instance,
+                scratch=scratch,
             )
         except (OSError, ValueError, OverflowError) as exc:
             raise Fatal(f"cannot prepare the app's sandbox: {exc}") from exc
-        return AppProcess(spec, Path(spec.record_path), spec.port, release.health_path)
 
-    async def _start_healthy(self, process: AppProcess, deadline: float) -> None:
-        """Spawn and wait for health; on any failure (or cancellation) stop it again."""
+    async def _start_healthy(
+        self, process: AppProcess, deadline: float, *, spawned: bool = False
+    ) -> None:
+        """Spawn (unless a standby runs it already) and wait for health; on any failure (or
+        cancellation) stop it again."""
         try:
-            await process.spawn()
+            if not spawned:
+                await process.spawn()
             await process.wait_healthy(deadline)
             await self._check_reachable(process)
         except BaseException:
@@ -475,6 +619,7 @@ class LocalRuntime(Runtime):
         self.adopted.discard(app_name)
         await self._wait_retired(app_name)  # before the lock: retiring takes it to clean up
         async with self._lock(app_name):
+            await self._end_standbys(app_name)
             serving = self._serving.pop(app_name, None)
             if serving is not None:
                 await _stop_all(serving.processes, self.stop_grace_secs)
@@ -486,6 +631,7 @@ class LocalRuntime(Runtime):
         """Stop this worker's processes of an app another worker took over (its folder,
         which that worker may share, stays)."""
         async with self._lock(app_name):
+            await self._end_standbys(app_name)
             serving = self._serving.pop(app_name, None)
             if serving is not None:
                 await _stop_all(serving.processes, self.stop_grace_secs)
@@ -573,6 +719,7 @@ class LocalRuntime(Runtime):
         await asyncio.gather(
             *(p.detach() for s in serving for p in s.processes),
             self._wait_retired(),
+            self._end_standbys(),  # standbys are no apps: they end with the worker
             return_exceptions=True,
         )
         await self._close_spare()
@@ -589,6 +736,7 @@ class LocalRuntime(Runtime):
         await asyncio.gather(
             *(p.stop(self.stop_grace_secs) for s in serving for p in s.processes),
             self._wait_retired(),
+            self._end_standbys(),
         )
         await self._stop_recorded()
         await self._close_spare()

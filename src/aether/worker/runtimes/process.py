@@ -27,12 +27,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aether
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.health import http_status, is_healthy
 from aether.worker.runtimes.logfiles import recent_lines
 from aether.worker.runtimes.supervision import RunRecord, Spec, read_record, supervisor_alive
+
+if TYPE_CHECKING:
+    from aether.worker.runtimes.standby import Standby
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +184,33 @@ class AppProcess:
 
     async def spawn(self) -> None:
         """Start the supervisor and wait until it has written its run record."""
+        await self._clear_record()
+        shim_log = self.record_path.with_suffix(".supervisor.log")
+        assert self.spec is not None
+        spec = self.spec.to_json().encode()
+        launcher = take_launcher()
+        if not _hand_over(launcher, spec):  # a spare that died meanwhile: start one now
+            _discard(launcher)
+            launcher = _launch()
+            _hand_over(launcher, spec)  # (when it fails too, _await_record says why)
+        await self._await_record(launcher, shim_log)
+
+    async def spawn_in(self, standby: Standby, entry: list[str]) -> str | None:
+        """Hand the release to a standby instead of starting it: None once the standby's
+        supervisor runs it (its run record is written), else why not (nothing runs)."""
+        await self._clear_record()
+        assert self.spec is not None
+        why = await standby.activate(self.spec, entry)
+        if why is not None:
+            return why
+        record = read_record(self.record_path)
+        if record is None or record.launch_id != self.spec.launch_id:
+            return "the standby wrote no run record"  # (its supervisor stops without one)
+        self.record = record
+        return None
+
+    async def _clear_record(self) -> None:
+        """Make way for this start: a new launch id, and no supervisor left on the record."""
         assert self.spec is not None
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
         stray = read_record(self.record_path)
@@ -188,15 +219,7 @@ class AppProcess:
             # record names one supervisor, so stop it rather than lose track of it.
             await AppProcess.adopt(self.record_path, stray).stop(self.spec.grace_secs)
         self.record_path.unlink(missing_ok=True)
-        shim_log = self.record_path.with_suffix(".supervisor.log")
         self.spec = dataclasses.replace(self.spec, launch_id=uuid.uuid4().hex)
-        spec = self.spec.to_json().encode()
-        launcher = take_launcher()
-        if not _hand_over(launcher, spec):  # a spare that died meanwhile: start one now
-            _discard(launcher)
-            launcher = _launch()
-            _hand_over(launcher, spec)  # (when it fails too, _await_record says why)
-        await self._await_record(launcher, shim_log)
 
     async def _await_record(self, launcher: subprocess.Popen[bytes], shim_log: Path) -> None:
         """Reap the launcher (it forks the supervisor and exits) and wait for the record."""

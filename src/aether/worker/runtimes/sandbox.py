@@ -26,12 +26,14 @@ from pathlib import Path
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 PROBE_TIMEOUT_SECS = 10.0
 TMPFS_BYTES = 64 * 1024 * 1024  # /tmp is memory: bounded; TMPDIR points at the scratch disk
+EMPTY_BYTES = 64 * 1024  # an ``empty`` bind holds only the mount points of binds inside it
 
 
 @dataclass(frozen=True)
 class Bind:
-    """One path of the app's view: ``mode`` is ``ro``, ``rw`` or ``symlink`` (then ``source``
-    is the link's target). ``dest`` defaults to the host path."""
+    """One path of the app's view: ``mode`` is ``ro``, ``rw``, ``symlink`` (then ``source``
+    is the link's target) or ``empty`` (an empty read-only folder hides the host's: a
+    standby's view of its app's folder). ``dest`` defaults to the host path."""
 
     source: str
     mode: str = "ro"
@@ -124,9 +126,14 @@ def bwrap_argv(
     for bind, fd in binds:
         if bind.mode == "symlink":
             argv += ["--symlink", bind.source, bind.target]
+        elif bind.mode == "empty":  # read-only once the binds inside it are in place
+            argv += ["--perms", "0755", "--size", str(EMPTY_BYTES), "--tmpfs", bind.target]
         else:
             flag = "--bind-fd" if bind.mode == "rw" else "--ro-bind-fd"
             argv += [flag, str(fd), bind.target]
+    for bind, _ in binds:
+        if bind.mode == "empty":
+            argv += ["--remount-ro", bind.target]
     return [*argv, "--chdir", cwd, "--", *command]
 
 
@@ -157,7 +164,9 @@ def open_binds(binds: list[Bind]) -> list[tuple[Bind, int | None]]:
     opened: list[tuple[Bind, int | None]] = []
     try:
         for bind in binds:
-            fd = None if bind.mode == "symlink" else os.open(bind.source, os.O_PATH | os.O_CLOEXEC)
+            fd = None
+            if bind.mode not in ("symlink", "empty"):
+                fd = os.open(bind.source, os.O_PATH | os.O_CLOEXEC)
             opened.append((bind, fd))
     except OSError:
         close_binds(opened)

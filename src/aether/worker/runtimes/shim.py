@@ -21,7 +21,9 @@ the modules next to it are imported: it starts in a few tens of milliseconds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import json
 import os
 import resource
 import selectors
@@ -33,9 +35,11 @@ import sys
 import time
 from pathlib import Path
 
+from aether.worker.runtimes import warmnode
 from aether.worker.runtimes.logfiles import LogWriter
 from aether.worker.runtimes.sandbox import Bind, bwrap_argv, close_binds, open_binds
 from aether.worker.runtimes.supervision import (
+    Limits,
     RunRecord,
     Spec,
     boot_id,
@@ -62,8 +66,9 @@ GATHER_BELOW_BYTES = 32 * 1024
 
 
 class Supervisor:
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, running: subprocess.Popen[bytes] | None = None) -> None:
         self.spec = spec
+        self._running = running  # the app already started (in a standby): its first run
         self.record_path = Path(spec.record_path)
         self.record = RunRecord(
             app_name=spec.app_name,
@@ -133,7 +138,7 @@ class Supervisor:
         """Start the app and pump its output until it exits; its exit code (None: stopped
         before it could start)."""
         try:
-            proc = self._spawn()
+            proc, self._running = self._running or self._spawn(), None
         except OSError as exc:
             self._line("stderr", f"aether: cannot start the app: {exc}".encode())
             return 127
@@ -153,54 +158,8 @@ class Supervisor:
 
     # --- starting -----------------------------------------------------------------------
     def _spawn(self) -> subprocess.Popen[bytes]:
-        self._fresh_scratch()
-        spec = self.spec
-        opened = open_binds([Bind(**b) for b in spec.binds]) if spec.bwrap else []
-        try:
-            argv = spec.command
-            if spec.bwrap:
-                argv = bwrap_argv(
-                    spec.bwrap,
-                    opened,
-                    cwd=spec.cwd,
-                    command=spec.command,
-                    privileged=spec.uid is not None,
-                )
-            return subprocess.Popen(
-                argv,
-                cwd=spec.cwd,
-                env=spec.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                pass_fds=[fd for _, fd in opened if fd is not None],
-                preexec_fn=self._confine,
-            )
-        finally:
-            close_binds(opened)
-
-    def _confine(self) -> None:
-        """In the child, before exec: limits and priority (the app's uid, when it has one, is
-        taken inside the sandbox by ``setpriv``)."""
-        limits = self.spec.limits
-        for kind, value in (
-            (resource.RLIMIT_DATA, limits.memory_bytes),
-            (resource.RLIMIT_NPROC, limits.max_processes),
-            (resource.RLIMIT_NOFILE, limits.max_open_files),
-            (resource.RLIMIT_CORE, 0),
-        ):
-            if value or kind == resource.RLIMIT_CORE:
-                resource.setrlimit(kind, (value, value))
-        os.setpriority(os.PRIO_PROCESS, 0, limits.nice)
-
-    def _fresh_scratch(self) -> None:
-        scratch = Path(self.spec.scratch)
-        shutil.rmtree(scratch, ignore_errors=True)
-        for sub in (scratch, scratch / "home", scratch / "tmp"):
-            sub.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if self.spec.uid is not None:
-                os.chown(sub, self.spec.uid, self.spec.uid)
+        fresh_scratch(self.spec)
+        return start_app(self.spec)
 
     # --- running ------------------------------------------------------------------------
     def _pump(self, proc: subprocess.Popen[bytes]) -> int:
@@ -324,11 +283,68 @@ class Supervisor:
             self.record.write(self.record_path)
 
 
+# --- starting an app (also a standby's Node.js) ------------------------------------------
+def start_app(spec: Spec, extra_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    """Start ``spec.command`` in its sandbox with its limits; ``extra_fds`` stay open in it."""
+    opened = open_binds([Bind(**b) for b in spec.binds]) if spec.bwrap else []
+    try:
+        argv = spec.command
+        if spec.bwrap:
+            argv = bwrap_argv(
+                spec.bwrap,
+                opened,
+                cwd=spec.cwd,
+                command=spec.command,
+                privileged=spec.uid is not None,
+            )
+        return subprocess.Popen(
+            argv,
+            cwd=spec.cwd,
+            env=spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            pass_fds=[*(fd for _, fd in opened if fd is not None), *extra_fds],
+            preexec_fn=lambda: _confine(spec.limits),
+        )
+    finally:
+        close_binds(opened)
+
+
+def _confine(limits: Limits) -> None:
+    """In the child, before exec: limits and priority (the app's uid, when it has one, is
+    taken inside the sandbox by ``setpriv``)."""
+    for kind, value in (
+        (resource.RLIMIT_DATA, limits.memory_bytes),
+        (resource.RLIMIT_NPROC, limits.max_processes),
+        (resource.RLIMIT_NOFILE, limits.max_open_files),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        if value or kind == resource.RLIMIT_CORE:
+            resource.setrlimit(kind, (value, value))
+    os.setpriority(os.PRIO_PROCESS, 0, limits.nice)
+
+
+def fresh_scratch(spec: Spec) -> None:
+    """Wipe and make again the app's scratch folder (its HOME and TMPDIR)."""
+    scratch = Path(spec.scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
+    for sub in (scratch, scratch / "home", scratch / "tmp"):
+        sub.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if spec.uid is not None:
+            os.chown(sub, spec.uid, spec.uid)
+
+
 def main() -> int:
-    text = sys.stdin.read()  # a launcher may wait here, started before it was needed
+    # A launcher may wait here, started before it was needed. One line: the spec (then EOF),
+    # or a standby's spec followed, later, by its activation.
+    text, rest = _first_line(0)
     if not text:
         return 0  # the worker no longer needs this launcher
     spec = Spec.from_json(text)
+    if spec.standby:
+        return _standby(spec, rest)
     _output_to(Path(spec.record_path).with_suffix(".supervisor.log"))
     # Daemonise: the worker reaps this process at once and the supervisor lives on as an
     # orphan (adopted by init or a subreaper), never a child the worker must wait for.
@@ -337,6 +353,78 @@ def main() -> int:
     supervisor = Supervisor(spec)
     supervisor.install_signals()
     return supervisor.run()
+
+
+def _first_line(fd: int) -> tuple[str, bytes]:
+    """The first line on ``fd`` (or all of it, up to EOF) and what came after it."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    line, _, rest = data.partition(b"\n")
+    return line.decode(), rest
+
+
+def _standby(spec: Spec, rest: bytes) -> int:
+    """Start Node.js waiting in the app's sandbox, tell the worker (``ready``) and wait for
+    the activation: then become that release's supervisor (``taken``), or end (``declined
+    …``). The worker closing stdin ends the standby, and so does Node.js ending."""
+    answers = os.dup(1)  # the worker reads the answers here; the rest goes to the log
+    _output_to(Path(spec.record_path))
+    if os.fork():
+        os._exit(0)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    fresh_scratch(spec)
+    ours, theirs = socket.socketpair()
+    bootstrap = warmnode.write_bootstrap(Path(spec.scratch), theirs.fileno(), spec.uid)
+    command = [*spec.command, str(bootstrap)]
+    proc = start_app(dataclasses.replace(spec, command=command), (theirs.fileno(),))
+    theirs.close()
+    deadline = time.monotonic() + warmnode.READY_SECS
+    if warmnode.read_line(ours, deadline) != "ready":
+        return _end_standby(proc, spec, "Node.js did not start")
+    _answer(answers, "ready")
+    line = warmnode.wait_for_activation(0, rest, lambda: not stopping and proc.poll() is None)
+    if not line:
+        return _end_standby(proc, spec, "")
+    request = json.loads(line)
+    target = Spec.from_dict(request["spec"])
+    failure = warmnode.hand_over(
+        ours, warmnode.activation(target.env, target.cwd, request["entry"])
+    )
+    if failure:
+        _answer(answers, f"declined {failure}")
+        return _end_standby(proc, spec, failure)
+    ours.close()
+    _output_to(Path(target.record_path).with_suffix(".supervisor.log"))
+    Path(spec.record_path).unlink(missing_ok=True)
+    supervisor = Supervisor(target, running=proc)
+    supervisor.install_signals()
+    supervisor._save("starting")  # before the answer: the worker looks for it next
+    _answer(answers, "taken")
+    os.close(answers)
+    return supervisor.run()
+
+
+def _answer(fd: int, text: str) -> None:
+    with contextlib.suppress(OSError):  # a worker that went no longer listens
+        os.write(fd, text.encode() + b"\n")
+
+
+def _end_standby(proc: subprocess.Popen[bytes], spec: Spec, why: str) -> int:
+    """End the waiting Node.js (its whole sandbox) and the standby with it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if why:
+        print(f"aether: standby ended: {why}", file=sys.stderr)
+    shutil.rmtree(spec.scratch, ignore_errors=True)
+    if not why:
+        Path(spec.record_path).unlink(missing_ok=True)
+    return 0
 
 
 def _output_to(path: Path) -> None:

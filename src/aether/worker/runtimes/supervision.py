@@ -52,15 +52,20 @@ class Spec:
     launch_id: str = ""  # names this start: the worker finds the record it caused
     instance: int = 0  # which of the release's processes (0 … replicas - 1)
     instances: int = 1  # how many the release runs (its log lines name the process if > 1)
+    # a standby (:mod:`aether.worker.runtimes.warmnode`): ``command`` starts Node.js, which
+    # waits for the release; ``record_path`` names the standby's own log
+    standby: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> Spec:
-        data = json.loads(text)
-        data["limits"] = Limits(**data["limits"])
-        return cls(**data)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Spec:
+        return cls(**{**data, "limits": Limits(**data["limits"])})
 
 
 @dataclass

@@ -1,0 +1,134 @@
+"""A Node.js process that has started and waits for the release it will run (a standby).
+
+The supervisor of a standby (:mod:`aether.worker.runtimes.shim`) starts ``node <bootstrap>``
+in the app's sandbox, as the app's uid, with the app's environment minus the values of one
+deployment (:mod:`aether.worker.runtimes.standby` decides which). The bootstrap deletes its
+own file, says ``ready`` on a socket (the only descriptor it gets beyond the standard ones)
+and blocks reading it. On activation it receives the release's environment, folder and entry
+file, makes ``process.env``, the working directory and ``process.argv`` exactly those of a
+cold start of ``node <file> [args]``, acknowledges, closes the socket and runs the entry
+through ``require('module').runMain()`` — the function ``node <file>`` itself ends in, so
+``require.main``, ES modules and ``process.execArgv`` (empty: ``child_process.fork``
+children start as usual) are what they would be. Standard library only: the supervisor
+imports this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BOOTSTRAP_NAME = ".aether-standby.js"
+READY_SECS = 30.0  # for Node.js to start (a loaded host; the standby is off the deploy path)
+ACK_SECS = 10.0  # a blocked Node.js answers in milliseconds; a loaded host may take longer
+
+# The bootstrap: plain CommonJS, no module of the app is loaded before the activation.
+BOOTSTRAP = r"""'use strict';
+const FD = __FD__;
+const fs = require('fs');
+try { fs.unlinkSync(__filename); } catch {}
+delete require.cache[__filename];
+fs.writeSync(FD, 'ready\n');
+const chunks = [];
+const buffer = Buffer.alloc(65536);
+for (;;) {
+  const n = fs.readSync(FD, buffer, 0, buffer.length, null);
+  if (n === 0) process.exit(0);  // the supervisor went: nothing to run
+  chunks.push(Buffer.from(buffer.subarray(0, n)));
+  if (buffer[n - 1] === 10) break;
+}
+const message = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+for (const name of Object.keys(process.env)) delete process.env[name];
+Object.assign(process.env, message.env);
+process.chdir(message.cwd);
+process.argv = [process.execPath, require('path').resolve(message.cwd, message.main),
+  ...message.args];
+fs.writeSync(FD, 'ok\n');
+fs.closeSync(FD);
+setImmediate(require('module').runMain);  // (no frame of this file in the app's stacks)
+"""
+
+
+def write_bootstrap(scratch: Path, fd: int, uid: int | None) -> Path:
+    """The bootstrap in the standby's scratch folder (the app's uid owns it, so the
+    bootstrap can delete it once Node.js has read it)."""
+    path = scratch / BOOTSTRAP_NAME
+    path.write_text(BOOTSTRAP.replace("__FD__", str(fd)), encoding="utf-8")
+    if uid is not None:
+        os.chown(path, uid, uid)
+    return path
+
+
+def activation(env: dict[str, str], cwd: str, entry: list[str]) -> bytes:
+    """What the bootstrap reads: one line of JSON. The environment is the one Node.js gets
+    from ``sh -c 'exec node …'`` in a cold start: ``sh`` sets ``PWD``."""
+    main, *args = entry
+    env = {**env, "PWD": cwd}
+    return json.dumps({"env": env, "cwd": cwd, "main": main, "args": args}).encode() + b"\n"
+
+
+def read_line(sock: socket.socket, deadline: float) -> str:
+    """One line from the bootstrap ('' when it closed the socket or the deadline passed)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return ""
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(64)
+        except OSError:
+            return ""
+        if not chunk:
+            return ""
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def hand_over(sock: socket.socket, message: bytes) -> str | None:
+    """Send the activation and wait for the bootstrap's acknowledgement; the failure, or
+    None. The message is written from a thread: it may exceed the socket's buffer while the
+    app's output pipes are not read yet."""
+    failed: list[str] = []
+
+    def send() -> None:
+        try:
+            sock.sendall(message)
+        except OSError as exc:
+            failed.append(str(exc))
+
+    sock.settimeout(ACK_SECS)
+    writer = threading.Thread(target=send, daemon=True)
+    writer.start()
+    answer = read_line(sock, time.monotonic() + ACK_SECS)
+    writer.join(ACK_SECS)
+    if answer == "ok":
+        return None
+    return failed[0] if failed else f"the waiting Node.js process answered {answer or 'nothing'}"
+
+
+def wait_for_activation(stdin_fd: int, data: bytes, alive: Callable[[], bool]) -> str:
+    """Block until the worker sends the activation line on ``stdin_fd`` (``data``: what was
+    read of it already); '' when it closed the pipe (the standby is not needed) or
+    ``alive()`` turned false (Node.js ended, or the supervisor was told to stop)."""
+    selector = selectors.DefaultSelector()
+    selector.register(stdin_fd, selectors.EVENT_READ)
+    try:
+        while alive():
+            if data.endswith(b"\n"):
+                return data.decode()
+            if not selector.select(0.2):
+                continue
+            chunk = os.read(stdin_fd, 1 << 16)
+            if not chunk:
+                return ""
+            data += chunk
+        return ""
+    finally:
+        selector.close()

@@ -1,0 +1,239 @@
+"""Standbys of the local runtime against real Node.js apps: a code-only redeploy starts in the
+Node.js process that waited in the app's sandbox, and the app sees what a cold start sees;
+anything that does not fit starts cold; standbys end with their app and with the worker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from worker_support import (
+    FIXTURES,
+    Recorder,
+    eventually,
+    extracted_release,
+    get_json,
+    worker_settings,
+)
+
+from aether.worker.outcomes import Fatal
+from aether.worker.runtimes.base import Release
+from aether.worker.runtimes.local import LocalRuntime
+from aether.worker.runtimes.warmnode import BOOTSTRAP_NAME
+
+PROBE_APP = FIXTURES / "probe-app"
+WARM = "started in a waiting Node.js process"
+# What differs between two deployments of one configuration (PATH: its node_modules/.bin).
+PER_DEPLOYMENT = {"PORT", "AETHER_DEPLOYMENT_ID", "AETHER_DIGEST", "HOME", "TMPDIR", "PATH", "PWD"}
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[LocalRuntime]:
+    secret = tmp_path / "data" / "secret.key"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("the data dir's secret")
+    rt = LocalRuntime(worker_settings(tmp_path / "data"), stop_grace_secs=3.0)
+    try:
+        yield rt
+    finally:
+        await rt.stop_apps()
+        await rt.stop()
+
+
+def probe(runtime: LocalRuntime, app: str = "probe", **fields: Any) -> Release:
+    secret = str(runtime.settings.data_dir / "secret.key")
+    env = {"PROBE_SECRET": secret, **fields.pop("env", {})}
+    return extracted_release(
+        runtime.settings.data_dir, app, source=fields.pop("source", PROBE_APP), env=env, **fields
+    )
+
+
+async def deploy(runtime: LocalRuntime, release: Release) -> tuple[str, Any]:
+    """Deploy; the ``starting`` event and what the app says it sees."""
+    record = Recorder()
+    observed = await runtime.deploy(release, record)
+    assert observed.endpoint is not None
+    status, seen = await get_json(observed.endpoint)
+    assert status == 200, seen
+    return dict(record.events)["starting"], seen
+
+
+async def standby_waits(runtime: LocalRuntime, app: str = "probe") -> None:
+    """Until the app's standby waits (it is registered once its Node.js said so)."""
+    await eventually(lambda: runtime.standby_of(app), what="a standby")
+
+
+def standby_processes(app_dir: Path) -> list[int]:
+    """Node.js processes waiting in a standby of the app (by their bootstrap's path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(BOOTSTRAP_NAME.encode() in arg and str(app_dir).encode() in arg for arg in argv):
+            found.append(int(entry.name))
+    return found
+
+
+def same_configuration(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in PER_DEPLOYMENT}
+
+
+async def test_a_code_only_redeploy_starts_in_the_standby_and_sees_what_a_cold_start_sees(
+    runtime: LocalRuntime,
+) -> None:
+    first = probe(runtime)
+    started, cold = await deploy(runtime, first)
+    assert WARM not in started
+    await standby_waits(runtime)
+    second = probe(runtime)
+    started, warm = await deploy(runtime, second)
+    assert WARM in started, started
+    folder = runtime.apps_dir / "probe" / second.deployment_id
+    assert same_configuration(warm["env"]) == same_configuration(cold["env"])
+    env = warm["env"]
+    assert env["AETHER_DEPLOYMENT_ID"] == second.deployment_id
+    assert env["AETHER_DIGEST"] == second.digest
+    process = runtime.process_of("probe")
+    assert process is not None and env["PORT"] == str(process.port)
+    bin_dir = str(folder / "node_modules" / ".bin")
+    assert env["PATH"] == cold["env"]["PATH"].replace(
+        str(runtime.apps_dir / "probe" / first.deployment_id / "node_modules" / ".bin"), bin_dir
+    )
+    assert env["HOME"] != cold["env"]["HOME"] and warm["home"] == "writable"
+    assert Path(env["TMPDIR"]).parent == Path(env["HOME"]).parent
+    assert warm["argv"] == [cold["argv"][0], str(folder / "server.js")]
+    for key in ("argv0", "execArgv", "main", "uid", "gid", "stdin", "secret"):
+        assert warm[key] == cold[key], key
+    assert warm["cwd"] == env["PWD"] == str(folder)
+    assert warm["child"] == {"argv": ["child"], "execArgv": [], "cwd": str(folder)}
+    assert warm["main"] is True and warm["execArgv"] == []
+    if runtime.isolation.isolated:
+        assert warm["secret"].startswith("error:"), warm["secret"]
+        assert warm["uid"] != os.geteuid() or not runtime.isolation.uid_per_app
+        # Of its app's folder it sees its own release and scratch folder; what was there
+        # when the standby started (the previous release, logs, run records) is empty.
+        scratch = Path(env["HOME"]).parent
+        assert warm["appFolder"].pop("scratch") == [scratch.name]
+        assert first.deployment_id in warm["appFolder"]
+        assert all(listing == [] for listing in warm["appFolder"].values()), warm["appFolder"]
+        assert cold["appFolder"] == {"scratch": [first.deployment_id]}
+
+
+async def test_a_config_change_or_another_start_command_starts_cold(
+    runtime: LocalRuntime,
+) -> None:
+    await deploy(runtime, probe(runtime))
+    await standby_waits(runtime)
+    started, seen = await deploy(runtime, probe(runtime, env={"FEATURE": "on"}))
+    assert "cold start: the app's environment changed" in started, started
+    assert seen["env"]["FEATURE"] == "on"
+    await standby_waits(runtime)  # readied again for the new configuration
+    command = "node server.js && true"
+    started, _ = await deploy(runtime, probe(runtime, env={"FEATURE": "on"}, start_command=command))
+    assert "cold start: the start command is not a plain `node <file>`" in started, started
+    # That release's own command could never run in a standby: none is readied for it.
+    await eventually(runtime.standby_settled)
+    assert runtime.standby_of("probe") is None
+
+
+async def test_an_app_whose_top_level_throws_fails_its_deploy_with_its_output(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    await deploy(runtime, probe(runtime))
+    await standby_waits(runtime)
+    broken = tmp_path / "broken"
+    shutil.copytree(PROBE_APP, broken)
+    (broken / "server.js").write_text('console.log("about to fail");\nthrow new Error("boom");\n')
+    record = Recorder()
+    with pytest.raises(Fatal) as failure:
+        await runtime.deploy(probe(runtime, source=broken), record)
+    assert WARM in dict(record.events)["starting"]
+    message = failure.value.message
+    assert "exited with code 1" in message and "Error: boom" in message, message
+    assert BOOTSTRAP_NAME not in message  # the app's stack, as in a cold start
+    observed = await runtime.observe("probe")  # the previous release serves on
+    assert observed is not None and observed.healthy
+
+
+async def test_an_es_module_app_starts_in_the_standby(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    esm = tmp_path / "esm"
+    esm.mkdir()
+    (esm / "package.json").write_text('{"type": "module", "scripts": {"start": "node server.js"}}')
+    (esm / "server.js").write_text(
+        'import http from "node:http";\n'
+        "const body = JSON.stringify({ url: import.meta.url, argv: process.argv });\n"
+        "http.createServer((req, res) => res.end(body)).listen(Number(process.env.PORT));\n"
+    )
+    record = Recorder()
+    await runtime.deploy(extracted_release(runtime.settings.data_dir, "esm", source=esm), record)
+    await standby_waits(runtime, "esm")
+    release = extracted_release(runtime.settings.data_dir, "esm", source=esm)
+    record = Recorder()
+    observed = await runtime.deploy(release, record)
+    assert WARM in dict(record.events)["starting"]
+    _, seen = await get_json(observed.endpoint or "")
+    main = runtime.apps_dir / "esm" / release.deployment_id / "server.js"
+    assert seen["url"] == main.as_uri() and seen["argv"][1] == str(main)
+
+
+async def test_a_crash_after_the_gate_restarts_cold(runtime: LocalRuntime) -> None:
+    await runtime.deploy(extracted_release(runtime.settings.data_dir, "plain"), Recorder())
+    await standby_waits(runtime, "plain")
+    record = Recorder()
+    observed = await runtime.deploy(extracted_release(runtime.settings.data_dir, "plain"), record)
+    assert WARM in dict(record.events)["starting"]
+    process = runtime.process_of("plain")
+    assert process is not None and process.record is not None
+    first_pid = process.record.app_pid
+    await get_json((observed.endpoint or "") + "/crash")
+
+    async def restarted() -> bool:
+        status, _ = await get_json(observed.endpoint or "")
+        return "restarted" in record.phases() and status == 200
+
+    await eventually(restarted)
+    assert process.record.app_pid != first_pid
+    cmdline = Path(f"/proc/{process.record.app_pid}/cmdline").read_bytes()
+    assert BOOTSTRAP_NAME.encode() not in cmdline and b"exec node server.js" in cmdline
+
+
+async def test_the_standby_ends_when_its_app_is_removed_and_when_the_worker_stops(
+    runtime: LocalRuntime,
+) -> None:
+    await deploy(runtime, probe(runtime, "one"))
+    await deploy(runtime, probe(runtime, "two"))
+    await standby_waits(runtime, "one")
+    await standby_waits(runtime, "two")
+    for app in ("one", "two"):
+        assert standby_processes(runtime.apps_dir / app), app
+    await runtime.remove("one")
+    await eventually(lambda: not standby_processes(runtime.apps_dir / "one"), what="no standby")
+    serving = runtime.process_of("two")
+    await runtime.stop()
+    await eventually(lambda: not standby_processes(runtime.apps_dir / "two"), what="no standby")
+    assert serving is not None and serving.alive  # the app itself outlives the worker
+    scratch = runtime.apps_dir / "two" / "scratch"
+    assert not [p for p in scratch.iterdir() if p.name.startswith("standby-")]
+
+
+async def test_no_standby_when_turned_off(tmp_path: Path) -> None:
+    settings = worker_settings(tmp_path / "data", AETHER_APP_STANDBY="0")
+    runtime = LocalRuntime(settings, stop_grace_secs=3.0)
+    try:
+        await deploy(runtime, probe(runtime))
+        await eventually(runtime.standby_settled)
+        assert runtime.standby_of("probe") is None
+        assert not standby_processes(runtime.apps_dir / "probe")
+    finally:
+        await runtime.stop_apps()
+        await runtime.stop()
