@@ -61,5 +61,6 @@ setup(
     ext_modules=[
         extension("_batchread", blake3_sources(), blake3_macros()),
         extension("_scanfolder", [], []),
+        extension("_manifest", [], []),
     ],
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from aether.pack import manifest
 from aether.pack.manifest import build_manifest, write_manifest
 from aether.pack.packer import FileRecord, TreeContents
@@ -71,3 +73,44 @@ def test_files_rendered_ahead_are_written_as_they_would_be(tmp_path: Path) -> No
     manifest.render_ahead(empty)
     write_manifest(tmp_path / "empty.json", manifest_data(empty))
     assert json.loads((tmp_path / "empty.json").read_text(encoding="utf-8"))["files"] == []
+
+
+ODD_PATHS = [
+    "a.js",
+    'dir/"quoted" \\ back\\slash.js',
+    "tab\there, new\nline, cr\r, bell\x07, esc\x1b, del\x7f, nul\x00, bs\b, ff\f, us\x1f",
+    "élan/ünïcode/日本語/🎉.js",
+    "x" * 300,
+]
+
+
+def test_the_native_file_lines_are_the_python_ones() -> None:
+    native = pytest.importorskip("aether.pack._manifest")
+    records = [
+        FileRecord(path, size, mode, digest)
+        for path in ODD_PATHS
+        for size, mode, digest in [(0, 0o644, "ab" * 32), (2**40 + 3, 0o755, "cd" * 32)]
+    ] + [FileRecord("odd-mode", 7, 0o100711, "ef" * 32), FileRecord("bare", 1, 0o7, "")]
+    records += long_contents().files
+    expected = manifest.file_lines_python(records)
+    assert native.file_lines(records) == expected
+    for single in records[:3]:
+        assert native.file_lines([single]) == manifest.file_lines_python([single])
+    assert manifest.file_lines(records) == expected
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        ("a", 1, 0o644),  # too short
+        ("a", True, 0o644, "ab"),  # not plain ints
+        ("a", 1, 0o644, None),
+        ("bad \udcff surrogate", 1, 0o644, "ab"),
+        ("a", -1, 0o644, "ab"),
+    ],
+)
+def test_records_the_native_lines_do_not_expect_are_left_to_python(odd: tuple) -> None:
+    native = pytest.importorskip("aether.pack._manifest")
+    records = [FileRecord("a.js", 1, 0o644, "ab" * 32), tuple.__new__(FileRecord, odd)]
+    assert native.file_lines(records) is None
+    assert native.file_lines([]) is None

@@ -25,6 +25,17 @@ _MODE_TEXT = {mode: f"{mode:04o}" for mode in (0o644, 0o755)}
 _SLICE_ITEMS = 4096
 
 
+def _native() -> Callable[[list[FileRecord]], str | None] | None:
+    try:
+        from aether.pack._manifest import file_lines
+    except ImportError:  # not built (no compiler at install time): the Python code renders
+        return None
+    return file_lines
+
+
+_native_file_lines = _native()
+
+
 def build_manifest(
     contents: TreeContents,
     *,
@@ -63,7 +74,18 @@ def render_ahead(contents: TreeContents) -> None:
     """Render the manifest's lines for the files now (say, while the archive's compression
     ends), for ``build_manifest`` to use; the records must not change afterwards."""
     if contents.files:
-        contents.files_lines = "".join(_list_lines(contents.files))
+        contents.files_lines = file_lines(contents.files)
+
+
+def file_lines_python(records: list[FileRecord]) -> str:
+    """The lines of a non-empty file list (the reference ``_manifest.file_lines`` matches)."""
+    return "".join(_list_lines(records))
+
+
+def file_lines(records: list[FileRecord]) -> str:
+    """``file_lines_python``, natively (``_manifest``, built with the package) where it can."""
+    rendered = _native_file_lines(records) if _native_file_lines is not None else None
+    return rendered if rendered is not None else file_lines_python(records)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
+from operator import itemgetter
 from stat import S_ISREG
 from typing import NamedTuple, Protocol
 
@@ -40,6 +41,7 @@ class FileRecord(NamedTuple):
 
 # A FileRecord from a tuple, without the Python-level __new__ of a named tuple: once per file.
 new_file_record = partial(tuple.__new__, FileRecord)
+_SIZE = itemgetter(1)  # FileRecord.size, without a generator's frame per file
 
 
 @dataclass
@@ -137,7 +139,7 @@ def write_members(
 
 def finish_tree(sink: Sink, contents: TreeContents) -> None:
     """Write the end-of-archive marker and total the file sizes."""
-    contents.bytes_in = sum(record.size for record in contents.files)
+    contents.bytes_in = sum(map(_SIZE, contents.files))
     tail = tarcodec.end_of_archive(contents.tar_bytes)
     sink.write(tail)
     contents.tar_bytes += len(tail)
