@@ -5,8 +5,10 @@ anything that does not fit starts cold; standbys end with their app and with the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -246,6 +248,26 @@ async def test_the_standby_ends_when_its_app_is_removed_and_when_the_worker_stop
     assert serving is not None and serving.alive  # the app itself outlives the worker
     scratch = runtime.apps_dir / "two" / "scratch"
     assert not [p for p in scratch.iterdir() if p.name.startswith("standby-")]
+
+
+async def test_a_scale_keeps_the_standby_and_a_scale_to_zero_ends_it(
+    runtime: LocalRuntime,
+) -> None:
+    release = probe(runtime)
+    await deploy(runtime, release)
+    await standby_waits(runtime)
+    standby = runtime.standby_of("probe")
+    two = dataclasses.replace(
+        release, deployment_id=str(uuid.uuid4()), replicas=2, scales_from=release.deployment_id
+    )
+    await runtime.deploy(two, Recorder())
+    assert runtime.standby_of("probe") is standby and standby_processes(runtime.apps_dir / "probe")
+    none = dataclasses.replace(
+        release, deployment_id=str(uuid.uuid4()), replicas=0, scales_from=two.deployment_id
+    )
+    await runtime.deploy(none, Recorder())
+    assert runtime.standby_of("probe") is None
+    await eventually(lambda: not standby_processes(runtime.apps_dir / "probe"), what="its end")
 
 
 async def test_no_standby_when_turned_off(tmp_path: Path) -> None:
