@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,9 +69,30 @@ def whole_walk(root: Path) -> str:
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])
-def test_the_fingerprint_is_the_digest_of_one_walk(tmp_path: Path, threads: int) -> None:
+def test_the_fingerprint_is_the_digest_of_one_walk(
+    tmp_path: Path, threads: int, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     root = installed(tmp_path / "node_modules")
     assert fingerprint(root, threads) == whole_walk(root)
+    monkeypatch.setattr(treestamp, "SPLIT_AFTER_SECS", 0.0)  # the helpers join at once
+    assert fingerprint(root, threads) == whole_walk(root)
+
+
+def test_a_small_tree_is_walked_without_starting_a_thread(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Starting a thread costs more than walking a small app's node_modules."""
+    started: list[threading.Thread] = []
+
+    class Counted(threading.Thread):
+        def start(self) -> None:
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(treestamp, "threading", types.SimpleNamespace(Thread=Counted))
+    root = installed(tmp_path / "node_modules")
+    monkeypatch.setattr(treestamp, "SPLIT_AFTER_SECS", 60.0)
+    assert fingerprint(root, 2) == whole_walk(root) and started == []
+    monkeypatch.setattr(treestamp, "SPLIT_AFTER_SECS", 0.0)
+    assert fingerprint(root, 2) == whole_walk(root) and len(started) == 1
 
 
 def test_without_the_extension_the_fingerprint_is_the_same(

@@ -122,6 +122,31 @@ def test_an_sbom_changed_in_the_store_is_refused(registry_api) -> None:  # type:
     refused(deploy(up, digest), "digest_mismatch", "SBOM", "hashes to")
 
 
+def test_an_sbom_read_for_one_artifact_is_not_read_again_for_the_next(registry_api) -> None:  # type: ignore[no-untyped-def]
+    """A code-only redeploy's new artifact names the same SBOM: what was read and verified
+    for the first is remembered by its sha256, so the store is not read again (an object
+    changed in the store meanwhile does not reach this check); the policy still applies."""
+    api = registry_api(env={"AETHER_SBOM_DENY_LICENSES": "GPL-3.0"})
+    up = Uploader(api)
+    assert deploy(up, layered(up, sbom_bytes())).status_code == 201
+    stored = api.get(f"/artifacts/{hashlib.sha256(sbom_bytes()).hexdigest()}").json()
+    other = sbom_bytes({**SBOM, "components": []})
+
+    async def overwrite() -> None:
+        sha = hashlib.sha256(other).hexdigest()
+        await api.state.blobs.put_file(stored["storage_key"], io.BytesIO(other), sha256=sha)
+
+    api.client.portal.call(overwrite)
+    second = layered(up, sbom_bytes(), upload_sbom=False, held=True)
+    assert deploy(up, second).status_code == 201
+    denied_sbom = sbom_bytes(
+        {**SBOM, "components": [{"name": "x", "licenses": [{"license": {"id": "GPL-3.0"}}]}]}
+    )
+    refused(deploy(up, layered(up, denied_sbom)), "bad_request", "GPL-3.0")
+    again = layered(up, denied_sbom, upload_sbom=False, held=True)
+    refused(deploy(up, again), "bad_request", "GPL-3.0")  # remembered, and still refused
+
+
 def test_require_sbom_refuses_artifacts_without_one(registry_api) -> None:  # type: ignore[no-untyped-def]
     api = registry_api(env={"AETHER_REQUIRE_SBOM": "1"})
     up = Uploader(api)

@@ -18,6 +18,7 @@ from layered_support import make_project, pack, store
 from worker_support import Recorder
 
 from aether.blobs.local import LocalBlobStore
+from aether.pack import treeseal, treestamp
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.hostlock import try_lock
@@ -223,6 +224,27 @@ async def test_a_touched_but_intact_layer_is_resealed_not_fetched(host: Host) ->
     record = Recorder()
     await host.prepare(host.second, record)
     assert deps_fetches(record) == 0 and "node_modules reused" in record.events[-1][1]
+
+
+async def test_a_replaced_seal_is_read_again_not_remembered(host: Host) -> None:
+    """The seal's fingerprint is remembered only while its file stays the same: a seal
+    rewritten since is read again (here one forged to match a tampered tree, which the
+    fingerprint check then takes, as it would without the memory)."""
+    await host.prepare(host.first)
+    key = host.first.layers[0].digest
+    assert host.cache._intact(key)
+    tampered = host.cache.layer_path(key) / "left-pad" / "index.js"
+    tampered.write_text("module.exports = 'pwned';\n")
+    assert not host.cache._intact(key)
+    seal_file = host.cache.root / key / "seal.json"
+    seal = treeseal.read_seal(seal_file)
+    assert seal is not None
+    forged = treeseal.Seal(treestamp.fingerprint(host.cache.layer_path(key)), seal.entries)
+    treeseal.write_seal(seal_file, forged)  # the fingerprint now matches the tampered tree
+    assert host.cache._intact(key)  # read again: the check is the fingerprint's, as before
+    record = Recorder()
+    await host.prepare(host.second, record)
+    assert deps_fetches(record) == 0
 
 
 async def test_an_unfinished_layer_is_made_again_and_a_missing_one_reported(

@@ -4,8 +4,11 @@ anything that does not fit starts cold; standbys end with their app and with the
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -86,12 +89,32 @@ def same_configuration(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in PER_DEPLOYMENT}
 
 
+@pytest.fixture(params=["auto", "none"])
+async def any_sandbox(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[LocalRuntime]:
+    """A runtime with bubblewrap where this host has it, and one without a sandbox."""
+    secret = tmp_path / "data" / "secret.key"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("the data dir's secret")
+    settings = worker_settings(tmp_path / "data", AETHER_SANDBOX=request.param)
+    rt = LocalRuntime(settings, stop_grace_secs=3.0)
+    try:
+        yield rt
+    finally:
+        await rt.stop_apps()
+        await rt.stop()
+
+
 async def test_a_code_only_redeploy_starts_in_the_standby_and_sees_what_a_cold_start_sees(
-    runtime: LocalRuntime,
+    any_sandbox: LocalRuntime,
 ) -> None:
+    runtime = any_sandbox
     first = probe(runtime)
     started, cold = await deploy(runtime, first)
     assert WARM not in started
+    # A file in the app's folder when the standby starts (a download, say): hidden from it.
+    (runtime.apps_dir / "probe" / "note.txt").write_text("not for the app")
     await standby_waits(runtime)
     second = probe(runtime)
     started, warm = await deploy(runtime, second)
@@ -122,6 +145,7 @@ async def test_a_code_only_redeploy_starts_in_the_standby_and_sees_what_a_cold_s
         # when the standby started (the previous release, logs, run records) is empty.
         scratch = Path(env["HOME"]).parent
         assert warm["appFolder"].pop("scratch") == [scratch.name]
+        assert warm["appFolder"].pop("note.txt").startswith("error:")  # (no read access)
         assert first.deployment_id in warm["appFolder"]
         assert all(listing == [] for listing in warm["appFolder"].values()), warm["appFolder"]
         assert cold["appFolder"] == {"scratch": [first.deployment_id]}
@@ -226,6 +250,26 @@ async def test_the_standby_ends_when_its_app_is_removed_and_when_the_worker_stop
     assert not [p for p in scratch.iterdir() if p.name.startswith("standby-")]
 
 
+async def test_a_scale_keeps_the_standby_and_a_scale_to_zero_ends_it(
+    runtime: LocalRuntime,
+) -> None:
+    release = probe(runtime)
+    await deploy(runtime, release)
+    await standby_waits(runtime)
+    standby = runtime.standby_of("probe")
+    two = dataclasses.replace(
+        release, deployment_id=str(uuid.uuid4()), replicas=2, scales_from=release.deployment_id
+    )
+    await runtime.deploy(two, Recorder())
+    assert runtime.standby_of("probe") is standby and standby_processes(runtime.apps_dir / "probe")
+    none = dataclasses.replace(
+        release, deployment_id=str(uuid.uuid4()), replicas=0, scales_from=two.deployment_id
+    )
+    await runtime.deploy(none, Recorder())
+    assert runtime.standby_of("probe") is None
+    await eventually(lambda: not standby_processes(runtime.apps_dir / "probe"), what="its end")
+
+
 async def test_no_standby_when_turned_off(tmp_path: Path) -> None:
     settings = worker_settings(tmp_path / "data", AETHER_APP_STANDBY="0")
     runtime = LocalRuntime(settings, stop_grace_secs=3.0)
@@ -237,3 +281,53 @@ async def test_no_standby_when_turned_off(tmp_path: Path) -> None:
     finally:
         await runtime.stop_apps()
         await runtime.stop()
+
+
+WORKER_SCRIPT = """
+import asyncio, sys
+sys.path[:0] = [sys.argv[2], sys.argv[3]]
+from pathlib import Path
+from worker_support import Recorder, eventually, extracted_release, worker_settings
+from aether.worker.runtimes.local import LocalRuntime
+
+async def main():
+    runtime = LocalRuntime(worker_settings(Path(sys.argv[1])))
+    await runtime.deploy(extracted_release(runtime.settings.data_dir, "plain"), Recorder())
+    await eventually(lambda: runtime.standby_of("plain"), what="a standby")
+    print("waiting", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_the_standby_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the worker: its end of the standby's pipe closes, and the standby ends;
+    the app itself runs on for the next worker."""
+    import signal
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "data"
+    tests = Path(__file__).parent
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER_SCRIPT, str(data_dir), str(tests), str(tests.parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        assert await asyncio.to_thread(worker.stdout.readline) == "waiting\n"
+        app_dir = data_dir / "apps" / "plain"
+        assert standby_processes(app_dir)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        await eventually(lambda: not standby_processes(app_dir), what="the standby's end")
+    finally:
+        worker.kill()
+        worker.wait()
+        if worker.stdout is not None:
+            worker.stdout.close()
+        next_worker = LocalRuntime(worker_settings(data_dir), stop_grace_secs=3.0)
+        await next_worker.stop_apps()  # the app it adopts, then ends
+        await next_worker.stop()

@@ -9,8 +9,9 @@ CycloneDX JSON (:mod:`aether.pack.sbom_summary`), and no component may be on a d
 an artifact without one is refused: a layered artifact packed with ``--no-sbom``, one whose
 SBOM was never uploaded (an older client), and any single-archive (format 1) artifact, which
 carries none. Without it such artifacts deploy as before, unchecked. The SBOM and manifest
-are content-addressed, so what was checked for an artifact is remembered (the policy is
-applied again each time).
+are content-addressed, so what was checked for an artifact is remembered, and so is what
+was read of an SBOM by its sha256, which a code-only redeploy's new artifact names again (the
+policy is applied again each time).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from aether.blobs.storage_keys import MANIFEST_NAME
 from aether.errors import AetherError, BadRequest, DigestMismatch, NotFound
@@ -67,23 +69,40 @@ async def _summary(state: ServerState, artifact: Row) -> SbomSummary | None:
     stored = next((row for row in rows if row["name"] == SBOM), None)
     summary = None
     if manifest.sbom_sha256 is not None and stored is not None and stored["storage_key"]:
-        if int(stored["size_bytes"]) > MAX_SBOM_BYTES:
-            raise BadRequest(f"the SBOM of artifact {digest} is over {MAX_SBOM_BYTES} bytes")
-        raw = await _read(state, stored["storage_key"], "SBOM")
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != manifest.sbom_sha256:
-            raise DigestMismatch(
-                f"the SBOM stored for artifact {digest} hashes to {actual}, its manifest names"
-                f" {manifest.sbom_sha256}"
-            )
-        try:
-            summary = read_sbom(raw)
-        except AetherError as exc:
-            raise BadRequest(f"the SBOM of artifact {digest} is refused: {exc.message}") from exc
+        summary = await _read_summary(state, digest, manifest.sbom_sha256, stored)
+    _remember(checked, digest, summary)
+    return summary
+
+
+async def _read_summary(
+    state: ServerState, digest: str, sbom_sha256: str, stored: Row
+) -> SbomSummary:
+    """The SBOM the manifest names, read back and summarised; one already read by that
+    sha256 is not read again when the stored object is the one named (proven on upload)."""
+    checked, key = state.sboms_checked, f"sbom:{sbom_sha256}"
+    if stored["digest"] == sbom_sha256 and key in checked:
+        return checked[key]
+    if int(stored["size_bytes"]) > MAX_SBOM_BYTES:
+        raise BadRequest(f"the SBOM of artifact {digest} is over {MAX_SBOM_BYTES} bytes")
+    raw = await _read(state, stored["storage_key"], "SBOM")
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != sbom_sha256:
+        raise DigestMismatch(
+            f"the SBOM stored for artifact {digest} hashes to {actual}, its manifest names"
+            f" {sbom_sha256}"
+        )
+    try:
+        summary = read_sbom(raw)
+    except AetherError as exc:
+        raise BadRequest(f"the SBOM of artifact {digest} is refused: {exc.message}") from exc
+    _remember(checked, key, summary)
+    return summary
+
+
+def _remember(checked: dict[str, Any], key: str, summary: SbomSummary | None) -> None:
     if len(checked) >= _REMEMBERED:
         checked.pop(next(iter(checked)))  # the oldest
-    checked[digest] = summary
-    return summary
+    checked[key] = summary
 
 
 async def _read(state: ServerState, key: str, what: str) -> bytes:

@@ -67,6 +67,9 @@ class LayerCache:
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
         self._ready = False
+        # seal file -> (what lstat said of it, its fingerprint): a seal holds every file's
+        # hash, and parsing it on each release cost more than the fingerprint check itself
+        self._fingerprints: dict[Path, tuple[tuple[int, ...], str]] = {}
 
     def layer_path(self, key: str) -> Path:
         return self.root / key / LAYER_ROOT
@@ -137,12 +140,29 @@ class LayerCache:
         """Sealed, and the fingerprints match (one lstat per entry, nothing read)."""
         try:
             for tree, seal_file in self._sealed_trees(key):
-                seal = treeseal.read_seal(seal_file)
-                if seal is None or treestamp.fingerprint(tree) != seal.fingerprint:
+                sealed = self._sealed_fingerprint(seal_file)
+                if sealed is None or treestamp.fingerprint(tree) != sealed:
                     return False
             return True
         except (AetherError, OSError):
             return False
+
+    def _sealed_fingerprint(self, seal_file: Path) -> str | None:
+        """The fingerprint the seal records, read again only when the seal file changed (a
+        rewrite or replacement moves its inode, size, mtime or ctime)."""
+        try:
+            facts = os.lstat(seal_file)
+        except FileNotFoundError:
+            return None
+        mark = (facts.st_ino, facts.st_size, facts.st_mtime_ns, facts.st_ctime_ns)
+        known = self._fingerprints.get(seal_file)
+        if known is not None and known[0] == mark:
+            return known[1]
+        seal = treeseal.read_seal(seal_file)
+        if seal is None:
+            return None
+        self._fingerprints[seal_file] = (mark, seal.fingerprint)
+        return seal.fingerprint
 
     def _sealed_trees(self, key: str) -> list[tuple[Path, Path]]:
         """(tree, its seal file) of a layer: node_modules, and its lockfiles when it has any."""

@@ -267,6 +267,9 @@ class LocalRuntime(Runtime):
         await asyncio.gather(*(s.end() for s in ending), return_exceptions=True)
         if app_name is None:
             await asyncio.gather(*self._standby_tasks, return_exceptions=True)
+            late = list(self._standbys.values())  # readied by a task that was under way
+            self._standbys.clear()
+            await asyncio.gather(*(s.end() for s in late), return_exceptions=True)
 
     def standby_settled(self) -> bool:
         """No standby is about to be readied or ended (tests)."""

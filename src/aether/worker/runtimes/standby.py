@@ -86,7 +86,7 @@ def _view(binds: list[dict[str, str]], folder: Path) -> tuple[list[dict[str, str
             entry = app_dir / name
             if entry.is_dir() and not entry.is_symlink():
                 view.append(vars(Bind("", "empty", str(entry))))
-            else:
+            else:  # a file: /dev/null over it, which cannot be read on a sandbox's bind
                 view.append(vars(Bind(os.devnull, "ro", str(entry))))
     # In the cold start's order: the empty folders come before what shows through them
     # (the scratch folder, a dependency layer inside the app's folder).
