@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_long_lists_read_back_and_keep_one_item_per_line(tmp_path: Path) -> None
     data = manifest_data(contents)
     count = COUNT
     path = tmp_path / "manifest.json"
-    write_manifest(path, data)
+    assert write_manifest(path, data) == hashlib.sha256(path.read_bytes()).hexdigest()
     text = path.read_text(encoding="utf-8")
     expected = {
         **data,

@@ -5,8 +5,14 @@ anything that does not fit starts cold; standbys end with their app and with the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -166,6 +172,17 @@ async def test_a_config_change_or_another_start_command_starts_cold(
     assert runtime.standby_of("probe") is None
 
 
+async def test_a_standby_whose_node_died_starts_the_release_cold(runtime: LocalRuntime) -> None:
+    await deploy(runtime, probe(runtime))
+    await standby_waits(runtime)
+    for pid in standby_processes(runtime.apps_dir / "probe"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    started, seen = await deploy(runtime, probe(runtime))
+    assert "cold start: the standby" in started, started
+    assert seen["main"] is True
+
+
 async def test_an_app_whose_top_level_throws_fails_its_deploy_with_its_output(
     runtime: LocalRuntime, tmp_path: Path
 ) -> None:
@@ -248,6 +265,26 @@ async def test_the_standby_ends_when_its_app_is_removed_and_when_the_worker_stop
     assert not [p for p in scratch.iterdir() if p.name.startswith("standby-")]
 
 
+async def test_a_scale_keeps_the_standby_and_a_scale_to_zero_ends_it(
+    runtime: LocalRuntime,
+) -> None:
+    release = probe(runtime)
+    await deploy(runtime, release)
+    await standby_waits(runtime)
+    standby = runtime.standby_of("probe")
+    two = dataclasses.replace(
+        release, deployment_id=str(uuid.uuid4()), replicas=2, scales_from=release.deployment_id
+    )
+    await runtime.deploy(two, Recorder())
+    assert runtime.standby_of("probe") is standby and standby_processes(runtime.apps_dir / "probe")
+    none = dataclasses.replace(
+        release, deployment_id=str(uuid.uuid4()), replicas=0, scales_from=two.deployment_id
+    )
+    await runtime.deploy(none, Recorder())
+    assert runtime.standby_of("probe") is None
+    await eventually(lambda: not standby_processes(runtime.apps_dir / "probe"), what="its end")
+
+
 async def test_no_standby_when_turned_off(tmp_path: Path) -> None:
     settings = worker_settings(tmp_path / "data", AETHER_APP_STANDBY="0")
     runtime = LocalRuntime(settings, stop_grace_secs=3.0)
@@ -282,10 +319,6 @@ asyncio.run(main())
 async def test_the_standby_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
     """kill -9 of the worker: its end of the standby's pipe closes, and the standby ends;
     the app itself runs on for the next worker."""
-    import signal
-    import subprocess
-    import sys
-
     data_dir = tmp_path / "data"
     tests = Path(__file__).parent
     worker = subprocess.Popen(

@@ -2,7 +2,8 @@
  *
  * A manifest lists every file as one line of JSON, tens of thousands of them for a
  * node_modules tree; formatting them in Python costs more than a microsecond each, on the
- * thread that waits for the compressor to finish. This writes the same text in one pass:
+ * thread that waits for the compressor to finish. This writes the same text in one pass, as
+ * the UTF-8 bytes the manifest file holds:
  * "    " + ",\n    ".join(lines) + "\n", each line what manifest._files_json makes,
  * json.dumps(..., sort_keys=True, ensure_ascii=False) of the record. It answers None for
  * anything it does not expect (a record that is not a 4-tuple of str, int, int, str, a path
@@ -149,9 +150,9 @@ put_line(Text *text, PyObject *record, int last)
 }
 
 PyDoc_STRVAR(file_lines_doc,
-"file_lines(records) -> str | None\n\n"
+"file_lines(records) -> bytes | None\n\n"
 "The manifest's lines for a non-empty list of file records (path, size, mode, blake3), as\n"
-"manifest.py renders them; None when a record is not what it expects.");
+"manifest.py renders them, in UTF-8; None when a record is not what it expects.");
 
 static PyObject *
 file_lines(PyObject *Py_UNUSED(module), PyObject *records)
@@ -174,7 +175,7 @@ file_lines(PyObject *Py_UNUSED(module), PyObject *records)
             Py_RETURN_NONE;
         }
     }
-    PyObject *result = PyUnicode_DecodeUTF8(text.data, (Py_ssize_t)text.size, "strict");
+    PyObject *result = PyBytes_FromStringAndSize(text.data, (Py_ssize_t)text.size);
     free(text.data);
     return result;
 }

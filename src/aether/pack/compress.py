@@ -181,8 +181,9 @@ class CompressedSink:
         try:
             while (piece := self._queue.get()) is not _DONE:
                 data, recycle = piece
-                self._tar_hash.update(data)
                 self._out.write(self._codec.compress(data))
+                # After the compressor, which copied it: the bytes are in this core's cache.
+                self._tar_hash.update(data)
                 del data, piece  # a batch's buffer goes back to its reader now
                 if recycle is not None:
                     self._spare.put(recycle)

@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aether.digests import sha256_file
 from aether.errors import IOFailure
 from aether.pack.archive import archive_file
 from aether.pack.artifact_manifest import APP, DEPS, MEDIA_TYPES, LayerRef
@@ -136,7 +135,7 @@ def _write_layer(
     ) as written:
         path = layer_file(out, written.digest, compression)
         index = manifest_path(path)
-        write_manifest(index, written.manifest(path.name))
+        index_sha256 = write_manifest(index, written.manifest(path.name))
         try:
             os.replace(written.temp, path)
         except OSError as exc:
@@ -147,7 +146,7 @@ def _write_layer(
         size=written.size,
         media_type=MEDIA_TYPES[compression],
         tar_sha256=written.tar_sha256,
-        index_sha256=sha256_file(index),
+        index_sha256=index_sha256,
         files=len(written.contents.files),
         bytes=written.contents.bytes_in,
     )

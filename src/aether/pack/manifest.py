@@ -8,13 +8,14 @@ The JSON is written with sorted keys and no timestamps: the same tree gives the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from aether.errors import IntegrityError, IOFailure
 from aether.pack.packer import FileRecord, TreeContents
@@ -25,7 +26,7 @@ _MODE_TEXT = {mode: f"{mode:04o}" for mode in (0o644, 0o755)}
 _SLICE_ITEMS = 4096
 
 
-def _native() -> Callable[[list[FileRecord]], str | None] | None:
+def _native() -> Callable[[list[FileRecord]], bytes | None] | None:
     try:
         from aether.pack._manifest import file_lines
     except ImportError:  # not built (no compiler at install time): the Python code renders
@@ -77,12 +78,13 @@ def render_ahead(contents: TreeContents) -> None:
         contents.files_lines = file_lines(contents.files)
 
 
-def file_lines_python(records: list[FileRecord]) -> str:
-    """The lines of a non-empty file list (the reference ``_manifest.file_lines`` matches)."""
-    return "".join(_list_lines(records))
+def file_lines_python(records: list[FileRecord]) -> bytes:
+    """The lines of a non-empty file list, in UTF-8 (the reference ``_manifest.file_lines``
+    matches)."""
+    return "".join(_list_lines(records)).encode("utf-8")
 
 
-def file_lines(records: list[FileRecord]) -> str:
+def file_lines(records: list[FileRecord]) -> bytes:
     """``file_lines_python``, natively (``_manifest``, built with the package) where it can."""
     rendered = _native_file_lines(records) if _native_file_lines is not None else None
     return rendered if rendered is not None else file_lines_python(records)
@@ -92,7 +94,7 @@ def file_lines(records: list[FileRecord]) -> str:
 class _Rendered:
     """A non-empty manifest list whose lines were rendered ahead (``render_ahead``)."""
 
-    lines: str
+    lines: bytes
 
 
 def _item(value: object) -> object:
@@ -135,22 +137,28 @@ def _items_json(items: list[Any]) -> list[str]:
 
 def write_manifest(
     path: Path, data: dict[str, Any], *, before_replace: Callable[[], None] | None = None
-) -> None:
-    """Sorted JSON with one list item per line.
+) -> str:
+    """Sorted JSON with one list item per line; returns the file's sha256 (hex).
 
     ``json`` falls back to its pure-Python encoder whenever ``indent`` is set, which costs
     seconds on 50,000 files; encoding each item compactly keeps the C encoder and the file
-    still reads (and diffs) one entry per line. ``before_replace`` runs once the file is
-    written, before it takes the place of an older one.
+    still reads (and diffs) one entry per line. The bytes are hashed as they are written, not
+    read back. ``before_replace`` runs once the file is written, before it takes the place
+    of an older one.
     """
+    digest = hashlib.sha256()
 
-    def dump(handle: TextIO) -> None:
-        handle.writelines(_manifest_lines(data))
+    def dump(handle: BinaryIO) -> None:
+        for piece in _manifest_lines(data):
+            raw = piece if isinstance(piece, bytes) else piece.encode("utf-8")
+            digest.update(raw)
+            handle.write(raw)
 
     _write_atomic(path, dump, before_replace)
+    return digest.hexdigest()
 
 
-def _manifest_lines(data: dict[str, Any]) -> Iterator[str]:
+def _manifest_lines(data: dict[str, Any]) -> Iterator[str | bytes]:
     def encode(value: object) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
@@ -181,23 +189,23 @@ def _list_lines(items: list[Any]) -> Iterator[str]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    _write_atomic(path, lambda handle: handle.write(text))
+    _write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """``data`` exactly (no newline translation), through a temporary file."""
-    _write_atomic(path, lambda handle: handle.buffer.write(data))
+    """``data`` exactly, through a temporary file."""
+    _write_atomic(path, lambda handle: handle.write(data))
 
 
 def _write_atomic(
     path: Path,
-    write: Callable[[TextIO], object],
+    write: Callable[[BinaryIO], object],
     before_replace: Callable[[], None] | None = None,
 ) -> None:
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with os.fdopen(fd, "wb") as handle:
                 write(handle)
             os.chmod(temp, 0o644)
             if before_replace is not None:

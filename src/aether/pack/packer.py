@@ -55,7 +55,7 @@ class TreeContents:
     tar_bytes: int = 0
     # The manifest's lines for ``files``, rendered while the compressor finishes
     # (``manifest.render_ahead``); not part of what was written.
-    files_lines: str | None = field(default=None, compare=False, repr=False)
+    files_lines: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class Sink(Protocol):
