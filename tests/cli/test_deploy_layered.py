@@ -43,7 +43,12 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
     (app_dir / "server.js").write_text((app_dir / "server.js").read_text() + "\n// v2\n")
     before = len(server.log_text())
     second = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
-    assert [r for r in requests_since(server, before) if r[0] != "HEAD"] == [
+    deps, app = second["layers"]
+    requests = requests_since(server, before)
+    # the app layer is asked first, and only once: the artifact cannot be held without it
+    heads = [path.rsplit("/", 1)[1] for method, path in requests if method == "HEAD"]
+    assert heads == [app["digest"], deps["digest"], sbom["digest"]]
+    assert [r for r in requests if r[0] != "HEAD"] == [
         ("GET", "/config"),
         ("POST", "/artifacts/presign"),
         ("PUT", f"/blobs/artifacts/tiny-node-app/{second['layers'][1]['digest']}/app.tar.zst"),
@@ -52,7 +57,6 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
         ("POST", "/deployments"),
         ("PUT", f"/deployments/{second['deployment_id']}/report"),
     ]
-    deps, app = second["layers"]
     assert (deps["uploaded"], deps["uploaded_bytes"]) == (False, 0)
     assert second["sbom_upload"] == {**sbom, "uploaded": False, "uploaded_bytes": 0}
     assert deps["digest"] == first["layers"][0]["digest"]
@@ -60,6 +64,11 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
     manifest_bytes = second["size_bytes"] - deps["size_bytes"] - app["size_bytes"]
     assert second["uploaded_bytes"] == app["uploaded_bytes"] + manifest_bytes
     assert second["release"] == 2
+    before = len(server.log_text())
+    again = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
+    assert again["skipped_upload"] is True and again["release"] == 2  # nothing changed
+    heads = [p.rsplit("/", 1)[1] for m, p in requests_since(server, before) if m == "HEAD"]
+    assert heads == [app["digest"], second["digest"]]  # held: then the whole artifact is
 
     listing = aether_json(server.env, "list", "--app", "tiny-node-app")
     assert listing["deployments"][0]["artifact_digest"] == second["digest"]

@@ -5,9 +5,13 @@ anything that does not fit starts cold; standbys end with their app and with the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -168,6 +172,17 @@ async def test_a_config_change_or_another_start_command_starts_cold(
     assert runtime.standby_of("probe") is None
 
 
+async def test_a_standby_whose_node_died_starts_the_release_cold(runtime: LocalRuntime) -> None:
+    await deploy(runtime, probe(runtime))
+    await standby_waits(runtime)
+    for pid in standby_processes(runtime.apps_dir / "probe"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    started, seen = await deploy(runtime, probe(runtime))
+    assert "cold start: the standby" in started, started
+    assert seen["main"] is True
+
+
 async def test_an_app_whose_top_level_throws_fails_its_deploy_with_its_output(
     runtime: LocalRuntime, tmp_path: Path
 ) -> None:
@@ -304,10 +319,6 @@ asyncio.run(main())
 async def test_the_standby_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
     """kill -9 of the worker: its end of the standby's pipe closes, and the standby ends;
     the app itself runs on for the next worker."""
-    import signal
-    import subprocess
-    import sys
-
     data_dir = tmp_path / "data"
     tests = Path(__file__).parent
     worker = subprocess.Popen(

@@ -175,7 +175,7 @@ def _ship(
     No request makes sure the app exists first: an artifact held for it means it does, and
     an upload (or the manifest's registration) creates it."""
     clock = time.monotonic()
-    stored = api.exists(f"/artifacts/{packed.digest}?app={app}")  # held for this app
+    stored, answers = _held(api, packed, app)
     timings["upload"] += _ms_since(clock)
     result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
     if options.dry_run:
@@ -198,6 +198,7 @@ def _ship(
                 _resume_root(options, environ),
                 on_progress,
                 concurrency=options.concurrency,
+                answers=answers,
             )
         )
     else:
@@ -218,6 +219,18 @@ def _ship(
         )
         timings["rollout"] = _ms_since(clock)
     return {**result, **_deployment_fields(deployment), **_release_fields(registered, options)}
+
+
+def _held(api: ApiClient, packed: Any, app: str) -> tuple[bool, dict[str, bool]]:
+    """Whether the server holds the artifact for ``app``, and what it said of each layer
+    asked on the way. A layered artifact's app layer is asked first: a code-only redeploy
+    changed it, so the artifact (whose manifest names it) cannot be held, and that answer
+    spares both the manifest's question and the layer's own later on."""
+    changed = [layer["digest"] for layer in packed.layers if layer["name"] == "app"]
+    answers = {digest: api.exists(f"/artifacts/{digest}?app={app}") for digest in changed}
+    if changed and not answers[changed[0]]:
+        return False, answers
+    return api.exists(f"/artifacts/{packed.digest}?app={app}"), answers
 
 
 def _require_credentials(settings: ClientSettings) -> tuple[str, str]:

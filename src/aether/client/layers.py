@@ -1,15 +1,18 @@
 """Shipping a layered artifact: each layer the server lacks, its SBOM, then the manifest.
 
-Per layer, ``HEAD /artifacts/{digest}``; only a missing layer is uploaded (presigned, or
-multipart when big, as any artifact). The SBOM the manifest names (``sbom_sha256``) goes the
-same way, as an object stored as it is (``compression: none``): an SBOM made from unchanged
-inputs has the same bytes, so it is uploaded once while the dependencies stay the same. Then
-``POST /artifacts/manifests`` registers the artifact. A layer that the server's garbage collection removed between the ``HEAD`` and the
-registration is answered 409: its layers are checked and uploaded again, once.
+Per layer, ``HEAD /artifacts/{digest}`` (unless the deploy just asked it); only a missing layer
+is uploaded (presigned, or multipart when big, as any artifact). The SBOM the manifest names
+(``sbom_sha256``) goes the same way, as an object stored as it is (``compression: none``): an
+SBOM made from unchanged inputs has the same bytes, so it is uploaded once while the
+dependencies stay the same. Then
+``POST /artifacts/manifests`` registers the artifact. A layer that the server's garbage
+collection removed between the ``HEAD`` and the registration is answered 409: its layers are
+checked and uploaded again, once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +33,18 @@ def upload_layered(
     on_progress: ProgressCallback | None,
     *,
     concurrency: int = 4,
+    answers: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
-    """Upload the missing layers and register the manifest; the deploy result's fields."""
+    """Upload the missing layers and register the manifest; the deploy result's fields.
+    ``answers``: whether the server holds a digest, for those it was just asked about (not
+    asked again; a retry after a 409 asks again)."""
     reports: dict[str, dict[str, Any]] = {}
     for attempt in range(_ATTEMPTS):
         for layer in [*packed.layers, *_sbom_object(packed)]:
-            report = _ship_layer(api, layer, app, config, resume_root, on_progress, concurrency)
+            known = (answers or {}) if attempt == 0 else {}
+            report = _ship_layer(
+                api, layer, app, config, resume_root, on_progress, concurrency, known
+            )
             if layer["digest"] not in reports or report["uploaded"]:
                 reports[layer["digest"]] = report
         try:
@@ -85,6 +94,7 @@ def _ship_layer(
     resume_root: Path,
     on_progress: ProgressCallback | None,
     concurrency: int,
+    known: Mapping[str, bool],
 ) -> dict[str, Any]:
     digest = layer["digest"]
     fields = {
@@ -93,7 +103,10 @@ def _ship_layer(
         "size_bytes": layer["size"],
         "files": layer["files"],
     }
-    if api.exists(f"/artifacts/{digest}?app={app}"):  # held for this app (possession)
+    held = known.get(digest)
+    if held is None:
+        held = api.exists(f"/artifacts/{digest}?app={app}")  # held for this app (possession)
+    if held:
         return {**fields, "uploaded": False, "uploaded_bytes": 0}
     if on_progress is not None:
         on_progress("upload", 0, layer["size"])

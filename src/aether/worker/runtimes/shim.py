@@ -390,18 +390,20 @@ def _standby(spec: Spec, rest: bytes) -> int:
     line = warmnode.wait_for_activation(0, rest, lambda: not stopping and proc.poll() is None)
     if not line:
         return _end_standby(proc, spec, "")
-    request = json.loads(line)
-    target = Spec.from_dict(request["spec"])
-    failure = warmnode.hand_over(
-        ours, warmnode.activation(target.env, target.cwd, request["entry"])
-    )
+    try:  # all that can fail before Node.js runs the release: then it starts cold
+        request = json.loads(line)
+        target = Spec.from_dict(request["spec"])
+        supervisor = Supervisor(target, running=proc)
+        message = warmnode.activation(target.env, target.cwd, request["entry"])
+        failure = warmnode.hand_over(ours, message)
+    except Exception as exc:
+        failure = f"cannot activate: {type(exc).__name__}: {exc}"
     if failure:
         _answer(answers, f"declined {failure}")
         return _end_standby(proc, spec, failure)
     ours.close()
     _output_to(Path(target.record_path).with_suffix(".supervisor.log"))
     Path(spec.record_path).unlink(missing_ok=True)
-    supervisor = Supervisor(target, running=proc)
     supervisor.install_signals()
     supervisor._save("starting")  # before the answer: the worker looks for it next
     _answer(answers, "taken")
