@@ -184,3 +184,16 @@ def test_a_batch_kept_by_its_reader_is_not_reused_by_later_batches(tmp_path: Pat
     assert bytes(kept) == expected
     batchread.drop_spares()
     assert bytes(kept) == expected
+
+
+def test_a_name_with_a_nul_is_left_to_the_python_reader(tmp_path: Path) -> None:
+    """The native reader never opens the name cut at the NUL (another file)."""
+    (tmp_path / "a.js").write_text("a\n")
+    entries = [
+        Entry("a.js", b"a.js", FILE, os.fspath(tmp_path / "a.js")),
+        Entry("b.js", b"b.js", FILE, os.fspath(tmp_path / "a.js") + "\0b.js"),
+    ]
+    files: list = []
+    blob, index, status = native(entries, 0, MTIME, 1 << 30, INLINE_MAX, files, [], [], tuple)
+    assert (index, status) == (1, batchread.CAREFUL)
+    assert [record[0] for record in files] == ["a.js"]

@@ -331,7 +331,8 @@ typedef struct {
     PyObject *entry; /* borrowed from the entries list */
     const char *raw; /* the member name (the entry's raw bytes) */
     Py_ssize_t raw_size;
-    PyObject *path; /* owned: the file's name in the file system encoding */
+    const char *source; /* the file's name in the file system encoding, NUL-terminated */
+    PyObject *path; /* owned: that name, when it had to be encoded (not plain ASCII) */
     PyObject *text; /* owned: a symlink's target as the manifest lists it */
     PyObject *link; /* owned: the same, as the bytes the header holds */
     Py_ssize_t size;
@@ -380,12 +381,24 @@ prepare_item(PyObject *entry, Item *item)
             return READ_ODD;
         }
         item->kind = KIND_FILE;
-        item->path = PyUnicode_EncodeFSDefault(source);
-        if (item->path == NULL) {
-            PyErr_Clear();
-            return READ_ODD;
+        Py_ssize_t size;
+        if (PyUnicode_IS_COMPACT_ASCII(source)) {
+            /* The same bytes in any file system encoding: the str's own, no copy (the
+             * entries list holds the str until the call returns). */
+            item->source = (const char *)PyUnicode_DATA(source);
+            size = PyUnicode_GET_LENGTH(source);
         }
-        return READ_OK;
+        else {
+            item->path = PyUnicode_EncodeFSDefault(source);
+            if (item->path == NULL) {
+                PyErr_Clear();
+                return READ_ODD;
+            }
+            item->source = PyBytes_AS_STRING(item->path);
+            size = PyBytes_GET_SIZE(item->path);
+        }
+        /* A NUL inside the name would open another file: the Python reader refuses it. */
+        return strlen(item->source) == (size_t)size ? READ_OK : READ_ODD;
     }
     if (PyUnicode_Check(kind) && PyUnicode_CompareWithASCIIString(kind, "dir") == 0) {
         item->kind = KIND_DIR;
@@ -424,7 +437,7 @@ put_file(Blob *blob, Item *item, const char *mtime, Py_ssize_t inline_max)
 {
     struct stat st;
     /* O_NONBLOCK: a FIFO swapped in for the file must not hang the open. */
-    int fd = open(PyBytes_AS_STRING(item->path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int fd = open(item->source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         return READ_ODD;
     }
