@@ -84,10 +84,11 @@ class LayerCache:
         ``make`` None and no intact copy, ``MISSING`` (nothing linked)."""
         if not _KEY.fullmatch(key):
             raise Fatal(f"a layer key is 64 hex characters, not {key!r}")
-        await asyncio.to_thread(self._prepare_root)
+        if not self._ready:
+            await asyncio.to_thread(self._prepare_root)
         async with self._lock(key, shared=True):
-            if await asyncio.to_thread(self._intact, key):
-                await asyncio.to_thread(self._link, key, release)
+            # one trip to a thread for the check and the link: a code-only redeploy's path
+            if await asyncio.to_thread(self._link_if_intact, key, release):
                 return REUSED
         async with self._lock(key, shared=False):
             damage = await asyncio.to_thread(self._check, key)
@@ -135,6 +136,12 @@ class LayerCache:
                 "by no one else (AETHER_LAYER_CACHE_DIR)"
             )
         self._ready = True
+
+    def _link_if_intact(self, key: str, release: Path) -> bool:
+        if not self._intact(key):
+            return False
+        self._link(key, release)
+        return True
 
     def _intact(self, key: str) -> bool:
         """Sealed, and the fingerprints match (one lstat per entry, nothing read)."""
