@@ -111,3 +111,25 @@ def test_the_node_major_is_chosen_and_engines_must_admit_the_target(tmp_path: Pa
         build_artifact(tmp_path, PackOptions(install=False, sbom=False, target=old), environ={})
     (tmp_path / ".nvmrc").write_text("22\n")  # a pin the server may run: recorded as asked
     assert build_artifact(tmp_path, options, environ={}).node_major == 22
+
+
+@pytest.mark.parametrize("layered", [False, True])
+def test_no_native_check_packs_foreign_natives_without_looking(
+    sample: Path, tmp_path: Path, layered: bool
+) -> None:
+    addon = sample / "node_modules" / "mac" / "mac.node"
+    addon.parent.mkdir(parents=True)
+    addon.write_bytes(b"\xcf\xfa\xed\xfe" + (0x0100000C).to_bytes(4, "little") + bytes(56))
+    with pytest.raises(UsageError, match=r"node_modules/mac/mac\.node: built for darwin-arm64"):
+        build_artifact(
+            sample,
+            PackOptions(out=tmp_path / "checked", install=False, layered=layered),
+            environ={},
+        )
+    result = build_artifact(
+        sample,
+        PackOptions(out=tmp_path / "unchecked", install=False, layered=layered, native_check=False),
+        environ={},
+    )
+    assert "natives" not in result.timings_ms and result.warnings == ()
+    assert result.artifact.is_file()

@@ -17,7 +17,7 @@ _FLAGS = (
     click.option(
         "--no-native-check",
         is_flag=True,
-        help="Go on when native files cannot run on the target platform (warnings instead).",
+        help="Skip the check that native files can run on the target platform.",
     ),
     click.option(
         "--check",

@@ -30,7 +30,7 @@ from aether.pack.layout import Layout
 from aether.pack.manifest import write_manifest
 from aether.pack.natives import candidates, check_natives
 from aether.pack.options import PackOptions, PackResult
-from aether.pack.packer import TreeContents
+from aether.pack.packer import FileRecord, TreeContents
 from aether.pack.partition import Plan, plan_tree
 from aether.pack.prepare import Prepared, check_start, prepare
 from aether.pack.project import read_package_json
@@ -111,8 +111,9 @@ class _Job:
             return self._pack_layered(prepared, walker, start_warnings)
         with timed(self.timings, "pack"):
             contents, digest, size = self.pack(walker, plan)
-        with timed(self.timings, "natives"):
-            warnings = self.check_natives(prepared, walker, contents)
+        if self.options.native_check:  # --no-native-check: not even looked at
+            with timed(self.timings, "natives"):
+                self.check_natives(prepared, walker, contents.files)
         tree = prepared.tree
         with timed(self.timings, "sbom"):
             sbom = write_sbom(
@@ -143,7 +144,7 @@ class _Job:
             build=_build_facts(prepared),
             node_major=prepared.target.node_major,
             start_command=prepared.start_command,
-            warnings=prepared.warnings + start_warnings + warnings,
+            warnings=prepared.warnings + start_warnings,
         )
 
     def _pack_layered(
@@ -166,12 +167,11 @@ class _Job:
                 # a workspace's node_modules links to its packages: one layer keeps them
                 split_deps=not prepared.tree.app_dir,
             )
-        with timed(self.timings, "natives"):
-            merged = TreeContents()
-            for layer in layers:
-                if layer.contents is not None:  # a cached deps layer was checked when packed
-                    merged.files.extend(layer.contents.files)
-            warnings = self.check_natives(prepared, walker, merged)
+        if self.options.native_check:  # --no-native-check: not even looked at
+            with timed(self.timings, "natives"):
+                # a cached deps layer was checked when it was packed
+                packed = [layer.contents.files for layer in layers if layer.contents is not None]
+                self.check_natives(prepared, walker, *packed)
         tree = prepared.tree
         with timed(self.timings, "sbom"):
             sbom = write_sbom(
@@ -214,7 +214,7 @@ class _Job:
             build=_build_facts(prepared),
             node_major=prepared.target.node_major,
             start_command=prepared.start_command,
-            warnings=prepared.warnings + start_warnings + warnings,
+            warnings=prepared.warnings + start_warnings,
             layers=tuple(
                 {**layer.ref.as_json(), "path": str(layer.path), "reused": layer.reused}
                 for layer in layers
@@ -264,20 +264,14 @@ class _Job:
         self.progress("walk", len(plan.pieces), len(plan.pieces))
         return walker, plan
 
-    def check_natives(
-        self, prepared: Prepared, walker: Walker, contents: TreeContents
-    ) -> tuple[str, ...]:
+    def check_natives(self, prepared: Prepared, walker: Walker, *files: list[FileRecord]) -> None:
         """Refuse (and remove) an artifact whose native files cannot run on the target."""
         self.progress("natives", 0, None)
-        members = candidates((record.path, record.mode) for record in contents.files)
+        members = candidates((r.path, r.mode) for records in files for r in records)
         problems = check_natives(members, walker.source_path, prepared.target)
         if not problems:
-            return ()
+            return
         lines = [f"{p.path}: built for {p.binary}; {p.reason}" for p in problems]
-        if not self.options.native_check:
-            for line in lines:
-                log.warning("native file: %s (packed anyway: --no-native-check)", line)
-            return tuple(f"native file {line}" for line in lines)
         for path in (self.layout.artifact, self.layout.manifest):
             path.unlink(missing_ok=True)
         if self.options.layered and self.layout.folder is not None:
