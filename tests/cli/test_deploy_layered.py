@@ -73,7 +73,11 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
     before = len(server.log_text())
     again = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
     assert again["skipped_upload"] is True and again["release"] == 2  # nothing changed
-    heads = [p.rsplit("/", 1)[1] for m, p in requests_since(server, before) if m == "HEAD"]
+    # its last request is the deployment's (unchanged: no report follows)
+    logged = wait_for(
+        lambda: ("POST", "/deployments") in (r := requests_since(server, before)) and r
+    )
+    heads = [p.rsplit("/", 1)[1] for m, p in logged if m == "HEAD"]
     assert heads == [app["digest"], second["digest"]]  # held: then the whole artifact is
 
     listing = aether_json(server.env, "list", "--app", "tiny-node-app")
