@@ -62,3 +62,23 @@ def test_the_fast_path_imports_no_click() -> None:
         "quick_answer(['--help']); print('click' in sys.modules)"
     )
     assert run_python(code).stdout.strip() == "False"
+
+
+def test_a_command_starts_with_the_collector_run_rarely() -> None:
+    """Start-up's long-lived objects are not walked every 700 allocations; a server sets
+    CPython's default back (``aether.cli.longrunning``) once its stack is loaded."""
+    code = (
+        "import gc, aether.cli\n"
+        "from aether.cli.longrunning import collect_as_usual\n"
+        "from aether.entry import main\n"
+        "default = gc.get_threshold()\n"
+        "def command(args):\n"
+        "    started = gc.get_threshold()\n"
+        "    collect_as_usual()\n"
+        "    print(default, started, gc.get_threshold())\n"
+        "aether.cli.main = command\n"
+        "main(['list'])\n"
+    )
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(")")[:3] == ["(700, 10, 10", " (100000, 10, 10", " (700, 10, 10"]

@@ -10,6 +10,7 @@ checkout), goes to the click CLI in :mod:`aether.cli`.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -23,6 +24,11 @@ ROOT_HELP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "roothelp.d
 # NUL-separated, for HELP_WIDTHS in order; a test compares them with click's output.
 HELP_WIDTHS = range(50, 99)
 HELP_MAX_CONTENT_WIDTH = 100
+# Start-up builds ~30,000 objects that live as long as the process (modules, classes,
+# functions); with CPython's default threshold (700) the collector walked them ~40 times
+# while they were made, ~6 ms of `aether deploy` (docs/benchmarks.md). Commands that run
+# for long (serve, worker) set the default back once their stacks are loaded.
+STARTUP_GC_THRESHOLD = 100_000
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,11 +36,17 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     answer = quick_answer(args)
     if answer is None:
+        collect_rarely()
         from aether.cli import main as cli_main
 
         cli_main(args)
     else:
         _write(answer)
+
+
+def collect_rarely() -> None:
+    """Collect garbage cycles only every STARTUP_GC_THRESHOLD new objects, not every 700."""
+    gc.set_threshold(STARTUP_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def quick_answer(args: list[str]) -> str | None:

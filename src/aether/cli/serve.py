@@ -83,8 +83,11 @@ def serve(
       aether serve --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
       DATABASE_URL=postgresql://aether@db/aether aether serve --host 0.0.0.0 --port 8080
     """
+    from aether.cli.longrunning import collect_as_usual
     from aether.server.launch import LaunchOptions, run_server
     from aether.settings import ArtifactPolicy, BlobSettings, ServerSettings
+
+    collect_as_usual()
 
     environ = dict(os.environ)
     given = {

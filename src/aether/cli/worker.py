@@ -59,4 +59,7 @@ def worker(data_dir: Path | None, once: bool, stop_apps: bool, isolation: bool) 
         stopped = asyncio.run(service.stop_local_apps(environ))
         click.echo(f"stopped {stopped} app process{'es' if stopped != 1 else ''}", err=True)
         return
+    from aether.cli.longrunning import collect_as_usual
+
+    collect_as_usual()
     asyncio.run(service.run_worker(environ, once=once))
