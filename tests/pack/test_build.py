@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -133,3 +134,24 @@ def test_no_native_check_packs_foreign_natives_without_looking(
     )
     assert "natives" not in result.timings_ms and result.warnings == ()
     assert result.artifact.is_file()
+
+
+def test_a_kept_packs_records_outlive_it_out_of_the_collectors_reach(
+    sample: Path, tmp_path: Path
+) -> None:
+    kept: list[object] = []
+    try:
+        result = build_artifact(
+            sample, PackOptions(out=tmp_path, install=False, layered=True), environ={}, keep=kept
+        )
+        records = [
+            record
+            for value in kept
+            if isinstance(value, list)
+            for layer in value
+            for record in layer.contents.files
+        ]
+        assert len(records) == result.files > 0
+        assert gc.get_freeze_count() >= len(records)
+    finally:
+        gc.unfreeze()

@@ -11,6 +11,7 @@ cannot run on the target is removed again before anyone can upload it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -49,8 +50,15 @@ def build_artifact(
     *,
     on_progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
+    keep: list[object] | None = None,
 ) -> PackResult:
-    """Build the artifact for the Node.js project at ``project_dir``."""
+    """Build the artifact for the Node.js project at ``project_dir``.
+
+    ``keep``: the pack's per-file objects (the walk, the records) are appended to it rather
+    than freed on the way out, which takes ~10 ms for 50,000 files; a command that ends the
+    process right after (``os._exit``) never pays for it. They, and every other object alive
+    then, are moved out of the cyclic collector's reach (``gc.freeze``).
+    """
     environ = os.environ if environ is None else environ
     root = project_dir.expanduser().resolve()
     read_package_json(root)  # a usage error before anything else
@@ -66,6 +74,7 @@ def build_artifact(
         environ=environ,
         epoch=_source_date_epoch(options, environ),
         progress=on_progress or _quiet,
+        keep=keep,
     )
     if options.signing_key:
         from aether.pack.signing import load_private_key
@@ -84,6 +93,7 @@ class _Job:
     environ: Mapping[str, str]
     epoch: int
     progress: Progress
+    keep: list[object] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def run(self) -> PackResult:
@@ -98,12 +108,17 @@ class _Job:
         self.timings.update(stage=round(total - install - build, 1), install=install, build=build)
         # No cyclic collection before the pack's records are freed again (when this
         # returns): one would walk all of them, tens of thousands of objects with no cycles.
+        # Records the caller keeps are frozen out of the collector for the same reason.
         with gc_paused():
-            return self._pack_prepared(prepared)
+            result = self._pack_prepared(prepared)
+            if self.keep:
+                gc.freeze()
+            return result
 
     def _pack_prepared(self, prepared: Prepared) -> PackResult:
         with timed(self.timings, "walk"):
             walker, plan = self.walk(prepared)
+            self._keep((walker, plan))
             start_warnings = check_start(
                 prepared, walker, self.options.start_command, required=self.options.require_start
             )
@@ -111,6 +126,7 @@ class _Job:
             return self._pack_layered(prepared, walker, start_warnings)
         with timed(self.timings, "pack"):
             contents, digest, size = self.pack(walker, plan)
+            self._keep(contents)
         if self.options.native_check:  # --no-native-check: not even looked at
             with timed(self.timings, "natives"):
                 self.check_natives(prepared, walker, contents.files)
@@ -167,6 +183,7 @@ class _Job:
                 # a workspace's node_modules links to its packages: one layer keeps them
                 split_deps=not prepared.tree.app_dir,
             )
+            self._keep(layers)
         if self.options.native_check:  # --no-native-check: not even looked at
             with timed(self.timings, "natives"):
                 # a cached deps layer was checked when it was packed
@@ -220,6 +237,10 @@ class _Job:
                 for layer in layers
             ),
         )
+
+    def _keep(self, value: object) -> None:
+        if self.keep is not None:
+            self.keep.append(value)
 
     def _deps_cache(self, prepared: Prepared) -> Any:
         """Where the deps layer is cached: only for a staged build's own production install
