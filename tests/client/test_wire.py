@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 from http_support import scripted_server, self_signed
 
-from aether.client import http
+from aether.client import http, wire
 from aether.client.http import HttpSession, TransportError
 
 
@@ -224,3 +226,26 @@ def tunnel_proxy() -> Iterator[TunnelProxy]:
     finally:
         proxy.listener.close()
         proxy.thread.join(timeout=5)
+
+
+def test_connecting_by_an_ascii_name_imports_no_idna_codec() -> None:
+    """A ``str`` host would make ``getaddrinfo`` import the idna codec (with stringprep and
+    unicodedata) on every command's first request; an ASCII name is looked up as bytes."""
+    probe = (
+        "import socket, sys\n"
+        "from aether.client.wire import Connection\n"
+        "listener = socket.create_server(('127.0.0.1', 0))\n"
+        "connection = Connection('localhost', listener.getsockname()[1], timeout=5)\n"
+        "connection.connect()\n"
+        "connection.sock.close()\n"
+        "print(sorted(m for m in ('encodings.idna', 'stringprep') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_non_ascii_name_is_still_looked_up_through_idna() -> None:
+    assert wire._resolvable("localhost") == b"localhost"
+    assert wire._resolvable("bücher.example") == "bücher.example"

@@ -76,7 +76,8 @@ class Connection:
         self._method = "GET"
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), self.timeout)
+        address = (_resolvable(self.host), self.port)  # getaddrinfo takes bytes too
+        sock = socket.create_connection(address, self.timeout)  # type: ignore[arg-type]
         try:
             # head and body may go out in two writes: never wait for the first one's ACK
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -216,6 +217,13 @@ class WireResponse:
             while _read_line(self._fp, "trailer") not in (b"\r\n", b"\n"):
                 pass  # trailer fields: nothing here uses them
         return size
+
+
+def _resolvable(host: str) -> str | bytes:
+    """``host`` for ``getaddrinfo``: an ASCII name as bytes, which are looked up as they are.
+    A ``str`` always goes through the ``idna`` codec, whose import (with ``stringprep`` and
+    ``unicodedata``) costs every command ~1–2 ms; only a non-ASCII name needs it."""
+    return host.encode("ascii") if host.isascii() else host
 
 
 def read_head(reader: Any) -> tuple[str, int, str, Headers]:
