@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,7 @@ def _native() -> Callable[[list[Any]], list[str] | None] | None:
 _native_candidates = _native()
 
 
-def record_candidates(records: list[Sequence[Any]]) -> list[str]:
+def record_candidates(records: list[Any]) -> list[str]:
     """``candidates`` of file records (path, size, mode, …): natively (``_natives``, built
     with the package) in one pass where it can, not a regular expression per path."""
     found = _native_candidates(records) if _native_candidates is not None else None
