@@ -62,5 +62,6 @@ setup(
         extension("_batchread", blake3_sources(), blake3_macros()),
         extension("_scanfolder", [], []),
         extension("_manifest", [], []),
+        extension("_natives", [], []),
     ],
 )

@@ -90,7 +90,7 @@ def test_this_machine_s_file_carries_aether_s_extensions_for_every_python(
     release: Release,
 ) -> None:
     native = archive.build_info(release.file("linux-x86_64"))["native_extensions"]
-    for module in ("_batchread", "_manifest", "_scanfolder"):
+    for module in ("_batchread", "_manifest", "_natives", "_scanfolder"):
         for a, b in PYTHONS:
             assert f"aether/pack/{module}.cpython-{a}{b}-x86_64-linux-gnu.so" in native
 

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from aether.pack.natives import candidates, check_natives, inspect_binary, mismatch
+from aether.pack.natives import (
+    candidates,
+    check_natives,
+    inspect_binary,
+    mismatch,
+    record_candidates,
+)
 from aether.pack.target import Target
 
 LINUX = Target("linux", "x64", "glibc", "2.36", 20)
@@ -132,3 +138,59 @@ def test_the_check_names_the_servers_cpu(target: Target) -> None:
     binary = inspect_binary(_machine_binary())
     assert binary is not None
     assert mismatch(binary, target) == "it is built for x64, the server's CPU is arm64"
+
+
+RECORD_PATHS = [
+    "node_modules/a/build/Release/a.node",
+    "node_modules/a/a.node.js",
+    "lib/libfoo.so",
+    "lib/libfoo.so.1",
+    "lib/libfoo.so.1.22.333",
+    "lib/libfoo.so.",
+    "lib/libfoo.so.1a",
+    "lib/libfoo.so.x.1",
+    "lib/.so",
+    "so.1",
+    "1.2",
+    "a.dylib",
+    "a.dll",
+    "A.DLL",
+    "a.exe",
+    "a.exe\n",
+    "a.exe\n\n",
+    "a.so.1\n",
+    "lib.so.\u0663",  # an Arabic-Indic digit: Python's \d takes it
+    "lib.so.\u0663.1",
+    "файл.node",
+    "файл",
+    "node_modules/b/bin/b",
+    "pkg/node_modules/c/bin/c",
+    "pkg/xnode_modules/c/bin/c",
+    "node_modules",
+    "bin/start.sh",
+    "",
+]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o755, 0o700, 0o4755])
+def test_the_native_candidates_are_the_python_ones(mode: int) -> None:
+    native = pytest.importorskip("aether.pack._natives")
+    records = [(path, 1, mode, "0" * 64) for path in RECORD_PATHS]
+    expected = candidates((path, mode) for path, _, mode, _ in records)
+    assert record_candidates(records) == expected
+    found = native.candidates(records)
+    if found is not None:  # None: a name it leaves to Python (the Unicode digit)
+        assert found == expected
+    plain = [record for record in records if not record[0].startswith("lib.so.\u0663")]
+    assert native.candidates(plain) == candidates((p, m) for p, _, m, _ in plain)
+    assert "lib/libfoo.so.1.22.333" in expected and "a.so.1\n" in expected
+    assert ("node_modules/b/bin/b" in expected) == bool(mode & 0o111)
+
+
+@pytest.mark.parametrize(
+    "odd", [("a.node", 1), ("a.node", 1, "0644", "x"), (b"a.node", 1, 0o644, "x"), ["a", 1, 2]]
+)
+def test_records_the_native_candidates_do_not_expect_are_left_to_python(odd: object) -> None:
+    native = pytest.importorskip("aether.pack._natives")
+    assert native.candidates([("a.node", 1, 0o644, "x"), odd]) is None
+    assert native.candidates([]) == []

@@ -29,7 +29,6 @@ from aether.pack.archive import archive_file, gc_paused
 from aether.pack.ignore import IgnoreRules
 from aether.pack.layout import Layout
 from aether.pack.manifest import write_manifest
-from aether.pack.natives import candidates, check_natives
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import FileRecord, TreeContents
 from aether.pack.partition import Plan, plan_tree
@@ -287,8 +286,10 @@ class _Job:
 
     def check_natives(self, prepared: Prepared, walker: Walker, *files: list[FileRecord]) -> None:
         """Refuse (and remove) an artifact whose native files cannot run on the target."""
+        from aether.pack.natives import check_natives, record_candidates  # only when checking
+
         self.progress("natives", 0, None)
-        members = candidates((r.path, r.mode) for records in files for r in records)
+        members = [path for records in files for path in record_candidates(records)]
         problems = check_natives(members, walker.source_path, prepared.target)
         if not problems:
             return
