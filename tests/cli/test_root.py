@@ -276,6 +276,7 @@ def test_the_deploy_path_leaves_out_what_a_small_code_only_redeploy_does_not_use
     assert _heavy(loaded) == []
     assert not loaded & {"aether.settings", "aether.client.multipart", "aether.client.resume"}
     assert not loaded & {"http.client", "email", "ssl", "base64"}
+    assert not loaded & {"aether.pack.threaded", "concurrent.futures"}  # a big tree's readers
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"]] + [[n, "--help"] for n in COMMANDS])

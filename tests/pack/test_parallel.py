@@ -7,6 +7,8 @@ import io
 import logging
 import os
 import resource
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -219,7 +221,7 @@ def test_skipped_entries_are_reported_by_the_writing_process(tmp_path: Path) -> 
         skip_unsafe=True,
         on_skip=lambda path, reason: skipped.append((path, reason)),
     )
-    contents, *_ = write_archive(plan_tree(walker, 2), walker, io.BytesIO(), "zstd", 0, workers=2)
+    contents, *_ = write_archive(plan_tree(walker), walker, io.BytesIO(), "zstd", 0, workers=2)
     assert sorted(path for path, _ in skipped) == ["deep/a/pipe", "node_modules/many/evil"]
     assert "node_modules/many/evil" not in {path for path, _ in contents.symlinks}
 
@@ -271,3 +273,27 @@ def test_this_process_writes_a_share_of_the_tasks_itself() -> None:
     home = [index for index, owner in enumerate(owners) if owner == HOME]
     assert home == [HOME_EVERY * n - 1 for n in range(1, 12 // HOME_EVERY + 1)]
     assert [owner for owner in owners if owner != HOME] == [0, 1] * 5
+
+
+def test_a_small_tree_is_written_without_the_reader_threads_module(tmp_path: Path) -> None:
+    """A code-only redeploy's app layer is a few files: written on the calling thread, so
+    its pack imports neither the reader threads nor concurrent.futures (a few ms a start)."""
+    for name, text in {"server.js": "1", "package.json": "{}", "lib/a.js": "2"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    probe = (
+        "import io, os, sys\n"
+        "from aether.pack.archive import write_archive\n"
+        "from aether.pack.ignore import IgnoreRules\n"
+        "from aether.pack.partition import plan_tree\n"
+        "from aether.pack.walk import Walker\n"
+        f"walker = Walker({str(tmp_path)!r}, IgnoreRules())\n"
+        "contents, *_ = write_archive(plan_tree(walker), walker, io.BytesIO(), 'zstd', 0)\n"
+        "assert len(contents.files) == 3, contents.files\n"
+        "print(sorted(m for m in ('aether.pack.threaded', 'concurrent.futures')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from aether.errors import IOFailure
-from aether.pack import batchread, tarcodec, threaded
+from aether.pack import batchread, tarcodec
 from aether.pack.compress import CompressedSink
 from aether.pack.manifest import build_manifest, render_ahead
 from aether.pack.packer import TreeContents, finish_tree, write_members
@@ -44,6 +44,8 @@ def default_workers(plan: Plan) -> int:
     """
     if plan.complete and len(plan.pieces) < PLAN_PIECES:
         return 0
+    from aether.pack import threaded  # (not at the top: see write_archive)
+
     cpus = usable_cpus()
     if threaded.available():
         return min(cpus, MAX_WORKERS) if cpus > 1 else 0
@@ -84,7 +86,11 @@ def write_archive(
     mtime_field = tarcodec.mtime_field(mtime)
     count = default_workers(plan) if workers is None else workers
     contents = TreeContents()
-    in_threads = count > 0 and threaded.available()
+    in_threads = False
+    if count > 0:  # a small tree (written here) never needs the reader threads' pool
+        from aether.pack import threaded
+
+        in_threads = threaded.available()
     # Workers are forked before the compressor starts its threads.
     with gc_paused(), _forked(plan, walker, mtime_field, 0 if in_threads else count) as forked:
         threads = compressor_threads(0 if forked is None else count)
