@@ -192,7 +192,10 @@ class Standby:
                 break
         if answer == "taken":  # the supervisor runs the release now: only the launcher to reap
             self.launcher = None
-            await asyncio.to_thread(launcher.wait)
+            # It exited when it forked the standby, long ago: reaped here without the trip to
+            # a thread (a few ms on a loaded host, on the deploy's path) unless it has not.
+            if launcher.poll() is None:
+                await asyncio.to_thread(launcher.wait)
             if launcher.stdout is not None:
                 launcher.stdout.close()
             return None
