@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,21 @@ def test_a_kept_packs_records_outlive_it_out_of_the_collectors_reach(
         assert gc.get_freeze_count() >= len(records)
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("native_check", [False, True])
+def test_a_folder_packed_as_it_is_loads_no_staged_build_module(
+    sample: Path, native_check: bool
+) -> None:
+    code = (
+        "import json, sys; from pathlib import Path; from aether.pack import PackOptions, "
+        f"build_artifact; build_artifact(Path({str(sample)!r}), PackOptions(install=False, "
+        f"native_check={native_check}, layered=True), environ={{}}); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('aether.pack.'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "aether.pack.layered" in loaded  # it did pack
+    staged = {"aether.pack.staged", "aether.pack.deps", "aether.pack.managers"}
+    assert not loaded & {*staged, "aether.pack.mirror", "aether.pack.workspaces"}
+    assert ("aether.pack.natives" in loaded) == native_check

@@ -22,7 +22,7 @@ from aether.pack.entry import default_start_command, start_problems
 from aether.pack.nodeversion import read_node_request
 from aether.pack.options import PackOptions
 from aether.pack.project import read_package_json
-from aether.pack.staged import StagedTree, StageRequest, stage_project
+from aether.pack.stagedtree import StagedTree
 from aether.pack.target import Target, host_target
 from aether.pack.toolrun import tool_version
 from aether.pack.walk import Walker
@@ -53,6 +53,8 @@ def prepare(
     target = _target(project, package, options.target, local)
     warnings = _node_warnings(local, target)
     if options.install:
+        from aether.pack.staged import StageRequest, stage_project  # only for a staged build
+
         request = StageRequest(
             project=project,
             target=target,

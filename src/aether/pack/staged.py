@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from aether.pack.deps import DepsSet, inputs_digest, install_inputs, production_
 from aether.pack.managers import PackageManager, choose_manager
 from aether.pack.mirror import mirror_project
 from aether.pack.project import has_dependencies, read_package_json
+from aether.pack.stagedtree import StagedTree
 from aether.pack.target import Target
 from aether.pack.timing import timed
 from aether.pack.toolrun import run_tool
@@ -39,27 +40,6 @@ Progress = Callable[[str, int, int | None], None]
 BUILD_SCRIPT = "build"
 PNPM_STATE = ".modules.yaml"
 log = logging.getLogger("aether.pack")
-
-
-@dataclass
-class StagedTree:
-    """What to pack: ``root`` with ``excluded`` left out and ``mounts`` packed in."""
-
-    root: Path
-    staged: bool = True  # False: the project folder itself, packed as it is (--no-install)
-    app_dir: str = ""  # the deployed package's folder inside root ("" unless a workspace)
-    excluded: tuple[str, ...] = ()
-    mounts: tuple[tuple[str, str], ...] = ()
-    real_bases: tuple[str, ...] = ()
-    deps: DepsSet | None = None
-    manager: PackageManager | None = None
-    built: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def installed_root(self) -> Path:
-        """Where the packed node_modules lives (what the SBOM checks optional packages in)."""
-        return self.deps.root if self.deps is not None else self.root
 
 
 @dataclass(frozen=True)
