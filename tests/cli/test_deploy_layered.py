@@ -155,7 +155,7 @@ def layer_paths(deployed: dict, digest: str) -> set[str]:  # type: ignore[type-a
     return {entry["path"] for entry in json.loads(index.read_text())["files"]}
 
 
-def test_hello_node_redeploys_store_what_changed(any_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hello_node_redeploys_store_what_changed(any_server, live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A real staged build: a code-only redeploy stores the app layer alone (no lockfile in
     it, ≤ 1 % of the artifact); a lockfile change ships a new deps layer."""
     server = any_server
@@ -165,9 +165,23 @@ def test_hello_node_redeploys_store_what_changed(any_server, tmp_path: Path) -> 
     assert [layer["name"] for layer in first["layers"]] == ["deps", "app"]
 
     (app_dir / "server.js").write_text((app_dir / "server.js").read_text() + "\n// v2\n")
+    before = len(server.log_text())
     second = aether_json(server.env, "deploy", str(app_dir), "--no-wait")
     deps, app = second["layers"]
     assert (deps["uploaded"], app["uploaded"]) == (False, True)
+    # the cached deps layer went up with the first deploy: not asked about again
+    logged = wait_for(
+        lambda: ("POST", "/deployments") in (r := requests_since(server, before)) and r
+    )
+    heads = [path.rsplit("/", 1)[1] for method, path in logged if method == "HEAD"]
+    assert heads == [app["digest"], second["sbom_upload"]["digest"]]
+
+    # Another control plane lacks that layer: the registration's 409 has it uploaded after all.
+    elsewhere = live_server(args=["--no-worker"])
+    env = {**server.env, "AETHER_API_BASE": elsewhere.url, "AETHER_TOKEN": elsewhere.admin_token}
+    other = aether_json(env, "deploy", str(app_dir), "--no-wait")
+    assert other["layers"][0]["digest"] == deps["digest"]
+    assert other["layers"][0]["uploaded"] is True and other["release"] == 1
     assert "package-lock.json" not in layer_paths(second, app["digest"])
     assert "package-lock.json" in layer_paths(second, deps["digest"])
     assert second["uploaded_bytes"] <= second["size_bytes"] // 100

@@ -1,7 +1,9 @@
 """Shipping a layered artifact: each layer the server lacks, its SBOM, then the manifest.
 
-Per layer, ``HEAD /artifacts/{digest}`` (unless the deploy just asked it); only a missing layer
-is uploaded (presigned, or multipart when big, as any artifact). The SBOM the manifest names
+Per layer, ``HEAD /artifacts/{digest}`` (unless the deploy just asked it, or the layer came
+from the local layer cache: a cached deps layer was shipped with the deploy that packed it, so
+it is taken as held and the registration says otherwise with a 409); only a missing layer is
+uploaded (presigned, or multipart when big, as any artifact). The SBOM the manifest names
 (``sbom_sha256``) goes the same way, as an object stored as it is (``compression: none``): an
 SBOM made from unchanged inputs has the same bytes, so it is uploaded once while the
 dependencies stay the same. Then
@@ -41,7 +43,7 @@ def upload_layered(
     reports: dict[str, dict[str, Any]] = {}
     for attempt in range(_ATTEMPTS):
         for layer in [*packed.layers, *_sbom_object(packed)]:
-            known = (answers or {}) if attempt == 0 else {}
+            known = _presumed(packed, answers) if attempt == 0 else {}
             report = _ship_layer(
                 api, layer, app, config, resume_root, on_progress, concurrency, known
             )
@@ -65,6 +67,14 @@ def upload_layered(
 
 
 _SBOM_FIELDS = ("digest", "size_bytes", "uploaded", "uploaded_bytes")
+
+
+def _presumed(packed: Any, answers: Mapping[str, bool] | None) -> dict[str, bool]:
+    """What the first attempt takes as known: the answers the deploy already has, and every
+    layer reused from the local layer cache as held (a code-only redeploy's deps layer). The
+    SBOM is always asked: a manifest registers without it."""
+    reused = {layer["digest"]: True for layer in packed.layers if layer.get("reused")}
+    return {**reused, **(answers or {})}
 
 
 def _sbom_object(packed: Any) -> list[dict[str, Any]]:
