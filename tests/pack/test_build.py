@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gc
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from aether.errors import ConfigError, IOFailure, UsageError
 from aether.pack import PackOptions, build_artifact, generate_keypair, sha256_file
+from plugins.fresh_imports import modules_loaded_by
 
 
 def test_progress_reports_every_phase_in_order(sample: Path) -> None:
@@ -163,14 +162,12 @@ def test_a_kept_packs_records_outlive_it_out_of_the_collectors_reach(
 def test_a_folder_packed_as_it_is_loads_no_staged_build_module(
     sample: Path, native_check: bool
 ) -> None:
-    code = (
-        "import json, sys; from pathlib import Path; from aether.pack import PackOptions, "
-        f"build_artifact; build_artifact(Path({str(sample)!r}), PackOptions(install=False, "
-        f"native_check={native_check}, layered=True), environ={{}}); "
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('aether.pack.'))))"
+    loaded = modules_loaded_by(
+        "from pathlib import Path; from aether.pack import PackOptions, build_artifact; "
+        f"build_artifact(Path({str(sample)!r}), PackOptions(install=False, "
+        f"native_check={native_check}, layered=True), environ={{}})",
+        prefix="aether.pack.",
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert "aether.pack.layered" in loaded  # it did pack
     staged = {"aether.pack.staged", "aether.pack.deps", "aether.pack.managers"}
     assert not loaded & {*staged, "aether.pack.mirror", "aether.pack.workspaces"}
