@@ -110,7 +110,9 @@ def hand_over(sock: socket.socket, message: bytes) -> str | None:
     writer.join(ACK_SECS)
     if answer == "ok":
         return None
-    return failed[0] if failed else f"the waiting Node.js process answered {answer or 'nothing'}"
+    if failed:  # (its end of the socket closed: it died while it waited)
+        return f"the waiting Node.js process is gone ({failed[0]})"
+    return f"the waiting Node.js process answered {answer or 'nothing'}"
 
 
 def wait_for_activation(stdin_fd: int, data: bytes, alive: Callable[[], bool]) -> str:
