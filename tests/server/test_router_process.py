@@ -6,8 +6,10 @@ Upstreams are stub HTTP servers on loopback."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 from seeding import insert_running_deployment
 
 from aether.server.router import process as router_process
@@ -166,3 +169,69 @@ def test_requests_take_every_instance_in_turn(
     with httpx.Client(base_url=f"http://127.0.0.1:{router.port}", timeout=5) as client:
         answers = [client.get("/", headers={"Host": "hello.localhost"}).text for _ in range(6)]
     assert set(answers) == {str(port) for port in ports}, answers
+
+
+def test_an_answer_given_before_a_large_upload_was_read_reaches_the_client(
+    api: ApiHarness,
+) -> None:
+    """The API may answer an upload before reading it all (a full disk: 503) and close; the
+    router's next write of the body then fails, and the answer waiting on the socket is what
+    the client gets — also on a kept-alive connection, where a failed write with nothing read
+    looks like one the API had closed while idle — not a 502."""
+    folder = tempfile.mkdtemp(prefix="aether-api-", dir="/tmp")  # (a short socket path)
+    path = os.path.join(folder, "api.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen()
+
+    def serve(peer: socket.socket) -> None:
+        """Answers a GET and keeps the connection; answers an upload after its first MiB."""
+        with peer:
+            seen = b""
+            while True:
+                while b"\r\n\r\n" not in seen:
+                    if not (data := peer.recv(65536)):
+                        return
+                    seen += data
+                if seen.startswith(b"GET"):
+                    seen = seen.split(b"\r\n\r\n", 1)[1]
+                    peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    continue
+                while len(seen) < 1 << 20:  # some of the body: then the disk is full
+                    seen += peer.recv(65536)
+                peer.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 9\r\n"
+                    b"Connection: close\r\n\r\ndisk full"
+                )
+                return
+
+    def accept() -> None:
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(peer,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    front = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{front.getsockname()[1]}"
+    service = RouterService(front, api=path)
+    job = api.client.portal.start_task_soon(service, api.state)  # type: ignore[union-attr]
+    try:
+        wait_for(
+            lambda: requests.get(f"{url}/config", timeout=5).text == "ok",
+            ignoring=(requests.ConnectionError,),
+        )
+        for _ in range(5):  # each upload follows a GET: the router's pooled connection
+            assert requests.get(f"{url}/config", timeout=5).text == "ok"
+            body = os.urandom(8 << 20)
+            answer = requests.put(f"{url}/blobs/upload", data=body, timeout=30)
+            assert (answer.status_code, answer.text) == (503, "disk full")
+    finally:
+        portal: Any = api.client.portal
+        portal.call(api.state.stopping.set)
+        job.result(timeout=30)
+        portal.call(service.drained)
+        listener.close()
+        shutil.rmtree(folder, ignore_errors=True)

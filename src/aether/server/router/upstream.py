@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+from collections.abc import Iterator
 from typing import Protocol, cast
 
 CONNECT_TIMEOUT_SECS = 5.0
@@ -18,6 +20,8 @@ CONNECT_TIMEOUT_SECS = 5.0
 # (5 s) closes them from the app's side, so a request rarely meets one being closed.
 POOL_IDLE_SECS = 4.0
 POOL_MAX_IDLE = 64  # per endpoint: beyond this, connections are closed after their answer
+# An early answer left unread when a write failed is read up to this (an error answer is small).
+UNREAD_MAX_BYTES = 1024 * 1024
 
 # (host, port) of an app's instance; a port of 0 names the unix socket at the path in host
 # (the API's own listener behind the front, :mod:`aether.server.launch`).
@@ -67,7 +71,30 @@ class Upstream(asyncio.Protocol):
         self.pool.forget(self)
         receiver, self.receiver = self.receiver, None
         if receiver is not None:
+            if exc is not None:
+                # A write failed: the other side closed while a request body was still going
+                # out — an answer given before the whole upload was read (a full disk, a
+                # refused size). That answer may wait unread on the socket: pass it on.
+                for data in self._unread():
+                    receiver.upstream_data(data)
             receiver.upstream_lost()
+
+    def _unread(self) -> Iterator[bytes]:
+        """What the socket still holds (the transport stopped reading at the failed write;
+        the socket closes after connection_lost), up to UNREAD_MAX_BYTES."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return
+        left = UNREAD_MAX_BYTES
+        while left > 0:
+            try:
+                data = os.read(sock.fileno(), min(left, 65536))
+            except OSError:  # nothing more now (non-blocking), or reset
+                return
+            if not data:
+                return
+            left -= len(data)
+            yield data
 
     def pause_writing(self) -> None:
         if self.receiver is not None:
