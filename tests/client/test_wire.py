@@ -10,6 +10,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from http_support import scripted_server, self_signed
@@ -17,6 +18,8 @@ from http_support import scripted_server, self_signed
 from aether.client import http, wire
 from aether.client.http import HttpSession, TransportError
 from plugins.fresh_imports import modules_loaded_by
+
+RawServerT = TypeVar("RawServerT", bound="RawServer")
 
 
 class RawServer:
@@ -69,14 +72,18 @@ class RawServer:
 
 
 @contextlib.contextmanager
-def raw_server(*answers: bytes | None) -> Iterator[RawServer]:
-    server = RawServer(list(answers))
+def running(server: RawServerT) -> Iterator[RawServerT]:
+    """``server`` accepting on its own thread while the block runs."""
     server.thread.start()
     try:
         yield server
     finally:
         server.listener.close()
         server.thread.join(timeout=5)
+
+
+def raw_server(*answers: bytes | None) -> contextlib.AbstractContextManager[RawServer]:
+    return running(RawServer(list(answers)))
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -216,15 +223,8 @@ def _relay(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
 
 
-@contextlib.contextmanager
-def tunnel_proxy() -> Iterator[TunnelProxy]:
-    proxy = TunnelProxy([b"one tunnel"])
-    proxy.thread.start()
-    try:
-        yield proxy
-    finally:
-        proxy.listener.close()
-        proxy.thread.join(timeout=5)
+def tunnel_proxy() -> contextlib.AbstractContextManager[TunnelProxy]:
+    return running(TunnelProxy([b"one tunnel"]))
 
 
 def test_connecting_by_an_ascii_name_imports_no_idna_codec() -> None:

@@ -105,12 +105,8 @@ def test_an_uploaded_sbom_is_stored_once_and_checked_at_deployment(registry_api)
     refused(deploy(up, nameless), "bad_request", "components[0] has no name")
 
 
-def test_an_sbom_changed_in_the_store_is_refused(registry_api) -> None:  # type: ignore[no-untyped-def]
-    api = registry_api()
-    up = Uploader(api)
-    digest = layered(up, sbom_bytes())
-    key = api.head(f"/artifacts/{hashlib.sha256(sbom_bytes()).hexdigest()}", as_="deployer")
-    assert key.status_code == 200
+def change_the_stored_sbom(api) -> None:  # type: ignore[no-untyped-def]
+    """Replace the stored SBOM's bytes in the blob store (its key stays, its content moves)."""
     stored = api.get(f"/artifacts/{hashlib.sha256(sbom_bytes()).hexdigest()}").json()
     other = sbom_bytes({**SBOM, "components": []})
 
@@ -119,6 +115,15 @@ def test_an_sbom_changed_in_the_store_is_refused(registry_api) -> None:  # type:
         await api.state.blobs.put_file(stored["storage_key"], io.BytesIO(other), sha256=sha)
 
     api.client.portal.call(overwrite)
+
+
+def test_an_sbom_changed_in_the_store_is_refused(registry_api) -> None:  # type: ignore[no-untyped-def]
+    api = registry_api()
+    up = Uploader(api)
+    digest = layered(up, sbom_bytes())
+    key = api.head(f"/artifacts/{hashlib.sha256(sbom_bytes()).hexdigest()}", as_="deployer")
+    assert key.status_code == 200
+    change_the_stored_sbom(api)
     refused(deploy(up, digest), "digest_mismatch", "SBOM", "hashes to")
 
 
@@ -129,14 +134,7 @@ def test_an_sbom_read_for_one_artifact_is_not_read_again_for_the_next(registry_a
     api = registry_api(env={"AETHER_SBOM_DENY_LICENSES": "GPL-3.0"})
     up = Uploader(api)
     assert deploy(up, layered(up, sbom_bytes())).status_code == 201
-    stored = api.get(f"/artifacts/{hashlib.sha256(sbom_bytes()).hexdigest()}").json()
-    other = sbom_bytes({**SBOM, "components": []})
-
-    async def overwrite() -> None:
-        sha = hashlib.sha256(other).hexdigest()
-        await api.state.blobs.put_file(stored["storage_key"], io.BytesIO(other), sha256=sha)
-
-    api.client.portal.call(overwrite)
+    change_the_stored_sbom(api)
     second = layered(up, sbom_bytes(), upload_sbom=False, held=True)
     assert deploy(up, second).status_code == 201
     denied_sbom = sbom_bytes(
