@@ -82,10 +82,13 @@ def write_layers(
     deps_cache: DepsCacheKey | None,
     *,
     split_deps: bool = True,
+    top: list[Entry] | None = None,
 ) -> list[WrittenLayer]:
     """The artifact's layers (deps first, when the tree has a top-level node_modules and
-    ``split_deps``, with the lockfiles; otherwise the app layer holds everything)."""
-    top = walker.children(None)
+    ``split_deps``, with the lockfiles; otherwise the app layer holds everything).
+
+    ``top``: the root's entries when the caller has listed them already."""
+    top = walker.children(None) if top is None else top
     split = split_deps and any(entry.path == DEPS_ROOT for entry in top)
     deps_top = [entry for entry in top if split and _in_deps(entry)]
     app_top = [entry for entry in top if entry not in deps_top]
