@@ -158,6 +158,11 @@ class DeploymentRequest(TypedDict):
     replicas: NotRequired[Replicas]
     health_path: NotRequired[str | None]
     report: NotRequired[DeployReport]  # what the client measured so far (display only)
+    # A layered artifact's manifest (its exact text, whose sha256 is artifact_digest) and its
+    # signature: registered first, as POST /artifacts/manifests does (GET /config's
+    # inline_manifests), so that a redeploy needs one round trip less.
+    manifest: NotRequired[str]
+    signature: NotRequired[str | None]
 
 
 class DeploymentCreated(Deployment):

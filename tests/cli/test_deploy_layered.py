@@ -49,9 +49,10 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
     report = ("PUT", f"/deployments/{second['deployment_id']}/report")
     # The server logs a request once it answered it: the CLI may have ended a moment before.
     requests = wait_for(lambda: report in (r := requests_since(server, before)) and r)
-    # the app layer is asked first, and only once: the artifact cannot be held without it
+    # the app layer's upload is presigned first, without a HEAD: the artifact cannot be held
+    # without it, so neither its manifest nor the layer is asked about
     heads = [path.rsplit("/", 1)[1] for method, path in requests if method == "HEAD"]
-    assert heads == [app["digest"], deps["digest"], sbom["digest"]]
+    assert heads == [deps["digest"], sbom["digest"]]
     # (the server may log the first deploy's last request, its report, only now)
     earlier = f"/deployments/{first['deployment_id']}/"
     assert [r for r in requests if r[0] != "HEAD" and not r[1].startswith(earlier)] == [
@@ -59,8 +60,7 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
         ("POST", "/artifacts/presign"),
         ("PUT", f"/blobs/artifacts/tiny-node-app/{second['layers'][1]['digest']}/app.tar.zst"),
         ("POST", "/artifacts/complete"),
-        ("POST", "/artifacts/manifests"),
-        ("POST", "/deployments"),
+        ("POST", "/deployments"),  # with the manifest, which the server registers first
         report,
     ]
     assert (deps["uploaded"], deps["uploaded_bytes"]) == (False, 0)
@@ -78,7 +78,11 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
         lambda: ("POST", "/deployments") in (r := requests_since(server, before)) and r
     )
     heads = [p.rsplit("/", 1)[1] for m, p in logged if m == "HEAD"]
-    assert heads == [app["digest"], second["digest"]]  # held: then the whole artifact is
+    assert heads == [second["digest"]]  # the app layer's presign said held: is the artifact?
+    assert [r for r in logged if r[0] == "POST"] == [
+        ("POST", "/artifacts/presign"),
+        ("POST", "/deployments"),
+    ]
 
     listing = aether_json(server.env, "list", "--app", "tiny-node-app")
     assert listing["deployments"][0]["artifact_digest"] == second["digest"]
@@ -174,7 +178,7 @@ def test_hello_node_redeploys_store_what_changed(any_server, live_server, tmp_pa
         lambda: ("POST", "/deployments") in (r := requests_since(server, before)) and r
     )
     heads = [path.rsplit("/", 1)[1] for method, path in logged if method == "HEAD"]
-    assert heads == [app["digest"], second["sbom_upload"]["digest"]]
+    assert heads == [second["sbom_upload"]["digest"]]
 
     # Another control plane lacks that layer: the registration's 409 has it uploaded after all.
     elsewhere = live_server(args=["--no-worker"])

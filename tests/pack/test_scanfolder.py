@@ -130,3 +130,27 @@ def test_the_native_walk_takes_mounts_and_subtrees_like_the_python_one(
 def test_a_folder_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     with pytest.raises(IOFailure, match="cannot read the folder .*missing"):
         walk_tree(tmp_path / "missing", IgnoreRules())
+
+
+def test_the_native_walk_lists_a_folder_only_when_it_reaches_it(tmp_path: Path) -> None:
+    # One call listing a whole subtree held the GIL for tens of milliseconds on a big tree.
+    root = tmp_path / "app"
+    for folder in ("a", "b", "c"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "index.js").write_text(folder)
+    plain = IgnoreRules().plain_exclusions()
+    assert plain is not None and walk.walk_native is not None
+    asked: list[str] = []
+
+    def children(folder: walk.Entry | None) -> list[walk.Entry]:
+        assert folder is not None
+        asked.append(folder.path)
+        return []
+
+    walking = walk.walk_native(
+        os.fspath(root), None, *plain, walk._new_entry, children, frozenset({"b/"})
+    )
+    assert [next(walking).path, next(walking).path] == ["a", "a/index.js"]
+    assert asked == []  # b is listed by `children`, and the walk has not reached it
+    assert [entry.path for entry in walking] == ["b", "c", "c/index.js"]
+    assert asked == ["b"]

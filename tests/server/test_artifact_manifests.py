@@ -132,3 +132,37 @@ def test_a_layer_is_reused_only_by_an_app_that_holds_it(registry_api) -> None:  
     assert proved.status_code == 200 and proved.json()["duplicate"] is True
     assert register(other, theirs).status_code == 200
     assert api.head(f"/artifacts/{deps_digest}?app=second", as_="other").status_code == 200
+
+
+def test_a_deployment_registers_the_manifest_it_carries(registry_api) -> None:  # type: ignore[no-untyped-def]
+    """``POST /deployments`` with ``manifest``: registered first as ``POST
+    /artifacts/manifests`` would (409 naming a missing layer), then released."""
+    api = registry_api()
+    up = Uploader(api)
+    assert api.get("/config", as_="deployer").json()["inline_manifests"] is True
+    deps_body, deps_digest = blob(20_000)
+    app_body, app_digest = blob(1_500)
+    up.upload(deps_body)
+    raw = ArtifactManifest(
+        (layer("deps", deps_body, deps_digest), layer("app", app_body, app_digest)), 0
+    ).encode()
+    digest = artifact_digest(raw)
+
+    def deploy(**fields: object):  # type: ignore[no-untyped-def]
+        body = {"app_name": up.app, "artifact_digest": digest, **fields}
+        return api.post("/deployments", json=body, as_=up.as_)
+
+    missing = deploy(manifest=raw.decode())
+    assert missing.status_code == 409 and app_digest in missing.json()["message"]
+    assert missing.json()["code"] == "conflict"
+    assert api.head(f"/artifacts/{digest}?app={up.app}", as_=up.as_).status_code == 404
+    up.upload(app_body)
+    other = deploy(manifest=raw.decode().replace('"app"', '"App"', 1))
+    assert other.status_code == 400 and "sha256" in other.json()["message"]
+    assert deploy(manifest=raw.decode(), signature="not-hex").status_code == 400
+    created = deploy(manifest=raw.decode())
+    assert created.status_code == 201, created.text
+    assert created.json()["artifact_digest"] == digest
+    assert api.head(f"/artifacts/{digest}?app={up.app}", as_=up.as_).status_code == 200
+    again = deploy(manifest=raw.decode())  # registered already: the same release
+    assert again.status_code == 200 and again.json()["unchanged"] is True

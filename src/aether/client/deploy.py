@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -24,9 +24,15 @@ from typing import Any, cast
 from aether.client.api import ApiClient
 from aether.client.follow import EventCallback, follow_deployment
 from aether.client.transfer import ProgressCallback, UploadRequest
-from aether.client.upload import server_config, upload_artifact
+from aether.client.upload import (
+    is_held,
+    is_multipart,
+    presign,
+    server_config,
+    upload_artifact,
+)
 from aether.clientsettings import ClientSettings
-from aether.errors import AetherError, ConfigError, UsageError
+from aether.errors import AetherError, ConfigError, RemoteError, UsageError
 from aether.models import (
     REPORT_PHASES,
     Deployment,
@@ -175,39 +181,36 @@ def _ship(
     No request makes sure the app exists first: an artifact held for it means it does, and
     an upload (or the manifest's registration) creates it."""
     clock = time.monotonic()
-    stored, answers = _held(api, packed, app)
+    stored, answers, presigned = _held(api, packed, app, config, ask_only=options.dry_run)
     timings["upload"] += _ms_since(clock)
     result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
     if options.dry_run:
         return {**result, **_dry_run_fields(options, stored)}
     clock = time.monotonic()
+    # The manifest goes with the deployment where the server takes it: one round trip less.
+    inline = packed.layered and not stored and bool(config.get("inline_manifests"))
     if stored:
         # a run that died between complete and cleanup may have left its resume record
         from aether.client.resume import ResumeStore
 
         ResumeStore(_resume_root(options, environ)).forget(packed.digest)
     elif packed.layered:
-        from aether.client.layers import upload_layered
-
-        result.update(
-            upload_layered(
-                api,
-                packed,
-                app,
-                config,
-                _resume_root(options, environ),
-                on_progress,
-                concurrency=options.concurrency,
-                answers=answers,
-            )
-        )
+        shipped = _ship_layers(api, packed, app, options, config, environ, on_progress)
+        result.update(shipped(answers=answers, presigned=presigned, register=not inline))
     else:
         result.update(_upload(api, packed, app, options, config, environ, on_progress))
     timings["upload"] += _ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
-    report = _report(result, timings) if config.get("deploy_reports") else None
-    registered = _register(api, app, packed, options, report)
+    try:
+        registered = _register(api, app, packed, options, _reports(config, result, timings), inline)
+    except RemoteError as exc:
+        if not (inline and exc.http_status == 409):
+            raise
+        # A layer taken as held (the local layer cache's) is not stored for the app after
+        # all: each is asked about, the missing ones uploaded, the manifest registered alone.
+        result.update(shipped(presume=False))
+        registered = _register(api, app, packed, options, _reports(config, result, timings))
     timings["register"] += _ms_since(clock)
     deployment: Deployment = registered
     # An unchanged release that already runs has nothing to follow (its events are old).
@@ -221,16 +224,61 @@ def _ship(
     return {**result, **_deployment_fields(deployment), **_release_fields(registered, options)}
 
 
-def _held(api: ApiClient, packed: Any, app: str) -> tuple[bool, dict[str, bool]]:
-    """Whether the server holds the artifact for ``app``, and what it said of each layer
-    asked on the way. A layered artifact's app layer is asked first: a code-only redeploy
-    changed it, so the artifact (whose manifest names it) cannot be held, and that answer
-    spares both the manifest's question and the layer's own later on."""
-    changed = [layer["digest"] for layer in packed.layers if layer["name"] == "app"]
-    answers = {digest: api.exists(f"/artifacts/{digest}?app={app}") for digest in changed}
-    if changed and not answers[changed[0]]:
-        return False, answers
-    return api.exists(f"/artifacts/{packed.digest}?app={app}"), answers
+def _ship_layers(
+    api: ApiClient,
+    packed: Any,
+    app: str,
+    options: DeployOptions,
+    config: dict[str, Any],
+    environ: Mapping[str, str],
+    on_progress: ProgressCallback | None,
+) -> Callable[..., dict[str, Any]]:
+    """:func:`aether.client.layers.upload_layered` for this deploy, given the rest."""
+    from aether.client.layers import upload_layered
+
+    root = _resume_root(options, environ)
+
+    def shipped(**given: Any) -> dict[str, Any]:
+        return upload_layered(
+            api, packed, app, config, root, on_progress, concurrency=options.concurrency, **given
+        )
+
+    return shipped
+
+
+def _reports(
+    config: Mapping[str, Any], result: Mapping[str, Any], timings: Mapping[str, float]
+) -> DeployReport | None:
+    return _report(result, timings) if config.get("deploy_reports") else None
+
+
+def _held(
+    api: ApiClient, packed: Any, app: str, config: Mapping[str, Any], *, ask_only: bool
+) -> tuple[bool, dict[str, bool], dict[str, dict[str, Any]]]:
+    """Whether the server holds the artifact for ``app``, what it said of each layer asked on
+    the way, and the presign answers it gave. A layered artifact's app layer is asked first:
+    a code-only redeploy changed it, so the artifact (whose manifest names it) cannot be held,
+    and that answer spares both the manifest's question and the layer's own later on. Unless
+    the run only asks (``--dry-run``), the app layer's upload is presigned at once instead of
+    asked about: the presign says whether it is held as ``HEAD`` would, and otherwise its
+    answer is the upload's first step, one round trip fewer."""
+    changed = [layer for layer in packed.layers if layer["name"] == "app"]
+    answers: dict[str, bool] = {}
+    presigned: dict[str, dict[str, Any]] = {}
+    for layer in changed:
+        digest = layer["digest"]
+        if ask_only or is_multipart(layer["size"], config):
+            answers[digest] = api.exists(f"/artifacts/{digest}?app={app}")
+            continue
+        from aether.client.layers import layer_request
+
+        answer = presign(api, layer_request(layer, app))
+        answers[digest] = is_held(answer)
+        if not answers[digest]:
+            presigned[digest] = answer
+    if changed and not answers[changed[0]["digest"]]:
+        return False, answers, presigned
+    return api.exists(f"/artifacts/{packed.digest}?app={app}"), answers, presigned
 
 
 def _require_credentials(settings: ClientSettings) -> tuple[str, str]:
@@ -352,11 +400,17 @@ def _register(
     packed: Any,
     options: DeployOptions,
     report: DeployReport | None = None,
+    with_manifest: bool = False,
 ) -> DeploymentCreated:
     """``POST /deployments``: a release of the artifact with the app's config, idempotent on
     the release's whole tuple on the server; records the Node.js major it was built for and,
-    when the server takes reports, what was measured so far."""
+    when the server takes reports, what was measured so far. ``with_manifest``: the layered
+    artifact's manifest goes with it, registered by the server first."""
     body: DeploymentRequest = {"app_name": app, "artifact_digest": packed.digest}
+    if with_manifest:
+        from aether.client.layers import manifest_fields
+
+        body.update(manifest_fields(packed))  # type: ignore[typeddict-item]
     if report is not None:
         body["report"] = report
     if options.env:

@@ -1,9 +1,9 @@
 """Shipping a layered artifact: each layer the server lacks, its SBOM, then the manifest.
 
-Per layer, ``HEAD /artifacts/{digest}`` (unless the deploy just asked it, or the layer came
-from the local layer cache: a cached deps layer was shipped with the deploy that packed it, so
-it is taken as held and the registration says otherwise with a 409); only a missing layer is
-uploaded (presigned, or multipart when big, as any artifact). The SBOM the manifest names
+Per layer, ``HEAD /artifacts/{digest}`` (unless the deploy just asked it, or presigned its
+upload, or the layer came from the local layer cache: a cached deps layer was shipped with the
+deploy that packed it, so it is taken as held and the registration says otherwise with a 409);
+only a missing layer is uploaded (presigned, or multipart when big, as any artifact). The SBOM the manifest names
 (``sbom_sha256``) goes the same way, as an object stored as it is (``compression: none``): an
 SBOM made from unchanged inputs has the same bytes, so it is uploaded once while the
 dependencies stay the same. Then
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aether.client.api import ApiClient
 from aether.client.transfer import ProgressCallback, UploadRequest
@@ -36,30 +36,40 @@ def upload_layered(
     *,
     concurrency: int = 4,
     answers: Mapping[str, bool] | None = None,
+    presigned: Mapping[str, dict[str, Any]] | None = None,
+    presume: bool = True,
+    register: bool = True,
 ) -> dict[str, Any]:
     """Upload the missing layers and register the manifest; the deploy result's fields.
     ``answers``: whether the server holds a digest, for those it was just asked about (not
-    asked again; a retry after a 409 asks again)."""
+    asked again; a retry after a 409 asks again); ``presigned``: the presign answers the
+    deploy already has, by digest (used once); ``presume``: take the layers from the local
+    layer cache as held (:func:`_presumed`); without ``register`` the manifest is left to
+    ``POST /deployments`` (:func:`manifest_fields`), and counted as uploaded."""
     reports: dict[str, dict[str, Any]] = {}
+    offers = dict(presigned or {})
+    ship = _Shipping(app, config, resume_root, on_progress, concurrency)
+    sbom_object = _sbom_object(packed)
     for attempt in range(_ATTEMPTS):
-        for layer in [*packed.layers, *_sbom_object(packed)]:
-            known = _presumed(packed, answers) if attempt == 0 else {}
-            report = _ship_layer(
-                api, layer, app, config, resume_root, on_progress, concurrency, known
-            )
+        known = _presumed(packed, answers) if attempt == 0 and presume else {}
+        for layer in [*packed.layers, *sbom_object]:
+            report = _ship_layer(api, layer, ship, known, offers.pop(layer["digest"], None))
             if layer["digest"] not in reports or report["uploaded"]:
                 reports[layer["digest"]] = report
+        if not register:
+            manifest_bytes = Path(packed.artifact).stat().st_size
+            break
         try:
-            registered = register_manifest(api, packed, app)
+            manifest_bytes = register_manifest(api, packed, app)["manifest_bytes"]
             break
         except RemoteError as exc:
             if exc.http_status != 409 or attempt == _ATTEMPTS - 1:
                 raise
     layers = [reports[layer["digest"]] for layer in packed.layers]
-    sbom = [reports[item["digest"]] for item in _sbom_object(packed)]
+    sbom = [reports[item["digest"]] for item in sbom_object]
     uploaded = sum(item["uploaded_bytes"] for item in [*layers, *sbom])
     return {
-        "uploaded_bytes": uploaded + registered["manifest_bytes"],
+        "uploaded_bytes": uploaded + manifest_bytes,
         "skipped_upload": not any(item["uploaded"] for item in [*layers, *sbom]),
         "layers": layers,
         "sbom_upload": {key: sbom[0][key] for key in _SBOM_FIELDS} if sbom else None,
@@ -96,15 +106,33 @@ def _sbom_object(packed: Any) -> list[dict[str, Any]]:
     ]
 
 
+class _Shipping(NamedTuple):
+    """Where and how the layers of one deploy go."""
+
+    app: str
+    config: dict[str, Any]
+    resume_root: Path
+    on_progress: ProgressCallback | None
+    concurrency: int
+
+
+def layer_request(layer: Mapping[str, Any], app: str) -> UploadRequest:
+    """The upload of one layer (or the SBOM object) for ``app``."""
+    return UploadRequest(
+        artifact=Path(layer["path"]),
+        app_name=app,
+        digest=layer["digest"],
+        size_bytes=layer["size"],
+        compression=layer.get("compression") or _compression(layer["media_type"]),
+    )
+
+
 def _ship_layer(
     api: ApiClient,
     layer: dict[str, Any],
-    app: str,
-    config: dict[str, Any],
-    resume_root: Path,
-    on_progress: ProgressCallback | None,
-    concurrency: int,
+    ship: _Shipping,
     known: Mapping[str, bool],
+    presigned: dict[str, Any] | None,
 ) -> dict[str, Any]:
     digest = layer["digest"]
     fields = {
@@ -114,25 +142,20 @@ def _ship_layer(
         "files": layer["files"],
     }
     held = known.get(digest)
-    if held is None:
-        held = api.exists(f"/artifacts/{digest}?app={app}")  # held for this app (possession)
+    if held is None and presigned is None:
+        held = api.exists(f"/artifacts/{digest}?app={ship.app}")  # held for this app (possession)
     if held:
         return {**fields, "uploaded": False, "uploaded_bytes": 0}
-    if on_progress is not None:
-        on_progress("upload", 0, layer["size"])
+    if ship.on_progress is not None:
+        ship.on_progress("upload", 0, layer["size"])
     result = upload_artifact(
         api,
-        UploadRequest(
-            artifact=Path(layer["path"]),
-            app_name=app,
-            digest=digest,
-            size_bytes=layer["size"],
-            compression=layer.get("compression") or _compression(layer["media_type"]),
-        ),
-        config=config,
-        resume_root=resume_root,
-        on_progress=on_progress,
-        concurrency=concurrency,
+        layer_request(layer, ship.app),
+        config=ship.config,
+        resume_root=ship.resume_root,
+        on_progress=ship.on_progress,
+        concurrency=ship.concurrency,
+        presigned=presigned,
     )
     return {
         **fields,
@@ -146,11 +169,18 @@ def _compression(media_type: str) -> str:
     return "gzip" if media_type.endswith("+gzip") else "zstd"
 
 
+def manifest_fields(packed: Any) -> dict[str, Any]:
+    """The manifest's exact text (and its signature), as ``POST /artifacts/manifests`` and
+    ``POST /deployments`` take them."""
+    fields: dict[str, Any] = {"manifest": Path(packed.artifact).read_text(encoding="utf-8")}
+    if packed.signature_hex:
+        fields["signature"] = packed.signature_hex
+    return fields
+
+
 def register_manifest(api: ApiClient, packed: Any, app: str) -> dict[str, Any]:
     """``POST /artifacts/manifests`` with the manifest's exact bytes (and the signature)."""
-    raw = Path(packed.artifact).read_bytes()
-    body: dict[str, Any] = {"app_name": app, "manifest": raw.decode("utf-8")}
-    if packed.signature_hex:
-        body["signature"] = packed.signature_hex
-    answer = api.post("/artifacts/manifests", body)
-    return {**answer, "manifest_bytes": 0 if answer.get("duplicate") else len(raw)}
+    fields = manifest_fields(packed)
+    answer = api.post("/artifacts/manifests", {"app_name": app, **fields})
+    size = len(fields["manifest"].encode("utf-8"))
+    return {**answer, "manifest_bytes": 0 if answer.get("duplicate") else size}

@@ -8,6 +8,7 @@ and drawn by the CLI. Which flow is used depends on ``GET /config``'s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,11 @@ def upload_artifact(
     resume_root: Path,
     on_progress: ProgressCallback | None = None,
     concurrency: int = 4,
+    presigned: dict[str, Any] | None = None,
 ) -> UploadResult:
-    """Upload one artifact with the flow its size calls for."""
-    threshold = int(config.get("multipart_threshold_bytes") or 0)
-    if threshold and request.size_bytes >= threshold:
+    """Upload one artifact with the flow its size calls for; ``presigned`` is the answer of
+    a presign already asked for it (see :func:`presign`)."""
+    if is_multipart(request.size_bytes, config):
         # only here: its thread pool and resume records cost a small upload's start-up
         from aether.client.multipart import upload_multipart
 
@@ -50,14 +52,19 @@ def upload_artifact(
             on_progress=on_progress,
             concurrency=concurrency,
         )
-    return upload_single(api, request, on_progress=on_progress)
+    return upload_single(api, request, on_progress=on_progress, presigned=presigned)
 
 
-def upload_single(
-    api: ApiClient, request: UploadRequest, *, on_progress: ProgressCallback | None = None
-) -> UploadResult:
-    """presign → PUT → complete; ``method: NONE`` from presign means the bytes are stored."""
-    presigned = api.post(
+def is_multipart(size_bytes: int, config: Mapping[str, Any]) -> bool:
+    """Whether an upload of this size takes the multipart flow (``GET /config``'s threshold)."""
+    threshold = int(config.get("multipart_threshold_bytes") or 0)
+    return bool(threshold) and size_bytes >= threshold
+
+
+def presign(api: ApiClient, request: UploadRequest) -> dict[str, Any]:
+    """``POST /artifacts/presign``: where to PUT the bytes, or ``method: NONE`` when the
+    server holds the digest for the app (what ``HEAD /artifacts/{digest}`` would say)."""
+    return api.post(
         "/artifacts/presign",
         {
             "app_name": request.app_name,
@@ -66,8 +73,25 @@ def upload_single(
             "compression": request.compression,
         },
     )
+
+
+def is_held(presigned: dict[str, Any]) -> bool:
+    return str(presigned.get("method", "PUT")).upper() == "NONE"
+
+
+def upload_single(
+    api: ApiClient,
+    request: UploadRequest,
+    *,
+    on_progress: ProgressCallback | None = None,
+    presigned: dict[str, Any] | None = None,
+) -> UploadResult:
+    """presign (unless ``presigned`` is its answer) → PUT → complete; ``method: NONE`` from
+    presign means the bytes are stored."""
+    if presigned is None:
+        presigned = presign(api, request)
     result = UploadResult(parts_total=1)
-    if str(presigned.get("method", "PUT")).upper() == "NONE":
+    if is_held(presigned):
         result.skipped = True
     else:
         counter = ByteCounter(request.size_bytes, on_progress)

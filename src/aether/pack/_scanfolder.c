@@ -9,7 +9,8 @@
  * system that does not report entry types, a name that is not UTF-8, a folder that cannot be
  * read) returns None, and the Python walk lists that folder, so its rules and its messages
  * live in one place. walk does the depth-first order and each folder's sort here as well, and
- * calls back into Python only for the folders scan does not answer for.
+ * calls back into Python only for the folders scan does not answer for; it is an iterator
+ * that lists a folder when it reaches it, so it never holds the GIL for a whole subtree.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -289,7 +290,7 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 
 PyDoc_STRVAR(walk_doc,
 "walk(root, folder, excluded, excluded_dir_names, new_entry, children, by_children)\n"
-"-> list\n\n"
+"-> iterator\n\n"
 "Every entry below folder (a walk.Entry that is a directory, or None for the folder at\n"
 "root), itself excluded, in archive order: depth first, each folder's entries sorted by\n"
 "their member name bytes. Plain folders are listed as scan lists them; children(folder)\n"
@@ -384,6 +385,110 @@ typedef struct {
     Py_ssize_t next;
 } Level;
 
+/* The walk in progress: an iterator that lists each folder when the walk reaches it, so
+ * a caller taking a few entries at a time holds the GIL for one folder's listing at most
+ * (a whole subtree of tens of thousands of entries, listed in one call, held it for tens of
+ * milliseconds while the reader and compressor threads waited for it). */
+typedef struct {
+    PyObject_HEAD
+    Walk state; /* owned references */
+    PyObject *folder; /* the folder to list first; NULL once it is listed */
+    Level *levels;
+    Py_ssize_t depth, capacity;
+} Walking;
+
+static void
+walking_clear(Walking *self)
+{
+    while (self->depth > 0) {
+        Py_DECREF(self->levels[--self->depth].entries);
+    }
+    PyMem_Free(self->levels);
+    self->levels = NULL;
+    Py_CLEAR(self->folder);
+}
+
+static void
+walking_dealloc(Walking *self)
+{
+    walking_clear(self);
+    Py_XDECREF(self->state.root);
+    Py_XDECREF(self->state.excluded);
+    Py_XDECREF(self->state.excluded_dir_names);
+    Py_XDECREF(self->state.new_entry);
+    Py_XDECREF(self->state.children);
+    Py_XDECREF(self->state.by_children);
+    PyObject_Free(self);
+}
+
+/* Push the sorted listing of `folder`; -1 on an error (the walk is over then). */
+static int
+walking_push(Walking *self, PyObject *folder)
+{
+    PyObject *entries = list_folder(&self->state, folder);
+    if (entries == NULL) {
+        return -1;
+    }
+    if (self->depth == self->capacity) {
+        Py_ssize_t capacity = self->capacity ? self->capacity * 2 : 16;
+        Level *grown = PyMem_Realloc(self->levels, (size_t)capacity * sizeof(Level));
+        if (grown == NULL) {
+            Py_DECREF(entries);
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->levels = grown;
+        self->capacity = capacity;
+    }
+    self->levels[self->depth++] = (Level){entries, 0};
+    return 0;
+}
+
+static PyObject *
+walking_next(Walking *self)
+{
+    if (self->folder != NULL) {
+        PyObject *folder = self->folder;
+        self->folder = NULL;
+        int failed = walking_push(self, folder);
+        Py_DECREF(folder);
+        if (failed) {
+            walking_clear(self);
+            return NULL;
+        }
+    }
+    while (self->depth > 0) {
+        Level *level = &self->levels[self->depth - 1];
+        if (level->next >= PyList_GET_SIZE(level->entries)) {
+            Py_DECREF(level->entries);
+            self->depth--;
+            continue;
+        }
+        PyObject *entry = Py_NewRef(PyList_GET_ITEM(level->entries, level->next));
+        level->next++;
+        int inside = is_folder(entry);
+        /* The listing below may run Python code; the entry is held meanwhile. */
+        if (inside < 0 || (inside && walking_push(self, entry) < 0)) {
+            Py_DECREF(entry);
+            walking_clear(self);
+            return NULL;
+        }
+        return entry;
+    }
+    return NULL; /* the end, without an exception */
+}
+
+static PyTypeObject WalkingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aether.pack._scanfolder.Walking",
+    .tp_doc = "The entries of a walk, in archive order, each folder listed when reached.",
+    .tp_basicsize = sizeof(Walking),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)walking_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)walking_next,
+};
+
 static PyObject *
 walk(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -391,10 +496,8 @@ walk(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "walk takes 7 arguments");
         return NULL;
     }
-    Walk state = {args[0], args[2], args[3], args[4], args[5], args[6]};
     PyObject *folder = args[1];
-    if (check_sets(state.root, state.excluded, state.excluded_dir_names) < 0
-        || !PyAnySet_Check(state.by_children)) {
+    if (check_sets(args[0], args[2], args[3]) < 0 || !PyAnySet_Check(args[6])) {
         return NULL;
     }
     if (folder != Py_None && is_folder(folder) != 1) {
@@ -403,65 +506,17 @@ walk(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         }
         return NULL;
     }
-    PyObject *out = PyList_New(0);
-    Py_ssize_t depth = 0, capacity = 16;
-    Level *levels = PyMem_Malloc((size_t)capacity * sizeof(Level));
-    if (out == NULL || levels == NULL) {
-        Py_XDECREF(out);
-        PyMem_Free(levels);
-        return PyErr_NoMemory();
+    Walking *self = PyObject_New(Walking, &WalkingType);
+    if (self == NULL) {
+        return NULL;
     }
-    PyObject *first = list_folder(&state, folder);
-    if (first == NULL) {
-        goto failed;
-    }
-    levels[depth++] = (Level){first, 0};
-    while (depth > 0) {
-        Level *level = &levels[depth - 1];
-        if (level->next >= PyList_GET_SIZE(level->entries)) {
-            Py_DECREF(level->entries);
-            depth--;
-            continue;
-        }
-        PyObject *entry = PyList_GET_ITEM(level->entries, level->next);
-        level->next++;
-        if (PyList_Append(out, entry) < 0) {
-            goto failed;
-        }
-        int inside = is_folder(entry);
-        if (inside < 0) {
-            goto failed;
-        }
-        if (!inside) {
-            continue;
-        }
-        Py_INCREF(entry); /* the listing below may run Python code */
-        PyObject *entries = list_folder(&state, entry);
-        Py_DECREF(entry);
-        if (entries == NULL) {
-            goto failed;
-        }
-        if (depth == capacity) {
-            Level *grown = PyMem_Realloc(levels, (size_t)capacity * 2 * sizeof(Level));
-            if (grown == NULL) {
-                Py_DECREF(entries);
-                PyErr_NoMemory();
-                goto failed;
-            }
-            levels = grown;
-            capacity *= 2;
-        }
-        levels[depth++] = (Level){entries, 0};
-    }
-    PyMem_Free(levels);
-    return out;
-failed:
-    while (depth > 0) {
-        Py_DECREF(levels[--depth].entries);
-    }
-    PyMem_Free(levels);
-    Py_DECREF(out);
-    return NULL;
+    self->state = (Walk){Py_NewRef(args[0]), Py_NewRef(args[2]), Py_NewRef(args[3]),
+                         Py_NewRef(args[4]), Py_NewRef(args[5]), Py_NewRef(args[6])};
+    self->folder = Py_NewRef(folder);
+    self->levels = NULL;
+    self->depth = 0;
+    self->capacity = 0;
+    return (PyObject *)self;
 }
 
 /* --- stamp: treestamp.stamp_python, natively ------------------------------------------- */
@@ -644,6 +699,9 @@ static PyMethodDef methods[] = {
 static int
 exec_module(PyObject *Py_UNUSED(module))
 {
+    if (PyType_Ready(&WalkingType) < 0) {
+        return -1;
+    }
     str_file = PyUnicode_InternFromString("file");
     str_dir = PyUnicode_InternFromString("dir");
     str_slash = PyUnicode_InternFromString("/");

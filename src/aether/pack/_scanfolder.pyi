@@ -1,5 +1,5 @@
 # The C extension's interface (src/aether/pack/_scanfolder.c), for the type checker.
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from aether.pack.walk import Entry
@@ -21,5 +21,5 @@ def walk(
     children: Callable[[Entry | None], list[Entry]],
     by_children: Collection[str],
     /,
-) -> list[Entry]: ...
+) -> Iterator[Entry]: ...
 def stamp(path: str, prefix: bytes, /) -> bytes: ...

@@ -8,8 +8,8 @@ error naming the path, or, with ``skip_unsafe``, reported through ``on_skip`` an
 Only directory entries are read here (no ``stat`` per file): readers stat what they open.
 Folders of nothing but plainly named files and folders are listed by a C extension
 (``_scanfolder``) when it is built and no ignore pattern is set, which then also walks the
-tree (depth first, sorted) and asks the Python listing only for the other folders; the same
-entries either way.
+tree (depth first, sorted, each folder listed when the walk reaches it) and asks the Python
+listing only for the other folders; the same entries either way.
 
 A walker may *mount* other folders into the tree (``mounts``: member path → folder): the staged
 build packs the app's files from its build folder and ``node_modules`` from the cached
@@ -54,7 +54,7 @@ try:  # lists folders of plain files and folders natively; the code below does t
     from aether.pack._scanfolder import scan, walk
 
     scan_folder_native: Callable[..., list[Entry] | None] | None = scan
-    walk_native: Callable[..., list[Entry]] | None = walk
+    walk_native: Callable[..., Iterator[Entry]] | None = walk
 except ImportError:  # not built: the Python listing does it all
     scan_folder_native = None
     walk_native = None
@@ -164,10 +164,9 @@ class Walker:
         if walk_native is not None and scan_folder_native is not None and plain is not None:
             # The same order natively; folders the native listing does not take (and those
             # that hold mounts) come from ``children``.
+            # Lazily, a folder at a time: the GIL is held for one listing, not a subtree.
             by_children = frozenset(_parent(path) for path, _ in self.mounts)
-            return iter(
-                walk_native(self.root, folder, *plain, _new_entry, self.children, by_children)
-            )
+            return walk_native(self.root, folder, *plain, _new_entry, self.children, by_children)
         return self._below(folder)
 
     def _below(self, folder: Entry | None) -> Iterator[Entry]:

@@ -45,6 +45,8 @@ async def get_config(request: Request) -> JSONResponse:
             "deploy_reports": True,
             # the client may upload layered artifacts (POST /artifacts/manifests)
             "layered_artifacts": True,
+            # POST /deployments takes the artifact manifest to register first (manifest)
+            "inline_manifests": True,
         }
     )
 
@@ -97,6 +99,7 @@ OPENAPI = {
                     ),
                     "deploy_reports": BOOL,
                     "layered_artifacts": BOOL,
+                    "inline_manifests": BOOL,
                 }
             ),
             errors=(401,),

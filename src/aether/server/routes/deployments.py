@@ -30,7 +30,8 @@ from aether.models import (
     release_number,
 )
 from aether.server import releasing
-from aether.server.artifacts import possession
+from aether.server.artifacts import possession, registry
+from aether.server.artifacts.access import app_for_upload
 from aether.server.artifacts.sbom_admission import check_sbom
 from aether.server.artifacts.verification import signature_matches
 from aether.server.auth import Principal, principal, require_app_access, require_role
@@ -110,7 +111,10 @@ async def create_deployment(request: Request) -> JSONResponse:
     _check_options(body)
     report = check_report(body["report"]) if "report" in body else None
     state = get_state(request)
-    app = await app_store.require_app(state.db, body["app_name"])
+    if "manifest" in body:
+        app = await _register_manifest(request, state, body)
+    else:
+        app = await app_store.require_app(state.db, body["app_name"])
     who = require_app_access(request, app, write=True)
     await stored_artifact(state, app, body["artifact_digest"], who)
     wanted = releasing.DeployRequest(
@@ -127,6 +131,20 @@ async def create_deployment(request: Request) -> JSONResponse:
     if report and outcome.created:  # an unchanged answer is an older deployment: not this run's
         await deployment_reports.save(state.db, outcome.deployment["id"], report, final=False)
     return _created(state, outcome, set(wanted.overrides))
+
+
+async def _register_manifest(request: Request, state: ServerState, body: dict[str, Any]) -> Row:
+    """The app, once the layered artifact's manifest sent with the deployment is registered
+    exactly as ``POST /artifacts/manifests`` registers it (the app created if need be, 409
+    when a layer it names is not stored for the app)."""
+    from aether.pack.artifact_manifest import artifact_digest
+
+    raw = body["manifest"].encode("utf-8")
+    if artifact_digest(raw) != body["artifact_digest"]:
+        raise BadRequest("field 'artifact_digest' must be the sha256 of field 'manifest'")
+    app, _ = await app_for_upload(request, state, body["app_name"])
+    await registry.register_manifest(state, principal(request), app, raw, body.get("signature"))
+    return app
 
 
 def _created(
@@ -337,7 +355,7 @@ OPENAPI = {
             status=201,
             request=_CREATE_REQUEST,
             response=_CREATED_SCHEMA,
-            errors=(400, 401, 403, 404, 503),
+            errors=(400, 401, 403, 404, 409, 503),
         )
     },
     "/deployments/{deployment_id}": {
