@@ -392,6 +392,9 @@ class WorkerSettings:
     # AETHER_APP_STANDBY: after a release passed its health gate, keep one Node.js process
     # started and waiting in the app's sandbox for its next release (local runtime)
     standby: bool = True
+    # AETHER_APP_STANDBY_RESOLVE: a standby resolves what its dependency layer's modules
+    # require while it waits, so that the next release loads them sooner (no module runs)
+    standby_resolve: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -414,6 +417,7 @@ class WorkerSettings:
             ),
             layer_cache_dir=_absolute_path(environ, "AETHER_LAYER_CACHE_DIR"),
             standby=env_bool(environ, "AETHER_APP_STANDBY", True),
+            standby_resolve=env_bool(environ, "AETHER_APP_STANDBY_RESOLVE", True),
         )
 
 

@@ -77,11 +77,13 @@ def write_archive(
     *,
     workers: int | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
+    while_closing: Callable[[TreeContents], None] | None = None,
 ) -> tuple[TreeContents, str, str, int]:
     """Write the archive; returns (contents, tar_sha256, digest, compressed size).
 
     ``workers``: readers (threads, or worker processes without the native reader), 0 to
-    write on this thread, None to choose by tree and CPUs.
+    write on this thread, None to choose by tree and CPUs. ``while_closing(contents)`` runs
+    once every member is written, while the compressor finishes.
     """
     mtime_field = tarcodec.mtime_field(mtime)
     count = default_workers(plan) if workers is None else workers
@@ -108,6 +110,8 @@ def write_archive(
                     write_members(members, sink, mtime_field, contents, on_progress=on_progress)
             finish_tree(sink, contents)
             render_ahead(contents)  # while the compressor finishes
+            if while_closing is not None:
+                while_closing(contents)
             tar_sha256, digest, size = sink.close()
         except BaseException:
             sink.abort()
@@ -153,6 +157,7 @@ def archive_file(
     *,
     what: str,
     on_progress: Callable[[int, int | None], None] | None = None,
+    while_closing: Callable[[TreeContents], None] | None = None,
 ) -> Iterator[ArchiveFile]:
     """Write the archive to a new temporary file in ``folder`` (``.<label>.*.partial``) and
     yield it; the file is removed on the way out unless the caller renamed it. ``what`` names
@@ -171,7 +176,13 @@ def archive_file(
         try:
             with os.fdopen(fd, "wb") as handle:
                 written = write_archive(
-                    plan, walker, handle, compression, epoch, on_progress=on_progress
+                    plan,
+                    walker,
+                    handle,
+                    compression,
+                    epoch,
+                    on_progress=on_progress,
+                    while_closing=while_closing,
                 )
             os.chmod(temp, 0o644)
         except OSError as exc:

@@ -31,12 +31,12 @@ from aether.pack.layout import Layout
 from aether.pack.manifest import write_manifest
 from aether.pack.options import PackOptions, PackResult
 from aether.pack.packer import FileRecord, TreeContents
-from aether.pack.partition import Plan, plan_tree
+from aether.pack.partition import Plan, plan_entries
 from aether.pack.prepare import Prepared, check_start, prepare
 from aether.pack.project import read_package_json
 from aether.pack.sidecars import write_sbom, write_signature
 from aether.pack.timing import timed
-from aether.pack.walk import Walker
+from aether.pack.walk import Entry, Walker
 from aether.userconfig import cache_dir
 
 Progress = Callable[[str, int, int | None], None]
@@ -116,14 +116,16 @@ class _Job:
 
     def _pack_prepared(self, prepared: Prepared) -> PackResult:
         with timed(self.timings, "walk"):
-            walker, plan = self.walk(prepared)
-            self._keep((walker, plan))
+            walker, top = self.walk(prepared)
+            self._keep((walker, top))
             start_warnings = check_start(
                 prepared, walker, self.options.start_command, required=self.options.require_start
             )
         if self.options.layered:
-            return self._pack_layered(prepared, walker, start_warnings)
+            return self._pack_layered(prepared, walker, top, start_warnings)
         with timed(self.timings, "pack"):
+            plan = plan_entries(walker, top)
+            self._keep(plan)
             contents, digest, size = self.pack(walker, plan)
             self._keep(contents)
         if self.options.native_check:  # --no-native-check: not even looked at
@@ -163,7 +165,7 @@ class _Job:
         )
 
     def _pack_layered(
-        self, prepared: Prepared, walker: Walker, start_warnings: tuple[str, ...]
+        self, prepared: Prepared, walker: Walker, top: list[Entry], start_warnings: tuple[str, ...]
     ) -> PackResult:
         """Format 2: the layers, the SBOM, then the artifact manifest and its signature."""
         from aether.pack.layered import write_layers
@@ -181,6 +183,7 @@ class _Job:
                 self._deps_cache(prepared),
                 # a workspace's node_modules links to its packages: one layer keeps them
                 split_deps=not prepared.tree.app_dir,
+                top=top,
             )
             self._keep(layers)
         if self.options.native_check:  # --no-native-check: not even looked at
@@ -266,7 +269,7 @@ class _Job:
             extra,
         )
 
-    def walk(self, prepared: Prepared) -> tuple[Walker, Plan]:
+    def walk(self, prepared: Prepared) -> tuple[Walker, list[Entry]]:
         """List the top of the tree; the pack walks the rest as it writes."""
         self.progress("walk", 0, None)
         tree = prepared.tree
@@ -280,9 +283,9 @@ class _Job:
             mounts=tree.mounts,
             real_bases=tree.real_bases,
         )
-        plan = plan_tree(walker)
-        self.progress("walk", len(plan.pieces), len(plan.pieces))
-        return walker, plan
+        top = walker.children(None)
+        self.progress("walk", len(top), len(top))
+        return walker, top
 
     def check_natives(self, prepared: Prepared, walker: Walker, *files: list[FileRecord]) -> None:
         """Refuse (and remove) an artifact whose native files cannot run on the target."""

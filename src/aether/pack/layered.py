@@ -30,13 +30,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aether.errors import IOFailure
 from aether.pack.archive import archive_file
 from aether.pack.artifact_manifest import APP, DEPS, MEDIA_TYPES, LayerRef
 from aether.pack.compress import SUFFIXES
+from aether.pack.index_ahead import HEX_DIGEST, IndexAhead
 from aether.pack.layout import manifest_path
-from aether.pack.manifest import write_manifest
+from aether.pack.manifest import build_manifest
 from aether.pack.packer import TreeContents
 from aether.pack.partition import plan_entries
 from aether.pack.project import LOCKFILES
@@ -82,10 +84,13 @@ def write_layers(
     deps_cache: DepsCacheKey | None,
     *,
     split_deps: bool = True,
+    top: list[Entry] | None = None,
 ) -> list[WrittenLayer]:
     """The artifact's layers (deps first, when the tree has a top-level node_modules and
-    ``split_deps``, with the lockfiles; otherwise the app layer holds everything)."""
-    top = walker.children(None)
+    ``split_deps``, with the lockfiles; otherwise the app layer holds everything).
+
+    ``top``: the root's entries when the caller has listed them already."""
+    top = walker.children(None) if top is None else top
     split = split_deps and any(entry.path == DEPS_ROOT for entry in top)
     deps_top = [entry for entry in top if split and _in_deps(entry)]
     app_top = [entry for entry in top if entry not in deps_top]
@@ -123,19 +128,37 @@ def _write_layer(
     progress: Progress,
 ) -> WrittenLayer:
     progress("pack", 0, None)
-    with archive_file(
-        plan_entries(walker, top),
-        walker,
-        out / LAYERS_DIR,
-        name,
-        compression,
-        epoch,
-        what=f"the {name} layer",
-        on_progress=lambda done, total: progress("pack", done, total),
-    ) as written:
+    folder = out / LAYERS_DIR
+
+    def draft(contents: TreeContents) -> dict[str, Any]:
+        """The layer's index before its digest is known (placeholders of the same length)."""
+        return build_manifest(
+            contents,
+            artifact_name=f"{HEX_DIGEST}{SUFFIXES[compression]}",
+            compression=compression,
+            digest=HEX_DIGEST,
+            tar_sha256=HEX_DIGEST,
+            size_bytes=0,
+            source_date_epoch=epoch,
+        )
+
+    with (
+        IndexAhead(folder, name) as index_ahead,
+        archive_file(
+            plan_entries(walker, top),
+            walker,
+            folder,
+            name,
+            compression,
+            epoch,
+            what=f"the {name} layer",
+            on_progress=lambda done, total: progress("pack", done, total),
+            while_closing=lambda contents: index_ahead.write_lines(draft(contents)),
+        ) as written,
+    ):
         path = layer_file(out, written.digest, compression)
         index = manifest_path(path)
-        index_sha256 = write_manifest(index, written.manifest(path.name))
+        index_sha256 = index_ahead.finish(index, written.manifest(path.name))
         try:
             os.replace(written.temp, path)
         except OSError as exc:

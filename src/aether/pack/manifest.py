@@ -149,7 +149,7 @@ def write_manifest(
     digest = hashlib.sha256()
 
     def dump(handle: BinaryIO) -> None:
-        for piece in _manifest_lines(data):
+        for piece in manifest_pieces(data):
             raw = piece if isinstance(piece, bytes) else piece.encode("utf-8")
             digest.update(raw)
             handle.write(raw)
@@ -158,7 +158,10 @@ def write_manifest(
     return digest.hexdigest()
 
 
-def _manifest_lines(data: dict[str, Any]) -> Iterator[str | bytes]:
+def manifest_pieces(data: dict[str, Any]) -> Iterator[str | bytes]:
+    """The text of the manifest ``data``, in order: the lines rendered ahead as their own
+    ``bytes`` piece, the rest as strings."""
+
     def encode(value: object) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from aether.errors import AetherError, BadRequest, ConfigError
 from aether.settings import WorkerSettings
 from aether.worker.outcomes import Fatal
-from aether.worker.runtimes import adoption, advertise
+from aether.worker.runtimes import adoption, advertise, aheadnode
 from aether.worker.runtimes.base import (
     EventSink,
     Instance,
@@ -141,6 +141,8 @@ class LocalRuntime(Runtime):
         self._standbys: dict[str, Standby] = {}  # per app, waiting for its next release
         self._standby_timers: dict[str, asyncio.TimerHandle] = {}
         self._standby_tasks: set[asyncio.Task[None]] = set()
+        # per app, the dependency layer whose resolving ahead warned: its standbys skip it
+        self._warned: dict[str, object] = {}
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -232,8 +234,15 @@ class LocalRuntime(Runtime):
                     return
                 scratch = standby_scratch(self.apps_dir / app_name)
                 base = self._spec(release, folder, 0, scratch)
+                ahead = self._resolve_ahead(app_name, folder)
                 standby = await asyncio.to_thread(
-                    Standby.launch, app_name, base, folder, supervisor_argv(), supervisor_env()
+                    Standby.launch,
+                    app_name,
+                    base,
+                    folder,
+                    supervisor_argv(),
+                    supervisor_env(),
+                    ahead,
                 )
             except Exception as exc:  # no standby: the next release starts cold
                 log.warning("no standby for %s: %s", app_name, exc)
@@ -245,6 +254,16 @@ class LocalRuntime(Runtime):
                 return
             self._standbys[app_name] = standby
         await asyncio.to_thread(standby.reap_launcher)
+
+    def _resolve_ahead(self, app_name: str, folder: Path) -> dict | None:
+        """What the app's standby resolves ahead: its dependency layer, unless resolving it
+        warned before."""
+        if not self.settings.standby_resolve:
+            return None
+        ahead = aheadnode.plan(folder)
+        if ahead is None or self._warned.get(app_name) == ahead["layer"]:
+            return None
+        return ahead
 
     def _track(self, work: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(work)
@@ -477,6 +496,8 @@ class LocalRuntime(Runtime):
             why = await process.spawn_in(standby, entry)
         if why is None:
             return process, ", started in a waiting Node.js process"
+        if why.startswith(aheadnode.WARNED) and standby.ahead is not None:
+            self._warned[release.app_name] = standby.ahead["layer"]
         self._end_later(standby)
         return self._new_process(release, folder, index), f" (cold start: {why})"
 

@@ -379,7 +379,7 @@ def _standby(spec: Spec, rest: bytes) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     fresh_scratch(spec)
     ours, theirs = socket.socketpair()
-    bootstrap = warmnode.write_bootstrap(Path(spec.scratch), theirs.fileno(), spec.uid)
+    bootstrap = warmnode.write_bootstrap(Path(spec.scratch), theirs.fileno(), spec.uid, spec.ahead)
     command = [*spec.command, str(bootstrap)]
     proc = start_app(dataclasses.replace(spec, command=command), (theirs.fileno(),))
     theirs.close()

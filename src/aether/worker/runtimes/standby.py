@@ -109,15 +109,24 @@ class Standby:
     hidden: set[str]  # what the standby does not see of the app's folder
     launcher: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    ahead: dict | None = None  # what its Node.js resolves ahead (:mod:`.aheadnode`)
 
     @property
     def scratch(self) -> str:
         return self.base.scratch
 
     @classmethod
-    def launch(cls, app_name: str, base: Spec, folder: Path, argv: list[str], env: dict) -> Standby:
+    def launch(
+        cls,
+        app_name: str,
+        base: Spec,
+        folder: Path,
+        argv: list[str],
+        env: dict,
+        ahead: dict | None = None,
+    ) -> Standby:
         """Start the standby's supervisor with ``argv``/``env`` (the supervisor's own); it
-        starts Node.js and waits."""
+        starts Node.js, which resolves ``ahead`` and waits."""
         binds, hidden = _view(base.binds, folder) if base.bwrap else (base.binds, set())
         log_path = Path(base.record_path).parent / f"{Path(base.scratch).name}.log"
         spec = dataclasses.replace(
@@ -130,6 +139,7 @@ class Standby:
             command=[*base.command[:-3], "node"],  # the uid drop, without `/bin/sh -c …`
             binds=binds,
             record_path=str(log_path),
+            ahead=ahead,
         )
         launcher = subprocess.Popen(
             argv,
@@ -143,7 +153,7 @@ class Standby:
         launcher.stdin.write(spec.to_json().encode() + b"\n")
         launcher.stdin.flush()
         os.set_blocking(launcher.stdout.fileno(), False)
-        return cls(app_name, base, folder, hidden, launcher, log_path)
+        return cls(app_name, base, folder, hidden, launcher, log_path, ahead)
 
     def misfit(self, spec: Spec, folder: Path, entry: list[str] | None) -> str | None:
         """Why ``spec`` (a cold start of the next release, in this standby's scratch) cannot

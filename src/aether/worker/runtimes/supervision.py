@@ -55,6 +55,8 @@ class Spec:
     # a standby (:mod:`aether.worker.runtimes.warmnode`): ``command`` starts Node.js, which
     # waits for the release; ``record_path`` names the standby's own log
     standby: bool = False
+    # a standby's: what its Node.js resolves ahead while it waits (:mod:`.aheadnode`)
+    ahead: dict | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

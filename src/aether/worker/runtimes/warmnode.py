@@ -24,17 +24,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from aether.worker.runtimes import aheadnode
+
 BOOTSTRAP_NAME = ".aether-standby.js"
 READY_SECS = 30.0  # for Node.js to start (a loaded host; the standby is off the deploy path)
 ACK_SECS = 10.0  # a blocked Node.js answers in milliseconds; a loaded host may take longer
 
-# The bootstrap: plain CommonJS, no module of the app is loaded before the activation.
+# The bootstrap: plain CommonJS, no module of the app is loaded before the activation
+# (followed by the walk that resolves ahead, :data:`aheadnode.WALK`).
 BOOTSTRAP = r"""'use strict';
 const FD = __FD__;
+const PLAN = __PLAN__;
+const WARNED = __WARNED__;
 const fs = require('fs');
 try { fs.unlinkSync(__filename); } catch {}
 delete require.cache[__filename];
 fs.writeSync(FD, 'ready\n');
+const warned = PLAN ? resolveAhead(PLAN) : '';  // (an activation meanwhile waits in the socket)
 const chunks = [];
 const buffer = Buffer.alloc(65536);
 for (;;) {
@@ -42,6 +48,10 @@ for (;;) {
   if (n === 0) process.exit(0);  // the supervisor went: nothing to run
   chunks.push(Buffer.from(buffer.subarray(0, n)));
   if (buffer[n - 1] === 10) break;
+}
+if (warned) {
+  fs.writeSync(FD, `declined ${WARNED}: ${warned}\n`);
+  process.exit(0);
 }
 const message = JSON.parse(Buffer.concat(chunks).toString('utf8'));
 for (const name of Object.keys(process.env)) delete process.env[name];
@@ -55,11 +65,16 @@ setImmediate(require('module').runMain);  // (no frame of this file in the app's
 """
 
 
-def write_bootstrap(scratch: Path, fd: int, uid: int | None) -> Path:
+def write_bootstrap(
+    scratch: Path, fd: int, uid: int | None, plan: dict[str, object] | None = None
+) -> Path:
     """The bootstrap in the standby's scratch folder (the app's uid owns it, so the
-    bootstrap can delete it once Node.js has read it)."""
+    bootstrap can delete it once Node.js has read it); ``plan``: what it resolves ahead
+    (:func:`aether.worker.runtimes.aheadnode.plan`)."""
     path = scratch / BOOTSTRAP_NAME
-    path.write_text(BOOTSTRAP.replace("__FD__", str(fd)), encoding="utf-8")
+    text = (BOOTSTRAP + aheadnode.WALK).replace("__WARNED__", json.dumps(aheadnode.WARNED))
+    text = text.replace("__FD__", str(fd)).replace("__PLAN__", json.dumps(plan))  # (PLAN last)
+    path.write_text(text, encoding="utf-8")
     if uid is not None:
         os.chown(path, uid, uid)
     return path
@@ -110,6 +125,8 @@ def hand_over(sock: socket.socket, message: bytes) -> str | None:
     writer.join(ACK_SECS)
     if answer == "ok":
         return None
+    if answer.startswith("declined "):  # (it resolved ahead and something warned)
+        return answer.removeprefix("declined ")
     if failed:  # (its end of the socket closed: it died while it waited)
         return f"the waiting Node.js process is gone ({failed[0]})"
     return f"the waiting Node.js process answered {answer or 'nothing'}"

@@ -1,0 +1,135 @@
+"""What a standby's Node.js does while it waits: resolve its dependency layer's requires ahead.
+
+Half of what Node.js spends loading an app's dependencies (Express: ~125 modules) is finding
+them — stat calls along ``node_modules`` paths, ``package.json`` reads and ``exports`` maps,
+real paths — and loading the built-in modules they name; compiling and running their code is
+the rest. Resolving a request runs no code of the app or its dependencies, and what Node.js
+learns doing it (its path, real-path and ``package.json`` caches) is the same whenever it
+resolves the same request from the same file. So, after saying ``ready``, the standby's
+bootstrap (:mod:`aether.worker.runtimes.warmnode`) walks the dependency layer from the app's
+direct dependencies: it reads each module file found, resolves each ``require('…')`` named in
+its text (a string match: a request in a comment or a branch never taken is only resolved),
+and follows what resolves to a file of the layer; then it loads the built-in modules named
+that are in :data:`QUIET_BUILTINS`, whose loading reads nothing the activation changes (no
+``PORT`` or per-deployment value, not the working directory). Module code of the app or its
+dependencies never runs before the activation, and ``require.cache`` and ``module.children``
+stay empty: a later ``require`` finds what the walk resolved as a cold start would, only
+sooner.
+
+Only a layer outside the release folder is walked (``node_modules`` linked to the host's layer
+cache, read-only in the sandbox): its files have the same paths in the next release, so the
+caches hold for it. The walk stops at :data:`MAX_FILES` files or :data:`BUDGET_MS` (a deploy
+that arrives meanwhile waits for it). Resolving may warn (a deprecated ``main`` or ``exports``
+form): Node.js warns once per process, so the app would miss that warning — the bootstrap
+then declines the release (:data:`WARNED`), which starts cold, and the worker walks no more
+for that app and layer. Standard library only: the supervisor imports this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+MAX_FILES = 2000  # module files read at most (Express: ~125)
+BUDGET_MS = 300  # the walk's wall time at most
+MAX_ROOTS = 1000
+MAX_PACKAGE_JSON_BYTES = 1024 * 1024
+# The reason a standby that warned while it resolved gives (the worker recognises it).
+WARNED = "a dependency warned while the standby resolved it ahead"
+# Built-in modules whose loading has no effect that depends on the environment, the working
+# directory or the arguments, and prints nothing (not cluster, domain, punycode, sys, repl,
+# inspector, wasi, test and other experimental ones).
+QUIET_BUILTINS = (
+    "assert", "async_hooks", "buffer", "child_process", "crypto", "dgram", "diagnostics_channel",
+    "dns", "events", "fs", "fs/promises", "http", "http2", "https", "net", "os", "path",
+    "perf_hooks", "querystring", "readline", "stream", "stream/promises", "string_decoder",
+    "timers", "timers/promises", "tls", "tty", "url", "util", "util/types", "v8", "vm",
+    "worker_threads", "zlib",
+)  # fmt: skip
+_NAME = re.compile(r"(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*", re.IGNORECASE)
+
+# The walk, in the bootstrap: a function of the plan ({layer, roots, maxFiles, budgetMs,
+# builtins}) that returns '' or, when something warned, what (printable, short).
+WALK = r"""
+function resolveAhead(plan) {
+  const Module = require('module');
+  const path = require('path');
+  const requireRe = /\brequire\s*\(\s*(['"])([^'"\n]{1,512})\1\s*\)/g;
+  const isBuiltin = Module.isBuiltin || ((n) => Module.builtinModules.includes(n));
+  const inLayer = plan.layer + path.sep;
+  const until = Date.now() + plan.budgetMs;
+  const seen = new Set();
+  const queue = [];
+  const named = new Set();
+  const follow = (file) => {
+    if (file.startsWith(inLayer) && /\.c?js$/.test(file) && !seen.has(file)) {
+      seen.add(file);
+      queue.push(file);
+    }
+  };
+  const resolveFrom = (file, request) => {
+    try { follow(Module.createRequire(file).resolve(request)); } catch {}
+  };
+  const emitWarning = process.emitWarning;
+  let warned = '';
+  process.emitWarning = (warning) => {
+    warned = warned || String((warning && warning.message) || warning || '?');
+  };
+  try {
+    const root = path.join(path.dirname(plan.layer), 'index.js');  // where the layer is node_modules
+    for (const name of plan.roots) resolveFrom(root, name);
+    for (let i = 0; i < queue.length && seen.size <= plan.maxFiles && Date.now() < until; i++) {
+      let text;
+      try { text = fs.readFileSync(queue[i], 'utf8'); } catch { continue; }
+      for (const match of text.matchAll(requireRe)) {
+        const request = match[2];
+        if (isBuiltin(request)) named.add(request.replace(/^node:/, ''));
+        else resolveFrom(queue[i], request);
+      }
+    }
+    for (const name of named) if (plan.builtins.includes(name)) require(name);
+  } catch {
+    // (an error here stops the walk early: what it resolved holds all the same)
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+  return warned.replace(/[^\x20-\x7e]/g, '?').slice(0, 160);
+}
+"""
+
+
+def plan(folder: Path) -> dict[str, object] | None:
+    """What the standby of the release in ``folder`` resolves ahead: its dependency layer
+    (the real path of its ``node_modules`` when that links outside the folder) from the
+    app's direct dependencies; None when there is none."""
+    modules = folder / "node_modules"
+    if not modules.is_symlink():
+        return None  # in the release folder: its paths change with the next release
+    layer = os.path.realpath(modules)
+    if not os.path.isdir(layer) or Path(layer).is_relative_to(folder.resolve()):
+        return None
+    return {
+        "layer": layer,
+        "roots": direct_dependencies(folder / "package.json"),
+        "maxFiles": MAX_FILES,
+        "budgetMs": BUDGET_MS,
+        "builtins": list(QUIET_BUILTINS),
+    }
+
+
+def direct_dependencies(package_json: Path) -> list[str]:
+    """The package names the app depends on (``dependencies``, ``optionalDependencies``),
+    in their order; [] when the file is missing, too big or not an npm manifest."""
+    try:
+        with package_json.open("rb") as stream:
+            data = json.loads(stream.read(MAX_PACKAGE_JSON_BYTES + 1)[:MAX_PACKAGE_JSON_BYTES])
+    except (OSError, ValueError):
+        return []
+    names: list[str] = []
+    for key in ("dependencies", "optionalDependencies"):
+        section = data.get(key) if isinstance(data, dict) else None
+        if isinstance(section, dict):
+            names += [n for n in section if _NAME.fullmatch(n) and n not in names]
+    return names[:MAX_ROOTS]
