@@ -11,7 +11,9 @@
 Python imports from a zip with anything in front of it, and the shell stops at ``exec``: so
 ``./aether`` finds a ``python3`` (``-S``: the interpreter's own site-packages and their
 start-up hooks stay out) and imports the entry straight from the zip, and ``python3 aether``
-runs it as a zipapp. Every start costs what it compiles and imports: run as a command the
+runs it as a zipapp. ``-c`` puts the working folder first on ``sys.path``; the shell lines
+take it off, so a ``json.py`` or ``typing.py`` in the project being deployed is never imported
+in place of the standard library's (and no import looks through that folder first). Every start costs what it compiles and imports: run as a command the
 file skips ``runpy`` (which running a zipapp imports, ~5 ms), and the entry (~3 ms to compile)
 is precompiled for each supported version under its own name, as a zip holds only one
 ``.pyc`` per module. Any other interpreter compiles ``_aether_main.py``, whose first act is to
@@ -38,8 +40,10 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 PRELUDE = """#!/bin/sh
 # @TITLE@: a zip that Python runs (python3 -S this-file, or run it as it is).
 for python in ${AETHER_PYTHON:-python3 python3.13 python3.12 python3.11}; do
-  command -v "$python" >/dev/null 2>&1 && exec "$python" -S -c \\
-    'import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[0]; import _aether_start' "$0" "$@"
+  command -v "$python" >/dev/null 2>&1 && exec "$python" -S -c '
+import sys
+if sys.path[:1] == [""]: del sys.path[0]
+sys.path.insert(0, sys.argv[1]); del sys.argv[0]; import _aether_start' "$0" "$@"
 done
 echo "aether: error: @NAME@ needs @NEEDS@; found no python3 on PATH (or set AETHER_PYTHON)" >&2
 exit 10

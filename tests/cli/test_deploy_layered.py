@@ -49,17 +49,15 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
     report = ("PUT", f"/deployments/{second['deployment_id']}/report")
     # The server logs a request once it answered it: the CLI may have ended a moment before.
     requests = wait_for(lambda: report in (r := requests_since(server, before)) and r)
-    # the app layer's upload is presigned first, without a HEAD: the artifact cannot be held
-    # without it, so neither its manifest nor the layer is asked about
+    # the small app layer goes up first, in one request and without a HEAD: the artifact
+    # cannot be held without it, so neither its manifest nor the layer is asked about
     heads = [path.rsplit("/", 1)[1] for method, path in requests if method == "HEAD"]
     assert heads == [deps["digest"], sbom["digest"]]
     # (the server may log the first deploy's last request, its report, only now)
     earlier = f"/deployments/{first['deployment_id']}/"
     assert [r for r in requests if r[0] != "HEAD" and not r[1].startswith(earlier)] == [
         ("GET", "/config"),
-        ("POST", "/artifacts/presign"),
-        ("PUT", f"/blobs/artifacts/tiny-node-app/{second['layers'][1]['digest']}/app.tar.zst"),
-        ("POST", "/artifacts/complete"),
+        ("PUT", f"/artifacts/{app['digest']}/content"),
         ("POST", "/deployments"),  # with the manifest, which the server registers first
         report,
     ]
@@ -78,9 +76,10 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
         lambda: ("POST", "/deployments") in (r := requests_since(server, before)) and r
     )
     heads = [p.rsplit("/", 1)[1] for m, p in logged if m == "HEAD"]
-    assert heads == [second["digest"]]  # the app layer's presign said held: is the artifact?
-    assert [r for r in logged if r[0] == "POST"] == [
-        ("POST", "/artifacts/presign"),
+    assert heads == [second["digest"]]  # the app layer's upload said held: is the artifact?
+    assert [r for r in logged if r[0] != "HEAD"] == [
+        ("GET", "/config"),
+        ("PUT", f"/artifacts/{app['digest']}/content"),
         ("POST", "/deployments"),
     ]
 

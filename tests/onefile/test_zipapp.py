@@ -309,6 +309,20 @@ def test_list_against_an_unreachable_server_names_the_url(aether: Installed) -> 
     assert time.monotonic() - started < 60  # bounded retries, not a hang (speed: benchmark)
 
 
+def test_python_files_in_the_working_folder_are_not_imported(
+    aether: Installed, tmp_path: Path
+) -> None:
+    """``python3 -c`` starts ``sys.path`` with the working folder: the shell lines drop it, so
+    a project's own ``typing.py`` never stands in for the standard library's."""
+    for name in ("typing", "json", "socket"):
+        (tmp_path / f"{name}.py").write_text(f"raise SystemExit('{name}.py of the project')\n")
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**aether.env, "AETHER_API_BASE": url, "AETHER_TOKEN": "ae_test_unused"}
+    done = aether.run("list", env=env, cwd=tmp_path)
+    assert done.returncode == 40, done.stderr
+    assert f"GET {url}/apps failed: connection refused" in done.stderr
+
+
 def test_migrate_on_sqlite(aether: Installed, tmp_path: Path) -> None:
     done = aether.run("migrate", "--data-dir", str(tmp_path / "data"), "--format", "json")
     assert done.returncode == 0, done.stderr

@@ -98,8 +98,11 @@ class ApiClient:
         json_body: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         expect: tuple[int, ...] = (),
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
-        """Send one request; statuses in ``expect`` are returned instead of raised."""
+        """Send one request (a JSON body, or ``data`` as it is); statuses in ``expect`` are
+        returned instead of raised."""
         url = self.url(path)
         started = time.monotonic()
         try:
@@ -107,6 +110,8 @@ class ApiClient:
                 method,
                 url,
                 json=json_body,
+                data=data,
+                headers=headers,
                 params=_clean_params(params),
                 timeout=(CONNECT_TIMEOUT_SECS, READ_TIMEOUT_SECS),
             )
@@ -136,6 +141,12 @@ class ApiClient:
 
     def put(self, path: str, body: Mapping[str, Any]) -> None:
         self.request("PUT", path, json_body=body)
+
+    def put_bytes(
+        self, path: str, data: bytes, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """``PUT path`` with ``data`` as the body; the JSON answer."""
+        return _json(self.request("PUT", path, data=data, headers=headers))
 
     def delete(self, path: str, **params: Any) -> None:
         self.request("DELETE", path, params=params)

@@ -25,9 +25,10 @@ from aether.client.api import ApiClient
 from aether.client.follow import EventCallback, follow_deployment
 from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import (
-    is_held,
+    Opened,
     is_multipart,
-    presign,
+    open_upload,
+    opened_held,
     server_config,
     upload_artifact,
 )
@@ -181,7 +182,7 @@ def _ship(
     No request makes sure the app exists first: an artifact held for it means it does, and
     an upload (or the manifest's registration) creates it."""
     clock = time.monotonic()
-    stored, answers, presigned = _held(api, packed, app, config, ask_only=options.dry_run)
+    stored, answers, opened = _held(api, packed, app, config, ask_only=options.dry_run)
     timings["upload"] += _ms_since(clock)
     result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
     if options.dry_run:
@@ -196,7 +197,7 @@ def _ship(
         ResumeStore(_resume_root(options, environ)).forget(packed.digest)
     elif packed.layered:
         shipped = _ship_layers(api, packed, app, options, config, environ, on_progress)
-        result.update(shipped(answers=answers, presigned=presigned, register=not inline))
+        result.update(shipped(answers=answers, opened=opened, register=not inline))
     else:
         result.update(_upload(api, packed, app, options, config, environ, on_progress))
     timings["upload"] += _ms_since(clock)
@@ -254,17 +255,17 @@ def _reports(
 
 def _held(
     api: ApiClient, packed: Any, app: str, config: Mapping[str, Any], *, ask_only: bool
-) -> tuple[bool, dict[str, bool], dict[str, dict[str, Any]]]:
+) -> tuple[bool, dict[str, bool], dict[str, Opened]]:
     """Whether the server holds the artifact for ``app``, what it said of each layer asked on
-    the way, and the presign answers it gave. A layered artifact's app layer is asked first:
-    a code-only redeploy changed it, so the artifact (whose manifest names it) cannot be held,
+    the way, and the uploads begun. A layered artifact's app layer is asked first: a
+    code-only redeploy changed it, so the artifact (whose manifest names it) cannot be held,
     and that answer spares both the manifest's question and the layer's own later on. Unless
-    the run only asks (``--dry-run``), the app layer's upload is presigned at once instead of
-    asked about: the presign says whether it is held as ``HEAD`` would, and otherwise its
-    answer is the upload's first step, one round trip fewer."""
+    the run only asks (``--dry-run``), the app layer's upload begins at once instead of a
+    question: its first request (the whole upload of a small layer, else the presign) says
+    whether the server holds it as ``HEAD`` would, with one round trip or more fewer."""
     changed = [layer for layer in packed.layers if layer["name"] == "app"]
     answers: dict[str, bool] = {}
-    presigned: dict[str, dict[str, Any]] = {}
+    opened: dict[str, Opened] = {}
     for layer in changed:
         digest = layer["digest"]
         if ask_only or is_multipart(layer["size"], config):
@@ -272,13 +273,13 @@ def _held(
             continue
         from aether.client.layers import layer_request
 
-        answer = presign(api, layer_request(layer, app))
-        answers[digest] = is_held(answer)
+        begun = open_upload(api, layer_request(layer, app), config)
+        answers[digest] = opened_held(begun)
         if not answers[digest]:
-            presigned[digest] = answer
+            opened[digest] = begun
     if changed and not answers[changed[0]["digest"]]:
-        return False, answers, presigned
-    return api.exists(f"/artifacts/{packed.digest}?app={app}"), answers, presigned
+        return False, answers, opened
+    return api.exists(f"/artifacts/{packed.digest}?app={app}"), answers, opened
 
 
 def _require_credentials(settings: ClientSettings) -> tuple[str, str]:

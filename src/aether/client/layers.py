@@ -1,9 +1,10 @@
 """Shipping a layered artifact: each layer the server lacks, its SBOM, then the manifest.
 
-Per layer, ``HEAD /artifacts/{digest}`` (unless the deploy just asked it, or presigned its
-upload, or the layer came from the local layer cache: a cached deps layer was shipped with the
+Per layer, ``HEAD /artifacts/{digest}`` (unless the deploy just asked it, or began its upload,
+or the layer came from the local layer cache: a cached deps layer was shipped with the
 deploy that packed it, so it is taken as held and the registration says otherwise with a 409);
-only a missing layer is uploaded (presigned, or multipart when big, as any artifact). The SBOM the manifest names
+only a missing layer is uploaded (directly when small, else presigned, or multipart when big,
+as any artifact). The SBOM the manifest names
 (``sbom_sha256``) goes the same way, as an object stored as it is (``compression: none``): an
 SBOM made from unchanged inputs has the same bytes, so it is uploaded once while the
 dependencies stay the same. Then
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 
 from aether.client.api import ApiClient
 from aether.client.transfer import ProgressCallback, UploadRequest
-from aether.client.upload import upload_artifact
+from aether.client.upload import Opened, upload_artifact
 from aether.errors import RemoteError
 
 _ATTEMPTS = 2
@@ -36,18 +37,18 @@ def upload_layered(
     *,
     concurrency: int = 4,
     answers: Mapping[str, bool] | None = None,
-    presigned: Mapping[str, dict[str, Any]] | None = None,
+    opened: Mapping[str, Opened] | None = None,
     presume: bool = True,
     register: bool = True,
 ) -> dict[str, Any]:
     """Upload the missing layers and register the manifest; the deploy result's fields.
     ``answers``: whether the server holds a digest, for those it was just asked about (not
-    asked again; a retry after a 409 asks again); ``presigned``: the presign answers the
-    deploy already has, by digest (used once); ``presume``: take the layers from the local
+    asked again; a retry after a 409 asks again); ``opened``: the uploads the deploy has
+    begun, by digest (:func:`aether.client.upload.open_upload`; used once); ``presume``: take the layers from the local
     layer cache as held (:func:`_presumed`); without ``register`` the manifest is left to
     ``POST /deployments`` (:func:`manifest_fields`), and counted as uploaded."""
     reports: dict[str, dict[str, Any]] = {}
-    offers = dict(presigned or {})
+    offers = dict(opened or {})
     ship = _Shipping(app, config, resume_root, on_progress, concurrency)
     sbom_object = _sbom_object(packed)
     for attempt in range(_ATTEMPTS):
@@ -132,7 +133,7 @@ def _ship_layer(
     layer: dict[str, Any],
     ship: _Shipping,
     known: Mapping[str, bool],
-    presigned: dict[str, Any] | None,
+    opened: Opened | None,
 ) -> dict[str, Any]:
     digest = layer["digest"]
     fields = {
@@ -142,7 +143,7 @@ def _ship_layer(
         "files": layer["files"],
     }
     held = known.get(digest)
-    if held is None and presigned is None:
+    if held is None and opened is None:
         held = api.exists(f"/artifacts/{digest}?app={ship.app}")  # held for this app (possession)
     if held:
         return {**fields, "uploaded": False, "uploaded_bytes": 0}
@@ -155,7 +156,7 @@ def _ship_layer(
         resume_root=ship.resume_root,
         on_progress=ship.on_progress,
         concurrency=ship.concurrency,
-        presigned=presigned,
+        opened=opened,
     )
     return {
         **fields,

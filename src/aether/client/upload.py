@@ -1,8 +1,11 @@
-"""Artifact upload: presign → PUT → complete, or the multipart flow above the server's threshold.
+"""Artifact upload: presign → PUT → complete, the multipart flow above the server's threshold,
+or one direct PUT of a small object.
 
 The bytes go straight to object storage through presigned URLs; the API only hands out URLs
-and records the result. Progress is reported through ``on_progress("upload", done, total)``
-and drawn by the CLI. Which flow is used depends on ``GET /config``'s
+and records the result. An object up to ``GET /config``'s ``direct_upload_max_bytes`` (a
+code-only redeploy's app layer) goes to the API itself in one request instead, which hashes
+and stores it. Progress is reported through ``on_progress("upload", done, total)`` and drawn
+by the CLI. Which flow is used depends on ``GET /config``'s ``direct_upload_max_bytes`` and
 ``multipart_threshold_bytes`` (multipart from that size on).
 """
 
@@ -21,11 +24,19 @@ from aether.client.transfer import (
     UploadResult,
     complete_body,
 )
+from aether.errors import IOFailure
 
 
 def server_config(api: ApiClient) -> dict[str, Any]:
     """``GET /config``: thresholds and limits the client must follow."""
     return api.get("/config")
+
+
+# What the first request of a small upload gave (:func:`open_upload`): the whole upload, or
+# the presign's answer for the PUT and the complete to follow.
+Opened = UploadResult | dict[str, Any]
+# What a direct upload may be: the server stores it under its archive name, .tar.zst or .tar.gz.
+DIRECT_COMPRESSIONS = frozenset({"zstd", "gzip"})
 
 
 def upload_artifact(
@@ -36,10 +47,14 @@ def upload_artifact(
     resume_root: Path,
     on_progress: ProgressCallback | None = None,
     concurrency: int = 4,
-    presigned: dict[str, Any] | None = None,
+    opened: Opened | None = None,
 ) -> UploadResult:
-    """Upload one artifact with the flow its size calls for; ``presigned`` is the answer of
-    a presign already asked for it (see :func:`presign`)."""
+    """Upload one artifact with the flow its size calls for; ``opened`` is what
+    :func:`open_upload` already did for it."""
+    if isinstance(opened, UploadResult):
+        return opened
+    if opened is None and is_direct(request, config):
+        return upload_direct(api, request, on_progress=on_progress)
     if is_multipart(request.size_bytes, config):
         # only here: its thread pool and resume records cost a small upload's start-up
         from aether.client.multipart import upload_multipart
@@ -52,7 +67,54 @@ def upload_artifact(
             on_progress=on_progress,
             concurrency=concurrency,
         )
-    return upload_single(api, request, on_progress=on_progress, presigned=presigned)
+    return upload_single(api, request, on_progress=on_progress, presigned=opened)
+
+
+def open_upload(api: ApiClient, request: UploadRequest, config: Mapping[str, Any]) -> Opened:
+    """The first request of a single-part upload, which also says whether the server holds
+    the bytes for the app (as ``HEAD /artifacts/{digest}`` would): the whole upload where
+    the server takes it directly, else the presign."""
+    if is_direct(request, config):
+        return upload_direct(api, request)
+    return presign(api, request)
+
+
+def opened_held(opened: Opened) -> bool:
+    """Whether the server said it holds the bytes already (nothing was sent)."""
+    return opened.skipped if isinstance(opened, UploadResult) else is_held(opened)
+
+
+def is_direct(request: UploadRequest, config: Mapping[str, Any]) -> bool:
+    """Small enough for ``PUT /artifacts/{digest}/content`` (``GET /config``'s
+    ``direct_upload_max_bytes``; a server without it takes none), and below the size the
+    server wants multipart for."""
+    limit = int(config.get("direct_upload_max_bytes") or 0)
+    small = request.size_bytes <= limit and not is_multipart(request.size_bytes, config)
+    return small and request.compression in DIRECT_COMPRESSIONS
+
+
+def upload_direct(
+    api: ApiClient, request: UploadRequest, *, on_progress: ProgressCallback | None = None
+) -> UploadResult:
+    """The bytes to the API itself, hashed and stored there in one request (a small object:
+    its three round trips would cost more than the bytes)."""
+    try:
+        data = request.artifact.read_bytes()
+    except OSError as exc:
+        raise IOFailure(f"cannot read {request.artifact}: {exc.strerror or exc}") from exc
+    if len(data) != request.size_bytes:
+        raise IOFailure(f"{request.artifact} changed while it was being uploaded")
+    headers = {"Content-Type": "application/octet-stream"}
+    if request.signature_hex:
+        headers["X-Aether-Signature"] = request.signature_hex
+    path = f"/artifacts/{request.digest}/content?app={request.app_name}"
+    stored = api.put_bytes(path, data, headers)
+    result = UploadResult(parts_total=1, artifact=stored, skipped=bool(stored.get("duplicate")))
+    if not result.skipped:
+        result.uploaded_bytes, result.parts_uploaded = len(data), 1
+        if on_progress is not None:
+            on_progress("upload", len(data), len(data))
+    return result
 
 
 def is_multipart(size_bytes: int, config: Mapping[str, Any]) -> bool:

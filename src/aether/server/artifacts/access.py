@@ -7,12 +7,14 @@ app that does not exist yet creates it, owned by the calling deployer, so a firs
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 
 from aether.errors import Conflict, InvalidDigest, NotFound
 from aether.models import check_app_name, is_digest
 from aether.server.auth import require_app_access, require_role
-from aether.server.state import ServerState
+from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifact_uploads as upload_store
 from aether.store.database import Row
@@ -52,3 +54,14 @@ async def pending_for_write(
     app = await app_store.require_app(state.db, row["app_name"])
     require_app_access(request, app, write=True)
     return row
+
+
+def upload_slots(request: Request) -> asyncio.Semaphore:
+    """The slots of the uploads whose bytes the API receives itself (the legacy ``POST
+    /artifacts`` and a small object's ``PUT /artifacts/{digest}/content``): one semaphore per
+    application instance, sized by AETHER_MAX_CONCURRENT_UPLOADS."""
+    slots = getattr(request.app.state, "artifact_upload_slots", None)
+    if slots is None:
+        slots = asyncio.Semaphore(get_state(request).policy.max_concurrent_uploads)
+        request.app.state.artifact_upload_slots = slots
+    return slots

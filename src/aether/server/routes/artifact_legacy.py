@@ -8,7 +8,6 @@ hashed, checked against ``X-Aether-Artifact-Digest`` and handed to the blob stor
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from starlette.datastructures import UploadFile
@@ -18,7 +17,7 @@ from starlette.routing import Route
 from aether.errors import BadRequest, InvalidDigest, MissingDigest
 from aether.models import is_digest
 from aether.server.artifacts import metrics, registry
-from aether.server.artifacts.access import app_for_upload
+from aether.server.artifacts.access import app_for_upload, upload_slots
 from aether.server.auth import principal, require_role
 from aether.server.openapi import BOOL, STR, obj, operation, param
 from aether.server.responses import JSONResponse
@@ -35,15 +34,6 @@ def _digest_header(request: Request) -> str:
     return digest
 
 
-def _upload_slots(request: Request) -> asyncio.Semaphore:
-    """One semaphore per application instance, sized by AETHER_MAX_CONCURRENT_UPLOADS."""
-    slots = getattr(request.app.state, "artifact_upload_slots", None)
-    if slots is None:
-        slots = asyncio.Semaphore(get_state(request).policy.max_concurrent_uploads)
-        request.app.state.artifact_upload_slots = slots
-    return slots
-
-
 async def legacy_upload(request: Request) -> JSONResponse:
     metrics.LEGACY_REQUESTS.inc()
     require_role(request, "deployer")
@@ -52,7 +42,7 @@ async def legacy_upload(request: Request) -> JSONResponse:
     metrics.UPLOADS_IN_PROGRESS.inc()
     started = time.monotonic()
     try:
-        async with _upload_slots(request):
+        async with upload_slots(request):
             body = await _store(request, digest, signature)
     finally:
         metrics.UPLOADS_IN_PROGRESS.dec()

@@ -162,7 +162,7 @@ _DIGEST = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _ANNOUNCE_SCHEMA = {"app_name": STR, "digest": _DIGEST, "size_bytes": INT}
 _COMPRESSION = {"compression": {"type": "string", "enum": list(COMPRESSIONS)}}
 _CLAIM_SCHEMA = {"signature": NULLABLE_STR, "idempotency_key": NULLABLE_STR}
-_STORED = obj(
+STORED_SCHEMA = obj(
     {
         "artifact_id": STR,
         "digest": _DIGEST,
@@ -220,7 +220,7 @@ OPENAPI = {
         "post": operation(
             "Verify an uploaded object and mark the artifact stored",
             request=obj(_ANNOUNCE_SCHEMA, _CLAIM_SCHEMA),
-            response=_STORED,
+            response=STORED_SCHEMA,
             errors=_UPLOAD_ERRORS,
         )
     },
@@ -257,7 +257,7 @@ OPENAPI = {
                 },
                 _CLAIM_SCHEMA,
             ),
-            response=_STORED,
+            response=STORED_SCHEMA,
             errors=(*_UPLOAD_ERRORS, 404),
         )
     },

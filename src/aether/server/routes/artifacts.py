@@ -1,7 +1,8 @@
 """Artifact routes: ``HEAD``/``GET /artifacts/{digest}``, ``GET /artifacts`` (newest first,
 paginated) and ``GET /artifacts/{digest}/download`` (a short-lived presigned GET, also for
 deployment-scoped pull tokens), plus the upload routes of
-:mod:`~aether.server.routes.artifact_uploads` and :mod:`~aether.server.routes.artifact_legacy`.
+:mod:`~aether.server.routes.artifact_uploads`, :mod:`~aether.server.routes.artifact_direct` and
+:mod:`~aether.server.routes.artifact_legacy`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aether.server.jsonbody import int_param
 from aether.server.openapi import INT, NULLABLE_STR, STR, obj, operation, param, schema
 from aether.server.read_cache import stored_key
 from aether.server.responses import JSONResponse
-from aether.server.routes import artifact_legacy, artifact_uploads
+from aether.server.routes import artifact_direct, artifact_legacy, artifact_uploads
 from aether.server.state import ServerState, get_state
 from aether.store import apps as app_store
 from aether.store import artifact_uploads as upload_store
@@ -197,12 +198,14 @@ ROUTES = [
     Route("/artifacts", list_artifacts, methods=["GET"]),
     Route("/artifacts/{digest}/download", download, methods=["GET"]),
     Route("/artifacts/{digest}/sbom", download_sbom, methods=["GET"]),
+    *artifact_direct.ROUTES,
 ]
 
 ARTIFACT_SCHEMA = schema(Artifact)
 _DIGEST_PARAM = param("digest", schema={"type": "string", "pattern": "^[0-9a-f]{64}$"})
 OPENAPI = {
     **artifact_uploads.OPENAPI,
+    **artifact_direct.OPENAPI,
     "/artifacts": {
         "get": operation(
             "Artifacts, newest first",

@@ -47,6 +47,8 @@ async def get_config(request: Request) -> JSONResponse:
             "layered_artifacts": True,
             # POST /deployments takes the artifact manifest to register first (manifest)
             "inline_manifests": True,
+            # PUT /artifacts/{digest}/content takes an object up to this size in one request
+            "direct_upload_max_bytes": state.settings.max_body_bytes,
         }
     )
 
@@ -100,6 +102,7 @@ OPENAPI = {
                     "deploy_reports": BOOL,
                     "layered_artifacts": BOOL,
                     "inline_manifests": BOOL,
+                    "direct_upload_max_bytes": INT,
                 }
             ),
             errors=(401,),
