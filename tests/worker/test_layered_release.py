@@ -77,3 +77,31 @@ async def test_a_layer_no_longer_stored_fails_clearly(
     release = dataclasses.replace(release, layers=(gone, release.layers[1]))
     with pytest.raises(Fatal, match="no longer stored"):
         await prepare(release, tmp_path / "apps", blobs, Recorder(), require_signature=False)
+
+
+async def test_a_redeploy_checks_the_cached_deps_layer_while_it_fetches_the_app_layer(
+    blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    """The check and the app layer run side by side: a tampered cached copy is still found
+    (and made again), and a tampered app layer still links nothing."""
+    apps = tmp_path / "apps"
+    packs = [
+        pack(make_project(tmp_path / f"v{n}", f"console.log({n})\n"), tmp_path / f"o{n}")
+        for n in (1, 2, 3)
+    ]
+    releases = [await store(blobs, p, f"00000000-0000-0000-0000-00000000000{n}") for n, p in enumerate(packs)]  # fmt: skip
+    first = await prepare(releases[0], apps, blobs, Recorder(), require_signature=False)
+    (first / "node_modules" / "left-pad" / "index.js").write_text("module.exports = 2;\n")
+    again = Recorder()
+    second = await prepare(releases[1], apps, blobs, again, require_signature=False)
+    assert "node_modules extracted again (the cached copy was tampered with" in again.events[-1][1]
+    assert (
+        second / "node_modules" / "left-pad" / "index.js"
+    ).read_text() == "module.exports = 1;\n"
+    assert (second / "server.js").read_text() == "console.log(2)\n"
+    app = releases[2].layers[1]
+    with open(packs[0].layers[1]["path"], "rb") as handle:  # other bytes under its app layer's key
+        await blobs.put_file(app.storage_key or "", handle, sha256=packs[0].layers[1]["digest"])
+    with pytest.raises(Fatal, match="digest mismatch"):
+        await prepare(releases[2], apps, blobs, Recorder(), require_signature=False)
+    assert not (apps / "hello" / releases[2].deployment_id).exists()

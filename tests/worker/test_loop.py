@@ -183,6 +183,11 @@ async def test_a_restarted_worker_adopts_the_running_app(
         assert adopted.record.shim_pid == before.record.shim_pid
         assert adopted.record.app_pid == before.record.app_pid
         assert "restarting" not in await phases(database, dep_id)
+        # The loop hands it the release the app runs: its next release has a standby.
+        runtime = second.runtime
+        assert isinstance(runtime, LocalRuntime)
+        await eventually(lambda: runtime.standby_of("hello"), what="a standby")
+        assert runtime.release_wanted("hello") is None
     finally:
         await finish(second)
 

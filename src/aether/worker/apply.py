@@ -202,6 +202,19 @@ class Applier:
         for old in superseded:
             await rollouts.record_event(self.db, old, "superseded", f"replaced by {deployment_id}")
 
+    async def resume(self, app_name: str) -> None:
+        """Hand the runtime the release of an app it adopted, when it wants it (a local
+        runtime readies the app's standby with it); a failure only means none is readied."""
+        deployment_id = self.runtime.release_wanted(app_name)
+        if deployment_id is None:
+            return
+        try:
+            row = await rollouts.release_row(self.db, deployment_id)
+            if row is not None:
+                await self.runtime.resume(await self.release(row))
+        except AetherError as exc:
+            log.debug("no release for the adopted %s yet: %s", app_name, exc.message)
+
     async def instance_rows(self, app_name: str) -> list[dict[str, Any]] | None:
         """The app's instances as the runtime sees them now, as rows to record."""
         found = await self.runtime.instances(app_name)

@@ -217,6 +217,8 @@ class Worker:
             actions = plan(states, await self.runtime.observe(slot.name))
             for action in actions:
                 await self.applier.apply(slot.name, action, slot=slot)
+            if not changes_anything(actions):
+                await self.applier.resume(slot.name)
             await self._record_instances(app_id, slot)
         except Retry as later:  # a transient fault: this app again after its delay
             log.debug("retrying %s in %gs: %s", slot.name, later.delay, later.message)

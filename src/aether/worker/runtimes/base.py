@@ -165,6 +165,15 @@ class Runtime(abc.ABC):
         """The name of the app's log source in the database (unique per host and data)."""
         return f"{self.name}/{app_name}"
 
+    def release_wanted(self, app_name: str) -> str | None:
+        """The deployment an app adopted from an earlier worker runs, when the runtime
+        wants its release (to ready what the app's next release starts in); else None."""
+        return None
+
+    async def resume(self, release: Release) -> None:
+        """The release of an adopted app, as :meth:`release_wanted` asked."""
+        return None
+
     async def managed_apps(self) -> set[str]:
         """Names of the apps this runtime holds objects for, when they outlive the worker
         (a cluster's); the worker removes those whose app was deleted meanwhile."""

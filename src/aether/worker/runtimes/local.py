@@ -104,7 +104,7 @@ class _Serving:
     folder: Path
     owner: str | None
     runs: str = ""
-    release: Release | None = None  # None when adopted: no standby until its next deploy
+    release: Release | None = None  # None when adopted, until the loop hands it (resume)
 
     def __post_init__(self) -> None:
         self.runs = self.runs or self.deployment_id
@@ -264,6 +264,27 @@ class LocalRuntime(Runtime):
         if ahead is None or self._warned.get(app_name) == ahead["layer"]:
             return None
         return ahead
+
+    def release_wanted(self, app_name: str) -> str | None:
+        """An app adopted after a restart has no release here until the loop hands it over:
+        without one no standby is readied for its next release."""
+        serving = self._serving.get(app_name)
+        if not self.settings.standby or serving is None or serving.release is not None:
+            return None
+        return serving.deployment_id if serving.processes else None
+
+    async def resume(self, release: Release) -> None:
+        """Take the release an adopted app runs, and ready its standby."""
+        app_name = release.app_name
+        async with self._lock(app_name):
+            serving = self._serving.get(app_name)
+            if serving is None or serving.release is not None:
+                return
+            if serving.deployment_id != release.deployment_id:
+                return  # (a deploy came first)
+            # Its processes may run an earlier deployment's folder (a scale kept them).
+            serving.release = replace(release, deployment_id=serving.runs)
+        self._track(self._ready_standby(app_name))
 
     def _track(self, work: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(work)
