@@ -160,7 +160,8 @@ class DeploymentRequest(TypedDict):
     report: NotRequired[DeployReport]  # what the client measured so far (display only)
     # A layered artifact's manifest (its exact text, whose sha256 is artifact_digest) and its
     # signature: registered first, as POST /artifacts/manifests does (GET /config's
-    # inline_manifests), so that a redeploy needs one round trip less.
+    # inline_manifests), so that a redeploy needs one round trip less; the SBOM the manifest
+    # names must be stored too (409 otherwise).
     manifest: NotRequired[str]
     signature: NotRequired[str | None]
 

@@ -176,8 +176,9 @@ def test_hello_node_redeploys_store_what_changed(any_server, live_server, tmp_pa
     logged = wait_for(
         lambda: ("POST", "/deployments") in (r := requests_since(server, before)) and r
     )
-    heads = [path.rsplit("/", 1)[1] for method, path in logged if method == "HEAD"]
-    assert heads == [second["sbom_upload"]["digest"]]
+    # nor the SBOM made from the same lockfile: the deployment's registration checks both
+    assert [path for method, path in logged if method == "HEAD"] == []
+    assert second["sbom_upload"]["uploaded"] is False
 
     # Another control plane lacks that layer: the registration's 409 has it uploaded after all.
     elsewhere = live_server(args=["--no-worker"])
@@ -185,6 +186,7 @@ def test_hello_node_redeploys_store_what_changed(any_server, live_server, tmp_pa
     other = aether_json(env, "deploy", str(app_dir), "--no-wait")
     assert other["layers"][0]["digest"] == deps["digest"]
     assert other["layers"][0]["uploaded"] is True and other["release"] == 1
+    assert other["layers"][1]["uploaded"] is True and other["sbom_upload"]["uploaded"] is True
     assert "package-lock.json" not in layer_paths(second, app["digest"])
     assert "package-lock.json" in layer_paths(second, deps["digest"])
     assert second["uploaded_bytes"] <= second["size_bytes"] // 100
@@ -194,3 +196,22 @@ def test_hello_node_redeploys_store_what_changed(any_server, live_server, tmp_pa
     third = aether_json(server.env, "deploy", str(app_dir), "--no-wait")
     assert third["layers"][0]["uploaded"] is True
     assert third["layers"][0]["digest"] != deps["digest"]
+
+
+def test_an_sbom_taken_as_uploaded_is_uploaded_when_the_server_lacks_it(  # type: ignore[no-untyped-def]
+    any_server, tmp_path: Path
+) -> None:
+    """The first deploy went without an SBOM: the next one's, taken as uploaded beside the
+    cached deps layer, is refused by the registration (409) and then uploaded after all."""
+    server = any_server
+    app_dir = tmp_path / "hello-node"
+    shutil.copytree(HELLO_NODE, app_dir, ignore=shutil.ignore_patterns("node_modules", ".aether"))
+    first = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-sbom")
+    assert first["sbom_upload"] is None
+    (app_dir / "server.js").write_text((app_dir / "server.js").read_text() + "\n// v2\n")
+    second = aether_json(server.env, "deploy", str(app_dir), "--no-wait")
+    assert second["layers"][0]["digest"] == first["layers"][0]["digest"]
+    assert second["sbom_upload"]["uploaded"] is True and second["release"] == 2
+    assert second["layers"][1]["uploaded"] is True  # before the 409: it still counts
+    shown = aether_json(server.env, "sbom", "hello-node")
+    assert shown["sbom_sha256"] == second["sbom_upload"]["digest"]

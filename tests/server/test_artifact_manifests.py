@@ -166,3 +166,19 @@ def test_a_deployment_registers_the_manifest_it_carries(registry_api) -> None:  
     assert api.head(f"/artifacts/{digest}?app={up.app}", as_=up.as_).status_code == 200
     again = deploy(manifest=raw.decode())  # registered already: the same release
     assert again.status_code == 200 and again.json()["unchanged"] is True
+
+    # Sent this way, the SBOM a manifest names must be stored too (the client may have taken
+    # it as uploaded with the dependencies): 409 naming it, nothing registered.
+    sbom_body, sbom_digest = blob(800)
+    named = ArtifactManifest(
+        (layer("deps", deps_body, deps_digest), layer("app", app_body, app_digest)),
+        0,
+        sbom_sha256=sbom_digest,
+    ).encode()
+    digest = artifact_digest(named)
+    lacking = deploy(manifest=named.decode())
+    assert lacking.status_code == 409 and sbom_digest in lacking.json()["message"]
+    assert api.head(f"/artifacts/{digest}?app={up.app}", as_=up.as_).status_code == 404
+    assert register(up, named).json()["sbom"] is None  # the manifest route registers without
+    up.upload(sbom_body, compression="none")
+    assert deploy(manifest=named.decode()).status_code == 201

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,13 @@ import pytest
 from worker_support import FIXTURES, Recorder, eventually, extracted_release, get_json
 from worker_support import worker_settings as settings_for
 
-from aether.worker.runtimes.aheadnode import WARNED, direct_dependencies, plan
+from aether.worker.runtimes.aheadnode import (
+    WALK,
+    WARNED,
+    direct_dependencies,
+    entry_requires,
+    plan,
+)
 from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.local import LocalRuntime
 
@@ -122,8 +129,29 @@ def test_the_plan_names_a_linked_layer_and_the_direct_dependencies(tmp_path: Pat
     layer.parent.mkdir()
     shutil.move(folder / "node_modules", layer)
     (folder / "node_modules").symlink_to(layer)
-    found = plan(folder)
-    assert found is not None and found["layer"] == str(layer) and found["roots"] == ["shout"]
+    found = plan(folder, "server.js")
+    assert found is not None and found["layer"] == str(layer)
+    # First what the entry file requires (builtins are left to the walk), then the rest.
+    assert found["roots"] == [["module", "http", "shout"], ["shout"]]
+    # The worker reads nothing outside the release for it: not through the start command's
+    # file, nor through a link.
+    other = tmp_path / "other-app.js"
+    other.write_text("require('secret-of-another-app');\n")
+    assert plan(folder, "../other-app.js")["roots"][0] == []  # type: ignore[index]
+    (folder / "package.json").unlink()
+    (folder / "package.json").symlink_to(DEPS_APP / "package.json")
+    (folder / "linked.js").symlink_to(other)
+    assert plan(folder, "linked.js")["roots"] == [[], []]  # type: ignore[index]
+
+
+def test_the_entry_files_packages_come_first(tmp_path: Path) -> None:
+    entry = tmp_path / "main.js"
+    entry.write_text(
+        "const a = require('a');\n// require(\"@s/b/sub\")\nrequire('./own'); require('/abs');"
+        "\nrequire( 'a' ); require(variable); require(`c`);\n"
+    )
+    assert entry_requires(entry) == ["a", "@s/b/sub"]
+    assert entry_requires(tmp_path / "missing.js") == []
 
 
 @pytest.mark.parametrize(
@@ -143,3 +171,28 @@ def test_direct_dependencies_keep_only_package_names(
     path.write_text(text)
     assert direct_dependencies(path) == names
     assert direct_dependencies(tmp_path / "missing.json") == []
+
+
+def test_the_walk_follows_the_first_group_first_and_stops_at_its_budget(tmp_path: Path) -> None:
+    """Two packages each requiring a file of their own, a budget of two files: the first
+    group's package and its file are resolved, the second's not; nothing is loaded."""
+    layer = tmp_path / "layer" / "node_modules"
+    for name in ("first", "second"):
+        (layer / name).mkdir(parents=True)
+        (layer / name / "index.js").write_text(f"require('./{name}-part'); require('os');\n")
+        (layer / name / f"{name}-part.js").write_text("module.exports = 1;\n")
+    walk = {"layer": str(layer), "roots": [["first"], ["second"]], "maxFiles": 2,
+            "budgetMs": 10_000, "builtins": ["os"]}  # fmt: skip
+    script = WALK + (
+        "const fs = require('fs');\n"
+        f"const warned = resolveAhead({json.dumps(walk)});\n"
+        "const keys = Object.keys(require('module')._pathCache).map((k) => k.split('\\0')[0]);\n"
+        "console.log(JSON.stringify({ warned, keys, cache: Object.keys(require.cache).length }));\n"
+    )
+    done = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    seen = json.loads(done.stdout)
+    assert seen["warned"] == "" and seen["cache"] == 0  # (node -e: no module of its own)
+    assert "first" in seen["keys"] and "./first-part" in seen["keys"]
+    assert "second" not in seen["keys"] and "./second-part" not in seen["keys"]

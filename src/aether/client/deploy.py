@@ -197,7 +197,8 @@ def _ship(
         ResumeStore(_resume_root(options, environ)).forget(packed.digest)
     elif packed.layered:
         shipped = _ship_layers(api, packed, app, options, config, environ, on_progress)
-        result.update(shipped(answers=answers, opened=opened, register=not inline))
+        first = shipped(answers=answers, opened=opened, register=not inline)
+        result.update(first)
     else:
         result.update(_upload(api, packed, app, options, config, environ, on_progress))
     timings["upload"] += _ms_since(clock)
@@ -210,7 +211,7 @@ def _ship(
             raise
         # A layer taken as held (the local layer cache's) is not stored for the app after
         # all: each is asked about, the missing ones uploaded, the manifest registered alone.
-        result.update(shipped(presume=False))
+        result.update(shipped(presume=False, earlier=first))
         registered = _register(api, app, packed, options, _reports(config, result, timings))
     timings["register"] += _ms_since(clock)
     deployment: Deployment = registered

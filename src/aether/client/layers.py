@@ -40,19 +40,23 @@ def upload_layered(
     opened: Mapping[str, Opened] | None = None,
     presume: bool = True,
     register: bool = True,
+    earlier: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Upload the missing layers and register the manifest; the deploy result's fields.
     ``answers``: whether the server holds a digest, for those it was just asked about (not
     asked again; a retry after a 409 asks again); ``opened``: the uploads the deploy has
-    begun, by digest (:func:`aether.client.upload.open_upload`; used once); ``presume``: take the layers from the local
-    layer cache as held (:func:`_presumed`); without ``register`` the manifest is left to
-    ``POST /deployments`` (:func:`manifest_fields`), and counted as uploaded."""
-    reports: dict[str, dict[str, Any]] = {}
+    begun, by digest (:func:`aether.client.upload.open_upload`; used once); ``presume``:
+    take the layers from the local layer cache as held (:func:`_presumed`); without
+    ``register`` the manifest is left to ``POST /deployments`` (:func:`manifest_fields`), and
+    counted as uploaded; ``earlier``: this call's result for the same deploy before, whose
+    uploads still count."""
+    reports = _reports_of(earlier)
     offers = dict(opened or {})
     ship = _Shipping(app, config, resume_root, on_progress, concurrency)
     sbom_object = _sbom_object(packed)
     for attempt in range(_ATTEMPTS):
-        known = _presumed(packed, answers) if attempt == 0 and presume else {}
+        sbom_checked = [] if register else sbom_object  # by POST /deployments
+        known = _presumed(packed, answers, sbom_checked) if attempt == 0 and presume else {}
         for layer in [*packed.layers, *sbom_object]:
             report = _ship_layer(api, layer, ship, known, offers.pop(layer["digest"], None))
             if layer["digest"] not in reports or report["uploaded"]:
@@ -80,11 +84,25 @@ def upload_layered(
 _SBOM_FIELDS = ("digest", "size_bytes", "uploaded", "uploaded_bytes")
 
 
-def _presumed(packed: Any, answers: Mapping[str, bool] | None) -> dict[str, bool]:
+def _reports_of(result: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The reports of an earlier :func:`upload_layered` result, by digest."""
+    if result is None:
+        return {}
+    items = [*result["layers"], *([result["sbom_upload"]] if result["sbom_upload"] else [])]
+    return {item["digest"]: dict(item) for item in items}
+
+
+def _presumed(
+    packed: Any, answers: Mapping[str, bool] | None, sbom: list[dict[str, Any]]
+) -> dict[str, bool]:
     """What the first attempt takes as known: the answers the deploy already has, and every
     layer reused from the local layer cache as held (a code-only redeploy's deps layer). The
-    SBOM is always asked: a manifest registers without it."""
+    ``sbom`` given is taken as held beside a reused layer (made from the same lockfile, it
+    went up with it); it is given only where the registration refuses a manifest whose SBOM
+    is not stored (``POST /deployments``): ``POST /artifacts/manifests`` registers without."""
     reused = {layer["digest"]: True for layer in packed.layers if layer.get("reused")}
+    if reused:
+        reused.update({item["digest"]: True for item in sbom})
     return {**reused, **(answers or {})}
 
 

@@ -410,9 +410,16 @@ async def abort_multipart(state: ServerState, upload: Row, upload_id: str) -> No
 
 
 async def register_manifest(
-    state: ServerState, who: Principal, app: Row, raw: bytes, signature: str | None
+    state: ServerState,
+    who: Principal,
+    app: Row,
+    raw: bytes,
+    signature: str | None,
+    *,
+    sbom_required: bool = False,
 ) -> dict[str, Any]:
-    """Store a layered artifact's manifest once every layer it names is stored.
+    """Store a layered artifact's manifest once every layer it names is stored (and, with
+    ``sbom_required``, the SBOM it names: a client that took it as stored learns otherwise).
 
     The manifest must be canonical (its digest is the sha256 of these exact bytes). The
     manifest object is written before its row, so a stored row always has its object.
@@ -439,6 +446,11 @@ async def register_manifest(
         layer_store.NamedLayer(layer.name, layer.digest, layer.size) for layer in manifest.layers
     ]
     sbom = await _held(state, who, app, manifest.sbom_sha256) if manifest.sbom_sha256 else None
+    if sbom is None and manifest.sbom_sha256 and sbom_required:
+        raise Conflict(
+            f"the SBOM ({manifest.sbom_sha256}) is not stored for app {app['name']!r};"
+            " upload it, then register the manifest again"
+        )
     if sbom is not None:  # uploaded beside the layers (a client that does not, deploys on)
         named.append(layer_store.NamedLayer(SBOM, sbom["digest"], int(sbom["size_bytes"])))
     layer_digests = [layer.digest for layer in named]

@@ -135,15 +135,19 @@ async def create_deployment(request: Request) -> JSONResponse:
 
 async def _register_manifest(request: Request, state: ServerState, body: dict[str, Any]) -> Row:
     """The app, once the layered artifact's manifest sent with the deployment is registered
-    exactly as ``POST /artifacts/manifests`` registers it (the app created if need be, 409
-    when a layer it names is not stored for the app)."""
+    as ``POST /artifacts/manifests`` registers it (the app created if need be, 409 when a
+    layer it names is not stored for the app), and the SBOM it names is stored too (409
+    otherwise: a client sending the manifest this way may take it as uploaded with the
+    dependencies it describes, and must learn when it was not)."""
     from aether.pack.artifact_manifest import artifact_digest
 
     raw = body["manifest"].encode("utf-8")
     if artifact_digest(raw) != body["artifact_digest"]:
         raise BadRequest("field 'artifact_digest' must be the sha256 of field 'manifest'")
     app, _ = await app_for_upload(request, state, body["app_name"])
-    await registry.register_manifest(state, principal(request), app, raw, body.get("signature"))
+    await registry.register_manifest(
+        state, principal(request), app, raw, body.get("signature"), sbom_required=True
+    )
     return app
 
 

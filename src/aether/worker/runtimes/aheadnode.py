@@ -6,8 +6,9 @@ real paths — and loading the built-in modules they name; compiling and running
 the rest. Resolving a request runs no code of the app or its dependencies, and what Node.js
 learns doing it (its path, real-path and ``package.json`` caches) is the same whenever it
 resolves the same request from the same file. So, after saying ``ready``, the standby's
-bootstrap (:mod:`aether.worker.runtimes.warmnode`) walks the dependency layer from the app's
-direct dependencies: it reads each module file found, resolves each ``require('…')`` named in
+bootstrap (:mod:`aether.worker.runtimes.warmnode`) walks the dependency layer from the packages
+the app's entry file requires, then from its other direct dependencies: it reads each module
+file found, resolves each ``require('…')`` named in
 its text (a string match: a request in a comment or a branch never taken is only resolved),
 and follows what resolves to a file of the layer; then it loads the built-in modules named
 that are in :data:`QUIET_BUILTINS`, whose loading reads nothing the activation changes (no
@@ -36,6 +37,7 @@ MAX_FILES = 2000  # module files read at most (Express: ~125)
 BUDGET_MS = 300  # the walk's wall time at most
 MAX_ROOTS = 1000
 MAX_PACKAGE_JSON_BYTES = 1024 * 1024
+MAX_ENTRY_BYTES = 1024 * 1024  # of the entry file, for the packages it requires
 # The reason a standby that warned while it resolved gives (the worker recognises it).
 WARNED = "a dependency warned while the standby resolved it ahead"
 # Built-in modules whose loading has no effect that depends on the environment, the working
@@ -49,6 +51,8 @@ QUIET_BUILTINS = (
     "worker_threads", "zlib",
 )  # fmt: skip
 _NAME = re.compile(r"(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*", re.IGNORECASE)
+# What the walk reads as a require (the same pattern as its JavaScript's).
+_REQUIRE = re.compile(r"""\brequire\s*\(\s*(['"])([^'"\n]{1,512})\1\s*\)""")
 
 # The walk, in the bootstrap: a function of the plan ({layer, roots, maxFiles, budgetMs,
 # builtins}) that returns '' or, when something warned, what (printable, short).
@@ -60,6 +64,7 @@ function resolveAhead(plan) {
   const isBuiltin = Module.isBuiltin || ((n) => Module.builtinModules.includes(n));
   const inLayer = plan.layer + path.sep;
   const until = Date.now() + plan.budgetMs;
+  const within = () => seen.size < plan.maxFiles && Date.now() < until;
   const seen = new Set();
   const queue = [];
   const named = new Set();
@@ -79,14 +84,17 @@ function resolveAhead(plan) {
   };
   try {
     const root = path.join(path.dirname(plan.layer), 'index.js');  // where the layer is node_modules
-    for (const name of plan.roots) resolveFrom(root, name);
-    for (let i = 0; i < queue.length && seen.size <= plan.maxFiles && Date.now() < until; i++) {
-      let text;
-      try { text = fs.readFileSync(queue[i], 'utf8'); } catch { continue; }
-      for (const match of text.matchAll(requireRe)) {
-        const request = match[2];
-        if (isBuiltin(request)) named.add(request.replace(/^node:/, ''));
-        else resolveFrom(queue[i], request);
+    let i = 0;
+    for (const group of plan.roots) {  // each group's closure before the next group's
+      for (const name of group) if (within()) resolveFrom(root, name);
+      for (; i < queue.length && within(); i++) {
+        let text;
+        try { text = fs.readFileSync(queue[i], 'utf8'); } catch { continue; }
+        for (const match of text.matchAll(requireRe)) {
+          const request = match[2];
+          if (isBuiltin(request)) named.add(request.replace(/^node:/, ''));
+          else if (within()) resolveFrom(queue[i], request);
+        }
       }
     }
     for (const name of named) if (plan.builtins.includes(name)) require(name);
@@ -100,10 +108,11 @@ function resolveAhead(plan) {
 """
 
 
-def plan(folder: Path) -> dict[str, object] | None:
+def plan(folder: Path, entry: str | None = None) -> dict[str, object] | None:
     """What the standby of the release in ``folder`` resolves ahead: its dependency layer
-    (the real path of its ``node_modules`` when that links outside the folder) from the
-    app's direct dependencies; None when there is none."""
+    (the real path of its ``node_modules`` when that links outside the folder), first from
+    what the app's entry file requires, then from its other direct dependencies; None when
+    there is none."""
     modules = folder / "node_modules"
     if not modules.is_symlink():
         return None  # in the release folder: its paths change with the next release
@@ -112,17 +121,50 @@ def plan(folder: Path) -> dict[str, object] | None:
         return None
     return {
         "layer": layer,
-        "roots": direct_dependencies(folder / "package.json"),
+        "roots": [
+            entry_requires(_inside(folder, entry)) if entry else [],
+            direct_dependencies(_inside(folder, "package.json")),
+        ],
         "maxFiles": MAX_FILES,
         "budgetMs": BUDGET_MS,
         "builtins": list(QUIET_BUILTINS),
     }
 
 
-def direct_dependencies(package_json: Path) -> list[str]:
+def _inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` when it is a file inside the release folder (the worker reads it:
+    a start command or a link must not point it at another app's files)."""
+    try:
+        path = (folder / name).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return path if path.is_relative_to(folder.resolve()) and path.is_file() else None
+
+
+def entry_requires(entry: Path | None) -> list[str]:
+    """The packages the entry file requires (bare requests, in their order); [] when it
+    cannot be read. A string match, as the walk's: only ever resolved."""
+    try:
+        if entry is None:
+            return []
+        with entry.open("rb") as stream:
+            text = stream.read(MAX_ENTRY_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    names: list[str] = []
+    for match in _REQUIRE.finditer(text):
+        request = match.group(2)
+        if not request.startswith((".", "/")) and request not in names:
+            names.append(request)
+    return names[:MAX_ROOTS]
+
+
+def direct_dependencies(package_json: Path | None) -> list[str]:
     """The package names the app depends on (``dependencies``, ``optionalDependencies``),
     in their order; [] when the file is missing, too big or not an npm manifest."""
     try:
+        if package_json is None:
+            return []
         with package_json.open("rb") as stream:
             data = json.loads(stream.read(MAX_PACKAGE_JSON_BYTES + 1)[:MAX_PACKAGE_JSON_BYTES])
     except (OSError, ValueError):

@@ -230,11 +230,12 @@ class LocalRuntime(Runtime):
             if app_name in self._standbys or release.replicas < 1:
                 return
             try:
-                if entry_of(release.start_command or start_script(folder)) is None:
+                entry = entry_of(release.start_command or start_script(folder))
+                if entry is None:
                     return
                 scratch = standby_scratch(self.apps_dir / app_name)
                 base = self._spec(release, folder, 0, scratch)
-                ahead = self._resolve_ahead(app_name, folder)
+                ahead = self._resolve_ahead(app_name, folder, entry[0])
                 standby = await asyncio.to_thread(
                     Standby.launch,
                     app_name,
@@ -255,12 +256,12 @@ class LocalRuntime(Runtime):
             self._standbys[app_name] = standby
         await asyncio.to_thread(standby.reap_launcher)
 
-    def _resolve_ahead(self, app_name: str, folder: Path) -> dict | None:
+    def _resolve_ahead(self, app_name: str, folder: Path, entry: str) -> dict | None:
         """What the app's standby resolves ahead: its dependency layer, unless resolving it
         warned before."""
         if not self.settings.standby_resolve:
             return None
-        ahead = aheadnode.plan(folder)
+        ahead = aheadnode.plan(folder, entry)
         if ahead is None or self._warned.get(app_name) == ahead["layer"]:
             return None
         return ahead
