@@ -185,6 +185,25 @@ put_octal(char *field, int width, unsigned long long value)
 }
 
 /* One ustar header block; name and link are at most NAME_FIELD bytes here. */
+/* The sum of a header's bytes, as its checksum counts them: eight at a time (two bytes per
+ * 16-bit lane; 64 words add at most 32,640 to a lane), over the fields up to the device
+ * numbers (HEADER_USED bytes): the rest of the block is zeros. Once per member: the byte
+ * loop was 7 % of a pack's instructions. */
+#define HEADER_USED 352
+static unsigned long
+header_sum(const char *block)
+{
+    const uint64_t low = 0x00FF00FF00FF00FFULL;
+    uint64_t lanes = 0;
+    for (int offset = 0; offset < HEADER_USED; offset += 8) {
+        uint64_t word;
+        memcpy(&word, block + offset, 8);
+        lanes += (word & low) + ((word >> 8) & low);
+    }
+    return (unsigned long)((lanes & 0xFFFF) + ((lanes >> 16) & 0xFFFF)
+                           + ((lanes >> 32) & 0xFFFF) + (lanes >> 48));
+}
+
 static void
 ustar_header(char *block, const char *name, Py_ssize_t name_size, int mode,
              unsigned long long size, char typeflag, const char *link, Py_ssize_t link_size,
@@ -203,11 +222,7 @@ ustar_header(char *block, const char *name, Py_ssize_t name_size, int mode,
     memcpy(block + 257, MAGIC, 8);
     memcpy(block + 329, ZERO8, 8);
     memcpy(block + 337, ZERO8, 8);
-    unsigned long checksum = 0;
-    for (int index = 0; index < BLOCK; index++) {
-        checksum += (unsigned char)block[index];
-    }
-    put_octal(block + 148, 7, checksum);
+    put_octal(block + 148, 7, header_sum(block));
     block[155] = ' ';
 }
 

@@ -691,6 +691,62 @@ static PyTypeObject BatchType = {
 
 /* --- Walking.fill: the walk into batches, no walk.Entry per natively listed entry -------- */
 
+/* Names as "name\0" records (UTF-8), to compare with a folder's names without a str each. */
+typedef struct {
+    Text text;
+    size_t count;
+} Names;
+
+/* The set's str items as Names; one that is not UTF-8 matches no name the walk lists. */
+static int
+names_from(PyObject *set, Names *names)
+{
+    PyObject *iterator = PyObject_GetIter(set);
+    if (iterator == NULL) {
+        return -1;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(iterator)) != NULL) {
+        Py_ssize_t size;
+        const char *utf8 = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &size) : NULL;
+        if (utf8 == NULL) {
+            PyErr_Clear();
+        }
+        else if (strlen(utf8) != (size_t)size) {
+            /* a NUL inside: no listed name holds one */
+        }
+        else if (text_add(&names->text, utf8, (size_t)size + 1) < 0) {
+            Py_DECREF(item);
+            Py_DECREF(iterator);
+            PyErr_NoMemory();
+            return -1;
+        }
+        else {
+            names->count++;
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(iterator);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Whether names holds the bytes head + tail. */
+static int
+names_hold(const Names *names, const char *head, size_t head_size, const char *tail,
+           size_t tail_size)
+{
+    const char *item = names->text.data;
+    for (size_t index = 0; index < names->count; index++) {
+        size_t size = strlen(item);
+        if (size == head_size + tail_size && memcmp(item, head, head_size) == 0
+            && memcmp(item + head_size, tail, tail_size) == 0) {
+            return 1;
+        }
+        item += size + 1;
+    }
+    return 0;
+}
+
 typedef struct {
     PyObject *entries;  /* a listing from children(), or NULL: the native one below */
     Listing listing;    /* keys (name, a slash after a folder), NUL-terminated */
@@ -703,6 +759,8 @@ typedef struct {
 struct Batching {
     Batching1 *levels;
     Py_ssize_t depth, capacity;
+    Names excluded;           /* relative paths left out */
+    Names excluded_dir_names; /* folder names left out */
 };
 
 static void
@@ -726,6 +784,8 @@ batching_free(struct Batching *batching)
         level_free(&batching->levels[--batching->depth]);
     }
     PyMem_Free(batching->levels);
+    PyMem_RawFree(batching->excluded.text.data);
+    PyMem_RawFree(batching->excluded_dir_names.text.data);
     PyMem_Free(batching);
 }
 
@@ -758,32 +818,10 @@ is_ascii(const char *name, size_t size)
     return 1;
 }
 
-/* 1 when the name is left out by the exclusions, 0 when kept, -1 on an error. */
-static int
-excluded_name(Walk *walk, const Text *prefix, const char *name, size_t size, int is_dir)
-{
-    if (PySet_GET_SIZE(walk->excluded) == 0
-        && !(is_dir && PySet_GET_SIZE(walk->excluded_dir_names) != 0)) {
-        return 0;
-    }
-    PyObject *text = PyUnicode_DecodeUTF8(name, (Py_ssize_t)size, "strict");
-    PyObject *folder = PyUnicode_DecodeUTF8(prefix->data ? prefix->data : "",
-                                            (Py_ssize_t)prefix->size, "strict");
-    PyObject *rel = text && folder ? PyUnicode_Concat(folder, text) : NULL;
-    int skip = rel == NULL ? -1 : PySet_Contains(walk->excluded, rel);
-    if (skip == 0 && is_dir) {
-        skip = PySet_Contains(walk->excluded_dir_names, text);
-    }
-    Py_XDECREF(text);
-    Py_XDECREF(folder);
-    Py_XDECREF(rel);
-    return skip;
-}
-
 /* The level's keys from its listing, sorted; 1 done, 0 the Python listing must answer (a
  * name that is not UTF-8), -1 on an error. */
 static int
-level_keys(Walk *walk, Batching1 *level)
+level_keys(struct Batching *batching, Batching1 *level)
 {
     Listing *listing = &level->listing;
     Text keys = {NULL, 0, 0};
@@ -806,11 +844,9 @@ level_keys(Walk *walk, Batching1 *level)
             }
             Py_DECREF(text);
         }
-        int skip = excluded_name(walk, &level->prefix, name, size, is_dir);
-        if (skip < 0) {
-            result = -1;
-            break;
-        }
+        const char *prefix = level->prefix.data ? level->prefix.data : "";
+        int skip = names_hold(&batching->excluded, prefix, level->prefix.size, name, size)
+                   || (is_dir && names_hold(&batching->excluded_dir_names, "", 0, name, size));
         if (!skip) {
             if (text_add(&keys, name, size) < 0 || (is_dir && text_add(&keys, "/", 1) < 0)
                 || text_add(&keys, "", 1) < 0) {
@@ -881,7 +917,7 @@ fill_push(Walking *self, const char *path, size_t path_size, const char *prefix,
             return -1;
         }
         if (complete == 1) {
-            complete = level_keys(walk, level);
+            complete = level_keys(self->batching, level);
             if (complete != 0) {
                 return complete < 0 ? -1 : 0;
             }
@@ -982,6 +1018,11 @@ walking_fill(Walking *self, PyObject *const *args, Py_ssize_t nargs)
         self->batching = PyMem_Calloc(1, sizeof(struct Batching));
         if (self->batching == NULL) {
             return PyErr_NoMemory();
+        }
+        if (names_from(self->state.excluded, &self->batching->excluded) < 0
+            || names_from(self->state.excluded_dir_names, &self->batching->excluded_dir_names)
+                   < 0) {
+            goto failed;
         }
     }
     struct Batching *batching = self->batching;
