@@ -105,8 +105,8 @@ class Members:
         new_batch = self.walker.new_batch()
         if new_batch is None:
             iterator = iter(self)
-            while batch := list(islice(iterator, size)):
-                yield batch
+            while listed := list(islice(iterator, size)):
+                yield listed
             return
         batch = new_batch()
         for entry, subtree in self.pieces:
