@@ -133,6 +133,15 @@ def test_the_plan_names_a_linked_layer_and_the_direct_dependencies(tmp_path: Pat
     assert found is not None and found["layer"] == str(layer)
     # First what the entry file requires (builtins are left to the walk), then the rest.
     assert found["roots"] == [["module", "http", "shout"], ["shout"]]
+    # The worker reads nothing outside the release for it: not through the start command's
+    # file, nor through a link.
+    other = tmp_path / "other-app.js"
+    other.write_text("require('secret-of-another-app');\n")
+    assert plan(folder, "../other-app.js")["roots"][0] == []  # type: ignore[index]
+    (folder / "package.json").unlink()
+    (folder / "package.json").symlink_to(DEPS_APP / "package.json")
+    (folder / "linked.js").symlink_to(other)
+    assert plan(folder, "linked.js")["roots"] == [[], []]  # type: ignore[index]
 
 
 def test_the_entry_files_packages_come_first(tmp_path: Path) -> None:

@@ -122,8 +122,8 @@ def plan(folder: Path, entry: str | None = None) -> dict[str, object] | None:
     return {
         "layer": layer,
         "roots": [
-            entry_requires(folder / entry) if entry else [],
-            direct_dependencies(folder / "package.json"),
+            entry_requires(_inside(folder, entry)) if entry else [],
+            direct_dependencies(_inside(folder, "package.json")),
         ],
         "maxFiles": MAX_FILES,
         "budgetMs": BUDGET_MS,
@@ -131,10 +131,22 @@ def plan(folder: Path, entry: str | None = None) -> dict[str, object] | None:
     }
 
 
-def entry_requires(entry: Path) -> list[str]:
+def _inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` when it is a file inside the release folder (the worker reads it:
+    a start command or a link must not point it at another app's files)."""
+    try:
+        path = (folder / name).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    return path if path.is_relative_to(folder.resolve()) and path.is_file() else None
+
+
+def entry_requires(entry: Path | None) -> list[str]:
     """The packages the entry file requires (bare requests, in their order); [] when it
     cannot be read. A string match, as the walk's: only ever resolved."""
     try:
+        if entry is None:
+            return []
         with entry.open("rb") as stream:
             text = stream.read(MAX_ENTRY_BYTES).decode("utf-8", errors="replace")
     except OSError:
@@ -147,10 +159,12 @@ def entry_requires(entry: Path) -> list[str]:
     return names[:MAX_ROOTS]
 
 
-def direct_dependencies(package_json: Path) -> list[str]:
+def direct_dependencies(package_json: Path | None) -> list[str]:
     """The package names the app depends on (``dependencies``, ``optionalDependencies``),
     in their order; [] when the file is missing, too big or not an npm manifest."""
     try:
+        if package_json is None:
+            return []
         with package_json.open("rb") as stream:
             data = json.loads(stream.read(MAX_PACKAGE_JSON_BYTES + 1)[:MAX_PACKAGE_JSON_BYTES])
     except (OSError, ValueError):
