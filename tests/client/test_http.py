@@ -151,3 +151,33 @@ def test_a_post_gets_the_redirect_back_instead_of_following_it(server) -> None:
     with HttpSession() as session:
         response = session.request("POST", url_of(server, "/deployments"), json={})
     assert response.status_code == 308 and len(server.seen) == 1
+
+
+def test_a_request_sent_early_is_answered_when_read(server) -> None:
+    with HttpSession({"Authorization": "Bearer t"}) as session:
+        answer = session.send_early("GET", url_of(server, "/config"))
+        early = answer()
+        assert early.status_code == 200 and early.json() == {"ok": True}
+        assert session.get(url_of(server, "/next")).status_code == 200
+        pending = session.send_early("GET", url_of(server, "/slow"))
+        assert session.get(url_of(server, "/meanwhile")).status_code == 200  # its own connection
+        assert pending().status_code == 200
+    paths = [seen["path"] for seen in server.seen]
+    assert paths == ["/config", "/next", "/slow", "/meanwhile"]
+    assert server.seen[0]["headers"]["Authorization"] == "Bearer t"
+    assert server.seen[0]["peer"] == server.seen[1]["peer"]  # back among the idle connections
+
+
+def test_the_api_asks_again_for_what_an_early_request_did_not_get(server) -> None:
+    from aether.client.api import ApiClient
+    from aether.errors import RemoteError
+
+    server.script += [(503, {}, b"busy"), (200, {}, b'{"limits": 1}')]
+    with ApiClient(url_of(server), "t") as api:
+        assert api.get_later("/config")() == {"limits": 1}  # the 503 is asked again
+        server.script.append((401, {}, b'{"code": "unauthorized", "message": "bad token"}'))
+        server.script.append((401, {}, b'{"code": "unauthorized", "message": "bad token"}'))
+        with pytest.raises(RemoteError) as caught:
+            api.get_later("/config")()
+    assert caught.value.code == "unauthorized" and "bad token" in caught.value.message
+    assert len(server.seen) == 4

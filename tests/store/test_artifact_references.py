@@ -57,3 +57,21 @@ async def test_0004_back_fills_references_and_moves_pending_rows(database):
     assert upload is not None and upload["status"] == "pending"
     left = await db.fetch_value("SELECT COUNT(*) AS n FROM artifacts WHERE status = 'pending'")
     assert int(left) == 0
+
+
+async def test_add_many_adds_each_digest_once_in_one_statement(database):
+    db = database
+    app = await app_store.create_app(db, "many", owner=None)
+    digests = ["b" * 64, "c" * 64, "d" * 64]
+    for digest in digests:
+        await _artifact(db, app["id"], digest, "stored")
+    await artifact_references.add(db, digests[0], app["id"])  # held already: kept as it is
+    await artifact_references.add_many(db, [*digests, digests[1]], app["id"])
+    await artifact_references.add_many(db, [], app["id"])
+    for digest in digests:
+        assert await artifact_references.holds(db, digest, app["id"])
+    rows = await db.fetch_all(
+        "SELECT digest FROM artifact_references WHERE app_id = :app ORDER BY digest",
+        {"app": app["id"]},
+    )
+    assert [row["digest"] for row in rows] == digests

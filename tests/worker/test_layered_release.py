@@ -93,11 +93,11 @@ async def test_a_layer_no_longer_stored_fails_clearly(
         await prepare(release, tmp_path / "apps", blobs, Recorder(), require_signature=False)
 
 
-async def test_a_redeploy_checks_the_cached_deps_layer_while_it_fetches_the_app_layer(
+async def test_a_redeploy_finds_a_tampered_cached_deps_layer_and_links_no_tampered_app_layer(
     blobs: LocalBlobStore, tmp_path: Path
 ) -> None:
-    """The check and the app layer run side by side: a tampered cached copy is still found
-    (and made again), and a tampered app layer still links nothing."""
+    """A code-only redeploy: a tampered cached copy is found (and made again), and a
+    tampered app layer links nothing."""
     apps = tmp_path / "apps"
     packs = [
         pack(make_project(tmp_path / f"v{n}", f"console.log({n})\n"), tmp_path / f"o{n}")

@@ -172,6 +172,19 @@ async def test_a_config_change_or_another_start_command_starts_cold(
     assert runtime.standby_of("probe") is None
 
 
+async def test_an_environment_larger_than_the_sockets_buffer_is_handed_over_too(
+    runtime: LocalRuntime,
+) -> None:
+    """The activation is written at once when the socket takes it, the rest from a thread
+    (600 kB here, beyond a local socket's default buffer of ~200 kB)."""
+    big = {f"BIG_{n}": str(n) * 100_000 for n in range(6)}
+    await deploy(runtime, probe(runtime, env=big))
+    await standby_waits(runtime)
+    started, seen = await deploy(runtime, probe(runtime, env=big))
+    assert WARM in started, started
+    assert all(seen["env"][name] == value for name, value in big.items())
+
+
 async def test_a_standby_whose_node_died_starts_the_release_cold(runtime: LocalRuntime) -> None:
     await deploy(runtime, probe(runtime))
     await standby_waits(runtime)

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -132,6 +132,30 @@ class ApiClient:
 
     def get(self, path: str, **params: Any) -> dict[str, Any]:
         return _json(self.request("GET", path, params=params))
+
+    def get_later(self, path: str) -> Callable[[], dict[str, Any]]:
+        """``GET path`` sent now; the returned function reads its JSON, so that the caller
+        works while the server answers. Anything but a 2xx answer read that way (a failure, a
+        redirect, an error, a status worth a retry) is asked for again as :meth:`get` asks."""
+        url = self.url(path)
+        try:
+            early = self._session.send_early(
+                "GET", url, timeout=(CONNECT_TIMEOUT_SECS, READ_TIMEOUT_SECS)
+            )
+        except TransportError:
+            early = None
+
+        def answer() -> dict[str, Any]:
+            try:
+                response = early() if early is not None else None
+            except TransportError:
+                response = None
+            if response is not None and 200 <= response.status_code < 300:
+                log.debug("GET %s -> %d (sent early)", url, response.status_code)
+                return _json(response)
+            return self.get(path)
+
+        return answer
 
     def post(self, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return _json(self.request("POST", path, json_body=body or {}))

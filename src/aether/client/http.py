@@ -21,7 +21,7 @@ import select
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
@@ -152,6 +152,19 @@ class _Origin(NamedTuple):  # a NamedTuple: a dataclass costs every start ~0.4 m
     port: int
 
 
+class _Sent(NamedTuple):
+    """A request on its way: where it went and how to send it again."""
+
+    conn: Connection
+    origin: _Origin
+    reused: bool
+    method: str
+    url: str
+    data: Any
+    headers: dict[str, str]
+    timeout: Timeout
+
+
 class HttpSession:
     """Requests with default headers, one idle keep-alive connection per origin, retries."""
 
@@ -233,9 +246,31 @@ class HttpSession:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def send_early(
+        self, method: str, url: str, *, timeout: Timeout = (5.0, 60.0)
+    ) -> Callable[[], Response]:
+        """Send a request without a body now; the returned function reads its answer (the
+        body too), so that the caller works while the server answers. No redirect is followed
+        and no status retried: the caller asks again for those. TransportError when it cannot
+        be sent, or read."""
+        sent = self._begin(method, url, None, dict(self.headers), timeout)
+
+        def answer() -> Response:
+            response = self._answer(sent)
+            _ = response.content
+            return response
+
+        return answer
+
     def _send(
         self, method: str, url: str, data: Any, headers: dict[str, str], timeout: Timeout
     ) -> Response:
+        return self._answer(self._begin(method, url, data, headers, timeout))
+
+    def _begin(
+        self, method: str, url: str, data: Any, headers: dict[str, str], timeout: Timeout
+    ) -> _Sent:
+        """Send the request on an idle connection to the origin, or a new one."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TransportError("unsupported URL", _strip_query(url))
@@ -252,19 +287,29 @@ class HttpSession:
         reused = conn is not None
         if conn is None:
             conn = self._connect(origin, proxy, timeout)
+        sent = _Sent(conn, origin, reused, method, url, data, headers, timeout)
         try:
             _set_read_timeout(conn, timeout[1])
             if not any(k.lower() == "host" for k in body_headers):
                 body_headers = {**_host_header(origin), **body_headers}
             conn.request(method, target, data, body_headers)
+        except (OSError, WireError) as exc:
+            _fail_unless_replayable(sent, exc)
+            return self._begin(method, url, data, headers, timeout)
+        except BaseException:  # e.g. the body's reader gave up: the connection is unusable
+            conn.close()
+            raise
+        return sent
+
+    def _answer(self, sent: _Sent) -> Response:
+        """The answer to a request :meth:`_begin` sent."""
+        conn, origin = sent.conn, sent.origin
+        try:
             raw = conn.getresponse()
         except (OSError, WireError) as exc:
-            conn.close()
-            if reused and (data is None or isinstance(data, bytes)):
-                # The server closed the idle connection as we reused it: nothing was processed.
-                return self._send(method, url, data, headers, timeout)
-            raise _transport_error(exc) from exc
-        except BaseException:  # e.g. the body's reader gave up: the connection is unusable
+            _fail_unless_replayable(sent, exc)
+            return self._send(sent.method, sent.url, sent.data, sent.headers, sent.timeout)
+        except BaseException:
             conn.close()
             raise
 
@@ -274,7 +319,7 @@ class HttpSession:
             else:
                 conn.close()
 
-        return Response(method, url, raw, release)
+        return Response(sent.method, sent.url, raw, release)
 
     def _connect(self, origin: _Origin, proxy: _Proxy | None, timeout: Timeout) -> Connection:
         attempt = 0
@@ -296,6 +341,14 @@ class HttpSession:
             )  # fmt: skip
             time.sleep(wait)
             attempt += 1
+
+
+def _fail_unless_replayable(sent: _Sent, exc: OSError | WireError) -> None:
+    """Close a request's failed connection; the error unless the request goes again on a fresh
+    one: the server closed an idle connection as it was reused (nothing was processed)."""
+    sent.conn.close()
+    if not (sent.reused and (sent.data is None or isinstance(sent.data, bytes))):
+        raise _transport_error(exc) from exc
 
 
 class _Proxy(NamedTuple):

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "_entries.h"
 #include "vendor/blake3/blake3.h"
 
 #ifndef O_CLOEXEC
@@ -184,6 +185,25 @@ put_octal(char *field, int width, unsigned long long value)
 }
 
 /* One ustar header block; name and link are at most NAME_FIELD bytes here. */
+/* The sum of a header's bytes, as its checksum counts them: eight at a time (two bytes per
+ * 16-bit lane; 64 words add at most 32,640 to a lane), over the fields up to the device
+ * numbers (HEADER_USED bytes): the rest of the block is zeros. Once per member: the byte
+ * loop was 7 % of a pack's instructions. */
+#define HEADER_USED 352
+static unsigned long
+header_sum(const char *block)
+{
+    const uint64_t low = 0x00FF00FF00FF00FFULL;
+    uint64_t lanes = 0;
+    for (int offset = 0; offset < HEADER_USED; offset += 8) {
+        uint64_t word;
+        memcpy(&word, block + offset, 8);
+        lanes += (word & low) + ((word >> 8) & low);
+    }
+    return (unsigned long)((lanes & 0xFFFF) + ((lanes >> 16) & 0xFFFF)
+                           + ((lanes >> 32) & 0xFFFF) + (lanes >> 48));
+}
+
 static void
 ustar_header(char *block, const char *name, Py_ssize_t name_size, int mode,
              unsigned long long size, char typeflag, const char *link, Py_ssize_t link_size,
@@ -202,11 +222,7 @@ ustar_header(char *block, const char *name, Py_ssize_t name_size, int mode,
     memcpy(block + 257, MAGIC, 8);
     memcpy(block + 329, ZERO8, 8);
     memcpy(block + 337, ZERO8, 8);
-    unsigned long checksum = 0;
-    for (int index = 0; index < BLOCK; index++) {
-        checksum += (unsigned char)block[index];
-    }
-    put_octal(block + 148, 7, checksum);
+    put_octal(block + 148, 7, header_sum(block));
     block[155] = ' ';
 }
 
@@ -322,13 +338,16 @@ hex_digest(const uint8_t digest[BLAKE3_OUT_LEN])
 /* Outcome of writing one member into the blob. */
 enum { READ_OK = 0, READ_LARGE = 1, READ_ODD = 2, READ_FAILED = -1 };
 
+/* _scanfolder's batches, when that extension is there (_entries.h). */
+static EntriesApi *entries_api = NULL;
+
 enum { KIND_FILE = 0, KIND_DIR = 1, KIND_LINK = 2 };
 
 /* One entry of the batch: what the members need, taken from the Python objects while the GIL
  * is held, then filled in without it. */
 typedef struct {
     int kind;
-    PyObject *entry; /* borrowed from the entries list */
+    PyObject *entry; /* borrowed from the entries list; NULL for a batch's native entry */
     const char *raw; /* the member name (the entry's raw bytes) */
     Py_ssize_t raw_size;
     const char *source; /* the file's name in the file system encoding, NUL-terminated */
@@ -421,6 +440,23 @@ prepare_item(PyObject *entry, Item *item)
     return READ_OK;
 }
 
+/* An item from a _scanfolder.Batch's entry: a native one needs no Python object. */
+static int
+prepare_slot(PyObject *batch, Py_ssize_t index, Item *item)
+{
+    EntrySlot slot;
+    entries_api->slot(batch, index, &slot);
+    if (slot.kind == SLOT_PYTHON) {
+        return prepare_item(slot.entry, item);
+    }
+    memset(item, 0, sizeof(*item));
+    item->kind = slot.kind == SLOT_DIR ? KIND_DIR : KIND_FILE;
+    item->raw = slot.raw;
+    item->raw_size = slot.raw_size;
+    item->source = slot.source;
+    return READ_OK;
+}
+
 static void
 release_items(Item *items, Py_ssize_t count)
 {
@@ -493,12 +529,36 @@ put_item(Blob *blob, Item *item, const char *mtime, Py_ssize_t inline_max)
                : READ_OK;
 }
 
+static int add_path_record(Item *item, PyObject *path, PyObject *files,
+                           PyObject *directories, PyObject *symlinks, PyObject *new_record,
+                           PyTypeObject **record_type);
+
 /* The manifest's record of one written member (GIL held). */
 static int
 add_record(Item *item, PyObject *files, PyObject *directories, PyObject *symlinks,
            PyObject *new_record, PyTypeObject **record_type)
 {
-    PyObject *path = PyTuple_GET_ITEM(item->entry, ENTRY_PATH);
+    PyObject *path;
+    if (item->entry != NULL) {
+        path = Py_NewRef(PyTuple_GET_ITEM(item->entry, ENTRY_PATH));
+    }
+    else { /* a batch's native entry: its member name (UTF-8, checked by the walk) */
+        Py_ssize_t size = item->raw_size - (item->kind == KIND_DIR);
+        path = PyUnicode_DecodeUTF8(item->raw, size, "strict");
+        if (path == NULL) {
+            return -1;
+        }
+    }
+    int failed = add_path_record(item, path, files, directories, symlinks, new_record,
+                                 record_type);
+    Py_DECREF(path);
+    return failed;
+}
+
+static int
+add_path_record(Item *item, PyObject *path, PyObject *files, PyObject *directories,
+                PyObject *symlinks, PyObject *new_record, PyTypeObject **record_type)
+{
     if (item->kind == KIND_DIR) {
         return PyList_Append(directories, path);
     }
@@ -578,8 +638,9 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (PyErr_Occurred()) {
         return NULL;
     }
-    if (!PyList_Check(entries) || !PyList_Check(files) || !PyList_Check(directories)
-        || !PyList_Check(symlinks)) {
+    int is_batch = entries_api != NULL && Py_IS_TYPE(entries, entries_api->batch_type);
+    if (!(is_batch || PyList_Check(entries)) || !PyList_Check(files)
+        || !PyList_Check(directories) || !PyList_Check(symlinks)) {
         PyErr_SetString(PyExc_TypeError, "read_batch needs lists");
         return NULL;
     }
@@ -589,7 +650,7 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     char mtime[MTIME_FIELD];
     memcpy(mtime, PyBytes_AS_STRING(mtime_field), MTIME_FIELD);
-    Py_ssize_t end = PyList_GET_SIZE(entries);
+    Py_ssize_t end = is_batch ? PySequence_Size(entries) : PyList_GET_SIZE(entries);
     if (index < 0 || index > end) {
         PyErr_SetString(PyExc_IndexError, "start is outside the entries");
         return NULL;
@@ -603,7 +664,10 @@ read_batch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t prepared = 0;
     int status = DONE;
     while (index + prepared < end) {
-        int outcome = prepare_item(PyList_GET_ITEM(entries, index + prepared), &items[prepared]);
+        int outcome = is_batch
+                          ? prepare_slot(entries, index + prepared, &items[prepared])
+                          : prepare_item(PyList_GET_ITEM(entries, index + prepared),
+                                         &items[prepared]);
         if (outcome == READ_FAILED) {
             release_items(items, prepared + 1);
             PyMem_Free(items);
@@ -700,6 +764,10 @@ exec_module(PyObject *module)
     /* BLAKE3 picks its SIMD code on first use; once here, before any reader thread runs. */
     uint8_t digest[BLAKE3_OUT_LEN];
     blake3_of("", 0, digest);
+    entries_api = PyCapsule_Import(ENTRIES_CAPSULE, 0);
+    if (entries_api == NULL) {
+        PyErr_Clear(); /* not built: read_batch takes lists of walk.Entry only */
+    }
     if (PyType_Ready(&MembersType) < 0) {
         return -1;
     }

@@ -1,12 +1,12 @@
 # The C extension's interface (src/aether/pack/_batchread.c), for the type checker; its
 # Python twin is aether.pack.batchread.read_batch_python.
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aether.pack.walk import Entry
 
 def read_batch(
-    entries: list[Entry],
+    entries: Sequence[Entry],  # a list, or a _scanfolder.Batch
     start: int,
     mtime: bytes,
     budget: int,

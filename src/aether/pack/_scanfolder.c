@@ -24,6 +24,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "_entries.h"
+
 PyDoc_STRVAR(scan_doc,
 "scan(path, prefix, excluded, excluded_dir_names, new_entry) -> list | None\n\n"
 "The entries of the folder at path (unsorted) as walk.Entry tuples made by new_entry from\n"
@@ -396,7 +398,12 @@ typedef struct {
     PyObject *folder; /* the folder to list first; NULL once it is listed */
     Level *levels;
     Py_ssize_t depth, capacity;
+    struct Batching *batching; /* fill's own stack, once fill is called */
+    int mode; /* WALK_UNUSED, then WALK_NEXT or WALK_FILL: one or the other */
 } Walking;
+
+enum { WALK_UNUSED = 0, WALK_NEXT = 1, WALK_FILL = 2 };
+static void batching_free(struct Batching *batching);
 
 static void
 walking_clear(Walking *self)
@@ -413,6 +420,7 @@ static void
 walking_dealloc(Walking *self)
 {
     walking_clear(self);
+    batching_free(self->batching);
     Py_XDECREF(self->state.root);
     Py_XDECREF(self->state.excluded);
     Py_XDECREF(self->state.excluded_dir_names);
@@ -448,6 +456,11 @@ walking_push(Walking *self, PyObject *folder)
 static PyObject *
 walking_next(Walking *self)
 {
+    if (self->mode == WALK_FILL) {
+        PyErr_SetString(PyExc_TypeError, "a walk that fills batches is not iterated");
+        return NULL;
+    }
+    self->mode = WALK_NEXT;
     if (self->folder != NULL) {
         PyObject *folder = self->folder;
         self->folder = NULL;
@@ -479,6 +492,610 @@ walking_next(Walking *self)
     return NULL; /* the end, without an exception */
 }
 
+/* --- Batch: walk entries kept in C (_entries.h) ------------------------------------------ */
+
+static int compare_names(const void *left, const void *right);
+
+typedef struct {
+    int kind;        /* SLOT_FILE, SLOT_DIR, SLOT_PYTHON */
+    PyObject *entry; /* owned: a SLOT_PYTHON slot's walk.Entry */
+    size_t raw, raw_size, source, source_size; /* offsets into the batch's text */
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    Slot *slots;
+    Py_ssize_t count, capacity;
+    Text text; /* the native slots' member names and paths */
+    PyObject *new_entry;
+} Batch;
+
+static PyTypeObject BatchType;
+
+static int
+batch_slot_room(Batch *batch)
+{
+    if (batch->count < batch->capacity) {
+        return 0;
+    }
+    Py_ssize_t capacity = batch->capacity ? batch->capacity * 2 : 128;
+    Slot *grown = PyMem_Realloc(batch->slots, (size_t)capacity * sizeof(Slot));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    batch->slots = grown;
+    batch->capacity = capacity;
+    return 0;
+}
+
+static int
+batch_add_python(Batch *batch, PyObject *entry)
+{
+    if (batch_slot_room(batch) < 0) {
+        return -1;
+    }
+    batch->slots[batch->count++] = (Slot){SLOT_PYTHON, Py_NewRef(entry), 0, 0, 0, 0};
+    return 0;
+}
+
+/* A native entry: member name prefix + key (key: the name, a slash after a folder), source
+ * folder + name (folder ends with a slash). */
+static int
+batch_add_native(Batch *batch, const char *prefix, size_t prefix_size, const char *key,
+                 size_t key_size, const char *folder, size_t folder_size)
+{
+    int is_dir = key[key_size - 1] == '/';
+    size_t name_size = key_size - (size_t)is_dir;
+    Text *text = &batch->text;
+    size_t raw = text->size;
+    if (batch_slot_room(batch) < 0) {
+        return -1;
+    }
+    if (text_add(text, prefix, prefix_size) < 0 || text_add(text, key, key_size) < 0
+        || text_add(text, folder, folder_size) < 0 || text_add(text, key, name_size) < 0
+        || text_add(text, "", 1) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t raw_size = prefix_size + key_size;
+    batch->slots[batch->count++] = (Slot){is_dir ? SLOT_DIR : SLOT_FILE, NULL, raw, raw_size,
+                                          raw + raw_size, folder_size + name_size};
+    return 0;
+}
+
+/* The walk.Entry of a native entry (the fallback paths ask for it). */
+static PyObject *
+make_entry(PyObject *new_entry, const char *raw, size_t raw_size, int is_dir,
+           const char *source, size_t source_size)
+{
+    PyObject *path = PyUnicode_DecodeUTF8(raw, (Py_ssize_t)(raw_size - (size_t)is_dir), "strict");
+    PyObject *raw_bytes = PyBytes_FromStringAndSize(raw, (Py_ssize_t)raw_size);
+    PyObject *source_text = PyUnicode_DecodeFSDefaultAndSize(source, (Py_ssize_t)source_size);
+    PyObject *entry = NULL;
+    if (path != NULL && raw_bytes != NULL && source_text != NULL) {
+        PyObject *values = PyTuple_Pack(5, path, raw_bytes, is_dir ? str_dir : str_file,
+                                        source_text, Py_None);
+        if (values != NULL) {
+            entry = PyObject_CallOneArg(new_entry, values);
+            Py_DECREF(values);
+        }
+    }
+    Py_XDECREF(path);
+    Py_XDECREF(raw_bytes);
+    Py_XDECREF(source_text);
+    return entry;
+}
+
+static PyObject *
+batch_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *new_entry;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)
+        || !PyArg_UnpackTuple(args, "Batch", 1, 1, &new_entry)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "Batch takes one argument, new_entry");
+        }
+        return NULL;
+    }
+    Batch *batch = (Batch *)type->tp_alloc(type, 0);
+    if (batch != NULL) {
+        batch->new_entry = Py_NewRef(new_entry);
+    }
+    return (PyObject *)batch;
+}
+
+static void
+batch_dealloc(Batch *batch)
+{
+    for (Py_ssize_t index = 0; index < batch->count; index++) {
+        Py_XDECREF(batch->slots[index].entry);
+    }
+    PyMem_Free(batch->slots);
+    PyMem_RawFree(batch->text.data);
+    Py_XDECREF(batch->new_entry);
+    Py_TYPE(batch)->tp_free((PyObject *)batch);
+}
+
+static Py_ssize_t
+batch_length(Batch *batch)
+{
+    return batch->count;
+}
+
+static PyObject *
+batch_item(Batch *batch, Py_ssize_t index)
+{
+    if (index < 0 || index >= batch->count) {
+        PyErr_SetString(PyExc_IndexError, "batch index out of range");
+        return NULL;
+    }
+    Slot *slot = &batch->slots[index];
+    if (slot->kind == SLOT_PYTHON) {
+        return Py_NewRef(slot->entry);
+    }
+    const char *text = batch->text.data;
+    return make_entry(batch->new_entry, text + slot->raw, slot->raw_size, slot->kind == SLOT_DIR,
+                      text + slot->source, slot->source_size);
+}
+
+static PyObject *
+batch_append(Batch *batch, PyObject *entry)
+{
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 5) {
+        PyErr_SetString(PyExc_TypeError, "a batch holds walk.Entry items");
+        return NULL;
+    }
+    return batch_add_python(batch, entry) < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static void
+api_slot(PyObject *object, Py_ssize_t index, EntrySlot *out)
+{
+    Batch *batch = (Batch *)object;
+    Slot *slot = &batch->slots[index];
+    const char *text = batch->text.data;
+    *out = (EntrySlot){slot->kind, slot->entry, NULL, 0, NULL, 0};
+    if (slot->kind != SLOT_PYTHON) {
+        out->raw = text + slot->raw;
+        out->raw_size = (Py_ssize_t)slot->raw_size;
+        out->source = text + slot->source;
+        out->source_size = (Py_ssize_t)slot->source_size;
+    }
+}
+
+static EntriesApi entries_api = {&BatchType, api_slot};
+
+static PySequenceMethods batch_as_sequence = {
+    .sq_length = (lenfunc)batch_length,
+    .sq_item = (ssizeargfunc)batch_item,
+};
+
+static PyMethodDef batch_methods[] = {
+    {"append", (PyCFunction)batch_append, METH_O, "Add a walk.Entry at the end."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aether.pack._scanfolder.Batch",
+    .tp_doc = "Batch(new_entry): walk entries in archive order, the natively listed ones as\n"
+              "names in C; batch[index] is a walk.Entry (made by new_entry when needed).",
+    .tp_basicsize = sizeof(Batch),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = batch_new,
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_as_sequence = &batch_as_sequence,
+    .tp_methods = batch_methods,
+};
+
+/* --- Walking.fill: the walk into batches, no walk.Entry per natively listed entry -------- */
+
+/* Names as "name\0" records (UTF-8), to compare with a folder's names without a str each. */
+typedef struct {
+    Text text;
+    size_t count;
+} Names;
+
+/* The set's str items as Names; one that is not UTF-8 matches no name the walk lists. */
+static int
+names_from(PyObject *set, Names *names)
+{
+    PyObject *iterator = PyObject_GetIter(set);
+    if (iterator == NULL) {
+        return -1;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(iterator)) != NULL) {
+        Py_ssize_t size;
+        const char *utf8 = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &size) : NULL;
+        if (utf8 == NULL) {
+            PyErr_Clear();
+        }
+        else if (strlen(utf8) != (size_t)size) {
+            /* a NUL inside: no listed name holds one */
+        }
+        else if (text_add(&names->text, utf8, (size_t)size + 1) < 0) {
+            Py_DECREF(item);
+            Py_DECREF(iterator);
+            PyErr_NoMemory();
+            return -1;
+        }
+        else {
+            names->count++;
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(iterator);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* Whether names holds the bytes head + tail. */
+static int
+names_hold(const Names *names, const char *head, size_t head_size, const char *tail,
+           size_t tail_size)
+{
+    const char *item = names->text.data;
+    for (size_t index = 0; index < names->count; index++) {
+        size_t size = strlen(item);
+        if (size == head_size + tail_size && memcmp(item, head, head_size) == 0
+            && memcmp(item + head_size, tail, tail_size) == 0) {
+            return 1;
+        }
+        item += size + 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    PyObject *entries;  /* a listing from children(), or NULL: the native one below */
+    Listing listing;    /* keys (name, a slash after a folder), NUL-terminated */
+    const char **keys;  /* sorted */
+    Py_ssize_t count, next;
+    Text path;   /* the folder's path, ending with a slash (native listings only) */
+    Text prefix; /* its member prefix ("" or ending with a slash) */
+} Batching1;
+
+struct Batching {
+    Batching1 *levels;
+    Py_ssize_t depth, capacity;
+    Names excluded;           /* relative paths left out */
+    Names excluded_dir_names; /* folder names left out */
+};
+
+static void
+level_free(Batching1 *level)
+{
+    Py_XDECREF(level->entries);
+    PyMem_RawFree(level->listing.names.data);
+    PyMem_RawFree(level->listing.types.data);
+    PyMem_RawFree((void *)level->keys);
+    PyMem_RawFree(level->path.data);
+    PyMem_RawFree(level->prefix.data);
+}
+
+static void
+batching_free(struct Batching *batching)
+{
+    if (batching == NULL) {
+        return;
+    }
+    while (batching->depth > 0) {
+        level_free(&batching->levels[--batching->depth]);
+    }
+    PyMem_Free(batching->levels);
+    PyMem_RawFree(batching->excluded.text.data);
+    PyMem_RawFree(batching->excluded_dir_names.text.data);
+    PyMem_Free(batching);
+}
+
+static Batching1 *
+batching_push(struct Batching *batching)
+{
+    if (batching->depth == batching->capacity) {
+        Py_ssize_t capacity = batching->capacity ? batching->capacity * 2 : 16;
+        Batching1 *grown = PyMem_Realloc(batching->levels, (size_t)capacity * sizeof(Batching1));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        batching->levels = grown;
+        batching->capacity = capacity;
+    }
+    Batching1 *level = &batching->levels[batching->depth++];
+    memset(level, 0, sizeof(*level));
+    return level;
+}
+
+static int
+is_ascii(const char *name, size_t size)
+{
+    for (size_t index = 0; index < size; index++) {
+        if ((unsigned char)name[index] >= 0x80) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The level's keys from its listing, sorted; 1 done, 0 the Python listing must answer (a
+ * name that is not UTF-8), -1 on an error. */
+static int
+level_keys(struct Batching *batching, Batching1 *level)
+{
+    Listing *listing = &level->listing;
+    Text keys = {NULL, 0, 0};
+    const char *name = listing->names.data;
+    size_t kept = 0;
+    int result = 1;
+    for (size_t index = 0; index < listing->count; index++) {
+        size_t size = strlen(name);
+        int is_dir = (unsigned char)listing->types.data[index] == DT_DIR;
+        if (!is_ascii(name, size)) {
+            PyObject *text = PyUnicode_DecodeUTF8(name, (Py_ssize_t)size, "strict");
+            if (text == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    result = -1;
+                    break;
+                }
+                PyErr_Clear(); /* not UTF-8: the Python walk refuses it by name */
+                result = 0;
+                break;
+            }
+            Py_DECREF(text);
+        }
+        const char *prefix = level->prefix.data ? level->prefix.data : "";
+        int skip = names_hold(&batching->excluded, prefix, level->prefix.size, name, size)
+                   || (is_dir && names_hold(&batching->excluded_dir_names, "", 0, name, size));
+        if (!skip) {
+            if (text_add(&keys, name, size) < 0 || (is_dir && text_add(&keys, "/", 1) < 0)
+                || text_add(&keys, "", 1) < 0) {
+                PyErr_NoMemory();
+                result = -1;
+                break;
+            }
+            kept++;
+        }
+        name += size + 1;
+    }
+    PyMem_RawFree(listing->names.data);
+    PyMem_RawFree(listing->types.data);
+    listing->names = keys; /* the keys take the names' place */
+    listing->types = (Text){NULL, 0, 0};
+    listing->count = kept;
+    if (result != 1) {
+        return result;
+    }
+    level->keys = PyMem_RawMalloc((kept + 1) * sizeof(char *));
+    if (level->keys == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const char *key = keys.data;
+    for (size_t index = 0; index < kept; index++) {
+        level->keys[index] = key;
+        key += strlen(key) + 1;
+    }
+    qsort((void *)level->keys, kept, sizeof(char *), compare_names);
+    level->count = (Py_ssize_t)kept;
+    return 1;
+}
+
+/* Push the listing of the folder at path (ending with a slash) whose member prefix is
+ * prefix: natively when it is plain, else children(folder). folder: its walk.Entry, None
+ * for the root, or NULL (made from path and prefix when children needs it). */
+static int
+fill_push(Walking *self, const char *path, size_t path_size, const char *prefix,
+          size_t prefix_size, PyObject *folder)
+{
+    Walk *walk = &self->state;
+    Batching1 *level = batching_push(self->batching);
+    if (level == NULL) {
+        return -1;
+    }
+    if (text_add(&level->path, path, path_size) < 0 || text_add(&level->path, "", 1) < 0
+        || text_add(&level->prefix, prefix, prefix_size) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    level->path.size = path_size; /* the NUL stays behind the end */
+    int native = 1;
+    if (PySet_GET_SIZE(walk->by_children) != 0) {
+        PyObject *key = PyUnicode_DecodeUTF8(prefix_size ? prefix : "", (Py_ssize_t)prefix_size,
+                                             "strict");
+        int python = key == NULL ? -1 : PySet_Contains(walk->by_children, key);
+        Py_XDECREF(key);
+        if (python < 0) {
+            return -1;
+        }
+        native = !python;
+    }
+    if (native) {
+        int complete = read_folder(level->path.data, &level->listing);
+        if (complete < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (complete == 1) {
+            complete = level_keys(self->batching, level);
+            if (complete != 0) {
+                return complete < 0 ? -1 : 0;
+            }
+        }
+    }
+    /* The Python listing: its rules and messages for what is out of the ordinary. */
+    PyObject *entry;
+    if (folder != NULL) {
+        entry = Py_NewRef(folder);
+    }
+    else {
+        entry = make_entry(walk->new_entry, prefix, prefix_size, 1, path, path_size - 1);
+        if (entry == NULL) {
+            return -1;
+        }
+    }
+    PyObject *found = PyObject_CallOneArg(walk->children, entry);
+    Py_DECREF(entry);
+    if (found != NULL && !PyList_CheckExact(found)) {
+        Py_CLEAR(found);
+        PyErr_SetString(PyExc_TypeError, "children must return a list");
+    }
+    if (found == NULL) {
+        return -1;
+    }
+    level = &self->batching->levels[self->batching->depth - 1];
+    level->entries = found;
+    level->count = PyList_GET_SIZE(found);
+    return 0;
+}
+
+/* Push a folder that is a walk.Entry (borrowed): natively when its names encode. */
+static int
+fill_push_entry(Walking *self, PyObject *folder)
+{
+    PyObject *source = folder == Py_None ? self->state.root : PyTuple_GET_ITEM(folder, 3);
+    Py_ssize_t prefix_size = 0;
+    const char *prefix = "";
+    if (folder != Py_None) {
+        PyObject *path = PyTuple_GET_ITEM(folder, 0);
+        prefix = PyUnicode_Check(path) ? PyUnicode_AsUTF8AndSize(path, &prefix_size) : NULL;
+    }
+    PyObject *encoded = PyUnicode_Check(source) ? PyUnicode_EncodeFSDefault(source) : NULL;
+    if (prefix == NULL || encoded == NULL) {
+        Py_XDECREF(encoded);
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "walk needs entries with str paths and sources");
+        return -1;
+    }
+    Text path = {NULL, 0, 0}, member = {NULL, 0, 0};
+    size_t size = (size_t)PyBytes_GET_SIZE(encoded);
+    const char *bytes = PyBytes_AS_STRING(encoded);
+    int failed = text_add(&path, bytes, size) < 0
+                 || ((size == 0 || bytes[size - 1] != '/') && text_add(&path, "/", 1) < 0)
+                 || text_add(&member, prefix, (size_t)prefix_size) < 0
+                 || (folder != Py_None && text_add(&member, "/", 1) < 0);
+    int result = -1;
+    if (failed) {
+        PyErr_NoMemory();
+    }
+    else if (strlen(bytes) != size) {
+        PyErr_SetString(PyExc_ValueError, "a folder's path holds a NUL");
+    }
+    else {
+        result = fill_push(self, path.data, path.size, member.data ? member.data : "",
+                           member.size, folder);
+    }
+    Py_DECREF(encoded);
+    PyMem_RawFree(path.data);
+    PyMem_RawFree(member.data);
+    return result;
+}
+
+PyDoc_STRVAR(fill_doc,
+"fill(batch, size) -> bool\n\n"
+"Append the walk's next entries to batch until it holds size entries: True when it does\n"
+"(the walk may go on), False when the walk is over. The entries the walk lists natively go\n"
+"in as names, not as walk.Entry tuples. A walk is either filled or iterated.");
+
+static PyObject *
+walking_fill(Walking *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &BatchType)) {
+        PyErr_SetString(PyExc_TypeError, "fill takes a Batch and a size");
+        return NULL;
+    }
+    Batch *batch = (Batch *)args[0];
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->mode == WALK_NEXT) {
+        PyErr_SetString(PyExc_TypeError, "an iterated walk does not fill batches");
+        return NULL;
+    }
+    self->mode = WALK_FILL;
+    if (self->batching == NULL) {
+        self->batching = PyMem_Calloc(1, sizeof(struct Batching));
+        if (self->batching == NULL) {
+            return PyErr_NoMemory();
+        }
+        if (names_from(self->state.excluded, &self->batching->excluded) < 0
+            || names_from(self->state.excluded_dir_names, &self->batching->excluded_dir_names)
+                   < 0) {
+            goto failed;
+        }
+    }
+    struct Batching *batching = self->batching;
+    if (self->folder != NULL) {
+        PyObject *folder = self->folder;
+        self->folder = NULL;
+        int failed = fill_push_entry(self, folder);
+        Py_DECREF(folder);
+        if (failed) {
+            goto failed;
+        }
+    }
+    while (batching->depth > 0) {
+        if (batch->count >= size) {
+            Py_RETURN_TRUE;
+        }
+        Batching1 *level = &batching->levels[batching->depth - 1];
+        if (level->next >= level->count) {
+            level_free(level);
+            batching->depth--;
+            continue;
+        }
+        Py_ssize_t next = level->next++;
+        if (level->entries != NULL) {
+            PyObject *entry = PyList_GET_ITEM(level->entries, next);
+            int inside = is_folder(entry);
+            if (inside < 0 || batch_add_python(batch, entry) < 0) {
+                goto failed;
+            }
+            /* The entry is held by the batch while the listing below runs Python code. */
+            if (inside && fill_push_entry(self, entry) < 0) {
+                goto failed;
+            }
+            continue;
+        }
+        const char *key = level->keys[next];
+        size_t key_size = strlen(key);
+        if (batch_add_native(batch, level->prefix.data ? level->prefix.data : "",
+                             level->prefix.size, key, key_size, level->path.data,
+                             level->path.size) < 0) {
+            goto failed;
+        }
+        if (key[key_size - 1] == '/') {
+            /* The child's path and prefix: the batch's copy (it only grows at its end). */
+            Slot *slot = &batch->slots[batch->count - 1];
+            Text child = {NULL, 0, 0};
+            const char *text = batch->text.data;
+            int failed = text_add(&child, text + slot->source, slot->source_size) < 0
+                         || text_add(&child, "/", 1) < 0;
+            if (failed) {
+                PyErr_NoMemory();
+                goto failed;
+            }
+            failed = fill_push(self, child.data, child.size, text + slot->raw, slot->raw_size,
+                               NULL);
+            PyMem_RawFree(child.data);
+            if (failed) {
+                goto failed;
+            }
+        }
+    }
+    Py_RETURN_FALSE;
+failed:
+    batching_free(self->batching);
+    self->batching = NULL;
+    return NULL;
+}
+
+static PyMethodDef walking_methods[] = {
+    {"fill", (PyCFunction)(void (*)(void))walking_fill, METH_FASTCALL, fill_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyTypeObject WalkingType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "aether.pack._scanfolder.Walking",
@@ -488,6 +1105,7 @@ static PyTypeObject WalkingType = {
     .tp_dealloc = (destructor)walking_dealloc,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)walking_next,
+    .tp_methods = walking_methods,
 };
 
 static PyObject *
@@ -517,6 +1135,8 @@ walk(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     self->levels = NULL;
     self->depth = 0;
     self->capacity = 0;
+    self->batching = NULL;
+    self->mode = WALK_UNUSED;
     return (PyObject *)self;
 }
 
@@ -698,9 +1318,16 @@ static PyMethodDef methods[] = {
 };
 
 static int
-exec_module(PyObject *Py_UNUSED(module))
+exec_module(PyObject *module)
 {
-    if (PyType_Ready(&WalkingType) < 0) {
+    if (PyType_Ready(&WalkingType) < 0 || PyType_Ready(&BatchType) < 0
+        || PyModule_AddObjectRef(module, "Batch", (PyObject *)&BatchType) < 0) {
+        return -1;
+    }
+    PyObject *api = PyCapsule_New(&entries_api, ENTRIES_CAPSULE, NULL);
+    int added = api == NULL ? -1 : PyModule_AddObjectRef(module, "_entries_api", api);
+    Py_XDECREF(api);
+    if (added < 0) {
         return -1;
     }
     str_file = PyUnicode_InternFromString("file");

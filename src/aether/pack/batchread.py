@@ -26,7 +26,7 @@ BLAKE3's own C code (``vendor/blake3``); this reader with the blake3 package, th
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from stat import S_ISREG
 from typing import Any
 
@@ -49,7 +49,7 @@ Reader = Callable[..., tuple[Members, int, int]]
 
 
 def read_batch_python(
-    entries: list[Entry],
+    entries: Sequence[Entry],
     start: int,
     mtime: bytes,
     budget: int,

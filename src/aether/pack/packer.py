@@ -10,7 +10,7 @@ most ``BATCH_BYTES`` of file data, and files above ``INLINE_MAX`` are streamed i
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -82,7 +82,7 @@ def write_tree(
 
 
 def read_batch_parts(
-    batch: list[Entry], mtime_field: bytes, contents: TreeContents
+    batch: Sequence[Entry], mtime_field: bytes, contents: TreeContents
 ) -> Iterator[batchread.Members | Entry]:
     """``batch``'s members as the native reader frames them, their records added to ``contents``.
 

@@ -10,8 +10,9 @@ writes each of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import NamedTuple
 
 from aether.pack.walk import DIRECTORY, Entry, Walker
@@ -77,12 +78,49 @@ def plan_entries(walker: Walker, top: Iterable[Entry], pieces: int = PLAN_PIECES
     return Plan(plan)
 
 
-def entries_of(pieces: Iterable[Piece], walker: Walker) -> Iterator[Entry]:
+def entries_of(pieces: Iterable[Piece], walker: Walker) -> Members:
     """The members of ``pieces`` in archive order, walking their subtrees as it goes."""
-    for entry, subtree in pieces:
-        yield entry
-        if subtree:
-            yield from walker.below(entry)
+    return Members(pieces, walker)
+
+
+@dataclass(frozen=True)
+class Members:
+    """The members of some pieces: iterated one by one, or cut into batches."""
+
+    pieces: Iterable[Piece]
+    walker: Walker
+
+    def __iter__(self) -> Iterator[Entry]:
+        for entry, subtree in self.pieces:
+            yield entry
+            if subtree:
+                yield from self.walker.below(entry)
+
+    def batches(self, size: int) -> Iterator[Sequence[Entry]]:
+        """The members in order, ``size`` at a time (the last batch may hold fewer).
+
+        Natively walked, a batch holds the entries listed in C as names (``Batch``): no
+        ``Entry`` per member, which the native reader reads as they are.
+        """
+        new_batch = self.walker.new_batch()
+        if new_batch is None:
+            iterator = iter(self)
+            while listed := list(islice(iterator, size)):
+                yield listed
+            return
+        batch = new_batch()
+        for entry, subtree in self.pieces:
+            batch.append(entry)
+            if subtree:
+                walking = self.walker.below(entry)
+                while walking.fill(batch, size):  # type: ignore[attr-defined]
+                    yield batch
+                    batch = new_batch()
+            elif len(batch) >= size:
+                yield batch
+                batch = new_batch()
+        if len(batch):
+            yield batch
 
 
 def _piece(entry: Entry) -> Piece:

@@ -16,7 +16,7 @@ turn comes: a reader holds at most one batch (``BATCH_BYTES`` of file data), and
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 
@@ -29,6 +29,7 @@ from aether.pack.packer import (
     read_batch_parts,
     stream_file,
 )
+from aether.pack.partition import Members
 from aether.pack.walk import Entry
 
 AHEAD = 4  # batches read ahead of the merge, per reader
@@ -53,7 +54,7 @@ def write_threaded(
     on_progress: Callable[[int, int | None], None] | None = None,
 ) -> None:
     """Write the members of ``entries`` to ``sink`` (no end marker), adding to ``contents``."""
-    batches = _batches(iter(entries))
+    batches = _batches(entries)
     pending: deque[Future[tuple[Parts, TreeContents]]] = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="aether-read") as pool:
         try:
@@ -71,12 +72,17 @@ def write_threaded(
             raise
 
 
-def _batches(entries: Iterator[Entry]) -> Iterator[list[Entry]]:
-    while batch := list(islice(entries, BATCH_ENTRIES)):
+def _batches(entries: Iterable[Entry]) -> Iterator[Sequence[Entry]]:
+    """``entries`` in batches; a plan's members come natively batched (``Members``)."""
+    if isinstance(entries, Members):
+        yield from entries.batches(BATCH_ENTRIES)
+        return
+    iterator = iter(entries)
+    while batch := list(islice(iterator, BATCH_ENTRIES)):
         yield batch
 
 
-def _read(batch: list[Entry], mtime: bytes) -> tuple[Parts, TreeContents]:
+def _read(batch: Sequence[Entry], mtime: bytes) -> tuple[Parts, TreeContents]:
     """One batch's parts and records (on a reader thread)."""
     contents = TreeContents()
     files: list[FileRecord | None] = contents.files  # type: ignore[assignment]

@@ -51,13 +51,15 @@ class Entry(NamedTuple):
 _new_entry = partial(tuple.__new__, Entry)
 
 try:  # lists folders of plain files and folders natively; the code below does the rest
-    from aether.pack._scanfolder import scan, walk
+    from aether.pack._scanfolder import Batch, scan, walk
 
     scan_folder_native: Callable[..., list[Entry] | None] | None = scan
     walk_native: Callable[..., Iterator[Entry]] | None = walk
+    new_batch_native: Callable[[], Batch] | None = partial(Batch, _new_entry)
 except ImportError:  # not built: the Python listing does it all
     scan_folder_native = None
     walk_native = None
+    new_batch_native = None
 
 
 def walk_tree(
@@ -168,6 +170,16 @@ class Walker:
             by_children = frozenset(_parent(path) for path, _ in self.mounts)
             return walk_native(self.root, folder, *plain, _new_entry, self.children, by_children)
         return self._below(folder)
+
+    def new_batch(self) -> Callable[[], Batch] | None:
+        """What makes an empty native batch, when ``below`` walks natively (else None).
+
+        Such a walk then also fills batches (``fill``): the entries it lists natively stay
+        names in C, and become ``Entry`` tuples only where Python asks for them.
+        """
+        if walk_native is None or self.rules.plain_exclusions() is None:
+            return None
+        return new_batch_native
 
     def _below(self, folder: Entry | None) -> Iterator[Entry]:
         # An explicit stack instead of recursion: no depth limit on deeply nested trees.

@@ -24,8 +24,20 @@ async def add(db: Executor, digest: str, app_id: str) -> None:
 
 
 async def add_many(db: Executor, digests: Iterable[str], app_id: str) -> None:
-    for digest in digests:
-        await add(db, digest, app_id)
+    """:func:`add` for each digest, in one statement (a layered artifact names several)."""
+    unique = list(dict.fromkeys(digests))
+    if not unique:
+        return
+    params: dict[str, str] = {"app_id": app_id, "now": now_iso()}
+    rows = []
+    for index, digest in enumerate(unique):
+        params[f"digest{index}"] = digest
+        rows.append(f"(:digest{index}, :app_id, :now)")
+    await db.execute(
+        f"INSERT INTO artifact_references (digest, app_id, created_at) VALUES {', '.join(rows)}"
+        " ON CONFLICT (digest, app_id) DO NOTHING",
+        params,
+    )
 
 
 # A reference counts only while the bytes are stored (retention may have deleted them).

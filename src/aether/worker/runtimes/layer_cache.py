@@ -78,29 +78,17 @@ class LayerCache:
         """A made layer is there (a hint: only :meth:`attach` decides, under the lock)."""
         return (self.root / key / SEAL).is_file()
 
-    async def attach(
-        self,
-        key: str,
-        release: Path,
-        make: Maker | None,
-        *,
-        meanwhile: Awaitable[object] | None = None,
-    ) -> str:
+    async def attach(self, key: str, release: Path, make: Maker | None) -> str:
         """Link ``release/node_modules`` to the intact layer ``key``, made first with ``make``
         when it is not cached or its copy is damaged: ``REUSED``, ``EXTRACTED`` or, with
-        ``make`` None and no intact copy, ``MISSING`` (nothing linked). ``meanwhile`` (what
-        puts the rest of the release in place) is awaited while the cached copy is checked,
-        under the layer's lock: its failure links nothing."""
+        ``make`` None and no intact copy, ``MISSING`` (nothing linked)."""
         if not _KEY.fullmatch(key):
             raise Fatal(f"a layer key is 64 hex characters, not {key!r}")
         if not self._ready:
             await asyncio.to_thread(self._prepare_root)
         async with self._lock(key, shared=True):
-            if meanwhile is None:  # one trip to a thread for the check and the link
-                if await asyncio.to_thread(self._link_if_intact, key, release):
-                    return REUSED
-            elif await self._intact_meanwhile(key, meanwhile):
-                await asyncio.to_thread(self._link, key, release)
+            # one trip to a thread for the check and the link: a code-only redeploy's path
+            if await asyncio.to_thread(self._link_if_intact, key, release):
                 return REUSED
         async with self._lock(key, shared=False):
             damage = await asyncio.to_thread(self._check, key)
@@ -112,23 +100,6 @@ class LayerCache:
             await self._make(key, make)
             await asyncio.to_thread(self._link, key, release)
             return EXTRACTED if damage == MISSING else f"extracted again ({damage})"
-
-    async def _intact_meanwhile(self, key: str, meanwhile: Awaitable[object]) -> bool:
-        """Check the cached copy on a thread while ``meanwhile`` runs (a code-only redeploy:
-        the check beside the app layer's fetch and extraction)."""
-        checking = asyncio.ensure_future(asyncio.to_thread(self._intact, key))
-        try:
-            await meanwhile
-        except BaseException:
-            await asyncio.wait([checking])  # (its thread cannot be cancelled)
-            raise
-        return await checking
-
-    def _link_if_intact(self, key: str, release: Path) -> bool:
-        if not self._intact(key):
-            return False
-        self._link(key, release)
-        return True
 
     async def damage_under(self, release: Path) -> str | None:
         """Before a release folder made earlier is used again: None when its node_modules is
@@ -165,6 +136,12 @@ class LayerCache:
                 "by no one else (AETHER_LAYER_CACHE_DIR)"
             )
         self._ready = True
+
+    def _link_if_intact(self, key: str, release: Path) -> bool:
+        if not self._intact(key):
+            return False
+        self._link(key, release)
+        return True
 
     def _intact(self, key: str) -> bool:
         """Sealed, and the fingerprints match (one lstat per entry, nothing read)."""

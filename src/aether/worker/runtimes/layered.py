@@ -62,15 +62,12 @@ async def prepare_layered(
         sources = {layer.digest: layer for layer in release.layers}
         app = manifest.layer(APP)
         assert app is not None  # the parser requires it
-
-        async def app_layer() -> int:
-            archive = await _fetch(blobs, sources, app.name, app.digest, scratch, record)
-            await record("extracting", f"the app layer into {folder}")
-            return await asyncio.to_thread(_extract_app, archive, folder, limits)
-
+        archive = await _fetch(blobs, sources, app.name, app.digest, scratch, record)
+        await record("extracting", f"the app layer into {folder}")
+        entries = await asyncio.to_thread(_extract_app, archive, folder, limits)
         deps = manifest.layer(DEPS)
         if deps is None:
-            return f"{await app_layer()} entries (no deps layer)"
+            return f"{entries} entries (no deps layer)"
 
         digest = deps.digest
 
@@ -78,15 +75,7 @@ async def prepare_layered(
             layer = await _fetch(blobs, sources, DEPS, digest, scratch, record)
             await asyncio.to_thread(_extract_deps, layer, work, limits)
 
-        # The app layer is fetched and extracted while the cached deps layer is checked.
-        extracting = asyncio.ensure_future(app_layer())
-        try:
-            how = await cache.attach(digest, folder, make, meanwhile=extracting)
-        finally:
-            if not extracting.done():  # attach failed before it waited for it
-                extracting.cancel()
-                await asyncio.wait([extracting])
-        entries = extracting.result()
+        how = await cache.attach(digest, folder, make)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
