@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from client_support import aether, aether_json, copy_app, without
-from deploy_support import advance, wait_for_deployment
+from deploy_support import advance, api_get, wait_for_deployment
 
 
 @pytest.fixture
@@ -106,6 +106,16 @@ def test_deploy_follows_until_running_and_prints_the_url(server, tmp_path: Path)
     assert result["status"] == "running" and result["deployment_id"] == deployment["id"]
     assert result["url"] and "tiny-node-app" in result["url"]
     assert "starting: node server.js" in err and "running: healthy" in err
+    # The final report went as the `running` event came: the rollout and total end there,
+    # the same figures the command printed.
+    report = api_get(server, f"/deployments/{deployment['id']}/report")
+    assert report["final"] is True
+    timings = report["timings_ms"]
+    assert 0 < timings["rollout"] <= timings["total"]
+    assert (timings["rollout"], timings["total"]) == (
+        result["timings_ms"]["rollout"],
+        result["timings_ms"]["total"],
+    )
 
 
 def test_failed_rollout_exits_20_with_the_reason(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

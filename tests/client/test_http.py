@@ -181,3 +181,18 @@ def test_the_api_asks_again_for_what_an_early_request_did_not_get(server) -> Non
             api.get_later("/config")()
     assert caught.value.code == "unauthorized" and "bad token" in caught.value.message
     assert len(server.seen) == 4
+
+
+def test_a_put_sent_early_raises_its_error_when_read(server) -> None:
+    from aether.client.api import ApiClient
+    from aether.errors import RemoteError
+
+    server.script += [(204, {}, b""), (403, {}, b'{"code": "forbidden", "message": "no"}')]
+    with ApiClient(url_of(server), "t") as api:
+        api.put_later("/deployments/1/report", {"timings_ms": {"total": 1.0}})()
+        answer = api.put_later("/deployments/2/report", {"timings_ms": {}})
+        with pytest.raises(RemoteError) as caught:
+            answer()
+    assert caught.value.code == "forbidden"
+    assert json.loads(server.seen[0]["body"]) == {"timings_ms": {"total": 1.0}}
+    assert server.seen[0]["headers"]["Content-Type"] == "application/json"

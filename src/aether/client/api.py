@@ -166,6 +166,27 @@ class ApiClient:
     def put(self, path: str, body: Mapping[str, Any]) -> None:
         self.request("PUT", path, json_body=body)
 
+    def put_later(self, path: str, body: Mapping[str, Any]) -> Callable[[], None]:
+        """``PUT path`` with a JSON body sent now; the returned function reads the answer,
+        raising what :meth:`put` raises, so that the caller works while the server answers."""
+        url = self.url(path)
+        try:
+            early = self._session.send_early(
+                "PUT", url, json=dict(body), timeout=(CONNECT_TIMEOUT_SECS, READ_TIMEOUT_SECS)
+            )
+        except TransportError as exc:
+            raise network_error("PUT", url, exc) from exc
+
+        def answer() -> None:
+            try:
+                response = early()
+            except TransportError as exc:
+                raise network_error("PUT", url, exc) from exc
+            if response.status_code >= 300:
+                raise remote_error("PUT", url, response)
+
+        return answer
+
     def put_bytes(
         self, path: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:

@@ -13,16 +13,16 @@ Phases are reported through ``on_progress(phase, done, total)``; deployment even
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from aether.client.api import ApiClient
 from aether.client.follow import EventCallback, follow_deployment
+from aether.client.reporting import FinalReport, deploy_report
 from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import (
     Opened,
@@ -32,9 +32,8 @@ from aether.client.upload import (
     upload_artifact,
 )
 from aether.clientsettings import ClientSettings
-from aether.errors import AetherError, ConfigError, RemoteError, UsageError
+from aether.errors import ConfigError, RemoteError, UsageError
 from aether.models import (
-    REPORT_PHASES,
     Deployment,
     DeploymentCreated,
     DeploymentRequest,
@@ -47,8 +46,6 @@ from aether.models import (
 )
 from aether.pack.target import Target
 from aether.userconfig import cache_dir
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -113,36 +110,14 @@ def deploy(
         )
         timings["pack"] += loading_ms
         timings["upload"] += preflight_ms
-        result = _ship(api, packed, app, options, config, timings, environ, on_progress, on_event)
-        timings["total"] = _ms_since(started)
-        if config.get("deploy_reports") and result.get("deployment_id"):
-            _final_report(api, result, timings)
+        final = FinalReport(api, started) if config.get("deploy_reports") else None
+        run = _Run(options, config, timings, environ, on_progress, on_event, final)
+        result = _ship(api, packed, app, run)
+        if final is None or not final.sent:  # else the rollout and total end at `running`
+            timings["total"] = _ms_since(started)
+        if final is not None:
+            final.finish()
     return {**result, "timings_ms": timings}
-
-
-def _report(result: Mapping[str, Any], timings: Mapping[str, float]) -> DeployReport:
-    """What this run measured, for the dashboard (``models.DeployReport``): the reported
-    phases only (``stage`` is a part of ``pack``)."""
-    uploaded = int(result.get("uploaded_bytes") or 0)
-    size = int(result.get("size_bytes") or 0)
-    known = (*REPORT_PHASES, "total")
-    return {
-        "timings_ms": {p: v for p, v in timings.items() if p in known and v >= 0},
-        "uploaded_bytes": uploaded,
-        "skipped_bytes": max(size - uploaded, 0),
-    }
-
-
-def _final_report(api: ApiClient, result: Mapping[str, Any], timings: Mapping[str, float]) -> None:
-    """``PUT /deployments/{id}/report`` after the rollout was followed. A deploy that
-    happened is never failed by its report: a refusal is only logged."""
-    if result.get("unchanged"):
-        return  # the answer was an older deployment, not this run's
-    try:
-        path = f"/deployments/{result['deployment_id']}/report"
-        api.put(path, dict(_report(result, timings)))
-    except AetherError as exc:
-        log.debug("the deployment's timings were not recorded: %s", exc)
 
 
 def _load_packer() -> float:
@@ -179,21 +154,24 @@ def _preflight(
     return config
 
 
-def _ship(
-    api: ApiClient,
-    packed: Any,
-    app: str,
-    options: DeployOptions,
-    config: dict[str, Any],
-    timings: dict[str, float],
-    environ: Mapping[str, str],
-    on_progress: ProgressCallback | None,
-    on_event: EventCallback | None,
-) -> dict[str, Any]:
+class _Run(NamedTuple):
+    """What :func:`_ship` needs of the deploy beyond the artifact and the app."""
+
+    options: DeployOptions
+    config: dict[str, Any]
+    timings: dict[str, float]
+    environ: Mapping[str, str]
+    on_progress: ProgressCallback | None
+    on_event: EventCallback | None
+    final: FinalReport | None
+
+
+def _ship(api: ApiClient, packed: Any, app: str, run: _Run) -> dict[str, Any]:
     """Existence check → (dry run stops here) → upload → register → follow.
 
     No request makes sure the app exists first: an artifact held for it means it does, and
     an upload (or the manifest's registration) creates it."""
+    options, config, timings, environ, on_progress = run[:5]
     clock = time.monotonic()
     stored, answers, opened = _held(api, packed, app, config, ask_only=options.dry_run)
     timings["upload"] += _ms_since(clock)
@@ -228,14 +206,18 @@ def _ship(
         registered = _register(api, app, packed, options, _reports(config, result, timings))
     timings["register"] += _ms_since(clock)
     deployment: Deployment = registered
+    clock = time.monotonic()
+    if run.final is not None and not registered["unchanged"]:  # else an older deployment's
+        run.final.arm(registered["id"], result, timings, clock)
     # An unchanged release that already runs has nothing to follow (its events are old).
     if options.wait and not (registered["unchanged"] and registered["status"] == "running"):
-        clock = time.monotonic()
         _phase(on_progress, "rollout")
+        on_event = run.on_event if run.final is None else run.final.watch(run.on_event)
         deployment = follow_deployment(
             api, registered["id"], on_event=on_event, timeout_secs=options.timeout_secs
         )
-        timings["rollout"] = _ms_since(clock)
+        if run.final is None or not run.final.sent:  # else the rollout ended at `running`
+            timings["rollout"] = _ms_since(clock)
     return {**result, **_deployment_fields(deployment), **_release_fields(registered, options)}
 
 
@@ -264,7 +246,7 @@ def _ship_layers(
 def _reports(
     config: Mapping[str, Any], result: Mapping[str, Any], timings: Mapping[str, float]
 ) -> DeployReport | None:
-    return _report(result, timings) if config.get("deploy_reports") else None
+    return deploy_report(result, timings) if config.get("deploy_reports") else None
 
 
 def _held(

@@ -247,13 +247,17 @@ class HttpSession:
         self.close()
 
     def send_early(
-        self, method: str, url: str, *, timeout: Timeout = (5.0, 60.0)
+        self, method: str, url: str, *, json: Any = None, timeout: Timeout = (5.0, 60.0)
     ) -> Callable[[], Response]:
-        """Send a request without a body now; the returned function reads its answer (the
-        body too), so that the caller works while the server answers. No redirect is followed
-        and no status retried: the caller asks again for those. TransportError when it cannot
-        be sent, or read."""
-        sent = self._begin(method, url, None, dict(self.headers), timeout)
+        """Send a request (without a body, or with ``json``) now; the returned function reads
+        its answer (the body too), so that the caller works while the server answers. No
+        redirect is followed and no status retried: the caller asks again for those.
+        TransportError when it cannot be sent, or read."""
+        headers, data = dict(self.headers), None
+        if json is not None:
+            data = jsonlib.dumps(json).encode()
+            headers["Content-Type"] = "application/json"
+        sent = self._begin(method, url, data, headers, timeout)
 
         def answer() -> Response:
             response = self._answer(sent)
