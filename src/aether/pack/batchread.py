@@ -15,7 +15,10 @@ memoryview of the buffer it read them into, no copy), the index of the first ent
 and why it stopped there: ``DONE`` (all read, or the budget is spent), ``LARGE`` (a file above
 ``inline_max``, for the caller to stream) or, from the native reader only, ``CAREFUL`` (the
 entry is out of the ordinary, say unreadable, and the Python reader takes over from it and
-names the problem). File records go to ``files`` in order, directory paths to
+names the problem). ``entries`` is a list of ``Entry``, or a native walk's ``Batch``
+(``walk.Walker.new_batch``), whose natively listed entries the native reader reads with no
+Python object each; ``batch[index]`` gives the Python reader the same ``Entry``. File
+records go to ``files`` in order, directory paths to
 ``directories``, (path, target) pairs to ``symlinks``. The native reader opens, reads, hashes
 and frames a batch's files without the GIL, so threads read in parallel (``threaded``), and
 keeps a few buffers from one call to the next, which ``drop_spares`` frees. It hashes with

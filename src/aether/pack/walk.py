@@ -9,7 +9,9 @@ Only directory entries are read here (no ``stat`` per file): readers stat what t
 Folders of nothing but plainly named files and folders are listed by a C extension
 (``_scanfolder``) when it is built and no ignore pattern is set, which then also walks the
 tree (depth first, sorted, each folder listed when the walk reaches it) and asks the Python
-listing only for the other folders; the same entries either way.
+listing only for the other folders; the same entries either way. For the reader threads the
+native walk also fills batches (``new_batch``, ``_scanfolder.Batch``) in which the entries
+it listed stay names in C: an ``Entry`` is made only where Python asks for one.
 
 A walker may *mount* other folders into the tree (``mounts``: member path → folder): the staged
 build packs the app's files from its build folder and ``node_modules`` from the cached
