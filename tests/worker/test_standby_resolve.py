@@ -5,6 +5,7 @@ dependency that warns while it is resolved makes the release start cold, once.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -104,6 +105,18 @@ async def test_a_dependency_that_warns_while_resolved_ahead_starts_the_release_c
     assert standby is not None and standby.ahead is None
     started, _ = await deploy(runtime, layered(runtime, with_old_main))
     assert WARM in started, started
+
+
+async def test_nothing_is_resolved_ahead_when_node_options_preload_a_module(
+    runtime: LocalRuntime,
+) -> None:
+    """A preloaded module may hook resolution (and see the standby's folder, not the
+    release's): the standby then only waits."""
+    options = {"NODE_OPTIONS": "--max-old-space-size=256 --require=os"}  # (a harmless one)
+    await deploy(runtime, dataclasses.replace(layered(runtime), env=options))
+    await eventually(lambda: runtime.standby_of("deps"), what="a standby")
+    started, warm = await deploy(runtime, dataclasses.replace(layered(runtime), env=options))
+    assert WARM in started and not warm["resolvedBefore"]
 
 
 async def test_nothing_is_resolved_ahead_when_turned_off(tmp_path: Path) -> None:

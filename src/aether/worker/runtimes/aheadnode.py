@@ -17,6 +17,8 @@ dependencies never runs before the activation, and ``require.cache`` and ``modul
 stay empty: a later ``require`` finds what the walk resolved as a cold start would, only
 sooner.
 
+Nothing is walked when ``NODE_OPTIONS`` preloads a module (``--require``, ``--import``, a
+loader): such a module may hook resolution, and its hook may depend on the working directory.
 Only a layer outside the release folder is walked (``node_modules`` linked to the host's layer
 cache, read-only in the sandbox): its files have the same paths in the next release, so the
 caches hold for it. The walk stops at :data:`MAX_FILES` files or :data:`BUDGET_MS` (a deploy
@@ -58,6 +60,10 @@ _REQUIRE = re.compile(r"""\brequire\s*\(\s*(['"])([^'"\n]{1,512})\1\s*\)""")
 # builtins}) that returns '' or, when something warned, what (printable, short).
 WALK = r"""
 function resolveAhead(plan) {
+  // A module preloaded through NODE_OPTIONS may hook resolution, and its hook may depend on
+  // the working directory or the environment: nothing is resolved ahead then.
+  if (/(^|\s)(-r|--require|--import|--loader|--experimental-loader)(\s|=|$)/.test(
+    process.env.NODE_OPTIONS || '')) return '';
   const Module = require('module');
   const path = require('path');
   const requireRe = /\brequire\s*\(\s*(['"])([^'"\n]{1,512})\1\s*\)/g;
