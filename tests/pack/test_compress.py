@@ -32,10 +32,14 @@ def stream(size: int = 20 * 2**20) -> list[bytes]:
 
 
 def pack(
-    chunks: list[bytes] | list[bytes | memoryview], compression: str, workers: int | None = None
+    chunks: list[bytes] | list[bytes | memoryview],
+    compression: str,
+    workers: int | None = None,
+    *,
+    hash_tar: bool = True,
 ):
     out = io.BytesIO()
-    sink = CompressedSink(out, compression, workers=workers)
+    sink = CompressedSink(out, compression, workers=workers, hash_tar=hash_tar)
     for chunk in chunks:
         sink.write(chunk)
     tar_sha256, digest, size = sink.close()
@@ -119,6 +123,14 @@ def test_hashes_and_round_trip(compression: str) -> None:
         restored = gzip.decompress(data)
     assert restored == raw
     assert detect_compression(data[:4]) == compression  # what the reader and the server sniff
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_without_hash_tar_the_same_bytes_and_no_tar_sha256(compression: str) -> None:
+    """A layer's stream is not hashed uncompressed: the same bytes and digest, no tar_sha256."""
+    chunks = stream(3 * 2**20)
+    data, tar_sha256, digest, size = pack(chunks, compression)
+    assert pack(chunks, compression, hash_tar=False) == (data, None, digest, size)
 
 
 def test_anything_else_is_sniffed_as_plain_tar() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ from aether.cli.boundary import run
 from aether.errors import IntegrityError
 from aether.pack import PackOptions, build_artifact, safe_extract
 from aether.pack.artifact_manifest import (
+    MEDIA_TYPES,
     artifact_digest,
     canonical_bytes,
     parse_artifact_manifest,
@@ -22,8 +24,10 @@ from aether.pack.artifact_manifest import (
 from aether.pack.compose import extract_layers
 from aether.pack.ignore import IgnoreRules
 from aether.pack.layered import deps_cache_key, write_layers
+from aether.pack.layout import manifest_path
 from aether.pack.verify import verify_layered
 from aether.pack.walk import Walker
+from plugins.older_artifacts import record_tar_sha256
 
 
 def pack_layered(project: Path, out: Path, **options: object):  # type: ignore[no-untyped-def]
@@ -117,9 +121,49 @@ def test_a_lockfile_change_changes_the_deps_layer(sample: Path, tmp_path: Path) 
     assert first.layers[1]["digest"] == second.layers[1]["digest"]
 
 
-@pytest.mark.parametrize("layer", [0, 1])
-def test_a_tampered_byte_in_any_layer_exits_20(sample: Path, tmp_path: Path, layer: int) -> None:
+def test_layers_record_no_tar_sha256(sample: Path, tmp_path: Path) -> None:
+    """The layer's digest pins its compressed bytes and its index every member: a hash of the
+    uncompressed stream is neither computed nor written, in the manifest or the indexes."""
     result = pack_layered(sample, tmp_path / "out")
+    raw = result.artifact.read_bytes()
+    assert b"tar_sha256" not in raw
+    assert all(layer.tar_sha256 is None for layer in parse_artifact_manifest(raw).layers)
+    for listed in result.layers:
+        assert "tar_sha256" not in listed
+        assert "tar_sha256" not in json.loads(manifest_path(Path(listed["path"])).read_text())
+    report = verify_layered(result.artifact)
+    assert [layer.tar_sha256 for layer in report.layers] == [None, None]
+
+
+def test_an_artifact_recording_tar_sha256_still_verifies(sample: Path, tmp_path: Path) -> None:
+    """Earlier builds recorded tar_sha256 per layer: such an artifact still parses, verifies
+    and has it checked; a recorded hash the tar does not have is refused."""
+    result = pack_layered(sample, tmp_path / "out")
+    digest = record_tar_sha256(result.artifact)
+    manifest = parse_artifact_manifest(result.artifact.read_bytes())
+    assert manifest.encode() == result.artifact.read_bytes()  # one canonical form still
+    assert all(layer.tar_sha256 for layer in manifest.layers)
+    report = verify_layered(result.artifact)
+    assert report.digest == digest
+    assert [layer.tar_sha256 for layer in report.layers] == [
+        layer.tar_sha256 for layer in manifest.layers
+    ]
+    assert run(cli, ["verify", str(result.artifact)]) == 0
+    record_tar_sha256(result.artifact, wrong=True)
+    with pytest.raises(IntegrityError, match="tar_sha256 mismatch"):
+        verify_layered(result.artifact)
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+@pytest.mark.parametrize("recorded", [False, True], ids=["current", "with-tar-sha256"])
+def test_a_tampered_byte_in_any_layer_exits_20(
+    sample: Path, tmp_path: Path, layer: int, recorded: bool
+) -> None:
+    result = pack_layered(sample, tmp_path / "out")
+    if recorded:
+        record_tar_sha256(result.artifact)
+    has_field = parse_artifact_manifest(result.artifact.read_bytes()).layers[layer].tar_sha256
+    assert bool(has_field) == recorded
     path = Path(result.layers[layer]["path"])
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -159,6 +203,33 @@ def test_unknown_fields_are_refused() -> None:
         parse_artifact_manifest(canonical_bytes({"format": "aether-artifact/2", "layers": []}))
     with pytest.raises(IntegrityError):
         parse_artifact_manifest(b"\x28\xb5\x2f\xfd")
+
+
+@pytest.mark.parametrize("value", [None, "", "A" * 64, "0" * 63, 7])
+def test_a_recorded_tar_sha256_must_be_a_digest(value: object) -> None:
+    layer = {
+        "bytes": 10,
+        "digest": "a" * 64,
+        "files": 1,
+        "index_sha256": "b" * 64,
+        "media_type": MEDIA_TYPES["zstd"],
+        "name": "app",
+        "size": 5,
+    }
+    data = {
+        "format": "aether-artifact/2",
+        "layers": [layer],
+        "node_major": None,
+        "sbom_sha256": None,
+        "source_date_epoch": 0,
+    }
+    assert parse_artifact_manifest(canonical_bytes(data)).layers[0].tar_sha256 is None
+    recorded = {**data, "layers": [{**layer, "tar_sha256": "c" * 64}]}
+    assert parse_artifact_manifest(canonical_bytes(recorded)).layers[0].tar_sha256 == "c" * 64
+    with pytest.raises(IntegrityError, match="malformed"):
+        parse_artifact_manifest(
+            canonical_bytes({**data, "layers": [{**layer, "tar_sha256": value}]})
+        )
 
 
 def test_the_deps_layer_is_cached_until_the_install_changes(sample: Path, tmp_path: Path) -> None:

@@ -18,16 +18,16 @@ store_kind = artifacts_support.store_kind
 registry_api = artifacts_support.registry_api
 
 
-def layer(name: str, body: bytes, digest: str) -> LayerRef:
+def layer(name: str, body: bytes, digest: str, tar_sha256: str | None = None) -> LayerRef:
     return LayerRef(
         name=name,
         digest=digest,
         size=len(body),
         media_type=MEDIA_TYPES["zstd"],
-        tar_sha256="0" * 64,
         index_sha256="1" * 64,
         files=1,
         bytes=len(body),
+        tar_sha256=tar_sha256,  # recorded by earlier builds only
     )
 
 
@@ -88,6 +88,31 @@ def test_a_layered_artifact_is_registered_once_its_layers_are_stored(registry_ap
         as_="deployer",
     )
     assert deployed.status_code == 201, deployed.text
+
+
+def test_a_manifest_recording_tar_sha256_is_registered_and_deployed(registry_api) -> None:  # type: ignore[no-untyped-def]
+    """Earlier builds recorded each layer's tar_sha256: such a manifest is still accepted,
+    beside one that does not record it, as another artifact over the same layers."""
+    api = registry_api()
+    up = Uploader(api)
+    app_body, app_digest = blob(3_000)
+    up.upload(app_body)
+    current = ArtifactManifest((layer("app", app_body, app_digest),), 0).encode()
+    earlier = ArtifactManifest((layer("app", app_body, app_digest, "2" * 64),), 0).encode()
+    assert b"tar_sha256" not in current and b'"tar_sha256":"' + b"2" * 64 in earlier
+    for raw in (current, earlier):
+        done = register(up, raw)
+        assert done.status_code == 200, done.text
+        assert done.json()["digest"] == artifact_digest(raw)
+        deployed = api.post(
+            "/deployments",
+            json={"app_name": up.app, "artifact_digest": artifact_digest(raw)},
+            as_=up.as_,
+        )
+        assert deployed.status_code == 201, deployed.text
+    bad = earlier.replace(b"2" * 64, b"2" * 63 + b"G")
+    refused = register(up, bad)
+    assert refused.status_code == 400 and "tar_sha256" in refused.json()["message"]
 
 
 def test_a_manifest_that_is_not_canonical_or_not_one_is_refused(registry_api) -> None:  # type: ignore[no-untyped-def]

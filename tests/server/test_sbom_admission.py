@@ -57,7 +57,15 @@ def layered(
         done = up.upload(sbom, compression="none")
         assert done.status_code == 200, done.text
         assert done.json()["storage_key"].endswith(f"/{sbom_digest}/object")
-    ref = LayerRef("app", digest, len(body), MEDIA_TYPES["zstd"], "0" * 64, "1" * 64, 1, 3_000)
+    ref = LayerRef(
+        name="app",
+        digest=digest,
+        size=len(body),
+        media_type=MEDIA_TYPES["zstd"],
+        index_sha256="1" * 64,
+        files=1,
+        bytes=3_000,
+    )
     raw = ArtifactManifest((ref,), 0, 20, sbom_digest).encode()
     body = {"app_name": up.app, "manifest": raw.decode()}
     if signing_key:

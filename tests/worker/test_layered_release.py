@@ -14,6 +14,7 @@ from aether.blobs.local import LocalBlobStore
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.layers import release_layer
 from aether.worker.runtimes.releasedir import is_complete, prepare
+from plugins.older_artifacts import as_older_pack
 
 
 async def test_layers_compose_and_the_deps_layer_is_shared(
@@ -44,6 +45,19 @@ async def test_layers_compose_and_the_deps_layer_is_shared(
         assert lock.read_bytes() == (tmp_path / "v1" / "package-lock.json").read_bytes()
     fetched = [message for phase, message in again.events if phase == "fetching"]
     assert not any("deps layer" in message for message in fetched)
+
+
+async def test_an_artifact_recording_tar_sha256_composes(
+    blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    """Earlier builds recorded each layer's tar_sha256 in the manifest: still deployed."""
+    packed = as_older_pack(pack(make_project(tmp_path / "v1", "console.log(1)\n"), tmp_path / "o"))
+    assert b'"tar_sha256":' in packed.artifact.read_bytes()
+    release = await store(blobs, packed, "00000000-0000-0000-0000-000000000001")
+    folder = await prepare(release, tmp_path / "apps", blobs, Recorder(), require_signature=False)
+    assert (folder / "server.js").read_text() == "console.log(1)\n"
+    assert (folder / "node_modules" / "left-pad" / "index.js").is_file()
+    assert is_complete(folder, packed.digest)
 
 
 async def test_a_tampered_layer_is_never_extracted(blobs: LocalBlobStore, tmp_path: Path) -> None:

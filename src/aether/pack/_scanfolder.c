@@ -135,8 +135,9 @@ typedef struct {
     size_t size, capacity;
 } Text;
 
+/* Room for size more bytes, counted in (the caller writes them). */
 static int
-text_add(Text *text, const char *data, size_t size)
+text_extend(Text *text, size_t size)
 {
     if (text->size + size > text->capacity) {
         size_t capacity = (text->capacity + size) * 2;
@@ -147,8 +148,17 @@ text_add(Text *text, const char *data, size_t size)
         text->data = grown;
         text->capacity = capacity;
     }
-    memcpy(text->data + text->size, data, size);
     text->size += size;
+    return 0;
+}
+
+static int
+text_add(Text *text, const char *data, size_t size)
+{
+    if (text_extend(text, size) < 0) {
+        return -1;
+    }
+    memcpy(text->data + text->size - size, data, size);
     return 0;
 }
 
@@ -549,16 +559,22 @@ batch_add_native(Batch *batch, const char *prefix, size_t prefix_size, const cha
     size_t name_size = key_size - (size_t)is_dir;
     Text *text = &batch->text;
     size_t raw = text->size;
+    size_t raw_size = prefix_size + key_size;
+    size_t source_size = folder_size + name_size;
     if (batch_slot_room(batch) < 0) {
         return -1;
     }
-    if (text_add(text, prefix, prefix_size) < 0 || text_add(text, key, key_size) < 0
-        || text_add(text, folder, folder_size) < 0 || text_add(text, key, name_size) < 0
-        || text_add(text, "", 1) < 0) {
+    /* Room for both at once, then the pieces in place. */
+    if (text_extend(text, raw_size + source_size + 1) < 0) {
         PyErr_NoMemory();
         return -1;
     }
-    size_t raw_size = prefix_size + key_size;
+    char *out = text->data + raw;
+    memcpy(out, prefix, prefix_size);
+    memcpy(out + prefix_size, key, key_size);
+    memcpy(out + raw_size, folder, folder_size);
+    memcpy(out + raw_size + folder_size, key, name_size);
+    out[raw_size + source_size] = '\0';
     batch->slots[batch->count++] = (Slot){is_dir ? SLOT_DIR : SLOT_FILE, NULL, raw, raw_size,
                                           raw + raw_size, folder_size + name_size};
     return 0;

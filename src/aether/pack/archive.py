@@ -78,12 +78,15 @@ def write_archive(
     workers: int | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
     while_closing: Callable[[TreeContents], None] | None = None,
-) -> tuple[TreeContents, str, str, int]:
+    hash_tar: bool = True,
+) -> tuple[TreeContents, str | None, str, int]:
     """Write the archive; returns (contents, tar_sha256, digest, compressed size).
 
     ``workers``: readers (threads, or worker processes without the native reader), 0 to
     write on this thread, None to choose by tree and CPUs. ``while_closing(contents)`` runs
-    once every member is written, while the compressor finishes.
+    once every member is written, while the compressor finishes. ``hash_tar=False``: the
+    uncompressed stream is not hashed and ``tar_sha256`` is None (a layer's; see
+    ``artifact_manifest.TAR_SHA256``).
     """
     mtime_field = tarcodec.mtime_field(mtime)
     count = default_workers(plan) if workers is None else workers
@@ -96,7 +99,7 @@ def write_archive(
     # Workers are forked before the compressor starts its threads.
     with gc_paused(), _forked(plan, walker, mtime_field, 0 if in_threads else count) as forked:
         threads = compressor_threads(0 if forked is None else count)
-        sink = CompressedSink(handle, compression, workers=threads)
+        sink = CompressedSink(handle, compression, workers=threads, hash_tar=hash_tar)
         try:
             if forked is not None:
                 forked.write_to(sink, contents, on_skip=walker.on_skip, on_progress=on_progress)
@@ -127,7 +130,7 @@ class ArchiveFile:
 
     temp: Path
     contents: TreeContents
-    tar_sha256: str
+    tar_sha256: str | None  # None: not hashed (a layer)
     digest: str
     size: int
     compression: str
@@ -158,10 +161,11 @@ def archive_file(
     what: str,
     on_progress: Callable[[int, int | None], None] | None = None,
     while_closing: Callable[[TreeContents], None] | None = None,
+    hash_tar: bool = True,
 ) -> Iterator[ArchiveFile]:
     """Write the archive to a new temporary file in ``folder`` (``.<label>.*.partial``) and
     yield it; the file is removed on the way out unless the caller renamed it. ``what`` names
-    the archive in messages.
+    the archive in messages; ``hash_tar`` as for ``write_archive``.
 
     Written through the descriptor ``mkstemp`` opened: opening it again with ``O_TRUNC``
     would make ext4 flush the whole file to disk when it is closed.
@@ -183,6 +187,7 @@ def archive_file(
                     epoch,
                     on_progress=on_progress,
                     while_closing=while_closing,
+                    hash_tar=hash_tar,
                 )
             os.chmod(temp, 0o644)
         except OSError as exc:

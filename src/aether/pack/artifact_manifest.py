@@ -30,38 +30,46 @@ MEDIA_TYPES = {
     "zstd": "application/vnd.aether.layer.v1.tar+zstd",
     "gzip": "application/vnd.aether.layer.v1.tar+gzip",
 }
+# A layer field that layers packed by older versions carry and new ones leave out: the digest
+# pins the compressed bytes, decompression is deterministic and the file index pins every
+# member, so a hash of the uncompressed stream adds no integrity and cost a pass over it.
+# Read, kept and checked where present; never written.
+TAR_SHA256 = "tar_sha256"
 MAX_MANIFEST_BYTES = 64 * 1024  # a manifest names a few layers; anything bigger is not one
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerRef:
-    """One layer as the artifact manifest names it."""
+    """One layer as the artifact manifest names it (fields by name: one is optional)."""
 
     name: str
     digest: str  # sha256 of the compressed layer file
     size: int  # its bytes
     media_type: str
-    tar_sha256: str  # sha256 of the uncompressed tar
     index_sha256: str  # sha256 of the layer's file index (path, size, mode, blake3 per file)
     files: int
     bytes: int  # the files' total size, uncompressed
+    # sha256 of the uncompressed tar: recorded only by older versions (see TAR_SHA256).
+    tar_sha256: str | None = None
 
     @property
     def compression(self) -> str:
         return "gzip" if self.media_type.endswith("+gzip") else "zstd"
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "digest": self.digest,
             "size": self.size,
             "media_type": self.media_type,
-            "tar_sha256": self.tar_sha256,
             "index_sha256": self.index_sha256,
             "files": self.files,
             "bytes": self.bytes,
         }
+        if self.tar_sha256 is not None:
+            data[TAR_SHA256] = self.tar_sha256
+        return data
 
 
 @dataclass(frozen=True)
@@ -151,9 +159,11 @@ def _layer(item: Any) -> LayerRef:
         raise ValueError(f"unknown layer {layer.name!r}")
     if layer.media_type not in MEDIA_TYPES.values():
         raise ValueError(f"unknown media type {layer.media_type!r}")
-    for value in (layer.digest, layer.tar_sha256, layer.index_sha256):
+    for value in (layer.digest, layer.index_sha256):
         if not _is_hex(value):
             raise ValueError("digests are 64 lowercase hex characters")
+    if TAR_SHA256 in item and not _is_hex(layer.tar_sha256):
+        raise ValueError("tar_sha256, where present, is 64 lowercase hex characters")
     if not all(_is_count(value) for value in (layer.size, layer.files, layer.bytes)):
         raise ValueError("sizes and counts are whole numbers")
     if layer.size < 1:

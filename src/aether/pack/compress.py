@@ -98,15 +98,24 @@ _Piece = tuple[Buffer, bytearray | None]
 class CompressedSink:
     """Accepts the tar stream with ``write``; ``close`` returns the hashes and sizes.
 
-    ``tar_sha256`` hashes the uncompressed stream, ``digest`` the compressed bytes written to
-    ``handle`` (the artifact's identity). ``write`` may keep a ``bytes`` or a read-only
-    memoryview it is given until it is compressed: what lies under such a view must not change.
+    ``digest`` hashes the compressed bytes written to ``handle`` (the artifact's identity);
+    with ``hash_tar`` (single-file artifacts, whose format records it), ``tar_sha256`` hashes
+    the uncompressed stream, otherwise it is None and costs nothing. ``write`` may keep a
+    ``bytes`` or a read-only memoryview it is given until it is compressed: what lies under
+    such a view must not change.
     """
 
-    def __init__(self, handle: BinaryIO, compression: str, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        handle: BinaryIO,
+        compression: str,
+        *,
+        workers: int | None = None,
+        hash_tar: bool = True,
+    ) -> None:
         self._codec = _codec(compression, workers)
         self._out = HashingWriter(handle)
-        self._tar_hash = hashlib.sha256()
+        self._tar_hash = hashlib.sha256() if hash_tar else None
         self.tar_size = 0
         # Small writes are copied into CHUNK-sized buffers that the compressing thread hands
         # back when it is done with them (both codecs copy what they are given).
@@ -178,12 +187,14 @@ class CompressedSink:
                 continue
 
     def _run(self) -> None:
+        tar_hash = self._tar_hash
         try:
             while (piece := self._queue.get()) is not _DONE:
                 data, recycle = piece
                 self._out.write(self._codec.compress(data))
-                # After the compressor, which copied it: the bytes are in this core's cache.
-                self._tar_hash.update(data)
+                if tar_hash is not None:
+                    # After the compressor, which copied it: the bytes are in this core's cache.
+                    tar_hash.update(data)
                 del data, piece  # a batch's buffer goes back to its reader now
                 if recycle is not None:
                     self._spare.put(recycle)
@@ -191,14 +202,16 @@ class CompressedSink:
         except BaseException as exc:  # handed to the writer thread, which re-raises it
             self._error = exc
 
-    def close(self) -> tuple[str, str, int]:
-        """Flush everything; returns (tar_sha256, digest, compressed size)."""
+    def close(self) -> tuple[str | None, str, int]:
+        """Flush everything; returns (tar_sha256 or None without ``hash_tar``, digest,
+        compressed size)."""
         self._put_chunk()
         self._put(_DONE)
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._tar_hash.hexdigest(), self._out.hexdigest(), self._out.size
+        tar_sha256 = self._tar_hash.hexdigest() if self._tar_hash is not None else None
+        return tar_sha256, self._out.hexdigest(), self._out.size
 
     def abort(self) -> None:
         """Stop the background thread after a failure on the writing side."""

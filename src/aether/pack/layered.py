@@ -50,7 +50,9 @@ LAYERS_DIR = "layers"
 DEPS_ROOT = "node_modules"
 # Top-level files the deps layer carries beside node_modules (format 2 since this rule).
 DEPS_FILES = frozenset(name for name, _ in LOCKFILES)
-CACHE_FORMAT = 2  # bump when what a cached deps layer holds changes
+# Bump when what a cached deps layer holds changes (3: its index and reference no longer
+# record tar_sha256, so a layer cached before would give another artifact manifest).
+CACHE_FORMAT = 3
 KEEP_CACHED = 4  # cached deps layers kept besides the one just used
 _FACTS = "facts.json"
 
@@ -137,7 +139,7 @@ def _write_layer(
             artifact_name=f"{HEX_DIGEST}{SUFFIXES[compression]}",
             compression=compression,
             digest=HEX_DIGEST,
-            tar_sha256=HEX_DIGEST,
+            tar_sha256=None,
             size_bytes=0,
             source_date_epoch=epoch,
         )
@@ -154,6 +156,7 @@ def _write_layer(
             what=f"the {name} layer",
             on_progress=lambda done, total: progress("pack", done, total),
             while_closing=lambda contents: index_ahead.write_lines(draft(contents)),
+            hash_tar=False,  # a layer records no tar_sha256 (artifact_manifest.TAR_SHA256)
         ) as written,
     ):
         path = layer_file(out, written.digest, compression)
@@ -168,7 +171,6 @@ def _write_layer(
         digest=written.digest,
         size=written.size,
         media_type=MEDIA_TYPES[compression],
-        tar_sha256=written.tar_sha256,
         index_sha256=index_sha256,
         files=len(written.contents.files),
         bytes=written.contents.bytes_in,

@@ -1,8 +1,10 @@
 """The manifest beside an artifact: every entry with its size, mode and blake3, plus totals.
 
-It records the artifact ``digest`` (sha256 of the compressed file) and ``tar_sha256`` (of the
-uncompressed tar), so an artifact's identity can be checked independently of its compressor.
-The JSON is written with sorted keys and no timestamps: the same tree gives the same manifest.
+It records the artifact ``digest`` (sha256 of the compressed file) and, for a single-file
+artifact, ``tar_sha256`` (of the uncompressed tar), which format-1 readers expect. A layer's
+file index leaves it out: the layer's digest and the index itself pin the layer (see
+``artifact_manifest.TAR_SHA256``). The JSON is written with sorted keys and no timestamps:
+the same tree gives the same manifest.
 """
 
 from __future__ import annotations
@@ -43,17 +45,19 @@ def build_manifest(
     artifact_name: str,
     compression: str,
     digest: str,
-    tar_sha256: str,
+    tar_sha256: str | None,
     size_bytes: int,
     source_date_epoch: int,
 ) -> dict[str, Any]:
+    """The manifest's data; without ``tar_sha256`` (None) it has no such key."""
+    recorded = {"tar_sha256": tar_sha256} if tar_sha256 is not None else {}
     return {
         "format": FORMAT,
         "artifact": artifact_name,
         "compression": compression,
         "digest": digest,
         "size_bytes": size_bytes,
-        "tar_sha256": tar_sha256,
+        **recorded,
         "source_date_epoch": source_date_epoch,
         "totals": {
             "files": len(contents.files),

@@ -3,7 +3,8 @@
 Used by ``verify``, ``safe_extract`` and the worker's layer scanner. The stream can cap the
 number of uncompressed bytes (a decompression bomb stops at the cap instead of filling the
 disk or memory; :func:`expansion_cap` derives the cap from :class:`ExpansionLimits` and the
-compressed size) and hashes what passes through, so ``tar_sha256`` is checked in the same pass.
+compressed size) and, when asked (``verify`` of an archive whose manifest records
+``tar_sha256``), hashes what passes through, so that is checked in the same pass.
 """
 
 from __future__ import annotations
@@ -69,12 +70,13 @@ def expansion_cap(limits: ExpansionLimits, compressed_size: int) -> Cap:
 
 
 class TarStream:
-    """A read-only view of the uncompressed tar: hashes and counts bytes, enforces a cap."""
+    """A read-only view of the uncompressed tar: counts bytes, enforces a cap, and with
+    ``hashed`` hashes them (sha256)."""
 
-    def __init__(self, source: Readable, cap: Cap | None) -> None:
+    def __init__(self, source: Readable, cap: Cap | None, *, hashed: bool = False) -> None:
         self._source = source
         self.cap = cap
-        self._sha256 = hashlib.sha256()
+        self._sha256 = hashlib.sha256() if hashed else None
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -85,7 +87,8 @@ class TarStream:
                 f"refusing the archive as a decompression bomb: {self.cap.reason}; "
                 "it was stopped there and nothing was kept"
             )
-        self._sha256.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
         return data
 
     def drain(self) -> None:
@@ -94,6 +97,8 @@ class TarStream:
             pass
 
     def hexdigest(self) -> str:
+        if self._sha256 is None:
+            raise ValueError("the stream was opened without hashed=True")
         return self._sha256.hexdigest()
 
 
@@ -106,9 +111,11 @@ def detect_compression(head: bytes) -> str:
 
 
 @contextlib.contextmanager
-def open_tar_stream(archive: Path, *, limits: ExpansionLimits | None = None) -> Iterator[TarStream]:
+def open_tar_stream(
+    archive: Path, *, limits: ExpansionLimits | None = None, hashed: bool = False
+) -> Iterator[TarStream]:
     """The archive's uncompressed tar bytes (zstd, gzip or plain tar, by magic number),
-    capped by ``limits`` when given."""
+    capped by ``limits`` when given, hashed with ``hashed``."""
     try:
         raw = open(archive, "rb")  # noqa: SIM115 - closed by the ExitStack below
     except OSError as exc:
@@ -127,7 +134,7 @@ def open_tar_stream(archive: Path, *, limits: ExpansionLimits | None = None) -> 
         else:
             source = raw
         cap = expansion_cap(limits, compressed_size) if limits is not None else None
-        yield TarStream(source, cap)
+        yield TarStream(source, cap, hashed=hashed)
 
 
 # GNU long names and pax records are read whole into memory by tarfile: bounded like the

@@ -2,7 +2,8 @@
 
 Checks, in order: the file's sha256 against the manifest's digest; the signature (when a
 public key is given); then every archive member against the manifest (path, kind, size, mode,
-blake3, symlink target), no member missing or extra; finally ``tar_sha256``. The first
+blake3, symlink target), no member missing or extra; finally ``tar_sha256`` where the
+manifest records it (single-file artifacts, and layers packed by older versions). The first
 mismatch is an IntegrityError that names it.
 """
 
@@ -29,7 +30,7 @@ _CHUNK = 1024 * 1024
 class VerifyReport:
     artifact: Path
     digest: str
-    tar_sha256: str
+    tar_sha256: str | None  # None: the manifest records none (a layer), so none was computed
     files: int
     directories: int
     symlinks: int
@@ -71,11 +72,12 @@ def verify_artifact(
     if public_key_hex is not None:
         _check_signature(public_key_hex, digest, signature or signature_path(artifact))
         verified = True
-    tar_sha256 = _check_members(artifact, _expected_entries(data))
-    if tar_sha256 != data.get("tar_sha256"):
+    recorded = "tar_sha256" in data
+    tar_sha256 = _check_members(artifact, _expected_entries(data), hashed=recorded)
+    if recorded and tar_sha256 != data["tar_sha256"]:
         raise IntegrityError(
             f"tar_sha256 mismatch: the archive's tar hashes to {tar_sha256}, the manifest "
-            f"says {data.get('tar_sha256')}"
+            f"says {data['tar_sha256']}"
         )
     totals = _totals(data.get("totals"))
     return VerifyReport(
@@ -128,8 +130,11 @@ def _expected_entries(data: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return expected
 
 
-def _check_members(artifact: Path, expected: dict[str, tuple[Any, ...]]) -> str:
-    with open_tar_stream(artifact) as stream:
+def _check_members(
+    artifact: Path, expected: dict[str, tuple[Any, ...]], *, hashed: bool
+) -> str | None:
+    """Every member against ``expected``; the tar stream's sha256 with ``hashed``."""
+    with open_tar_stream(artifact, hashed=hashed) as stream:
         try:
             archive = open_tar(stream)
             for member in archive:
@@ -145,7 +150,7 @@ def _check_members(artifact: Path, expected: dict[str, tuple[Any, ...]]) -> str:
             raise IntegrityError(f"{artifact.name} is not a readable archive: {exc}") from exc
     if expected:
         raise IntegrityError(f"entry {min(expected)} is in the manifest but not in the archive")
-    return stream.hexdigest()
+    return stream.hexdigest() if hashed else None
 
 
 def _describe(archive: tarfile.TarFile, member: tarfile.TarInfo) -> tuple[Any, ...]:
@@ -230,6 +235,7 @@ def verify_layered(
         if sha256_file(index) != layer.index_sha256:
             raise IntegrityError(f"the {layer.name} layer's file index {index.name} was changed")
         report = verify_artifact(path, manifest=index)
+        # The index (pinned above) and the reference record tar_sha256 together or not at all.
         if report.tar_sha256 != layer.tar_sha256 or path.stat().st_size != layer.size:
             raise IntegrityError(f"the {layer.name} layer does not match the artifact manifest")
         reports.append(report)
