@@ -5,6 +5,7 @@ dependency that warns while it is resolved makes the release start cold, once.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -106,6 +107,18 @@ async def test_a_dependency_that_warns_while_resolved_ahead_starts_the_release_c
     assert WARM in started, started
 
 
+async def test_nothing_is_resolved_ahead_when_node_options_preload_a_module(
+    runtime: LocalRuntime,
+) -> None:
+    """A preloaded module may hook resolution (and see the standby's folder, not the
+    release's): the standby then only waits."""
+    options = {"NODE_OPTIONS": "--max-old-space-size=256 --require=os"}  # (a harmless one)
+    await deploy(runtime, dataclasses.replace(layered(runtime), env=options))
+    await eventually(lambda: runtime.standby_of("deps"), what="a standby")
+    started, warm = await deploy(runtime, dataclasses.replace(layered(runtime), env=options))
+    assert WARM in started and not warm["resolvedBefore"]
+
+
 async def test_nothing_is_resolved_ahead_when_turned_off(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "data", AETHER_APP_STANDBY_RESOLVE="0")
     runtime = LocalRuntime(settings, stop_grace_secs=3.0)
@@ -182,7 +195,7 @@ def test_the_walk_follows_the_first_group_first_and_stops_at_its_budget(tmp_path
         (layer / name / "index.js").write_text(f"require('./{name}-part'); require('os');\n")
         (layer / name / f"{name}-part.js").write_text("module.exports = 1;\n")
     walk = {"layer": str(layer), "roots": [["first"], ["second"]], "maxFiles": 2,
-            "budgetMs": 10_000, "builtins": ["os"]}  # fmt: skip
+            "maxFileBytes": 1 << 20, "budgetMs": 10_000, "builtins": ["os"]}  # fmt: skip
     script = WALK + (
         "const fs = require('fs');\n"
         f"const warned = resolveAhead({json.dumps(walk)});\n"
