@@ -195,7 +195,7 @@ def test_the_walk_follows_the_first_group_first_and_stops_at_its_budget(tmp_path
         (layer / name / "index.js").write_text(f"require('./{name}-part'); require('os');\n")
         (layer / name / f"{name}-part.js").write_text("module.exports = 1;\n")
     walk = {"layer": str(layer), "roots": [["first"], ["second"]], "maxFiles": 2,
-            "budgetMs": 10_000, "builtins": ["os"]}  # fmt: skip
+            "maxFileBytes": 1 << 20, "budgetMs": 10_000, "builtins": ["os"]}  # fmt: skip
     script = WALK + (
         "const fs = require('fs');\n"
         f"const warned = resolveAhead({json.dumps(walk)});\n"

@@ -37,6 +37,7 @@ from pathlib import Path
 
 MAX_FILES = 2000  # module files read at most (Express: ~125)
 BUDGET_MS = 300  # the walk's wall time at most
+MAX_FILE_BYTES = 16 * 1024 * 1024  # a bigger module file is not read (nor its requires)
 MAX_ROOTS = 1000
 MAX_PACKAGE_JSON_BYTES = 1024 * 1024
 MAX_ENTRY_BYTES = 1024 * 1024  # of the entry file, for the packages it requires
@@ -56,13 +57,13 @@ _NAME = re.compile(r"(@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*", re.IGNORECASE)
 # What the walk reads as a require (the same pattern as its JavaScript's).
 _REQUIRE = re.compile(r"""\brequire\s*\(\s*(['"])([^'"\n]{1,512})\1\s*\)""")
 
-# The walk, in the bootstrap: a function of the plan ({layer, roots, maxFiles, budgetMs,
-# builtins}) that returns '' or, when something warned, what (printable, short).
+# The walk, in the bootstrap: a function of the plan ({layer, roots, maxFiles, maxFileBytes,
+# budgetMs, builtins}) that returns '' or, when something warned, what (printable, short).
 WALK = r"""
 function resolveAhead(plan) {
   // A module preloaded through NODE_OPTIONS may hook resolution, and its hook may depend on
   // the working directory or the environment: nothing is resolved ahead then.
-  if (/(^|\s)(-r|--require|--import|--loader|--experimental-loader)(\s|=|$)/.test(
+  if (/(^|\s)(-r|--require|--import|--loader|--experimental-loader|--experimental-policy)(\s|=|$)/.test(
     process.env.NODE_OPTIONS || '')) return '';
   const Module = require('module');
   const path = require('path');
@@ -95,7 +96,10 @@ function resolveAhead(plan) {
       for (const name of group) if (within()) resolveFrom(root, name);
       for (; i < queue.length && within(); i++) {
         let text;
-        try { text = fs.readFileSync(queue[i], 'utf8'); } catch { continue; }
+        try {
+          if (fs.statSync(queue[i]).size > plan.maxFileBytes) continue;  // (a bundle, say)
+          text = fs.readFileSync(queue[i], 'utf8');
+        } catch { continue; }
         for (const match of text.matchAll(requireRe)) {
           const request = match[2];
           if (isBuiltin(request)) named.add(request.replace(/^node:/, ''));
@@ -132,6 +136,7 @@ def plan(folder: Path, entry: str | None = None) -> dict[str, object] | None:
             direct_dependencies(_inside(folder, "package.json")),
         ],
         "maxFiles": MAX_FILES,
+        "maxFileBytes": MAX_FILE_BYTES,
         "budgetMs": BUDGET_MS,
         "builtins": list(QUIET_BUILTINS),
     }
