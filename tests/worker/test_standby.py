@@ -30,7 +30,7 @@ from worker_support import (
 from aether.worker.outcomes import Fatal
 from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.local import LocalRuntime
-from aether.worker.runtimes.warmnode import BOOTSTRAP_NAME
+from aether.worker.runtimes.warmnode import BOOTSTRAP_NAME, gist
 
 PROBE_APP = FIXTURES / "probe-app"
 WARM = "started in a waiting Node.js process"
@@ -359,3 +359,37 @@ async def test_the_standby_ends_when_its_worker_is_killed(tmp_path: Path) -> Non
         next_worker = LocalRuntime(worker_settings(data_dir), stop_grace_secs=3.0)
         await next_worker.stop_apps()  # the app it adopts, then ends
         await next_worker.stop()
+
+
+async def test_a_standby_that_cannot_start_says_why_in_the_next_releases_event(
+    runtime: LocalRuntime,
+) -> None:
+    """A preload named relative to the release folder cannot load in the standby, which waits
+    outside it: the next release starts cold and its ``starting`` event says what Node.js
+    said."""
+    release = probe(runtime, env={"NODE_OPTIONS": "--require ./package.json"})
+    started, _ = await deploy(runtime, release)
+    assert "cold start" not in started, started  # (nothing was tried yet)
+    await eventually(
+        lambda: runtime.standby_failure("probe") and runtime.standby_settled(),
+        what="the standby's end",
+    )
+    started, seen = await deploy(
+        runtime, probe(runtime, env={"NODE_OPTIONS": "--require ./package.json"})
+    )
+    assert "(cold start: the waiting Node.js process ended before it was ready: " in started
+    assert "Cannot find module './package.json'" in started and WARM not in started, started
+    assert seen["main"] is True
+
+
+def test_the_gist_of_what_node_said_is_its_error_line_printable_and_short() -> None:
+    said = (
+        b"node:internal/modules/cjs/loader:1228\n  throw err;\n  ^\n\n"
+        b"Error: Cannot find module './x.js'\nRequire stack:\n- internal/preload\n\n"
+        b"Node.js v20.20.2\n"
+    )
+    assert gist(said) == "Error: Cannot find module './x.js'"
+    assert gist(b"bad option: --nope\n\nNode.js v20.20.2\n") == "bad option: --nope"
+    assert gist(b"TypeError [ERR_X]: \x1b[31mred\xff\n") == "TypeError [ERR_X]: ?[31mred\ufffd"
+    assert len(gist(b"RangeError: " + b"x" * 1000)) == 300
+    assert gist(b"") == ""

@@ -143,6 +143,9 @@ class LocalRuntime(Runtime):
         self._standby_tasks: set[asyncio.Task[None]] = set()
         # per app, the dependency layer whose resolving ahead warned: its standbys skip it
         self._warned: dict[str, object] = {}
+        # per app, why its last standby could not be readied: its next release starts cold
+        # and its `starting` event says so
+        self._no_standby: dict[str, str] = {}
 
     def use_blob_store(self, blobs: BlobStore) -> None:
         """Attach the blob store once it is open (``serve`` opens it in its lifespan)."""
@@ -247,12 +250,18 @@ class LocalRuntime(Runtime):
                 )
             except Exception as exc:  # no standby: the next release starts cold
                 log.warning("no standby for %s: %s", app_name, exc)
+                self._no_standby[app_name] = "no waiting Node.js process could be started"
                 return
             # Until its sandbox is made the standby's view names what is in the app's folder
             # now: nothing there may go meanwhile (retiring a release takes this lock).
             if not await standby.ready(STANDBY_READY_SECS):
                 await standby.end()
+                said = standby.why_ended
+                self._no_standby[app_name] = "the waiting Node.js process ended before it was" + (
+                    f" ready: {said}" if said else " ready"
+                )
                 return
+            self._no_standby.pop(app_name, None)
             self._standbys[app_name] = standby
         await asyncio.to_thread(standby.reap_launcher)
 
@@ -315,6 +324,11 @@ class LocalRuntime(Runtime):
     def standby_settled(self) -> bool:
         """No standby is about to be readied or ended (tests)."""
         return not self._standby_timers and not self._standby_tasks
+
+    def standby_failure(self, app_name: str) -> str | None:
+        """Why the app's last standby could not be readied, if it could not (tests and
+        diagnostics)."""
+        return self._no_standby.get(app_name)
 
     def standby_of(self, app_name: str) -> Standby | None:
         """The app's standby, if one waits (tests and diagnostics)."""
@@ -509,7 +523,10 @@ class LocalRuntime(Runtime):
         """The process of instance ``index``, handed to the standby when it fits (then
         running already) and how it started, for the event ('' when it is still to start)."""
         if standby is None or index != 0:
-            return self._new_process(release, folder, index), ""
+            why_not = self._no_standby.get(release.app_name) if index == 0 else None
+            return self._new_process(release, folder, index), (
+                f" (cold start: {why_not})" if why_not else ""
+            )
         process = self._new_process(release, folder, index, Path(standby.scratch))
         assert process.spec is not None
         entry = entry_of(command)
@@ -663,6 +680,8 @@ class LocalRuntime(Runtime):
     async def remove(self, app_name: str) -> None:
         """Stop the app's processes (also any an earlier worker left) and delete its folder."""
         self.adopted.discard(app_name)
+        self._no_standby.pop(app_name, None)
+        self._warned.pop(app_name, None)
         await self._wait_retired(app_name)  # before the lock: retiring takes it to clean up
         async with self._lock(app_name):
             await self._end_standbys(app_name)

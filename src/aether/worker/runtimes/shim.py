@@ -385,7 +385,8 @@ def _standby(spec: Spec, rest: bytes) -> int:
     theirs.close()
     deadline = time.monotonic() + warmnode.READY_SECS
     if warmnode.read_line(ours, deadline) != "ready":
-        return _end_standby(proc, spec, "Node.js did not start")
+        said = warmnode.gist(_what_it_said(proc))
+        return _end_standby(proc, spec, "Node.js did not start" + (f": {said}" if said else ""))
     _answer(answers, "ready")
     line = warmnode.wait_for_activation(0, rest, lambda: not stopping and proc.poll() is None)
     if not line:
@@ -409,6 +410,21 @@ def _standby(spec: Spec, rest: bytes) -> int:
     _answer(answers, "taken")
     os.close(answers)
     return supervisor.run()
+
+
+def _what_it_said(proc: subprocess.Popen[bytes], limit: int = 1 << 16) -> bytes:
+    """What a Node.js that ended has written to its stderr (what its pipe holds, at most
+    ``limit`` bytes; nothing from one still running a second later, which is ended)."""
+    try:
+        proc.wait(timeout=1.0)  # (its end of the socket closes as it exits)
+    except subprocess.TimeoutExpired:
+        return b""
+    if proc.stderr is None:
+        return b""
+    os.set_blocking(proc.stderr.fileno(), False)
+    with contextlib.suppress(OSError, TypeError):
+        return proc.stderr.read(limit) or b""
+    return b""
 
 
 def _answer(fd: int, text: str) -> None:

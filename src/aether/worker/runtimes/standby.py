@@ -46,6 +46,7 @@ SCRATCH_PREFIX = "standby-"
 ANSWER_SECS = 30.0  # for the standby to take a release (Node.js may still be starting)
 END_SECS = 5.0  # for a standby's supervisor to end once its stdin is closed
 # A plain word of a start command: no quoting, expansion or other shell syntax.
+ENDED = "aether: standby ended: "  # how the standby's supervisor says why it ended
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=@%+,-]+")
 
 
@@ -110,6 +111,7 @@ class Standby:
     launcher: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     ahead: dict | None = None  # what its Node.js resolves ahead (:mod:`.aheadnode`)
+    why_ended: str = ""  # what its supervisor said as it ended by itself
 
     @property
     def scratch(self) -> str:
@@ -225,7 +227,8 @@ class Standby:
         return await _read_line(self.launcher, loop.time() + timeout) == "ready"
 
     async def end(self) -> None:
-        """End the standby (closing its stdin ends it) and wait until it has."""
+        """End the standby (closing its stdin ends it) and wait until it has (then
+        :attr:`why_ended` says why it ended by itself, if it did)."""
         launcher, self.launcher = self.launcher, None
         if launcher is None:
             return
@@ -238,8 +241,10 @@ class Standby:
             with contextlib.suppress(OSError):
                 said = self.log_path.read_text(errors="replace").strip()
             self.log_path.unlink(missing_ok=True)
-        if said:
-            log.warning("the standby of %s: %s", self.app_name, said.splitlines()[-1])
+        last = said.splitlines()[-1] if said else ""
+        if last:
+            log.warning("the standby of %s: %s", self.app_name, last)
+        self.why_ended = last.removeprefix(ENDED) if last.startswith(ENDED) else ""
 
 
 async def _read_line(launcher: subprocess.Popen[bytes] | None, deadline: float) -> str:

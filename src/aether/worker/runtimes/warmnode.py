@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import socket
 import threading
@@ -29,6 +30,8 @@ from aether.worker.runtimes import aheadnode
 BOOTSTRAP_NAME = ".aether-standby.js"
 READY_SECS = 30.0  # for Node.js to start (a loaded host; the standby is off the deploy path)
 ACK_SECS = 10.0  # a blocked Node.js answers in milliseconds; a loaded host may take longer
+GIST_CHARS = 300  # of what a standby's Node.js printed before it ended, in an event
+_ERROR_LINE = re.compile(r"^\w*Error( \[\w+\])?: ")
 
 # The bootstrap: plain CommonJS, no module of the app is loaded before the activation
 # (followed by the walk that resolves ahead, :data:`aheadnode.WALK`).
@@ -169,3 +172,15 @@ def wait_for_activation(stdin_fd: int, data: bytes, alive: Callable[[], bool]) -
         return ""
     finally:
         selector.close()
+
+
+def gist(output: bytes) -> str:
+    """The line of what Node.js printed that says what went wrong: its first ``…Error: …``
+    line, else its last line but the version Node.js prints as it exits; printable and
+    short, as it ends up in a deployment's event."""
+    lines = [line.strip() for line in output.decode(errors="replace").splitlines()]
+    errors = [line for line in lines if _ERROR_LINE.match(line)]
+    others = [line for line in lines if line and not line.startswith("Node.js v")]
+    chosen = (errors[:1] or others[-1:] or [""])[0]
+    text = "".join(c if c.isprintable() else "?" for c in chosen)
+    return text if len(text) <= GIST_CHARS else text[: GIST_CHARS - 1] + "…"
