@@ -78,6 +78,20 @@ def api_get(server: Any, path: str) -> Any:
     return json.loads(_api_body(server, path))
 
 
+def api_post(server: Any, path: str, body: dict[str, Any]) -> Any:
+    """POST ``body`` as JSON with the admin token; the decoded answer (a 2xx)."""
+    request = urllib.request.Request(
+        server.url + path,
+        data=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {server.admin_token}",
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
 def api_lines(server: Any, path: str) -> list[dict[str, Any]]:
     """An NDJSON answer (the logs route) as a list of objects."""
     return [json.loads(line) for line in _api_body(server, path).splitlines() if line.strip()]

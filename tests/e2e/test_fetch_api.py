@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import app_copy, deploy
+from e2e_support import api_post, app_copy, deploy
 
 from aether.store import open_database
 from aether.store.tokens import create_pull_token
+from plugins.older_artifacts import record_tar_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -91,3 +92,32 @@ def test_fetch_of_a_layered_artifact_fetches_and_checks_every_layer(
     assert (dest / "server.js").is_file() and (dest / "node_modules" / "dep" / "index.js").is_file()
     assert not (dest / "node_modules").is_symlink()
     assert sorted(p.name for p in dest.iterdir() if p.name.startswith(".")) == [".aether"]
+
+
+def test_fetch_of_a_layered_artifact_recording_tar_sha256(
+    live_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The init container fetches an artifact an earlier build packed (each layer's
+    tar_sha256 in the manifest) as it fetches one packed now."""
+    server = live_server(args=["--no-worker"])
+    folder = app_copy(tmp_path, "hello", "1.0.0")
+    (folder / "node_modules" / "dep").mkdir(parents=True)
+    (folder / "node_modules" / "dep" / "index.js").write_text("module.exports = 1;\n")
+    out = tmp_path / "out"
+    code, result = deploy(server.env, folder, "--no-wait", "--no-install", "--out", str(out))
+    assert code == 0, result
+    manifest = out / "app.artifact.json"
+    digest = record_tar_sha256(manifest)  # the same layers, stored by the deploy
+    body = {"app_name": "hello", "artifact_digest": digest, "manifest": manifest.read_text()}
+    earlier = api_post(server, "/deployments", body)
+    token_file = tmp_path / "token"
+    token_file.write_text(asyncio.run(_pull_token(server.data_dir, earlier["id"])))
+    dest = tmp_path / "app"
+    done = subprocess.run(
+        [sys.executable, "-m", "aether", "fetch", "--api", server.url, "--format", "json",
+         "--deployment", earlier["id"], "--token-file", str(token_file), "--dest", str(dest)],
+        capture_output=True, text=True, timeout=60, check=False, env=server.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert json.loads(done.stdout)["digest"] == digest
+    assert (dest / "server.js").is_file() and (dest / "node_modules" / "dep" / "index.js").is_file()

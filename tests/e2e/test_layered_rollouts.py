@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import app_copy, cli, deploy, via_proxy, wait_for
+from e2e_support import api_post, app_copy, cli, deploy, via_proxy, wait_for
+
+from plugins.older_artifacts import record_tar_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +82,37 @@ def test_layered_and_single_file_releases_deploy_and_roll_back(server: Any, tmp_
         done = cli(server.env, "rollback", "--app", "hello", "--to", target["deployment_id"])
         assert done.returncode == 0, done.stdout + done.stderr
         wait_for(lambda v=version: version_of(server) == v, timeout=30, what=f"v{version}")
+
+
+def deployment_of(server: Any) -> str | None:
+    status, body = via_proxy(server.port, "hello")
+    return json.loads(body)["deployment_id"] if status == 200 else None
+
+
+def test_an_artifact_recording_tar_sha256_deploys_and_rolls_back(
+    server: Any, tmp_path: Path
+) -> None:
+    """Earlier builds recorded each layer's tar_sha256: their artifacts, already stored,
+    still register, deploy, roll back and verify beside the ones packed now."""
+    out = tmp_path / "out"
+    code, current = deploy(
+        server.env, project(tmp_path, "1.0.0"), "--no-install", "--out", str(out)
+    )
+    assert code == 0 and current["status"] == "running", current
+    manifest = out / "app.artifact.json"
+    assert b"tar_sha256" not in manifest.read_bytes()
+    digest = record_tar_sha256(manifest)  # the same layers, already stored
+    assert cli(server.env, "verify", str(manifest)).returncode == 0
+    body = {"app_name": "hello", "artifact_digest": digest, "manifest": manifest.read_text()}
+    earlier = api_post(server, "/deployments", body)
+    assert earlier["artifact_digest"] == digest
+    wait_for(lambda: deployment_of(server) == earlier["id"], timeout=30, what="the earlier form")
+    for target, served in ((current["deployment_id"], current["digest"]), (earlier["id"], digest)):
+        done = cli(server.env, "rollback", "--app", "hello", "--to", target, "--format", "json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        back = json.loads(done.stdout)
+        assert back["status"] == "running" and back["artifact_digest"] == served, back
+        assert deployment_of(server) == back["id"]
 
 
 def test_two_apps_with_the_same_dependencies_share_one_extracted_layer(
