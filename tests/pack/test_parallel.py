@@ -240,6 +240,47 @@ def test_a_file_gone_before_its_worker_reads_it_is_an_io_failure(
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("aether-")]
 
 
+def test_a_failure_while_merging_stops_the_reader_threads(tmp_path: Path) -> None:
+    """The sink refuses a write midway: that error comes out, and no reader is left running
+    or reads the batches still queued."""
+    if batchread.native_read_batch is None:
+        pytest.skip("the _batchread extension is not built")
+    root = build_sample(tmp_path / "app")
+    huge = root / "node_modules" / "huge"
+    huge.mkdir(parents=True)
+    for index in range(3000):
+        (huge / f"icon{index:04d}.js").write_bytes(b"export default %d;\n" % index)
+    read: list[int] = []
+    real = batchread.read_batch
+
+    def counting(*args: object) -> tuple[bytes, int, int]:
+        read.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    class Refusing(Collect):
+        def write(self, data: bytes) -> None:
+            if len(self.parts) == 3:
+                raise OSError(28, "No space left on device")
+            super().write(data)
+
+    walker = Walker(os.fspath(root), IgnoreRules())
+    batchread.read_batch = counting
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            threaded.write_threaded(
+                entries_of(plan_tree(walker, 4).pieces, walker),
+                Refusing(),
+                tarcodec.mtime_field(0),
+                TreeContents(),
+                2,
+            )
+    finally:
+        batchread.read_batch = real
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("aether-")]
+    batches = -(-3000 // threaded.BATCH_ENTRIES)
+    assert len(read) < batches  # what was still queued was left unread
+
+
 def assert_no_children_left() -> None:
     """Every worker was reaped: this process has no child processes at all."""
     with pytest.raises(ChildProcessError):
