@@ -14,7 +14,6 @@ import contextlib
 import gc
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from aether.pack import batchread, tarcodec
 from aether.pack.compress import CompressedSink
 from aether.pack.manifest import build_manifest, render_ahead
 from aether.pack.packer import TreeContents, finish_tree, write_members
+from aether.pack.partial import create_partial
 from aether.pack.partition import PLAN_PIECES, Plan, entries_of
 from aether.pack.walk import Walker
 
@@ -167,12 +167,12 @@ def archive_file(
     yield it; the file is removed on the way out unless the caller renamed it. ``what`` names
     the archive in messages; ``hash_tar`` as for ``write_archive``.
 
-    Written through the descriptor ``mkstemp`` opened: opening it again with ``O_TRUNC``
+    Written through the descriptor ``create_partial`` opened: opening it again with ``O_TRUNC``
     would make ext4 flush the whole file to disk when it is closed.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{label}.", suffix=".partial", dir=folder)
+        fd, name = create_partial(folder, f".{label}.", ".partial")
     except OSError as exc:
         raise IOFailure(f"cannot write to {folder}: {exc.strerror or exc}") from exc
     temp = Path(name)

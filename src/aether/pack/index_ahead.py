@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aether.errors import IOFailure
 from aether.pack.manifest import manifest_pieces, write_manifest
+from aether.pack.partial import create_partial
 
 HEX_DIGEST = "0" * 64  # a placeholder as long as any sha256 hex digest
 
@@ -60,9 +60,7 @@ class IndexAhead:
             return
         self._head_size = sum(len(_raw(piece)) for piece in pieces[: _position(pieces, lines)])
         try:
-            fd, self._temp = tempfile.mkstemp(
-                prefix=f".{self._label}.", suffix=".manifest.partial", dir=self._folder
-            )
+            fd, self._temp = create_partial(self._folder, f".{self._label}.", ".manifest.partial")
             self._fd = fd
             _write_at(fd, lines, self._head_size)
         except OSError as exc:

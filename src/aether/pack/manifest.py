@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, BinaryIO
 
 from aether.errors import IntegrityError, IOFailure
 from aether.pack.packer import FileRecord, TreeContents
+from aether.pack.partial import create_partial
 
 FORMAT = "aether-manifest/1"
 _json_string = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
@@ -210,7 +210,7 @@ def _write_atomic(
     before_replace: Callable[[], None] | None = None,
 ) -> None:
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        fd, temp = create_partial(path.parent, f".{path.name}.", ".partial")
         try:
             with os.fdopen(fd, "wb") as handle:
                 write(handle)
