@@ -164,7 +164,8 @@ def test_a_deployment_registers_the_manifest_it_carries(registry_api) -> None:  
     /artifacts/manifests`` would (409 naming a missing layer), then released."""
     api = registry_api()
     up = Uploader(api)
-    assert api.get("/config", as_="deployer").json()["inline_manifests"] is True
+    config = api.get("/config", as_="deployer").json()
+    assert config["inline_manifests"] is True and config["artifact_manifest_revision"] == 2
     deps_body, deps_digest = blob(20_000)
     app_body, app_digest = blob(1_500)
     up.upload(deps_body)

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,6 @@ from aether.worker.runtimes.local import LocalRuntime
 
 DEPS_APP = FIXTURES / "deps-app"
 WARM = "started in a waiting Node.js process"
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[LocalRuntime]:
-    rt = LocalRuntime(settings_for(tmp_path / "data"), stop_grace_secs=3.0)
-    try:
-        yield rt
-    finally:
-        await rt.stop_apps()
-        await rt.stop()
 
 
 def layered(runtime: LocalRuntime, dependencies: dict[str, str] | None = None) -> Release:

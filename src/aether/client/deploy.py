@@ -104,7 +104,7 @@ def deploy(
         config = _preflight(asked(), settings, options)
         preflight_ms = _ms_since(started) - loading_ms
         target = Target.from_json(config.get("target"))
-        layered = bool(config.get("layered_artifacts")) and options.layered is not False
+        layered = reads_layered(config) and options.layered is not False
         packed, timings = pack_project(
             project_dir, options, settings, environ, on_progress, target=target, layered=layered
         )
@@ -118,6 +118,17 @@ def deploy(
         if final is not None:
             final.finish()
     return {**result, "timings_ms": timings}
+
+
+def reads_layered(config: dict[str, Any]) -> bool:
+    """Whether the server reads the layered artifacts this client writes (an older one gets
+    a single-file artifact, which every version reads)."""
+    from aether.pack.artifact_manifest import MANIFEST_REVISION
+
+    revision = config.get("artifact_manifest_revision")
+    return bool(config.get("layered_artifacts")) and (
+        isinstance(revision, int) and revision >= MANIFEST_REVISION
+    )
 
 
 def _load_packer() -> float:

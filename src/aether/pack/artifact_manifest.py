@@ -35,6 +35,10 @@ MEDIA_TYPES = {
 # member, so a hash of the uncompressed stream adds no integrity and cost a pass over it.
 # Read, kept and checked where present; never written.
 TAR_SHA256 = "tar_sha256"
+# What a reader of this version reads (GET /config's artifact_manifest_revision): 1, every
+# layer records tar_sha256; 2, a layer may leave it out, as this version writes them. A
+# client writes layered artifacts only for a server at this revision or later.
+MANIFEST_REVISION = 2
 MAX_MANIFEST_BYTES = 64 * 1024  # a manifest names a few layers; anything bigger is not one
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from aether import __version__
+from aether.pack.artifact_manifest import MANIFEST_REVISION
 from aether.pack.nodeversion import binary_version, parse_major
 from aether.pack.target import Target, host_target, parse_target
 from aether.server.auth import principal
@@ -45,6 +46,8 @@ async def get_config(request: Request) -> JSONResponse:
             "deploy_reports": True,
             # the client may upload layered artifacts (POST /artifacts/manifests)
             "layered_artifacts": True,
+            # which layered manifests it reads: 2, a layer's tar_sha256 may be left out
+            "artifact_manifest_revision": MANIFEST_REVISION,
             # POST /deployments takes the artifact manifest to register first (manifest)
             "inline_manifests": True,
             # PUT /artifacts/{digest}/content takes an object up to this size in one request
@@ -101,6 +104,7 @@ OPENAPI = {
                     ),
                     "deploy_reports": BOOL,
                     "layered_artifacts": BOOL,
+                    "artifact_manifest_revision": INT,
                     "inline_manifests": BOOL,
                     "direct_upload_max_bytes": INT,
                 }
