@@ -124,7 +124,7 @@ def write_archive(
     return contents, tar_sha256, digest, size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ArchiveFile:
     """An archive written to ``temp`` (mode 0644), for the caller to rename into place."""
 

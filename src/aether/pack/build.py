@@ -82,7 +82,7 @@ def build_artifact(
     return job.run()
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class _Job:
     """One pack: its inputs, and the phases that turn them into files."""
 

@@ -57,7 +57,7 @@ KEEP_CACHED = 4  # cached deps layers kept besides the one just used
 _FACTS = "facts.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class WrittenLayer:
     ref: LayerRef
     path: Path  # <out>/layers/<digest><suffix>
@@ -65,7 +65,7 @@ class WrittenLayer:
     contents: TreeContents | None  # the members' records (None when reused)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class DepsCacheKey:
     """Where a deps layer may be cached, and the fingerprint it must still match."""
 

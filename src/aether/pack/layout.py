@@ -36,7 +36,7 @@ def signature_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".sig")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Layout:
     artifact: Path
     folder: Path | None = None  # the output folder when one was named (left out of packs)

@@ -94,7 +94,7 @@ def file_lines(records: list[FileRecord]) -> bytes:
     return rendered if rendered is not None else file_lines_python(records)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class _Rendered:
     """A non-empty manifest list whose lines were rendered ahead (``render_ahead``)."""
 

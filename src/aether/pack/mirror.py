@@ -26,7 +26,7 @@ KEPT_NAME = "node_modules"  # never mirrored, never removed from the build folde
 _FICLONE = 0x40049409  # ioctl: share the source's blocks (btrfs, XFS, bcachefs…)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class MirrorStats:
     files: int = 0
     copied: int = 0

@@ -29,7 +29,7 @@ class Piece(NamedTuple):
     subtree: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Plan:
     pieces: list[Piece]
 
@@ -83,7 +83,7 @@ def entries_of(pieces: Iterable[Piece], walker: Walker) -> Members:
     return Members(pieces, walker)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Members:
     """The members of some pieces: iterated one by one, or cut into batches."""
 

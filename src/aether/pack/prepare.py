@@ -31,7 +31,7 @@ Progress = Callable[[str, int, int | None], None]
 log = logging.getLogger("aether.pack")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Prepared:
     tree: StagedTree
     target: Target  # with the chosen Node.js major

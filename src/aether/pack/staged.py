@@ -72,7 +72,7 @@ def stage_project(
         return _Stage(request, workspace, source, folder, environ, progress).run()
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class _Stage:
     request: StageRequest
     workspace: Workspace | None

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from aether.pack.managers import PackageManager
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class StagedTree:
     """What to pack: ``root`` with ``excluded`` left out and ``mounts`` packed in."""
 

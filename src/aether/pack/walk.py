@@ -76,7 +76,7 @@ def walk_tree(
     return list(walker.below(None))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Walker:
     """Lists a tree's folders in archive order; ``below`` walks one subtree lazily.
 
