@@ -25,6 +25,14 @@ def blob(size: int = 4096, seed: bytes | None = None) -> tuple[bytes, str]:
     return body, hashlib.sha256(body).hexdigest()
 
 
+def uploaded_bytes(api) -> float:  # type: ignore[no-untyped-def]
+    """``artifact_upload_bytes_total`` as the API's metrics say it now."""
+    for line in api.get("/metrics", as_=None).text.splitlines():
+        if line.startswith("artifact_upload_bytes_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 @pytest.fixture(params=["local", "s3"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -5,7 +5,7 @@ refused above the direct-upload limit."""
 from __future__ import annotations
 
 import artifacts_support
-from artifacts_support import Uploader, blob
+from artifacts_support import Uploader, blob, uploaded_bytes
 
 store_kind = artifacts_support.store_kind
 registry_api = artifacts_support.registry_api
@@ -19,8 +19,10 @@ def test_a_small_object_is_stored_in_one_request(registry_api) -> None:  # type:
     api = registry_api(env={"AETHER_MAX_BODY_BYTES": "8192"})
     assert api.get("/config", as_="deployer").json()["direct_upload_max_bytes"] == 8192
     body, digest = blob(3_000)
+    before = uploaded_bytes(api)
     stored = put(api, digest, body)
     assert stored.status_code == 200, stored.text
+    assert uploaded_bytes(api) - before == len(body)  # counted as any stored upload is
     answer = stored.json()
     assert answer["digest"] == digest and answer["duplicate"] is False
     assert answer["status"] == "stored"
@@ -29,6 +31,7 @@ def test_a_small_object_is_stored_in_one_request(registry_api) -> None:  # type:
     assert Uploader(api).presign(digest, len(body)).json()["method"] == "NONE"
     again = put(api, digest, body)
     assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert uploaded_bytes(api) - before == len(body)  # a duplicate stores nothing
 
 
 def test_bytes_that_are_not_the_digest_or_too_many_are_refused(registry_api) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ missing; stored bytes are counted on every upload path."""
 from __future__ import annotations
 
 import artifacts_support
-from artifacts_support import Uploader, blob
+from artifacts_support import Uploader, blob, uploaded_bytes
 
 from aether.pack.artifact_manifest import (
     MEDIA_TYPES,
@@ -29,13 +29,6 @@ def layer(name: str, body: bytes, digest: str, tar_sha256: str | None = None) ->
         bytes=len(body),
         tar_sha256=tar_sha256,  # recorded by earlier builds only
     )
-
-
-def uploaded_bytes(api) -> float:  # type: ignore[no-untyped-def]
-    for line in api.get("/metrics", as_=None).text.splitlines():
-        if line.startswith("artifact_upload_bytes_total "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def register(up: Uploader, raw: bytes, **extra: object):  # type: ignore[no-untyped-def]
