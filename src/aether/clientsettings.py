@@ -30,7 +30,7 @@ def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false or 1/0)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ClientSettings:
     """What the CLI needs to talk to a control plane."""
 

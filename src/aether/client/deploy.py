@@ -48,7 +48,7 @@ from aether.pack.target import Target
 from aether.userconfig import cache_dir
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class DeployOptions:
     """Everything ``aether deploy`` takes besides the project folder."""
 

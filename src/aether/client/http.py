@@ -50,7 +50,7 @@ class TransportError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class RetryPolicy:
     """Connection failures happen before the server saw the request, so they are retried for
     any method; the ``statuses`` only for idempotent methods and replayable bodies."""

@@ -15,7 +15,7 @@ from aether.errors import IOFailure
 ProgressCallback = Callable[[str, int, int | None], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class UploadRequest:
     """What to upload, for which app."""
 
@@ -27,7 +27,7 @@ class UploadRequest:
     signature_hex: str | None = None
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class UploadResult:
     """What happened: bytes actually sent, whether parts were used, the server's artifact."""
 

@@ -6,9 +6,10 @@ Called by ``aether pack`` / ``aether deploy`` (``build_artifact``), by ``aether 
 The names below are loaded on first use, so importing the package stays cheap (cryptography
 and cyclonedx are only imported by the pack that signs or writes an SBOM).
 
-Dataclasses that are never compared or printed are declared ``eq=False, repr=False``: Python
-3.11 compiles each generated method from source at every start (~60 µs each), and these
-classes are created by every ``aether pack`` and ``aether deploy``.
+Dataclasses on the path of every ``aether pack`` and ``aether deploy`` (here, in
+``aether.client`` and ``aether.clientsettings``) that are never compared or printed are
+declared ``eq=False, repr=False``: Python 3.11 compiles each generated method from source at
+every start (~60 µs each).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ CONFIG_FOLDERS = (".yarn/releases", ".yarn/plugins", ".yarn/patches", "patches")
 log = logging.getLogger("aether.pack")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class DepsSet:
     """A finished production install."""
 

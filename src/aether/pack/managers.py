@@ -34,7 +34,7 @@ _DEFAULT_VERSIONS = {"pnpm": "9", "yarn-classic": "1", "yarn-berry": "4"}
 _PNPM_LOCK_MAJORS = {"5": "7", "6": "8", "9": "9"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class PackageManager:
     """One package manager as it will run for one project."""
 

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from aether.pack.target import Target
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class PackOptions:
     out: Path | None = None  # a folder or a file; default <project>/.aether/
     compression: str = "zstd"  # "zstd" | "gzip"
@@ -32,7 +32,7 @@ class PackOptions:
     layered: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class PackResult:
     artifact: Path
     digest: str  # sha256 hex of the artifact file's bytes

@@ -18,7 +18,7 @@ LOCKFILES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Lockfile:
     path: Path
     manager: str  # npm | pnpm | yarn

@@ -42,7 +42,7 @@ PNPM_STATE = ".modules.yaml"
 log = logging.getLogger("aether.pack")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class StageRequest:
     project: Path  # the folder deployed (a workspace package, or a whole project)
     target: Target  # node_major already chosen

@@ -18,7 +18,7 @@ from pathlib import Path
 from aether.pack.project import read_json_file
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Workspace:
     root: Path  # the monorepo's root folder
     package: str  # the deployed package's folder, relative to root ("packages/api")
