@@ -15,9 +15,8 @@ import gc
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from aether.errors import IOFailure
 from aether.pack import batchread, tarcodec
@@ -124,8 +123,7 @@ def write_archive(
     return contents, tar_sha256, digest, size
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class ArchiveFile:
+class ArchiveFile(NamedTuple):
     """An archive written to ``temp`` (mode 0644), for the caller to rename into place."""
 
     temp: Path

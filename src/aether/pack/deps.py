@@ -22,8 +22,8 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from aether.errors import IOFailure
 from aether.pack.managers import PackageManager
@@ -39,8 +39,7 @@ CONFIG_FOLDERS = (".yarn/releases", ".yarn/plugins", ".yarn/patches", "patches")
 log = logging.getLogger("aether.pack")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class DepsSet:
+class DepsSet(NamedTuple):
     """A finished production install."""
 
     root: Path  # <cache>/deps/<key>

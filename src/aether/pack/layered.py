@@ -28,9 +28,8 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aether.errors import IOFailure
 from aether.pack.archive import archive_file
@@ -57,16 +56,14 @@ KEEP_CACHED = 4  # cached deps layers kept besides the one just used
 _FACTS = "facts.json"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class WrittenLayer:
+class WrittenLayer(NamedTuple):
     ref: LayerRef
     path: Path  # <out>/layers/<digest><suffix>
     reused: bool  # taken from the local layer cache, not packed
     contents: TreeContents | None  # the members' records (None when reused)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class DepsCacheKey:
+class DepsCacheKey(NamedTuple):
     """Where a deps layer may be cached, and the fingerprint it must still match."""
 
     folder: Path

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aether.errors import ConfigError, UsageError
 from aether.pack.project import Lockfile, find_lockfile
@@ -34,8 +33,7 @@ _DEFAULT_VERSIONS = {"pnpm": "9", "yarn-classic": "1", "yarn-berry": "4"}
 _PNPM_LOCK_MAJORS = {"5": "7", "6": "8", "9": "9"}
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class PackageManager:
+class PackageManager(NamedTuple):
     """One package manager as it will run for one project."""
 
     flavour: str  # npm | pnpm | yarn-classic | yarn-berry

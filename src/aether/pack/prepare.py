@@ -13,9 +13,8 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aether.errors import UsageError
 from aether.pack.entry import default_start_command, start_problems
@@ -31,8 +30,7 @@ Progress = Callable[[str, int, int | None], None]
 log = logging.getLogger("aether.pack")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Prepared:
+class Prepared(NamedTuple):
     tree: StagedTree
     target: Target  # with the chosen Node.js major
     package: dict[str, Any]  # the deployed package's package.json

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aether.errors import IOFailure, UsageError
 
@@ -18,8 +17,7 @@ LOCKFILES = (
 )
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Lockfile:
+class Lockfile(NamedTuple):
     path: Path
     manager: str  # npm | pnpm | yarn
 

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aether.errors import IOFailure
 from aether.pack.deps import DepsSet, inputs_digest, install_inputs, production_deps
@@ -42,8 +42,7 @@ PNPM_STATE = ".modules.yaml"
 log = logging.getLogger("aether.pack")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class StageRequest:
+class StageRequest(NamedTuple):
     project: Path  # the folder deployed (a workspace package, or a whole project)
     target: Target  # node_major already chosen
     cache: Path  # <cache dir of aether>

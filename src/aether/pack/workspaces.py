@@ -12,14 +12,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from aether.pack.project import read_json_file
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Workspace:
+class Workspace(NamedTuple):
     root: Path  # the monorepo's root folder
     package: str  # the deployed package's folder, relative to root ("packages/api")
     members: dict[str, str]  # every workspace package: folder (relative) → package name
