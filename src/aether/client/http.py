@@ -22,7 +22,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
@@ -50,8 +49,7 @@ class TransportError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """Connection failures happen before the server saw the request, so they are retried for
     any method; the ``statuses`` only for idempotent methods and replayable bodies."""
 

@@ -8,15 +8,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aether.errors import IOFailure
 
 ProgressCallback = Callable[[str, int, int | None], None]
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class UploadRequest:
+class UploadRequest(NamedTuple):
     """What to upload, for which app."""
 
     artifact: Path

@@ -9,8 +9,8 @@ and cyclonedx are only imported by the pack that signs or writes an SBOM).
 Dataclasses on the path of every ``aether pack`` and ``aether deploy`` (here, in
 ``aether.client`` and ``aether.clientsettings``) that are never compared or printed are
 declared ``eq=False, repr=False``: Python 3.11 compiles each generated method from source at
-every start (~60 µs each). Small immutable records passed only between the pack's own
-modules are NamedTuples, which cost a fraction of a frozen dataclass to create.
+every start (~60 µs each). Small immutable records that nothing compares are NamedTuples,
+which cost a fraction of a frozen dataclass to create.
 """
 
 from __future__ import annotations

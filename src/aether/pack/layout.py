@@ -7,8 +7,8 @@ file itself. Beside the artifact ``A``: ``A.manifest.json``, ``A.cdx.json`` (the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from aether.errors import UsageError
 from aether.pack.compress import COMPRESSIONS, SUFFIXES
@@ -36,8 +36,7 @@ def signature_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".sig")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Layout:
+class Layout(NamedTuple):
     artifact: Path
     folder: Path | None = None  # the output folder when one was named (left out of packs)
 

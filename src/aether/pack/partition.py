@@ -29,8 +29,7 @@ class Piece(NamedTuple):
     subtree: bool
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Plan:
+class Plan(NamedTuple):
     pieces: list[Piece]
 
     @property
