@@ -148,11 +148,7 @@ def test_reader_threads_share_a_huge_folder(tmp_path: Path) -> None:
     """One folder of many files is read in batches by every thread, not by one of them."""
     if batchread.native_read_batch is None:
         pytest.skip("the _batchread extension is not built")
-    root = build_sample(tmp_path / "app")
-    huge = root / "node_modules" / "huge"
-    huge.mkdir(parents=True)
-    for index in range(2000):
-        (huge / f"icon{index:04d}.js").write_bytes(b"export default %d;\n" % index)
+    root, huge = sample_with_huge_folder(tmp_path, 2000)
     (huge / "bundle.js").write_bytes(os.urandom(2 * INLINE_MAX))  # streamed when merged
     seen: set[str] = set()
     real = batchread.native_read_batch
@@ -245,11 +241,7 @@ def test_a_failure_while_merging_stops_the_reader_threads(tmp_path: Path) -> Non
     or reads the batches still queued."""
     if batchread.native_read_batch is None:
         pytest.skip("the _batchread extension is not built")
-    root = build_sample(tmp_path / "app")
-    huge = root / "node_modules" / "huge"
-    huge.mkdir(parents=True)
-    for index in range(3000):
-        (huge / f"icon{index:04d}.js").write_bytes(b"export default %d;\n" % index)
+    root, _ = sample_with_huge_folder(tmp_path, 3000)
     read: list[int] = []
     real = batchread.read_batch
 
@@ -332,3 +324,13 @@ def test_a_small_tree_is_written_without_the_reader_threads_module(tmp_path: Pat
         "assert len(contents.files) == 3, contents.files\n"
     )
     assert not loaded & {"aether.pack.threaded", "concurrent.futures"}
+
+
+def sample_with_huge_folder(tmp_path: Path, files: int) -> tuple[Path, Path]:
+    """The sample app with one dependency folder of ``files`` small files (and that folder)."""
+    root = build_sample(tmp_path / "app")
+    huge = root / "node_modules" / "huge"
+    huge.mkdir(parents=True)
+    for index in range(files):
+        (huge / f"icon{index:04d}.js").write_bytes(b"export default %d;\n" % index)
+    return root, huge
