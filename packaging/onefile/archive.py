@@ -13,10 +13,10 @@ Python imports from a zip with anything in front of it, and the shell stops at `
 start-up hooks stay out) and imports the entry straight from the zip, and ``python3 aether``
 runs it as a zipapp. ``-c`` puts the working folder first on ``sys.path``; the shell lines
 take it off, so a ``json.py`` or ``typing.py`` in the project being deployed is never imported
-in place of the standard library's (and no import looks through that folder first). Every start costs what it compiles and imports: run as a command the
-file skips ``runpy`` (which running a zipapp imports, ~5 ms), and the entry (~3 ms to compile)
-is precompiled for each supported version under its own name, as a zip holds only one
-``.pyc`` per module. Any other interpreter compiles ``_aether_main.py``, whose first act is to
+in place of the standard library's (and no import looks through that folder first). Every
+start costs what it compiles and imports: run as a command the file skips ``runpy`` (which
+running a zipapp imports, ~5 ms), and the entry (~3 ms to compile) is precompiled for each
+supported version under its own name, as a zip holds only one ``.pyc`` per module. Any other interpreter compiles ``_aether_main.py``, whose first act is to
 refuse it in one line. Everything is written in a fixed order with fixed times and modes:
 the same inputs give the same bytes.
 """

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, cast
 
 from aether.client.api import ApiClient
 from aether.client.follow import EventCallback, follow_deployment
-from aether.client.reporting import FinalReport, deploy_report
+from aether.client.reporting import FinalReport, deploy_report, ms_since
 from aether.client.transfer import ProgressCallback, UploadRequest
 from aether.client.upload import (
     Opened,
@@ -44,6 +44,7 @@ from aether.models import (
     check_environment,
     sanitize_app_name,
 )
+from aether.pack.artifact_manifest import MANIFEST_REVISION
 from aether.pack.target import Target
 from aether.userconfig import cache_dir
 
@@ -102,7 +103,7 @@ def deploy(
         asked = api.get_later("/config")  # answered while the packer's modules load
         loading_ms = _load_packer()
         config = _preflight(asked(), settings, options)
-        preflight_ms = _ms_since(started) - loading_ms
+        preflight_ms = ms_since(started) - loading_ms
         target = Target.from_json(config.get("target"))
         layered = reads_layered(config) and options.layered is not False
         packed, timings = pack_project(
@@ -114,7 +115,7 @@ def deploy(
         run = _Run(options, config, timings, environ, on_progress, on_event, final)
         result = _ship(api, packed, app, run)
         if final is None or not final.sent:  # else the rollout and total end at `running`
-            timings["total"] = _ms_since(started)
+            timings["total"] = ms_since(started)
         if final is not None:
             final.finish()
     return {**result, "timings_ms": timings}
@@ -123,8 +124,6 @@ def deploy(
 def reads_layered(config: dict[str, Any]) -> bool:
     """Whether the server reads the layered artifacts this client writes (an older one gets
     a single-file artifact, which every version reads)."""
-    from aether.pack.artifact_manifest import MANIFEST_REVISION
-
     revision = config.get("artifact_manifest_revision")
     return bool(config.get("layered_artifacts")) and (
         isinstance(revision, int) and revision >= MANIFEST_REVISION
@@ -138,7 +137,7 @@ def _load_packer() -> float:
     import aether.pack.build  # noqa: F401
     import aether.pack.staged  # noqa: F401
 
-    return _ms_since(clock)
+    return ms_since(clock)
 
 
 def _preflight(
@@ -185,7 +184,7 @@ def _ship(api: ApiClient, packed: Any, app: str, run: _Run) -> dict[str, Any]:
     options, config, timings, environ, on_progress = run[:5]
     clock = time.monotonic()
     stored, answers, opened = _held(api, packed, app, config, ask_only=options.dry_run)
-    timings["upload"] += _ms_since(clock)
+    timings["upload"] += ms_since(clock)
     result = {**packed.as_json(), "app": app, "skipped_upload": stored, "uploaded_bytes": 0}
     if options.dry_run:
         return {**result, **_dry_run_fields(options, stored)}
@@ -203,7 +202,7 @@ def _ship(api: ApiClient, packed: Any, app: str, run: _Run) -> dict[str, Any]:
         result.update(first)
     else:
         result.update(_upload(api, packed, app, options, config, environ, on_progress))
-    timings["upload"] += _ms_since(clock)
+    timings["upload"] += ms_since(clock)
     _phase(on_progress, "register")
     clock = time.monotonic()
     try:
@@ -215,7 +214,7 @@ def _ship(api: ApiClient, packed: Any, app: str, run: _Run) -> dict[str, Any]:
         # all: each is asked about, the missing ones uploaded, the manifest registered alone.
         result.update(shipped(presume=False, earlier=first))
         registered = _register(api, app, packed, options, _reports(config, result, timings))
-    timings["register"] += _ms_since(clock)
+    timings["register"] += ms_since(clock)
     deployment: Deployment = registered
     clock = time.monotonic()
     if run.final is not None and not registered["unchanged"]:  # else an older deployment's
@@ -228,7 +227,7 @@ def _ship(api: ApiClient, packed: Any, app: str, run: _Run) -> dict[str, Any]:
             api, registered["id"], on_event=on_event, timeout_secs=options.timeout_secs
         )
         if run.final is None or not run.final.sent:  # else the rollout ended at `running`
-            timings["rollout"] = _ms_since(clock)
+            timings["rollout"] = ms_since(clock)
     return {**result, **_deployment_fields(deployment), **_release_fields(registered, options)}
 
 
@@ -334,7 +333,7 @@ def pack_project(
         on_progress=on_progress,
         environ=environ,
     )
-    elapsed = _ms_since(clock)
+    elapsed = ms_since(clock)
     spent = packed.timings_ms
     install, build = float(spent.get("install", 0.0)), float(spent.get("build", 0.0))
     # stage: mirroring the project and finding the cached installs (part of pack)
@@ -364,7 +363,7 @@ def run_check(
         environ=environ,
         scratch=cache_dir(environ) / "checks",
     )
-    return _ms_since(clock)
+    return ms_since(clock)
 
 
 def _upload(
@@ -473,10 +472,6 @@ def _dry_run_fields(options: DeployOptions, stored: bool) -> dict[str, Any]:
 def _phase(on_progress: ProgressCallback | None, phase: str, total: int | None = None) -> None:
     if on_progress is not None:
         on_progress(phase, 0, total)
-
-
-def _ms_since(clock: float) -> float:
-    return round((time.monotonic() - clock) * 1000, 1)
 
 
 def parse_env_pairs(pairs: list[str] | tuple[str, ...], *, option: str = "--env") -> dict[str, str]:

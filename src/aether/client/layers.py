@@ -4,13 +4,13 @@ Per layer, ``HEAD /artifacts/{digest}`` (unless the deploy just asked it, or beg
 or the layer came from the local layer cache: a cached deps layer was shipped with the
 deploy that packed it, so it is taken as held and the registration says otherwise with a 409);
 only a missing layer is uploaded (directly when small, else presigned, or multipart when big,
-as any artifact). The SBOM the manifest names
-(``sbom_sha256``) goes the same way, as an object stored as it is (``compression: none``): an
-SBOM made from unchanged inputs has the same bytes, so it is uploaded once while the
-dependencies stay the same. Then
-``POST /artifacts/manifests`` registers the artifact. A layer that the server's garbage
-collection removed between the ``HEAD`` and the registration is answered 409: its layers are
-checked and uploaded again, once.
+as any artifact). The SBOM the manifest names (``sbom_sha256``) goes the same way, as an
+object stored as it is (``compression: none``): an SBOM made from unchanged inputs has the
+same bytes, so it is uploaded once while the dependencies stay the same. Then ``POST
+/artifacts/manifests`` registers the artifact, or the deploy leaves that to ``POST
+/deployments``, which carries the manifest (``register=False``). A layer that the server's
+garbage collection removed between the ``HEAD`` and the registration is answered 409: its
+layers are checked and uploaded again, once.
 """
 
 from __future__ import annotations

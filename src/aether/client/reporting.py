@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aether.client.api import ApiClient
+from aether.client.follow import EventCallback
 from aether.errors import AetherError
 from aether.models import REPORT_PHASES, DeployReport, Event
 
 log = logging.getLogger(__name__)
-EventCallback = Callable[[Event], None]
 
 
 def deploy_report(result: Mapping[str, Any], timings: Mapping[str, float]) -> DeployReport:
@@ -70,8 +70,8 @@ class FinalReport:
             if on_event is not None:
                 on_event(event)
             if event.get("phase") == "running" and self._path is not None and not self.sent:
-                self._timings["rollout"] = _ms_since(self._rollout_started)
-                self._timings["total"] = _ms_since(self._started)
+                self._timings["rollout"] = ms_since(self._rollout_started)
+                self._timings["total"] = ms_since(self._started)
                 self._send()
 
         return seen
@@ -103,5 +103,6 @@ def _nothing() -> None:
     return None
 
 
-def _ms_since(clock: float) -> float:
+def ms_since(clock: float) -> float:
+    """Milliseconds since the ``time.monotonic()`` reading ``clock``, one decimal."""
     return round((time.monotonic() - clock) * 1000, 1)

@@ -7,8 +7,8 @@
  * walk.Entry only when Python asks for it (batch[index]: the fallback paths).
  */
 
-#ifndef AETHER_PACK_ENTRIES_H
-#define AETHER_PACK_ENTRIES_H
+#ifndef PACK_ENTRIES_H_INCLUDED
+#define PACK_ENTRIES_H_INCLUDED
 
 #include <Python.h>
 

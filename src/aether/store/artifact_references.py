@@ -16,15 +16,12 @@ from aether.store.database import Executor
 
 
 async def add(db: Executor, digest: str, app_id: str) -> None:
-    await db.execute(
-        "INSERT INTO artifact_references (digest, app_id, created_at)"
-        " VALUES (:digest, :app_id, :now) ON CONFLICT (digest, app_id) DO NOTHING",
-        {"digest": digest, "app_id": app_id, "now": now_iso()},
-    )
+    await add_many(db, [digest], app_id)
 
 
 async def add_many(db: Executor, digests: Iterable[str], app_id: str) -> None:
-    """:func:`add` for each digest, in one statement (a layered artifact names several)."""
+    """The app's references to each digest, in one statement (a layered artifact names
+    several); one it holds already stays as it is."""
     unique = list(dict.fromkeys(digests))
     if not unique:
         return

@@ -29,6 +29,7 @@ from aether.models import (
     is_digest,
     release_number,
 )
+from aether.pack import artifact_manifest
 from aether.server import releasing
 from aether.server.artifacts import possession, registry
 from aether.server.artifacts.access import app_for_upload
@@ -139,10 +140,8 @@ async def _register_manifest(request: Request, state: ServerState, body: dict[st
     layer it names is not stored for the app), and the SBOM it names is stored too (409
     otherwise: a client sending the manifest this way may take it as uploaded with the
     dependencies it describes, and must learn when it was not)."""
-    from aether.pack.artifact_manifest import artifact_digest
-
     raw = body["manifest"].encode("utf-8")
-    if artifact_digest(raw) != body["artifact_digest"]:
+    if artifact_manifest.artifact_digest(raw) != body["artifact_digest"]:
         raise BadRequest("field 'artifact_digest' must be the sha256 of field 'manifest'")
     app, _ = await app_for_upload(request, state, body["app_name"])
     await registry.register_manifest(
