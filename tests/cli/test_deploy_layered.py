@@ -33,8 +33,11 @@ def test_code_only_redeploy_ships_only_the_app_layer(any_server, tmp_path: Path)
     app_dir = with_deps(copy_app(tmp_path / "app"))
     before = len(server.log_text())
     first = aether_json(server.env, "deploy", str(app_dir), "--no-wait", "--no-install")
-    # the uploads create the app: no request of the deploy's own goes to /apps
-    assert not [r for r in requests_since(server, before) if r[1].startswith("/apps")]
+    # the uploads create the app: no request of the deploy's own goes to /apps (read once
+    # the server logged the deploy's last request, its report)
+    report = ("PUT", f"/deployments/{first['deployment_id']}/report")
+    logged = wait_for(lambda: report in (r := requests_since(server, before)) and r)
+    assert not [r for r in logged if r[1].startswith("/apps")]
     assert first["format"] == 2
     assert [layer["name"] for layer in first["layers"]] == ["deps", "app"]
     assert all(layer["uploaded"] for layer in first["layers"])

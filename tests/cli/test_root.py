@@ -20,6 +20,7 @@ import pytest
 from aether import __version__
 from aether.cli import COMMANDS
 from aether.cli.logsetup import JsonFormatter, RedactingFilter, RedactingFormatter, redact
+from plugins.fresh_imports import modules_loaded_by
 
 HEAVY_MODULES = (
     "starlette",
@@ -234,20 +235,12 @@ def test_json_format_prints_one_error_object_on_stdout(
 # --- lazy imports -----------------------------------------------------------------------------
 
 
-def _modules_after(code: str) -> set[str]:
-    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    return set(json.loads(result.stdout.splitlines()[-1]))
-
-
 def _heavy(modules: set[str]) -> list[str]:
     return sorted(m for m in modules if m.split(".")[0] in HEAVY_MODULES)
 
 
 def test_import_aether_cli_leaves_the_heavy_stacks_out() -> None:
-    assert _heavy(_modules_after("import aether.cli")) == []
+    assert _heavy(modules_loaded_by("import aether.cli")) == []
 
 
 def test_settings_without_a_config_file_import_no_toml_parser(tmp_path: Path) -> None:
@@ -259,7 +252,7 @@ def test_settings_without_a_config_file_import_no_toml_parser(tmp_path: Path) ->
         f"ClientSettings.from_env({{'HOME': {home!r}, 'XDG_CONFIG_HOME': {home!r},"
         f" 'XDG_CACHE_HOME': {home!r}}})\n"
     )
-    loaded = _modules_after(code)
+    loaded = modules_loaded_by(code)
     assert "aether.userconfig" in loaded
     assert not loaded & {"tomllib", "tempfile"}
 
@@ -269,7 +262,7 @@ def test_the_deploy_path_leaves_out_what_a_small_code_only_redeploy_does_not_use
     the server's settings classes, the multipart flow and its resume records (a big upload
     imports them when it needs them), http.client with the email package, and ssl (an https
     control plane imports it when it connects)."""
-    loaded = _modules_after(
+    loaded = modules_loaded_by(
         "import aether.cli.deploy, aether.client.deploy, aether.client.layers, "
         "aether.pack.build, aether.pack.layered"
     )
@@ -288,7 +281,7 @@ def test_help_leaves_the_heavy_stacks_out(argv: list[str]) -> None:
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    assert run(cli, {argv!r}) == 0\n"
     )
-    assert _heavy(_modules_after(code)) == []
+    assert _heavy(modules_loaded_by(code)) == []
 
 
 # --- completions --------------------------------------------------------------------------------

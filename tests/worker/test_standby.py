@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 from worker_support import (
     FIXTURES,
+    WARM,
     Recorder,
+    deploy_and_ask,
     eventually,
     extracted_release,
     get_json,
@@ -33,7 +35,6 @@ from aether.worker.runtimes.local import LocalRuntime
 from aether.worker.runtimes.warmnode import BOOTSTRAP_NAME, gist
 
 PROBE_APP = FIXTURES / "probe-app"
-WARM = "started in a waiting Node.js process"
 # What differs between two deployments of one configuration (PATH: its node_modules/.bin).
 PER_DEPLOYMENT = {"PORT", "AETHER_DEPLOYMENT_ID", "AETHER_DIGEST", "HOME", "TMPDIR", "PATH", "PWD"}
 
@@ -57,16 +58,6 @@ def probe(runtime: LocalRuntime, app: str = "probe", **fields: Any) -> Release:
     return extracted_release(
         runtime.settings.data_dir, app, source=fields.pop("source", PROBE_APP), env=env, **fields
     )
-
-
-async def deploy(runtime: LocalRuntime, release: Release) -> tuple[str, Any]:
-    """Deploy; the ``starting`` event and what the app says it sees."""
-    record = Recorder()
-    observed = await runtime.deploy(release, record)
-    assert observed.endpoint is not None
-    status, seen = await get_json(observed.endpoint)
-    assert status == 200, seen
-    return dict(record.events)["starting"], seen
 
 
 async def standby_waits(runtime: LocalRuntime, app: str = "probe") -> None:
@@ -115,13 +106,13 @@ async def test_a_code_only_redeploy_starts_in_the_standby_and_sees_what_a_cold_s
 ) -> None:
     runtime = any_sandbox
     first = probe(runtime)
-    started, cold = await deploy(runtime, first)
+    started, cold = await deploy_and_ask(runtime, first)
     assert WARM not in started
     # A file in the app's folder when the standby starts (a download, say): hidden from it.
     (runtime.apps_dir / "probe" / "note.txt").write_text("not for the app")
     await standby_waits(runtime)
     second = probe(runtime)
-    started, warm = await deploy(runtime, second)
+    started, warm = await deploy_and_ask(runtime, second)
     assert WARM in started, started
     folder = runtime.apps_dir / "probe" / second.deployment_id
     assert same_configuration(warm["env"]) == same_configuration(cold["env"])
@@ -158,14 +149,16 @@ async def test_a_code_only_redeploy_starts_in_the_standby_and_sees_what_a_cold_s
 async def test_a_config_change_or_another_start_command_starts_cold(
     runtime: LocalRuntime,
 ) -> None:
-    await deploy(runtime, probe(runtime))
+    await deploy_and_ask(runtime, probe(runtime))
     await standby_waits(runtime)
-    started, seen = await deploy(runtime, probe(runtime, env={"FEATURE": "on"}))
+    started, seen = await deploy_and_ask(runtime, probe(runtime, env={"FEATURE": "on"}))
     assert "cold start: the app's environment changed" in started, started
     assert seen["env"]["FEATURE"] == "on"
     await standby_waits(runtime)  # readied again for the new configuration
     command = "node server.js && true"
-    started, _ = await deploy(runtime, probe(runtime, env={"FEATURE": "on"}, start_command=command))
+    started, _ = await deploy_and_ask(
+        runtime, probe(runtime, env={"FEATURE": "on"}, start_command=command)
+    )
     assert "cold start: the start command is not a plain `node <file>`" in started, started
     # That release's own command could never run in a standby: none is readied for it.
     await eventually(runtime.standby_settled)
@@ -178,20 +171,20 @@ async def test_an_environment_larger_than_the_sockets_buffer_is_handed_over_too(
     """The activation is written at once when the socket takes it, the rest from a thread
     (600 kB here, beyond a local socket's default buffer of ~200 kB)."""
     big = {f"BIG_{n}": str(n) * 100_000 for n in range(6)}
-    await deploy(runtime, probe(runtime, env=big))
+    await deploy_and_ask(runtime, probe(runtime, env=big))
     await standby_waits(runtime)
-    started, seen = await deploy(runtime, probe(runtime, env=big))
+    started, seen = await deploy_and_ask(runtime, probe(runtime, env=big))
     assert WARM in started, started
     assert all(seen["env"][name] == value for name, value in big.items())
 
 
 async def test_a_standby_whose_node_died_starts_the_release_cold(runtime: LocalRuntime) -> None:
-    await deploy(runtime, probe(runtime))
+    await deploy_and_ask(runtime, probe(runtime))
     await standby_waits(runtime)
     for pid in standby_processes(runtime.apps_dir / "probe"):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    started, seen = await deploy(runtime, probe(runtime))
+    started, seen = await deploy_and_ask(runtime, probe(runtime))
     # (the standby ended, or its supervisor had yet to notice and Node.js did not answer)
     assert "(cold start: the " in started and WARM not in started, started
     assert seen["main"] is True
@@ -200,7 +193,7 @@ async def test_a_standby_whose_node_died_starts_the_release_cold(runtime: LocalR
 async def test_an_app_whose_top_level_throws_fails_its_deploy_with_its_output(
     runtime: LocalRuntime, tmp_path: Path
 ) -> None:
-    await deploy(runtime, probe(runtime))
+    await deploy_and_ask(runtime, probe(runtime))
     await standby_waits(runtime)
     broken = tmp_path / "broken"
     shutil.copytree(PROBE_APP, broken)
@@ -264,8 +257,8 @@ async def test_a_crash_after_the_gate_restarts_cold(runtime: LocalRuntime) -> No
 async def test_the_standby_ends_when_its_app_is_removed_and_when_the_worker_stops(
     runtime: LocalRuntime,
 ) -> None:
-    await deploy(runtime, probe(runtime, "one"))
-    await deploy(runtime, probe(runtime, "two"))
+    await deploy_and_ask(runtime, probe(runtime, "one"))
+    await deploy_and_ask(runtime, probe(runtime, "two"))
     await standby_waits(runtime, "one")
     await standby_waits(runtime, "two")
     for app in ("one", "two"):
@@ -284,7 +277,7 @@ async def test_a_scale_keeps_the_standby_and_a_scale_to_zero_ends_it(
     runtime: LocalRuntime,
 ) -> None:
     release = probe(runtime)
-    await deploy(runtime, release)
+    await deploy_and_ask(runtime, release)
     await standby_waits(runtime)
     standby = runtime.standby_of("probe")
     instances = await runtime.instances("probe")  # (what `aether ps` shows)
@@ -306,7 +299,7 @@ async def test_no_standby_when_turned_off(tmp_path: Path) -> None:
     settings = worker_settings(tmp_path / "data", AETHER_APP_STANDBY="0")
     runtime = LocalRuntime(settings, stop_grace_secs=3.0)
     try:
-        await deploy(runtime, probe(runtime))
+        await deploy_and_ask(runtime, probe(runtime))
         await eventually(runtime.standby_settled)
         assert runtime.standby_of("probe") is None
         assert not standby_processes(runtime.apps_dir / "probe")
@@ -368,13 +361,13 @@ async def test_a_standby_that_cannot_start_says_why_in_the_next_releases_event(
     outside it: the next release starts cold and its ``starting`` event says what Node.js
     said."""
     release = probe(runtime, env={"NODE_OPTIONS": "--require ./package.json"})
-    started, _ = await deploy(runtime, release)
+    started, _ = await deploy_and_ask(runtime, release)
     assert "cold start" not in started, started  # (nothing was tried yet)
     await eventually(
         lambda: runtime.standby_failure("probe") and runtime.standby_settled(),
         what="the standby's end",
     )
-    started, seen = await deploy(
+    started, seen = await deploy_and_ask(
         runtime, probe(runtime, env={"NODE_OPTIONS": "--require ./package.json"})
     )
     assert "(cold start: the waiting Node.js process ended before it was ready: " in started

@@ -10,10 +10,15 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from worker_support import FIXTURES, Recorder, eventually, extracted_release, get_json
+from worker_support import (
+    FIXTURES,
+    WARM,
+    deploy_and_ask,
+    eventually,
+    extracted_release,
+)
 from worker_support import worker_settings as settings_for
 
 from aether.worker.runtimes.aheadnode import (
@@ -27,7 +32,6 @@ from aether.worker.runtimes.base import Release
 from aether.worker.runtimes.local import LocalRuntime
 
 DEPS_APP = FIXTURES / "deps-app"
-WARM = "started in a waiting Node.js process"
 
 
 def layered(runtime: LocalRuntime, dependencies: dict[str, str] | None = None) -> Release:
@@ -49,21 +53,13 @@ def layered(runtime: LocalRuntime, dependencies: dict[str, str] | None = None) -
     return release
 
 
-async def deploy(runtime: LocalRuntime, release: Release) -> tuple[str, Any]:
-    record = Recorder()
-    observed = await runtime.deploy(release, record)
-    status, seen = await get_json(observed.endpoint or "")
-    assert status == 200, seen
-    return dict(record.events)["starting"], seen
-
-
 async def test_a_release_loads_its_dependencies_as_a_cold_start_does_with_them_resolved(
     runtime: LocalRuntime,
 ) -> None:
-    _, cold = await deploy(runtime, layered(runtime))
+    _, cold = await deploy_and_ask(runtime, layered(runtime))
     await eventually(lambda: runtime.standby_of("deps"), what="a standby")
     release = layered(runtime)
-    started, warm = await deploy(runtime, release)
+    started, warm = await deploy_and_ask(runtime, release)
     assert WARM in started, started
     folder = runtime.apps_dir / "deps" / release.deployment_id
     # Resolved ahead: Node.js knew the dependency's paths before the app's first require.
@@ -85,14 +81,14 @@ async def test_a_dependency_that_warns_while_resolved_ahead_starts_the_release_c
     warned cannot give the app that warning, so the release starts cold and the app's next
     standbys do not resolve that layer ahead."""
     with_old_main = {"shout": "1.0.0", "oldmain": "1.0.0"}
-    await deploy(runtime, layered(runtime, with_old_main))
+    await deploy_and_ask(runtime, layered(runtime, with_old_main))
     await eventually(lambda: runtime.standby_of("deps"), what="a standby")
-    started, _ = await deploy(runtime, layered(runtime, with_old_main))
+    started, _ = await deploy_and_ask(runtime, layered(runtime, with_old_main))
     assert f"cold start: {WARNED}: Invalid 'main' field" in started, started
     await eventually(lambda: runtime.standby_of("deps"), what="a standby")
     standby = runtime.standby_of("deps")
     assert standby is not None and standby.ahead is None
-    started, _ = await deploy(runtime, layered(runtime, with_old_main))
+    started, _ = await deploy_and_ask(runtime, layered(runtime, with_old_main))
     assert WARM in started, started
 
 
@@ -102,9 +98,11 @@ async def test_nothing_is_resolved_ahead_when_node_options_preload_a_module(
     """A preloaded module may hook resolution (and see the standby's folder, not the
     release's): the standby then only waits."""
     options = {"NODE_OPTIONS": "--max-old-space-size=256 --require=os"}  # (a harmless one)
-    await deploy(runtime, dataclasses.replace(layered(runtime), env=options))
+    await deploy_and_ask(runtime, dataclasses.replace(layered(runtime), env=options))
     await eventually(lambda: runtime.standby_of("deps"), what="a standby")
-    started, warm = await deploy(runtime, dataclasses.replace(layered(runtime), env=options))
+    started, warm = await deploy_and_ask(
+        runtime, dataclasses.replace(layered(runtime), env=options)
+    )
     assert WARM in started and not warm["resolvedBefore"]
 
 
@@ -112,11 +110,11 @@ async def test_nothing_is_resolved_ahead_when_turned_off(tmp_path: Path) -> None
     settings = settings_for(tmp_path / "data", AETHER_APP_STANDBY_RESOLVE="0")
     runtime = LocalRuntime(settings, stop_grace_secs=3.0)
     try:
-        await deploy(runtime, layered(runtime))
+        await deploy_and_ask(runtime, layered(runtime))
         await eventually(lambda: runtime.standby_of("deps"), what="a standby")
         standby = runtime.standby_of("deps")
         assert standby is not None and standby.ahead is None
-        started, warm = await deploy(runtime, layered(runtime))
+        started, warm = await deploy_and_ask(runtime, layered(runtime))
         assert WARM in started and not warm["resolvedBefore"]
     finally:
         await runtime.stop_apps()

@@ -20,6 +20,8 @@ from plugins.polling import eventually  # noqa: F401  (the worker tests import i
 FIXTURES = Path(__file__).parent / "fixtures"
 PLAIN_APP = FIXTURES / "plain-app"
 ATTACKER_APP = FIXTURES / "attacker"
+# How a release that started in a standby says so in its `starting` event.
+WARM = "started in a waiting Node.js process"
 
 
 class Recorder:
@@ -152,3 +154,13 @@ async def phases(db: Any, deployment_id: str) -> list[str]:
         {"id": deployment_id},
     )
     return [r["phase"] for r in rows]
+
+
+async def deploy_and_ask(runtime: Any, release: Release) -> tuple[str, Any]:
+    """Deploy on a local runtime; the ``starting`` event and what the app answers at ``/``."""
+    record = Recorder()
+    observed = await runtime.deploy(release, record)
+    assert observed.endpoint is not None
+    status, seen = await get_json(observed.endpoint)
+    assert status == 200, seen
+    return dict(record.events)["starting"], seen
