@@ -130,6 +130,8 @@ def test_a_walk_is_either_filled_or_iterated(tmp_path: Path) -> None:
         iterated.fill(new_batch(), 4)  # type: ignore[attr-defined]
     filled = walker.below(None)
     batch = new_batch()
+    with pytest.raises(ValueError, match="at least 1"):  # (else empty batches, forever)
+        filled.fill(batch, 0)  # type: ignore[attr-defined]
     assert filled.fill(batch, 4) is True  # type: ignore[attr-defined]
     with pytest.raises(TypeError, match="fills batches"):
         next(filled)

@@ -184,9 +184,8 @@ put_octal(char *field, int width, unsigned long long value)
     }
 }
 
-/* One ustar header block; name and link are at most NAME_FIELD bytes here. */
 /* The sum of a header's bytes, as its checksum counts them: eight at a time (two bytes per
- * 16-bit lane; 64 words add at most 32,640 to a lane), over the fields up to the device
+ * 16-bit lane; the 44 words add at most 22,440 to a lane), over the fields up to the device
  * numbers (HEADER_USED bytes): the rest of the block is zeros. Once per member: the byte
  * loop was 7 % of a pack's instructions. */
 #define HEADER_USED 352
@@ -204,6 +203,7 @@ header_sum(const char *block)
                            + ((lanes >> 32) & 0xFFFF) + (lanes >> 48));
 }
 
+/* One ustar header block; name and link are at most NAME_FIELD bytes here. */
 static void
 ustar_header(char *block, const char *name, Py_ssize_t name_size, int mode,
              unsigned long long size, char typeflag, const char *link, Py_ssize_t link_size,

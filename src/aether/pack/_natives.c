@@ -85,15 +85,8 @@ under_node_modules(const char *text, size_t size)
 {
     static const char folder[] = "node_modules/";
     const size_t length = sizeof(folder) - 1;
-    if (size >= length && memcmp(text, folder, length) == 0) {
-        return 1;
-    }
-    for (size_t start = 0; start + length + 1 <= size; start++) {
-        if (text[start] == '/' && memcmp(text + start + 1, folder, length) == 0) {
-            return 1;
-        }
-    }
-    return 0;
+    return (size >= length && memcmp(text, folder, length) == 0)
+        || contains(text, size, "/node_modules/");
 }
 
 /* 1: a candidate, 0: not one, -1: an error set, 2: a record it does not expect. */

@@ -11,6 +11,9 @@
  * live in one place. walk does the depth-first order and each folder's sort here as well, and
  * calls back into Python only for the folders scan does not answer for; it is an iterator
  * that lists a folder when it reaches it, so it never holds the GIL for a whole subtree.
+ * Its fill(batch, size) puts the next entries into a Batch instead, where the natively
+ * listed ones stay names in C (_entries.h), which _batchread reads without an entry object
+ * per member.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -1025,6 +1028,10 @@ walking_fill(Walking *self, PyObject *const *args, Py_ssize_t nargs)
     if (size == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    if (size < 1) {  /* an empty batch would read as "more to come", forever */
+        PyErr_SetString(PyExc_ValueError, "fill takes a size of at least 1");
+        return NULL;
+    }
     if (self->mode == WALK_NEXT) {
         PyErr_SetString(PyExc_TypeError, "an iterated walk does not fill batches");
         return NULL;
@@ -1360,7 +1367,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "aether.pack._scanfolder",
-    .m_doc = "Folder listings natively: the walk (walk.py) and tree stamps (treestamp.py).",
+    .m_doc = "Folder listings natively: the walk (walk.py), its batches and tree stamps (treestamp.py).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

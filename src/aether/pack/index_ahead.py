@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from aether.errors import IOFailure
-from aether.pack.manifest import manifest_pieces, write_manifest
+from aether.pack.manifest import manifest_pieces, piece_bytes, write_manifest
 from aether.pack.partial import create_partial
 
 HEX_DIGEST = "0" * 64  # a placeholder as long as any sha256 hex digest
@@ -58,7 +58,9 @@ class IndexAhead:
         lines = _rendered_lines(draft, pieces)
         if lines is None:
             return
-        self._head_size = sum(len(_raw(piece)) for piece in pieces[: _position(pieces, lines)])
+        self._head_size = sum(
+            len(piece_bytes(piece)) for piece in pieces[: _position(pieces, lines)]
+        )
         try:
             fd, self._temp = create_partial(self._folder, f".{self._label}.", ".manifest.partial")
             self._fd = fd
@@ -78,8 +80,8 @@ class IndexAhead:
             self._discard()
             return write_manifest(path, data)
         at = _position(pieces, lines)
-        head = b"".join(_raw(piece) for piece in pieces[:at])
-        tail = b"".join(_raw(piece) for piece in pieces[at + 1 :])
+        head = b"".join(piece_bytes(piece) for piece in pieces[:at])
+        tail = b"".join(piece_bytes(piece) for piece in pieces[at + 1 :])
         if len(head) != self._head_size:  # not the draft's shape: written the plain way
             self._discard()
             return write_manifest(path, data)
@@ -117,10 +119,6 @@ def _rendered_lines(data: dict[str, Any], pieces: list[str | bytes]) -> bytes | 
 
 def _position(pieces: list[str | bytes], lines: bytes) -> int:
     return next((index for index, piece in enumerate(pieces) if piece is lines), -1)
-
-
-def _raw(piece: str | bytes) -> bytes:
-    return piece if isinstance(piece, bytes) else piece.encode("utf-8")
 
 
 def _write_at(fd: int, data: bytes, offset: int) -> None:

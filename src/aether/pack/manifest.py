@@ -154,12 +154,17 @@ def write_manifest(
 
     def dump(handle: BinaryIO) -> None:
         for piece in manifest_pieces(data):
-            raw = piece if isinstance(piece, bytes) else piece.encode("utf-8")
+            raw = piece_bytes(piece)
             digest.update(raw)
             handle.write(raw)
 
     _write_atomic(path, dump, before_replace)
     return digest.hexdigest()
+
+
+def piece_bytes(piece: str | bytes) -> bytes:
+    """One of :func:`manifest_pieces` as the bytes the file holds."""
+    return piece if isinstance(piece, bytes) else piece.encode("utf-8")
 
 
 def manifest_pieces(data: dict[str, Any]) -> Iterator[str | bytes]:
