@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from aether.pack.packer import INLINE_MAX
+
 LONG_DIR = "lib/" + "/".join(["a-rather-long-folder-name"] * 4)
 LONG_FILE = f"{LONG_DIR}/and-a-long-file-name.js"
 EXECUTABLES = ("bin/start.sh", "node_modules/left-pad/cli.js")
@@ -109,3 +111,41 @@ def build_sample(root: Path, *, exec_mode: int = 0o755, file_mode: int = 0o644) 
 
 def all_paths(root: Path) -> list[Path]:
     return [Path(folder) / name for folder, dirs, files in os.walk(root) for name in dirs + files]
+
+
+def odd_tree(root: Path) -> Path:
+    """The sample project plus every kind of member the header writer has a branch for."""
+    build_sample(root)
+    deep = root / ("d" * 60) / ("e" * 60)  # a directory name beyond the ustar field
+    deep.mkdir(parents=True)
+    (deep / ("f" * 90 + ".js")).write_text("long\n")
+    os.symlink("../" + "t" * 120, root / "lib" / "long-target")  # a pax linkpath
+    os.symlink(("../" * 2) + ("d" * 60), deep / ("l" * 150))  # pax path and a short link
+    (root / "élan-ünïcode.js").write_text("ü\n")
+    for size in (0, 1, 511, 512, 513, 10_000, INLINE_MAX, INLINE_MAX + 1):
+        (root / f"size-{size}.bin").write_bytes(os.urandom(size))
+    tool = root / "tool"
+    tool.write_bytes(b"#!/bin/sh\n")
+    tool.chmod(0o711)
+    return root
+
+
+def mixed_tree(root: Path) -> Path:
+    """Plain folders (the native path) next to folders only the Python listing takes."""
+    build_sample(root)
+    (root / ".git" / "objects").mkdir(parents=True)  # never packed, at any depth
+    (root / "lib" / ".git").mkdir()
+    (root / ".aether").mkdir()  # the output folder
+    (root / "plain" / "deeper").mkdir(parents=True)
+    for index in range(50):
+        (root / "plain" / f"f{index}.js").write_text(str(index))
+    (root / "plain" / "deeper" / "élan.js").write_text("ü")
+    (root / "plain" / "Zebra.js").write_text("upper case sorts first")
+    (root / "odd").mkdir()
+    (root / "odd" / "a.js").write_text("a")
+    os.symlink("a.js", root / "odd" / "link.js")
+    os.mkfifo(root / "odd" / "pipe")
+    (root / "bytes").mkdir()
+    (root / "bytes" / "ok.js").write_text("ok")
+    (Path(os.fsdecode(os.fsencode(root / "bytes") + b"/\xff.js"))).write_text("not UTF-8")
+    return root

@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_batchread import odd_tree
-from test_scanfolder import mixed_tree
+from pack_support import mixed_tree, odd_tree
 
 from aether.errors import IOFailure, UsageError
 from aether.pack import batchread, threaded, walk

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import blake3
 import pytest
-from pack_support import build_sample
+from pack_support import build_sample, odd_tree
 
 from aether.errors import IOFailure
 from aether.pack import batchread, tarcodec
@@ -18,23 +18,6 @@ from aether.pack.walk import FILE, SYMLINK, Entry, walk_tree
 MTIME = tarcodec.mtime_field(1_700_000_000)
 native = batchread.native_read_batch
 pytestmark = pytest.mark.skipif(native is None, reason="the _batchread extension is not built")
-
-
-def odd_tree(root: Path) -> Path:
-    """The sample project plus every kind of member the header writer has a branch for."""
-    build_sample(root)
-    deep = root / ("d" * 60) / ("e" * 60)  # a directory name beyond the ustar field
-    deep.mkdir(parents=True)
-    (deep / ("f" * 90 + ".js")).write_text("long\n")
-    os.symlink("../" + "t" * 120, root / "lib" / "long-target")  # a pax linkpath
-    os.symlink(("../" * 2) + ("d" * 60), deep / ("l" * 150))  # pax path and a short link
-    (root / "élan-ünïcode.js").write_text("ü\n")
-    for size in (0, 1, 511, 512, 513, 10_000, INLINE_MAX, INLINE_MAX + 1):
-        (root / f"size-{size}.bin").write_bytes(os.urandom(size))
-    tool = root / "tool"
-    tool.write_bytes(b"#!/bin/sh\n")
-    tool.chmod(0o711)
-    return root
 
 
 def packed(root: Path, reader: batchread.Reader, monkeypatch: pytest.MonkeyPatch):

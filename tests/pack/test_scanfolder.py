@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from pack_support import build_sample
+from pack_support import build_sample, mixed_tree
 
 from aether.errors import IOFailure, UsageError
 from aether.pack import walk
@@ -15,27 +15,6 @@ from aether.pack.walk import walk_tree
 
 native = walk.scan_folder_native
 pytestmark = pytest.mark.skipif(native is None, reason="the _scanfolder extension is not built")
-
-
-def mixed_tree(root: Path) -> Path:
-    """Plain folders (the native path) next to folders only the Python listing takes."""
-    build_sample(root)
-    (root / ".git" / "objects").mkdir(parents=True)  # never packed, at any depth
-    (root / "lib" / ".git").mkdir()
-    (root / ".aether").mkdir()  # the output folder
-    (root / "plain" / "deeper").mkdir(parents=True)
-    for index in range(50):
-        (root / "plain" / f"f{index}.js").write_text(str(index))
-    (root / "plain" / "deeper" / "élan.js").write_text("ü")
-    (root / "plain" / "Zebra.js").write_text("upper case sorts first")
-    (root / "odd").mkdir()
-    (root / "odd" / "a.js").write_text("a")
-    os.symlink("a.js", root / "odd" / "link.js")
-    os.mkfifo(root / "odd" / "pipe")
-    (root / "bytes").mkdir()
-    (root / "bytes" / "ok.js").write_text("ok")
-    (Path(os.fsdecode(os.fsencode(root / "bytes") + b"/\xff.js"))).write_text("not UTF-8")
-    return root
 
 
 def walked(root: Path, lister, monkeypatch: pytest.MonkeyPatch, **options):
