@@ -563,32 +563,6 @@ put_item(Blob *blob, Item *item, const char *mtime, Py_ssize_t inline_max)
                : READ_OK;
 }
 
-static int add_path_record(Item *item, PyObject *path, PyObject *files,
-                           PyObject *directories, PyObject *symlinks, PyObject *new_record,
-                           PyTypeObject **record_type);
-
-/* The manifest's record of one written member (GIL held). */
-static int
-add_record(Item *item, PyObject *files, PyObject *directories, PyObject *symlinks,
-           PyObject *new_record, PyTypeObject **record_type)
-{
-    PyObject *path;
-    if (item->entry != NULL) {
-        path = Py_NewRef(PyTuple_GET_ITEM(item->entry, ENTRY_PATH));
-    }
-    else { /* a batch's native entry: its member name (UTF-8, checked by the walk) */
-        Py_ssize_t size = item->raw_size - (item->kind == KIND_DIR);
-        path = PyUnicode_DecodeUTF8(item->raw, size, "strict");
-        if (path == NULL) {
-            return -1;
-        }
-    }
-    int failed = add_path_record(item, path, files, directories, symlinks, new_record,
-                                 record_type);
-    Py_DECREF(path);
-    return failed;
-}
-
 static int
 add_path_record(Item *item, PyObject *path, PyObject *files, PyObject *directories,
                 PyObject *symlinks, PyObject *new_record, PyTypeObject **record_type)
@@ -645,6 +619,28 @@ add_path_record(Item *item, PyObject *path, PyObject *files, PyObject *directori
     }
     int failed = PyList_Append(files, record);
     Py_DECREF(record);
+    return failed;
+}
+
+/* The manifest's record of one written member (GIL held). */
+static int
+add_record(Item *item, PyObject *files, PyObject *directories, PyObject *symlinks,
+           PyObject *new_record, PyTypeObject **record_type)
+{
+    PyObject *path;
+    if (item->entry != NULL) {
+        path = Py_NewRef(PyTuple_GET_ITEM(item->entry, ENTRY_PATH));
+    }
+    else { /* a batch's native entry: its member name (UTF-8, checked by the walk) */
+        Py_ssize_t size = item->raw_size - (item->kind == KIND_DIR);
+        path = PyUnicode_DecodeUTF8(item->raw, size, "strict");
+        if (path == NULL) {
+            return -1;
+        }
+    }
+    int failed = add_path_record(item, path, files, directories, symlinks, new_record,
+                                 record_type);
+    Py_DECREF(path);
     return failed;
 }
 

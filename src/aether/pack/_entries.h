@@ -22,7 +22,6 @@ typedef struct {
     const char *raw;    /* native: the member name (UTF-8, a slash after a folder) */
     Py_ssize_t raw_size;
     const char *source; /* native: the path to open, NUL-terminated, no NUL inside */
-    Py_ssize_t source_size;
 } EntrySlot;
 
 typedef struct {

@@ -332,6 +332,18 @@ typedef struct {
     PyObject *root, *excluded, *excluded_dir_names, *new_entry, *children, *by_children;
 } Walk;
 
+/* What the Python listing (walk.children) gives for folder: a new list; NULL on an error. */
+static PyObject *
+call_children(Walk *walk, PyObject *folder)
+{
+    PyObject *found = PyObject_CallOneArg(walk->children, folder);
+    if (found != NULL && !PyList_CheckExact(found)) {
+        Py_CLEAR(found);
+        PyErr_SetString(PyExc_TypeError, "children must return a list");
+    }
+    return found;
+}
+
 /* The sorted entries directly inside folder (None: the root), a new list; NULL on an error. */
 static PyObject *
 list_folder(Walk *walk, PyObject *folder)
@@ -371,11 +383,7 @@ list_folder(Walk *walk, PyObject *folder)
         }
         Py_CLEAR(found);
     }
-    found = PyObject_CallOneArg(walk->children, folder);
-    if (found != NULL && !PyList_CheckExact(found)) {
-        Py_CLEAR(found);
-        PyErr_SetString(PyExc_TypeError, "children must return a list");
-    }
+    found = call_children(walk, folder);
 done:
     Py_DECREF(path);
     Py_XDECREF(prefix);
@@ -674,12 +682,11 @@ api_slot(PyObject *object, Py_ssize_t index, EntrySlot *out)
     Batch *batch = (Batch *)object;
     Slot *slot = &batch->slots[index];
     const char *text = batch->text.data;
-    *out = (EntrySlot){slot->kind, slot->entry, NULL, 0, NULL, 0};
+    *out = (EntrySlot){slot->kind, slot->entry, NULL, 0, NULL};
     if (slot->kind != SLOT_PYTHON) {
         out->raw = text + slot->raw;
         out->raw_size = (Py_ssize_t)slot->raw_size;
         out->source = text + slot->source;
-        out->source_size = (Py_ssize_t)slot->source_size;
     }
 }
 
@@ -953,12 +960,8 @@ fill_push(Walking *self, const char *path, size_t path_size, const char *prefix,
             return -1;
         }
     }
-    PyObject *found = PyObject_CallOneArg(walk->children, entry);
+    PyObject *found = call_children(walk, entry);
     Py_DECREF(entry);
-    if (found != NULL && !PyList_CheckExact(found)) {
-        Py_CLEAR(found);
-        PyErr_SetString(PyExc_TypeError, "children must return a list");
-    }
     if (found == NULL) {
         return -1;
     }
